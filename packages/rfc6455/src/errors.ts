@@ -1,0 +1,118 @@
+/**
+ * Every failure the library reports is one of these classes, each with a stable `code`.
+ *
+ * ```
+ * WebSocketError                       code: string
+ * ├── ProtocolError                    closeCode 1002 (or 1003/1007/1008 as set)
+ * │   └── InvalidUtf8Error             closeCode 1007
+ * ├── MessageTooBigError               closeCode 1009
+ * ├── HandshakeError                   status: HTTP status to answer / that was received
+ * ├── ConnectionClosedError            the connection is closed; closeCode/closeReason as recorded
+ * ├── TimeoutError                     a handshake, close or keepalive timer ran out
+ * ├── UnsupportedError                 the feature is not available on this connection (e.g. hybi-00 binary)
+ * └── BackpressureError                an outgoing buffer limit was reached
+ * ```
+ *
+ * Nothing is thrown across the I/O boundary: errors raised while reading become a close frame with
+ * the error's `closeCode` and are reported through the connection's `error` event and `closeStatus`.
+ */
+
+export class WebSocketError extends Error {
+  /** Stable machine-readable identifier, e.g. `WS_PROTOCOL_ERROR`. */
+  readonly code: string;
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+  override get name(): string {
+    return this.constructor.name;
+  }
+}
+
+/** The peer broke RFC 6455 framing rules. The connection is failed with `closeCode`. */
+export class ProtocolError extends WebSocketError {
+  readonly closeCode: number;
+  constructor(message: string, closeCode = 1002, code = 'WS_PROTOCOL_ERROR') {
+    super(code, message);
+    this.closeCode = closeCode;
+  }
+}
+
+/** A text message or close reason was not valid UTF-8 (RFC 6455 §8.1): close code 1007. */
+export class InvalidUtf8Error extends ProtocolError {
+  constructor(message = 'invalid UTF-8 in text payload') {
+    super(message, 1007, 'WS_INVALID_UTF8');
+  }
+}
+
+/** A frame or message exceeded a configured size or count limit: close code 1009. */
+export class MessageTooBigError extends WebSocketError {
+  readonly closeCode = 1009;
+  readonly limit: number;
+  constructor(message: string, limit: number) {
+    super('WS_MESSAGE_TOO_BIG', message);
+    this.limit = limit;
+  }
+}
+
+/**
+ * The opening handshake failed. On the server, `status` is the HTTP status we answer with
+ * (400, 403, 404, 426, 431...). On the client, `status` is what the server answered (0 when no
+ * valid response arrived) and `headers`/`body` carry its response.
+ */
+export class HandshakeError extends WebSocketError {
+  readonly status: number;
+  readonly headers: Record<string, string | string[] | undefined>;
+  readonly statusLine: string | undefined;
+  body: Buffer | undefined;
+  constructor(
+    message: string,
+    status: number,
+    init: {
+      code?: string;
+      headers?: Record<string, string | string[] | undefined>;
+      statusLine?: string;
+      body?: Buffer;
+      cause?: unknown;
+    } = {},
+  ) {
+    super(init.code ?? 'WS_HANDSHAKE_FAILED', message, { cause: init.cause });
+    this.status = status;
+    this.headers = init.headers ?? {};
+    this.statusLine = init.statusLine;
+    this.body = init.body;
+  }
+}
+
+/** An operation was attempted on a connection that is closing or closed. */
+export class ConnectionClosedError extends WebSocketError {
+  readonly closeCode: number;
+  readonly closeReason: string;
+  constructor(closeCode: number, closeReason: string, message = 'the WebSocket connection is closed') {
+    super('WS_CLOSED', message);
+    this.closeCode = closeCode;
+    this.closeReason = closeReason;
+  }
+}
+
+/** A handshake, close, idle or keepalive timer ran out. */
+export class TimeoutError extends WebSocketError {
+  constructor(message: string, code = 'WS_TIMEOUT') {
+    super(code, message);
+  }
+}
+
+/** The connection's protocol variant or negotiated options do not allow the operation. */
+export class UnsupportedError extends WebSocketError {
+  constructor(message: string, code = 'WS_UNSUPPORTED') {
+    super(code, message);
+  }
+}
+
+/** The outgoing buffer limit (`maxBufferedAmount`) was reached and the policy is to reject. */
+export class BackpressureError extends WebSocketError {
+  readonly closeCode = 1008;
+  constructor(message: string) {
+    super('WS_BACKPRESSURE', message);
+  }
+}

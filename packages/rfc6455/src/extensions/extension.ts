@@ -1,0 +1,26 @@
+/**
+ * The seam between the protocol and a per-message extension (RFC 6455 §9, RFC 7692).
+ *
+ * The protocol owns framing: it sets RSV1 on the first frame of a message it compressed, and hands
+ * the payloads of a received message whose first frame had RSV1 to `decompress`, one frame at a
+ * time, pausing its parser until the callback fires. Callbacks are called exactly once, always
+ * asynchronously, in the order the calls were made.
+ */
+export interface MessageExtension {
+  /** Extension token as negotiated, e.g. `permessage-deflate`. */
+  readonly name: string;
+  /**
+   * Compresses the next piece of an outgoing message. `fin` marks the message's last piece; the
+   * result of the last piece has the 0x00 0x00 0xff 0xff tail removed (RFC 7692 §7.2.1).
+   */
+  compress(data: Buffer, fin: boolean, cb: (err: Error | null, result?: Buffer) => void): void;
+  /**
+   * Inflates the payload of one frame of a compressed incoming message; `fin` marks its last frame
+   * (the tail is appended before inflating, RFC 7692 §7.2.2). Inflated output of one message is
+   * counted while inflating: beyond `maxMessageSize` the callback gets a `MessageTooBigError`
+   * and inflation stops at once.
+   */
+  decompress(data: Buffer, fin: boolean, cb: (err: Error | null, result?: Buffer) => void): void;
+  /** Releases zlib contexts. Idempotent; later calls to compress/decompress fail. */
+  dispose(): void;
+}
