@@ -1,0 +1,46 @@
+/**
+ * Close frame payloads (RFC 6455 §5.5.1, §7.4): an optional 2-byte status code and a UTF-8 reason.
+ */
+import { isUtf8 } from 'node:buffer';
+import { CloseCode, isValidCloseCode, MAX_CLOSE_REASON_BYTES } from './constants.js';
+import { InvalidUtf8Error, ProtocolError } from '../errors.js';
+
+export interface ClosePayload {
+  /** The status code, or 1005 (no status) when the payload was empty. */
+  code: number;
+  reason: string;
+}
+
+/** Parses a received close payload. Throws `ProtocolError` (1002) or `InvalidUtf8Error` (1007). */
+export function parseClosePayload(payload: Uint8Array): ClosePayload {
+  if (payload.length === 0) return { code: CloseCode.NoStatus, reason: '' };
+  // RFC 6455 §5.5.1: if there is a body, its first two bytes are the status code.
+  if (payload.length === 1) throw new ProtocolError('close frame with a 1-byte payload');
+  const code = (payload[0]! << 8) | payload[1]!;
+  // RFC 6455 §7.4.1/§7.4.2: 1005, 1006 and 1015 MUST NOT be sent; unassigned codes are invalid.
+  if (!isValidCloseCode(code)) throw new ProtocolError(`invalid close code ${code}`);
+  const reasonBytes = payload.subarray(2);
+  // RFC 6455 §5.5.1: the reason is UTF-8 (§8.1 applies).
+  if (!isUtf8(reasonBytes)) throw new InvalidUtf8Error('invalid UTF-8 in close reason');
+  return { code, reason: Buffer.from(reasonBytes.buffer, reasonBytes.byteOffset, reasonBytes.length).toString('utf8') };
+}
+
+/**
+ * Builds a close payload. `code` undefined gives an empty payload. Throws `RangeError` for a code
+ * that may not be sent or a reason longer than 123 bytes (the payload must fit a control frame).
+ */
+export function encodeClosePayload(code: number | undefined, reason = ''): Buffer {
+  if (code === undefined) {
+    if (reason !== '') throw new RangeError('a close reason needs a close code');
+    return Buffer.alloc(0);
+  }
+  if (!isValidCloseCode(code)) throw new RangeError(`close code ${code} may not be sent`);
+  const length = Buffer.byteLength(reason);
+  if (length > MAX_CLOSE_REASON_BYTES) {
+    throw new RangeError(`close reason is ${length} bytes; at most ${MAX_CLOSE_REASON_BYTES} fit`);
+  }
+  const payload = Buffer.allocUnsafe(2 + length);
+  payload.writeUInt16BE(code, 0);
+  payload.write(reason, 2, 'utf8');
+  return payload;
+}

@@ -1,0 +1,350 @@
+/**
+ * Incremental RFC 6455 frame parser, sans I/O.
+ *
+ * `push(chunk)` takes bytes in pieces of any size (one byte at a time works) and calls the sink
+ * synchronously: `onData` with pieces of data-message payloads as soon as they arrive (views of the
+ * pushed chunks, not copies), `onControl` with whole control frames, `onError` once, after which
+ * all further input is discarded. One loop over integer states; no promise or closure per frame.
+ *
+ * Frame-level rules live here (RFC 6455 §5): RSV bits, opcodes, control-frame size and
+ * fragmentation, masking direction, length encoding, continuation sequencing, size and fragment
+ * limits. Message-level rules (UTF-8, decompression, close codes) are the protocol's.
+ */
+import { Opcode } from './constants.js';
+import { mask } from './mask.js';
+import { MessageTooBigError, ProtocolError, type WebSocketError } from '../errors.js';
+
+export interface FrameSink {
+  /**
+   * A piece of a data message. `opcode` is the message's (1 text, 2 binary), `compressed` is the
+   * RSV1 bit of its first frame. `first` marks the message's first piece, `last` its final one.
+   * A message arrives as one or more pieces; an empty message as one empty piece.
+   */
+  onData(opcode: number, compressed: boolean, payload: Buffer, first: boolean, last: boolean): void;
+  /** A whole control frame (close, ping or pong), payload unmasked. */
+  onControl(opcode: number, payload: Buffer): void;
+  /** The stream broke a rule or a limit. Called once; the parser discards everything after it. */
+  onError(error: WebSocketError): void;
+}
+
+export interface FrameParserOptions {
+  /** `server` requires masked frames (RFC 6455 §5.1); `client` rejects them. */
+  side: 'server' | 'client';
+  /** Largest payload of one frame; beyond it the stream fails with 1009. */
+  maxFrameSize?: number;
+  /** Largest payload of one message (sum of its frames, as sent on the wire); 1009 beyond. */
+  maxMessageSize?: number;
+  /** Most frames in one message; 1009 beyond. */
+  maxFragments?: number;
+  /** True when an extension (permessage-deflate) gave RSV1 a meaning. */
+  allowRsv1?: boolean;
+  /**
+   * True when pushed chunks belong to the parser, so masked payloads are unmasked in place (what
+   * the connection does with socket chunks). False (the default) copies before unmasking, so the
+   * caller's buffers are never modified.
+   */
+  ownsInput?: boolean;
+}
+
+const HEADER = 0;
+const LENGTH_16 = 1;
+const LENGTH_64 = 2;
+const MASK_KEY = 3;
+const PAYLOAD = 4;
+const FAILED = 5;
+
+const EMPTY = Buffer.alloc(0);
+
+export class FrameParser {
+  /** Set by the sink (from a callback) to stop the loop; `resume()` continues it. */
+  paused = false;
+
+  private readonly sink: FrameSink;
+  private readonly serverSide: boolean;
+  private readonly maxFrameSize: number;
+  private readonly maxMessageSize: number;
+  private readonly maxFragments: number;
+  private readonly allowRsv1: boolean;
+  private readonly ownsInput: boolean;
+
+  private chunks: Buffer[] = [];
+  /** Offset of the first unread byte in chunks[0]. */
+  private offset = 0;
+  private buffered = 0;
+  private state = HEADER;
+
+  // Current frame
+  private fin = false;
+  private opcode = 0;
+  private masked = false;
+  private readonly maskKey = Buffer.alloc(4);
+  private remaining = 0;
+  private maskOffset = 0;
+
+  // Current data message
+  private messageOpcode = 0;
+  private compressed = false;
+  private messageLength = 0;
+  private fragments = 0;
+  private pieceSent = false;
+
+  constructor(options: FrameParserOptions, sink: FrameSink) {
+    this.sink = sink;
+    this.serverSide = options.side === 'server';
+    this.maxFrameSize = options.maxFrameSize ?? Number.MAX_SAFE_INTEGER;
+    this.maxMessageSize = options.maxMessageSize ?? Number.MAX_SAFE_INTEGER;
+    this.maxFragments = options.maxFragments ?? Number.MAX_SAFE_INTEGER;
+    this.allowRsv1 = options.allowRsv1 ?? false;
+    this.ownsInput = options.ownsInput ?? false;
+  }
+
+  /** Bytes received but not parsed yet (while paused, or the start of an incomplete frame). */
+  get bufferedAmount(): number {
+    return this.buffered;
+  }
+
+  /** True when the parser stopped after an error and discards input. */
+  get failed(): boolean {
+    return this.state === FAILED;
+  }
+
+  /** True while a fragmented data message has started and not ended. */
+  get inMessage(): boolean {
+    return this.messageOpcode !== 0;
+  }
+
+  /** Parses `chunk` (after any bytes kept from earlier pushes). */
+  push(chunk: Buffer): void {
+    if (this.state === FAILED || chunk.length === 0) return;
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    if (!this.paused) this.loop();
+  }
+
+  /** Continues parsing after the sink set `paused`. */
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    if (this.state !== FAILED) this.loop();
+  }
+
+  /** Stops parsing for good and drops buffered input (after a close, or on the caller's error). */
+  discard(): void {
+    this.state = FAILED;
+    this.chunks = [];
+    this.buffered = 0;
+    this.offset = 0;
+  }
+
+  private loop(): void {
+    while (!this.paused) {
+      switch (this.state) {
+        case HEADER:
+          if (this.buffered < 2) return;
+          this.readHeader();
+          break;
+        case LENGTH_16:
+          if (this.buffered < 2) return;
+          this.readLength16();
+          break;
+        case LENGTH_64:
+          if (this.buffered < 8) return;
+          this.readLength64();
+          break;
+        case MASK_KEY:
+          if (this.buffered < 4) return;
+          for (let i = 0; i < 4; i++) this.maskKey[i] = this.readByte();
+          this.startPayload();
+          break;
+        case PAYLOAD:
+          if (!this.readPayload()) return;
+          break;
+        default:
+          return;
+      }
+    }
+  }
+
+  private readByte(): number {
+    const chunk = this.chunks[0]!;
+    const b = chunk[this.offset++]!;
+    this.buffered--;
+    if (this.offset === chunk.length) {
+      this.chunks.shift();
+      this.offset = 0;
+    }
+    return b;
+  }
+
+  /** Takes up to `n` bytes from the first chunk as a view. */
+  private takeView(n: number): Buffer {
+    const chunk = this.chunks[0]!;
+    const available = chunk.length - this.offset;
+    let view: Buffer;
+    if (n >= available) {
+      view = this.offset === 0 ? chunk : chunk.subarray(this.offset);
+      this.chunks.shift();
+      this.offset = 0;
+    } else {
+      view = chunk.subarray(this.offset, this.offset + n);
+      this.offset += n;
+    }
+    this.buffered -= view.length;
+    return view;
+  }
+
+  /** Takes exactly `n` buffered bytes, copying only when they span chunks. */
+  private take(n: number): Buffer {
+    const chunk = this.chunks[0]!;
+    if (chunk.length - this.offset >= n) return this.takeView(n);
+    const out = Buffer.allocUnsafe(n);
+    let filled = 0;
+    while (filled < n) {
+      const part = this.takeView(n - filled);
+      out.set(part, filled);
+      filled += part.length;
+    }
+    return out;
+  }
+
+  private fail(error: WebSocketError): void {
+    this.discard();
+    this.sink.onError(error);
+  }
+
+  private readHeader(): void {
+    const b0 = this.readByte();
+    const b1 = this.readByte();
+    this.fin = (b0 & 0x80) !== 0;
+    const rsv1 = (b0 & 0x40) !== 0;
+    const opcode = b0 & 0x0f;
+    this.opcode = opcode;
+    this.masked = (b1 & 0x80) !== 0;
+    const length7 = b1 & 0x7f;
+
+    // RFC 6455 §5.2: RSV2/RSV3 must be 0 unless an extension defines them (none we support does).
+    if ((b0 & 0x30) !== 0) return this.fail(new ProtocolError('RSV2 and RSV3 must be clear'));
+
+    if (opcode >= Opcode.Close) {
+      // RFC 6455 §5.5: control frames.
+      if (opcode > Opcode.Pong) return this.fail(new ProtocolError(`reserved opcode 0x${opcode.toString(16)}`));
+      if (!this.fin) return this.fail(new ProtocolError('fragmented control frame'));
+      if (length7 > 125) return this.fail(new ProtocolError('control frame payload over 125 bytes'));
+      // RFC 7692 §6.1: RSV1 is only meaningful on data frames.
+      if (rsv1) return this.fail(new ProtocolError('RSV1 set on a control frame'));
+    } else if (opcode === Opcode.Continuation) {
+      // RFC 6455 §5.4: a continuation must follow a started message.
+      if (this.messageOpcode === 0) return this.fail(new ProtocolError('continuation frame without a message to continue'));
+      // RFC 7692 §6.1: RSV1 only on the first frame of a message.
+      if (rsv1) return this.fail(new ProtocolError('RSV1 set on a continuation frame'));
+    } else if (opcode === Opcode.Text || opcode === Opcode.Binary) {
+      // RFC 6455 §5.4: fragments of one message may not be interleaved with another message.
+      if (this.messageOpcode !== 0) return this.fail(new ProtocolError('new data frame inside a fragmented message'));
+      if (rsv1 && !this.allowRsv1) return this.fail(new ProtocolError('RSV1 set without a negotiated extension'));
+      this.messageOpcode = opcode;
+      this.compressed = rsv1;
+      this.pieceSent = false;
+    } else {
+      return this.fail(new ProtocolError(`reserved opcode 0x${opcode.toString(16)}`));
+    }
+
+    // RFC 6455 §5.1: a server closes on an unmasked frame; a client closes on a masked one.
+    if (this.masked !== this.serverSide) {
+      return this.fail(new ProtocolError(this.serverSide ? 'client frame is not masked' : 'server frame is masked'));
+    }
+
+    if (length7 === 126) this.state = LENGTH_16;
+    else if (length7 === 127) this.state = LENGTH_64;
+    else this.setLength(length7);
+  }
+
+  private readLength16(): void {
+    const length = (this.readByte() << 8) | this.readByte();
+    // RFC 6455 §5.2: the minimal number of bytes MUST be used to encode the length.
+    if (length < 126) return this.fail(new ProtocolError('payload length not minimally encoded'));
+    this.setLength(length);
+  }
+
+  private readLength64(): void {
+    const hi = (this.readByte() * 0x1000000) + ((this.readByte() << 16) | (this.readByte() << 8) | this.readByte());
+    const lo = (this.readByte() * 0x1000000) + ((this.readByte() << 16) | (this.readByte() << 8) | this.readByte());
+    // RFC 6455 §5.2: the most significant bit of a 64-bit length MUST be 0.
+    if (hi >= 0x80000000) return this.fail(new ProtocolError('64-bit payload length with the top bit set'));
+    if (hi === 0 && lo < 65536) return this.fail(new ProtocolError('payload length not minimally encoded'));
+    // Lengths over 2^53 are far over any limit; keep the arithmetic exact below that.
+    this.setLength(hi >= 0x200000 ? Number.MAX_SAFE_INTEGER : hi * 0x100000000 + lo);
+  }
+
+  private setLength(length: number): void {
+    if (this.opcode < Opcode.Close) {
+      if (length > this.maxFrameSize) {
+        return this.fail(new MessageTooBigError(`frame of ${length} bytes exceeds maxFrameSize ${this.maxFrameSize}`, this.maxFrameSize));
+      }
+      this.messageLength += length;
+      if (this.messageLength > this.maxMessageSize) {
+        return this.fail(new MessageTooBigError(`message exceeds maxMessageSize ${this.maxMessageSize}`, this.maxMessageSize));
+      }
+      if (++this.fragments > this.maxFragments) {
+        return this.fail(new MessageTooBigError(`message has more than ${this.maxFragments} fragments`, this.maxFragments));
+      }
+    }
+    this.remaining = length;
+    if (this.masked) this.state = MASK_KEY;
+    else this.startPayload();
+  }
+
+  private startPayload(): void {
+    this.maskOffset = 0;
+    this.state = PAYLOAD;
+  }
+
+  private unmask(piece: Buffer): Buffer {
+    if (!this.masked || piece.length === 0) return piece;
+    if (this.ownsInput) {
+      mask(piece, this.maskKey, piece, 0, this.maskOffset);
+    } else {
+      const copy = Buffer.allocUnsafe(piece.length);
+      mask(piece, this.maskKey, copy, 0, this.maskOffset);
+      piece = copy;
+    }
+    this.maskOffset = (this.maskOffset + piece.length) & 3;
+    return piece;
+  }
+
+  /** Returns false when it must wait for more bytes. */
+  private readPayload(): boolean {
+    if (this.opcode >= Opcode.Close) {
+      if (this.buffered < this.remaining) return false;
+      const payload = this.remaining === 0 ? EMPTY : this.unmask(this.take(this.remaining));
+      this.state = HEADER;
+      this.sink.onControl(this.opcode, payload);
+      return true;
+    }
+    if (this.remaining === 0) {
+      this.state = HEADER;
+      // An empty frame: only the message's first or last piece needs telling.
+      if (this.fin || !this.pieceSent) this.emit(EMPTY);
+      return true;
+    }
+    if (this.buffered === 0) return false;
+    const piece = this.unmask(this.takeView(this.remaining));
+    this.remaining -= piece.length;
+    if (this.remaining === 0) this.state = HEADER;
+    this.emit(piece);
+    return true;
+  }
+
+  private emit(piece: Buffer): void {
+    const last = this.fin && this.remaining === 0;
+    const first = !this.pieceSent;
+    const opcode = this.messageOpcode;
+    const compressed = this.compressed;
+    this.pieceSent = true;
+    if (last) {
+      this.messageOpcode = 0;
+      this.messageLength = 0;
+      this.fragments = 0;
+    }
+    this.sink.onData(opcode, compressed, piece, first, last);
+  }
+}

@@ -1,0 +1,93 @@
+/**
+ * Frame serialization (RFC 6455 §5.2). The header is computed into a small buffer; the payload is
+ * either copied after it (small frames, and every masked frame, since the caller's payload is never
+ * modified) or left as a second buffer to be written together with the header (large unmasked
+ * frames: no copy).
+ */
+import { mask, randomMaskKey } from './mask.js';
+
+export interface FrameOptions {
+  /** FIN bit; false for all but the last frame of a fragmented message. Default true. */
+  fin?: boolean;
+  /** RSV1 bit (set by permessage-deflate on a compressed message's first frame). */
+  rsv1?: boolean;
+  /** Mask the payload (clients MUST, servers MUST NOT: RFC 6455 §5.1). */
+  mask?: boolean;
+  /** The masking key to use instead of a fresh random one (tests). */
+  maskKey?: Uint8Array;
+}
+
+/** Payloads up to this size are copied into the header's buffer: one write instead of two. */
+export const COPY_THRESHOLD = 16 * 1024;
+
+/** Size of the header for a payload of `length` bytes. */
+export function headerSize(length: number, masked: boolean): number {
+  return (length < 126 ? 2 : length < 65536 ? 4 : 10) + (masked ? 4 : 0);
+}
+
+/**
+ * Writes a frame header into `target` at `offset` and returns the offset just past it. When
+ * `maskKey` is given the MASK bit is set and the key written.
+ */
+export function writeHeader(
+  target: Uint8Array,
+  offset: number,
+  opcode: number,
+  length: number,
+  fin: boolean,
+  rsv1: boolean,
+  maskKey: Uint8Array | undefined,
+): number {
+  target[offset++] = (fin ? 0x80 : 0) | (rsv1 ? 0x40 : 0) | opcode;
+  const maskBit = maskKey ? 0x80 : 0;
+  if (length < 126) {
+    target[offset++] = maskBit | length;
+  } else if (length < 65536) {
+    target[offset++] = maskBit | 126;
+    target[offset++] = length >>> 8;
+    target[offset++] = length & 0xff;
+  } else {
+    target[offset++] = maskBit | 127;
+    const hi = Math.floor(length / 0x100000000);
+    const lo = length >>> 0;
+    target[offset++] = 0;
+    target[offset++] = 0;
+    target[offset++] = (hi >>> 8) & 0xff;
+    target[offset++] = hi & 0xff;
+    target[offset++] = lo >>> 24;
+    target[offset++] = (lo >>> 16) & 0xff;
+    target[offset++] = (lo >>> 8) & 0xff;
+    target[offset++] = lo & 0xff;
+  }
+  if (maskKey) {
+    target[offset++] = maskKey[0]!;
+    target[offset++] = maskKey[1]!;
+    target[offset++] = maskKey[2]!;
+    target[offset++] = maskKey[3]!;
+  }
+  return offset;
+}
+
+/**
+ * Serializes one frame. Returns one buffer (header and payload together) or, for a large
+ * unmasked payload, two: the header and the caller's payload itself, to be written in order.
+ * The payload is never modified.
+ */
+export function encodeFrame(opcode: number, payload: Uint8Array, options: FrameOptions = {}): Buffer[] {
+  const fin = options.fin ?? true;
+  const rsv1 = options.rsv1 ?? false;
+  const key = options.mask ? (options.maskKey ?? randomMaskKey()) : undefined;
+  const length = payload.length;
+  const size = headerSize(length, key !== undefined);
+  if (key === undefined && length > COPY_THRESHOLD) {
+    const header = Buffer.allocUnsafe(size);
+    writeHeader(header, 0, opcode, length, fin, rsv1, undefined);
+    const body = Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.length);
+    return [header, body];
+  }
+  const frame = Buffer.allocUnsafe(size + length);
+  const at = writeHeader(frame, 0, opcode, length, fin, rsv1, key);
+  if (key) mask(payload, key, frame, at);
+  else frame.set(payload, at);
+  return [frame];
+}

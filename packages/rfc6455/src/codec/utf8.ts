@@ -1,0 +1,113 @@
+/**
+ * Incremental UTF-8 validation (RFC 3629, as RFC 6455 §8.1 requires for text messages).
+ *
+ * Feeds of any size are validated as they arrive; an invalid sequence is reported at the feed that
+ * contains its first bad byte, also when a character is split across feeds. Whole runs are
+ * checked by Node's native `buffer.isUtf8`; only the at most 3 bytes of a character cut by a
+ * feed boundary are looked at in JavaScript.
+ */
+import { isUtf8 } from 'node:buffer';
+
+/**
+ * How many more bytes a sequence that starts with `lead` needs, or -1 when `lead` cannot start a
+ * sequence (a continuation byte, C0/C1 overlongs, F5..FF).
+ */
+function sequenceLength(lead: number): number {
+  if (lead < 0x80) return 1;
+  if (lead < 0xc2) return -1;
+  if (lead < 0xe0) return 2;
+  if (lead < 0xf0) return 3;
+  if (lead < 0xf5) return 4;
+  return -1;
+}
+
+/**
+ * True when `bytes[0..n)` (n < full length) can still be completed into a valid character: checks
+ * the lead, the continuation bytes and the second-byte ranges that exclude overlongs, surrogates
+ * and code points over U+10FFFF.
+ */
+function isViablePrefix(bytes: Uint8Array, n: number): boolean {
+  const lead = bytes[0]!;
+  if (sequenceLength(lead) < 0) return false;
+  if (n < 2) return true;
+  const b1 = bytes[1]!;
+  if ((b1 & 0xc0) !== 0x80) return false;
+  if (lead === 0xe0 && b1 < 0xa0) return false; // overlong
+  if (lead === 0xed && b1 > 0x9f) return false; // surrogates
+  if (lead === 0xf0 && b1 < 0x90) return false; // overlong
+  if (lead === 0xf4 && b1 > 0x8f) return false; // > U+10FFFF
+  if (n < 3) return true;
+  return (bytes[2]! & 0xc0) === 0x80;
+}
+
+export class Utf8Validator {
+  /** Bytes of a character cut by the previous feed's end. */
+  private readonly pending = new Uint8Array(4);
+  private pendingLength = 0;
+  private pendingNeed = 0;
+
+  /** True while no character is cut at the end of what was fed. */
+  get complete(): boolean {
+    return this.pendingLength === 0;
+  }
+
+  /** Forgets any state: the next feed starts a new text. */
+  reset(): void {
+    this.pendingLength = 0;
+    this.pendingNeed = 0;
+  }
+
+  /**
+   * Validates the next bytes of the text. Returns false at the first feed that makes the text
+   * invalid. With `final`, a character left incomplete at the end is invalid too.
+   */
+  feed(chunk: Uint8Array, final: boolean): boolean {
+    let start = 0;
+    const length = chunk.length;
+    if (this.pendingLength > 0) {
+      // Complete the character carried over from the previous feed.
+      while (this.pendingLength < this.pendingNeed && start < length) {
+        this.pending[this.pendingLength++] = chunk[start++]!;
+      }
+      if (this.pendingLength < this.pendingNeed) {
+        if (!isViablePrefix(this.pending, this.pendingLength)) return false;
+        return !final;
+      }
+      if (!isUtf8(this.pending.subarray(0, this.pendingLength))) return false;
+      this.pendingLength = 0;
+      this.pendingNeed = 0;
+    }
+    if (start === length) return true;
+    // Find where a character cut by the end of this chunk starts (looking back at most 3 bytes).
+    let cut = length;
+    const stop = Math.max(start, length - 3);
+    for (let i = length - 1; i >= stop; i--) {
+      const b = chunk[i]!;
+      if ((b & 0xc0) === 0x80) continue; // continuation: keep looking for the lead
+      if (b >= 0xc0) {
+        const need = sequenceLength(b);
+        if (need > length - i) cut = i;
+      }
+      break;
+    }
+    if (cut > start) {
+      const body = start === 0 && cut === length ? chunk : chunk.subarray(start, cut);
+      if (!isUtf8(body)) return false;
+    }
+    if (cut < length) {
+      const need = sequenceLength(chunk[cut]!);
+      if (need < 0) return false;
+      this.pendingNeed = need;
+      this.pendingLength = length - cut;
+      this.pending.set(chunk.subarray(cut), 0);
+      if (!isViablePrefix(this.pending, this.pendingLength)) return false;
+      return !final;
+    }
+    return true;
+  }
+}
+
+/** Validates a whole text at once. */
+export function isValidUtf8(bytes: Uint8Array): boolean {
+  return isUtf8(bytes);
+}
