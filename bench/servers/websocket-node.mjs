@@ -1,5 +1,6 @@
 // WebSocket-Node (`websocket` package) echo server.
 import http from 'node:http';
+import { createRequire } from 'node:module';
 import websocket from 'websocket';
 import { portArg, HOST, MAX_PAYLOAD, ready } from './common.mjs';
 
@@ -20,4 +21,13 @@ wss.on('connect', (conn) => {
   });
   conn.on('error', () => {});
 });
-server.listen(port, HOST, () => ready());
+// WebSocket-Node hard-depends on bufferutil and utf-8-validate; say whether their native addons load.
+const require = createRequire(import.meta.url);
+const nativeOf = (name) => {
+  try {
+    const mod = require(require.resolve(name, { paths: [require.resolve('websocket')] }));
+    const fn = typeof mod === 'function' ? mod : Object.values(mod)[0];
+    return /native code/.test(String(fn)) ? 'native' : 'JS fallback';
+  } catch { return 'missing'; }
+};
+server.listen(port, HOST, () => ready(`bufferutil=${nativeOf('bufferutil')} utf-8-validate=${nativeOf('utf-8-validate')}`));
