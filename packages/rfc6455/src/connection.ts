@@ -1,0 +1,686 @@
+/**
+ * WebSocketConnection: one WebSocket over a Transport. It drives the sans-I/O Protocol (bytes in,
+ * events out, bytes to write), and adds what needs I/O: the message queue behind `recv()` and
+ * async iteration, events, backpressure both ways, streams, ping round trips, and timers (idle,
+ * keepalive, close).
+ */
+import { EventEmitter } from 'node:events';
+import type { IncomingHttpHeaders } from 'node:http';
+import { Readable } from 'node:stream';
+import { CloseCode, Defaults, Opcode } from './codec/constants.js';
+import { ConnectionClosedError, TimeoutError, UnsupportedError, WebSocketError } from './errors.js';
+import type { MessageExtension } from './extensions/extension.js';
+import { wheel, type WheelMember } from './idle-wheel.js';
+import { Protocol, type ProtocolHandler, type Side } from './protocol.js';
+import type { Transport } from './transport.js';
+
+/** What `recv()` resolves to once the connection is closed (the analog of Racket's `eof`). */
+export const EOF: unique symbol = Symbol('rfc6455.EOF');
+export type EOF = typeof EOF;
+
+/** A received message: a string for text, a Buffer for binary. */
+export type Message = string | Buffer;
+
+/** What `send()` accepts: strings go as text, bytes as binary. */
+export type SendData = string | Buffer | Uint8Array | ArrayBuffer | ArrayBufferView;
+
+export interface SendOptions {
+  /** Send as binary even for a string, or as text for bytes (which must then be UTF-8). */
+  binary?: boolean;
+  /** Compress when permessage-deflate was negotiated (default true; small messages never are). */
+  compress?: boolean;
+}
+
+export interface SendStreamOptions {
+  binary?: boolean;
+  compress?: boolean;
+  /** Largest fragment; larger chunks are split. Default 65536 (Racket's rfc6455-stream-buffer-size). */
+  fragmentSize?: number;
+}
+
+export interface ConnectionOptions {
+  /** Largest message accepted, in bytes (after decompression); 1009 beyond. Default 64 MiB. */
+  maxMessageSize?: number;
+  /** Largest frame accepted; 1009 beyond. Default: maxMessageSize. */
+  maxFrameSize?: number;
+  /** Most fragments in one message; 1009 beyond. Default 65536. */
+  maxFragments?: number;
+  /** ms to wait for the peer's close frame / TCP close after ours before aborting. Default 5000. */
+  closeTimeout?: number;
+  /** ms without any frame received before closing with 1001. 0 disables. Default 300000. */
+  idleTimeout?: number;
+  /** ms between keepalive pings; a ping unanswered by the next one aborts the connection. 0 (default) disables. */
+  keepaliveInterval?: number;
+  /** Received bytes queued for a consumer that is not reading before the socket is paused. Default 1 MiB. */
+  readHighWaterMark?: number;
+  /** Outgoing bytes buffered before `send()` promises wait for `drain`. Default 1 MiB. */
+  writeHighWaterMark?: number;
+  /**
+   * Hard cap on outgoing buffered bytes (a peer that does not read). Beyond it the connection is
+   * closed with 1008 and aborted. Default 64 MiB; Infinity disables.
+   */
+  maxBufferedAmount?: number;
+  /** Messages smaller than this are not compressed. Default 1024. */
+  compressThreshold?: number;
+}
+
+/** Facts about the connection fixed at the handshake. */
+export interface ConnectionInfo {
+  side: Side;
+  /** `rfc6455`, or `hybi00` for the draft protocol. */
+  variant?: 'rfc6455' | 'hybi00';
+  /** The negotiated subprotocol, '' if none. */
+  protocol?: string;
+  /** The negotiated Sec-WebSocket-Extensions value, '' if none. */
+  extensions?: string;
+  extension?: MessageExtension | undefined;
+  /** Server: the request line; client: the response status line. */
+  requestLine?: string;
+  /** The request target (path and query). */
+  url?: string;
+  /** Server: request headers; client: response headers. */
+  headers?: IncomingHttpHeaders;
+}
+
+export interface ConnectionEvents {
+  message: [data: Message, binary: boolean];
+  ping: [payload: Buffer];
+  pong: [payload: Buffer];
+  drain: [];
+  close: [code: number, reason: string];
+  error: [error: Error];
+}
+
+interface PendingPing {
+  payload: Buffer;
+  sentAt: number;
+  resolve: (rtt: number) => void;
+  reject: (error: Error) => void;
+}
+
+const RESOLVED: Promise<void> = Promise.resolve();
+const noop = (): void => {};
+
+/** A rejected promise that never counts as unhandled (callers may ignore send promises). */
+function rejected<T>(error: unknown): Promise<T> {
+  const p = Promise.reject(error as Error);
+  p.catch(noop);
+  return p;
+}
+
+function toBuffer(data: Exclude<SendData, string>): Buffer {
+  if (Buffer.isBuffer(data)) return data;
+  if (data instanceof ArrayBuffer) return Buffer.from(data);
+  if (ArrayBuffer.isView(data)) return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  throw new TypeError('send() takes a string, Buffer, Uint8Array, ArrayBuffer or ArrayBufferView');
+}
+
+function messageSize(message: Message): number {
+  return typeof message === 'string' ? message.length * 2 : message.length;
+}
+
+export class WebSocketConnection extends EventEmitter<ConnectionEvents> implements ProtocolHandler, WheelMember, AsyncIterable<Message> {
+  readonly side: Side;
+  readonly variant: 'rfc6455' | 'hybi00';
+  readonly protocol: string;
+  readonly extensions: string;
+  readonly requestLine: string;
+  readonly url: string;
+  readonly headers: IncomingHttpHeaders;
+  readonly transport: Transport;
+
+  private readonly proto: Protocol;
+  private readonly stream: Transport['stream'];
+  private readonly extension: MessageExtension | undefined;
+  private readonly closeTimeout: number;
+  private readonly idleTimeout: number;
+  private readonly keepaliveInterval: number;
+  private readonly readHighWaterMark: number;
+  private readonly writeHighWaterMark: number;
+  private readonly maxBufferedAmount: number;
+
+  // Receiving
+  private queue: Message[] = [];
+  private queueHead = 0;
+  private queuedBytes = 0;
+  private waiters: Array<(message: Message | EOF) => void> = [];
+  private readPaused = false;
+  private receiveEnded = false;
+  private incoming: Readable | undefined;
+  private streamWaiters: Array<(stream: Readable | EOF) => void> = [];
+
+  // Sending
+  private sendTail: Promise<void> | undefined;
+  private drainPromise: Promise<void> | undefined;
+  private drainResolve: (() => void) | undefined;
+  private pendingPong: Buffer | undefined;
+  private pings: PendingPing[] = [];
+
+  // Lifecycle
+  lastActivity = wheel.now;
+  private lastKeepalive = wheel.now;
+  private keepaliveOutstanding = false;
+  private closeTimer: NodeJS.Timeout | undefined;
+  private closedFlag = false;
+  private readonly closedPromise: Promise<void>;
+  private resolveClosed!: () => void;
+  private finalCode: number = CloseCode.Abnormal;
+  private finalReason = '';
+  private errorValue: Error | undefined;
+
+  constructor(transport: Transport, info: ConnectionInfo, options: ConnectionOptions = {}, head?: Buffer) {
+    super();
+    this.transport = transport;
+    this.stream = transport.stream;
+    this.side = info.side;
+    this.variant = info.variant ?? 'rfc6455';
+    this.protocol = info.protocol ?? '';
+    this.extensions = info.extensions ?? '';
+    this.requestLine = info.requestLine ?? '';
+    this.url = info.url ?? '/';
+    this.headers = info.headers ?? {};
+    this.extension = info.extension;
+    const maxMessageSize = options.maxMessageSize ?? Defaults.maxMessageSize;
+    this.closeTimeout = options.closeTimeout ?? Defaults.closeTimeout;
+    this.idleTimeout = options.idleTimeout ?? Defaults.idleTimeout;
+    this.keepaliveInterval = options.keepaliveInterval ?? 0;
+    this.readHighWaterMark = options.readHighWaterMark ?? Defaults.readHighWaterMark;
+    this.writeHighWaterMark = options.writeHighWaterMark ?? Defaults.writeHighWaterMark;
+    this.maxBufferedAmount = options.maxBufferedAmount ?? 64 * 1024 * 1024;
+    this.closedPromise = new Promise((resolve) => (this.resolveClosed = resolve));
+    this.proto = new Protocol(
+      {
+        side: info.side,
+        maxMessageSize,
+        maxFrameSize: options.maxFrameSize ?? maxMessageSize,
+        maxFragments: options.maxFragments ?? Defaults.maxFragments,
+        extension: info.extension,
+        compressThreshold: options.compressThreshold,
+        ownsInput: true,
+      },
+      this,
+    );
+    const stream = this.stream;
+    stream.on('data', this.onStreamData);
+    stream.on('end', this.onStreamEnd);
+    stream.on('close', this.onStreamClose);
+    stream.on('error', this.onStreamError);
+    stream.on('drain', this.onStreamDrain);
+    if (this.idleTimeout > 0 || this.keepaliveInterval > 0) wheel.add(this);
+    if (head && head.length > 0) this.onStreamData(head);
+    if (stream.destroyed) queueMicrotask(this.onStreamClose);
+  }
+
+  // ---- Public state ---------------------------------------------------------------------------
+
+  /** `open`, `closing` (close frame sent, waiting), or `closed` (transport gone). */
+  get readyState(): 'open' | 'closing' | 'closed' {
+    if (this.closedFlag) return 'closed';
+    return this.proto.state === 'open' ? 'open' : 'closing';
+  }
+
+  get closed(): boolean {
+    return this.closedFlag;
+  }
+
+  /**
+   * The close code: the code of the close frame received (whichever side started), 1005 if it
+   * had none, the code we failed the connection with, or 1006 if the transport ended without a
+   * close frame. Undefined while open.
+   */
+  get closeStatus(): number | undefined {
+    return this.closedFlag ? this.finalCode : this.proto.closeCode;
+  }
+
+  get closeReason(): string | undefined {
+    return this.closedFlag ? this.finalReason : this.proto.closeCode === undefined ? undefined : this.proto.closeReason;
+  }
+
+  /** The error that failed the connection, if any. */
+  get error(): Error | undefined {
+    return this.errorValue;
+  }
+
+  /** Path of the request target, without the query. */
+  get path(): string {
+    const q = this.url.indexOf('?');
+    return q < 0 ? this.url : this.url.slice(0, q);
+  }
+
+  get remoteAddress(): string | undefined {
+    return this.transport.remoteAddress;
+  }
+  get remotePort(): number | undefined {
+    return this.transport.remotePort;
+  }
+  get localAddress(): string | undefined {
+    return this.transport.localAddress;
+  }
+  get localPort(): number | undefined {
+    return this.transport.localPort;
+  }
+
+  /** Bytes handed to the connection and not yet flushed to the transport. */
+  get bufferedAmount(): number {
+    return this.stream.writableLength;
+  }
+
+  /** RFC 6455 connections fragment; hybi-00 ones cannot (Racket's ws-conn-supports-fragmentation?). */
+  get supportsFragmentation(): boolean {
+    return this.variant === 'rfc6455';
+  }
+  /** Whether `type` messages can be sent (hybi-00: text only). */
+  supportsPayloadType(type: 'text' | 'binary'): boolean {
+    return this.variant === 'rfc6455' || type === 'text';
+  }
+  /** Whether close frames carry a status (Racket's ws-conn-signals-status-on-close?). */
+  get signalsStatusOnClose(): boolean {
+    return this.variant === 'rfc6455';
+  }
+
+  // ---- Receiving ------------------------------------------------------------------------------
+
+  /**
+   * The next whole message (string for text, Buffer for binary), or `EOF` once the connection is
+   * closed. Messages are queued while nobody calls `recv()` unless there is a `message` listener.
+   */
+  recv(): Promise<Message | EOF> {
+    if (this.queueHead < this.queue.length) return Promise.resolve(this.shiftMessage());
+    if (this.receiveEnded) return Promise.resolve(EOF);
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  /** `for await (const message of conn)`: ends when the connection closes. */
+  async *[Symbol.asyncIterator](): AsyncIterator<Message> {
+    for (;;) {
+      const message = await this.recv();
+      if (message === EOF) return;
+      yield message;
+    }
+  }
+
+  /**
+   * The next message as a Readable of its bytes, delivered as they arrive (not buffered whole),
+   * or `EOF` once the connection is closed. The stream errors with ConnectionClosedError if the
+   * connection ends mid-message. Reading it slowly throttles the peer.
+   */
+  recvStream(): Promise<Readable | EOF> {
+    if (this.queueHead < this.queue.length) {
+      const message = this.shiftMessage();
+      return Promise.resolve(Readable.from([typeof message === 'string' ? Buffer.from(message) : message]));
+    }
+    if (this.receiveEnded) return Promise.resolve(EOF);
+    if (this.variant !== 'rfc6455') return rejected(new UnsupportedError('streaming receive needs RFC 6455'));
+    this.proto.streamNextMessage = true;
+    return new Promise((resolve) => this.streamWaiters.push(resolve));
+  }
+
+  private shiftMessage(): Message {
+    const message = this.queue[this.queueHead]!;
+    this.queue[this.queueHead++] = undefined as unknown as Message;
+    if (this.queueHead === this.queue.length) {
+      this.queue = [];
+      this.queueHead = 0;
+    } else if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
+      this.queue = this.queue.slice(this.queueHead);
+      this.queueHead = 0;
+    }
+    this.queuedBytes -= messageSize(message);
+    if (this.readPaused && this.queuedBytes <= this.readHighWaterMark / 2) this.resumeReading();
+    return message;
+  }
+
+  private pauseReading(): void {
+    if (this.readPaused) return;
+    this.readPaused = true;
+    this.stream.pause();
+  }
+
+  private resumeReading(): void {
+    if (!this.readPaused) return;
+    this.readPaused = false;
+    if (!this.closedFlag) this.stream.resume();
+  }
+
+  // ---- ProtocolHandler (called by the protocol) ------------------------------------------------
+
+  /** @internal */
+  onWrite(data: Buffer): void {
+    this.stream.write(data);
+    if (this.stream.writableLength > this.maxBufferedAmount) this.overflow();
+  }
+
+  /** @internal */
+  onWritev(header: Buffer, payload: Buffer): void {
+    const stream = this.stream;
+    stream.cork();
+    stream.write(header);
+    stream.write(payload);
+    stream.uncork();
+    if (stream.writableLength > this.maxBufferedAmount) this.overflow();
+  }
+
+  /** @internal */
+  onMessage(data: Message, binary: boolean): void {
+    if (this.listenerCount('message') > 0) {
+      this.emit('message', data, binary);
+      return;
+    }
+    const waiter = this.waiters.shift();
+    if (waiter) {
+      waiter(data);
+      return;
+    }
+    this.queue.push(data);
+    this.queuedBytes += messageSize(data);
+    if (this.queuedBytes > this.readHighWaterMark) this.pauseReading();
+  }
+
+  /** @internal */
+  onPiece(data: Buffer, _binary: boolean, first: boolean, last: boolean): void {
+    if (first) {
+      const incoming = new Readable({ read: () => this.resumeReading() });
+      this.incoming = incoming;
+      const waiter = this.streamWaiters.shift();
+      if (this.streamWaiters.length > 0) this.proto.streamNextMessage = true;
+      waiter?.(incoming);
+    }
+    const incoming = this.incoming!;
+    if (data.length > 0 && !incoming.push(data)) this.pauseReading();
+    if (last) {
+      incoming.push(null);
+      this.incoming = undefined;
+    }
+  }
+
+  /** @internal */
+  onPing(payload: Buffer): void {
+    // RFC 6455 §5.5.3: a pong may answer only the most recent ping; while the peer does not read
+    // our writes, keep just the latest payload instead of queueing a pong per ping.
+    if (this.stream.writableLength > this.writeHighWaterMark) {
+      this.pendingPong = Buffer.from(payload);
+    } else {
+      this.proto.pong(payload);
+    }
+    if (this.listenerCount('ping') > 0) this.emit('ping', Buffer.from(payload));
+  }
+
+  /** @internal */
+  onPong(payload: Buffer): void {
+    this.keepaliveOutstanding = false;
+    if (this.pings.length > 0) {
+      const index = this.pings.findIndex((p) => p.payload.equals(payload));
+      if (index >= 0) {
+        const now = performance.now();
+        // A pong answers its ping and every ping before it.
+        for (const ping of this.pings.splice(0, index + 1)) ping.resolve(now - ping.sentAt);
+      }
+    }
+    if (this.listenerCount('pong') > 0) this.emit('pong', Buffer.from(payload));
+  }
+
+  /** @internal */
+  onCloseFrame(): void {
+    this.endReceiving();
+    if (this.side === 'client') {
+      // RFC 6455 §7.1.1: the client waits for the server to close TCP, within a timeout.
+      this.armCloseTimer();
+    }
+  }
+
+  /** @internal */
+  onFail(error: WebSocketError): void {
+    this.errorValue = error;
+    this.endReceiving();
+    this.emitError(error);
+  }
+
+  /** @internal */
+  onEnd(): void {
+    this.transport.end();
+    this.armCloseTimer();
+  }
+
+  // ---- Sending --------------------------------------------------------------------------------
+
+  /**
+   * Sends a message: text for a string, binary for bytes (or as `options.binary` says). Resolves
+   * when the bytes were handed to the transport, after waiting for `drain` if the outgoing buffer
+   * is over `writeHighWaterMark`. Rejects (never unhandled) with ConnectionClosedError after close.
+   */
+  send(data: SendData, options?: SendOptions): Promise<void> {
+    if (this.sendTail) {
+      const tail = this.sendTail.then(() => this.send(data, options));
+      tail.catch(noop);
+      return tail;
+    }
+    try {
+      const compress = options?.compress ?? true;
+      let sync: boolean;
+      let callbackPromise: Promise<void> | undefined;
+      let callback: ((error?: Error) => void) | undefined;
+      if (this.extension) {
+        callbackPromise = new Promise<void>((resolve, reject) => {
+          callback = (error) => (error ? reject(error) : resolve());
+        });
+        callbackPromise.catch(noop);
+      }
+      if (this.variant === 'hybi00' && (typeof data !== 'string' || options?.binary)) {
+        throw new UnsupportedError('hybi-00 connections carry text only', 'WS_HYBI00_TEXT_ONLY');
+      }
+      if (typeof data === 'string' && !options?.binary) {
+        sync = this.proto.sendText(data, compress, callback);
+      } else {
+        const bytes = typeof data === 'string' ? Buffer.from(data) : toBuffer(data);
+        sync = options?.binary === false
+          ? this.proto.sendText(bytes.toString('utf8'), compress, callback)
+          : this.proto.sendBinary(bytes, compress, callback);
+      }
+      if (!sync) return callbackPromise!.then(() => this.drained());
+      return this.drained();
+    } catch (error) {
+      return rejected(error);
+    }
+  }
+
+  /**
+   * Sends one message in fragments from a stream or (async) iterable of chunks, without buffering
+   * it whole; waits for `drain` between fragments. Other sends wait until it is done.
+   */
+  sendStream(source: AsyncIterable<SendData> | Iterable<SendData>, options: SendStreamOptions = {}): Promise<void> {
+    if (this.variant !== 'rfc6455') return rejected(new UnsupportedError('hybi-00 cannot fragment', 'WS_HYBI00_NO_FRAGMENTS'));
+    const run = async (): Promise<void> => {
+      const opcode = options.binary === false ? Opcode.Text : Opcode.Binary;
+      const limit = options.fragmentSize ?? Defaults.streamFragmentSize;
+      const compress = options.compress ?? true;
+      let held: Buffer | undefined;
+      const flush = async (fin: boolean): Promise<void> => {
+        const data = held ?? Buffer.alloc(0);
+        held = undefined;
+        await new Promise<void>((resolve, reject) => {
+          const sync = this.proto.sendFragment(opcode, data, fin, compress, (e) => (e ? reject(e) : resolve()));
+          if (sync) resolve();
+        });
+        await this.drained();
+      };
+      for await (const chunk of source as AsyncIterable<SendData>) {
+        const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : toBuffer(chunk);
+        for (let at = 0; at < bytes.length; at += limit) {
+          if (held) await flush(false);
+          held = bytes.subarray(at, Math.min(bytes.length, at + limit));
+        }
+      }
+      await flush(true);
+    };
+    const previous = this.sendTail ?? RESOLVED;
+    const mine = previous.then(run);
+    const tail = mine.then(noop, noop).then(() => {
+      if (this.sendTail === tail) this.sendTail = undefined;
+    });
+    this.sendTail = tail;
+    mine.catch(noop);
+    return mine;
+  }
+
+  /**
+   * Sends a ping and resolves with the round-trip time in ms when the matching pong arrives.
+   * Rejects with ConnectionClosedError if the connection closes first.
+   */
+  ping(payload: SendData = Buffer.alloc(0)): Promise<number> {
+    if (this.variant !== 'rfc6455') return rejected(new UnsupportedError('hybi-00 has no ping', 'WS_HYBI00_NO_PING'));
+    try {
+      const bytes = typeof payload === 'string' ? Buffer.from(payload) : Buffer.from(toBuffer(payload));
+      this.proto.ping(bytes);
+      return new Promise<number>((resolve, reject) => {
+        this.pings.push({ payload: bytes, sentAt: performance.now(), resolve, reject });
+      });
+    } catch (error) {
+      return rejected(error);
+    }
+  }
+
+  /**
+   * Starts (or joins) the closing handshake and resolves once the transport is closed. Messages
+   * sent before are delivered first. Default code 1000.
+   */
+  close(code: number = CloseCode.Normal, reason = ''): Promise<void> {
+    try {
+      if (!this.closedFlag && this.proto.close(code, reason)) this.armCloseTimer();
+    } catch (error) {
+      return rejected(error);
+    }
+    return this.closedPromise;
+  }
+
+  /** Aborts the transport at once, without a closing handshake (close code 1006). */
+  terminate(): void {
+    this.transport.abort();
+  }
+
+  /** Resolves once the transport has closed. */
+  get whenClosed(): Promise<void> {
+    return this.closedPromise;
+  }
+
+  // ---- Internals ------------------------------------------------------------------------------
+
+  private drained(): Promise<void> {
+    if (this.stream.writableLength <= this.writeHighWaterMark) return RESOLVED;
+    return (this.drainPromise ??= new Promise<void>((resolve) => (this.drainResolve = resolve)));
+  }
+
+  private overflow(): void {
+    // The peer does not read what we send; policy: close with 1008 and abort (ConnectionOptions).
+    const error = new WebSocketError('WS_SEND_BUFFER_FULL', `outgoing buffer over maxBufferedAmount ${this.maxBufferedAmount}`);
+    this.errorValue = error;
+    this.emitError(error);
+    this.finalCode = CloseCode.PolicyViolation;
+    this.transport.abort();
+  }
+
+  private armCloseTimer(): void {
+    if (this.closeTimer || this.closedFlag) return;
+    this.closeTimer = setTimeout(() => {
+      this.closeTimer = undefined;
+      this.transport.abort();
+    }, this.closeTimeout);
+    this.closeTimer.unref?.();
+  }
+
+  private endReceiving(): void {
+    if (this.receiveEnded) return;
+    this.receiveEnded = true;
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const waiter of waiters) waiter(EOF);
+    const streamWaiters = this.streamWaiters;
+    this.streamWaiters = [];
+    for (const waiter of streamWaiters) waiter(EOF);
+    if (this.incoming) {
+      this.incoming.destroy(new ConnectionClosedError(this.proto.closeCode ?? CloseCode.Abnormal, this.proto.closeReason, 'the connection closed in the middle of a message'));
+      this.incoming = undefined;
+    }
+  }
+
+  private emitError(error: Error): void {
+    if (this.listenerCount('error') > 0) this.emit('error', error);
+  }
+
+  /** Wheel tick: idle timeout and keepalive. @internal */
+  tick(now: number): void {
+    if (this.closedFlag) return;
+    if (this.idleTimeout > 0 && now - this.lastActivity >= this.idleTimeout && this.proto.state === 'open') {
+      // Unlike Racket, which drops the TCP connection, say why: 1001 going away.
+      this.close(CloseCode.GoingAway, 'idle timeout').catch(noop);
+      return;
+    }
+    if (this.keepaliveInterval > 0 && now - this.lastKeepalive >= this.keepaliveInterval) {
+      if (this.keepaliveOutstanding) {
+        this.errorValue = new TimeoutError('no pong within the keepalive interval', 'WS_KEEPALIVE_TIMEOUT');
+        this.transport.abort();
+        return;
+      }
+      this.lastKeepalive = now;
+      if (this.proto.state === 'open') {
+        this.keepaliveOutstanding = true;
+        this.proto.ping(Buffer.alloc(0));
+      }
+    }
+  }
+
+  private readonly onStreamData = (chunk: Buffer): void => {
+    this.lastActivity = wheel.now;
+    this.proto.receiveData(chunk);
+  };
+
+  private readonly onStreamEnd = (): void => {
+    // The peer ended its side. Without a close frame first this is 1006.
+    this.proto.receiveEof();
+    this.endReceiving();
+    this.transport.end();
+  };
+
+  private readonly onStreamError = (error: Error): void => {
+    if (!this.errorValue) this.errorValue = error;
+    this.emitError(error);
+  };
+
+  private readonly onStreamDrain = (): void => {
+    if (this.pendingPong && !this.proto.closeSent) {
+      const payload = this.pendingPong;
+      this.pendingPong = undefined;
+      this.proto.pong(payload);
+    }
+    if (this.drainResolve && this.stream.writableLength <= this.writeHighWaterMark) {
+      const resolve = this.drainResolve;
+      this.drainResolve = undefined;
+      this.drainPromise = undefined;
+      resolve();
+    }
+    if (this.listenerCount('drain') > 0) this.emit('drain');
+  };
+
+  private readonly onStreamClose = (): void => {
+    if (this.closedFlag) return;
+    this.closedFlag = true;
+    if (this.closeTimer) clearTimeout(this.closeTimer);
+    this.closeTimer = undefined;
+    wheel.delete(this);
+    this.proto.receiveEof();
+    this.endReceiving();
+    if (this.finalCode !== CloseCode.PolicyViolation) {
+      this.finalCode = this.proto.closeCode ?? CloseCode.Abnormal;
+    }
+    this.finalReason = this.finalCode === CloseCode.PolicyViolation && this.proto.closeCode === CloseCode.Abnormal ? 'outgoing buffer overflow' : this.proto.closeReason;
+    this.extension?.dispose();
+    const error = new ConnectionClosedError(this.finalCode, this.finalReason);
+    for (const ping of this.pings.splice(0)) ping.reject(error);
+    if (this.drainResolve) {
+      this.drainResolve();
+      this.drainResolve = undefined;
+      this.drainPromise = undefined;
+    }
+    this.resolveClosed();
+    this.emit('close', this.finalCode, this.finalReason);
+  };
+}

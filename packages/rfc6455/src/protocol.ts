@@ -1,0 +1,489 @@
+/**
+ * The RFC 6455 protocol state machine, sans I/O.
+ *
+ * Bytes in: `receiveData(chunk)` and `receiveEof()`. Out: synchronous calls to the handler —
+ * `write`/`writev` with bytes the caller MUST write to the transport in order, `message`/`piece`,
+ * `ping`/`pong`, `closeReceived`, `failed`, and `end` when the caller MUST end the transport
+ * (the server closes TCP first after the closing handshake, RFC 6455 §7.1.1). Sends: `sendText`,
+ * `sendBinary`, `sendFragment`, `ping`, `pong`, `close`.
+ *
+ * Errors from the peer never throw out of here: they become a close frame with the right code
+ * (1002, 1007, 1009, 1011) followed by `failed` and `end`, after which input is discarded.
+ */
+import { isUtf8 } from 'node:buffer';
+import { CloseCode, Opcode } from './codec/constants.js';
+import { encodeClosePayload, parseClosePayload } from './codec/close.js';
+import { FrameParser, type FrameSink } from './codec/frame-parser.js';
+import { COPY_THRESHOLD, headerSize, writeHeader } from './codec/frame-writer.js';
+import { mask, randomMaskKey } from './codec/mask.js';
+import { Utf8Validator } from './codec/utf8.js';
+import {
+  ConnectionClosedError,
+  InvalidUtf8Error,
+  ProtocolError,
+  WebSocketError,
+} from './errors.js';
+import type { MessageExtension } from './extensions/extension.js';
+
+export type Side = 'server' | 'client';
+
+/** `open` → `closing` (we sent a close frame) → `closed` (both sent, failed, or transport gone). */
+export type ProtocolState = 'open' | 'closing' | 'closed';
+
+export interface ProtocolHandler {
+  /** Bytes to write to the transport, in order. */
+  onWrite(data: Buffer): void;
+  /** Two buffers to write back to back (a header and an uncopied payload). */
+  onWritev(header: Buffer, payload: Buffer): void;
+  /** A whole received message: a string for text, a Buffer for binary. */
+  onMessage(data: string | Buffer, binary: boolean): void;
+  /** A piece of a message received in streaming mode (see `streamNextMessage`). */
+  onPiece(data: Buffer, binary: boolean, first: boolean, last: boolean): void;
+  onPing(payload: Buffer): void;
+  onPong(payload: Buffer): void;
+  /** The peer's close frame arrived (1005 when it had no code). A reply was already written. */
+  onCloseFrame(code: number, reason: string): void;
+  /** The peer broke the protocol; a close frame with `error.closeCode` was written. */
+  onFail(error: WebSocketError): void;
+  /** End the transport now (orderly: TCP FIN or HTTP/2 END_STREAM). */
+  onEnd(): void;
+}
+
+export interface ProtocolOptions {
+  side: Side;
+  maxMessageSize?: number;
+  maxFrameSize?: number;
+  maxFragments?: number;
+  /** The negotiated per-message extension (permessage-deflate), if any. */
+  extension?: MessageExtension | undefined;
+  /** Messages smaller than this are sent uncompressed even when compression was negotiated. */
+  compressThreshold?: number;
+  /** Whether the protocol may unmask received chunks in place (they belong to it). */
+  ownsInput?: boolean;
+}
+
+type SendCallback = (error?: Error) => void;
+
+interface QueuedFrame {
+  opcode: number;
+  data: Buffer;
+  fin: boolean;
+  /** Compress this piece (the message's first piece decided it). */
+  compress: boolean;
+  /** Set RSV1 (first frame of a compressed message). */
+  rsv1: boolean;
+  callback: SendCallback | undefined;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+export class Protocol implements FrameSink {
+  readonly side: Side;
+  /** Set to receive the next message that starts as pieces (`handler.piece`) instead of whole. */
+  streamNextMessage = false;
+
+  private readonly handler: ProtocolHandler;
+  private readonly parser: FrameParser;
+  private readonly extension: MessageExtension | undefined;
+  private readonly compressThreshold: number;
+  private readonly masking: boolean;
+
+  private stateValue: ProtocolState = 'open';
+  private closeSentFlag = false;
+  private closeReceivedFlag = false;
+  private closeCodeValue: number | undefined;
+  private closeReasonValue = '';
+
+  // Incoming message
+  private parts: Buffer[] = [];
+  private partsLength = 0;
+  private streaming = false;
+  private validator: Utf8Validator | undefined;
+
+  // Outgoing
+  /** Frames waiting behind a compression job, in order. Empty on the fast path. */
+  private queue: QueuedFrame[] = [];
+  private compressing = false;
+  /** A fragmented message is being sent: its opcode, and whether it is compressed. */
+  private sendingOpcode = 0;
+  private sendingCompressed = false;
+  private pendingClose: { code: number | undefined; reason: string } | undefined;
+
+  constructor(options: ProtocolOptions, handler: ProtocolHandler) {
+    this.side = options.side;
+    this.handler = handler;
+    this.extension = options.extension;
+    this.compressThreshold = options.compressThreshold ?? 1024;
+    this.masking = options.side === 'client';
+    this.parser = new FrameParser(
+      {
+        side: options.side,
+        maxFrameSize: options.maxFrameSize,
+        maxMessageSize: options.maxMessageSize,
+        maxFragments: options.maxFragments,
+        allowRsv1: options.extension !== undefined,
+        ownsInput: options.ownsInput,
+      },
+      this,
+    );
+  }
+
+  get state(): ProtocolState {
+    return this.stateValue;
+  }
+  get closeSent(): boolean {
+    return this.closeSentFlag;
+  }
+  get closeReceived(): boolean {
+    return this.closeReceivedFlag;
+  }
+  /** The code of the close frame received (1005 if it had none), or of our failure; undefined while open. */
+  get closeCode(): number | undefined {
+    return this.closeCodeValue;
+  }
+  get closeReason(): string {
+    return this.closeReasonValue;
+  }
+  /** Bytes received and not parsed yet. */
+  get bufferedIncoming(): number {
+    return this.parser.bufferedAmount;
+  }
+
+  // ---- Receiving ------------------------------------------------------------------------------
+
+  /** Feeds bytes from the transport. */
+  receiveData(chunk: Buffer): void {
+    this.parser.push(chunk);
+  }
+
+  /** Pauses parsing (the consumer is behind); bytes keep accumulating until `resumeReceiving`. */
+  pauseReceiving(): void {
+    this.parser.paused = true;
+  }
+
+  resumeReceiving(): void {
+    if (!this.compressingIn) this.parser.resume();
+  }
+
+  private compressingIn = false;
+
+  /**
+   * The transport ended or broke. If no close frame was received the close code is 1006
+   * (RFC 6455 §7.1.5); reported locally only.
+   */
+  receiveEof(): void {
+    this.parser.discard();
+    if (this.stateValue === 'closed') return;
+    this.stateValue = 'closed';
+    if (this.closeCodeValue === undefined) {
+      this.closeCodeValue = CloseCode.Abnormal;
+      this.closeReasonValue = '';
+    }
+    this.dropQueue(new ConnectionClosedError(this.closeCodeValue, this.closeReasonValue));
+  }
+
+  onData(opcode: number, compressed: boolean, payload: Buffer, first: boolean, last: boolean): void {
+    if (this.closeReceivedFlag) return;
+    if (!compressed) {
+      this.receivePiece(opcode, payload, first, last);
+      return;
+    }
+    const extension = this.extension!;
+    this.parser.paused = true;
+    this.compressingIn = true;
+    extension.decompress(payload, last, (error, inflated) => {
+      this.compressingIn = false;
+      if (this.stateValue === 'closed' && this.closeReceivedFlag) return;
+      if (error) {
+        this.fail(error instanceof WebSocketError ? error : new ProtocolError('invalid compressed data', 1007, 'WS_BAD_DEFLATE'));
+        return;
+      }
+      this.receivePiece(opcode, inflated ?? EMPTY, first, last);
+      if (!this.parser.failed) this.parser.resume();
+    });
+  }
+
+  private receivePiece(opcode: number, data: Buffer, first: boolean, last: boolean): void {
+    const text = opcode === Opcode.Text;
+    if (first) {
+      this.streaming = this.streamNextMessage;
+      this.streamNextMessage = false;
+      if (text && !last) (this.validator ??= new Utf8Validator()).reset();
+    }
+    // RFC 6455 §8.1: fail at the first invalid byte, not at the end of the message.
+    if (text && !(first && last ? isUtf8(data) : this.validator!.feed(data, last))) {
+      this.fail(new InvalidUtf8Error());
+      return;
+    }
+    if (this.streaming) {
+      this.handler.onPiece(data, !text, first, last);
+      return;
+    }
+    if (first && last) {
+      this.handler.onMessage(text ? data.toString('utf8') : data, !text);
+      return;
+    }
+    if (data.length > 0) {
+      this.parts.push(data);
+      this.partsLength += data.length;
+    }
+    if (!last) return;
+    const parts = this.parts;
+    const whole = parts.length === 1 ? parts[0]! : Buffer.concat(parts, this.partsLength);
+    this.parts = [];
+    this.partsLength = 0;
+    this.handler.onMessage(text ? whole.toString('utf8') : whole, !text);
+  }
+
+  onControl(opcode: number, payload: Buffer): void {
+    if (this.closeReceivedFlag) return;
+    if (opcode === Opcode.Ping) {
+      this.handler.onPing(payload);
+    } else if (opcode === Opcode.Pong) {
+      this.handler.onPong(payload);
+    } else {
+      this.receiveClose(payload);
+    }
+  }
+
+  private receiveClose(payload: Buffer): void {
+    let code: number;
+    let reason: string;
+    try {
+      ({ code, reason } = parseClosePayload(payload));
+    } catch (error) {
+      this.fail(error as WebSocketError);
+      return;
+    }
+    this.closeReceivedFlag = true;
+    this.closeCodeValue = code;
+    this.closeReasonValue = reason;
+    this.parser.discard();
+    if (!this.closeSentFlag) {
+      // RFC 6455 §5.5.1: reply with a close frame, echoing the status code received.
+      this.writeClose(code === CloseCode.NoStatus ? undefined : code, '');
+    }
+    this.stateValue = 'closed';
+    this.dropQueue(new ConnectionClosedError(code, reason));
+    this.handler.onCloseFrame(code, reason);
+    // RFC 6455 §7.1.1: the server closes the TCP connection first.
+    if (this.side === 'server') this.handler.onEnd();
+  }
+
+  /** Fails the connection: close frame with the error's code, then the transport ends (§7.1.7). */
+  fail(error: WebSocketError): void {
+    if (this.stateValue === 'closed') return;
+    this.parser.discard();
+    const code = 'closeCode' in error && typeof error.closeCode === 'number' ? error.closeCode : CloseCode.InternalError;
+    if (!this.closeSentFlag) {
+      // 1011 leaks no details; protocol errors name the rule, which is no secret.
+      const reason = code === CloseCode.InternalError ? '' : error.message.slice(0, 123);
+      this.writeClose(code, Buffer.byteLength(reason) <= 123 ? reason : '');
+    }
+    this.closeCodeValue = code;
+    this.closeReasonValue = error.message;
+    this.stateValue = 'closed';
+    this.dropQueue(new ConnectionClosedError(code, error.message));
+    this.handler.onFail(error);
+    this.handler.onEnd();
+  }
+
+  onError(error: WebSocketError): void {
+    this.fail(error);
+  }
+
+  // ---- Sending --------------------------------------------------------------------------------
+
+  /**
+   * Sends a whole text message. Returns true when it was written synchronously; otherwise
+   * (waiting behind compression) `callback` is called once it was written or dropped.
+   */
+  sendText(text: string, compress = true, callback?: SendCallback): boolean {
+    this.assertCanSend();
+    if (this.queue.length === 0 && !this.wantsCompression(compress, text.length)) {
+      this.writeTextFrame(text);
+      return true;
+    }
+    return this.sendData(Opcode.Text, Buffer.from(text, 'utf8'), compress, callback);
+  }
+
+  /** Sends a whole binary message (the payload is not modified or retained after writing). */
+  sendBinary(data: Buffer, compress = true, callback?: SendCallback): boolean {
+    this.assertCanSend();
+    return this.sendData(Opcode.Binary, data, compress, callback);
+  }
+
+  private sendData(opcode: number, data: Buffer, compress: boolean, callback: SendCallback | undefined): boolean {
+    if (this.sendingOpcode !== 0) throw new ProtocolError('a fragmented message is being sent', 1011, 'WS_SEND_IN_PROGRESS');
+    const deflate = this.wantsCompression(compress, data.length);
+    if (this.queue.length === 0 && !deflate) {
+      this.writeFrame(opcode, data, true, false);
+      return true;
+    }
+    this.enqueue({ opcode, data, fin: true, compress: deflate, rsv1: deflate, callback });
+    return false;
+  }
+
+  /**
+   * Sends one fragment of a message (RFC 6455 §5.4). The first call gives the message's opcode
+   * (1 or 2); later calls' opcode is ignored (continuations are written); `fin` ends the message.
+   * Data messages may not be sent while a fragmented one is open.
+   */
+  sendFragment(opcode: number, data: Buffer, fin: boolean, compress = true, callback?: SendCallback): boolean {
+    this.assertCanSend();
+    let frameOpcode = Opcode.Continuation as number;
+    let deflate = this.sendingCompressed;
+    let rsv1 = false;
+    if (this.sendingOpcode === 0) {
+      if (opcode !== Opcode.Text && opcode !== Opcode.Binary) throw new TypeError('a message starts with opcode 1 or 2');
+      frameOpcode = opcode;
+      // The whole message is compressed or not; its size is unknown, so the threshold is not used.
+      deflate = this.extension !== undefined && compress;
+      rsv1 = deflate;
+      this.sendingCompressed = deflate;
+    }
+    this.sendingOpcode = fin ? 0 : this.sendingOpcode || opcode;
+    if (fin) this.sendingCompressed = false;
+    if (this.queue.length === 0 && !deflate) {
+      this.writeFrame(frameOpcode, data, fin, false);
+      return true;
+    }
+    this.enqueue({ opcode: frameOpcode, data, fin, compress: deflate, rsv1, callback });
+    return false;
+  }
+
+  /** Sends a ping (payload at most 125 bytes). Control frames may go between fragments. */
+  ping(payload: Buffer = EMPTY): void {
+    this.assertCanSend();
+    if (payload.length > 125) throw new RangeError('ping payload over 125 bytes');
+    this.writeFrame(Opcode.Ping, payload, true, false);
+  }
+
+  /** Sends a pong (automatic replies to pings are the connection's job, through this). */
+  pong(payload: Buffer = EMPTY): void {
+    if (this.closeSentFlag || this.stateValue === 'closed') return;
+    if (payload.length > 125) throw new RangeError('pong payload over 125 bytes');
+    this.writeFrame(Opcode.Pong, payload, true, false);
+  }
+
+  /**
+   * Starts the closing handshake (RFC 6455 §7.1.2) after every message already queued. `code`
+   * undefined sends an empty close payload. Throws RangeError for a code that may not be sent.
+   * Returns false if a close frame was already sent or the connection is closed.
+   */
+  close(code: number | undefined = CloseCode.Normal, reason = ''): boolean {
+    encodeClosePayload(code, reason); // validates before any state changes
+    if (this.closeSentFlag || this.pendingClose || this.stateValue === 'closed') return false;
+    if (this.queue.length > 0) {
+      this.pendingClose = { code, reason };
+      this.stateValue = 'closing';
+      return true;
+    }
+    this.writeClose(code, reason);
+    this.stateValue = 'closing';
+    return true;
+  }
+
+  private writeClose(code: number | undefined, reason: string): void {
+    this.closeSentFlag = true;
+    this.writeFrame(Opcode.Close, encodeClosePayload(code, reason), true, false);
+  }
+
+  private assertCanSend(): void {
+    if (this.closeSentFlag || this.pendingClose || this.stateValue !== 'open') {
+      throw new ConnectionClosedError(this.closeCodeValue ?? CloseCode.Abnormal, this.closeReasonValue);
+    }
+  }
+
+  private wantsCompression(compress: boolean, length: number): boolean {
+    return compress && this.extension !== undefined && length >= this.compressThreshold;
+  }
+
+  private enqueue(frame: QueuedFrame): void {
+    this.queue.push(frame);
+    if (!this.compressing) this.pump();
+  }
+
+  /** Writes queued frames in order, waiting for each compression job. */
+  private pump(): void {
+    while (this.queue.length > 0) {
+      const frame = this.queue[0]!;
+      if (frame.compress) {
+        this.compressing = true;
+        this.extension!.compress(frame.data, frame.fin, (error, result) => {
+          this.compressing = false;
+          if (this.queue[0] !== frame) return; // dropped while compressing
+          this.queue.shift();
+          if (error) {
+            frame.callback?.(error);
+            this.fail(new ProtocolError('compression failed', CloseCode.InternalError, 'WS_DEFLATE_FAILED'));
+            return;
+          }
+          this.writeFrame(frame.opcode, result ?? EMPTY, frame.fin, frame.rsv1);
+          frame.callback?.();
+          this.pump();
+        });
+        return;
+      }
+      this.queue.shift();
+      this.writeFrame(frame.opcode, frame.data, frame.fin, frame.rsv1);
+      frame.callback?.();
+    }
+    if (this.pendingClose && this.stateValue !== 'closed') {
+      const { code, reason } = this.pendingClose;
+      this.pendingClose = undefined;
+      this.writeClose(code, reason);
+    }
+  }
+
+  private dropQueue(error: Error): void {
+    const queue = this.queue;
+    this.queue = [];
+    this.pendingClose = undefined;
+    for (const frame of queue) frame.callback?.(error);
+  }
+
+  /** Frames a text message straight from the string: no intermediate Buffer for small ones. */
+  private writeTextFrame(text: string): void {
+    const length = text.length < 128 && isAsciiShort(text) ? text.length : Buffer.byteLength(text, 'utf8');
+    if (length > COPY_THRESHOLD) {
+      this.writeFrame(Opcode.Text, Buffer.from(text, 'utf8'), true, false);
+      return;
+    }
+    const key = this.masking ? randomMaskKey() : undefined;
+    const frame = Buffer.allocUnsafe(headerSize(length, key !== undefined) + length);
+    const at = writeHeader(frame, 0, Opcode.Text, length, true, false, key);
+    frame.write(text, at, length, 'utf8');
+    if (key) mask(frame.subarray(at), key, frame, at);
+    this.handler.onWrite(frame);
+  }
+
+  private writeFrame(opcode: number, data: Buffer, fin: boolean, rsv1: boolean): void {
+    const length = data.length;
+    if (!this.masking) {
+      if (length > COPY_THRESHOLD) {
+        const header = Buffer.allocUnsafe(headerSize(length, false));
+        writeHeader(header, 0, opcode, length, fin, rsv1, undefined);
+        this.handler.onWritev(header, data);
+        return;
+      }
+      const frame = Buffer.allocUnsafe(headerSize(length, false) + length);
+      const at = writeHeader(frame, 0, opcode, length, fin, rsv1, undefined);
+      if (length > 0) data.copy(frame, at);
+      this.handler.onWrite(frame);
+      return;
+    }
+    // RFC 6455 §5.3: a fresh unpredictable key per frame; the payload is masked into our own copy.
+    const key = randomMaskKey();
+    const frame = Buffer.allocUnsafe(headerSize(length, true) + length);
+    const at = writeHeader(frame, 0, opcode, length, fin, rsv1, key);
+    if (length > 0) mask(data, key, frame, at);
+    this.handler.onWrite(frame);
+  }
+}
+
+/** True when every char of a short string is ASCII (its UTF-8 length is its length). */
+function isAsciiShort(text: string): boolean {
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) > 0x7f) return false;
+  return true;
+}
