@@ -1,0 +1,38 @@
+/**
+ * Echo server for conformance runs and benchmarks: echoes every message as received (text as
+ * text, binary as binary), on any path, with every optional protocol feature enabled
+ * (permessage-deflate). It does nothing else.
+ *
+ *   npm run example:echo -- --port 9001 [--host 127.0.0.1] [--max-message-size BYTES]
+ */
+import { parseArgs } from 'node:util';
+import { serve } from 'rfc6455';
+
+const { values } = parseArgs({
+  options: {
+    port: { type: 'string', default: '9001' },
+    host: { type: 'string', default: '127.0.0.1' },
+    'max-message-size': { type: 'string' },
+  },
+});
+
+const server = await serve(
+  {
+    port: Number(values.port),
+    host: values.host,
+    perMessageDeflate: true,
+    ...(values['max-message-size'] ? { maxMessageSize: Number(values['max-message-size']) } : {}),
+  },
+  async (conn) => {
+    for await (const message of conn) {
+      conn.send(message);
+    }
+  },
+);
+console.log(`listening on ${server.url}`);
+
+const stop = (): void => {
+  server.close().then(() => process.exit(0));
+};
+process.on('SIGINT', stop);
+process.on('SIGTERM', stop);

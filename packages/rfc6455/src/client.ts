@@ -1,0 +1,174 @@
+/**
+ * `connect()`: the WebSocket client (the analog of Racket's `ws-connect`) for ws: and wss: URLs.
+ * The HTTP exchange is Node's own http(s) client; the handshake checks and the connection are ours.
+ */
+import { request as httpRequest, type ClientRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { Socket } from 'node:net';
+import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
+import { Defaults } from './codec/constants.js';
+import { WebSocketConnection, type ConnectionOptions } from './connection.js';
+import { HandshakeError } from './errors.js';
+import { acceptDeflateResponse, buildDeflateOffer, PerMessageDeflate, PERMESSAGE_DEFLATE, type PerMessageDeflateOptions } from './extensions/permessage-deflate.js';
+import { buildRequestHeaders, generateKey, verifyResponse } from './handshake/client.js';
+import { socketTransport } from './transport.js';
+
+export interface ConnectOptions extends ConnectionOptions {
+  /** Subprotocols to offer, in order of preference. */
+  protocols?: string | readonly string[];
+  /** Extra request headers (Authorization, Cookie, ...). */
+  headers?: OutgoingHttpHeaders;
+  /** Origin header to send (browsers always send one; Node clients need not). */
+  origin?: string;
+  /** Offer permessage-deflate (true, or options). Default true. */
+  perMessageDeflate?: boolean | PerMessageDeflateOptions;
+  /** TLS options for wss: (ca, cert, key, rejectUnauthorized, servername, ...). */
+  tls?: TlsConnectionOptions;
+  /** ms for the TCP/TLS connect and the handshake. Default 10000. */
+  handshakeTimeout?: number;
+  /** Follow 3xx redirects: false (the default) or the most redirects to follow (true = 5). */
+  followRedirects?: boolean | number;
+  /** Largest response head accepted. Default 16384. */
+  maxHeaderSize?: number;
+  /** Aborts the handshake. */
+  signal?: AbortSignal;
+}
+
+const MAX_ERROR_BODY = 64 * 1024;
+
+/** Opens a WebSocket connection. Rejects with HandshakeError (status, headers, body attached). */
+export async function connect(url: string | URL, options: ConnectOptions = {}): Promise<WebSocketConnection> {
+  let target = new URL(url);
+  const maxRedirects = options.followRedirects === true ? 5 : options.followRedirects || 0;
+  for (let redirects = 0; ; redirects++) {
+    const outcome = await attempt(target, options);
+    if (outcome instanceof WebSocketConnection) return outcome;
+    if (redirects >= maxRedirects) throw outcome.error;
+    target = new URL(outcome.location, target);
+    if (target.protocol === 'http:') target.protocol = 'ws:';
+    else if (target.protocol === 'https:') target.protocol = 'wss:';
+  }
+}
+
+interface Redirect {
+  location: string;
+  error: HandshakeError;
+}
+
+function attempt(target: URL, options: ConnectOptions): Promise<WebSocketConnection | Redirect> {
+  const secure = target.protocol === 'wss:' || target.protocol === 'https:';
+  if (!secure && target.protocol !== 'ws:' && target.protocol !== 'http:') {
+    return Promise.reject(new TypeError(`unsupported URL scheme ${target.protocol} (use ws: or wss:)`));
+  }
+  const key = generateKey();
+  const protocols = typeof options.protocols === 'string' ? [options.protocols] : [...(options.protocols ?? [])];
+  const deflate = options.perMessageDeflate === false ? undefined : typeof options.perMessageDeflate === 'object' ? options.perMessageDeflate : {};
+  const handshakeHeaders = buildRequestHeaders({
+    key,
+    protocols,
+    extensions: deflate ? buildDeflateOffer(deflate) : undefined,
+    origin: options.origin,
+  });
+  const headers: OutgoingHttpHeaders = { ...options.headers, ...handshakeHeaders };
+  const timeout = options.handshakeTimeout ?? Defaults.handshakeTimeout;
+  const statusLineOf = (res: IncomingMessage): string => `HTTP/${res.httpVersion} ${res.statusCode ?? 0} ${res.statusMessage ?? ''}`.trimEnd();
+
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const request = (secure ? httpsRequest : httpRequest)({
+      protocol: secure ? 'https:' : 'http:',
+      hostname: target.hostname.startsWith('[') ? target.hostname.slice(1, -1) : target.hostname,
+      port: target.port || (secure ? 443 : 80),
+      path: `${target.pathname || '/'}${target.search}`,
+      method: 'GET',
+      headers,
+      agent: false,
+      maxHeaderSize: options.maxHeaderSize ?? Defaults.maxHeaderSize,
+      signal: options.signal,
+      ...(secure ? { servername: target.hostname, ...options.tls } : {}),
+    }) as ClientRequest;
+    const timer = setTimeout(() => fail(new HandshakeError(`handshake timed out after ${timeout} ms`, 0, { code: 'WS_HANDSHAKE_TIMEOUT' })), timeout);
+    timer.unref?.();
+    const fail = (error: Error): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      request.destroy();
+      reject(error);
+    };
+    request.on('error', (error: NodeJS.ErrnoException) => {
+      if (error instanceof HandshakeError) return fail(error);
+      const code = error.code === 'HPE_HEADER_OVERFLOW' ? 'WS_RESPONSE_TOO_LARGE' : 'WS_CONNECT_FAILED';
+      fail(new HandshakeError(`${code === 'WS_RESPONSE_TOO_LARGE' ? 'response head too large' : 'connection failed'}: ${error.message}`, 0, { code, cause: error }));
+    });
+    request.on('response', (res: IncomingMessage) => {
+      // Not a 101: a typed error carrying the response (3xx may be followed by the caller).
+      const status = res.statusCode ?? 0;
+      const error = new HandshakeError(`server answered ${status} ${res.statusMessage ?? ''}`.trimEnd(), status, {
+        code: 'WS_UNEXPECTED_RESPONSE',
+        headers: res.headers,
+        statusLine: statusLineOf(res),
+      });
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (chunk: Buffer) => {
+        if (size < MAX_ERROR_BODY) chunks.push(chunk.subarray(0, MAX_ERROR_BODY - size));
+        size += chunk.length;
+      });
+      res.on('error', () => undefined);
+      res.on('end', () => {
+        error.body = Buffer.concat(chunks);
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        const location = res.headers.location;
+        if (status >= 300 && status < 400 && location) resolve({ location, error });
+        else reject(error);
+      });
+    });
+    request.on('upgrade', (res: IncomingMessage, socket: Socket, head: Buffer) => {
+      if (settled) {
+        socket.destroy();
+        return;
+      }
+      try {
+        const statusLine = statusLineOf(res);
+        const verified = verifyResponse(statusLine, res.headers, {
+          key,
+          protocols,
+          extensionNames: deflate ? [PERMESSAGE_DEFLATE] : [],
+        });
+        let extension: PerMessageDeflate | undefined;
+        const offer = verified.extensions[0];
+        const maxMessageSize = options.maxMessageSize ?? Defaults.maxMessageSize;
+        if (offer && deflate) {
+          const params = acceptDeflateResponse(offer, deflate);
+          extension = new PerMessageDeflate(params, 'client', { maxMessageSize, level: deflate.level, memLevel: deflate.memLevel, threshold: deflate.threshold, concurrencyLimit: deflate.concurrencyLimit });
+        }
+        settled = true;
+        clearTimeout(timer);
+        socket.setNoDelay(true);
+        socket.setTimeout(0);
+        const conn = new WebSocketConnection(
+          socketTransport(socket),
+          {
+            side: 'client',
+            protocol: verified.protocol,
+            extensions: typeof res.headers['sec-websocket-extensions'] === 'string' ? res.headers['sec-websocket-extensions'] : '',
+            extension,
+            requestLine: statusLine,
+            url: `${target.pathname || '/'}${target.search}`,
+            headers: res.headers,
+          },
+          { ...options, compressThreshold: options.compressThreshold ?? extension?.threshold },
+          head,
+        );
+        resolve(conn);
+      } catch (error) {
+        socket.destroy();
+        fail(error as Error);
+      }
+    });
+    request.end();
+  });
+}

@@ -1,0 +1,89 @@
+/**
+ * The RFC 6455 client handshake (§4.1), pure: the request headers to send, and the checks on the
+ * server's response. Nothing here touches a socket.
+ */
+import { randomBytes } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
+import { HandshakeError } from '../errors.js';
+import { parseExtensions, type ExtensionOffer } from '../extensions/header.js';
+import { headerValue, isToken, tokenList } from './http.js';
+import { acceptKey } from './server.js';
+
+/** A fresh Sec-WebSocket-Key: 16 cryptographically random bytes, base64 (§4.1 item 7). */
+export function generateKey(): string {
+  return randomBytes(16).toString('base64');
+}
+
+export interface ClientRequestInit {
+  key: string;
+  protocols?: readonly string[];
+  /** Sec-WebSocket-Extensions offer, if any. */
+  extensions?: string | undefined;
+  origin?: string | undefined;
+}
+
+/** The handshake headers of a client request (Host is set by the HTTP client). */
+export function buildRequestHeaders(init: ClientRequestInit): Record<string, string> {
+  const headers: Record<string, string> = {
+    Connection: 'Upgrade',
+    Upgrade: 'websocket',
+    'Sec-WebSocket-Key': init.key,
+    'Sec-WebSocket-Version': '13',
+  };
+  if (init.protocols && init.protocols.length > 0) {
+    for (const p of init.protocols) if (!isToken(p)) throw new TypeError(`invalid subprotocol ${JSON.stringify(p)}`);
+    headers['Sec-WebSocket-Protocol'] = init.protocols.join(', ');
+  }
+  if (init.extensions) headers['Sec-WebSocket-Extensions'] = init.extensions;
+  if (init.origin) headers.Origin = init.origin;
+  return headers;
+}
+
+export interface VerifiedResponse {
+  /** The subprotocol the server chose, '' if none. */
+  protocol: string;
+  /** The extensions the server accepted, parsed. */
+  extensions: ExtensionOffer[];
+}
+
+/**
+ * Checks a 101 response (RFC 6455 §4.1, "the client MUST validate the server's response").
+ * Throws HandshakeError (status 101, headers attached) on the first failed check.
+ */
+export function verifyResponse(
+  statusLine: string,
+  headers: IncomingHttpHeaders,
+  init: { key: string; protocols?: readonly string[]; extensionNames?: readonly string[] },
+): VerifiedResponse {
+  const fail = (message: string, code: string): never => {
+    throw new HandshakeError(message, 101, { code, headers, statusLine });
+  };
+  // item 2: Upgrade: websocket.
+  if (!tokenList(headers.upgrade).includes('websocket')) fail('response lacks Upgrade: websocket', 'WS_BAD_UPGRADE');
+  // item 3: Connection: Upgrade.
+  if (!tokenList(headers.connection).includes('upgrade')) fail('response lacks Connection: Upgrade', 'WS_BAD_CONNECTION');
+  // item 4: the accept value.
+  if (headerValue(headers, 'sec-websocket-accept')?.trim() !== acceptKey(init.key)) fail('wrong Sec-WebSocket-Accept', 'WS_BAD_ACCEPT');
+  // item 6: a subprotocol must be one we offered.
+  let protocol = '';
+  const chosen = headers['sec-websocket-protocol'];
+  if (chosen !== undefined) {
+    const value = Array.isArray(chosen) ? chosen.join(',') : chosen;
+    protocol = value.trim();
+    if (!init.protocols?.includes(protocol)) fail(`server chose subprotocol ${JSON.stringify(protocol)}, which was not offered`, 'WS_BAD_PROTOCOL');
+  }
+  // item 5: every extension must be one we offered.
+  let extensions: ExtensionOffer[] = [];
+  try {
+    extensions = parseExtensions(headers['sec-websocket-extensions']);
+  } catch (error) {
+    throw new HandshakeError('malformed Sec-WebSocket-Extensions in response', 101, { code: 'WS_BAD_EXTENSION_RESPONSE', headers, statusLine, cause: error });
+  }
+  const seen = new Set<string>();
+  for (const ext of extensions) {
+    if (!init.extensionNames?.includes(ext.name)) fail(`server accepted extension ${ext.name}, which was not offered`, 'WS_BAD_EXTENSION_RESPONSE');
+    if (seen.has(ext.name)) fail(`server accepted extension ${ext.name} twice`, 'WS_BAD_EXTENSION_RESPONSE');
+    seen.add(ext.name);
+  }
+  return { protocol, extensions };
+}

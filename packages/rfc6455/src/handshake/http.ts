@@ -1,0 +1,73 @@
+/**
+ * Small HTTP/1.1 helpers shared by the handshakes: header token lists and response bytes.
+ */
+import { STATUS_CODES, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
+
+/** Header values that may be written: no CR, LF or NUL (response splitting). */
+const SAFE_VALUE = /^[^\r\n\0]*$/;
+/** RFC 9110 §5.1 field-name = token. */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/** The value of a header as one string (repeated headers joined with ', '), or undefined. */
+export function headerValue(headers: IncomingHttpHeaders, name: string): string | undefined {
+  const value = headers[name];
+  return Array.isArray(value) ? value.join(', ') : value;
+}
+
+/** Comma-separated tokens of a header, trimmed and lower-cased (RFC 9110 §5.6.1). */
+export function tokenList(value: string | string[] | undefined): string[] {
+  if (value === undefined) return [];
+  const joined = Array.isArray(value) ? value.join(',') : value;
+  const tokens: string[] = [];
+  for (const part of joined.split(',')) {
+    const token = part.trim().toLowerCase();
+    if (token !== '') tokens.push(token);
+  }
+  return tokens;
+}
+
+/** True when `value` is an RFC 9110 token (as subprotocol names must be, RFC 6455 §4.1). */
+export function isToken(value: string): boolean {
+  return TOKEN.test(value);
+}
+
+export type HeaderList = Array<[string, string]>;
+
+/** Normalizes user headers (object or list) into a checked list. Throws TypeError on unsafe input. */
+export function headerList(headers: OutgoingHttpHeaders | HeaderList | undefined): HeaderList {
+  const list: HeaderList = [];
+  if (!headers) return list;
+  const entries: Array<[string, unknown]> = Array.isArray(headers) ? headers : Object.entries(headers);
+  for (const [name, value] of entries) {
+    if (value === undefined) continue;
+    if (!TOKEN.test(name)) throw new TypeError(`invalid header name ${JSON.stringify(name)}`);
+    for (const v of Array.isArray(value) ? value : [value]) {
+      const text = String(v);
+      if (!SAFE_VALUE.test(text)) throw new TypeError(`invalid value for header ${name}`);
+      list.push([name, text]);
+    }
+  }
+  return list;
+}
+
+/** Serializes an HTTP/1.1 response head (and body) into bytes to write to a raw socket. */
+export function formatResponse(status: number, headers: HeaderList, body?: string | Buffer, reasonPhrase?: string): Buffer {
+  let head = `HTTP/1.1 ${status} ${reasonPhrase ?? STATUS_CODES[status] ?? 'Unknown'}\r\n`;
+  for (const [name, value] of headers) head += `${name}: ${value}\r\n`;
+  head += '\r\n';
+  if (body === undefined || body.length === 0) return Buffer.from(head, 'latin1');
+  return Buffer.concat([Buffer.from(head, 'latin1'), typeof body === 'string' ? Buffer.from(body) : body]);
+}
+
+/**
+ * A complete error response: plain-text body, Content-Length, `Connection: close`, plus the given
+ * headers (which may override Content-Type).
+ */
+export function formatErrorResponse(status: number, message: string | Buffer, headers: HeaderList = []): Buffer {
+  const body = typeof message === 'string' ? Buffer.from(message.endsWith('\n') || message === '' ? message : message + '\n') : message;
+  const list: HeaderList = [['Connection', 'close']];
+  if (!headers.some(([n]) => n.toLowerCase() === 'content-type')) list.push(['Content-Type', 'text/plain; charset=utf-8']);
+  list.push(['Content-Length', String(body.length)]);
+  for (const h of headers) if (h[0].toLowerCase() !== 'content-length' && h[0].toLowerCase() !== 'connection') list.push(h);
+  return formatResponse(status, list, body);
+}

@@ -1,0 +1,96 @@
+/**
+ * The RFC 6455 server handshake (§4.2), pure: request facts in, a verdict out. The caller writes
+ * the response; nothing here touches a socket.
+ */
+import { createHash } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
+import { GUID } from '../codec/constants.js';
+import { HandshakeError } from '../errors.js';
+import { headerValue, isToken, tokenList } from './http.js';
+
+/** The parts of an upgrade request the handshake looks at (Node's IncomingMessage has them). */
+export interface UpgradeRequest {
+  method?: string | undefined;
+  httpVersionMajor?: number;
+  httpVersionMinor?: number;
+  url?: string | undefined;
+  headers: IncomingHttpHeaders;
+}
+
+/** What a valid RFC 6455 opening handshake offered. */
+export interface ValidatedRequest {
+  key: string;
+  /** Subprotocols the client offered, in its order (case preserved: tokens are case-sensitive). */
+  protocols: string[];
+  /** Raw Sec-WebSocket-Extensions value, if any. */
+  extensions: string | undefined;
+}
+
+/** Sec-WebSocket-Accept for a key (RFC 6455 §4.2.2 step 5.4). */
+export function acceptKey(key: string): string {
+  return createHash('sha1').update(key + GUID).digest('base64');
+}
+
+/** A base64 string that decodes to exactly 16 bytes (RFC 6455 §4.1 step 7). */
+const KEY_PATTERN = /^[A-Za-z0-9+/]{22}==$/;
+
+function reject(message: string, status = 400, code = 'WS_BAD_REQUEST', headers?: Record<string, string>): never {
+  throw new HandshakeError(message, status, { code, headers });
+}
+
+/**
+ * Parses Sec-WebSocket-Protocol (RFC 6455 §4.1 step 10, §11.3.4): comma-separated tokens, in the
+ * client's order. Throws HandshakeError 400 on an empty element list or a non-token.
+ */
+export function parseProtocols(value: string | string[] | undefined): string[] {
+  if (value === undefined) return [];
+  const joined = Array.isArray(value) ? value.join(',') : value;
+  const protocols: string[] = [];
+  for (const part of joined.split(',')) {
+    const name = part.trim();
+    if (name === '') continue;
+    if (!isToken(name)) reject(`invalid subprotocol ${JSON.stringify(name)}`, 400, 'WS_BAD_PROTOCOL_HEADER');
+    if (!protocols.includes(name)) protocols.push(name);
+  }
+  if (protocols.length === 0) reject('empty Sec-WebSocket-Protocol', 400, 'WS_BAD_PROTOCOL_HEADER');
+  return protocols;
+}
+
+/**
+ * True when the request asks for a WebSocket at all (Upgrade: websocket). Requests that do not are
+ * plain HTTP and are answered 426 by `serve()`.
+ */
+export function isWebSocketUpgrade(headers: IncomingHttpHeaders): boolean {
+  return tokenList(headers.upgrade).includes('websocket');
+}
+
+/**
+ * Checks an opening handshake (RFC 6455 §4.2.1). Throws HandshakeError with the status to answer:
+ * 400 for a malformed request, 426 (with Sec-WebSocket-Version: 13) for another version.
+ */
+export function validateRequest(req: UpgradeRequest): ValidatedRequest {
+  const headers = req.headers;
+  // §4.2.1 item 1: an HTTP/1.1 or higher GET request.
+  if (req.method !== 'GET') reject(`method ${req.method ?? '?'} is not GET`, 400, 'WS_BAD_METHOD');
+  const major = req.httpVersionMajor ?? 1;
+  const minor = req.httpVersionMinor ?? 1;
+  if (major < 1 || (major === 1 && minor < 1)) reject('HTTP/1.1 or later is required', 400, 'WS_BAD_HTTP_VERSION');
+  // item 2: a Host header.
+  if (!headers.host) reject('missing Host header', 400, 'WS_MISSING_HOST');
+  // item 3: Upgrade containing "websocket" (case-insensitive).
+  if (!isWebSocketUpgrade(headers)) reject('Upgrade header must include websocket', 400, 'WS_BAD_UPGRADE');
+  // item 4: Connection containing "Upgrade" (case-insensitive).
+  if (!tokenList(headers.connection).includes('upgrade')) reject('Connection header must include Upgrade', 400, 'WS_BAD_CONNECTION');
+  // item 6 / §4.4: a version we do not speak gets 426 and the versions we do.
+  const version = headerValue(headers, 'sec-websocket-version');
+  if (version?.trim() !== '13') {
+    reject(version === undefined ? 'missing Sec-WebSocket-Version' : `unsupported Sec-WebSocket-Version ${version}`, 426, 'WS_BAD_VERSION', {
+      'Sec-WebSocket-Version': '13',
+    });
+  }
+  // item 5: a key that base64-decodes to 16 bytes.
+  const key = headers['sec-websocket-key'];
+  if (typeof key !== 'string' || !KEY_PATTERN.test(key.trim())) reject('invalid Sec-WebSocket-Key', 400, 'WS_BAD_KEY');
+  const protocols = parseProtocols(headers['sec-websocket-protocol']);
+  return { key: key.trim(), protocols, extensions: headerValue(headers, 'sec-websocket-extensions') };
+}

@@ -1,0 +1,51 @@
+/**
+ * rfc6455: WebSockets for Node.js. Public API (re-exports only).
+ */
+export { serve, type ServeOptions, type WebSocketServer } from './server.js';
+export { connect, type ConnectOptions } from './client.js';
+export {
+  handleUpgrade,
+  rejectUpgrade,
+  type UpgradeOptions,
+  type UpgradeInfo,
+  type UpgradeRejection,
+  type UpgradeTarget,
+  type BeforeAcceptResult,
+} from './upgrade.js';
+export {
+  WebSocketConnection,
+  EOF,
+  type Message,
+  type SendData,
+  type SendOptions,
+  type SendStreamOptions,
+  type ConnectionOptions,
+  type ConnectionInfo,
+  type ConnectionEvents,
+} from './connection.js';
+export {
+  serviceMapper,
+  isServiceMapper,
+  type ServiceMapper,
+  type Route,
+  type MatchResult,
+  type ConnectionHandler,
+  type HandlerContext,
+} from './service-mapper.js';
+export { socketTransport, type Transport } from './transport.js';
+export { Protocol, type ProtocolHandler, type ProtocolOptions, type ProtocolState, type Side } from './protocol.js';
+export {
+  WebSocketError,
+  ProtocolError,
+  InvalidUtf8Error,
+  MessageTooBigError,
+  HandshakeError,
+  ConnectionClosedError,
+  TimeoutError,
+  UnsupportedError,
+  BackpressureError,
+} from './errors.js';
+export { CloseCode, Opcode, Defaults, GUID, isValidCloseCode } from './codec/constants.js';
+export { acceptKey, validateRequest, parseProtocols, type UpgradeRequest, type ValidatedRequest } from './handshake/server.js';
+export { generateKey, buildRequestHeaders, verifyResponse } from './handshake/client.js';
+export type { PerMessageDeflateOptions } from './extensions/deflate-negotiation.js';

@@ -1,0 +1,131 @@
+/**
+ * `serve()`: the standalone WebSocket server (the analog of Racket's `ws-serve` / `ws-serve*`).
+ * An http(s).Server whose `upgrade` events go to `handleUpgrade`; plain HTTP requests get 426.
+ */
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { CloseCode, Defaults } from './codec/constants.js';
+import type { WebSocketConnection } from './connection.js';
+import { handleUpgrade, rejectUpgrade, type UpgradeOptions, type UpgradeTarget } from './upgrade.js';
+
+export interface ServeOptions<State = unknown> extends UpgradeOptions<State> {
+  /** TCP port; 0 (the default) picks a free one (see `server.port`). */
+  port?: number;
+  /** Address to bind. Default '127.0.0.1'; use '0.0.0.0' or '::' for every interface. */
+  host?: string;
+  /** TLS options (key, cert, ...) to serve wss:. */
+  tls?: HttpsServerOptions;
+  /** Largest request head, in bytes; larger ones get 431. Default 16384. */
+  maxHeaderSize?: number;
+  /** Most concurrent WebSocket connections; beyond it upgrades get 503. Default unlimited. */
+  maxConnections?: number;
+  /** Answers plain HTTP requests. Default: 426 Upgrade Required. */
+  onRequest?: (req: IncomingMessage, res: ServerResponse) => void;
+}
+
+export interface WebSocketServer {
+  readonly httpServer: HttpServer;
+  readonly port: number;
+  readonly host: string;
+  /** ws://host:port/ (or wss:). */
+  readonly url: string;
+  /** Open connections. */
+  readonly connections: ReadonlySet<WebSocketConnection>;
+  /**
+   * Graceful shutdown: stops accepting, closes every connection with `code` (default 1001 going
+   * away), waits for their closing handshakes (each bounded by closeTimeout), then resolves.
+   */
+  close(code?: number, reason?: string): Promise<void>;
+}
+
+/** Answers a plain HTTP request: this endpoint only speaks WebSocket (RFC 6455 §4.2.2, RFC 9110 §15.5.22). */
+function upgradeRequired(_req: IncomingMessage, res: ServerResponse): void {
+  const body = 'This endpoint speaks WebSocket only.\n';
+  res.writeHead(426, {
+    Upgrade: 'websocket',
+    Connection: 'Upgrade',
+    'Sec-WebSocket-Version': '13',
+    'Content-Type': 'text/plain; charset=utf-8',
+    'Content-Length': Buffer.byteLength(body),
+  });
+  res.end(body);
+}
+
+/**
+ * Starts a WebSocket server. `target` is a handler `(conn, req, context) => …` or a service mapper.
+ * Resolves once listening.
+ */
+export async function serve<State = unknown>(options: ServeOptions<State>, target: UpgradeTarget<State>): Promise<WebSocketServer> {
+  const handshakeTimeout = options.handshakeTimeout ?? Defaults.handshakeTimeout;
+  const httpOptions = {
+    maxHeaderSize: options.maxHeaderSize ?? Defaults.maxHeaderSize,
+    // Slow request heads (slowloris) are cut at the handshake timeout.
+    headersTimeout: handshakeTimeout,
+    requestTimeout: handshakeTimeout,
+    connectionsCheckingInterval: Math.min(1000, handshakeTimeout),
+    noDelay: true,
+  };
+  const httpServer: HttpServer = options.tls
+    ? createHttpsServer({ ...options.tls, ...httpOptions })
+    : createHttpServer(httpOptions);
+  const connections = new Set<WebSocketConnection>();
+  let closing = false;
+  const upgradeOptions: UpgradeOptions<State> = {
+    ...options,
+    onConnection(conn) {
+      connections.add(conn);
+      conn.whenClosed.then(() => connections.delete(conn));
+      options.onConnection?.(conn);
+    },
+  };
+  httpServer.on('request', options.onRequest ?? upgradeRequired);
+  httpServer.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (closing) {
+      rejectUpgrade(socket, 503, 'server is shutting down');
+      return;
+    }
+    if (options.maxConnections !== undefined && connections.size >= options.maxConnections) {
+      rejectUpgrade(socket, 503, 'too many connections', [['Retry-After', '1']]);
+      return;
+    }
+    void handleUpgrade(req, socket, head, target, upgradeOptions);
+  });
+  // A client that sends garbage before any request gets 400 from Node; never crash on it.
+  httpServer.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
+    if (!socket.writable) return socket.destroy();
+    const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    rejectUpgrade(socket, status, status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request');
+  });
+
+  const host = options.host ?? '127.0.0.1';
+  await new Promise<void>((resolve, reject) => {
+    httpServer.once('error', reject);
+    httpServer.listen(options.port ?? 0, host, () => {
+      httpServer.removeListener('error', reject);
+      resolve();
+    });
+  });
+  const address = httpServer.address() as AddressInfo;
+  const urlHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  let closed: Promise<void> | undefined;
+  return {
+    httpServer,
+    port: address.port,
+    host,
+    url: `${options.tls ? 'wss' : 'ws'}://${urlHost}:${address.port}/`,
+    connections,
+    close(code = CloseCode.GoingAway, reason = 'server shutting down') {
+      closed ??= (async () => {
+        closing = true;
+        const stopped = new Promise<void>((resolve) => httpServer.close(() => resolve()));
+        httpServer.closeIdleConnections();
+        await Promise.all([...connections].map((conn) => conn.close(code, reason).catch(() => undefined)));
+        httpServer.closeAllConnections();
+        await stopped;
+      })();
+      return closed;
+    },
+  };
+}

@@ -1,0 +1,114 @@
+/**
+ * The service mapper (the analog of Racket's `ws-service-mapper`): routes an upgrade request by
+ * URL path and by requested subprotocol, declaratively. `match` is a pure function of the path and
+ * the offered subprotocols, so it can be tested without sockets.
+ *
+ * - A route's `path` is a RegExp, or a string read as a regular expression that must match the
+ *   whole path (as Racket's `regexp-match-exact?`). The query string is not part of the path.
+ * - The first route whose path matches wins; there is no fall-through to later routes.
+ * - Subprotocols are tried in the client's order; the first one the route has a handler for is
+ *   chosen. Names are compared exactly: RFC 6455 §4.1 makes them case-sensitive tokens (Racket
+ *   lower-cases them; we do not, so "Chat" and "chat" are different protocols).
+ * - `handler` serves clients that request no subprotocol. A client that offers subprotocols none
+ *   of which the route has gets 400 (no fallback to `handler`, as in Racket); a route without
+ *   `handler` answers 400 to a client that offers none.
+ * - Named groups of the path RegExp are handed to the handler as `params`.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { WebSocketConnection } from './connection.js';
+
+/** What a handler receives beside the connection and the upgrade request. */
+export interface HandlerContext<State = unknown, Params extends Record<string, string> = Record<string, string>> {
+  /** Named groups of the route's path pattern. */
+  params: Params;
+  /** What the before-accept hook returned as `state` (undefined without a hook). */
+  state: State;
+  /** The chosen subprotocol, '' if none. */
+  protocol: string;
+}
+
+export type ConnectionHandler<State = unknown, Params extends Record<string, string> = Record<string, string>> = (
+  conn: WebSocketConnection,
+  req: IncomingMessage,
+  context: HandlerContext<State, Params>,
+) => void | Promise<void>;
+
+export interface Route<State = unknown> {
+  /** RegExp, or a string taken as a regular expression that must match the whole path. */
+  path: RegExp | string;
+  /** Handler for clients that request no subprotocol. */
+  handler?: ConnectionHandler<State> | undefined;
+  /** Handlers by subprotocol name (several names may share one handler). */
+  protocols?: Readonly<Record<string, ConnectionHandler<State>>> | undefined;
+}
+
+export type MatchResult<State = unknown> =
+  | {
+      ok: true;
+      route: Route<State>;
+      handler: ConnectionHandler<State>;
+      /** The chosen subprotocol, '' if none. */
+      protocol: string;
+      params: Record<string, string>;
+    }
+  | { ok: false; status: 404 | 400; reason: string };
+
+const MAPPER = Symbol.for('rfc6455.ServiceMapper');
+
+export interface ServiceMapper<State = unknown> {
+  readonly [MAPPER]: true;
+  readonly routes: readonly Route<State>[];
+  /** Routes `path` (no query) for the offered subprotocols (client order). Pure. */
+  match(path: string, offeredProtocols: readonly string[]): MatchResult<State>;
+}
+
+function compile(path: RegExp | string): RegExp {
+  if (typeof path === 'string') return new RegExp(`^(?:${path})$`);
+  // A RegExp must match the whole path too; drop flags that make `exec` stateful.
+  const flags = path.flags.replace(/[gy]/g, '');
+  return new RegExp(`^(?:${path.source})$`, flags);
+}
+
+/** Builds a service mapper from routes (checked once, here). */
+export function serviceMapper<State = unknown>(routes: readonly Route<State>[]): ServiceMapper<State> {
+  const compiled = routes.map((route) => {
+    if (!route.handler && (!route.protocols || Object.keys(route.protocols).length === 0)) {
+      throw new TypeError(`route ${String(route.path)} has neither a handler nor protocols`);
+    }
+    return { route, pattern: compile(route.path), protocols: new Map(Object.entries(route.protocols ?? {})) };
+  });
+  return {
+    [MAPPER]: true,
+    routes,
+    match(path, offered) {
+      for (const { route, pattern, protocols } of compiled) {
+        const m = pattern.exec(path);
+        if (!m) continue;
+        const params: Record<string, string> = {};
+        if (m.groups) for (const [k, v] of Object.entries(m.groups)) if (v !== undefined) params[k] = v;
+        if (offered.length === 0) {
+          if (route.handler) return { ok: true, route, handler: route.handler, protocol: '', params };
+          return { ok: false, status: 400, reason: `a subprotocol is required: one of ${[...protocols.keys()].join(', ')}` };
+        }
+        for (const name of offered) {
+          const handler = protocols.get(name);
+          if (handler) return { ok: true, route, handler, protocol: name, params };
+        }
+        const supported = [...protocols.keys()];
+        return {
+          ok: false,
+          status: 400,
+          reason:
+            supported.length > 0
+              ? `unsupported subprotocol: offered ${offered.join(', ')}; supported: ${supported.join(', ')}`
+              : `this endpoint takes no subprotocol (offered ${offered.join(', ')})`,
+        };
+      }
+      return { ok: false, status: 404, reason: `no WebSocket service at ${path}` };
+    },
+  };
+}
+
+export function isServiceMapper(value: unknown): value is ServiceMapper<never> {
+  return typeof value === 'object' && value !== null && (value as { [MAPPER]?: true })[MAPPER] === true;
+}

@@ -1,0 +1,258 @@
+/**
+ * `handleUpgrade`: the one seam between an HTTP server's `upgrade` event and a WebSocket
+ * connection. `serve()` and every framework adapter call it. It validates the handshake, routes
+ * through a service mapper (or takes a plain handler), runs the before-accept hook, negotiates
+ * extensions, answers 101 (or a real HTTP error, never a 101 followed by a close) and starts the
+ * handler on a WebSocketConnection.
+ */
+import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { TLSSocket } from 'node:tls';
+import { CloseCode, Defaults } from './codec/constants.js';
+import { WebSocketConnection, type ConnectionOptions } from './connection.js';
+import { HandshakeError } from './errors.js';
+import { parseExtensions } from './extensions/header.js';
+import { acceptDeflateOffers, PerMessageDeflate, type PerMessageDeflateOptions } from './extensions/permessage-deflate.js';
+import { formatErrorResponse, formatResponse, headerList, type HeaderList } from './handshake/http.js';
+import { acceptKey, validateRequest } from './handshake/server.js';
+import { isServiceMapper, type ConnectionHandler, type ServiceMapper } from './service-mapper.js';
+import { socketTransport, type Transport } from './transport.js';
+
+/** What the before-accept hook sees. */
+export interface UpgradeInfo {
+  /** Path without the query. */
+  path: string;
+  /** Subprotocols the client offered, in its order. */
+  protocols: string[];
+  /** The subprotocol that will be answered ('' if none); the hook may not change it. */
+  protocol: string;
+  /** Route parameters (named groups of the mapper's pattern). */
+  params: Record<string, string>;
+  /** True over TLS. */
+  secure: boolean;
+}
+
+/** A refusal of the upgrade: answered as this HTTP response (never a 101). */
+export interface UpgradeRejection {
+  status: number;
+  headers?: OutgoingHttpHeaders;
+  body?: string | Buffer;
+}
+
+/** What the before-accept hook may return: extra 101 headers, state for the handler, or a refusal. */
+export type BeforeAcceptResult<State> =
+  | void
+  | undefined
+  | { headers?: OutgoingHttpHeaders; state?: State; reject?: undefined }
+  | { reject: UpgradeRejection };
+
+export interface UpgradeOptions<State = unknown> extends ConnectionOptions {
+  /**
+   * Runs before the 101 (the analog of Racket's `#:conn-headers`): may add response headers, pass
+   * `state` to the handler, or `reject` with any status, headers and body. A throw answers 500.
+   */
+  beforeAccept?: (req: IncomingMessage, info: UpgradeInfo) => BeforeAcceptResult<State> | Promise<BeforeAcceptResult<State>>;
+  /**
+   * With a plain handler: the subprotocols this server speaks (the first the client offers is
+   * chosen), or a function choosing one. Without it no subprotocol is answered. A mapper ignores it.
+   */
+  protocols?: readonly string[] | ((offered: readonly string[], req: IncomingMessage) => string | undefined);
+  /**
+   * Allowed Origin values (exact, e.g. 'https://example.com'), or a predicate. Requests from other
+   * origins get 403. Default: any origin (browsers send Origin; check it when cookies authenticate).
+   */
+  origins?: readonly string[] | ((origin: string | undefined, req: IncomingMessage) => boolean);
+  /** permessage-deflate: true/options to accept it when offered, false to decline. Default true. */
+  perMessageDeflate?: boolean | PerMessageDeflateOptions;
+  /** ms for the upgrade to complete (the before-accept hook included). Default 10000. */
+  handshakeTimeout?: number;
+  /** Called with errors thrown by handlers and hooks (the connection closes with 1011). */
+  onError?: (error: unknown, conn: WebSocketConnection | undefined, req: IncomingMessage) => void;
+  /** Called with every accepted connection (serve() uses it to track them for shutdown). */
+  onConnection?: (conn: WebSocketConnection) => void;
+}
+
+export type UpgradeTarget<State = unknown> = ConnectionHandler<State> | ServiceMapper<State>;
+
+/** Writes an HTTP error response on a raw socket and closes it once written. */
+export function rejectUpgrade(socket: Duplex, status: number, message: string | Buffer, headers: HeaderList = []): void {
+  if (socket.destroyed) return;
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  socket.once('finish', () => socket.destroy());
+  socket.end(formatErrorResponse(status, message, headers));
+}
+
+function offeredOrigin(req: IncomingMessage): string | undefined {
+  const origin = req.headers.origin ?? req.headers['sec-websocket-origin'];
+  return Array.isArray(origin) ? origin[0] : origin;
+}
+
+function noop(): void {}
+
+/**
+ * Completes (or refuses) a WebSocket upgrade on `socket`. `head` is what the HTTP parser read past
+ * the request head (frames the client sent at once). Resolves with the connection, or undefined
+ * when the upgrade was refused (the HTTP error response was written). Never rejects.
+ */
+export async function handleUpgrade<State = unknown>(
+  req: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  target: UpgradeTarget<State>,
+  options: UpgradeOptions<State> = {},
+): Promise<WebSocketConnection | undefined> {
+  // Errors on the raw socket before the connection owns it must not crash the process.
+  socket.on('error', noop);
+  const timeout = options.handshakeTimeout ?? Defaults.handshakeTimeout;
+  let timer: NodeJS.Timeout | undefined = setTimeout(() => {
+    timer = undefined;
+    socket.destroy();
+  }, timeout);
+  timer.unref?.();
+  const done = (): void => {
+    if (timer) clearTimeout(timer);
+    timer = undefined;
+  };
+  try {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
+    const offer = validateRequest(req);
+
+    // Route (mapper) or choose a subprotocol (plain handler).
+    let handler: ConnectionHandler<State>;
+    let protocol = '';
+    let params: Record<string, string> = {};
+    if (isServiceMapper(target)) {
+      const mapped = (target as ServiceMapper<State>).match(path, offer.protocols);
+      if (!mapped.ok) throw new HandshakeError(mapped.reason, mapped.status, { code: mapped.status === 404 ? 'WS_NO_ROUTE' : 'WS_NO_PROTOCOL' });
+      handler = mapped.handler;
+      protocol = mapped.protocol;
+      params = mapped.params;
+    } else {
+      handler = target as ConnectionHandler<State>;
+      const choose = options.protocols;
+      if (typeof choose === 'function') protocol = choose(offer.protocols, req) ?? '';
+      else if (choose) protocol = offer.protocols.find((p) => choose.includes(p)) ?? '';
+      if (protocol !== '' && !offer.protocols.includes(protocol)) throw new Error(`protocols() chose ${protocol}, which the client did not offer`);
+    }
+
+    // Origin allow-list (cross-site WebSocket hijacking, RFC 6455 §10.2).
+    const origins = options.origins;
+    if (origins) {
+      const origin = offeredOrigin(req);
+      const allowed = typeof origins === 'function' ? origins(origin, req) : origin !== undefined && origins.includes(origin);
+      if (!allowed) throw new HandshakeError(`origin ${origin ?? '(none)'} is not allowed`, 403, { code: 'WS_ORIGIN_REFUSED' });
+    }
+
+    const secure = socket instanceof TLSSocket || (req.socket as Socket | undefined) instanceof TLSSocket;
+    let extraHeaders: HeaderList = [];
+    let state: State = undefined as State;
+    if (options.beforeAccept) {
+      const result = await options.beforeAccept(req, { path, protocols: offer.protocols, protocol, params, secure });
+      if (result && result.reject) {
+        const r = result.reject;
+        done();
+        rejectUpgrade(socket, r.status, r.body ?? '', headerList(r.headers));
+        return undefined;
+      }
+      if (result) {
+        extraHeaders = headerList(result.headers);
+        state = result.state as State;
+      }
+    }
+    if (socket.destroyed) return undefined;
+
+    // Extensions: permessage-deflate, when offered and enabled (RFC 7692 §7.1).
+    const maxMessageSize = options.maxMessageSize ?? Defaults.maxMessageSize;
+    let extension: PerMessageDeflate | undefined;
+    let extensionsHeader = '';
+    if (offer.extensions !== undefined && options.perMessageDeflate !== false) {
+      const deflateOptions = typeof options.perMessageDeflate === 'object' ? options.perMessageDeflate : {};
+      let accepted: ReturnType<typeof acceptDeflateOffers> = null;
+      try {
+        accepted = acceptDeflateOffers(parseExtensions(offer.extensions), deflateOptions);
+      } catch (error) {
+        if (!(error instanceof HandshakeError)) throw error;
+        throw new HandshakeError('malformed Sec-WebSocket-Extensions', 400, { code: 'WS_BAD_EXTENSIONS_HEADER' });
+      }
+      if (accepted) {
+        extension = new PerMessageDeflate(accepted.params, 'server', {
+          maxMessageSize,
+          level: deflateOptions.level,
+          memLevel: deflateOptions.memLevel,
+          threshold: deflateOptions.threshold,
+          concurrencyLimit: deflateOptions.concurrencyLimit,
+        });
+        extensionsHeader = accepted.response;
+      }
+    }
+
+    // RFC 6455 §4.2.2 step 5: the 101 response.
+    const headers: HeaderList = [
+      ['Upgrade', 'websocket'],
+      ['Connection', 'Upgrade'],
+      ['Sec-WebSocket-Accept', acceptKey(offer.key)],
+    ];
+    if (protocol !== '') headers.push(['Sec-WebSocket-Protocol', protocol]);
+    if (extensionsHeader !== '') headers.push(['Sec-WebSocket-Extensions', extensionsHeader]);
+    for (const h of extraHeaders) headers.push(h);
+    done();
+    socket.write(formatResponse(101, headers));
+    const transport: Transport = socketTransport(socket as Socket);
+    if (typeof (socket as Socket).setNoDelay === 'function') (socket as Socket).setNoDelay(true);
+    if (typeof (socket as Socket).setTimeout === 'function') (socket as Socket).setTimeout(0);
+    const conn = new WebSocketConnection(
+      transport,
+      {
+        side: 'server',
+        protocol,
+        extensions: extensionsHeader,
+        extension,
+        requestLine: `${req.method ?? 'GET'} ${url} HTTP/${req.httpVersion ?? '1.1'}`,
+        url,
+        headers: req.headers,
+      },
+      { ...options, compressThreshold: options.compressThreshold ?? extension?.threshold },
+      head,
+    );
+    socket.removeListener('error', noop);
+    options.onConnection?.(conn);
+    runHandler(handler, conn, req, { params, state, protocol }, options);
+    return conn;
+  } catch (error) {
+    done();
+    if (error instanceof HandshakeError) {
+      rejectUpgrade(socket, error.status, error.message, headerList(error.headers));
+    } else {
+      options.onError?.(error, undefined, req);
+      rejectUpgrade(socket, 500, 'Internal Server Error');
+    }
+    return undefined;
+  }
+}
+
+function runHandler<State>(
+  handler: ConnectionHandler<State>,
+  conn: WebSocketConnection,
+  req: IncomingMessage,
+  context: { params: Record<string, string>; state: State; protocol: string },
+  options: UpgradeOptions<State>,
+): void {
+  const fail = (error: unknown): void => {
+    // A handler's failure closes its connection with 1011 (no details on the wire); the server lives on.
+    if (!conn.closed) conn.close(CloseCode.InternalError).catch(noop);
+    if (options.onError) options.onError(error, conn, req);
+    else if (conn.listenerCount('error') > 0) conn.emit('error', error instanceof Error ? error : new Error(String(error)));
+  };
+  try {
+    const result = handler(conn, req, context);
+    if (result && typeof (result as Promise<void>).then === 'function') (result as Promise<void>).then(noop, fail);
+  } catch (error) {
+    fail(error);
+  }
+}
