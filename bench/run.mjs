@@ -10,6 +10,7 @@ import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync, statSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
+import zlib from 'node:zlib';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -35,20 +36,30 @@ const ONLY_WORKLOADS = opt('--workloads')?.split(',').filter(Boolean);
 
 // ------------------------------------------------------------------ servers
 const SERVERS = [
-  { name: 'ws', script: 'ws.mjs', env: { WS_NO_BUFFER_UTIL: '1' } },
-  { name: 'ws+bufferutil', script: 'ws.mjs', env: {} },
+  { name: 'ws', script: 'ws.mjs', env: { WS_NO_BUFFER_UTIL: '1' }, deflate: true },
+  { name: 'ws+bufferutil', script: 'ws.mjs', env: {}, deflate: true },
   { name: 'websocket-driver', script: 'websocket-driver.mjs', env: {} },
   { name: 'websocket-node', script: 'websocket-node.mjs', env: {} },
   { name: 'raw', script: 'raw.mjs', env: {}, loadgenArgs: ['--allow-masked', '1'] },
-  { name: 'rfc6455', script: 'rfc6455.mjs', env: {} },
+  { name: 'rfc6455', script: 'rfc6455.mjs', env: {}, deflate: true },
 ].filter((s) => !ONLY || ONLY.includes(s.name) || s.name === 'ws'); // ws is the yardstick: always run
 
 // ---------------------------------------------------------------- workloads
+const ECHO_BASE = {
+  text64: { title: '64 B text, 100 conns, depth 1', args: { conns: 100, depth: 1, size: 64, opcode: 'text' } },
+  bin64x32: { title: '64 B binary, 10 conns, depth 32', args: { conns: 10, depth: 32, size: 64, opcode: 'binary' } },
+  bin16k: { title: '16 KiB binary, 10 conns, depth 4', args: { conns: 10, depth: 4, size: 16384, opcode: 'binary' } },
+  bin1m: { title: '1 MiB binary, 4 conns, depth 1', args: { conns: 4, depth: 1, size: 1 << 20, opcode: 'binary' } },
+};
 const WORKLOADS = [
   { id: 'text64', title: '64 B text, 100 conns, depth 1', mode: 'echo', args: { conns: 100, depth: 1, size: 64, opcode: 'text' } },
   { id: 'bin64x32', title: '64 B binary, 10 conns, depth 32', mode: 'echo', args: { conns: 10, depth: 32, size: 64, opcode: 'binary' } },
   { id: 'bin16k', title: '16 KiB binary, 10 conns, depth 4', mode: 'echo', args: { conns: 10, depth: 4, size: 16384, opcode: 'binary' } },
   { id: 'bin1m', title: '1 MiB binary, 4 conns, depth 1', mode: 'echo', args: { conns: 4, depth: 1, size: 1 << 20, opcode: 'binary' } },
+  ...['text64', 'bin64x32', 'bin16k', 'bin1m'].map((id) => {
+    const w = ECHO_BASE[id];
+    return { id: `${id}-deflate`, title: `${w.title}, permessage-deflate`, mode: 'echo', deflate: true, args: w.args };
+  }),
   { id: 'handshake', title: 'handshakes/s (connect, upgrade, close), 32 concurrent', mode: 'handshake', args: { concurrency: 32 } },
   { id: 'idle', title: `RSS per idle connection (${IDLE_CONNS} conns)`, mode: 'idle', args: { conns: IDLE_CONNS, concurrency: 256 } },
 ].filter((w) => !ONLY_WORKLOADS || ONLY_WORKLOADS.includes(w.id));
@@ -112,11 +123,11 @@ function buildLoadgen() {
 }
 
 /** Start a server; resolves { child, pid, banner } or throws with a reason. */
-async function startServer(server, port) {
+async function startServer(server, port, extraArgs = []) {
   const script = path.join(BENCH, 'servers', server.script);
   const env = { ...process.env, ...server.env };
   if (!('WS_NO_BUFFER_UTIL' in server.env)) delete env.WS_NO_BUFFER_UTIL;
-  const child = pinnedSpawn(0, process.execPath, [script, '--port', String(port)], {
+  const child = pinnedSpawn(0, process.execPath, [script, '--port', String(port), ...extraArgs], {
     cwd: ROOT,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -177,20 +188,44 @@ function runLoadgen(args, { timeoutMs, onLine, stdin = 'ignore' } = {}) {
   });
 }
 
+/**
+ * The deflate workloads send one pre-compressed message over and over (the loadgen offers
+ * client_no_context_takeover, so each message stands alone). Text: the loadgen's letters;
+ * binary: random bytes from a 16-symbol alphabet (about 2:1 compressible).
+ */
+const deflateFiles = new Map();
+function deflatePayloadFile(size, opcode) {
+  const key = `${size}-${opcode}`;
+  if (deflateFiles.has(key)) return deflateFiles.get(key);
+  const raw = Buffer.alloc(size);
+  if (opcode === 'text') for (let i = 0; i < size; i++) raw[i] = 97 + (i % 26);
+  else for (let i = 0; i < size; i++) raw[i] = 0x30 + ((Math.random() * 16) | 0);
+  let z = zlib.deflateRawSync(raw, { finishFlush: zlib.constants.Z_SYNC_FLUSH });
+  if (z.length >= 4 && z.readUInt32BE(z.length - 4) === 0x0000ffff) z = z.subarray(0, z.length - 4);
+  const dir = path.join(BENCH, 'results', 'tmp');
+  mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, `deflate-${key}.bin`);
+  writeFileSync(file, z);
+  deflateFiles.set(key, file);
+  return file;
+}
+
 function loadgenArgs(w, port, server) {
   const a = ['--mode', w.mode, '--port', String(port)];
   for (const [k, v] of Object.entries(w.args)) a.push(`--${k}`, String(v));
   if (w.mode !== 'idle') a.push('--warmup', String(WARMUP), '--duration', String(DURATION));
   if (w.mode === 'echo') a.push('--setup-timeout', '10');
+  if (w.deflate) a.push('--deflate-payload', deflatePayloadFile(w.args.size, w.args.opcode));
   return a.concat(server.loadgenArgs ?? []);
 }
 
 /** One (workload, server) measurement in a fresh server process. */
 async function measure(w, server) {
+  if (w.deflate && !server.deflate) return { ok: false, na: true, error: 'no permessage-deflate support' };
   const port = await freePort();
   let srv;
   try {
-    srv = await startServer(server, port);
+    srv = await startServer(server, port, w.deflate ? ['--deflate'] : []);
   } catch (e) {
     return { ok: false, skipped: true, error: `server failed to start: ${e.message}` };
   }
@@ -278,6 +313,7 @@ async function main() {
         const r = await measure(w, s);
         row[s.name] = r;
         if (r.banner) banners[s.name] = r.banner;
+        if (r.na) continue;
         if (r.skipped) {
           skipped[s.name] = r.error;
           log(`SKIP ${s.name}: ${r.error}`);
@@ -341,6 +377,7 @@ async function main() {
   for (const w of WORKLOADS) {
     for (const s of SERVERS) {
       const a = agg[w.id][s.name];
+      if (w.deflate && !s.deflate) continue; // no permessage-deflate in that server
       let figure;
       if (a.n === 0) figure = a.error ? `failed: ${a.error.replace(/\|/g, '/').slice(0, 80)}` : '–';
       else if (w.mode === 'echo') figure = `${fmt(a.value)} msg/s (${a.mbps >= 10 ? a.mbps.toFixed(0) : a.mbps.toFixed(2)} MB/s)`;

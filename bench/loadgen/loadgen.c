@@ -23,6 +23,9 @@
  *   loadgen --mode handshake --port P [--concurrency 16] [--warmup 1] [--duration 5]
  *   loadgen --mode idle --port P [--conns 10000] [--concurrency 256] [--hold 60]
  *   --allow-masked 1   accept masked server frames (only for the raw byte-echo ceiling)
+ *   --deflate-payload F  offer permessage-deflate (client_no_context_takeover) and send the bytes
+ *                      of F (a raw-deflated SIZE-byte message, tail 00 00 ff ff removed) with RSV1
+ *                      set; echoes are counted, not inflated (their length is not checked)
  *
  * Every loop is bounded: a global deadline (warm-up + duration + setup
  * timeout) ends the process whatever the server does.
@@ -154,7 +157,8 @@ static double g_duration = 5.0;
 static int g_concurrency = 16;
 static double g_hold = 60.0;
 static double g_setup_timeout = 30.0;
-static int g_allow_masked = 0;   /* raw ceiling echoes our masked frames back */
+static int g_allow_masked = 0;
+static const char *g_deflate_file = NULL; /* permessage-deflate: pre-compressed payload */   /* raw ceiling echoes our masked frames back */
 
 /* ------------------------------------------------------------ connection */
 
@@ -237,10 +241,22 @@ static double hist_pct(double p) {
 
 static void build_templates(void) {
   size_t n = g_size;
+  uint8_t *payload = NULL;
+  if (g_deflate_file) {
+    FILE *fp = fopen(g_deflate_file, "rb");
+    if (!fp) { fprintf(stderr, "cannot open %s\n", g_deflate_file); exit(1); }
+    fseek(fp, 0, SEEK_END);
+    n = (size_t)ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    payload = malloc(n ? n : 1);
+    if (fread(payload, 1, n, fp) != n) { fprintf(stderr, "short read %s\n", g_deflate_file); exit(1); }
+    fclose(fp);
+  }
   size_t hl = n < 126 ? 2 : n < 65536 ? 4 : 10;
   g_tpl_len = hl + 4 + n;
-  uint8_t *payload = malloc(n ? n : 1);
-  if (g_opcode == 1) {
+  if (payload) {
+    /* already filled from the file */
+  } else if ((payload = malloc(n ? n : 1)) && g_opcode == 1) {
     for (size_t i = 0; i < n; i++) payload[i] = (uint8_t)('a' + (i % 26));
   } else {
     fill_random(payload, n);
@@ -249,7 +265,7 @@ static void build_templates(void) {
   for (int t = 0; t < NTPL; t++) {
     if (t >= ntpl) { g_tpl[t] = g_tpl[t % ntpl]; continue; }
     uint8_t *f = malloc(g_tpl_len);
-    f[0] = (uint8_t)(0x80 | g_opcode);
+    f[0] = (uint8_t)(0x80 | (g_deflate_file ? 0x40 : 0) | g_opcode);
     if (n < 126) { f[1] = (uint8_t)(0x80 | n); }
     else if (n < 65536) { f[1] = 0x80 | 126; f[2] = (uint8_t)(n >> 8); f[3] = (uint8_t)n; }
     else { f[1] = 0x80 | 127; for (int k = 0; k < 8; k++) f[2 + k] = (uint8_t)((uint64_t)n >> (56 - 8 * k)); }
@@ -297,8 +313,9 @@ static int conn_start(conn *c) {
   base64(dig, 20, c->accept);
   c->req_len = snprintf(c->req, sizeof c->req,
                         "GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                        "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                        g_port, c->key);
+                        "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s\r\n",
+                        g_port, c->key,
+                        g_deflate_file ? "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover\r\n" : "");
   struct epoll_event ev = {0};
   ev.events = EPOLLIN | EPOLLOUT;
   ev.data.ptr = c;
@@ -409,7 +426,7 @@ static void on_frame(conn *c) {
   if (!c->f_fin) return;
   if (g_mode != MODE_ECHO) return;
   if (c->msg_op != g_opcode) g_bad_op++;
-  if (c->msg_len != g_size) g_bad_len++;
+  if (c->msg_len != g_size && !g_deflate_file) g_bad_len++;
   if (c->ts_count == 0) { note_error("echo without a message in flight"); return; }
   uint64_t t = now_ns();
   record_latency(t - c->ts[c->ts_head]);
@@ -458,6 +475,7 @@ static int parse(conn *c, const uint8_t *p, size_t n) {
 
 static int check_response(conn *c) {
   if (strncmp(c->resp, "HTTP/1.1 101", 12) != 0) return -1;
+  if (g_deflate_file && !strcasestr(c->resp, "permessage-deflate")) return -3;
   const char *p = c->resp;
   while ((p = strchr(p, '\n')) != NULL) {
     p++;
@@ -490,7 +508,7 @@ static void on_readable(conn *c) {
       int cr = check_response(c);
       if (cr != 0) {
         char msg[160];
-        snprintf(msg, sizeof msg, "%s: %.60s", cr == -1 ? "handshake: not 101" : "handshake: bad Sec-WebSocket-Accept", c->resp);
+        snprintf(msg, sizeof msg, "%s: %.60s", cr == -1 ? "handshake: not 101" : cr == -3 ? "server declined permessage-deflate" : "handshake: bad Sec-WebSocket-Accept", c->resp);
         for (char *q = msg; *q; q++) if (*q == '\r' || *q == '\n' || *q == '"' || *q == '\\') *q = ' ';
         note_error(msg); g_hs_fail++; conn_close(c); return;
       }
@@ -564,6 +582,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--hold")) g_hold = atof(v);
     else if (!strcmp(a, "--setup-timeout")) g_setup_timeout = atof(v);
     else if (!strcmp(a, "--allow-masked")) g_allow_masked = atoi(v);
+    else if (!strcmp(a, "--deflate-payload")) g_deflate_file = v;
     else usage();
     i++;
   }
@@ -688,11 +707,11 @@ int main(int argc, char **argv) {
   int ok = g_errors == 0 && g_bad_len == 0 && g_bad_op == 0 && (g_masked == 0 || g_allow_masked);
   if (g_mode == MODE_ECHO) {
     ok = ok && g_msgs > 0;
-    printf("{\"mode\":\"echo\",\"ok\":%s,\"conns\":%d,\"depth\":%d,\"size\":%zu,\"opcode\":\"%s\","
+    printf("{\"mode\":\"echo\",\"deflate\":%s,\"ok\":%s,\"conns\":%d,\"depth\":%d,\"size\":%zu,\"opcode\":\"%s\","
            "\"duration_s\":%.3f,\"msgs\":%llu,\"msgs_per_s\":%.1f,\"mb_per_s\":%.3f,\"p50_us\":%.0f,\"p99_us\":%.0f,"
            "\"cpu_s\":%.3f,\"cpu_pct\":%.1f,\"setup_s\":%.3f,\"errors\":%llu,\"bad_len\":%llu,\"bad_opcode\":%llu,"
            "\"masked_server_frames\":%llu,\"first_error\":\"%s\"}\n",
-           ok ? "true" : "false", g_conns, g_depth, g_size, g_opcode == 1 ? "text" : "binary", wall,
+           g_deflate_file ? "true" : "false", ok ? "true" : "false", g_conns, g_depth, g_size, g_opcode == 1 ? "text" : "binary", wall,
            (unsigned long long)g_msgs, (double)g_msgs / wall, (double)g_bytes / wall / 1e6, hist_pct(0.5),
            hist_pct(0.99), cpu, 100.0 * cpu / wall, setup_s, (unsigned long long)g_errors,
            (unsigned long long)g_bad_len, (unsigned long long)g_bad_op, (unsigned long long)g_masked, g_first_error);

@@ -9,6 +9,9 @@ export function portArg() {
   return port;
 }
 
+/** --deflate: accept permessage-deflate when the client offers it (off by default). */
+export const DEFLATE = process.argv.includes('--deflate');
+
 export const HOST = '127.0.0.1';
 export const MAX_PAYLOAD = 4 << 20; // ≥ 2 MiB: the 1 MiB workload must pass
 

@@ -2,7 +2,7 @@
 // and without it ("ws+bufferutil"). The ready line says which masking code ws really loaded.
 import { createRequire } from 'node:module';
 import { WebSocketServer } from 'ws';
-import { portArg, HOST, MAX_PAYLOAD, ready } from './common.mjs';
+import { portArg, HOST, MAX_PAYLOAD, DEFLATE, ready } from './common.mjs';
 
 const require = createRequire(import.meta.url);
 const port = portArg();
@@ -18,9 +18,9 @@ if (!process.env.WS_NO_BUFFER_UTIL) {
   }
 }
 
-const wss = new WebSocketServer({ host: HOST, port, maxPayload: MAX_PAYLOAD, perMessageDeflate: false, clientTracking: false });
+const wss = new WebSocketServer({ host: HOST, port, maxPayload: MAX_PAYLOAD, perMessageDeflate: DEFLATE, clientTracking: false });
 wss.on('connection', (ws) => {
   ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
   ws.on('error', () => {});
 });
-wss.on('listening', () => ready(`bufferutil=${JSON.stringify(bufferutil)}`));
+wss.on('listening', () => ready(`bufferutil=${JSON.stringify(bufferutil)}${DEFLATE ? ' deflate=ws defaults (threshold 1024 B)' : ''}`));
