@@ -93,6 +93,136 @@ function offeredOrigin(req: IncomingMessage): string | undefined {
 
 function noop(): void {}
 
+/** The outcome of negotiating an opening handshake, whichever transport carries it. */
+export interface Negotiated<State> {
+  handler: ConnectionHandler<State>;
+  protocol: string;
+  params: Record<string, string>;
+  state: State;
+  /** Extra response headers from the before-accept hook. */
+  headers: HeaderList;
+  extension: PerMessageDeflate | undefined;
+  /** Sec-WebSocket-Extensions response value, '' if none. */
+  extensionsHeader: string;
+}
+
+/** What negotiation needs to know of a request, however it arrived (HTTP/1.1 upgrade, HTTP/2 CONNECT). */
+export interface NegotiationInput {
+  url: string;
+  /** Subprotocols offered, client order. */
+  protocols: string[];
+  /** Raw Sec-WebSocket-Extensions value. */
+  extensions: string | undefined;
+  secure: boolean;
+  /** hybi-00 connections take no extensions. */
+  allowExtensions: boolean;
+}
+
+/**
+ * The negotiation shared by every handshake (RFC 6455 over HTTP/1.1, RFC 8441 over HTTP/2,
+ * hybi-00): routing or protocol choice, Origin check, the before-accept hook, permessage-deflate.
+ * Throws HandshakeError with the status to answer; returns `{ reject }` when the hook refused.
+ */
+export async function negotiate<State>(
+  req: IncomingMessage,
+  input: NegotiationInput,
+  target: UpgradeTarget<State>,
+  options: UpgradeOptions<State>,
+): Promise<Negotiated<State> | { reject: UpgradeRejection }> {
+  const q = input.url.indexOf('?');
+  const path = q < 0 ? input.url : input.url.slice(0, q);
+  let handler: ConnectionHandler<State>;
+  let protocol = '';
+  let params: Record<string, string> = {};
+  if (isServiceMapper(target)) {
+    const mapped = (target as ServiceMapper<State>).match(path, input.protocols);
+    if (!mapped.ok) throw new HandshakeError(mapped.reason, mapped.status, { code: mapped.status === 404 ? 'WS_NO_ROUTE' : 'WS_NO_PROTOCOL' });
+    handler = mapped.handler;
+    protocol = mapped.protocol;
+    params = mapped.params;
+  } else {
+    handler = target as ConnectionHandler<State>;
+    const choose = options.protocols;
+    if (typeof choose === 'function') protocol = choose(input.protocols, req) ?? '';
+    else if (choose) protocol = input.protocols.find((p) => choose.includes(p)) ?? '';
+    if (protocol !== '' && !input.protocols.includes(protocol)) throw new Error(`protocols() chose ${protocol}, which the client did not offer`);
+  }
+
+  // Origin allow-list (cross-site WebSocket hijacking, RFC 6455 §10.2).
+  const origins = options.origins;
+  if (origins) {
+    const origin = offeredOrigin(req);
+    const allowed = typeof origins === 'function' ? origins(origin, req) : origin !== undefined && origins.includes(origin);
+    if (!allowed) throw new HandshakeError(`origin ${origin ?? '(none)'} is not allowed`, 403, { code: 'WS_ORIGIN_REFUSED' });
+  }
+
+  let headers: HeaderList = [];
+  let state: State = undefined as State;
+  if (options.beforeAccept) {
+    const result = await options.beforeAccept(req, { path, protocols: input.protocols, protocol, params, secure: input.secure });
+    if (result && result.reject) return { reject: result.reject };
+    if (result) {
+      headers = headerList(result.headers);
+      state = result.state as State;
+    }
+  }
+
+  // Extensions: permessage-deflate, when offered and enabled (RFC 7692 §7.1).
+  let extension: PerMessageDeflate | undefined;
+  let extensionsHeader = '';
+  if (input.allowExtensions && input.extensions !== undefined && options.perMessageDeflate !== false) {
+    const deflateOptions = typeof options.perMessageDeflate === 'object' ? options.perMessageDeflate : {};
+    let accepted: ReturnType<typeof acceptDeflateOffers> = null;
+    try {
+      accepted = acceptDeflateOffers(parseExtensions(input.extensions), deflateOptions);
+    } catch (error) {
+      if (!(error instanceof HandshakeError)) throw error;
+      throw new HandshakeError('malformed Sec-WebSocket-Extensions', 400, { code: 'WS_BAD_EXTENSIONS_HEADER' });
+    }
+    if (accepted) {
+      extension = new PerMessageDeflate(accepted.params, 'server', {
+        maxMessageSize: options.maxMessageSize ?? Defaults.maxMessageSize,
+        level: deflateOptions.level,
+        memLevel: deflateOptions.memLevel,
+        threshold: deflateOptions.threshold,
+        concurrencyLimit: deflateOptions.concurrencyLimit,
+      });
+      extensionsHeader = accepted.response;
+    }
+  }
+  return { handler, protocol, params, state, headers, extension, extensionsHeader };
+}
+
+/** Starts the handler on a new server-side connection (shared by every handshake). */
+export function startConnection<State>(
+  transport: Transport,
+  req: IncomingMessage,
+  negotiated: Negotiated<State>,
+  options: UpgradeOptions<State>,
+  head: Buffer | undefined,
+  variant: 'rfc6455' | 'hybi00' = 'rfc6455',
+): WebSocketConnection {
+  const url = req.url ?? '/';
+  const conn = new WebSocketConnection(
+    transport,
+    {
+      side: 'server',
+      variant,
+      protocol: negotiated.protocol,
+      extensions: negotiated.extensionsHeader,
+      extension: negotiated.extension,
+      requestLine: `${req.method ?? 'GET'} ${url} HTTP/${req.httpVersion ?? '1.1'}`,
+      url,
+      headers: req.headers,
+    },
+    { ...options, compressThreshold: options.compressThreshold ?? negotiated.extension?.threshold },
+    head,
+  );
+  options.onConnection?.(conn);
+  runHandler(negotiated.handler, conn, req, { params: negotiated.params, state: negotiated.state, protocol: negotiated.protocol }, options);
+  return conn;
+}
+
 /**
  * Completes (or refuses) a WebSocket upgrade on `socket`. `head` is what the HTTP parser read past
  * the request head (frames the client sent at once). Resolves with the connection, or undefined
@@ -118,112 +248,33 @@ export async function handleUpgrade<State = unknown>(
     timer = undefined;
   };
   try {
-    const url = req.url ?? '/';
-    const q = url.indexOf('?');
-    const path = q < 0 ? url : url.slice(0, q);
     const offer = validateRequest(req);
-
-    // Route (mapper) or choose a subprotocol (plain handler).
-    let handler: ConnectionHandler<State>;
-    let protocol = '';
-    let params: Record<string, string> = {};
-    if (isServiceMapper(target)) {
-      const mapped = (target as ServiceMapper<State>).match(path, offer.protocols);
-      if (!mapped.ok) throw new HandshakeError(mapped.reason, mapped.status, { code: mapped.status === 404 ? 'WS_NO_ROUTE' : 'WS_NO_PROTOCOL' });
-      handler = mapped.handler;
-      protocol = mapped.protocol;
-      params = mapped.params;
-    } else {
-      handler = target as ConnectionHandler<State>;
-      const choose = options.protocols;
-      if (typeof choose === 'function') protocol = choose(offer.protocols, req) ?? '';
-      else if (choose) protocol = offer.protocols.find((p) => choose.includes(p)) ?? '';
-      if (protocol !== '' && !offer.protocols.includes(protocol)) throw new Error(`protocols() chose ${protocol}, which the client did not offer`);
-    }
-
-    // Origin allow-list (cross-site WebSocket hijacking, RFC 6455 §10.2).
-    const origins = options.origins;
-    if (origins) {
-      const origin = offeredOrigin(req);
-      const allowed = typeof origins === 'function' ? origins(origin, req) : origin !== undefined && origins.includes(origin);
-      if (!allowed) throw new HandshakeError(`origin ${origin ?? '(none)'} is not allowed`, 403, { code: 'WS_ORIGIN_REFUSED' });
-    }
-
     const secure = socket instanceof TLSSocket || (req.socket as Socket | undefined) instanceof TLSSocket;
-    let extraHeaders: HeaderList = [];
-    let state: State = undefined as State;
-    if (options.beforeAccept) {
-      const result = await options.beforeAccept(req, { path, protocols: offer.protocols, protocol, params, secure });
-      if (result && result.reject) {
-        const r = result.reject;
-        done();
-        rejectUpgrade(socket, r.status, r.body ?? '', headerList(r.headers));
-        return undefined;
-      }
-      if (result) {
-        extraHeaders = headerList(result.headers);
-        state = result.state as State;
-      }
+    const negotiated = await negotiate(req, { url: req.url ?? '/', protocols: offer.protocols, extensions: offer.extensions, secure, allowExtensions: true }, target, options);
+    done();
+    if ('reject' in negotiated) {
+      const r = negotiated.reject;
+      rejectUpgrade(socket, r.status, r.body ?? '', headerList(r.headers));
+      return undefined;
     }
-    if (socket.destroyed) return undefined;
-
-    // Extensions: permessage-deflate, when offered and enabled (RFC 7692 §7.1).
-    const maxMessageSize = options.maxMessageSize ?? Defaults.maxMessageSize;
-    let extension: PerMessageDeflate | undefined;
-    let extensionsHeader = '';
-    if (offer.extensions !== undefined && options.perMessageDeflate !== false) {
-      const deflateOptions = typeof options.perMessageDeflate === 'object' ? options.perMessageDeflate : {};
-      let accepted: ReturnType<typeof acceptDeflateOffers> = null;
-      try {
-        accepted = acceptDeflateOffers(parseExtensions(offer.extensions), deflateOptions);
-      } catch (error) {
-        if (!(error instanceof HandshakeError)) throw error;
-        throw new HandshakeError('malformed Sec-WebSocket-Extensions', 400, { code: 'WS_BAD_EXTENSIONS_HEADER' });
-      }
-      if (accepted) {
-        extension = new PerMessageDeflate(accepted.params, 'server', {
-          maxMessageSize,
-          level: deflateOptions.level,
-          memLevel: deflateOptions.memLevel,
-          threshold: deflateOptions.threshold,
-          concurrencyLimit: deflateOptions.concurrencyLimit,
-        });
-        extensionsHeader = accepted.response;
-      }
+    if (socket.destroyed) {
+      negotiated.extension?.dispose();
+      return undefined;
     }
-
     // RFC 6455 §4.2.2 step 5: the 101 response.
     const headers: HeaderList = [
       ['Upgrade', 'websocket'],
       ['Connection', 'Upgrade'],
       ['Sec-WebSocket-Accept', acceptKey(offer.key)],
     ];
-    if (protocol !== '') headers.push(['Sec-WebSocket-Protocol', protocol]);
-    if (extensionsHeader !== '') headers.push(['Sec-WebSocket-Extensions', extensionsHeader]);
-    for (const h of extraHeaders) headers.push(h);
-    done();
+    if (negotiated.protocol !== '') headers.push(['Sec-WebSocket-Protocol', negotiated.protocol]);
+    if (negotiated.extensionsHeader !== '') headers.push(['Sec-WebSocket-Extensions', negotiated.extensionsHeader]);
+    for (const h of negotiated.headers) headers.push(h);
     socket.write(formatResponse(101, headers));
-    const transport: Transport = socketTransport(socket as Socket);
     if (typeof (socket as Socket).setNoDelay === 'function') (socket as Socket).setNoDelay(true);
     if (typeof (socket as Socket).setTimeout === 'function') (socket as Socket).setTimeout(0);
-    const conn = new WebSocketConnection(
-      transport,
-      {
-        side: 'server',
-        protocol,
-        extensions: extensionsHeader,
-        extension,
-        requestLine: `${req.method ?? 'GET'} ${url} HTTP/${req.httpVersion ?? '1.1'}`,
-        url,
-        headers: req.headers,
-      },
-      { ...options, compressThreshold: options.compressThreshold ?? extension?.threshold },
-      head,
-    );
     socket.removeListener('error', noop);
-    options.onConnection?.(conn);
-    runHandler(handler, conn, req, { params, state, protocol }, options);
-    return conn;
+    return startConnection(socketTransport(socket as Socket), req, negotiated, options, head);
   } catch (error) {
     done();
     if (error instanceof HandshakeError) {
