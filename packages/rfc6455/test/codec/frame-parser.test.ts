@@ -1,0 +1,312 @@
+/**
+ * FrameParser against hex wire fixtures (RFC 6455 §5.7 examples and hand-made frames): each length
+ * form, masking direction, RSV bits, opcodes, control-frame rules, continuation sequencing, length
+ * encoding rules, limits, and never mutating the caller's buffers.
+ */
+import { FrameParser } from '../../src/codec/frame-parser.js';
+import { MessageTooBigError, ProtocolError } from '../../src/errors.js';
+import { closePayload, frame, hex } from '../helpers/frames.js';
+import { pushSplit, recordingParser } from '../helpers/parser-sink.js';
+
+function expectProtocolError(rec: ReturnType<typeof recordingParser>, pattern: RegExp): void {
+  expect(rec.errors).toHaveLength(1);
+  expect(rec.errors[0]).toBeInstanceOf(ProtocolError);
+  expect((rec.errors[0] as ProtocolError).closeCode).toBe(1002);
+  expect(rec.errors[0]!.message).toMatch(pattern);
+  expect(rec.parser.failed).toBe(true);
+}
+
+describe('RFC 6455 §5.7 fixtures', () => {
+  test('client receives a single-frame unmasked text message', () => {
+    const rec = recordingParser({ side: 'client' });
+    rec.parser.push(hex('81 05 48 65 6c 6c 6f'));
+    expect(rec.messages).toEqual([{ opcode: 1, compressed: false, data: Buffer.from('Hello') }]);
+    expect(rec.errors).toEqual([]);
+  });
+
+  test('server receives a single-frame masked text message', () => {
+    const rec = recordingParser({ side: 'server' });
+    rec.parser.push(hex('81 85 37 fa 21 3d 7f 9f 4d 51 58'));
+    expect(rec.messages.map((m) => m.data.toString())).toEqual(['Hello']);
+  });
+
+  test('client receives a fragmented unmasked text message', () => {
+    const rec = recordingParser({ side: 'client' });
+    rec.parser.push(hex('01 03 48 65 6c'));
+    expect(rec.messages).toEqual([]);
+    expect(rec.parser.inMessage).toBe(true);
+    rec.parser.push(hex('80 02 6c 6f'));
+    expect(rec.messages.map((m) => m.data.toString())).toEqual(['Hello']);
+    expect(rec.parser.inMessage).toBe(false);
+  });
+
+  test('client receives an unmasked ping and server receives a masked pong', () => {
+    const client = recordingParser({ side: 'client' });
+    client.parser.push(hex('89 05 48 65 6c 6c 6f'));
+    expect(client.controls).toEqual([{ opcode: 9, payload: Buffer.from('Hello') }]);
+    const server = recordingParser({ side: 'server' });
+    server.parser.push(hex('8a 85 37 fa 21 3d 7f 9f 4d 51 58'));
+    expect(server.controls).toEqual([{ opcode: 10, payload: Buffer.from('Hello') }]);
+  });
+
+  test('client receives 256 bytes with a 16-bit length and 65536 bytes with a 64-bit length', () => {
+    const rec = recordingParser({ side: 'client' });
+    rec.parser.push(Buffer.concat([hex('82 7e 01 00'), Buffer.alloc(256, 7)]));
+    rec.parser.push(Buffer.concat([hex('82 7f 00 00 00 00 00 01 00 00'), Buffer.alloc(65536, 9)]));
+    expect(rec.messages.map((m) => [m.opcode, m.data.length, m.data[0]])).toEqual([
+      [2, 256, 7],
+      [2, 65536, 9],
+    ]);
+  });
+});
+
+describe('length forms', () => {
+  test.each([0, 1, 125, 126, 127, 65535, 65536, 70000])('server receives a masked %i-byte binary frame fed one byte at a time', (n) => {
+    const payload = Buffer.alloc(n);
+    for (let i = 0; i < n; i++) payload[i] = (i * 31 + 7) & 0xff;
+    const bytes = frame({ opcode: 2, payload, mask: true });
+    expect(bytes.length).toBe(n + 4 + (n < 126 ? 2 : n < 65536 ? 4 : 10));
+    const rec = recordingParser({ side: 'server' });
+    if (n <= 1000) {
+      for (let i = 0; i < bytes.length; i++) rec.parser.push(bytes.subarray(i, i + 1));
+    } else {
+      pushSplit(rec.parser, bytes, [1, 3, 9, 13, 14, 1001, 4097]);
+    }
+    expect(rec.errors).toEqual([]);
+    expect(rec.messages).toHaveLength(1);
+    expect(rec.messages[0]!.data.equals(payload)).toBe(true);
+    expect(rec.parser.bufferedAmount).toBe(0);
+  });
+
+  test('client receives an empty text message as one empty first-and-last piece', () => {
+    const rec = recordingParser({ side: 'client' });
+    rec.parser.push(hex('81 00'));
+    expect(rec.pieces).toEqual([{ opcode: 1, first: true, last: true, length: 0 }]);
+  });
+
+  test('client rejects a 16-bit length under 126 (non-minimal encoding)', () => {
+    const rec = recordingParser({ side: 'client' });
+    rec.parser.push(hex('82 7e 00 7d'));
+    expectProtocolError(rec, /minimal/);
+  });
+
+  test('client rejects a 64-bit length under 65536 (non-minimal encoding)', () => {
+    const rec = recordingParser({ side: 'client' });
+    rec.parser.push(hex('82 7f 00 00 00 00 00 00 ff ff'));
+    expectProtocolError(rec, /minimal/);
+  });
+
+  test('client rejects a 64-bit length with the most significant bit set', () => {
+    const rec = recordingParser({ side: 'client' });
+    rec.parser.push(hex('82 7f 80 00 00 00 00 00 00 00'));
+    expectProtocolError(rec, /top bit/);
+  });
+
+  test('client fails a frame over maxFrameSize from its header, before any payload arrives', () => {
+    const rec = recordingParser({ side: 'client', maxFrameSize: 1000 });
+    rec.parser.push(hex('82 7e 03 e9')); // 1001 bytes declared
+    expect(rec.errors[0]).toBeInstanceOf(MessageTooBigError);
+    expect((rec.errors[0] as MessageTooBigError).closeCode).toBe(1009);
+  });
+
+  test('client fails a huge 64-bit length (2^62) with 1009 without allocating', () => {
+    const rec = recordingParser({ side: 'client', maxFrameSize: 64 * 1024 * 1024 });
+    rec.parser.push(hex('82 7f 40 00 00 00 00 00 00 00'));
+    expect(rec.errors[0]).toBeInstanceOf(MessageTooBigError);
+    expect(rec.parser.bufferedAmount).toBe(0);
+  });
+
+  test('server fails fragmented text over maxMessageSize with 1009 at the fragment that crosses it', () => {
+    const rec = recordingParser({ side: 'server', maxMessageSize: 10 });
+    rec.parser.push(frame({ opcode: 1, payload: 'abcdef', fin: false, mask: true }));
+    expect(rec.errors).toEqual([]);
+    rec.parser.push(frame({ opcode: 0, payload: 'ghijk', fin: false, mask: true }).subarray(0, 2));
+    expect(rec.errors[0]).toBeInstanceOf(MessageTooBigError);
+  });
+
+  test('server fails a message with more than maxFragments frames with 1009', () => {
+    const rec = recordingParser({ side: 'server', maxFragments: 3 });
+    rec.parser.push(frame({ opcode: 1, payload: 'a', fin: false, mask: true }));
+    rec.parser.push(frame({ opcode: 0, payload: 'b', fin: false, mask: true }));
+    rec.parser.push(frame({ opcode: 0, payload: 'c', fin: false, mask: true }));
+    expect(rec.errors).toEqual([]);
+    rec.parser.push(frame({ opcode: 0, payload: 'd', fin: true, mask: true }));
+    expect(rec.errors[0]).toBeInstanceOf(MessageTooBigError);
+  });
+
+  test('control frames do not count toward the message size limit', () => {
+    const rec = recordingParser({ side: 'server', maxMessageSize: 4 });
+    rec.parser.push(frame({ opcode: 1, payload: 'ab', fin: false, mask: true }));
+    rec.parser.push(frame({ opcode: 9, payload: 'pingpingping', mask: true }));
+    rec.parser.push(frame({ opcode: 0, payload: 'cd', mask: true }));
+    expect(rec.errors).toEqual([]);
+    expect(rec.messages.map((m) => m.data.toString())).toEqual(['abcd']);
+  });
+});
+
+describe('masking direction (RFC 6455 §5.1)', () => {
+  test('server rejects an unmasked client frame', () => {
+    const rec = recordingParser({ side: 'server' });
+    rec.parser.push(hex('81 05 48 65 6c 6c 6f'));
+    expectProtocolError(rec, /not masked/);
+    expect(rec.messages).toEqual([]);
+  });
+
+  test('client rejects a masked server frame', () => {
+    const rec = recordingParser({ side: 'client' });
+    rec.parser.push(hex('81 85 37 fa 21 3d 7f 9f 4d 51 58'));
+    expectProtocolError(rec, /masked/);
+  });
+
+  test('server rejects an unmasked control frame too', () => {
+    const rec = recordingParser({ side: 'server' });
+    rec.parser.push(hex('89 00'));
+    expectProtocolError(rec, /not masked/);
+  });
+});
+
+describe('RSV bits and opcodes (RFC 6455 §5.2)', () => {
+  test.each([
+    ['RSV1 without an extension', { rsv1: true }, /RSV1/],
+    ['RSV2', { rsv2: true }, /RSV2/],
+    ['RSV3', { rsv3: true }, /RSV3/],
+  ])('server rejects %s', (_name, bits, pattern) => {
+    const rec = recordingParser({ side: 'server' });
+    rec.parser.push(frame({ opcode: 1, payload: 'x', mask: true, ...bits }));
+    expectProtocolError(rec, pattern);
+  });
+
+  test('server with a negotiated extension reports RSV1 on the first frame as compressed', () => {
+    const rec = recordingParser({ side: 'server', allowRsv1: true });
+    rec.parser.push(frame({ opcode: 2, payload: 'xy', mask: true, rsv1: true, fin: false }));
+    rec.parser.push(frame({ opcode: 0, payload: 'z', mask: true }));
+    expect(rec.messages).toEqual([{ opcode: 2, compressed: true, data: Buffer.from('xyz') }]);
+  });
+
+  test('server with an extension still rejects RSV1 on a continuation and on a control frame', () => {
+    const a = recordingParser({ side: 'server', allowRsv1: true });
+    a.parser.push(frame({ opcode: 2, payload: 'xy', mask: true, fin: false }));
+    a.parser.push(frame({ opcode: 0, payload: 'z', mask: true, rsv1: true }));
+    expectProtocolError(a, /continuation/);
+    const b = recordingParser({ side: 'server', allowRsv1: true });
+    b.parser.push(frame({ opcode: 9, mask: true, rsv1: true }));
+    expectProtocolError(b, /control/);
+  });
+
+  test.each([3, 4, 5, 6, 7, 0xb, 0xc, 0xd, 0xe, 0xf])('server rejects reserved opcode %i', (opcode) => {
+    const rec = recordingParser({ side: 'server' });
+    rec.parser.push(frame({ opcode, payload: '', mask: true }));
+    expectProtocolError(rec, /reserved opcode/);
+  });
+});
+
+describe('control frames (RFC 6455 §5.5)', () => {
+  test('server rejects a ping with a 126-byte payload (16-bit length form)', () => {
+    const rec = recordingParser({ side: 'server' });
+    rec.parser.push(frame({ opcode: 9, payload: Buffer.alloc(126), mask: true }));
+    expectProtocolError(rec, /125/);
+  });
+
+  test('server accepts a ping with exactly 125 bytes', () => {
+    const rec = recordingParser({ side: 'server' });
+    rec.parser.push(frame({ opcode: 9, payload: Buffer.alloc(125, 1), mask: true }));
+    expect(rec.controls[0]!.payload.length).toBe(125);
+  });
+
+  test('server rejects a fragmented (FIN clear) ping and close', () => {
+    for (const opcode of [8, 9, 10]) {
+      const rec = recordingParser({ side: 'server' });
+      rec.parser.push(frame({ opcode, fin: false, mask: true }));
+      expectProtocolError(rec, /fragmented control/);
+    }
+  });
+
+  test('server receives control frames between the fragments of a message, in order', () => {
+    const rec = recordingParser({ side: 'server' });
+    rec.parser.push(
+      Buffer.concat([
+        frame({ opcode: 1, payload: 'He', fin: false, mask: true }),
+        frame({ opcode: 9, payload: 'p1', mask: true }),
+        frame({ opcode: 0, payload: 'll', fin: false, mask: true }),
+        frame({ opcode: 10, payload: 'p2', mask: true }),
+        frame({ opcode: 0, payload: 'o', mask: true }),
+        frame({ opcode: 8, payload: closePayload(1000), mask: true }),
+      ]),
+    );
+    expect(rec.messages.map((m) => m.data.toString())).toEqual(['Hello']);
+    expect(rec.controls.map((c) => [c.opcode, c.payload.toString('hex')])).toEqual([
+      [9, Buffer.from('p1').toString('hex')],
+      [10, Buffer.from('p2').toString('hex')],
+      [8, '03e8'],
+    ]);
+  });
+});
+
+describe('continuation sequencing (RFC 6455 §5.4)', () => {
+  test('server rejects a continuation frame without a message to continue', () => {
+    const rec = recordingParser({ side: 'server' });
+    rec.parser.push(frame({ opcode: 0, payload: 'x', mask: true }));
+    expectProtocolError(rec, /continuation/);
+  });
+
+  test('server rejects a new text frame inside a fragmented message', () => {
+    const rec = recordingParser({ side: 'server' });
+    rec.parser.push(frame({ opcode: 1, payload: 'a', fin: false, mask: true }));
+    rec.parser.push(frame({ opcode: 1, payload: 'b', mask: true }));
+    expectProtocolError(rec, /inside a fragmented/);
+  });
+
+  test('server rejects a new binary frame inside a fragmented text message', () => {
+    const rec = recordingParser({ side: 'server' });
+    rec.parser.push(frame({ opcode: 1, payload: 'a', fin: false, mask: true }));
+    rec.parser.push(frame({ opcode: 2, payload: 'b', fin: false, mask: true }));
+    expectProtocolError(rec, /inside a fragmented/);
+  });
+
+  test('after an error, later input yields no event and no second error', () => {
+    const rec = recordingParser({ side: 'server' });
+    rec.parser.push(frame({ opcode: 0, payload: 'x', mask: true }));
+    rec.parser.push(frame({ opcode: 1, payload: 'valid', mask: true }));
+    rec.parser.push(frame({ opcode: 9, mask: true }));
+    expect(rec.errors).toHaveLength(1);
+    expect(rec.messages).toEqual([]);
+    expect(rec.controls).toEqual([]);
+    expect(rec.parser.bufferedAmount).toBe(0);
+  });
+});
+
+describe('buffer ownership', () => {
+  test('server with ownsInput false never modifies the pushed chunks', () => {
+    const payload = Buffer.alloc(1000);
+    for (let i = 0; i < payload.length; i++) payload[i] = i & 0xff;
+    const bytes = frame({ opcode: 2, payload, mask: Uint8Array.of(1, 2, 3, 4) });
+    const original = Buffer.from(bytes);
+    const rec = recordingParser({ side: 'server' });
+    pushSplit(rec.parser, bytes, [3, 7, 8, 333, 334, 700]);
+    expect(bytes.equals(original)).toBe(true);
+    expect(rec.messages[0]!.data.equals(payload)).toBe(true);
+  });
+
+  test('server with ownsInput true unmasks in place and still decodes correctly across chunks', () => {
+    const payload = Buffer.alloc(777, 0x5a);
+    const bytes = frame({ opcode: 2, payload, mask: Uint8Array.of(9, 8, 7, 6) });
+    const rec = recordingParser({ side: 'server', ownsInput: true });
+    pushSplit(rec.parser, Buffer.from(bytes), [5, 6, 100, 101, 102, 500]);
+    expect(rec.messages[0]!.data.equals(payload)).toBe(true);
+  });
+
+  test('client receives unmasked payload pieces as views of the pushed chunk (no copy)', () => {
+    const views: Buffer[] = [];
+    const bytes = Buffer.concat([hex('82 7e 04 00'), Buffer.alloc(1024, 3)]);
+    const parser = new FrameParser({ side: 'client' }, {
+      onData: (_o, _c, p) => views.push(p),
+      onControl: () => undefined,
+      onError: (e) => {
+        throw e;
+      },
+    });
+    parser.push(bytes);
+    expect(views).toHaveLength(1);
+    expect(views[0]!.buffer).toBe(bytes.buffer);
+  });
+});
