@@ -55,6 +55,9 @@ const LENGTH = 3;
 const SKIP = 4;
 const DONE = 5;
 
+/** Frames up to this size are checked for ASCII in JavaScript before any native call. */
+const SMALL_FRAME = 128;
+
 export class Hybi00Parser {
   private readonly handlers: Hybi00ParserHandlers;
   private readonly maxMessageSize: number;
@@ -115,6 +118,13 @@ export class Hybi00Parser {
             this.fail(new MessageTooBigError(`hybi-00 frame over ${this.maxMessageSize} bytes`, this.maxMessageSize));
             return;
           }
+          if (end !== -1 && this.state === TEXT && this.parts.length === 0) {
+            // The whole frame is in this chunk: decode it in place, no view, no copy.
+            this.state = FRAME_TYPE;
+            if (!this.deliverRange(buf, pos, end)) return;
+            pos = end + 1;
+            break;
+          }
           if (this.state === TEXT && n > 0) this.parts.push(buf.subarray(pos, stop));
           this.size += n;
           if (end === -1) return;
@@ -155,6 +165,27 @@ export class Hybi00Parser {
           return;
       }
     }
+  }
+
+  /** Deliver `buf[start..end)` as a text frame; false when it is not UTF-8. */
+  private deliverRange(buf: Buffer, start: number, end: number): boolean {
+    if (end - start <= SMALL_FRAME) {
+      // Short frames: an ASCII scan in JS is cheaper than the native calls.
+      let i = start;
+      while (i < end && (buf[i] as number) < 0x80) i++;
+      if (i === end) {
+        this.handlers.onMessage(buf.toString('latin1', start, end));
+        return true;
+      }
+    }
+    const data = buf.subarray(start, end);
+    // draft-76 §5.3 step 4 reads the bytes as UTF-8; like RFC 6455 §8.1 we fail on invalid input.
+    if (!isUtf8(data)) {
+      this.fail(new InvalidUtf8Error());
+      return false;
+    }
+    this.handlers.onMessage(buf.toString('utf8', start, end));
+    return true;
   }
 
   /** Decode and deliver the finished text frame; false when it failed. */

@@ -58,6 +58,15 @@ describe('hybi-00 parser', () => {
     expect(parse(oneByOne(bytes(0x00, 'a€𝄞b', 0xff)))).toEqual([{ type: 'message', text: 'a€𝄞b' }]);
   });
 
+  test('receives and checks frames longer than the short-frame ASCII path, whole or split', () => {
+    const long = 'é€'.repeat(300) + 'a'.repeat(200);
+    const frame = bytes(0x00, long, 0xff);
+    expect(messages(parse([frame]))).toEqual([long]);
+    expect(messages(parse([frame.subarray(0, 301), frame.subarray(301)]))).toEqual([long]);
+    const bad = bytes(0x00, 'a'.repeat(500), [0xc3, 0x28], 0xff);
+    expect(parse([bad]).map((e) => e.type === 'error' && e.error.code)).toEqual(['WS_INVALID_UTF8']);
+  });
+
   test('accepts Uint8Array chunks that are not Buffers', () => {
     const b = bytes(0x00, 'xy', 0xff);
     expect(messages(parse([new Uint8Array(b.buffer, b.byteOffset, b.length)]))).toEqual(['xy']);
