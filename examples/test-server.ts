@@ -1,0 +1,46 @@
+/**
+ * Port of Racket's test-server.rkt: any path, and on each connection the loop of lib/test-loop.ts
+ * ("Waited another second" every second, `You said: "…"` for each message, "Goodbye!" and a
+ * close with 1000 on "goodbye").
+ *
+ *   npm run example:test-server -- [--port 8081] [--host 127.0.0.1] [--timeout SECONDS]
+ *
+ * --timeout sets the idle timeout (Racket's ws-idle-timeout), in seconds. --port 0 picks a free
+ * port; the real URL is printed. Hit enter (or send SIGINT/SIGTERM) to stop.
+ */
+import { parseArgs } from 'node:util';
+import { serve } from 'rfc6455';
+import { testLoop } from './lib/test-loop.js';
+import { portOption, readLines } from './lib/stdin.js';
+
+const { values } = parseArgs({
+  options: {
+    port: { type: 'string', default: '8081' },
+    host: { type: 'string', default: '127.0.0.1' },
+    timeout: { type: 'string' },
+  },
+});
+
+const server = await serve(
+  {
+    port: portOption(values.port, 8081),
+    host: values.host,
+    ...(values.timeout !== undefined ? { idleTimeout: Number(values.timeout) * 1000 } : {}),
+  },
+  (conn) => testLoop(conn),
+);
+console.log(`Listening on ${server.url}`);
+console.log('Server running. Hit enter to stop service.');
+
+let stopping = false;
+const stop = (): void => {
+  if (stopping) return;
+  stopping = true;
+  server.close().then(() => process.exit(0));
+};
+const closeStdin = readLines(() => {
+  closeStdin();
+  stop();
+});
+process.on('SIGINT', stop);
+process.on('SIGTERM', stop);
