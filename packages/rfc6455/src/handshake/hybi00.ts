@@ -156,7 +156,9 @@ export function acceptHybi00(input: Hybi00AcceptInput): Hybi00Response {
   if (!hasToken(headers.connection, 'upgrade')) throw badRequest('missing Connection: Upgrade');
   const host = single(headers.host);
   // draft-76 §5.2: the location is built from Host; without it there is nothing to send.
-  if (host === undefined || host === '' || /[\s/?#@\\]/.test(host)) throw badRequest('missing or bad Host');
+  if (host === undefined || host === '' || host.startsWith(':') || /[\s/?#@\\]/.test(host)) {
+    throw badRequest('missing or bad Host');
+  }
   const url = input.url;
   if (url === undefined || !url.startsWith('/') || /[\s]/.test(url)) {
     throw badRequest('the request target must be a path');

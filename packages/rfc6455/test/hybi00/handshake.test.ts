@@ -139,6 +139,8 @@ describe('server accepts hybi-00', () => {
     ['not GET', { method: 'POST' }, {}],
     ['no Host', {}, { host: undefined }],
     ['empty Host', {}, { host: '' }],
+    ['a Host that is only a port', {}, { host: ':80' }],
+    ['a Host with a path', {}, { host: 'a/b' }],
     ['no Upgrade token', {}, { upgrade: 'h2c' }],
     ['no Connection token', {}, { connection: 'close' }],
     ['absolute request target', { url: 'http://example.com/demo' }, {}],
