@@ -4,7 +4,7 @@
  */
 import { request as httpRequest, type ClientRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import type { Socket } from 'node:net';
+import { isIP, type Socket } from 'node:net';
 import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
 import { Defaults } from './codec/constants.js';
 import { WebSocketConnection, type ConnectionOptions } from './connection.js';
@@ -12,6 +12,8 @@ import { HandshakeError } from './errors.js';
 import { acceptDeflateResponse, buildDeflateOffer, PerMessageDeflate, PERMESSAGE_DEFLATE, type PerMessageDeflateOptions } from './extensions/permessage-deflate.js';
 import { buildRequestHeaders, generateKey, verifyResponse } from './handshake/client.js';
 import { socketTransport } from './transport.js';
+import { connectHttp2 } from './http2.js';
+import type { ClientHttp2Session } from 'node:http2';
 
 export interface ConnectOptions extends ConnectionOptions {
   /** Subprotocols to offer, in order of preference. */
@@ -32,6 +34,12 @@ export interface ConnectOptions extends ConnectionOptions {
   maxHeaderSize?: number;
   /** Aborts the handshake. */
   signal?: AbortSignal;
+  /**
+   * Open the WebSocket over HTTP/2 extended CONNECT (RFC 8441) when the server advertises it,
+   * falling back to HTTP/1.1 otherwise. Pass a ClientHttp2Session to share one session between
+   * several WebSockets. Default false.
+   */
+  http2?: boolean | ClientHttp2Session;
 }
 
 const MAX_ERROR_BODY = 64 * 1024;
@@ -39,6 +47,10 @@ const MAX_ERROR_BODY = 64 * 1024;
 /** Opens a WebSocket connection. Rejects with HandshakeError (status, headers, body attached). */
 export async function connect(url: string | URL, options: ConnectOptions = {}): Promise<WebSocketConnection> {
   let target = new URL(url);
+  if (options.http2) {
+    const conn = await connectHttp2(target, { ...options, session: typeof options.http2 === 'object' ? options.http2 : undefined });
+    if (conn) return conn;
+  }
   const maxRedirects = options.followRedirects === true ? 5 : options.followRedirects || 0;
   for (let redirects = 0; ; redirects++) {
     const outcome = await attempt(target, options);
@@ -85,7 +97,7 @@ function attempt(target: URL, options: ConnectOptions): Promise<WebSocketConnect
       agent: false,
       maxHeaderSize: options.maxHeaderSize ?? Defaults.maxHeaderSize,
       signal: options.signal,
-      ...(secure ? { servername: target.hostname, ...options.tls } : {}),
+      ...(secure ? { ...(isIP(target.hostname) ? {} : { servername: target.hostname }), ...options.tls } : {}),
     }) as ClientRequest;
     const timer = setTimeout(() => fail(new HandshakeError(`handshake timed out after ${timeout} ms`, 0, { code: 'WS_HANDSHAKE_TIMEOUT' })), timeout);
     timer.unref?.();

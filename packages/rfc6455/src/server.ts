@@ -4,10 +4,12 @@
  */
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https';
+import { createSecureServer, type Http2SecureServer, type Http2Session } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { CloseCode, Defaults } from './codec/constants.js';
 import type { WebSocketConnection } from './connection.js';
+import { attachHttp2 } from './http2.js';
 import { handleUpgrade, rejectUpgrade, type UpgradeOptions, type UpgradeTarget } from './upgrade.js';
 
 export interface ServeOptions<State = unknown> extends UpgradeOptions<State> {
@@ -21,12 +23,18 @@ export interface ServeOptions<State = unknown> extends UpgradeOptions<State> {
   maxHeaderSize?: number;
   /** Most concurrent WebSocket connections; beyond it upgrades get 503. Default unlimited. */
   maxConnections?: number;
+  /**
+   * Serve HTTP/2 as well (needs `tls`): one TLS server answering HTTP/1.1 upgrades and RFC 8441
+   * extended CONNECTs alike, advertising SETTINGS_ENABLE_CONNECT_PROTOCOL.
+   */
+  http2?: boolean;
   /** Answers plain HTTP requests. Default: 426 Upgrade Required. */
   onRequest?: (req: IncomingMessage, res: ServerResponse) => void;
 }
 
 export interface WebSocketServer {
-  readonly httpServer: HttpServer;
+  /** The underlying server: an http(s).Server, or with `http2: true` the Http2SecureServer. */
+  readonly httpServer: HttpServer | Http2SecureServer;
   readonly port: number;
   readonly host: string;
   /** ws://host:port/ (or wss:). */
@@ -67,9 +75,13 @@ export async function serve<State = unknown>(options: ServeOptions<State>, targe
     connectionsCheckingInterval: Math.min(1000, handshakeTimeout),
     noDelay: true,
   };
-  const httpServer: HttpServer = options.tls
-    ? createHttpsServer({ ...options.tls, ...httpOptions })
-    : createHttpServer(httpOptions);
+  if (options.http2 && !options.tls) throw new TypeError('serve({ http2: true }) needs tls (browsers speak HTTP/2 over TLS only)');
+  const httpServer: HttpServer = options.http2
+    ? (createSecureServer({ ...options.tls, ...httpOptions, allowHTTP1: true, settings: { enableConnectProtocol: true } }) as unknown as HttpServer)
+    : options.tls
+      ? createHttpsServer({ ...options.tls, ...httpOptions })
+      : createHttpServer(httpOptions);
+  const sessions = new Set<Http2Session>();
   const connections = new Set<WebSocketConnection>();
   let closing = false;
   const upgradeOptions: UpgradeOptions<State> = {
@@ -92,6 +104,24 @@ export async function serve<State = unknown>(options: ServeOptions<State>, targe
     }
     void handleUpgrade(req, socket, head, target, upgradeOptions);
   });
+  if (options.http2) {
+    const h2server = httpServer as unknown as Http2SecureServer;
+    attachHttp2(h2server, target, {
+      ...upgradeOptions,
+      onConnection(conn) {
+        if (closing) {
+          conn.close(CloseCode.GoingAway, 'server shutting down').catch(() => undefined);
+          return;
+        }
+        upgradeOptions.onConnection?.(conn);
+      },
+    });
+    h2server.on('session', (session: Http2Session) => {
+      sessions.add(session);
+      session.on('error', () => undefined);
+      session.once('close', () => sessions.delete(session));
+    });
+  }
   // A client that sends garbage before any request gets 400 from Node; never crash on it.
   httpServer.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
     if (!socket.writable) return socket.destroy();
@@ -114,15 +144,18 @@ export async function serve<State = unknown>(options: ServeOptions<State>, targe
     httpServer,
     port: address.port,
     host,
-    url: `${options.tls ? 'wss' : 'ws'}://${urlHost}:${address.port}/`,
+    url: `${options.tls || options.http2 ? 'wss' : 'ws'}://${urlHost}:${address.port}/`,
     connections,
     close(code = CloseCode.GoingAway, reason = 'server shutting down') {
       closed ??= (async () => {
         closing = true;
         const stopped = new Promise<void>((resolve) => httpServer.close(() => resolve()));
-        httpServer.closeIdleConnections();
+        if (typeof httpServer.closeIdleConnections === 'function') httpServer.closeIdleConnections();
         await Promise.all([...connections].map((conn) => conn.close(code, reason).catch(() => undefined)));
-        httpServer.closeAllConnections();
+        // HTTP/2: GOAWAY once the WebSockets are closed.
+        for (const session of sessions) session.close();
+        if (typeof httpServer.closeAllConnections === 'function') httpServer.closeAllConnections();
+        for (const session of sessions) session.destroy();
         await stopped;
       })();
       return closed;

@@ -64,6 +64,21 @@ export function verifyResponse(
   if (!tokenList(headers.connection).includes('upgrade')) fail('response lacks Connection: Upgrade', 'WS_BAD_CONNECTION');
   // item 4: the accept value.
   if (headerValue(headers, 'sec-websocket-accept')?.trim() !== acceptKey(init.key)) fail('wrong Sec-WebSocket-Accept', 'WS_BAD_ACCEPT');
+  return verifyNegotiation(statusLine, headers, init);
+}
+
+/**
+ * The checks every WebSocket handshake response needs, HTTP/1.1 101 or HTTP/2 200 (RFC 8441 §5):
+ * the subprotocol and the extensions must be ones we offered.
+ */
+export function verifyNegotiation(
+  statusLine: string,
+  headers: IncomingHttpHeaders,
+  init: { protocols?: readonly string[]; extensionNames?: readonly string[] },
+): VerifiedResponse {
+  const fail = (message: string, code: string): never => {
+    throw new HandshakeError(message, 101, { code, headers, statusLine });
+  };
   // item 6: a subprotocol must be one we offered.
   let protocol = '';
   const chosen = headers['sec-websocket-protocol'];

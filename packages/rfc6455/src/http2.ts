@@ -1,0 +1,342 @@
+/**
+ * WebSockets over HTTP/2 (RFC 8441): the extended CONNECT handshake on a server (`attachHttp2`)
+ * and a client (`connectHttp2`). After the handshake the stream carries ordinary RFC 6455 frames,
+ * so the connection is the same WebSocketConnection over an HTTP/2-stream Transport.
+ *
+ * Server side, the negotiation is the one HTTP/1.1 upgrades use (`negotiate`: service mapper,
+ * Origin, before-accept hook, permessage-deflate); the answer is `:status 200` (RFC 8441 §5), or
+ * the same 4xx a HTTP/1.1 client would get, never 101 and no Sec-WebSocket-Accept.
+ */
+import {
+  connect as http2Connect,
+  constants as h2,
+  type ClientHttp2Session,
+  type ClientHttp2Stream,
+  type Http2SecureServer,
+  type Http2Server,
+  type Http2ServerRequest,
+  type Http2ServerResponse,
+  type Http2Stream,
+  type IncomingHttpHeaders as Http2IncomingHeaders,
+  type OutgoingHttpHeaders as Http2OutgoingHeaders,
+  type SecureClientSessionOptions,
+  type ServerHttp2Stream,
+} from 'node:http2';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import { Defaults } from './codec/constants.js';
+import { WebSocketConnection } from './connection.js';
+import { HandshakeError } from './errors.js';
+import { acceptDeflateResponse, buildDeflateOffer, PerMessageDeflate, PERMESSAGE_DEFLATE } from './extensions/permessage-deflate.js';
+import type { ConnectOptions } from './client.js';
+import { headerValue } from './handshake/http.js';
+import { parseProtocols } from './handshake/server.js';
+import { buildRequestHeaders, verifyNegotiation } from './handshake/client.js';
+import type { Transport } from './transport.js';
+import { negotiate, startConnection, type UpgradeOptions, type UpgradeTarget } from './upgrade.js';
+
+/** A Transport over an HTTP/2 stream: orderly end is END_STREAM, abort is RST_STREAM(CANCEL). */
+export function http2StreamTransport(stream: Http2Stream): Transport {
+  const socket = stream.session?.socket;
+  return {
+    stream,
+    kind: 'http2',
+    secure: stream.session?.encrypted ?? false,
+    localAddress: socket?.localAddress,
+    localPort: socket?.localPort,
+    remoteAddress: socket?.remoteAddress,
+    remotePort: socket?.remotePort,
+    end: () => {
+      if (!stream.destroyed && !stream.writableEnded) stream.end();
+    },
+    abort: () => {
+      // destroy() alone sends RST_STREAM(NO_ERROR), which a peer cannot tell from an orderly end.
+      if (!stream.destroyed) stream.close(h2.NGHTTP2_CANCEL);
+    },
+  };
+}
+
+/** Regular (non-pseudo) headers of an HTTP/2 header block, as HTTP/1.1-style lower-case headers. */
+function regularHeaders(headers: Http2IncomingHeaders): IncomingHttpHeaders {
+  const out: IncomingHttpHeaders = {};
+  for (const [name, value] of Object.entries(headers)) if (!name.startsWith(':')) out[name] = value as string | string[];
+  if (out.host === undefined && typeof headers[':authority'] === 'string') out.host = headers[':authority'];
+  return out;
+}
+
+function respondError(stream: ServerHttp2Stream, status: number, message: string | Buffer, headers: Http2OutgoingHeaders = {}): void {
+  if (stream.destroyed || stream.headersSent) return;
+  const body = typeof message === 'string' ? Buffer.from(message.endsWith('\n') || message === '' ? message : message + '\n') : message;
+  const out: Http2OutgoingHeaders = { 'content-type': 'text/plain; charset=utf-8' };
+  for (const [k, v] of Object.entries(headers)) out[k.toLowerCase()] = v;
+  out[':status'] = status;
+  out['content-length'] = body.length;
+  stream.respond(out);
+  stream.end(body);
+}
+
+function lowerHeaders(list: Array<[string, string]>, into: Http2OutgoingHeaders): void {
+  for (const [name, value] of list) {
+    const key = name.toLowerCase();
+    // Connection-specific headers are forbidden in HTTP/2 (RFC 9113 §8.2.2).
+    if (key === 'connection' || key === 'upgrade' || key === 'keep-alive' || key === 'transfer-encoding') continue;
+    const existing = into[key];
+    into[key] = existing === undefined ? value : ([] as string[]).concat(existing as string | string[], value);
+  }
+}
+
+/**
+ * Answers one extended CONNECT stream. `req` is the compatibility request when there is one, else
+ * a request-like object built from the header block.
+ */
+async function handleConnectStream<State>(
+  stream: ServerHttp2Stream,
+  headers: Http2IncomingHeaders,
+  req: IncomingMessage,
+  target: UpgradeTarget<State>,
+  options: UpgradeOptions<State>,
+): Promise<WebSocketConnection | undefined> {
+  stream.on('error', () => undefined);
+  const timer = setTimeout(() => respondError(stream, 408, 'handshake timeout'), options.handshakeTimeout ?? Defaults.handshakeTimeout);
+  timer.unref?.();
+  try {
+    // RFC 8441 §4: :scheme and :path are present on an extended CONNECT; :authority names the host.
+    const path = headers[':path'];
+    if (typeof path !== 'string' || !path.startsWith('/') || typeof headers[':scheme'] !== 'string' || typeof headers[':authority'] !== 'string') {
+      throw new HandshakeError('extended CONNECT needs :scheme, :path and :authority', 400, { code: 'WS_BAD_REQUEST' });
+    }
+    // RFC 8441 §5: the same version negotiation as RFC 6455 §4.4 (no Upgrade in HTTP/2, so 400).
+    const version = headerValue(req.headers, 'sec-websocket-version');
+    if (version?.trim() !== '13') {
+      throw new HandshakeError('Sec-WebSocket-Version must be 13', 400, { code: 'WS_BAD_VERSION', headers: { 'sec-websocket-version': '13' } });
+    }
+    const protocols = parseProtocols(req.headers['sec-websocket-protocol']);
+    const negotiated = await negotiate(
+      req,
+      { url: path, protocols, extensions: headerValue(req.headers, 'sec-websocket-extensions'), secure: stream.session?.encrypted ?? false, allowExtensions: true },
+      target,
+      options,
+    );
+    clearTimeout(timer);
+    if ('reject' in negotiated) {
+      const r = negotiated.reject;
+      respondError(stream, r.status, r.body ?? '', r.headers as Http2OutgoingHeaders | undefined);
+      return undefined;
+    }
+    if (stream.destroyed) {
+      negotiated.extension?.dispose();
+      return undefined;
+    }
+    const response: Http2OutgoingHeaders = { ':status': 200 };
+    if (negotiated.protocol !== '') response['sec-websocket-protocol'] = negotiated.protocol;
+    if (negotiated.extensionsHeader !== '') response['sec-websocket-extensions'] = negotiated.extensionsHeader;
+    lowerHeaders(negotiated.headers, response);
+    stream.respond(response);
+    return startConnection(http2StreamTransport(stream), req, negotiated, options, undefined);
+  } catch (error) {
+    clearTimeout(timer);
+    if (error instanceof HandshakeError) respondError(stream, error.status, error.message, error.headers as Http2OutgoingHeaders);
+    else {
+      options.onError?.(error, undefined, req);
+      respondError(stream, 500, 'Internal Server Error');
+    }
+    return undefined;
+  }
+}
+
+function isWebSocketConnect(headers: Http2IncomingHeaders): boolean {
+  return headers[':method'] === 'CONNECT' && headers[':protocol'] === 'websocket';
+}
+
+export interface Http2Attachment {
+  /** Stops answering WebSocket CONNECTs on the server. */
+  detach(): void;
+}
+
+/**
+ * Serves WebSockets over HTTP/2 on a server you created. The server must have been created with
+ * `settings: { enableConnectProtocol: true }` (the attachment turns it on otherwise). Works both
+ * with `'stream'`-style servers and with compatibility-API servers (a `'request'` listener), where
+ * CONNECTs arrive as `'connect'` events (without a `'connect'` listener Node answers them 405).
+ */
+export function attachHttp2<State = unknown>(
+  server: Http2SecureServer | Http2Server,
+  target: UpgradeTarget<State>,
+  options: UpgradeOptions<State> = {},
+): Http2Attachment {
+  // RFC 8441 §3: advertise SETTINGS_ENABLE_CONNECT_PROTOCOL only where we accept it.
+  server.updateSettings({ enableConnectProtocol: true });
+  const onStream = (stream: ServerHttp2Stream, headers: Http2IncomingHeaders): void => {
+    if (!isWebSocketConnect(headers)) return;
+    if (server.listenerCount('request') > 0) return; // the compatibility layer emits 'connect'
+    const req = {
+      method: 'CONNECT',
+      url: headers[':path'],
+      headers: regularHeaders(headers),
+      httpVersion: '2.0',
+      httpVersionMajor: 2,
+      httpVersionMinor: 0,
+      socket: stream.session?.socket,
+      stream,
+    } as unknown as IncomingMessage;
+    void handleConnectStream(stream, headers, req, target, options);
+  };
+  const onConnect = (req: Http2ServerRequest | IncomingMessage, res: Http2ServerResponse | unknown): void => {
+    const stream = (req as Http2ServerRequest).stream as ServerHttp2Stream | undefined;
+    if (!stream) {
+      // An HTTP/1.1 CONNECT on an allowHTTP1 server: not ours.
+      (res as { destroy?: () => void }).destroy?.();
+      return;
+    }
+    const headers = (req as Http2ServerRequest).headers as Http2IncomingHeaders;
+    if (!isWebSocketConnect(headers)) {
+      respondError(stream, 405, 'CONNECT is only for WebSockets here');
+      return;
+    }
+    void handleConnectStream(stream, headers, req as unknown as IncomingMessage, target, options);
+  };
+  server.on('stream', onStream);
+  server.on('connect', onConnect);
+  return {
+    detach() {
+      server.removeListener('stream', onStream);
+      server.removeListener('connect', onConnect);
+      server.updateSettings({ enableConnectProtocol: false });
+    },
+  };
+}
+
+export interface Http2ConnectOptions extends ConnectOptions {
+  /** An existing session to open the WebSocket stream on (several WebSockets may share one). */
+  session?: ClientHttp2Session;
+  /** Options for a new session (TLS: ca, rejectUnauthorized...). */
+  sessionOptions?: SecureClientSessionOptions;
+}
+
+/** Waits for the peer's SETTINGS, which say whether extended CONNECT is allowed (RFC 8441 §3). */
+function remoteSettings(session: ClientHttp2Session, timeout: number): Promise<boolean> {
+  if (session.remoteSettings && (session as unknown as { [k: string]: unknown })['pendingSettingsAck'] === false && session.remoteSettings.enableConnectProtocol !== undefined) {
+    return Promise.resolve(session.remoteSettings.enableConnectProtocol === true);
+  }
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new HandshakeError('no HTTP/2 SETTINGS from the server', 0, { code: 'WS_HANDSHAKE_TIMEOUT' })), timeout);
+    timer.unref?.();
+    const done = (): void => {
+      clearTimeout(timer);
+      session.removeListener('error', onError);
+    };
+    const onError = (error: Error): void => {
+      done();
+      reject(new HandshakeError(`HTTP/2 session failed: ${error.message}`, 0, { code: 'WS_CONNECT_FAILED', cause: error }));
+    };
+    session.once('remoteSettings', (settings) => {
+      done();
+      resolve(settings.enableConnectProtocol === true);
+    });
+    session.once('error', onError);
+  });
+}
+
+/**
+ * Opens a WebSocket over HTTP/2 extended CONNECT. Resolves with the connection, or with
+ * `undefined` when the server does not advertise SETTINGS_ENABLE_CONNECT_PROTOCOL (the caller
+ * falls back to HTTP/1.1).
+ */
+export async function connectHttp2(url: URL, options: Http2ConnectOptions): Promise<WebSocketConnection | undefined> {
+  const secure = url.protocol === 'wss:' || url.protocol === 'https:';
+  const origin = `${secure ? 'https' : 'http'}://${url.host}`;
+  const timeout = options.handshakeTimeout ?? Defaults.handshakeTimeout;
+  const ownSession = options.session === undefined;
+  const session = options.session ?? http2Connect(origin, { ...options.tls, ...options.sessionOptions } as SecureClientSessionOptions);
+  const closeOwn = (): void => {
+    if (ownSession && !session.closed) session.close();
+  };
+  session.on('error', () => undefined);
+  let allowed: boolean;
+  try {
+    allowed = await remoteSettings(session, timeout);
+  } catch (error) {
+    closeOwn();
+    throw error;
+  }
+  if (!allowed) {
+    closeOwn();
+    return undefined;
+  }
+  const protocols = typeof options.protocols === 'string' ? [options.protocols] : [...(options.protocols ?? [])];
+  const deflate = options.perMessageDeflate === false ? undefined : typeof options.perMessageDeflate === 'object' ? options.perMessageDeflate : {};
+  const handshake = buildRequestHeaders({ key: '', protocols, extensions: deflate ? buildDeflateOffer(deflate) : undefined, origin: options.origin });
+  const headers: Http2OutgoingHeaders = {
+    ':method': 'CONNECT',
+    ':protocol': 'websocket',
+    ':scheme': secure ? 'https' : 'http',
+    ':path': `${url.pathname || '/'}${url.search}`,
+    ':authority': url.host,
+    'sec-websocket-version': '13',
+  };
+  for (const [name, value] of Object.entries({ ...options.headers })) if (value !== undefined) headers[name.toLowerCase()] = value as string;
+  if (handshake['Sec-WebSocket-Protocol']) headers['sec-websocket-protocol'] = handshake['Sec-WebSocket-Protocol'];
+  if (handshake['Sec-WebSocket-Extensions']) headers['sec-websocket-extensions'] = handshake['Sec-WebSocket-Extensions'];
+  if (handshake.Origin) headers.origin = handshake.Origin;
+
+  const stream: ClientHttp2Stream = session.request(headers, { endStream: false });
+  return new Promise<WebSocketConnection>((resolve, reject) => {
+    const timer = setTimeout(() => fail(new HandshakeError(`handshake timed out after ${timeout} ms`, 0, { code: 'WS_HANDSHAKE_TIMEOUT' })), timeout);
+    timer.unref?.();
+    let settled = false;
+    const fail = (error: Error): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (!stream.destroyed) stream.close(h2.NGHTTP2_CANCEL);
+      closeOwn();
+      reject(error);
+    };
+    stream.on('error', (error) => fail(new HandshakeError(`HTTP/2 stream failed: ${error.message}`, 0, { code: 'WS_CONNECT_FAILED', cause: error })));
+    stream.once('response', (responseHeaders) => {
+      const status = Number(responseHeaders[':status']);
+      const plain = regularHeaders(responseHeaders);
+      if (status !== 200) {
+        const chunks: Buffer[] = [];
+        stream.on('data', (c: Buffer) => chunks.push(c));
+        stream.once('end', () => {
+          const error = new HandshakeError(`server answered ${status}`, status, { code: 'WS_UNEXPECTED_RESPONSE', headers: plain, statusLine: `HTTP/2 ${status}`, body: Buffer.concat(chunks) });
+          fail(error);
+        });
+        return;
+      }
+      try {
+        // RFC 8441 §5: no Upgrade/Connection/Accept; the subprotocol and extension checks remain.
+        const verified = verifyNegotiation('HTTP/2 200', plain, { protocols, extensionNames: deflate ? [PERMESSAGE_DEFLATE] : [] });
+        let extension: PerMessageDeflate | undefined;
+        const offer = verified.extensions[0];
+        if (offer && deflate) {
+          extension = new PerMessageDeflate(acceptDeflateResponse(offer, deflate), 'client', {
+            maxMessageSize: options.maxMessageSize ?? Defaults.maxMessageSize,
+            level: deflate.level,
+            memLevel: deflate.memLevel,
+            threshold: deflate.threshold,
+          });
+        }
+        settled = true;
+        clearTimeout(timer);
+        const conn = new WebSocketConnection(
+          http2StreamTransport(stream),
+          {
+            side: 'client',
+            protocol: verified.protocol,
+            extensions: typeof plain['sec-websocket-extensions'] === 'string' ? plain['sec-websocket-extensions'] : '',
+            extension,
+            requestLine: 'HTTP/2 200',
+            url: String(headers[':path']),
+            headers: plain,
+          },
+          { ...options, compressThreshold: options.compressThreshold ?? extension?.threshold },
+        );
+        if (ownSession) conn.whenClosed.then(closeOwn);
+        resolve(conn);
+      } catch (error) {
+        fail(error as Error);
+      }
+    });
+  });
+}
