@@ -1,0 +1,54 @@
+/**
+ * encodeFrame/writeHeader against hex fixtures (RFC 6455 §5.7) and the hand-made decoder: each
+ * length form, FIN/RSV1, masking with a given key, large payloads left uncopied.
+ */
+import { COPY_THRESHOLD, encodeFrame, headerSize } from '../../src/codec/frame-writer.js';
+import { decodeFrames, hex } from '../helpers/frames.js';
+
+describe('encodeFrame', () => {
+  test('writes the RFC 6455 §5.7 unmasked and masked "Hello" frames', () => {
+    expect(Buffer.concat(encodeFrame(1, Buffer.from('Hello')))).toEqual(hex('81 05 48 65 6c 6c 6f'));
+    expect(Buffer.concat(encodeFrame(1, Buffer.from('Hello'), { mask: true, maskKey: Uint8Array.of(0x37, 0xfa, 0x21, 0x3d) }))).toEqual(
+      hex('81 85 37 fa 21 3d 7f 9f 4d 51 58'),
+    );
+  });
+
+  test('writes a non-final fragment and RSV1', () => {
+    expect(Buffer.concat(encodeFrame(1, Buffer.from('Hel'), { fin: false }))).toEqual(hex('01 03 48 65 6c'));
+    expect(Buffer.concat(encodeFrame(2, Buffer.alloc(0), { rsv1: true }))[0]).toBe(0xc2);
+  });
+
+  test.each([
+    [0, '82 00'],
+    [125, '82 7d'],
+    [126, '82 7e 00 7e'],
+    [65535, '82 7e ff ff'],
+    [65536, '82 7f 00 00 00 00 00 01 00 00'],
+  ])('uses the minimal length form for %i bytes', (n, header) => {
+    const bytes = Buffer.concat(encodeFrame(2, Buffer.alloc(n, 0xab)));
+    expect(bytes.subarray(0, hex(header).length)).toEqual(hex(header));
+    expect(bytes.length).toBe(hex(header).length + n);
+    expect(headerSize(n, false)).toBe(hex(header).length);
+    expect(headerSize(n, true)).toBe(hex(header).length + 4);
+    const { frames } = decodeFrames(bytes);
+    expect(frames).toHaveLength(1);
+    expect(frames[0]!.payload.equals(Buffer.alloc(n, 0xab))).toBe(true);
+  });
+
+  test('masks into its own buffer and never modifies the caller payload', () => {
+    const payload = Buffer.alloc(70000, 0x11);
+    const copy = Buffer.from(payload);
+    const parts = encodeFrame(2, payload, { mask: true });
+    expect(payload.equals(copy)).toBe(true);
+    const { frames } = decodeFrames(Buffer.concat(parts));
+    expect(frames[0]!.masked).toBe(true);
+    expect(frames[0]!.payload.equals(payload)).toBe(true);
+  });
+
+  test('leaves a large unmasked payload as a second buffer (no copy)', () => {
+    const payload = Buffer.alloc(COPY_THRESHOLD + 1);
+    const parts = encodeFrame(2, payload);
+    expect(parts).toHaveLength(2);
+    expect(parts[1]).toBe(payload);
+  });
+});

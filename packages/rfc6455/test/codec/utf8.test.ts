@@ -1,0 +1,120 @@
+/**
+ * Utf8Validator against Node's own decoder (TextDecoder fatal) for random byte strings split at
+ * every position, and fail-fast: the feed holding the first bad byte reports false.
+ */
+import fc from 'fast-check';
+import { Utf8Validator } from '../../src/codec/utf8.js';
+
+const decoder = new TextDecoder('utf-8', { fatal: true });
+function nodeValid(bytes: Uint8Array): boolean {
+  try {
+    decoder.decode(bytes);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Index of the first byte at which a prefix can no longer be completed into valid UTF-8. */
+function firstBadIndex(bytes: Uint8Array): number {
+  // A prefix p is viable when p + some continuation is valid: try the 0-3 byte completions.
+  const completions = [[], [0x80], [0x80, 0x80], [0x80, 0x80, 0x80]];
+  const viable = (n: number): boolean => {
+    const prefix = bytes.subarray(0, n);
+    for (let lead = 0x80; lead <= 0xbf; lead += 0x3f) {
+      for (const c of completions) {
+        const tail = c.map(() => lead);
+        if (nodeValid(Uint8Array.from([...prefix, ...tail]))) return true;
+      }
+    }
+    // Second-byte ranges: E0 A0, ED 80, F0 90, F4 80 need specific continuations.
+    for (const c of [[0xa0, 0x80], [0x90, 0x80, 0x80], [0x80, 0x80], [0x8f, 0x80, 0x80], [0xa0], [0x90, 0x80], [0x80], [0x8f, 0x80]]) {
+      if (nodeValid(Uint8Array.from([...prefix, ...c]))) return true;
+    }
+    return false;
+  };
+  for (let n = 1; n <= bytes.length; n++) if (!viable(n)) return n - 1;
+  return -1;
+}
+
+/** Bytes biased towards UTF-8 edge cases. */
+const utf8ish = fc.array(
+  fc.oneof(
+    fc.integer({ min: 0, max: 255 }),
+    fc.constantFrom(0xc2, 0xdf, 0xe0, 0xed, 0xef, 0xf0, 0xf4, 0xf5, 0x80, 0xbf, 0x9f, 0xa0, 0x8f, 0x90),
+  ),
+  { maxLength: 24 },
+).map((a) => Uint8Array.from(a));
+
+const validText = fc.string({ unit: 'grapheme', maxLength: 30 }).map((s) => new Uint8Array(Buffer.from(s, 'utf8')));
+
+describe('Utf8Validator', () => {
+  test('agrees with Node decoder on random bytes cut at every position into two feeds', () => {
+    fc.assert(
+      fc.property(fc.oneof(utf8ish, validText), (bytes) => {
+        const expected = nodeValid(bytes);
+        for (let cut = 0; cut <= bytes.length; cut++) {
+          const v = new Utf8Validator();
+          const ok = v.feed(bytes.subarray(0, cut), false) && v.feed(bytes.subarray(cut), true);
+          expect(ok).toBe(expected);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  test('agrees with Node decoder when fed one byte at a time', () => {
+    fc.assert(
+      fc.property(fc.oneof(utf8ish, validText), (bytes) => {
+        const v = new Utf8Validator();
+        let ok = true;
+        for (let i = 0; i < bytes.length && ok; i++) ok = v.feed(bytes.subarray(i, i + 1), false);
+        if (ok) ok = v.feed(new Uint8Array(0), true);
+        expect(ok).toBe(nodeValid(bytes));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  test('fails fast: byte by byte, false comes exactly at the first non-viable byte', () => {
+    fc.assert(
+      fc.property(utf8ish, (bytes) => {
+        const bad = firstBadIndex(bytes);
+        const v = new Utf8Validator();
+        let failedAt = -1;
+        for (let i = 0; i < bytes.length; i++) {
+          if (!v.feed(bytes.subarray(i, i + 1), false)) {
+            failedAt = i;
+            break;
+          }
+        }
+        expect(failedAt).toBe(bad);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  test.each([
+    ['overlong 2-byte', [0xc0, 0xaf]],
+    ['overlong 3-byte', [0xe0, 0x80]],
+    ['surrogate', [0xed, 0xa0]],
+    ['over U+10FFFF', [0xf4, 0x90]],
+    ['F5 lead', [0xf5]],
+    ['lone continuation', [0x80]],
+  ])('rejects %s at the feed that holds it, before the text ends', (_name, bad) => {
+    const v = new Utf8Validator();
+    expect(v.feed(Buffer.from('valid prefix '), false)).toBe(true);
+    expect(v.feed(Uint8Array.from(bad), false)).toBe(false);
+  });
+
+  test('a character cut at the end of the final feed is invalid, and reset() forgets it', () => {
+    const v = new Utf8Validator();
+    expect(v.feed(Uint8Array.of(0xe2, 0x82), false)).toBe(true);
+    expect(v.complete).toBe(false);
+    v.reset();
+    expect(v.complete).toBe(true);
+    expect(v.feed(Buffer.from('ok'), true)).toBe(true);
+    const w = new Utf8Validator();
+    expect(w.feed(Uint8Array.of(0xe2, 0x82), true)).toBe(false);
+  });
+});
