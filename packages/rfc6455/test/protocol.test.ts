@@ -1,0 +1,182 @@
+/**
+ * The sans-I/O Protocol: bytes in, events and bytes-to-write out. Checks the close handshake
+ * (echo, who ends TCP, recorded code/reason), failing (close frame with the error's code, then
+ * discard), fail-fast UTF-8 across fragments, and the masking direction of what it writes.
+ */
+import { Protocol, type ProtocolHandler, type Side } from '../src/protocol.js';
+import type { WebSocketError } from '../src/errors.js';
+import { closePayload, decodeFrames, frame, type DecodedFrame } from './helpers/frames.js';
+
+interface Harness {
+  proto: Protocol;
+  written: () => DecodedFrame[];
+  events: string[];
+  messages: Array<string | Buffer>;
+  errors: WebSocketError[];
+}
+
+function harness(side: Side, options: { maxMessageSize?: number } = {}): Harness {
+  const out: Buffer[] = [];
+  const events: string[] = [];
+  const messages: Array<string | Buffer> = [];
+  const errors: WebSocketError[] = [];
+  const handler: ProtocolHandler = {
+    onWrite: (d) => out.push(Buffer.from(d)),
+    onWritev: (h, p) => out.push(Buffer.concat([h, p])),
+    onMessage: (d) => {
+      messages.push(d);
+      events.push('message');
+    },
+    onPiece: () => events.push('piece'),
+    onPing: (p) => events.push(`ping:${p.toString()}`),
+    onPong: (p) => events.push(`pong:${p.toString()}`),
+    onCloseFrame: (code, reason) => events.push(`close:${code}:${reason}`),
+    onFail: (e) => {
+      errors.push(e);
+      events.push(`fail:${(e as WebSocketError & { closeCode?: number }).closeCode}`);
+    },
+    onEnd: () => events.push('end'),
+  };
+  const proto = new Protocol({ side, ...options }, handler);
+  return { proto, written: () => decodeFrames(Buffer.concat(out)).frames, events, messages, errors };
+}
+
+const peerMasks = (side: Side): boolean => side === 'server';
+
+describe('Protocol close handshake', () => {
+  test.each<Side>(['server', 'client'])('%s receives a close first: echoes the code, records code and reason', (side) => {
+    const h = harness(side);
+    h.proto.receiveData(frame({ opcode: 8, payload: closePayload(4001, 'bye'), mask: peerMasks(side) }));
+    const [reply] = h.written();
+    expect(reply!.opcode).toBe(8);
+    expect(reply!.masked).toBe(side === 'client');
+    expect(reply!.payload.readUInt16BE(0)).toBe(4001);
+    expect(h.proto.closeCode).toBe(4001);
+    expect(h.proto.closeReason).toBe('bye');
+    expect(h.proto.state).toBe('closed');
+    // RFC 6455 §7.1.1: only the server ends TCP after the handshake.
+    expect(h.events).toEqual(side === 'server' ? ['close:4001:bye', 'end'] : ['close:4001:bye']);
+  });
+
+  test.each<Side>(['server', 'client'])('%s starts the close: records the peer reply, sends one close only', (side) => {
+    const h = harness(side);
+    expect(h.proto.close(1000, 'done')).toBe(true);
+    expect(h.proto.state).toBe('closing');
+    expect(h.proto.close(1001)).toBe(false);
+    h.proto.receiveData(frame({ opcode: 8, payload: closePayload(1000, 'ok'), mask: peerMasks(side) }));
+    const closes = h.written().filter((f) => f.opcode === 8);
+    expect(closes).toHaveLength(1);
+    expect(closes[0]!.payload.subarray(2).toString()).toBe('done');
+    expect(h.proto.closeCode).toBe(1000);
+    expect(h.proto.closeReason).toBe('ok');
+  });
+
+  test('an empty close is recorded as 1005 and answered with an empty close (1005 never sent)', () => {
+    const h = harness('server');
+    h.proto.receiveData(frame({ opcode: 8, mask: true }));
+    expect(h.proto.closeCode).toBe(1005);
+    expect(h.written()[0]!.payload.length).toBe(0);
+  });
+
+  test('receiveEof without a close frame records 1006 and writes nothing', () => {
+    const h = harness('client');
+    h.proto.receiveEof();
+    expect(h.proto.closeCode).toBe(1006);
+    expect(h.written()).toEqual([]);
+  });
+
+  test('close() refuses codes that may not be sent', () => {
+    const h = harness('client');
+    for (const code of [1005, 1006, 1015, 999, 5000]) expect(() => h.proto.close(code)).toThrow(RangeError);
+    expect(h.written()).toEqual([]);
+  });
+
+  test('data after the peer close frame is ignored', () => {
+    const h = harness('server');
+    h.proto.receiveData(Buffer.concat([frame({ opcode: 8, payload: closePayload(1000), mask: true }), frame({ opcode: 1, payload: 'late', mask: true })]));
+    expect(h.messages).toEqual([]);
+  });
+});
+
+describe('Protocol failures', () => {
+  test('server fails fragmented text with invalid UTF-8 at the first fragment, before the message ends', () => {
+    const h = harness('server');
+    h.proto.receiveData(frame({ opcode: 1, payload: Buffer.from([0x61, 0xff]), fin: false, mask: true }));
+    const [close] = h.written();
+    expect(close!.opcode).toBe(8);
+    expect(close!.payload.readUInt16BE(0)).toBe(1007);
+    expect(h.events).toEqual(['fail:1007', 'end']);
+    // The rest of the message (and anything else) is discarded without a second close.
+    h.proto.receiveData(frame({ opcode: 0, payload: 'rest', mask: true }));
+    expect(h.written()).toHaveLength(1);
+  });
+
+  test('server fails text whose multi-byte character is cut across fragments and turns invalid', () => {
+    const h = harness('server');
+    h.proto.receiveData(frame({ opcode: 1, payload: Buffer.from([0xe2, 0x82]), fin: false, mask: true }));
+    expect(h.written()).toEqual([]);
+    h.proto.receiveData(frame({ opcode: 0, payload: Buffer.from([0x41]), fin: false, mask: true }));
+    expect(h.written()[0]!.payload.readUInt16BE(0)).toBe(1007);
+  });
+
+  test('server fails fragmented text over maxMessageSize with 1009', () => {
+    const h = harness('server', { maxMessageSize: 8 });
+    h.proto.receiveData(frame({ opcode: 1, payload: 'abcde', fin: false, mask: true }));
+    h.proto.receiveData(frame({ opcode: 0, payload: 'fghij', mask: true }));
+    expect(h.written()[0]!.payload.readUInt16BE(0)).toBe(1009);
+    expect(h.proto.closeCode).toBe(1009);
+  });
+
+  test('a close frame with code 1005 on the wire fails with 1002', () => {
+    const h = harness('client');
+    h.proto.receiveData(frame({ opcode: 8, payload: closePayload(1005) }));
+    expect(h.written()[0]!.payload.readUInt16BE(0)).toBe(1002);
+    expect(h.errors).toHaveLength(1);
+  });
+
+  test('pings between fragments reach the handler and the message still completes', () => {
+    const h = harness('server');
+    h.proto.receiveData(frame({ opcode: 1, payload: 'ab', fin: false, mask: true }));
+    h.proto.receiveData(frame({ opcode: 9, payload: 'x', mask: true }));
+    h.proto.receiveData(frame({ opcode: 0, payload: 'c', mask: true }));
+    expect(h.events).toEqual(['ping:x', 'message']);
+    expect(h.messages).toEqual(['abc']);
+  });
+});
+
+describe('Protocol sending', () => {
+  test('client masks every frame with a fresh key; server never masks', () => {
+    const c = harness('client');
+    c.proto.sendText('hi');
+    c.proto.sendBinary(Buffer.alloc(20000, 1));
+    c.proto.ping(Buffer.from('p'));
+    const frames = c.written();
+    expect(frames.map((f) => f.masked)).toEqual([true, true, true]);
+    expect(frames[0]!.payload.toString()).toBe('hi');
+    expect(frames[1]!.payload.equals(Buffer.alloc(20000, 1))).toBe(true);
+    const s = harness('server');
+    s.proto.sendText('hi');
+    s.proto.sendBinary(Buffer.alloc(20000, 1));
+    expect(s.written().map((f) => f.masked)).toEqual([false, false]);
+  });
+
+  test('fragments are written as first-opcode then continuations, with pings allowed between', () => {
+    const h = harness('server');
+    h.proto.sendFragment(1, Buffer.from('a'), false);
+    h.proto.ping(Buffer.from('p'));
+    h.proto.sendFragment(1, Buffer.from('b'), false);
+    h.proto.sendFragment(1, Buffer.from('c'), true);
+    expect(h.written().map((f) => [f.opcode, f.fin, f.payload.toString()])).toEqual([
+      [1, false, 'a'],
+      [9, true, 'p'],
+      [0, false, 'b'],
+      [0, true, 'c'],
+    ]);
+  });
+
+  test('sending after close throws ConnectionClosedError', () => {
+    const h = harness('server');
+    h.proto.close();
+    expect(() => h.proto.sendText('x')).toThrow(expect.objectContaining({ code: 'WS_CLOSED' }));
+  });
+});
