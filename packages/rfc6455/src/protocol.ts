@@ -64,6 +64,26 @@ export interface ProtocolOptions {
 
 type SendCallback = (error?: Error) => void;
 
+/**
+ * What a connection drives: the RFC 6455 `Protocol`, or `Hybi00Protocol` for the draft. Both are
+ * sans I/O and report through a ProtocolHandler.
+ */
+export interface ProtocolEngine {
+  readonly state: ProtocolState;
+  readonly closeSent: boolean;
+  readonly closeCode: number | undefined;
+  readonly closeReason: string;
+  streamNextMessage: boolean;
+  receiveData(chunk: Buffer): void;
+  receiveEof(): void;
+  sendText(text: string, compress?: boolean, callback?: SendCallback): boolean;
+  sendBinary(data: Buffer, compress?: boolean, callback?: SendCallback): boolean;
+  sendFragment(opcode: number, data: Buffer, fin: boolean, compress?: boolean, callback?: SendCallback): boolean;
+  ping(payload?: Buffer): void;
+  pong(payload?: Buffer): void;
+  close(code?: number, reason?: string): boolean;
+}
+
 interface QueuedFrame {
   opcode: number;
   data: Buffer;
@@ -77,7 +97,7 @@ interface QueuedFrame {
 
 const EMPTY = Buffer.alloc(0);
 
-export class Protocol implements FrameSink {
+export class Protocol implements FrameSink, ProtocolEngine {
   readonly side: Side;
   /** Set to receive the next message that starts as pieces (`handler.piece`) instead of whole. */
   streamNextMessage = false;
@@ -260,8 +280,10 @@ export class Protocol implements FrameSink {
     this.closeReasonValue = reason;
     this.parser.discard();
     if (!this.closeSentFlag) {
-      // RFC 6455 §5.5.1: reply with a close frame, echoing the status code received.
-      this.writeClose(code === CloseCode.NoStatus ? undefined : code, '');
+      // RFC 6455 §5.5.1: reply with a close frame, echoing the status code received. The reason
+      // is echoed too (as ws does), so the side that started the close records the same code and
+      // reason as its peer (Racket recorded them only on the side that received the close first).
+      this.writeClose(code === CloseCode.NoStatus ? undefined : code, code === CloseCode.NoStatus ? '' : reason);
     }
     this.stateValue = 'closed';
     this.dropQueue(new ConnectionClosedError(code, reason));
