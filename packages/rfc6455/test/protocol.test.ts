@@ -51,6 +51,7 @@ describe('Protocol close handshake', () => {
     expect(reply!.opcode).toBe(8);
     expect(reply!.masked).toBe(side === 'client');
     expect(reply!.payload.readUInt16BE(0)).toBe(4001);
+    expect(reply!.payload.subarray(2).toString()).toBe('bye');
     expect(h.proto.closeCode).toBe(4001);
     expect(h.proto.closeReason).toBe('bye');
     expect(h.proto.state).toBe('closed');

@@ -1,0 +1,178 @@
+/**
+ * Close rules over real sockets: a raw TCP client writes hand-made close frames to serve() and
+ * reads what the server answers (RFC 6455 §5.5.1, §7.1, §7.4).
+ */
+import { serve, connect, EOF, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
+import { closePayload } from '../helpers/frames.js';
+import { RawClient } from '../helpers/raw-client.js';
+
+let server: WebSocketServer;
+let serverConns: WebSocketConnection[] = [];
+
+beforeAll(async () => {
+  server = await serve({ perMessageDeflate: false, closeTimeout: 300 }, (conn) => {
+    serverConns.push(conn);
+    conn.on('message', (data) => void conn.send(data).catch(() => undefined));
+  });
+});
+afterAll(() => server.close());
+afterEach(() => {
+  serverConns = [];
+});
+
+async function lastServerConn(): Promise<WebSocketConnection> {
+  for (let i = 0; i < 100 && serverConns.length === 0; i++) await new Promise((r) => setImmediate(r));
+  return serverConns[serverConns.length - 1]!;
+}
+
+describe('server receives an invalid close frame', () => {
+  test.each([0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535])('close code %i → 1002, then the server closes TCP', async (code) => {
+    const raw = await RawClient.connect(server.port);
+    raw.send({ opcode: 8, payload: closePayload(code) });
+    const close = await raw.readClose();
+    expect(close?.code).toBe(1002);
+    await raw.closed;
+    expect(raw.serverEndedFirst).toBe(true);
+  });
+
+  test('a 1-byte close payload → 1002', async () => {
+    const raw = await RawClient.connect(server.port);
+    raw.send({ opcode: 8, payload: Buffer.of(0x03) });
+    expect((await raw.readClose())?.code).toBe(1002);
+    raw.destroy();
+  });
+
+  test('a close reason that is not UTF-8 → 1007', async () => {
+    const raw = await RawClient.connect(server.port);
+    raw.send({ opcode: 8, payload: closePayload(1000, Buffer.of(0xce, 0xba, 0xe1, 0xbd, 0xb9, 0xcf, 0x83, 0xce, 0xbc, 0xce, 0xb5, 0xed, 0xa0, 0x80, 0x65)) });
+    expect((await raw.readClose())?.code).toBe(1007);
+    const conn = await lastServerConn();
+    await conn.whenClosed;
+    expect(conn.closeStatus).toBe(1007);
+    raw.destroy();
+  });
+});
+
+describe('server receives a valid close frame', () => {
+  test.each([1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 4999])('code %i is echoed and recorded', async (code) => {
+    const raw = await RawClient.connect(server.port);
+    const conn = await lastServerConn();
+    raw.send({ opcode: 8, payload: closePayload(code, 'reason ✓') });
+    const close = await raw.readClose();
+    expect(close?.code).toBe(code);
+    await raw.closed;
+    // RFC 6455 §7.1.1: after the closing handshake the server closes TCP first.
+    expect(raw.serverEndedFirst).toBe(true);
+    await conn.whenClosed;
+    expect(conn.closeStatus).toBe(code);
+    expect(conn.closeReason).toBe('reason ✓');
+  });
+
+  test('an empty close is answered with an empty close; 1005 recorded locally, never sent', async () => {
+    const raw = await RawClient.connect(server.port);
+    const conn = await lastServerConn();
+    raw.send({ opcode: 8 });
+    const close = await raw.readClose();
+    expect(close?.code).toBeUndefined();
+    expect(close?.reason.length).toBe(0);
+    await conn.whenClosed;
+    expect(conn.closeStatus).toBe(1005);
+  });
+});
+
+describe('closeStatus and closeReason on both sides', () => {
+  test('client starts the close: both sides record the code and reason', async () => {
+    const client = await connect(server.url, { perMessageDeflate: false });
+    const conn = await lastServerConn();
+    await client.close(4000, 'client says bye');
+    await conn.whenClosed;
+    expect([client.closeStatus, client.closeReason]).toEqual([4000, 'client says bye']);
+    expect([conn.closeStatus, conn.closeReason]).toEqual([4000, 'client says bye']);
+    expect(await client.recv()).toBe(EOF);
+  });
+
+  test('server starts the close: both sides record it (Racket recorded it only on the peer side)', async () => {
+    const client = await connect(server.url, { perMessageDeflate: false });
+    const conn = await lastServerConn();
+    const clientClosed = new Promise<[number, string]>((resolve) => client.on('close', (code, reason) => resolve([code, reason])));
+    await conn.close(4002, 'server says bye');
+    expect([conn.closeStatus, conn.closeReason]).toEqual([4002, 'server says bye']);
+    expect(await clientClosed).toEqual([4002, 'server says bye']);
+    expect([client.closeStatus, client.closeReason]).toEqual([4002, 'server says bye']);
+  });
+
+  test('both sides close at once: each records the other side’s code, nobody hangs', async () => {
+    const client = await connect(server.url, { perMessageDeflate: false });
+    const conn = await lastServerConn();
+    await Promise.all([client.close(4010, 'from client'), conn.close(4020, 'from server')]);
+    expect(client.closeStatus).toBe(4020);
+    expect(conn.closeStatus).toBe(4010);
+  });
+
+  test('a TCP drop without a close frame is 1006 locally', async () => {
+    const raw = await RawClient.connect(server.port);
+    const conn = await lastServerConn();
+    raw.destroy();
+    await conn.whenClosed;
+    expect(conn.closeStatus).toBe(1006);
+  });
+
+  test('close() rejects codes that may not be sent (1005, 1006, 1015) without closing', async () => {
+    const client = await connect(server.url, { perMessageDeflate: false });
+    for (const code of [1005, 1006, 1015]) await expect(client.close(code)).rejects.toThrow(RangeError);
+    expect(client.readyState).toBe('open');
+    await client.close();
+  });
+});
+
+describe('close timeout', () => {
+  test('server closes, peer never answers: the socket is destroyed after closeTimeout', async () => {
+    const raw = await RawClient.connect(server.port);
+    const conn = await lastServerConn();
+    const closing = conn.close(1000, 'bye');
+    const close = await raw.readClose();
+    expect(close?.code).toBe(1000);
+    // The raw client neither answers nor ends TCP; closeTimeout (300 ms) aborts the socket.
+    await closing;
+    await raw.closed;
+    expect(conn.closeStatus).toBe(1006);
+    expect(conn.readyState).toBe('closed');
+  });
+
+  test('client closes, server never ends TCP after its reply: the client gives up after closeTimeout', async () => {
+    // A raw server: answers the handshake, echoes the close frame, then keeps TCP open.
+    const net = await import('node:net');
+    const { acceptKey } = await import('../../src/handshake/server.js');
+    const { frame } = await import('../helpers/frames.js');
+    const sockets: import('node:net').Socket[] = [];
+    const rawServer = net.createServer((socket) => {
+      sockets.push(socket);
+      let buffered = Buffer.alloc(0);
+      let upgraded = false;
+      socket.on('data', (chunk: Buffer) => {
+        buffered = Buffer.concat([buffered, chunk]);
+        if (!upgraded) {
+          const end = buffered.indexOf('\r\n\r\n');
+          if (end < 0) return;
+          const key = /sec-websocket-key: *(\S+)/i.exec(buffered.toString('latin1'))![1]!;
+          socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptKey(key)}\r\n\r\n`);
+          upgraded = true;
+          buffered = buffered.subarray(end + 4);
+        }
+        if (buffered.length >= 2 && (buffered[0]! & 0x0f) === 8) socket.write(frame({ opcode: 8, payload: closePayload(1000) }));
+      });
+      socket.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => rawServer.listen(0, '127.0.0.1', r));
+    const port = (rawServer.address() as import('node:net').AddressInfo).port;
+    try {
+      const client = await connect(`ws://127.0.0.1:${port}/`, { perMessageDeflate: false, closeTimeout: 200 });
+      await client.close();
+      expect(client.closeStatus).toBe(1000);
+      expect(client.readyState).toBe('closed');
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => rawServer.close(r));
+    }
+  });
+});
