@@ -8,7 +8,7 @@ export function readLines(onLine: (line: string) => void, onEnd: () => void = ()
   rl.on('close', onEnd);
   return () => {
     rl.close();
-    process.stdin.pause();
+    process.stdin.destroy();
   };
 }
 

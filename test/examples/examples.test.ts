@@ -1,0 +1,160 @@
+/**
+ * The examples as real processes on real sockets: each server is started with --port 0 and
+ * driven by our client (or the example clients), and the message flows of Racket's examples
+ * (inventory §4) are asserted.
+ */
+import { connect, EOF, HandshakeError, serve, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
+import { killAll, spawnNode, startExample } from './helpers.js';
+
+afterEach(killAll);
+
+async function recvText(conn: WebSocketConnection): Promise<string> {
+  const m = await conn.recv();
+  if (m === EOF) throw new Error(`closed: ${conn.closeStatus} ${conn.closeReason}`);
+  return String(m);
+}
+
+async function expectRejected(url: string, protocols: string[], status: number): Promise<void> {
+  const error = await connect(url, { protocols }).then(
+    (c) => {
+      c.terminate();
+      return undefined;
+    },
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(HandshakeError);
+  expect((error as HandshakeError).status).toBe(status);
+}
+
+describe('test-server', () => {
+  test('server answers each message, ticks every second, says Goodbye! and closes with 1000', async () => {
+    const { url } = await startExample('test-server.ts');
+    const conn = await connect(new URL('/any/path', url));
+    await conn.send('Hi there');
+    expect(await recvText(conn)).toBe('You said: "Hi there"');
+    expect(await recvText(conn)).toBe('Waited another second');
+    await conn.send('quote " and \\ backslash');
+    expect(await recvText(conn)).toBe('You said: "quote \\" and \\\\ backslash"');
+    await conn.send('goodbye');
+    expect(await recvText(conn)).toBe('Goodbye!');
+    expect(await conn.recv()).toBe(EOF);
+    await conn.whenClosed;
+    expect(conn.closeStatus).toBe(1000);
+  }, 20_000);
+
+  test('server closes an idle connection after --timeout seconds with 1001', async () => {
+    const { url } = await startExample('test-server.ts', ['--timeout', '1']);
+    const conn = await connect(url);
+    const messages: string[] = [];
+    for await (const m of conn) messages.push(String(m));
+    expect(conn.closeStatus).toBe(1001);
+    expect(conn.closeReason).toBe('idle timeout');
+    expect(messages.every((m) => m === 'Waited another second')).toBe(true);
+  }, 20_000);
+
+  test('server stops when enter is hit', async () => {
+    const { child } = await startExample('test-server.ts');
+    child.proc.stdin.write('\n');
+    expect(await child.exited).toBe(0);
+  }, 20_000);
+});
+
+describe('test-service-mapper', () => {
+  test('/test with subprotocol "subprotocol" gets the subprotocol handler', async () => {
+    const { url } = await startExample('test-service-mapper.ts');
+    const conn = await connect(new URL('/test', url), { protocols: ['subprotocol'] });
+    expect(conn.protocol).toBe('subprotocol');
+    expect(await recvText(conn)).toBe('This is the subprotocol handler');
+    await conn.close();
+    expect(conn.closeStatus).toBe(1000);
+  }, 20_000);
+
+  test('/test without a subprotocol runs the test-server loop', async () => {
+    const { url } = await startExample('test-service-mapper.ts');
+    const conn = await connect(new URL('/test?foo=bar', url));
+    expect(conn.protocol).toBe('');
+    await conn.send('Hi there');
+    expect(await recvText(conn)).toBe('You said: "Hi there"');
+    await conn.send('goodbye');
+    expect(await recvText(conn)).toBe('Goodbye!');
+    await conn.whenClosed;
+    expect(conn.closeStatus).toBe(1000);
+  }, 20_000);
+
+  test('other paths get 404 and other subprotocols 400', async () => {
+    const { url } = await startExample('test-service-mapper.ts');
+    await expectRejected(new URL('/other', url).href, [], 404);
+    await expectRejected(new URL('/test', url).href, ['chat'], 400);
+  }, 20_000);
+});
+
+describe('client', () => {
+  test.each(['test-server.ts', 'test-service-mapper.ts'])('client prints the Racket flow against %s', async (server) => {
+    const { url } = await startExample(server);
+    const client = spawnNode(['examples/client.ts', '--url', new URL('/test?foo=bar', url).href]);
+    expect(await client.exited).toBe(0);
+    const got = client
+      .stdout()
+      .split('\n')
+      .filter((l) => l.startsWith('Got message: '));
+    expect(got).toEqual([
+      'Got message: You said: "Hello from Node WS client, protocol variant rfc6455"',
+      ...Array<string>(4).fill('Got message: Waited another second'),
+      'Got message: Goodbye!',
+    ]);
+    expect(client.stdout()).toContain('Closed: 1000');
+  }, 30_000);
+});
+
+describe('time-server and time-client', () => {
+  test('time-server sends increasing times one second apart and ignores messages', async () => {
+    const { url } = await startExample('time-server.ts');
+    const conn = await connect(url);
+    await conn.send('hello');
+    const a = Number(await recvText(conn));
+    const b = Number(await recvText(conn));
+    expect(Number.isInteger(a)).toBe(true);
+    expect(b - a).toBe(1000);
+    await conn.close();
+    expect(conn.closeStatus).toBe(1000);
+  }, 20_000);
+
+  test('time-client prints Got message lines and closes on an empty line', async () => {
+    const { url } = await startExample('time-server.ts');
+    const client = spawnNode(['examples/time-client.ts', '--server', url.href]);
+    await client.waitFor(/Got message: \d+\n/);
+    client.proc.stdin.write('\n');
+    expect(await client.exited).toBe(0);
+    expect(client.stdout()).toMatch(/Closed: 1000/);
+  }, 20_000);
+});
+
+describe('cat', () => {
+  let server: WebSocketServer;
+  const seen: Array<{ messages: string[]; code: number; reason: string }> = [];
+  beforeAll(async () => {
+    server = await serve({}, async (conn) => {
+      const record = { messages: [] as string[], code: 0, reason: '' };
+      seen.push(record);
+      for await (const m of conn) {
+        record.messages.push(String(m));
+        await conn.send(`echo: ${String(m)}`);
+      }
+      record.code = conn.closeStatus ?? 0;
+      record.reason = conn.closeReason ?? '';
+    });
+  });
+  afterAll(() => server.close());
+
+  test('cat sends stdin lines, prints replies, and closes with --status and --reason at EOF', async () => {
+    const cat = spawnNode(['examples/cat.ts', '--server', server.url, '--status', '4001', '--reason', 'done here']);
+    cat.proc.stdin.end('one\ntwo\n');
+    await cat.waitFor(/echo: two\n/);
+    expect(await cat.exited).toBe(0);
+    expect(cat.stdout()).toBe('echo: one\necho: two\n');
+    const record = seen.at(-1)!;
+    expect(record.messages).toEqual(['one', 'two']);
+    expect(record.code).toBe(4001);
+    expect(record.reason).toBe('done here');
+  }, 20_000);
+});
