@@ -1,0 +1,204 @@
+/**
+ * @rfc6455/express: WebSocket routes for Express, behind the app's own middleware chain.
+ *
+ *   const ws = websocket({ origins: ['https://example.com'] });
+ *   ws.route('/chat/(?<room>\\w+)', (conn, req, { params }) => { … });
+ *   app.use(session(), auth, ws.middleware);       // where in the chain the upgrade is accepted
+ *   const server = app.listen(8080);
+ *   ws.attach(server, app);                         // hooks server 'upgrade'
+ *
+ * How an upgrade request travels: the `upgrade` listener checks, synchronously, whether a
+ * WebSocket route claims the path. If none does and another `upgrade` listener exists (a dev
+ * server, a proxy), the socket is left untouched for it. Otherwise the request goes through
+ * `app(req, res)` with a ServerResponse written to the raw socket, so every middleware (cookies,
+ * session, auth) runs before the 101. A middleware that answers (`res.status(401).send()`) or an
+ * error passed to `next(err)` becomes that HTTP response; when the chain reaches `ws.middleware`,
+ * the core's `handleUpgrade` routes by path and subprotocol and answers 101 (or 404/400). No
+ * protocol logic lives here, nothing in Express is patched and no URL is rewritten.
+ */
+import type { Express, Request, Response, NextFunction } from 'express';
+import { ServerResponse, type IncomingMessage, type Server } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import {
+  CloseCode,
+  handleUpgrade,
+  serviceMapper,
+  type BeforeAcceptResult,
+  type HandlerContext,
+  type Route,
+  type ServiceMapper,
+  type UpgradeOptions,
+  type WebSocketConnection,
+} from 'rfc6455';
+
+/** What `res.locals` holds; handlers receive it as `state`. */
+export type Locals = Record<string, unknown>;
+
+/** Names of the named groups of a regular-expression source, e.g. '/a/(?<id>\\d+)' → 'id'. */
+export type GroupNames<S extends string> = S extends `${string}(?<${infer Name}>${infer Rest}`
+  ? Name | GroupNames<Rest>
+  : never;
+
+/** Route parameters of a path: the named groups of a string pattern, else any string keys. */
+export type PathParams<P extends string | RegExp> = P extends string
+  ? string extends P
+    ? Record<string, string>
+    : { [K in GroupNames<P>]: string }
+  : Record<string, string>;
+
+/** A WebSocket handler for Express: the core's signature, with Express's `req` and `res.locals` as state. */
+export type ExpressWebSocketHandler<Params = Record<string, string>> = (
+  conn: WebSocketConnection,
+  req: Request,
+  context: HandlerContext<Locals, Params & Record<string, string>>,
+) => void | Promise<void>;
+
+/** A route's handlers: one for clients offering no subprotocol, and/or one per subprotocol name. */
+export interface ExpressRouteHandlers<Params = Record<string, string>> {
+  handler?: ExpressWebSocketHandler<Params>;
+  protocols?: Readonly<Record<string, ExpressWebSocketHandler<Params>>>;
+}
+
+export interface ExpressWebSocketOptions extends UpgradeOptions<Locals> {
+  /** A core service mapper served after the routes added with `route()`. */
+  mapper?: ServiceMapper<unknown>;
+}
+
+export interface ExpressWebSocket {
+  /**
+   * Adds a route. `path` is the core's pattern: a RegExp or a string read as a regular expression
+   * matching the whole path (no query); named groups become `params`. First match wins.
+   */
+  route<P extends string | RegExp>(path: P, handlers: ExpressWebSocketHandler<PathParams<P>> | ExpressRouteHandlers<PathParams<P>>): this;
+  /**
+   * Express middleware that accepts the upgrade where it sits in the chain (after auth). Plain
+   * HTTP requests and upgrades for paths no route claims pass through with `next()`.
+   */
+  readonly middleware: (req: Request, res: Response, next: NextFunction) => void;
+  /** Hooks `server`'s `upgrade` event and runs claimed upgrades through `app`. Returns a detach function. */
+  attach(server: Server | HttpsServer, app: Express): () => void;
+  /** True when a route serves `path` (the test the upgrade listener applies). */
+  claims(path: string): boolean;
+  /** Open connections. */
+  readonly connections: ReadonlySet<WebSocketConnection>;
+  /** Closes every open connection (default 1001 going away) and resolves once all are closed. */
+  close(code?: number, reason?: string): Promise<void>;
+}
+
+interface PendingUpgrade {
+  socket: Duplex;
+  head: Buffer;
+  res: ServerResponse;
+  accepted: boolean;
+}
+
+const PENDING = Symbol('rfc6455.express.upgrade');
+type UpgradeRequest = IncomingMessage & { [PENDING]?: PendingUpgrade };
+
+function noop(): void {}
+
+function pathOf(url: string | undefined): string {
+  const u = url ?? '/';
+  const q = u.indexOf('?');
+  return q < 0 ? u : u.slice(0, q);
+}
+
+/**
+ * A ServerResponse that writes to the raw socket of an upgrade request, so the framework can
+ * answer it with an ordinary HTTP response. The socket is closed once that response is written.
+ */
+export function upgradeResponse(req: IncomingMessage, socket: Duplex): ServerResponse {
+  const res = new ServerResponse(req);
+  res.shouldKeepAlive = false;
+  res.assignSocket(socket as Socket);
+  res.once('finish', () => {
+    res.detachSocket(socket as Socket);
+    socket.once('finish', () => socket.destroy());
+    socket.end();
+  });
+  return res;
+}
+
+/** Creates the WebSocket side of an Express app. */
+export function websocket(options: ExpressWebSocketOptions = {}): ExpressWebSocket {
+  const routes: Route<unknown>[] = [];
+  let compiled: ServiceMapper<unknown> | undefined;
+  const connections = new Set<WebSocketConnection>();
+  let closing = false;
+
+  const mapper = (): ServiceMapper<unknown> => (compiled ??= serviceMapper([...routes, ...(options.mapper?.routes ?? [])]));
+  const claims = (path: string): boolean => {
+    if (routes.length === 0 && !options.mapper) return false;
+    const m = mapper().match(path, []);
+    return m.ok || m.status !== 404;
+  };
+  // Express's `req` is the IncomingMessage the core hands the handler (Express only swaps its prototype).
+  const wrap =
+    (h: ExpressWebSocketHandler<Record<string, string>>) =>
+    (conn: WebSocketConnection, req: IncomingMessage, ctx: HandlerContext<unknown>): void | Promise<void> =>
+      h(conn, req as Request, ctx as HandlerContext<Locals>);
+
+  const upgradeOptions = (res: Response): UpgradeOptions<unknown> => ({
+    ...options,
+    async beforeAccept(req, info): Promise<BeforeAcceptResult<unknown>> {
+      const result = await options.beforeAccept?.(req, info);
+      if (result && result.reject) return result;
+      return { headers: result?.headers, state: result?.state ?? res.locals };
+    },
+    onConnection(conn) {
+      connections.add(conn);
+      void conn.whenClosed.then(() => connections.delete(conn));
+      options.onConnection?.(conn);
+    },
+  });
+
+  const ws: ExpressWebSocket = {
+    route(path, handlers) {
+      const h = typeof handlers === 'function' ? { handler: handlers } : handlers;
+      const protocols: Record<string, ReturnType<typeof wrap>> = {};
+      for (const [name, fn] of Object.entries(h.protocols ?? {})) {
+        protocols[name] = wrap(fn as ExpressWebSocketHandler<Record<string, string>>);
+      }
+      routes.push({
+        path,
+        handler: h.handler ? wrap(h.handler as ExpressWebSocketHandler<Record<string, string>>) : undefined,
+        protocols,
+      });
+      compiled = undefined;
+      mapper(); // check the route now (a bad pattern throws here, not at the first upgrade)
+      return this;
+    },
+    middleware(req, res, next) {
+      const pending = (req as UpgradeRequest)[PENDING];
+      if (!pending || pending.accepted || !claims(pathOf(req.originalUrl ?? req.url))) return next();
+      pending.accepted = true;
+      // The 101 (or a 404/400) is written by the core straight to the socket.
+      res.detachSocket(pending.socket as Socket);
+      void handleUpgrade(req, pending.socket, pending.head, mapper(), upgradeOptions(res));
+    },
+    attach(server, app) {
+      const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+        if (!claims(pathOf(req.url)) && server.listenerCount('upgrade') > 1) return; // someone else's
+        socket.on('error', noop);
+        const res = upgradeResponse(req, socket);
+        if (closing) {
+          res.writeHead(503, { 'Content-Type': 'text/plain; charset=utf-8' }).end('server is shutting down\n');
+          return;
+        }
+        (req as UpgradeRequest)[PENDING] = { socket, head, res, accepted: false };
+        app(req, res);
+      };
+      server.on('upgrade', onUpgrade);
+      return () => server.removeListener('upgrade', onUpgrade);
+    },
+    claims,
+    connections,
+    async close(code = CloseCode.GoingAway, reason = 'server shutting down') {
+      closing = true;
+      await Promise.all([...connections].map((conn) => conn.close(code, reason).catch(noop)));
+    },
+  };
+  return ws;
+}

@@ -1,0 +1,245 @@
+/**
+ * @rfc6455/fastify: WebSocket routes for Fastify that go through Fastify's routing and hooks.
+ *
+ *   await app.register(wsPlugin, { origins: ['https://example.com'] });
+ *   app.get('/chat/:room', { websocket: true }, (conn, request, { protocol }) => { … });
+ *   // and/or a core service mapper: app.register(wsPlugin, { mapper })
+ *
+ * How an upgrade request travels: the plugin listens for `upgrade` on `app.server`. If no route
+ * (and no mapper route) serves the path and another `upgrade` listener exists, the socket is left
+ * untouched for it. Otherwise the request goes to `app.routing(req, res)` with a ServerResponse
+ * written to the raw socket, so `onRequest`, `preParsing`, `preValidation` and `preHandler` hooks
+ * run as for any request; a hook that replies (401 + WWW-Authenticate) is that HTTP response. A
+ * `{ websocket: true }` route's handler then hijacks the reply and the core's `handleUpgrade`
+ * answers 101 (or 400/403…). `app.close()` closes open connections with 1001 first.
+ *
+ * A mapper given in the options is served by one catch-all route, `GET /*`, which every other
+ * route outranks; its plain HTTP requests go to the not-found handler. Its handlers receive the
+ * raw request, and the FastifyRequest as `state`.
+ */
+import fp from 'fastify-plugin';
+import type {
+  ContextConfigDefault,
+  FastifyBaseLogger,
+  FastifyInstance,
+  FastifyPluginCallback,
+  FastifyReply,
+  FastifyRequest,
+  FastifySchema,
+  FastifyTypeProvider,
+  FastifyTypeProviderDefault,
+  RawReplyDefaultExpression,
+  RawRequestDefaultExpression,
+  RawServerBase,
+  RawServerDefault,
+  RouteGenericInterface,
+} from 'fastify';
+import { ServerResponse, type IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import {
+  CloseCode,
+  handleUpgrade,
+  type BeforeAcceptResult,
+  type HandlerContext,
+  type ServiceMapper,
+  type UpgradeOptions,
+  type WebSocketConnection,
+} from 'rfc6455';
+
+/**
+ * A WebSocket route handler: the core's signature, with the FastifyRequest (decorators, typed
+ * params, query, headers) as `req` and the route's params in the context.
+ */
+export type FastifyWebSocketHandler<
+  RawServer extends RawServerBase = RawServerDefault,
+  RawRequest extends RawRequestDefaultExpression<RawServer> = RawRequestDefaultExpression<RawServer>,
+  RouteGeneric extends RouteGenericInterface = RouteGenericInterface,
+  ContextConfig = ContextConfigDefault,
+  SchemaCompiler extends FastifySchema = FastifySchema,
+  TypeProvider extends FastifyTypeProvider = FastifyTypeProviderDefault,
+  Logger extends FastifyBaseLogger = FastifyBaseLogger,
+> = (
+  this: FastifyInstance<RawServer, RawRequest, RawReplyDefaultExpression<RawServer>, Logger, TypeProvider>,
+  conn: WebSocketConnection,
+  req: FastifyRequest<RouteGeneric, RawServer, RawRequest, SchemaCompiler, TypeProvider, ContextConfig, Logger>,
+  context: HandlerContext<unknown, RouteParams<RouteGeneric>>,
+) => void | Promise<void>;
+
+/** The route's params type (fastify's `Params` generic), as a record of strings by default. */
+export type RouteParams<RouteGeneric extends RouteGenericInterface> = RouteGeneric['Params'] extends Record<string, string>
+  ? RouteGeneric['Params']
+  : Record<string, string>;
+
+declare module 'fastify' {
+  interface RouteShorthandOptions<RawServer, RawRequest, RawReply, RouteGeneric, ContextConfig, SchemaCompiler, TypeProvider, Logger> {
+    /** Serve WebSocket upgrades on this route (see @rfc6455/fastify). */
+    websocket?: boolean;
+  }
+  interface RouteOptions<RawServer, RawRequest, RawReply, RouteGeneric, ContextConfig, SchemaCompiler, TypeProvider, Logger> {
+    /** With `websocket: true`: the WebSocket handler, while `handler` serves plain HTTP. */
+    wsHandler?: FastifyWebSocketHandler<RawServer, RawRequest, RouteGeneric, ContextConfig, SchemaCompiler, TypeProvider, Logger>;
+  }
+  interface RouteShorthandMethod<RawServer, RawRequest, RawReply, TypeProvider, Logger> {
+    <RouteGeneric extends RouteGenericInterface = RouteGenericInterface, ContextConfig = ContextConfigDefault, const SchemaCompiler extends FastifySchema = FastifySchema>(
+      path: string,
+      opts: RouteShorthandOptions<RawServer, RawRequest, RawReply, RouteGeneric, ContextConfig, SchemaCompiler, TypeProvider, Logger> & { websocket: true },
+      handler: FastifyWebSocketHandler<RawServer, RawRequest, RouteGeneric, ContextConfig, SchemaCompiler, TypeProvider, Logger>,
+    ): FastifyInstance<RawServer, RawRequest, RawReply, Logger, TypeProvider>;
+  }
+  interface FastifyInstance {
+    /** Open WebSocket connections (see @rfc6455/fastify). */
+    readonly websocketConnections: ReadonlySet<WebSocketConnection>;
+  }
+}
+
+export interface FastifyWebSocketOptions extends UpgradeOptions<unknown> {
+  /** A core service mapper, served behind Fastify's hooks by a catch-all `GET /*` route. */
+  mapper?: ServiceMapper<FastifyRequest> | ServiceMapper<unknown>;
+}
+
+interface PendingUpgrade {
+  socket: Duplex;
+  head: Buffer;
+  res: ServerResponse;
+}
+
+const PENDING = Symbol('rfc6455.fastify.upgrade');
+type UpgradeRequest = IncomingMessage & { [PENDING]?: PendingUpgrade };
+type AnyHandler = (this: FastifyInstance, ...args: unknown[]) => unknown;
+
+function noop(): void {}
+
+function pathOf(url: string | undefined): string {
+  const u = url ?? '/';
+  const q = u.indexOf('?');
+  return q < 0 ? u : u.slice(0, q);
+}
+
+/**
+ * A ServerResponse that writes to the raw socket of an upgrade request, so Fastify can answer it
+ * with an ordinary HTTP response. The socket is closed once that response is written.
+ */
+function upgradeResponse(req: IncomingMessage, socket: Duplex): ServerResponse {
+  const res = new ServerResponse(req);
+  res.shouldKeepAlive = false;
+  res.assignSocket(socket as Socket);
+  res.once('finish', () => {
+    res.detachSocket(socket as Socket);
+    socket.once('finish', () => socket.destroy());
+    socket.end();
+  });
+  return res;
+}
+
+/** Plain HTTP on a WebSocket-only route: 426 (RFC 9110 §15.5.22). */
+function upgradeRequired(_request: FastifyRequest, reply: FastifyReply): void {
+  void reply
+    .code(426)
+    .headers({ Upgrade: 'websocket', Connection: 'Upgrade', 'Sec-WebSocket-Version': '13' })
+    .type('text/plain; charset=utf-8')
+    .send('This endpoint speaks WebSocket only.\n');
+}
+
+const CATCH_ALL = '/*';
+
+const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, done) => {
+  const connections = new Set<WebSocketConnection>();
+  const mapper = options.mapper as ServiceMapper<unknown> | undefined;
+  let closing = false;
+
+  const upgradeOptions = (request: FastifyRequest, defaultState: unknown): UpgradeOptions<unknown> => ({
+    ...options,
+    async beforeAccept(req, info): Promise<BeforeAcceptResult<unknown>> {
+      const result = await options.beforeAccept?.(req, info);
+      if (result && result.reject) return result;
+      return { headers: result?.headers, state: result?.state ?? defaultState };
+    },
+    onError(error, conn, req) {
+      if (options.onError) options.onError(error, conn, req);
+      else request.log.error({ err: error }, 'WebSocket handler failed');
+    },
+    onConnection(conn) {
+      connections.add(conn);
+      void conn.whenClosed.then(() => connections.delete(conn));
+      options.onConnection?.(conn);
+    },
+  });
+
+  /** Takes the socket back from the reply and hands it to the core. */
+  const accept = (request: FastifyRequest, reply: FastifyReply, pending: PendingUpgrade, target: Parameters<typeof handleUpgrade>[3], state: unknown): void => {
+    reply.hijack();
+    pending.res.detachSocket(pending.socket as Socket);
+    void handleUpgrade(request.raw, pending.socket, pending.head, target, upgradeOptions(request, state));
+  };
+
+  const mapperClaims = (path: string): boolean => {
+    if (!mapper) return false;
+    const m = mapper.match(path, []);
+    return m.ok || m.status !== 404;
+  };
+  /** Synchronously: does a route of this app serve the upgrade's path? */
+  const claims = (req: IncomingMessage): boolean => {
+    const path = pathOf(req.url);
+    if (mapperClaims(path)) return true;
+    const found = app.findRoute({ method: 'GET', url: path });
+    if (!found) return false;
+    // The mapper's catch-all matches everything; it does not claim paths the mapper does not serve.
+    const keys = Object.keys(found.params ?? {});
+    return !(mapper && keys.length === 1 && keys[0] === '*' && `/${(found.params as Record<string, string>)['*']}` === decodeURI(path));
+  };
+
+  app.decorate('websocketConnections', connections);
+
+  app.addHook('onRoute', (route) => {
+    if (!route.websocket) return;
+    const wsHandler = (route.wsHandler ?? route.handler) as unknown as AnyHandler;
+    const httpHandler = (route.wsHandler ? route.handler : upgradeRequired) as unknown as AnyHandler;
+    route.handler = function (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) {
+      const pending = (request.raw as UpgradeRequest)[PENDING];
+      if (!pending) return httpHandler.call(this, request, reply);
+      const instance = this;
+      accept(request, reply, pending, (conn, _raw, ctx) => wsHandler.call(instance, conn, request, { ...ctx, params: request.params }) as void | Promise<void>, undefined);
+      return undefined;
+    } as typeof route.handler;
+  });
+
+  if (mapper) {
+    app.route({
+      method: 'GET',
+      url: CATCH_ALL,
+      handler(request, reply) {
+        const pending = (request.raw as UpgradeRequest)[PENDING];
+        if (!pending || !mapperClaims(pathOf(request.raw.url))) return reply.callNotFound();
+        accept(request, reply, pending, mapper, request);
+        return undefined;
+      },
+    });
+  }
+
+  const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    if (!claims(req) && app.server.listenerCount('upgrade') > 1) return; // someone else's
+    socket.on('error', noop);
+    const res = upgradeResponse(req, socket);
+    if (closing) {
+      res.writeHead(503, { 'Content-Type': 'text/plain; charset=utf-8' }).end('server is shutting down\n');
+      return;
+    }
+    (req as UpgradeRequest)[PENDING] = { socket, head, res };
+    app.routing(req, res);
+  };
+  app.server.on('upgrade', onUpgrade);
+
+  app.addHook('preClose', async () => {
+    closing = true;
+    await Promise.all([...connections].map((conn) => conn.close(CloseCode.GoingAway, 'server shutting down').catch(noop)));
+  });
+  app.addHook('onClose', async () => {
+    app.server.removeListener('upgrade', onUpgrade);
+  });
+  done();
+};
+
+/** The plugin: `app.register(wsPlugin, options)`. */
+export const wsPlugin = fp(plugin, { fastify: '5.x', name: '@rfc6455/fastify' });
+export default wsPlugin;

@@ -1,0 +1,182 @@
+/**
+ * @rfc6455/koa: WebSockets for Koa, accepted by middleware after the middleware before it ran.
+ *
+ *   const ws = websocket(mapper);          // or websocket({ mapper, ...options }) or websocket()
+ *   app.use(auth);                         // may set ctx.status = 401 to refuse the upgrade
+ *   app.use(ws);                           // accepts upgrades the mapper routes, here
+ *   router.get('/live', async (ctx) => {   // or accept inline, downstream
+ *     if (ctx.ws) { const conn = await ctx.ws(); … }
+ *   });
+ *   ws.attach(app.listen(8080), app);      // hooks server 'upgrade'
+ *
+ * The `upgrade` listener runs the request through `app.callback()` with a ServerResponse written
+ * to the raw socket, keeping the real `head` bytes aside; Koa's middleware runs as for any request.
+ * `ctx.ws()` (defined on upgrade requests only) accepts through the core's `handleUpgrade`; if no
+ * middleware accepts, whatever Koa responds (401 with its headers and body, 404…) is written to
+ * the socket as an HTTP response. Upgrades the mapper does not claim are left to other `upgrade`
+ * listeners when there are any (see `claim`).
+ */
+import type Koa from 'koa';
+import type { Context, Middleware, Next } from 'koa';
+import { ServerResponse, type IncomingMessage, type Server } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import {
+  CloseCode,
+  handleUpgrade,
+  isServiceMapper,
+  type BeforeAcceptResult,
+  type ConnectionHandler,
+  type ServiceMapper,
+  type UpgradeOptions,
+  type WebSocketConnection,
+} from 'rfc6455';
+
+/** `ctx.state`, which handlers receive as `state`. */
+export type KoaState = Koa.DefaultState;
+
+/** A WebSocket handler: the core's signature; `state` is `ctx.state`. */
+export type KoaWebSocketHandler<Params extends Record<string, string> = Record<string, string>> = ConnectionHandler<KoaState, Params>;
+
+/**
+ * Accepts the upgrade of this request. With a handler, the connection is handed to it; without
+ * one, the middleware's mapper routes it, or (no mapper) the connection is only returned, to be
+ * used inline. Resolves to the connection, or undefined if the upgrade was refused (the HTTP
+ * error, e.g. 400 for a bad handshake, has been written).
+ */
+export type AcceptWebSocket = (handler?: KoaWebSocketHandler) => Promise<WebSocketConnection | undefined>;
+
+declare module 'koa' {
+  interface DefaultContext {
+    /** Defined on WebSocket upgrade requests (see @rfc6455/koa): accepts the upgrade. */
+    ws?: AcceptWebSocket;
+  }
+}
+
+export interface KoaWebSocketOptions extends UpgradeOptions<KoaState> {
+  /** Routes upgrades by path and subprotocol; claimed paths are accepted where the middleware sits. */
+  mapper?: ServiceMapper<KoaState> | ServiceMapper<unknown>;
+  /**
+   * Whether this app takes an upgrade request. Unclaimed upgrades are left to other `upgrade`
+   * listeners when there are any. Default: the paths the mapper serves; every path without a mapper.
+   */
+  claim?: (req: IncomingMessage) => boolean;
+}
+
+export interface KoaWebSocketMiddleware extends Middleware {
+  /** Hooks `server`'s `upgrade` event and runs upgrades through `app.callback()`. Returns a detach function. */
+  attach(server: Server | HttpsServer, app: Koa): () => void;
+  /** Open connections. */
+  readonly connections: ReadonlySet<WebSocketConnection>;
+  /** Closes every open connection (default 1001 going away) and resolves once all are closed. */
+  close(code?: number, reason?: string): Promise<void>;
+}
+
+interface PendingUpgrade {
+  socket: Duplex;
+  head: Buffer;
+  res: ServerResponse;
+  accepted: Promise<WebSocketConnection | undefined> | undefined;
+}
+
+const PENDING = Symbol('rfc6455.koa.upgrade');
+type UpgradeRequest = IncomingMessage & { [PENDING]?: PendingUpgrade };
+
+function noop(): void {}
+
+function pathOf(url: string | undefined): string {
+  const u = url ?? '/';
+  const q = u.indexOf('?');
+  return q < 0 ? u : u.slice(0, q);
+}
+
+/**
+ * A ServerResponse that writes to the raw socket of an upgrade request, so the framework can
+ * answer it with an ordinary HTTP response. The socket is closed once that response is written.
+ */
+function upgradeResponse(req: IncomingMessage, socket: Duplex): ServerResponse {
+  const res = new ServerResponse(req);
+  res.shouldKeepAlive = false;
+  res.assignSocket(socket as Socket);
+  res.once('finish', () => {
+    res.detachSocket(socket as Socket);
+    socket.once('finish', () => socket.destroy());
+    socket.end();
+  });
+  return res;
+}
+
+/** Creates the middleware (with `attach` and `close`). Takes a mapper or options. */
+export function websocket(mapperOrOptions: ServiceMapper<KoaState> | ServiceMapper<unknown> | KoaWebSocketOptions = {}): KoaWebSocketMiddleware {
+  const options: KoaWebSocketOptions = isServiceMapper(mapperOrOptions) ? { mapper: mapperOrOptions } : mapperOrOptions;
+  const mapper = options.mapper as ServiceMapper<KoaState> | undefined;
+  const connections = new Set<WebSocketConnection>();
+  let closing = false;
+
+  const mapperClaims = (path: string): boolean => {
+    if (!mapper) return false;
+    const m = mapper.match(path, []);
+    return m.ok || m.status !== 404;
+  };
+  const claim = options.claim ?? ((req: IncomingMessage) => !mapper || mapperClaims(pathOf(req.url)));
+
+  const upgradeOptions = (ctx: Context): UpgradeOptions<KoaState> => ({
+    ...options,
+    async beforeAccept(req, info): Promise<BeforeAcceptResult<KoaState>> {
+      const result = await options.beforeAccept?.(req, info);
+      if (result && result.reject) return result;
+      return { headers: result?.headers, state: result?.state ?? (ctx.state as KoaState) };
+    },
+    onConnection(conn) {
+      connections.add(conn);
+      void conn.whenClosed.then(() => connections.delete(conn));
+      options.onConnection?.(conn);
+    },
+  });
+
+  const accept = (ctx: Context, pending: PendingUpgrade, handler: KoaWebSocketHandler | undefined): Promise<WebSocketConnection | undefined> => {
+    if (pending.accepted) return pending.accepted;
+    // Koa must not answer this request any more: the core writes the 101 (or an error) itself.
+    ctx.respond = false;
+    pending.res.detachSocket(pending.socket as Socket);
+    const target = handler ?? mapper ?? noop;
+    pending.accepted = handleUpgrade(ctx.req, pending.socket, pending.head, target, upgradeOptions(ctx));
+    return pending.accepted;
+  };
+
+  const middleware = (async (ctx: Context, next: Next): Promise<void> => {
+    const pending = (ctx.req as UpgradeRequest)[PENDING];
+    if (!pending) return next();
+    ctx.ws = (handler) => accept(ctx, pending, handler);
+    if (mapperClaims(ctx.path)) {
+      await accept(ctx, pending, undefined);
+      return;
+    }
+    await next();
+  }) as KoaWebSocketMiddleware;
+
+  Object.defineProperty(middleware, 'connections', { value: connections, enumerable: true });
+  middleware.attach = (server, app) => {
+    let callback: ReturnType<Koa['callback']> | undefined;
+    const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+      if (!claim(req) && server.listenerCount('upgrade') > 1) return; // someone else's
+      socket.on('error', noop);
+      const res = upgradeResponse(req, socket);
+      if (closing) {
+        res.writeHead(503, { 'Content-Type': 'text/plain; charset=utf-8' }).end('server is shutting down\n');
+        return;
+      }
+      (req as UpgradeRequest)[PENDING] = { socket, head, res, accepted: undefined };
+      callback ??= app.callback();
+      void callback(req, res);
+    };
+    server.on('upgrade', onUpgrade);
+    return () => server.removeListener('upgrade', onUpgrade);
+  };
+  middleware.close = async (code = CloseCode.GoingAway, reason = 'server shutting down') => {
+    closing = true;
+    await Promise.all([...connections].map((conn) => conn.close(code, reason).catch(noop)));
+  };
+  return middleware;
+}
