@@ -13,6 +13,7 @@ import { acceptDeflateResponse, buildDeflateOffer, PerMessageDeflate, PERMESSAGE
 import { buildRequestHeaders, generateKey, verifyResponse } from './handshake/client.js';
 import { socketTransport } from './transport.js';
 import { connectHttp2 } from './http2.js';
+import { connectHybi00 } from './hybi00-upgrade.js';
 import type { ClientHttp2Session } from 'node:http2';
 
 export interface ConnectOptions extends ConnectionOptions {
@@ -40,6 +41,8 @@ export interface ConnectOptions extends ConnectionOptions {
    * several WebSockets. Default false.
    */
   http2?: boolean | ClientHttp2Session;
+  /** Speak RFC 6455 (the default) or the draft hybi-00 (Racket's `#:protocol 'hybi00`). */
+  variant?: 'rfc6455' | 'hybi00';
 }
 
 const MAX_ERROR_BODY = 64 * 1024;
@@ -47,6 +50,7 @@ const MAX_ERROR_BODY = 64 * 1024;
 /** Opens a WebSocket connection. Rejects with HandshakeError (status, headers, body attached). */
 export async function connect(url: string | URL, options: ConnectOptions = {}): Promise<WebSocketConnection> {
   let target = new URL(url);
+  if (options.variant === 'hybi00') return connectHybi00(target, options);
   if (options.http2) {
     const conn = await connectHttp2(target, { ...options, session: typeof options.http2 === 'object' ? options.http2 : undefined });
     if (conn) return conn;

@@ -11,7 +11,8 @@ import { CloseCode, Defaults, Opcode } from './codec/constants.js';
 import { ConnectionClosedError, TimeoutError, UnsupportedError, WebSocketError } from './errors.js';
 import type { MessageExtension } from './extensions/extension.js';
 import { wheel, type WheelMember } from './idle-wheel.js';
-import { Protocol, type ProtocolHandler, type Side } from './protocol.js';
+import { Protocol, type ProtocolEngine, type ProtocolHandler, type Side } from './protocol.js';
+import { Hybi00Protocol } from './hybi00-protocol.js';
 import type { Transport } from './transport.js';
 
 /** What `recv()` resolves to once the connection is closed (the analog of Racket's `eof`). */
@@ -129,7 +130,7 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
   readonly headers: IncomingHttpHeaders;
   readonly transport: Transport;
 
-  private readonly proto: Protocol;
+  private readonly proto: ProtocolEngine;
   private readonly stream: Transport['stream'];
   private readonly extension: MessageExtension | undefined;
   private readonly closeTimeout: number;
@@ -188,7 +189,7 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
     this.writeHighWaterMark = options.writeHighWaterMark ?? Defaults.writeHighWaterMark;
     this.maxBufferedAmount = options.maxBufferedAmount ?? 64 * 1024 * 1024;
     this.closedPromise = new Promise((resolve) => (this.resolveClosed = resolve));
-    this.proto = new Protocol(
+    this.proto = this.variant === 'hybi00' ? new Hybi00Protocol({ side: info.side, maxMessageSize }, this) : new Protocol(
       {
         side: info.side,
         maxMessageSize,
@@ -208,6 +209,8 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
     stream.on('drain', this.onStreamDrain);
     if (this.idleTimeout > 0 || this.keepaliveInterval > 0) wheel.add(this);
     if (head && head.length > 0) this.onStreamData(head);
+    // A socket paused during the handshake (hybi-00 key3) would not flow by adding a listener.
+    if (stream.isPaused()) stream.resume();
     if (stream.destroyed) queueMicrotask(this.onStreamClose);
   }
 

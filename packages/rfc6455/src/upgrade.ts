@@ -18,6 +18,8 @@ import { formatErrorResponse, formatResponse, headerList, type HeaderList } from
 import { acceptKey, validateRequest } from './handshake/server.js';
 import { isServiceMapper, type ConnectionHandler, type ServiceMapper } from './service-mapper.js';
 import { socketTransport, type Transport } from './transport.js';
+import { isHybi00Request } from './handshake/hybi00.js';
+import { handleHybi00Upgrade } from './hybi00-upgrade.js';
 
 /** What the before-accept hook sees. */
 export interface UpgradeInfo {
@@ -69,6 +71,8 @@ export interface UpgradeOptions<State = unknown> extends ConnectionOptions {
   handshakeTimeout?: number;
   /** Called with errors thrown by handlers and hooks (the connection closes with 1011). */
   onError?: (error: unknown, conn: WebSocketConnection | undefined, req: IncomingMessage) => void;
+  /** Accept draft hybi-00 (hixie-76) clients too (Sec-WebSocket-Key1/Key2). Default true. */
+  hybi00?: boolean;
   /** Called with every accepted connection (serve() uses it to track them for shutdown). */
   onConnection?: (conn: WebSocketConnection) => void;
 }
@@ -235,6 +239,9 @@ export async function handleUpgrade<State = unknown>(
   target: UpgradeTarget<State>,
   options: UpgradeOptions<State> = {},
 ): Promise<WebSocketConnection | undefined> {
+  if (options.hybi00 !== false && isHybi00Request(req.headers) && req.headers['sec-websocket-key'] === undefined) {
+    return handleHybi00Upgrade(req, socket, head, target, options);
+  }
   // Errors on the raw socket before the connection owns it must not crash the process.
   socket.on('error', noop);
   const timeout = options.handshakeTimeout ?? Defaults.handshakeTimeout;
@@ -254,7 +261,8 @@ export async function handleUpgrade<State = unknown>(
     done();
     if ('reject' in negotiated) {
       const r = negotiated.reject;
-      rejectUpgrade(socket, r.status, r.body ?? '', headerList(r.headers));
+      // The hook's body is sent exactly as given (a string body used to get a '\n' appended).
+      rejectUpgrade(socket, r.status, typeof r.body === 'string' ? Buffer.from(r.body) : r.body ?? '', headerList(r.headers));
       return undefined;
     }
     if (socket.destroyed) {

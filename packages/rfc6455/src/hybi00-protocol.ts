@@ -1,0 +1,119 @@
+/**
+ * The draft hybi-00 (hixie-76) protocol behind the same engine interface as RFC 6455's, so a
+ * handler never needs to know which variant its peer speaks. Text only: no binary, no
+ * fragmentation, no ping, and close frames carry no status (reported locally as 1005).
+ */
+import { CloseCode } from './codec/constants.js';
+import { encodeHybi00Text, HYBI00_CLOSE, Hybi00Parser, type Hybi00ParseError } from './codec/hybi00.js';
+import { ConnectionClosedError, UnsupportedError } from './errors.js';
+import type { ProtocolEngine, ProtocolHandler, ProtocolState, Side } from './protocol.js';
+
+export class Hybi00Protocol implements ProtocolEngine {
+  streamNextMessage = false;
+  private readonly side: Side;
+  private readonly handler: ProtocolHandler;
+  private readonly parser: Hybi00Parser;
+  private stateValue: ProtocolState = 'open';
+  private closeSentFlag = false;
+  private closeCodeValue: number | undefined;
+  private closeReasonValue = '';
+
+  constructor(options: { side: Side; maxMessageSize?: number }, handler: ProtocolHandler) {
+    this.side = options.side;
+    this.handler = handler;
+    this.parser = new Hybi00Parser(
+      {
+        onMessage: (text) => {
+          if (this.stateValue !== 'closed') handler.onMessage(text, false);
+        },
+        onClose: () => this.receiveClose(),
+        onError: (error) => this.fail(error),
+      },
+      { maxMessageSize: options.maxMessageSize },
+    );
+  }
+
+  get state(): ProtocolState {
+    return this.stateValue;
+  }
+  get closeSent(): boolean {
+    return this.closeSentFlag;
+  }
+  get closeCode(): number | undefined {
+    return this.closeCodeValue;
+  }
+  get closeReason(): string {
+    return this.closeReasonValue;
+  }
+
+  receiveData(chunk: Buffer): void {
+    this.parser.push(chunk);
+  }
+
+  receiveEof(): void {
+    if (this.stateValue === 'closed') return;
+    this.stateValue = 'closed';
+    this.closeCodeValue ??= CloseCode.Abnormal;
+  }
+
+  private receiveClose(): void {
+    if (this.stateValue === 'closed') return;
+    // draft-76 §4.2/§5.3: answer the closing frame with one, then close.
+    if (!this.closeSentFlag) this.writeClose();
+    this.stateValue = 'closed';
+    this.closeCodeValue = CloseCode.NoStatus;
+    this.handler.onCloseFrame(CloseCode.NoStatus, '');
+    if (this.side === 'server') this.handler.onEnd();
+  }
+
+  private fail(error: Hybi00ParseError): void {
+    if (this.stateValue === 'closed') return;
+    if (!this.closeSentFlag) this.writeClose();
+    this.stateValue = 'closed';
+    this.closeCodeValue = error.closeCode;
+    this.closeReasonValue = error.message;
+    this.handler.onFail(error);
+    this.handler.onEnd();
+  }
+
+  private writeClose(): void {
+    this.closeSentFlag = true;
+    this.handler.onWrite(HYBI00_CLOSE);
+  }
+
+  private assertOpen(): void {
+    if (this.closeSentFlag || this.stateValue !== 'open') {
+      throw new ConnectionClosedError(this.closeCodeValue ?? CloseCode.Abnormal, this.closeReasonValue);
+    }
+  }
+
+  sendText(text: string): boolean {
+    this.assertOpen();
+    this.handler.onWrite(encodeHybi00Text(text));
+    return true;
+  }
+
+  sendBinary(): boolean {
+    throw new UnsupportedError('hybi-00 connections carry text only', 'WS_HYBI00_TEXT_ONLY');
+  }
+
+  sendFragment(): boolean {
+    throw new UnsupportedError('hybi-00 cannot fragment messages', 'WS_HYBI00_NO_FRAGMENTS');
+  }
+
+  ping(): void {
+    throw new UnsupportedError('hybi-00 has no ping', 'WS_HYBI00_NO_PING');
+  }
+
+  pong(): void {
+    // hybi-00 has no control frames: nothing to answer.
+  }
+
+  /** Sends the closing frame; status and reason do not exist in hybi-00 and are ignored. */
+  close(): boolean {
+    if (this.closeSentFlag || this.stateValue === 'closed') return false;
+    this.writeClose();
+    this.stateValue = 'closing';
+    return true;
+  }
+}

@@ -1,0 +1,182 @@
+/**
+ * The hybi-00 (draft-76) side of the upgrade seam, server and client. The handshake maths and
+ * framing are in handshake/hybi00.ts and codec/hybi00.ts; negotiation (service mapper, Origin,
+ * before-accept hook) is the one RFC 6455 uses; the connection is the same WebSocketConnection.
+ */
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import { connect as netConnect, isIP, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { connect as tlsConnect, TLSSocket } from 'node:tls';
+import { Defaults } from './codec/constants.js';
+import { WebSocketConnection } from './connection.js';
+import type { ConnectOptions } from './client.js';
+import { HandshakeError } from './errors.js';
+import {
+  acceptHybi00,
+  buildHybi00Request,
+  encodeHybi00Request,
+  HYBI00_ANSWER_LENGTH,
+  HYBI00_KEY3_LENGTH,
+  serializeHybi00Response,
+  verifyHybi00Response,
+} from './handshake/hybi00.js';
+import { headerList } from './handshake/http.js';
+import { socketTransport } from './transport.js';
+import { negotiate, rejectUpgrade, startConnection, type UpgradeOptions, type UpgradeTarget } from './upgrade.js';
+
+/**
+ * Reads until `test(buffered)` returns a length, with the handshake timeout. Resolves with the
+ * bytes read so far (the caller splits them). The socket is paused again afterwards.
+ */
+function readUntil(socket: Duplex, initial: Buffer, need: (buffered: Buffer) => boolean, timeout: number, limit: number): Promise<Buffer> {
+  if (need(initial)) return Promise.resolve(initial);
+  return new Promise((resolve, reject) => {
+    let buffered = initial;
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      socket.removeListener('data', onData);
+      socket.removeListener('close', onClose);
+      socket.pause();
+    };
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new HandshakeError('handshake timed out', 408, { code: 'WS_HANDSHAKE_TIMEOUT' }));
+    }, timeout);
+    timer.unref?.();
+    const onData = (chunk: Buffer): void => {
+      buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
+      if (need(buffered)) {
+        cleanup();
+        resolve(buffered);
+      } else if (buffered.length > limit) {
+        cleanup();
+        reject(new HandshakeError('handshake too large', 431, { code: 'WS_HEAD_TOO_LARGE' }));
+      }
+    };
+    const onClose = (): void => {
+      cleanup();
+      reject(new HandshakeError('connection closed during the handshake', 0, { code: 'WS_CONNECT_FAILED' }));
+    };
+    socket.on('data', onData);
+    socket.on('close', onClose);
+    socket.resume();
+  });
+}
+
+/** Serves a hybi-00 upgrade request. Never rejects. */
+export async function handleHybi00Upgrade<State>(
+  req: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  target: UpgradeTarget<State>,
+  options: UpgradeOptions<State>,
+): Promise<WebSocketConnection | undefined> {
+  const noop = (): void => {};
+  socket.on('error', noop);
+  try {
+    // draft-76 §5.2: the 8 key3 bytes follow the head, in the same packet (Node's `head`), in a
+    // later one, or split across both.
+    const timeout = options.handshakeTimeout ?? Defaults.handshakeTimeout;
+    const bytes = await readUntil(socket, head, (b) => b.length >= HYBI00_KEY3_LENGTH, timeout, 1 << 20);
+    const key3 = bytes.subarray(0, HYBI00_KEY3_LENGTH);
+    const rest = bytes.subarray(HYBI00_KEY3_LENGTH);
+    const secure = socket instanceof TLSSocket || (req.socket as Socket | undefined) instanceof TLSSocket;
+    // Validate keys and build the answer first: a bad request is 400 before any hook runs.
+    const response = acceptHybi00({ method: req.method, url: req.url, headers: req.headers, secure, key3 });
+    const requested = req.headers['sec-websocket-protocol'];
+    const protocols = typeof requested === 'string' && requested.trim() !== '' ? [requested.trim()] : [];
+    const negotiated = await negotiate(req, { url: req.url ?? '/', protocols, extensions: undefined, secure, allowExtensions: false }, target, options);
+    if ('reject' in negotiated) {
+      const r = negotiated.reject;
+      rejectUpgrade(socket, r.status, r.body ?? '', headerList(r.headers));
+      return undefined;
+    }
+    if (socket.destroyed) return undefined;
+    if (negotiated.protocol !== '') response.headers.push(['Sec-WebSocket-Protocol', negotiated.protocol]);
+    for (const h of negotiated.headers) response.headers.push(h);
+    socket.write(serializeHybi00Response(response));
+    (socket as Socket).setNoDelay?.(true);
+    socket.removeListener('error', noop);
+    return startConnection(socketTransport(socket as Socket), req, negotiated, options, rest, 'hybi00');
+  } catch (error) {
+    if (error instanceof HandshakeError) {
+      if (error.status === 408 || error.status === 0) socket.destroy();
+      else rejectUpgrade(socket, error.status, error.message, headerList(error.headers));
+    } else {
+      options.onError?.(error, undefined, req);
+      rejectUpgrade(socket, 500, 'Internal Server Error');
+    }
+    return undefined;
+  }
+}
+
+/** Parses a response head (status line and headers, lower-case names as Node's). */
+function parseHead(text: string): { statusLine: string; headers: IncomingHttpHeaders } {
+  const lines = text.split('\r\n');
+  const headers: Record<string, string> = {};
+  for (const line of lines.slice(1)) {
+    const colon = line.indexOf(':');
+    if (colon <= 0) continue;
+    const name = line.slice(0, colon).trim().toLowerCase();
+    const value = line.slice(colon + 1).trim();
+    headers[name] = headers[name] === undefined ? value : `${headers[name]}, ${value}`;
+  }
+  return { statusLine: lines[0] ?? '', headers };
+}
+
+/** A hybi-00 client connection (draft-76 §4.1), behind the same connection API. */
+export async function connectHybi00(url: URL, options: ConnectOptions): Promise<WebSocketConnection> {
+  const secure = url.protocol === 'wss:' || url.protocol === 'https:';
+  const port = Number(url.port || (secure ? 443 : 80));
+  const hostname = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
+  const protocols = typeof options.protocols === 'string' ? [options.protocols] : [...(options.protocols ?? [])];
+  const path = `${url.pathname || '/'}${url.search}`;
+  const request = buildHybi00Request({ host: url.host, path, origin: options.origin, protocols });
+  const extra = headerList(options.headers);
+  const timeout = options.handshakeTimeout ?? Defaults.handshakeTimeout;
+  const socket: Socket = secure
+    ? tlsConnect({ host: hostname, port, ...(isIP(hostname) ? {} : { servername: hostname }), ...options.tls })
+    : netConnect({ host: hostname, port });
+  socket.on('error', () => undefined);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new HandshakeError('connect timed out', 0, { code: 'WS_HANDSHAKE_TIMEOUT' })), timeout);
+      timer.unref?.();
+      socket.once(secure ? 'secureConnect' : 'connect', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      socket.once('error', (error) => {
+        clearTimeout(timer);
+        reject(new HandshakeError(`connection failed: ${error.message}`, 0, { code: 'WS_CONNECT_FAILED', cause: error }));
+      });
+    });
+    socket.write(encodeHybi00Request({ path: request.path, headers: [...request.headers, ...extra], key3: request.key3 }));
+    const limit = options.maxHeaderSize ?? Defaults.maxHeaderSize;
+    const bytes = await readUntil(
+      socket,
+      Buffer.alloc(0),
+      (b) => {
+        const end = b.indexOf('\r\n\r\n');
+        return end >= 0 && b.length >= end + 4 + HYBI00_ANSWER_LENGTH;
+      },
+      timeout,
+      limit + HYBI00_ANSWER_LENGTH,
+    );
+    const end = bytes.indexOf('\r\n\r\n');
+    const { statusLine, headers } = parseHead(bytes.subarray(0, end).toString('latin1'));
+    const body = bytes.subarray(end + 4, end + 4 + HYBI00_ANSWER_LENGTH);
+    const location = `${secure ? 'wss' : 'ws'}://${url.host}${path}`;
+    const { protocol } = verifyHybi00Response(statusLine, headers, body, request.expected, { origin: options.origin, location, protocols });
+    socket.setNoDelay(true);
+    return new WebSocketConnection(
+      socketTransport(socket),
+      { side: 'client', variant: 'hybi00', protocol: protocol ?? '', requestLine: statusLine, url: path, headers },
+      options,
+      bytes.subarray(end + 4 + HYBI00_ANSWER_LENGTH),
+    );
+  } catch (error) {
+    socket.destroy();
+    throw error;
+  }
+}
