@@ -53,7 +53,9 @@ function upgradeRequired(_req: IncomingMessage, res: ServerResponse): void {
   const body = 'This endpoint speaks WebSocket only.\n';
   res.writeHead(426, {
     Upgrade: 'websocket',
-    Connection: 'Upgrade',
+    // Setting Connection makes Node keep the socket alive; keep `close` when the client asked for
+    // it (RFC 9110 §9.6), else a `Connection: close` request was left hanging open.
+    Connection: res.shouldKeepAlive ? 'Upgrade' : 'Upgrade, close',
     'Sec-WebSocket-Version': '13',
     'Content-Type': 'text/plain; charset=utf-8',
     'Content-Length': Buffer.byteLength(body),
