@@ -1,0 +1,125 @@
+/**
+ * Server handshake rejections over real sockets, each with its HTTP status (RFC 6455 §4.2.1,
+ * §4.2.2, §4.4), and the before-accept hook: custom rejections, extra 101 headers, state.
+ */
+import { serve, type WebSocketServer } from 'rfc6455';
+import { rawRequest, upgradeRequest, RawClient } from '../helpers/raw-client.js';
+
+let server: WebSocketServer;
+const accepted: Array<{ state: unknown; path: string }> = [];
+
+beforeAll(async () => {
+  server = await serve(
+    {
+      perMessageDeflate: false,
+      beforeAccept(req, info) {
+        if (info.path === '/private') {
+          return { reject: { status: 401, headers: { 'WWW-Authenticate': 'Bearer realm="ws"', 'X-Reason': 'no-token' }, body: 'token required' } };
+        }
+        if (info.path === '/teapot') return { reject: { status: 418, body: Buffer.from('short and stout') } };
+        if (info.path === '/stateful') return { headers: { 'X-Session': 'abc123' }, state: { user: req.headers['x-user'] } };
+        return undefined;
+      },
+    },
+    (conn, _req, { state }) => {
+      accepted.push({ state, path: conn.path });
+      void conn.close();
+    },
+  );
+});
+afterAll(() => server.close());
+
+function request(lines: string[]): string {
+  return [...lines, '', ''].join('\r\n');
+}
+
+const KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
+const base = (port: number, overrides: Record<string, string | undefined> = {}, start = 'GET / HTTP/1.1'): string => {
+  const headers: Record<string, string | undefined> = {
+    Host: `127.0.0.1:${port}`,
+    Upgrade: 'websocket',
+    Connection: 'Upgrade',
+    'Sec-WebSocket-Key': KEY,
+    'Sec-WebSocket-Version': '13',
+    ...overrides,
+  };
+  return request([start, ...Object.entries(headers).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}: ${v}`)]);
+};
+
+describe('server rejects a bad opening handshake with an HTTP status, never a 101', () => {
+  test('a valid request with odd casing and token lists is accepted (the control case)', async () => {
+    const res = await rawRequest(server.port, base(server.port, { Upgrade: 'WebSocket', Connection: 'keep-alive, UPGRADE' }), 500);
+    expect(res.status).toBe(101);
+    // RFC 6455 §1.3 sample key.
+    expect(res.headers['sec-websocket-accept']).toBe('s3pPLMBiTxaQ9kYGzzhZRbK+xOo=');
+  });
+
+  test.each([
+    ['POST', base(0, {}, 'POST / HTTP/1.1').replace('Host: 127.0.0.1:0', 'Host: x\r\nContent-Length: 0'), 400],
+    ['HTTP/1.0', base(0, {}, 'GET / HTTP/1.0').replace('Host: 127.0.0.1:0', 'Host: x'), 400],
+    ['no Host', base(0, { Host: undefined }), 400],
+    ['Upgrade: h2c instead of websocket', base(0, { Upgrade: 'h2c' }).replace('Host: 127.0.0.1:0', 'Host: x'), 400],
+    ['a key of 15 bytes', base(0, { 'Sec-WebSocket-Key': Buffer.alloc(15, 1).toString('base64') }).replace('Host: 127.0.0.1:0', 'Host: x'), 400],
+    ['a key that is not base64', base(0, { 'Sec-WebSocket-Key': 'not a key at all!!!!!===' }).replace('Host: 127.0.0.1:0', 'Host: x'), 400],
+    ['no key', base(0, { 'Sec-WebSocket-Key': undefined }).replace('Host: 127.0.0.1:0', 'Host: x'), 400],
+  ])('%s → 400', async (_name, text, status) => {
+    const res = await rawRequest(server.port, text);
+    expect(res.status).toBe(status);
+    expect(res.headers['sec-websocket-accept']).toBeUndefined();
+    // The server ends the connection cleanly after the error response.
+    expect(res.ended).toBe(true);
+  });
+
+  test('Connection without Upgrade is not an upgrade: answered 426, not 101', async () => {
+    const res = await rawRequest(server.port, base(server.port, { Connection: 'keep-alive' }).replace('Connection: keep-alive', 'Connection: close'));
+    expect(res.status).toBe(426);
+    expect(res.headers['sec-websocket-accept']).toBeUndefined();
+    expect(res.ended).toBe(true);
+  });
+
+  test.each(['8', '12', '14', undefined])('Sec-WebSocket-Version %s → 426 with Sec-WebSocket-Version: 13', async (version) => {
+    const res = await rawRequest(server.port, base(server.port, { 'Sec-WebSocket-Version': version }));
+    expect(res.status).toBe(426);
+    expect(res.headers['sec-websocket-version']).toBe('13');
+  });
+
+  test('a plain HTTP GET → 426 Upgrade Required with Upgrade: websocket', async () => {
+    const res = await rawRequest(server.port, request(['GET / HTTP/1.1', 'Host: x', 'Connection: close']));
+    expect(res.status).toBe(426);
+    expect(res.headers.upgrade).toBe('websocket');
+    expect(res.headers['sec-websocket-version']).toBe('13');
+    // The client asked for Connection: close; the server honours it after the 426.
+    expect(res.ended).toBe(true);
+  });
+
+  test('a request head over maxHeaderSize → 431', async () => {
+    const res = await rawRequest(server.port, base(server.port, { 'X-Padding': 'a'.repeat(20000) }));
+    expect(res.status).toBe(431);
+  });
+});
+
+describe('before-accept hook', () => {
+  test('rejects with a custom status, headers and body', async () => {
+    const res = await rawRequest(server.port, upgradeRequest(server.port, { path: '/private' }));
+    expect(res.status).toBe(401);
+    expect(res.headers['www-authenticate']).toBe('Bearer realm="ws"');
+    expect(res.headers['x-reason']).toBe('no-token');
+    expect(res.body.toString()).toBe('token required');
+    expect(res.headers['content-length']).toBe(String('token required'.length));
+    expect(res.ended).toBe(true);
+  });
+
+  test('rejects with a Buffer body and a status without a usual meaning', async () => {
+    const res = await rawRequest(server.port, upgradeRequest(server.port, { path: '/teapot' }));
+    expect(res.status).toBe(418);
+    expect(res.body.toString()).toBe('short and stout');
+  });
+
+  test('adds 101 headers and hands state to the handler', async () => {
+    const raw = await RawClient.connect(server.port, { path: '/stateful', headers: ['X-User: alice'] });
+    expect(raw.response.headers['x-session']).toBe('abc123');
+    expect((await raw.readClose())?.code).toBe(1000);
+    raw.destroy();
+    expect(accepted).toContainEqual({ state: { user: 'alice' }, path: '/stateful' });
+  });
+});
