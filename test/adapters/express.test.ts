@@ -1,0 +1,130 @@
+/**
+ * @rfc6455/express: the shared suite with a real Express app, plus what only Express has
+ * (next(err) reaching the error handler, mounting, plain HTTP through the same chain).
+ */
+import express, { type Express, type NextFunction, type Request, type Response } from 'express';
+import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { connect, EOF, HandshakeError, serviceMapper } from 'rfc6455';
+import { websocket, type ExpressWebSocket } from '@rfc6455/express';
+import {
+  adapterSuite,
+  authorized,
+  echoHandler,
+  HELLO_BODY,
+  privateHandler,
+  protoProtocols,
+  roomHandler,
+  type AdapterFixture,
+  type TlsMaterial,
+} from '../shared/adapter-suite.js';
+
+interface App {
+  app: Express;
+  ws: ExpressWebSocket;
+}
+
+function buildApp(): App {
+  const app = express();
+  // Routes declared on the adapter (typed params) and a core mapper, both served by one middleware.
+  const ws = websocket({ mapper: serviceMapper([{ path: '/proto', protocols: protoProtocols }]) });
+  ws.route('/echo', echoHandler);
+  ws.route('/rooms/(?<room>\\w+)', (conn, req, ctx) => roomHandler(conn, req, ctx));
+  ws.route('/private', privateHandler((_req, state) => (state as { user: string }).user));
+  ws.route('/boom', () => undefined);
+  app.get('/hello', (_req, res) => {
+    res.send(HELLO_BODY);
+  });
+  app.use('/private', (req: Request, res: Response, next: NextFunction) => {
+    if (!authorized(req.headers.authorization)) {
+      res.status(401).set('WWW-Authenticate', 'Bearer').send('who are you?');
+      return;
+    }
+    res.locals.user = 'alice';
+    next();
+  });
+  app.use('/boom', (_req: Request, _res: Response, next: NextFunction) => next(new Error('middleware failed')));
+  app.use(ws.middleware);
+  app.use((error: Error, _req: Request, res: Response, _next: NextFunction) => {
+    res.status(503).set('X-Error-Handler', 'yes').send(`handled: ${error.message}`);
+  });
+  return { app, ws };
+}
+
+async function start(options: { tls?: TlsMaterial } = {}): Promise<AdapterFixture & App> {
+  const { app, ws } = buildApp();
+  const server: Server = options.tls ? createHttpsServer(options.tls, app) : createHttpServer(app);
+  ws.attach(server, app);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    app,
+    ws,
+    server,
+    url: `${options.tls ? 'wss' : 'ws'}://127.0.0.1:${port}`,
+    async close() {
+      await ws.close();
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+    },
+  };
+}
+
+adapterSuite({ name: '@rfc6455/express', leavesUnclaimedUpgrades: true, start });
+
+describe('@rfc6455/express specifics', () => {
+  let fixture: Awaited<ReturnType<typeof start>>;
+  beforeAll(async () => {
+    fixture = await start();
+  });
+  afterAll(async () => {
+    await fixture.close();
+  });
+
+  it('next(err) in the chain reaches the Express error handler, whose response refuses the upgrade', async () => {
+    const error = await connect(fixture.url + '/boom').then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(HandshakeError);
+    const refusal = error as HandshakeError;
+    expect(refusal.status).toBe(503);
+    expect(refusal.headers['x-error-handler']).toBe('yes');
+    expect(refusal.body?.toString()).toBe('handled: middleware failed');
+  });
+
+  it('the handler receives the Express request (with its properties)', async () => {
+    const { app, ws } = buildApp();
+    const server = createHttpServer(app);
+    const seen = new Promise<string>((resolve) => {
+      ws.route('/whoami', (conn, req) => {
+        resolve(`${req.path} ${req.query.name as string} ${typeof req.get}`);
+        void conn.close();
+      });
+    });
+    ws.attach(server, app);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const conn = await connect(`ws://127.0.0.1:${(server.address() as AddressInfo).port}/whoami?name=bob`);
+      expect(await seen).toBe('/whoami bob function');
+      expect(await conn.recv()).toBe(EOF);
+    } finally {
+      await ws.close();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+
+  it('claims() tells which paths the WebSocket routes serve', () => {
+    expect(fixture.ws.claims('/rooms/abc')).toBe(true);
+    expect(fixture.ws.claims('/proto')).toBe(true);
+    expect(fixture.ws.claims('/hello')).toBe(false);
+  });
+
+  it('a plain HTTP GET on a WebSocket path passes through to the rest of the app', async () => {
+    const response = await fetch(fixture.url.replace(/^ws/, 'http') + '/echo');
+    expect(response.status).toBe(404);
+  });
+});
