@@ -1,0 +1,151 @@
+/**
+ * The client handshake against raw servers that answer wrongly (RFC 6455 §4.1: the client MUST
+ * fail the connection), error responses surfacing as HandshakeError, and redirects.
+ */
+import { connect, serve, HandshakeError, type WebSocketServer } from 'rfc6455';
+import { acceptKey } from '../../src/handshake/server.js';
+import { rawServer, requestKey, type RawServer } from '../helpers/raw-server.js';
+
+function switching(head: string, extra: string[] = [], accept = acceptKey(requestKey(head))): string {
+  return ['HTTP/1.1 101 Switching Protocols', 'Upgrade: websocket', 'Connection: Upgrade', `Sec-WebSocket-Accept: ${accept}`, ...extra, '', ''].join('\r\n');
+}
+
+async function failure(url: string, options: Parameters<typeof connect>[1] = {}): Promise<HandshakeError> {
+  const error = await connect(url, { perMessageDeflate: false, ...options }).then(
+    (conn) => {
+      conn.terminate();
+      throw new Error('connected, expected a HandshakeError');
+    },
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(HandshakeError);
+  return error as HandshakeError;
+}
+
+let servers: RawServer[] = [];
+async function answering(respond: (head: string) => string): Promise<RawServer> {
+  const s = await rawServer((head, socket) => socket.write(respond(head)));
+  servers.push(s);
+  return s;
+}
+afterEach(async () => {
+  await Promise.all(servers.map((s) => s.close()));
+  servers = [];
+});
+
+describe('client verifies the 101 response', () => {
+  test('a correct 101 from a raw server is accepted (the control case)', async () => {
+    const s = await answering((head) => switching(head));
+    const conn = await connect(s.url, { perMessageDeflate: false });
+    expect(conn.readyState).toBe('open');
+    // What the client sent: a 16-byte random key and version 13 (§4.1 items 7, 9).
+    expect(Buffer.from(requestKey(s.requests[0]!), 'base64')).toHaveLength(16);
+    expect(s.requests[0]).toMatch(/^sec-websocket-version: 13$/im);
+    conn.terminate();
+  });
+
+  test('a wrong Sec-WebSocket-Accept fails with WS_BAD_ACCEPT', async () => {
+    const s = await answering((head) => switching(head, [], acceptKey('dGhlIHNhbXBsZSBub25jZQ==')));
+    const error = await failure(s.url);
+    expect(error.code).toBe('WS_BAD_ACCEPT');
+    expect(error.status).toBe(101);
+  });
+
+  test('a missing Upgrade header fails', async () => {
+    const s = await answering((head) => switching(head).replace('Upgrade: websocket\r\n', ''));
+    // Node's HTTP client does not treat a 101 without Upgrade as an upgrade: a plain response.
+    expect((await failure(s.url)).status).toBe(101);
+  });
+
+  test('a subprotocol we did not offer fails with WS_BAD_PROTOCOL', async () => {
+    const s = await answering((head) => switching(head, ['Sec-WebSocket-Protocol: superchat']));
+    const error = await failure(s.url, { protocols: ['chat'] });
+    expect(error.code).toBe('WS_BAD_PROTOCOL');
+    expect(error.headers['sec-websocket-protocol']).toBe('superchat');
+  });
+
+  test('a subprotocol when we offered none fails', async () => {
+    const s = await answering((head) => switching(head, ['Sec-WebSocket-Protocol: chat']));
+    expect((await failure(s.url)).code).toBe('WS_BAD_PROTOCOL');
+  });
+
+  test('an extension we did not offer fails', async () => {
+    const s = await answering((head) => switching(head, ['Sec-WebSocket-Extensions: x-webkit-deflate-frame']));
+    expect((await failure(s.url)).code).toBe('WS_BAD_EXTENSION_RESPONSE');
+  });
+
+  test('permessage-deflate accepted by the server when we did not offer it fails', async () => {
+    const s = await answering((head) => switching(head, ['Sec-WebSocket-Extensions: permessage-deflate']));
+    expect(s.requests).toEqual([]);
+    const error = await failure(s.url, { perMessageDeflate: false });
+    expect(s.requests[0]).not.toMatch(/sec-websocket-extensions/i);
+    expect(error.code).toBe('WS_BAD_EXTENSION_RESPONSE');
+  });
+});
+
+describe('client receives an HTTP error instead of 101', () => {
+  test('a 401 surfaces as HandshakeError with status, headers and body', async () => {
+    const body = '{"error":"token expired"}';
+    const s = await answering(() =>
+      ['HTTP/1.1 401 Unauthorized', 'WWW-Authenticate: Bearer', 'Content-Type: application/json', `Content-Length: ${body.length}`, '', body].join('\r\n'),
+    );
+    const error = await failure(s.url);
+    expect(error.status).toBe(401);
+    expect(error.statusLine).toBe('HTTP/1.1 401 Unauthorized');
+    expect(error.headers['www-authenticate']).toBe('Bearer');
+    expect(error.body?.toString()).toBe(body);
+  });
+
+  test('our own server’s 400 reaches the client with its reason in the body', async () => {
+    const server = await serve({ perMessageDeflate: false, beforeAccept: () => ({ reject: { status: 403, body: 'forbidden here' } }) }, () => undefined);
+    try {
+      const error = await failure(server.url);
+      expect(error.status).toBe(403);
+      expect(error.body?.toString()).toBe('forbidden here');
+    } finally {
+      await server.close();
+    }
+  });
+
+  test('a connection refused is a HandshakeError with status 0', async () => {
+    const s = await answering(() => '');
+    const url = s.url;
+    await s.close();
+    servers = [];
+    const error = await failure(url);
+    expect(error.status).toBe(0);
+    expect(error.code).toBe('WS_CONNECT_FAILED');
+  });
+});
+
+describe('redirects', () => {
+  let target: WebSocketServer;
+  beforeAll(async () => {
+    target = await serve({ perMessageDeflate: false }, (conn) => void conn.send(`arrived at ${conn.url}`));
+  });
+  afterAll(() => target.close());
+
+  const redirector = (): Promise<RawServer> =>
+    answering(() => ['HTTP/1.1 302 Found', `Location: http://127.0.0.1:${target.port}/landed?x=1`, 'Content-Length: 0', '', ''].join('\r\n'));
+
+  test('are not followed by default: the 302 surfaces as HandshakeError with Location', async () => {
+    const s = await redirector();
+    const error = await failure(s.url);
+    expect(error.status).toBe(302);
+    expect(error.headers.location).toBe(`http://127.0.0.1:${target.port}/landed?x=1`);
+  });
+
+  test('are followed when asked (http: Location mapped to ws:)', async () => {
+    const s = await redirector();
+    const conn = await connect(s.url, { perMessageDeflate: false, followRedirects: true });
+    expect(await conn.recv()).toBe('arrived at /landed?x=1');
+    await conn.close();
+  });
+
+  test('stop at the maximum: a redirect loop fails with the last 3xx', async () => {
+    const loop = await answering(() => ['HTTP/1.1 307 Temporary Redirect', 'Location: /again', 'Content-Length: 0', '', ''].join('\r\n'));
+    const error = await failure(loop.url, { followRedirects: 2 });
+    expect(error.status).toBe(307);
+    expect(loop.requests).toHaveLength(3);
+  });
+});
