@@ -1,0 +1,138 @@
+/**
+ * Message behaviour over real sockets: fail-fast UTF-8 (the 1007 arrives while the message is
+ * still unfinished), pings answered between fragments, message size limits, payload sizes
+ * 0..16 MiB round-tripping through serve() and connect().
+ */
+import { connect, serve, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
+import { closePayload } from '../helpers/frames.js';
+import { RawClient } from '../helpers/raw-client.js';
+
+let server: WebSocketServer;
+const serverConns: WebSocketConnection[] = [];
+
+beforeAll(async () => {
+  server = await serve({ perMessageDeflate: false, maxMessageSize: 20 * 1024 * 1024 }, async (conn) => {
+    serverConns.push(conn);
+    for await (const message of conn) await conn.send(message).catch(() => undefined);
+  });
+});
+afterAll(() => server.close());
+
+describe('fail-fast UTF-8', () => {
+  test('server closes with 1007 after the first fragment with bad bytes, before the message ends', async () => {
+    const raw = await RawClient.connect(server.port);
+    // A valid prefix, then 0xF8 (never valid), in a frame with FIN clear: the message is unfinished.
+    raw.send({ opcode: 1, payload: Buffer.concat([Buffer.from('κόσμε'), Buffer.of(0xf8, 0x88, 0x80)]), fin: false });
+    const close = await raw.readClose();
+    expect(close?.code).toBe(1007);
+    // The socket stayed open on our side and we never sent the rest; the server ended TCP.
+    await raw.closed;
+    expect(raw.serverEndedFirst).toBe(true);
+  });
+
+  test('server closes with 1007 when a character split across fragments turns out invalid', async () => {
+    const raw = await RawClient.connect(server.port);
+    raw.send({ opcode: 1, payload: Buffer.of(0xf0, 0x90), fin: false });
+    raw.send({ opcode: 0, payload: Buffer.of(0x41), fin: false });
+    expect((await raw.readClose())?.code).toBe(1007);
+    raw.destroy();
+  });
+
+  test('a valid character split across fragments is delivered whole', async () => {
+    const raw = await RawClient.connect(server.port);
+    const euro = Buffer.from('€');
+    raw.send({ opcode: 1, payload: euro.subarray(0, 1), fin: false });
+    raw.send({ opcode: 0, payload: euro.subarray(1, 2), fin: false });
+    raw.send({ opcode: 0, payload: euro.subarray(2) });
+    const echo = await raw.readFrame();
+    expect(echo?.payload.toString()).toBe('€');
+    raw.send({ opcode: 8, payload: closePayload(1000) });
+    await raw.readClose();
+    raw.destroy();
+  });
+});
+
+describe('control frames between fragments', () => {
+  test('server answers a ping sent between two fragments before the message is complete', async () => {
+    const raw = await RawClient.connect(server.port);
+    raw.send({ opcode: 1, payload: 'frag-1 ', fin: false });
+    raw.send({ opcode: 9, payload: 'are you there' });
+    const pong = await raw.readFrame();
+    expect(pong?.opcode).toBe(10);
+    expect(pong?.payload.toString()).toBe('are you there');
+    raw.send({ opcode: 0, payload: 'frag-2' });
+    const echo = await raw.readFrame();
+    expect([echo?.opcode, echo?.payload.toString()]).toEqual([1, 'frag-1 frag-2']);
+    raw.send({ opcode: 8, payload: closePayload(1000) });
+    expect((await raw.readClose())?.code).toBe(1000);
+    raw.destroy();
+  });
+
+  test('server answers a ping even while the handler is not reading messages', async () => {
+    const idle = await serve({ perMessageDeflate: false }, () => undefined);
+    try {
+      const raw = await RawClient.connect(idle.port);
+      raw.send({ opcode: 2, payload: Buffer.alloc(1000) });
+      raw.send({ opcode: 9, payload: 'still answered' });
+      const pong = await raw.readFrame();
+      expect([pong?.opcode, pong?.payload.toString()]).toEqual([10, 'still answered']);
+      raw.destroy();
+    } finally {
+      await idle.close();
+    }
+  });
+});
+
+describe('size limits over sockets', () => {
+  test('server receives fragmented text over maxMessageSize → 1009', async () => {
+    const small = await serve({ perMessageDeflate: false, maxMessageSize: 1000 }, async (conn) => {
+      for await (const m of conn) void m;
+    });
+    try {
+      const raw = await RawClient.connect(small.port);
+      raw.send({ opcode: 1, payload: 'a'.repeat(600), fin: false });
+      raw.send({ opcode: 0, payload: 'a'.repeat(600), fin: false });
+      expect((await raw.readClose())?.code).toBe(1009);
+      raw.destroy();
+    } finally {
+      await small.close();
+    }
+  });
+
+  test('client receives a message over its maxMessageSize → it closes with 1009', async () => {
+    const client = await connect(server.url, { perMessageDeflate: false, maxMessageSize: 100 });
+    const closed = new Promise<number>((resolve) => client.on('close', (code) => resolve(code)));
+    await client.send(Buffer.alloc(101)); // the server echoes it back
+    expect(await closed).toBe(1009);
+    expect(client.closeStatus).toBe(1009);
+  });
+});
+
+describe('payload sizes round-trip', () => {
+  let client: WebSocketConnection;
+  beforeAll(async () => {
+    client = await connect(server.url, { perMessageDeflate: false, maxMessageSize: 20 * 1024 * 1024 });
+  });
+  afterAll(() => client.close());
+
+  test.each([0, 125, 126, 65535, 65536])('binary and text of %i bytes', async (n) => {
+    const bytes = Buffer.alloc(n);
+    for (let i = 0; i < n; i++) bytes[i] = (i * 7) & 0xff;
+    await client.send(bytes);
+    const echoed = await client.recv();
+    expect(Buffer.isBuffer(echoed)).toBe(true);
+    expect((echoed as Buffer).equals(bytes)).toBe(true);
+    const text = 'é'.repeat(Math.floor(n / 2)) + 'x'.repeat(n % 2);
+    await client.send(text);
+    expect(await client.recv()).toBe(text);
+  });
+
+  test('16 MiB binary', async () => {
+    const big = Buffer.alloc(16 * 1024 * 1024);
+    for (let i = 0; i < big.length; i += 4096) big[i] = (i >> 12) & 0xff;
+    await client.send(big);
+    const echoed = (await client.recv()) as Buffer;
+    expect(echoed.length).toBe(big.length);
+    expect(echoed.equals(big)).toBe(true);
+  });
+});
