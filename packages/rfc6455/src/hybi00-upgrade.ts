@@ -153,16 +153,23 @@ export async function connectHybi00(url: URL, options: ConnectOptions): Promise<
     });
     socket.write(encodeHybi00Request({ path: request.path, headers: [...request.headers, ...extra], key3: request.key3 }));
     const limit = options.maxHeaderSize ?? Defaults.maxHeaderSize;
+    let seen = Buffer.alloc(0);
     const bytes = await readUntil(
       socket,
       Buffer.alloc(0),
       (b) => {
+        seen = b;
         const end = b.indexOf('\r\n\r\n');
         return end >= 0 && b.length >= end + 4 + HYBI00_ANSWER_LENGTH;
       },
       timeout,
       limit + HYBI00_ANSWER_LENGTH,
-    );
+    ).catch((error: unknown) => {
+      // A refusal (e.g. 401 'who are you?') may end the connection with fewer than 16 bytes after
+      // its head: verify what came, so the error carries the real status instead of 0.
+      if (!(error instanceof HandshakeError && error.code === 'WS_CONNECT_FAILED') || seen.indexOf('\r\n\r\n') < 0) throw error;
+      return seen;
+    });
     const end = bytes.indexOf('\r\n\r\n');
     const { statusLine, headers } = parseHead(bytes.subarray(0, end).toString('latin1'));
     const body = bytes.subarray(end + 4, end + 4 + HYBI00_ANSWER_LENGTH);
