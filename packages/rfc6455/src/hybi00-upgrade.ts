@@ -88,7 +88,8 @@ export async function handleHybi00Upgrade<State>(
     const negotiated = await negotiate(req, { url: req.url ?? '/', protocols, extensions: undefined, secure, allowExtensions: false }, target, options);
     if ('reject' in negotiated) {
       const r = negotiated.reject;
-      rejectUpgrade(socket, r.status, r.body ?? '', headerList(r.headers));
+      // The hook's body is sent exactly as given, as on the RFC 6455 path (a string got a '\n' appended).
+      rejectUpgrade(socket, r.status, typeof r.body === 'string' ? Buffer.from(r.body) : r.body ?? '', headerList(r.headers));
       return undefined;
     }
     if (socket.destroyed) return undefined;
