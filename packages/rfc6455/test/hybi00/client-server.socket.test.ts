@@ -1,0 +1,316 @@
+/**
+ * Our hybi-00 client against our server over real sockets: the same connection API on both sides,
+ * routing (plain handler, service mapper by path and Sec-WebSocket-Protocol), the before-accept
+ * hook, UTF-8 text both ways, the message size limit, the closing handshake in both directions,
+ * and the typed errors for what hybi-00 cannot do.
+ */
+import {
+  connect,
+  EOF,
+  HandshakeError,
+  serve,
+  serviceMapper,
+  UnsupportedError,
+  type ConnectOptions,
+  type ServeOptions,
+  type UpgradeTarget,
+  type WebSocketConnection,
+  type WebSocketServer,
+} from '../../src/index.js';
+
+const servers: WebSocketServer[] = [];
+const clients: WebSocketConnection[] = [];
+afterEach(async () => {
+  for (const c of clients.splice(0)) c.terminate();
+  await Promise.all(servers.splice(0).map((s) => s.close()));
+});
+
+async function start<State = unknown>(target: UpgradeTarget<State>, options: ServeOptions<State> = {}): Promise<WebSocketServer> {
+  const server = await serve<State>(options, target);
+  servers.push(server as WebSocketServer);
+  return server as WebSocketServer;
+}
+
+async function open(url: string | URL, options: ConnectOptions = {}): Promise<WebSocketConnection> {
+  const conn = await connect(url, { variant: 'hybi00', ...options });
+  clients.push(conn);
+  return conn;
+}
+
+async function recvText(conn: WebSocketConnection): Promise<string> {
+  const m = await conn.recv();
+  if (m === EOF) throw new Error(`closed: ${conn.closeStatus} ${conn.closeReason}`);
+  expect(typeof m).toBe('string');
+  return m as string;
+}
+
+async function rejection(promise: Promise<unknown>): Promise<unknown> {
+  return promise.then(
+    () => {
+      throw new Error('expected a rejection');
+    },
+    (e: unknown) => e,
+  );
+}
+
+async function handshakeStatus(url: string | URL, options: ConnectOptions = {}): Promise<number> {
+  const error = await rejection(open(url, options));
+  expect(error).toBeInstanceOf(HandshakeError);
+  return (error as HandshakeError).status;
+}
+
+/** Resolves with the server-side connection of the next accepted upgrade. */
+function nextServerConn(server: WebSocketServer): Promise<WebSocketConnection> {
+  const known = new Set(server.connections);
+  return new Promise((resolve) => {
+    const check = (): void => {
+      const fresh = [...server.connections].find((c) => !known.has(c));
+      if (fresh) resolve(fresh);
+      else setImmediate(check);
+    };
+    check();
+  });
+}
+
+const echo = async (conn: WebSocketConnection): Promise<void> => {
+  for await (const m of conn) await conn.send(m).catch(() => undefined);
+};
+
+const TEXTS = ['', 'plain ascii', 'héllo wörld', '日本語のテキスト', 'astral 😀🎉 𝄞', 'nul \u0000 inside', '\uFEFF bom and \u2028 separators'];
+
+describe('connection API on hybi-00', () => {
+  test('both sides report variant hybi00 and what the variant supports; an RFC 6455 connection differs', async () => {
+    const server = await start(echo);
+    const serverSide = nextServerConn(server);
+    const conn = await open(server.url);
+    const peer = await serverSide;
+    for (const c of [conn, peer]) {
+      expect(c.variant).toBe('hybi00');
+      expect(c.supportsFragmentation).toBe(false);
+      expect(c.supportsPayloadType('text')).toBe(true);
+      expect(c.supportsPayloadType('binary')).toBe(false);
+      expect(c.signalsStatusOnClose).toBe(false);
+    }
+    const modern = await connect(server.url);
+    clients.push(modern);
+    expect(modern.variant).toBe('rfc6455');
+    expect(modern.supportsFragmentation).toBe(true);
+    expect(modern.supportsPayloadType('binary')).toBe(true);
+    expect(modern.signalsStatusOnClose).toBe(true);
+  });
+
+  test('client and server exchange UTF-8 text both ways', async () => {
+    const server = await start(echo);
+    const conn = await open(new URL('/echo?q=1', server.url));
+    for (const text of TEXTS) {
+      await conn.send(text);
+      expect(await recvText(conn)).toBe(text);
+    }
+  });
+
+  test('server sends first, and many messages keep their order', async () => {
+    const server = await start(async (conn) => {
+      for (let i = 0; i < 200; i++) await conn.send(`n${i} ✓`);
+    });
+    const conn = await open(server.url);
+    const got: string[] = [];
+    for (let i = 0; i < 200; i++) got.push(await recvText(conn));
+    expect(got).toEqual(Array.from({ length: 200 }, (_, i) => `n${i} ✓`));
+  });
+
+  test('client sends binary, streams and pings: rejected with typed errors, and the connection still works', async () => {
+    const server = await start(echo);
+    const conn = await open(server.url);
+    const binary = await rejection(conn.send(Buffer.from('bytes')));
+    expect(binary).toBeInstanceOf(UnsupportedError);
+    expect((binary as UnsupportedError).code).toBe('WS_HYBI00_TEXT_ONLY');
+    const forced = await rejection(conn.send('text as binary', { binary: true }));
+    expect((forced as UnsupportedError).code).toBe('WS_HYBI00_TEXT_ONLY');
+    const stream = await rejection(conn.sendStream(['a', 'b']));
+    expect(stream).toBeInstanceOf(UnsupportedError);
+    expect((stream as UnsupportedError).code).toBe('WS_HYBI00_NO_FRAGMENTS');
+    const ping = await rejection(conn.ping());
+    expect(ping).toBeInstanceOf(UnsupportedError);
+    expect((ping as UnsupportedError).code).toBe('WS_HYBI00_NO_PING');
+    await conn.send('still open');
+    expect(await recvText(conn)).toBe('still open');
+  });
+
+  test('server handler sending binary or pinging gets the same typed errors', async () => {
+    const codes: string[] = [];
+    const server = await start(async (conn) => {
+      for (const attempt of [() => conn.send(new Uint8Array([1, 2])), () => conn.ping('x'), () => conn.sendStream([Buffer.from('x')])]) {
+        const error = await rejection(attempt());
+        codes.push(error instanceof UnsupportedError ? error.code : String(error));
+      }
+      await conn.send(codes.join(','));
+    });
+    const conn = await open(server.url);
+    expect(await recvText(conn)).toBe('WS_HYBI00_TEXT_ONLY,WS_HYBI00_NO_PING,WS_HYBI00_NO_FRAGMENTS');
+  });
+});
+
+describe('closing handshake', () => {
+  test('client closes: both sides see 1005 (no status on the wire) and the client gets EOF', async () => {
+    const server = await start(echo);
+    const serverSide = nextServerConn(server);
+    const conn = await open(server.url);
+    const peer = await serverSide;
+    await conn.send('before close');
+    expect(await recvText(conn)).toBe('before close');
+    await conn.close(4000, 'ignored by hybi-00');
+    expect(conn.closed).toBe(true);
+    expect(conn.closeStatus).toBe(1005);
+    expect(await conn.recv()).toBe(EOF);
+    await peer.whenClosed;
+    expect(peer.closeStatus).toBe(1005);
+  });
+
+  test('server closes: the client answers, reports 1005, and sends after close reject', async () => {
+    const server = await start(async (conn) => {
+      await conn.send('bye soon');
+      await conn.close();
+    });
+    const conn = await open(server.url);
+    expect(await recvText(conn)).toBe('bye soon');
+    expect(await conn.recv()).toBe(EOF);
+    await conn.whenClosed;
+    expect(conn.closeStatus).toBe(1005);
+    await expect(conn.send('too late')).rejects.toMatchObject({ code: expect.any(String) });
+  });
+
+  test('serve().close() closes hybi-00 connections too', async () => {
+    const server = await start(echo);
+    const conn = await open(server.url);
+    await server.close();
+    await conn.whenClosed;
+    expect(conn.closeStatus).toBe(1005);
+  });
+});
+
+describe('message size limit', () => {
+  const LIMIT = 64 * 1024;
+
+  test('server echoes a message of exactly maxMessageSize bytes (multi-byte UTF-8 counted in bytes)', async () => {
+    const server = await start(echo, { maxMessageSize: LIMIT });
+    const conn = await open(server.url, { maxMessageSize: LIMIT });
+    const text = 'é'.repeat(LIMIT / 2); // 2 bytes each
+    expect(Buffer.byteLength(text)).toBe(LIMIT);
+    await conn.send(text);
+    expect(await recvText(conn)).toBe(text);
+  });
+
+  test('server closes the connection on a message one byte over maxMessageSize', async () => {
+    const server = await start(echo, { maxMessageSize: LIMIT });
+    const serverSide = nextServerConn(server);
+    const conn = await open(server.url);
+    const peer = await serverSide;
+    await conn.send('x'.repeat(LIMIT + 1)).catch(() => undefined);
+    expect(await conn.recv()).toBe(EOF);
+    await conn.whenClosed;
+    await peer.whenClosed;
+    expect(peer.closeStatus).toBe(1009);
+    expect(peer.error?.name).toBe('MessageTooBigError');
+    // The server's closing frame has no status: the client can only say 1005 (or 1006).
+    expect([1005, 1006]).toContain(conn.closeStatus);
+  });
+
+  test('client closes the connection on a message over its own maxMessageSize', async () => {
+    const server = await start(async (conn) => {
+      await conn.send('y'.repeat(LIMIT + 10)).catch(() => undefined);
+      await conn.whenClosed;
+    });
+    const conn = await open(server.url, { maxMessageSize: LIMIT });
+    expect(await conn.recv()).toBe(EOF);
+    await conn.whenClosed;
+    expect(conn.closeStatus).toBe(1009);
+    expect(conn.error?.name).toBe('MessageTooBigError');
+  });
+
+  test('a 4 MiB message crosses both ways under the default limit', async () => {
+    const server = await start(echo);
+    const conn = await open(server.url);
+    const text = 'abcdefgh✓'.repeat((4 * 1024 * 1024) / 11);
+    await conn.send(text);
+    expect(await recvText(conn)).toBe(text);
+  });
+});
+
+describe('routing and negotiation', () => {
+  test('plain handler: the server picks the subprotocol offered in Sec-WebSocket-Protocol', async () => {
+    const server = await start((conn, _req, { protocol }) => void conn.send(`proto=${protocol}`), { protocols: ['chat'] });
+    const conn = await open(server.url, { protocols: 'chat' });
+    expect(conn.protocol).toBe('chat');
+    expect(await recvText(conn)).toBe('proto=chat');
+    const none = await open(server.url);
+    expect(none.protocol).toBe('');
+    expect(await recvText(none)).toBe('proto=');
+  });
+
+  test('service mapper routes by path, params and subprotocol; unknown path 404, unknown protocol 400', async () => {
+    const mapper = serviceMapper([
+      { path: '/rooms/(?<room>\\w+)', handler: (conn, _req, { params }) => void conn.send(`room ${params.room}`) },
+      {
+        path: '/test',
+        protocols: { subprotocol: (conn) => void conn.send('This is the subprotocol handler') },
+        handler: (conn) => void conn.send('no subprotocol'),
+      },
+    ]);
+    const server = await start(mapper);
+    const room = await open(new URL('/rooms/lobby?x=y', server.url));
+    expect(await recvText(room)).toBe('room lobby');
+    expect(room.path).toBe('/rooms/lobby');
+    const sub = await open(new URL('/test', server.url), { protocols: 'subprotocol' });
+    expect(sub.protocol).toBe('subprotocol');
+    expect(await recvText(sub)).toBe('This is the subprotocol handler');
+    const plain = await open(new URL('/test', server.url));
+    expect(await recvText(plain)).toBe('no subprotocol');
+    expect(await handshakeStatus(new URL('/nowhere', server.url))).toBe(404);
+    expect(await handshakeStatus(new URL('/test', server.url), { protocols: 'other' })).toBe(400);
+  });
+
+  test('before-accept hook sees the hybi-00 request, passes state and headers, and can refuse with its status', async () => {
+    const seen: Array<{ path: string; protocol: string; origin: string | undefined }> = [];
+    const server = await start<{ user: string }>(
+      (conn, _req, { state }) => void conn.send(`user ${state.user}`),
+      {
+        protocols: ['chat'],
+        beforeAccept(req, info) {
+          seen.push({ path: info.path, protocol: info.protocol, origin: req.headers.origin });
+          if (req.headers.authorization !== 'Bearer ok') {
+            return { reject: { status: 401, headers: { 'WWW-Authenticate': 'Bearer' }, body: 'who are you?' } };
+          }
+          return { state: { user: 'alice' }, headers: { 'X-Hook': 'ran' } };
+        },
+      },
+    );
+    const conn = await open(new URL('/private', server.url), {
+      protocols: ['chat'],
+      origin: 'http://example.com',
+      headers: { Authorization: 'Bearer ok' },
+    });
+    expect(await recvText(conn)).toBe('user alice');
+    expect(conn.headers['x-hook']).toBe('ran');
+    expect(seen[0]).toEqual({ path: '/private', protocol: 'chat', origin: 'http://example.com' });
+
+    const refused = await rejection(open(new URL('/private', server.url)));
+    expect(refused).toBeInstanceOf(HandshakeError);
+    expect((refused as HandshakeError).status).toBe(401);
+    expect((refused as HandshakeError).headers?.['www-authenticate']).toBe('Bearer');
+    // The hook's body is sent as given (as on the RFC 6455 path), before the connection closes.
+    expect((refused as HandshakeError).body?.toString()).toBe('who are you?');
+    expect(server.connections.size).toBe(1);
+  });
+
+  test('origin allow-list: an allowed Origin is echoed in Sec-WebSocket-Origin, another gets 403', async () => {
+    const server = await start(echo, { origins: ['http://good.example'] });
+    const conn = await open(server.url, { origin: 'http://good.example' });
+    expect(conn.headers['sec-websocket-origin']).toBe('http://good.example');
+    expect(await handshakeStatus(server.url, { origin: 'http://evil.example' })).toBe(403);
+  });
+
+  test('a hybi-00 client gets HandshakeError 426 from a server with hybi00: false', async () => {
+    const server = await start(echo, { hybi00: false });
+    expect(await handshakeStatus(server.url)).toBe(426);
+  });
+});
