@@ -84,7 +84,9 @@ export async function handleHybi00Upgrade<State>(
     // Validate keys and build the answer first: a bad request is 400 before any hook runs.
     const response = acceptHybi00({ method: req.method, url: req.url, headers: req.headers, secure, key3 });
     const requested = req.headers['sec-websocket-protocol'];
-    const protocols = typeof requested === 'string' && requested.trim() !== '' ? [requested.trim()] : [];
+    // draft-76 has one protocol string, but our client (and old browsers) join several offers with
+    // commas; read it as a list so that one of them can be chosen (the whole value never matched).
+    const protocols = typeof requested === 'string' ? requested.split(',').map((p) => p.trim()).filter((p) => p !== '') : [];
     const negotiated = await negotiate(req, { url: req.url ?? '/', protocols, extensions: undefined, secure, allowExtensions: false }, target, options);
     if ('reject' in negotiated) {
       const r = negotiated.reject;
