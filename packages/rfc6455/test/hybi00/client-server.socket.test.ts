@@ -242,6 +242,10 @@ describe('routing and negotiation', () => {
     const conn = await open(server.url, { protocols: 'chat' });
     expect(conn.protocol).toBe('chat');
     expect(await recvText(conn)).toBe('proto=chat');
+    // Several offers travel comma-joined in the one header; the server picks from the list.
+    const several = await open(server.url, { protocols: ['superchat', 'chat'] });
+    expect(several.protocol).toBe('chat');
+    expect(await recvText(several)).toBe('proto=chat');
     const none = await open(server.url);
     expect(none.protocol).toBe('');
     expect(await recvText(none)).toBe('proto=');
