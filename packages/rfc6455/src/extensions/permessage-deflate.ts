@@ -87,6 +87,8 @@ export class PerMessageDeflate implements MessageExtension {
   #length = 0;
   /** Inflated bytes of the incoming message so far. */
   #inflated = 0;
+  /** Every byte zlib produced while inflating, over the connection's life (see `inflatedBytes`). */
+  #inflatedTotal = 0;
   #disposed = false;
 
   constructor(params: DeflateParams, side: 'server' | 'client', options: PerMessageDeflateEngineOptions) {
@@ -113,6 +115,15 @@ export class PerMessageDeflate implements MessageExtension {
   /** True while a zlib context is allocated in the direction (for tests and memory accounting). */
   get holdsContexts(): { deflate: boolean; inflate: boolean } {
     return { deflate: this.#deflate !== null, inflate: this.#inflate !== null };
+  }
+
+  /**
+   * Bytes zlib has produced while inflating, over this connection's life, counting output that was
+   * discarded because it crossed `maxMessageSize`: what decompression really cost (for tests,
+   * metrics and bomb accounting).
+   */
+  get inflatedBytes(): number {
+    return this.#inflatedTotal;
   }
 
   compress(data: Buffer, fin: boolean, cb: Callback): void {
@@ -235,6 +246,7 @@ export class PerMessageDeflate implements MessageExtension {
       const inf = inflate;
       inf.on('data', (chunk: Buffer) => {
         if (this.#inflate !== inf) return;
+        this.#inflatedTotal += chunk.length;
         this.#inflated += chunk.length;
         if (this.#inflated > this.#maxMessageSize) {
           // Stop zlib at once: closing the handle ends processing of the remaining input.
