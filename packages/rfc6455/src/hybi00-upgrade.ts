@@ -156,7 +156,7 @@ export async function connectHybi00(url: URL, options: ConnectOptions): Promise<
     });
     socket.write(encodeHybi00Request({ path: request.path, headers: [...request.headers, ...extra], key3: request.key3 }));
     const limit = options.maxHeaderSize ?? Defaults.maxHeaderSize;
-    let seen = Buffer.alloc(0);
+    let seen: Buffer = Buffer.alloc(0);
     const bytes = await readUntil(
       socket,
       Buffer.alloc(0),
