@@ -1,0 +1,350 @@
+#!/usr/bin/env node
+/**
+ * The `rfc6455` command: a WebSocket client like wscat, and a quick echo/log server.
+ *
+ *   rfc6455 connect URL [--protocol P]... [--header 'K: V']... [--origin O] [--no-deflate] [--wait MS]
+ *   rfc6455 serve [--port N] [--host H] [--echo] [--protocol P]...
+ *   rfc6455 --help | --version | help [connect|serve]
+ *
+ * Exit codes: 0 success; 1 connection error (refused, handshake failed) or an abnormal or error
+ * close; 2 usage error. See `rfc6455 --help`.
+ * @packageDocumentation
+ * @internal
+ */
+import { readFileSync } from 'node:fs';
+import { createInterface, type Interface } from 'node:readline';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { connect, type ConnectOptions } from './client.js';
+import { EOF, type Message, type WebSocketConnection } from './connection.js';
+import { HandshakeError } from './errors.js';
+import { serve } from './server.js';
+
+/** Exit codes scripts can rely on. */
+const EXIT_OK = 0;
+const EXIT_FAILURE = 1;
+const EXIT_USAGE = 2;
+
+const MAIN_HELP = `Usage: rfc6455 <command> [options]
+
+Commands:
+  connect URL   open a WebSocket and talk to it (interactive on a terminal, a pipe otherwise)
+  serve         run a WebSocket server that logs (and with --echo, echoes) messages
+  help [CMD]    show help for a command
+
+Options:
+  -h, --help     show help
+  -v, --version  show the version
+
+Exit codes:
+  0  success (the connection closed normally: 1000, 1001 or 1005, or we closed it)
+  1  connection error (refused, handshake failed), abnormal close (1006) or an error close code
+  2  usage error (unknown command or option, bad value)
+`;
+
+const CONNECT_HELP = `Usage: rfc6455 connect URL [options]
+
+Opens a WebSocket to URL (ws: or wss:). Received messages are printed as "< text"; binary
+messages as "< [binary N bytes] hex…". Status lines (connected, closed) go to stderr.
+
+On a terminal (interactive): each line you type is sent as a text message. Commands:
+  /ping [payload]        send a ping; prints "< pong (RTT ms)"
+  /close [CODE [REASON]] close with CODE (default 1000) and REASON, then exit
+  /help                  list commands
+  //text                 send "/text" (a line starting with a slash)
+  Ctrl-D or Ctrl-C closes with 1000 and exits.
+
+Not on a terminal (stdin is a pipe or file): each line is sent (commands work too) and printed
+as "> line"; when stdin ends the client waits --wait ms, closes with 1000 and exits once the
+closing handshake completes.
+
+Options:
+  -p, --protocol P   offer subprotocol P (repeat for several, in order of preference)
+  -H, --header 'K: V'  add a request header (repeatable)
+  -o, --origin O     send Origin: O
+      --no-deflate   do not offer permessage-deflate
+  -w, --wait MS      non-interactive: ms to wait for replies after stdin ends (default 0)
+      --hybi00       use the draft hybi-00 protocol (not available yet)
+  -h, --help         show this help
+
+Exit codes: 0 normal close (1000/1001/1005, or a close we started); 1 connection error,
+abnormal close or error close code; 2 usage error.
+`;
+
+const SERVE_HELP = `Usage: rfc6455 serve [options]
+
+Runs a WebSocket server on any path and logs each connection and message to stdout as
+"[ID] < message"; with --echo it sends every message back ("[ID] > message"). Plain HTTP
+requests get 426. SIGINT/SIGTERM close every connection with 1001 and exit 0.
+
+Options:
+  -p, --port N       port (default 8081; 0 picks a free one; the URL is printed)
+      --host H       address to bind (default 127.0.0.1; 0.0.0.0 for every interface)
+  -e, --echo         echo messages back (text as text, binary as binary)
+      --protocol P   accept subprotocol P when offered (repeatable)
+  -h, --help         show this help
+
+Exit codes: 0 stopped by a signal; 1 cannot listen (e.g. the port is in use); 2 usage error.
+`;
+
+class UsageError extends Error {}
+
+function fail(message: string): never {
+  throw new UsageError(message);
+}
+
+function parse<T extends ParseArgsConfig['options']>(args: string[], options: T, positionals = false) {
+  try {
+    return parseArgs({ args, options, allowPositionals: positionals, strict: true });
+  } catch (error) {
+    return fail((error as Error).message);
+  }
+}
+
+function version(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: string };
+    return pkg.version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** A printable form of a message: text as is, binary as its size and a hex preview. */
+function show(message: Message): string {
+  if (typeof message === 'string') return message;
+  const preview = message.subarray(0, 32).toString('hex');
+  return `[binary ${message.length} bytes] ${preview}${message.length > 32 ? '…' : ''}`;
+}
+
+function parseHeaders(values: readonly string[]): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const value of values) {
+    const colon = value.indexOf(':');
+    if (colon <= 0) fail(`bad --header ${JSON.stringify(value)}: expected 'Name: value'`);
+    headers[value.slice(0, colon).trim()] = value.slice(colon + 1).trim();
+  }
+  return headers;
+}
+
+/** Close codes after which `connect` exits 0 when the server started the close. */
+const NORMAL_CLOSES = new Set([1000, 1001, 1005]);
+
+async function runConnect(args: string[]): Promise<number> {
+  const { values, positionals } = parse(
+    args,
+    {
+      protocol: { type: 'string', short: 'p', multiple: true },
+      header: { type: 'string', short: 'H', multiple: true },
+      origin: { type: 'string', short: 'o' },
+      'no-deflate': { type: 'boolean' },
+      wait: { type: 'string', short: 'w' },
+      hybi00: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    true,
+  );
+  if (values.help) {
+    process.stdout.write(CONNECT_HELP);
+    return EXIT_OK;
+  }
+  if (positionals.length !== 1) fail('connect takes exactly one URL');
+  if (values.hybi00) fail('--hybi00: the hybi-00 client is not available yet');
+  let url: URL;
+  try {
+    url = new URL(positionals[0]!);
+  } catch {
+    return fail(`not a URL: ${positionals[0]}`);
+  }
+  if (url.protocol !== 'ws:' && url.protocol !== 'wss:') fail(`unsupported scheme ${url.protocol} (use ws: or wss:)`);
+  const wait = values.wait === undefined ? 0 : Number(values.wait);
+  if (!Number.isFinite(wait) || wait < 0) fail(`bad --wait ${values.wait}`);
+  const options: ConnectOptions = {
+    protocols: values.protocol ?? [],
+    headers: parseHeaders(values.header ?? []),
+    ...(values.origin !== undefined ? { origin: values.origin } : {}),
+    perMessageDeflate: !values['no-deflate'],
+  };
+
+  let conn: WebSocketConnection;
+  try {
+    conn = await connect(url, options);
+  } catch (error) {
+    if (error instanceof HandshakeError && error.status > 0) {
+      const body = error.body && error.body.length > 0 ? `: ${error.body.toString('utf8').trim()}` : '';
+      process.stderr.write(`error: handshake failed: ${error.message}${body}\n`);
+    } else {
+      process.stderr.write(`error: ${(error as Error).message}\n`);
+    }
+    return EXIT_FAILURE;
+  }
+  const interactive = process.stdin.isTTY === true;
+  const details = [conn.protocol && `subprotocol ${conn.protocol}`, conn.extensions && `extensions ${conn.extensions}`].filter(Boolean).join(', ');
+  process.stderr.write(`connected to ${url.href}${details ? ` (${details})` : ''}\n`);
+
+  let rl: Interface | undefined;
+  const print = (line: string): void => {
+    if (rl && interactive) {
+      process.stdout.write(`\r\x1b[K${line}\n`);
+      rl.prompt(true);
+    } else {
+      process.stdout.write(`${line}\n`);
+    }
+  };
+
+  let weClosed = false;
+  let sending: Promise<unknown> = Promise.resolve();
+  const closeWith = (code: number, reason: string): void => {
+    weClosed = true;
+    sending = sending.then(() => conn.close(code, reason)).catch((error: Error) => {
+      process.stderr.write(`error: ${error.message}\n`);
+      conn.terminate();
+    });
+  };
+
+  const onLine = (line: string): void => {
+    if (line.startsWith('/') && !line.startsWith('//')) {
+      const [command = '', ...rest] = line.slice(1).split(' ');
+      if (command === 'ping') {
+        const payload = rest.join(' ');
+        sending = sending.then(() =>
+          conn.ping(payload).then(
+            (rtt) => print(`< pong (${rtt.toFixed(1)} ms)`),
+            (error: Error) => process.stderr.write(`error: ${error.message}\n`),
+          ),
+        );
+      } else if (command === 'close') {
+        const code = rest[0] === undefined || rest[0] === '' ? 1000 : Number(rest[0]);
+        closeWith(code, rest.slice(1).join(' '));
+      } else if (command === 'help') {
+        print('commands: /ping [payload], /close [code [reason]], /help, //text sends "/text"');
+      } else {
+        process.stderr.write(`unknown command /${command} (try /help; //text sends "/text")\n`);
+      }
+    } else {
+      const text = line.startsWith('//') ? line.slice(1) : line;
+      if (!interactive) print(`> ${text}`);
+      sending = sending.then(() => conn.send(text)).catch((error: Error) => process.stderr.write(`error: ${error.message}\n`));
+    }
+    if (rl && interactive) rl.prompt();
+  };
+
+  rl = createInterface({ input: process.stdin, output: interactive ? process.stdout : undefined, terminal: interactive, prompt: '> ' });
+  rl.on('line', onLine);
+  rl.on('close', () => {
+    // Ctrl-D on a terminal, or the end of piped input.
+    if (conn.closed || weClosed) return;
+    if (interactive) return closeWith(1000, '');
+    sending = sending.then(() => new Promise((resolve) => setTimeout(resolve, wait)));
+    closeWith(1000, '');
+  });
+  rl.on('SIGINT', () => rl?.close());
+  if (interactive) rl.prompt();
+
+  for (;;) {
+    const message = await conn.recv();
+    if (message === EOF) break;
+    print(`< ${show(message)}`);
+  }
+  await conn.whenClosed;
+  const status = conn.closeStatus ?? 1006;
+  const reason = conn.closeReason ?? '';
+  rl.close();
+  process.stdin.destroy();
+  if (interactive) process.stdout.write('\n');
+  process.stderr.write(`closed: ${status}${reason ? ` ${reason}` : ''}\n`);
+  if (status === 1006) return EXIT_FAILURE;
+  return weClosed || NORMAL_CLOSES.has(status) ? EXIT_OK : EXIT_FAILURE;
+}
+
+async function runServe(args: string[]): Promise<number> {
+  const { values } = parse(args, {
+    port: { type: 'string', short: 'p', default: '8081' },
+    host: { type: 'string', default: '127.0.0.1' },
+    echo: { type: 'boolean', short: 'e' },
+    protocol: { type: 'string', multiple: true },
+    help: { type: 'boolean', short: 'h' },
+  });
+  if (values.help) {
+    process.stdout.write(SERVE_HELP);
+    return EXIT_OK;
+  }
+  const port = Number(values.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) fail(`bad --port ${values.port}`);
+  const echo = values.echo === true;
+  // Signal handlers first, so that a signal at any point stops the server gracefully.
+  let stopRequested!: () => void;
+  const stopSignal = new Promise<void>((resolve) => (stopRequested = resolve));
+  process.on('SIGINT', () => stopRequested());
+  process.on('SIGTERM', () => stopRequested());
+  let counter = 0;
+  let server;
+  try {
+    server = await serve(
+      { port, host: values.host, ...(values.protocol ? { protocols: values.protocol } : {}) },
+      async (conn, req) => {
+        const id = ++counter;
+        const log = (line: string): void => void process.stdout.write(`[${id}] ${line}\n`);
+        log(`open ${conn.url} from ${req.socket.remoteAddress ?? '?'}:${req.socket.remotePort ?? '?'}${conn.protocol ? ` (subprotocol ${conn.protocol})` : ''}`);
+        // A listener (not recv()) so that each echo is queued as its message is parsed: a close
+        // frame right behind the messages is answered only after their echoes.
+        conn.on('message', (message, binary) => {
+          log(`< ${show(message)}`);
+          if (!echo) return;
+          conn.send(message, { binary }).then(
+            () => undefined,
+            () => log(`cannot echo: the connection is closing`),
+          );
+          log(`> ${show(message)}`);
+        });
+        await conn.whenClosed;
+        log(`closed ${conn.closeStatus ?? ''}${conn.closeReason ? ` ${conn.closeReason}` : ''}`);
+      },
+    );
+  } catch (error) {
+    process.stderr.write(`error: cannot listen: ${(error as Error).message}\n`);
+    return EXIT_FAILURE;
+  }
+  process.stdout.write(`listening on ${server.url}${echo ? ' (echo)' : ''}\n`);
+  await stopSignal;
+  process.stdout.write('stopping\n');
+  await server.close();
+  return EXIT_OK;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'connect':
+      return runConnect(rest);
+    case 'serve':
+      return runServe(rest);
+    case 'help':
+      process.stdout.write(rest[0] === 'connect' ? CONNECT_HELP : rest[0] === 'serve' ? SERVE_HELP : MAIN_HELP);
+      return EXIT_OK;
+    case '-h':
+    case '--help':
+      process.stdout.write(MAIN_HELP);
+      return EXIT_OK;
+    case '-v':
+    case '--version':
+      process.stdout.write(`${version()}\n`);
+      return EXIT_OK;
+    case undefined:
+      process.stderr.write(MAIN_HELP);
+      return EXIT_USAGE;
+    default:
+      return fail(`unknown command ${JSON.stringify(command)}`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.stdout.write('', () => process.exit(code)),
+  (error: unknown) => {
+    if (error instanceof UsageError) {
+      process.stderr.write(`rfc6455: ${error.message}\nTry 'rfc6455 --help'.\n`);
+      process.exit(EXIT_USAGE);
+    }
+    process.stderr.write(`rfc6455: ${(error as Error).stack ?? String(error)}\n`);
+    process.exit(EXIT_FAILURE);
+  },
+);

@@ -1,0 +1,157 @@
+/**
+ * The built `rfc6455` command (packages/rfc6455/dist/cli.js) as a real process: usage and exit
+ * codes, `serve --echo`, and `connect` fed from a pipe (the non-interactive mode) against it and
+ * against in-test servers that check headers, subprotocols and close codes.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { serve, type WebSocketServer } from 'rfc6455';
+import { killAll, ROOT, spawnNode, type Child } from '../examples/helpers.js';
+
+const CLI = resolve(ROOT, 'packages/rfc6455/dist/cli.js');
+const SRC = resolve(ROOT, 'packages/rfc6455/src/cli.ts');
+
+beforeAll(() => {
+  // Build the package if dist/cli.js is missing or older than its source (npm test builds first).
+  if (!existsSync(CLI) || statSync(CLI).mtimeMs < statSync(SRC).mtimeMs) {
+    execFileSync(process.execPath, [resolve(ROOT, 'node_modules/typescript/bin/tsc'), '-b', 'packages/rfc6455'], { cwd: ROOT, stdio: 'inherit' });
+  }
+}, 120_000);
+afterEach(killAll);
+
+function cli(args: readonly string[]): Child {
+  return spawnNode([CLI, ...args], { tsx: false });
+}
+
+/** Runs `rfc6455 connect URL …` with `input` piped to stdin; resolves with its exit code and output. */
+async function connectWith(url: string, input: string, args: readonly string[] = []): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = cli(['connect', url, ...args]);
+  child.proc.stdin.end(input);
+  const code = await child.exited;
+  return { code, stdout: child.stdout(), stderr: child.stderr() };
+}
+
+describe('usage', () => {
+  test('--help prints the commands and exit codes and exits 0', async () => {
+    const child = cli(['--help']);
+    expect(await child.exited).toBe(0);
+    expect(child.stdout()).toMatch(/connect URL/);
+    expect(child.stdout()).toMatch(/2 +usage error/);
+  });
+
+  test.each([['connect'], ['serve']])('%s --help prints its own help and exits 0', async (command) => {
+    const child = cli([command, '--help']);
+    expect(await child.exited).toBe(0);
+    expect(child.stdout()).toContain(`Usage: rfc6455 ${command}`);
+  });
+
+  test.each([
+    [[] as string[]],
+    [['frobnicate']],
+    [['connect']],
+    [['connect', 'ws://127.0.0.1:1/', '--bogus']],
+    [['connect', 'http://127.0.0.1:1/']],
+    [['connect', 'ws://127.0.0.1:1/', '--header', 'no colon']],
+    [['serve', '--port', 'eighty']],
+  ])('usage error %j exits 2', async (args) => {
+    const child = cli(args);
+    expect(await child.exited).toBe(2);
+    expect(child.stderr()).not.toBe('');
+  });
+});
+
+describe('serve --echo with connect from a pipe', () => {
+  let server: Child;
+  let url: string;
+  beforeEach(async () => {
+    server = cli(['serve', '--port', '0', '--echo']);
+    [url] = (await server.waitFor(/ws:\/\/\S+/)) as unknown as [string];
+  });
+
+  test('connect sends each line, prints the echoes with < and exits 0 after a normal close', async () => {
+    const result = await connectWith(url, 'hello\nwörld ✓\n//slash\n');
+    expect(result.code).toBe(0);
+    const received = result.stdout.split('\n').filter((l) => l.startsWith('< '));
+    expect(received).toEqual(['< hello', '< wörld ✓', '< /slash']);
+    expect(result.stdout).toContain('> hello\n');
+    expect(result.stderr).toContain('closed: 1000');
+    await server.waitFor(/\[1\] closed 1000/);
+    expect(server.stdout()).toContain('[1] < wörld ✓\n[1] > wörld ✓\n');
+  }, 20_000);
+
+  test('/ping prints a pong and /close sends the code and reason', async () => {
+    const result = await connectWith(url, '/ping hi\n/close 4002 all done\n');
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/< pong \(\d+(\.\d+)? ms\)/);
+    expect(result.stderr).toContain('closed: 4002 all done');
+    await server.waitFor(/\[1\] closed 4002 all done/);
+  }, 20_000);
+
+  test('serve exits 0 on SIGTERM', async () => {
+    server.proc.kill('SIGTERM');
+    expect(await server.exited).toBe(0);
+  });
+});
+
+describe('connect against other servers', () => {
+  let server: WebSocketServer;
+  const seen: Array<{ path: string; protocol: string; header: string | undefined }> = [];
+  beforeAll(async () => {
+    server = await serve({ protocols: ['two'] }, async (conn, req) => {
+      seen.push({ path: conn.url, protocol: conn.protocol, header: req.headers['x-token'] as string | undefined });
+      if (conn.path === '/fail') {
+        await conn.close(1011, 'boom');
+        return;
+      }
+      if (conn.path === '/bye') {
+        await conn.close(1000, 'bye');
+        return;
+      }
+      conn.on('message', (m) => void conn.send(`got ${String(m)}`).catch(() => undefined));
+    });
+  });
+  afterAll(() => server.close());
+
+  test('--protocol and --header reach the server, the chosen subprotocol is reported', async () => {
+    const result = await connectWith(`${server.url}x?y=1`, 'ping\n', ['--protocol', 'one', '-p', 'two', '--header', 'X-Token: s3cret']);
+    expect(result.code).toBe(0);
+    expect(seen.at(-1)).toEqual({ path: '/x?y=1', protocol: 'two', header: 's3cret' });
+    expect(result.stderr).toContain('subprotocol two');
+    expect(result.stdout).toContain('< got ping');
+  }, 20_000);
+
+  test('a server close with 1000 exits 0 without waiting for stdin', async () => {
+    const child = cli(['connect', `${server.url}bye`]);
+    expect(await child.exited).toBe(0);
+    expect(child.stderr()).toContain('closed: 1000 bye');
+    child.proc.stdin.destroy();
+  }, 20_000);
+
+  test('a server close with 1011 exits 1', async () => {
+    const child = cli(['connect', `${server.url}fail`]);
+    expect(await child.exited).toBe(1);
+    expect(child.stderr()).toContain('closed: 1011');
+    child.proc.stdin.destroy();
+  }, 20_000);
+
+  test('a refused connection exits 1', async () => {
+    const gone = await serve({}, () => undefined);
+    const port = gone.port;
+    await gone.close();
+    const result = await connectWith(`ws://127.0.0.1:${port}/`, '');
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/^error: /);
+  }, 20_000);
+
+  test('a handshake refused with an HTTP status exits 1 and reports the status', async () => {
+    const mapped = await serve({ origins: ['https://allowed.example'] }, () => undefined);
+    try {
+      const result = await connectWith(mapped.url, '', ['--origin', 'https://evil.example']);
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain('403');
+    } finally {
+      await mapped.close();
+    }
+  }, 20_000);
+});
