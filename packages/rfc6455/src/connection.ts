@@ -100,6 +100,27 @@ interface PendingPing {
 }
 
 const RESOLVED: Promise<void> = Promise.resolve();
+const DONE: IteratorResult<Message> = Object.freeze({ value: undefined, done: true }) as IteratorResult<Message>;
+
+/** The connection a stream belongs to: shared listeners find it here (no closures per connection). */
+const kConnection = Symbol('rfc6455.connection');
+type OwnedStream = Transport['stream'] & { [kConnection]?: WebSocketConnection };
+
+function streamOnData(this: OwnedStream, chunk: Buffer): void {
+  this[kConnection]!.handleData(chunk);
+}
+function streamOnEnd(this: OwnedStream): void {
+  this[kConnection]!.handleEnd();
+}
+function streamOnClose(this: OwnedStream): void {
+  this[kConnection]!.handleClose();
+}
+function streamOnError(this: OwnedStream, error: Error): void {
+  this[kConnection]!.handleError(error);
+}
+function streamOnDrain(this: OwnedStream): void {
+  this[kConnection]!.handleDrain();
+}
 const noop = (): void => {};
 
 /** A rejected promise that never counts as unhandled (callers may ignore send promises). */
@@ -144,7 +165,9 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
   private queue: Message[] = [];
   private queueHead = 0;
   private queuedBytes = 0;
-  private waiters: Array<(message: Message | EOF) => void> = [];
+  /** Pending receivers: recv() resolvers, or (flag set) async-iterator `next()` resolvers. */
+  private waiters: Array<(value: never) => void> = [];
+  private waiterIsIterator: boolean[] = [];
   private readPaused = false;
   private receiveEnded = false;
   private incoming: Readable | undefined;
@@ -163,8 +186,8 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
   private keepaliveOutstanding = false;
   private closeTimer: NodeJS.Timeout | undefined;
   private closedFlag = false;
-  private readonly closedPromise: Promise<void>;
-  private resolveClosed!: () => void;
+  private closedPromise: Promise<void> | undefined;
+  private resolveClosed: (() => void) | undefined;
   private finalCode: number = CloseCode.Abnormal;
   private finalReason = '';
   private errorValue: Error | undefined;
@@ -188,7 +211,6 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
     this.readHighWaterMark = options.readHighWaterMark ?? Defaults.readHighWaterMark;
     this.writeHighWaterMark = options.writeHighWaterMark ?? Defaults.writeHighWaterMark;
     this.maxBufferedAmount = options.maxBufferedAmount ?? 64 * 1024 * 1024;
-    this.closedPromise = new Promise((resolve) => (this.resolveClosed = resolve));
     this.proto = this.variant === 'hybi00' ? new Hybi00Protocol({ side: info.side, maxMessageSize }, this) : new Protocol(
       {
         side: info.side,
@@ -202,16 +224,17 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
       this,
     );
     const stream = this.stream;
-    stream.on('data', this.onStreamData);
-    stream.on('end', this.onStreamEnd);
-    stream.on('close', this.onStreamClose);
-    stream.on('error', this.onStreamError);
-    stream.on('drain', this.onStreamDrain);
+    (stream as OwnedStream)[kConnection] = this;
+    stream.on('data', streamOnData);
+    stream.on('end', streamOnEnd);
+    stream.on('close', streamOnClose);
+    stream.on('error', streamOnError);
+    stream.on('drain', streamOnDrain);
     if (this.idleTimeout > 0 || this.keepaliveInterval > 0) wheel.add(this);
-    if (head && head.length > 0) this.onStreamData(head);
+    if (head && head.length > 0) this.handleData(head);
     // A socket paused during the handshake (hybi-00 key3) would not flow by adding a listener.
     if (stream.isPaused()) stream.resume();
-    if (stream.destroyed) queueMicrotask(this.onStreamClose);
+    if (stream.destroyed) queueMicrotask(() => this.handleClose());
   }
 
   // ---- Public state ---------------------------------------------------------------------------
@@ -290,16 +313,35 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
   recv(): Promise<Message | EOF> {
     if (this.queueHead < this.queue.length) return Promise.resolve(this.shiftMessage());
     if (this.receiveEnded) return Promise.resolve(EOF);
-    return new Promise((resolve) => this.waiters.push(resolve));
+    return new Promise((resolve) => {
+      this.waiters.push(resolve as (value: never) => void);
+      this.waiterIsIterator.push(false);
+    });
+  }
+
+  private nextResult(): Promise<IteratorResult<Message>> {
+    if (this.queueHead < this.queue.length) return Promise.resolve({ value: this.shiftMessage(), done: false });
+    if (this.receiveEnded) return Promise.resolve(DONE);
+    return new Promise((resolve) => {
+      this.waiters.push(resolve as (value: never) => void);
+      this.waiterIsIterator.push(true);
+    });
+  }
+
+  private deliver(message: Message | EOF): boolean {
+    const waiter = this.waiters.shift() as ((value: unknown) => void) | undefined;
+    if (!waiter) return false;
+    if (this.waiterIsIterator.shift()) waiter(message === EOF ? DONE : { value: message, done: false });
+    else waiter(message);
+    return true;
   }
 
   /** `for await (const message of conn)`: ends when the connection closes. */
-  async *[Symbol.asyncIterator](): AsyncIterator<Message> {
-    for (;;) {
-      const message = await this.recv();
-      if (message === EOF) return;
-      yield message;
-    }
+  [Symbol.asyncIterator](): AsyncIterator<Message> {
+    return {
+      next: () => this.nextResult(),
+      return: (): Promise<IteratorResult<Message>> => Promise.resolve(DONE),
+    };
   }
 
   /**
@@ -369,11 +411,7 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
       this.emit('message', data, binary);
       return;
     }
-    const waiter = this.waiters.shift();
-    if (waiter) {
-      waiter(data);
-      return;
-    }
+    if (this.waiters.length > 0 && this.deliver(data)) return;
     this.queue.push(data);
     this.queuedBytes += messageSize(data);
     if (this.queuedBytes > this.readHighWaterMark) this.pauseReading();
@@ -552,7 +590,7 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
     } catch (error) {
       return rejected(error);
     }
-    return this.closedPromise;
+    return this.whenClosed;
   }
 
   /** Aborts the transport at once, without a closing handshake (close code 1006). */
@@ -562,7 +600,8 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
 
   /** Resolves once the transport has closed. */
   get whenClosed(): Promise<void> {
-    return this.closedPromise;
+    if (this.closedFlag) return RESOLVED;
+    return (this.closedPromise ??= new Promise<void>((resolve) => (this.resolveClosed = resolve)));
   }
 
   // ---- Internals ------------------------------------------------------------------------------
@@ -593,9 +632,7 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
   private endReceiving(): void {
     if (this.receiveEnded) return;
     this.receiveEnded = true;
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const waiter of waiters) waiter(EOF);
+    while (this.deliver(EOF));
     const streamWaiters = this.streamWaiters;
     this.streamWaiters = [];
     for (const waiter of streamWaiters) waiter(EOF);
@@ -631,24 +668,28 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
     }
   }
 
-  private readonly onStreamData = (chunk: Buffer): void => {
+  /** @internal */
+  handleData(chunk: Buffer): void {
     this.lastActivity = wheel.now;
     this.proto.receiveData(chunk);
-  };
+  }
 
-  private readonly onStreamEnd = (): void => {
+  /** @internal */
+  handleEnd(): void {
     // The peer ended its side. Without a close frame first this is 1006.
     this.proto.receiveEof();
     this.endReceiving();
     this.transport.end();
-  };
+  }
 
-  private readonly onStreamError = (error: Error): void => {
+  /** @internal */
+  handleError(error: Error): void {
     if (!this.errorValue) this.errorValue = error;
     this.emitError(error);
-  };
+  }
 
-  private readonly onStreamDrain = (): void => {
+  /** @internal */
+  handleDrain(): void {
     if (this.pendingPong && !this.proto.closeSent) {
       const payload = this.pendingPong;
       this.pendingPong = undefined;
@@ -661,9 +702,10 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
       resolve();
     }
     if (this.listenerCount('drain') > 0) this.emit('drain');
-  };
+  }
 
-  private readonly onStreamClose = (): void => {
+  /** @internal */
+  handleClose(): void {
     if (this.closedFlag) return;
     this.closedFlag = true;
     if (this.closeTimer) clearTimeout(this.closeTimer);
@@ -676,14 +718,16 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
     }
     this.finalReason = this.finalCode === CloseCode.PolicyViolation && this.proto.closeCode === CloseCode.Abnormal ? 'outgoing buffer overflow' : this.proto.closeReason;
     this.extension?.dispose();
-    const error = new ConnectionClosedError(this.finalCode, this.finalReason);
-    for (const ping of this.pings.splice(0)) ping.reject(error);
+    if (this.pings.length > 0) {
+      const error = new ConnectionClosedError(this.finalCode, this.finalReason);
+      for (const ping of this.pings.splice(0)) ping.reject(error);
+    }
     if (this.drainResolve) {
       this.drainResolve();
       this.drainResolve = undefined;
       this.drainPromise = undefined;
     }
-    this.resolveClosed();
+    this.resolveClosed?.();
     this.emit('close', this.finalCode, this.finalReason);
-  };
+  }
 }

@@ -199,7 +199,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
       this.closeCodeValue = CloseCode.Abnormal;
       this.closeReasonValue = '';
     }
-    this.dropQueue(new ConnectionClosedError(this.closeCodeValue, this.closeReasonValue));
+    this.dropQueue();
   }
 
   onData(opcode: number, compressed: boolean, payload: Buffer, first: boolean, last: boolean): void {
@@ -286,7 +286,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
       this.writeClose(code === CloseCode.NoStatus ? undefined : code, code === CloseCode.NoStatus ? '' : reason);
     }
     this.stateValue = 'closed';
-    this.dropQueue(new ConnectionClosedError(code, reason));
+    this.dropQueue();
     this.handler.onCloseFrame(code, reason);
     // RFC 6455 §7.1.1: the server closes the TCP connection first.
     if (this.side === 'server') this.handler.onEnd();
@@ -305,7 +305,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
     this.closeCodeValue = code;
     this.closeReasonValue = error.message;
     this.stateValue = 'closed';
-    this.dropQueue(new ConnectionClosedError(code, error.message));
+    this.dropQueue();
     this.handler.onFail(error);
     this.handler.onEnd();
   }
@@ -458,12 +458,16 @@ export class Protocol implements FrameSink, ProtocolEngine {
     }
   }
 
-  private dropQueue(error: Error): void {
+  /** Fails every queued send (the error is built only when there is one to tell). */
+  private dropQueue(): void {
+    this.pendingClose = undefined;
+    if (this.queue.length === 0) return;
     const queue = this.queue;
     this.queue = [];
-    this.pendingClose = undefined;
+    const error = new ConnectionClosedError(this.closeCodeValue ?? CloseCode.Abnormal, this.closeReasonValue);
     for (const frame of queue) frame.callback?.(error);
   }
+
 
   /** Frames a text message straight from the string: no intermediate Buffer for small ones. */
   private writeTextFrame(text: string): void {

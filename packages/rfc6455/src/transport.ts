@@ -23,25 +23,45 @@ export interface Transport {
   abort(): void;
 }
 
+/**
+ * A Transport over a net.Socket or tls.TLSSocket. Addresses are read when asked (each one is a
+ * system call), and the object holds nothing but the socket: one small object per connection.
+ */
+class SocketTransport implements Transport {
+  readonly stream: Socket;
+  constructor(socket: Socket) {
+    this.stream = socket;
+  }
+  get secure(): boolean {
+    return this.stream instanceof TLSSocket;
+  }
+  get kind(): 'tcp' | 'tls' {
+    return this.secure ? 'tls' : 'tcp';
+  }
+  get localAddress(): string | undefined {
+    return this.stream.localAddress;
+  }
+  get localPort(): number | undefined {
+    return this.stream.localPort;
+  }
+  get remoteAddress(): string | undefined {
+    return this.stream.remoteAddress;
+  }
+  get remotePort(): number | undefined {
+    return this.stream.remotePort;
+  }
+  end(): void {
+    if (!this.stream.destroyed) this.stream.end();
+  }
+  abort(): void {
+    const socket = this.stream;
+    if (socket.destroyed) return;
+    if (!this.secure && typeof socket.resetAndDestroy === 'function' && socket.readyState !== 'opening') socket.resetAndDestroy();
+    else socket.destroy();
+  }
+}
+
 /** Wraps a net.Socket or tls.TLSSocket. */
 export function socketTransport(socket: Socket): Transport {
-  const secure = socket instanceof TLSSocket;
-  return {
-    stream: socket,
-    kind: secure ? 'tls' : 'tcp',
-    secure,
-    localAddress: socket.localAddress,
-    localPort: socket.localPort,
-    remoteAddress: socket.remoteAddress,
-    remotePort: socket.remotePort,
-    end: () => {
-      if (!socket.destroyed) socket.end();
-    },
-    abort: () => {
-      if (!socket.destroyed) {
-        if (typeof socket.resetAndDestroy === 'function' && !secure && socket.readyState !== 'opening') socket.resetAndDestroy();
-        else socket.destroy();
-      }
-    },
-  };
+  return new SocketTransport(socket);
 }

@@ -70,7 +70,12 @@ export interface UpgradeOptions<State = unknown> extends ConnectionOptions {
   /** ms for the upgrade to complete (the before-accept hook included). Default 10000. */
   handshakeTimeout?: number;
   /** Called with errors thrown by handlers and hooks (the connection closes with 1011). */
-  onError?: (error: unknown, conn: WebSocketConnection | undefined, req: IncomingMessage) => void;
+  /**
+   * Called with errors thrown by hooks (`conn` undefined; the request is answered 500) and by
+   * handlers (the connection closes with 1011; `req` is undefined then, so that a long-lived
+   * connection does not keep its upgrade request alive: use `conn.url` and `conn.headers`).
+   */
+  onError?: (error: unknown, conn: WebSocketConnection | undefined, req: IncomingMessage | undefined) => void;
   /** Accept draft hybi-00 (hixie-76) clients too (Sec-WebSocket-Key1/Key2). Default true. */
   hybi00?: boolean;
   /** Called with every accepted connection (serve() uses it to track them for shutdown). */
@@ -244,12 +249,15 @@ export async function handleUpgrade<State = unknown>(
   }
   // Errors on the raw socket before the connection owns it must not crash the process.
   socket.on('error', noop);
-  const timeout = options.handshakeTimeout ?? Defaults.handshakeTimeout;
-  let timer: NodeJS.Timeout | undefined = setTimeout(() => {
-    timer = undefined;
-    socket.destroy();
-  }, timeout);
-  timer.unref?.();
+  // Only a before-accept hook can make the handshake wait; without one no timer is needed.
+  let timer: NodeJS.Timeout | undefined;
+  if (options.beforeAccept) {
+    timer = setTimeout(() => {
+      timer = undefined;
+      socket.destroy();
+    }, options.handshakeTimeout ?? Defaults.handshakeTimeout);
+    timer.unref?.();
+  }
   const done = (): void => {
     if (timer) clearTimeout(timer);
     timer = undefined;
@@ -280,7 +288,6 @@ export async function handleUpgrade<State = unknown>(
     for (const h of negotiated.headers) headers.push(h);
     socket.write(formatResponse(101, headers));
     if (typeof (socket as Socket).setNoDelay === 'function') (socket as Socket).setNoDelay(true);
-    if (typeof (socket as Socket).setTimeout === 'function') (socket as Socket).setTimeout(0);
     socket.removeListener('error', noop);
     return startConnection(socketTransport(socket as Socket), req, negotiated, options, head);
   } catch (error) {
@@ -302,16 +309,18 @@ function runHandler<State>(
   context: { params: Record<string, string>; state: State; protocol: string },
   options: UpgradeOptions<State>,
 ): void {
-  const fail = (error: unknown): void => {
-    // A handler's failure closes its connection with 1011 (no details on the wire); the server lives on.
-    if (!conn.closed) conn.close(CloseCode.InternalError).catch(noop);
-    if (options.onError) options.onError(error, conn, req);
-    else if (conn.listenerCount('error') > 0) conn.emit('error', error instanceof Error ? error : new Error(String(error)));
-  };
   try {
     const result = handler(conn, req, context);
-    if (result && typeof (result as Promise<void>).then === 'function') (result as Promise<void>).then(noop, fail);
+    // The rejection handler must not capture `req`: it lives as long as the handler runs.
+    if (result && typeof (result as Promise<void>).then === 'function') (result as Promise<void>).then(noop, (error: unknown) => handlerFailed(error, conn, options.onError));
   } catch (error) {
-    fail(error);
+    handlerFailed(error, conn, options.onError);
   }
+}
+
+/** A handler's failure closes its connection with 1011 (no details on the wire); the server lives on. */
+function handlerFailed(error: unknown, conn: WebSocketConnection, onError: UpgradeOptions['onError']): void {
+  if (!conn.closed) conn.close(CloseCode.InternalError).catch(noop);
+  if (onError) onError(error, conn, undefined);
+  else if (conn.listenerCount('error') > 0) conn.emit('error', error instanceof Error ? error : new Error(String(error)));
 }
