@@ -405,10 +405,22 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
     if (stream.writableLength > this.maxBufferedAmount) this.overflow();
   }
 
+  /**
+   * Where exceptions thrown by event listeners go; the server seam sets it to its handler-failure
+   * path (close 1011, `onError`). @internal
+   */
+  listenerFailed: ((error: unknown) => void) | undefined;
+
   /** @internal */
   onMessage(data: Message, binary: boolean): void {
     if (this.listenerCount('message') > 0) {
-      this.emit('message', data, binary);
+      // A throwing 'message' listener used to escape from the socket's 'data' event and crash the
+      // process (found by test/robustness/faults.test.ts); it is a handler failure: close 1011.
+      try {
+        this.emit('message', data, binary);
+      } catch (error) {
+        this.onListenerError(error);
+      }
       return;
     }
     if (this.waiters.length > 0 && this.deliver(data)) return;
@@ -640,6 +652,17 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
       this.incoming.destroy(new ConnectionClosedError(this.proto.closeCode ?? CloseCode.Abnormal, this.proto.closeReason, 'the connection closed in the middle of a message'));
       this.incoming = undefined;
     }
+  }
+
+  private onListenerError(error: unknown): void {
+    if (this.listenerFailed) return this.listenerFailed(error);
+    // No server seam (a client): close 1011, and keep the error loud if nobody listens for it.
+    if (!this.closedFlag) this.close(CloseCode.InternalError).catch(noop);
+    const err = error instanceof Error ? error : new Error(String(error));
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+    else queueMicrotask(() => {
+      throw err;
+    });
   }
 
   private emitError(error: Error): void {

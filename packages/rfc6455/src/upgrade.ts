@@ -309,6 +309,8 @@ function runHandler<State>(
   context: { params: Record<string, string>; state: State; protocol: string },
   options: UpgradeOptions<State>,
 ): void {
+  // Exceptions thrown by the connection's event listeners are handler failures too.
+  conn.listenerFailed = (error) => handlerFailed(error, conn, options.onError);
   try {
     const result = handler(conn, req, context);
     // The rejection handler must not capture `req`: it lives as long as the handler runs.
