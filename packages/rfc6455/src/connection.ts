@@ -77,6 +77,8 @@ export interface ConnectionInfo {
   extension?: MessageExtension | undefined;
   /** Server: the request line; client: the response status line. */
   requestLine?: string;
+  /** Server: the request's HTTP version ('1.1', '2.0'), when no requestLine is given. */
+  httpVersion?: string;
   /** The request target (path and query). */
   url?: string;
   /** Server: request headers; client: response headers. */
@@ -100,6 +102,8 @@ interface PendingPing {
 }
 
 const RESOLVED: Promise<void> = Promise.resolve();
+/** The empty receive queue, shared: replaced by a fresh array on the first queued message. */
+const NO_MESSAGES: Message[] = [];
 const DONE: IteratorResult<Message> = Object.freeze({ value: undefined, done: true }) as IteratorResult<Message>;
 
 /** The connection a stream belongs to: shared listeners find it here (no closures per connection). */
@@ -146,7 +150,8 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
   readonly variant: 'rfc6455' | 'hybi00';
   readonly protocol: string;
   readonly extensions: string;
-  readonly requestLine: string;
+  private readonly requestLineValue: string | undefined;
+  private readonly httpVersion: string;
   readonly url: string;
   readonly headers: IncomingHttpHeaders;
   readonly transport: Transport;
@@ -162,23 +167,27 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
   private readonly maxBufferedAmount: number;
 
   // Receiving
-  private queue: Message[] = [];
+  private queue: Message[] = NO_MESSAGES;
   private queueHead = 0;
   private queuedBytes = 0;
-  /** Pending receivers: recv() resolvers, or (flag set) async-iterator `next()` resolvers. */
-  private waiters: Array<(value: never) => void> = [];
-  private waiterIsIterator: boolean[] = [];
+  /**
+   * Pending receivers: a recv() resolver, or (flag set) an async-iterator `next()` resolver. The
+   * first is kept in fields (the common case: one loop awaiting); more spill into a list.
+   */
+  private waiter: ((value: never) => void) | undefined;
+  private waiterIsIterator = false;
+  private moreWaiters: Array<{ resolve: (value: never) => void; iterator: boolean }> | undefined;
   private readPaused = false;
   private receiveEnded = false;
   private incoming: Readable | undefined;
-  private streamWaiters: Array<(stream: Readable | EOF) => void> = [];
+  private streamWaiters: Array<(stream: Readable | EOF) => void> | undefined;
 
   // Sending
   private sendTail: Promise<void> | undefined;
   private drainPromise: Promise<void> | undefined;
   private drainResolve: (() => void) | undefined;
   private pendingPong: Buffer | undefined;
-  private pings: PendingPing[] = [];
+  private pings: PendingPing[] | undefined;
 
   // Lifecycle
   lastActivity = wheel.now;
@@ -191,6 +200,7 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
   private finalCode: number = CloseCode.Abnormal;
   private finalReason = '';
   private errorValue: Error | undefined;
+  private registry: Set<WebSocketConnection> | undefined;
 
   constructor(transport: Transport, info: ConnectionInfo, options: ConnectionOptions = {}, head?: Buffer) {
     super();
@@ -200,7 +210,8 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
     this.variant = info.variant ?? 'rfc6455';
     this.protocol = info.protocol ?? '';
     this.extensions = info.extensions ?? '';
-    this.requestLine = info.requestLine ?? '';
+    this.requestLineValue = info.requestLine;
+    this.httpVersion = info.httpVersion ?? '1.1';
     this.url = info.url ?? '/';
     this.headers = info.headers ?? {};
     this.extension = info.extension;
@@ -267,6 +278,14 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
     return this.errorValue;
   }
 
+  /**
+   * Server: the request line (`GET /path?q HTTP/1.1`, built when asked); client: the response's
+   * status line.
+   */
+  get requestLine(): string {
+    return this.requestLineValue ?? `GET ${this.url} HTTP/${this.httpVersion}`;
+  }
+
   /** Path of the request target, without the query. */
   get path(): string {
     const q = this.url.indexOf('?');
@@ -313,35 +332,40 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
   recv(): Promise<Message | EOF> {
     if (this.queueHead < this.queue.length) return Promise.resolve(this.shiftMessage());
     if (this.receiveEnded) return Promise.resolve(EOF);
-    return new Promise((resolve) => {
-      this.waiters.push(resolve as (value: never) => void);
-      this.waiterIsIterator.push(false);
-    });
+    return new Promise((resolve) => this.addWaiter(resolve as (value: never) => void, false));
   }
 
-  private nextResult(): Promise<IteratorResult<Message>> {
+  private addWaiter(resolve: (value: never) => void, iterator: boolean): void {
+    if (this.waiter === undefined) {
+      this.waiter = resolve;
+      this.waiterIsIterator = iterator;
+    } else {
+      (this.moreWaiters ??= []).push({ resolve, iterator });
+    }
+  }
+
+  /** @internal The async iterator's `next()`. */
+  nextResult(): Promise<IteratorResult<Message>> {
     if (this.queueHead < this.queue.length) return Promise.resolve({ value: this.shiftMessage(), done: false });
     if (this.receiveEnded) return Promise.resolve(DONE);
-    return new Promise((resolve) => {
-      this.waiters.push(resolve as (value: never) => void);
-      this.waiterIsIterator.push(true);
-    });
+    return new Promise((resolve) => this.addWaiter(resolve as (value: never) => void, true));
   }
 
   private deliver(message: Message | EOF): boolean {
-    const waiter = this.waiters.shift() as ((value: unknown) => void) | undefined;
-    if (!waiter) return false;
-    if (this.waiterIsIterator.shift()) waiter(message === EOF ? DONE : { value: message, done: false });
+    const waiter = this.waiter as ((value: unknown) => void) | undefined;
+    if (waiter === undefined) return false;
+    const iterator = this.waiterIsIterator;
+    const next = this.moreWaiters?.shift();
+    this.waiter = next?.resolve;
+    this.waiterIsIterator = next?.iterator ?? false;
+    if (iterator) waiter(message === EOF ? DONE : { value: message, done: false });
     else waiter(message);
     return true;
   }
 
   /** `for await (const message of conn)`: ends when the connection closes. */
   [Symbol.asyncIterator](): AsyncIterator<Message> {
-    return {
-      next: () => this.nextResult(),
-      return: (): Promise<IteratorResult<Message>> => Promise.resolve(DONE),
-    };
+    return new MessageIterator(this);
   }
 
   /**
@@ -357,14 +381,14 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
     if (this.receiveEnded) return Promise.resolve(EOF);
     if (this.variant !== 'rfc6455') return rejected(new UnsupportedError('streaming receive needs RFC 6455'));
     this.proto.streamNextMessage = true;
-    return new Promise((resolve) => this.streamWaiters.push(resolve));
+    return new Promise((resolve) => (this.streamWaiters ??= []).push(resolve));
   }
 
   private shiftMessage(): Message {
     const message = this.queue[this.queueHead]!;
     this.queue[this.queueHead++] = undefined as unknown as Message;
     if (this.queueHead === this.queue.length) {
-      this.queue = [];
+      this.queue = NO_MESSAGES;
       this.queueHead = 0;
     } else if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
       this.queue = this.queue.slice(this.queueHead);
@@ -423,7 +447,8 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
       }
       return;
     }
-    if (this.waiters.length > 0 && this.deliver(data)) return;
+    if (this.waiter !== undefined && this.deliver(data)) return;
+    if (this.queue === NO_MESSAGES) this.queue = [];
     this.queue.push(data);
     this.queuedBytes += messageSize(data);
     if (this.queuedBytes > this.readHighWaterMark) this.pauseReading();
@@ -434,8 +459,8 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
     if (first) {
       const incoming = new Readable({ read: () => this.resumeReading() });
       this.incoming = incoming;
-      const waiter = this.streamWaiters.shift();
-      if (this.streamWaiters.length > 0) this.proto.streamNextMessage = true;
+      const waiter = this.streamWaiters?.shift();
+      if (this.streamWaiters && this.streamWaiters.length > 0) this.proto.streamNextMessage = true;
       waiter?.(incoming);
     }
     const incoming = this.incoming!;
@@ -461,7 +486,7 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
   /** @internal */
   onPong(payload: Buffer): void {
     this.keepaliveOutstanding = false;
-    if (this.pings.length > 0) {
+    if (this.pings && this.pings.length > 0) {
       const index = this.pings.findIndex((p) => p.payload.equals(payload));
       if (index >= 0) {
         const now = performance.now();
@@ -585,7 +610,7 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
       const bytes = typeof payload === 'string' ? Buffer.from(payload) : Buffer.from(toBuffer(payload));
       this.proto.ping(bytes);
       return new Promise<number>((resolve, reject) => {
-        this.pings.push({ payload: bytes, sentAt: performance.now(), resolve, reject });
+        (this.pings ??= []).push({ payload: bytes, sentAt: performance.now(), resolve, reject });
       });
     } catch (error) {
       return rejected(error);
@@ -608,6 +633,13 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
   /** Aborts the transport at once, without a closing handshake (close code 1006). */
   terminate(): void {
     this.transport.abort();
+  }
+
+  /** Adds the connection to `set` until it closes. @internal */
+  trackIn(set: Set<WebSocketConnection>): void {
+    if (this.closedFlag) return;
+    set.add(this);
+    this.registry = set;
   }
 
   /** Resolves once the transport has closed. */
@@ -646,8 +678,8 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
     this.receiveEnded = true;
     while (this.deliver(EOF));
     const streamWaiters = this.streamWaiters;
-    this.streamWaiters = [];
-    for (const waiter of streamWaiters) waiter(EOF);
+    this.streamWaiters = undefined;
+    if (streamWaiters) for (const waiter of streamWaiters) waiter(EOF);
     if (this.incoming) {
       this.incoming.destroy(new ConnectionClosedError(this.proto.closeCode ?? CloseCode.Abnormal, this.proto.closeReason, 'the connection closed in the middle of a message'));
       this.incoming = undefined;
@@ -734,6 +766,7 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
     if (this.closeTimer) clearTimeout(this.closeTimer);
     this.closeTimer = undefined;
     wheel.delete(this);
+    this.registry?.delete(this);
     this.proto.receiveEof();
     this.endReceiving();
     if (this.finalCode !== CloseCode.PolicyViolation) {
@@ -741,7 +774,7 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
     }
     this.finalReason = this.finalCode === CloseCode.PolicyViolation && this.proto.closeCode === CloseCode.Abnormal ? 'outgoing buffer overflow' : this.proto.closeReason;
     this.extension?.dispose();
-    if (this.pings.length > 0) {
+    if (this.pings && this.pings.length > 0) {
       const error = new ConnectionClosedError(this.finalCode, this.finalReason);
       for (const ping of this.pings.splice(0)) ping.reject(error);
     }
@@ -752,5 +785,19 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
     }
     this.resolveClosed?.();
     this.emit('close', this.finalCode, this.finalReason);
+  }
+}
+
+/** `for await (const m of conn)`: one small object, no closures. */
+class MessageIterator implements AsyncIterator<Message> {
+  private readonly conn: WebSocketConnection;
+  constructor(conn: WebSocketConnection) {
+    this.conn = conn;
+  }
+  next(): Promise<IteratorResult<Message>> {
+    return this.conn.nextResult();
+  }
+  return(): Promise<IteratorResult<Message>> {
+    return Promise.resolve(DONE);
   }
 }

@@ -86,14 +86,7 @@ export async function serve<State = unknown>(options: ServeOptions<State>, targe
   const sessions = new Set<Http2Session>();
   const connections = new Set<WebSocketConnection>();
   let closing = false;
-  const upgradeOptions: UpgradeOptions<State> = {
-    ...options,
-    onConnection(conn) {
-      connections.add(conn);
-      conn.whenClosed.then(() => connections.delete(conn));
-      options.onConnection?.(conn);
-    },
-  };
+  const upgradeOptions: UpgradeOptions<State> = { ...options, connections };
   httpServer.on('request', options.onRequest ?? upgradeRequired);
   httpServer.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     if (closing) {

@@ -80,6 +80,11 @@ export interface UpgradeOptions<State = unknown> extends ConnectionOptions {
   hybi00?: boolean;
   /** Called with every accepted connection (serve() uses it to track them for shutdown). */
   onConnection?: (conn: WebSocketConnection) => void;
+  /**
+   * A set that tracks open connections: each accepted connection is added, and removes itself
+   * when it closes (serve() and the adapters use it for graceful shutdown).
+   */
+  connections?: Set<WebSocketConnection>;
 }
 
 export type UpgradeTarget<State = unknown> = ConnectionHandler<State> | ServiceMapper<State>;
@@ -220,13 +225,15 @@ export function startConnection<State>(
       protocol: negotiated.protocol,
       extensions: negotiated.extensionsHeader,
       extension: negotiated.extension,
-      requestLine: `${req.method ?? 'GET'} ${url} HTTP/${req.httpVersion ?? '1.1'}`,
+      requestLine: req.method === 'GET' || req.method === undefined ? undefined : `${req.method} ${url} HTTP/${req.httpVersion ?? '1.1'}`,
+      httpVersion: req.httpVersion,
       url,
       headers: req.headers,
     },
     { ...options, compressThreshold: options.compressThreshold ?? negotiated.extension?.threshold },
     head,
   );
+  if (options.connections) conn.trackIn(options.connections);
   options.onConnection?.(conn);
   runHandler(negotiated.handler, conn, req, { params: negotiated.params, state: negotiated.state, protocol: negotiated.protocol }, options);
   return conn;

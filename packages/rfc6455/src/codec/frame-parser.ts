@@ -55,6 +55,16 @@ const FAILED = 5;
 
 const EMPTY = Buffer.alloc(0);
 
+/** One shared 4-byte view of a masking key: parsers keep the key as an integer (no Buffer each). */
+const keyScratch = new Uint8Array(4);
+function keyBytes(word: number): Uint8Array {
+  keyScratch[0] = word >>> 24;
+  keyScratch[1] = (word >>> 16) & 0xff;
+  keyScratch[2] = (word >>> 8) & 0xff;
+  keyScratch[3] = word & 0xff;
+  return keyScratch;
+}
+
 export class FrameParser {
   /** Set by the sink (from a callback) to stop the loop; `resume()` continues it. */
   paused = false;
@@ -77,7 +87,8 @@ export class FrameParser {
   private fin = false;
   private opcode = 0;
   private masked = false;
-  private readonly maskKey = Buffer.alloc(4);
+  /** The frame's masking key as a 32-bit integer (bytes in wire order, big-endian). */
+  private maskKeyWord = 0;
   private remaining = 0;
   private maskOffset = 0;
 
@@ -119,6 +130,8 @@ export class FrameParser {
     this.chunks.push(chunk);
     this.buffered += chunk.length;
     if (!this.paused) this.loop();
+    // Drop the emptied list's backing store: an idle connection keeps no chunk slots.
+    if (this.buffered === 0 && this.state !== FAILED) this.chunks = [];
   }
 
   /** Continues parsing after the sink set `paused`. */
@@ -153,7 +166,7 @@ export class FrameParser {
           break;
         case MASK_KEY:
           if (this.buffered < 4) return;
-          for (let i = 0; i < 4; i++) this.maskKey[i] = this.readByte();
+          this.maskKeyWord = ((this.readByte() << 24) | (this.readByte() << 16) | (this.readByte() << 8) | this.readByte()) >>> 0;
           this.startPayload();
           break;
         case PAYLOAD:
@@ -301,10 +314,10 @@ export class FrameParser {
   private unmask(piece: Buffer): Buffer {
     if (!this.masked || piece.length === 0) return piece;
     if (this.ownsInput) {
-      mask(piece, this.maskKey, piece, 0, this.maskOffset);
+      mask(piece, keyBytes(this.maskKeyWord), piece, 0, this.maskOffset);
     } else {
       const copy = Buffer.allocUnsafe(piece.length);
-      mask(piece, this.maskKey, copy, 0, this.maskOffset);
+      mask(piece, keyBytes(this.maskKeyWord), copy, 0, this.maskOffset);
       piece = copy;
     }
     this.maskOffset = (this.maskOffset + piece.length) & 3;
