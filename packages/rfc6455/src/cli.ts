@@ -63,7 +63,7 @@ Options:
   -o, --origin O     send Origin: O
       --no-deflate   do not offer permessage-deflate
   -w, --wait MS      non-interactive: ms to wait for replies after stdin ends (default 0)
-      --hybi00       use the draft hybi-00 protocol (not available yet)
+      --hybi00       speak the draft hybi-00 protocol (text only; no ping, no close codes)
   -h, --help         show this help
 
 Exit codes: 0 normal close (1000/1001/1005, or a close we started); 1 connection error,
@@ -148,7 +148,6 @@ async function runConnect(args: string[]): Promise<number> {
     return EXIT_OK;
   }
   if (positionals.length !== 1) fail('connect takes exactly one URL');
-  if (values.hybi00) fail('--hybi00: the hybi-00 client is not available yet');
   let url: URL;
   try {
     url = new URL(positionals[0]!);
@@ -163,6 +162,7 @@ async function runConnect(args: string[]): Promise<number> {
     headers: parseHeaders(values.header ?? []),
     ...(values.origin !== undefined ? { origin: values.origin } : {}),
     perMessageDeflate: !values['no-deflate'],
+    ...(values.hybi00 ? { variant: 'hybi00' as const } : {}),
   };
 
   let conn: WebSocketConnection;
