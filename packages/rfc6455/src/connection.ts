@@ -219,7 +219,8 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
     const maxMessageSize = options.maxMessageSize ?? Defaults.maxMessageSize;
     this.closeTimeout = options.closeTimeout ?? Defaults.closeTimeout;
     this.idleTimeout = options.idleTimeout ?? Defaults.idleTimeout;
-    this.keepaliveInterval = options.keepaliveInterval ?? 0;
+    // hybi-00 has no ping: its keepalive ping threw UnsupportedError out of the shared wheel timer.
+    this.keepaliveInterval = this.variant === 'hybi00' ? 0 : options.keepaliveInterval ?? 0;
     this.readHighWaterMark = options.readHighWaterMark ?? Defaults.readHighWaterMark;
     this.writeHighWaterMark = options.writeHighWaterMark ?? Defaults.writeHighWaterMark;
     this.maxBufferedAmount = options.maxBufferedAmount ?? 64 * 1024 * 1024;
