@@ -150,6 +150,37 @@ describe('connection API on hybi-00', () => {
   });
 });
 
+describe('timers', () => {
+  test('server keepaliveInterval does not ping hybi-00 connections (no ping exists), which stay open', async () => {
+    const server = await start(
+      async (conn) => {
+        // Outlive a few keepalive rounds, then talk.
+        await new Promise((resolve) => setTimeout(resolve, 1200));
+        await conn.send('still here');
+        await echo(conn);
+      },
+      { keepaliveInterval: 250 },
+    );
+    const conn = await open(server.url);
+    expect(await recvText(conn)).toBe('still here');
+    await conn.send('and echoing');
+    expect(await recvText(conn)).toBe('and echoing');
+    expect(conn.closed).toBe(false);
+  });
+
+  test('server idleTimeout closes an idle hybi-00 connection with a closing frame (the client sees 1005)', async () => {
+    const server = await start(echo, { idleTimeout: 500 });
+    const serverSide = nextServerConn(server);
+    const conn = await open(server.url);
+    const peer = await serverSide;
+    expect(await conn.recv()).toBe(EOF);
+    await conn.whenClosed;
+    expect(conn.closeStatus).toBe(1005);
+    await peer.whenClosed;
+    expect(peer.closed).toBe(true);
+  });
+});
+
 describe('closing handshake', () => {
   test('client closes: both sides see 1005 (no status on the wire) and the client gets EOF', async () => {
     const server = await start(echo);
