@@ -69,10 +69,10 @@ export function compressibleText(size: number, seed = 7): string {
   return out.slice(0, size);
 }
 
-/** Compressible binary: repeating 0..255 runs with a seeded twist every 300 bytes. */
+/** Compressible binary (within any window, even 256 bytes): a 100-byte period shifted every 4 KiB. */
 export function compressibleBytes(size: number, seed = 3): Buffer {
   const b = Buffer.alloc(size);
-  for (let i = 0; i < size; i++) b[i] = (i % 251) ^ (Math.floor(i / 300) * seed) & 0xff;
+  for (let i = 0; i < size; i++) b[i] = ((i % 100) * seed + (i >> 12)) & 0xff;
   return b;
 }
 
