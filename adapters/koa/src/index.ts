@@ -41,8 +41,8 @@ export type KoaWebSocketHandler<Params extends Record<string, string> = Record<s
 
 /**
  * Accepts the upgrade of this request. With a handler, the connection is handed to it; without
- * one, the middleware's mapper routes it, or (no mapper) the connection is only returned, to be
- * used inline. Resolves to the connection, or undefined if the upgrade was refused (the HTTP
+ * one, the middleware's mapper routes it if it serves the path; otherwise the connection is only
+ * returned, to be used inline. Resolves to the connection, or undefined if the upgrade was refused (the HTTP
  * error, e.g. 400 for a bad handshake, has been written).
  */
 export type AcceptWebSocket = (handler?: KoaWebSocketHandler) => Promise<WebSocketConnection | undefined>;
@@ -140,7 +140,7 @@ export function websocket(mapperOrOptions: ServiceMapper<KoaState> | ServiceMapp
     // Koa must not answer this request any more: the core writes the 101 (or an error) itself.
     ctx.respond = false;
     pending.res.detachSocket(pending.socket as Socket);
-    const target = handler ?? mapper ?? noop;
+    const target = handler ?? (mapper && mapperClaims(ctx.path) ? mapper : noop);
     pending.accepted = handleUpgrade(ctx.req, pending.socket, pending.head, target, upgradeOptions(ctx));
     return pending.accepted;
   };

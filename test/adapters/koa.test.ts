@@ -1,0 +1,137 @@
+/**
+ * @rfc6455/koa: the shared suite with a real Koa app (@koa/router for plain HTTP), plus what only
+ * Koa has (ctx.ws() accepting inline downstream, ctx.status/headers/body refusing).
+ */
+import Router from '@koa/router';
+import Koa from 'koa';
+import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { connect, EOF, HandshakeError, serviceMapper } from 'rfc6455';
+import { websocket, type KoaWebSocketMiddleware } from '@rfc6455/koa';
+import { adapterSuite, authorized, HELLO_BODY, suiteRoutes, type AdapterFixture, type TlsMaterial } from '../shared/adapter-suite.js';
+
+interface App {
+  app: Koa;
+  ws: KoaWebSocketMiddleware;
+}
+
+function buildApp(): App {
+  const app = new Koa();
+  const ws = websocket(serviceMapper(suiteRoutes((_req, state) => (state as { user: string }).user)));
+  app.use(async (ctx, next) => {
+    if (ctx.path === '/private' || ctx.path === '/inline-private') {
+      if (!authorized(ctx.get('authorization'))) {
+        ctx.status = 401;
+        ctx.set('WWW-Authenticate', 'Bearer');
+        ctx.body = 'who are you?';
+        return;
+      }
+      ctx.state.user = 'alice';
+    }
+    await next();
+  });
+  app.use(ws);
+  const router = new Router();
+  router.get('/hello', (ctx) => {
+    ctx.body = HELLO_BODY;
+  });
+  // Accepting inline, downstream of the websocket middleware (koa-easy-ws style).
+  router.get('/inline', async (ctx) => {
+    if (!ctx.ws) {
+      ctx.body = 'not a websocket request';
+      return;
+    }
+    const conn = await ctx.ws();
+    if (!conn) return;
+    for await (const message of conn) await conn.send(`inline: ${message.toString()}`);
+  });
+  router.get('/inline-private', async (ctx) => {
+    if (ctx.ws) await ctx.ws((conn, _req, { state }) => void conn.send(`inline user ${String(state.user)}`));
+  });
+  app.use(router.routes());
+  return { app, ws };
+}
+
+async function start(options: { tls?: TlsMaterial } = {}): Promise<AdapterFixture & App> {
+  const { app, ws } = buildApp();
+  const server: Server = options.tls ? createHttpsServer(options.tls, app.callback()) : createHttpServer(app.callback());
+  ws.attach(server, app);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    app,
+    ws,
+    server,
+    url: `${options.tls ? 'wss' : 'ws'}://127.0.0.1:${port}`,
+    async close() {
+      await ws.close();
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+    },
+  };
+}
+
+adapterSuite({ name: '@rfc6455/koa', leavesUnclaimedUpgrades: true, start });
+
+describe('@rfc6455/koa specifics', () => {
+  let fixture: Awaited<ReturnType<typeof start>>;
+  beforeAll(async () => {
+    fixture = await start();
+  });
+  afterAll(async () => {
+    await fixture.close();
+  });
+
+  it('ctx.ws() accepts inline in a downstream route and returns the connection', async () => {
+    const conn = await connect(fixture.url + '/inline');
+    await conn.send('one');
+    expect(await conn.recv()).toBe('inline: one');
+    await conn.close();
+  });
+
+  it('ctx.ws(handler) hands ctx.state to the handler', async () => {
+    const conn = await connect(fixture.url + '/inline-private', { headers: { Authorization: 'Bearer letmein' } });
+    expect(await conn.recv()).toBe('inline user alice');
+    await conn.close();
+  });
+
+  it('ctx.status = 401 with a body refuses with exactly that response', async () => {
+    const error = await connect(fixture.url + '/inline-private').then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(HandshakeError);
+    expect((error as HandshakeError).status).toBe(401);
+    expect((error as HandshakeError).headers['www-authenticate']).toBe('Bearer');
+    expect((error as HandshakeError).body?.toString()).toBe('who are you?');
+  });
+
+  it('a plain HTTP request sees no ctx.ws', async () => {
+    const response = await fetch(fixture.url.replace(/^ws/, 'http') + '/inline');
+    expect(await response.text()).toBe('not a websocket request');
+  });
+
+  it('an upgrade to a plain HTTP route gets that route\'s response, not a 101', async () => {
+    const error = await connect(fixture.url + '/hello').then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect((error as HandshakeError).status).toBe(200);
+    expect((error as HandshakeError).body?.toString()).toBe('hello over http');
+  });
+
+  it('the connection ends when the server shuts down', async () => {
+    const own = await start();
+    try {
+      const conn = await connect(own.url + '/inline');
+      await own.close();
+      expect(await conn.recv()).toBe(EOF);
+      expect(conn.closeStatus).toBe(1001);
+    } finally {
+      await own.close();
+    }
+  });
+});
