@@ -736,7 +736,15 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
   /** @internal */
   handleData(chunk: Buffer): void {
     this.lastActivity = wheel.now;
-    this.proto.receiveData(chunk);
+    // Everything written while this chunk is processed (replies to the messages in it, pongs)
+    // leaves in one writev instead of a system call per frame.
+    const stream = this.stream;
+    stream.cork();
+    try {
+      this.proto.receiveData(chunk);
+    } finally {
+      stream.uncork();
+    }
   }
 
   /** @internal */

@@ -17,8 +17,11 @@ export interface FrameOptions {
   maskKey?: Uint8Array;
 }
 
-/** Payloads up to this size are copied into the header's buffer: one write instead of two. */
-export const COPY_THRESHOLD = 16 * 1024;
+/**
+ * A connection copies unmasked payloads up to this size into the header's buffer (one small write
+ * instead of a writev of two); larger ones go out as a second buffer without a copy.
+ */
+export const COPY_THRESHOLD = 2048;
 
 /** Size of the header for a payload of `length` bytes. */
 export function headerSize(length: number, masked: boolean): number {
@@ -69,25 +72,22 @@ export function writeHeader(
 }
 
 /**
- * Serializes one frame. Returns one buffer (header and payload together) or, for a large
- * unmasked payload, two: the header and the caller's payload itself, to be written in order.
- * The payload is never modified.
+ * Serializes one frame. Unmasked: returns the header and the caller's payload itself (no copy),
+ * to be written in order (cork/writev). Masked: one buffer, header and masked payload together,
+ * since the caller's payload is never modified.
  */
-export function encodeFrame(opcode: number, payload: Uint8Array, options: FrameOptions = {}): Buffer[] {
-  const fin = options.fin ?? true;
-  const rsv1 = options.rsv1 ?? false;
-  const key = options.mask ? (options.maskKey ?? randomMaskKey()) : undefined;
+export function encodeFrame(opcode: number, payload: Uint8Array, options?: FrameOptions): Buffer[] {
+  const fin = options?.fin ?? true;
+  const rsv1 = options?.rsv1 ?? false;
   const length = payload.length;
-  const size = headerSize(length, key !== undefined);
-  if (key === undefined && length > COPY_THRESHOLD) {
-    const header = Buffer.allocUnsafe(size);
+  if (options?.mask !== true) {
+    const header = Buffer.allocUnsafe(length < 126 ? 2 : length < 65536 ? 4 : 10);
     writeHeader(header, 0, opcode, length, fin, rsv1, undefined);
-    const body = Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.length);
-    return [header, body];
+    return [header, Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, length)];
   }
-  const frame = Buffer.allocUnsafe(size + length);
+  const key = options.maskKey ?? randomMaskKey();
+  const frame = Buffer.allocUnsafe(headerSize(length, true) + length);
   const at = writeHeader(frame, 0, opcode, length, fin, rsv1, key);
-  if (key) mask(payload, key, frame, at);
-  else frame.set(payload, at);
+  mask(payload, key, frame, at);
   return [frame];
 }
