@@ -1,0 +1,155 @@
+/**
+ * @rfc6455/fastify: the shared suite with a real Fastify app (per-route `{ websocket: true }`
+ * handlers and a core mapper side by side), plus what only Fastify has (hooks at each stage,
+ * request decorators, wsHandler beside an HTTP handler, 426 for plain HTTP, app.close()).
+ */
+import Fastify, { type FastifyInstance } from 'fastify';
+import { connect, EOF, HandshakeError, serviceMapper } from 'rfc6455';
+import { wsPlugin } from '@rfc6455/fastify';
+import { adapterSuite, authorized, echoHandler, HELLO_BODY, protoProtocols, roomHandler, type AdapterFixture, type TlsMaterial } from '../shared/adapter-suite.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    user: string;
+    stages: string[];
+  }
+}
+
+async function build(options: { tls?: TlsMaterial } = {}): Promise<FastifyInstance> {
+  const app = (options.tls ? Fastify({ https: options.tls }) : Fastify()) as unknown as FastifyInstance;
+  app.decorateRequest('user', '');
+  app.decorateRequest('stages', null as unknown as string[]);
+  await app.register(wsPlugin, {
+    mapper: serviceMapper([
+      { path: '/echo', handler: echoHandler },
+      { path: '/proto', protocols: protoProtocols },
+    ]),
+  });
+  app.addHook('onRequest', async (request, reply) => {
+    request.stages = ['onRequest'];
+    if (request.url.startsWith('/private')) {
+      if (!authorized(request.headers.authorization)) {
+        return reply.code(401).header('WWW-Authenticate', 'Bearer').send('who are you?');
+      }
+      request.user = 'alice';
+    }
+    return undefined;
+  });
+  app.addHook('preParsing', async (request) => {
+    request.stages.push('preParsing');
+  });
+  app.addHook('preValidation', async (request) => {
+    request.stages.push('preValidation');
+  });
+  app.addHook('preHandler', async (request, reply) => {
+    request.stages.push('preHandler');
+    if (request.url === '/forbidden-late') return reply.code(403).header('X-Hook', 'preHandler').send('late no');
+    return undefined;
+  });
+  app.get('/hello', async () => HELLO_BODY);
+  app.get<{ Params: { room: string } }>('/rooms/:room', { websocket: true }, (conn, req, ctx) => roomHandler(conn, req.raw, ctx));
+  app.get('/private', { websocket: true }, (conn, req) => void conn.send(`user:${req.user}`));
+  app.get('/stages', { websocket: true }, (conn, req) => void conn.send(req.stages.join(',')));
+  app.get('/forbidden-late', { websocket: true }, (conn) => void conn.send('should not get here'));
+  app.route({
+    method: 'GET',
+    url: '/both',
+    websocket: true,
+    handler: async () => 'plain http on /both',
+    wsHandler: (conn) => void conn.send('websocket on /both'),
+  });
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  return app;
+}
+
+async function start(options: { tls?: TlsMaterial } = {}): Promise<AdapterFixture> {
+  const app = await build(options);
+  const address = app.addresses()[0]!;
+  return {
+    server: app.server,
+    url: `${options.tls ? 'wss' : 'ws'}://127.0.0.1:${address.port}`,
+    close: () => app.close(),
+  };
+}
+
+adapterSuite({ name: '@rfc6455/fastify', leavesUnclaimedUpgrades: true, start });
+
+async function refusal(url: string): Promise<HandshakeError> {
+  const error = await connect(url).then(
+    (conn) => {
+      void conn.close();
+      return undefined;
+    },
+    (e: unknown) => e,
+  );
+  if (!(error instanceof HandshakeError)) throw new Error(`expected a refusal of ${url}`);
+  return error;
+}
+
+describe('@rfc6455/fastify specifics', () => {
+  let fixture: AdapterFixture;
+  beforeAll(async () => {
+    fixture = await start();
+  });
+  afterAll(async () => {
+    await fixture.close();
+  });
+
+  it('onRequest, preParsing, preValidation and preHandler hooks all run before the handler', async () => {
+    const conn = await connect(fixture.url + '/stages');
+    expect(await conn.recv()).toBe('onRequest,preParsing,preValidation,preHandler');
+    await conn.close();
+  });
+
+  it('a preHandler hook that replies refuses with that response', async () => {
+    const error = await refusal(fixture.url + '/forbidden-late');
+    expect(error.status).toBe(403);
+    expect(error.headers['x-hook']).toBe('preHandler');
+    expect(error.body?.toString()).toBe('late no');
+  });
+
+  it('a route with wsHandler serves plain HTTP with handler and upgrades with wsHandler', async () => {
+    const response = await fetch(fixture.url.replace(/^ws/, 'http') + '/both');
+    expect(await response.text()).toBe('plain http on /both');
+    const conn = await connect(fixture.url + '/both');
+    expect(await conn.recv()).toBe('websocket on /both');
+    await conn.close();
+  });
+
+  it('plain HTTP on a WebSocket-only route gets 426 Upgrade Required', async () => {
+    const response = await fetch(fixture.url.replace(/^ws/, 'http') + '/stages');
+    expect(response.status).toBe(426);
+    expect(response.headers.get('upgrade')).toBe('websocket');
+  });
+
+  it('plain HTTP on a path only the mapper serves goes to the not-found handler', async () => {
+    const response = await fetch(fixture.url.replace(/^ws/, 'http') + '/echo');
+    expect(response.status).toBe(404);
+  });
+
+  it('app.websocketConnections tracks open connections', async () => {
+    const app = await build();
+    try {
+      const conn = await connect(`ws://127.0.0.1:${app.addresses()[0]!.port}/echo`);
+      await conn.send('x');
+      expect(await conn.recv()).toBe('x');
+      expect(app.websocketConnections.size).toBe(1);
+      const [serverSide] = app.websocketConnections;
+      await conn.close();
+      await serverSide!.whenClosed;
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(app.websocketConnections.size).toBe(0);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('app.close() ends a route handler\'s connection with 1001', async () => {
+    const app = await build();
+    const conn = await connect(`ws://127.0.0.1:${app.addresses()[0]!.port}/rooms/x`);
+    expect(await conn.recv()).toBe('room:x');
+    await app.close();
+    expect(await conn.recv()).toBe(EOF);
+    expect(conn.closeStatus).toBe(1001);
+  });
+});
