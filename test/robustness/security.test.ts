@@ -140,3 +140,36 @@ describe('failures leak nothing', () => {
     raw.destroy();
   });
 });
+
+describe('per-IP connection limit (the docs/security.md recipe: beforeAccept + onConnection)', () => {
+  test('a third connection from one address gets 429; a slot freed by a close is usable again', async () => {
+    const perIp = new Map<string, number>();
+    const LIMIT = 2;
+    const server = await startServer(
+      {
+        beforeAccept: (req) => {
+          const ip = req.socket.remoteAddress ?? '';
+          if ((perIp.get(ip) ?? 0) >= LIMIT) return { reject: { status: 429, headers: { 'Retry-After': '1' }, body: 'too many connections from your address' } };
+          perIp.set(ip, (perIp.get(ip) ?? 0) + 1);
+          return undefined;
+        },
+        onConnection: (conn) => {
+          const ip = conn.remoteAddress ?? '';
+          void conn.whenClosed.then(() => perIp.set(ip, (perIp.get(ip) ?? 1) - 1));
+        },
+      },
+      async (conn) => {
+        for await (const m of conn) await conn.send(m);
+      },
+    );
+    const a = await connect(server.url);
+    const b = await connect(server.url);
+    expect((await refusal(server.url, {}))?.status).toBe(429);
+    await a.close();
+    for (let i = 0; i < 100 && (perIp.get('127.0.0.1') ?? 0) >= LIMIT; i++) await new Promise((r) => setTimeout(r, 10));
+    const c = await connect(server.url);
+    await c.send('in');
+    expect(await c.recv()).toBe('in');
+    await Promise.all([b.close(), c.close()]);
+  });
+});
