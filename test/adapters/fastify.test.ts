@@ -4,6 +4,7 @@
  * request decorators, wsHandler beside an HTTP handler, 426 for plain HTTP, app.close()).
  */
 import Fastify, { type FastifyInstance } from 'fastify';
+import type { AddressInfo } from 'node:net';
 import { connect, EOF, HandshakeError, serviceMapper } from 'rfc6455';
 import { wsPlugin } from '@rfc6455/fastify';
 import { adapterSuite, authorized, echoHandler, HELLO_BODY, protoProtocols, roomHandler, type AdapterFixture, type TlsMaterial } from '../shared/adapter-suite.js';
@@ -62,12 +63,15 @@ async function build(options: { tls?: TlsMaterial } = {}): Promise<FastifyInstan
   return app;
 }
 
+function port(app: FastifyInstance): number {
+  return (app.server.address() as AddressInfo).port;
+}
+
 async function start(options: { tls?: TlsMaterial } = {}): Promise<AdapterFixture> {
   const app = await build(options);
-  const address = app.addresses()[0]!;
   return {
     server: app.server,
-    url: `${options.tls ? 'wss' : 'ws'}://127.0.0.1:${address.port}`,
+    url: `${options.tls ? 'wss' : 'ws'}://127.0.0.1:${port(app)}`,
     close: () => app.close(),
   };
 }
@@ -130,7 +134,7 @@ describe('@rfc6455/fastify specifics', () => {
   it('app.websocketConnections tracks open connections', async () => {
     const app = await build();
     try {
-      const conn = await connect(`ws://127.0.0.1:${app.addresses()[0]!.port}/echo`);
+      const conn = await connect(`ws://127.0.0.1:${port(app)}/echo`);
       await conn.send('x');
       expect(await conn.recv()).toBe('x');
       expect(app.websocketConnections.size).toBe(1);
@@ -146,7 +150,7 @@ describe('@rfc6455/fastify specifics', () => {
 
   it('app.close() ends a route handler\'s connection with 1001', async () => {
     const app = await build();
-    const conn = await connect(`ws://127.0.0.1:${app.addresses()[0]!.port}/rooms/x`);
+    const conn = await connect(`ws://127.0.0.1:${port(app)}/rooms/x`);
     expect(await conn.recv()).toBe('room:x');
     await app.close();
     expect(await conn.recv()).toBe(EOF);

@@ -16,7 +16,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import type { IncomingMessage, Server } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,8 +29,11 @@ export interface TlsMaterial {
 }
 
 export interface AdapterFixture {
-  /** The framework's HTTP(S) server. */
-  server: Server;
+  /** The framework's HTTP(S) server (tests add `upgrade` listeners to it). */
+  server: {
+    on(event: 'upgrade', listener: (req: IncomingMessage, socket: Duplex, head: Buffer) => void): unknown;
+    removeListener(event: 'upgrade', listener: (req: IncomingMessage, socket: Duplex, head: Buffer) => void): unknown;
+  };
   /** ws://127.0.0.1:<port> (or wss:), no trailing slash. */
   url: string;
   /** The framework's graceful shutdown (must close open WebSocket connections with 1001). */
