@@ -90,6 +90,7 @@ async function main() {
   const runOne = async (conn, id) => {
     const expected = [];
     let seq = 0;
+    let echoed = () => {};
     const makeMessage = () => {
       const size = Math.floor(Math.random() ** 3 * maxSize);
       const tag = `${id}:${seq++}:`;
@@ -104,6 +105,7 @@ async function main() {
         const m = await conn.recv();
         if (m === EOF) break;
         const want = expected.shift();
+        echoed();
         stats.received++;
         stats.bytes += m.length;
         if (want === undefined) {
@@ -126,12 +128,21 @@ async function main() {
         stats.sent++;
         await conn.send(msg);
       }
-      // Wait for an echo before sending more.
-      const before = expected.length;
-      for (let i = 0; i < 1000 && expected.length >= before && expected.length > 0; i++) await new Promise((r) => setTimeout(r, 1));
+      // Wait for an echo (or 1 s) before sending more.
+      if (expected.length > 0) {
+        await new Promise((r) => {
+          const t = setTimeout(r, 1000);
+          echoed = () => {
+            clearTimeout(t);
+            r();
+          };
+        });
+        echoed = () => {};
+      }
       waiting = expected.length;
     }
-    for (let i = 0; i < 10000 && expected.length > 0; i++) await new Promise((r) => setTimeout(r, 1));
+    // Let the last echoes arrive (at most 10 s).
+    for (let i = 0; i < 100 && expected.length > 0; i++) await new Promise((r) => setTimeout(r, 100));
     stats.lost += expected.length;
     await conn.close();
     await reader;
