@@ -51,7 +51,8 @@ class SocketTransport implements Transport {
     return this.stream.remotePort;
   }
   end(): void {
-    if (!this.stream.destroyed) this.stream.end();
+    // A second end() would make Node build an ERR_STREAM_ALREADY_FINISHED error for nothing.
+    if (!this.stream.destroyed && !this.stream.writableEnded) this.stream.end();
   }
   abort(): void {
     const socket = this.stream;

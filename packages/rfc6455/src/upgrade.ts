@@ -92,6 +92,8 @@ export type UpgradeTarget<State = unknown> = ConnectionHandler<State> | ServiceM
 /** Writes an HTTP error response on a raw socket and closes it once written. */
 export function rejectUpgrade(socket: Duplex, status: number, message: string | Buffer, headers: HeaderList = []): void {
   if (socket.destroyed) return;
+  // Node's HTTP server removed its own error listener when it handed the socket over.
+  socket.on('error', noop);
   if (!socket.writable) {
     socket.destroy();
     return;
@@ -137,12 +139,12 @@ export interface NegotiationInput {
  * hybi-00): routing or protocol choice, Origin check, the before-accept hook, permessage-deflate.
  * Throws HandshakeError with the status to answer; returns `{ reject }` when the hook refused.
  */
-export async function negotiate<State>(
+export function negotiate<State>(
   req: IncomingMessage,
   input: NegotiationInput,
   target: UpgradeTarget<State>,
   options: UpgradeOptions<State>,
-): Promise<Negotiated<State> | { reject: UpgradeRejection }> {
+): Negotiated<State> | { reject: UpgradeRejection } | Promise<Negotiated<State> | { reject: UpgradeRejection }> {
   const q = input.url.indexOf('?');
   const path = q < 0 ? input.url : input.url.slice(0, q);
   let handler: ConnectionHandler<State>;
@@ -170,41 +172,40 @@ export async function negotiate<State>(
     if (!allowed) throw new HandshakeError(`origin ${origin ?? '(none)'} is not allowed`, 403, { code: 'WS_ORIGIN_REFUSED' });
   }
 
-  let headers: HeaderList = [];
-  let state: State = undefined as State;
-  if (options.beforeAccept) {
-    const result = await options.beforeAccept(req, { path, protocols: input.protocols, protocol, params, secure: input.secure });
+  const finish = (result: BeforeAcceptResult<State>): Negotiated<State> | { reject: UpgradeRejection } => {
     if (result && result.reject) return { reject: result.reject };
-    if (result) {
-      headers = headerList(result.headers);
-      state = result.state as State;
-    }
-  }
+    const headers = result ? headerList(result.headers) : [];
+    const state = (result ? result.state : undefined) as State;
 
-  // Extensions: permessage-deflate, when offered and enabled (RFC 7692 §7.1).
-  let extension: PerMessageDeflate | undefined;
-  let extensionsHeader = '';
-  if (input.allowExtensions && input.extensions !== undefined && options.perMessageDeflate !== false) {
-    const deflateOptions = typeof options.perMessageDeflate === 'object' ? options.perMessageDeflate : {};
-    let accepted: ReturnType<typeof acceptDeflateOffers> = null;
-    try {
-      accepted = acceptDeflateOffers(parseExtensions(input.extensions), deflateOptions);
-    } catch (error) {
-      if (!(error instanceof HandshakeError)) throw error;
-      throw new HandshakeError('malformed Sec-WebSocket-Extensions', 400, { code: 'WS_BAD_EXTENSIONS_HEADER' });
+    // Extensions: permessage-deflate, when offered and enabled (RFC 7692 §7.1).
+    let extension: PerMessageDeflate | undefined;
+    let extensionsHeader = '';
+    if (input.allowExtensions && input.extensions !== undefined && options.perMessageDeflate !== false) {
+      const deflateOptions = typeof options.perMessageDeflate === 'object' ? options.perMessageDeflate : {};
+      let accepted: ReturnType<typeof acceptDeflateOffers> = null;
+      try {
+        accepted = acceptDeflateOffers(parseExtensions(input.extensions), deflateOptions);
+      } catch (error) {
+        if (!(error instanceof HandshakeError)) throw error;
+        throw new HandshakeError('malformed Sec-WebSocket-Extensions', 400, { code: 'WS_BAD_EXTENSIONS_HEADER' });
+      }
+      if (accepted) {
+        extension = new PerMessageDeflate(accepted.params, 'server', {
+          maxMessageSize: options.maxMessageSize ?? Defaults.maxMessageSize,
+          level: deflateOptions.level,
+          memLevel: deflateOptions.memLevel,
+          threshold: deflateOptions.threshold,
+          concurrencyLimit: deflateOptions.concurrencyLimit,
+        });
+        extensionsHeader = accepted.response;
+      }
     }
-    if (accepted) {
-      extension = new PerMessageDeflate(accepted.params, 'server', {
-        maxMessageSize: options.maxMessageSize ?? Defaults.maxMessageSize,
-        level: deflateOptions.level,
-        memLevel: deflateOptions.memLevel,
-        threshold: deflateOptions.threshold,
-        concurrencyLimit: deflateOptions.concurrencyLimit,
-      });
-      extensionsHeader = accepted.response;
-    }
-  }
-  return { handler, protocol, params, state, headers, extension, extensionsHeader };
+    return { handler, protocol, params, state, headers, extension, extensionsHeader };
+  };
+  // Without a hook the whole negotiation is synchronous: no await, no timer, no gap.
+  if (!options.beforeAccept) return finish(undefined);
+  const hooked = options.beforeAccept(req, { path, protocols: input.protocols, protocol, params, secure: input.secure });
+  return hooked instanceof Promise ? hooked.then(finish) : finish(hooked);
 }
 
 /** Starts the handler on a new server-side connection (shared by every handshake). */
@@ -254,8 +255,6 @@ export async function handleUpgrade<State = unknown>(
   if (options.hybi00 !== false && isHybi00Request(req.headers) && req.headers['sec-websocket-key'] === undefined) {
     return handleHybi00Upgrade(req, socket, head, target, options);
   }
-  // Errors on the raw socket before the connection owns it must not crash the process.
-  socket.on('error', noop);
   // Only a before-accept hook can make the handshake wait; without one no timer is needed.
   let timer: NodeJS.Timeout | undefined;
   if (options.beforeAccept) {
@@ -272,7 +271,16 @@ export async function handleUpgrade<State = unknown>(
   try {
     const offer = validateRequest(req);
     const secure = socket instanceof TLSSocket || (req.socket as Socket | undefined) instanceof TLSSocket;
-    const negotiated = await negotiate(req, { url: req.url ?? '/', protocols: offer.protocols, extensions: offer.extensions, secure, allowExtensions: true }, target, options);
+    let negotiated = negotiate(req, { url: req.url ?? '/', protocols: offer.protocols, extensions: offer.extensions, secure, allowExtensions: true }, target, options);
+    if (negotiated instanceof Promise) {
+      // Errors on the raw socket while the hook runs must not crash the process.
+      socket.on('error', noop);
+      try {
+        negotiated = await negotiated;
+      } finally {
+        socket.removeListener('error', noop);
+      }
+    }
     done();
     if ('reject' in negotiated) {
       const r = negotiated.reject;
@@ -295,7 +303,6 @@ export async function handleUpgrade<State = unknown>(
     for (const h of negotiated.headers) headers.push(h);
     socket.write(formatResponse(101, headers));
     if (typeof (socket as Socket).setNoDelay === 'function') (socket as Socket).setNoDelay(true);
-    socket.removeListener('error', noop);
     return startConnection(socketTransport(socket as Socket), req, negotiated, options, head);
   } catch (error) {
     done();
