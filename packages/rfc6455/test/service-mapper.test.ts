@@ -1,0 +1,139 @@
+/**
+ * The service mapper as a pure function of (path, offered subprotocols): Racket's
+ * `ws-service-mapper` semantics (whole-path regular expressions, first match wins, client order
+ * for subprotocols) with real HTTP statuses for refusals.
+ */
+import fc from 'fast-check';
+import { isServiceMapper, serviceMapper, type ConnectionHandler } from '../src/index.js';
+
+const h = (name: string): ConnectionHandler => Object.assign(() => undefined, { label: name });
+const label = (result: ReturnType<ReturnType<typeof serviceMapper>['match']>): string =>
+  result.ok ? `${(result.handler as unknown as { label: string }).label}|${result.protocol}` : `${result.status}`;
+
+describe('serviceMapper: paths', () => {
+  const plain = h('plain');
+  const mapper = serviceMapper([
+    { path: '/test', handler: plain },
+    { path: /^\/rooms\/(?<room>[a-z]+)$/, handler: h('room') },
+    { path: '/files/(?<name>.+)\\.(?<ext>txt|md)', handler: h('file') },
+    { path: '/t.st', handler: h('dot') },
+  ]);
+
+  it('mapper matches a string path against the whole path', () => {
+    expect(label(mapper.match('/test', []))).toBe('plain|');
+    expect(label(mapper.match('/test/more', []))).toBe('404');
+    expect(label(mapper.match('/x/test', []))).toBe('404');
+  });
+
+  it('mapper reads a string path as a regular expression (Racket regexp-match-exact?)', () => {
+    expect(label(mapper.match('/tast', []))).toBe('dot|');
+  });
+
+  it('mapper returns named groups as params', () => {
+    const result = mapper.match('/files/notes.md', []);
+    expect(result.ok && result.params).toEqual({ name: 'notes', ext: 'md' });
+    const room = mapper.match('/rooms/lobby', []);
+    expect(room.ok && room.params).toEqual({ room: 'lobby' });
+  });
+
+  it('mapper makes a RegExp match the whole path even without anchors', () => {
+    const m = serviceMapper([{ path: /\/a/, handler: h('a') }]);
+    expect(label(m.match('/a', []))).toBe('a|');
+    expect(label(m.match('/ab', []))).toBe('404');
+  });
+
+  it('mapper is not confused by a global RegExp used twice (no lastIndex state)', () => {
+    const m = serviceMapper([{ path: /\/g/g, handler: h('g') }]);
+    expect(label(m.match('/g', []))).toBe('g|');
+    expect(label(m.match('/g', []))).toBe('g|');
+  });
+
+  it('mapper answers 404 naming the path when no route matches', () => {
+    const result = mapper.match('/nowhere', []);
+    expect(result).toEqual({ ok: false, status: 404, reason: expect.stringContaining('/nowhere') });
+  });
+
+  it('first matching route wins, with no fall-through to later routes', () => {
+    const m = serviceMapper([
+      { path: '/chat', protocols: { a: h('first-a') } },
+      { path: '/chat', handler: h('second'), protocols: { b: h('second-b') } },
+    ]);
+    expect(label(m.match('/chat', ['b']))).toBe('400');
+    expect(label(m.match('/chat', []))).toBe('400');
+    expect(label(m.match('/chat', ['a']))).toBe('first-a|a');
+  });
+});
+
+describe('serviceMapper: subprotocols', () => {
+  const mapper = serviceMapper([
+    { path: '/test', handler: h('none'), protocols: { subprotocol: h('sub'), alias: h('sub'), other: h('other') } },
+    { path: '/required', protocols: { chat: h('chat') } },
+  ]);
+
+  it('mapper chooses the first offered subprotocol the route supports, in the client order', () => {
+    expect(label(mapper.match('/test', ['other', 'subprotocol']))).toBe('other|other');
+    expect(label(mapper.match('/test', ['subprotocol', 'other']))).toBe('sub|subprotocol');
+    expect(label(mapper.match('/test', ['unknown', 'alias']))).toBe('sub|alias');
+  });
+
+  it('mapper uses the no-subprotocol handler only when none is offered', () => {
+    expect(label(mapper.match('/test', []))).toBe('none|');
+    expect(label(mapper.match('/test', ['unknown']))).toBe('400');
+  });
+
+  it('mapper answers 400 naming the supported subprotocols when none offered is supported', () => {
+    const result = mapper.match('/required', ['x', 'y']);
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    expect(result.status).toBe(400);
+    expect(result.reason).toContain('chat');
+    expect(result.reason).toContain('x, y');
+  });
+
+  it('mapper answers 400 when a subprotocol is required and none is offered', () => {
+    const result = mapper.match('/required', []);
+    expect(!result.ok && result.status).toBe(400);
+    expect(!result.ok && result.reason).toContain('chat');
+  });
+
+  it('mapper compares subprotocol names case-sensitively (RFC 6455 §4.1 tokens)', () => {
+    expect(label(mapper.match('/required', ['Chat']))).toBe('400');
+    expect(label(mapper.match('/required', ['chat']))).toBe('chat|chat');
+  });
+
+  it('mapper picks the earliest supported offer for any offer list (property)', () => {
+    const names = fc.constantFrom('subprotocol', 'alias', 'other', 'x', 'y', 'Chat');
+    fc.assert(
+      fc.property(fc.uniqueArray(names, { maxLength: 6 }), (offered) => {
+        const result = mapper.match('/test', offered);
+        const supported = offered.find((p) => ['subprotocol', 'alias', 'other'].includes(p));
+        if (offered.length === 0) return result.ok && result.protocol === '';
+        if (supported === undefined) return !result.ok && result.status === 400;
+        return result.ok && result.protocol === supported;
+      }),
+    );
+  });
+});
+
+describe('serviceMapper: construction', () => {
+  it('serviceMapper rejects a route with neither a handler nor protocols', () => {
+    expect(() => serviceMapper([{ path: '/x' }])).toThrow(TypeError);
+    expect(() => serviceMapper([{ path: '/x', protocols: {} }])).toThrow(TypeError);
+  });
+
+  it('serviceMapper rejects an invalid regular expression when built, not when matched', () => {
+    expect(() => serviceMapper([{ path: '/(unclosed', handler: h('x') }])).toThrow(SyntaxError);
+  });
+
+  it('isServiceMapper tells mappers from handlers and other values', () => {
+    expect(isServiceMapper(serviceMapper([{ path: '/', handler: h('x') }]))).toBe(true);
+    expect(isServiceMapper(h('x'))).toBe(false);
+    expect(isServiceMapper(null)).toBe(false);
+    expect(isServiceMapper({ match: () => undefined })).toBe(false);
+  });
+
+  it('mapper exposes its routes (so adapters can compose mappers)', () => {
+    const routes = [{ path: '/a', handler: h('a') }];
+    expect(serviceMapper(routes).routes).toEqual(routes);
+  });
+});
