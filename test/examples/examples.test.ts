@@ -140,10 +140,13 @@ describe('cat', () => {
     server = await serve({}, async (conn) => {
       const record = { messages: [] as string[], code: 0, reason: '' };
       seen.push(record);
-      for await (const m of conn) {
+      // Echo from a listener: each echo is queued as its message is parsed, so a close frame
+      // right behind the lines is answered after their echoes.
+      conn.on('message', (m) => {
         record.messages.push(String(m));
-        await conn.send(`echo: ${String(m)}`);
-      }
+        conn.send(`echo: ${String(m)}`).catch(() => undefined);
+      });
+      await conn.whenClosed;
       record.code = conn.closeStatus ?? 0;
       record.reason = conn.closeReason ?? '';
     });
