@@ -59,7 +59,7 @@ describe('Chromium', () => {
               ws.send(bytes);
               ws.send(message);
             };
-            ws.onmessage = (e: MessageEvent<string | ArrayBuffer>) => {
+            ws.onmessage = (e: { data: string | ArrayBuffer }) => {
               got.push(e.data);
               if (got.length === 3) ws.close(1000, 'done');
             };
