@@ -4,7 +4,7 @@
  * request decorators, wsHandler beside an HTTP handler, 426 for plain HTTP, app.close()).
  */
 import Fastify, { type FastifyInstance } from 'fastify';
-import type { AddressInfo } from 'node:net';
+import { connect as netConnect, type AddressInfo } from 'node:net';
 import { connect, EOF, HandshakeError, serviceMapper } from 'rfc6455';
 import { wsPlugin } from '@rfc6455/fastify';
 import { adapterSuite, authorized, echoHandler, HELLO_BODY, protoProtocols, roomHandler, type AdapterFixture, type TlsMaterial } from '../shared/adapter-suite.js';
@@ -155,5 +155,26 @@ describe('@rfc6455/fastify specifics', () => {
     await app.close();
     expect(await conn.recv()).toBe(EOF);
     expect(conn.closeStatus).toBe(1001);
+  });
+
+  it('an upgrade with a malformed percent-encoded path gets an HTTP error, and the server lives on', async () => {
+    const port = Number(new URL(fixture.url).port);
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = netConnect(port, '127.0.0.1', () => {
+        socket.write(
+          'GET /%E0%A4%A HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+            'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+        );
+      });
+      let text = '';
+      socket.setEncoding('latin1');
+      socket.on('data', (chunk: string) => (text += chunk));
+      socket.on('close', () => resolve(text));
+      socket.on('error', reject);
+    });
+    expect(answer).toMatch(/^HTTP\/1\.1 4\d\d /);
+    const conn = await connect(fixture.url + '/rooms/alive');
+    expect(await conn.recv()).toBe('room:alive');
+    await conn.close();
   });
 });

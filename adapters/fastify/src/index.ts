@@ -182,11 +182,15 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
   const claims = (req: IncomingMessage): boolean => {
     const path = pathOf(req.url);
     if (mapperClaims(path)) return true;
-    const found = app.findRoute({ method: 'GET', url: path });
-    if (!found) return false;
-    // The mapper's catch-all matches everything; it does not claim paths the mapper does not serve.
-    const keys = Object.keys(found.params ?? {});
-    return !(mapper && keys.length === 1 && keys[0] === '*' && `/${(found.params as Record<string, string>)['*']}` === decodeURI(path));
+    try {
+      const found = app.findRoute({ method: 'GET', url: path });
+      if (!found) return false;
+      // The mapper's catch-all matches everything; it does not claim paths the mapper does not serve.
+      const keys = Object.keys(found.params ?? {});
+      return !(mapper && keys.length === 1 && keys[0] === '*' && `/${(found.params as Record<string, string>)['*']}` === decodeURI(path));
+    } catch {
+      return true; // a malformed path: let Fastify answer it (400)
+    }
   };
 
   app.decorate('websocketConnections', connections);
@@ -226,7 +230,12 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
       return;
     }
     (req as UpgradeRequest)[PENDING] = { socket, head, res };
-    app.routing(req, res);
+    try {
+      app.routing(req, res);
+    } catch (error) {
+      app.log.error({ err: error }, 'WebSocket upgrade routing failed');
+      socket.destroy();
+    }
   };
   app.server.on('upgrade', onUpgrade);
 
