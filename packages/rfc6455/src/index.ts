@@ -33,7 +33,10 @@ export {
   type HandlerContext,
 } from './service-mapper.js';
 export { socketTransport, type Transport } from './transport.js';
-export { Protocol, type ProtocolHandler, type ProtocolOptions, type ProtocolState, type Side } from './protocol.js';
+export { Protocol, type ProtocolHandler, type ProtocolOptions, type ProtocolState, type ProtocolEngine, type SendCallback, type Side } from './protocol.js';
+export type { FrameSink } from './codec/frame-parser.js';
+export type { WheelMember } from './idle-wheel.js';
+export type { HeaderList } from './handshake/http.js';
 export {
   WebSocketError,
   ProtocolError,
@@ -47,12 +50,12 @@ export {
 } from './errors.js';
 export { CloseCode, Opcode, Defaults, GUID, isValidCloseCode } from './codec/constants.js';
 export { acceptKey, validateRequest, parseProtocols, type UpgradeRequest, type ValidatedRequest } from './handshake/server.js';
-export { generateKey, buildRequestHeaders, verifyResponse } from './handshake/client.js';
+export { generateKey, buildRequestHeaders, verifyResponse, verifyNegotiation, type VerifiedResponse, type ClientRequestInit } from './handshake/client.js';
 export type { PerMessageDeflateOptions } from './extensions/deflate-negotiation.js';
 export { attachHttp2, connectHttp2, http2StreamTransport, type Http2Attachment, type Http2ConnectOptions } from './http2.js';
 export { negotiate, startConnection, type Negotiated, type NegotiationInput } from './upgrade.js';
 export { handleHybi00Upgrade, connectHybi00 } from './hybi00-upgrade.js';
 export { Hybi00Protocol } from './hybi00-protocol.js';
-export { PerMessageDeflate, acceptDeflateOffers, buildDeflateOffer, acceptDeflateResponse, setZlibConcurrency, type DeflateParams } from './extensions/permessage-deflate.js';
+export { PerMessageDeflate, type PerMessageDeflateEngineOptions, type Callback as ExtensionCallback, acceptDeflateOffers, buildDeflateOffer, acceptDeflateResponse, setZlibConcurrency, type DeflateParams } from './extensions/permessage-deflate.js';
 export { parseExtensions, formatExtension, type ExtensionOffer } from './extensions/header.js';
 export type { MessageExtension } from './extensions/extension.js';

@@ -62,7 +62,8 @@ export interface ProtocolOptions {
   ownsInput?: boolean;
 }
 
-type SendCallback = (error?: Error) => void;
+/** Called once a queued frame was written (or dropped, with the error). */
+export type SendCallback = (error?: Error) => void;
 
 /**
  * What a connection drives: the RFC 6455 `Protocol`, or `Hybi00Protocol` for the draft. Both are

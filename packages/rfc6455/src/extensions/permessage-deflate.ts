@@ -41,7 +41,8 @@ export interface PerMessageDeflateEngineOptions {
   concurrencyLimit?: number;
 }
 
-type Callback = (err: Error | null, result?: Buffer) => void;
+/** Completion callback of a compression or decompression job. */
+export type Callback = (err: Error | null, result?: Buffer) => void;
 
 interface Job {
   readonly kind: 'compress' | 'decompress';
