@@ -6,7 +6,7 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import { connect as netConnect, type AddressInfo } from 'node:net';
 import { connect, EOF, HandshakeError, serviceMapper } from 'rfc6455';
-import { wsPlugin } from '@rfc6455/fastify';
+import { injectWS, wsPlugin } from '@rfc6455/fastify';
 import { adapterSuite, authorized, echoHandler, HELLO_BODY, protoProtocols, roomHandler, type AdapterFixture, type TlsMaterial } from '../shared/adapter-suite.js';
 
 declare module 'fastify' {
@@ -176,5 +176,72 @@ describe('@rfc6455/fastify specifics', () => {
     const conn = await connect(fixture.url + '/rooms/alive');
     expect(await conn.recv()).toBe('room:alive');
     await conn.close();
+  });
+});
+
+describe('@rfc6455/fastify injectWS (no port)', () => {
+  async function app(): Promise<FastifyInstance> {
+    const instance = Fastify();
+    await instance.register(wsPlugin);
+    instance.addHook('onRequest', async (request, reply) => {
+      if (request.headers.authorization !== 'Bearer letmein') return reply.code(401).header('WWW-Authenticate', 'Bearer').send('no');
+      return undefined;
+    });
+    instance.get<{ Params: { name: string } }>('/hi/:name', { websocket: true }, async (conn, req) => {
+      await conn.send(`hi ${req.params.name} via ${conn.protocol || 'none'}`);
+      for await (const message of conn) await conn.send(message);
+    });
+    return instance;
+  }
+
+  it('injectWS runs the hooks and the handler over an in-memory handshake', async () => {
+    const instance = await app();
+    try {
+      const conn = await instance.injectWS('/hi/ann', { headers: { authorization: 'Bearer letmein' } });
+      expect(instance.server.listening).toBe(false);
+      expect(await conn.recv()).toBe('hi ann via none');
+      await conn.send('round trip');
+      expect(await conn.recv()).toBe('round trip');
+      await conn.close();
+      expect(conn.closeStatus).toBe(1000);
+    } finally {
+      await instance.close();
+    }
+  });
+
+  it('injectWS negotiates a subprotocol offered by the client', async () => {
+    const instance = Fastify();
+    await instance.register(wsPlugin, { protocols: ['b', 'a'] });
+    instance.get('/p', { websocket: true }, (conn) => void conn.send(conn.protocol));
+    try {
+      const conn = await injectWS(instance, '/p', { protocols: ['a', 'b'] });
+      expect(conn.protocol).toBe('a');
+      expect(await conn.recv()).toBe('a');
+      await conn.close();
+    } finally {
+      await instance.close();
+    }
+  });
+
+  it('injectWS rejects with the hook\'s HTTP response', async () => {
+    const instance = await app();
+    try {
+      const error = await instance.injectWS('/hi/ann').catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(HandshakeError);
+      expect((error as HandshakeError).status).toBe(401);
+      expect((error as HandshakeError).headers['www-authenticate']).toBe('Bearer');
+      expect((error as HandshakeError).body?.toString()).toBe('no');
+    } finally {
+      await instance.close();
+    }
+  });
+
+  it('app.close() closes injected connections with 1001', async () => {
+    const instance = await app();
+    const conn = await instance.injectWS('/hi/bo', { headers: { authorization: 'Bearer letmein' } });
+    expect(await conn.recv()).toBe('hi bo via none');
+    await instance.close();
+    expect(await conn.recv()).toBe(EOF);
+    expect(conn.closeStatus).toBe(1001);
   });
 });

@@ -37,6 +37,7 @@ import type {
 import { ServerResponse, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { injectWS, type InjectWebSocketOptions } from './inject.js';
 import {
   CloseCode,
   handleUpgrade,
@@ -90,6 +91,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** Open WebSocket connections (see @rfc6455/fastify). */
     readonly websocketConnections: ReadonlySet<WebSocketConnection>;
+    /** Opens an in-memory WebSocket to `path` (real HTTP/1.1 handshake, no port): see `injectWS`. */
+    injectWS(path?: string, options?: InjectWebSocketOptions): Promise<WebSocketConnection>;
   }
 }
 
@@ -194,6 +197,9 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
   };
 
   app.decorate('websocketConnections', connections);
+  app.decorate('injectWS', function (this: FastifyInstance, path?: string, init?: InjectWebSocketOptions) {
+    return injectWS(this, path, init);
+  });
 
   app.addHook('onRoute', (route) => {
     if (!route.websocket) return;
@@ -248,6 +254,8 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
   });
   done();
 };
+
+export { injectWS, type InjectWebSocketOptions } from './inject.js';
 
 /** The plugin: `app.register(wsPlugin, options)`. */
 export const wsPlugin = fp(plugin, { fastify: '5.x', name: '@rfc6455/fastify' });

@@ -1,0 +1,82 @@
+/**
+ * `injectWS`: a WebSocket client for a Fastify app with no port, for tests. Unlike a faked
+ * request object, the handshake is real HTTP/1.1 over an in-memory duplex pair: the request is
+ * parsed by the app's own `http.Server` (emitted as a 'connection'), so the same `upgrade`
+ * listener, routing, hooks and core handshake run as for a TCP client, and the response is
+ * parsed by Node's HTTP client and checked like `connect()` checks it. Not offered:
+ * permessage-deflate (no extension is requested) and TLS.
+ */
+import type { FastifyInstance } from 'fastify';
+import { request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
+import type { Socket } from 'node:net';
+import { duplexPair } from 'node:stream';
+import {
+  buildRequestHeaders,
+  generateKey,
+  HandshakeError,
+  socketTransport,
+  verifyResponse,
+  WebSocketConnection,
+  type ConnectionOptions,
+} from 'rfc6455';
+
+export interface InjectWebSocketOptions extends ConnectionOptions {
+  /** Subprotocols to offer, in order of preference. */
+  protocols?: string | readonly string[];
+  /** Extra request headers (Authorization, Cookie…). */
+  headers?: OutgoingHttpHeaders;
+}
+
+/**
+ * Opens a WebSocket to `path` on `app` in memory. Resolves with the client side of the
+ * connection; rejects with a HandshakeError (status, headers, body) when the app refuses.
+ */
+export async function injectWS(app: FastifyInstance, path = '/', options: InjectWebSocketOptions = {}): Promise<WebSocketConnection> {
+  await app.ready();
+  const [clientEnd, serverEnd] = duplexPair();
+  app.server.emit('connection', serverEnd);
+  const key = generateKey();
+  const protocols = typeof options.protocols === 'string' ? [options.protocols] : [...(options.protocols ?? [])];
+  const headers: OutgoingHttpHeaders = { host: 'localhost', ...options.headers, ...buildRequestHeaders({ key, protocols }) };
+  return new Promise<WebSocketConnection>((resolve, reject) => {
+    const request = httpRequest({ method: 'GET', path, headers, createConnection: () => clientEnd as unknown as Socket });
+    const statusLineOf = (res: IncomingMessage): string => `HTTP/${res.httpVersion} ${res.statusCode ?? 0} ${res.statusMessage ?? ''}`.trimEnd();
+    request.on('error', (error) => {
+      clientEnd.destroy();
+      reject(error);
+    });
+    request.on('response', (res: IncomingMessage) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => {
+        clientEnd.destroy();
+        reject(
+          new HandshakeError(`server answered ${res.statusCode ?? 0}`, res.statusCode ?? 0, {
+            code: 'WS_UNEXPECTED_RESPONSE',
+            headers: res.headers,
+            statusLine: statusLineOf(res),
+            body: Buffer.concat(chunks),
+          }),
+        );
+      });
+    });
+    request.on('upgrade', (res: IncomingMessage, socket: Socket, head: Buffer) => {
+      try {
+        const statusLine = statusLineOf(res);
+        const verified = verifyResponse(statusLine, res.headers, { key, protocols });
+        resolve(
+          new WebSocketConnection(
+            socketTransport(socket),
+            { side: 'client', protocol: verified.protocol, extensions: '', requestLine: statusLine, url: path, headers: res.headers },
+            options,
+            head,
+          ),
+        );
+      } catch (error) {
+        socket.destroy();
+        reject(error as Error);
+      }
+    });
+    request.end();
+  });
+}
