@@ -204,6 +204,22 @@ export function adapterSuite(adapter: AdapterUnderTest): void {
       });
     });
 
+    describe('draft hybi-00 clients', () => {
+      it('a hybi-00 client (key3 in the head bytes) is routed and served like any other', async () => {
+        const conn = await client('/echo', { variant: 'hybi00' });
+        expect(conn.variant).toBe('hybi00');
+        await conn.send('old client');
+        expect(await recvText(conn)).toBe('old client');
+      });
+
+      it('a hybi-00 client gets the route parameters and the auth refusal', async () => {
+        const conn = await client('/rooms/draft', { variant: 'hybi00' });
+        expect(await recvText(conn)).toBe('room:draft');
+        const error = await refusal(fixture.url + '/private', { variant: 'hybi00' });
+        expect(error.status).toBe(401);
+      });
+    });
+
     describe('routing by subprotocol', () => {
       it('server chooses the first subprotocol in the client order that the route supports', async () => {
         const conn = await client('/proto', { protocols: ['superchat', 'chat'] });
