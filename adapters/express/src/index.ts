@@ -109,7 +109,7 @@ function pathOf(url: string | undefined): string {
  * A ServerResponse that writes to the raw socket of an upgrade request, so the framework can
  * answer it with an ordinary HTTP response. The socket is closed once that response is written.
  */
-export function upgradeResponse(req: IncomingMessage, socket: Duplex): ServerResponse {
+function upgradeResponse(req: IncomingMessage, socket: Duplex): ServerResponse {
   const res = new ServerResponse(req);
   res.shouldKeepAlive = false;
   res.assignSocket(socket as Socket);
