@@ -127,4 +127,36 @@ describe('@rfc6455/express specifics', () => {
     const response = await fetch(fixture.url.replace(/^ws/, 'http') + '/echo');
     expect(response.status).toBe(404);
   });
+
+  it('a beforeAccept hook in the options can refuse, or replace res.locals as the state', async () => {
+    const app = express();
+    const ws = websocket({
+      beforeAccept(req) {
+        if (req.headers['x-deny']) return { reject: { status: 403, headers: { 'X-Why': 'denied' }, body: 'no' } };
+        return { state: { user: 'from-hook' }, headers: { 'X-Extra': 'yes' } };
+      },
+    });
+    ws.route('/s', (conn, _req, { state }) => void conn.send(String(state.user)));
+    app.use((_req: Request, res: Response, next: NextFunction) => {
+      res.locals.user = 'from-locals';
+      next();
+    });
+    app.use(ws.middleware);
+    const server = createHttpServer(app);
+    ws.attach(server, app);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `ws://127.0.0.1:${(server.address() as AddressInfo).port}/s`;
+    try {
+      const conn = await connect(url);
+      expect(conn.headers['x-extra']).toBe('yes');
+      expect(await conn.recv()).toBe('from-hook');
+      await conn.close();
+      const error = (await connect(url, { headers: { 'X-Deny': '1' } }).catch((e: unknown) => e)) as HandshakeError;
+      expect(error.status).toBe(403);
+      expect(error.headers['x-why']).toBe('denied');
+    } finally {
+      await ws.close();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
 });

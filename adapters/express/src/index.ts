@@ -25,7 +25,7 @@ import {
   CloseCode,
   handleUpgrade,
   serviceMapper,
-  type BeforeAcceptResult,
+  type ConnectionHandler,
   type HandlerContext,
   type Route,
   type ServiceMapper,
@@ -128,7 +128,19 @@ export function websocket(options: ExpressWebSocketOptions = {}): ExpressWebSock
   const connections = new Set<WebSocketConnection>();
   let closing = false;
 
-  const mapper = (): ServiceMapper<unknown> => (compiled ??= serviceMapper([...routes, ...(options.mapper?.routes ?? [])]));
+  /** Handlers get `res.locals` as state unless a before-accept hook gave one (Express sets `req.res`). */
+  const withLocals =
+    (h: ConnectionHandler<unknown>): ConnectionHandler<unknown> =>
+    (conn, req, ctx) =>
+      h(conn, req, ctx.state === undefined ? { ...ctx, state: (req as Request).res?.locals } : ctx);
+  const mapper = (): ServiceMapper<unknown> =>
+    (compiled ??= serviceMapper(
+      [...routes, ...(options.mapper?.routes ?? [])].map((route) => ({
+        path: route.path,
+        handler: route.handler && withLocals(route.handler),
+        protocols: Object.fromEntries(Object.entries(route.protocols ?? {}).map(([name, h]) => [name, withLocals(h)])),
+      })),
+    ));
   const claims = (path: string): boolean => {
     if (routes.length === 0 && !options.mapper) return false;
     const m = mapper().match(path, []);
@@ -140,19 +152,15 @@ export function websocket(options: ExpressWebSocketOptions = {}): ExpressWebSock
     (conn: WebSocketConnection, req: IncomingMessage, ctx: HandlerContext<unknown>): void | Promise<void> =>
       h(conn, req as Request, ctx as HandlerContext<Locals>);
 
-  const upgradeOptions = (res: Response): UpgradeOptions<unknown> => ({
+  // One options object for every upgrade: without a before-accept hook the handshake stays synchronous.
+  const upgradeOptions: UpgradeOptions<unknown> = {
     ...options,
-    async beforeAccept(req, info): Promise<BeforeAcceptResult<unknown>> {
-      const result = await options.beforeAccept?.(req, info);
-      if (result && result.reject) return result;
-      return { headers: result?.headers, state: result?.state ?? res.locals };
-    },
     onConnection(conn) {
       connections.add(conn);
       void conn.whenClosed.then(() => connections.delete(conn));
       options.onConnection?.(conn);
     },
-  });
+  };
 
   const ws: ExpressWebSocket = {
     route(path, handlers) {
@@ -176,7 +184,7 @@ export function websocket(options: ExpressWebSocketOptions = {}): ExpressWebSock
       pending.accepted = true;
       // The 101 (or a 404/400) is written by the core straight to the socket.
       res.detachSocket(pending.socket as Socket);
-      void handleUpgrade(req, pending.socket, pending.head, mapper(), upgradeOptions(res));
+      void handleUpgrade(req, pending.socket, pending.head, mapper(), upgradeOptions);
     },
     attach(server, app) {
       const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {

@@ -41,10 +41,12 @@ import { injectWS, type InjectWebSocketOptions } from './inject.js';
 import {
   CloseCode,
   handleUpgrade,
-  type BeforeAcceptResult,
+  serviceMapper,
+  type ConnectionHandler,
   type HandlerContext,
   type ServiceMapper,
   type UpgradeOptions,
+  type UpgradeTarget,
   type WebSocketConnection,
 } from 'rfc6455';
 
@@ -105,6 +107,7 @@ interface PendingUpgrade {
   socket: Duplex;
   head: Buffer;
   res: ServerResponse;
+  request?: FastifyRequest;
 }
 
 const PENDING = Symbol('rfc6455.fastify.upgrade');
@@ -151,29 +154,41 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
   const mapper = options.mapper as ServiceMapper<unknown> | undefined;
   let closing = false;
 
-  const upgradeOptions = (request: FastifyRequest, defaultState: unknown): UpgradeOptions<unknown> => ({
+  // One options object for every upgrade: without a before-accept hook the handshake stays synchronous.
+  const upgradeOptions: UpgradeOptions<unknown> = {
     ...options,
-    async beforeAccept(req, info): Promise<BeforeAcceptResult<unknown>> {
-      const result = await options.beforeAccept?.(req, info);
-      if (result && result.reject) return result;
-      return { headers: result?.headers, state: result?.state ?? defaultState };
-    },
     onError(error, conn, req) {
       if (options.onError) options.onError(error, conn, req);
-      else request.log.error({ err: error }, 'WebSocket handler failed');
+      else ((req as UpgradeRequest)[PENDING]?.request?.log ?? app.log).error({ err: error }, 'WebSocket handler failed');
     },
     onConnection(conn) {
       connections.add(conn);
       void conn.whenClosed.then(() => connections.delete(conn));
       options.onConnection?.(conn);
     },
-  });
+  };
+
+  /** Mapper handlers get the FastifyRequest as state unless a before-accept hook gave one. */
+  const withRequest =
+    (h: ConnectionHandler<unknown>): ConnectionHandler<unknown> =>
+    (conn, req, ctx) =>
+      h(conn, req, ctx.state === undefined ? { ...ctx, state: (req as UpgradeRequest)[PENDING]?.request } : ctx);
+  const routed: ServiceMapper<unknown> | undefined =
+    mapper &&
+    serviceMapper(
+      mapper.routes.map((route) => ({
+        path: route.path,
+        handler: route.handler && withRequest(route.handler),
+        protocols: Object.fromEntries(Object.entries(route.protocols ?? {}).map(([name, h]) => [name, withRequest(h)])),
+      })),
+    );
 
   /** Takes the socket back from the reply and hands it to the core. */
-  const accept = (request: FastifyRequest, reply: FastifyReply, pending: PendingUpgrade, target: Parameters<typeof handleUpgrade>[3], state: unknown): void => {
+  const accept = (request: FastifyRequest, reply: FastifyReply, pending: PendingUpgrade, target: UpgradeTarget<unknown>): void => {
     reply.hijack();
+    pending.request = request;
     pending.res.detachSocket(pending.socket as Socket);
-    void handleUpgrade(request.raw, pending.socket, pending.head, target, upgradeOptions(request, state));
+    void handleUpgrade(request.raw, pending.socket, pending.head, target, upgradeOptions);
   };
 
   const mapperClaims = (path: string): boolean => {
@@ -209,7 +224,7 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
       const pending = (request.raw as UpgradeRequest)[PENDING];
       if (!pending) return httpHandler.call(this, request, reply);
       const instance = this;
-      accept(request, reply, pending, (conn, _raw, ctx) => wsHandler.call(instance, conn, request, { ...ctx, params: request.params }) as void | Promise<void>, undefined);
+      accept(request, reply, pending, (conn, _raw, ctx) => wsHandler.call(instance, conn, request, { ...ctx, params: request.params }) as void | Promise<void>);
       return undefined;
     } as typeof route.handler;
   });
@@ -220,8 +235,8 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
       url: CATCH_ALL,
       handler(request, reply) {
         const pending = (request.raw as UpgradeRequest)[PENDING];
-        if (!pending || !mapperClaims(pathOf(request.raw.url))) return reply.callNotFound();
-        accept(request, reply, pending, mapper, request);
+        if (!pending || !routed || !mapperClaims(pathOf(request.raw.url))) return reply.callNotFound();
+        accept(request, reply, pending, routed);
         return undefined;
       },
     });

@@ -26,7 +26,7 @@ import {
   CloseCode,
   handleUpgrade,
   isServiceMapper,
-  type BeforeAcceptResult,
+  serviceMapper,
   type ConnectionHandler,
   type ServiceMapper,
   type UpgradeOptions,
@@ -78,6 +78,7 @@ interface PendingUpgrade {
   head: Buffer;
   res: ServerResponse;
   accepted: Promise<WebSocketConnection | undefined> | undefined;
+  ctx: Context | undefined;
 }
 
 const PENDING = Symbol('rfc6455.koa.upgrade');
@@ -121,33 +122,46 @@ export function websocket(mapperOrOptions: ServiceMapper<KoaState> | ServiceMapp
   };
   const claim = options.claim ?? ((req: IncomingMessage) => !mapper || mapperClaims(pathOf(req.url)));
 
-  const upgradeOptions = (ctx: Context): UpgradeOptions<KoaState> => ({
+  /** Handlers get `ctx.state` as state unless a before-accept hook gave one. */
+  const stateOf = (req: IncomingMessage): KoaState | undefined => (req as UpgradeRequest)[PENDING]?.ctx?.state as KoaState | undefined;
+  const withState =
+    (h: ConnectionHandler<KoaState>): ConnectionHandler<KoaState> =>
+    (conn, req, c) =>
+      h(conn, req, c.state === undefined ? { ...c, state: stateOf(req) as KoaState } : c);
+  const routed: ServiceMapper<KoaState> | undefined =
+    mapper &&
+    serviceMapper<KoaState>(
+      mapper.routes.map((route) => ({
+        path: route.path,
+        handler: route.handler && withState(route.handler),
+        protocols: Object.fromEntries(Object.entries(route.protocols ?? {}).map(([name, h]) => [name, withState(h)])),
+      })),
+    );
+
+  // One options object for every upgrade: without a before-accept hook the handshake stays synchronous.
+  const upgradeOptions: UpgradeOptions<KoaState> = {
     ...options,
-    async beforeAccept(req, info): Promise<BeforeAcceptResult<KoaState>> {
-      const result = await options.beforeAccept?.(req, info);
-      if (result && result.reject) return result;
-      return { headers: result?.headers, state: result?.state ?? (ctx.state as KoaState) };
-    },
     onConnection(conn) {
       connections.add(conn);
       void conn.whenClosed.then(() => connections.delete(conn));
       options.onConnection?.(conn);
     },
-  });
+  };
 
   const accept = (ctx: Context, pending: PendingUpgrade, handler: KoaWebSocketHandler | undefined): Promise<WebSocketConnection | undefined> => {
     if (pending.accepted) return pending.accepted;
     // Koa must not answer this request any more: the core writes the 101 (or an error) itself.
     ctx.respond = false;
     pending.res.detachSocket(pending.socket as Socket);
-    const target = handler ?? (mapper && mapperClaims(ctx.path) ? mapper : noop);
-    pending.accepted = handleUpgrade(ctx.req, pending.socket, pending.head, target, upgradeOptions(ctx));
+    const target = handler ? withState(handler) : routed && mapperClaims(ctx.path) ? routed : noop;
+    pending.accepted = handleUpgrade(ctx.req, pending.socket, pending.head, target, upgradeOptions);
     return pending.accepted;
   };
 
   const middleware = (async (ctx: Context, next: Next): Promise<void> => {
     const pending = (ctx.req as UpgradeRequest)[PENDING];
     if (!pending) return next();
+    pending.ctx = ctx;
     ctx.ws = (handler) => accept(ctx, pending, handler);
     if (mapperClaims(ctx.path)) {
       await accept(ctx, pending, undefined);
@@ -167,7 +181,7 @@ export function websocket(mapperOrOptions: ServiceMapper<KoaState> | ServiceMapp
         res.writeHead(503, { 'Content-Type': 'text/plain; charset=utf-8' }).end('server is shutting down\n');
         return;
       }
-      (req as UpgradeRequest)[PENDING] = { socket, head, res, accepted: undefined };
+      (req as UpgradeRequest)[PENDING] = { socket, head, res, accepted: undefined, ctx: undefined };
       callback ??= app.callback();
       void callback(req, res);
     };
