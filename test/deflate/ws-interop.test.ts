@@ -37,10 +37,10 @@ const MESSAGES: Array<string | Buffer> = [
   'hi',
   compressibleText(1023),
   compressibleText(1024),
-  compressibleText(120_000),
+  compressibleText(40_000),
   compressibleBytes(2000),
-  compressibleBytes(300_000),
-  'ünïcødé ✓ 😀 '.repeat(5000),
+  compressibleBytes(70_000),
+  'ünïcødé ✓ 😀 '.repeat(1500),
   Buffer.alloc(0),
 ];
 
