@@ -17,13 +17,15 @@
  * protocol logic lives here, nothing in Express is patched and no URL is rewritten.
  */
 import type { Express, Request, Response, NextFunction } from 'express';
-import { ServerResponse, type IncomingMessage, type Server } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import {
   CloseCode,
   handleUpgrade,
+  requestPath,
+  upgradeResponse,
   serviceMapper,
   type ConnectionHandler,
   type HandlerContext,
@@ -99,27 +101,7 @@ type UpgradeRequest = IncomingMessage & { [PENDING]?: PendingUpgrade };
 
 function noop(): void {}
 
-function pathOf(url: string | undefined): string {
-  const u = url ?? '/';
-  const q = u.indexOf('?');
-  return q < 0 ? u : u.slice(0, q);
-}
 
-/**
- * A ServerResponse that writes to the raw socket of an upgrade request, so the framework can
- * answer it with an ordinary HTTP response. The socket is closed once that response is written.
- */
-function upgradeResponse(req: IncomingMessage, socket: Duplex): ServerResponse {
-  const res = new ServerResponse(req);
-  res.shouldKeepAlive = false;
-  res.assignSocket(socket as Socket);
-  res.once('finish', () => {
-    res.detachSocket(socket as Socket);
-    socket.once('finish', () => socket.destroy());
-    socket.end();
-  });
-  return res;
-}
 
 /** Creates the WebSocket side of an Express app. */
 export function websocket(options: ExpressWebSocketOptions = {}): ExpressWebSocket {
@@ -143,8 +125,7 @@ export function websocket(options: ExpressWebSocketOptions = {}): ExpressWebSock
     ));
   const claims = (path: string): boolean => {
     if (routes.length === 0 && !options.mapper) return false;
-    const m = mapper().match(path, []);
-    return m.ok || m.status !== 404;
+    return mapper().claims(path);
   };
   // Express's `req` is the IncomingMessage the core hands the handler (Express only swaps its prototype).
   const wrap =
@@ -155,11 +136,7 @@ export function websocket(options: ExpressWebSocketOptions = {}): ExpressWebSock
   // One options object for every upgrade: without a before-accept hook the handshake stays synchronous.
   const upgradeOptions: UpgradeOptions<unknown> = {
     ...options,
-    onConnection(conn) {
-      connections.add(conn);
-      void conn.whenClosed.then(() => connections.delete(conn));
-      options.onConnection?.(conn);
-    },
+    connections,
   };
 
   const ws: ExpressWebSocket = {
@@ -180,7 +157,7 @@ export function websocket(options: ExpressWebSocketOptions = {}): ExpressWebSock
     },
     middleware(req, res, next) {
       const pending = (req as UpgradeRequest)[PENDING];
-      if (!pending || pending.accepted || !claims(pathOf(req.originalUrl ?? req.url))) return next();
+      if (!pending || pending.accepted || !claims(requestPath(req.originalUrl ?? req.url))) return next();
       pending.accepted = true;
       // The 101 (or a 404/400) is written by the core straight to the socket.
       res.detachSocket(pending.socket as Socket);
@@ -188,7 +165,7 @@ export function websocket(options: ExpressWebSocketOptions = {}): ExpressWebSock
     },
     attach(server, app) {
       const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
-        if (!claims(pathOf(req.url)) && server.listenerCount('upgrade') > 1) return; // someone else's
+        if (!claims(requestPath(req.url)) && server.listenerCount('upgrade') > 1) return; // someone else's
         socket.on('error', noop);
         const res = upgradeResponse(req, socket);
         if (closing) {

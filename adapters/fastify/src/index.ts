@@ -34,13 +34,15 @@ import type {
   RawServerDefault,
   RouteGenericInterface,
 } from 'fastify';
-import { ServerResponse, type IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { injectWS, type InjectWebSocketOptions } from './inject.js';
 import {
   CloseCode,
   handleUpgrade,
+  requestPath,
+  upgradeResponse,
   serviceMapper,
   type ConnectionHandler,
   type HandlerContext,
@@ -116,27 +118,7 @@ type AnyHandler = (this: FastifyInstance, ...args: unknown[]) => unknown;
 
 function noop(): void {}
 
-function pathOf(url: string | undefined): string {
-  const u = url ?? '/';
-  const q = u.indexOf('?');
-  return q < 0 ? u : u.slice(0, q);
-}
 
-/**
- * A ServerResponse that writes to the raw socket of an upgrade request, so Fastify can answer it
- * with an ordinary HTTP response. The socket is closed once that response is written.
- */
-function upgradeResponse(req: IncomingMessage, socket: Duplex): ServerResponse {
-  const res = new ServerResponse(req);
-  res.shouldKeepAlive = false;
-  res.assignSocket(socket as Socket);
-  res.once('finish', () => {
-    res.detachSocket(socket as Socket);
-    socket.once('finish', () => socket.destroy());
-    socket.end();
-  });
-  return res;
-}
 
 /** Plain HTTP on a WebSocket-only route: 426 (RFC 9110 §15.5.22). */
 function upgradeRequired(_request: FastifyRequest, reply: FastifyReply): void {
@@ -161,11 +143,7 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
       if (options.onError) options.onError(error, conn, req);
       else ((req as UpgradeRequest)[PENDING]?.request?.log ?? app.log).error({ err: error }, 'WebSocket handler failed');
     },
-    onConnection(conn) {
-      connections.add(conn);
-      void conn.whenClosed.then(() => connections.delete(conn));
-      options.onConnection?.(conn);
-    },
+    connections,
   };
 
   /** Mapper handlers get the FastifyRequest as state unless a before-accept hook gave one. */
@@ -192,13 +170,11 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
   };
 
   const mapperClaims = (path: string): boolean => {
-    if (!mapper) return false;
-    const m = mapper.match(path, []);
-    return m.ok || m.status !== 404;
+    return mapper !== undefined && mapper.claims(path);
   };
   /** Synchronously: does a route of this app serve the upgrade's path? */
   const claims = (req: IncomingMessage): boolean => {
-    const path = pathOf(req.url);
+    const path = requestPath(req.url);
     if (mapperClaims(path)) return true;
     try {
       const found = app.findRoute({ method: 'GET', url: path });
@@ -235,7 +211,7 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
       url: CATCH_ALL,
       handler(request, reply) {
         const pending = (request.raw as UpgradeRequest)[PENDING];
-        if (!pending || !routed || !mapperClaims(pathOf(request.raw.url))) return reply.callNotFound();
+        if (!pending || !routed || !mapperClaims(requestPath(request.raw.url))) return reply.callNotFound();
         accept(request, reply, pending, routed);
         return undefined;
       },

@@ -18,13 +18,15 @@
  */
 import type Koa from 'koa';
 import type { Context, Middleware, Next } from 'koa';
-import { ServerResponse, type IncomingMessage, type Server } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import {
   CloseCode,
   handleUpgrade,
+  requestPath,
+  upgradeResponse,
   isServiceMapper,
   serviceMapper,
   type ConnectionHandler,
@@ -86,27 +88,7 @@ type UpgradeRequest = IncomingMessage & { [PENDING]?: PendingUpgrade };
 
 function noop(): void {}
 
-function pathOf(url: string | undefined): string {
-  const u = url ?? '/';
-  const q = u.indexOf('?');
-  return q < 0 ? u : u.slice(0, q);
-}
 
-/**
- * A ServerResponse that writes to the raw socket of an upgrade request, so the framework can
- * answer it with an ordinary HTTP response. The socket is closed once that response is written.
- */
-function upgradeResponse(req: IncomingMessage, socket: Duplex): ServerResponse {
-  const res = new ServerResponse(req);
-  res.shouldKeepAlive = false;
-  res.assignSocket(socket as Socket);
-  res.once('finish', () => {
-    res.detachSocket(socket as Socket);
-    socket.once('finish', () => socket.destroy());
-    socket.end();
-  });
-  return res;
-}
 
 /** Creates the middleware (with `attach` and `close`). Takes a mapper or options. */
 export function websocket(mapperOrOptions: ServiceMapper<KoaState> | ServiceMapper<unknown> | KoaWebSocketOptions = {}): KoaWebSocketMiddleware {
@@ -116,11 +98,9 @@ export function websocket(mapperOrOptions: ServiceMapper<KoaState> | ServiceMapp
   let closing = false;
 
   const mapperClaims = (path: string): boolean => {
-    if (!mapper) return false;
-    const m = mapper.match(path, []);
-    return m.ok || m.status !== 404;
+    return mapper !== undefined && mapper.claims(path);
   };
-  const claim = options.claim ?? ((req: IncomingMessage) => !mapper || mapperClaims(pathOf(req.url)));
+  const claim = options.claim ?? ((req: IncomingMessage) => !mapper || mapperClaims(requestPath(req.url)));
 
   /** Handlers get `ctx.state` as state unless a before-accept hook gave one. */
   const stateOf = (req: IncomingMessage): KoaState | undefined => (req as UpgradeRequest)[PENDING]?.ctx?.state as KoaState | undefined;
@@ -141,11 +121,7 @@ export function websocket(mapperOrOptions: ServiceMapper<KoaState> | ServiceMapp
   // One options object for every upgrade: without a before-accept hook the handshake stays synchronous.
   const upgradeOptions: UpgradeOptions<KoaState> = {
     ...options,
-    onConnection(conn) {
-      connections.add(conn);
-      void conn.whenClosed.then(() => connections.delete(conn));
-      options.onConnection?.(conn);
-    },
+    connections,
   };
 
   const accept = (ctx: Context, pending: PendingUpgrade, handler: KoaWebSocketHandler | undefined): Promise<WebSocketConnection | undefined> => {

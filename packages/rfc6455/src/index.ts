@@ -6,6 +6,8 @@ export { connect, type ConnectOptions } from './client.js';
 export {
   handleUpgrade,
   rejectUpgrade,
+  upgradeResponse,
+  requestPath,
   type UpgradeOptions,
   type UpgradeInfo,
   type UpgradeRejection,

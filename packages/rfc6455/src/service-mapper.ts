@@ -60,6 +60,8 @@ export interface ServiceMapper<State = unknown> {
   readonly routes: readonly Route<State>[];
   /** Routes `path` (no query) for the offered subprotocols (client order). Pure. */
   match(path: string, offeredProtocols: readonly string[]): MatchResult<State>;
+  /** True when a route's path pattern matches `path` (what adapters test before taking an upgrade). */
+  claims(path: string): boolean;
 }
 
 function compile(path: RegExp | string): RegExp {
@@ -105,6 +107,9 @@ export function serviceMapper<State = unknown>(routes: readonly Route<State>[]):
         };
       }
       return { ok: false, status: 404, reason: `no WebSocket service at ${path}` };
+    },
+    claims(path) {
+      return compiled.some(({ pattern }) => pattern.test(path));
     },
   };
 }

@@ -5,7 +5,7 @@
  * extensions, answers 101 (or a real HTTP error, never a 101 followed by a close) and starts the
  * handler on a WebSocketConnection.
  */
-import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
+import { ServerResponse, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
@@ -100,6 +100,31 @@ export function rejectUpgrade(socket: Duplex, status: number, message: string | 
   }
   socket.once('finish', () => socket.destroy());
   socket.end(formatErrorResponse(status, message, headers));
+}
+
+/** The path of a request target, without the query. */
+export function requestPath(url: string | undefined): string {
+  const u = url ?? '/';
+  const q = u.indexOf('?');
+  return q < 0 ? u : u.slice(0, q);
+}
+
+/**
+ * A ServerResponse that writes to the raw socket of an upgrade request, so that a framework's
+ * routing and middleware can answer it with an ordinary HTTP response (401, 404, a redirect...).
+ * The socket is ended once that response is written. Adapters use it; `handleUpgrade` itself
+ * writes straight to the socket.
+ */
+export function upgradeResponse(req: IncomingMessage, socket: Duplex): ServerResponse {
+  const res = new ServerResponse(req);
+  res.shouldKeepAlive = false;
+  res.assignSocket(socket as Socket);
+  res.once('finish', () => {
+    res.detachSocket(socket as Socket);
+    socket.once('finish', () => socket.destroy());
+    socket.end();
+  });
+  return res;
 }
 
 function offeredOrigin(req: IncomingMessage): string | undefined {
