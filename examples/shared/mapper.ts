@@ -11,7 +11,7 @@
  * - `/`: an HTML page (`indexPage`) that talks to /test from the browser.
  */
 import { serviceMapper, type ServiceMapper } from 'rfc6455';
-import { testLoop } from '../lib/test-loop.js';
+import { testServiceMapper } from '../lib/routes.js';
 
 export const PRIVATE_PATH = '/private';
 export const TOKEN = 'letmein';
@@ -25,13 +25,7 @@ export function authorize(authorization: string | undefined): { status: 401; hea
 /** The example service mapper (the same for the three frameworks). */
 export function exampleMapper(log: (line: string) => void = () => {}): ServiceMapper<unknown> {
   return serviceMapper<unknown>([
-    {
-      path: '/test',
-      handler: (conn) => testLoop(conn, log),
-      protocols: {
-        subprotocol: (conn) => void conn.send('This is the subprotocol handler').catch(() => undefined),
-      },
-    },
+    ...testServiceMapper(log).routes,
     {
       path: PRIVATE_PATH,
       handler: async (conn) => {
