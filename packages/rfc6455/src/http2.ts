@@ -212,27 +212,65 @@ export interface Http2ConnectOptions extends ConnectOptions {
   sessionOptions?: SecureClientSessionOptions;
 }
 
-/** Waits for the peer's SETTINGS, which say whether extended CONNECT is allowed (RFC 8441 §3). */
-function remoteSettings(session: ClientHttp2Session, timeout: number): Promise<boolean> {
-  if (session.remoteSettings && (session as unknown as { [k: string]: unknown })['pendingSettingsAck'] === false && session.remoteSettings.enableConnectProtocol !== undefined) {
-    return Promise.resolve(session.remoteSettings.enableConnectProtocol === true);
-  }
+/** The TLS alert a server sends when it speaks none of the offered ALPN protocols (no h2). */
+const NO_ALPN = 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL';
+
+/**
+ * Waits for the peer's SETTINGS, which say whether extended CONNECT is allowed (RFC 8441 §3), and
+ * resolves with that; resolves `undefined` when the server does not speak HTTP/2 at all (ALPN
+ * refused or did not select h2), so the caller can fall back to HTTP/1.1.
+ *
+ * Node offers no flag for "the peer's SETTINGS arrived": before, `remoteSettings` holds the
+ * defaults (enableConnectProtocol false). Fixed bug: this used to test `pendingSettingsAck` (our
+ * own SETTINGS' ack) and wait for a 'remoteSettings' event that had already fired on a shared
+ * session, so connect({ http2: session }) timed out. Now a true value is taken at once, and
+ * otherwise a PING is sent: its ACK comes after the server's SETTINGS (the first frame of its
+ * preface, RFC 9113 §3.4), so once it is back `remoteSettings` is the server's.
+ */
+function remoteSettings(session: ClientHttp2Session, timeout: number): Promise<boolean | undefined> {
+  if (session.remoteSettings?.enableConnectProtocol === true) return Promise.resolve(true);
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new HandshakeError('no HTTP/2 SETTINGS from the server', 0, { code: 'WS_HANDSHAKE_TIMEOUT' })), timeout);
+    let settled = false;
+    const timer = setTimeout(() => fail(new HandshakeError('no HTTP/2 SETTINGS from the server', 0, { code: 'WS_HANDSHAKE_TIMEOUT' })), timeout);
     timer.unref?.();
-    const done = (): void => {
+    const done = (): boolean => {
+      if (settled) return false;
+      settled = true;
       clearTimeout(timer);
       session.removeListener('error', onError);
+      session.removeListener('remoteSettings', onSettings);
+      session.removeListener('connect', probe);
+      return true;
     };
-    const onError = (error: Error): void => {
-      done();
-      reject(new HandshakeError(`HTTP/2 session failed: ${error.message}`, 0, { code: 'WS_CONNECT_FAILED', cause: error }));
+    const fail = (error: Error): void => {
+      if (done()) reject(error);
     };
-    session.once('remoteSettings', (settings) => {
-      done();
-      resolve(settings.enableConnectProtocol === true);
-    });
-    session.once('error', onError);
+    const onError = (error: NodeJS.ErrnoException): void => {
+      if (error.code === NO_ALPN) {
+        if (done()) resolve(undefined);
+        return;
+      }
+      fail(new HandshakeError(`HTTP/2 session failed: ${error.message}`, 0, { code: 'WS_CONNECT_FAILED', cause: error }));
+    };
+    const onSettings = (settings: { enableConnectProtocol?: boolean }): void => {
+      if (done()) resolve(settings.enableConnectProtocol === true);
+    };
+    function probe(): void {
+      if (settled || session.destroyed) return;
+      // A TLS server that selected no ALPN protocol (or http/1.1) never sends HTTP/2 SETTINGS.
+      const alpn = session.alpnProtocol;
+      if (session.encrypted && alpn !== 'h2') {
+        if (done()) resolve(undefined);
+        return;
+      }
+      session.ping((error) => {
+        if (!error && done()) resolve(session.remoteSettings?.enableConnectProtocol === true);
+      });
+    }
+    session.once('remoteSettings', onSettings);
+    session.on('error', onError);
+    if (session.connecting) session.once('connect', probe);
+    else probe();
   });
 }
 
@@ -251,7 +289,7 @@ export async function connectHttp2(url: URL, options: Http2ConnectOptions): Prom
     if (ownSession && !session.closed) session.close();
   };
   session.on('error', () => undefined);
-  let allowed: boolean;
+  let allowed: boolean | undefined;
   try {
     allowed = await remoteSettings(session, timeout);
   } catch (error) {
