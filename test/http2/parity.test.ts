@@ -1,0 +1,318 @@
+/**
+ * One behaviour suite, run over HTTP/2 extended CONNECT (RFC 8441) and over the HTTP/1.1 upgrade:
+ * our client against our serve({ http2: true, tls }) server, which answers both on one TLS port.
+ * Every case also checks, on the server side, which transport actually carried the WebSocket, so
+ * the HTTP/2 column cannot silently pass over HTTP/1.1.
+ *
+ * Then what only HTTP/2 has: several WebSockets on one shared ClientHttp2Session, and the client's
+ * fallback to HTTP/1.1 when the server does not advertise SETTINGS_ENABLE_CONNECT_PROTOCOL.
+ */
+import { createSecureServer, type ClientHttp2Session, type Http2SecureServer } from 'node:http2';
+import type { IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { connect, EOF, handleUpgrade, serve, serviceMapper, type ConnectOptions, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
+import { CLIENT_TLS, closeSession, openSession, originOf, TLS } from './helpers.js';
+
+/** What the server saw of one connection, reported when it closed. */
+interface ServerView {
+  kind: string;
+  httpVersion: string;
+  protocol: string;
+  extensions: string;
+  closeStatus: number | undefined;
+  closeReason: string | undefined;
+  received: Array<string | Buffer>;
+}
+
+const views = new Map<string, { promise: Promise<ServerView>; resolve: (v: ServerView) => void }>();
+function viewOf(id: string): Promise<ServerView> {
+  let entry = views.get(id);
+  if (!entry) {
+    let resolve!: (v: ServerView) => void;
+    const promise = new Promise<ServerView>((r) => (resolve = r));
+    entry = { promise, resolve };
+    views.set(id, entry);
+  }
+  return entry.promise;
+}
+let nextId = 0;
+const newId = (): string => `t${++nextId}`;
+
+/** Echoes every message back (text as text, binary as binary), then reports what it saw. */
+async function echo(conn: WebSocketConnection, req: IncomingMessage, reply?: (m: string | Buffer) => string | Buffer): Promise<void> {
+  const id = new URL(req.url ?? '/', 'https://x').searchParams.get('id') ?? 'none';
+  const received: Array<string | Buffer> = [];
+  for await (const m of conn) {
+    received.push(m);
+    await conn.send(reply ? reply(m) : m).catch(() => undefined);
+  }
+  await conn.whenClosed;
+  viewOf(id);
+  views.get(id)!.resolve({
+    kind: conn.transport.kind,
+    httpVersion: req.httpVersion,
+    protocol: conn.protocol,
+    extensions: conn.extensions,
+    closeStatus: conn.closeStatus,
+    closeReason: conn.closeReason,
+    received,
+  });
+}
+
+const mapper = serviceMapper([
+  { path: '/echo', handler: (conn, req) => echo(conn, req) },
+  {
+    path: '/chat',
+    protocols: {
+      'chat.v2': (conn, req) => echo(conn, req, (m) => `v2:${String(m)}`),
+      'chat.v1': (conn, req) => echo(conn, req, (m) => `v1:${String(m)}`),
+    },
+  },
+  {
+    path: '/server-closes/(?<code>\\d+)',
+    handler: async (conn, req, { params }) => {
+      const done = echo(conn, req);
+      await conn.close(Number(params.code), 'server says bye');
+      await done;
+    },
+  },
+]);
+
+let server: WebSocketServer;
+let origin: string;
+
+beforeAll(async () => {
+  server = await serve({ host: '127.0.0.1', port: 0, http2: true, tls: TLS }, mapper);
+  origin = originOf(server.url);
+});
+
+afterAll(async () => {
+  await server.close();
+});
+
+describe.each(['http2', 'http1'] as const)('over %s', (mode) => {
+  const expectedKind = mode === 'http2' ? 'http2' : 'tls';
+  const expectedVersion = mode === 'http2' ? '2.0' : '1.1';
+  const open = (path: string, id: string, options: ConnectOptions = {}): Promise<WebSocketConnection> =>
+    connect(`${server.url.replace(/\/$/, '')}${path}${path.includes('?') ? '&' : '?'}id=${id}`, {
+      tls: CLIENT_TLS,
+      ...(mode === 'http2' ? { http2: true } : {}),
+      ...options,
+    });
+
+  test('client and server exchange text and the right transport carries it', async () => {
+    const id = newId();
+    const conn = await open('/echo', id);
+    expect(conn.transport.kind).toBe(expectedKind);
+    await conn.send('hello über 🌍');
+    expect(await conn.recv()).toBe('hello über 🌍');
+    await conn.close();
+    const view = await viewOf(id);
+    expect(view.kind).toBe(expectedKind);
+    expect(view.httpVersion).toBe(expectedVersion);
+    expect(view.received).toEqual(['hello über 🌍']);
+  });
+
+  test('client sends binary (empty, small, 300 KiB) and gets the same bytes back', async () => {
+    const id = newId();
+    const conn = await open('/echo', id, { perMessageDeflate: false });
+    const big = Buffer.alloc(300 * 1024);
+    for (let i = 0; i < big.length; i++) big[i] = (i * 7919) & 0xff;
+    for (const payload of [Buffer.alloc(0), Buffer.from([0, 1, 2, 255]), big]) {
+      await conn.send(payload);
+      const back = await conn.recv();
+      expect(Buffer.isBuffer(back)).toBe(true);
+      expect((back as Buffer).equals(payload)).toBe(true);
+    }
+    await conn.close();
+    expect((await viewOf(id)).kind).toBe(expectedKind);
+  });
+
+  test('client sends a fragmented message with sendStream and the server reassembles it', async () => {
+    const id = newId();
+    const conn = await open('/echo', id, { perMessageDeflate: false });
+    const parts = ['alpha-', 'beta-', 'gamma-', 'delta'];
+    await conn.sendStream(parts, { binary: false, fragmentSize: 3 });
+    expect(await conn.recv()).toBe(parts.join(''));
+    const chunks = Array.from({ length: 20 }, (_, i) => Buffer.alloc(5000, i));
+    await conn.sendStream(chunks, { fragmentSize: 4096 });
+    expect(((await conn.recv()) as Buffer).equals(Buffer.concat(chunks))).toBe(true);
+    await conn.close();
+    expect((await viewOf(id)).received.length).toBe(2);
+  });
+
+  test('client pings and gets the pong with its payload', async () => {
+    const id = newId();
+    const conn = await open('/echo', id);
+    const pongs: Buffer[] = [];
+    conn.on('pong', (p) => pongs.push(p));
+    const rtt = await conn.ping('are you there');
+    expect(rtt).toBeGreaterThanOrEqual(0);
+    expect(pongs.map(String)).toEqual(['are you there']);
+    await conn.close();
+  });
+
+  test('client closes with a code and reason that the server receives', async () => {
+    const id = newId();
+    const conn = await open('/echo', id);
+    await conn.close(4001, 'client says bye');
+    expect(conn.closeStatus).toBe(4001);
+    const view = await viewOf(id);
+    expect(view.closeStatus).toBe(4001);
+    expect(view.closeReason).toBe('client says bye');
+  });
+
+  test('server closes with a code and reason that the client receives', async () => {
+    const id = newId();
+    const conn = await open('/server-closes/4002', id);
+    expect(await conn.recv()).toBe(EOF);
+    await conn.whenClosed;
+    expect(conn.closeStatus).toBe(4002);
+    expect(conn.closeReason).toBe('server says bye');
+    expect((await viewOf(id)).closeStatus).toBe(4002);
+  });
+
+  test('client offers subprotocols and the service mapper picks the first it serves', async () => {
+    const id = newId();
+    const conn = await open('/chat', id, { protocols: ['chat.v3', 'chat.v1', 'chat.v2'] });
+    expect(conn.protocol).toBe('chat.v1');
+    await conn.send('hi');
+    expect(await conn.recv()).toBe('v1:hi');
+    await conn.close();
+    const view = await viewOf(id);
+    expect(view.protocol).toBe('chat.v1');
+    expect(view.kind).toBe(expectedKind);
+  });
+
+  test('a route that requires a subprotocol refuses a client without one (400)', async () => {
+    await expect(open('/chat', newId())).rejects.toMatchObject({ status: 400 });
+  });
+
+  test('an unknown path is refused with 404', async () => {
+    await expect(open('/nowhere', newId())).rejects.toMatchObject({ status: 404 });
+  });
+
+  test('permessage-deflate is negotiated and compressible messages round-trip', async () => {
+    const id = newId();
+    const conn = await open('/echo', id, { perMessageDeflate: { threshold: 0 } });
+    expect(conn.extensions).toMatch(/^permessage-deflate/);
+    const text = 'compress me '.repeat(5000);
+    await conn.send(text);
+    expect(await conn.recv()).toBe(text);
+    const bin = Buffer.alloc(100_000, 'z');
+    await conn.send(bin);
+    expect(((await conn.recv()) as Buffer).equals(bin)).toBe(true);
+    await conn.close();
+    const view = await viewOf(id);
+    expect(view.extensions).toMatch(/^permessage-deflate/);
+    expect(view.kind).toBe(expectedKind);
+  });
+
+  test('permessage-deflate declined by the client leaves no extension', async () => {
+    const id = newId();
+    const conn = await open('/echo', id, { perMessageDeflate: false });
+    expect(conn.extensions).toBe('');
+    await conn.send('plain');
+    expect(await conn.recv()).toBe('plain');
+    await conn.close();
+    expect((await viewOf(id)).extensions).toBe('');
+  });
+});
+
+describe('HTTP/2 only', () => {
+  let session: ClientHttp2Session | undefined;
+  afterEach(async () => {
+    if (session) await closeSession(session);
+    session = undefined;
+  });
+
+  test('several WebSockets share one ClientHttp2Session, interleaved, and the session outlives them', async () => {
+    session = await openSession(origin);
+    const ids = Array.from({ length: 5 }, newId);
+    const conns = await Promise.all(ids.map((id) => connect(`${server.url}echo?id=${id}`, { tls: CLIENT_TLS, http2: session })));
+    for (const conn of conns) {
+      expect(conn.transport.kind).toBe('http2');
+      expect((conn.transport.stream as unknown as { session: unknown }).session).toBe(session);
+    }
+    // Interleave: every connection sends before any reads.
+    await Promise.all(conns.map((c, i) => c.send(`msg ${i}`)));
+    await Promise.all(conns.map((c, i) => c.send(Buffer.alloc(20_000, i))));
+    for (const [i, c] of conns.entries()) {
+      expect(await c.recv()).toBe(`msg ${i}`);
+      expect(((await c.recv()) as Buffer).equals(Buffer.alloc(20_000, i))).toBe(true);
+    }
+    // Closing one does not disturb the others or the session.
+    await conns[0]!.close(1000, 'first done');
+    expect(session.closed).toBe(false);
+    await conns[1]!.send('still here');
+    expect(await conns[1]!.recv()).toBe('still here');
+    await Promise.all(conns.slice(1).map((c) => c.close()));
+    expect(session.closed).toBe(false);
+    const seen = await Promise.all(ids.map(viewOf));
+    expect(seen.map((v) => v.kind)).toEqual(Array(5).fill('http2'));
+    expect(seen[0]!.closeReason).toBe('first done');
+    // And a new WebSocket still opens on it.
+    const again = await connect(`${server.url}echo?id=${newId()}`, { tls: CLIENT_TLS, http2: session });
+    await again.send('once more');
+    expect(await again.recv()).toBe('once more');
+    await again.close();
+  });
+
+  test('the session our client opens itself is closed with the WebSocket', async () => {
+    const conn = await connect(`${server.url}echo?id=${newId()}`, { tls: CLIENT_TLS, http2: true });
+    const own = (conn.transport.stream as unknown as { session: ClientHttp2Session }).session;
+    expect(own.closed).toBe(false);
+    await conn.close();
+    await new Promise<void>((r) => (own.destroyed ? r() : own.once('close', () => r())));
+    expect(own.destroyed).toBe(true);
+  });
+});
+
+describe('client falls back to HTTP/1.1', () => {
+  test('when the HTTP/2 server does not advertise SETTINGS_ENABLE_CONNECT_PROTOCOL', async () => {
+    // A user's own h2 server with allowHTTP1 and an upgrade listener, but no extended CONNECT.
+    const h2: Http2SecureServer = createSecureServer({ ...TLS, allowHTTP1: true });
+    const kinds: string[] = [];
+    h2.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      void handleUpgrade(req, socket, head, async (conn) => {
+        kinds.push(`${conn.transport.kind} ${req.httpVersion}`);
+        for await (const m of conn) await conn.send(m);
+      });
+    });
+    const sockets = new Set<Duplex>();
+    h2.on('secureConnection', (socket: Duplex) => sockets.add(socket));
+    const streams: string[] = [];
+    h2.on('stream', (_s, headers) => streams.push(String(headers[':method'])));
+    await new Promise<void>((r) => h2.listen(0, '127.0.0.1', r));
+    const port = (h2.address() as AddressInfo).port;
+    try {
+      const conn = await connect(`wss://127.0.0.1:${port}/`, { tls: CLIENT_TLS, http2: true });
+      expect(conn.transport.kind).toBe('tls');
+      await conn.send('over h1');
+      expect(await conn.recv()).toBe('over h1');
+      await conn.close();
+      expect(kinds).toEqual(['tls 1.1']);
+      expect(streams).toEqual([]); // no CONNECT was attempted on the h2 session
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((r) => h2.close(() => r()));
+    }
+  });
+
+  test('when the server speaks only HTTP/1.1 (an https server, no h2 in ALPN)', async () => {
+    const h1 = await serve({ host: '127.0.0.1', port: 0, tls: TLS }, async (conn, req) => {
+      await conn.send(`${conn.transport.kind} ${req.httpVersion}`);
+      await conn.close();
+    });
+    try {
+      const conn = await connect(h1.url, { tls: CLIENT_TLS, http2: true });
+      expect(conn.transport.kind).toBe('tls');
+      expect(await conn.recv()).toBe('tls 1.1');
+      await conn.whenClosed;
+      expect(conn.closeStatus).toBe(1000);
+    } finally {
+      await h1.close();
+    }
+  });
+});
