@@ -70,6 +70,10 @@ export function exchange(session: ClientHttp2Session, headers: OutgoingHttpHeade
       outcome.status = Number(h[':status']);
     });
     stream.on('data', (c: Buffer) => chunks.push(c));
+    // The server ended its side (a refusal): end ours so that the stream closes.
+    stream.once('end', () => {
+      if (!stream.closed) stream.close();
+    });
     if (send) stream.write(send);
     stream.once('close', () => {
       outcome.body = Buffer.concat(chunks);
