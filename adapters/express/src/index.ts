@@ -59,15 +59,19 @@ export type ExpressWebSocketHandler<Params = Record<string, string>> = (
 
 /** A route's handlers: one for clients offering no subprotocol, and/or one per subprotocol name. */
 export interface ExpressRouteHandlers<Params = Record<string, string>> {
+  /** Handler for clients that request no subprotocol. */
   handler?: ExpressWebSocketHandler<Params>;
+  /** Handlers by subprotocol name. */
   protocols?: Readonly<Record<string, ExpressWebSocketHandler<Params>>>;
 }
 
+/** Options of {@link websocket}: the core's upgrade and connection options, plus an optional mapper. */
 export interface ExpressWebSocketOptions extends UpgradeOptions<Locals> {
   /** A core service mapper served after the routes added with `route()`. */
   mapper?: ServiceMapper<unknown>;
 }
 
+/** The WebSocket side of an Express app, as {@link websocket} returns it. */
 export interface ExpressWebSocket {
   /**
    * Adds a route. `path` is the core's pattern: a RegExp or a string read as a regular expression

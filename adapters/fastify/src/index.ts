@@ -100,6 +100,7 @@ declare module 'fastify' {
   }
 }
 
+/** Options of the plugin: the core's upgrade and connection options, plus an optional mapper. */
 export interface FastifyWebSocketOptions extends UpgradeOptions<unknown> {
   /** A core service mapper, served behind Fastify's hooks by a catch-all `GET /*` route. */
   mapper?: ServiceMapper<FastifyRequest> | ServiceMapper<unknown>;

@@ -20,6 +20,7 @@ import {
   type ConnectionOptions,
 } from 'rfc6455';
 
+/** Options of {@link injectWS}: the client connection's options, plus what the request offers. */
 export interface InjectWebSocketOptions extends ConnectionOptions {
   /** Subprotocols to offer, in order of preference. */
   protocols?: string | readonly string[];

@@ -56,6 +56,7 @@ declare module 'koa' {
   }
 }
 
+/** Options of {@link websocket}: the core's upgrade and connection options, plus routing. */
 export interface KoaWebSocketOptions extends UpgradeOptions<KoaState> {
   /** Routes upgrades by path and subprotocol; claimed paths are accepted where the middleware sits. */
   mapper?: ServiceMapper<KoaState> | ServiceMapper<unknown>;
@@ -66,6 +67,7 @@ export interface KoaWebSocketOptions extends UpgradeOptions<KoaState> {
   claim?: (req: IncomingMessage) => boolean;
 }
 
+/** The Koa middleware that accepts upgrades where it sits, with `attach` and `close`. */
 export interface KoaWebSocketMiddleware extends Middleware {
   /** Hooks `server`'s `upgrade` event and runs upgrades through `app.callback()`. Returns a detach function. */
   attach(server: Server | HttpsServer, app: Koa): () => void;

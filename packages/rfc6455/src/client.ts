@@ -16,6 +16,7 @@ import { connectHttp2 } from './http2.js';
 import { connectHybi00 } from './hybi00-upgrade.js';
 import type { ClientHttp2Session } from 'node:http2';
 
+/** Options of {@link connect}: the handshake, plus every connection option. */
 export interface ConnectOptions extends ConnectionOptions {
   /** Subprotocols to offer, in order of preference. */
   protocols?: string | readonly string[];

@@ -18,6 +18,7 @@ import type { Transport } from './transport.js';
 
 /** What `recv()` resolves to once the connection is closed (the analog of Racket's `eof`). */
 export const EOF: unique symbol = Symbol('rfc6455.EOF');
+/** The type of {@link EOF}. */
 export type EOF = typeof EOF;
 
 /** A received message: a string for text, a Buffer for binary. */
@@ -26,6 +27,7 @@ export type Message = string | Buffer;
 /** What `send()` accepts: strings go as text, bytes as binary. */
 export type SendData = string | Buffer | Uint8Array | ArrayBuffer | ArrayBufferView;
 
+/** Options of {@link WebSocketConnection.send}. */
 export interface SendOptions {
   /** Send as binary even for a string, or as text for bytes (which must then be UTF-8). */
   binary?: boolean;
@@ -33,13 +35,17 @@ export interface SendOptions {
   compress?: boolean;
 }
 
+/** Options of {@link WebSocketConnection.sendStream}. */
 export interface SendStreamOptions {
+  /** Send a binary message (the default); false sends text, whose bytes must then be UTF-8. */
   binary?: boolean;
+  /** Compress when permessage-deflate was negotiated (default true; the threshold does not apply). */
   compress?: boolean;
   /** Largest fragment; larger chunks are split. Default 65536 (Racket's rfc6455-stream-buffer-size). */
   fragmentSize?: number;
 }
 
+/** Limits and timers of a connection; accepted by `connect()`, `serve()` and `handleUpgrade()`. */
 export interface ConnectionOptions {
   /** Largest message accepted, in bytes (after decompression); 1009 beyond. Default 64 MiB. */
   maxMessageSize?: number;
@@ -68,6 +74,7 @@ export interface ConnectionOptions {
 
 /** Facts about the connection fixed at the handshake. */
 export interface ConnectionInfo {
+  /** Which end of the connection we are: `server` or `client` (clients mask their frames). */
   side: Side;
   /** `rfc6455`, or `hybi00` for the draft protocol. */
   variant?: 'rfc6455' | 'hybi00';
@@ -75,6 +82,7 @@ export interface ConnectionInfo {
   protocol?: string;
   /** The negotiated Sec-WebSocket-Extensions value, '' if none. */
   extensions?: string;
+  /** The negotiated per-message extension engine (permessage-deflate), if any. */
   extension?: MessageExtension | undefined;
   /** Server: the request line; client: the response status line. */
   requestLine?: string;
@@ -86,12 +94,19 @@ export interface ConnectionInfo {
   headers?: IncomingHttpHeaders;
 }
 
+/** The events of a {@link WebSocketConnection} and their listener arguments. */
 export interface ConnectionEvents {
+  /** A whole message. While a `message` listener is attached, messages go to it instead of `recv()`. */
   message: [data: Message, binary: boolean];
+  /** A ping arrived (the pong is sent automatically). */
   ping: [payload: Buffer];
+  /** A pong arrived. */
   pong: [payload: Buffer];
+  /** The transport's write buffer drained. */
   drain: [];
+  /** The transport closed; `code` and `reason` are the final `closeStatus` and `closeReason`. */
   close: [code: number, reason: string];
+  /** The connection failed or the transport reported an error (not thrown when nobody listens; see `error`). */
   error: [error: Error];
 }
 
@@ -146,15 +161,26 @@ function messageSize(message: Message): number {
   return typeof message === 'string' ? message.length * 2 : message.length;
 }
 
+/**
+ * One WebSocket connection, client or server side. Receive with `recv()`, `for await`, `recvStream()`
+ * or `message` events; send with `send()`, `sendStream()` and `ping()`; finish with `close()`.
+ */
 export class WebSocketConnection extends EventEmitter<ConnectionEvents> implements ProtocolHandler, WheelMember, AsyncIterable<Message> {
+  /** `server` or `client`. */
   readonly side: Side;
+  /** The protocol spoken: `rfc6455`, or `hybi00` for the draft (text only, no ping or fragments). */
   readonly variant: 'rfc6455' | 'hybi00';
+  /** The negotiated subprotocol, '' if none. */
   readonly protocol: string;
+  /** The negotiated Sec-WebSocket-Extensions value, '' if none. */
   readonly extensions: string;
   private readonly requestLineValue: string | undefined;
   private readonly httpVersion: string;
+  /** The request target (path and query), e.g. `/chat?room=1`. */
   readonly url: string;
+  /** Server: the upgrade request's headers; client: the handshake response's headers. */
   readonly headers: IncomingHttpHeaders;
+  /** The transport the connection runs over. */
   readonly transport: Transport;
 
   private readonly proto: ProtocolEngine;
@@ -191,6 +217,7 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
   private pings: PendingPing[] | undefined;
 
   // Lifecycle
+  /** Coarse time (ms) of the last data received, for the idle timeout. @internal */
   lastActivity = wheel.now;
   private lastKeepalive = wheel.now;
   private keepaliveOutstanding = false;
@@ -258,6 +285,7 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
     return this.proto.state === 'open' ? 'open' : 'closing';
   }
 
+  /** True once the transport has closed (`readyState` is `closed`). */
   get closed(): boolean {
     return this.closedFlag;
   }
@@ -271,6 +299,7 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
     return this.closedFlag ? this.finalCode : this.proto.closeCode;
   }
 
+  /** The close reason that goes with `closeStatus` ('' if none); undefined while `closeStatus` is. */
   get closeReason(): string | undefined {
     return this.closedFlag ? this.finalReason : this.proto.closeCode === undefined ? undefined : this.proto.closeReason;
   }
@@ -294,15 +323,19 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
     return q < 0 ? this.url : this.url.slice(0, q);
   }
 
+  /** The peer's IP address (from the transport), undefined when unknown. */
   get remoteAddress(): string | undefined {
     return this.transport.remoteAddress;
   }
+  /** The peer's port, undefined when unknown. */
   get remotePort(): number | undefined {
     return this.transport.remotePort;
   }
+  /** Local IP address, undefined when unknown. */
   get localAddress(): string | undefined {
     return this.transport.localAddress;
   }
+  /** Local port, undefined when unknown. */
   get localPort(): number | undefined {
     return this.transport.localPort;
   }

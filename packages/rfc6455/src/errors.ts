@@ -17,6 +17,7 @@
  * the error's `closeCode` and are reported through the connection's `error` event and `closeStatus`.
  */
 
+/** Base class of every error the library reports; `code` identifies the failure. */
 export class WebSocketError extends Error {
   /** Stable machine-readable identifier, e.g. `WS_PROTOCOL_ERROR`. */
   readonly code: string;
@@ -24,6 +25,7 @@ export class WebSocketError extends Error {
     super(message, options);
     this.code = code;
   }
+  /** The class name, e.g. `ProtocolError`. */
   override get name(): string {
     return this.constructor.name;
   }
@@ -31,6 +33,7 @@ export class WebSocketError extends Error {
 
 /** The peer broke RFC 6455 framing rules. The connection is failed with `closeCode`. */
 export class ProtocolError extends WebSocketError {
+  /** Close code the connection is failed with: 1002 unless the constructor was given another. */
   readonly closeCode: number;
   constructor(message: string, closeCode = 1002, code = 'WS_PROTOCOL_ERROR') {
     super(code, message);
@@ -47,7 +50,9 @@ export class InvalidUtf8Error extends ProtocolError {
 
 /** A frame or message exceeded a configured size or count limit: close code 1009. */
 export class MessageTooBigError extends WebSocketError {
+  /** Always 1009 (message too big). */
   readonly closeCode = 1009;
+  /** The limit that was exceeded: bytes for a size limit, a count for `maxFragments`. */
   readonly limit: number;
   constructor(message: string, limit: number) {
     super('WS_MESSAGE_TOO_BIG', message);
@@ -61,9 +66,13 @@ export class MessageTooBigError extends WebSocketError {
  * valid response arrived) and `headers`/`body` carry its response.
  */
 export class HandshakeError extends WebSocketError {
+  /** Server: the HTTP status answered. Client: the status received (101 when the 101 failed checks), 0 when none. */
   readonly status: number;
+  /** Server: extra headers of the error response (e.g. Sec-WebSocket-Version with 426). Client: the response headers. */
   readonly headers: Record<string, string | string[] | undefined>;
+  /** Client: the response's status line, e.g. `HTTP/1.1 403 Forbidden`; undefined when none was received. */
   readonly statusLine: string | undefined;
+  /** Client: the response body of a non-101 answer (at most its first 64 KiB); undefined otherwise. */
   body: Buffer | undefined;
   constructor(
     message: string,
@@ -86,7 +95,9 @@ export class HandshakeError extends WebSocketError {
 
 /** An operation was attempted on a connection that is closing or closed. */
 export class ConnectionClosedError extends WebSocketError {
+  /** The connection's close code as recorded (1006 when it ended without a close frame). */
   readonly closeCode: number;
+  /** The connection's close reason as recorded ('' if none). */
   readonly closeReason: string;
   constructor(closeCode: number, closeReason: string, message = 'the WebSocket connection is closed') {
     super('WS_CLOSED', message);
@@ -111,6 +122,7 @@ export class UnsupportedError extends WebSocketError {
 
 /** The outgoing buffer limit (`maxBufferedAmount`) was reached and the policy is to reject. */
 export class BackpressureError extends WebSocketError {
+  /** Always 1008 (policy violation). */
   readonly closeCode = 1008;
   constructor(message: string) {
     super('WS_BACKPRESSURE', message);

@@ -8,7 +8,9 @@ import { encodeHybi00Text, HYBI00_CLOSE, Hybi00Parser, type Hybi00ParseError } f
 import { ConnectionClosedError, UnsupportedError } from './errors.js';
 import type { ProtocolEngine, ProtocolHandler, ProtocolState, Side } from './protocol.js';
 
+/** The hybi-00 (hixie-76) engine behind the {@link ProtocolEngine} interface, sans I/O. Text only. */
 export class Hybi00Protocol implements ProtocolEngine {
+  /** Not supported by hybi-00: messages always arrive whole. */
   streamNextMessage = false;
   private readonly side: Side;
   private readonly handler: ProtocolHandler;
@@ -33,23 +35,29 @@ export class Hybi00Protocol implements ProtocolEngine {
     );
   }
 
+  /** `open`, `closing` (our closing frame was sent) or `closed`. */
   get state(): ProtocolState {
     return this.stateValue;
   }
+  /** True once our closing frame was written. */
   get closeSent(): boolean {
     return this.closeSentFlag;
   }
+  /** 1005 after a closing frame (hybi-00 has no status), the failure's code, or 1006; undefined before. */
   get closeCode(): number | undefined {
     return this.closeCodeValue;
   }
+  /** The failure's message, else ''. */
   get closeReason(): string {
     return this.closeReasonValue;
   }
 
+  /** Feeds bytes read from the transport. */
   receiveData(chunk: Buffer): void {
     this.parser.push(chunk);
   }
 
+  /** The transport ended or broke; without a closing frame received the close code becomes 1006. */
   receiveEof(): void {
     if (this.stateValue === 'closed') return;
     this.stateValue = 'closed';
@@ -87,24 +95,29 @@ export class Hybi00Protocol implements ProtocolEngine {
     }
   }
 
+  /** Writes a text frame; always synchronous (returns true). */
   sendText(text: string): boolean {
     this.assertOpen();
     this.handler.onWrite(encodeHybi00Text(text));
     return true;
   }
 
+  /** Throws UnsupportedError `WS_HYBI00_TEXT_ONLY`: hybi-00 carries text only. */
   sendBinary(): boolean {
     throw new UnsupportedError('hybi-00 connections carry text only', 'WS_HYBI00_TEXT_ONLY');
   }
 
+  /** Throws UnsupportedError `WS_HYBI00_NO_FRAGMENTS`. */
   sendFragment(): boolean {
     throw new UnsupportedError('hybi-00 cannot fragment messages', 'WS_HYBI00_NO_FRAGMENTS');
   }
 
+  /** Throws UnsupportedError `WS_HYBI00_NO_PING`. */
   ping(): void {
     throw new UnsupportedError('hybi-00 has no ping', 'WS_HYBI00_NO_PING');
   }
 
+  /** Does nothing: hybi-00 has no control frames. */
   pong(): void {
     // hybi-00 has no control frames: nothing to answer.
   }

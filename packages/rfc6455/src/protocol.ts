@@ -25,11 +25,16 @@ import {
 } from './errors.js';
 import type { MessageExtension } from './extensions/extension.js';
 
+/** Which end of a connection: the server, or the client (which masks its frames). */
 export type Side = 'server' | 'client';
 
 /** `open` → `closing` (we sent a close frame) → `closed` (both sent, failed, or transport gone). */
 export type ProtocolState = 'open' | 'closing' | 'closed';
 
+/**
+ * Receives the output of a protocol engine (`Protocol` or `Hybi00Protocol`), synchronously. The
+ * caller must write the bytes of `onWrite`/`onWritev` to the transport in order, and end it on `onEnd`.
+ */
 export interface ProtocolHandler {
   /** Bytes to write to the transport, in order. */
   onWrite(data: Buffer): void;
@@ -39,7 +44,9 @@ export interface ProtocolHandler {
   onMessage(data: string | Buffer, binary: boolean): void;
   /** A piece of a message received in streaming mode (see `streamNextMessage`). */
   onPiece(data: Buffer, binary: boolean, first: boolean, last: boolean): void;
+  /** A ping arrived. Nothing is answered automatically: reply with the engine's `pong(payload)`. */
   onPing(payload: Buffer): void;
+  /** A pong arrived. */
   onPong(payload: Buffer): void;
   /** The peer's close frame arrived (1005 when it had no code). A reply was already written. */
   onCloseFrame(code: number, reason: string): void;
@@ -49,10 +56,15 @@ export interface ProtocolHandler {
   onEnd(): void;
 }
 
+/** Options of a {@link Protocol}. Limits omitted here are unlimited (connections pass their defaults). */
 export interface ProtocolOptions {
+  /** Our end: a `client` masks what it sends and rejects masked frames; a `server` the reverse. */
   side: Side;
+  /** Largest message, in bytes as received on the wire (before decompression); 1009 beyond. */
   maxMessageSize?: number;
+  /** Largest frame payload, in bytes; 1009 beyond. */
   maxFrameSize?: number;
+  /** Most frames in one message; 1009 beyond. */
   maxFragments?: number;
   /** The negotiated per-message extension (permessage-deflate), if any. */
   extension?: MessageExtension | undefined;
@@ -70,18 +82,31 @@ export type SendCallback = (error?: Error) => void;
  * sans I/O and report through a ProtocolHandler.
  */
 export interface ProtocolEngine {
+  /** `open`, `closing` (our close frame is sent or queued) or `closed`. */
   readonly state: ProtocolState;
+  /** True once our close frame was written. */
   readonly closeSent: boolean;
+  /** The close code once known (received, 1005 for none, our failure's, or 1006); undefined before. */
   readonly closeCode: number | undefined;
+  /** The close reason that goes with `closeCode` ('' if none). */
   readonly closeReason: string;
+  /** Set to true to receive the next message in pieces (`onPiece`) instead of whole (`onMessage`). */
   streamNextMessage: boolean;
+  /** Feeds bytes read from the transport. */
   receiveData(chunk: Buffer): void;
+  /** The transport ended or broke; without a close frame received the close code becomes 1006. */
   receiveEof(): void;
+  /** Sends a text message. Returns true if written at once, else `callback` reports when it is. */
   sendText(text: string, compress?: boolean, callback?: SendCallback): boolean;
+  /** Sends a binary message. Returns true if written at once, else `callback` reports when it is. */
   sendBinary(data: Buffer, compress?: boolean, callback?: SendCallback): boolean;
+  /** Sends one fragment of a message (`fin` ends it). Returns true if written at once, else `callback` reports. */
   sendFragment(opcode: number, data: Buffer, fin: boolean, compress?: boolean, callback?: SendCallback): boolean;
+  /** Sends a ping (payload at most 125 bytes). */
   ping(payload?: Buffer): void;
+  /** Sends a pong (payload at most 125 bytes); does nothing once our close frame was sent. */
   pong(payload?: Buffer): void;
+  /** Starts the closing handshake; returns false if it had already started or the engine is closed. */
   close(code?: number, reason?: string): boolean;
 }
 
@@ -98,7 +123,12 @@ interface QueuedFrame {
 
 const EMPTY = Buffer.alloc(0);
 
+/**
+ * The RFC 6455 protocol state machine, sans I/O: feed it bytes with `receiveData`, and it reports
+ * messages and bytes to write through its {@link ProtocolHandler}.
+ */
 export class Protocol implements FrameSink, ProtocolEngine {
+  /** Our end of the connection. */
   readonly side: Side;
   /** Set to receive the next message that starts as pieces (`handler.piece`) instead of whole. */
   streamNextMessage = false;
@@ -149,12 +179,15 @@ export class Protocol implements FrameSink, ProtocolEngine {
     );
   }
 
+  /** `open`, `closing` (our close frame is sent or queued) or `closed`. */
   get state(): ProtocolState {
     return this.stateValue;
   }
+  /** True once our close frame was written. */
   get closeSent(): boolean {
     return this.closeSentFlag;
   }
+  /** True once the peer's close frame was received. */
   get closeReceived(): boolean {
     return this.closeReceivedFlag;
   }
@@ -162,6 +195,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
   get closeCode(): number | undefined {
     return this.closeCodeValue;
   }
+  /** The close reason received, or our failure's message ('' if none). */
   get closeReason(): string {
     return this.closeReasonValue;
   }
@@ -182,6 +216,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
     this.parser.paused = true;
   }
 
+  /** Resumes parsing after `pauseReceiving` (once a decompression in progress has finished). */
   resumeReceiving(): void {
     if (!this.compressingIn) this.parser.resume();
   }
@@ -203,6 +238,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
     this.dropQueue();
   }
 
+  /** FrameSink: called by the frame parser. @internal */
   onData(opcode: number, compressed: boolean, payload: Buffer, first: boolean, last: boolean): void {
     if (this.closeReceivedFlag) return;
     if (!compressed) {
@@ -256,6 +292,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
     this.handler.onMessage(text ? whole.toString('utf8') : whole, !text);
   }
 
+  /** FrameSink: called by the frame parser. @internal */
   onControl(opcode: number, payload: Buffer): void {
     if (this.closeReceivedFlag) return;
     if (opcode === Opcode.Ping) {
@@ -311,6 +348,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
     this.handler.onEnd();
   }
 
+  /** FrameSink: called by the frame parser. @internal */
   onError(error: WebSocketError): void {
     this.fail(error);
   }

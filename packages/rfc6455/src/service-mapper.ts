@@ -27,12 +27,17 @@ export interface HandlerContext<State = unknown, Params extends Record<string, s
   protocol: string;
 }
 
+/**
+ * Serves one accepted connection. A returned promise that rejects, or a throw, is a handler failure:
+ * the connection closes with 1011 and `onError` is called.
+ */
 export type ConnectionHandler<State = unknown, Params extends Record<string, string> = Record<string, string>> = (
   conn: WebSocketConnection,
   req: IncomingMessage,
   context: HandlerContext<State, Params>,
 ) => void | Promise<void>;
 
+/** One route of a {@link serviceMapper}: a path pattern and its handlers. */
 export interface Route<State = unknown> {
   /** RegExp, or a string taken as a regular expression that must match the whole path. */
   path: RegExp | string;
@@ -42,21 +47,36 @@ export interface Route<State = unknown> {
   protocols?: Readonly<Record<string, ConnectionHandler<State>>> | undefined;
 }
 
+/** The outcome of {@link ServiceMapper.match}: a handler, or the HTTP status to refuse with. */
 export type MatchResult<State = unknown> =
   | {
+      /** A route and handler were found. */
       ok: true;
+      /** The matching route. */
       route: Route<State>;
+      /** The handler for the chosen subprotocol (or the route's `handler` when none was offered). */
       handler: ConnectionHandler<State>;
       /** The chosen subprotocol, '' if none. */
       protocol: string;
+      /** Named groups of the route's path pattern. */
       params: Record<string, string>;
     }
-  | { ok: false; status: 404 | 400; reason: string };
+  | {
+      /** No route, or no acceptable subprotocol. */
+      ok: false;
+      /** 404: no route matches the path; 400: the subprotocols do not fit the route. */
+      status: 404 | 400;
+      /** Why, for the error response. */
+      reason: string
+    };
 
 const MAPPER = Symbol.for('rfc6455.ServiceMapper');
 
+/** Routes upgrades by path and subprotocol; build one with {@link serviceMapper}. */
 export interface ServiceMapper<State = unknown> {
+  /** Brand checked by {@link isServiceMapper}. @internal */
   readonly [MAPPER]: true;
+  /** The routes, as given to `serviceMapper`. */
   readonly routes: readonly Route<State>[];
   /** Routes `path` (no query) for the offered subprotocols (client order). Pure. */
   match(path: string, offeredProtocols: readonly string[]): MatchResult<State>;
@@ -114,6 +134,7 @@ export function serviceMapper<State = unknown>(routes: readonly Route<State>[]):
   };
 }
 
+/** True when `value` was built by {@link serviceMapper} (rather than being a plain handler). */
 export function isServiceMapper(value: unknown): value is ServiceMapper<never> {
   return typeof value === 'object' && value !== null && (value as { [MAPPER]?: true })[MAPPER] === true;
 }

@@ -8,14 +8,24 @@ import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 
+/**
+ * What a WebSocketConnection runs over: a byte stream plus an orderly end and an abort. Build one
+ * with {@link socketTransport} or {@link http2StreamTransport}.
+ */
 export interface Transport {
+  /** The byte stream carrying the frames (the socket, or the HTTP/2 stream). */
   readonly stream: Duplex;
+  /** `tcp` (ws:), `tls` (wss:) or `http2` (an RFC 8441 stream). */
   readonly kind: 'tcp' | 'tls' | 'http2';
   /** True for TLS (wss:) and for HTTP/2 over TLS. */
   readonly secure: boolean;
+  /** Local IP address, undefined when unknown (e.g. the socket is gone). */
   readonly localAddress: string | undefined;
+  /** Local port, undefined when unknown. */
   readonly localPort: number | undefined;
+  /** The peer's IP address, undefined when unknown. */
   readonly remoteAddress: string | undefined;
+  /** The peer's port, undefined when unknown. */
   readonly remotePort: number | undefined;
   /** Orderly end of our side (TCP FIN / END_STREAM) after everything written was sent. */
   end(): void;

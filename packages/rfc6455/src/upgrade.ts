@@ -37,8 +37,11 @@ export interface UpgradeInfo {
 
 /** A refusal of the upgrade: answered as this HTTP response (never a 101). */
 export interface UpgradeRejection {
+  /** HTTP status to answer, e.g. 401, 403. */
   status: number;
+  /** Extra response headers. */
   headers?: OutgoingHttpHeaders;
+  /** Response body, sent exactly as given. Default empty. */
   body?: string | Buffer;
 }
 
@@ -46,9 +49,20 @@ export interface UpgradeRejection {
 export type BeforeAcceptResult<State> =
   | void
   | undefined
-  | { headers?: OutgoingHttpHeaders; state?: State; reject?: undefined }
-  | { reject: UpgradeRejection };
+  | {
+      /** Extra headers for the 101 response. */
+      headers?: OutgoingHttpHeaders;
+      /** Passed to the handler as `context.state`. */
+      state?: State;
+      /** Absent: the upgrade is accepted. */
+      reject?: undefined
+    }
+  | {
+      /** Refuse the upgrade with this HTTP response. */
+      reject: UpgradeRejection
+    };
 
+/** Options of {@link handleUpgrade} (and, through ServeOptions, of `serve()`). */
 export interface UpgradeOptions<State = unknown> extends ConnectionOptions {
   /**
    * Runs before the 101 (the analog of Racket's `#:conn-headers`): may add response headers, pass
@@ -69,7 +83,6 @@ export interface UpgradeOptions<State = unknown> extends ConnectionOptions {
   perMessageDeflate?: boolean | PerMessageDeflateOptions;
   /** ms for the upgrade to complete (the before-accept hook included). Default 10000. */
   handshakeTimeout?: number;
-  /** Called with errors thrown by handlers and hooks (the connection closes with 1011). */
   /**
    * Called with errors thrown by hooks (`conn` undefined; the request is answered 500) and by
    * handlers (the connection closes with 1011; `req` is undefined then, so that a long-lived
@@ -87,6 +100,7 @@ export interface UpgradeOptions<State = unknown> extends ConnectionOptions {
   connections?: Set<WebSocketConnection>;
 }
 
+/** Who serves accepted connections: one handler for every path, or a {@link ServiceMapper}. */
 export type UpgradeTarget<State = unknown> = ConnectionHandler<State> | ServiceMapper<State>;
 
 /** Writes an HTTP error response on a raw socket and closes it once written. */
@@ -136,12 +150,17 @@ function noop(): void {}
 
 /** The outcome of negotiating an opening handshake, whichever transport carries it. */
 export interface Negotiated<State> {
+  /** The handler to run on the connection. */
   handler: ConnectionHandler<State>;
+  /** The chosen subprotocol, '' if none. */
   protocol: string;
+  /** Route parameters (named groups of the mapper's pattern); empty for a plain handler. */
   params: Record<string, string>;
+  /** What the before-accept hook returned as `state` (undefined without a hook). */
   state: State;
   /** Extra response headers from the before-accept hook. */
   headers: HeaderList;
+  /** The permessage-deflate engine when it was accepted; the caller must `dispose()` it if the connection is not started. */
   extension: PerMessageDeflate | undefined;
   /** Sec-WebSocket-Extensions response value, '' if none. */
   extensionsHeader: string;
@@ -149,11 +168,13 @@ export interface Negotiated<State> {
 
 /** What negotiation needs to know of a request, however it arrived (HTTP/1.1 upgrade, HTTP/2 CONNECT). */
 export interface NegotiationInput {
+  /** The request target (path and query). */
   url: string;
   /** Subprotocols offered, client order. */
   protocols: string[];
   /** Raw Sec-WebSocket-Extensions value. */
   extensions: string | undefined;
+  /** True over TLS (passed to the before-accept hook). */
   secure: boolean;
   /** hybi-00 connections take no extensions. */
   allowExtensions: boolean;
@@ -169,7 +190,13 @@ export function negotiate<State>(
   input: NegotiationInput,
   target: UpgradeTarget<State>,
   options: UpgradeOptions<State>,
-): Negotiated<State> | { reject: UpgradeRejection } | Promise<Negotiated<State> | { reject: UpgradeRejection }> {
+): Negotiated<State> | {
+  /** The before-accept hook refused: answer with this response. */
+  reject: UpgradeRejection
+} | Promise<Negotiated<State> | {
+  /** The before-accept hook refused: answer with this response. */
+  reject: UpgradeRejection
+}> {
   const q = input.url.indexOf('?');
   const path = q < 0 ? input.url : input.url.slice(0, q);
   let handler: ConnectionHandler<State>;

@@ -14,6 +14,7 @@ import { Opcode } from './constants.js';
 import { mask } from './mask.js';
 import { MessageTooBigError, ProtocolError, type WebSocketError } from '../errors.js';
 
+/** Receives what a frame parser finds, synchronously; {@link Protocol} is one. */
 export interface FrameSink {
   /**
    * A piece of a data message. `opcode` is the message's (1 text, 2 binary), `compressed` is the

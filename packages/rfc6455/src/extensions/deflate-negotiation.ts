@@ -51,9 +51,13 @@ export interface PerMessageDeflateOptions {
 
 /** The agreed parameters, as both sides must apply them. Window bits are 15 when not negotiated. */
 export interface DeflateParams {
+  /** The server resets its compressor after each message. */
   serverNoContextTakeover: boolean;
+  /** The client resets its compressor after each message. */
   clientNoContextTakeover: boolean;
+  /** Base-2 log of the server's compression window, 8..15. */
   serverMaxWindowBits: number;
+  /** Base-2 log of the client's compression window, 8..15. */
   clientMaxWindowBits: number;
 }
 
@@ -124,7 +128,12 @@ function windowOption(value: number | undefined, name: string): number {
 export function acceptDeflateOffers(
   offers: readonly ExtensionOffer[],
   options: PerMessageDeflateOptions = {},
-): { response: string; params: DeflateParams } | null {
+): {
+  /** The Sec-WebSocket-Extensions element to answer. */
+  response: string;
+  /** The agreed parameters. */
+  params: DeflateParams
+} | null {
   const serverBits = windowOption(options.serverMaxWindowBits, 'serverMaxWindowBits');
   const clientBits = windowOption(options.clientMaxWindowBits, 'clientMaxWindowBits');
   for (const offer of offers) {

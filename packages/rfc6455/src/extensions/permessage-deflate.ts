@@ -28,6 +28,7 @@ const TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);
 /** An empty stored block header alone: the payload of an empty compressed message (RFC 7692 §7.2.3.6). */
 const EMPTY_MESSAGE = Buffer.from([0x00]);
 
+/** Options of the {@link PerMessageDeflate} engine (the negotiated parameters are separate). */
 export interface PerMessageDeflateEngineOptions {
   /** Largest inflated size of one incoming message, in bytes; counted while inflating. */
   maxMessageSize: number;
@@ -65,8 +66,11 @@ export class ExtensionDisposedError extends WebSocketError {
  */
 export class PerMessageDeflate implements MessageExtension {
   readonly name = PERMESSAGE_DEFLATE;
+  /** The negotiated parameters (a copy). */
   readonly params: Readonly<DeflateParams>;
+  /** Our end: decides which window and takeover parameters apply to what we send and receive. */
   readonly side: 'server' | 'client';
+  /** Messages below this many bytes should be sent uncompressed. Default 1024. */
   readonly threshold: number;
 
   readonly #maxMessageSize: number;
@@ -114,7 +118,12 @@ export class PerMessageDeflate implements MessageExtension {
   }
 
   /** True while a zlib context is allocated in the direction (for tests and memory accounting). */
-  get holdsContexts(): { deflate: boolean; inflate: boolean } {
+  get holdsContexts(): {
+    /** A compressor is allocated. */
+    deflate: boolean;
+    /** A decompressor is allocated. */
+    inflate: boolean
+  } {
     return { deflate: this.#deflate !== null, inflate: this.#inflate !== null };
   }
 

@@ -14,11 +14,15 @@ export function generateKey(): string {
   return randomBytes(16).toString('base64');
 }
 
+/** Input of {@link buildRequestHeaders}. */
 export interface ClientRequestInit {
+  /** The Sec-WebSocket-Key (see {@link generateKey}); keep it to verify the response. */
   key: string;
+  /** Subprotocols to offer, in order of preference; each must be a token (else TypeError). */
   protocols?: readonly string[];
   /** Sec-WebSocket-Extensions offer, if any. */
   extensions?: string | undefined;
+  /** Origin header to send, if any. */
   origin?: string | undefined;
 }
 
@@ -39,6 +43,7 @@ export function buildRequestHeaders(init: ClientRequestInit): Record<string, str
   return headers;
 }
 
+/** What a verified handshake response agreed to. */
 export interface VerifiedResponse {
   /** The subprotocol the server chose, '' if none. */
   protocol: string;

@@ -31,6 +31,7 @@ export function isToken(value: string): boolean {
   return TOKEN.test(value);
 }
 
+/** HTTP headers as `[name, value]` pairs, in order (a name may repeat). */
 export type HeaderList = Array<[string, string]>;
 
 /** Normalizes user headers (object or list) into a checked list. Throws TypeError on unsafe input. */

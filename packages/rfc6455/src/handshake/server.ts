@@ -10,15 +10,21 @@ import { headerValue, isToken, tokenList } from './http.js';
 
 /** The parts of an upgrade request the handshake looks at (Node's IncomingMessage has them). */
 export interface UpgradeRequest {
+  /** Request method; must be `GET`. */
   method?: string | undefined;
+  /** HTTP major version; 1.1 or later is required. Default 1. */
   httpVersionMajor?: number;
+  /** HTTP minor version. Default 1. */
   httpVersionMinor?: number;
+  /** The request target (path and query). Not checked by `validateRequest`. */
   url?: string | undefined;
+  /** Request headers, names lower-case (as Node gives them). */
   headers: IncomingHttpHeaders;
 }
 
 /** What a valid RFC 6455 opening handshake offered. */
 export interface ValidatedRequest {
+  /** The client's Sec-WebSocket-Key, trimmed (pass it to `acceptKey`). */
   key: string;
   /** Subprotocols the client offered, in its order (case preserved: tokens are case-sensitive). */
   protocols: string[];
