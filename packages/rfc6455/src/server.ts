@@ -12,6 +12,7 @@ import type { WebSocketConnection } from './connection.js';
 import { attachHttp2 } from './http2.js';
 import { handleUpgrade, rejectUpgrade, type UpgradeOptions, type UpgradeTarget } from './upgrade.js';
 
+/** Options of {@link serve}: where to listen, plus every upgrade and connection option. */
 export interface ServeOptions<State = unknown> extends UpgradeOptions<State> {
   /** TCP port; 0 (the default) picks a free one (see `server.port`). */
   port?: number;
@@ -32,10 +33,13 @@ export interface ServeOptions<State = unknown> extends UpgradeOptions<State> {
   onRequest?: (req: IncomingMessage, res: ServerResponse) => void;
 }
 
+/** A running server, as {@link serve} resolves it. */
 export interface WebSocketServer {
   /** The underlying server: an http(s).Server, or with `http2: true` the Http2SecureServer. */
   readonly httpServer: HttpServer | Http2SecureServer;
+  /** The port listened on (the one picked when `port` was 0). */
   readonly port: number;
+  /** The host given in the options (default '127.0.0.1'). */
   readonly host: string;
   /** ws://host:port/ (or wss:). */
   readonly url: string;
@@ -103,6 +107,15 @@ export async function serve<State = unknown>(options: ServeOptions<State>, targe
     const h2server = httpServer as unknown as Http2SecureServer;
     attachHttp2(h2server, target, {
       ...upgradeOptions,
+      // HTTP/2 CONNECTs never reach the 'upgrade' listener above: refuse them with the same 503s
+      // (shutdown, maxConnections). Fixed bug: maxConnections was not enforced over HTTP/2.
+      beforeAccept(req, info) {
+        if (closing) return { reject: { status: 503, body: 'server is shutting down' } };
+        if (options.maxConnections !== undefined && connections.size >= options.maxConnections) {
+          return { reject: { status: 503, headers: { 'retry-after': '1' }, body: 'too many connections' } };
+        }
+        return upgradeOptions.beforeAccept?.(req, info);
+      },
       onConnection(conn) {
         if (closing) {
           conn.close(CloseCode.GoingAway, 'server shutting down').catch(() => undefined);
