@@ -110,12 +110,16 @@ async function handleConnectStream<State>(
       throw new HandshakeError('Sec-WebSocket-Version must be 13', 400, { code: 'WS_BAD_VERSION', headers: { 'sec-websocket-version': '13' } });
     }
     const protocols = parseProtocols(req.headers['sec-websocket-protocol']);
-    const negotiated = await negotiate(
+    const pending = negotiate(
       req,
       { url: path, protocols, extensions: headerValue(req.headers, 'sec-websocket-extensions'), secure: stream.session?.encrypted ?? false, allowExtensions: true },
       target,
       options,
     );
+    // Without an async hook, accept in the same tick (as handleUpgrade does): an `await` here let a
+    // burst of CONNECTs on one session all pass an admission check (serve's maxConnections) before
+    // any of them was counted as a connection.
+    const negotiated = pending instanceof Promise ? await pending : pending;
     clearTimeout(timer);
     if ('reject' in negotiated) {
       const r = negotiated.reject;
@@ -147,6 +151,7 @@ function isWebSocketConnect(headers: Http2IncomingHeaders): boolean {
   return headers[':method'] === 'CONNECT' && headers[':protocol'] === 'websocket';
 }
 
+/** Returned by {@link attachHttp2}. */
 export interface Http2Attachment {
   /** Stops answering WebSocket CONNECTs on the server. */
   detach(): void;
@@ -205,6 +210,7 @@ export function attachHttp2<State = unknown>(
   };
 }
 
+/** Options of {@link connectHttp2}: those of `connect()`, plus the HTTP/2 session to use. */
 export interface Http2ConnectOptions extends ConnectOptions {
   /** An existing session to open the WebSocket stream on (several WebSockets may share one). */
   session?: ClientHttp2Session;
