@@ -1,0 +1,208 @@
+/**
+ * Hostile HTTP/2 peers against serve({ http2: true }), written with Node's own http2 client:
+ * malformed extended CONNECTs get the right status, a stream reset in the middle of a message
+ * ends that one WebSocket (1006) and nothing else, and a flood of streams on one session is
+ * bounded (maxConnections answers 503; every stream and connection is released afterwards).
+ */
+import { constants as h2, type ClientHttp2Session, type OutgoingHttpHeaders } from 'node:http2';
+import { connect, serve, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
+import { CLIENT_TLS, clientFrame, closeSession, exchange, openSession, originOf, TLS } from './helpers.js';
+
+let server: WebSocketServer;
+let session: ClientHttp2Session;
+let authority: string;
+const serverSide: WebSocketConnection[] = [];
+const received: Array<string | Buffer> = [];
+let handlerErrors = 0;
+
+beforeAll(async () => {
+  server = await serve(
+    { host: '127.0.0.1', port: 0, http2: true, tls: TLS, maxConnections: 40, onError: () => handlerErrors++ },
+    async (conn) => {
+      serverSide.push(conn);
+      for await (const m of conn) {
+        received.push(m);
+        await conn.send(m).catch(() => undefined);
+      }
+    },
+  );
+  authority = new URL(server.url).host;
+});
+
+beforeEach(async () => {
+  session = await openSession(originOf(server.url));
+});
+
+afterEach(async () => {
+  await closeSession(session);
+});
+
+afterAll(async () => {
+  await server.close();
+});
+
+function connectHeaders(extra: OutgoingHttpHeaders = {}): OutgoingHttpHeaders {
+  return {
+    ':method': 'CONNECT',
+    ':protocol': 'websocket',
+    ':scheme': 'https',
+    ':path': '/ws',
+    ':authority': authority,
+    'sec-websocket-version': '13',
+    ...extra,
+  };
+}
+
+/** The server is still healthy: a real WebSocket over HTTP/2 round-trips. */
+async function stillServes(): Promise<void> {
+  const conn = await connect(server.url, { tls: CLIENT_TLS, http2: true });
+  expect(conn.transport.kind).toBe('http2');
+  await conn.send('alive');
+  expect(await conn.recv()).toBe('alive');
+  await conn.close();
+}
+
+describe('malformed extended CONNECT', () => {
+  test('a plain CONNECT without :protocol is refused with 405', async () => {
+    const out = await exchange(session, { ':method': 'CONNECT', ':authority': authority });
+    expect(out.status).toBe(405);
+  });
+
+  test('an extended CONNECT with another :protocol is refused with 405', async () => {
+    const out = await exchange(session, connectHeaders({ ':protocol': 'chat' }));
+    expect(out.status).toBe(405);
+  });
+
+  test('without sec-websocket-version it is refused with 400 naming version 13', async () => {
+    const headers = connectHeaders();
+    delete headers['sec-websocket-version'];
+    const out = await exchange(session, headers);
+    expect(out.status).toBe(400);
+    expect(out.headers?.['sec-websocket-version']).toBe('13');
+  });
+
+  test('with sec-websocket-version: 8 it is refused with 400', async () => {
+    const out = await exchange(session, connectHeaders({ 'sec-websocket-version': '8' }));
+    expect(out.status).toBe(400);
+    expect(out.headers?.['sec-websocket-version']).toBe('13');
+  });
+
+  test('the refusals carry no Sec-WebSocket-Accept and a 200 never does either', async () => {
+    const ok = session.request(connectHeaders(), { endStream: false });
+    const headers = await new Promise<Record<string, unknown>>((r) => ok.once('response', r));
+    expect(headers[':status']).toBe(200);
+    expect(headers['sec-websocket-accept']).toBeUndefined();
+    ok.close(h2.NGHTTP2_CANCEL);
+    await stillServes();
+  });
+});
+
+describe('stream reset mid-message', () => {
+  test('RST_STREAM(CANCEL) in the middle of a frame ends that WebSocket with 1006 and nothing else', async () => {
+    const before = serverSide.length;
+    const other = await connect(server.url, { tls: CLIENT_TLS, http2: session });
+    const stream = session.request(connectHeaders(), { endStream: false });
+    stream.on('error', () => undefined);
+    await new Promise((r) => stream.once('response', r));
+    // A whole message, then half of a 1000-byte frame.
+    stream.write(clientFrame(0x1, Buffer.from('complete')));
+    const frame = clientFrame(0x2, Buffer.alloc(1000, 7));
+    stream.write(frame.subarray(0, 300));
+    await new Promise<void>((r) => stream.on('data', () => r())); // the echo of 'complete'
+    stream.close(h2.NGHTTP2_CANCEL);
+    const victim = serverSide[before + 1]!;
+    await victim.whenClosed;
+    expect(victim.closeStatus).toBe(1006);
+    expect(received).toContain('complete');
+    // The session and the other WebSocket on it are untouched.
+    await other.send('other one');
+    expect(await other.recv()).toBe('other one');
+    await other.close();
+    await stillServes();
+  });
+
+  test('RST_STREAM between the fragments of a message delivers no partial message', async () => {
+    const count = received.length;
+    const before = serverSide.length;
+    const stream = session.request(connectHeaders(), { endStream: false });
+    stream.on('error', () => undefined);
+    await new Promise((r) => stream.once('response', r));
+    stream.write(clientFrame(0x1, Buffer.from('first half '), false));
+    stream.write(clientFrame(0x0, Buffer.from('second half '), false));
+    // A ping between fragments (RFC 6455 §5.4): its pong proves both fragments were read.
+    stream.write(clientFrame(0x9, Buffer.from('p')));
+    await new Promise<void>((r) => stream.once('data', () => r()));
+    stream.close(h2.NGHTTP2_CANCEL);
+    const victim = serverSide[before]!;
+    await victim.whenClosed;
+    expect(victim.closeStatus).toBe(1006);
+    expect(received.length).toBe(count);
+    await stillServes();
+  });
+});
+
+describe('a flood of streams on one session', () => {
+  test('600 extended CONNECTs: at most maxConnections (40) accepted, the rest 503, all released after the reset', async () => {
+    const streams = Array.from({ length: 600 }, () => {
+      const s = session.request(connectHeaders(), { endStream: false });
+      s.on('error', () => undefined);
+      s.resume(); // a Node client stream is destroyed only once its body was read
+      return s;
+    });
+    const statuses = await Promise.all(
+      streams.map(
+        (s) =>
+          new Promise<number>((r) => {
+            s.once('response', (h) => r(Number(h[':status'])));
+            s.once('close', () => r(-(s.rstCode ?? 0)));
+          }),
+      ),
+    );
+    const accepted = statuses.filter((s) => s === 200).length;
+    const refused = statuses.filter((s) => s === 503).length;
+    const reset = statuses.filter((s) => s <= 0).length;
+    expect(accepted).toBeGreaterThan(0);
+    expect(accepted).toBeLessThanOrEqual(40);
+    expect(accepted + refused + reset).toBe(600);
+    expect(server.connections.size).toBeLessThanOrEqual(40);
+    for (const s of streams) if (!s.destroyed) s.close(h2.NGHTTP2_CANCEL);
+    // Every accepted connection is released once its stream is reset.
+    while (server.connections.size > 0) await new Promise<void>((r) => setTimeout(r, 10));
+    expect(server.connections.size).toBe(0);
+    expect(handlerErrors).toBe(0);
+    await stillServes();
+  });
+
+  test('rapid reset (CVE-2023-44487): a session resetting WebSocket streams in bulk is cut off, and everything on it released', async () => {
+    const heapBefore = process.memoryUsage().heapUsed;
+    let goaway: number | undefined;
+    session.once('goaway', (code) => (goaway = code));
+    let opened = 0;
+    for (let round = 0; round < 40 && goaway === undefined && !session.destroyed; round++) {
+      const batch = Array.from({ length: 50 }, () => {
+        const s = session.request(connectHeaders(), { endStream: false });
+        s.on('error', () => undefined);
+        s.resume();
+        return s;
+      });
+      opened += batch.length;
+      await Promise.all(batch.map((s) => new Promise((r) => (s.once('response', r), s.once('close', r)))));
+      for (const s of batch) {
+        if (s.destroyed) continue;
+        s.write(clientFrame(0x2, Buffer.alloc(2000, 1), false));
+        s.close(h2.NGHTTP2_CANCEL);
+      }
+    }
+    // nghttp2 (in Node >= 18.18 / 20.8) limits RST_STREAMs to a burst of 1000: past it the server
+    // ends the session with GOAWAY(INTERNAL_ERROR). Our connections on it must all go away too.
+    expect(goaway).toBe(h2.NGHTTP2_INTERNAL_ERROR);
+    expect(opened).toBeGreaterThan(1000);
+    while (server.connections.size > 0) await new Promise<void>((r) => setTimeout(r, 10));
+    expect(server.connections.size).toBe(0);
+    // ~1000 WebSockets came and went: a leak would retain tens of KiB each; allow 40 MiB of noise.
+    const grown = process.memoryUsage().heapUsed - heapBefore;
+    expect(grown).toBeLessThan(40 * 1024 * 1024);
+    expect(handlerErrors).toBe(0);
+    await stillServes();
+  }, 30_000);
+});
