@@ -25,6 +25,12 @@ export interface ServeOptions<State = unknown> extends UpgradeOptions<State> {
   /** Most concurrent WebSocket connections; beyond it upgrades get 503. Default unlimited. */
   maxConnections?: number;
   /**
+   * Most concurrent WebSocket connections from one remote address; beyond it upgrades get 429 with
+   * `Retry-After`. Default unlimited. Behind a proxy every client shares the proxy's address: use
+   * a `beforeAccept` hook that reads your proxy's header instead.
+   */
+  maxConnectionsPerIp?: number;
+  /**
    * Serve HTTP/2 as well (needs `tls`): one TLS server answering HTTP/1.1 upgrades and RFC 8441
    * extended CONNECTs alike, advertising SETTINGS_ENABLE_CONNECT_PROTOCOL.
    */
@@ -91,6 +97,20 @@ export async function serve<State = unknown>(options: ServeOptions<State>, targe
   const connections = new Set<WebSocketConnection>();
   let closing = false;
   const upgradeOptions: UpgradeOptions<State> = { ...options, connections };
+  // Connections per remote address (only kept when maxConnectionsPerIp is set).
+  const perIp = options.maxConnectionsPerIp !== undefined ? new Map<string, number>() : undefined;
+  const release = (ip: string): void => {
+    const n = perIp!.get(ip) ?? 0;
+    if (n <= 1) perIp!.delete(ip);
+    else perIp!.set(ip, n - 1);
+  };
+  /** Reserves a slot for `ip`; false when it already has maxConnectionsPerIp connections. */
+  const reserve = (ip: string): boolean => {
+    const n = perIp!.get(ip) ?? 0;
+    if (n >= options.maxConnectionsPerIp!) return false;
+    perIp!.set(ip, n + 1);
+    return true;
+  };
   httpServer.on('request', options.onRequest ?? upgradeRequired);
   httpServer.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     if (closing) {
@@ -101,7 +121,19 @@ export async function serve<State = unknown>(options: ServeOptions<State>, targe
       rejectUpgrade(socket, 503, 'too many connections', [['Retry-After', '1']]);
       return;
     }
-    void handleUpgrade(req, socket, head, target, upgradeOptions);
+    if (!perIp) {
+      void handleUpgrade(req, socket, head, target, upgradeOptions);
+      return;
+    }
+    const ip = req.socket.remoteAddress ?? '';
+    if (!reserve(ip)) {
+      rejectUpgrade(socket, 429, 'too many connections from this address', [['Retry-After', '1']]);
+      return;
+    }
+    void handleUpgrade(req, socket, head, target, upgradeOptions).then((conn) => {
+      if (conn) void conn.whenClosed.then(() => release(ip));
+      else release(ip);
+    });
   });
   if (options.http2) {
     const h2server = httpServer as unknown as Http2SecureServer;
@@ -114,12 +146,20 @@ export async function serve<State = unknown>(options: ServeOptions<State>, targe
         if (options.maxConnections !== undefined && connections.size >= options.maxConnections) {
           return { reject: { status: 503, headers: { 'retry-after': '1' }, body: 'too many connections' } };
         }
+        if (perIp && (perIp.get(req.socket?.remoteAddress ?? '') ?? 0) >= options.maxConnectionsPerIp!) {
+          return { reject: { status: 429, headers: { 'retry-after': '1' }, body: 'too many connections from this address' } };
+        }
         return upgradeOptions.beforeAccept?.(req, info);
       },
       onConnection(conn) {
         if (closing) {
           conn.close(CloseCode.GoingAway, 'server shutting down').catch(() => undefined);
           return;
+        }
+        if (perIp) {
+          const ip = conn.remoteAddress ?? '';
+          // Counted from here (the check ran in beforeAccept); an overshoot from a concurrent async hook is not counted twice.
+          if (reserve(ip)) void conn.whenClosed.then(() => release(ip));
         }
         upgradeOptions.onConnection?.(conn);
       },
