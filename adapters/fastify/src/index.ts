@@ -13,6 +13,13 @@
  * `{ websocket: true }` route's handler then hijacks the reply and the core's `handleUpgrade`
  * answers 101 (or 400/403…). `app.close()` closes open connections with 1001 first.
  *
+ * HTTP/2 (Fastify `http2: true`): the plugin turns on SETTINGS_ENABLE_CONNECT_PROTOCOL and listens
+ * for the compatibility API's `connect` event. An extended CONNECT (`:protocol websocket`, RFC 8441)
+ * takes the same road, routed as a GET so that it matches the `{ websocket: true }` route: hooks
+ * that reply refuse it with their status, and the route's handler hijacks the reply and hands the
+ * request to the core's `handleConnect` (200 on the stream). A CONNECT that reaches any other route
+ * (or the not-found handler) gets 404 from an `onRequest` hook, since a 2xx would open the tunnel.
+ *
  * A mapper given in the options is served by one catch-all route, `GET /*`, which every other
  * route outranks; its plain HTTP requests go to the not-found handler. Its handlers receive the
  * raw request, and the FastifyRequest as `state`.
@@ -35,11 +42,13 @@ import type {
   RouteGenericInterface,
 } from 'fastify';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { constants as h2, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { injectWS, type InjectWebSocketOptions } from './inject.js';
 import {
   CloseCode,
+  handleConnect,
   handleUpgrade,
   requestPath,
   upgradeResponse,
@@ -106,12 +115,10 @@ export interface FastifyWebSocketOptions extends UpgradeOptions<unknown> {
   mapper?: ServiceMapper<FastifyRequest> | ServiceMapper<unknown>;
 }
 
-interface PendingUpgrade {
-  socket: Duplex;
-  head: Buffer;
-  res: ServerResponse;
-  request?: FastifyRequest;
-}
+/** An HTTP/1.1 upgrade (the raw socket) or an HTTP/2 extended CONNECT (the compat request's stream). */
+type PendingUpgrade =
+  | { kind: 'upgrade'; socket: Duplex; head: Buffer; res: ServerResponse; request?: FastifyRequest }
+  | { kind: 'connect'; request?: FastifyRequest };
 
 const PENDING = Symbol('rfc6455.fastify.upgrade');
 type UpgradeRequest = IncomingMessage & { [PENDING]?: PendingUpgrade };
@@ -131,6 +138,22 @@ function upgradeRequired(_request: FastifyRequest, reply: FastifyReply): void {
 }
 
 const CATCH_ALL = '/*';
+
+/** Marks, in a route's config, the routes that serve WebSockets (the ws routes and the mapper's). */
+const WS_ROUTE = Symbol('rfc6455.fastify.route');
+
+/** A CONNECT routed anywhere but a WebSocket route: a 2xx there would open the tunnel, so 404. */
+function refuseConnect(reply: FastifyReply): void {
+  void reply.code(404).type('text/plain; charset=utf-8').send('No WebSocket route at this path.\n');
+}
+
+/** The compatibility server's settings API, when `app.server` is an HTTP/2 server. */
+interface Http2Settings {
+  updateSettings(settings: { enableConnectProtocol: boolean }): void;
+}
+function isHttp2Server(server: unknown): server is Http2Settings {
+  return typeof (server as Partial<Http2Settings>).updateSettings === 'function';
+}
 
 const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, done) => {
   const connections = new Set<WebSocketConnection>();
@@ -166,6 +189,12 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
   const accept = (request: FastifyRequest, reply: FastifyReply, pending: PendingUpgrade, target: UpgradeTarget<unknown>): void => {
     reply.hijack();
     pending.request = request;
+    if (pending.kind === 'connect') {
+      const raw = request.raw as unknown as Http2ServerRequest;
+      (raw as { method: string }).method = 'CONNECT'; // it was routed as a GET; the core checks the real request
+      void handleConnect(raw, target, upgradeOptions);
+      return;
+    }
     pending.res.detachSocket(pending.socket as Socket);
     void handleUpgrade(request.raw, pending.socket, pending.head, target, upgradeOptions);
   };
@@ -195,6 +224,7 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
 
   app.addHook('onRoute', (route) => {
     if (!route.websocket) return;
+    route.config = { ...route.config, [WS_ROUTE]: true } as typeof route.config;
     const wsHandler = (route.wsHandler ?? route.handler) as unknown as AnyHandler;
     const httpHandler = (route.wsHandler ? route.handler : upgradeRequired) as unknown as AnyHandler;
     route.handler = function (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) {
@@ -210,8 +240,10 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
     app.route({
       method: 'GET',
       url: CATCH_ALL,
+      config: { [WS_ROUTE]: true },
       handler(request, reply) {
         const pending = (request.raw as UpgradeRequest)[PENDING];
+        if (pending?.kind === 'connect' && !mapperClaims(requestPath(request.raw.url))) return refuseConnect(reply);
         if (!pending || !routed || !mapperClaims(requestPath(request.raw.url))) return reply.callNotFound();
         accept(request, reply, pending, routed);
         return undefined;
@@ -227,7 +259,7 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
       res.writeHead(503, { 'Content-Type': 'text/plain; charset=utf-8' }).end('server is shutting down\n');
       return;
     }
-    (req as UpgradeRequest)[PENDING] = { socket, head, res };
+    (req as UpgradeRequest)[PENDING] = { kind: 'upgrade', socket, head, res };
     try {
       app.routing(req, res);
     } catch (error) {
@@ -237,12 +269,58 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
   };
   app.server.on('upgrade', onUpgrade);
 
+  /**
+   * HTTP/2 extended CONNECT (RFC 8441) through the compatibility API. Anything else keeps Node's
+   * behaviour when no other 'connect' listener exists: 405, or a closed socket for HTTP/1.1.
+   */
+  const onConnect = (req: IncomingMessage | Http2ServerRequest, resOrSocket: Http2ServerResponse | Duplex): void => {
+    const alone = app.server.listenerCount('connect') === 1;
+    if (req.httpVersionMajor !== 2) {
+      if (alone) (resOrSocket as Duplex).destroy();
+      return;
+    }
+    const h2req = req as Http2ServerRequest;
+    const res = resOrSocket as Http2ServerResponse;
+    if (h2req.headers[':protocol'] !== 'websocket') {
+      if (alone) {
+        res.statusCode = 405;
+        res.end();
+      }
+      return;
+    }
+    if (!claims(req as IncomingMessage) && !alone) return; // someone else's
+    if (closing) {
+      res.writeHead(503, { 'content-type': 'text/plain; charset=utf-8' }).end('server is shutting down\n');
+      return;
+    }
+    (h2req as unknown as UpgradeRequest)[PENDING] = { kind: 'connect' };
+    (h2req as { method: string }).method = 'GET'; // Fastify routes by method: the CONNECT is for the route's GET
+    try {
+      app.routing(h2req as unknown as IncomingMessage, res as unknown as ServerResponse);
+    } catch (error) {
+      app.log.error({ err: error }, 'WebSocket CONNECT routing failed');
+      if (!h2req.stream.destroyed) h2req.stream.close(h2.NGHTTP2_INTERNAL_ERROR);
+    }
+  };
+  const server: unknown = app.server;
+  if (isHttp2Server(server)) {
+    // RFC 8441 §3: advertise extended CONNECT, since this plugin now accepts it.
+    server.updateSettings({ enableConnectProtocol: true });
+    app.server.on('connect', onConnect);
+    app.addHook('onRequest', (request, reply, next) => {
+      const pending = (request.raw as UpgradeRequest)[PENDING];
+      if (pending?.kind === 'connect' && (request.routeOptions.config as { [WS_ROUTE]?: boolean })[WS_ROUTE] !== true) return refuseConnect(reply);
+      next();
+    });
+  }
+
   app.addHook('preClose', async () => {
     closing = true;
     await Promise.all([...connections].map((conn) => conn.close(CloseCode.GoingAway, 'server shutting down').catch(noop)));
   });
   app.addHook('onClose', async () => {
     app.server.removeListener('upgrade', onUpgrade);
+    app.server.removeListener('connect', onConnect);
   });
   done();
 };

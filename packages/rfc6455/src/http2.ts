@@ -151,6 +151,32 @@ function isWebSocketConnect(headers: Http2IncomingHeaders): boolean {
   return headers[':method'] === 'CONNECT' && headers[':protocol'] === 'websocket';
 }
 
+/**
+ * Completes an HTTP/2 extended CONNECT (RFC 8441) that arrived through Node's compatibility API
+ * (a `'connect'` event's Http2ServerRequest), for adapters that routed it through their framework
+ * first. Answers on `req.stream`: `:status 200` and starts the connection, or refuses with the
+ * negotiation's HTTP/2 response (400, 403, the mapper's 404…); a CONNECT that is not
+ * `:protocol websocket` gets 405. The request's `:method` must be `CONNECT` again when this is
+ * called. The server must advertise SETTINGS_ENABLE_CONNECT_PROTOCOL
+ * (`server.updateSettings({ enableConnectProtocol: true })`).
+ *
+ * Resolves with the connection, or `undefined` when the CONNECT was refused. The compatibility
+ * response object is not used: do not write to it.
+ */
+export function handleConnect<State = unknown>(
+  req: Http2ServerRequest,
+  target: UpgradeTarget<State>,
+  options: UpgradeOptions<State> = {},
+): Promise<WebSocketConnection | undefined> {
+  const stream = req.stream;
+  const headers = req.headers as Http2IncomingHeaders;
+  if (!isWebSocketConnect(headers)) {
+    respondError(stream, 405, 'CONNECT is only for WebSockets here');
+    return Promise.resolve(undefined);
+  }
+  return handleConnectStream(stream, headers, req as unknown as IncomingMessage, target, options);
+}
+
 /** Returned by {@link attachHttp2}. */
 export interface Http2Attachment {
   /** Stops answering WebSocket CONNECTs on the server. */
@@ -186,18 +212,12 @@ export function attachHttp2<State = unknown>(
     void handleConnectStream(stream, headers, req, target, options);
   };
   const onConnect = (req: Http2ServerRequest | IncomingMessage, res: Http2ServerResponse | unknown): void => {
-    const stream = (req as Http2ServerRequest).stream as ServerHttp2Stream | undefined;
-    if (!stream) {
+    if (!(req as Http2ServerRequest).stream) {
       // An HTTP/1.1 CONNECT on an allowHTTP1 server: not ours.
       (res as { destroy?: () => void }).destroy?.();
       return;
     }
-    const headers = (req as Http2ServerRequest).headers as Http2IncomingHeaders;
-    if (!isWebSocketConnect(headers)) {
-      respondError(stream, 405, 'CONNECT is only for WebSockets here');
-      return;
-    }
-    void handleConnectStream(stream, headers, req as unknown as IncomingMessage, target, options);
+    void handleConnect(req as Http2ServerRequest, target, options);
   };
   server.on('stream', onStream);
   server.on('connect', onConnect);

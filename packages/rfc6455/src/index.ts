@@ -54,7 +54,7 @@ export { CloseCode, Opcode, Defaults, GUID, isValidCloseCode } from './codec/con
 export { acceptKey, validateRequest, parseProtocols, type UpgradeRequest, type ValidatedRequest } from './handshake/server.js';
 export { generateKey, buildRequestHeaders, verifyResponse, verifyNegotiation, type VerifiedResponse, type ClientRequestInit } from './handshake/client.js';
 export type { PerMessageDeflateOptions } from './extensions/deflate-negotiation.js';
-export { attachHttp2, connectHttp2, http2StreamTransport, type Http2Attachment, type Http2ConnectOptions } from './http2.js';
+export { attachHttp2, connectHttp2, handleConnect, http2StreamTransport, type Http2Attachment, type Http2ConnectOptions } from './http2.js';
 export { negotiate, startConnection, type Negotiated, type NegotiationInput } from './upgrade.js';
 export { handleHybi00Upgrade, connectHybi00 } from './hybi00-upgrade.js';
 export { Hybi00Protocol } from './hybi00-protocol.js';
