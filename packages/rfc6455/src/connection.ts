@@ -9,7 +9,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { Readable } from 'node:stream';
 import { CloseCode, Defaults, Opcode } from './codec/constants.js';
 import { encodeClosePayload } from './codec/close.js';
-import { ConnectionClosedError, TimeoutError, UnsupportedError, WebSocketError } from './errors.js';
+import { BackpressureError, ConnectionClosedError, TimeoutError, UnsupportedError, WebSocketError } from './errors.js';
 import type { MessageExtension } from './extensions/extension.js';
 import { wheel, type WheelMember } from './idle-wheel.js';
 import { Protocol, type ProtocolEngine, type ProtocolHandler, type Side } from './protocol.js';
@@ -450,6 +450,7 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
 
   /** @internal */
   onWrite(data: Buffer): void {
+    if (this.writesInChunk !== 0) this.noteWrite();
     this.stream.write(data);
     if (this.stream.writableLength > this.maxBufferedAmount) this.overflow();
   }
@@ -457,6 +458,7 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
   /** @internal */
   onWritev(header: Buffer, payload: Buffer): void {
     const stream = this.stream;
+    if (this.writesInChunk !== 0) this.noteWrite();
     stream.cork();
     stream.write(header);
     stream.write(payload);
@@ -700,7 +702,7 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
 
   private overflow(): void {
     // The peer does not read what we send; policy: close with 1008 and abort (ConnectionOptions).
-    const error = new WebSocketError('WS_SEND_BUFFER_FULL', `outgoing buffer over maxBufferedAmount ${this.maxBufferedAmount}`);
+    const error = new BackpressureError(`outgoing buffer over maxBufferedAmount ${this.maxBufferedAmount}`);
     this.errorValue = error;
     this.emitError(error);
     this.finalCode = CloseCode.PolicyViolation;
@@ -769,15 +771,27 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
   /** @internal */
   handleData(chunk: Buffer): void {
     this.lastActivity = wheel.now;
-    // Everything written while this chunk is processed (replies to the messages in it, pongs)
-    // leaves in one writev instead of a system call per frame.
-    const stream = this.stream;
-    stream.cork();
+    // Writes made while this chunk is processed (replies to the messages in it, pongs): the first
+    // goes out at once; from the second on they are corked and leave in one writev at the end,
+    // instead of a system call per frame.
+    this.writesInChunk = 1;
     try {
       this.proto.receiveData(chunk);
     } finally {
-      stream.uncork();
+      if (this.writesInChunk > 2) this.stream.uncork();
+      this.writesInChunk = 0;
     }
+  }
+
+  /**
+   * 0 outside `handleData`; inside it, 1 + the number of writes so far (the stream is corked once
+   * it reaches 3, i.e. at the second write).
+   */
+  private writesInChunk = 0;
+
+  /** Counts a write made while a received chunk is processed, corking at the second one. */
+  private noteWrite(): void {
+    if (this.writesInChunk !== 0 && ++this.writesInChunk === 3) this.stream.cork();
   }
 
   /** @internal */

@@ -120,11 +120,14 @@ export class UnsupportedError extends WebSocketError {
   }
 }
 
-/** The outgoing buffer limit (`maxBufferedAmount`) was reached and the policy is to reject. */
+/**
+ * The peer does not read what we send: the outgoing buffer went over `maxBufferedAmount`. Code
+ * `WS_SEND_BUFFER_FULL`; the connection records close code 1008 and is aborted.
+ */
 export class BackpressureError extends WebSocketError {
   /** Always 1008 (policy violation). */
   readonly closeCode = 1008;
   constructor(message: string) {
-    super('WS_BACKPRESSURE', message);
+    super('WS_SEND_BUFFER_FULL', message);
   }
 }

@@ -211,17 +211,6 @@ export class Protocol implements FrameSink, ProtocolEngine {
     this.parser.push(chunk);
   }
 
-  /** Pauses parsing (the consumer is behind); bytes keep accumulating until `resumeReceiving`. */
-  pauseReceiving(): void {
-    this.parser.paused = true;
-  }
-
-  /** Resumes parsing after `pauseReceiving` (once a decompression in progress has finished). */
-  resumeReceiving(): void {
-    if (!this.compressingIn) this.parser.resume();
-  }
-
-  private compressingIn = false;
 
   /**
    * The transport ended or broke. If no close frame was received the close code is 1006
@@ -247,9 +236,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
     }
     const extension = this.extension!;
     this.parser.paused = true;
-    this.compressingIn = true;
     extension.decompress(payload, last, (error, inflated) => {
-      this.compressingIn = false;
       if (this.stateValue === 'closed' && this.closeReceivedFlag) return;
       if (error) {
         this.fail(error instanceof WebSocketError ? error : new ProtocolError('invalid compressed data', 1007, 'WS_BAD_DEFLATE'));
