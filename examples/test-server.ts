@@ -11,7 +11,7 @@
 import { parseArgs } from 'node:util';
 import { serve } from 'rfc6455';
 import { testLoop } from './lib/test-loop.js';
-import { portOption, readLines } from './lib/stdin.js';
+import { portOption, stopOnEnter } from './lib/stdin.js';
 
 const { values } = parseArgs({
   options: {
@@ -30,17 +30,4 @@ const server = await serve(
   (conn) => testLoop(conn),
 );
 console.log(`Listening on ${server.url}`);
-console.log('Server running. Hit enter to stop service.');
-
-let stopping = false;
-const stop = (): void => {
-  if (stopping) return;
-  stopping = true;
-  server.close().then(() => process.exit(0));
-};
-const closeStdin = readLines(() => {
-  closeStdin();
-  stop();
-});
-process.on('SIGINT', stop);
-process.on('SIGTERM', stop);
+stopOnEnter(server);

@@ -9,7 +9,7 @@
 import { parseArgs } from 'node:util';
 import { serve } from 'rfc6455';
 import { testServiceMapper } from './lib/routes.js';
-import { portOption, readLines } from './lib/stdin.js';
+import { portOption, stopOnEnter } from './lib/stdin.js';
 
 const { values } = parseArgs({
   options: {
@@ -28,17 +28,4 @@ const server = await serve(
   testServiceMapper((line) => console.log(line)),
 );
 console.log(`Listening on ${server.url}test`);
-console.log('Server running. Hit enter to stop service.');
-
-let stopping = false;
-const stop = (): void => {
-  if (stopping) return;
-  stopping = true;
-  server.close().then(() => process.exit(0));
-};
-const closeStdin = readLines(() => {
-  closeStdin();
-  stop();
-});
-process.on('SIGINT', stop);
-process.on('SIGTERM', stop);
+stopOnEnter(server);

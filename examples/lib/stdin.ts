@@ -22,3 +22,23 @@ export function portOption(value: string | undefined, fallback: number): number 
   }
   return port;
 }
+
+/**
+ * Racket's "Hit enter to stop service": stops `server` gracefully (1001 to every connection) on the
+ * first line of stdin, or on SIGINT/SIGTERM, then exits.
+ */
+export function stopOnEnter(server: { close(): Promise<void> }): void {
+  console.log('Server running. Hit enter to stop service.');
+  let stopping = false;
+  const stop = (): void => {
+    if (stopping) return;
+    stopping = true;
+    server.close().then(() => process.exit(0));
+  };
+  const closeStdin = readLines(() => {
+    closeStdin();
+    stop();
+  });
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}
