@@ -8,26 +8,10 @@
  * --timeout sets the idle timeout (Racket's ws-idle-timeout), in seconds. --port 0 picks a free
  * port; the real URL is printed. Hit enter (or send SIGINT/SIGTERM) to stop.
  */
-import { parseArgs } from 'node:util';
 import { serve } from 'rfc6455';
 import { testLoop } from './lib/test-loop.js';
-import { portOption, stopOnEnter } from './lib/stdin.js';
+import { stopOnEnter, testServerOptions } from './lib/stdin.js';
 
-const { values } = parseArgs({
-  options: {
-    port: { type: 'string', default: '8081' },
-    host: { type: 'string', default: '127.0.0.1' },
-    timeout: { type: 'string' },
-  },
-});
-
-const server = await serve(
-  {
-    port: portOption(values.port, 8081),
-    host: values.host,
-    ...(values.timeout !== undefined ? { idleTimeout: Number(values.timeout) * 1000 } : {}),
-  },
-  (conn) => testLoop(conn),
-);
+const server = await serve(testServerOptions(), (conn) => testLoop(conn));
 console.log(`Listening on ${server.url}`);
 stopOnEnter(server);

@@ -6,26 +6,10 @@
  *
  *   npm run example:test-service-mapper -- [--port 8081] [--host 127.0.0.1] [--timeout SECONDS]
  */
-import { parseArgs } from 'node:util';
 import { serve } from 'rfc6455';
 import { testServiceMapper } from './lib/routes.js';
-import { portOption, stopOnEnter } from './lib/stdin.js';
+import { stopOnEnter, testServerOptions } from './lib/stdin.js';
 
-const { values } = parseArgs({
-  options: {
-    port: { type: 'string', default: '8081' },
-    host: { type: 'string', default: '127.0.0.1' },
-    timeout: { type: 'string' },
-  },
-});
-
-const server = await serve(
-  {
-    port: portOption(values.port, 8081),
-    host: values.host,
-    ...(values.timeout !== undefined ? { idleTimeout: Number(values.timeout) * 1000 } : {}),
-  },
-  testServiceMapper((line) => console.log(line)),
-);
+const server = await serve(testServerOptions(), testServiceMapper((line) => console.log(line)));
 console.log(`Listening on ${server.url}test`);
 stopOnEnter(server);

@@ -1,5 +1,6 @@
 /** Small helpers shared by the examples. */
 import { createInterface } from 'node:readline';
+import { parseArgs } from 'node:util';
 
 /** Calls `onLine` for each line of stdin and `onEnd` when stdin ends. */
 export function readLines(onLine: (line: string) => void, onEnd: () => void = () => {}): () => void {
@@ -41,4 +42,24 @@ export function stopOnEnter(server: { close(): Promise<void> }): void {
   });
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
+}
+
+/**
+ * The command line shared by test-server.ts and test-service-mapper.ts, as serve() options:
+ * `--port` (default 8081, 0 picks a free one), `--host` (default 127.0.0.1) and `--timeout`
+ * (Racket's ws-idle-timeout, in seconds).
+ */
+export function testServerOptions(): { port: number; host: string; idleTimeout?: number } {
+  const { values } = parseArgs({
+    options: {
+      port: { type: 'string', default: '8081' },
+      host: { type: 'string', default: '127.0.0.1' },
+      timeout: { type: 'string' },
+    },
+  });
+  return {
+    port: portOption(values.port, 8081),
+    host: values.host ?? '127.0.0.1',
+    ...(values.timeout !== undefined ? { idleTimeout: Number(values.timeout) * 1000 } : {}),
+  };
 }
