@@ -6,10 +6,97 @@
 import { randomFillSync } from 'node:crypto';
 
 const scratch = new Uint8Array(4);
-const scratchWord = new Uint32Array(scratch.buffer);
+const scratchWord = new Int32Array(scratch.buffer);
 
 /** Below this many bytes the byte loop is as fast as setting up word views. */
 const WORD_THRESHOLD = 32;
+
+/**
+ * From this many bytes on (the measured crossover), masking goes through a 16-byte-wide
+ * WebAssembly SIMD loop when the runtime has it: 2-4x the word loop from 1 KiB up (bench/README.md). The
+ * WebAssembly module is a few dozen bytes written below, compiled on first use, with no native
+ * code and nothing to install; `RFC6455_NO_WASM=1` turns it off (the pure JavaScript path is then
+ * used throughout and gives the same bytes).
+ */
+const SIMD_THRESHOLD = 512;
+/** Bytes processed per pass through the WebAssembly memory (it holds 2 pages of 64 KiB). */
+const SIMD_BLOCK = 65536;
+
+/*
+ * The module, in the WebAssembly binary format: memory "m" (2 pages) and x(n, word), which XORs
+ * the 32-bit little-endian `word`, splatted across 128 bits, into m[0, n) 16 bytes at a time
+ * (n is rounded up to 16 by the caller; bytes past the block are scratch).
+ */
+const SIMD_BODY = [
+  0x02, 0x01, 0x7f, 0x01, 0x7b, // locals: i32 i, v128 k
+  0x20, 0x01, 0xfd, 0x11, 0x21, 0x03, // k = i32x4.splat(word)
+  0x02, 0x40, 0x03, 0x40, // block, loop
+  0x20, 0x02, 0x20, 0x00, 0x4f, 0x0d, 0x01, // if (i >= n) break
+  0x20, 0x02, 0x20, 0x02, 0xfd, 0x00, 0x04, 0x00, 0x20, 0x03, 0xfd, 0x51, 0xfd, 0x0b, 0x04, 0x00, // m[i] = m[i] ^ k
+  0x20, 0x02, 0x41, 0x10, 0x6a, 0x21, 0x02, // i += 16
+  0x0c, 0x00, 0x0b, 0x0b, 0x0b, // continue; end loop, block, function
+];
+const SIMD_MODULE = Uint8Array.from([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+  0x01, 0x06, 0x01, 0x60, 0x02, 0x7f, 0x7f, 0x00, // type: (i32, i32) -> ()
+  0x03, 0x02, 0x01, 0x00, // function 0 has type 0
+  0x05, 0x03, 0x01, 0x00, 0x02, // memory: min 2 pages
+  0x07, 0x09, 0x02, 0x01, 0x6d, 0x02, 0x00, 0x01, 0x78, 0x00, 0x00, // export "m" memory 0, "x" function 0
+  0x0a, SIMD_BODY.length + 2, 0x01, SIMD_BODY.length, ...SIMD_BODY,
+]);
+
+interface Simd {
+  memory: Uint8Array;
+  /** memory[0, SIMD_BLOCK), kept to avoid a view per full block. */
+  block: Uint8Array;
+  xor: (n: number, word: number) => void;
+}
+/** undefined: not tried yet; null: unavailable or turned off. */
+let simd: Simd | null | undefined;
+
+/** The little of the WebAssembly JS API used here (the project's TypeScript libs do not declare it). */
+interface WasmApi {
+  validate(bytes: Uint8Array): boolean;
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object) => { exports: { m: { buffer: ArrayBuffer }; x: (n: number, word: number) => void } };
+}
+
+function loadSimd(): Simd | null {
+  const wasm = (globalThis as { WebAssembly?: WasmApi }).WebAssembly;
+  if (process.env.RFC6455_NO_WASM === '1' || wasm === undefined) return null;
+  try {
+    if (!wasm.validate(SIMD_MODULE)) return null;
+    const { exports } = new wasm.Instance(new wasm.Module(SIMD_MODULE));
+    const memory = new Uint8Array(exports.m.buffer);
+    return { memory, block: memory.subarray(0, SIMD_BLOCK), xor: exports.x };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Chooses the masking engine: 'simd' (WebAssembly, when available) or 'js'. For tests and the
+ * codec benchmark; returns the engine now in use. @internal
+ */
+export function setMaskEngine(engine: 'simd' | 'js'): 'simd' | 'js' {
+  simd = engine === 'js' ? null : loadSimd();
+  return simd ? 'simd' : 'js';
+}
+
+function maskSimd(engine: Simd, src: Uint8Array, key: Uint8Array, dst: Uint8Array, dstOffset: number, maskOffset: number): void {
+  // The key rotated to the payload offset, as a little-endian word: byte j of every 4 gets key[(maskOffset + j) & 3].
+  const word =
+    key[maskOffset & 3]! | (key[(maskOffset + 1) & 3]! << 8) | (key[(maskOffset + 2) & 3]! << 16) | (key[(maskOffset + 3) & 3]! << 24);
+  const memory = engine.memory;
+  const length = src.length;
+  // Blocks are multiples of 16 bytes, so the rotation is the same for every block.
+  for (let at = 0; at < length; at += SIMD_BLOCK) {
+    const n = Math.min(SIMD_BLOCK, length - at);
+    memory.set(at === 0 && n === length ? src : src.subarray(at, at + n), 0);
+    engine.xor((n + 15) & ~15, word);
+    dst.set(n === SIMD_BLOCK ? engine.block : memory.subarray(0, n), dstOffset + at);
+  }
+}
 
 /**
  * Writes `src ^ mask` into `dst` starting at `dstOffset`. `maskOffset` is how many payload bytes
@@ -24,6 +111,13 @@ export function mask(
   maskOffset = 0,
 ): void {
   const length = src.length;
+  if (length >= SIMD_THRESHOLD) {
+    if (simd === undefined) simd = loadSimd();
+    if (simd !== null) {
+      maskSimd(simd, src, key, dst, dstOffset, maskOffset);
+      return;
+    }
+  }
   const k0 = key[0]!;
   const k1 = key[1]!;
   const k2 = key[2]!;
@@ -41,9 +135,22 @@ export function mask(
     scratch[3] = key[(rot + 3) & 3]!;
     const word = scratchWord[0]!;
     const words = (length - lead) >>> 2;
-    const s32 = new Uint32Array(src.buffer, srcAddr + lead, words);
-    const d32 = s32.buffer === dst.buffer && srcAddr === dstAddr ? s32 : new Uint32Array(dst.buffer, dstAddr + lead, words);
-    for (let w = 0; w < words; w++) d32[w] = s32[w]! ^ word;
+    const s32 = new Int32Array(src.buffer, srcAddr + lead, words);
+    const d32 = s32.buffer === dst.buffer && srcAddr === dstAddr ? s32 : new Int32Array(dst.buffer, dstAddr + lead, words);
+    // Eight words per iteration: twice the speed of the plain loop in V8 (measured).
+    const end8 = words & ~7;
+    let w = 0;
+    for (; w < end8; w += 8) {
+      d32[w] = s32[w]! ^ word;
+      d32[w + 1] = s32[w + 1]! ^ word;
+      d32[w + 2] = s32[w + 2]! ^ word;
+      d32[w + 3] = s32[w + 3]! ^ word;
+      d32[w + 4] = s32[w + 4]! ^ word;
+      d32[w + 5] = s32[w + 5]! ^ word;
+      d32[w + 6] = s32[w + 6]! ^ word;
+      d32[w + 7] = s32[w + 7]! ^ word;
+    }
+    for (; w < words; w++) d32[w] = s32[w]! ^ word;
     i = lead + words * 4;
   } else if (maskOffset === 0) {
     // Unaligned or short: four bytes per iteration with the key in registers.

@@ -3,7 +3,7 @@
  * destination and every starting mask offset, so both the word path and the byte paths are hit.
  */
 import fc from 'fast-check';
-import { mask, randomMaskKey, unmaskInPlace } from '../../src/codec/mask.js';
+import { mask, randomMaskKey, setMaskEngine, unmaskInPlace } from '../../src/codec/mask.js';
 
 function reference(src: Uint8Array, key: Uint8Array, maskOffset: number): Buffer {
   const out = Buffer.alloc(src.length);
@@ -78,5 +78,64 @@ describe('mask', () => {
     }
     // 3000 draws from 2^32 collide with probability ~0.1%; allow a couple.
     expect(keys.size).toBeGreaterThan(2990);
+  });
+});
+
+describe.each(['simd', 'js'] as const)('mask with the %s engine', (engine) => {
+  let inUse: string;
+  beforeAll(() => {
+    inUse = setMaskEngine(engine);
+  });
+  afterAll(() => {
+    setMaskEngine('simd');
+  });
+
+  test('the engine asked for is the one in use (Node 20 has WebAssembly SIMD)', () => {
+    expect(inUse).toBe(engine);
+  });
+
+  test('large payloads around the SIMD threshold and block size match the reference', () => {
+    for (const length of [511, 512, 513, 1000, 4099, 65535, 65536, 65537, 65536 * 2 + 21, 300_001]) {
+      const backing = new Uint8Array(length + 16);
+      for (let i = 0; i < backing.length; i++) backing[i] = (i * 31 + 7) & 0xff;
+      for (const [srcOff, dstOff, maskOffset] of [
+        [0, 0, 0],
+        [1, 3, 2],
+        [3, 0, 1],
+        [2, 2, 3],
+      ] as const) {
+        const src = new Uint8Array(backing.buffer, srcOff, length);
+        const before = Buffer.from(src);
+        const dstBacking = new Uint8Array(length + 8);
+        mask(src, KEY, dstBacking, dstOff, maskOffset);
+        expect(Buffer.from(dstBacking.subarray(dstOff, dstOff + length)).equals(reference(before, KEY, maskOffset))).toBe(true);
+        expect(Buffer.from(src).equals(before)).toBe(true);
+        expect(dstBacking.subarray(0, dstOff).every((b) => b === 0)).toBe(true);
+        expect(dstBacking.subarray(dstOff + length).every((b) => b === 0)).toBe(true);
+        // In place, on an unaligned view, then back.
+        unmaskInPlace(src, KEY, maskOffset);
+        expect(Buffer.from(src).equals(reference(before, KEY, maskOffset))).toBe(true);
+        unmaskInPlace(src, KEY, maskOffset);
+        expect(Buffer.from(src).equals(before)).toBe(true);
+      }
+    }
+  });
+
+  test('pieces of a large payload masked with running offsets equal the whole', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 512, max: 140_000 }), fc.array(fc.nat(140_000), { maxLength: 5 }), (length, rawCuts) => {
+        const data = new Uint8Array(length);
+        for (let i = 0; i < length; i++) data[i] = (i * 7 + (i >>> 8)) & 0xff;
+        const cuts = [...new Set(rawCuts.map((c) => c % length))].sort((a, b) => a - b);
+        const out = Buffer.alloc(length);
+        let at = 0;
+        for (const cut of [...cuts, length]) {
+          mask(data.subarray(at, cut), KEY, out, at, at & 3);
+          at = cut;
+        }
+        expect(out.equals(reference(data, KEY, 0))).toBe(true);
+      }),
+      { numRuns: 40 },
+    );
   });
 });
