@@ -14,8 +14,8 @@ import { isUtf8 } from 'node:buffer';
 import { CloseCode, Opcode } from './codec/constants.js';
 import { encodeClosePayload, parseClosePayload } from './codec/close.js';
 import { FrameParser, type FrameSink } from './codec/frame-parser.js';
-import { COPY_THRESHOLD, headerSize, writeHeader } from './codec/frame-writer.js';
-import { mask, randomMaskKey } from './codec/mask.js';
+import { COPY_THRESHOLD, encodeMasked, headerSize, writeHeader } from './codec/frame-writer.js';
+import { unmaskInPlace, writeRandomMaskKey } from './codec/mask.js';
 import { Utf8Validator } from './codec/utf8.js';
 import {
   ConnectionClosedError,
@@ -502,11 +502,16 @@ export class Protocol implements FrameSink, ProtocolEngine {
       this.writeFrame(Opcode.Text, Buffer.from(text, 'utf8'), true, false);
       return;
     }
-    const key = this.masking ? randomMaskKey() : undefined;
-    const frame = Buffer.allocUnsafe(headerSize(length, key !== undefined) + length);
-    const at = writeHeader(frame, 0, Opcode.Text, length, true, false, key);
+    const masking = this.masking;
+    const frame = Buffer.allocUnsafe(headerSize(length, masking) + length);
+    let at = writeHeader(frame, 0, Opcode.Text, length, true, false, undefined);
+    if (masking) {
+      frame[1] = frame[1]! | 0x80;
+      writeRandomMaskKey(frame, at);
+      at += 4;
+    }
     frame.write(text, at, length, 'utf8');
-    if (key) mask(frame.subarray(at), key, frame, at);
+    if (masking && length > 0) unmaskInPlace(frame.subarray(at), frame.subarray(at - 4, at));
     this.handler.onWrite(frame);
   }
 
@@ -526,11 +531,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
       return;
     }
     // RFC 6455 §5.3: a fresh unpredictable key per frame; the payload is masked into our own copy.
-    const key = randomMaskKey();
-    const frame = Buffer.allocUnsafe(headerSize(length, true) + length);
-    const at = writeHeader(frame, 0, opcode, length, fin, rsv1, key);
-    if (length > 0) mask(data, key, frame, at);
-    this.handler.onWrite(frame);
+    this.handler.onWrite(encodeMasked(opcode, data, fin, rsv1));
   }
 }
 

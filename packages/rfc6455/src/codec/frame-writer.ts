@@ -4,7 +4,7 @@
  * modified) or left as a second buffer to be written together with the header (large unmasked
  * frames: no copy).
  */
-import { mask, randomMaskKey } from './mask.js';
+import { mask, writeRandomMaskKey } from './mask.js';
 
 export interface FrameOptions {
   /** FIN bit; false for all but the last frame of a fragmented message. Default true. */
@@ -22,6 +22,9 @@ export interface FrameOptions {
  * instead of a writev of two); larger ones go out as a second buffer without a copy.
  */
 export const COPY_THRESHOLD = 2048;
+
+/** Masked payloads below this size are masked inline by {@link encodeMasked}. */
+const SMALL_MASK = 256;
 
 /** Size of the header for a payload of `length` bytes. */
 export function headerSize(length: number, masked: boolean): number {
@@ -85,9 +88,40 @@ export function encodeFrame(opcode: number, payload: Uint8Array, options?: Frame
     writeHeader(header, 0, opcode, length, fin, rsv1, undefined);
     return [header, Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, length)];
   }
-  const key = options.maskKey ?? randomMaskKey();
+  return [encodeMasked(opcode, payload, fin, rsv1, options.maskKey)];
+}
+
+/**
+ * One masked frame in one new buffer: header, key (fresh and random unless `maskKey` is given,
+ * RFC 6455 §5.3) and the payload masked into it; the caller's payload is not modified.
+ */
+export function encodeMasked(opcode: number, payload: Uint8Array, fin: boolean, rsv1: boolean, maskKey?: Uint8Array): Buffer {
+  const length = payload.length;
   const frame = Buffer.allocUnsafe(headerSize(length, true) + length);
-  const at = writeHeader(frame, 0, opcode, length, fin, rsv1, key);
-  mask(payload, key, frame, at);
-  return [frame];
+  let at = writeHeader(frame, 0, opcode, length, fin, rsv1, undefined);
+  frame[1] = frame[1]! | 0x80;
+  if (maskKey) frame.set(maskKey.subarray(0, 4), at);
+  else writeRandomMaskKey(frame, at);
+  at += 4;
+  if (length >= SMALL_MASK) {
+    mask(payload, frame.subarray(at - 4, at), frame, at);
+    return frame;
+  }
+  // Small payloads: the key in registers, four bytes per iteration, no view and no call.
+  const k0 = frame[at - 4]!;
+  const k1 = frame[at - 3]!;
+  const k2 = frame[at - 2]!;
+  const k3 = frame[at - 1]!;
+  const end4 = length & ~3;
+  let i = 0;
+  for (; i < end4; i += 4) {
+    frame[at + i] = payload[i]! ^ k0;
+    frame[at + i + 1] = payload[i + 1]! ^ k1;
+    frame[at + i + 2] = payload[i + 2]! ^ k2;
+    frame[at + i + 3] = payload[i + 3]! ^ k3;
+  }
+  if (i < length) frame[at + i] = payload[i]! ^ k0;
+  if (i + 1 < length) frame[at + i + 1] = payload[i + 1]! ^ k1;
+  if (i + 2 < length) frame[at + i + 2] = payload[i + 2]! ^ k2;
+  return frame;
 }

@@ -165,6 +165,24 @@ export function mask(
   for (; i < length; i++) dst[dstOffset + i] = src[i]! ^ key[(maskOffset + i) & 3]!;
 }
 
+/**
+ * Writes 4 fresh random bytes (a masking key, see {@link randomMaskKey}) into `target` at
+ * `offset`, without creating a view. @internal
+ */
+export function writeRandomMaskKey(target: Uint8Array, offset: number): void {
+  if (poolOffset + 4 > POOL_SIZE) {
+    pool ??= Buffer.allocUnsafe(POOL_SIZE);
+    randomFillSync(pool);
+    poolOffset = 0;
+  }
+  const p = pool!;
+  target[offset] = p[poolOffset]!;
+  target[offset + 1] = p[poolOffset + 1]!;
+  target[offset + 2] = p[poolOffset + 2]!;
+  target[offset + 3] = p[poolOffset + 3]!;
+  poolOffset += 4;
+}
+
 /** Unmasks `buf` in place. Only for buffers the library owns (socket chunks, its own copies). */
 export function unmaskInPlace(buf: Uint8Array, key: Uint8Array, maskOffset = 0): void {
   mask(buf, key, buf, 0, maskOffset);

@@ -45,6 +45,24 @@ describe('encodeFrame', () => {
     expect(frames[0]!.payload.equals(payload)).toBe(true);
   });
 
+  test('masks every length around the inline/word/SIMD switches correctly, with given and random keys', () => {
+    const key = Uint8Array.of(0x9c, 0x01, 0xee, 0x42);
+    for (const length of [0, 1, 2, 3, 4, 5, 6, 7, 63, 64, 65, 125, 126, 255, 256, 257, 511, 512, 513, 4097]) {
+      const payload = Buffer.alloc(length);
+      for (let i = 0; i < length; i++) payload[i] = (i * 37 + 11) & 0xff;
+      const copy = Buffer.from(payload);
+      const [frame] = encodeFrame(2, payload, { mask: true, maskKey: key });
+      const at = headerSize(length, true);
+      expect(frame!.length).toBe(at + length);
+      expect(Buffer.from(frame!.subarray(at - 4, at))).toEqual(Buffer.from(key));
+      for (let i = 0; i < length; i++) expect(frame![at + i]).toBe(copy[i]! ^ key[i & 3]!);
+      expect(payload.equals(copy)).toBe(true);
+      const { frames } = decodeFrames(Buffer.concat(encodeFrame(2, payload, { mask: true })));
+      expect(frames[0]!.masked).toBe(true);
+      expect(frames[0]!.payload.equals(copy)).toBe(true);
+    }
+  });
+
   test('leaves a large unmasked payload as a second buffer (no copy)', () => {
     const payload = Buffer.alloc(COPY_THRESHOLD + 1);
     const parts = encodeFrame(2, payload);
