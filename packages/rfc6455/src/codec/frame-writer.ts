@@ -75,8 +75,20 @@ export function writeHeader(
 }
 
 /**
+ * Two-byte headers of unmasked frames under 126 bytes, made once each and shared (there are at
+ * most 256 x 126 of them; a connection uses a handful): encoding a small frame allocates nothing.
+ */
+const shortHeaders: (Buffer | undefined)[] = [];
+
+function shortHeader(b0: number, length: number): Buffer {
+  const slot = b0 * 126 + length;
+  return (shortHeaders[slot] ??= Buffer.from([b0, length]));
+}
+
+/**
  * Serializes one frame. Unmasked: returns the header and the caller's payload itself (no copy),
- * to be written in order (cork/writev). Masked: one buffer, header and masked payload together,
+ * to be written in order (cork/writev); headers of frames under 126 bytes are shared, so treat
+ * the returned buffers as read-only. Masked: one buffer, header and masked payload together,
  * since the caller's payload is never modified.
  */
 export function encodeFrame(opcode: number, payload: Uint8Array, options?: FrameOptions): Buffer[] {
@@ -84,9 +96,11 @@ export function encodeFrame(opcode: number, payload: Uint8Array, options?: Frame
   const rsv1 = options?.rsv1 ?? false;
   const length = payload.length;
   if (options?.mask !== true) {
-    const header = Buffer.allocUnsafe(length < 126 ? 2 : length < 65536 ? 4 : 10);
+    const body = Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, length);
+    if (length < 126) return [shortHeader((fin ? 0x80 : 0) | (rsv1 ? 0x40 : 0) | opcode, length), body];
+    const header = Buffer.allocUnsafe(length < 65536 ? 4 : 10);
     writeHeader(header, 0, opcode, length, fin, rsv1, undefined);
-    return [header, Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, length)];
+    return [header, body];
   }
   return [encodeMasked(opcode, payload, fin, rsv1, options.maskKey)];
 }
