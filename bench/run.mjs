@@ -42,7 +42,13 @@ const SERVERS = [
   { name: 'websocket-node', script: 'websocket-node.mjs', env: {} },
   { name: 'raw', script: 'raw.mjs', env: {}, loadgenArgs: ['--allow-masked', '1'] },
   { name: 'rfc6455', script: 'rfc6455.mjs', env: {}, deflate: true },
+  // The same server after `tuneAllocator()` (opt-in, see packages/rfc6455/src/allocator.ts).
+  { name: 'rfc6455+tuned', script: 'rfc6455.mjs', env: { RFC6455_TUNE_ALLOCATOR: '1' }, deflate: true },
 ].filter((s) => !ONLY || ONLY.includes(s.name) || s.name === 'ws'); // ws is the yardstick: always run
+
+// --glibc-trim: every server (peers included) runs with glibc's trim threshold raised through the
+// environment: the allocator on equal footing, so the ratios compare the libraries' own code.
+const GLIBC_TRIM = flag('--glibc-trim') ? 'glibc.malloc.trim_threshold=33554432' : undefined;
 
 // ---------------------------------------------------------------- workloads
 const ECHO_BASE = {
@@ -127,6 +133,7 @@ async function startServer(server, port, extraArgs = []) {
   const script = path.join(BENCH, 'servers', server.script);
   const env = { ...process.env, ...server.env };
   if (!('WS_NO_BUFFER_UTIL' in server.env)) delete env.WS_NO_BUFFER_UTIL;
+  if (GLIBC_TRIM) env.GLIBC_TUNABLES = GLIBC_TRIM;
   const child = pinnedSpawn(0, process.execPath, [script, '--port', String(port), ...extraArgs], {
     cwd: ROOT,
     env,
@@ -365,7 +372,9 @@ async function main() {
     `Node ${process.version}, ${os.platform()} ${os.release()}, \`nproc\` ${NCPU} (${cpuModel}), ` +
       `${REPS} repetition(s), warm-up ${WARMUP} s + ${DURATION} s per run, ` +
       (PIN ? 'server pinned to CPU 0 and loadgen to CPU 1 (taskset)' : 'not pinned') +
-      `, fd limit ${FD_LIMIT}. Medians; "× ws" is the median of per-repetition ratios to pure-JS \`ws\`.`,
+      `, fd limit ${FD_LIMIT}` +
+      (GLIBC_TRIM ? `, every server run with \`GLIBC_TUNABLES=${GLIBC_TRIM}\`` : '') +
+      `. Medians; "× ws" is the median of per-repetition ratios to pure-JS \`ws\`.`,
   );
   lines.push('');
   for (const [name, b] of Object.entries(banners)) if (b) lines.push(`- \`${name}\`: ${b}`);
@@ -392,7 +401,6 @@ async function main() {
   lines.push('');
 
   // ---------------- targets (issue 8)
-  const us = 'rfc6455';
   const A = (id, name) => agg[id]?.[name];
   const targets = [
     ['64 B text, 100 conns, depth 1', 'text64', 'ws', 1.15, 'ge'],
@@ -403,7 +411,8 @@ async function main() {
     ['handshakes/s', 'handshake', 'ws', 1.3, 'ge'],
     ['RSS per idle connection', 'idle', 'ws', 0.85, 'le'],
   ];
-  if (SERVERS.some((s) => s.name === us)) {
+  for (const us of ['rfc6455', 'rfc6455+tuned']) {
+    if (!SERVERS.some((s) => s.name === us)) continue;
     lines.push(`### ${us} against the issue-8 targets`);
     lines.push('');
     lines.push('| target | vs | needed | measured | met? |');

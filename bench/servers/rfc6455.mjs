@@ -1,8 +1,10 @@
 // Our server: rfc6455's serve() echo, from the built package (run `npm run build` first).
+// RFC6455_TUNE_ALLOCATOR=1 (the runner's `rfc6455+tuned`) calls tuneAllocator() first.
 import { portArg, HOST, MAX_PAYLOAD, DEFLATE, ready } from './common.mjs';
 
 const port = portArg();
-const { serve } = await import('../../packages/rfc6455/dist/index.js');
+const { serve, tuneAllocator } = await import('../../packages/rfc6455/dist/index.js');
+const tuning = process.env.RFC6455_TUNE_ALLOCATOR === '1' ? tuneAllocator() : undefined;
 // The event style, like the ws server beside it (`for await (const m of conn)` works too; it
 // costs an async frame per connection: about 0.5 KiB idle, and a promise per message).
 const server = await serve({ port, host: HOST, maxMessageSize: MAX_PAYLOAD, perMessageDeflate: DEFLATE }, (conn) => {
@@ -11,4 +13,4 @@ const server = await serve({ port, host: HOST, maxMessageSize: MAX_PAYLOAD, perM
   });
 });
 void server;
-ready();
+ready(tuning ? `tuneAllocator=${JSON.stringify(tuning)}` : undefined);
