@@ -10,6 +10,7 @@ import type { Duplex } from 'node:stream';
 import { CloseCode, Defaults } from './codec/constants.js';
 import type { WebSocketConnection } from './connection.js';
 import { attachHttp2 } from './http2.js';
+import { Http1Front } from './http1-front.js';
 import { handleUpgrade, rejectUpgrade, type UpgradeOptions, type UpgradeTarget } from './upgrade.js';
 
 /** Options of {@link serve}: where to listen, plus every upgrade and connection option. */
@@ -177,11 +178,26 @@ export async function serve<State = unknown>(options: ServeOptions<State>, targe
     rejectUpgrade(socket, status, status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request');
   });
 
+  // The lean HTTP/1.1 front: clean upgrade requests skip Node's HTTP parser; everything else still
+  // goes to it (RFC6455_NO_FRONT=1 turns the front off).
+  let front: Http1Front | undefined;
+  if (!options.http2 && !process.env.RFC6455_NO_FRONT) {
+    front = new Http1Front(httpServer, options.tls ? 'secureConnection' : 'connection', {
+      maxHeaderSize: httpOptions.maxHeaderSize,
+      handshakeTimeout,
+    });
+    if (!front.install()) front = undefined;
+  }
+
   const host = options.host ?? '127.0.0.1';
   await new Promise<void>((resolve, reject) => {
-    httpServer.once('error', reject);
+    const failed = (error: Error): void => {
+      front?.close();
+      reject(error);
+    };
+    httpServer.once('error', failed);
     httpServer.listen(options.port ?? 0, host, () => {
-      httpServer.removeListener('error', reject);
+      httpServer.removeListener('error', failed);
       resolve();
     });
   });
@@ -203,6 +219,8 @@ export async function serve<State = unknown>(options: ServeOptions<State>, targe
         // HTTP/2: GOAWAY once the WebSockets are closed.
         for (const session of sessions) session.close();
         if (typeof httpServer.closeAllConnections === 'function') httpServer.closeAllConnections();
+        // Sockets whose request head was still being read by the front.
+        front?.close();
         for (const session of sessions) session.destroy();
         await stopped;
       })();

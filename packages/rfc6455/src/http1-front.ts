@@ -1,0 +1,235 @@
+/**
+ * A lean HTTP/1.1 front for `serve()`: it reads the request head of each new connection itself,
+ * and hands clean, ordinary WebSocket upgrade requests straight to the server's `upgrade`
+ * listeners, as a real `http.IncomingMessage`, without Node's HTTP machinery (parser, per-socket
+ * state, listener wrappers, response objects). Anything else — plain requests, odd or malformed
+ * heads, heads that do not fit — goes back to Node's own HTTP server, with the bytes already read
+ * put back on the socket, so that Node answers it exactly as it would have without the front
+ * (400, 431, 426, `onRequest`, keep-alive, `upgrade` for requests the front declined).
+ *
+ * The fast path is deliberately narrow: `GET <origin-form target> HTTP/1.1`, CRLF line endings,
+ * header names that are RFC 9110 tokens, values of printable ASCII and HTAB only, no obs-fold,
+ * no Transfer-Encoding, no Content-Length other than 0, `Upgrade` and `Connection: upgrade`
+ * present (as llhttp requires to report an upgrade), and the whole head smaller than
+ * maxHeaderSize. When in doubt, it falls back.
+ */
+import { IncomingMessage, type Server as HttpServer } from 'node:http';
+import type { Socket } from 'node:net';
+import { rejectUpgrade } from './upgrade.js';
+
+/** RFC 9110 §5.1 field-name = token. */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** The only request line served by the fast path: a GET of an origin-form target over HTTP/1.1. */
+const REQUEST_LINE = /^GET (\/[!-~]*) HTTP\/1\.1$/;
+/** Anything but HTAB, printable ASCII and CRLF pairs (a bare CR or LF included) sends the head to Node. */
+const ODD_CHARACTER = /[^\t\x20-\x7e\r\n]|\r(?!\n)|(?<!\r)\n/;
+const END_OF_HEAD = Buffer.from('\r\n\r\n', 'latin1');
+const EMPTY = Buffer.alloc(0);
+
+/** IncomingMessage's own way of taking a raw header list (Node's HTTP parser calls it the same way). */
+type WithHeaderLines = IncomingMessage & { upgrade: boolean; _addHeaderLines(headers: string[], n: number): void };
+
+/** A socket whose request head is still being read. */
+interface Pending {
+  /** Bytes received so far (undefined until the first chunk that did not complete the head). */
+  buffered: Buffer | undefined;
+  /** Date.now() at accept time. */
+  readonly since: number;
+}
+
+/** Options of {@link Http1Front}. */
+export interface Http1FrontOptions {
+  /** Heads of this size or more go to Node's parser (which answers 431). */
+  maxHeaderSize: number;
+  /** ms for the whole head to arrive; past it the socket gets 408 and is closed. */
+  handshakeTimeout: number;
+}
+
+/** True when this Node offers what the front needs (IncomingMessage#_addHeaderLines). */
+export function frontSupported(): boolean {
+  return typeof (IncomingMessage.prototype as Partial<WithHeaderLines>)._addHeaderLines === 'function';
+}
+
+/**
+ * The front of one server. `install()` takes over the server's connection listener (`connection`
+ * for http.Server, `secureConnection` for https.Server); the listener it replaced becomes the
+ * fallback.
+ */
+export class Http1Front {
+  private readonly pending = new Map<Socket, Pending>();
+  private readonly maxHeaderSize: number;
+  private readonly timeout: number;
+  private sweeper: NodeJS.Timeout | undefined;
+  private nodeListener: ((socket: Socket) => void) | undefined;
+  private readonly onData: (this: Socket, chunk: Buffer) => void;
+  private readonly onError: (this: Socket) => void;
+
+  constructor(
+    private readonly server: HttpServer,
+    private readonly event: 'connection' | 'secureConnection',
+    options: Http1FrontOptions,
+  ) {
+    this.maxHeaderSize = options.maxHeaderSize;
+    this.timeout = options.handshakeTimeout;
+    // One pair of listeners per server, shared by every socket (`this` is the socket).
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const front = this;
+    this.onData = function (this: Socket, chunk: Buffer) {
+      front.data(this, chunk);
+    };
+    this.onError = function (this: Socket) {
+      front.pending.delete(this);
+      this.destroy();
+    };
+  }
+
+  /**
+   * Replaces Node's connection listener with the front's. Returns false (and changes nothing)
+   * when the server does not have exactly one listener to replace.
+   */
+  install(): boolean {
+    const listeners = this.server.listeners(this.event);
+    if (listeners.length !== 1 || !frontSupported()) return false;
+    this.nodeListener = listeners[0] as (socket: Socket) => void;
+    this.server.removeListener(this.event, this.nodeListener);
+    this.server.on(this.event, (socket: Socket) => this.accept(socket));
+    const period = Math.max(1, Math.min(1000, Math.ceil(this.timeout / 4)));
+    this.sweeper = setInterval(() => this.sweep(), period);
+    this.sweeper.unref();
+    return true;
+  }
+
+  /** Stops the timeout sweep and closes every socket whose head is still being read. */
+  close(): void {
+    if (this.sweeper) clearInterval(this.sweeper);
+    this.sweeper = undefined;
+    for (const socket of this.pending.keys()) socket.destroy();
+    this.pending.clear();
+  }
+
+  /** Sockets whose request head is still being read. */
+  get pendingCount(): number {
+    return this.pending.size;
+  }
+
+  private accept(socket: Socket): void {
+    this.pending.set(socket, { buffered: undefined, since: Date.now() });
+    socket.on('error', this.onError);
+    socket.on('data', this.onData);
+  }
+
+  private release(socket: Socket): void {
+    this.pending.delete(socket);
+    socket.removeListener('data', this.onData);
+    socket.removeListener('error', this.onError);
+  }
+
+  /** Hands the socket to Node's HTTP server, the bytes read so far put back first. */
+  private fallBack(socket: Socket, buffered: Buffer | undefined): void {
+    this.release(socket);
+    // Buffer what arrives until Node's parser listens (as Node does before an `upgrade` event).
+    (socket as { readableFlowing: boolean | null }).readableFlowing = null;
+    if (buffered && buffered.length > 0) socket.unshift(buffered);
+    this.nodeListener!.call(this.server, socket);
+  }
+
+  private data(socket: Socket, chunk: Buffer): void {
+    const state = this.pending.get(socket);
+    if (state === undefined) return;
+    const previous = state.buffered;
+    const buffer = previous === undefined ? chunk : Buffer.concat([previous, chunk]);
+    // Anything but a GET goes to Node at once (its body may follow).
+    const n = Math.min(buffer.length, 4);
+    for (let i = 0; i < n; i++) {
+      if (buffer[i] !== GET_SPACE[i]) return this.fallBack(socket, buffer);
+    }
+    const end = buffer.indexOf(END_OF_HEAD, previous === undefined ? 0 : Math.max(0, previous.length - 3));
+    if (end < 0) {
+      if (buffer.length >= this.maxHeaderSize) return this.fallBack(socket, buffer);
+      state.buffered = buffer;
+      return;
+    }
+    const headLength = end + 4;
+    const req = headLength < this.maxHeaderSize ? parseUpgradeHead(socket, buffer, end) : undefined;
+    if (req === undefined) return this.fallBack(socket, buffer);
+    this.release(socket);
+    // What arrives before the connection listens stays buffered (Node does the same).
+    (socket as { readableFlowing: boolean | null }).readableFlowing = null;
+    this.server.emit('upgrade', req, socket, headLength === buffer.length ? EMPTY : buffer.subarray(headLength));
+  }
+
+  private sweep(): void {
+    if (this.pending.size === 0) return;
+    const now = Date.now();
+    for (const [socket, state] of this.pending) {
+      if (socket.destroyed) {
+        this.pending.delete(socket);
+      } else if (now - state.since >= this.timeout) {
+        // As Node's headersTimeout does: 408, then close.
+        this.release(socket);
+        rejectUpgrade(socket, 408, 'Request Timeout');
+      }
+    }
+  }
+}
+
+const GET_SPACE = Buffer.from('GET ', 'latin1');
+
+/**
+ * Parses a complete request head (`buffer[0, end)`, end at the CRLFCRLF) when it is a clean
+ * WebSocket upgrade request; undefined for anything else (Node's parser decides then).
+ */
+export function parseUpgradeHead(socket: Socket, buffer: Buffer, end: number): IncomingMessage | undefined {
+  const text = buffer.toString('latin1', 0, end);
+  if (ODD_CHARACTER.test(text)) return undefined;
+  const lines = text.split('\r\n');
+  const requestLine = REQUEST_LINE.exec(lines[0]!);
+  if (requestLine === null) return undefined;
+  const raw: string[] = [];
+  let upgrade = false;
+  let connectionUpgrade = false;
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i]!;
+    const colon = line.indexOf(':');
+    if (colon <= 0) return undefined;
+    const name = line.slice(0, colon);
+    // A name with white space (obs-fold, `Name : value`) is not a token.
+    if (!TOKEN.test(name)) return undefined;
+    const value = line.slice(colon + 1).trim();
+    switch (name.length) {
+      case 7:
+        if (name.toLowerCase() === 'upgrade') upgrade ||= value !== '';
+        break;
+      case 10:
+        if (name.toLowerCase() === 'connection' && !connectionUpgrade) connectionUpgrade = hasUpgradeToken(value);
+        break;
+      case 14:
+        if (name.toLowerCase() === 'content-length' && value !== '0') return undefined;
+        break;
+      case 17:
+        if (name.toLowerCase() === 'transfer-encoding') return undefined;
+        break;
+    }
+    raw.push(name, value);
+  }
+  if (!upgrade || !connectionUpgrade) return undefined;
+  const req = new IncomingMessage(socket) as WithHeaderLines;
+  req.method = 'GET';
+  req.url = requestLine[1]!;
+  req.httpVersionMajor = 1;
+  req.httpVersionMinor = 1;
+  req.httpVersion = '1.1';
+  // Node's own header semantics (duplicates joined, dropped or listed; names lower-cased), lazily.
+  req._addHeaderLines(raw, raw.length);
+  req.upgrade = true;
+  req.complete = true;
+  req.push(null);
+  return req;
+}
+
+function hasUpgradeToken(value: string): boolean {
+  for (const part of value.split(',')) {
+    if (part.trim().toLowerCase() === 'upgrade') return true;
+  }
+  return false;
+}

@@ -1,0 +1,414 @@
+/**
+ * serve()'s lean HTTP/1.1 front (src/http1-front.ts), over real sockets: clean upgrade requests
+ * take the fast path (no Node HTTP parser on the socket); everything else falls back to Node's
+ * parser with the bytes already read put back, and must be answered exactly as without the front.
+ * The differential tests run each request against serve() with the front and with
+ * RFC6455_NO_FRONT=1 (Node's parser only) and compare the answers.
+ */
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { IncomingMessage } from 'node:http';
+import { connect as netConnect, type Socket } from 'node:net';
+import { resolve } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
+import { connect, EOF, serve, type ServeOptions, type WebSocketServer } from '../../src/index.js';
+import { parseResponse, upgradeRequest, type RawResponse } from '../helpers/raw-client.js';
+
+const FIXTURES = resolve(__dirname, '../../../../test/fixtures/tls');
+const TLS = { key: readFileSync(resolve(FIXTURES, 'key.pem')), cert: readFileSync(resolve(FIXTURES, 'cert.pem')) };
+
+const servers: WebSocketServer[] = [];
+const sockets: Socket[] = [];
+afterEach(async () => {
+  for (const s of sockets.splice(0)) s.destroy();
+  await Promise.all(servers.splice(0).map((s) => s.close()));
+});
+
+/** What the server saw of each upgrade request (in its `upgrade` event). */
+interface Seen {
+  req: IncomingMessage;
+  head: Buffer;
+  /** Node's HTTP server leaves a `parser` own property on every socket it parsed; the front does not. */
+  nodeParsed: boolean;
+}
+
+async function start(options: ServeOptions = {}, front = true): Promise<{ server: WebSocketServer; seen: Seen[] }> {
+  const saved = process.env.RFC6455_NO_FRONT;
+  if (front) delete process.env.RFC6455_NO_FRONT;
+  else process.env.RFC6455_NO_FRONT = '1';
+  let server: WebSocketServer;
+  try {
+    server = await serve(options, async (conn) => {
+      for await (const m of conn) await conn.send(m).catch(() => undefined);
+    });
+  } finally {
+    if (saved === undefined) delete process.env.RFC6455_NO_FRONT;
+    else process.env.RFC6455_NO_FRONT = saved;
+  }
+  servers.push(server);
+  const seen: Seen[] = [];
+  server.httpServer.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    seen.push({ req, head, nodeParsed: Object.prototype.hasOwnProperty.call(socket, 'parser') });
+  });
+  return { server, seen };
+}
+
+/** A raw client: writes bytes, collects what comes back, knows when the server closed. */
+class Peer {
+  received = Buffer.alloc(0);
+  closed = false;
+  private waiters: Array<() => void> = [];
+  constructor(readonly socket: Socket) {
+    sockets.push(socket);
+    socket.on('data', (d: Buffer) => {
+      this.received = Buffer.concat([this.received, d]);
+      this.wake();
+    });
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      this.closed = true;
+      this.wake();
+    });
+  }
+  static open(port: number, tls = false): Promise<Peer> {
+    return new Promise((resolve, reject) => {
+      const socket = tls
+        ? tlsConnect({ port, host: '127.0.0.1', rejectUnauthorized: false }, () => resolve(new Peer(socket)))
+        : netConnect({ port, host: '127.0.0.1' }, () => resolve(new Peer(socket)));
+      socket.once('error', reject);
+    });
+  }
+  private wake(): void {
+    for (const w of this.waiters.splice(0)) w();
+  }
+  write(bytes: string | Buffer): Promise<void> {
+    return new Promise((resolve) => this.socket.write(bytes, () => resolve()));
+  }
+  async until(done: () => boolean, what: string): Promise<void> {
+    while (!done()) {
+      if (this.closed) throw new Error(`closed before ${what}: ${JSON.stringify(this.received.toString('latin1'))}`);
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+    }
+  }
+  /** Waits until `count` complete responses (with Content-Length bodies) have arrived. */
+  async responses(count: number): Promise<RawResponse[]> {
+    let list: RawResponse[] = [];
+    await this.until(() => (list = splitResponses(this.received)).length >= count, `${count} responses`);
+    return list;
+  }
+  async untilClosed(): Promise<void> {
+    while (!this.closed) await new Promise<void>((resolve) => this.waiters.push(resolve));
+  }
+}
+
+/** Splits a byte stream into complete HTTP responses (Content-Length framed, or 101). */
+function splitResponses(bytes: Buffer): RawResponse[] {
+  const out: RawResponse[] = [];
+  let rest = bytes;
+  for (;;) {
+    const r = parseResponse(rest);
+    if (!r) return out;
+    const length = r.status === 101 ? 0 : Number(r.headers['content-length'] ?? 0);
+    if (r.body.length < length) return out;
+    out.push({ ...r, body: r.body.subarray(0, length) });
+    rest = r.body.subarray(length);
+  }
+}
+
+/** Sends `request` on a new connection and resolves with the first response and whether the server closed. */
+async function exchange(port: number, request: string | Buffer, tls = false): Promise<{ status: number; closed: boolean; response: RawResponse }> {
+  const peer = await Peer.open(port, tls);
+  await peer.write(request);
+  const [response] = await peer.responses(1);
+  if (response!.status !== 101) await peer.untilClosed().catch(() => undefined);
+  // A 101 stays open; every error answer of these tests ends the connection.
+  return { status: response!.status, closed: peer.closed, response: response! };
+}
+
+describe('fast path', () => {
+  test('a WebSocket client connects and echoes through the fast path', async () => {
+    const { server, seen } = await start();
+    const conn = await connect(`${server.url}chat?room=1`);
+    await conn.send('hello');
+    expect(await conn.recv()).toBe('hello');
+    await conn.close();
+    expect(seen).toHaveLength(1);
+    expect(seen[0]!.nodeParsed).toBe(false);
+    expect(seen[0]!.req.url).toBe('/chat?room=1');
+  });
+
+  test('the request the front builds matches the one Node builds, header for header', async () => {
+    const head = (port: number): string =>
+      [
+        'GET /p/a%20th?q=1&r=%2F HTTP/1.1',
+        `Host: 127.0.0.1:${port}`,
+        'host: duplicate.example',
+        'Upgrade: websocket',
+        'Connection: keep-alive, Upgrade',
+        `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}`,
+        'Sec-WebSocket-Version: 13',
+        'Sec-WebSocket-Protocol: a, b',
+        'Sec-WebSocket-Protocol:c',
+        'X-Spaces: \t padded value \t ',
+        'Cookie: a=1',
+        'Cookie: b=2',
+        'Set-Cookie: x',
+        'Set-Cookie: y',
+        'User-Agent: one',
+        'User-Agent: two',
+        'X-Empty:',
+        'Content-Length: 0',
+        '',
+        '',
+      ].join('\r\n');
+    const fields = (req: IncomingMessage) => ({
+      method: req.method,
+      url: req.url,
+      httpVersion: req.httpVersion,
+      httpVersionMajor: req.httpVersionMajor,
+      httpVersionMinor: req.httpVersionMinor,
+      headers: { ...req.headers, host: undefined, 'sec-websocket-key': undefined },
+      rawHeaders: req.rawHeaders.length,
+      complete: req.complete,
+      upgrade: (req as IncomingMessage & { upgrade: boolean }).upgrade,
+      readableEnded: req.readableEnded,
+      hasSocket: req.socket !== undefined,
+    });
+    const results = [];
+    for (const front of [true, false]) {
+      const { server, seen } = await start({}, front);
+      const r = await exchange(server.port, head(server.port));
+      expect(r.status).toBe(101);
+      expect(seen).toHaveLength(1);
+      expect(seen[0]!.nodeParsed).toBe(!front);
+      results.push(fields(seen[0]!.req));
+    }
+    expect(results[0]).toEqual(results[1]);
+    expect(results[0]!.headers['sec-websocket-protocol']).toBe('a, b, c');
+    expect((results[0]!.headers as Record<string, unknown>)['x-spaces']).toBe('padded value');
+  });
+
+  test('a head split over several packets (inside the CRLFCRLF too) still takes the fast path', async () => {
+    const { server, seen } = await start();
+    const peer = await Peer.open(server.port);
+    const request = upgradeRequest(server.port);
+    const cuts = [3, 40, request.length - 3, request.length - 1, request.length];
+    let from = 0;
+    for (const cut of cuts) {
+      await peer.write(request.slice(from, cut));
+      from = cut;
+      await new Promise((r) => setImmediate(r));
+    }
+    const [response] = await peer.responses(1);
+    expect(response!.status).toBe(101);
+    expect(seen[0]!.nodeParsed).toBe(false);
+  });
+
+  test('frames sent in the same packet as the head reach the connection', async () => {
+    const { server, seen } = await start();
+    const peer = await Peer.open(server.port);
+    // A masked text frame "hi" with a zero mask.
+    const frame = Buffer.from([0x81, 0x82, 0, 0, 0, 0, 0x68, 0x69]);
+    await peer.write(Buffer.concat([Buffer.from(upgradeRequest(server.port)), frame]));
+    await peer.until(() => peer.received.includes(Buffer.from([0x81, 0x02, 0x68, 0x69])), 'the echo');
+    expect(seen[0]!.head.length).toBe(frame.length);
+    expect(seen[0]!.nodeParsed).toBe(false);
+  });
+
+  test('a hybi-00 request with key3 in the same packet is answered through the fast path', async () => {
+    const { server, seen } = await start();
+    const head = [
+      'GET /demo HTTP/1.1',
+      'Host: example.com',
+      'Connection: Upgrade',
+      'Sec-WebSocket-Key2: 12998 5 Y3 1  .P00',
+      'Sec-WebSocket-Protocol: sample',
+      'Upgrade: WebSocket',
+      'Sec-WebSocket-Key1: 4 @1  46546xW%0l 1 5',
+      'Origin: http://example.com',
+      '',
+      '',
+    ].join('\r\n');
+    const peer = await Peer.open(server.port);
+    await peer.write(Buffer.concat([Buffer.from(head, 'latin1'), Buffer.from('^n:ds[4U', 'latin1')]));
+    // draft-hixie-thewebsocketprotocol-76 §1.2 example answer.
+    await peer.until(() => peer.received.includes(Buffer.from('8jKS\'y:G*Co,Wxa-', 'latin1')), 'the hybi-00 answer');
+    expect(peer.received.toString('latin1')).toMatch(/^HTTP\/1\.1 101 /);
+    expect(seen[0]!.head.length).toBe(8);
+    expect(seen[0]!.nodeParsed).toBe(false);
+  });
+
+  test('TLS: a wss client connects through the fast path', async () => {
+    const { server, seen } = await start({ tls: TLS });
+    const conn = await connect(server.url, { tls: { rejectUnauthorized: false } });
+    await conn.send('over tls');
+    expect(await conn.recv()).toBe('over tls');
+    await conn.close();
+    expect(seen[0]!.nodeParsed).toBe(false);
+  });
+});
+
+describe('fallback to Node', () => {
+  test('a plain GET gets 426, and onRequest answers it when given', async () => {
+    const plain = 'GET /page HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n';
+    const { server } = await start();
+    const r = await exchange(server.port, plain);
+    expect(r.status).toBe(426);
+    expect(r.response.headers.upgrade).toBe('websocket');
+    const other = await start({
+      onRequest(req, res) {
+        res.end(`you asked for ${req.url}`);
+      },
+    });
+    const r2 = await exchange(other.server.port, plain);
+    expect(r2.status).toBe(200);
+    expect(r2.response.body.toString()).toBe('you asked for /page');
+  });
+
+  test('keep-alive: two plain requests on one socket, then an upgrade on the same socket', async () => {
+    const { server, seen } = await start({ onRequest: (req, res) => res.end(`page ${req.url}`) });
+    const peer = await Peer.open(server.port);
+    await peer.write('GET /one HTTP/1.1\r\nHost: x\r\n\r\n');
+    const first = await peer.responses(1);
+    expect(first[0]!.body.toString()).toBe('page /one');
+    await peer.write('GET /two HTTP/1.1\r\nHost: x\r\n\r\n');
+    const second = await peer.responses(2);
+    expect(second[1]!.body.toString()).toBe('page /two');
+    expect(peer.closed).toBe(false);
+    // Node parses the rest of this connection: its upgrade is served through Node's 'upgrade' event.
+    await peer.write(upgradeRequest(server.port, { path: '/three' }));
+    const third = await peer.responses(3);
+    expect(third[2]!.status).toBe(101);
+    expect(seen).toHaveLength(1);
+    expect(seen[0]!.nodeParsed).toBe(true);
+    expect(seen[0]!.req.url).toBe('/three');
+  });
+
+  test('two pipelined plain requests in one packet are both answered', async () => {
+    const { server } = await start({ onRequest: (req, res) => res.end(`page ${req.url}`) });
+    const peer = await Peer.open(server.port);
+    await peer.write('GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n');
+    const list = await peer.responses(2);
+    expect(list.map((r) => r.body.toString())).toEqual(['page /a', 'page /b']);
+  });
+
+  test('a POST whose body arrives in a later packet reaches onRequest whole', async () => {
+    const { server } = await start({
+      onRequest(req, res) {
+        let body = '';
+        req.setEncoding('utf8');
+        req.on('data', (d: string) => (body += d));
+        req.on('end', () => res.end(`got ${body}`));
+      },
+    });
+    const peer = await Peer.open(server.port);
+    await peer.write('POST /form HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello');
+    await new Promise((r) => setTimeout(r, 20));
+    await peer.write(' world');
+    const [response] = await peer.responses(1);
+    expect(response!.body.toString()).toBe('got hello world');
+  });
+
+  test('an upgrade Node parses (declined by the front) is still served', async () => {
+    const { server, seen } = await start();
+    // Lower-case header names and an extra header of obs-text: the front declines, Node accepts.
+    const request = upgradeRequest(server.port, { headers: ['X-Latin: caf\xe9'] });
+    const r = await exchange(server.port, Buffer.from(request, 'latin1'));
+    expect(r.status).toBe(101);
+    expect(seen[0]!.nodeParsed).toBe(true);
+    expect(seen[0]!.req.headers['x-latin']).toBe('caf\xe9');
+  });
+
+  const key = 'dGhlIHNhbXBsZSBub25jZQ==';
+  const upgradeLines = (extra: string[], requestLine = 'GET / HTTP/1.1'): string =>
+    [requestLine, 'Host: x', 'Upgrade: websocket', 'Connection: Upgrade', `Sec-WebSocket-Key: ${key}`, 'Sec-WebSocket-Version: 13', ...extra, '', ''].join('\r\n');
+  const odd: Array<[string, (maxHeaderSize: number) => string, number]> = [
+    ['an obs-fold header', () => upgradeLines(['X-Folded: one', ' two']), 400],
+    ['Transfer-Encoding on the upgrade', () => upgradeLines(['Transfer-Encoding: chunked']) + '0\r\n\r\n', 101],
+    ['an HTTP/1.0 upgrade', () => upgradeLines([], 'GET / HTTP/1.0'), 400],
+    ['a head over maxHeaderSize', (max) => upgradeLines([`X-Big: ${'a'.repeat(max)}`]), 431],
+    ['garbage', () => '\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03garbage\r\n\r\n', 400],
+    ['a bare LF line end', () => upgradeLines([]).replace('Host: x\r\n', 'Host: x\n'), 400],
+    ['white space before a colon', () => upgradeLines(['X-Bad : 1']), 400],
+    ['a control character in a value', () => upgradeLines(['X-Bad: a\x01b']), 400],
+    ['Upgrade without Connection: upgrade', () => upgradeLines([]).replace('Connection: Upgrade', 'Connection: close'), 426],
+    ['an absolute-form target', () => upgradeLines([], 'GET http://x/ HTTP/1.1'), 101],
+    ['a POST upgrade', () => upgradeLines(['Content-Length: 0'], 'POST / HTTP/1.1'), 400],
+    ['a lower-case method', () => upgradeLines([], 'get / HTTP/1.1'), 400],
+    ['Content-Length: 3 with a body', () => upgradeLines(['Content-Length: 3']) + 'abc', 101],
+  ];
+  test.each(odd)('%s gets the same answer as from Node alone', async (_name, request, expected) => {
+    const statuses: number[] = [];
+    for (const front of [true, false]) {
+      const { server } = await start({ maxHeaderSize: 1024 }, front);
+      statuses.push((await exchange(server.port, Buffer.from(request(1024), 'latin1'))).status);
+    }
+    expect(statuses[0]).toBe(statuses[1]);
+    expect(statuses[0]).toBe(expected);
+  });
+
+  test('TLS: a plain GET gets 426 and keep-alive works through the fallback', async () => {
+    const { server } = await start({ tls: TLS, onRequest: (req, res) => res.end(`secure ${req.url}`) });
+    const peer = await Peer.open(server.port, true);
+    await peer.write('GET /a HTTP/1.1\r\nHost: x\r\n\r\n');
+    await peer.responses(1);
+    await peer.write('GET /b HTTP/1.1\r\nHost: x\r\n\r\n');
+    const list = await peer.responses(2);
+    expect(list.map((r) => r.body.toString())).toEqual(['secure /a', 'secure /b']);
+    const bare = await start({ tls: TLS });
+    expect((await exchange(bare.server.port, 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', true)).status).toBe(426);
+  });
+});
+
+describe('slow heads and shutdown', () => {
+  test('a head that never completes gets 408 and is closed at the handshake timeout', async () => {
+    const { server } = await start({ handshakeTimeout: 300 });
+    const peer = await Peer.open(server.port);
+    await peer.write('GET / HTTP/1.1\r\nHost: x\r\nUpgr');
+    await peer.untilClosed();
+    expect(parseResponse(peer.received)?.status).toBe(408);
+  });
+
+  test('a connection that sends nothing is closed at the handshake timeout', async () => {
+    const { server } = await start({ handshakeTimeout: 300 });
+    const peer = await Peer.open(server.port);
+    await peer.untilClosed();
+    expect(peer.closed).toBe(true);
+  });
+
+  test('TLS: a head that never completes is closed at the handshake timeout', async () => {
+    const { server } = await start({ tls: TLS, handshakeTimeout: 300 });
+    const peer = await Peer.open(server.port, true);
+    await peer.write('GET / HTTP/1.1\r\n');
+    await peer.untilClosed();
+    expect(parseResponse(peer.received)?.status).toBe(408);
+  });
+
+  test('close() closes sockets whose head is still being read, and open WebSockets with 1001', async () => {
+    const { server } = await start();
+    const slow = await Peer.open(server.port);
+    await slow.write('GET / HTTP/1.1\r\n');
+    const conn = await connect(server.url);
+    await server.close();
+    await slow.untilClosed();
+    expect(await conn.recv()).toBe(EOF);
+    expect(conn.closeStatus).toBe(1001);
+  });
+
+  test('a head completed during shutdown gets 503', async () => {
+    const { server } = await start({ closeTimeout: 2000 });
+    const slow = await Peer.open(server.port);
+    const request = upgradeRequest(server.port);
+    await slow.write(request.slice(0, 20));
+    // An open WebSocket that never answers the close frame keeps close() waiting.
+    const ws = await Peer.open(server.port);
+    await ws.write(upgradeRequest(server.port));
+    await ws.responses(1);
+    const closing = server.close();
+    await ws.until(() => ws.received.includes(Buffer.from([0x88])), 'the close frame');
+    await slow.write(request.slice(20));
+    const [response] = await slow.responses(1);
+    expect(response!.status).toBe(503);
+    await closing;
+  });
+});
