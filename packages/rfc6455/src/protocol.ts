@@ -254,6 +254,18 @@ export class Protocol implements FrameSink, ProtocolEngine {
       this.streamNextMessage = false;
       if (text && !last) (this.validator ??= new Utf8Validator()).reset();
     }
+    if (first && last && text && !this.streaming) {
+      // A whole text message: validated and decoded in one pass (RFC 6455 §8.1: invalid UTF-8 fails).
+      let decoded: string;
+      try {
+        decoded = strictUtf8.decode(data);
+      } catch {
+        this.fail(new InvalidUtf8Error());
+        return;
+      }
+      this.handler.onMessage(decoded, false);
+      return;
+    }
     // RFC 6455 §8.1: fail at the first invalid byte, not at the end of the message.
     if (text && !(first && last ? isUtf8(data) : this.validator!.feed(data, last))) {
       this.fail(new InvalidUtf8Error());
@@ -264,7 +276,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
       return;
     }
     if (first && last) {
-      this.handler.onMessage(text ? data.toString('utf8') : data, !text);
+      this.handler.onMessage(data, true);
       return;
     }
     if (data.length > 0) {
@@ -534,6 +546,9 @@ export class Protocol implements FrameSink, ProtocolEngine {
     this.handler.onWrite(encodeMasked(opcode, data, fin, rsv1));
   }
 }
+
+/** Decodes UTF-8 and throws on any invalid sequence; a leading BOM is kept (it is message text). */
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /** True when every char of a short string is ASCII (its UTF-8 length is its length). */
 function isAsciiShort(text: string): boolean {

@@ -112,6 +112,21 @@ describe('Protocol failures', () => {
     expect(h.written()).toHaveLength(1);
   });
 
+  test('a whole text message is decoded with its BOM kept, and fails with 1007 on any invalid sequence', () => {
+    const ok = harness('server');
+    const text = '\uFEFF bom, héllo, 日本, 😀';
+    ok.proto.receiveData(frame({ opcode: 1, payload: Buffer.from(text, 'utf8'), mask: true }));
+    ok.proto.receiveData(frame({ opcode: 1, payload: Buffer.alloc(0), mask: true }));
+    expect(ok.messages).toEqual([text, '']);
+    for (const bad of [[0xff], [0xc0, 0x80], [0xed, 0xa0, 0x80], [0xf4, 0x90, 0x80, 0x80], [0x61, 0xe2, 0x82]]) {
+      const h = harness('server');
+      h.proto.receiveData(frame({ opcode: 1, payload: Buffer.from(bad), mask: true }));
+      expect(h.messages).toEqual([]);
+      expect(h.events).toEqual(['fail:1007', 'end']);
+      expect(h.written()[0]!.payload.readUInt16BE(0)).toBe(1007);
+    }
+  });
+
   test('server fails text whose multi-byte character is cut across fragments and turns invalid', () => {
     const h = harness('server');
     h.proto.receiveData(frame({ opcode: 1, payload: Buffer.from([0xe2, 0x82]), fin: false, mask: true }));
