@@ -509,7 +509,8 @@ export class Protocol implements FrameSink, ProtocolEngine {
 
   /** Frames a text message straight from the string: no intermediate Buffer for small ones. */
   private writeTextFrame(text: string): void {
-    const length = text.length < 128 && isAsciiShort(text) ? text.length : Buffer.byteLength(text, 'utf8');
+    const ascii = text.length < 128 && isAsciiShort(text);
+    const length = ascii ? text.length : Buffer.byteLength(text, 'utf8');
     if (length > COPY_THRESHOLD) {
       this.writeFrame(Opcode.Text, Buffer.from(text, 'utf8'), true, false);
       return;
@@ -522,7 +523,8 @@ export class Protocol implements FrameSink, ProtocolEngine {
       writeRandomMaskKey(frame, at);
       at += 4;
     }
-    frame.write(text, at, length, 'utf8');
+    // ASCII is its own Latin-1 and UTF-8 encoding; the Latin-1 writer is the cheaper one.
+    frame.write(text, at, length, ascii ? 'latin1' : 'utf8');
     if (masking && length > 0) unmaskInPlace(frame.subarray(at), frame.subarray(at - 4, at));
     this.handler.onWrite(frame);
   }
