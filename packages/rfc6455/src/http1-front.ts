@@ -182,20 +182,31 @@ const GET_SPACE = Buffer.from('GET ', 'latin1');
 export function parseUpgradeHead(socket: Socket, buffer: Buffer, end: number): IncomingMessage | undefined {
   const text = buffer.toString('latin1', 0, end);
   if (ODD_CHARACTER.test(text)) return undefined;
-  const lines = text.split('\r\n');
-  const requestLine = REQUEST_LINE.exec(lines[0]!);
+  let eol = text.indexOf('\r\n');
+  if (eol < 0) eol = end;
+  const requestLine = REQUEST_LINE.exec(eol === end ? text : text.slice(0, eol));
   if (requestLine === null) return undefined;
+  // Strings a connection keeps (the target, header values) are decoded from the buffer: a slice
+  // of `text` would keep the whole head alive as long as the connection.
+  const url = buffer.toString('latin1', 4, 4 + requestLine[1]!.length);
   const raw: string[] = [];
   let upgrade = false;
   let connectionUpgrade = false;
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i]!;
-    const colon = line.indexOf(':');
-    if (colon <= 0) return undefined;
-    const name = line.slice(0, colon);
+  let start = eol + 2;
+  while (start < end) {
+    let next = text.indexOf('\r\n', start);
+    if (next < 0) next = end;
+    const colon = text.indexOf(':', start);
+    if (colon <= start || colon >= next) return undefined;
+    const name = text.slice(start, colon);
     // A name with white space (obs-fold, `Name : value`) is not a token.
     if (!TOKEN.test(name)) return undefined;
-    const value = line.slice(colon + 1).trim();
+    // OWS around the value (SP and HTAB; nothing else is left by ODD_CHARACTER).
+    let from = colon + 1;
+    let to = next;
+    while (from < to && (text.charCodeAt(from) === 0x20 || text.charCodeAt(from) === 0x09)) from++;
+    while (to > from && (text.charCodeAt(to - 1) === 0x20 || text.charCodeAt(to - 1) === 0x09)) to--;
+    const value = from === to ? '' : buffer.toString('latin1', from, to);
     switch (name.length) {
       case 7:
         if (name.toLowerCase() === 'upgrade') upgrade ||= value !== '';
@@ -211,11 +222,12 @@ export function parseUpgradeHead(socket: Socket, buffer: Buffer, end: number): I
         break;
     }
     raw.push(name, value);
+    start = next + 2;
   }
   if (!upgrade || !connectionUpgrade) return undefined;
   const req = new IncomingMessage(socket) as WithHeaderLines;
   req.method = 'GET';
-  req.url = requestLine[1]!;
+  req.url = url;
   req.httpVersionMajor = 1;
   req.httpVersionMinor = 1;
   req.httpVersion = '1.1';
