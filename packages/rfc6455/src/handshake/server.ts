@@ -2,7 +2,7 @@
  * The RFC 6455 server handshake (§4.2), pure: request facts in, a verdict out. The caller writes
  * the response; nothing here touches a socket.
  */
-import { createHash } from 'node:crypto';
+import * as crypto from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { GUID } from '../codec/constants.js';
 import { HandshakeError } from '../errors.js';
@@ -34,8 +34,11 @@ export interface ValidatedRequest {
 
 /** Sec-WebSocket-Accept for a key (RFC 6455 §4.2.2 step 5.4). */
 export function acceptKey(key: string): string {
-  return createHash('sha1').update(key + GUID).digest('base64');
+  return oneShotHash !== undefined ? oneShotHash('sha1', key + GUID, 'base64') : crypto.createHash('sha1').update(key + GUID).digest('base64');
 }
+
+/** crypto.hash (Node 20.12+, 21.7+): one call, no Hash object; createHash where it is missing. */
+const oneShotHash = (crypto as { hash?: (algorithm: string, data: string, encoding: 'base64') => string }).hash;
 
 /** A base64 string that decodes to exactly 16 bytes (RFC 6455 §4.1 step 7). */
 const KEY_PATTERN = /^[A-Za-z0-9+/]{22}==$/;
