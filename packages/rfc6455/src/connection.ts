@@ -161,6 +161,35 @@ function messageSize(message: Message): number {
   return typeof message === 'string' ? message.length * 2 : message.length;
 }
 
+/** A connection's timers and limits (immutable; shared between connections). */
+interface Limits {
+  readonly closeTimeout: number;
+  readonly idleTimeout: number;
+  readonly keepaliveInterval: number;
+  readonly readHighWaterMark: number;
+  readonly writeHighWaterMark: number;
+  readonly maxBufferedAmount: number;
+}
+
+/** The last Limits made: the next connection almost always has the same values. */
+let lastLimits: Limits | undefined;
+
+function limitsFor(closeTimeout: number, idleTimeout: number, keepaliveInterval: number, readHighWaterMark: number, writeHighWaterMark: number, maxBufferedAmount: number): Limits {
+  const l = lastLimits;
+  if (
+    l !== undefined &&
+    Object.is(l.closeTimeout, closeTimeout) &&
+    Object.is(l.idleTimeout, idleTimeout) &&
+    Object.is(l.keepaliveInterval, keepaliveInterval) &&
+    Object.is(l.readHighWaterMark, readHighWaterMark) &&
+    Object.is(l.writeHighWaterMark, writeHighWaterMark) &&
+    Object.is(l.maxBufferedAmount, maxBufferedAmount)
+  ) {
+    return l;
+  }
+  return (lastLimits = Object.freeze({ closeTimeout, idleTimeout, keepaliveInterval, readHighWaterMark, writeHighWaterMark, maxBufferedAmount }));
+}
+
 /**
  * One WebSocket connection, client or server side. Receive with `recv()`, `for await`, `recvStream()`
  * or `message` events; send with `send()`, `sendStream()` and `ping()`; finish with `close()`.
@@ -186,12 +215,8 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
   private readonly proto: ProtocolEngine;
   private readonly stream: Transport['stream'];
   private readonly extension: MessageExtension | undefined;
-  private readonly closeTimeout: number;
-  private readonly idleTimeout: number;
-  private readonly keepaliveInterval: number;
-  private readonly readHighWaterMark: number;
-  private readonly writeHighWaterMark: number;
-  private readonly maxBufferedAmount: number;
+  /** Timers and limits, shared by every connection with the same values (one field, not six). */
+  private readonly limits: Limits;
 
   // Receiving
   private queue: Message[] = NO_MESSAGES;
@@ -244,13 +269,15 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
     this.headers = info.headers ?? {};
     this.extension = info.extension;
     const maxMessageSize = options.maxMessageSize ?? Defaults.maxMessageSize;
-    this.closeTimeout = options.closeTimeout ?? Defaults.closeTimeout;
-    this.idleTimeout = options.idleTimeout ?? Defaults.idleTimeout;
-    // hybi-00 has no ping: its keepalive ping threw UnsupportedError out of the shared wheel timer.
-    this.keepaliveInterval = this.variant === 'hybi00' ? 0 : options.keepaliveInterval ?? 0;
-    this.readHighWaterMark = options.readHighWaterMark ?? Defaults.readHighWaterMark;
-    this.writeHighWaterMark = options.writeHighWaterMark ?? Defaults.writeHighWaterMark;
-    this.maxBufferedAmount = options.maxBufferedAmount ?? 64 * 1024 * 1024;
+    this.limits = limitsFor(
+      options.closeTimeout ?? Defaults.closeTimeout,
+      options.idleTimeout ?? Defaults.idleTimeout,
+      // hybi-00 has no ping: its keepalive ping threw UnsupportedError out of the shared wheel timer.
+      this.variant === 'hybi00' ? 0 : options.keepaliveInterval ?? 0,
+      options.readHighWaterMark ?? Defaults.readHighWaterMark,
+      options.writeHighWaterMark ?? Defaults.writeHighWaterMark,
+      options.maxBufferedAmount ?? 64 * 1024 * 1024,
+    );
     this.proto = this.variant === 'hybi00' ? new Hybi00Protocol({ side: info.side, maxMessageSize }, this) : new Protocol(
       {
         side: info.side,
@@ -270,7 +297,7 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
     stream.on('close', streamOnClose);
     stream.on('error', streamOnError);
     stream.on('drain', streamOnDrain);
-    if (this.idleTimeout > 0 || this.keepaliveInterval > 0) wheel.add(this);
+    if (this.limits.idleTimeout > 0 || this.limits.keepaliveInterval > 0) wheel.add(this);
     if (head && head.length > 0) this.handleData(head);
     // A socket paused during the handshake (hybi-00 key3) would not flow by adding a listener.
     if (stream.isPaused()) stream.resume();
@@ -430,7 +457,7 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
       this.queueHead = 0;
     }
     this.queuedBytes -= messageSize(message);
-    if (this.readPaused && this.queuedBytes <= this.readHighWaterMark / 2) this.resumeReading();
+    if (this.readPaused && this.queuedBytes <= this.limits.readHighWaterMark / 2) this.resumeReading();
     return message;
   }
 
@@ -452,7 +479,7 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
   onWrite(data: Buffer): void {
     if (this.writesInChunk !== 0) this.noteWrite();
     this.stream.write(data);
-    if (this.stream.writableLength > this.maxBufferedAmount) this.overflow();
+    if (this.stream.writableLength > this.limits.maxBufferedAmount) this.overflow();
   }
 
   /** @internal */
@@ -463,14 +490,14 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
     stream.write(header);
     stream.write(payload);
     stream.uncork();
-    if (stream.writableLength > this.maxBufferedAmount) this.overflow();
+    if (stream.writableLength > this.limits.maxBufferedAmount) this.overflow();
   }
 
   /**
    * Where exceptions thrown by event listeners go; the server seam sets it to its handler-failure
    * path (close 1011, `onError`). @internal
    */
-  listenerFailed: ((error: unknown) => void) | undefined;
+  listenerFailed: ((error: unknown, conn: WebSocketConnection) => void) | undefined;
 
   /** @internal */
   onMessage(data: Message, binary: boolean): void {
@@ -488,7 +515,7 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
     if (this.queue === NO_MESSAGES) this.queue = [];
     this.queue.push(data);
     this.queuedBytes += messageSize(data);
-    if (this.queuedBytes > this.readHighWaterMark) this.pauseReading();
+    if (this.queuedBytes > this.limits.readHighWaterMark) this.pauseReading();
   }
 
   /** @internal */
@@ -512,7 +539,7 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
   onPing(payload: Buffer): void {
     // RFC 6455 §5.5.3: a pong may answer only the most recent ping; while the peer does not read
     // our writes, keep just the latest payload instead of queueing a pong per ping.
-    if (this.stream.writableLength > this.writeHighWaterMark) {
+    if (this.stream.writableLength > this.limits.writeHighWaterMark) {
       this.pendingPong = Buffer.from(payload);
     } else {
       this.proto.pong(payload);
@@ -696,13 +723,13 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
   // ---- Internals ------------------------------------------------------------------------------
 
   private drained(): Promise<void> {
-    if (this.stream.writableLength <= this.writeHighWaterMark) return RESOLVED;
+    if (this.stream.writableLength <= this.limits.writeHighWaterMark) return RESOLVED;
     return (this.drainPromise ??= new Promise<void>((resolve) => (this.drainResolve = resolve)));
   }
 
   private overflow(): void {
     // The peer does not read what we send; policy: close with 1008 and abort (ConnectionOptions).
-    const error = new BackpressureError(`outgoing buffer over maxBufferedAmount ${this.maxBufferedAmount}`);
+    const error = new BackpressureError(`outgoing buffer over maxBufferedAmount ${this.limits.maxBufferedAmount}`);
     this.errorValue = error;
     this.emitError(error);
     this.finalCode = CloseCode.PolicyViolation;
@@ -714,7 +741,7 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
     this.closeTimer = setTimeout(() => {
       this.closeTimer = undefined;
       this.transport.abort();
-    }, this.closeTimeout);
+    }, this.limits.closeTimeout);
     this.closeTimer.unref?.();
   }
 
@@ -732,7 +759,7 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
   }
 
   private onListenerError(error: unknown): void {
-    if (this.listenerFailed) return this.listenerFailed(error);
+    if (this.listenerFailed) return this.listenerFailed(error, this);
     // No server seam (a client): close 1011, and keep the error loud if nobody listens for it.
     if (!this.closedFlag) this.close(CloseCode.InternalError).catch(noop);
     const err = error instanceof Error ? error : new Error(String(error));
@@ -749,12 +776,12 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
   /** Wheel tick: idle timeout and keepalive. @internal */
   tick(now: number): void {
     if (this.closedFlag) return;
-    if (this.idleTimeout > 0 && now - this.lastActivity >= this.idleTimeout && this.proto.state === 'open') {
+    if (this.limits.idleTimeout > 0 && now - this.lastActivity >= this.limits.idleTimeout && this.proto.state === 'open') {
       // Unlike Racket, which drops the TCP connection, say why: 1001 going away.
       this.close(CloseCode.GoingAway, 'idle timeout').catch(noop);
       return;
     }
-    if (this.keepaliveInterval > 0 && now - this.lastKeepalive >= this.keepaliveInterval) {
+    if (this.limits.keepaliveInterval > 0 && now - this.lastKeepalive >= this.limits.keepaliveInterval) {
       if (this.keepaliveOutstanding) {
         this.errorValue = new TimeoutError('no pong within the keepalive interval', 'WS_KEEPALIVE_TIMEOUT');
         this.transport.abort();
@@ -815,7 +842,7 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
       this.pendingPong = undefined;
       this.proto.pong(payload);
     }
-    if (this.drainResolve && this.stream.writableLength <= this.writeHighWaterMark) {
+    if (this.drainResolve && this.stream.writableLength <= this.limits.writeHighWaterMark) {
       const resolve = this.drainResolve;
       this.drainResolve = undefined;
       this.drainPromise = undefined;

@@ -283,7 +283,8 @@ export function startConnection<State>(
       url,
       headers: req.headers,
     },
-    { ...options, compressThreshold: options.compressThreshold ?? negotiated.extension?.threshold },
+    // The options object itself unless permessage-deflate needs its threshold filled in (no copy per handshake).
+    negotiated.extension && options.compressThreshold === undefined ? { ...options, compressThreshold: negotiated.extension.threshold } : options,
     head,
   );
   if (options.connections) conn.trackIn(options.connections);
@@ -376,7 +377,7 @@ function runHandler<State>(
   options: UpgradeOptions<State>,
 ): void {
   // Exceptions thrown by the connection's event listeners are handler failures too.
-  conn.listenerFailed = (error) => handlerFailed(error, conn, options.onError);
+  conn.listenerFailed = failureHandler(options.onError);
   try {
     const result = handler(conn, req, context);
     // The rejection handler must not capture `req`: it lives as long as the handler runs.
@@ -384,6 +385,19 @@ function runHandler<State>(
   } catch (error) {
     handlerFailed(error, conn, options.onError);
   }
+}
+
+/** One listener-failure function per onError (none per connection: it would be kept as long as the connection). */
+const failureHandlers = new WeakMap<NonNullable<UpgradeOptions['onError']>, (error: unknown, conn: WebSocketConnection) => void>();
+const failedWithoutOnError = (error: unknown, conn: WebSocketConnection): void => handlerFailed(error, conn, undefined);
+function failureHandler(onError: UpgradeOptions['onError']): (error: unknown, conn: WebSocketConnection) => void {
+  if (!onError) return failedWithoutOnError;
+  let handler = failureHandlers.get(onError);
+  if (!handler) {
+    handler = (error, conn) => handlerFailed(error, conn, onError);
+    failureHandlers.set(onError, handler);
+  }
+  return handler;
 }
 
 /** A handler's failure closes its connection with 1011 (no details on the wire); the server lives on. */
