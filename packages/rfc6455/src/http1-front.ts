@@ -19,10 +19,6 @@ import { rejectUpgrade } from './upgrade.js';
 
 /** RFC 9110 §5.1 field-name = token. */
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-/** The only request line served by the fast path: a GET of an origin-form target over HTTP/1.1. */
-const REQUEST_LINE = /^GET (\/[!-~]*) HTTP\/1\.1$/;
-/** Anything but HTAB, printable ASCII and CRLF pairs (a bare CR or LF included) sends the head to Node. */
-const ODD_CHARACTER = /[^\t\x20-\x7e\r\n]|\r(?!\n)|(?<!\r)\n/;
 const END_OF_HEAD = Buffer.from('\r\n\r\n', 'latin1');
 const EMPTY = Buffer.alloc(0);
 
@@ -180,15 +176,29 @@ const GET_SPACE = Buffer.from('GET ', 'latin1');
  * WebSocket upgrade request; undefined for anything else (Node's parser decides then).
  */
 export function parseUpgradeHead(socket: Socket, buffer: Buffer, end: number): IncomingMessage | undefined {
+  // Bytes: HTAB and printable ASCII only, CR and LF only as CRLF pairs (a bare CR or LF, any
+  // other control character, obs-text: Node's parser decides).
+  for (let i = 0; i < end; i++) {
+    const c = buffer[i]!;
+    if (c >= 0x20) {
+      if (c > 0x7e) return undefined;
+    } else if (c === 0x0d) {
+      if (buffer[++i] !== 0x0a) return undefined;
+    } else if (c !== 0x09) {
+      return undefined;
+    }
+  }
   const text = buffer.toString('latin1', 0, end);
-  if (ODD_CHARACTER.test(text)) return undefined;
   let eol = text.indexOf('\r\n');
   if (eol < 0) eol = end;
-  const requestLine = REQUEST_LINE.exec(eol === end ? text : text.slice(0, eol));
-  if (requestLine === null) return undefined;
+  // `GET /target HTTP/1.1`: the target is one run of visible characters (the loop above saw the
+  // bytes; a space inside it would make this index differ).
+  if (eol < 14 || text.charCodeAt(4) !== 0x2f || text.indexOf(' ', 4) !== eol - 9 || !text.startsWith(' HTTP/1.1', eol - 9)) return undefined;
+  const tab = text.indexOf('\t');
+  if (tab >= 0 && tab < eol) return undefined;
   // Strings a connection keeps (the target, header values) are decoded from the buffer: a slice
   // of `text` would keep the whole head alive as long as the connection.
-  const url = buffer.toString('latin1', 4, 4 + requestLine[1]!.length);
+  const url = buffer.toString('latin1', 4, eol - 9);
   const raw: string[] = [];
   let upgrade = false;
   let connectionUpgrade = false;
@@ -201,7 +211,7 @@ export function parseUpgradeHead(socket: Socket, buffer: Buffer, end: number): I
     const name = text.slice(start, colon);
     // A name with white space (obs-fold, `Name : value`) is not a token.
     if (!TOKEN.test(name)) return undefined;
-    // OWS around the value (SP and HTAB; nothing else is left by ODD_CHARACTER).
+    // OWS around the value (SP and HTAB; nothing else passed the byte check).
     let from = colon + 1;
     let to = next;
     while (from < to && (text.charCodeAt(from) === 0x20 || text.charCodeAt(from) === 0x09)) from++;

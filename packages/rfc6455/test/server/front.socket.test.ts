@@ -336,6 +336,11 @@ describe('fallback to Node', () => {
     ['a POST upgrade', () => upgradeLines(['Content-Length: 0'], 'POST / HTTP/1.1'), 400],
     ['a lower-case method', () => upgradeLines([], 'get / HTTP/1.1'), 400],
     ['Content-Length: 3 with a body', () => upgradeLines(['Content-Length: 3']) + 'abc', 101],
+    ['a tab in the target', () => upgradeLines([], 'GET /a\tb HTTP/1.1'), 400],
+    ['a bare CR in a value', () => upgradeLines(['X-Bad: a\rb']), 400],
+    ['two spaces after the method', () => upgradeLines([], 'GET  / HTTP/1.1'), 101],
+    ['obs-text in the target', () => upgradeLines([], 'GET /caf\xe9 HTTP/1.1'), 400],
+    ['HTTP/1.2', () => upgradeLines([], 'GET / HTTP/1.2'), 400],
   ];
   test.each(odd)('%s gets the same answer as from Node alone', async (_name, request, expected) => {
     const statuses: number[] = [];
