@@ -14,7 +14,7 @@ import { WebSocketConnection, type ConnectionOptions } from './connection.js';
 import { HandshakeError } from './errors.js';
 import { parseExtensions } from './extensions/header.js';
 import { acceptDeflateOffers, PerMessageDeflate, type PerMessageDeflateOptions } from './extensions/permessage-deflate.js';
-import { formatErrorResponse, formatResponse, headerList, type HeaderList } from './handshake/http.js';
+import { formatErrorResponse, headerList, type HeaderList } from './handshake/http.js';
 import { acceptKey, validateRequest } from './handshake/server.js';
 import { isServiceMapper, type ConnectionHandler, type ServiceMapper } from './service-mapper.js';
 import { socketTransport, type Transport } from './transport.js';
@@ -147,6 +147,9 @@ function offeredOrigin(req: IncomingMessage): string | undefined {
 }
 
 function noop(): void {}
+
+/** The start of every RFC 6455 101 response, up to the Sec-WebSocket-Accept value. */
+const SWITCHING_PROTOCOLS = 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ';
 
 /** The outcome of negotiating an opening handshake, whichever transport carries it. */
 export interface Negotiated<State> {
@@ -346,15 +349,12 @@ export async function handleUpgrade<State = unknown>(
       return undefined;
     }
     // RFC 6455 §4.2.2 step 5: the 101 response.
-    const headers: HeaderList = [
-      ['Upgrade', 'websocket'],
-      ['Connection', 'Upgrade'],
-      ['Sec-WebSocket-Accept', acceptKey(offer.key)],
-    ];
-    if (negotiated.protocol !== '') headers.push(['Sec-WebSocket-Protocol', negotiated.protocol]);
-    if (negotiated.extensionsHeader !== '') headers.push(['Sec-WebSocket-Extensions', negotiated.extensionsHeader]);
-    for (const h of negotiated.headers) headers.push(h);
-    socket.write(formatResponse(101, headers));
+    // The same bytes as formatResponse(101, …), written as one latin1 string (no header list, no Buffer).
+    let response = SWITCHING_PROTOCOLS + acceptKey(offer.key) + '\r\n';
+    if (negotiated.protocol !== '') response += 'Sec-WebSocket-Protocol: ' + negotiated.protocol + '\r\n';
+    if (negotiated.extensionsHeader !== '') response += 'Sec-WebSocket-Extensions: ' + negotiated.extensionsHeader + '\r\n';
+    for (const [name, value] of negotiated.headers) response += name + ': ' + value + '\r\n';
+    socket.write(response + '\r\n', 'latin1');
     if (typeof (socket as Socket).setNoDelay === 'function') (socket as Socket).setNoDelay(true);
     return startConnection(socketTransport(socket as Socket), req, negotiated, options, head);
   } catch (error) {

@@ -26,6 +26,15 @@ export function tokenList(value: string | string[] | undefined): string[] {
   return tokens;
 }
 
+/**
+ * True when the comma-separated header value contains `token` (lower-case), case-insensitively.
+ * A value exactly as long as the token is compared whole, without splitting.
+ */
+export function hasHeaderToken(value: string | string[] | undefined, token: string): boolean {
+  if (typeof value === 'string' && value.length === token.length) return value.toLowerCase() === token;
+  return tokenList(value).includes(token);
+}
+
 /** True when `value` is an RFC 9110 token (as subprotocol names must be, RFC 6455 §4.1). */
 export function isToken(value: string): boolean {
   return TOKEN.test(value);

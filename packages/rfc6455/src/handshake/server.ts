@@ -6,7 +6,7 @@ import * as crypto from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { GUID } from '../codec/constants.js';
 import { HandshakeError } from '../errors.js';
-import { headerValue, isToken, tokenList } from './http.js';
+import { hasHeaderToken, headerValue, isToken } from './http.js';
 
 /** The parts of an upgrade request the handshake looks at (Node's IncomingMessage has them). */
 export interface UpgradeRequest {
@@ -70,7 +70,7 @@ export function parseProtocols(value: string | string[] | undefined): string[] {
  * plain HTTP and are answered 426 by `serve()`.
  */
 export function isWebSocketUpgrade(headers: IncomingHttpHeaders): boolean {
-  return tokenList(headers.upgrade).includes('websocket');
+  return hasHeaderToken(headers.upgrade, 'websocket');
 }
 
 /**
@@ -89,7 +89,7 @@ export function validateRequest(req: UpgradeRequest): ValidatedRequest {
   // item 3: Upgrade containing "websocket" (case-insensitive).
   if (!isWebSocketUpgrade(headers)) reject('Upgrade header must include websocket', 400, 'WS_BAD_UPGRADE');
   // item 4: Connection containing "Upgrade" (case-insensitive).
-  if (!tokenList(headers.connection).includes('upgrade')) reject('Connection header must include Upgrade', 400, 'WS_BAD_CONNECTION');
+  if (!hasHeaderToken(headers.connection, 'upgrade')) reject('Connection header must include Upgrade', 400, 'WS_BAD_CONNECTION');
   // item 6 / §4.4: a version we do not speak gets 426 and the versions we do.
   const version = headerValue(headers, 'sec-websocket-version');
   if (version?.trim() !== '13') {
