@@ -216,7 +216,8 @@ export function parseUpgradeHead(socket: Socket, buffer: Buffer, end: number): I
     let to = next;
     while (from < to && (text.charCodeAt(from) === 0x20 || text.charCodeAt(from) === 0x09)) from++;
     while (to > from && (text.charCodeAt(to - 1) === 0x20 || text.charCodeAt(to - 1) === 0x09)) to--;
-    const value = from === to ? '' : buffer.toString('latin1', from, to);
+    // V8 copies slices shorter than 13 characters; longer ones are decoded afresh from the buffer.
+    const value = to - from < 13 ? text.slice(from, to) : buffer.toString('latin1', from, to);
     switch (name.length) {
       case 7:
         if (name.toLowerCase() === 'upgrade') upgrade ||= value !== '';
@@ -250,6 +251,7 @@ export function parseUpgradeHead(socket: Socket, buffer: Buffer, end: number): I
 }
 
 function hasUpgradeToken(value: string): boolean {
+  if (value.length === 7) return value.toLowerCase() === 'upgrade';
   for (const part of value.split(',')) {
     if (part.trim().toLowerCase() === 'upgrade') return true;
   }
