@@ -122,6 +122,9 @@ interface QueuedFrame {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** Shared empty lists (never pushed to): a connection allocates its lists only when used. */
+const NO_PARTS: Buffer[] = [];
+const NO_FRAMES: QueuedFrame[] = [];
 
 /**
  * The RFC 6455 protocol state machine, sans I/O: feed it bytes with `receiveData`, and it reports
@@ -146,14 +149,15 @@ export class Protocol implements FrameSink, ProtocolEngine {
   private closeReasonValue = '';
 
   // Incoming message
-  private parts: Buffer[] = [];
+  /** NO_PARTS (shared, never written) unless a fragmented message is being joined. */
+  private parts: Buffer[] = NO_PARTS;
   private partsLength = 0;
   private streaming = false;
   private validator: Utf8Validator | undefined;
 
   // Outgoing
   /** Frames waiting behind a compression job, in order. Empty on the fast path. */
-  private queue: QueuedFrame[] = [];
+  private queue: QueuedFrame[] = NO_FRAMES;
   private compressing = false;
   /** A fragmented message is being sent: its opcode, and whether it is compressed. */
   private sendingOpcode = 0;
@@ -280,13 +284,14 @@ export class Protocol implements FrameSink, ProtocolEngine {
       return;
     }
     if (data.length > 0) {
-      this.parts.push(data);
+      if (this.parts === NO_PARTS) this.parts = [data];
+      else this.parts.push(data);
       this.partsLength += data.length;
     }
     if (!last) return;
     const parts = this.parts;
     const whole = parts.length === 1 ? parts[0]! : Buffer.concat(parts, this.partsLength);
-    this.parts = [];
+    this.parts = NO_PARTS;
     this.partsLength = 0;
     this.handler.onMessage(text ? whole.toString('utf8') : whole, !text);
   }
@@ -460,7 +465,8 @@ export class Protocol implements FrameSink, ProtocolEngine {
   }
 
   private enqueue(frame: QueuedFrame): void {
-    this.queue.push(frame);
+    if (this.queue === NO_FRAMES) this.queue = [frame];
+    else this.queue.push(frame);
     if (!this.compressing) this.pump();
   }
 
@@ -489,6 +495,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
       this.writeFrame(frame.opcode, frame.data, frame.fin, frame.rsv1);
       frame.callback?.();
     }
+    this.queue = NO_FRAMES;
     if (this.pendingClose && this.stateValue !== 'closed') {
       const { code, reason } = this.pendingClose;
       this.pendingClose = undefined;
@@ -501,7 +508,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
     this.pendingClose = undefined;
     if (this.queue.length === 0) return;
     const queue = this.queue;
-    this.queue = [];
+    this.queue = NO_FRAMES;
     const error = new ConnectionClosedError(this.closeCodeValue ?? CloseCode.Abnormal, this.closeReasonValue);
     for (const frame of queue) frame.callback?.(error);
   }

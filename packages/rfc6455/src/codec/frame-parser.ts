@@ -55,6 +55,8 @@ const PAYLOAD = 4;
 const FAILED = 5;
 
 const EMPTY = Buffer.alloc(0);
+/** The chunk list of every parser with nothing buffered; never pushed to. */
+const NO_CHUNKS: Buffer[] = [];
 
 /** One shared 4-byte view of a masking key: parsers keep the key as an integer (no Buffer each). */
 const keyScratch = new Uint8Array(4);
@@ -78,7 +80,8 @@ export class FrameParser {
   private readonly allowRsv1: boolean;
   private readonly ownsInput: boolean;
 
-  private chunks: Buffer[] = [];
+  /** NO_CHUNKS (shared, never written) while nothing is buffered. */
+  private chunks: Buffer[] = NO_CHUNKS;
   /** Offset of the first unread byte in chunks[0]. */
   private offset = 0;
   private buffered = 0;
@@ -128,11 +131,12 @@ export class FrameParser {
   /** Parses `chunk` (after any bytes kept from earlier pushes). */
   push(chunk: Buffer): void {
     if (this.state === FAILED || chunk.length === 0) return;
-    this.chunks.push(chunk);
+    if (this.chunks === NO_CHUNKS) this.chunks = [chunk];
+    else this.chunks.push(chunk);
     this.buffered += chunk.length;
     if (!this.paused) this.loop();
-    // Drop the emptied list's backing store: an idle connection keeps no chunk slots.
-    if (this.buffered === 0 && this.state !== FAILED) this.chunks = [];
+    // Drop the emptied list: an idle connection keeps no chunk slots.
+    if (this.buffered === 0 && this.state !== FAILED) this.chunks = NO_CHUNKS;
   }
 
   /** Continues parsing after the sink set `paused`. */
@@ -145,7 +149,7 @@ export class FrameParser {
   /** Stops parsing for good and drops buffered input (after a close, or on the caller's error). */
   discard(): void {
     this.state = FAILED;
-    this.chunks = [];
+    this.chunks = NO_CHUNKS;
     this.buffered = 0;
     this.offset = 0;
   }
