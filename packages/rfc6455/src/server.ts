@@ -1,6 +1,9 @@
 /**
  * `serve()`: the standalone WebSocket server (the analog of Racket's `ws-serve` / `ws-serve*`).
  * An http(s).Server whose `upgrade` events go to `handleUpgrade`; plain HTTP requests get 426.
+ * Over HTTP/1.1 a lean front (http1-front.ts) reads each request head first: clean upgrade
+ * requests skip Node's HTTP parser and go straight to the `upgrade` event; everything else is
+ * handed to Node's parser with the bytes already read.
  */
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https';
@@ -42,7 +45,13 @@ export interface ServeOptions<State = unknown> extends UpgradeOptions<State> {
 
 /** A running server, as {@link serve} resolves it. */
 export interface WebSocketServer {
-  /** The underlying server: an http(s).Server, or with `http2: true` the Http2SecureServer. */
+  /**
+   * The underlying server, the one listening: an http(s).Server, or with `http2: true` the
+   * Http2SecureServer. Over HTTP/1.1 its connection listener is serve()'s front: clean WebSocket
+   * upgrade requests are parsed there and still arrive as this server's `upgrade` events (with a
+   * real IncomingMessage); anything else is parsed by Node as usual (`request`, `clientError`,
+   * keep-alive). `RFC6455_NO_FRONT=1` in the environment leaves every request to Node's parser.
+   */
   readonly httpServer: HttpServer | Http2SecureServer;
   /** The port listened on (the one picked when `port` was 0). */
   readonly port: number;
