@@ -161,6 +161,34 @@ function messageSize(message: Message): number {
   return typeof message === 'string' ? message.length * 2 : message.length;
 }
 
+/** Times are kept relative to this (small integers fit in an object field; a Date.now() does not). */
+const TIME_BASE = Date.now();
+
+// Bits of WebSocketConnection#flags.
+const WAITER_IS_ITERATOR = 1;
+const READ_PAUSED = 2;
+const RECEIVE_ENDED = 4;
+const KEEPALIVE_OUTSTANDING = 8;
+const CLOSED = 16;
+
+/** The fields of a connection that most connections never use (one side object, made on first use). */
+class RareFields {
+  moreWaiters: Array<{ resolve: (value: never) => void; iterator: boolean }> | undefined = undefined;
+  incoming: Readable | undefined = undefined;
+  streamWaiters: Array<(stream: Readable | EOF) => void> | undefined = undefined;
+  drainPromise: Promise<void> | undefined = undefined;
+  drainResolve: (() => void) | undefined = undefined;
+  pendingPong: Buffer | undefined = undefined;
+  pings: PendingPing[] | undefined = undefined;
+  closedPromise: Promise<void> | undefined = undefined;
+  resolveClosed: (() => void) | undefined = undefined;
+  errorValue: Error | undefined = undefined;
+  /** Server: the request line when the method is not GET. */
+  requestLine: string | undefined = undefined;
+  /** Server: the request's HTTP version. */
+  httpVersion = '1.1';
+}
+
 /** A connection's timers and limits (immutable; shared between connections). */
 interface Limits {
   readonly closeTimeout: number;
@@ -203,8 +231,6 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
   readonly protocol: string;
   /** The negotiated Sec-WebSocket-Extensions value, '' if none. */
   readonly extensions: string;
-  private readonly requestLineValue: string | undefined;
-  private readonly httpVersion: string;
   /** The request target (path and query), e.g. `/chat?room=1`. */
   readonly url: string;
   /** Server: the upgrade request's headers; client: the handshake response's headers. */
@@ -227,33 +253,123 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
    * first is kept in fields (the common case: one loop awaiting); more spill into a list.
    */
   private waiter: ((value: never) => void) | undefined;
-  private waiterIsIterator = false;
-  private moreWaiters: Array<{ resolve: (value: never) => void; iterator: boolean }> | undefined;
-  private readPaused = false;
-  private receiveEnded = false;
-  private incoming: Readable | undefined;
-  private streamWaiters: Array<(stream: Readable | EOF) => void> | undefined;
 
   // Sending
   private sendTail: Promise<void> | undefined;
-  private drainPromise: Promise<void> | undefined;
-  private drainResolve: (() => void) | undefined;
-  private pendingPong: Buffer | undefined;
-  private pings: PendingPing[] | undefined;
 
   // Lifecycle
-  /** Coarse time (ms) of the last data received, for the idle timeout. @internal */
-  lastActivity = wheel.now;
-  private lastKeepalive = wheel.now;
-  private keepaliveOutstanding = false;
+  /**
+   * Coarse time (ms, since TIME_BASE: a small integer, kept in the object instead of a heap
+   * number) of the last data received, for the idle timeout. @internal
+   */
+  lastActivity = wheel.now - TIME_BASE;
+  private lastKeepalive = wheel.now - TIME_BASE;
   private closeTimer: NodeJS.Timeout | undefined;
-  private closedFlag = false;
-  private closedPromise: Promise<void> | undefined;
-  private resolveClosed: (() => void) | undefined;
   private finalCode: number = CloseCode.Abnormal;
   private finalReason = '';
-  private errorValue: Error | undefined;
   private registry: Set<WebSocketConnection> | undefined;
+  /** Boolean state, one bit each (see the accessors below). */
+  private flags = 0;
+  /** Fields most connections never use, in a side object made on first use. */
+  private rare: RareFields | undefined = undefined;
+
+  private rareFields(): RareFields {
+    return (this.rare ??= new RareFields());
+  }
+
+  // Boolean state as bits of `flags`.
+  private get waiterIsIterator(): boolean {
+    return (this.flags & WAITER_IS_ITERATOR) !== 0;
+  }
+  private set waiterIsIterator(on: boolean) {
+    this.flags = on ? this.flags | WAITER_IS_ITERATOR : this.flags & ~WAITER_IS_ITERATOR;
+  }
+  private get readPaused(): boolean {
+    return (this.flags & READ_PAUSED) !== 0;
+  }
+  private set readPaused(on: boolean) {
+    this.flags = on ? this.flags | READ_PAUSED : this.flags & ~READ_PAUSED;
+  }
+  private get receiveEnded(): boolean {
+    return (this.flags & RECEIVE_ENDED) !== 0;
+  }
+  private set receiveEnded(on: boolean) {
+    this.flags = on ? this.flags | RECEIVE_ENDED : this.flags & ~RECEIVE_ENDED;
+  }
+  private get keepaliveOutstanding(): boolean {
+    return (this.flags & KEEPALIVE_OUTSTANDING) !== 0;
+  }
+  private set keepaliveOutstanding(on: boolean) {
+    this.flags = on ? this.flags | KEEPALIVE_OUTSTANDING : this.flags & ~KEEPALIVE_OUTSTANDING;
+  }
+  private get closedFlag(): boolean {
+    return (this.flags & CLOSED) !== 0;
+  }
+  private set closedFlag(on: boolean) {
+    this.flags = on ? this.flags | CLOSED : this.flags & ~CLOSED;
+  }
+
+  // Rare fields, in `rare` (reading one never creates it; writing undefined does not either).
+  private get moreWaiters(): RareFields['moreWaiters'] {
+    return this.rare?.moreWaiters;
+  }
+  private set moreWaiters(value: RareFields['moreWaiters']) {
+    if (value !== undefined || this.rare) this.rareFields().moreWaiters = value;
+  }
+  private get incoming(): Readable | undefined {
+    return this.rare?.incoming;
+  }
+  private set incoming(value: Readable | undefined) {
+    if (value !== undefined || this.rare) this.rareFields().incoming = value;
+  }
+  private get streamWaiters(): RareFields['streamWaiters'] {
+    return this.rare?.streamWaiters;
+  }
+  private set streamWaiters(value: RareFields['streamWaiters']) {
+    if (value !== undefined || this.rare) this.rareFields().streamWaiters = value;
+  }
+  private get drainPromise(): Promise<void> | undefined {
+    return this.rare?.drainPromise;
+  }
+  private set drainPromise(value: Promise<void> | undefined) {
+    if (value !== undefined || this.rare) this.rareFields().drainPromise = value;
+  }
+  private get drainResolve(): (() => void) | undefined {
+    return this.rare?.drainResolve;
+  }
+  private set drainResolve(value: (() => void) | undefined) {
+    if (value !== undefined || this.rare) this.rareFields().drainResolve = value;
+  }
+  private get pendingPong(): Buffer | undefined {
+    return this.rare?.pendingPong;
+  }
+  private set pendingPong(value: Buffer | undefined) {
+    if (value !== undefined || this.rare) this.rareFields().pendingPong = value;
+  }
+  private get pings(): PendingPing[] | undefined {
+    return this.rare?.pings;
+  }
+  private set pings(value: PendingPing[] | undefined) {
+    if (value !== undefined || this.rare) this.rareFields().pings = value;
+  }
+  private get closedPromise(): Promise<void> | undefined {
+    return this.rare?.closedPromise;
+  }
+  private set closedPromise(value: Promise<void> | undefined) {
+    if (value !== undefined || this.rare) this.rareFields().closedPromise = value;
+  }
+  private get resolveClosed(): (() => void) | undefined {
+    return this.rare?.resolveClosed;
+  }
+  private set resolveClosed(value: (() => void) | undefined) {
+    if (value !== undefined || this.rare) this.rareFields().resolveClosed = value;
+  }
+  private get errorValue(): Error | undefined {
+    return this.rare?.errorValue;
+  }
+  private set errorValue(value: Error | undefined) {
+    if (value !== undefined || this.rare) this.rareFields().errorValue = value;
+  }
 
   constructor(transport: Transport, info: ConnectionInfo, options: ConnectionOptions = {}, head?: Buffer) {
     super();
@@ -263,8 +379,11 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
     this.variant = info.variant ?? 'rfc6455';
     this.protocol = info.protocol ?? '';
     this.extensions = info.extensions ?? '';
-    this.requestLineValue = info.requestLine;
-    this.httpVersion = info.httpVersion ?? '1.1';
+    if (info.requestLine !== undefined || (info.httpVersion !== undefined && info.httpVersion !== '1.1')) {
+      const rare = this.rareFields();
+      rare.requestLine = info.requestLine;
+      rare.httpVersion = info.httpVersion ?? '1.1';
+    }
     this.url = info.url ?? '/';
     this.headers = info.headers ?? {};
     this.extension = info.extension;
@@ -341,7 +460,8 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
    * status line.
    */
   get requestLine(): string {
-    return this.requestLineValue ?? `GET ${this.url} HTTP/${this.httpVersion}`;
+    const rare = this.rare;
+    return rare?.requestLine ?? `GET ${this.url} HTTP/${rare?.httpVersion ?? '1.1'}`;
   }
 
   /** Path of the request target, without the query. */
@@ -776,18 +896,18 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
   /** Wheel tick: idle timeout and keepalive. @internal */
   tick(now: number): void {
     if (this.closedFlag) return;
-    if (this.limits.idleTimeout > 0 && now - this.lastActivity >= this.limits.idleTimeout && this.proto.state === 'open') {
+    if (this.limits.idleTimeout > 0 && now - TIME_BASE - this.lastActivity >= this.limits.idleTimeout && this.proto.state === 'open') {
       // Unlike Racket, which drops the TCP connection, say why: 1001 going away.
       this.close(CloseCode.GoingAway, 'idle timeout').catch(noop);
       return;
     }
-    if (this.limits.keepaliveInterval > 0 && now - this.lastKeepalive >= this.limits.keepaliveInterval) {
+    if (this.limits.keepaliveInterval > 0 && now - TIME_BASE - this.lastKeepalive >= this.limits.keepaliveInterval) {
       if (this.keepaliveOutstanding) {
         this.errorValue = new TimeoutError('no pong within the keepalive interval', 'WS_KEEPALIVE_TIMEOUT');
         this.transport.abort();
         return;
       }
-      this.lastKeepalive = now;
+      this.lastKeepalive = now - TIME_BASE;
       if (this.proto.state === 'open') {
         this.keepaliveOutstanding = true;
         this.proto.ping(Buffer.alloc(0));
@@ -797,7 +917,7 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
 
   /** @internal */
   handleData(chunk: Buffer): void {
-    this.lastActivity = wheel.now;
+    this.lastActivity = wheel.now - TIME_BASE;
     // Writes made while this chunk is processed (replies to the messages in it, pongs): the first
     // goes out at once; from the second on they are corked and leave in one writev at the end,
     // instead of a system call per frame.
