@@ -198,7 +198,7 @@ export function parseUpgradeHead(socket: Socket, buffer: Buffer, end: number): I
   if (tab >= 0 && tab < eol) return undefined;
   // Strings a connection keeps (the target, header values) are decoded from the buffer: a slice
   // of `text` would keep the whole head alive as long as the connection.
-  const url = buffer.toString('latin1', 4, eol - 9);
+  const url = eol === 14 ? '/' : buffer.toString('latin1', 4, eol - 9);
   const raw: string[] = [];
   let upgrade = false;
   let connectionUpgrade = false;
@@ -217,7 +217,7 @@ export function parseUpgradeHead(socket: Socket, buffer: Buffer, end: number): I
     while (from < to && (text.charCodeAt(from) === 0x20 || text.charCodeAt(from) === 0x09)) from++;
     while (to > from && (text.charCodeAt(to - 1) === 0x20 || text.charCodeAt(to - 1) === 0x09)) to--;
     // V8 copies slices shorter than 13 characters; longer ones are decoded afresh from the buffer.
-    const value = to - from < 13 ? text.slice(from, to) : buffer.toString('latin1', from, to);
+    const value = to - from < 13 ? common(text.slice(from, to)) : buffer.toString('latin1', from, to);
     switch (name.length) {
       case 7:
         if (name.toLowerCase() === 'upgrade') upgrade ||= value !== '';
@@ -248,6 +248,23 @@ export function parseUpgradeHead(socket: Socket, buffer: Buffer, end: number): I
   req.complete = true;
   req.push(null);
   return req;
+}
+
+/**
+ * The shared constant for the values every handshake sends (a connection keeps its headers: one
+ * string fewer each), else the value itself.
+ */
+function common(value: string): string {
+  switch (value.length) {
+    case 2:
+      return value === '13' ? '13' : value;
+    case 7:
+      return value === 'Upgrade' ? 'Upgrade' : value === 'upgrade' ? 'upgrade' : value;
+    case 9:
+      return value === 'websocket' ? 'websocket' : value === 'WebSocket' ? 'WebSocket' : value;
+    default:
+      return value;
+  }
 }
 
 function hasUpgradeToken(value: string): boolean {
