@@ -164,6 +164,14 @@ function messageSize(message: Message): number {
 /** Times are kept relative to this (small integers fit in an object field; a Date.now() does not). */
 const TIME_BASE = Date.now();
 
+/**
+ * ms since TIME_BASE as a small integer. Math.floor returns a Smi when the value fits (a plain
+ * subtraction of two doubles gives a heap number, and then the field holds a boxed double).
+ */
+function sinceBase(time: number): number {
+  return Math.floor(time - TIME_BASE);
+}
+
 // Bits of WebSocketConnection#flags.
 const WAITER_IS_ITERATOR = 1;
 const READ_PAUSED = 2;
@@ -262,8 +270,8 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
    * Coarse time (ms, since TIME_BASE: a small integer, kept in the object instead of a heap
    * number) of the last data received, for the idle timeout. @internal
    */
-  lastActivity = wheel.now - TIME_BASE;
-  private lastKeepalive = wheel.now - TIME_BASE;
+  lastActivity = sinceBase(wheel.now);
+  private lastKeepalive = sinceBase(wheel.now);
   private closeTimer: NodeJS.Timeout | undefined;
   private finalCode: number = CloseCode.Abnormal;
   private finalReason = '';
@@ -907,7 +915,7 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
         this.transport.abort();
         return;
       }
-      this.lastKeepalive = now - TIME_BASE;
+      this.lastKeepalive = sinceBase(now);
       if (this.proto.state === 'open') {
         this.keepaliveOutstanding = true;
         this.proto.ping(Buffer.alloc(0));
@@ -917,7 +925,7 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
 
   /** @internal */
   handleData(chunk: Buffer): void {
-    this.lastActivity = wheel.now - TIME_BASE;
+    this.lastActivity = sinceBase(wheel.now);
     // Writes made while this chunk is processed (replies to the messages in it, pongs): the first
     // goes out at once; from the second on they are corked and leave in one writev at the end,
     // instead of a system call per frame.
