@@ -160,6 +160,12 @@ export class Http1Front {
     for (const [socket, state] of this.pending) {
       if (socket.destroyed) {
         this.pending.delete(socket);
+      } else if (socket.readableEnded) {
+        // The client ended its side before the head was complete (the server allows half-open
+        // connections): as Node's parser does, 400 for a partial request, a quiet end for none.
+        this.release(socket);
+        if (state.buffered !== undefined) rejectUpgrade(socket, 400, 'Bad Request');
+        else socket.end();
       } else if (now - state.since >= this.timeout) {
         // As Node's headersTimeout does: 408, then close.
         this.release(socket);

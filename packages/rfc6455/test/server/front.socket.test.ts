@@ -352,6 +352,23 @@ describe('fallback to Node', () => {
     expect(statuses[0]).toBe(expected);
   });
 
+  test.each([
+    ['a partial head', 'GET / HTTP/1.1\r\nHost: x\r\nUpgr', 'HTTP/1.1 400 Bad Request'],
+    ['nothing', '', ''],
+    ['a whole plain request', 'GET / HTTP/1.1\r\nHost: x\r\n\r\n', 'HTTP/1.1 426 Upgrade Required'],
+  ])('a client that sends %s and ends its side gets the same answer as from Node alone', async (_name, bytes, expected) => {
+    const answers: string[] = [];
+    for (const front of [true, false]) {
+      const { server } = await start({}, front);
+      const peer = await Peer.open(server.port);
+      peer.socket.end(bytes);
+      await peer.untilClosed();
+      answers.push(peer.received.toString('latin1').split('\r\n')[0]!);
+    }
+    expect(answers[0]).toBe(answers[1]);
+    expect(answers[0]).toBe(expected);
+  });
+
   test('TLS: a plain GET gets 426 and keep-alive works through the fallback', async () => {
     const { server } = await start({ tls: TLS, onRequest: (req, res) => res.end(`secure ${req.url}`) });
     const peer = await Peer.open(server.port, true);
