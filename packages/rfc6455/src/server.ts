@@ -190,7 +190,7 @@ export async function serve<State = unknown>(options: ServeOptions<State>, targe
   // The lean HTTP/1.1 front: clean upgrade requests skip Node's HTTP parser; everything else still
   // goes to it (RFC6455_NO_FRONT=1 turns the front off).
   let front: Http1Front | undefined;
-  if (!options.http2 && !process.env.RFC6455_NO_FRONT) {
+  if (!options.http2 && process.env.RFC6455_NO_FRONT !== '1') {
     front = new Http1Front(httpServer, options.tls ? 'secureConnection' : 'connection', {
       maxHeaderSize: httpOptions.maxHeaderSize,
       handshakeTimeout,
