@@ -206,6 +206,9 @@ export function parseUpgradeHead(socket: Socket, buffer: Buffer, end: number): I
   // of `text` would keep the whole head alive as long as the connection.
   const url = eol === 14 ? '/' : buffer.toString('latin1', 4, eol - 9);
   const raw: string[] = [];
+  // The headers object, built here while every name is seen once (with a repeated name, Node's
+  // own code builds it from rawHeaders instead: joined, dropped or listed as Node does).
+  let headers: Record<string, string | string[]> | undefined = {};
   let upgrade = false;
   let connectionUpgrade = false;
   let start = eol + 2;
@@ -239,6 +242,11 @@ export function parseUpgradeHead(socket: Socket, buffer: Buffer, end: number): I
         break;
     }
     raw.push(name, value);
+    if (headers !== undefined) {
+      const key = name.toLowerCase();
+      if (headers[key] !== undefined) headers = undefined;
+      else headers[key] = key === 'set-cookie' ? [value] : value;
+    }
     start = next + 2;
   }
   if (!upgrade || !connectionUpgrade) return undefined;
@@ -250,6 +258,7 @@ export function parseUpgradeHead(socket: Socket, buffer: Buffer, end: number): I
   req.httpVersion = '1.1';
   // Node's own header semantics (duplicates joined, dropped or listed; names lower-cased), lazily.
   req._addHeaderLines(raw, raw.length);
+  if (headers !== undefined) req.headers = headers as IncomingMessage['headers'];
   req.upgrade = true;
   req.complete = true;
   req.push(null);

@@ -188,6 +188,35 @@ describe('fast path', () => {
     expect((results[0]!.headers as Record<string, unknown>)['x-spaces']).toBe('padded value');
   });
 
+  test('with every header name once, the headers object matches the one Node builds too (set-cookie listed, names lower-cased)', async () => {
+    const head = [
+      'GET /unique HTTP/1.1',
+      'Host: example.com',
+      'UPGRADE: websocket',
+      'connection: Upgrade',
+      'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+      'Sec-WebSocket-Version: 13',
+      'Set-Cookie: a=1',
+      'Cookie: b=2',
+      'X-Custom-Header:  value with  spaces ',
+      'Content-Type: text/plain',
+      'Constructor: c',
+      '',
+      '',
+    ].join('\r\n');
+    const results = [];
+    for (const front of [true, false]) {
+      const { server, seen } = await start({}, front);
+      expect((await exchange(server.port, head)).status).toBe(101);
+      expect(seen[0]!.nodeParsed).toBe(!front);
+      const req = seen[0]!.req;
+      results.push({ headers: req.headers, keys: Object.keys(req.headers), rawHeaders: req.rawHeaders, distinct: req.headersDistinct, proto: Object.getPrototypeOf(req.headers) });
+    }
+    expect(results[0]).toEqual(results[1]);
+    expect(results[0]!.headers['set-cookie']).toEqual(['a=1']);
+    expect(results[0]!.headers['x-custom-header']).toBe('value with  spaces');
+  });
+
   test('a head split over several packets (inside the CRLFCRLF too) still takes the fast path', async () => {
     const { server, seen } = await start();
     const peer = await Peer.open(server.port);
