@@ -27,8 +27,12 @@ type WithHeaderLines = IncomingMessage & { upgrade: boolean; _addHeaderLines(hea
 
 /** A socket whose request head is still being read. */
 interface Pending {
-  /** Bytes received so far (undefined until the first chunk that did not complete the head). */
-  buffered: Buffer | undefined;
+  /** Chunks received so far (undefined until the first chunk that did not complete the head). */
+  buffered: Buffer[] | undefined;
+  /** Their total length. */
+  length: number;
+  /** Their last (up to) 3 bytes: a CRLFCRLF may straddle the next chunk. */
+  tail: Buffer | undefined;
   /** Date.now() at accept time. */
   readonly since: number;
 }
@@ -109,7 +113,7 @@ export class Http1Front {
   }
 
   private accept(socket: Socket): void {
-    this.pending.set(socket, { buffered: undefined, since: Date.now() });
+    this.pending.set(socket, { buffered: undefined, length: 0, tail: undefined, since: Date.now() });
     socket.on('error', this.onError);
     socket.on('data', this.onData);
   }
@@ -132,17 +136,39 @@ export class Http1Front {
   private data(socket: Socket, chunk: Buffer): void {
     const state = this.pending.get(socket);
     if (state === undefined) return;
-    const previous = state.buffered;
-    const buffer = previous === undefined ? chunk : Buffer.concat([previous, chunk]);
+    let buffer: Buffer;
+    let end: number;
+    const chunks = state.buffered;
+    if (chunks === undefined) {
+      // The usual case: the whole head in the first chunk.
+      buffer = chunk;
+      end = chunk.indexOf(END_OF_HEAD);
+    } else {
+      // A head in pieces: look for its end where this chunk meets the bytes before it, and join
+      // the pieces only once (a head trickled byte by byte must not cost a copy per byte).
+      chunks.push(chunk);
+      state.length += chunk.length;
+      const seam = Buffer.concat([state.tail!, chunk]);
+      const at = seam.indexOf(END_OF_HEAD);
+      end = at < 0 ? -1 : state.length - chunk.length - state.tail!.length + at;
+      state.tail = seam.subarray(Math.max(0, seam.length - 3));
+      // (Its first 4 bytes were checked once they had all arrived, below.)
+      if (end < 0 && state.length - chunk.length >= 4 && state.length < this.maxHeaderSize) return;
+      buffer = Buffer.concat(chunks, state.length);
+      state.buffered = [buffer];
+    }
     // Anything but a GET goes to Node at once (its body may follow).
     const n = Math.min(buffer.length, 4);
     for (let i = 0; i < n; i++) {
       if (buffer[i] !== GET_SPACE[i]) return this.fallBack(socket, buffer);
     }
-    const end = buffer.indexOf(END_OF_HEAD, previous === undefined ? 0 : Math.max(0, previous.length - 3));
     if (end < 0) {
       if (buffer.length >= this.maxHeaderSize) return this.fallBack(socket, buffer);
-      state.buffered = buffer;
+      if (chunks === undefined) {
+        state.buffered = [chunk];
+        state.length = chunk.length;
+        state.tail = chunk.subarray(Math.max(0, chunk.length - 3));
+      }
       return;
     }
     const headLength = end + 4;

@@ -233,6 +233,23 @@ describe('fast path', () => {
     expect(seen[0]!.nodeParsed).toBe(false);
   });
 
+  test('a head trickled byte by byte takes the fast path; a non-GET trickled so goes to Node', async () => {
+    const { server, seen } = await start({ onRequest: (req, res) => res.end(`got ${req.method}`) });
+    const peer = await Peer.open(server.port);
+    peer.socket.setNoDelay(true);
+    const request = upgradeRequest(server.port);
+    for (let i = 0; i < request.length; i++) await peer.write(request[i]!);
+    const [response] = await peer.responses(1);
+    expect(response!.status).toBe(101);
+    expect(seen[0]!.nodeParsed).toBe(false);
+    const other = await Peer.open(server.port);
+    other.socket.setNoDelay(true);
+    const put = 'PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n';
+    for (let i = 0; i < put.length; i++) await other.write(put[i]!);
+    const [answer] = await other.responses(1);
+    expect(answer!.body.toString()).toBe('got PUT');
+  });
+
   test('frames sent in the same packet as the head reach the connection', async () => {
     const { server, seen } = await start();
     const peer = await Peer.open(server.port);
