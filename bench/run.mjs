@@ -49,7 +49,7 @@ const SERVERS = [
 
 // --glibc-trim: every server (peers included) runs with glibc's trim threshold raised through the
 // environment: the allocator on equal footing, so the ratios compare the libraries' own code.
-const GLIBC_TRIM = flag('--glibc-trim') ? 'glibc.malloc.trim_threshold=33554432' : undefined;
+const GLIBC_TRIM = flag('--glibc-trim') ? 'glibc.malloc.trim_threshold=33554432:glibc.malloc.mmap_threshold=16777216' : undefined;
 
 // ---------------------------------------------------------------- workloads
 const ECHO_BASE = {

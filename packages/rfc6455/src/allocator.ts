@@ -21,8 +21,9 @@
  * call itself takes one scrypt run over 16 MiB (tens of milliseconds; about 0.09 s on a VM where
  * page faults are slow). It changes nothing on other C libraries (musl, macOS, Windows): it
  * returns `applied: false` there.
- * The same effect without code: `GLIBC_TUNABLES=glibc.malloc.trim_threshold=33554432` in the
- * environment of the process (that one also fixes the mmap threshold at 128 KiB).
+ * The same effect without code, in the environment of the process:
+ * `GLIBC_TUNABLES=glibc.malloc.trim_threshold=33554432:glibc.malloc.mmap_threshold=16777216`
+ * (both: setting one fixes the other at its default).
  */
 import { scryptSync } from 'node:crypto';
 

@@ -78,11 +78,12 @@ export function writeHeader(
  * Two-byte headers of unmasked frames under 126 bytes, made once each and shared (there are at
  * most 256 x 126 of them; a connection uses a handful): encoding a small frame allocates nothing.
  */
-const shortHeaders: (Buffer | undefined)[] = [];
+const shortHeaders: (Buffer[] | undefined)[] = new Array<Buffer[] | undefined>(256);
 
 function shortHeader(b0: number, length: number): Buffer {
-  const slot = b0 * 126 + length;
-  return (shortHeaders[slot] ??= Buffer.from([b0, length]));
+  // Two levels of small dense arrays (one flat sparse array would fall back to dictionary elements).
+  const row = (shortHeaders[b0] ??= new Array<Buffer>(126));
+  return (row[length] ??= Buffer.from([b0, length]));
 }
 
 /**
