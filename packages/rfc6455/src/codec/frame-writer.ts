@@ -87,8 +87,25 @@ function shortHeader(b0: number, length: number): Buffer {
 }
 
 /**
+ * Four-byte headers (payloads of 126..65535 bytes) in a small direct-mapped cache: a frame size
+ * sent again and again (the usual case) reuses its header; a collision replaces the entry, so the
+ * cache never holds more than MEDIUM_SLOTS headers.
+ */
+const MEDIUM_SLOTS = 256;
+const mediumHeaders: (Buffer | undefined)[] = new Array<Buffer | undefined>(MEDIUM_SLOTS);
+
+function mediumHeader(b0: number, length: number): Buffer {
+  const slot = (length ^ (b0 << 3)) & (MEDIUM_SLOTS - 1);
+  const cached = mediumHeaders[slot];
+  if (cached !== undefined && cached[0] === b0 && cached[2] === length >>> 8 && cached[3] === (length & 0xff)) return cached;
+  const header = Buffer.from([b0, 126, length >>> 8, length & 0xff]);
+  mediumHeaders[slot] = header;
+  return header;
+}
+
+/**
  * Serializes one frame. Unmasked: returns the header and the caller's payload itself (no copy),
- * to be written in order (cork/writev); headers of frames under 126 bytes are shared, so treat
+ * to be written in order (cork/writev); headers of frames under 64 KiB may be shared, so treat
  * the returned buffers as read-only. Masked: one buffer, header and masked payload together,
  * since the caller's payload is never modified.
  */
@@ -98,8 +115,10 @@ export function encodeFrame(opcode: number, payload: Uint8Array, options?: Frame
   const length = payload.length;
   if (options?.mask !== true) {
     const body = Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, length);
-    if (length < 126) return [shortHeader((fin ? 0x80 : 0) | (rsv1 ? 0x40 : 0) | opcode, length), body];
-    const header = Buffer.allocUnsafe(length < 65536 ? 4 : 10);
+    const b0 = (fin ? 0x80 : 0) | (rsv1 ? 0x40 : 0) | opcode;
+    if (length < 126) return [shortHeader(b0, length), body];
+    if (length < 65536) return [mediumHeader(b0, length), body];
+    const header = Buffer.allocUnsafe(10);
     writeHeader(header, 0, opcode, length, fin, rsv1, undefined);
     return [header, body];
   }

@@ -63,6 +63,29 @@ describe('encodeFrame', () => {
     }
   });
 
+  test('shared headers of unmasked frames stay right across sizes, opcodes and cache collisions', () => {
+    const lengths = [0, 1, 125, 126, 127, 382, 638, 1000, 16384, 65535, 65536];
+    for (let round = 0; round < 2; round++) {
+      for (const length of lengths) {
+        for (const [opcode, fin, rsv1] of [
+          [2, true, false],
+          [1, true, false],
+          [0, false, false],
+          [1, false, true],
+        ] as const) {
+          const payload = Buffer.alloc(length, 0x5a);
+          const [header] = encodeFrame(opcode, payload, { fin, rsv1 });
+          const { frames } = decodeFrames(Buffer.concat(encodeFrame(opcode, payload, { fin, rsv1 })));
+          expect(frames[0]!.opcode).toBe(opcode);
+          expect(frames[0]!.fin).toBe(fin);
+          expect(frames[0]!.rsv).toBe(rsv1 ? 4 : 0);
+          expect(frames[0]!.payload.length).toBe(length);
+          expect(header!.length).toBe(headerSize(length, false));
+        }
+      }
+    }
+  });
+
   test('leaves a large unmasked payload as a second buffer (no copy)', () => {
     const payload = Buffer.alloc(COPY_THRESHOLD + 1);
     const parts = encodeFrame(2, payload);
