@@ -172,12 +172,14 @@ function sinceBase(time: number): number {
   return Math.floor(time - TIME_BASE);
 }
 
-// Bits of WebSocketConnection#flags.
-const WAITER_IS_ITERATOR = 1;
-const READ_PAUSED = 2;
-const RECEIVE_ENDED = 4;
-const KEEPALIVE_OUTSTANDING = 8;
-const CLOSED = 16;
+// The boolean state of WebSocketConnection, as bits of its `flags` (accessor name, bit).
+const FLAG_ACCESSORS = [
+  ['waiterIsIterator', 1],
+  ['readPaused', 2],
+  ['receiveEnded', 4],
+  ['keepaliveOutstanding', 8],
+  ['closedFlag', 16],
+] as const;
 
 /** The fields of a connection that most connections never use (one side object, made on first use). */
 class RareFields {
@@ -196,6 +198,20 @@ class RareFields {
   /** Server: the request's HTTP version. */
   httpVersion = '1.1';
 }
+
+/** The RareFields reached through accessors of the same name on the connection. */
+const RARE_ACCESSORS = [
+  'moreWaiters',
+  'incoming',
+  'streamWaiters',
+  'drainPromise',
+  'drainResolve',
+  'pendingPong',
+  'pings',
+  'closedPromise',
+  'resolveClosed',
+  'errorValue',
+] as const satisfies readonly (keyof RareFields)[];
 
 /** A connection's timers and limits (immutable; shared between connections). */
 interface Limits {
@@ -285,98 +301,47 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
     return (this.rare ??= new RareFields());
   }
 
-  // Boolean state as bits of `flags`.
-  private get waiterIsIterator(): boolean {
-    return (this.flags & WAITER_IS_ITERATOR) !== 0;
-  }
-  private set waiterIsIterator(on: boolean) {
-    this.flags = on ? this.flags | WAITER_IS_ITERATOR : this.flags & ~WAITER_IS_ITERATOR;
-  }
-  private get readPaused(): boolean {
-    return (this.flags & READ_PAUSED) !== 0;
-  }
-  private set readPaused(on: boolean) {
-    this.flags = on ? this.flags | READ_PAUSED : this.flags & ~READ_PAUSED;
-  }
-  private get receiveEnded(): boolean {
-    return (this.flags & RECEIVE_ENDED) !== 0;
-  }
-  private set receiveEnded(on: boolean) {
-    this.flags = on ? this.flags | RECEIVE_ENDED : this.flags & ~RECEIVE_ENDED;
-  }
-  private get keepaliveOutstanding(): boolean {
-    return (this.flags & KEEPALIVE_OUTSTANDING) !== 0;
-  }
-  private set keepaliveOutstanding(on: boolean) {
-    this.flags = on ? this.flags | KEEPALIVE_OUTSTANDING : this.flags & ~KEEPALIVE_OUTSTANDING;
-  }
-  private get closedFlag(): boolean {
-    return (this.flags & CLOSED) !== 0;
-  }
-  private set closedFlag(on: boolean) {
-    this.flags = on ? this.flags | CLOSED : this.flags & ~CLOSED;
-  }
+  // Boolean state as bits of `flags`, through accessors defined below.
+  declare private waiterIsIterator: boolean;
+  declare private readPaused: boolean;
+  declare private receiveEnded: boolean;
+  declare private keepaliveOutstanding: boolean;
+  declare private closedFlag: boolean;
 
-  // Rare fields, in `rare` (reading one never creates it; writing undefined does not either).
-  private get moreWaiters(): RareFields['moreWaiters'] {
-    return this.rare?.moreWaiters;
-  }
-  private set moreWaiters(value: RareFields['moreWaiters']) {
-    if (value !== undefined || this.rare) this.rareFields().moreWaiters = value;
-  }
-  private get incoming(): Readable | undefined {
-    return this.rare?.incoming;
-  }
-  private set incoming(value: Readable | undefined) {
-    if (value !== undefined || this.rare) this.rareFields().incoming = value;
-  }
-  private get streamWaiters(): RareFields['streamWaiters'] {
-    return this.rare?.streamWaiters;
-  }
-  private set streamWaiters(value: RareFields['streamWaiters']) {
-    if (value !== undefined || this.rare) this.rareFields().streamWaiters = value;
-  }
-  private get drainPromise(): Promise<void> | undefined {
-    return this.rare?.drainPromise;
-  }
-  private set drainPromise(value: Promise<void> | undefined) {
-    if (value !== undefined || this.rare) this.rareFields().drainPromise = value;
-  }
-  private get drainResolve(): (() => void) | undefined {
-    return this.rare?.drainResolve;
-  }
-  private set drainResolve(value: (() => void) | undefined) {
-    if (value !== undefined || this.rare) this.rareFields().drainResolve = value;
-  }
-  private get pendingPong(): Buffer | undefined {
-    return this.rare?.pendingPong;
-  }
-  private set pendingPong(value: Buffer | undefined) {
-    if (value !== undefined || this.rare) this.rareFields().pendingPong = value;
-  }
-  private get pings(): PendingPing[] | undefined {
-    return this.rare?.pings;
-  }
-  private set pings(value: PendingPing[] | undefined) {
-    if (value !== undefined || this.rare) this.rareFields().pings = value;
-  }
-  private get closedPromise(): Promise<void> | undefined {
-    return this.rare?.closedPromise;
-  }
-  private set closedPromise(value: Promise<void> | undefined) {
-    if (value !== undefined || this.rare) this.rareFields().closedPromise = value;
-  }
-  private get resolveClosed(): (() => void) | undefined {
-    return this.rare?.resolveClosed;
-  }
-  private set resolveClosed(value: (() => void) | undefined) {
-    if (value !== undefined || this.rare) this.rareFields().resolveClosed = value;
-  }
-  private get errorValue(): Error | undefined {
-    return this.rare?.errorValue;
-  }
-  private set errorValue(value: Error | undefined) {
-    if (value !== undefined || this.rare) this.rareFields().errorValue = value;
+  // Rare fields live in `rare`; these accessors (defined once, below) read them without creating
+  // it, and writing undefined does not create it either.
+  declare private moreWaiters: RareFields['moreWaiters'];
+  declare private incoming: RareFields['incoming'];
+  declare private streamWaiters: RareFields['streamWaiters'];
+  declare private drainPromise: RareFields['drainPromise'];
+  declare private drainResolve: RareFields['drainResolve'];
+  declare private pendingPong: RareFields['pendingPong'];
+  declare private pings: RareFields['pings'];
+  declare private closedPromise: RareFields['closedPromise'];
+  declare private resolveClosed: RareFields['resolveClosed'];
+  declare private errorValue: RareFields['errorValue'];
+
+  static {
+    for (const [key, bit] of FLAG_ACCESSORS) {
+      Object.defineProperty(WebSocketConnection.prototype, key, {
+        get(this: WebSocketConnection) {
+          return (this.flags & bit) !== 0;
+        },
+        set(this: WebSocketConnection, on: boolean) {
+          this.flags = on ? this.flags | bit : this.flags & ~bit;
+        },
+      });
+    }
+    for (const key of RARE_ACCESSORS) {
+      Object.defineProperty(WebSocketConnection.prototype, key, {
+        get(this: WebSocketConnection) {
+          return this.rare?.[key];
+        },
+        set(this: WebSocketConnection, value: unknown) {
+          if (value !== undefined || this.rare) (this.rareFields() as unknown as Record<string, unknown>)[key] = value;
+        },
+      });
+    }
   }
 
   constructor(transport: Transport, info: ConnectionInfo, options: ConnectionOptions = {}, head?: Buffer) {

@@ -15,10 +15,9 @@
  */
 import { IncomingMessage, type Server as HttpServer } from 'node:http';
 import type { Socket } from 'node:net';
+import { hasHeaderToken, isToken } from './handshake/http.js';
 import { rejectUpgrade } from './upgrade.js';
 
-/** RFC 9110 §5.1 field-name = token. */
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const END_OF_HEAD = Buffer.from('\r\n\r\n', 'latin1');
 const EMPTY = Buffer.alloc(0);
 
@@ -245,7 +244,7 @@ export function parseUpgradeHead(socket: Socket, buffer: Buffer, end: number): I
     if (colon <= start || colon >= next) return undefined;
     const name = text.slice(start, colon);
     // A name with white space (obs-fold, `Name : value`) is not a token.
-    if (!TOKEN.test(name)) return undefined;
+    if (!isToken(name)) return undefined;
     // OWS around the value (SP and HTAB; nothing else passed the byte check).
     let from = colon + 1;
     let to = next;
@@ -258,7 +257,7 @@ export function parseUpgradeHead(socket: Socket, buffer: Buffer, end: number): I
         if (name.toLowerCase() === 'upgrade') upgrade ||= value !== '';
         break;
       case 10:
-        if (name.toLowerCase() === 'connection' && !connectionUpgrade) connectionUpgrade = hasUpgradeToken(value);
+        if (name.toLowerCase() === 'connection' && !connectionUpgrade) connectionUpgrade = hasHeaderToken(value, 'upgrade');
         break;
       case 14:
         if (name.toLowerCase() === 'content-length' && value !== '0') return undefined;
@@ -306,12 +305,4 @@ function common(value: string): string {
     default:
       return value;
   }
-}
-
-function hasUpgradeToken(value: string): boolean {
-  if (value.length === 7) return value.toLowerCase() === 'upgrade';
-  for (const part of value.split(',')) {
-    if (part.trim().toLowerCase() === 'upgrade') return true;
-  }
-  return false;
 }

@@ -15,7 +15,7 @@ import { HandshakeError } from './errors.js';
 import { parseExtensions } from './extensions/header.js';
 import { acceptDeflateOffers, PerMessageDeflate, type PerMessageDeflateOptions } from './extensions/permessage-deflate.js';
 import { formatErrorResponse, headerList, type HeaderList } from './handshake/http.js';
-import { acceptKey, validateRequest } from './handshake/server.js';
+import { switchingProtocols, validateRequest } from './handshake/server.js';
 import { isServiceMapper, type ConnectionHandler, type ServiceMapper } from './service-mapper.js';
 import { socketTransport, type Transport } from './transport.js';
 import { isHybi00Request } from './handshake/hybi00.js';
@@ -147,9 +147,6 @@ function offeredOrigin(req: IncomingMessage): string | undefined {
 }
 
 function noop(): void {}
-
-/** The start of every RFC 6455 101 response, up to the Sec-WebSocket-Accept value. */
-const SWITCHING_PROTOCOLS = 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ';
 
 /** The outcome of negotiating an opening handshake, whichever transport carries it. */
 export interface Negotiated<State> {
@@ -349,12 +346,7 @@ export async function handleUpgrade<State = unknown>(
       return undefined;
     }
     // RFC 6455 §4.2.2 step 5: the 101 response.
-    // The same bytes as formatResponse(101, …), written as one latin1 string (no header list, no Buffer).
-    let response = SWITCHING_PROTOCOLS + acceptKey(offer.key) + '\r\n';
-    if (negotiated.protocol !== '') response += 'Sec-WebSocket-Protocol: ' + negotiated.protocol + '\r\n';
-    if (negotiated.extensionsHeader !== '') response += 'Sec-WebSocket-Extensions: ' + negotiated.extensionsHeader + '\r\n';
-    for (const [name, value] of negotiated.headers) response += name + ': ' + value + '\r\n';
-    socket.write(response + '\r\n', 'latin1');
+    socket.write(switchingProtocols(offer.key, negotiated.protocol, negotiated.extensionsHeader, negotiated.headers), 'latin1');
     if (typeof (socket as Socket).setNoDelay === 'function') (socket as Socket).setNoDelay(true);
     return startConnection(socketTransport(socket as Socket), req, negotiated, options, head);
   } catch (error) {

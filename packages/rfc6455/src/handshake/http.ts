@@ -60,11 +60,16 @@ export function headerList(headers: OutgoingHttpHeaders | HeaderList | undefined
   return list;
 }
 
+/** `Name: value\r\n` for each header, in order. */
+export function headerLines(headers: HeaderList): string {
+  let lines = '';
+  for (const [name, value] of headers) lines += name + ': ' + value + '\r\n';
+  return lines;
+}
+
 /** Serializes an HTTP/1.1 response head (and body) into bytes to write to a raw socket. */
 export function formatResponse(status: number, headers: HeaderList, body?: string | Buffer, reasonPhrase?: string): Buffer {
-  let head = `HTTP/1.1 ${status} ${reasonPhrase ?? STATUS_CODES[status] ?? 'Unknown'}\r\n`;
-  for (const [name, value] of headers) head += `${name}: ${value}\r\n`;
-  head += '\r\n';
+  const head = `HTTP/1.1 ${status} ${reasonPhrase ?? STATUS_CODES[status] ?? 'Unknown'}\r\n${headerLines(headers)}\r\n`;
   if (body === undefined || body.length === 0) return Buffer.from(head, 'latin1');
   return Buffer.concat([Buffer.from(head, 'latin1'), typeof body === 'string' ? Buffer.from(body) : body]);
 }

@@ -6,7 +6,7 @@ import * as crypto from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { GUID } from '../codec/constants.js';
 import { HandshakeError } from '../errors.js';
-import { hasHeaderToken, headerValue, isToken } from './http.js';
+import { hasHeaderToken, headerLines, headerValue, isToken, type HeaderList } from './http.js';
 
 /** The parts of an upgrade request the handshake looks at (Node's IncomingMessage has them). */
 export interface UpgradeRequest {
@@ -39,6 +39,20 @@ export function acceptKey(key: string): string {
 
 /** crypto.hash (Node 20.12+, 21.7+): one call, no Hash object; createHash where it is missing. */
 const oneShotHash = (crypto as { hash?: (algorithm: string, data: string, encoding: 'base64') => string }).hash;
+
+/** The start of every RFC 6455 101 response, up to the Sec-WebSocket-Accept value. */
+const SWITCHING_PROTOCOLS = 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ';
+
+/**
+ * The whole 101 response head (RFC 6455 §4.2.2 step 5) as a latin1 string: the accept value for
+ * `key`, the chosen subprotocol and extensions when not empty, then `extra` headers.
+ */
+export function switchingProtocols(key: string, protocol: string, extensions: string, extra: HeaderList): string {
+  let head = SWITCHING_PROTOCOLS + acceptKey(key) + '\r\n';
+  if (protocol !== '') head += 'Sec-WebSocket-Protocol: ' + protocol + '\r\n';
+  if (extensions !== '') head += 'Sec-WebSocket-Extensions: ' + extensions + '\r\n';
+  return head + headerLines(extra) + '\r\n';
+}
 
 /** A base64 string that decodes to exactly 16 bytes (RFC 6455 §4.1 step 7). */
 const KEY_PATTERN = /^[A-Za-z0-9+/]{22}==$/;
