@@ -161,6 +161,9 @@ function messageSize(message: Message): number {
   return typeof message === 'string' ? message.length * 2 : message.length;
 }
 
+/** EventEmitter's listener table: a function for one listener, an array for several. */
+type ListenerTable = Record<string, ((...args: unknown[]) => unknown) | Array<(...args: unknown[]) => unknown> | undefined>;
+
 /** Times are kept relative to this (small integers fit in an object field; a Date.now() does not). */
 const TIME_BASE = Date.now();
 
@@ -598,11 +601,16 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
 
   /** @internal */
   onMessage(data: Message, binary: boolean): void {
-    if (this.listenerCount('message') > 0) {
+    const listener = (this as unknown as { _events: ListenerTable })._events.message;
+    if (listener !== undefined) {
       // A throwing 'message' listener used to escape from the socket's 'data' event and crash the
       // process (found by test/robustness/faults.test.ts); it is a handler failure: close 1011.
       try {
-        this.emit('message', data, binary);
+        // One plain listener (the usual case) is called as emit() would call it, without emit's
+        // argument array and its lookup by event name (a megamorphic load shared by every emitter
+        // in the process). emit() keeps the rest: several listeners, and captureRejections.
+        if (typeof listener === 'function' && !EventEmitter.captureRejections) listener.call(this, data, binary);
+        else this.emit('message', data, binary);
       } catch (error) {
         this.onListenerError(error);
       }

@@ -9,7 +9,7 @@ const scratch = new Uint8Array(4);
 const scratchWord = new Int32Array(scratch.buffer);
 
 /** Below this many bytes the byte loop is as fast as setting up word views. */
-const WORD_THRESHOLD = 32;
+const WORD_THRESHOLD = 128;
 
 /**
  * From this many bytes on (the measured crossover), masking goes through a 16-byte-wide

@@ -310,3 +310,86 @@ describe('buffer ownership', () => {
     expect(views[0]!.buffer).toBe(bytes.buffer);
   });
 });
+
+describe('whole small frames in one chunk (the fast path) agree with the general loop', () => {
+  const key = [0x11, 0x22, 0x33, 0x44];
+  const texts = ['', 'a', 'ab', 'abc', 'abcd', 'hello, world', 'x'.repeat(125)];
+
+  test.each([true, false])('server, ownsInput %s: several whole frames then a partial one, every payload length 0..125', (ownsInput) => {
+    const rec = recordingParser({ side: 'server', ownsInput });
+    const frames = texts.map((t, i) => frame({ opcode: i % 2 ? 2 : 1, payload: t, mask: key }));
+    const whole = Buffer.concat(frames);
+    const copy = Buffer.from(whole);
+    // The last frame is cut: its first 3 bytes come with the whole ones, the rest later.
+    const cut = whole.length - frames[frames.length - 1]!.length + 3;
+    rec.parser.push(whole.subarray(0, cut));
+    expect(rec.messages).toHaveLength(texts.length - 1);
+    rec.parser.push(whole.subarray(cut));
+    expect(rec.messages.map((m) => [m.opcode, m.data.toString()])).toEqual(texts.map((t, i) => [i % 2 ? 2 : 1, t]));
+    expect(rec.pieces.every((p) => p.first && p.last)).toBe(true);
+    if (!ownsInput) expect(whole.equals(copy)).toBe(true);
+    expect(rec.parser.bufferedAmount).toBe(0);
+  });
+
+  test('client: unmasked whole frames arrive as views of the chunk', () => {
+    const views: Buffer[] = [];
+    const parser = new FrameParser({ side: 'client' }, { onData: (_o, _c, p) => views.push(p), onControl: () => {}, onError: (e) => { throw e; } });
+    const chunk = Buffer.concat([frame({ opcode: 2, payload: 'one' }), frame({ opcode: 2, payload: 'two' })]);
+    parser.push(chunk);
+    expect(views.map((v) => v.toString())).toEqual(['one', 'two']);
+    expect(views.every((v) => v.buffer === chunk.buffer)).toBe(true);
+  });
+
+  test('a small frame over maxFrameSize or maxMessageSize still fails with 1009', () => {
+    for (const limit of [{ maxFrameSize: 10 }, { maxMessageSize: 10 }]) {
+      const rec = recordingParser({ side: 'server', ...limit });
+      rec.parser.push(Buffer.concat([frame({ opcode: 1, payload: 'short', mask: key }), frame({ opcode: 1, payload: 'eleven char', mask: key })]));
+      expect(rec.messages.map((m) => m.data.toString())).toEqual(['short']);
+      expect(rec.errors).toHaveLength(1);
+      expect(rec.errors[0]).toBeInstanceOf(MessageTooBigError);
+      expect((rec.errors[0] as MessageTooBigError).closeCode).toBe(1009);
+    }
+  });
+
+  test('a rule broken after whole frames in the same chunk is reported after them (unmasked frame to a server)', () => {
+    const rec = recordingParser({ side: 'server' });
+    rec.parser.push(Buffer.concat([frame({ opcode: 1, payload: 'ok', mask: key }), frame({ opcode: 1, payload: 'bad' }), frame({ opcode: 1, payload: 'never', mask: key })]));
+    expect(rec.messages.map((m) => m.data.toString())).toEqual(['ok']);
+    expectProtocolError(rec, /not masked/);
+  });
+
+  test('a sink that pauses after the first frame holds the rest until resume()', () => {
+    const got: string[] = [];
+    const parser: FrameParser = new FrameParser({ side: 'server' }, {
+      onData: (_o, _c, p) => {
+        got.push(p.toString());
+        parser.paused = true;
+      },
+      onControl: () => {},
+      onError: (e) => { throw e; },
+    });
+    parser.push(Buffer.concat(['a', 'b', 'c'].map((t) => frame({ opcode: 1, payload: t, mask: key }))));
+    expect(got).toEqual(['a']);
+    expect(parser.bufferedAmount).toBe(2 * 7);
+    parser.resume();
+    expect(got).toEqual(['a', 'b']);
+    parser.resume();
+    expect(got).toEqual(['a', 'b', 'c']);
+  });
+
+  test('a sink that fails the stream from a whole frame stops the parser (nothing after it is reported)', () => {
+    const got: string[] = [];
+    const parser: FrameParser = new FrameParser({ side: 'server' }, {
+      onData: (_o, _c, p) => {
+        got.push(p.toString());
+        parser.discard();
+      },
+      onControl: () => {},
+      onError: () => {},
+    });
+    parser.push(Buffer.concat(['a', 'b'].map((t) => frame({ opcode: 1, payload: t, mask: key }))));
+    expect(got).toEqual(['a']);
+    expect(parser.failed).toBe(true);
+    expect(parser.bufferedAmount).toBe(0);
+  });
+});
