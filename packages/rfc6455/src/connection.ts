@@ -15,6 +15,7 @@ import { wheel, type WheelMember } from './idle-wheel.js';
 import { Protocol, type ProtocolEngine, type ProtocolHandler, type Side } from './protocol.js';
 import { Hybi00Protocol } from './hybi00-protocol.js';
 import type { Transport } from './transport.js';
+import { readDirect } from './direct-read.js';
 
 /** What `recv()` resolves to once the connection is closed (the analog of Racket's `eof`). */
 export const EOF: unique symbol = Symbol('rfc6455.EOF');
@@ -70,6 +71,14 @@ export interface ConnectionOptions {
   maxBufferedAmount?: number;
   /** Messages smaller than this are not compressed. Default 1024. */
   compressThreshold?: number;
+  /**
+   * Over a plain TCP socket, read into one buffer shared by all connections and parse each read
+   * in place, instead of a Buffer per read passed through the socket's Readable stream (what
+   * Node's `onread` socket option does; see docs/performance.md). Default true; it falls back to
+   * the stream by itself wherever it does not apply. `RFC6455_NO_DIRECT_READ=1` turns it off for
+   * the process.
+   */
+  directReads?: boolean;
 }
 
 /** Facts about the connection fixed at the handshake. */
@@ -128,6 +137,9 @@ type OwnedStream = Transport['stream'] & { [kConnection]?: WebSocketConnection }
 
 function streamOnData(this: OwnedStream, chunk: Buffer): void {
   this[kConnection]!.handleData(chunk);
+}
+function streamOnRead(this: OwnedStream, nread: number, buffer: Buffer): void {
+  this[kConnection]!.handleRead(buffer, nread);
 }
 function streamOnEnd(this: OwnedStream): void {
   this[kConnection]!.handleEnd();
@@ -400,6 +412,7 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
     if (head && head.length > 0) this.handleData(head);
     // A socket paused during the handshake (hybi-00 key3) would not flow by adding a listener.
     if (stream.isPaused()) stream.resume();
+    if (this.proto instanceof Protocol && options.directReads !== false) readDirect(stream, streamOnRead);
     if (stream.destroyed) queueMicrotask(() => this.handleClose());
   }
 
@@ -897,6 +910,18 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
         this.keepaliveOutstanding = true;
         this.proto.ping(Buffer.alloc(0));
       }
+    }
+  }
+
+  /** @internal */
+  handleRead(buffer: Buffer, nread: number): void {
+    this.lastActivity = sinceBase(wheel.now);
+    this.writesInChunk = 1;
+    try {
+      (this.proto as Protocol).receiveTransient(buffer, nread);
+    } finally {
+      if (this.writesInChunk > 2) this.stream.uncork();
+      this.writesInChunk = 0;
     }
   }
 

@@ -215,6 +215,14 @@ export class Protocol implements FrameSink, ProtocolEngine {
     this.parser.push(chunk);
   }
 
+  /**
+   * Feeds `buf[0, end)`, which is valid only during this call (a read buffer that the next read
+   * overwrites): nothing reported or kept refers to it afterwards.
+   */
+  receiveTransient(buf: Buffer, end: number): void {
+    this.parser.pushTransient(buf, end);
+  }
+
 
   /**
    * The transport ended or broke. If no close frame was received the close code is 1006

@@ -87,6 +87,21 @@ function unmaskShort(buf: Buffer, start: number, end: number, k0: number, k1: nu
   if (i + 2 < end) buf[i + 2] = buf[i + 2]! ^ k2;
 }
 
+/** Writes src[start, start + size) unmasked into dst[0, size), for payloads of at most 125 bytes. */
+function copyUnmasked(src: Buffer, start: number, size: number, dst: Buffer, k0: number, k1: number, k2: number, k3: number): void {
+  const size4 = size & ~3;
+  let i = 0;
+  for (; i < size4; i += 4) {
+    dst[i] = src[start + i]! ^ k0;
+    dst[i + 1] = src[start + i + 1]! ^ k1;
+    dst[i + 2] = src[start + i + 2]! ^ k2;
+    dst[i + 3] = src[start + i + 3]! ^ k3;
+  }
+  if (i < size) dst[i] = src[start + i]! ^ k0;
+  if (i + 1 < size) dst[i + 1] = src[start + i + 1]! ^ k1;
+  if (i + 2 < size) dst[i + 2] = src[start + i + 2]! ^ k2;
+}
+
 export class FrameParser {
   /** Set by the sink (from a callback) to stop the loop; `resume()` continues it. */
   paused = false;
@@ -151,7 +166,7 @@ export class FrameParser {
   push(chunk: Buffer): void {
     if (this.state === FAILED || chunk.length === 0) return;
     if (this.buffered === 0 && this.state === HEADER && this.messageOpcode === 0 && !this.paused) {
-      const taken = this.wholeFrames(chunk);
+      const taken = this.wholeFrames(chunk, chunk.length, false);
       if (taken === chunk.length || this.failed) return;
       if (taken > 0) chunk = chunk.subarray(taken);
     }
@@ -171,8 +186,7 @@ export class FrameParser {
    * broken rule or a limit) and returns where: the general loop parses, checks and reports the
    * rest. Only called between messages with nothing buffered.
    */
-  private wholeFrames(chunk: Buffer): number {
-    const length = chunk.length;
+  private wholeFrames(chunk: Buffer, length: number, transient: boolean): number {
     const maskBit = this.serverSide ? 0x80 : 0;
     const headerLength = this.serverSide ? 6 : 2;
     const limit = Math.min(125, this.maxFrameSize, this.maxMessageSize, this.maxFragments < 1 ? -1 : 125);
@@ -190,18 +204,18 @@ export class FrameParser {
       let payload: Buffer;
       if (size === 0) {
         payload = EMPTY;
+      } else if (transient) {
+        payload = Buffer.allocUnsafe(size);
+        if (maskBit === 0) chunk.copy(payload, 0, start, end);
+        else copyUnmasked(chunk, start, size, payload, chunk[at + 2]!, chunk[at + 3]!, chunk[at + 4]!, chunk[at + 5]!);
       } else if (maskBit === 0) {
         payload = chunk.subarray(start, end);
       } else if (this.ownsInput) {
         unmaskShort(chunk, start, end, chunk[at + 2]!, chunk[at + 3]!, chunk[at + 4]!, chunk[at + 5]!);
         payload = chunk.subarray(start, end);
       } else {
-        keyScratch[0] = chunk[at + 2]!;
-        keyScratch[1] = chunk[at + 3]!;
-        keyScratch[2] = chunk[at + 4]!;
-        keyScratch[3] = chunk[at + 5]!;
         payload = Buffer.allocUnsafe(size);
-        mask(chunk.subarray(start, end), keyScratch, payload, 0, 0);
+        copyUnmasked(chunk, start, size, payload, chunk[at + 2]!, chunk[at + 3]!, chunk[at + 4]!, chunk[at + 5]!);
       }
       at = end;
       this.sink.onData(b0 & 0x0f, false, payload, true, true);
@@ -209,6 +223,25 @@ export class FrameParser {
       if (this.paused || this.state !== HEADER) break;
     }
     return at;
+  }
+
+  /**
+   * Parses `buf[0, end)` where `buf` is valid only during this call (a read buffer shared by
+   * every connection, refilled by the next read): nothing given to the sink or kept afterwards
+   * refers to it. Whole small frames are taken from it directly, their payloads copied out; the
+   * rest (a longer or incomplete frame, a control frame, anything the fast path leaves) is copied
+   * once and parsed as an owned chunk.
+   */
+  pushTransient(buf: Buffer, end: number): void {
+    if (this.state === FAILED || end === 0) return;
+    let taken = 0;
+    if (this.buffered === 0 && this.state === HEADER && this.messageOpcode === 0 && !this.paused) {
+      taken = this.wholeFrames(buf, end, true);
+      if (taken === end || this.failed) return;
+    }
+    const rest = Buffer.allocUnsafe(end - taken);
+    buf.copy(rest, 0, taken, end);
+    this.push(rest);
   }
 
   /** Continues parsing after the sink set `paused`. */

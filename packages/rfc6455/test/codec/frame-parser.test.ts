@@ -312,7 +312,7 @@ describe('buffer ownership', () => {
 });
 
 describe('whole small frames in one chunk (the fast path) agree with the general loop', () => {
-  const key = [0x11, 0x22, 0x33, 0x44];
+  const key = Uint8Array.of(0x11, 0x22, 0x33, 0x44);
   const texts = ['', 'a', 'ab', 'abc', 'abcd', 'hello, world', 'x'.repeat(125)];
 
   test.each([true, false])('server, ownsInput %s: several whole frames then a partial one, every payload length 0..125', (ownsInput) => {
