@@ -45,6 +45,9 @@ const SERVERS = [
   // The same server with serve({ tuneAllocator: false }): glibc's malloc left at its defaults
   // (see packages/rfc6455/src/allocator.ts and docs/performance.md).
   { name: 'rfc6455-untuned', script: 'rfc6455.mjs', env: { RFC6455_TUNE_ALLOCATOR: '0' }, deflate: true },
+  // The same server reading through the socket's Readable stream instead of direct reads
+  // (RFC6455_NO_DIRECT_READ=1; see packages/rfc6455/src/direct-read.ts).
+  { name: 'rfc6455-stream', script: 'rfc6455.mjs', env: { RFC6455_NO_DIRECT_READ: '1' }, deflate: true },
 ].filter((s) => !ONLY || ONLY.includes(s.name) || s.name === 'ws'); // ws is the yardstick: always run
 
 // --glibc-trim: every server (peers included) runs with glibc's trim threshold raised through the
