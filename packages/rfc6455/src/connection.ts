@@ -16,6 +16,7 @@ import { Protocol, type ProtocolEngine, type ProtocolHandler, type Side } from '
 import { Hybi00Protocol } from './hybi00-protocol.js';
 import type { Transport } from './transport.js';
 import { readDirect } from './direct-read.js';
+import { BULK_BYTES, bulkTrafficSeen, deferredTuning } from './allocator.js';
 
 /** What `recv()` resolves to once the connection is closed (the analog of Racket's `eof`). */
 export const EOF: unique symbol = Symbol('rfc6455.EOF');
@@ -728,6 +729,7 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
       if (this.variant === 'hybi00' && (typeof data !== 'string' || options?.binary)) {
         throw new UnsupportedError('hybi-00 connections carry text only', 'WS_HYBI00_TEXT_ONLY');
       }
+      if (deferredTuning.armed && (typeof data === 'string' ? data.length : data.byteLength) >= BULK_BYTES) void bulkTrafficSeen();
       if (typeof data === 'string' && !options?.binary) {
         sync = this.proto.sendText(data, compress, callback);
       } else {
@@ -916,6 +918,7 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
   /** @internal */
   handleRead(buffer: Buffer, nread: number): void {
     this.lastActivity = sinceBase(wheel.now);
+    if (deferredTuning.armed && nread >= BULK_BYTES) void bulkTrafficSeen();
     this.writesInChunk = 1;
     try {
       (this.proto as Protocol).receiveTransient(buffer, nread);
@@ -928,6 +931,7 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
   /** @internal */
   handleData(chunk: Buffer): void {
     this.lastActivity = sinceBase(wheel.now);
+    if (deferredTuning.armed && chunk.length >= BULK_BYTES) void bulkTrafficSeen();
     // Writes made while this chunk is processed (replies to the messages in it, pongs): the first
     // goes out at once; from the second on they are corked and leave in one writev at the end,
     // instead of a system call per frame.

@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { CloseCode, Defaults } from './codec/constants.js';
 import type { WebSocketConnection } from './connection.js';
-import { tuneAllocator } from './allocator.js';
+import { armAllocatorTuning } from './allocator.js';
 import { attachHttp2 } from './http2.js';
 import { Http1Front } from './http1-front.js';
 import { handleUpgrade, rejectUpgrade, type UpgradeOptions, type UpgradeTarget } from './upgrade.js';
@@ -43,10 +43,12 @@ export interface ServeOptions<State = unknown> extends UpgradeOptions<State> {
   /** Answers plain HTTP requests. Default: 426 Upgrade Required. */
   onRequest?: (req: IncomingMessage, res: ServerResponse) => void;
   /**
-   * Call {@link tuneAllocator} before listening (default true): on Linux with glibc, far fewer
-   * page faults when messages of 16 KiB and more flow (up to 5-10x the throughput at 1 MiB on a
-   * VM), at the cost of up to 32 MiB more memory kept resident after bursts. Process-wide, once;
-   * a no-op elsewhere. docs/performance.md has the details.
+   * Apply {@link tuneAllocator} once messages (or socket reads) of 16 KiB or more first flow
+   * (default true): on Linux with glibc, far fewer page faults with large messages (up to 5-10x
+   * the throughput at 1 MiB on a VM), at the cost of up to 32 MiB more memory kept resident after
+   * bursts. It runs in the background (libuv's thread pool) at the first such message, so a
+   * server that only holds idle connections and small messages never pays for it. Process-wide,
+   * once; a no-op elsewhere. docs/performance.md has the details.
    */
   tuneAllocator?: boolean;
 }
@@ -96,7 +98,7 @@ function upgradeRequired(_req: IncomingMessage, res: ServerResponse): void {
  * Resolves once listening.
  */
 export async function serve<State = unknown>(options: ServeOptions<State>, target: UpgradeTarget<State>): Promise<WebSocketServer> {
-  if (options.tuneAllocator !== false) tuneAllocator();
+  if (options.tuneAllocator !== false) armAllocatorTuning();
   const handshakeTimeout = options.handshakeTimeout ?? Defaults.handshakeTimeout;
   const httpOptions = {
     maxHeaderSize: options.maxHeaderSize ?? Defaults.maxHeaderSize,

@@ -54,3 +54,57 @@ const glibc = process.platform === 'linux' && Boolean((process.report?.getReport
   expect(tuned.second).toEqual({ applied: false, reason: 'already applied in this process' });
   expect(tuned.perMessage * 2).toBeLessThan(plain.perMessage);
 }, 60_000);
+
+const deferredProbe = `
+  const { serve, connect } = await import(${JSON.stringify(dist)});
+  const { deferredTuning } = await import(${JSON.stringify(resolve(root, 'packages/rfc6455/dist/allocator.js'))});
+  const TUNED = Symbol.for('rfc6455.tuneAllocator');
+  const server = await serve({ port: 0 }, (conn) => conn.on('message', (m) => conn.send(m)));
+  const steps = { armedAtStart: deferredTuning.armed };
+  const client = await connect(server.url);
+  for (let i = 0; i < 50; i++) { await client.send('x'.repeat(1000)); await client.recv(); }
+  steps.afterSmall = { armed: deferredTuning.armed, tuned: globalThis[TUNED] === true };
+  await client.send(Buffer.alloc(32768, 7));
+  const echo = await client.recv();
+  steps.echoLength = echo.length;
+  steps.afterBulk = { armed: deferredTuning.armed, tuned: globalThis[TUNED] === true };
+  await client.close();
+  await server.close();
+  console.log(JSON.stringify(steps));
+`;
+
+(glibc ? test : test.skip)('serve() tunes only once bulk traffic (16 KiB and more) flows, not for small messages', async () => {
+  const { stdout } = await run(process.execPath, ['--input-type=module', '-e', deferredProbe], { cwd: root });
+  const steps = JSON.parse(stdout.trim()) as Record<string, unknown>;
+  expect(steps).toEqual({
+    armedAtStart: true,
+    afterSmall: { armed: true, tuned: false },
+    echoLength: 32768,
+    afterBulk: { armed: false, tuned: true },
+  });
+}, 60_000);
+
+const backgroundProbe = `
+  const { bulkTrafficSeen, tuneAllocator } = await import(${JSON.stringify(resolve(root, 'packages/rfc6455/dist/allocator.js'))});
+  const first = await bulkTrafficSeen();
+  const second = tuneAllocator();
+  const before = process.resourceUsage().minorPageFault;
+  let sink = 0;
+  for (let m = 0; m < 1000; m++) {
+    const reads = [];
+    for (let i = 0; i < 16; i++) { const read = Buffer.allocUnsafe(65536); read.fill(m); reads.push(read); }
+    const message = Buffer.concat(reads, 1 << 20);
+    sink += message[m];
+  }
+  const perMessage = (process.resourceUsage().minorPageFault - before) / 1000;
+  console.log(JSON.stringify({ first, second, perMessage, sink }));
+`;
+
+(glibc ? test : test.skip)('the background tuning (thread pool) has the same effect as the synchronous one', async () => {
+  const plain = await runProbe(false);
+  const { stdout } = await run(process.execPath, ['--input-type=module', '-e', backgroundProbe], { cwd: root });
+  const tuned = JSON.parse(stdout.trim()) as { first: Tuning; second: Tuning; perMessage: number };
+  expect(tuned.first).toEqual({ applied: true });
+  expect(tuned.second).toEqual({ applied: false, reason: 'already applied in this process' });
+  expect(tuned.perMessage * 2).toBeLessThan(plain.perMessage);
+}, 60_000);
