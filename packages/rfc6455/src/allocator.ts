@@ -37,6 +37,7 @@ export interface AllocatorTuning {
 
 /** One tuning per process, even with several copies of the library loaded. */
 const TUNED = Symbol.for('rfc6455.tuneAllocator');
+const processWide = globalThis as { [TUNED]?: boolean };
 
 let glibc: string | undefined | null = null;
 
@@ -58,7 +59,8 @@ function readGlibcVersion(): string | undefined {
 /**
  * Raises glibc malloc's trim and mmap thresholds for this process (see the module comment): fewer
  * page faults for servers that receive or send messages of 16 KiB and more. Opt-in, once per
- * process; `serve({ tuneAllocator: true })` calls it. Returns what it did.
+ * process; `serve()` does the same in the background at its first bulk traffic (see
+ * {@link bulkTrafficSeen}). Returns what it did.
  */
 export function tuneAllocator(): AllocatorTuning {
   const skipped = cannotTune();
@@ -70,7 +72,7 @@ export function tuneAllocator(): AllocatorTuning {
   } catch (error) {
     return { applied: false, reason: `scrypt unavailable: ${(error as Error).message}` };
   }
-  (globalThis as { [TUNED]?: boolean })[TUNED] = true;
+  processWide[TUNED] = true;
   return { applied: true };
 }
 
@@ -78,7 +80,7 @@ const SCRYPT_PARAMS = { N: 16384, r: 8, p: 1, maxmem: 64 * 1024 * 1024 };
 
 /** Why tuning does not apply here (already done, not glibc), or undefined when it does. */
 function cannotTune(): AllocatorTuning | undefined {
-  if ((globalThis as { [TUNED]?: boolean })[TUNED]) return { applied: false, reason: 'already applied in this process' };
+  if (processWide[TUNED]) return { applied: false, reason: 'already applied in this process' };
   if (process.platform !== 'linux') return { applied: false, reason: `not Linux (${process.platform})` };
   if (glibcVersion() === undefined) return { applied: false, reason: 'not glibc' };
   return undefined;
@@ -113,10 +115,10 @@ export function bulkTrafficSeen(): Promise<AllocatorTuning> {
   const skipped = cannotTune();
   if (skipped !== undefined) return Promise.resolve(skipped);
   // Marked at once: a second bulk connection or an explicit tuneAllocator() meanwhile does not run it again.
-  (globalThis as { [TUNED]?: boolean })[TUNED] = true;
+  processWide[TUNED] = true;
   return new Promise((resolve) => {
     scrypt('', '', 1, SCRYPT_PARAMS, (error) => {
-      if (error) (globalThis as { [TUNED]?: boolean })[TUNED] = false;
+      if (error) processWide[TUNED] = false;
       resolve(error ? { applied: false, reason: `scrypt unavailable: ${error.message}` } : { applied: true });
     });
   });

@@ -19,10 +19,8 @@ interface Tuning {
   reason?: string;
 }
 
-const probe = (tune: boolean): string => `
-  const { tuneAllocator } = await import(${JSON.stringify(dist)});
-  const first = ${tune} ? tuneAllocator() : null;
-  const second = ${tune} ? tuneAllocator() : null;
+/** What a 1 MiB echo server does to the allocator; sets perMessage (page faults) and sink. */
+const churn = `
   const before = process.resourceUsage().minorPageFault;
   let sink = 0;
   for (let m = 0; m < 1000; m++) {
@@ -32,6 +30,13 @@ const probe = (tune: boolean): string => `
     sink += message[m];
   }
   const perMessage = (process.resourceUsage().minorPageFault - before) / 1000;
+`;
+
+const probe = (tune: boolean): string => `
+  const { tuneAllocator } = await import(${JSON.stringify(dist)});
+  const first = ${tune} ? tuneAllocator() : null;
+  const second = ${tune} ? tuneAllocator() : null;
+  ${churn}
   console.log(JSON.stringify({ first, second, perMessage, sink }));
 `;
 
@@ -88,15 +93,7 @@ const backgroundProbe = `
   const { bulkTrafficSeen, tuneAllocator } = await import(${JSON.stringify(resolve(root, 'packages/rfc6455/dist/allocator.js'))});
   const first = await bulkTrafficSeen();
   const second = tuneAllocator();
-  const before = process.resourceUsage().minorPageFault;
-  let sink = 0;
-  for (let m = 0; m < 1000; m++) {
-    const reads = [];
-    for (let i = 0; i < 16; i++) { const read = Buffer.allocUnsafe(65536); read.fill(m); reads.push(read); }
-    const message = Buffer.concat(reads, 1 << 20);
-    sink += message[m];
-  }
-  const perMessage = (process.resourceUsage().minorPageFault - before) / 1000;
+  ${churn}
   console.log(JSON.stringify({ first, second, perMessage, sink }));
 `;
 
