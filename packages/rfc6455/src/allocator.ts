@@ -59,8 +59,8 @@ function readGlibcVersion(): string | undefined {
 /**
  * Raises glibc malloc's trim and mmap thresholds for this process (see the module comment): fewer
  * page faults for servers that receive or send messages of 16 KiB and more. Opt-in, once per
- * process; `serve()` does the same in the background at its first bulk traffic (see
- * {@link bulkTrafficSeen}). Returns what it did.
+ * process; `serve()` does the same in the background at its first bulk traffic (a read or
+ * message of 16 KiB or more). Returns what it did.
  */
 export function tuneAllocator(): AllocatorTuning {
   const skipped = cannotTune();
