@@ -14,7 +14,8 @@ import type { MessageExtension } from './extensions/extension.js';
 import { wheel, type WheelMember } from './idle-wheel.js';
 import { Protocol, type ProtocolEngine, type ProtocolHandler, type Side } from './protocol.js';
 import { Hybi00Protocol } from './hybi00-protocol.js';
-import type { Transport } from './transport.js';
+import { abortSocket, endSocket, socketTransport, SocketTransport, type Transport } from './transport.js';
+import type { Socket } from 'node:net';
 import { readDirect } from './direct-read.js';
 import { BULK_BYTES, bulkTrafficSeen, deferredTuning } from './allocator.js';
 
@@ -128,8 +129,14 @@ interface PendingPing {
 }
 
 const RESOLVED: Promise<void> = Promise.resolve();
-/** The empty receive queue, shared: replaced by a fresh array on the first queued message. */
-const NO_MESSAGES: Message[] = [];
+/** Messages received while nobody takes them (made at the first one, dropped once emptied). */
+class Inbox {
+  readonly items: Message[] = [];
+  /** Index of the next message to hand out. */
+  head = 0;
+  /** Their size (strings count 2 bytes a character). */
+  bytes = 0;
+}
 const DONE: IteratorResult<Message> = Object.freeze({ value: undefined, done: true }) as IteratorResult<Message>;
 
 /** The connection a stream belongs to: shared listeners find it here (no closures per connection). */
@@ -196,6 +203,10 @@ const FLAG_ACCESSORS = [
   ['keepaliveOutstanding', 8],
   ['closedFlag', 16],
 ] as const;
+/** `flags` bit: the client end (else the server). */
+const CLIENT = 32;
+/** `flags` bit: the draft hybi-00 protocol (else RFC 6455). */
+const HYBI00 = 64;
 
 /** The fields of a connection that most connections never use (one side object, made on first use). */
 class RareFields {
@@ -213,6 +224,13 @@ class RareFields {
   requestLine: string | undefined = undefined;
   /** Server: the request's HTTP version. */
   httpVersion = '1.1';
+  /** The transport when it is not a plain socket one (HTTP/2), or once `conn.transport` was asked for. */
+  transport: Transport | undefined = undefined;
+  /** The negotiated per-message extension (permessage-deflate), if any. */
+  extension: MessageExtension | undefined = undefined;
+  closeTimer: NodeJS.Timeout | undefined = undefined;
+  finalCode: number = CloseCode.Abnormal;
+  finalReason = '';
 }
 
 /** The RareFields reached through accessors of the same name on the connection. */
@@ -227,6 +245,10 @@ const RARE_ACCESSORS = [
   'closedPromise',
   'resolveClosed',
   'errorValue',
+  'extension',
+  'closeTimer',
+  'finalCode',
+  'finalReason',
 ] as const satisfies readonly (keyof RareFields)[];
 
 /** A connection's timers and limits (immutable; shared between connections). */
@@ -237,6 +259,10 @@ interface Limits {
   readonly readHighWaterMark: number;
   readonly writeHighWaterMark: number;
   readonly maxBufferedAmount: number;
+  /** The set of open connections this one belongs to (serve() and the adapters track theirs). */
+  readonly registry: Set<WebSocketConnection> | undefined;
+  /** Where exceptions thrown by event listeners go (set by the server seam). */
+  readonly listenerFailed: ((error: unknown, conn: WebSocketConnection) => void) | undefined;
 }
 
 /** The last Limits made: the next connection almost always has the same values. */
@@ -255,7 +281,20 @@ function limitsFor(closeTimeout: number, idleTimeout: number, keepaliveInterval:
   ) {
     return l;
   }
-  return (lastLimits = Object.freeze({ closeTimeout, idleTimeout, keepaliveInterval, readHighWaterMark, writeHighWaterMark, maxBufferedAmount }));
+  return (lastLimits = Object.freeze({ closeTimeout, idleTimeout, keepaliveInterval, readHighWaterMark, writeHighWaterMark, maxBufferedAmount, registry: undefined, listenerFailed: undefined }));
+}
+
+/** For each Limits, the last one derived from it with another registry or listenerFailed. */
+const derivedLimits = new WeakMap<Limits, Limits>();
+
+/** `base` with `registry` and `listenerFailed` replaced: shared too, as every connection of a server has the same. */
+function limitsWith(base: Limits, registry: Limits['registry'], listenerFailed: Limits['listenerFailed']): Limits {
+  if (base.registry === registry && base.listenerFailed === listenerFailed) return base;
+  const last = derivedLimits.get(base);
+  if (last !== undefined && last.registry === registry && last.listenerFailed === listenerFailed) return last;
+  const derived = Object.freeze({ ...base, registry, listenerFailed });
+  derivedLimits.set(base, derived);
+  return derived;
 }
 
 /**
@@ -263,10 +302,6 @@ function limitsFor(closeTimeout: number, idleTimeout: number, keepaliveInterval:
  * or `message` events; send with `send()`, `sendStream()` and `ping()`; finish with `close()`.
  */
 export class WebSocketConnection extends EventEmitter<ConnectionEvents> implements ProtocolHandler, WheelMember, AsyncIterable<Message> {
-  /** `server` or `client`. */
-  readonly side: Side;
-  /** The protocol spoken: `rfc6455`, or `hybi00` for the draft (text only, no ping or fragments). */
-  readonly variant: 'rfc6455' | 'hybi00';
   /** The negotiated subprotocol, '' if none. */
   readonly protocol: string;
   /** The negotiated Sec-WebSocket-Extensions value, '' if none. */
@@ -275,19 +310,15 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
   readonly url: string;
   /** Server: the upgrade request's headers; client: the handshake response's headers. */
   readonly headers: IncomingHttpHeaders;
-  /** The transport the connection runs over. */
-  readonly transport: Transport;
 
   private readonly proto: ProtocolEngine;
   private readonly stream: Transport['stream'];
-  private readonly extension: MessageExtension | undefined;
-  /** Timers and limits, shared by every connection with the same values (one field, not six). */
-  private readonly limits: Limits;
+  /** Timers, limits, registry and listener-failure path, shared by every connection with the same values. */
+  private limits: Limits;
 
   // Receiving
-  private queue: Message[] = NO_MESSAGES;
-  private queueHead = 0;
-  private queuedBytes = 0;
+  /** Messages nobody has taken yet; undefined while there are none. */
+  private inbox: Inbox | undefined = undefined;
   /**
    * Pending receivers: a recv() resolver, or (flag set) an async-iterator `next()` resolver. The
    * first is kept in fields (the common case: one loop awaiting); more spill into a list.
@@ -304,10 +335,6 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
    */
   lastActivity = sinceBase(wheel.now);
   private lastKeepalive = sinceBase(wheel.now);
-  private closeTimer: NodeJS.Timeout | undefined;
-  private finalCode: number = CloseCode.Abnormal;
-  private finalReason = '';
-  private registry: Set<WebSocketConnection> | undefined;
   /** Boolean state, one bit each (see the accessors below). */
   private flags = 0;
   /** Fields most connections never use, in a side object made on first use. */
@@ -336,6 +363,10 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
   declare private closedPromise: RareFields['closedPromise'];
   declare private resolveClosed: RareFields['resolveClosed'];
   declare private errorValue: RareFields['errorValue'];
+  declare private extension: RareFields['extension'];
+  declare private closeTimer: RareFields['closeTimer'];
+  declare private finalCode: RareFields['finalCode'];
+  declare private finalReason: RareFields['finalReason'];
 
   static {
     for (const [key, bit] of FLAG_ACCESSORS) {
@@ -366,10 +397,11 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
     // dictionary (about 250 bytes once a listener is added); an object given a null prototype
     // after creation stays a small fast object, and behaves the same.
     (this as unknown as { _events: object })._events = Object.setPrototypeOf({}, null) as object;
-    this.transport = transport;
     this.stream = transport.stream;
-    this.side = info.side;
-    this.variant = info.variant ?? 'rfc6455';
+    // A socket's transport is rebuilt from the socket when asked for; other kinds are kept.
+    if (!(transport instanceof SocketTransport)) this.rareFields().transport = transport;
+    if (info.side === 'client') this.flags |= CLIENT;
+    if (info.variant === 'hybi00') this.flags |= HYBI00;
     this.protocol = info.protocol ?? '';
     this.extensions = info.extensions ?? '';
     if (info.requestLine !== undefined || (info.httpVersion !== undefined && info.httpVersion !== '1.1')) {
@@ -385,12 +417,12 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
       options.closeTimeout ?? Defaults.closeTimeout,
       options.idleTimeout ?? Defaults.idleTimeout,
       // hybi-00 has no ping: its keepalive ping threw UnsupportedError out of the shared wheel timer.
-      this.variant === 'hybi00' ? 0 : options.keepaliveInterval ?? 0,
+      info.variant === 'hybi00' ? 0 : options.keepaliveInterval ?? 0,
       options.readHighWaterMark ?? Defaults.readHighWaterMark,
       options.writeHighWaterMark ?? Defaults.writeHighWaterMark,
       options.maxBufferedAmount ?? 64 * 1024 * 1024,
     );
-    this.proto = this.variant === 'hybi00' ? new Hybi00Protocol({ side: info.side, maxMessageSize }, this) : new Protocol(
+    this.proto = info.variant === 'hybi00' ? new Hybi00Protocol({ side: info.side, maxMessageSize }, this) : new Protocol(
       {
         side: info.side,
         maxMessageSize,
@@ -418,6 +450,21 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
   }
 
   // ---- Public state ---------------------------------------------------------------------------
+
+  /** `server` or `client`. */
+  get side(): Side {
+    return (this.flags & CLIENT) !== 0 ? 'client' : 'server';
+  }
+
+  /** The protocol spoken: `rfc6455`, or `hybi00` for the draft (text only, no ping or fragments). */
+  get variant(): 'rfc6455' | 'hybi00' {
+    return (this.flags & HYBI00) !== 0 ? 'hybi00' : 'rfc6455';
+  }
+
+  /** The transport the connection runs over. */
+  get transport(): Transport {
+    return this.rare?.transport ?? (this.rareFields().transport = socketTransport(this.stream as Socket));
+  }
 
   /** `open`, `closing` (close frame sent, waiting), or `closed` (transport gone). */
   get readyState(): 'open' | 'closing' | 'closed' {
@@ -466,19 +513,23 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
 
   /** The peer's IP address (from the transport), undefined when unknown. */
   get remoteAddress(): string | undefined {
-    return this.transport.remoteAddress;
+    const transport = this.rare?.transport;
+    return transport !== undefined ? transport.remoteAddress : (this.stream as Socket).remoteAddress;
   }
   /** The peer's port, undefined when unknown. */
   get remotePort(): number | undefined {
-    return this.transport.remotePort;
+    const transport = this.rare?.transport;
+    return transport !== undefined ? transport.remotePort : (this.stream as Socket).remotePort;
   }
   /** Local IP address, undefined when unknown. */
   get localAddress(): string | undefined {
-    return this.transport.localAddress;
+    const transport = this.rare?.transport;
+    return transport !== undefined ? transport.localAddress : (this.stream as Socket).localAddress;
   }
   /** Local port, undefined when unknown. */
   get localPort(): number | undefined {
-    return this.transport.localPort;
+    const transport = this.rare?.transport;
+    return transport !== undefined ? transport.localPort : (this.stream as Socket).localPort;
   }
 
   /** Bytes handed to the connection and not yet flushed to the transport. */
@@ -488,15 +539,15 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
 
   /** RFC 6455 connections fragment; hybi-00 ones cannot (Racket's ws-conn-supports-fragmentation?). */
   get supportsFragmentation(): boolean {
-    return this.variant === 'rfc6455';
+    return (this.flags & HYBI00) === 0;
   }
   /** Whether `type` messages can be sent (hybi-00: text only). */
   supportsPayloadType(type: 'text' | 'binary'): boolean {
-    return this.variant === 'rfc6455' || type === 'text';
+    return (this.flags & HYBI00) === 0 || type === 'text';
   }
   /** Whether close frames carry a status (Racket's ws-conn-signals-status-on-close?). */
   get signalsStatusOnClose(): boolean {
-    return this.variant === 'rfc6455';
+    return (this.flags & HYBI00) === 0;
   }
 
   // ---- Receiving ------------------------------------------------------------------------------
@@ -506,7 +557,7 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
    * closed. Messages are queued while nobody calls `recv()` unless there is a `message` listener.
    */
   recv(): Promise<Message | EOF> {
-    if (this.queueHead < this.queue.length) return Promise.resolve(this.shiftMessage());
+    if (this.inbox !== undefined) return Promise.resolve(this.shiftMessage());
     if (this.receiveEnded) return Promise.resolve(EOF);
     return new Promise((resolve) => this.addWaiter(resolve as (value: never) => void, false));
   }
@@ -522,7 +573,7 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
 
   /** @internal The async iterator's `next()`. */
   nextResult(): Promise<IteratorResult<Message>> {
-    if (this.queueHead < this.queue.length) return Promise.resolve({ value: this.shiftMessage(), done: false });
+    if (this.inbox !== undefined) return Promise.resolve({ value: this.shiftMessage(), done: false });
     if (this.receiveEnded) return Promise.resolve(DONE);
     return new Promise((resolve) => this.addWaiter(resolve as (value: never) => void, true));
   }
@@ -550,28 +601,30 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
    * connection ends mid-message. Reading it slowly throttles the peer.
    */
   recvStream(): Promise<Readable | EOF> {
-    if (this.queueHead < this.queue.length) {
+    if (this.inbox !== undefined) {
       const message = this.shiftMessage();
       return Promise.resolve(Readable.from([typeof message === 'string' ? Buffer.from(message) : message]));
     }
     if (this.receiveEnded) return Promise.resolve(EOF);
-    if (this.variant !== 'rfc6455') return rejected(new UnsupportedError('streaming receive needs RFC 6455'));
+    if ((this.flags & HYBI00) !== 0) return rejected(new UnsupportedError('streaming receive needs RFC 6455'));
     this.proto.streamNextMessage = true;
     return new Promise((resolve) => (this.streamWaiters ??= []).push(resolve));
   }
 
   private shiftMessage(): Message {
-    const message = this.queue[this.queueHead]!;
-    this.queue[this.queueHead++] = undefined as unknown as Message;
-    if (this.queueHead === this.queue.length) {
-      this.queue = NO_MESSAGES;
-      this.queueHead = 0;
-    } else if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
-      this.queue = this.queue.slice(this.queueHead);
-      this.queueHead = 0;
+    const inbox = this.inbox!;
+    const items = inbox.items;
+    const message = items[inbox.head]!;
+    items[inbox.head++] = undefined as unknown as Message;
+    inbox.bytes -= messageSize(message);
+    const bytes = inbox.bytes;
+    if (inbox.head === items.length) {
+      this.inbox = undefined;
+    } else if (inbox.head > 1024 && inbox.head * 2 > items.length) {
+      items.splice(0, inbox.head);
+      inbox.head = 0;
     }
-    this.queuedBytes -= messageSize(message);
-    if (this.readPaused && this.queuedBytes <= this.limits.readHighWaterMark / 2) this.resumeReading();
+    if (this.readPaused && bytes <= this.limits.readHighWaterMark / 2) this.resumeReading();
     return message;
   }
 
@@ -609,9 +662,15 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
 
   /**
    * Where exceptions thrown by event listeners go; the server seam sets it to its handler-failure
-   * path (close 1011, `onError`). @internal
+   * path (close 1011, `onError`). Kept in the shared limits (every connection of a server has the
+   * same). @internal
    */
-  listenerFailed: ((error: unknown, conn: WebSocketConnection) => void) | undefined;
+  get listenerFailed(): Limits['listenerFailed'] {
+    return this.limits.listenerFailed;
+  }
+  set listenerFailed(handler: Limits['listenerFailed']) {
+    this.limits = limitsWith(this.limits, this.limits.registry, handler);
+  }
 
   /** @internal */
   onMessage(data: Message, binary: boolean): void {
@@ -631,10 +690,10 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
       return;
     }
     if (this.waiter !== undefined && this.deliver(data)) return;
-    if (this.queue === NO_MESSAGES) this.queue = [];
-    this.queue.push(data);
-    this.queuedBytes += messageSize(data);
-    if (this.queuedBytes > this.limits.readHighWaterMark) this.pauseReading();
+    const inbox = (this.inbox ??= new Inbox());
+    inbox.items.push(data);
+    inbox.bytes += messageSize(data);
+    if (inbox.bytes > this.limits.readHighWaterMark) this.pauseReading();
   }
 
   /** @internal */
@@ -683,7 +742,7 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
   /** @internal */
   onCloseFrame(): void {
     this.endReceiving();
-    if (this.side === 'client') {
+    if ((this.flags & CLIENT) !== 0) {
       // RFC 6455 §7.1.1: the client waits for the server to close TCP, within a timeout.
       this.armCloseTimer();
     }
@@ -698,7 +757,7 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
 
   /** @internal */
   onEnd(): void {
-    this.transport.end();
+    this.endTransport();
     this.armCloseTimer();
   }
 
@@ -726,7 +785,7 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
         });
         callbackPromise.catch(noop);
       }
-      if (this.variant === 'hybi00' && (typeof data !== 'string' || options?.binary)) {
+      if ((this.flags & HYBI00) !== 0 && (typeof data !== 'string' || options?.binary)) {
         throw new UnsupportedError('hybi-00 connections carry text only', 'WS_HYBI00_TEXT_ONLY');
       }
       if (deferredTuning.armed && (typeof data === 'string' ? data.length : data.byteLength) >= BULK_BYTES) void bulkTrafficSeen();
@@ -750,7 +809,7 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
    * it whole; waits for `drain` between fragments. Other sends wait until it is done.
    */
   sendStream(source: AsyncIterable<SendData> | Iterable<SendData>, options: SendStreamOptions = {}): Promise<void> {
-    if (this.variant !== 'rfc6455') return rejected(new UnsupportedError('hybi-00 cannot fragment', 'WS_HYBI00_NO_FRAGMENTS'));
+    if ((this.flags & HYBI00) !== 0) return rejected(new UnsupportedError('hybi-00 cannot fragment', 'WS_HYBI00_NO_FRAGMENTS'));
     const run = async (): Promise<void> => {
       const opcode = options.binary === false ? Opcode.Text : Opcode.Binary;
       const limit = options.fragmentSize ?? Defaults.streamFragmentSize;
@@ -789,7 +848,7 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
    * Rejects with ConnectionClosedError if the connection closes first.
    */
   ping(payload: SendData = Buffer.alloc(0)): Promise<number> {
-    if (this.variant !== 'rfc6455') return rejected(new UnsupportedError('hybi-00 has no ping', 'WS_HYBI00_NO_PING'));
+    if ((this.flags & HYBI00) !== 0) return rejected(new UnsupportedError('hybi-00 has no ping', 'WS_HYBI00_NO_PING'));
     try {
       const bytes = typeof payload === 'string' ? Buffer.from(payload) : Buffer.from(toBuffer(payload));
       this.proto.ping(bytes);
@@ -811,7 +870,7 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
         // Messages queued behind a sendStream() wait on sendTail, not in the protocol: the close
         // frame used to overtake them and they were lost (test/robustness/nothing-lost.test.ts).
         // Validate now, close once they are written.
-        if (this.variant === 'rfc6455') encodeClosePayload(code, reason);
+        if ((this.flags & HYBI00) === 0) encodeClosePayload(code, reason);
         this.sendTail.then(() => this.close(code, reason)).catch(noop);
         return this.whenClosed;
       }
@@ -824,14 +883,14 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
 
   /** Aborts the transport at once, without a closing handshake (close code 1006). */
   terminate(): void {
-    this.transport.abort();
+    this.abortTransport();
   }
 
   /** Adds the connection to `set` until it closes. @internal */
   trackIn(set: Set<WebSocketConnection>): void {
     if (this.closedFlag) return;
     set.add(this);
-    this.registry = set;
+    this.limits = limitsWith(this.limits, set, this.limits.listenerFailed);
   }
 
   /** Resolves once the transport has closed. */
@@ -847,20 +906,34 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
     return (this.drainPromise ??= new Promise<void>((resolve) => (this.drainResolve = resolve)));
   }
 
+  /** The transport's orderly end (a socket's without a Transport object). */
+  private endTransport(): void {
+    const transport = this.rare?.transport;
+    if (transport !== undefined) transport.end();
+    else endSocket(this.stream as Socket);
+  }
+
+  /** The transport's abort. */
+  private abortTransport(): void {
+    const transport = this.rare?.transport;
+    if (transport !== undefined) transport.abort();
+    else abortSocket(this.stream as Socket);
+  }
+
   private overflow(): void {
     // The peer does not read what we send; policy: close with 1008 and abort (ConnectionOptions).
     const error = new BackpressureError(`outgoing buffer over maxBufferedAmount ${this.limits.maxBufferedAmount}`);
     this.errorValue = error;
     this.emitError(error);
     this.finalCode = CloseCode.PolicyViolation;
-    this.transport.abort();
+    this.abortTransport();
   }
 
   private armCloseTimer(): void {
     if (this.closeTimer || this.closedFlag) return;
     this.closeTimer = setTimeout(() => {
       this.closeTimer = undefined;
-      this.transport.abort();
+      this.abortTransport();
     }, this.limits.closeTimeout);
     this.closeTimer.unref?.();
   }
@@ -904,7 +977,7 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
     if (this.limits.keepaliveInterval > 0 && now - TIME_BASE - this.lastKeepalive >= this.limits.keepaliveInterval) {
       if (this.keepaliveOutstanding) {
         this.errorValue = new TimeoutError('no pong within the keepalive interval', 'WS_KEEPALIVE_TIMEOUT');
-        this.transport.abort();
+        this.abortTransport();
         return;
       }
       this.lastKeepalive = sinceBase(now);
@@ -960,7 +1033,7 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
     // The peer ended its side. Without a close frame first this is 1006.
     this.proto.receiveEof();
     this.endReceiving();
-    this.transport.end();
+    this.endTransport();
   }
 
   /** @internal */
@@ -992,10 +1065,10 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
     if (this.closeTimer) clearTimeout(this.closeTimer);
     this.closeTimer = undefined;
     wheel.delete(this);
-    this.registry?.delete(this);
+    this.limits.registry?.delete(this);
     this.proto.receiveEof();
     this.endReceiving();
-    if (this.finalCode !== CloseCode.PolicyViolation) {
+    if (this.rare?.finalCode !== CloseCode.PolicyViolation) {
       this.finalCode = this.proto.closeCode ?? CloseCode.Abnormal;
     }
     this.finalReason = this.finalCode === CloseCode.PolicyViolation && this.proto.closeCode === CloseCode.Abnormal ? 'outgoing buffer overflow' : this.proto.closeReason;

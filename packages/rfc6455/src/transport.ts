@@ -37,7 +37,7 @@ export interface Transport {
  * A Transport over a net.Socket or tls.TLSSocket. Addresses are read when asked (each one is a
  * system call), and the object holds nothing but the socket: one small object per connection.
  */
-class SocketTransport implements Transport {
+export class SocketTransport implements Transport {
   readonly stream: Socket;
   constructor(socket: Socket) {
     this.stream = socket;
@@ -61,15 +61,24 @@ class SocketTransport implements Transport {
     return this.stream.remotePort;
   }
   end(): void {
-    // A second end() would make Node build an ERR_STREAM_ALREADY_FINISHED error for nothing.
-    if (!this.stream.destroyed && !this.stream.writableEnded) this.stream.end();
+    endSocket(this.stream);
   }
   abort(): void {
-    const socket = this.stream;
-    if (socket.destroyed) return;
-    if (!this.secure && typeof socket.resetAndDestroy === 'function' && socket.readyState !== 'opening') socket.resetAndDestroy();
-    else socket.destroy();
+    abortSocket(this.stream);
   }
+}
+
+/** A socket transport's orderly end, for callers that hold the socket and not a Transport object. */
+export function endSocket(socket: Socket): void {
+  // A second end() would make Node build an ERR_STREAM_ALREADY_FINISHED error for nothing.
+  if (!socket.destroyed && !socket.writableEnded) socket.end();
+}
+
+/** A socket transport's abort: a TCP RST where Node can send one, else destroy. */
+export function abortSocket(socket: Socket): void {
+  if (socket.destroyed) return;
+  if (!(socket instanceof TLSSocket) && typeof socket.resetAndDestroy === 'function' && socket.readyState !== 'opening') socket.resetAndDestroy();
+  else socket.destroy();
 }
 
 /** Wraps a net.Socket or tls.TLSSocket. */
