@@ -437,7 +437,14 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
     const stream = this.stream;
     (stream as OwnedStream)[kConnection] = this;
     stream.on('data', streamOnData);
-    stream.on('end', streamOnEnd);
+    if (this.rare?.transport === undefined) {
+      // A socket: instead of an 'end' listener of ours (the socket's second, so an array on every
+      // connection), let the socket end its side itself when the peer ends (what allowHalfOpen
+      // false does); the connection learns of the end at 'close', as after an abort.
+      (stream as Socket).allowHalfOpen = false;
+    } else {
+      stream.on('end', streamOnEnd);
+    }
     stream.on('close', streamOnClose);
     stream.on('error', streamOnError);
     stream.on('drain', streamOnDrain);
