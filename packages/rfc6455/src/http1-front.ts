@@ -203,6 +203,16 @@ export class Http1Front {
 const GET_SPACE = Buffer.from('GET ', 'latin1');
 
 /**
+ * Makes the headers objects: plain objects (prototype Object.prototype, no own properties), made
+ * by a constructor rather than a `{}` literal because a connection keeps its headers. V8 gives a
+ * literal room for 4 properties inside the object and puts the rest in a separate array; objects
+ * made by a constructor get their in-object room from what the first few of them held (in-object
+ * slack tracking, up to 8): the 5 to 8 headers of a usual handshake then fit in the object itself.
+ */
+const HeaderBag = function HeaderBag(): void {} as unknown as new () => Record<string, string | string[]>;
+HeaderBag.prototype = Object.prototype;
+
+/**
  * Parses a complete request head (`buffer[0, end)`, end at the CRLFCRLF) when it is a clean
  * WebSocket upgrade request; undefined for anything else (Node's parser decides then).
  */
@@ -233,7 +243,7 @@ export function parseUpgradeHead(socket: Socket, buffer: Buffer, end: number): I
   const raw: string[] = [];
   // The headers object, built here while every name is seen once (with a repeated name, Node's
   // own code builds it from rawHeaders instead: joined, dropped or listed as Node does).
-  let headers: Record<string, string | string[]> | undefined = {};
+  let headers: Record<string, string | string[]> | undefined = new HeaderBag();
   let upgrade = false;
   let connectionUpgrade = false;
   let start = eol + 2;
