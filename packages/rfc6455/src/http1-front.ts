@@ -260,25 +260,34 @@ export function parseUpgradeHead(socket: Socket, buffer: Buffer, end: number): I
     let to = next;
     while (from < to && (text.charCodeAt(from) === 0x20 || text.charCodeAt(from) === 0x09)) from++;
     while (to > from && (text.charCodeAt(to - 1) === 0x20 || text.charCodeAt(to - 1) === 0x09)) to--;
-    // V8 copies slices shorter than 13 characters; longer ones are decoded afresh from the buffer.
-    const value = to - from < 13 ? common(text.slice(from, to)) : buffer.toString('latin1', from, to);
+    const key = name.toLowerCase();
+    // A value equal to the last one seen for the same well-known header (Host, Origin,
+    // User-Agent...: usually the same on every connection) is that same string, kept once.
+    const last = INTERNED.has(key) ? lastValues.get(key) : undefined;
+    let value: string;
+    if (last !== undefined && last.length === to - from && text.startsWith(last, from)) {
+      value = last;
+    } else {
+      // V8 copies slices shorter than 13 characters; longer ones are decoded afresh from the buffer.
+      value = to - from < 13 ? common(text.slice(from, to)) : buffer.toString('latin1', from, to);
+      if (INTERNED.has(key)) lastValues.set(key, value);
+    }
     switch (name.length) {
       case 7:
-        if (name.toLowerCase() === 'upgrade') upgrade ||= value !== '';
+        if (key === 'upgrade') upgrade ||= value !== '';
         break;
       case 10:
-        if (name.toLowerCase() === 'connection' && !connectionUpgrade) connectionUpgrade = hasHeaderToken(value, 'upgrade');
+        if (key === 'connection' && !connectionUpgrade) connectionUpgrade = hasHeaderToken(value, 'upgrade');
         break;
       case 14:
-        if (name.toLowerCase() === 'content-length' && value !== '0') return undefined;
+        if (key === 'content-length' && value !== '0') return undefined;
         break;
       case 17:
-        if (name.toLowerCase() === 'transfer-encoding') return undefined;
+        if (key === 'transfer-encoding') return undefined;
         break;
     }
     raw.push(name, value);
     if (headers !== undefined) {
-      const key = name.toLowerCase();
       if (headers[key] !== undefined) headers = undefined;
       else headers[key] = key === 'set-cookie' ? [value] : value;
     }
@@ -299,6 +308,26 @@ export function parseUpgradeHead(socket: Socket, buffer: Buffer, end: number): I
   req.push(null);
   return req;
 }
+
+/**
+ * Headers whose value is usually the same on every connection to a server; the front keeps the
+ * last value of each (a bounded table: these names only, each value under maxHeaderSize).
+ */
+const INTERNED = new Set([
+  'host',
+  'origin',
+  'user-agent',
+  'accept-encoding',
+  'accept-language',
+  'cache-control',
+  'pragma',
+  'sec-websocket-extensions',
+  'sec-websocket-protocol',
+  'sec-websocket-version',
+  'upgrade',
+  'connection',
+]);
+const lastValues = new Map<string, string>();
 
 /**
  * The shared constant for the values every handshake sends (a connection keeps its headers: one

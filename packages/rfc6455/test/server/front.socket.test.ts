@@ -217,6 +217,35 @@ describe('fast path', () => {
     expect(results[0]!.headers['x-custom-header']).toBe('value with  spaces');
   });
 
+  test('values the front remembers between requests (Host, Origin, User-Agent) are each request\'s own', async () => {
+    const { server, seen } = await start();
+    // Same values twice, then values that differ in length, in one character, or as a prefix.
+    const variants = [
+      ['example.com', 'https://a.example', 'agent/1.0'],
+      ['example.com', 'https://a.example', 'agent/1.0'],
+      ['example.org', 'https://b.example', 'agent/1.0 extra'],
+      ['example.co', 'https://a.exampl', 'agent/1.'],
+      ['example.com:80', 'https://a.example', 'agent/1.0'],
+    ];
+    for (const [host, origin, agent] of variants) {
+      const head = [
+        'GET / HTTP/1.1',
+        `Host: ${host}`,
+        `Origin: ${origin}`,
+        `User-Agent: ${agent}`,
+        'Upgrade: websocket',
+        'Connection: Upgrade',
+        `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}`,
+        'Sec-WebSocket-Version: 13',
+        '',
+        '',
+      ].join('\r\n');
+      expect((await exchange(server.port, head)).status).toBe(101);
+    }
+    expect(seen.map((s) => [s.req.headers.host, s.req.headers.origin, s.req.headers['user-agent']])).toEqual(variants);
+    expect(seen.every((s) => !s.nodeParsed)).toBe(true);
+  });
+
   test('a head split over several packets (inside the CRLFCRLF too) still takes the fast path', async () => {
     const { server, seen } = await start();
     const peer = await Peer.open(server.port);
