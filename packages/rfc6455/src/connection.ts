@@ -898,6 +898,11 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
     if (this.closedFlag) return;
     set.add(this);
     this.limits = limitsWith(this.limits, set, this.limits.listenerFailed);
+    // The wheel reaches the connection through the set from now on (one table entry, not two).
+    if (this.limits.idleTimeout > 0 || this.limits.keepaliveInterval > 0) {
+      wheel.addGroup(set);
+      wheel.delete(this);
+    }
   }
 
   /** Resolves once the transport has closed. */

@@ -2,6 +2,10 @@
  * One shared timer for every connection's idle and keepalive deadlines (instead of a timer per
  * connection, re-armed on every read). Connections note activity by copying `clock.now`, a
  * coarse time updated on each tick, so the hot path does no timer or clock work at all.
+ *
+ * A connection that belongs to a server's set of open connections is reached through that set
+ * (the wheel holds the set, once): no second per-connection table entry. Others are held one by
+ * one.
  */
 
 /** What the wheel calls on a connection; implemented by WebSocketConnection. */
@@ -15,10 +19,28 @@ const TICK_MS = 250;
 class IdleWheel {
   now = Date.now();
   private readonly members = new Set<WheelMember>();
+  /** Sets of members (a server's open connections), each ticked whole; dropped once empty. */
+  private readonly groups = new Set<ReadonlySet<WheelMember>>();
   private timer: NodeJS.Timeout | undefined;
 
   add(member: WheelMember): void {
     this.members.add(member);
+    this.start();
+  }
+
+  /** Ticks every member of `group` from now on, for as long as it has members. */
+  addGroup(group: ReadonlySet<WheelMember>): void {
+    if (this.groups.has(group)) return;
+    this.groups.add(group);
+    this.start();
+  }
+
+  delete(member: WheelMember): void {
+    this.members.delete(member);
+    this.stopIfIdle();
+  }
+
+  private start(): void {
     if (!this.timer) {
       this.now = Date.now();
       this.timer = setInterval(() => this.onTick(), TICK_MS);
@@ -26,9 +48,8 @@ class IdleWheel {
     }
   }
 
-  delete(member: WheelMember): void {
-    this.members.delete(member);
-    if (this.members.size === 0 && this.timer) {
+  private stopIfIdle(): void {
+    if (this.members.size === 0 && this.groups.size === 0 && this.timer) {
       clearInterval(this.timer);
       this.timer = undefined;
     }
@@ -37,6 +58,11 @@ class IdleWheel {
   private onTick(): void {
     const now = (this.now = Date.now());
     for (const member of this.members) member.tick(now);
+    for (const group of this.groups) {
+      if (group.size === 0) this.groups.delete(group);
+      else for (const member of group) member.tick(now);
+    }
+    this.stopIfIdle();
   }
 }
 

@@ -95,7 +95,8 @@ export interface UpgradeOptions<State = unknown> extends ConnectionOptions {
   onConnection?: (conn: WebSocketConnection) => void;
   /**
    * A set that tracks open connections: each accepted connection is added, and removes itself
-   * when it closes (serve() and the adapters use it for graceful shutdown).
+   * when it closes (serve() and the adapters use it for graceful shutdown). Leave the removing to
+   * the connections: the idle and keepalive timers reach them through this set.
    */
   connections?: Set<WebSocketConnection>;
 }
