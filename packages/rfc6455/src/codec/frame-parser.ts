@@ -102,17 +102,48 @@ function copyUnmasked(src: Buffer, start: number, size: number, dst: Buffer, k0:
   if (i + 2 < size) dst[i + 2] = src[start + i + 2]! ^ k2;
 }
 
+/**
+ * A parser's side and limits. They are the same for every connection of a server, so parsers share
+ * one frozen object (one field each instead of six). @internal
+ */
+interface ParserConfig {
+  readonly serverSide: boolean;
+  readonly maxFrameSize: number;
+  readonly maxMessageSize: number;
+  readonly maxFragments: number;
+  readonly allowRsv1: boolean;
+  readonly ownsInput: boolean;
+  /** Largest payload the whole-frame fast path takes: 125 or a smaller limit, -1 for none. */
+  readonly fastLimit: number;
+}
+
+/** The last ParserConfig made: the next parser almost always has the same values. */
+let lastConfig: ParserConfig | undefined;
+
+function configFor(serverSide: boolean, maxFrameSize: number, maxMessageSize: number, maxFragments: number, allowRsv1: boolean, ownsInput: boolean): ParserConfig {
+  const c = lastConfig;
+  if (
+    c !== undefined &&
+    c.serverSide === serverSide &&
+    Object.is(c.maxFrameSize, maxFrameSize) &&
+    Object.is(c.maxMessageSize, maxMessageSize) &&
+    Object.is(c.maxFragments, maxFragments) &&
+    c.allowRsv1 === allowRsv1 &&
+    c.ownsInput === ownsInput
+  ) {
+    return c;
+  }
+  const fastLimit = Math.min(125, maxFrameSize, maxMessageSize, maxFragments < 1 ? -1 : 125);
+  return (lastConfig = Object.freeze({ serverSide, maxFrameSize, maxMessageSize, maxFragments, allowRsv1, ownsInput, fastLimit }));
+}
+
 export class FrameParser {
   /** Set by the sink (from a callback) to stop the loop; `resume()` continues it. */
   paused = false;
 
   private readonly sink: FrameSink;
-  private readonly serverSide: boolean;
-  private readonly maxFrameSize: number;
-  private readonly maxMessageSize: number;
-  private readonly maxFragments: number;
-  private readonly allowRsv1: boolean;
-  private readonly ownsInput: boolean;
+  /** Side and limits, shared by every parser with the same values (one field, not six). */
+  private readonly config: ParserConfig;
 
   /** NO_CHUNKS (shared, never written) while nothing is buffered. */
   private chunks: Buffer[] = NO_CHUNKS;
@@ -139,12 +170,14 @@ export class FrameParser {
 
   constructor(options: FrameParserOptions, sink: FrameSink) {
     this.sink = sink;
-    this.serverSide = options.side === 'server';
-    this.maxFrameSize = options.maxFrameSize ?? Number.MAX_SAFE_INTEGER;
-    this.maxMessageSize = options.maxMessageSize ?? Number.MAX_SAFE_INTEGER;
-    this.maxFragments = options.maxFragments ?? Number.MAX_SAFE_INTEGER;
-    this.allowRsv1 = options.allowRsv1 ?? false;
-    this.ownsInput = options.ownsInput ?? false;
+    this.config = configFor(
+      options.side === 'server',
+      options.maxFrameSize ?? Number.MAX_SAFE_INTEGER,
+      options.maxMessageSize ?? Number.MAX_SAFE_INTEGER,
+      options.maxFragments ?? Number.MAX_SAFE_INTEGER,
+      options.allowRsv1 ?? false,
+      options.ownsInput ?? false,
+    );
   }
 
   /** Bytes received but not parsed yet (while paused, or the start of an incomplete frame). */
@@ -187,9 +220,11 @@ export class FrameParser {
    * rest. Only called between messages with nothing buffered.
    */
   private wholeFrames(chunk: Buffer, length: number, transient: boolean): number {
-    const maskBit = this.serverSide ? 0x80 : 0;
-    const headerLength = this.serverSide ? 6 : 2;
-    const limit = Math.min(125, this.maxFrameSize, this.maxMessageSize, this.maxFragments < 1 ? -1 : 125);
+    const config = this.config;
+    const maskBit = config.serverSide ? 0x80 : 0;
+    const headerLength = config.serverSide ? 6 : 2;
+    const limit = config.fastLimit;
+    const ownsInput = config.ownsInput;
     let at = 0;
     while (length - at >= headerLength) {
       const b0 = chunk[at]!;
@@ -210,7 +245,7 @@ export class FrameParser {
         else copyUnmasked(chunk, start, size, payload, chunk[at + 2]!, chunk[at + 3]!, chunk[at + 4]!, chunk[at + 5]!);
       } else if (maskBit === 0) {
         payload = chunk.subarray(start, end);
-      } else if (this.ownsInput) {
+      } else if (ownsInput) {
         unmaskShort(chunk, start, end, chunk[at + 2]!, chunk[at + 3]!, chunk[at + 4]!, chunk[at + 5]!);
         payload = chunk.subarray(start, end);
       } else {
@@ -363,7 +398,7 @@ export class FrameParser {
     } else if (opcode === Opcode.Text || opcode === Opcode.Binary) {
       // RFC 6455 §5.4: fragments of one message may not be interleaved with another message.
       if (this.messageOpcode !== 0) return this.fail(new ProtocolError('new data frame inside a fragmented message'));
-      if (rsv1 && !this.allowRsv1) return this.fail(new ProtocolError('RSV1 set without a negotiated extension'));
+      if (rsv1 && !this.config.allowRsv1) return this.fail(new ProtocolError('RSV1 set without a negotiated extension'));
       this.messageOpcode = opcode;
       this.compressed = rsv1;
       this.pieceSent = false;
@@ -372,8 +407,9 @@ export class FrameParser {
     }
 
     // RFC 6455 §5.1: a server closes on an unmasked frame; a client closes on a masked one.
-    if (this.masked !== this.serverSide) {
-      return this.fail(new ProtocolError(this.serverSide ? 'client frame is not masked' : 'server frame is masked'));
+    const serverSide = this.config.serverSide;
+    if (this.masked !== serverSide) {
+      return this.fail(new ProtocolError(serverSide ? 'client frame is not masked' : 'server frame is masked'));
     }
 
     if (length7 === 126) this.state = LENGTH_16;
@@ -400,15 +436,19 @@ export class FrameParser {
 
   private setLength(length: number): void {
     if (this.opcode < Opcode.Close) {
-      if (length > this.maxFrameSize) {
-        return this.fail(new MessageTooBigError(`frame of ${length} bytes exceeds maxFrameSize ${this.maxFrameSize}`, this.maxFrameSize));
+      const { maxFrameSize, maxMessageSize, maxFragments } = this.config;
+      if (length > maxFrameSize) {
+        return this.fail(new MessageTooBigError(`frame of ${length} bytes exceeds maxFrameSize ${maxFrameSize}`, maxFrameSize));
       }
-      this.messageLength += length;
-      if (this.messageLength > this.maxMessageSize) {
-        return this.fail(new MessageTooBigError(`message exceeds maxMessageSize ${this.maxMessageSize}`, this.maxMessageSize));
+      // Checked before it is stored: a length over the limit (up to 2^53) would make the field a
+      // heap number, and V8 would then give that field a boxed double in every later parser.
+      const messageLength = this.messageLength + length;
+      if (messageLength > maxMessageSize) {
+        return this.fail(new MessageTooBigError(`message exceeds maxMessageSize ${maxMessageSize}`, maxMessageSize));
       }
-      if (++this.fragments > this.maxFragments) {
-        return this.fail(new MessageTooBigError(`message has more than ${this.maxFragments} fragments`, this.maxFragments));
+      this.messageLength = messageLength;
+      if (++this.fragments > maxFragments) {
+        return this.fail(new MessageTooBigError(`message has more than ${maxFragments} fragments`, maxFragments));
       }
     }
     this.remaining = length;
@@ -423,7 +463,7 @@ export class FrameParser {
 
   private unmask(piece: Buffer): Buffer {
     if (!this.masked || piece.length === 0) return piece;
-    if (this.ownsInput) {
+    if (this.config.ownsInput) {
       mask(piece, keyBytes(this.maskKeyWord), piece, 0, this.maskOffset);
     } else {
       const copy = Buffer.allocUnsafe(piece.length);
