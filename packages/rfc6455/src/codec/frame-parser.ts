@@ -156,7 +156,7 @@ export class FrameParser {
   private fin = false;
   private opcode = 0;
   private masked = false;
-  /** The frame's masking key as a 32-bit integer (bytes in wire order, big-endian). */
+  /** The frame's masking key as a signed 32-bit integer (bytes in wire order, big-endian). */
   private maskKeyWord = 0;
   private remaining = 0;
   private maskOffset = 0;
@@ -311,7 +311,9 @@ export class FrameParser {
           break;
         case MASK_KEY:
           if (this.buffered < 4) return;
-          this.maskKeyWord = ((this.readByte() << 24) | (this.readByte() << 16) | (this.readByte() << 8) | this.readByte()) >>> 0;
+          // Signed (no `>>> 0`): a key with the top bit set stays a small integer, where an
+          // unsigned one would be a heap number, and V8 would then box the field in every parser.
+          this.maskKeyWord = (this.readByte() << 24) | (this.readByte() << 16) | (this.readByte() << 8) | this.readByte();
           this.startPayload();
           break;
         case PAYLOAD:
