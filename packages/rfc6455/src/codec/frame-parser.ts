@@ -47,12 +47,29 @@ export interface FrameParserOptions {
   ownsInput?: boolean;
 }
 
+// Loop states, in bits 0-2 of `flags` (HEADER is 0: "between frames" is a clear field).
 const HEADER = 0;
 const LENGTH_16 = 1;
 const LENGTH_64 = 2;
 const MASK_KEY = 3;
 const PAYLOAD = 4;
 const FAILED = 5;
+const STATE = 0x7;
+
+// The rest of a parser's state, as bits of its `flags` (one small integer, not six fields).
+/** Set by the sink to stop the loop (the public `paused`). */
+const PAUSED = 0x8;
+/** The current frame has FIN set. */
+const FIN = 0x10;
+/** The current frame is masked. */
+const MASKED = 0x20;
+/** The current data message's first frame had RSV1 set. */
+const COMPRESSED = 0x40;
+/** A piece of the current data message went to the sink. */
+const PIECE_SENT = 0x80;
+/** Bits 8-9: the opcode of the data message in progress (1 or 2), 0 between messages. */
+const MESSAGE = 0x300;
+const MESSAGE_SHIFT = 8;
 
 const EMPTY = Buffer.alloc(0);
 /** The chunk list of every parser with nothing buffered; never pushed to. */
@@ -138,8 +155,11 @@ function configFor(serverSide: boolean, maxFrameSize: number, maxMessageSize: nu
 }
 
 export class FrameParser {
-  /** Set by the sink (from a callback) to stop the loop; `resume()` continues it. */
-  paused = false;
+  /**
+   * Set by the sink (from a callback) to stop the loop; `resume()` continues it. (A bit of
+   * `flags`, through an accessor on the prototype.)
+   */
+  declare paused: boolean;
 
   private readonly sink: FrameSink;
   /** Side and limits, shared by every parser with the same values (one field, not six). */
@@ -150,23 +170,30 @@ export class FrameParser {
   /** Offset of the first unread byte in chunks[0]. */
   private offset = 0;
   private buffered = 0;
-  private state = HEADER;
+  /** The loop state (bits 0-2) and the booleans and message opcode above, as bits. */
+  private flags = HEADER;
 
-  // Current frame
-  private fin = false;
+  // Current frame (FIN and MASK are bits of `flags`)
   private opcode = 0;
-  private masked = false;
   /** The frame's masking key as a signed 32-bit integer (bytes in wire order, big-endian). */
   private maskKeyWord = 0;
   private remaining = 0;
   private maskOffset = 0;
 
-  // Current data message
-  private messageOpcode = 0;
-  private compressed = false;
+  // Current data message (its opcode, RSV1 and whether a piece was sent are bits of `flags`)
   private messageLength = 0;
   private fragments = 0;
-  private pieceSent = false;
+
+  static {
+    Object.defineProperty(FrameParser.prototype, 'paused', {
+      get(this: FrameParser) {
+        return (this.flags & PAUSED) !== 0;
+      },
+      set(this: FrameParser, on: boolean) {
+        this.flags = on ? this.flags | PAUSED : this.flags & ~PAUSED;
+      },
+    });
+  }
 
   constructor(options: FrameParserOptions, sink: FrameSink) {
     this.sink = sink;
@@ -187,18 +214,20 @@ export class FrameParser {
 
   /** True when the parser stopped after an error and discards input. */
   get failed(): boolean {
-    return this.state === FAILED;
+    return (this.flags & STATE) === FAILED;
   }
 
   /** True while a fragmented data message has started and not ended. */
   get inMessage(): boolean {
-    return this.messageOpcode !== 0;
+    return (this.flags & MESSAGE) !== 0;
   }
 
   /** Parses `chunk` (after any bytes kept from earlier pushes). */
   push(chunk: Buffer): void {
-    if (this.state === FAILED || chunk.length === 0) return;
-    if (this.buffered === 0 && this.state === HEADER && this.messageOpcode === 0 && !this.paused) {
+    const flags = this.flags;
+    if ((flags & STATE) === FAILED || chunk.length === 0) return;
+    // Between frames and messages, not paused, nothing buffered: the fast path.
+    if (this.buffered === 0 && (flags & (STATE | PAUSED | MESSAGE)) === 0) {
       const taken = this.wholeFrames(chunk, chunk.length, false);
       if (taken === chunk.length || this.failed) return;
       if (taken > 0) chunk = chunk.subarray(taken);
@@ -206,9 +235,9 @@ export class FrameParser {
     if (this.chunks === NO_CHUNKS) this.chunks = [chunk];
     else this.chunks.push(chunk);
     this.buffered += chunk.length;
-    if (!this.paused) this.loop();
+    if ((this.flags & PAUSED) === 0) this.loop();
     // Drop the emptied list: an idle connection keeps no chunk slots.
-    if (this.buffered === 0 && this.state !== FAILED) this.chunks = NO_CHUNKS;
+    if (this.buffered === 0 && !this.failed) this.chunks = NO_CHUNKS;
   }
 
   /**
@@ -255,7 +284,7 @@ export class FrameParser {
       at = end;
       this.sink.onData(b0 & 0x0f, false, payload, true, true);
       // The sink may have failed the stream or paused it; the rest waits for the general path.
-      if (this.paused || this.state !== HEADER) break;
+      if ((this.flags & (PAUSED | STATE)) !== 0) break;
     }
     return at;
   }
@@ -268,9 +297,10 @@ export class FrameParser {
    * once and parsed as an owned chunk.
    */
   pushTransient(buf: Buffer, end: number): void {
-    if (this.state === FAILED || end === 0) return;
+    const flags = this.flags;
+    if ((flags & STATE) === FAILED || end === 0) return;
     let taken = 0;
-    if (this.buffered === 0 && this.state === HEADER && this.messageOpcode === 0 && !this.paused) {
+    if (this.buffered === 0 && (flags & (STATE | PAUSED | MESSAGE)) === 0) {
       taken = this.wholeFrames(buf, end, true);
       if (taken === end || this.failed) return;
     }
@@ -281,22 +311,28 @@ export class FrameParser {
 
   /** Continues parsing after the sink set `paused`. */
   resume(): void {
-    if (!this.paused) return;
-    this.paused = false;
-    if (this.state !== FAILED) this.loop();
+    if ((this.flags & PAUSED) === 0) return;
+    this.flags &= ~PAUSED;
+    if (!this.failed) this.loop();
   }
 
   /** Stops parsing for good and drops buffered input (after a close, or on the caller's error). */
   discard(): void {
-    this.state = FAILED;
+    this.setState(FAILED);
     this.chunks = NO_CHUNKS;
     this.buffered = 0;
     this.offset = 0;
   }
 
+  private setState(state: number): void {
+    this.flags = (this.flags & ~STATE) | state;
+  }
+
   private loop(): void {
-    while (!this.paused) {
-      switch (this.state) {
+    for (;;) {
+      const flags = this.flags;
+      if ((flags & PAUSED) !== 0) return;
+      switch (flags & STATE) {
         case HEADER:
           if (this.buffered < 2) return;
           this.readHeader();
@@ -375,12 +411,14 @@ export class FrameParser {
   private readHeader(): void {
     const b0 = this.readByte();
     const b1 = this.readByte();
-    this.fin = (b0 & 0x80) !== 0;
+    const fin = (b0 & 0x80) !== 0;
     const rsv1 = (b0 & 0x40) !== 0;
     const opcode = b0 & 0x0f;
-    this.opcode = opcode;
-    this.masked = (b1 & 0x80) !== 0;
+    const masked = (b1 & 0x80) !== 0;
     const length7 = b1 & 0x7f;
+    const inMessage = (this.flags & MESSAGE) !== 0;
+    this.opcode = opcode;
+    this.flags = (this.flags & ~(FIN | MASKED)) | (fin ? FIN : 0) | (masked ? MASKED : 0);
 
     // RFC 6455 §5.2: RSV2/RSV3 must be 0 unless an extension defines them (none we support does).
     if ((b0 & 0x30) !== 0) return this.fail(new ProtocolError('RSV2 and RSV3 must be clear'));
@@ -388,34 +426,32 @@ export class FrameParser {
     if (opcode >= Opcode.Close) {
       // RFC 6455 §5.5: control frames.
       if (opcode > Opcode.Pong) return this.fail(new ProtocolError(`reserved opcode 0x${opcode.toString(16)}`));
-      if (!this.fin) return this.fail(new ProtocolError('fragmented control frame'));
+      if (!fin) return this.fail(new ProtocolError('fragmented control frame'));
       if (length7 > 125) return this.fail(new ProtocolError('control frame payload over 125 bytes'));
       // RFC 7692 §6.1: RSV1 is only meaningful on data frames.
       if (rsv1) return this.fail(new ProtocolError('RSV1 set on a control frame'));
     } else if (opcode === Opcode.Continuation) {
       // RFC 6455 §5.4: a continuation must follow a started message.
-      if (this.messageOpcode === 0) return this.fail(new ProtocolError('continuation frame without a message to continue'));
+      if (!inMessage) return this.fail(new ProtocolError('continuation frame without a message to continue'));
       // RFC 7692 §6.1: RSV1 only on the first frame of a message.
       if (rsv1) return this.fail(new ProtocolError('RSV1 set on a continuation frame'));
     } else if (opcode === Opcode.Text || opcode === Opcode.Binary) {
       // RFC 6455 §5.4: fragments of one message may not be interleaved with another message.
-      if (this.messageOpcode !== 0) return this.fail(new ProtocolError('new data frame inside a fragmented message'));
+      if (inMessage) return this.fail(new ProtocolError('new data frame inside a fragmented message'));
       if (rsv1 && !this.config.allowRsv1) return this.fail(new ProtocolError('RSV1 set without a negotiated extension'));
-      this.messageOpcode = opcode;
-      this.compressed = rsv1;
-      this.pieceSent = false;
+      this.flags = (this.flags & ~(MESSAGE | COMPRESSED | PIECE_SENT)) | (opcode << MESSAGE_SHIFT) | (rsv1 ? COMPRESSED : 0);
     } else {
       return this.fail(new ProtocolError(`reserved opcode 0x${opcode.toString(16)}`));
     }
 
     // RFC 6455 §5.1: a server closes on an unmasked frame; a client closes on a masked one.
     const serverSide = this.config.serverSide;
-    if (this.masked !== serverSide) {
+    if (masked !== serverSide) {
       return this.fail(new ProtocolError(serverSide ? 'client frame is not masked' : 'server frame is masked'));
     }
 
-    if (length7 === 126) this.state = LENGTH_16;
-    else if (length7 === 127) this.state = LENGTH_64;
+    if (length7 === 126) this.setState(LENGTH_16);
+    else if (length7 === 127) this.setState(LENGTH_64);
     else this.setLength(length7);
   }
 
@@ -454,17 +490,17 @@ export class FrameParser {
       }
     }
     this.remaining = length;
-    if (this.masked) this.state = MASK_KEY;
+    if ((this.flags & MASKED) !== 0) this.setState(MASK_KEY);
     else this.startPayload();
   }
 
   private startPayload(): void {
     this.maskOffset = 0;
-    this.state = PAYLOAD;
+    this.setState(PAYLOAD);
   }
 
   private unmask(piece: Buffer): Buffer {
-    if (!this.masked || piece.length === 0) return piece;
+    if ((this.flags & MASKED) === 0 || piece.length === 0) return piece;
     if (this.config.ownsInput) {
       mask(piece, keyBytes(this.maskKeyWord), piece, 0, this.maskOffset);
     } else {
@@ -481,32 +517,33 @@ export class FrameParser {
     if (this.opcode >= Opcode.Close) {
       if (this.buffered < this.remaining) return false;
       const payload = this.remaining === 0 ? EMPTY : this.unmask(this.take(this.remaining));
-      this.state = HEADER;
+      this.setState(HEADER);
       this.sink.onControl(this.opcode, payload);
       return true;
     }
     if (this.remaining === 0) {
-      this.state = HEADER;
+      this.setState(HEADER);
       // An empty frame: only the message's first or last piece needs telling.
-      if (this.fin || !this.pieceSent) this.emit(EMPTY);
+      if ((this.flags & FIN) !== 0 || (this.flags & PIECE_SENT) === 0) this.emit(EMPTY);
       return true;
     }
     if (this.buffered === 0) return false;
     const piece = this.unmask(this.takeView(this.remaining));
     this.remaining -= piece.length;
-    if (this.remaining === 0) this.state = HEADER;
+    if (this.remaining === 0) this.setState(HEADER);
     this.emit(piece);
     return true;
   }
 
   private emit(piece: Buffer): void {
-    const last = this.fin && this.remaining === 0;
-    const first = !this.pieceSent;
-    const opcode = this.messageOpcode;
-    const compressed = this.compressed;
-    this.pieceSent = true;
+    const flags = this.flags;
+    const last = (flags & FIN) !== 0 && this.remaining === 0;
+    const first = (flags & PIECE_SENT) === 0;
+    const opcode = (flags & MESSAGE) >> MESSAGE_SHIFT;
+    const compressed = (flags & COMPRESSED) !== 0;
+    // Written before the sink is called: it may set `paused` (another bit of flags).
+    this.flags = last ? (flags & ~MESSAGE) | PIECE_SENT : flags | PIECE_SENT;
     if (last) {
-      this.messageOpcode = 0;
       this.messageLength = 0;
       this.fragments = 0;
     }
