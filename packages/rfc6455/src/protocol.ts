@@ -126,21 +126,38 @@ const EMPTY = Buffer.alloc(0);
 const NO_PARTS: Buffer[] = [];
 const NO_FRAMES: QueuedFrame[] = [];
 
+/** A protocol's settings that are the same for every connection of a server (shared, frozen). */
+interface ProtocolConfig {
+  readonly side: Side;
+  /** Clients mask what they send (RFC 6455 §5.3). */
+  readonly masking: boolean;
+  readonly compressThreshold: number;
+}
+
+/** The last ProtocolConfig made: the next connection almost always has the same values. */
+let lastConfig: ProtocolConfig | undefined;
+
+function configFor(side: Side, compressThreshold: number): ProtocolConfig {
+  const c = lastConfig;
+  if (c !== undefined && c.side === side && Object.is(c.compressThreshold, compressThreshold)) return c;
+  return (lastConfig = Object.freeze({ side, masking: side === 'client', compressThreshold }));
+}
+
 /**
  * The RFC 6455 protocol state machine, sans I/O: feed it bytes with `receiveData`, and it reports
  * messages and bytes to write through its {@link ProtocolHandler}.
  */
 export class Protocol implements FrameSink, ProtocolEngine {
-  /** Our end of the connection. */
-  readonly side: Side;
+  /** Our end of the connection. (Read from the shared config, through an accessor on the prototype.) */
+  declare readonly side: Side;
   /** Set to receive the next message that starts as pieces (`handler.piece`) instead of whole. */
   streamNextMessage = false;
 
   private readonly handler: ProtocolHandler;
   private readonly parser: FrameParser;
   private readonly extension: MessageExtension | undefined;
-  private readonly compressThreshold: number;
-  private readonly masking: boolean;
+  /** Side, masking and compression threshold, shared by every protocol with the same values. */
+  private readonly config: ProtocolConfig;
 
   private stateValue: ProtocolState = 'open';
   private closeSentFlag = false;
@@ -164,12 +181,18 @@ export class Protocol implements FrameSink, ProtocolEngine {
   private sendingCompressed = false;
   private pendingClose: { code: number | undefined; reason: string } | undefined;
 
+  static {
+    Object.defineProperty(Protocol.prototype, 'side', {
+      get(this: Protocol) {
+        return this.config.side;
+      },
+    });
+  }
+
   constructor(options: ProtocolOptions, handler: ProtocolHandler) {
-    this.side = options.side;
     this.handler = handler;
     this.extension = options.extension;
-    this.compressThreshold = options.compressThreshold ?? 1024;
-    this.masking = options.side === 'client';
+    this.config = configFor(options.side, options.compressThreshold ?? 1024);
     this.parser = new FrameParser(
       {
         side: options.side,
@@ -339,7 +362,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
     this.dropQueue();
     this.handler.onCloseFrame(code, reason);
     // RFC 6455 §7.1.1: the server closes the TCP connection first.
-    if (this.side === 'server') this.handler.onEnd();
+    if (this.config.side === 'server') this.handler.onEnd();
   }
 
   /** Fails the connection: close frame with the error's code, then the transport ends (§7.1.7). */
@@ -469,7 +492,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
   }
 
   private wantsCompression(compress: boolean, length: number): boolean {
-    return compress && this.extension !== undefined && length >= this.compressThreshold;
+    return compress && this.extension !== undefined && length >= this.config.compressThreshold;
   }
 
   private enqueue(frame: QueuedFrame): void {
@@ -532,7 +555,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
       this.writeFrame(Opcode.Text, Buffer.from(text, 'utf8'), true, false);
       return;
     }
-    const masking = this.masking;
+    const masking = this.config.masking;
     const frame = Buffer.allocUnsafe(headerSize(length, masking) + length);
     let at = writeHeader(frame, 0, Opcode.Text, length, true, false, undefined);
     if (masking) {
@@ -548,7 +571,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
 
   private writeFrame(opcode: number, data: Buffer, fin: boolean, rsv1: boolean): void {
     const length = data.length;
-    if (!this.masking) {
+    if (!this.config.masking) {
       if (length > COPY_THRESHOLD) {
         const header = Buffer.allocUnsafe(headerSize(length, false));
         writeHeader(header, 0, opcode, length, fin, rsv1, undefined);
