@@ -134,6 +134,29 @@ interface ProtocolConfig {
   readonly compressThreshold: number;
 }
 
+// A protocol's state and booleans, as bits of its `flags` (one small integer, not eight fields).
+/** Bits 0-1: the state, an index into STATE_NAMES. */
+const STATE = 0x3;
+const OPEN = 0;
+const CLOSING = 1;
+const CLOSED = 2;
+const STATE_NAMES: readonly ProtocolState[] = ['open', 'closing', 'closed'];
+/** Our close frame was written. */
+const CLOSE_SENT = 0x4;
+/** The peer's close frame was received. */
+const CLOSE_RECEIVED = 0x8;
+/** The public `streamNextMessage`. */
+const STREAM_NEXT = 0x10;
+/** The message being received goes out in pieces. */
+const STREAMING = 0x20;
+/** A compression job is running for the first queued frame. */
+const COMPRESSING = 0x40;
+/** The fragmented message being sent is compressed. */
+const SENDING_COMPRESSED = 0x80;
+/** Bits 8-9: the opcode (1 or 2) of the fragmented message being sent, 0 when none. */
+const SENDING = 0x300;
+const SENDING_SHIFT = 8;
+
 /** The last ProtocolConfig made: the next connection almost always has the same values. */
 let lastConfig: ProtocolConfig | undefined;
 
@@ -150,8 +173,11 @@ function configFor(side: Side, compressThreshold: number): ProtocolConfig {
 export class Protocol implements FrameSink, ProtocolEngine {
   /** Our end of the connection. (Read from the shared config, through an accessor on the prototype.) */
   declare readonly side: Side;
-  /** Set to receive the next message that starts as pieces (`handler.piece`) instead of whole. */
-  streamNextMessage = false;
+  /**
+   * Set to receive the next message that starts as pieces (`handler.piece`) instead of whole. (A
+   * bit of `flags`, through an accessor on the prototype.)
+   */
+  declare streamNextMessage: boolean;
 
   private readonly handler: ProtocolHandler;
   private readonly parser: FrameParser;
@@ -159,9 +185,8 @@ export class Protocol implements FrameSink, ProtocolEngine {
   /** Side, masking and compression threshold, shared by every protocol with the same values. */
   private readonly config: ProtocolConfig;
 
-  private stateValue: ProtocolState = 'open';
-  private closeSentFlag = false;
-  private closeReceivedFlag = false;
+  /** The state (bits 0-1) and every boolean of the protocol, as bits (see the constants above). */
+  private flags = OPEN;
   private closeCodeValue: number | undefined;
   private closeReasonValue = '';
 
@@ -169,22 +194,25 @@ export class Protocol implements FrameSink, ProtocolEngine {
   /** NO_PARTS (shared, never written) unless a fragmented message is being joined. */
   private parts: Buffer[] = NO_PARTS;
   private partsLength = 0;
-  private streaming = false;
   private validator: Utf8Validator | undefined;
 
   // Outgoing
   /** Frames waiting behind a compression job, in order. Empty on the fast path. */
   private queue: QueuedFrame[] = NO_FRAMES;
-  private compressing = false;
-  /** A fragmented message is being sent: its opcode, and whether it is compressed. */
-  private sendingOpcode = 0;
-  private sendingCompressed = false;
   private pendingClose: { code: number | undefined; reason: string } | undefined;
 
   static {
     Object.defineProperty(Protocol.prototype, 'side', {
       get(this: Protocol) {
         return this.config.side;
+      },
+    });
+    Object.defineProperty(Protocol.prototype, 'streamNextMessage', {
+      get(this: Protocol) {
+        return (this.flags & STREAM_NEXT) !== 0;
+      },
+      set(this: Protocol, on: boolean) {
+        this.flags = on ? this.flags | STREAM_NEXT : this.flags & ~STREAM_NEXT;
       },
     });
   }
@@ -208,15 +236,15 @@ export class Protocol implements FrameSink, ProtocolEngine {
 
   /** `open`, `closing` (our close frame is sent or queued) or `closed`. */
   get state(): ProtocolState {
-    return this.stateValue;
+    return STATE_NAMES[this.flags & STATE]!;
   }
   /** True once our close frame was written. */
   get closeSent(): boolean {
-    return this.closeSentFlag;
+    return (this.flags & CLOSE_SENT) !== 0;
   }
   /** True once the peer's close frame was received. */
   get closeReceived(): boolean {
-    return this.closeReceivedFlag;
+    return (this.flags & CLOSE_RECEIVED) !== 0;
   }
   /** The code of the close frame received (1005 if it had none), or of our failure; undefined while open. */
   get closeCode(): number | undefined {
@@ -253,8 +281,8 @@ export class Protocol implements FrameSink, ProtocolEngine {
    */
   receiveEof(): void {
     this.parser.discard();
-    if (this.stateValue === 'closed') return;
-    this.stateValue = 'closed';
+    if ((this.flags & STATE) === CLOSED) return;
+    this.setState(CLOSED);
     if (this.closeCodeValue === undefined) {
       this.closeCodeValue = CloseCode.Abnormal;
       this.closeReasonValue = '';
@@ -264,7 +292,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
 
   /** FrameSink: called by the frame parser. @internal */
   onData(opcode: number, compressed: boolean, payload: Buffer, first: boolean, last: boolean): void {
-    if (this.closeReceivedFlag) return;
+    if ((this.flags & CLOSE_RECEIVED) !== 0) return;
     if (!compressed) {
       this.receivePiece(opcode, payload, first, last);
       return;
@@ -272,7 +300,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
     const extension = this.extension!;
     this.parser.paused = true;
     extension.decompress(payload, last, (error, inflated) => {
-      if (this.stateValue === 'closed' && this.closeReceivedFlag) return;
+      if ((this.flags & (STATE | CLOSE_RECEIVED)) === (CLOSED | CLOSE_RECEIVED)) return;
       if (error) {
         this.fail(error instanceof WebSocketError ? error : new ProtocolError('invalid compressed data', 1007, 'WS_BAD_DEFLATE'));
         return;
@@ -285,11 +313,13 @@ export class Protocol implements FrameSink, ProtocolEngine {
   private receivePiece(opcode: number, data: Buffer, first: boolean, last: boolean): void {
     const text = opcode === Opcode.Text;
     if (first) {
-      this.streaming = this.streamNextMessage;
-      this.streamNextMessage = false;
+      // The message streams if streamNextMessage was set; that request is used up.
+      const flags = this.flags;
+      this.flags = (flags & STREAM_NEXT) !== 0 ? (flags & ~STREAM_NEXT) | STREAMING : flags & ~STREAMING;
       if (text && !last) (this.validator ??= new Utf8Validator()).reset();
     }
-    if (first && last && text && !this.streaming) {
+    const streaming = (this.flags & STREAMING) !== 0;
+    if (first && last && text && !streaming) {
       // A whole text message: validated and decoded in one pass (RFC 6455 §8.1: invalid UTF-8 fails).
       let decoded: string;
       try {
@@ -306,7 +336,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
       this.fail(new InvalidUtf8Error());
       return;
     }
-    if (this.streaming) {
+    if (streaming) {
       this.handler.onPiece(data, !text, first, last);
       return;
     }
@@ -329,7 +359,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
 
   /** FrameSink: called by the frame parser. @internal */
   onControl(opcode: number, payload: Buffer): void {
-    if (this.closeReceivedFlag) return;
+    if ((this.flags & CLOSE_RECEIVED) !== 0) return;
     if (opcode === Opcode.Ping) {
       this.handler.onPing(payload);
     } else if (opcode === Opcode.Pong) {
@@ -348,17 +378,17 @@ export class Protocol implements FrameSink, ProtocolEngine {
       this.fail(error as WebSocketError);
       return;
     }
-    this.closeReceivedFlag = true;
+    this.flags |= CLOSE_RECEIVED;
     this.closeCodeValue = code;
     this.closeReasonValue = reason;
     this.parser.discard();
-    if (!this.closeSentFlag) {
+    if ((this.flags & CLOSE_SENT) === 0) {
       // RFC 6455 §5.5.1: reply with a close frame, echoing the status code received. The reason
       // is echoed too (as ws does), so the side that started the close records the same code and
       // reason as its peer (Racket recorded them only on the side that received the close first).
       this.writeClose(code === CloseCode.NoStatus ? undefined : code, code === CloseCode.NoStatus ? '' : reason);
     }
-    this.stateValue = 'closed';
+    this.setState(CLOSED);
     this.dropQueue();
     this.handler.onCloseFrame(code, reason);
     // RFC 6455 §7.1.1: the server closes the TCP connection first.
@@ -367,17 +397,17 @@ export class Protocol implements FrameSink, ProtocolEngine {
 
   /** Fails the connection: close frame with the error's code, then the transport ends (§7.1.7). */
   fail(error: WebSocketError): void {
-    if (this.stateValue === 'closed') return;
+    if ((this.flags & STATE) === CLOSED) return;
     this.parser.discard();
     const code = 'closeCode' in error && typeof error.closeCode === 'number' ? error.closeCode : CloseCode.InternalError;
-    if (!this.closeSentFlag) {
+    if ((this.flags & CLOSE_SENT) === 0) {
       // 1011 leaks no details; protocol errors name the rule, which is no secret.
       const reason = code === CloseCode.InternalError ? '' : error.message.slice(0, 123);
       this.writeClose(code, Buffer.byteLength(reason) <= 123 ? reason : '');
     }
     this.closeCodeValue = code;
     this.closeReasonValue = error.message;
-    this.stateValue = 'closed';
+    this.setState(CLOSED);
     this.dropQueue();
     this.handler.onFail(error);
     this.handler.onEnd();
@@ -410,7 +440,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
   }
 
   private sendData(opcode: number, data: Buffer, compress: boolean, callback: SendCallback | undefined): boolean {
-    if (this.sendingOpcode !== 0) throw new ProtocolError('a fragmented message is being sent', 1011, 'WS_SEND_IN_PROGRESS');
+    if ((this.flags & SENDING) !== 0) throw new ProtocolError('a fragmented message is being sent', 1011, 'WS_SEND_IN_PROGRESS');
     const deflate = this.wantsCompression(compress, data.length);
     if (this.queue.length === 0 && !deflate) {
       this.writeFrame(opcode, data, true, false);
@@ -427,19 +457,21 @@ export class Protocol implements FrameSink, ProtocolEngine {
    */
   sendFragment(opcode: number, data: Buffer, fin: boolean, compress = true, callback?: SendCallback): boolean {
     this.assertCanSend();
+    const flags = this.flags;
+    const sendingOpcode = (flags & SENDING) >> SENDING_SHIFT;
     let frameOpcode = Opcode.Continuation as number;
-    let deflate = this.sendingCompressed;
+    let deflate = (flags & SENDING_COMPRESSED) !== 0;
     let rsv1 = false;
-    if (this.sendingOpcode === 0) {
+    if (sendingOpcode === 0) {
       if (opcode !== Opcode.Text && opcode !== Opcode.Binary) throw new TypeError('a message starts with opcode 1 or 2');
       frameOpcode = opcode;
       // The whole message is compressed or not; its size is unknown, so the threshold is not used.
       deflate = this.extension !== undefined && compress;
       rsv1 = deflate;
-      this.sendingCompressed = deflate;
     }
-    this.sendingOpcode = fin ? 0 : this.sendingOpcode || opcode;
-    if (fin) this.sendingCompressed = false;
+    // Until `fin`, the message's opcode and whether it is compressed are kept.
+    const rest = flags & ~(SENDING | SENDING_COMPRESSED);
+    this.flags = fin ? rest : rest | ((sendingOpcode || opcode) << SENDING_SHIFT) | (deflate ? SENDING_COMPRESSED : 0);
     if (this.queue.length === 0 && !deflate) {
       this.writeFrame(frameOpcode, data, fin, false);
       return true;
@@ -457,7 +489,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
 
   /** Sends a pong (automatic replies to pings are the connection's job, through this). */
   pong(payload: Buffer = EMPTY): void {
-    if (this.closeSentFlag || this.stateValue === 'closed') return;
+    if ((this.flags & CLOSE_SENT) !== 0 || (this.flags & STATE) === CLOSED) return;
     if (payload.length > 125) throw new RangeError('pong payload over 125 bytes');
     this.writeFrame(Opcode.Pong, payload, true, false);
   }
@@ -469,24 +501,28 @@ export class Protocol implements FrameSink, ProtocolEngine {
    */
   close(code: number | undefined = CloseCode.Normal, reason = ''): boolean {
     encodeClosePayload(code, reason); // validates before any state changes
-    if (this.closeSentFlag || this.pendingClose || this.stateValue === 'closed') return false;
+    if ((this.flags & CLOSE_SENT) !== 0 || this.pendingClose || (this.flags & STATE) === CLOSED) return false;
     if (this.queue.length > 0) {
       this.pendingClose = { code, reason };
-      this.stateValue = 'closing';
+      this.setState(CLOSING);
       return true;
     }
     this.writeClose(code, reason);
-    this.stateValue = 'closing';
+    this.setState(CLOSING);
     return true;
   }
 
   private writeClose(code: number | undefined, reason: string): void {
-    this.closeSentFlag = true;
+    this.flags |= CLOSE_SENT;
     this.writeFrame(Opcode.Close, encodeClosePayload(code, reason), true, false);
   }
 
+  private setState(state: number): void {
+    this.flags = (this.flags & ~STATE) | state;
+  }
+
   private assertCanSend(): void {
-    if (this.closeSentFlag || this.pendingClose || this.stateValue !== 'open') {
+    if ((this.flags & (STATE | CLOSE_SENT)) !== 0 || this.pendingClose) {
       throw new ConnectionClosedError(this.closeCodeValue ?? CloseCode.Abnormal, this.closeReasonValue);
     }
   }
@@ -498,7 +534,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
   private enqueue(frame: QueuedFrame): void {
     if (this.queue === NO_FRAMES) this.queue = [frame];
     else this.queue.push(frame);
-    if (!this.compressing) this.pump();
+    if ((this.flags & COMPRESSING) === 0) this.pump();
   }
 
   /** Writes queued frames in order, waiting for each compression job. */
@@ -506,9 +542,9 @@ export class Protocol implements FrameSink, ProtocolEngine {
     while (this.queue.length > 0) {
       const frame = this.queue[0]!;
       if (frame.compress) {
-        this.compressing = true;
+        this.flags |= COMPRESSING;
         this.extension!.compress(frame.data, frame.fin, (error, result) => {
-          this.compressing = false;
+          this.flags &= ~COMPRESSING;
           if (this.queue[0] !== frame) return; // dropped while compressing
           this.queue.shift();
           if (error) {
@@ -527,7 +563,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
       frame.callback?.();
     }
     this.queue = NO_FRAMES;
-    if (this.pendingClose && this.stateValue !== 'closed') {
+    if (this.pendingClose && (this.flags & STATE) !== CLOSED) {
       const { code, reason } = this.pendingClose;
       this.pendingClose = undefined;
       this.writeClose(code, reason);
