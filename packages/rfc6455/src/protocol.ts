@@ -156,6 +156,27 @@ const SENDING_COMPRESSED = 0x80;
 /** Bits 8-9: the opcode (1 or 2) of the fragmented message being sent, 0 when none. */
 const SENDING = 0x300;
 const SENDING_SHIFT = 8;
+/** The outgoing queue (in RareFields) is not empty: sends wait behind it. */
+const QUEUED = 0x400;
+
+/**
+ * The fields of a protocol that most connections never use, or use only once closing: one side
+ * object, made on first use.
+ */
+class RareFields {
+  /** The close code once known (received, 1005 for none, our failure's, or 1006); undefined before. */
+  closeCode: number | undefined = undefined;
+  closeReason = '';
+  /** A close() waiting for the queued frames to be written. */
+  pendingClose: { code: number | undefined; reason: string } | undefined = undefined;
+  /** NO_PARTS (shared, never written) unless a fragmented message is being joined. */
+  parts: Buffer[] = NO_PARTS;
+  partsLength = 0;
+  /** Checks the UTF-8 of a fragmented text message across its pieces. */
+  validator: Utf8Validator | undefined = undefined;
+  /** Frames waiting behind a compression job, in order (the protocol's QUEUED bit says it is not empty). */
+  queue: QueuedFrame[] = NO_FRAMES;
+}
 
 /** The last ProtocolConfig made: the next connection almost always has the same values. */
 let lastConfig: ProtocolConfig | undefined;
@@ -187,19 +208,11 @@ export class Protocol implements FrameSink, ProtocolEngine {
 
   /** The state (bits 0-1) and every boolean of the protocol, as bits (see the constants above). */
   private flags = OPEN;
-  private closeCodeValue: number | undefined;
-  private closeReasonValue = '';
-
-  // Incoming message
-  /** NO_PARTS (shared, never written) unless a fragmented message is being joined. */
-  private parts: Buffer[] = NO_PARTS;
-  private partsLength = 0;
-  private validator: Utf8Validator | undefined;
-
-  // Outgoing
-  /** Frames waiting behind a compression job, in order. Empty on the fast path. */
-  private queue: QueuedFrame[] = NO_FRAMES;
-  private pendingClose: { code: number | undefined; reason: string } | undefined;
+  /**
+   * Close code and reason, the outgoing queue, the pieces of a fragmented message: made on first
+   * use, so an open connection that sends and receives whole messages has none.
+   */
+  private rare: RareFields | undefined = undefined;
 
   static {
     Object.defineProperty(Protocol.prototype, 'side', {
@@ -248,11 +261,11 @@ export class Protocol implements FrameSink, ProtocolEngine {
   }
   /** The code of the close frame received (1005 if it had none), or of our failure; undefined while open. */
   get closeCode(): number | undefined {
-    return this.closeCodeValue;
+    return this.rare?.closeCode;
   }
   /** The close reason received, or our failure's message ('' if none). */
   get closeReason(): string {
-    return this.closeReasonValue;
+    return this.rare === undefined ? '' : this.rare.closeReason;
   }
   /** Bytes received and not parsed yet. */
   get bufferedIncoming(): number {
@@ -283,9 +296,10 @@ export class Protocol implements FrameSink, ProtocolEngine {
     this.parser.discard();
     if ((this.flags & STATE) === CLOSED) return;
     this.setState(CLOSED);
-    if (this.closeCodeValue === undefined) {
-      this.closeCodeValue = CloseCode.Abnormal;
-      this.closeReasonValue = '';
+    const rare = this.rareFields();
+    if (rare.closeCode === undefined) {
+      rare.closeCode = CloseCode.Abnormal;
+      rare.closeReason = '';
     }
     this.dropQueue();
   }
@@ -316,7 +330,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
       // The message streams if streamNextMessage was set; that request is used up.
       const flags = this.flags;
       this.flags = (flags & STREAM_NEXT) !== 0 ? (flags & ~STREAM_NEXT) | STREAMING : flags & ~STREAMING;
-      if (text && !last) (this.validator ??= new Utf8Validator()).reset();
+      if (text && !last) (this.rareFields().validator ??= new Utf8Validator()).reset();
     }
     const streaming = (this.flags & STREAMING) !== 0;
     if (first && last && text && !streaming) {
@@ -332,7 +346,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
       return;
     }
     // RFC 6455 §8.1: fail at the first invalid byte, not at the end of the message.
-    if (text && !(first && last ? isUtf8(data) : this.validator!.feed(data, last))) {
+    if (text && !(first && last ? isUtf8(data) : this.rare!.validator!.feed(data, last))) {
       this.fail(new InvalidUtf8Error());
       return;
     }
@@ -344,16 +358,17 @@ export class Protocol implements FrameSink, ProtocolEngine {
       this.handler.onMessage(data, true);
       return;
     }
+    const rare = this.rareFields();
     if (data.length > 0) {
-      if (this.parts === NO_PARTS) this.parts = [data];
-      else this.parts.push(data);
-      this.partsLength += data.length;
+      if (rare.parts === NO_PARTS) rare.parts = [data];
+      else rare.parts.push(data);
+      rare.partsLength += data.length;
     }
     if (!last) return;
-    const parts = this.parts;
-    const whole = parts.length === 1 ? parts[0]! : Buffer.concat(parts, this.partsLength);
-    this.parts = NO_PARTS;
-    this.partsLength = 0;
+    const parts = rare.parts;
+    const whole = parts.length === 1 ? parts[0]! : Buffer.concat(parts, rare.partsLength);
+    rare.parts = NO_PARTS;
+    rare.partsLength = 0;
     this.handler.onMessage(text ? whole.toString('utf8') : whole, !text);
   }
 
@@ -379,8 +394,9 @@ export class Protocol implements FrameSink, ProtocolEngine {
       return;
     }
     this.flags |= CLOSE_RECEIVED;
-    this.closeCodeValue = code;
-    this.closeReasonValue = reason;
+    const rare = this.rareFields();
+    rare.closeCode = code;
+    rare.closeReason = reason;
     this.parser.discard();
     if ((this.flags & CLOSE_SENT) === 0) {
       // RFC 6455 §5.5.1: reply with a close frame, echoing the status code received. The reason
@@ -405,8 +421,9 @@ export class Protocol implements FrameSink, ProtocolEngine {
       const reason = code === CloseCode.InternalError ? '' : error.message.slice(0, 123);
       this.writeClose(code, Buffer.byteLength(reason) <= 123 ? reason : '');
     }
-    this.closeCodeValue = code;
-    this.closeReasonValue = error.message;
+    const rare = this.rareFields();
+    rare.closeCode = code;
+    rare.closeReason = error.message;
     this.setState(CLOSED);
     this.dropQueue();
     this.handler.onFail(error);
@@ -426,7 +443,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
    */
   sendText(text: string, compress = true, callback?: SendCallback): boolean {
     this.assertCanSend();
-    if (this.queue.length === 0 && !this.wantsCompression(compress, text.length)) {
+    if ((this.flags & QUEUED) === 0 && !this.wantsCompression(compress, text.length)) {
       this.writeTextFrame(text);
       return true;
     }
@@ -442,7 +459,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
   private sendData(opcode: number, data: Buffer, compress: boolean, callback: SendCallback | undefined): boolean {
     if ((this.flags & SENDING) !== 0) throw new ProtocolError('a fragmented message is being sent', 1011, 'WS_SEND_IN_PROGRESS');
     const deflate = this.wantsCompression(compress, data.length);
-    if (this.queue.length === 0 && !deflate) {
+    if ((this.flags & QUEUED) === 0 && !deflate) {
       this.writeFrame(opcode, data, true, false);
       return true;
     }
@@ -472,7 +489,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
     // Until `fin`, the message's opcode and whether it is compressed are kept.
     const rest = flags & ~(SENDING | SENDING_COMPRESSED);
     this.flags = fin ? rest : rest | ((sendingOpcode || opcode) << SENDING_SHIFT) | (deflate ? SENDING_COMPRESSED : 0);
-    if (this.queue.length === 0 && !deflate) {
+    if ((this.flags & QUEUED) === 0 && !deflate) {
       this.writeFrame(frameOpcode, data, fin, false);
       return true;
     }
@@ -501,9 +518,9 @@ export class Protocol implements FrameSink, ProtocolEngine {
    */
   close(code: number | undefined = CloseCode.Normal, reason = ''): boolean {
     encodeClosePayload(code, reason); // validates before any state changes
-    if ((this.flags & CLOSE_SENT) !== 0 || this.pendingClose || (this.flags & STATE) === CLOSED) return false;
-    if (this.queue.length > 0) {
-      this.pendingClose = { code, reason };
+    if ((this.flags & CLOSE_SENT) !== 0 || this.rare?.pendingClose || (this.flags & STATE) === CLOSED) return false;
+    if ((this.flags & QUEUED) !== 0) {
+      this.rare!.pendingClose = { code, reason };
       this.setState(CLOSING);
       return true;
     }
@@ -517,13 +534,18 @@ export class Protocol implements FrameSink, ProtocolEngine {
     this.writeFrame(Opcode.Close, encodeClosePayload(code, reason), true, false);
   }
 
+  private rareFields(): RareFields {
+    return (this.rare ??= new RareFields());
+  }
+
   private setState(state: number): void {
     this.flags = (this.flags & ~STATE) | state;
   }
 
   private assertCanSend(): void {
-    if ((this.flags & (STATE | CLOSE_SENT)) !== 0 || this.pendingClose) {
-      throw new ConnectionClosedError(this.closeCodeValue ?? CloseCode.Abnormal, this.closeReasonValue);
+    // A pending close needs no check of its own: close() sets it with the state `closing`.
+    if ((this.flags & (STATE | CLOSE_SENT)) !== 0) {
+      throw new ConnectionClosedError(this.closeCode ?? CloseCode.Abnormal, this.closeReason);
     }
   }
 
@@ -532,21 +554,24 @@ export class Protocol implements FrameSink, ProtocolEngine {
   }
 
   private enqueue(frame: QueuedFrame): void {
-    if (this.queue === NO_FRAMES) this.queue = [frame];
-    else this.queue.push(frame);
+    const rare = this.rareFields();
+    if (rare.queue === NO_FRAMES) rare.queue = [frame];
+    else rare.queue.push(frame);
+    this.flags |= QUEUED;
     if ((this.flags & COMPRESSING) === 0) this.pump();
   }
 
   /** Writes queued frames in order, waiting for each compression job. */
   private pump(): void {
-    while (this.queue.length > 0) {
-      const frame = this.queue[0]!;
+    const rare = this.rare!;
+    while (rare.queue.length > 0) {
+      const frame = rare.queue[0]!;
       if (frame.compress) {
         this.flags |= COMPRESSING;
         this.extension!.compress(frame.data, frame.fin, (error, result) => {
           this.flags &= ~COMPRESSING;
-          if (this.queue[0] !== frame) return; // dropped while compressing
-          this.queue.shift();
+          if (rare.queue[0] !== frame) return; // dropped while compressing
+          this.shiftQueue(rare);
           if (error) {
             frame.callback?.(error);
             this.fail(new ProtocolError('compression failed', CloseCode.InternalError, 'WS_DEFLATE_FAILED'));
@@ -558,25 +583,38 @@ export class Protocol implements FrameSink, ProtocolEngine {
         });
         return;
       }
-      this.queue.shift();
+      this.shiftQueue(rare);
       this.writeFrame(frame.opcode, frame.data, frame.fin, frame.rsv1);
       frame.callback?.();
     }
-    this.queue = NO_FRAMES;
-    if (this.pendingClose && (this.flags & STATE) !== CLOSED) {
-      const { code, reason } = this.pendingClose;
-      this.pendingClose = undefined;
+    rare.queue = NO_FRAMES;
+    this.flags &= ~QUEUED;
+    if (rare.pendingClose && (this.flags & STATE) !== CLOSED) {
+      const { code, reason } = rare.pendingClose;
+      rare.pendingClose = undefined;
       this.writeClose(code, reason);
     }
   }
 
+  /**
+   * Takes the first queued frame off. QUEUED is cleared as soon as the queue is empty: a frame's
+   * callback may send, and that send is written at once, as nothing waits before it.
+   */
+  private shiftQueue(rare: RareFields): void {
+    rare.queue.shift();
+    if (rare.queue.length === 0) this.flags &= ~QUEUED;
+  }
+
   /** Fails every queued send (the error is built only when there is one to tell). */
   private dropQueue(): void {
-    this.pendingClose = undefined;
-    if (this.queue.length === 0) return;
-    const queue = this.queue;
-    this.queue = NO_FRAMES;
-    const error = new ConnectionClosedError(this.closeCodeValue ?? CloseCode.Abnormal, this.closeReasonValue);
+    const rare = this.rare;
+    if (rare === undefined) return;
+    rare.pendingClose = undefined;
+    if (rare.queue.length === 0) return;
+    const queue = rare.queue;
+    rare.queue = NO_FRAMES;
+    this.flags &= ~QUEUED;
+    const error = new ConnectionClosedError(rare.closeCode ?? CloseCode.Abnormal, rare.closeReason);
     for (const frame of queue) frame.callback?.(error);
   }
 
