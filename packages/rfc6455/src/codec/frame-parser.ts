@@ -468,6 +468,9 @@ export class FrameParser {
     // RFC 6455 §5.2: the most significant bit of a 64-bit length MUST be 0.
     if (hi >= 0x80000000) return this.fail(new ProtocolError('64-bit payload length with the top bit set'));
     if (hi === 0 && lo < 65536) return this.fail(new ProtocolError('payload length not minimally encoded'));
+    // Under 2^31 the length is made a small integer (`| 0`): the products above are doubles, and a
+    // double stored in `remaining` would make V8 box that field in every parser made afterwards.
+    if (hi === 0 && lo < 0x80000000) return this.setLength(lo | 0);
     // Lengths over 2^53 are far over any limit; keep the arithmetic exact below that.
     this.setLength(hi >= 0x200000 ? Number.MAX_SAFE_INTEGER : hi * 0x100000000 + lo);
   }
