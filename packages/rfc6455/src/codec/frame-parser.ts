@@ -47,29 +47,29 @@ export interface FrameParserOptions {
   ownsInput?: boolean;
 }
 
-// Loop states, in bits 0-2 of `flags` (HEADER is 0: "between frames" is a clear field).
 const HEADER = 0;
 const LENGTH_16 = 1;
 const LENGTH_64 = 2;
 const MASK_KEY = 3;
 const PAYLOAD = 4;
 const FAILED = 5;
-const STATE = 0x7;
 
-// The rest of a parser's state, as bits of its `flags` (one small integer, not six fields).
+// A parser's booleans and message opcode, as bits of its `flags` (one small integer, not six
+// fields). The loop state stays a field of its own: it changes three times a frame, and a
+// read-modify-write of `flags` each time cost about 5% on runs of small frames (measured).
 /** Set by the sink to stop the loop (the public `paused`). */
-const PAUSED = 0x8;
+const PAUSED = 0x1;
 /** The current frame has FIN set. */
-const FIN = 0x10;
+const FIN = 0x2;
 /** The current frame is masked. */
-const MASKED = 0x20;
+const MASKED = 0x4;
 /** The current data message's first frame had RSV1 set. */
-const COMPRESSED = 0x40;
+const COMPRESSED = 0x8;
 /** A piece of the current data message went to the sink. */
-const PIECE_SENT = 0x80;
-/** Bits 8-9: the opcode of the data message in progress (1 or 2), 0 between messages. */
-const MESSAGE = 0x300;
-const MESSAGE_SHIFT = 8;
+const PIECE_SENT = 0x10;
+/** Bits 5-6: the opcode of the data message in progress (1 or 2), 0 between messages. */
+const MESSAGE = 0x60;
+const MESSAGE_SHIFT = 5;
 
 const EMPTY = Buffer.alloc(0);
 /** The chunk list of every parser with nothing buffered; never pushed to. */
@@ -170,8 +170,9 @@ export class FrameParser {
   /** Offset of the first unread byte in chunks[0]. */
   private offset = 0;
   private buffered = 0;
-  /** The loop state (bits 0-2) and the booleans and message opcode above, as bits. */
-  private flags = HEADER;
+  private state = HEADER;
+  /** The booleans and the message opcode, as bits (see the constants above). */
+  private flags = 0;
 
   // Current frame (FIN and MASK are bits of `flags`)
   private opcode = 0;
@@ -214,7 +215,7 @@ export class FrameParser {
 
   /** True when the parser stopped after an error and discards input. */
   get failed(): boolean {
-    return (this.flags & STATE) === FAILED;
+    return this.state === FAILED;
   }
 
   /** True while a fragmented data message has started and not ended. */
@@ -224,10 +225,9 @@ export class FrameParser {
 
   /** Parses `chunk` (after any bytes kept from earlier pushes). */
   push(chunk: Buffer): void {
-    const flags = this.flags;
-    if ((flags & STATE) === FAILED || chunk.length === 0) return;
+    if (this.state === FAILED || chunk.length === 0) return;
     // Between frames and messages, not paused, nothing buffered: the fast path.
-    if (this.buffered === 0 && (flags & (STATE | PAUSED | MESSAGE)) === 0) {
+    if (this.buffered === 0 && this.state === HEADER && (this.flags & (PAUSED | MESSAGE)) === 0) {
       const taken = this.wholeFrames(chunk, chunk.length, false);
       if (taken === chunk.length || this.failed) return;
       if (taken > 0) chunk = chunk.subarray(taken);
@@ -284,7 +284,7 @@ export class FrameParser {
       at = end;
       this.sink.onData(b0 & 0x0f, false, payload, true, true);
       // The sink may have failed the stream or paused it; the rest waits for the general path.
-      if ((this.flags & (PAUSED | STATE)) !== 0) break;
+      if ((this.flags & PAUSED) !== 0 || this.state !== HEADER) break;
     }
     return at;
   }
@@ -297,10 +297,9 @@ export class FrameParser {
    * once and parsed as an owned chunk.
    */
   pushTransient(buf: Buffer, end: number): void {
-    const flags = this.flags;
-    if ((flags & STATE) === FAILED || end === 0) return;
+    if (this.state === FAILED || end === 0) return;
     let taken = 0;
-    if (this.buffered === 0 && (flags & (STATE | PAUSED | MESSAGE)) === 0) {
+    if (this.buffered === 0 && this.state === HEADER && (this.flags & (PAUSED | MESSAGE)) === 0) {
       taken = this.wholeFrames(buf, end, true);
       if (taken === end || this.failed) return;
     }
@@ -318,21 +317,15 @@ export class FrameParser {
 
   /** Stops parsing for good and drops buffered input (after a close, or on the caller's error). */
   discard(): void {
-    this.setState(FAILED);
+    this.state = FAILED;
     this.chunks = NO_CHUNKS;
     this.buffered = 0;
     this.offset = 0;
   }
 
-  private setState(state: number): void {
-    this.flags = (this.flags & ~STATE) | state;
-  }
-
   private loop(): void {
-    for (;;) {
-      const flags = this.flags;
-      if ((flags & PAUSED) !== 0) return;
-      switch (flags & STATE) {
+    while ((this.flags & PAUSED) === 0) {
+      switch (this.state) {
         case HEADER:
           if (this.buffered < 2) return;
           this.readHeader();
@@ -450,8 +443,8 @@ export class FrameParser {
       return this.fail(new ProtocolError(serverSide ? 'client frame is not masked' : 'server frame is masked'));
     }
 
-    if (length7 === 126) this.setState(LENGTH_16);
-    else if (length7 === 127) this.setState(LENGTH_64);
+    if (length7 === 126) this.state = LENGTH_16;
+    else if (length7 === 127) this.state = LENGTH_64;
     else this.setLength(length7);
   }
 
@@ -493,13 +486,13 @@ export class FrameParser {
       }
     }
     this.remaining = length;
-    if ((this.flags & MASKED) !== 0) this.setState(MASK_KEY);
+    if ((this.flags & MASKED) !== 0) this.state = MASK_KEY;
     else this.startPayload();
   }
 
   private startPayload(): void {
     this.maskOffset = 0;
-    this.setState(PAYLOAD);
+    this.state = PAYLOAD;
   }
 
   private unmask(piece: Buffer): Buffer {
@@ -520,12 +513,12 @@ export class FrameParser {
     if (this.opcode >= Opcode.Close) {
       if (this.buffered < this.remaining) return false;
       const payload = this.remaining === 0 ? EMPTY : this.unmask(this.take(this.remaining));
-      this.setState(HEADER);
+      this.state = HEADER;
       this.sink.onControl(this.opcode, payload);
       return true;
     }
     if (this.remaining === 0) {
-      this.setState(HEADER);
+      this.state = HEADER;
       // An empty frame: only the message's first or last piece needs telling.
       if ((this.flags & FIN) !== 0 || (this.flags & PIECE_SENT) === 0) this.emit(EMPTY);
       return true;
@@ -533,7 +526,7 @@ export class FrameParser {
     if (this.buffered === 0) return false;
     const piece = this.unmask(this.takeView(this.remaining));
     this.remaining -= piece.length;
-    if (this.remaining === 0) this.setState(HEADER);
+    if (this.remaining === 0) this.state = HEADER;
     this.emit(piece);
     return true;
   }
