@@ -126,50 +126,114 @@ const EMPTY = Buffer.alloc(0);
 const NO_PARTS: Buffer[] = [];
 const NO_FRAMES: QueuedFrame[] = [];
 
+/** A protocol's settings that are the same for every connection of a server (shared, frozen). */
+interface ProtocolConfig {
+  readonly side: Side;
+  /** Clients mask what they send (RFC 6455 §5.3). */
+  readonly masking: boolean;
+  readonly compressThreshold: number;
+}
+
+// A protocol's state and booleans, as bits of its `flags` (one small integer, not eight fields).
+/** Bits 0-1: the state, an index into STATE_NAMES. */
+const STATE = 0x3;
+const OPEN = 0;
+const CLOSING = 1;
+const CLOSED = 2;
+const STATE_NAMES: readonly ProtocolState[] = ['open', 'closing', 'closed'];
+/** Our close frame was written. */
+const CLOSE_SENT = 0x4;
+/** The peer's close frame was received. */
+const CLOSE_RECEIVED = 0x8;
+/** The public `streamNextMessage`. */
+const STREAM_NEXT = 0x10;
+/** The message being received goes out in pieces. */
+const STREAMING = 0x20;
+/** A compression job is running for the first queued frame. */
+const COMPRESSING = 0x40;
+/** The fragmented message being sent is compressed. */
+const SENDING_COMPRESSED = 0x80;
+/** Bits 8-9: the opcode (1 or 2) of the fragmented message being sent, 0 when none. */
+const SENDING = 0x300;
+const SENDING_SHIFT = 8;
+/** The outgoing queue (in RareFields) is not empty: sends wait behind it. */
+const QUEUED = 0x400;
+
+/**
+ * The fields of a protocol that most connections never use, or use only once closing: one side
+ * object, made on first use.
+ */
+class RareFields {
+  /** The close code once known (received, 1005 for none, our failure's, or 1006); undefined before. */
+  closeCode: number | undefined = undefined;
+  closeReason = '';
+  /** A close() waiting for the queued frames to be written. */
+  pendingClose: { code: number | undefined; reason: string } | undefined = undefined;
+  /** NO_PARTS (shared, never written) unless a fragmented message is being joined. */
+  parts: Buffer[] = NO_PARTS;
+  partsLength = 0;
+  /** Checks the UTF-8 of a fragmented text message across its pieces. */
+  validator: Utf8Validator | undefined = undefined;
+  /** Frames waiting behind a compression job, in order (the protocol's QUEUED bit says it is not empty). */
+  queue: QueuedFrame[] = NO_FRAMES;
+}
+
+/** The last ProtocolConfig made: the next connection almost always has the same values. */
+let lastConfig: ProtocolConfig | undefined;
+
+function configFor(side: Side, compressThreshold: number): ProtocolConfig {
+  const c = lastConfig;
+  if (c !== undefined && c.side === side && Object.is(c.compressThreshold, compressThreshold)) return c;
+  return (lastConfig = Object.freeze({ side, masking: side === 'client', compressThreshold }));
+}
+
 /**
  * The RFC 6455 protocol state machine, sans I/O: feed it bytes with `receiveData`, and it reports
  * messages and bytes to write through its {@link ProtocolHandler}.
  */
 export class Protocol implements FrameSink, ProtocolEngine {
-  /** Our end of the connection. */
-  readonly side: Side;
-  /** Set to receive the next message that starts as pieces (`handler.piece`) instead of whole. */
-  streamNextMessage = false;
+  /** Our end of the connection. (Read from the shared config, through an accessor on the prototype.) */
+  declare readonly side: Side;
+  /**
+   * Set to receive the next message that starts as pieces (`handler.piece`) instead of whole. (A
+   * bit of `flags`, through an accessor on the prototype.)
+   */
+  declare streamNextMessage: boolean;
 
   private readonly handler: ProtocolHandler;
   private readonly parser: FrameParser;
   private readonly extension: MessageExtension | undefined;
-  private readonly compressThreshold: number;
-  private readonly masking: boolean;
+  /** Side, masking and compression threshold, shared by every protocol with the same values. */
+  private readonly config: ProtocolConfig;
 
-  private stateValue: ProtocolState = 'open';
-  private closeSentFlag = false;
-  private closeReceivedFlag = false;
-  private closeCodeValue: number | undefined;
-  private closeReasonValue = '';
+  /** The state (bits 0-1) and every boolean of the protocol, as bits (see the constants above). */
+  private flags = OPEN;
+  /**
+   * Close code and reason, the outgoing queue, the pieces of a fragmented message: made on first
+   * use, so an open connection that sends and receives whole messages has none.
+   */
+  private rare: RareFields | undefined = undefined;
 
-  // Incoming message
-  /** NO_PARTS (shared, never written) unless a fragmented message is being joined. */
-  private parts: Buffer[] = NO_PARTS;
-  private partsLength = 0;
-  private streaming = false;
-  private validator: Utf8Validator | undefined;
-
-  // Outgoing
-  /** Frames waiting behind a compression job, in order. Empty on the fast path. */
-  private queue: QueuedFrame[] = NO_FRAMES;
-  private compressing = false;
-  /** A fragmented message is being sent: its opcode, and whether it is compressed. */
-  private sendingOpcode = 0;
-  private sendingCompressed = false;
-  private pendingClose: { code: number | undefined; reason: string } | undefined;
+  static {
+    Object.defineProperty(Protocol.prototype, 'side', {
+      get(this: Protocol) {
+        return this.config.side;
+      },
+    });
+    Object.defineProperty(Protocol.prototype, 'streamNextMessage', {
+      get(this: Protocol) {
+        return (this.flags & STREAM_NEXT) !== 0;
+      },
+      set(this: Protocol, on: boolean) {
+        this.flags = on ? this.flags | STREAM_NEXT : this.flags & ~STREAM_NEXT;
+      },
+    });
+  }
 
   constructor(options: ProtocolOptions, handler: ProtocolHandler) {
-    this.side = options.side;
     this.handler = handler;
     this.extension = options.extension;
-    this.compressThreshold = options.compressThreshold ?? 1024;
-    this.masking = options.side === 'client';
+    this.config = configFor(options.side, options.compressThreshold ?? 1024);
     this.parser = new FrameParser(
       {
         side: options.side,
@@ -185,23 +249,23 @@ export class Protocol implements FrameSink, ProtocolEngine {
 
   /** `open`, `closing` (our close frame is sent or queued) or `closed`. */
   get state(): ProtocolState {
-    return this.stateValue;
+    return STATE_NAMES[this.flags & STATE]!;
   }
   /** True once our close frame was written. */
   get closeSent(): boolean {
-    return this.closeSentFlag;
+    return (this.flags & CLOSE_SENT) !== 0;
   }
   /** True once the peer's close frame was received. */
   get closeReceived(): boolean {
-    return this.closeReceivedFlag;
+    return (this.flags & CLOSE_RECEIVED) !== 0;
   }
   /** The code of the close frame received (1005 if it had none), or of our failure; undefined while open. */
   get closeCode(): number | undefined {
-    return this.closeCodeValue;
+    return this.rare?.closeCode;
   }
   /** The close reason received, or our failure's message ('' if none). */
   get closeReason(): string {
-    return this.closeReasonValue;
+    return this.rare === undefined ? '' : this.rare.closeReason;
   }
   /** Bytes received and not parsed yet. */
   get bufferedIncoming(): number {
@@ -230,18 +294,19 @@ export class Protocol implements FrameSink, ProtocolEngine {
    */
   receiveEof(): void {
     this.parser.discard();
-    if (this.stateValue === 'closed') return;
-    this.stateValue = 'closed';
-    if (this.closeCodeValue === undefined) {
-      this.closeCodeValue = CloseCode.Abnormal;
-      this.closeReasonValue = '';
+    if ((this.flags & STATE) === CLOSED) return;
+    this.setState(CLOSED);
+    const rare = this.rareFields();
+    if (rare.closeCode === undefined) {
+      rare.closeCode = CloseCode.Abnormal;
+      rare.closeReason = '';
     }
     this.dropQueue();
   }
 
   /** FrameSink: called by the frame parser. @internal */
   onData(opcode: number, compressed: boolean, payload: Buffer, first: boolean, last: boolean): void {
-    if (this.closeReceivedFlag) return;
+    if ((this.flags & CLOSE_RECEIVED) !== 0) return;
     if (!compressed) {
       this.receivePiece(opcode, payload, first, last);
       return;
@@ -249,7 +314,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
     const extension = this.extension!;
     this.parser.paused = true;
     extension.decompress(payload, last, (error, inflated) => {
-      if (this.stateValue === 'closed' && this.closeReceivedFlag) return;
+      if ((this.flags & (STATE | CLOSE_RECEIVED)) === (CLOSED | CLOSE_RECEIVED)) return;
       if (error) {
         this.fail(error instanceof WebSocketError ? error : new ProtocolError('invalid compressed data', 1007, 'WS_BAD_DEFLATE'));
         return;
@@ -262,11 +327,13 @@ export class Protocol implements FrameSink, ProtocolEngine {
   private receivePiece(opcode: number, data: Buffer, first: boolean, last: boolean): void {
     const text = opcode === Opcode.Text;
     if (first) {
-      this.streaming = this.streamNextMessage;
-      this.streamNextMessage = false;
-      if (text && !last) (this.validator ??= new Utf8Validator()).reset();
+      // The message streams if streamNextMessage was set; that request is used up.
+      const flags = this.flags;
+      this.flags = (flags & STREAM_NEXT) !== 0 ? (flags & ~STREAM_NEXT) | STREAMING : flags & ~STREAMING;
+      if (text && !last) (this.rareFields().validator ??= new Utf8Validator()).reset();
     }
-    if (first && last && text && !this.streaming) {
+    const streaming = (this.flags & STREAMING) !== 0;
+    if (first && last && text && !streaming) {
       // A whole text message: validated and decoded in one pass (RFC 6455 §8.1: invalid UTF-8 fails).
       let decoded: string;
       try {
@@ -279,11 +346,11 @@ export class Protocol implements FrameSink, ProtocolEngine {
       return;
     }
     // RFC 6455 §8.1: fail at the first invalid byte, not at the end of the message.
-    if (text && !(first && last ? isUtf8(data) : this.validator!.feed(data, last))) {
+    if (text && !(first && last ? isUtf8(data) : this.rare!.validator!.feed(data, last))) {
       this.fail(new InvalidUtf8Error());
       return;
     }
-    if (this.streaming) {
+    if (streaming) {
       this.handler.onPiece(data, !text, first, last);
       return;
     }
@@ -291,22 +358,23 @@ export class Protocol implements FrameSink, ProtocolEngine {
       this.handler.onMessage(data, true);
       return;
     }
+    const rare = this.rareFields();
     if (data.length > 0) {
-      if (this.parts === NO_PARTS) this.parts = [data];
-      else this.parts.push(data);
-      this.partsLength += data.length;
+      if (rare.parts === NO_PARTS) rare.parts = [data];
+      else rare.parts.push(data);
+      rare.partsLength += data.length;
     }
     if (!last) return;
-    const parts = this.parts;
-    const whole = parts.length === 1 ? parts[0]! : Buffer.concat(parts, this.partsLength);
-    this.parts = NO_PARTS;
-    this.partsLength = 0;
+    const parts = rare.parts;
+    const whole = parts.length === 1 ? parts[0]! : Buffer.concat(parts, rare.partsLength);
+    rare.parts = NO_PARTS;
+    rare.partsLength = 0;
     this.handler.onMessage(text ? whole.toString('utf8') : whole, !text);
   }
 
   /** FrameSink: called by the frame parser. @internal */
   onControl(opcode: number, payload: Buffer): void {
-    if (this.closeReceivedFlag) return;
+    if ((this.flags & CLOSE_RECEIVED) !== 0) return;
     if (opcode === Opcode.Ping) {
       this.handler.onPing(payload);
     } else if (opcode === Opcode.Pong) {
@@ -325,36 +393,38 @@ export class Protocol implements FrameSink, ProtocolEngine {
       this.fail(error as WebSocketError);
       return;
     }
-    this.closeReceivedFlag = true;
-    this.closeCodeValue = code;
-    this.closeReasonValue = reason;
+    this.flags |= CLOSE_RECEIVED;
+    const rare = this.rareFields();
+    rare.closeCode = code;
+    rare.closeReason = reason;
     this.parser.discard();
-    if (!this.closeSentFlag) {
+    if ((this.flags & CLOSE_SENT) === 0) {
       // RFC 6455 §5.5.1: reply with a close frame, echoing the status code received. The reason
       // is echoed too (as ws does), so the side that started the close records the same code and
       // reason as its peer (Racket recorded them only on the side that received the close first).
       this.writeClose(code === CloseCode.NoStatus ? undefined : code, code === CloseCode.NoStatus ? '' : reason);
     }
-    this.stateValue = 'closed';
+    this.setState(CLOSED);
     this.dropQueue();
     this.handler.onCloseFrame(code, reason);
     // RFC 6455 §7.1.1: the server closes the TCP connection first.
-    if (this.side === 'server') this.handler.onEnd();
+    if (this.config.side === 'server') this.handler.onEnd();
   }
 
   /** Fails the connection: close frame with the error's code, then the transport ends (§7.1.7). */
   fail(error: WebSocketError): void {
-    if (this.stateValue === 'closed') return;
+    if ((this.flags & STATE) === CLOSED) return;
     this.parser.discard();
     const code = 'closeCode' in error && typeof error.closeCode === 'number' ? error.closeCode : CloseCode.InternalError;
-    if (!this.closeSentFlag) {
+    if ((this.flags & CLOSE_SENT) === 0) {
       // 1011 leaks no details; protocol errors name the rule, which is no secret.
       const reason = code === CloseCode.InternalError ? '' : error.message.slice(0, 123);
       this.writeClose(code, Buffer.byteLength(reason) <= 123 ? reason : '');
     }
-    this.closeCodeValue = code;
-    this.closeReasonValue = error.message;
-    this.stateValue = 'closed';
+    const rare = this.rareFields();
+    rare.closeCode = code;
+    rare.closeReason = error.message;
+    this.setState(CLOSED);
     this.dropQueue();
     this.handler.onFail(error);
     this.handler.onEnd();
@@ -373,7 +443,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
    */
   sendText(text: string, compress = true, callback?: SendCallback): boolean {
     this.assertCanSend();
-    if (this.queue.length === 0 && !this.wantsCompression(compress, text.length)) {
+    if ((this.flags & QUEUED) === 0 && !this.wantsCompression(compress, text.length)) {
       this.writeTextFrame(text);
       return true;
     }
@@ -387,9 +457,9 @@ export class Protocol implements FrameSink, ProtocolEngine {
   }
 
   private sendData(opcode: number, data: Buffer, compress: boolean, callback: SendCallback | undefined): boolean {
-    if (this.sendingOpcode !== 0) throw new ProtocolError('a fragmented message is being sent', 1011, 'WS_SEND_IN_PROGRESS');
+    if ((this.flags & SENDING) !== 0) throw new ProtocolError('a fragmented message is being sent', 1011, 'WS_SEND_IN_PROGRESS');
     const deflate = this.wantsCompression(compress, data.length);
-    if (this.queue.length === 0 && !deflate) {
+    if ((this.flags & QUEUED) === 0 && !deflate) {
       this.writeFrame(opcode, data, true, false);
       return true;
     }
@@ -404,20 +474,22 @@ export class Protocol implements FrameSink, ProtocolEngine {
    */
   sendFragment(opcode: number, data: Buffer, fin: boolean, compress = true, callback?: SendCallback): boolean {
     this.assertCanSend();
+    const flags = this.flags;
+    const sendingOpcode = (flags & SENDING) >> SENDING_SHIFT;
     let frameOpcode = Opcode.Continuation as number;
-    let deflate = this.sendingCompressed;
+    let deflate = (flags & SENDING_COMPRESSED) !== 0;
     let rsv1 = false;
-    if (this.sendingOpcode === 0) {
+    if (sendingOpcode === 0) {
       if (opcode !== Opcode.Text && opcode !== Opcode.Binary) throw new TypeError('a message starts with opcode 1 or 2');
       frameOpcode = opcode;
       // The whole message is compressed or not; its size is unknown, so the threshold is not used.
       deflate = this.extension !== undefined && compress;
       rsv1 = deflate;
-      this.sendingCompressed = deflate;
     }
-    this.sendingOpcode = fin ? 0 : this.sendingOpcode || opcode;
-    if (fin) this.sendingCompressed = false;
-    if (this.queue.length === 0 && !deflate) {
+    // Until `fin`, the message's opcode and whether it is compressed are kept.
+    const rest = flags & ~(SENDING | SENDING_COMPRESSED);
+    this.flags = fin ? rest : rest | ((sendingOpcode || opcode) << SENDING_SHIFT) | (deflate ? SENDING_COMPRESSED : 0);
+    if ((this.flags & QUEUED) === 0 && !deflate) {
       this.writeFrame(frameOpcode, data, fin, false);
       return true;
     }
@@ -434,7 +506,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
 
   /** Sends a pong (automatic replies to pings are the connection's job, through this). */
   pong(payload: Buffer = EMPTY): void {
-    if (this.closeSentFlag || this.stateValue === 'closed') return;
+    if ((this.flags & CLOSE_SENT) !== 0 || (this.flags & STATE) === CLOSED) return;
     if (payload.length > 125) throw new RangeError('pong payload over 125 bytes');
     this.writeFrame(Opcode.Pong, payload, true, false);
   }
@@ -446,48 +518,60 @@ export class Protocol implements FrameSink, ProtocolEngine {
    */
   close(code: number | undefined = CloseCode.Normal, reason = ''): boolean {
     encodeClosePayload(code, reason); // validates before any state changes
-    if (this.closeSentFlag || this.pendingClose || this.stateValue === 'closed') return false;
-    if (this.queue.length > 0) {
-      this.pendingClose = { code, reason };
-      this.stateValue = 'closing';
+    if ((this.flags & CLOSE_SENT) !== 0 || this.rare?.pendingClose || (this.flags & STATE) === CLOSED) return false;
+    if ((this.flags & QUEUED) !== 0) {
+      this.rare!.pendingClose = { code, reason };
+      this.setState(CLOSING);
       return true;
     }
     this.writeClose(code, reason);
-    this.stateValue = 'closing';
+    this.setState(CLOSING);
     return true;
   }
 
   private writeClose(code: number | undefined, reason: string): void {
-    this.closeSentFlag = true;
+    this.flags |= CLOSE_SENT;
     this.writeFrame(Opcode.Close, encodeClosePayload(code, reason), true, false);
   }
 
+  private rareFields(): RareFields {
+    return (this.rare ??= new RareFields());
+  }
+
+  private setState(state: number): void {
+    this.flags = (this.flags & ~STATE) | state;
+  }
+
   private assertCanSend(): void {
-    if (this.closeSentFlag || this.pendingClose || this.stateValue !== 'open') {
-      throw new ConnectionClosedError(this.closeCodeValue ?? CloseCode.Abnormal, this.closeReasonValue);
+    // A pending close needs no check of its own: close() sets it with the state `closing`.
+    if ((this.flags & (STATE | CLOSE_SENT)) !== 0) {
+      throw new ConnectionClosedError(this.closeCode ?? CloseCode.Abnormal, this.closeReason);
     }
   }
 
   private wantsCompression(compress: boolean, length: number): boolean {
-    return compress && this.extension !== undefined && length >= this.compressThreshold;
+    return compress && this.extension !== undefined && length >= this.config.compressThreshold;
   }
 
   private enqueue(frame: QueuedFrame): void {
-    if (this.queue === NO_FRAMES) this.queue = [frame];
-    else this.queue.push(frame);
-    if (!this.compressing) this.pump();
+    const rare = this.rareFields();
+    if (rare.queue === NO_FRAMES) rare.queue = [frame];
+    else rare.queue.push(frame);
+    this.flags |= QUEUED;
+    if ((this.flags & COMPRESSING) === 0) this.pump();
   }
 
   /** Writes queued frames in order, waiting for each compression job. */
   private pump(): void {
-    while (this.queue.length > 0) {
-      const frame = this.queue[0]!;
+    const rare = this.rare!;
+    while (rare.queue.length > 0) {
+      const frame = rare.queue[0]!;
       if (frame.compress) {
-        this.compressing = true;
+        this.flags |= COMPRESSING;
         this.extension!.compress(frame.data, frame.fin, (error, result) => {
-          this.compressing = false;
-          if (this.queue[0] !== frame) return; // dropped while compressing
-          this.queue.shift();
+          this.flags &= ~COMPRESSING;
+          if (rare.queue[0] !== frame) return; // dropped while compressing
+          this.shiftQueue(rare);
           if (error) {
             frame.callback?.(error);
             this.fail(new ProtocolError('compression failed', CloseCode.InternalError, 'WS_DEFLATE_FAILED'));
@@ -499,25 +583,38 @@ export class Protocol implements FrameSink, ProtocolEngine {
         });
         return;
       }
-      this.queue.shift();
+      this.shiftQueue(rare);
       this.writeFrame(frame.opcode, frame.data, frame.fin, frame.rsv1);
       frame.callback?.();
     }
-    this.queue = NO_FRAMES;
-    if (this.pendingClose && this.stateValue !== 'closed') {
-      const { code, reason } = this.pendingClose;
-      this.pendingClose = undefined;
+    rare.queue = NO_FRAMES;
+    this.flags &= ~QUEUED;
+    if (rare.pendingClose && (this.flags & STATE) !== CLOSED) {
+      const { code, reason } = rare.pendingClose;
+      rare.pendingClose = undefined;
       this.writeClose(code, reason);
     }
   }
 
+  /**
+   * Takes the first queued frame off. QUEUED is cleared as soon as the queue is empty: a frame's
+   * callback may send, and that send is written at once, as nothing waits before it.
+   */
+  private shiftQueue(rare: RareFields): void {
+    rare.queue.shift();
+    if (rare.queue.length === 0) this.flags &= ~QUEUED;
+  }
+
   /** Fails every queued send (the error is built only when there is one to tell). */
   private dropQueue(): void {
-    this.pendingClose = undefined;
-    if (this.queue.length === 0) return;
-    const queue = this.queue;
-    this.queue = NO_FRAMES;
-    const error = new ConnectionClosedError(this.closeCodeValue ?? CloseCode.Abnormal, this.closeReasonValue);
+    const rare = this.rare;
+    if (rare === undefined) return;
+    rare.pendingClose = undefined;
+    if (rare.queue.length === 0) return;
+    const queue = rare.queue;
+    rare.queue = NO_FRAMES;
+    this.flags &= ~QUEUED;
+    const error = new ConnectionClosedError(rare.closeCode ?? CloseCode.Abnormal, rare.closeReason);
     for (const frame of queue) frame.callback?.(error);
   }
 
@@ -532,7 +629,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
       this.writeFrame(Opcode.Text, Buffer.from(text, 'utf8'), true, false);
       return;
     }
-    const masking = this.masking;
+    const masking = this.config.masking;
     const frame = Buffer.allocUnsafe(headerSize(length, masking) + length);
     let at = writeHeader(frame, 0, Opcode.Text, length, true, false, undefined);
     if (masking) {
@@ -548,7 +645,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
 
   private writeFrame(opcode: number, data: Buffer, fin: boolean, rsv1: boolean): void {
     const length = data.length;
-    if (!this.masking) {
+    if (!this.config.masking) {
       if (length > COPY_THRESHOLD) {
         const header = Buffer.allocUnsafe(headerSize(length, false));
         writeHeader(header, 0, opcode, length, fin, rsv1, undefined);

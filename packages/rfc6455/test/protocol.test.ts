@@ -5,6 +5,7 @@
  */
 import { Protocol, type ProtocolHandler, type Side } from '../src/protocol.js';
 import type { WebSocketError } from '../src/errors.js';
+import type { MessageExtension } from '../src/extensions/extension.js';
 import { closePayload, decodeFrames, frame, type DecodedFrame } from './helpers/frames.js';
 
 interface Harness {
@@ -194,5 +195,128 @@ describe('Protocol sending', () => {
     const h = harness('server');
     h.proto.close();
     expect(() => h.proto.sendText('x')).toThrow(expect.objectContaining({ code: 'WS_CLOSED' }));
+  });
+});
+
+describe('Protocol state kept in bits and a side object', () => {
+  /** An extension whose "compression" is the identity, answered on the next turn (as zlib does). */
+  function identityExtension(): MessageExtension {
+    return {
+      name: 'identity',
+      compress: (data, _fin, cb) => setImmediate(() => cb(null, Buffer.from(data))),
+      decompress: (data, _fin, cb) => setImmediate(() => cb(null, Buffer.from(data))),
+      dispose: () => {},
+    };
+  }
+
+  function queueHarness(): { proto: Protocol; written: () => DecodedFrame[]; events: string[] } {
+    const out: Buffer[] = [];
+    const events: string[] = [];
+    const handler: ProtocolHandler = {
+      onWrite: (d) => out.push(Buffer.from(d)),
+      onWritev: (h, p) => out.push(Buffer.concat([h, p])),
+      onMessage: () => events.push('message'),
+      onPiece: () => events.push('piece'),
+      onPing: () => {},
+      onPong: () => {},
+      onCloseFrame: () => {},
+      onFail: () => events.push('fail'),
+      onEnd: () => events.push('end'),
+    };
+    const proto = new Protocol({ side: 'server', extension: identityExtension(), compressThreshold: 0 }, handler);
+    return { proto, written: () => decodeFrames(Buffer.concat(out)).frames, events };
+  }
+
+  const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+  test('an idle protocol holds at most 6 own fields; side and streamNextMessage are accessors', () => {
+    const h = harness('client');
+    expect(Reflect.ownKeys(h.proto).length).toBeLessThanOrEqual(6);
+    expect(h.proto.side).toBe('client');
+    expect(harness('server').proto.side).toBe('server');
+    expect(h.proto.streamNextMessage).toBe(false);
+    h.proto.streamNextMessage = true;
+    expect(h.proto.streamNextMessage).toBe(true);
+    expect(h.proto.state).toBe('open');
+    expect(h.proto.closeSent).toBe(false);
+    expect(h.proto.closeReceived).toBe(false);
+    expect(h.proto.closeCode).toBeUndefined();
+    expect(h.proto.closeReason).toBe('');
+  });
+
+  test('streamNextMessage streams one message and is used up by it', () => {
+    const h = harness('server');
+    h.proto.streamNextMessage = true;
+    h.proto.receiveData(frame({ opcode: 1, payload: 'ab', fin: false, mask: true }));
+    h.proto.receiveData(frame({ opcode: 0, payload: 'c', mask: true }));
+    expect(h.proto.streamNextMessage).toBe(false);
+    h.proto.receiveData(frame({ opcode: 1, payload: 'd', fin: false, mask: true }));
+    h.proto.receiveData(frame({ opcode: 0, payload: 'e', mask: true }));
+    expect(h.events).toEqual(['piece', 'piece', 'message']);
+    expect(h.messages).toEqual(['de']);
+  });
+
+  test('sends wait behind compression in order; a send from the last callback is written at once', async () => {
+    const h = queueHarness();
+    const order: string[] = [];
+    expect(h.proto.sendText('one', true, () => order.push('one'))).toBe(false);
+    // Not compressed, but queued behind the first: it waits too.
+    expect(h.proto.sendBinary(Buffer.from('two'), false, () => {
+      order.push('two');
+      // The queue is empty now: this one goes out synchronously.
+      order.push(`three:${h.proto.sendText('three', false)}`);
+    })).toBe(false);
+    expect(h.written()).toEqual([]);
+    await tick();
+    await tick();
+    expect(order).toEqual(['one', 'two', 'three:true']);
+    expect(h.written().map((f) => [f.opcode, (f.rsv & 4) !== 0, f.payload.toString()])).toEqual([
+      [1, true, 'one'],
+      [2, false, 'two'],
+      [1, false, 'three'],
+    ]);
+    expect(h.proto.sendText('four', false)).toBe(true);
+  });
+
+  test('close() waits for the queue, then sends the close frame; further sends throw', async () => {
+    const h = queueHarness();
+    h.proto.sendText('one');
+    expect(h.proto.close(4000, 'later')).toBe(true);
+    expect(h.proto.state).toBe('closing');
+    expect(h.proto.closeSent).toBe(false);
+    expect(h.proto.close(4001)).toBe(false);
+    expect(() => h.proto.sendText('x', false)).toThrow(expect.objectContaining({ code: 'WS_CLOSED' }));
+    await tick();
+    expect(h.written().map((f) => f.opcode)).toEqual([1, 8]);
+    expect(h.proto.closeSent).toBe(true);
+  });
+
+  test('the end of the transport drops queued sends with the close code', async () => {
+    const h = queueHarness();
+    const errors: Array<Error | undefined> = [];
+    h.proto.sendText('one', true, (e) => errors.push(e));
+    h.proto.sendText('two', true, (e) => errors.push(e));
+    h.proto.close();
+    h.proto.receiveEof();
+    expect(h.proto.state).toBe('closed');
+    expect(h.proto.closeCode).toBe(1006);
+    expect(errors.map((e) => e && (e as WebSocketError).code)).toEqual(['WS_CLOSED', 'WS_CLOSED']);
+    await tick();
+    expect(h.written()).toEqual([]);
+  });
+
+  test('a fragmented compressed send keeps its opcode and RSV1 on the first frame only', async () => {
+    const h = queueHarness();
+    h.proto.sendFragment(2, Buffer.from('a'), false);
+    expect(() => h.proto.sendBinary(Buffer.from('x'))).toThrow(expect.objectContaining({ code: 'WS_SEND_IN_PROGRESS' }));
+    h.proto.sendFragment(1, Buffer.from('b'), true);
+    await tick();
+    await tick();
+    expect(h.written().map((f) => [f.opcode, f.fin, (f.rsv & 4) !== 0])).toEqual([
+      [2, false, true],
+      [0, true, false],
+    ]);
+    h.proto.sendFragment(1, Buffer.from('c'), true, false);
+    expect(h.written().at(-1)!.opcode).toBe(1);
   });
 });

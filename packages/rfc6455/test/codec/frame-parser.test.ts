@@ -393,3 +393,50 @@ describe('whole small frames in one chunk (the fast path) agree with the general
     expect(parser.bufferedAmount).toBe(0);
   });
 });
+
+describe('per-parser footprint (bits and shared settings behave as the fields they replace)', () => {
+  const key = Uint8Array.of(0xf2, 0x34, 0x56, 0x78); // top bit set: the key is kept as a signed integer
+
+  test('a parser holds at most 13 own fields; side and limits are not copied into each', () => {
+    const a = new FrameParser({ side: 'server', maxMessageSize: 1000, ownsInput: true }, { onData() {}, onControl() {}, onError() {} });
+    expect(Reflect.ownKeys(a).length).toBeLessThanOrEqual(13);
+    expect(Object.prototype.hasOwnProperty.call(a, 'paused')).toBe(false);
+  });
+
+  test('paused reads and writes through its accessor, and pausing leaves the frame state alone', () => {
+    const rec = recordingParser({ side: 'server' });
+    expect(rec.parser.paused).toBe(false);
+    rec.parser.push(frame({ opcode: 2, payload: Buffer.alloc(10, 1), fin: false, mask: key }));
+    rec.parser.paused = true;
+    expect(rec.parser.paused).toBe(true);
+    expect(rec.parser.inMessage).toBe(true);
+    rec.parser.push(frame({ opcode: 0, payload: Buffer.alloc(5, 2), mask: key }));
+    expect(rec.messages).toEqual([]);
+    rec.parser.resume();
+    expect(rec.parser.paused).toBe(false);
+    expect(rec.messages.map((m) => [m.opcode, m.data.length])).toEqual([[2, 15]]);
+    expect(rec.parser.inMessage).toBe(false);
+  });
+
+  test('parsers with different limits made one after the other each keep their own', () => {
+    const small = recordingParser({ side: 'server', maxMessageSize: 4 });
+    const large = recordingParser({ side: 'server', maxMessageSize: 100 });
+    const again = recordingParser({ side: 'server', maxMessageSize: 4 });
+    const bytes = frame({ opcode: 2, payload: Buffer.alloc(10), mask: key });
+    for (const rec of [small, large, again]) rec.parser.push(Buffer.from(bytes));
+    expect(small.errors.map((e) => e.constructor)).toEqual([MessageTooBigError]);
+    expect(large.messages).toHaveLength(1);
+    expect(again.errors.map((e) => e.constructor)).toEqual([MessageTooBigError]);
+  });
+
+  test('a masked 64-bit-length frame, split byte by byte, unmasks with a top-bit key', () => {
+    const payload = Buffer.alloc(70000);
+    for (let i = 0; i < payload.length; i++) payload[i] = i & 0xff;
+    const bytes = frame({ opcode: 2, payload, mask: key });
+    const rec = recordingParser({ side: 'server' });
+    pushSplit(rec.parser, bytes, Array.from({ length: 20 }, (_, i) => i + 1));
+    expect(rec.errors).toEqual([]);
+    expect(rec.messages).toHaveLength(1);
+    expect(rec.messages[0]!.data.equals(payload)).toBe(true);
+  });
+});
