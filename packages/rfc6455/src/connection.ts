@@ -81,6 +81,12 @@ export interface ConnectionOptions {
    * the process.
    */
   directReads?: boolean;
+  /**
+   * A set that tracks open connections: the connection adds itself, and removes itself when it
+   * closes (serve() and the adapters use one for graceful shutdown). Leave the removing to the
+   * connections: the idle and keepalive timers reach them through this set.
+   */
+  connections?: Set<WebSocketConnection>;
 }
 
 /** Facts about the connection fixed at the handshake. */
@@ -448,7 +454,16 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
     stream.on('close', streamOnClose);
     stream.on('error', streamOnError);
     stream.on('drain', streamOnDrain);
-    if (this.limits.idleTimeout > 0 || this.limits.keepaliveInterval > 0) wheel.add(this);
+    const registry = options.connections;
+    if (registry !== undefined) {
+      registry.add(this);
+      this.limits = limitsWith(this.limits, registry, undefined);
+    }
+    // The wheel reaches a tracked connection through its set (one table entry, not two).
+    if (this.limits.idleTimeout > 0 || this.limits.keepaliveInterval > 0) {
+      if (registry !== undefined) wheel.addGroup(registry);
+      else wheel.add(this);
+    }
     if (head && head.length > 0) this.handleData(head);
     // A socket paused during the handshake (hybi-00 key3) would not flow by adding a listener.
     if (stream.isPaused()) stream.resume();
@@ -891,18 +906,6 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
   /** Aborts the transport at once, without a closing handshake (close code 1006). */
   terminate(): void {
     this.abortTransport();
-  }
-
-  /** Adds the connection to `set` until it closes. @internal */
-  trackIn(set: Set<WebSocketConnection>): void {
-    if (this.closedFlag) return;
-    set.add(this);
-    this.limits = limitsWith(this.limits, set, this.limits.listenerFailed);
-    // The wheel reaches the connection through the set from now on (one table entry, not two).
-    if (this.limits.idleTimeout > 0 || this.limits.keepaliveInterval > 0) {
-      wheel.addGroup(set);
-      wheel.delete(this);
-    }
   }
 
   /** Resolves once the transport has closed. */

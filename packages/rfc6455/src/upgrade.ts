@@ -93,12 +93,6 @@ export interface UpgradeOptions<State = unknown> extends ConnectionOptions {
   hybi00?: boolean;
   /** Called with every accepted connection (serve() uses it to track them for shutdown). */
   onConnection?: (conn: WebSocketConnection) => void;
-  /**
-   * A set that tracks open connections: each accepted connection is added, and removes itself
-   * when it closes (serve() and the adapters use it for graceful shutdown). Leave the removing to
-   * the connections: the idle and keepalive timers reach them through this set.
-   */
-  connections?: Set<WebSocketConnection>;
 }
 
 /** Who serves accepted connections: one handler for every path, or a {@link ServiceMapper}. */
@@ -288,7 +282,6 @@ export function startConnection<State>(
     negotiated.extension && options.compressThreshold === undefined ? { ...options, compressThreshold: negotiated.extension.threshold } : options,
     head,
   );
-  if (options.connections) conn.trackIn(options.connections);
   options.onConnection?.(conn);
   runHandler(negotiated.handler, conn, req, { params: negotiated.params, state: negotiated.state, protocol: negotiated.protocol }, options);
   return conn;
