@@ -304,10 +304,27 @@ function limitsWith(base: Limits, registry: Limits['registry'], listenerFailed: 
 }
 
 /**
+ * The base class of WebSocketConnection: EventEmitter's prototype (every EventEmitter method,
+ * `instanceof EventEmitter`, EventEmitter's statics), with a constructor that sets only the two
+ * fields those methods keep per instance. EventEmitter's own constructor also stores
+ * `_maxListeners` and two symbol-keyed flags on each instance, values the prototype already holds
+ * (a connection does not take EventEmitter's options, e.g. `captureRejections`; the process-wide
+ * `EventEmitter.captureRejections` applies). The listener table is a `{}` given a null prototype
+ * afterwards: a `{ __proto__: null }` literal, as EventEmitter makes it, is a dictionary in V8
+ * (about 250 bytes once a listener is added); this stays a small fast object and behaves the same.
+ */
+const ListenerBase = function ListenerBase(this: { _events: object; _eventsCount: number }): void {
+  this._events = Object.setPrototypeOf({}, null) as object;
+  this._eventsCount = 0;
+} as unknown as new () => EventEmitter<ConnectionEvents>;
+ListenerBase.prototype = EventEmitter.prototype as EventEmitter<ConnectionEvents>;
+Object.setPrototypeOf(ListenerBase, EventEmitter);
+
+/**
  * One WebSocket connection, client or server side. Receive with `recv()`, `for await`, `recvStream()`
  * or `message` events; send with `send()`, `sendStream()` and `ping()`; finish with `close()`.
  */
-export class WebSocketConnection extends EventEmitter<ConnectionEvents> implements ProtocolHandler, WheelMember, AsyncIterable<Message> {
+export class WebSocketConnection extends ListenerBase implements ProtocolHandler, WheelMember, AsyncIterable<Message> {
   /** The negotiated subprotocol, '' if none. */
   readonly protocol: string;
   /** The negotiated Sec-WebSocket-Extensions value, '' if none. */
@@ -399,10 +416,6 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
 
   constructor(transport: Transport, info: ConnectionInfo, options: ConnectionOptions = {}, head?: Buffer) {
     super();
-    // EventEmitter's listener table is a `{ __proto__: null }` literal, which V8 makes a
-    // dictionary (about 250 bytes once a listener is added); an object given a null prototype
-    // after creation stays a small fast object, and behaves the same.
-    (this as unknown as { _events: object })._events = Object.setPrototypeOf({}, null) as object;
     this.stream = transport.stream;
     // A socket's transport is rebuilt from the socket when asked for; other kinds are kept.
     if (!(transport instanceof SocketTransport)) this.rareFields().transport = transport;
@@ -690,6 +703,7 @@ export class WebSocketConnection extends EventEmitter<ConnectionEvents> implemen
   get listenerFailed(): Limits['listenerFailed'] {
     return this.limits.listenerFailed;
   }
+  /** @internal */
   set listenerFailed(handler: Limits['listenerFailed']) {
     this.limits = limitsWith(this.limits, this.limits.registry, handler);
   }

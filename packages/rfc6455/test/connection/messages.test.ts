@@ -136,3 +136,36 @@ describe('payload sizes round-trip', () => {
     expect(echoed.equals(big)).toBe(true);
   });
 });
+
+describe('a connection is an EventEmitter', () => {
+  test('instanceof, events.once/on helpers, listener bookkeeping and max listeners behave as on any emitter', async () => {
+    const { EventEmitter, once, on } = await import('node:events');
+    const client = await connect(server.url);
+    expect(client).toBeInstanceOf(EventEmitter);
+    expect(client.getMaxListeners()).toBe(EventEmitter.defaultMaxListeners);
+    client.setMaxListeners(3);
+    expect(client.getMaxListeners()).toBe(3);
+
+    const seen: string[] = [];
+    const first = (m: unknown): void => void seen.push(`first ${String(m)}`);
+    const second = (m: unknown): void => void seen.push(`second ${String(m)}`);
+    client.on('message', first);
+    client.once('message', second);
+    expect(client.listenerCount('message')).toBe(2);
+    expect(client.eventNames()).toEqual(['message']);
+    // events.on() iterates what the emitter emits, beside the listeners.
+    const iterator = on(client, 'message');
+    for (const text of ['a', 'b', 'c']) {
+      await client.send(text);
+      expect(String((await iterator.next()).value[0])).toBe(text);
+    }
+    await iterator.return!();
+    client.off('message', first);
+    expect(client.listenerCount('message')).toBe(0);
+    expect(seen).toEqual(['first a', 'second a', 'first b', 'first c']);
+
+    const closed = once(client, 'close');
+    await client.close(1000, 'done');
+    expect(await closed).toEqual([1000, 'done']);
+  });
+});
