@@ -3,6 +3,7 @@
  * still unfinished), pings answered between fragments, message size limits, payload sizes
  * 0..16 MiB round-tripping through serve() and connect().
  */
+import { EventEmitter, on, once } from 'node:events';
 import { connect, serve, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
 import { closePayload } from '../helpers/frames.js';
 import { RawClient } from '../helpers/raw-client.js';
@@ -139,7 +140,6 @@ describe('payload sizes round-trip', () => {
 
 describe('a connection is an EventEmitter', () => {
   test('instanceof, events.once/on helpers, listener bookkeeping and max listeners behave as on any emitter', async () => {
-    const { EventEmitter, once, on } = await import('node:events');
     const client = await connect(server.url);
     expect(client).toBeInstanceOf(EventEmitter);
     expect(client.getMaxListeners()).toBe(EventEmitter.defaultMaxListeners);
