@@ -117,6 +117,22 @@ describe('closeStatus and closeReason on both sides', () => {
     expect(conn.closeStatus).toBe(1006);
   });
 
+  test('a peer that ends its side without a close frame: what it sent is answered first, then the server ends its side, 1006', async () => {
+    const raw = await RawClient.connect(server.port);
+    const conn = await lastServerConn();
+    raw.send({ opcode: 1, payload: Buffer.from('one') });
+    raw.send({ opcode: 1, payload: Buffer.from('two') });
+    raw.end();
+    // The echoes of both messages arrive, then the server's FIN (no close frame: 1006 has none).
+    expect((await raw.readFrame())?.payload.toString()).toBe('one');
+    expect((await raw.readFrame())?.payload.toString()).toBe('two');
+    expect(await raw.readFrame()).toBeUndefined();
+    await raw.closed;
+    await conn.whenClosed;
+    expect(conn.closeStatus).toBe(1006);
+    expect(conn.readyState).toBe('closed');
+  });
+
   test('close() rejects codes that may not be sent (1005, 1006, 1015) without closing', async () => {
     const client = await connect(server.url, { perMessageDeflate: false });
     for (const code of [1005, 1006, 1015]) await expect(client.close(code)).rejects.toThrow(RangeError);
