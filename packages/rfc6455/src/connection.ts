@@ -305,20 +305,25 @@ function limitsWith(base: Limits, registry: Limits['registry'], listenerFailed: 
 
 /**
  * The base class of WebSocketConnection: EventEmitter's prototype (every EventEmitter method,
- * `instanceof EventEmitter`, EventEmitter's statics), with a constructor that sets only the two
- * fields those methods keep per instance. EventEmitter's own constructor also stores
- * `_maxListeners` and two symbol-keyed flags on each instance, values the prototype already holds
- * (a connection does not take EventEmitter's options, e.g. `captureRejections`; the process-wide
- * `EventEmitter.captureRejections` applies). The listener table is a `{}` given a null prototype
- * afterwards: a `{ __proto__: null }` literal, as EventEmitter makes it, is a dictionary in V8
- * (about 250 bytes once a listener is added); this stays a small fast object and behaves the same.
+ * `instanceof EventEmitter`, EventEmitter's statics) under a constructor that stores nothing.
+ * EventEmitter's own constructor stores a listener table, a count, `_maxListeners` and two
+ * symbol-keyed flags on each instance; the last three hold what the prototype already holds (a
+ * connection takes no EventEmitter options such as `captureRejections`; the process-wide
+ * `EventEmitter.captureRejections` applies), and the table is made when the first listener is
+ * added (see `LISTENER_ADDERS`): a connection read with `recv()` or `for await` never has one.
  */
-const ListenerBase = function ListenerBase(this: { _events: object; _eventsCount: number }): void {
-  this._events = Object.setPrototypeOf({}, null) as object;
-  this._eventsCount = 0;
-} as unknown as new () => EventEmitter<ConnectionEvents>;
+const ListenerBase = function ListenerBase(): void {} as unknown as new () => EventEmitter<ConnectionEvents>;
 ListenerBase.prototype = EventEmitter.prototype as EventEmitter<ConnectionEvents>;
 Object.setPrototypeOf(ListenerBase, EventEmitter);
+
+/**
+ * The EventEmitter methods that add a listener (`once` and `prependOnceListener` go through `on`
+ * and `prependListener`). The connection's versions first give it its listener table: a `{}`
+ * given a null prototype afterwards, because the `{ __proto__: null }` literal EventEmitter would
+ * make is a dictionary in V8 (about 250 bytes once a listener is added), while this stays a small
+ * fast object and behaves the same.
+ */
+const LISTENER_ADDERS = ['on', 'addListener', 'prependListener'] as const;
 
 /**
  * One WebSocket connection, client or server side. Receive with `recv()`, `for await`, `recvStream()`
@@ -392,6 +397,20 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   declare private finalReason: RareFields['finalReason'];
 
   static {
+    for (const name of LISTENER_ADDERS) {
+      const add = EventEmitter.prototype[name] as (this: EventEmitter, type: string | symbol, listener: (...args: unknown[]) => void) => EventEmitter;
+      Object.defineProperty(WebSocketConnection.prototype, name, {
+        configurable: true,
+        writable: true,
+        value: function (this: EventEmitter & { _events?: object; _eventsCount: number }, type: string | symbol, listener: (...args: unknown[]) => void) {
+          if (this._events === undefined) {
+            this._events = Object.setPrototypeOf({}, null) as object;
+            this._eventsCount = 0;
+          }
+          return add.call(this, type, listener);
+        },
+      });
+    }
     for (const [key, bit] of FLAG_ACCESSORS) {
       Object.defineProperty(WebSocketConnection.prototype, key, {
         get(this: WebSocketConnection) {
@@ -710,7 +729,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
 
   /** @internal */
   onMessage(data: Message, binary: boolean): void {
-    const listener = (this as unknown as { _events: ListenerTable })._events.message;
+    const listener = (this as unknown as { _events: ListenerTable | undefined })._events?.message;
     if (listener !== undefined) {
       // A throwing 'message' listener used to escape from the socket's 'data' event and crash the
       // process (found by test/robustness/faults.test.ts); it is a handler failure: close 1011.

@@ -168,4 +168,24 @@ describe('a connection is an EventEmitter', () => {
     await client.close(1000, 'done');
     expect(await closed).toEqual([1000, 'done']);
   });
+
+  test('a connection read with recv() has no listener table; the first listener, added any way, makes one', async () => {
+    const client = await connect(server.url);
+    // Footprint guard: nothing listens yet, so there is no table (and emit() is a no-op).
+    expect(Object.prototype.hasOwnProperty.call(client, '_events')).toBe(false);
+    expect(client.emit('drain')).toBe(false);
+    expect(client.listenerCount('message')).toBe(0);
+    await client.send('r');
+    expect(await client.recv()).toBe('r');
+
+    const order: string[] = [];
+    client.prependOnceListener('message', () => void order.push('prepended once'));
+    client.prependListener('message', () => void order.push('prepended'));
+    const echoed = once(client, 'message');
+    await client.send('e');
+    await echoed;
+    expect(order).toEqual(['prepended', 'prepended once']);
+    expect(client.listenerCount('message')).toBe(1);
+    await client.close();
+  });
 });
