@@ -437,7 +437,8 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     super();
     this.stream = transport.stream;
     // A socket's transport is rebuilt from the socket when asked for; other kinds are kept.
-    if (!(transport instanceof SocketTransport)) this.rareFields().transport = transport;
+    const overSocket = transport instanceof SocketTransport;
+    if (!overSocket) this.rareFields().transport = transport;
     if (info.side === 'client') this.flags |= CLIENT;
     if (info.variant === 'hybi00') this.flags |= HYBI00;
     this.protocol = info.protocol ?? '';
@@ -475,7 +476,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     const stream = this.stream;
     (stream as OwnedStream)[kConnection] = this;
     stream.on('data', streamOnData);
-    if (this.rare?.transport === undefined) {
+    if (overSocket) {
       // A socket: instead of an 'end' listener of ours (the socket's second, so an array on every
       // connection), let the socket end its side itself when the peer ends (what allowHalfOpen
       // false does); the connection learns of the end at 'close', as after an abort.
@@ -567,23 +568,24 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
 
   /** The peer's IP address (from the transport), undefined when unknown. */
   get remoteAddress(): string | undefined {
-    const transport = this.rare?.transport;
-    return transport !== undefined ? transport.remoteAddress : (this.stream as Socket).remoteAddress;
+    return this.addresses.remoteAddress;
   }
   /** The peer's port, undefined when unknown. */
   get remotePort(): number | undefined {
-    const transport = this.rare?.transport;
-    return transport !== undefined ? transport.remotePort : (this.stream as Socket).remotePort;
+    return this.addresses.remotePort;
   }
   /** Local IP address, undefined when unknown. */
   get localAddress(): string | undefined {
-    const transport = this.rare?.transport;
-    return transport !== undefined ? transport.localAddress : (this.stream as Socket).localAddress;
+    return this.addresses.localAddress;
   }
   /** Local port, undefined when unknown. */
   get localPort(): number | undefined {
-    const transport = this.rare?.transport;
-    return transport !== undefined ? transport.localPort : (this.stream as Socket).localPort;
+    return this.addresses.localPort;
+  }
+
+  /** Where the addresses are read: the transport kept in `rare`, else the socket itself (whose fields a socket transport reads). */
+  private get addresses(): Partial<Pick<Transport, 'remoteAddress' | 'remotePort' | 'localAddress' | 'localPort'>> {
+    return this.rare?.transport ?? (this.stream as Socket);
   }
 
   /** Bytes handed to the connection and not yet flushed to the transport. */
@@ -1116,7 +1118,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     this.limits.registry?.delete(this);
     this.proto.receiveEof();
     this.endReceiving();
-    if (this.rare?.finalCode !== CloseCode.PolicyViolation) {
+    if (this.finalCode !== CloseCode.PolicyViolation) {
       this.finalCode = this.proto.closeCode ?? CloseCode.Abnormal;
     }
     this.finalReason = this.finalCode === CloseCode.PolicyViolation && this.proto.closeCode === CloseCode.Abnormal ? 'outgoing buffer overflow' : this.proto.closeReason;

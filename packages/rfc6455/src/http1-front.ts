@@ -263,14 +263,15 @@ export function parseUpgradeHead(socket: Socket, buffer: Buffer, end: number): I
     const key = name.toLowerCase();
     // A value equal to the last one seen for the same well-known header (Host, Origin,
     // User-Agent...: usually the same on every connection) is that same string, kept once.
-    const last = INTERNED.has(key) ? lastValues.get(key) : undefined;
+    const interned = INTERNED.has(key);
+    const last = interned ? lastValues.get(key) : undefined;
     let value: string;
     if (last !== undefined && last.length === to - from && text.startsWith(last, from)) {
       value = last;
     } else {
       // V8 copies slices shorter than 13 characters; longer ones are decoded afresh from the buffer.
       value = to - from < 13 ? common(text.slice(from, to)) : buffer.toString('latin1', from, to);
-      if (INTERNED.has(key)) lastValues.set(key, value);
+      if (interned) lastValues.set(key, value);
     }
     switch (name.length) {
       case 7:
