@@ -193,6 +193,9 @@ type ListenerTable = Record<string, ((...args: unknown[]) => unknown) | Array<(.
 /** Times are kept relative to this (small integers fit in an object field; a Date.now() does not). */
 const TIME_BASE = Date.now();
 
+/** After this long without reading, a connection whose engine is at rest drops it (ms). */
+const ENGINE_IDLE_MS = 2000;
+
 /**
  * ms since TIME_BASE as a small integer. Math.floor returns a Smi when the value fits (a plain
  * subtraction of two doubles gives a heap number, and then the field holds a boxed double).
@@ -257,8 +260,12 @@ const RARE_ACCESSORS = [
   'finalReason',
 ] as const satisfies readonly (keyof RareFields)[];
 
-/** A connection's timers and limits (immutable; shared between connections). */
+/** A connection's timers, limits and protocol options (immutable; shared between connections). */
 interface Limits {
+  readonly maxMessageSize: number;
+  readonly maxFrameSize: number;
+  readonly maxFragments: number;
+  readonly compressThreshold: number | undefined;
   readonly closeTimeout: number;
   readonly idleTimeout: number;
   readonly keepaliveInterval: number;
@@ -274,10 +281,25 @@ interface Limits {
 /** The last Limits made: the next connection almost always has the same values. */
 let lastLimits: Limits | undefined;
 
-function limitsFor(closeTimeout: number, idleTimeout: number, keepaliveInterval: number, readHighWaterMark: number, writeHighWaterMark: number, maxBufferedAmount: number): Limits {
+function limitsFor(
+  maxMessageSize: number,
+  maxFrameSize: number,
+  maxFragments: number,
+  compressThreshold: number | undefined,
+  closeTimeout: number,
+  idleTimeout: number,
+  keepaliveInterval: number,
+  readHighWaterMark: number,
+  writeHighWaterMark: number,
+  maxBufferedAmount: number,
+): Limits {
   const l = lastLimits;
   if (
     l !== undefined &&
+    Object.is(l.maxMessageSize, maxMessageSize) &&
+    Object.is(l.maxFrameSize, maxFrameSize) &&
+    Object.is(l.maxFragments, maxFragments) &&
+    Object.is(l.compressThreshold, compressThreshold) &&
     Object.is(l.closeTimeout, closeTimeout) &&
     Object.is(l.idleTimeout, idleTimeout) &&
     Object.is(l.keepaliveInterval, keepaliveInterval) &&
@@ -287,7 +309,20 @@ function limitsFor(closeTimeout: number, idleTimeout: number, keepaliveInterval:
   ) {
     return l;
   }
-  return (lastLimits = Object.freeze({ closeTimeout, idleTimeout, keepaliveInterval, readHighWaterMark, writeHighWaterMark, maxBufferedAmount, registry: undefined, listenerFailed: undefined }));
+  return (lastLimits = Object.freeze({
+    maxMessageSize,
+    maxFrameSize,
+    maxFragments,
+    compressThreshold,
+    closeTimeout,
+    idleTimeout,
+    keepaliveInterval,
+    readHighWaterMark,
+    writeHighWaterMark,
+    maxBufferedAmount,
+    registry: undefined,
+    listenerFailed: undefined,
+  }));
 }
 
 /** For each Limits, the last one derived from it with another registry or listenerFailed. */
@@ -339,7 +374,12 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   /** Server: the upgrade request's headers; client: the handshake response's headers. */
   readonly headers: IncomingHttpHeaders;
 
-  private readonly proto: ProtocolEngine;
+  /**
+   * The protocol engine, made on first use (see `proto`) and dropped again by the wheel once the
+   * connection has been idle a while with the engine at rest: an idle connection keeps no parser
+   * or protocol state.
+   */
+  private engine: ProtocolEngine | undefined = undefined;
   private readonly stream: Transport['stream'];
   /** Timers, limits, registry and listener-failure path, shared by every connection with the same values. */
   private limits: Limits;
@@ -453,6 +493,10 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     this.extension = info.extension;
     const maxMessageSize = options.maxMessageSize ?? Defaults.maxMessageSize;
     this.limits = limitsFor(
+      maxMessageSize,
+      options.maxFrameSize ?? maxMessageSize,
+      options.maxFragments ?? Defaults.maxFragments,
+      options.compressThreshold,
       options.closeTimeout ?? Defaults.closeTimeout,
       options.idleTimeout ?? Defaults.idleTimeout,
       // hybi-00 has no ping: its keepalive ping threw UnsupportedError out of the shared wheel timer.
@@ -461,18 +505,8 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
       options.writeHighWaterMark ?? Defaults.writeHighWaterMark,
       options.maxBufferedAmount ?? 64 * 1024 * 1024,
     );
-    this.proto = info.variant === 'hybi00' ? new Hybi00Protocol({ side: info.side, maxMessageSize }, this) : new Protocol(
-      {
-        side: info.side,
-        maxMessageSize,
-        maxFrameSize: options.maxFrameSize ?? maxMessageSize,
-        maxFragments: options.maxFragments ?? Defaults.maxFragments,
-        extension: info.extension,
-        compressThreshold: options.compressThreshold,
-        ownsInput: true,
-      },
-      this,
-    );
+    // hybi-00 keeps its engine from the start (it is never at rest; see Hybi00Protocol.atRest).
+    if (info.variant === 'hybi00') this.engine = new Hybi00Protocol({ side: info.side, maxMessageSize }, this);
     const stream = this.stream;
     (stream as OwnedStream)[kConnection] = this;
     stream.on('data', streamOnData);
@@ -500,7 +534,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     if (head && head.length > 0) this.handleData(head);
     // A socket paused during the handshake (hybi-00 key3) would not flow by adding a listener.
     if (stream.isPaused()) stream.resume();
-    if (this.proto instanceof Protocol && options.directReads !== false) readDirect(stream, streamOnRead);
+    if ((this.flags & HYBI00) === 0 && options.directReads !== false) readDirect(stream, streamOnRead);
     if (stream.destroyed) queueMicrotask(() => this.handleClose());
   }
 
@@ -516,6 +550,28 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     return (this.flags & HYBI00) !== 0 ? 'hybi00' : 'rfc6455';
   }
 
+  /** The protocol engine, made now if the connection has none (new, or idle with it dropped). */
+  private get proto(): ProtocolEngine {
+    return this.engine ?? this.startEngine();
+  }
+
+  /** Makes the RFC 6455 engine: a new one is the same as one at rest (see `Protocol.atRest`). */
+  private startEngine(): ProtocolEngine {
+    const limits = this.limits;
+    return (this.engine = new Protocol(
+      {
+        side: this.side,
+        maxMessageSize: limits.maxMessageSize,
+        maxFrameSize: limits.maxFrameSize,
+        maxFragments: limits.maxFragments,
+        extension: this.extension,
+        compressThreshold: limits.compressThreshold,
+        ownsInput: true,
+      },
+      this,
+    ));
+  }
+
   /** The transport the connection runs over. */
   get transport(): Transport {
     return this.rare?.transport ?? (this.rareFields().transport = socketTransport(this.stream as Socket));
@@ -524,7 +580,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   /** `open`, `closing` (close frame sent, waiting), or `closed` (transport gone). */
   get readyState(): 'open' | 'closing' | 'closed' {
     if (this.closedFlag) return 'closed';
-    return this.proto.state === 'open' ? 'open' : 'closing';
+    return this.engine === undefined || this.engine.state === 'open' ? 'open' : 'closing';
   }
 
   /** True once the transport has closed (`readyState` is `closed`). */
@@ -538,12 +594,13 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
    * close frame. Undefined while open.
    */
   get closeStatus(): number | undefined {
-    return this.closedFlag ? this.finalCode : this.proto.closeCode;
+    return this.closedFlag ? this.finalCode : this.engine?.closeCode;
   }
 
   /** The close reason that goes with `closeStatus` ('' if none); undefined while `closeStatus` is. */
   get closeReason(): string | undefined {
-    return this.closedFlag ? this.finalReason : this.proto.closeCode === undefined ? undefined : this.proto.closeReason;
+    const engine = this.engine;
+    return this.closedFlag ? this.finalReason : engine === undefined || engine.closeCode === undefined ? undefined : engine.closeReason;
   }
 
   /** The error that failed the connection, if any. */
@@ -1036,6 +1093,10 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
         this.proto.ping(Buffer.alloc(0));
       }
     }
+    // Idle for a while with nothing under way: drop the engine (made again on the next read or
+    // send). A connection that only waits keeps no parser or protocol state.
+    const engine = this.engine;
+    if (engine !== undefined && now - TIME_BASE - this.lastActivity >= ENGINE_IDLE_MS && engine.atRest) this.engine = undefined;
   }
 
   /** @internal */

@@ -35,6 +35,10 @@ export class Hybi00Protocol implements ProtocolEngine {
     );
   }
 
+  /** Always false: a hybi-00 connection keeps its engine (the draft is rare; not worth a second path). */
+  get atRest(): boolean {
+    return false;
+  }
   /** `open`, `closing` (our closing frame was sent) or `closed`. */
   get state(): ProtocolState {
     return this.stateValue;

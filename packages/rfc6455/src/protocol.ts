@@ -92,6 +92,12 @@ export interface ProtocolEngine {
   readonly closeReason: string;
   /** Set to true to receive the next message in pieces (`onPiece`) instead of whole (`onMessage`). */
   streamNextMessage: boolean;
+  /**
+   * True when the engine holds nothing a new one (same options, same handler) would not: open,
+   * between messages in both directions, nothing buffered or queued. The owner may then drop it
+   * and make a new one when traffic comes back.
+   */
+  readonly atRest: boolean;
   /** Feeds bytes read from the transport. */
   receiveData(chunk: Buffer): void;
   /** The transport ended or broke; without a close frame received the close code becomes 1006. */
@@ -267,6 +273,21 @@ export class Protocol implements FrameSink, ProtocolEngine {
   get closeReason(): string {
     return this.rare === undefined ? '' : this.rare.closeReason;
   }
+  /**
+   * True when this protocol holds nothing a new one would not (see {@link ProtocolEngine.atRest}):
+   * open, no bit of state set, no fragmented message or close under way, nothing queued, and the
+   * parser at rest. Kept fields of `rare` that a new protocol would make again (a UTF-8 validator
+   * kept for reuse) do not count.
+   */
+  get atRest(): boolean {
+    const rare = this.rare;
+    return (
+      this.flags === OPEN &&
+      this.parser.atRest &&
+      (rare === undefined || (rare.closeCode === undefined && rare.pendingClose === undefined && rare.parts === NO_PARTS && rare.queue === NO_FRAMES))
+    );
+  }
+
   /** Bytes received and not parsed yet. */
   get bufferedIncoming(): number {
     return this.parser.bufferedAmount;

@@ -244,6 +244,45 @@ describe('Protocol state kept in bits and a side object', () => {
     expect(h.proto.closeReason).toBe('');
   });
 
+  test('atRest: only between messages in both directions, with nothing buffered, queued or closing', async () => {
+    const h = harness('server');
+    expect(h.proto.atRest).toBe(true);
+    // Half a frame buffered.
+    const whole = frame({ opcode: 2, payload: Buffer.alloc(300, 1), mask: true });
+    h.proto.receiveData(whole.subarray(0, 10));
+    expect(h.proto.atRest).toBe(false);
+    h.proto.receiveData(whole.subarray(10));
+    expect(h.proto.atRest).toBe(true);
+    // A fragmented message under way (its rare fields stay; they do not count once it ends).
+    h.proto.receiveData(frame({ opcode: 1, payload: 'ab', fin: false, mask: true }));
+    expect(h.proto.atRest).toBe(false);
+    h.proto.receiveData(frame({ opcode: 0, payload: 'c', mask: true }));
+    expect(h.messages.at(-1)).toBe('abc');
+    expect(h.proto.atRest).toBe(true);
+    // A fragmented message being sent.
+    h.proto.sendFragment(2, Buffer.from('x'), false);
+    expect(h.proto.atRest).toBe(false);
+    h.proto.sendFragment(0, Buffer.from('y'), true);
+    expect(h.proto.atRest).toBe(true);
+    // A request to stream the next message.
+    h.proto.streamNextMessage = true;
+    expect(h.proto.atRest).toBe(false);
+    h.proto.streamNextMessage = false;
+    expect(h.proto.atRest).toBe(true);
+    // Closing.
+    h.proto.close(1000, '');
+    expect(h.proto.atRest).toBe(false);
+    // Frames waiting behind a compression job.
+    const q = queueHarness();
+    expect(q.proto.atRest).toBe(true);
+    q.proto.sendText('one', true);
+    expect(q.proto.atRest).toBe(false);
+    await tick();
+    await tick();
+    expect(q.written().map((f) => f.opcode)).toEqual([1]);
+    expect(q.proto.atRest).toBe(true);
+  });
+
   test('streamNextMessage streams one message and is used up by it', () => {
     const h = harness('server');
     h.proto.streamNextMessage = true;

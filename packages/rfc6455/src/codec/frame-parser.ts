@@ -218,6 +218,14 @@ export class FrameParser {
     return this.state === FAILED;
   }
 
+  /**
+   * True between frames and messages with nothing buffered, not paused, not failed: the parser is
+   * then in the same state as a new one with the same options.
+   */
+  get atRest(): boolean {
+    return this.buffered === 0 && this.state === HEADER && (this.flags & (PAUSED | MESSAGE)) === 0;
+  }
+
   /** True while a fragmented data message has started and not ended. */
   get inMessage(): boolean {
     return (this.flags & MESSAGE) !== 0;

@@ -1,0 +1,99 @@
+/**
+ * An idle connection keeps no protocol engine: a new connection makes its engine on first use, and
+ * one that has been idle a while with its engine at rest drops it (the shared wheel does, on a
+ * tick). These tests check the engine comes and goes only when that loses nothing: permessage-deflate
+ * context carries over, and a fragmented message (with a UTF-8 character split between its
+ * fragments) spanning an idle pause keeps its engine.
+ */
+import { connect, serve, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
+import { RawClient } from '../helpers/raw-client.js';
+
+/** The private field under test. */
+interface Internals {
+  engine: object | undefined;
+}
+const engineOf = (conn: WebSocketConnection): object | undefined => (conn as unknown as Internals).engine;
+
+async function until(condition: () => boolean, what: string, maxMs = 8000): Promise<void> {
+  const end = Date.now() + maxMs;
+  while (!condition()) {
+    if (Date.now() > end) throw new Error(`gave up waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+describe('protocol engine of an idle connection', () => {
+  let server: WebSocketServer;
+  const conns: WebSocketConnection[] = [];
+
+  beforeAll(async () => {
+    server = await serve({ perMessageDeflate: true }, (conn) => {
+      conns.push(conn);
+      conn.on('message', (m) => conn.send(m));
+    });
+  });
+  afterAll(() => server.close());
+
+  test('a new connection has none until it is used; reading its state does not make one', async () => {
+    const client = await connect(`ws://127.0.0.1:${server.port}/`, { perMessageDeflate: false });
+    await until(() => conns.length === 1, 'the handler');
+    const conn = conns[0]!;
+    expect(engineOf(conn)).toBeUndefined();
+    expect(conn.readyState).toBe('open');
+    expect(conn.closeStatus).toBeUndefined();
+    expect(conn.closeReason).toBeUndefined();
+    expect(engineOf(conn)).toBeUndefined();
+    client.send('ping?');
+    expect(await client.recv()).toBe('ping?');
+    expect(engineOf(conn)).toBeDefined();
+    await client.close();
+    await conn.whenClosed;
+    expect(conn.closeStatus).toBe(1000);
+  });
+
+  test('dropped after an idle pause and made again; deflate context carries over', async () => {
+    const client = await connect(`ws://127.0.0.1:${server.port}/`, { perMessageDeflate: true });
+    await until(() => conns.length === 2, 'the handler');
+    const conn = conns[1]!;
+    expect(conn.extensions).toMatch(/permessage-deflate/);
+    // The same long text each time: with context takeover the later copies compress to a
+    // back-reference into the window, which only the kept inflate state can expand.
+    const text = 'the quick brown fox jumps over the lazy dog '.repeat(40);
+    for (let i = 0; i < 3; i++) {
+      client.send(text + i);
+      expect(await client.recv()).toBe(text + i);
+    }
+    expect(engineOf(conn)).toBeDefined();
+    await until(() => engineOf(conn) === undefined, 'the engine to be dropped');
+    for (let i = 3; i < 6; i++) {
+      client.send(text + i);
+      expect(await client.recv()).toBe(text + i);
+    }
+    expect(engineOf(conn)).toBeDefined();
+    expect(conn.readyState).toBe('open');
+    await client.close();
+    await conn.whenClosed;
+    expect(conn.closeStatus).toBe(1000);
+  });
+
+  test('a fragmented message that spans an idle pause keeps its engine', async () => {
+    const raw = await RawClient.connect(server.port);
+    await until(() => conns.length === 3, 'the handler');
+    const conn = conns[2]!;
+    const bytes = Buffer.from('caf\u00e9 au lait', 'utf8');
+    // Split inside the two bytes of 'é': the UTF-8 check must carry its state across the pause.
+    const cut = bytes.indexOf(0xc3) + 1;
+    raw.send({ opcode: 1, fin: false, payload: bytes.subarray(0, cut) });
+    await until(() => engineOf(conn) !== undefined, 'the first fragment to arrive');
+    const engine = engineOf(conn);
+    await sleep(3000); // longer than the idle drop (2 s) plus a wheel tick
+    expect(engineOf(conn)).toBe(engine);
+    raw.send({ opcode: 0, fin: true, payload: bytes.subarray(cut) });
+    const echo = await raw.readFrame();
+    expect(echo?.opcode).toBe(1);
+    expect(echo?.payload.toString('utf8')).toBe('caf\u00e9 au lait');
+    raw.destroy();
+  });
+});
