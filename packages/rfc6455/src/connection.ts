@@ -216,6 +216,12 @@ const FLAG_ACCESSORS = [
 const CLIENT = 32;
 /** `flags` bit: the draft hybi-00 protocol (else RFC 6455). */
 const HYBI00 = 64;
+/**
+ * `flags` bits 7-8: while a received chunk is processed, 1 + the writes made so far, stopping at 3
+ * (the stream is corked at the second write and uncorked at the end of the chunk); 0 otherwise.
+ */
+const WRITES = 0x180;
+const WRITE_ONE = 0x80;
 
 /** The fields of a connection that most connections never use (one side object, made on first use). */
 class RareFields {
@@ -240,6 +246,8 @@ class RareFields {
   closeTimer: NodeJS.Timeout | undefined = undefined;
   finalCode: number = CloseCode.Abnormal;
   finalReason = '';
+  /** The end of the sendStream() chain that later sends wait for. */
+  sendTail: Promise<void> | undefined = undefined;
 }
 
 /** The RareFields reached through accessors of the same name on the connection. */
@@ -258,6 +266,7 @@ const RARE_ACCESSORS = [
   'closeTimer',
   'finalCode',
   'finalReason',
+  'sendTail',
 ] as const satisfies readonly (keyof RareFields)[];
 
 /** A connection's timers, limits and protocol options (immutable; shared between connections). */
@@ -352,11 +361,19 @@ ListenerBase.prototype = EventEmitter.prototype as EventEmitter<ConnectionEvents
 Object.setPrototypeOf(ListenerBase, EventEmitter);
 
 /**
+ * A connection's listener table. Its prototype is an empty object with a null prototype, so it
+ * behaves as the `{ __proto__: null }` table EventEmitter makes (no inherited names), but that
+ * literal is a dictionary in V8 (about 250 bytes once a listener is added), and a `{}` holds 4
+ * property slots (56 bytes); objects made by a constructor are sized by V8 to the properties they
+ * get, so a table with one listener (`message`) is 32 bytes.
+ */
+const ListenerTable = function ListenerTable(): void {} as unknown as new () => object;
+ListenerTable.prototype = Object.create(null) as object;
+
+/**
  * The EventEmitter methods that add a listener (`once` and `prependOnceListener` go through `on`
- * and `prependListener`). The connection's versions first give it its listener table: a `{}`
- * given a null prototype afterwards, because the `{ __proto__: null }` literal EventEmitter would
- * make is a dictionary in V8 (about 250 bytes once a listener is added), while this stays a small
- * fast object and behaves the same.
+ * and `prependListener`). The connection's versions first give it its listener table (see
+ * ListenerTable).
  */
 const LISTENER_ADDERS = ['on', 'addListener', 'prependListener'] as const;
 
@@ -392,9 +409,6 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
    * first is kept in fields (the common case: one loop awaiting); more spill into a list.
    */
   private waiter: ((value: never) => void) | undefined;
-
-  // Sending
-  private sendTail: Promise<void> | undefined;
 
   // Lifecycle
   /**
@@ -435,6 +449,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   declare private closeTimer: RareFields['closeTimer'];
   declare private finalCode: RareFields['finalCode'];
   declare private finalReason: RareFields['finalReason'];
+  declare private sendTail: RareFields['sendTail'];
 
   static {
     for (const name of LISTENER_ADDERS) {
@@ -444,7 +459,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
         writable: true,
         value: function (this: EventEmitter & { _events?: object; _eventsCount: number }, type: string | symbol, listener: (...args: unknown[]) => void) {
           if (this._events === undefined) {
-            this._events = Object.setPrototypeOf({}, null) as object;
+            this._events = new ListenerTable();
             this._eventsCount = 0;
           }
           return add.call(this, type, listener);
@@ -757,7 +772,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
 
   /** @internal */
   onWrite(data: Buffer): void {
-    if (this.writesInChunk !== 0) this.noteWrite();
+    if ((this.flags & WRITES) !== 0) this.noteWrite();
     this.stream.write(data);
     if (this.stream.writableLength > this.limits.maxBufferedAmount) this.overflow();
   }
@@ -765,7 +780,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   /** @internal */
   onWritev(header: Buffer, payload: Buffer): void {
     const stream = this.stream;
-    if (this.writesInChunk !== 0) this.noteWrite();
+    if ((this.flags & WRITES) !== 0) this.noteWrite();
     stream.cork();
     stream.write(header);
     stream.write(payload);
@@ -1103,12 +1118,12 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   handleRead(buffer: Buffer, nread: number): void {
     this.lastActivity = sinceBase(wheel.now);
     if (deferredTuning.armed && nread >= BULK_BYTES) void bulkTrafficSeen();
-    this.writesInChunk = 1;
+    this.flags = (this.flags & ~WRITES) | WRITE_ONE;
     try {
       (this.proto as Protocol).receiveTransient(buffer, nread);
     } finally {
-      if (this.writesInChunk > 2) this.stream.uncork();
-      this.writesInChunk = 0;
+      if ((this.flags & WRITES) === WRITES) this.stream.uncork();
+      this.flags &= ~WRITES;
     }
   }
 
@@ -1119,24 +1134,21 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     // Writes made while this chunk is processed (replies to the messages in it, pongs): the first
     // goes out at once; from the second on they are corked and leave in one writev at the end,
     // instead of a system call per frame.
-    this.writesInChunk = 1;
+    this.flags = (this.flags & ~WRITES) | WRITE_ONE;
     try {
       this.proto.receiveData(chunk);
     } finally {
-      if (this.writesInChunk > 2) this.stream.uncork();
-      this.writesInChunk = 0;
+      if ((this.flags & WRITES) === WRITES) this.stream.uncork();
+      this.flags &= ~WRITES;
     }
   }
 
-  /**
-   * 0 outside `handleData`; inside it, 1 + the number of writes so far (the stream is corked once
-   * it reaches 3, i.e. at the second write).
-   */
-  private writesInChunk = 0;
-
-  /** Counts a write made while a received chunk is processed, corking at the second one. */
+  /** Counts a write made while a received chunk is processed (the WRITES bits), corking at the second one. */
   private noteWrite(): void {
-    if (this.writesInChunk !== 0 && ++this.writesInChunk === 3) this.stream.cork();
+    const writes = this.flags & WRITES;
+    if (writes === 0 || writes === WRITES) return;
+    this.flags += WRITE_ONE;
+    if (writes + WRITE_ONE === WRITES) this.stream.cork();
   }
 
   /** @internal */

@@ -188,4 +188,22 @@ describe('a connection is an EventEmitter', () => {
     expect(client.listenerCount('message')).toBe(1);
     await client.close();
   });
+
+  test('the listener table inherits no names: Object.prototype member names are ordinary events', async () => {
+    const client = await connect(server.url);
+    client.on('message', () => {});
+    const emitter = client as unknown as { on(type: string, f: (x: unknown) => void): void; emit(type: string, x: unknown): boolean; listenerCount(type: string): number };
+    for (const name of ['toString', 'constructor', 'hasOwnProperty', '__proto__', 'valueOf']) {
+      expect(emitter.listenerCount(name)).toBe(0);
+      expect(emitter.emit(name, 1)).toBe(false);
+    }
+    const got: unknown[] = [];
+    emitter.on('hasOwnProperty', (x) => got.push(x));
+    emitter.on('__proto__', (x) => got.push(x));
+    expect(emitter.emit('hasOwnProperty', 'a')).toBe(true);
+    expect(emitter.emit('__proto__', 'b')).toBe(true);
+    expect(got).toEqual(['a', 'b']);
+    expect(client.eventNames()).toEqual(['message', 'hasOwnProperty', '__proto__']);
+    await client.close();
+  });
 });
