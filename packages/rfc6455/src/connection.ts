@@ -361,19 +361,19 @@ ListenerBase.prototype = EventEmitter.prototype as EventEmitter<ConnectionEvents
 Object.setPrototypeOf(ListenerBase, EventEmitter);
 
 /**
- * A connection's listener table. Its prototype is an empty object with a null prototype, so it
+ * A connection's listener table (EventEmitter's `_events`). Its prototype is an empty object with a null prototype, so it
  * behaves as the `{ __proto__: null }` table EventEmitter makes (no inherited names), but that
  * literal is a dictionary in V8 (about 250 bytes once a listener is added), and a `{}` holds 4
  * property slots (56 bytes); objects made by a constructor are sized by V8 to the properties they
  * get, so a table with one listener (`message`) is 32 bytes.
  */
-const ListenerTable = function ListenerTable(): void {} as unknown as new () => object;
-ListenerTable.prototype = Object.create(null) as object;
+const EventTable = function EventTable(): void {} as unknown as new () => object;
+EventTable.prototype = Object.create(null) as object;
 
 /**
  * The EventEmitter methods that add a listener (`once` and `prependOnceListener` go through `on`
  * and `prependListener`). The connection's versions first give it its listener table (see
- * ListenerTable).
+ * EventTable).
  */
 const LISTENER_ADDERS = ['on', 'addListener', 'prependListener'] as const;
 
@@ -382,10 +382,13 @@ const LISTENER_ADDERS = ['on', 'addListener', 'prependListener'] as const;
  * or `message` events; send with `send()`, `sendStream()` and `ping()`; finish with `close()`.
  */
 export class WebSocketConnection extends ListenerBase implements ProtocolHandler, WheelMember, AsyncIterable<Message> {
+  // protocol, extensions, inbox, waiter, lastKeepalive and rare have their usual value ('', '',
+  // undefined, undefined, 0, undefined) on the prototype (see the static block): a connection
+  // holds one only once it has another.
   /** The negotiated subprotocol, '' if none. */
-  readonly protocol: string;
+  declare readonly protocol: string;
   /** The negotiated Sec-WebSocket-Extensions value, '' if none. */
-  readonly extensions: string;
+  declare readonly extensions: string;
   /** The request target (path and query), e.g. `/chat?room=1`. */
   readonly url: string;
   /** Server: the upgrade request's headers; client: the handshake response's headers. */
@@ -402,13 +405,14 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   private limits: Limits;
 
   // Receiving
-  /** Messages nobody has taken yet; undefined while there are none. */
-  private inbox: Inbox | undefined = undefined;
+  /** Messages nobody has taken yet; undefined while there are none. (Prototype default: undefined.) */
+  declare private inbox: Inbox | undefined;
   /**
    * Pending receivers: a recv() resolver, or (flag set) an async-iterator `next()` resolver. The
    * first is kept in fields (the common case: one loop awaiting); more spill into a list.
+   * (Prototype default: undefined; a connection read through `message` events never has one.)
    */
-  private waiter: ((value: never) => void) | undefined;
+  declare private waiter: ((value: never) => void) | undefined;
 
   // Lifecycle
   /**
@@ -416,11 +420,12 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
    * number) of the last data received, for the idle timeout. @internal
    */
   lastActivity = sinceBase(wheel.now);
-  private lastKeepalive = sinceBase(wheel.now);
+  /** When the last keepalive ping went out (like lastActivity); set only with a keepalive interval. */
+  declare private lastKeepalive: number;
   /** Boolean state, one bit each (see the accessors below). */
   private flags = 0;
   /** Fields most connections never use, in a side object made on first use. */
-  private rare: RareFields | undefined = undefined;
+  declare private rare: RareFields | undefined;
 
   private rareFields(): RareFields {
     return (this.rare ??= new RareFields());
@@ -452,6 +457,10 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   declare private sendTail: RareFields['sendTail'];
 
   static {
+    const defaults = [['protocol', ''], ['extensions', ''], ['inbox', undefined], ['waiter', undefined], ['lastKeepalive', 0], ['rare', undefined]] as const;
+    for (const [key, value] of defaults) {
+      Object.defineProperty(WebSocketConnection.prototype, key, { value, writable: true, configurable: true });
+    }
     for (const name of LISTENER_ADDERS) {
       const add = EventEmitter.prototype[name] as (this: EventEmitter, type: string | symbol, listener: (...args: unknown[]) => void) => EventEmitter;
       Object.defineProperty(WebSocketConnection.prototype, name, {
@@ -459,7 +468,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
         writable: true,
         value: function (this: EventEmitter & { _events?: object; _eventsCount: number }, type: string | symbol, listener: (...args: unknown[]) => void) {
           if (this._events === undefined) {
-            this._events = new ListenerTable();
+            this._events = new EventTable();
             this._eventsCount = 0;
           }
           return add.call(this, type, listener);
@@ -496,8 +505,8 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     if (!overSocket) this.rareFields().transport = transport;
     if (info.side === 'client') this.flags |= CLIENT;
     if (info.variant === 'hybi00') this.flags |= HYBI00;
-    this.protocol = info.protocol ?? '';
-    this.extensions = info.extensions ?? '';
+    if (info.protocol) this.protocol = info.protocol;
+    if (info.extensions) this.extensions = info.extensions;
     if (info.requestLine !== undefined || (info.httpVersion !== undefined && info.httpVersion !== '1.1')) {
       const rare = this.rareFields();
       rare.requestLine = info.requestLine;
@@ -520,6 +529,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
       options.writeHighWaterMark ?? Defaults.writeHighWaterMark,
       options.maxBufferedAmount ?? 64 * 1024 * 1024,
     );
+    if (this.limits.keepaliveInterval > 0) this.lastKeepalive = sinceBase(wheel.now);
     // hybi-00 keeps its engine from the start (it is never at rest; see Hybi00Protocol.atRest).
     if (info.variant === 'hybi00') this.engine = new Hybi00Protocol({ side: info.side, maxMessageSize }, this);
     const stream = this.stream;

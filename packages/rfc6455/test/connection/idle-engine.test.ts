@@ -3,7 +3,8 @@
  * one that has been idle a while with its engine at rest drops it (the shared wheel does, on a
  * tick). These tests check the engine comes and goes only when that loses nothing: permessage-deflate
  * context carries over, and a fragmented message (with a UTF-8 character split between its
- * fragments) spanning an idle pause keeps its engine.
+ * fragments) spanning an idle pause keeps its engine. A footprint guard lists the own fields of
+ * an event-style connection.
  */
 import { connect, serve, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
 import { RawClient } from '../helpers/raw-client.js';
@@ -53,10 +54,23 @@ describe('protocol engine of an idle connection', () => {
     expect(conn.closeStatus).toBe(1000);
   });
 
-  test('dropped after an idle pause and made again; deflate context carries over', async () => {
-    const client = await connect(`ws://127.0.0.1:${server.port}/`, { perMessageDeflate: true });
+  test('footprint: a connection read through events holds 9 own fields; the usual values are on the prototype', async () => {
+    const client = await connect(`ws://127.0.0.1:${server.port}/`, { perMessageDeflate: false });
     await until(() => conns.length === 2, 'the handler');
     const conn = conns[1]!;
+    expect(Reflect.ownKeys(conn).map(String).sort()).toEqual(
+      ['_events', '_eventsCount', 'engine', 'flags', 'headers', 'lastActivity', 'limits', 'stream', 'url'],
+    );
+    expect(conn.protocol).toBe('');
+    expect(conn.extensions).toBe('');
+    await client.close();
+    await conn.whenClosed;
+  });
+
+  test('dropped after an idle pause and made again; deflate context carries over', async () => {
+    const client = await connect(`ws://127.0.0.1:${server.port}/`, { perMessageDeflate: true });
+    await until(() => conns.length === 3, 'the handler');
+    const conn = conns[2]!;
     expect(conn.extensions).toMatch(/permessage-deflate/);
     // The same long text each time: with context takeover the later copies compress to a
     // back-reference into the window, which only the kept inflate state can expand.
@@ -80,8 +94,8 @@ describe('protocol engine of an idle connection', () => {
 
   test('a fragmented message that spans an idle pause keeps its engine', async () => {
     const raw = await RawClient.connect(server.port);
-    await until(() => conns.length === 3, 'the handler');
-    const conn = conns[2]!;
+    await until(() => conns.length === 4, 'the handler');
+    const conn = conns[3]!;
     const bytes = Buffer.from('caf\u00e9 au lait', 'utf8');
     // Split inside the two bytes of 'é': the UTF-8 check must carry its state across the pause.
     const cut = bytes.indexOf(0xc3) + 1;
