@@ -382,9 +382,9 @@ const LISTENER_ADDERS = ['on', 'addListener', 'prependListener'] as const;
  * or `message` events; send with `send()`, `sendStream()` and `ping()`; finish with `close()`.
  */
 export class WebSocketConnection extends ListenerBase implements ProtocolHandler, WheelMember, AsyncIterable<Message> {
-  // protocol, extensions, inbox, waiter, lastKeepalive and rare have their usual value ('', '',
-  // undefined, undefined, 0, undefined) on the prototype (see the static block): a connection
-  // holds one only once it has another.
+  // protocol, extensions, engine, inbox, waiter, lastKeepalive and rare have their usual value
+  // ('', '', then undefined but for lastKeepalive's 0) on the prototype (see the static block): a
+  // connection holds one only once it has another.
   /** The negotiated subprotocol, '' if none. */
   declare readonly protocol: string;
   /** The negotiated Sec-WebSocket-Extensions value, '' if none. */
@@ -397,9 +397,9 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   /**
    * The protocol engine, made on first use (see `proto`) and dropped again by the wheel once the
    * connection has been idle a while with the engine at rest: an idle connection keeps no parser
-   * or protocol state.
+   * or protocol state. (Prototype default: undefined; own once made.)
    */
-  private engine: ProtocolEngine | undefined = undefined;
+  declare private engine: ProtocolEngine | undefined;
   private readonly stream: Transport['stream'];
   /** Timers, limits, registry and listener-failure path, shared by every connection with the same values. */
   private limits: Limits;
@@ -457,7 +457,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   declare private sendTail: RareFields['sendTail'];
 
   static {
-    const defaults = [['protocol', ''], ['extensions', ''], ['inbox', undefined], ['waiter', undefined], ['lastKeepalive', 0], ['rare', undefined]] as const;
+    const defaults = [['protocol', ''], ['extensions', ''], ['engine', undefined], ['inbox', undefined], ['waiter', undefined], ['lastKeepalive', 0], ['rare', undefined]] as const;
     for (const [key, value] of defaults) {
       Object.defineProperty(WebSocketConnection.prototype, key, { value, writable: true, configurable: true });
     }
