@@ -252,15 +252,17 @@ export function parseUpgradeHead(socket: Socket, buffer: Buffer, end: number): I
     if (next < 0) next = end;
     const colon = text.indexOf(':', start);
     if (colon <= start || colon >= next) return undefined;
-    const name = text.slice(start, colon);
+    // The usual names, spelled as usual, are shared constants (no two strings per header).
+    const known = knownName(text, start, colon - start);
+    const name = known === undefined ? text.slice(start, colon) : known[0];
     // A name with white space (obs-fold, `Name : value`) is not a token.
-    if (!isToken(name)) return undefined;
+    if (known === undefined && !isToken(name)) return undefined;
     // OWS around the value (SP and HTAB; nothing else passed the byte check).
     let from = colon + 1;
     let to = next;
     while (from < to && (text.charCodeAt(from) === 0x20 || text.charCodeAt(from) === 0x09)) from++;
     while (to > from && (text.charCodeAt(to - 1) === 0x20 || text.charCodeAt(to - 1) === 0x09)) to--;
-    const key = name.toLowerCase();
+    const key = known === undefined ? name.toLowerCase() : known[1];
     // A value equal to the last one seen for the same well-known header (Host, Origin,
     // User-Agent...: usually the same on every connection) is that same string, kept once.
     const interned = INTERNED.has(key);
@@ -308,6 +310,35 @@ export function parseUpgradeHead(socket: Socket, buffer: Buffer, end: number): I
   req.complete = true;
   req.push(null);
   return req;
+}
+
+/**
+ * Header names as browsers and WebSocket clients usually spell them, and in lower case (HTTP/2
+ * style, some libraries), each with its lower-case key: [spelling, key], by length.
+ */
+const KNOWN_NAMES: ReadonlyArray<ReadonlyArray<readonly [string, string]> | undefined> = (() => {
+  const names = [
+    'Host', 'Upgrade', 'Connection', 'Origin', 'User-Agent', 'Accept-Encoding', 'Accept-Language',
+    'Cache-Control', 'Pragma', 'Cookie', 'Authorization', 'Sec-WebSocket-Key', 'Sec-WebSocket-Version',
+    'Sec-WebSocket-Extensions', 'Sec-WebSocket-Protocol',
+  ];
+  const table: Array<Array<readonly [string, string]>> = [];
+  for (const name of names) {
+    const key = name.toLowerCase();
+    (table[name.length] ??= []).push([name, key], [key, key]);
+  }
+  return table;
+})();
+
+/** The KNOWN_NAMES entry spelled exactly as `text[start, start + length)`, if any. */
+function knownName(text: string, start: number, length: number): readonly [string, string] | undefined {
+  const candidates = KNOWN_NAMES[length];
+  if (candidates === undefined) return undefined;
+  for (let i = 0; i < candidates.length; i++) {
+    const candidate = candidates[i]!;
+    if (text.startsWith(candidate[0], start)) return candidate;
+  }
+  return undefined;
 }
 
 /**

@@ -56,14 +56,23 @@ class IdleWheel {
   }
 
   private onTick(): void {
-    const now = (this.now = Date.now());
-    for (const member of this.members) member.tick(now);
-    for (const group of this.groups) {
-      if (group.size === 0) this.groups.delete(group);
-      else for (const member of group) member.tick(now);
-    }
+    this.now = Date.now();
+    // forEach, not for-of: the loop runs once per tick over every connection, too rarely to be
+    // optimized, and unoptimized for-of makes an iterator result object per connection (garbage
+    // that an idle server would make four times a second).
+    this.members.forEach(tickMember);
+    this.groups.forEach(tickGroup);
     this.stopIfIdle();
   }
+}
+
+function tickMember(member: WheelMember): void {
+  member.tick(wheel.now);
+}
+
+function tickGroup(group: ReadonlySet<WheelMember>, _same: unknown, groups: Set<ReadonlySet<WheelMember>>): void {
+  if (group.size === 0) groups.delete(group);
+  else group.forEach(tickMember);
 }
 
 /** The process-wide wheel. */

@@ -15,7 +15,7 @@ import type { WebSocketConnection } from './connection.js';
 import { armAllocatorTuning } from './allocator.js';
 import { attachHttp2 } from './http2.js';
 import { Http1Front } from './http1-front.js';
-import { handleUpgrade, rejectUpgrade, type UpgradeOptions, type UpgradeTarget } from './upgrade.js';
+import { rejectUpgrade, upgradeNow, type UpgradeOptions, type UpgradeTarget } from './upgrade.js';
 
 /** Options of {@link serve}: where to listen, plus every upgrade and connection option. */
 export interface ServeOptions<State = unknown> extends UpgradeOptions<State> {
@@ -143,7 +143,8 @@ export async function serve<State = unknown>(options: ServeOptions<State>, targe
       return;
     }
     if (!perIp) {
-      void handleUpgrade(req, socket, head, target, upgradeOptions);
+      // Synchronous without a before-accept hook: no promise per handshake (and it never rejects).
+      void upgradeNow(req, socket, head, target, upgradeOptions);
       return;
     }
     const ip = req.socket.remoteAddress ?? '';
@@ -151,10 +152,13 @@ export async function serve<State = unknown>(options: ServeOptions<State>, targe
       rejectUpgrade(socket, 429, 'too many connections from this address', [['Retry-After', '1']]);
       return;
     }
-    void handleUpgrade(req, socket, head, target, upgradeOptions).then((conn) => {
+    const result = upgradeNow(req, socket, head, target, upgradeOptions);
+    const settle = (conn: WebSocketConnection | undefined): void => {
       if (conn) void conn.whenClosed.then(() => release(ip));
       else release(ip);
-    });
+    };
+    if (result instanceof Promise) void result.then(settle);
+    else settle(result);
   });
   if (options.http2) {
     const h2server = httpServer as unknown as Http2SecureServer;

@@ -15,7 +15,7 @@ import { HandshakeError } from './errors.js';
 import { parseExtensions } from './extensions/header.js';
 import { acceptDeflateOffers, PerMessageDeflate, type PerMessageDeflateOptions } from './extensions/permessage-deflate.js';
 import { formatErrorResponse, headerList, type HeaderList } from './handshake/http.js';
-import { switchingProtocols, validateRequest } from './handshake/server.js';
+import { switchingProtocols, validateRequest, type ValidatedRequest } from './handshake/server.js';
 import { isServiceMapper, type ConnectionHandler, type ServiceMapper } from './service-mapper.js';
 import { socketTransport, type Transport } from './transport.js';
 import { isHybi00Request } from './handshake/hybi00.js';
@@ -292,33 +292,64 @@ export function startConnection<State>(
  * the request head (frames the client sent at once). Resolves with the connection, or undefined
  * when the upgrade was refused (the HTTP error response was written). Never rejects.
  */
-export async function handleUpgrade<State = unknown>(
+export function handleUpgrade<State = unknown>(
   req: IncomingMessage,
   socket: Duplex,
   head: Buffer,
   target: UpgradeTarget<State>,
   options: UpgradeOptions<State> = {},
 ): Promise<WebSocketConnection | undefined> {
+  const result = upgradeNow(req, socket, head, target, options);
+  return result instanceof Promise ? result : Promise.resolve(result);
+}
+
+/**
+ * handleUpgrade without a promise where nothing waits: with no before-accept hook (and not
+ * hybi-00, whose key3 may still be on its way) the whole upgrade is synchronous and this returns
+ * the connection (or undefined) itself; serve() uses it. @internal
+ */
+export function upgradeNow<State>(
+  req: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  target: UpgradeTarget<State>,
+  options: UpgradeOptions<State>,
+): WebSocketConnection | undefined | Promise<WebSocketConnection | undefined> {
   if (options.hybi00 !== false && isHybi00Request(req.headers) && req.headers['sec-websocket-key'] === undefined) {
     return handleHybi00Upgrade(req, socket, head, target, options);
   }
-  // Only a before-accept hook can make the handshake wait; without one no timer is needed.
-  let timer: NodeJS.Timeout | undefined;
-  if (options.beforeAccept) {
-    timer = setTimeout(() => {
-      timer = undefined;
-      socket.destroy();
-    }, options.handshakeTimeout ?? Defaults.handshakeTimeout);
-    timer.unref?.();
+  if (options.beforeAccept) return upgradeAfterHook(req, socket, head, target, options);
+  try {
+    const offer = validateRequest(req);
+    // Without a hook negotiate() returns at once, and never a refusal.
+    const negotiated = negotiate(req, negotiationInput(req, socket, offer), target, options) as Negotiated<State>;
+    return accept(req, socket, head, offer, negotiated, options);
+  } catch (error) {
+    failUpgrade(req, socket, error, options);
+    return undefined;
   }
+}
+
+/** The upgrade when a before-accept hook may make it wait: bounded by handshakeTimeout. */
+async function upgradeAfterHook<State>(
+  req: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  target: UpgradeTarget<State>,
+  options: UpgradeOptions<State>,
+): Promise<WebSocketConnection | undefined> {
+  let timer: NodeJS.Timeout | undefined = setTimeout(() => {
+    timer = undefined;
+    socket.destroy();
+  }, options.handshakeTimeout ?? Defaults.handshakeTimeout);
+  timer.unref?.();
   const done = (): void => {
     if (timer) clearTimeout(timer);
     timer = undefined;
   };
   try {
     const offer = validateRequest(req);
-    const secure = socket instanceof TLSSocket || (req.socket as Socket | undefined) instanceof TLSSocket;
-    let negotiated = negotiate(req, { url: req.url ?? '/', protocols: offer.protocols, extensions: offer.extensions, secure, allowExtensions: true }, target, options);
+    let negotiated = negotiate(req, negotiationInput(req, socket, offer), target, options);
     if (negotiated instanceof Promise) {
       // Errors on the raw socket while the hook runs must not crash the process.
       socket.on('error', noop);
@@ -335,23 +366,45 @@ export async function handleUpgrade<State = unknown>(
       rejectUpgrade(socket, r.status, typeof r.body === 'string' ? Buffer.from(r.body) : r.body ?? '', headerList(r.headers));
       return undefined;
     }
-    if (socket.destroyed) {
-      negotiated.extension?.dispose();
-      return undefined;
-    }
-    // RFC 6455 §4.2.2 step 5: the 101 response.
-    socket.write(switchingProtocols(offer.key, negotiated.protocol, negotiated.extensionsHeader, negotiated.headers), 'latin1');
-    if (typeof (socket as Socket).setNoDelay === 'function') (socket as Socket).setNoDelay(true);
-    return startConnection(socketTransport(socket as Socket), req, negotiated, options, head);
+    return accept(req, socket, head, offer, negotiated, options);
   } catch (error) {
     done();
-    if (error instanceof HandshakeError) {
-      rejectUpgrade(socket, error.status, error.message, headerList(error.headers));
-    } else {
-      options.onError?.(error, undefined, req);
-      rejectUpgrade(socket, 500, 'Internal Server Error');
-    }
+    failUpgrade(req, socket, error, options);
     return undefined;
+  }
+}
+
+function negotiationInput(req: IncomingMessage, socket: Duplex, offer: ValidatedRequest): NegotiationInput {
+  const secure = socket instanceof TLSSocket || (req.socket as Socket | undefined) instanceof TLSSocket;
+  return { url: req.url ?? '/', protocols: offer.protocols, extensions: offer.extensions, secure, allowExtensions: true };
+}
+
+/** Writes the 101 and starts the connection (undefined if the socket closed meanwhile). */
+function accept<State>(
+  req: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  offer: ValidatedRequest,
+  negotiated: Negotiated<State>,
+  options: UpgradeOptions<State>,
+): WebSocketConnection | undefined {
+  if (socket.destroyed) {
+    negotiated.extension?.dispose();
+    return undefined;
+  }
+  // RFC 6455 §4.2.2 step 5: the 101 response.
+  socket.write(switchingProtocols(offer.key, negotiated.protocol, negotiated.extensionsHeader, negotiated.headers), 'latin1');
+  if (typeof (socket as Socket).setNoDelay === 'function') (socket as Socket).setNoDelay(true);
+  return startConnection(socketTransport(socket as Socket), req, negotiated, options, head);
+}
+
+/** Answers a failed upgrade: the HandshakeError's status, else 500 (reported to onError). */
+function failUpgrade<State>(req: IncomingMessage, socket: Duplex, error: unknown, options: UpgradeOptions<State>): void {
+  if (error instanceof HandshakeError) {
+    rejectUpgrade(socket, error.status, error.message, headerList(error.headers));
+  } else {
+    options.onError?.(error, undefined, req);
+    rejectUpgrade(socket, 500, 'Internal Server Error');
   }
 }
 

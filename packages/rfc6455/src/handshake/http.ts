@@ -63,7 +63,12 @@ export function headerList(headers: OutgoingHttpHeaders | HeaderList | undefined
 /** `Name: value\r\n` for each header, in order. */
 export function headerLines(headers: HeaderList): string {
   let lines = '';
-  for (const [name, value] of headers) lines += name + ': ' + value + '\r\n';
+  // An indexed loop: for-of with destructuring makes an iterator and its results on every call
+  // (every 101 response calls this, usually with no header at all).
+  for (let i = 0; i < headers.length; i++) {
+    const header = headers[i]!;
+    lines += header[0] + ': ' + header[1] + '\r\n';
+  }
   return lines;
 }
 

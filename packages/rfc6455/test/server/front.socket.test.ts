@@ -188,14 +188,16 @@ describe('fast path', () => {
     expect((results[0]!.headers as Record<string, unknown>)['x-spaces']).toBe('padded value');
   });
 
-  test('with every header name once, the headers object matches the one Node builds too (set-cookie listed, names lower-cased)', async () => {
+  test('with every header name once, the headers object matches the one Node builds too (set-cookie listed, names lower-cased, raw spellings kept)', async () => {
     const head = [
       'GET /unique HTTP/1.1',
       'Host: example.com',
       'UPGRADE: websocket',
       'connection: Upgrade',
       'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
-      'Sec-WebSocket-Version: 13',
+      'sec-websocket-version: 13',
+      'Origin: http://a.example',
+      'user-AGENT: odd casing',
       'Set-Cookie: a=1',
       'Cookie: b=2',
       'X-Custom-Header:  value with  spaces ',
@@ -215,6 +217,10 @@ describe('fast path', () => {
     expect(results[0]).toEqual(results[1]);
     expect(results[0]!.headers['set-cookie']).toEqual(['a=1']);
     expect(results[0]!.headers['x-custom-header']).toBe('value with  spaces');
+    expect(results[0]!.rawHeaders.filter((_, i) => i % 2 === 0)).toEqual([
+      'Host', 'UPGRADE', 'connection', 'Sec-WebSocket-Key', 'sec-websocket-version', 'Origin', 'user-AGENT',
+      'Set-Cookie', 'Cookie', 'X-Custom-Header', 'Content-Type', 'Constructor',
+    ]);
   });
 
   test('values the front remembers between requests (Host, Origin, User-Agent) are each request\'s own', async () => {
