@@ -361,11 +361,11 @@ ListenerBase.prototype = EventEmitter.prototype as EventEmitter<ConnectionEvents
 Object.setPrototypeOf(ListenerBase, EventEmitter);
 
 /**
- * A connection's listener table (EventEmitter's `_events`). Its prototype is an empty object with a null prototype, so it
- * behaves as the `{ __proto__: null }` table EventEmitter makes (no inherited names), but that
- * literal is a dictionary in V8 (about 250 bytes once a listener is added), and a `{}` holds 4
- * property slots (56 bytes); objects made by a constructor are sized by V8 to the properties they
- * get, so a table with one listener (`message`) is 32 bytes.
+ * A connection's listener table (EventEmitter's `_events`). Its prototype is an empty object with
+ * a null prototype, so it behaves as the `{ __proto__: null }` table EventEmitter makes (no
+ * inherited names); but that literal is a dictionary in V8 (about 250 bytes once a listener is
+ * added), and a `{}` holds 4 property slots (56 bytes), while objects made by a constructor are
+ * sized by V8 to the properties they get: a table with one listener (`message`) is 32 bytes.
  */
 const EventTable = function EventTable(): void {} as unknown as new () => object;
 EventTable.prototype = Object.create(null) as object;

@@ -22,7 +22,7 @@ import {
 } from './handshake/hybi00.js';
 import { headerList } from './handshake/http.js';
 import { socketTransport } from './transport.js';
-import { negotiate, rejectUpgrade, startConnection, type UpgradeOptions, type UpgradeTarget } from './upgrade.js';
+import { answerRefusal, negotiate, rejectUpgrade, startConnection, type UpgradeOptions, type UpgradeTarget } from './upgrade.js';
 
 /**
  * Reads until `test(buffered)` returns a length, with the handshake timeout. Resolves with the
@@ -89,9 +89,7 @@ export async function handleHybi00Upgrade<State>(
     const protocols = typeof requested === 'string' ? requested.split(',').map((p) => p.trim()).filter((p) => p !== '') : [];
     const negotiated = await negotiate(req, { url: req.url ?? '/', protocols, extensions: undefined, secure, allowExtensions: false }, target, options);
     if ('reject' in negotiated) {
-      const r = negotiated.reject;
-      // The hook's body is sent exactly as given, as on the RFC 6455 path (a string got a '\n' appended).
-      rejectUpgrade(socket, r.status, typeof r.body === 'string' ? Buffer.from(r.body) : r.body ?? '', headerList(r.headers));
+      answerRefusal(socket, negotiated.reject);
       return undefined;
     }
     if (socket.destroyed) return undefined;

@@ -361,9 +361,7 @@ async function upgradeAfterHook<State>(
     }
     done();
     if ('reject' in negotiated) {
-      const r = negotiated.reject;
-      // The hook's body is sent exactly as given (a string body used to get a '\n' appended).
-      rejectUpgrade(socket, r.status, typeof r.body === 'string' ? Buffer.from(r.body) : r.body ?? '', headerList(r.headers));
+      answerRefusal(socket, negotiated.reject);
       return undefined;
     }
     return accept(req, socket, head, offer, negotiated, options);
@@ -396,6 +394,14 @@ function accept<State>(
   socket.write(switchingProtocols(offer.key, negotiated.protocol, negotiated.extensionsHeader, negotiated.headers), 'latin1');
   if (typeof (socket as Socket).setNoDelay === 'function') (socket as Socket).setNoDelay(true);
   return startConnection(socketTransport(socket as Socket), req, negotiated, options, head);
+}
+
+/**
+ * Answers the before-accept hook's refusal. Its body is sent exactly as given (a string body used
+ * to get a '\n' appended). @internal
+ */
+export function answerRefusal(socket: Duplex, refusal: UpgradeRejection): void {
+  rejectUpgrade(socket, refusal.status, typeof refusal.body === 'string' ? Buffer.from(refusal.body) : refusal.body ?? '', headerList(refusal.headers));
 }
 
 /** Answers a failed upgrade: the HandshakeError's status, else 500 (reported to onError). */
