@@ -67,7 +67,7 @@ describe('protocol engine of an idle connection', () => {
     await conn.whenClosed;
   });
 
-  test('dropped after an idle pause and made again; deflate context carries over', async () => {
+  test('dropped after an idle pause and made again by a send or a frame; deflate contexts carry over', async () => {
     const client = await connect(`ws://127.0.0.1:${server.port}/`, { perMessageDeflate: true });
     await until(() => conns.length === 3, 'the handler');
     const conn = conns[2]!;
@@ -81,6 +81,10 @@ describe('protocol engine of an idle connection', () => {
     }
     expect(engineOf(conn)).toBeDefined();
     await until(() => engineOf(conn) === undefined, 'the engine to be dropped');
+    // A send makes it again too (a server that only pushes), and the compressor's context carries over.
+    await conn.send(text + 'pushed');
+    expect(engineOf(conn)).toBeDefined();
+    expect(await client.recv()).toBe(text + 'pushed');
     for (let i = 3; i < 6; i++) {
       client.send(text + i);
       expect(await client.recv()).toBe(text + i);
