@@ -193,8 +193,6 @@ type ListenerTable = Record<string, ((...args: unknown[]) => unknown) | Array<(.
 /** Times are kept relative to this (small integers fit in an object field; a Date.now() does not). */
 const TIME_BASE = Date.now();
 
-/** After this long without reading, a connection whose engine is at rest drops it (ms). */
-const ENGINE_IDLE_MS = 2000;
 
 /**
  * ms since TIME_BASE as a small integer. Math.floor returns a Smi when the value fits (a plain
@@ -222,6 +220,13 @@ const HYBI00 = 64;
  */
 const WRITES = 0x180;
 const WRITE_ONE = 0x80;
+/**
+ * `flags` bits 9-11: wheel ticks (250 ms each) since the engine was last used, to read or to send,
+ * stopping at 7. A connection whose engine has gone unused that long (about 2 s) and is at rest
+ * drops it: a server that pushes without reading keeps its engine between pushes.
+ */
+const QUIET = 0xe00;
+const QUIET_ONE = 0x200;
 
 /** The fields of a connection that most connections never use (one side object, made on first use). */
 class RareFields {
@@ -395,9 +400,9 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   readonly headers: IncomingHttpHeaders;
 
   /**
-   * The protocol engine, made on first use (see `proto`) and dropped again by the wheel once the
-   * connection has been idle a while with the engine at rest: an idle connection keeps no parser
-   * or protocol state. (Prototype default: undefined; own once made.)
+   * The protocol engine, made on first use (see `proto`) and dropped again by the wheel once it
+   * has gone unused (no read, no send) for about 2 s while at rest: an idle connection keeps no
+   * parser or protocol state. (Prototype default: undefined; own once made.)
    */
   declare private engine: ProtocolEngine | undefined;
   private readonly stream: Transport['stream'];
@@ -577,6 +582,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
 
   /** The protocol engine, made now if the connection has none (new, or idle with it dropped). */
   private get proto(): ProtocolEngine {
+    this.flags &= ~QUIET;
     return this.engine ?? this.startEngine();
   }
 
@@ -1105,7 +1111,8 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     // each `now - TIME_BASE - x` on a Date.now() value would box a heap number.
     const time = sinceBase(now);
     const idle = time - this.lastActivity;
-    if (this.limits.idleTimeout > 0 && idle >= this.limits.idleTimeout && this.proto.state === 'open') {
+    // (The engine is looked at, not used: a connection without one is open.)
+    if (this.limits.idleTimeout > 0 && idle >= this.limits.idleTimeout && (this.engine === undefined || this.engine.state === 'open')) {
       // Unlike Racket, which drops the TCP connection, say why: 1001 going away.
       this.close(CloseCode.GoingAway, 'idle timeout').catch(noop);
       return;
@@ -1122,10 +1129,13 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
         this.proto.ping(Buffer.alloc(0));
       }
     }
-    // Idle for a while with nothing under way: drop the engine (made again on the next read or
+    // Unused for a while with nothing under way: drop the engine (made again on the next read or
     // send). A connection that only waits keeps no parser or protocol state.
     const engine = this.engine;
-    if (engine !== undefined && idle >= ENGINE_IDLE_MS && engine.atRest) this.engine = undefined;
+    if (engine !== undefined) {
+      if ((this.flags & QUIET) !== QUIET) this.flags += QUIET_ONE;
+      else if (engine.atRest) this.engine = undefined;
+    }
   }
 
   /** @internal */

@@ -1,7 +1,7 @@
 /**
  * An idle connection keeps no protocol engine: a new connection makes its engine on first use, and
- * one that has been idle a while with its engine at rest drops it (the shared wheel does, on a
- * tick). These tests check the engine comes and goes only when that loses nothing: permessage-deflate
+ * one whose engine has gone unused (no read, no send) for about 2 s while at rest drops it (the
+ * shared wheel does, on a tick); a server that only pushes keeps it between pushes. These tests check the engine comes and goes only when that loses nothing: permessage-deflate
  * context carries over, and a fragmented message (with a UTF-8 character split between its
  * fragments) spanning an idle pause keeps its engine. A footprint guard lists the own fields of
  * an event-style connection.
@@ -96,17 +96,37 @@ describe('protocol engine of an idle connection', () => {
     expect(conn.closeStatus).toBe(1000);
   });
 
-  test('a fragmented message that spans an idle pause keeps its engine', async () => {
-    const raw = await RawClient.connect(server.port);
+  test('a server that pushes without reading keeps its engine between pushes, and drops it after', async () => {
+    const client = await connect(`ws://127.0.0.1:${server.port}/`, { perMessageDeflate: false });
     await until(() => conns.length === 4, 'the handler');
     const conn = conns[3]!;
+    await conn.send('push 0');
+    const engine = engineOf(conn);
+    expect(engine).toBeDefined();
+    // 3 s of pushes 300 ms apart, with nothing received: longer than the drop delay (about 2 s).
+    for (let i = 1; i <= 10; i++) {
+      await sleep(300);
+      await conn.send(`push ${i}`);
+      expect(engineOf(conn)).toBe(engine);
+    }
+    for (let i = 0; i <= 10; i++) expect(await client.recv()).toBe(`push ${i}`);
+    await until(() => engineOf(conn) === undefined, 'the engine to be dropped once the pushes stop');
+    await client.close();
+    await conn.whenClosed;
+    expect(conn.closeStatus).toBe(1000);
+  });
+
+  test('a fragmented message that spans an idle pause keeps its engine', async () => {
+    const raw = await RawClient.connect(server.port);
+    await until(() => conns.length === 5, 'the handler');
+    const conn = conns[4]!;
     const bytes = Buffer.from('caf\u00e9 au lait', 'utf8');
     // Split inside the two bytes of 'é': the UTF-8 check must carry its state across the pause.
     const cut = bytes.indexOf(0xc3) + 1;
     raw.send({ opcode: 1, fin: false, payload: bytes.subarray(0, cut) });
     await until(() => engineOf(conn) !== undefined, 'the first fragment to arrive');
     const engine = engineOf(conn);
-    await sleep(3000); // longer than the idle drop (2 s) plus a wheel tick
+    await sleep(3000); // longer than the idle drop (about 2 s) plus a wheel tick
     expect(engineOf(conn)).toBe(engine);
     raw.send({ opcode: 0, fin: true, payload: bytes.subarray(cut) });
     const echo = await raw.readFrame();
