@@ -1142,9 +1142,10 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   handleRead(buffer: Buffer, nread: number): void {
     this.lastActivity = sinceBase(wheel.now);
     if (deferredTuning.armed && nread >= BULK_BYTES) void bulkTrafficSeen();
-    this.flags = (this.flags & ~WRITES) | WRITE_ONE;
+    // One write of flags: the writes counter starts, the engine's unused-ticks counter is cleared.
+    this.flags = (this.flags & ~(WRITES | QUIET)) | WRITE_ONE;
     try {
-      (this.proto as Protocol).receiveTransient(buffer, nread);
+      ((this.engine ?? this.startEngine()) as Protocol).receiveTransient(buffer, nread);
     } finally {
       if ((this.flags & WRITES) === WRITES) this.stream.uncork();
       this.flags &= ~WRITES;
@@ -1158,9 +1159,9 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     // Writes made while this chunk is processed (replies to the messages in it, pongs): the first
     // goes out at once; from the second on they are corked and leave in one writev at the end,
     // instead of a system call per frame.
-    this.flags = (this.flags & ~WRITES) | WRITE_ONE;
+    this.flags = (this.flags & ~(WRITES | QUIET)) | WRITE_ONE;
     try {
-      this.proto.receiveData(chunk);
+      (this.engine ?? this.startEngine()).receiveData(chunk);
     } finally {
       if ((this.flags & WRITES) === WRITES) this.stream.uncork();
       this.flags &= ~WRITES;
