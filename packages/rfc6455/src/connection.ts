@@ -1140,32 +1140,42 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
 
   /** @internal */
   handleRead(buffer: Buffer, nread: number): void {
-    this.lastActivity = sinceBase(wheel.now);
-    if (deferredTuning.armed && nread >= BULK_BYTES) void bulkTrafficSeen();
-    // One write of flags: the writes counter starts, the engine's unused-ticks counter is cleared.
-    this.flags = (this.flags & ~(WRITES | QUIET)) | WRITE_ONE;
+    const engine = this.beginChunk(nread);
     try {
-      ((this.engine ?? this.startEngine()) as Protocol).receiveTransient(buffer, nread);
+      (engine as Protocol).receiveTransient(buffer, nread);
     } finally {
-      if ((this.flags & WRITES) === WRITES) this.stream.uncork();
-      this.flags &= ~WRITES;
+      this.endChunk();
     }
   }
 
   /** @internal */
   handleData(chunk: Buffer): void {
-    this.lastActivity = sinceBase(wheel.now);
-    if (deferredTuning.armed && chunk.length >= BULK_BYTES) void bulkTrafficSeen();
-    // Writes made while this chunk is processed (replies to the messages in it, pongs): the first
-    // goes out at once; from the second on they are corked and leave in one writev at the end,
-    // instead of a system call per frame.
-    this.flags = (this.flags & ~(WRITES | QUIET)) | WRITE_ONE;
+    const engine = this.beginChunk(chunk.length);
     try {
-      (this.engine ?? this.startEngine()).receiveData(chunk);
+      engine.receiveData(chunk);
     } finally {
-      if ((this.flags & WRITES) === WRITES) this.stream.uncork();
-      this.flags &= ~WRITES;
+      this.endChunk();
     }
+  }
+
+  /**
+   * Starts processing a received chunk of `length` bytes and returns the engine (made if need
+   * be). Writes made meanwhile (replies to the messages in it, pongs): the first goes out at once;
+   * from the second on they are corked and leave in one writev at `endChunk`, instead of a system
+   * call per frame. One write of flags starts the writes counter and clears the engine's
+   * unused-ticks counter.
+   */
+  private beginChunk(length: number): ProtocolEngine {
+    this.lastActivity = sinceBase(wheel.now);
+    if (deferredTuning.armed && length >= BULK_BYTES) void bulkTrafficSeen();
+    this.flags = (this.flags & ~(WRITES | QUIET)) | WRITE_ONE;
+    return this.engine ?? this.startEngine();
+  }
+
+  /** Ends a received chunk: the corked writes go out. */
+  private endChunk(): void {
+    if ((this.flags & WRITES) === WRITES) this.stream.uncork();
+    this.flags &= ~WRITES;
   }
 
   /** Counts a write made while a received chunk is processed (the WRITES bits), corking at the second one. */
@@ -1214,12 +1224,13 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     this.closeTimer = undefined;
     wheel.delete(this);
     this.limits.registry?.delete(this);
-    this.proto.receiveEof();
+    // Made if the connection had none: closed by receiveEof, it turns later sends away.
+    const engine = this.proto;
+    engine.receiveEof();
     this.endReceiving();
-    if (this.finalCode !== CloseCode.PolicyViolation) {
-      this.finalCode = this.proto.closeCode ?? CloseCode.Abnormal;
-    }
-    this.finalReason = this.finalCode === CloseCode.PolicyViolation && this.proto.closeCode === CloseCode.Abnormal ? 'outgoing buffer overflow' : this.proto.closeReason;
+    const code = engine.closeCode ?? CloseCode.Abnormal;
+    if (this.finalCode !== CloseCode.PolicyViolation) this.finalCode = code;
+    this.finalReason = this.finalCode === CloseCode.PolicyViolation && code === CloseCode.Abnormal ? 'outgoing buffer overflow' : engine.closeReason;
     this.extension?.dispose();
     if (this.pings && this.pings.length > 0) {
       const error = new ConnectionClosedError(this.finalCode, this.finalReason);

@@ -22,7 +22,7 @@ import {
 } from './handshake/hybi00.js';
 import { headerList } from './handshake/http.js';
 import { socketTransport } from './transport.js';
-import { answerRefusal, negotiate, rejectUpgrade, startConnection, type UpgradeOptions, type UpgradeTarget } from './upgrade.js';
+import { answerRefusal, failUpgrade, negotiate, startConnection, type UpgradeOptions, type UpgradeTarget } from './upgrade.js';
 
 /**
  * Reads until `test(buffered)` returns a length, with the handshake timeout. Resolves with the
@@ -100,13 +100,9 @@ export async function handleHybi00Upgrade<State>(
     socket.removeListener('error', noop);
     return startConnection(socketTransport(socket as Socket), req, negotiated, options, rest, 'hybi00');
   } catch (error) {
-    if (error instanceof HandshakeError) {
-      if (error.status === 408 || error.status === 0) socket.destroy();
-      else rejectUpgrade(socket, error.status, error.message, headerList(error.headers));
-    } else {
-      options.onError?.(error, undefined, req);
-      rejectUpgrade(socket, 500, 'Internal Server Error');
-    }
+    // No key3 in time (408) or the socket gone (0): nothing to answer.
+    if (error instanceof HandshakeError && (error.status === 408 || error.status === 0)) socket.destroy();
+    else failUpgrade(req, socket, error, options);
     return undefined;
   }
 }

@@ -404,8 +404,8 @@ export function answerRefusal(socket: Duplex, refusal: UpgradeRejection): void {
   rejectUpgrade(socket, refusal.status, typeof refusal.body === 'string' ? Buffer.from(refusal.body) : refusal.body ?? '', headerList(refusal.headers));
 }
 
-/** Answers a failed upgrade: the HandshakeError's status, else 500 (reported to onError). */
-function failUpgrade<State>(req: IncomingMessage, socket: Duplex, error: unknown, options: UpgradeOptions<State>): void {
+/** Answers a failed upgrade: the HandshakeError's status, else 500 (reported to onError). @internal */
+export function failUpgrade<State>(req: IncomingMessage, socket: Duplex, error: unknown, options: UpgradeOptions<State>): void {
   if (error instanceof HandshakeError) {
     rejectUpgrade(socket, error.status, error.message, headerList(error.headers));
   } else {
