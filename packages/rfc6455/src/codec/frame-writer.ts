@@ -98,15 +98,43 @@ function mediumHeader(b0: number, length: number): Buffer {
   const slot = (length ^ (b0 << 3)) & (MEDIUM_SLOTS - 1);
   const cached = mediumHeaders[slot];
   if (cached !== undefined && cached[0] === b0 && cached[2] === length >>> 8 && cached[3] === (length & 0xff)) return cached;
-  const header = Buffer.from([b0, 126, length >>> 8, length & 0xff]);
+  const header = Buffer.allocUnsafeSlow(4);
+  header[0] = b0;
+  header[1] = 126;
+  header[2] = length >>> 8;
+  header[3] = length & 0xff;
   mediumHeaders[slot] = header;
   return header;
 }
 
 /**
+ * Ten-byte headers (payloads of 64 KiB and more) in a small direct-mapped cache as well: large
+ * messages of one size (a file chunk size, a video frame size) reuse theirs.
+ */
+const LARGE_SLOTS = 64;
+const largeHeaders: (Buffer | undefined)[] = new Array<Buffer | undefined>(LARGE_SLOTS);
+
+function largeHeader(b0: number, length: number): Buffer {
+  // Lengths here are at most 2^53: the low 32 bits and the rest, both exact.
+  const lo = length >>> 0;
+  const hi = (length - lo) / 0x100000000;
+  const slot = ((lo >>> 16) ^ lo ^ hi ^ (b0 << 3)) & (LARGE_SLOTS - 1);
+  const cached = largeHeaders[slot];
+  if (cached !== undefined && cached[0] === b0 && cached.readUInt32BE(6) === lo && cached.readUInt32BE(2) === hi) return cached;
+  // Its own small allocation, not a slice of Node's shared pool: a kept header must not keep a pool.
+  const header = Buffer.allocUnsafeSlow(10);
+  header[0] = b0;
+  header[1] = 127;
+  header.writeUInt32BE(hi, 2);
+  header.writeUInt32BE(lo, 6);
+  largeHeaders[slot] = header;
+  return header;
+}
+
+/**
  * Serializes one frame. Unmasked: returns the header and the caller's payload itself (no copy),
- * to be written in order (cork/writev); headers of frames under 64 KiB may be shared, so treat
- * the returned buffers as read-only. Masked: one buffer, header and masked payload together,
+ * to be written in order (cork/writev); headers may be shared between calls, so treat the
+ * returned buffers as read-only. Masked: one buffer, header and masked payload together,
  * since the caller's payload is never modified.
  */
 export function encodeFrame(opcode: number, payload: Uint8Array, options?: FrameOptions): Buffer[] {
@@ -118,9 +146,7 @@ export function encodeFrame(opcode: number, payload: Uint8Array, options?: Frame
     const b0 = (fin ? 0x80 : 0) | (rsv1 ? 0x40 : 0) | opcode;
     if (length < 126) return [shortHeader(b0, length), body];
     if (length < 65536) return [mediumHeader(b0, length), body];
-    const header = Buffer.allocUnsafe(10);
-    writeHeader(header, 0, opcode, length, fin, rsv1, undefined);
-    return [header, body];
+    return [largeHeader(b0, length), body];
   }
   return [encodeMasked(opcode, payload, fin, rsv1, options.maskKey)];
 }

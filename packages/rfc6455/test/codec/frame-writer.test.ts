@@ -64,7 +64,8 @@ describe('encodeFrame', () => {
   });
 
   test('shared headers of unmasked frames stay right across sizes, opcodes and cache collisions', () => {
-    const lengths = [0, 1, 125, 126, 127, 382, 638, 1000, 16384, 65535, 65536];
+    // 65536 + 64k and 1 MiB + 64k land in the same slot of the 64-bit-length cache.
+    const lengths = [0, 1, 125, 126, 127, 382, 638, 1000, 16384, 65535, 65536, 65600, 65664, 1 << 20, (1 << 20) + 64];
     for (let round = 0; round < 2; round++) {
       for (const length of lengths) {
         for (const [opcode, fin, rsv1] of [
@@ -84,6 +85,19 @@ describe('encodeFrame', () => {
         }
       }
     }
+  });
+
+  test('a header handed out earlier is never rewritten when its cache slot is reused', () => {
+    const [first] = encodeFrame(2, Buffer.alloc(65536));
+    const bytes = Buffer.from(first!);
+    for (const length of [65600, 65664, 65728]) encodeFrame(2, Buffer.alloc(length));
+    const [medium] = encodeFrame(2, Buffer.alloc(1000));
+    const mediumBytes = Buffer.from(medium!);
+    for (let length = 1000 + 256; length < 1000 + 256 * 8; length += 256) encodeFrame(2, Buffer.alloc(length));
+    expect(first).toEqual(bytes);
+    expect(bytes).toEqual(hex('82 7f 00 00 00 00 00 01 00 00'));
+    expect(medium).toEqual(mediumBytes);
+    expect(mediumBytes).toEqual(hex('82 7e 03 e8'));
   });
 
   test('leaves a large unmasked payload as a second buffer (no copy)', () => {
