@@ -127,7 +127,7 @@ async function loadImpl(name) {
     }
     const join = name === 'rfc6455+join';
     return {
-      note: note + (join ? '; sink joins pieces into one Buffer per message, as ws does' : '; sink counts pieces (views)'),
+      note: note + (join ? '; sink joins pieces into one Buffer per message, as ws does' : '; sink counts pieces (views of the input; frames up to 64 KiB that span chunks are gathered by the parser)'),
       parser(masked) {
         let count = 0;
         let pieces = [];
@@ -306,7 +306,7 @@ function report(results, errors) {
   }
   lines.push('');
   lines.push(
-    'Parse: `rfc6455` counts the pieces its FrameParser hands over (views, no join); `rfc6455+join` also joins each ' +
+    'Parse: `rfc6455` counts the pieces its FrameParser hands over (views of the input, except frames of up to 64 KiB that span chunks, which the parser gathers into one buffer, as in the connection); `rfc6455+join` also joins each ' +
       "message into one Buffer, which is what ws's Receiver does before emitting, so \"ours\" is `rfc6455+join` for parse " +
       'and `rfc6455` (encodeFrame) for serialize. Unmasked payloads sent as a separate buffer (no copy) give meaningless ' +
       'MB/s (TB/s); where one side copies and the other does not, the ratio measures that choice, not speed. ' +

@@ -70,10 +70,40 @@ const PIECE_SENT = 0x10;
 /** Bits 5-6: the opcode of the data message in progress (1 or 2), 0 between messages. */
 const MESSAGE = 0x60;
 const MESSAGE_SHIFT = 5;
+/** Nothing of the current frame's payload has been taken yet. */
+const FRESH = 0x80;
 
 const EMPTY = Buffer.alloc(0);
 /** The chunk list of every parser with nothing buffered; never pushed to. */
 const NO_CHUNKS: Buffer[] = [];
+
+/**
+ * A data frame of at most this many bytes that has not all arrived is gathered into one buffer of
+ * its size (allocated when its header has arrived, so a peer can make a connection hold this much
+ * with a few bytes: the size of one socket read) and handed over whole, instead of in pieces the
+ * sink would then have to join. Larger frames still come in pieces, as their bytes arrive.
+ */
+export const GATHER_MAX = 65536;
+/**
+ * Frames of up to SLAB_SIZE / 4 bytes are gathered into slices of a shared 64 KiB slab (a fresh
+ * buffer of their own cost more than copying 16 KiB, measured); a kept message keeps its slab,
+ * at most 64 KiB, as a message that is a view of a socket read keeps that read.
+ */
+const SLAB_SIZE = 65536;
+let slab: Buffer | undefined;
+let slabUsed = SLAB_SIZE;
+
+function gatherBuffer(size: number): Buffer {
+  if (size > SLAB_SIZE >>> 2) return Buffer.allocUnsafe(size);
+  if (slabUsed + size > SLAB_SIZE) {
+    slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
+    slabUsed = 0;
+  }
+  const out = slab!.subarray(slabUsed, slabUsed + size);
+  // Slices start 8-byte aligned (the word-wide unmasking loop wants matching alignment).
+  slabUsed = (slabUsed + size + 7) & ~7;
+  return out;
+}
 
 /** One shared 4-byte view of a masking key: parsers keep the key as an integer (no Buffer each). */
 const keyScratch = new Uint8Array(4);
@@ -180,6 +210,8 @@ export class FrameParser {
   private maskKeyWord = 0;
   private remaining = 0;
   private maskOffset = 0;
+  /** The buffer a frame that spans chunks is gathered into (its first length - remaining bytes are in). */
+  private gathering: Buffer | undefined = undefined;
 
   // Current data message (its opcode, RSV1 and whether a piece was sent are bits of `flags`)
   private messageLength = 0;
@@ -326,6 +358,7 @@ export class FrameParser {
   /** Stops parsing for good and drops buffered input (after a close, or on the caller's error). */
   discard(): void {
     this.state = FAILED;
+    this.gathering = undefined;
     this.chunks = NO_CHUNKS;
     this.buffered = 0;
     this.offset = 0;
@@ -500,6 +533,7 @@ export class FrameParser {
 
   private startPayload(): void {
     this.maskOffset = 0;
+    this.flags |= FRESH;
     this.state = PAYLOAD;
   }
 
@@ -532,10 +566,36 @@ export class FrameParser {
       return true;
     }
     if (this.buffered === 0) return false;
-    const piece = this.unmask(this.takeView(this.remaining));
-    this.remaining -= piece.length;
-    if (this.remaining === 0) this.state = HEADER;
-    this.emit(piece);
+    let gathering = this.gathering;
+    if (gathering === undefined) {
+      const fresh = (this.flags & FRESH) !== 0;
+      this.flags &= ~FRESH;
+      if (!fresh || this.buffered >= this.remaining || this.remaining > GATHER_MAX) {
+        const piece = this.unmask(this.takeView(this.remaining));
+        this.remaining -= piece.length;
+        if (this.remaining === 0) this.state = HEADER;
+        this.emit(piece);
+        return true;
+      }
+      gathering = this.gathering = gatherBuffer(this.remaining);
+    }
+    // Copy (and unmask) what has arrived into place: one pass over the bytes.
+    const masked = (this.flags & MASKED) !== 0;
+    while (this.buffered > 0 && this.remaining > 0) {
+      const part = this.takeView(this.remaining);
+      const at = gathering.length - this.remaining;
+      if (masked) {
+        mask(part, keyBytes(this.maskKeyWord), gathering, at, this.maskOffset);
+        this.maskOffset = (this.maskOffset + part.length) & 3;
+      } else {
+        gathering.set(part, at);
+      }
+      this.remaining -= part.length;
+    }
+    if (this.remaining > 0) return false;
+    this.gathering = undefined;
+    this.state = HEADER;
+    this.emit(gathering);
     return true;
   }
 

@@ -3,7 +3,7 @@
  * form, masking direction, RSV bits, opcodes, control-frame rules, continuation sequencing, length
  * encoding rules, limits, and never mutating the caller's buffers.
  */
-import { FrameParser } from '../../src/codec/frame-parser.js';
+import { FrameParser, GATHER_MAX } from '../../src/codec/frame-parser.js';
 import { MessageTooBigError, ProtocolError } from '../../src/errors.js';
 import { closePayload, frame, hex } from '../helpers/frames.js';
 import { pushSplit, recordingParser } from '../helpers/parser-sink.js';
@@ -394,12 +394,98 @@ describe('whole small frames in one chunk (the fast path) agree with the general
   });
 });
 
+describe('frames that span chunks are gathered into one piece (up to GATHER_MAX)', () => {
+  const pattern = (n: number, seed: number): Buffer => {
+    const b = Buffer.alloc(n);
+    for (let i = 0; i < n; i++) b[i] = (i * 7 + seed) & 0xff;
+    return b;
+  };
+
+  test('a masked 16 KiB frame cut at odd places arrives as one first-and-last piece, unmasked right, input untouched', () => {
+    const payload = pattern(16384, 1);
+    for (const ownsInput of [false, true]) {
+      const bytes = frame({ opcode: 2, payload, mask: Uint8Array.of(0xf1, 2, 3, 0x84) });
+      const original = Buffer.from(bytes);
+      const rec = recordingParser({ side: 'server', ownsInput });
+      pushSplit(rec.parser, bytes, [1, 5, 9, 10, 4097, 4098, 9999, 16000]);
+      expect(rec.pieces).toEqual([{ opcode: 2, first: true, last: true, length: 16384 }]);
+      expect(rec.messages[0]!.data.equals(payload)).toBe(true);
+      if (!ownsInput) expect(bytes.equals(original)).toBe(true);
+      expect(rec.parser.atRest).toBe(true);
+    }
+  });
+
+  test('byte-at-a-time input of a masked 300-byte frame is one piece', () => {
+    const bytes = frame({ opcode: 1, payload: Buffer.alloc(300, 0x61), mask: Uint8Array.of(1, 2, 3, 4) });
+    const rec = recordingParser({ side: 'server' });
+    pushSplit(rec.parser, bytes, Array.from({ length: bytes.length }, (_, i) => i));
+    expect(rec.pieces).toEqual([{ opcode: 1, first: true, last: true, length: 300 }]);
+    expect(rec.messages[0]!.data.equals(Buffer.alloc(300, 0x61))).toBe(true);
+  });
+
+  test('while a frame is being gathered the parser is not at rest; discard() drops it', () => {
+    const bytes = frame({ opcode: 2, payload: pattern(5000, 3), mask: Uint8Array.of(5, 6, 7, 8) });
+    const rec = recordingParser({ side: 'server' });
+    rec.parser.push(bytes.subarray(0, 2000));
+    expect(rec.pieces).toEqual([]);
+    expect(rec.parser.atRest).toBe(false);
+    rec.parser.discard();
+    rec.parser.push(bytes.subarray(2000));
+    expect(rec.pieces).toEqual([]);
+    expect(rec.parser.failed).toBe(true);
+  });
+
+  test('each spanning frame of a fragmented message is one piece; control frames between them come in order', () => {
+    const a = pattern(3000, 4);
+    const b = pattern(5000, 5);
+    const key = Uint8Array.of(9, 9, 1, 0x80);
+    const bytes = Buffer.concat([
+      frame({ opcode: 2, fin: false, payload: a, mask: key }),
+      frame({ opcode: 9, payload: Buffer.from('hi'), mask: key }),
+      frame({ opcode: 0, payload: b, mask: key }),
+    ]);
+    const rec = recordingParser({ side: 'server' });
+    pushSplit(rec.parser, bytes, [100, 2000, 3005, 3010, 4000, 7000]);
+    expect(rec.pieces).toEqual([
+      { opcode: 2, first: true, last: false, length: 3000 },
+      { opcode: 2, first: false, last: true, length: 5000 },
+    ]);
+    expect(rec.controls.map((c) => c.payload.toString())).toEqual(['hi']);
+    expect(rec.messages[0]!.data.equals(Buffer.concat([a, b]))).toBe(true);
+  });
+
+  test('a frame over GATHER_MAX still comes in pieces as its bytes arrive', () => {
+    const payload = pattern(GATHER_MAX + 1, 6);
+    const bytes = frame({ opcode: 2, payload });
+    const rec = recordingParser({ side: 'client' });
+    pushSplit(rec.parser, bytes, [20000, 40000]);
+    expect(rec.pieces.length).toBe(3);
+    expect(rec.pieces[0]).toEqual({ opcode: 2, first: true, last: false, length: 20000 - 10 });
+    expect(rec.messages[0]!.data.equals(payload)).toBe(true);
+  });
+
+  test('gathered frames do not share bytes: a message kept while later ones are gathered stays intact', () => {
+    const kept: Buffer[] = [];
+    const parser = new FrameParser({ side: 'client' }, {
+      onData: (_o, _c, p) => kept.push(p),
+      onControl: () => undefined,
+      onError: (e) => {
+        throw e;
+      },
+    });
+    const payloads = Array.from({ length: 40 }, (_, i) => pattern(1000 + i * 397, i));
+    for (const payload of payloads) pushSplit(parser, frame({ opcode: 2, payload }), [7]);
+    expect(kept).toHaveLength(payloads.length);
+    kept.forEach((k, i) => expect(k.equals(payloads[i]!)).toBe(true));
+  });
+});
+
 describe('per-parser footprint (bits and shared settings behave as the fields they replace)', () => {
   const key = Uint8Array.of(0xf2, 0x34, 0x56, 0x78); // top bit set: the key is kept as a signed integer
 
-  test('a parser holds at most 13 own fields; side and limits are not copied into each', () => {
+  test('a parser holds at most 14 own fields; side and limits are not copied into each', () => {
     const a = new FrameParser({ side: 'server', maxMessageSize: 1000, ownsInput: true }, { onData() {}, onControl() {}, onError() {} });
-    expect(Reflect.ownKeys(a).length).toBeLessThanOrEqual(13);
+    expect(Reflect.ownKeys(a).length).toBeLessThanOrEqual(14);
     expect(Object.prototype.hasOwnProperty.call(a, 'paused')).toBe(false);
   });
 
