@@ -19,7 +19,9 @@ export interface FrameSink {
   /**
    * A piece of a data message. `opcode` is the message's (1 text, 2 binary), `compressed` is the
    * RSV1 bit of its first frame. `first` marks the message's first piece, `last` its final one.
-   * A message arrives as one or more pieces; an empty message as one empty piece.
+   * A message arrives as one or more pieces; an empty message as one empty piece. A frame of up to
+   * `GATHER_MAX` bytes (64 KiB, exported by `rfc6455/codec`) is always one piece, gathered when it
+   * spans pushed chunks; a larger one may come in several, as its bytes arrive.
    */
   onData(opcode: number, compressed: boolean, payload: Buffer, first: boolean, last: boolean): void;
   /** A whole control frame (close, ping or pong), payload unmasked. */
