@@ -46,6 +46,8 @@ const SERVERS = [
   { name: 'websocket-node', script: 'websocket-node.mjs', env: {} },
   { name: 'raw', script: 'raw.mjs', env: {}, loadgenArgs: ['--allow-masked', '1'] },
   { name: 'rfc6455', script: 'rfc6455.mjs', env: {}, deflate: true },
+  // A/B testing: BENCH_BASE=<another checkout>/bench/servers/rfc6455.mjs adds that build as 'base'.
+  ...(process.env.BENCH_BASE ? [{ name: 'base', script: process.env.BENCH_BASE, env: {}, deflate: true }] : []),
   // The same server with serve({ tuneAllocator: false }): glibc's malloc left at its defaults
   // (see packages/rfc6455/src/allocator.ts and docs/performance.md).
   { name: 'rfc6455-untuned', script: 'rfc6455.mjs', env: { RFC6455_TUNE_ALLOCATOR: '0' }, deflate: true },
@@ -142,7 +144,7 @@ function buildLoadgen() {
 
 /** Start a server; resolves { child, pid, banner } or throws with a reason. */
 async function startServer(server, port, extraArgs = []) {
-  const script = path.join(BENCH, 'servers', server.script);
+  const script = path.isAbsolute(server.script) ? server.script : path.join(BENCH, 'servers', server.script);
   const env = { ...process.env, ...server.env };
   if (!('WS_NO_BUFFER_UTIL' in server.env)) delete env.WS_NO_BUFFER_UTIL;
   if (GLIBC_TRIM) env.GLIBC_TUNABLES = GLIBC_TRIM;
