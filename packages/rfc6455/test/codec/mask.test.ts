@@ -95,7 +95,7 @@ describe.each(['simd', 'js'] as const)('mask with the %s engine', (engine) => {
   });
 
   test('large payloads around the SIMD threshold and block size match the reference', () => {
-    for (const length of [511, 512, 513, 1000, 4099, 65535, 65536, 65537, 65536 * 2 + 21, 300_001]) {
+    for (const length of [511, 512, 513, 528, 560, 575, 576, 1000, 4099, 65535, 65536, 65537, 65536 * 2 + 21, 300_001]) {
       const backing = new Uint8Array(length + 16);
       for (let i = 0; i < backing.length; i++) backing[i] = (i * 31 + 7) & 0xff;
       for (const [srcOff, dstOff, maskOffset] of [
