@@ -145,6 +145,52 @@ describe('round trips with each window size and takeover mode', () => {
   });
 });
 
+describe('inline and thread-pool work on the same connection', () => {
+  // syncLimit 0: every piece a thread-pool job. 2000: pieces up to 2000 bytes inline, larger ones
+  // through the thread pool, interleaved on the same zlib contexts.
+  test.each([
+    [0, false],
+    [0, true],
+    [2000, false],
+    [2000, true],
+  ])('syncLimit %i on both sides, no_context_takeover %s: messages of every size and a fragmented one round-trip', async (syncLimit, noTakeover) => {
+    const deflate: PerMessageDeflateOptions = { syncLimit, serverNoContextTakeover: noTakeover, clientNoContextTakeover: noTakeover };
+    const s = await startServer({ perMessageDeflate: deflate });
+    const client = await open(s.url, { perMessageDeflate: deflate });
+    const server = await s.nth(0);
+    expect(extensionOf(server)?.params.serverNoContextTakeover).toBe(noTakeover);
+    const messages: Array<string | Buffer> = [
+      compressibleText(1500, 1),
+      compressibleText(40_000, 2),
+      compressibleText(1800, 3),
+      compressibleBytes(70_000, 4),
+      compressibleBytes(1024, 5),
+      randomBytes(3000),
+      '',
+    ];
+    for (const m of [...messages, ...messages]) {
+      const trip = await roundTrip(client, server, m);
+      expect(trip.echo).toEqual(m);
+    }
+    // Several sends at once: small and large alternate, the echoes come back in order.
+    const burst = Array.from({ length: 12 }, (_, i) => (i % 3 === 0 ? compressibleText(30_000, i) : compressibleText(1100 + i, i)));
+    await Promise.all(burst.map((m) => client.send(m)));
+    for (const m of burst) expect(await client.recv()).toEqual(m);
+    // A fragmented compressed message: 1 KiB fragments, each a piece of its own.
+    const long = compressibleText(20_000, 9);
+    const echoed = client.recv();
+    await client.sendStream([long], { fragmentSize: 1024, binary: false });
+    expect(await echoed).toEqual(long);
+    await client.close();
+    expect(client.closeStatus).toBe(1000);
+  });
+
+  test('syncLimit below 0 is refused when the engine is made', async () => {
+    const s = await startServer();
+    await expect(open(s.url, { perMessageDeflate: { syncLimit: -1 } })).rejects.toThrow(/syncLimit/);
+  });
+});
+
 describe('threshold and per-send choice', () => {
   test('messages below the threshold (1024) go uncompressed, at and above it compressed, both directions', async () => {
     const s = await startServer();

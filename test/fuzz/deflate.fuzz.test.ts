@@ -9,14 +9,28 @@ import { runs } from './runs.js';
 
 const params: DeflateParams = { serverNoContextTakeover: false, clientNoContextTakeover: false, serverMaxWindowBits: 15, clientMaxWindowBits: 15 };
 
-function call(fn: (cb: (err: Error | null, result?: Buffer) => void) => void): Promise<{ err: Error | null; result: Buffer | undefined }> {
-  return new Promise((resolve) => fn((err, result) => resolve({ err, result })));
+/** Runs a compress/decompress call, whether it works at once (result or throw) or through the callback. */
+function call(fn: (cb: (err: Error | null, result?: Buffer) => void) => unknown): Promise<{ err: Error | null; result: Buffer | undefined }> {
+  return new Promise((resolve) => {
+    let now: unknown;
+    try {
+      now = fn((err, result) => resolve({ err, result }));
+    } catch (err) {
+      resolve({ err: err as Error, result: undefined });
+      return;
+    }
+    if (Buffer.isBuffer(now)) resolve({ err: null, result: now });
+  });
 }
 
-describe('permessage-deflate under random input', () => {
+// Both ways a piece can be worked: inline (default syncLimit) and as thread-pool jobs (syncLimit 0).
+describe.each([
+  ['inline', undefined],
+  ['thread pool', 0],
+])('permessage-deflate under random input (%s)', (_mode, syncLimit) => {
   test('round trip: random messages in random fragments come back identical, context kept across messages', async () => {
-    const client = new PerMessageDeflate(params, 'client', { maxMessageSize: 1 << 20 });
-    const server = new PerMessageDeflate(params, 'server', { maxMessageSize: 1 << 20 });
+    const client = new PerMessageDeflate(params, 'client', { maxMessageSize: 1 << 20, syncLimit });
+    const server = new PerMessageDeflate(params, 'server', { maxMessageSize: 1 << 20, syncLimit });
     try {
       await fc.assert(
         fc.asyncProperty(
@@ -46,7 +60,7 @@ describe('permessage-deflate under random input', () => {
   });
 
   test('random or corrupted compressed bytes: an error or output within maxMessageSize, never a throw', async () => {
-    const sender = new PerMessageDeflate(params, 'client', { maxMessageSize: 1 << 20 });
+    const sender = new PerMessageDeflate(params, 'client', { maxMessageSize: 1 << 20, syncLimit });
     const valid = (await call((cb) => sender.compress(Buffer.from('hello hello hello '.repeat(200)), true, cb))).result!;
     sender.dispose();
     await fc.assert(
@@ -60,7 +74,7 @@ describe('permessage-deflate under random input', () => {
           }),
         ),
         async (input) => {
-          const inflater = new PerMessageDeflate(params, 'server', { maxMessageSize: 1024 });
+          const inflater = new PerMessageDeflate(params, 'server', { maxMessageSize: 1024, syncLimit });
           try {
             const r = await call((cb) => inflater.decompress(input, true, cb));
             return r.err !== null || (r.result?.length ?? 0) <= 1024;
@@ -74,11 +88,11 @@ describe('permessage-deflate under random input', () => {
   });
 
   test('a decompression bomb (10 MiB of zeros in ~10 KiB) is stopped at maxMessageSize', async () => {
-    const sender = new PerMessageDeflate(params, 'client', { maxMessageSize: 1 << 30 });
+    const sender = new PerMessageDeflate(params, 'client', { maxMessageSize: 1 << 30, syncLimit });
     const bomb = (await call((cb) => sender.compress(Buffer.alloc(10 * 1024 * 1024), true, cb))).result!;
     sender.dispose();
     expect(bomb.length).toBeLessThan(64 * 1024);
-    const inflater = new PerMessageDeflate(params, 'server', { maxMessageSize: 64 * 1024 });
+    const inflater = new PerMessageDeflate(params, 'server', { maxMessageSize: 64 * 1024, syncLimit });
     const r = await call((cb) => inflater.decompress(bomb, true, cb));
     inflater.dispose();
     expect(r.err).not.toBeNull();

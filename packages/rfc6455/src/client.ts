@@ -160,7 +160,7 @@ function attempt(target: URL, options: ConnectOptions): Promise<WebSocketConnect
         const maxMessageSize = options.maxMessageSize ?? Defaults.maxMessageSize;
         if (offer && deflate) {
           const params = acceptDeflateResponse(offer, deflate);
-          extension = new PerMessageDeflate(params, 'client', { maxMessageSize, level: deflate.level, memLevel: deflate.memLevel, threshold: deflate.threshold, concurrencyLimit: deflate.concurrencyLimit });
+          extension = new PerMessageDeflate(params, 'client', { maxMessageSize, level: deflate.level, memLevel: deflate.memLevel, threshold: deflate.threshold, concurrencyLimit: deflate.concurrencyLimit, syncLimit: deflate.syncLimit });
         }
         settled = true;
         clearTimeout(timer);

@@ -379,6 +379,7 @@ export async function connectHttp2(url: URL, options: Http2ConnectOptions): Prom
             level: deflate.level,
             memLevel: deflate.memLevel,
             threshold: deflate.threshold,
+            syncLimit: deflate.syncLimit,
           });
         }
         settled = true;

@@ -187,6 +187,11 @@ class RareFields {
 /** The last ProtocolConfig made: the next connection almost always has the same values. */
 let lastConfig: ProtocolConfig | undefined;
 
+/** What a failed inflation closes with: its own error when it has a close code, else 1007. */
+function inflateFailure(error: unknown): WebSocketError {
+  return error instanceof WebSocketError ? error : new ProtocolError('invalid compressed data', 1007, 'WS_BAD_DEFLATE');
+}
+
 function configFor(side: Side, compressThreshold: number): ProtocolConfig {
   const c = lastConfig;
   if (c !== undefined && c.side === side && Object.is(c.compressThreshold, compressThreshold)) return c;
@@ -332,17 +337,25 @@ export class Protocol implements FrameSink, ProtocolEngine {
       this.receivePiece(opcode, payload, first, last);
       return;
     }
-    const extension = this.extension!;
-    this.parser.paused = true;
-    extension.decompress(payload, last, (error, inflated) => {
-      if ((this.flags & (STATE | CLOSE_RECEIVED)) === (CLOSED | CLOSE_RECEIVED)) return;
-      if (error) {
-        this.fail(error instanceof WebSocketError ? error : new ProtocolError('invalid compressed data', 1007, 'WS_BAD_DEFLATE'));
-        return;
-      }
-      this.receivePiece(opcode, inflated ?? EMPTY, first, last);
-      if (!this.parser.failed) this.parser.resume();
-    });
+    let inflated: unknown;
+    try {
+      inflated = this.extension!.decompress(payload, last, (error, result) => {
+        if ((this.flags & (STATE | CLOSE_RECEIVED)) === (CLOSED | CLOSE_RECEIVED)) return;
+        if (error) {
+          this.fail(inflateFailure(error));
+          return;
+        }
+        this.receivePiece(opcode, result ?? EMPTY, first, last);
+        if (!this.parser.failed) this.parser.resume();
+      });
+    } catch (error) {
+      this.fail(inflateFailure(error));
+      return;
+    }
+    // Inflated at once (small frames): no pause, no callback. (Only a Buffer counts: an extension
+    // written for the callback alone may return anything, e.g. what setImmediate returned.)
+    if (Buffer.isBuffer(inflated)) this.receivePiece(opcode, inflated, first, last);
+    else this.parser.paused = true;
   }
 
   private receivePiece(opcode: number, data: Buffer, first: boolean, last: boolean): void {
@@ -586,23 +599,40 @@ export class Protocol implements FrameSink, ProtocolEngine {
   private pump(): void {
     const rare = this.rare!;
     while (rare.queue.length > 0) {
+      // A callback below may have sent, and that send may have started a compression job.
+      if ((this.flags & COMPRESSING) !== 0) return;
       const frame = rare.queue[0]!;
       if (frame.compress) {
-        this.flags |= COMPRESSING;
-        this.extension!.compress(frame.data, frame.fin, (error, result) => {
-          this.flags &= ~COMPRESSING;
-          if (rare.queue[0] !== frame) return; // dropped while compressing
+        let compressed: unknown;
+        try {
+          compressed = this.extension!.compress(frame.data, frame.fin, (error, result) => {
+            this.flags &= ~COMPRESSING;
+            if (rare.queue[0] !== frame) return; // dropped while compressing
+            this.shiftQueue(rare);
+            if (error) {
+              frame.callback?.(error);
+              this.fail(new ProtocolError('compression failed', CloseCode.InternalError, 'WS_DEFLATE_FAILED'));
+              return;
+            }
+            this.writeFrame(frame.opcode, result ?? EMPTY, frame.fin, frame.rsv1);
+            frame.callback?.();
+            this.pump();
+          });
+        } catch (error) {
           this.shiftQueue(rare);
-          if (error) {
-            frame.callback?.(error);
-            this.fail(new ProtocolError('compression failed', CloseCode.InternalError, 'WS_DEFLATE_FAILED'));
-            return;
-          }
-          this.writeFrame(frame.opcode, result ?? EMPTY, frame.fin, frame.rsv1);
-          frame.callback?.();
-          this.pump();
-        });
-        return;
+          frame.callback?.(error as Error);
+          this.fail(new ProtocolError('compression failed', CloseCode.InternalError, 'WS_DEFLATE_FAILED'));
+          return;
+        }
+        if (!Buffer.isBuffer(compressed)) {
+          this.flags |= COMPRESSING;
+          return;
+        }
+        // Compressed at once (small messages): written now, in order.
+        this.shiftQueue(rare);
+        this.writeFrame(frame.opcode, compressed, frame.fin, frame.rsv1);
+        frame.callback?.();
+        continue;
       }
       this.shiftQueue(rare);
       this.writeFrame(frame.opcode, frame.data, frame.fin, frame.rsv1);

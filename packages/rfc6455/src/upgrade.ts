@@ -243,6 +243,7 @@ export function negotiate<State>(
           memLevel: deflateOptions.memLevel,
           threshold: deflateOptions.threshold,
           concurrencyLimit: deflateOptions.concurrencyLimit,
+          syncLimit: deflateOptions.syncLimit,
         });
         extensionsHeader = accepted.response;
       }

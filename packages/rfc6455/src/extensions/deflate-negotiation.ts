@@ -47,6 +47,14 @@ export interface PerMessageDeflateOptions {
   memLevel?: number;
   /** Process-wide limit of concurrent zlib jobs (the libuv threadpool is shared). Default 10. */
   concurrencyLimit?: number;
+  /**
+   * Messages (and fragments) of up to this many bytes are compressed, and received frames of up
+   * to this many compressed bytes inflated, at once on the event loop: no thread-pool round trip,
+   * which costs several tens of µs per message whatever its size. Larger ones, and inflation past
+   * 256 KiB of output in one go, run in the thread pool, so that a big message does not hold up
+   * other connections. 0 sends everything to the thread pool. Default 32768.
+   */
+  syncLimit?: number;
 }
 
 /** The agreed parameters, as both sides must apply them. Window bits are 15 when not negotiated. */

@@ -3,8 +3,12 @@
  *
  * The protocol owns framing: it sets RSV1 on the first frame of a message it compressed, and hands
  * the payloads of a received message whose first frame had RSV1 to `decompress`, one frame at a
- * time, pausing its parser until the callback fires. Callbacks are called exactly once, always
- * asynchronously, in the order the calls were made.
+ * time, pausing its parser while a callback is awaited.
+ *
+ * Either method may do its work at once and return the result, a Buffer: the callback is then
+ * never called, and a failure is thrown. Otherwise it returns anything else (only a Buffer counts)
+ * and calls the callback exactly once, never synchronously. Within a direction, results come in
+ * the order the calls were made.
  */
 export interface MessageExtension {
   /** Extension token as negotiated, e.g. `permessage-deflate`. */
@@ -13,14 +17,14 @@ export interface MessageExtension {
    * Compresses the next piece of an outgoing message. `fin` marks the message's last piece; the
    * result of the last piece has the 0x00 0x00 0xff 0xff tail removed (RFC 7692 §7.2.1).
    */
-  compress(data: Buffer, fin: boolean, cb: (err: Error | null, result?: Buffer) => void): void;
+  compress(data: Buffer, fin: boolean, cb: (err: Error | null, result?: Buffer) => void): unknown;
   /**
    * Inflates the payload of one frame of a compressed incoming message; `fin` marks its last frame
    * (the tail is appended before inflating, RFC 7692 §7.2.2). Inflated output of one message is
    * counted while inflating: beyond `maxMessageSize` the callback gets a `MessageTooBigError`
    * and inflation stops at once.
    */
-  decompress(data: Buffer, fin: boolean, cb: (err: Error | null, result?: Buffer) => void): void;
+  decompress(data: Buffer, fin: boolean, cb: (err: Error | null, result?: Buffer) => void): unknown;
   /** Releases zlib contexts. Idempotent; later calls to compress/decompress fail. */
   dispose(): void;
 }

@@ -12,6 +12,7 @@ import { MessageTooBigError, ProtocolError, WebSocketError } from '../errors.js'
 import type { MessageExtension } from './extension.js';
 import { PERMESSAGE_DEFLATE, type DeflateParams } from './deflate-negotiation.js';
 import { zlibLimiter, setZlibConcurrency } from './zlib-limiter.js';
+import { inlineCapable, runInline } from './zlib-inline.js';
 
 export {
   acceptDeflateOffers,
@@ -27,6 +28,14 @@ export { setZlibConcurrency, zlibLimiter } from './zlib-limiter.js';
 const TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);
 /** An empty stored block header alone: the payload of an empty compressed message (RFC 7692 §7.2.3.6). */
 const EMPTY_MESSAGE = Buffer.from([0x00]);
+/** Default `syncLimit`. */
+export const DEFAULT_SYNC_LIMIT = 32 * 1024;
+/**
+ * Inflating inline stops after this much output of one call and the rest goes to the thread pool,
+ * so that a small frame that inflates to a lot (a bomb, or just very compressible data) does not
+ * hold the event loop for more than about a millisecond.
+ */
+export const INLINE_INFLATE_MAX = 256 * 1024;
 
 /** Options of the {@link PerMessageDeflate} engine (the negotiated parameters are separate). */
 export interface PerMessageDeflateEngineOptions {
@@ -40,6 +49,12 @@ export interface PerMessageDeflateEngineOptions {
   threshold?: number;
   /** When given, sets the process-wide zlib concurrency (see `setZlibConcurrency`). */
   concurrencyLimit?: number;
+  /**
+   * Pieces of up to this many bytes (the data to compress; the compressed data to inflate) are
+   * worked at once on the calling thread, without the thread-pool round trip; larger ones go to
+   * the thread pool. 0 sends every job to the thread pool. Default 32 KiB.
+   */
+  syncLimit?: number;
 }
 
 /** Completion callback of a compression or decompression job. */
@@ -50,6 +65,10 @@ interface Job {
   readonly data: Buffer;
   readonly fin: boolean;
   readonly cb: Callback;
+  /** Output already produced inline for this job (an inflation continued in the thread pool). */
+  readonly prefix?: Buffer[];
+  /** The tail of a final piece is already part of `data` (or was already inflated). */
+  readonly tailDone?: boolean;
 }
 
 /** Thrown to callbacks of jobs that were pending when `dispose()` was called, or made after it. */
@@ -60,9 +79,20 @@ export class ExtensionDisposedError extends WebSocketError {
 }
 
 /**
- * One connection's permessage-deflate contexts. Jobs (compress and decompress alike) run one at a
- * time per connection, in call order, each holding a slot of the process-wide zlib limiter, so
- * callbacks come exactly once, asynchronously, in call order.
+ * Calls a job's callback (on a later tick, with the job's direction counted as no longer waiting,
+ * so that it may work inline again). Set by PerMessageDeflate's static block (private fields).
+ */
+let deliver: (engine: PerMessageDeflate, job: Job, err: Error | null, result: Buffer | undefined) => void;
+
+/**
+ * One connection's permessage-deflate contexts.
+ *
+ * `compress` and `decompress` work a piece at once, on the calling thread, when it is small
+ * (`syncLimit`) and nothing of the same direction is waiting: the result is returned and the
+ * callback is not called. Otherwise they return undefined and the piece becomes a thread-pool job.
+ * Jobs (both directions) run one at a time per connection, in call order, each holding a slot of
+ * the process-wide zlib limiter; their callbacks come exactly once, asynchronously. Within a
+ * direction, results come in call order, whichever way each piece was worked.
  */
 export class PerMessageDeflate implements MessageExtension {
   readonly name = PERMESSAGE_DEFLATE;
@@ -76,6 +106,7 @@ export class PerMessageDeflate implements MessageExtension {
   readonly #maxMessageSize: number;
   readonly #level: number;
   readonly #memLevel: number;
+  readonly #syncLimit: number;
   /** Window bits and takeover of what we send and what we receive. */
   readonly #outBits: number;
   readonly #outReset: boolean;
@@ -95,6 +126,9 @@ export class PerMessageDeflate implements MessageExtension {
   /** Every byte zlib produced while inflating, over the connection's life (see `inflatedBytes`). */
   #inflatedTotal = 0;
   #disposed = false;
+  /** Jobs of each direction whose callback has not been called yet. */
+  #pendingCompress = 0;
+  #pendingDecompress = 0;
 
   constructor(params: DeflateParams, side: 'server' | 'client', options: PerMessageDeflateEngineOptions) {
     if (!(options.maxMessageSize > 0)) throw new RangeError('maxMessageSize must be positive');
@@ -104,6 +138,9 @@ export class PerMessageDeflate implements MessageExtension {
     this.#maxMessageSize = options.maxMessageSize;
     this.#level = options.level ?? constants.Z_DEFAULT_COMPRESSION;
     this.#memLevel = options.memLevel ?? 8;
+    const syncLimit = options.syncLimit ?? DEFAULT_SYNC_LIMIT;
+    if (!(syncLimit >= 0)) throw new RangeError('syncLimit must be a number of bytes, 0 or more');
+    this.#syncLimit = syncLimit;
     if (options.concurrencyLimit !== undefined) setZlibConcurrency(options.concurrencyLimit);
     const server = side === 'server';
     this.#outBits = server ? params.serverMaxWindowBits : params.clientMaxWindowBits;
@@ -136,12 +173,119 @@ export class PerMessageDeflate implements MessageExtension {
     return this.#inflatedTotal;
   }
 
-  compress(data: Buffer, fin: boolean, cb: Callback): void {
+  /**
+   * Compresses the next piece of an outgoing message (`fin`: its last piece, whose result has the
+   * 0x00 0x00 0xff 0xff tail removed, RFC 7692 §7.2.1). Returns the result when the piece was
+   * compressed at once (the callback is then not called; a failure is thrown); otherwise
+   * undefined, and the callback comes later.
+   */
+  compress(data: Buffer, fin: boolean, cb: Callback): Buffer | undefined {
+    if (this.#pendingCompress === 0 && data.length <= this.#syncLimit && !this.#disposed) {
+      const deflate = this.#deflate ?? this.#openDeflate();
+      if (inlineCapable(deflate)) return this.#compressInline(deflate, data, fin);
+    }
+    this.#pendingCompress++;
     this.#enqueue({ kind: 'compress', data, fin, cb });
+    return undefined;
   }
 
-  decompress(data: Buffer, fin: boolean, cb: Callback): void {
+  /**
+   * Inflates the payload of one frame of a compressed message (`fin`: its last frame; the tail is
+   * appended first, RFC 7692 §7.2.2). Returns the result when the frame was inflated at once (the
+   * callback is then not called; a failure is thrown: MessageTooBigError past `maxMessageSize`,
+   * ProtocolError 1007 for bad data); otherwise undefined, and the callback comes later.
+   */
+  decompress(data: Buffer, fin: boolean, cb: Callback): Buffer | undefined {
+    if (this.#pendingDecompress === 0 && data.length <= this.#syncLimit && !this.#disposed) {
+      const inflate = this.#inflate ?? this.#openInflate();
+      if (inlineCapable(inflate)) return this.#decompressInline(inflate, data, fin, cb);
+    }
+    this.#pendingDecompress++;
     this.#enqueue({ kind: 'decompress', data, fin, cb });
+    return undefined;
+  }
+
+  #compressInline(d: DeflateRaw, data: Buffer, fin: boolean): Buffer {
+    const pieces: Buffer[] = [];
+    try {
+      runInline(d, data, constants.Z_SYNC_FLUSH, pieces, Infinity);
+    } catch (err) {
+      this.#closeDeflate();
+      throw err;
+    }
+    return this.#compressed(join(pieces), fin);
+  }
+
+  /** The end of a compression job, inline or not: the tail removed, the context released if so agreed. */
+  #compressed(out: Buffer, fin: boolean): Buffer {
+    if (!fin) return out;
+    // RFC 7692 §7.2.1: remove the 0x00 0x00 0xff 0xff tail of the final sync flush. zlib emits
+    // nothing for a flush with no new input; an empty final piece then becomes a lone empty
+    // stored block header (RFC 7692 §7.2.3.6) so the message still ends on a complete block.
+    if (out.length >= 4 && out[out.length - 4] === 0 && out[out.length - 3] === 0 && out[out.length - 2] === 0xff && out[out.length - 1] === 0xff) {
+      out = out.subarray(0, out.length - 4);
+    } else if (out.length === 0) {
+      out = EMPTY_MESSAGE;
+    }
+    // RFC 7692 §7.1.1: without context takeover the next message starts from a fresh context;
+    // we release it now rather than reset, so an idle connection holds no deflater.
+    if (this.#outReset) this.#closeDeflate();
+    return out;
+  }
+
+  #decompressInline(inf: InflateRaw, data: Buffer, fin: boolean, cb: Callback): Buffer | undefined {
+    const pieces: Buffer[] = [];
+    // Output beyond the message limit fails; beyond the inline budget, the rest goes to the pool.
+    const room = this.#maxMessageSize - this.#inflated;
+    let budget = Math.min(room + 1, INLINE_INFLATE_MAX);
+    let produced = 0;
+    let ended = false;
+    /** What zlib still has to take, when the inline budget ran out. */
+    let rest: Buffer | undefined;
+    /** `rest` is (the end of) the tail, which is then not appended again. */
+    let restIsTail = false;
+    try {
+      const run = runInline(inf, data, constants.Z_SYNC_FLUSH, pieces, budget);
+      produced = run.produced;
+      if (!run.done) {
+        rest = data.subarray(run.consumed);
+      } else if (run.consumed < data.length) {
+        ended = true; // a BFINAL block before the end of the input (RFC 7692 §7.2.3.3)
+      } else if (fin) {
+        // RFC 7692 §7.2.2: the tail, then what it flushes out.
+        budget -= produced;
+        const tail = budget > 0 ? runInline(inf, TAIL, constants.Z_SYNC_FLUSH, pieces, budget) : undefined;
+        if (tail === undefined) {
+          rest = TAIL;
+          restIsTail = true;
+        } else {
+          produced += tail.produced;
+          if (!tail.done) (rest = TAIL.subarray(tail.consumed)), (restIsTail = true);
+          else if (tail.consumed < TAIL.length) ended = true;
+        }
+      }
+    } catch (err) {
+      this.#closeInflate();
+      throw new ProtocolError(`permessage-deflate: invalid compressed data (${(err as Error).message})`, 1007, 'WS_INFLATE_FAILED');
+    }
+    this.#inflatedTotal += produced;
+    this.#inflated += produced;
+    if (this.#inflated > this.#maxMessageSize) {
+      this.#closeInflate();
+      throw new MessageTooBigError(`inflated message exceeds ${this.#maxMessageSize} bytes`, this.#maxMessageSize);
+    }
+    if (rest !== undefined) {
+      // More output than one inline run may make: zlib continues in the thread pool.
+      this.#pendingDecompress++;
+      this.#enqueue({ kind: 'decompress', data: rest, fin, cb, prefix: pieces, tailDone: restIsTail });
+      return undefined;
+    }
+    if (fin) {
+      this.#inflated = 0;
+      // A message that ended with BFINAL finished the context; without takeover it is not kept.
+      if (this.#inReset || ended) this.#closeInflate();
+    }
+    return join(pieces);
   }
 
   /** Frees both zlib contexts; pending callbacks get `ExtensionDisposedError`. Idempotent. */
@@ -158,12 +302,12 @@ export class PerMessageDeflate implements MessageExtension {
     }
     const pending = this.#queue.splice(0);
     this.#chunks = [];
-    for (const job of pending) process.nextTick(job.cb, new ExtensionDisposedError());
+    for (const job of pending) process.nextTick(deliver, this, job, new ExtensionDisposedError(), undefined);
   }
 
   #enqueue(job: Job): void {
     if (this.#disposed) {
-      process.nextTick(job.cb, new ExtensionDisposedError());
+      process.nextTick(deliver, this, job, new ExtensionDisposedError(), undefined);
       return;
     }
     this.#queue.push(job);
@@ -194,9 +338,17 @@ export class PerMessageDeflate implements MessageExtension {
     this.#chunks = [];
     this.#length = 0;
     zlibLimiter.release();
-    if (err !== null) process.nextTick(job.cb, err);
-    else process.nextTick(job.cb, null, result);
+    process.nextTick(deliver, this, job, err, result);
     this.#next();
+  }
+
+  static {
+    deliver = (engine, job, err, result) => {
+      if (job.kind === 'compress') engine.#pendingCompress--;
+      else engine.#pendingDecompress--;
+      if (err !== null) job.cb(err);
+      else job.cb(null, result);
+    };
   }
 
   #collect(): Buffer {
@@ -206,88 +358,85 @@ export class PerMessageDeflate implements MessageExtension {
     return out;
   }
 
-  #runCompress(job: Job): void {
-    let deflate = this.#deflate;
-    if (deflate === null) {
-      deflate = createDeflateRaw({
+  #openDeflate(): DeflateRaw {
+    const deflate = createDeflateRaw({
         level: this.#level,
         memLevel: this.#memLevel,
         // zlib has no 8-bit window for raw deflate (it uses 9). A 9-bit window's largest match
         // distance is 512 - MIN_LOOKAHEAD (262) = 250 bytes, so the output fits a 256-byte window
         // and honours a negotiated 8 (RFC 7692 §7.1.2.1).
-        windowBits: Math.max(9, this.#outBits),
-      });
-      const d = deflate;
-      d.on('data', (chunk: Buffer) => {
-        if (this.#deflate !== d) return;
-        this.#chunks.push(chunk);
-        this.#length += chunk.length;
-      });
-      d.on('error', (err: Error) => {
-        if (this.#deflate === d) this.#deflate = null;
-        const head = this.#queue[0];
-        if (head !== undefined && head.kind === 'compress') this.#finish(head, err);
-      });
-      this.#deflate = deflate;
-    }
+      windowBits: Math.max(9, this.#outBits),
+    });
     const d = deflate;
+    d.on('data', (chunk: Buffer) => {
+      if (this.#deflate !== d) return;
+      this.#chunks.push(chunk);
+      this.#length += chunk.length;
+    });
+    d.on('error', (err: Error) => {
+      if (this.#deflate === d) this.#deflate = null;
+      const head = this.#queue[0];
+      if (head !== undefined && head.kind === 'compress') this.#finish(head, err);
+    });
+    this.#deflate = deflate;
+    return deflate;
+  }
+
+  #runCompress(job: Job): void {
+    const d = this.#deflate ?? this.#openDeflate();
     if (job.data.length > 0) d.write(job.data);
     d.flush(constants.Z_SYNC_FLUSH, () => {
       if (this.#deflate !== d) return; // closed by an error or dispose
-      let out = this.#collect();
-      if (job.fin) {
-        // RFC 7692 §7.2.1: remove the 0x00 0x00 0xff 0xff tail of the final sync flush. zlib emits
-        // nothing for a flush with no new input; an empty final piece then becomes a lone empty
-        // stored block header (RFC 7692 §7.2.3.6) so the message still ends on a complete block.
-        if (out.length >= 4 && out.subarray(out.length - 4).equals(TAIL)) out = out.subarray(0, out.length - 4);
-        else if (out.length === 0) out = EMPTY_MESSAGE;
-        // RFC 7692 §7.1.1: without context takeover the next message starts from a fresh context;
-        // we release it now rather than reset, so an idle connection holds no deflater.
-        if (this.#outReset) this.#closeDeflate();
-      }
-      this.#finish(job, null, out);
+      this.#finish(job, null, this.#compressed(this.#collect(), job.fin));
     });
   }
 
-  #runDecompress(job: Job): void {
-    let inflate = this.#inflate;
-    if (inflate === null) {
-      inflate = createInflateRaw({ windowBits: this.#inBits });
-      const inf = inflate;
-      inf.on('data', (chunk: Buffer) => {
-        if (this.#inflate !== inf) return;
-        this.#inflatedTotal += chunk.length;
-        this.#inflated += chunk.length;
-        if (this.#inflated > this.#maxMessageSize) {
-          // Stop zlib at once: closing the handle ends processing of the remaining input.
-          this.#closeInflate();
-          const head = this.#queue[0];
-          if (head !== undefined) {
-            this.#finish(
-              head,
-              new MessageTooBigError(`inflated message exceeds ${this.#maxMessageSize} bytes`, this.#maxMessageSize),
-            );
-          }
-          return;
-        }
-        this.#chunks.push(chunk);
-        this.#length += chunk.length;
-      });
-      inf.on('error', (err: Error) => {
-        if (this.#inflate !== inf) return;
-        this.#inflate = null;
-        this.#inflated = 0;
+  #openInflate(): InflateRaw {
+    const inf = createInflateRaw({ windowBits: this.#inBits });
+    inf.on('data', (chunk: Buffer) => {
+      if (this.#inflate !== inf) return;
+      this.#inflatedTotal += chunk.length;
+      this.#inflated += chunk.length;
+      if (this.#inflated > this.#maxMessageSize) {
+        // Stop zlib at once: closing the handle ends processing of the remaining input.
+        this.#closeInflate();
         const head = this.#queue[0];
-        if (head !== undefined && head.kind === 'decompress') {
-          this.#finish(head, new ProtocolError(`permessage-deflate: invalid compressed data (${err.message})`, 1007, 'WS_INFLATE_FAILED'));
+        if (head !== undefined) {
+          this.#finish(
+            head,
+            new MessageTooBigError(`inflated message exceeds ${this.#maxMessageSize} bytes`, this.#maxMessageSize),
+          );
         }
-      });
-      this.#inflate = inflate;
+        return;
+      }
+      this.#chunks.push(chunk);
+      this.#length += chunk.length;
+    });
+    inf.on('error', (err: Error) => {
+      if (this.#inflate !== inf) return;
+      this.#inflate = null;
+      this.#inflated = 0;
+      const head = this.#queue[0];
+      if (head !== undefined && head.kind === 'decompress') {
+        this.#finish(head, new ProtocolError(`permessage-deflate: invalid compressed data (${err.message})`, 1007, 'WS_INFLATE_FAILED'));
+      }
+    });
+    this.#inflate = inf;
+    return inf;
+  }
+
+  #runDecompress(job: Job): void {
+    const inf = this.#inflate ?? this.#openInflate();
+    if (job.prefix !== undefined) {
+      // Continuing an inflation begun inline: its output so far comes first.
+      for (const piece of job.prefix) {
+        this.#chunks.push(piece);
+        this.#length += piece.length;
+      }
     }
-    const inf = inflate;
     if (job.data.length > 0) inf.write(job.data);
     // RFC 7692 §7.2.2: append the tail before inflating the end of a message.
-    if (job.fin) inf.write(TAIL);
+    if (job.fin && job.tailDone !== true) inf.write(TAIL);
     inf.flush(constants.Z_SYNC_FLUSH, () => {
       if (this.#inflate !== inf) return; // stopped by the size limit, an error or dispose
       const out = this.#collect();
@@ -313,4 +462,11 @@ export class PerMessageDeflate implements MessageExtension {
     this.#inflated = 0;
     if (inf !== null) inf.close();
   }
+}
+
+/** The pieces as one buffer (the piece itself when there is one). */
+function join(pieces: Buffer[]): Buffer {
+  if (pieces.length === 1) return pieces[0]!;
+  if (pieces.length === 0) return Buffer.alloc(0);
+  return Buffer.concat(pieces);
 }
