@@ -59,10 +59,18 @@ describe('direct reads over TCP', () => {
     pongs.length = 0;
   });
 
-  test('serve() switches a TCP connection to direct reads', async () => {
+  test('serve() switches a TCP connection to direct reads at the first data it receives, not before', async () => {
     const raw = await RawClient.connect(server.port);
     await until(() => conns.length === 1, 'the connection');
+    // Only the handshake so far: an idle connection keeps reading through the stream.
+    await delay(20);
+    expect(readsDirectly(conns[0]!.transport.stream)).toBe(false);
+    raw.send({ opcode: 2, payload: pattern(10, 1) });
+    raw.send({ opcode: 2, payload: pattern(20, 2) });
+    await until(() => received.length === 2, 'the messages');
     expect(readsDirectly(conns[0]!.transport.stream)).toBe(true);
+    expect(Buffer.compare(received[0]!.data as Buffer, pattern(10, 1))).toBe(0);
+    expect(Buffer.compare(received[1]!.data as Buffer, pattern(20, 2))).toBe(0);
     raw.destroy();
   });
 
@@ -147,11 +155,11 @@ describe('direct reads over TCP', () => {
     try {
       const raw = await RawClient.connect(slow.port);
       await until(() => conn !== undefined, 'the connection');
-      expect(readsDirectly(conn!.transport.stream)).toBe(true);
       const COUNT = 300;
       for (let i = 0; i < COUNT; i++) raw.send({ opcode: 2, payload: pattern(8192, i) });
       const socket = conn!.transport.stream as Socket & { _handle: { reading: boolean } };
       await until(() => socket.isPaused() && !socket._handle.reading, 'the server to stop reading');
+      expect(readsDirectly(socket)).toBe(true);
       for (let i = 0; i < COUNT; i++) {
         const m = await conn!.recv();
         expect(Buffer.compare(m as Buffer, pattern(8192, i))).toBe(0);
@@ -166,11 +174,11 @@ describe('direct reads over TCP', () => {
 
   test('the client reads directly too', async () => {
     const client = await connect(`ws://127.0.0.1:${server.port}/`);
-    expect(readsDirectly(client.transport.stream)).toBe(true);
     await until(() => conns.length === 1, 'the connection');
     conns[0]!.send('hello from the server');
-    conns[0]!.send(pattern(100, 5));
     expect(await client.recv()).toBe('hello from the server');
+    expect(readsDirectly(client.transport.stream)).toBe(true);
+    conns[0]!.send(pattern(100, 5));
     expect(Buffer.compare((await client.recv()) as Buffer, pattern(100, 5))).toBe(0);
     await client.close();
   });
@@ -188,10 +196,10 @@ describe('where direct reads do not apply', () => {
       try {
         const client = await connect(server.url, { tls: { rejectUnauthorized: false } } as never);
         await until(() => conn !== undefined, 'the connection');
-        expect(readsDirectly(conn!.transport.stream)).toBe(false);
         await client.send('one');
         await client.send(pattern(70000, 3));
         await until(() => got.length === 2, 'the messages');
+        expect(readsDirectly(conn!.transport.stream)).toBe(false);
         expect(got[0]).toBe('one');
         expect(Buffer.compare(got[1] as Buffer, pattern(70000, 3))).toBe(0);
         await client.close();
