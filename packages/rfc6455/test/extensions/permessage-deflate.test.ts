@@ -556,3 +556,39 @@ test('inlineCapable refuses a stream with a thread-pool write in progress', asyn
   expect(inlineCapable(d)).toBe(true);
   d.close();
 });
+
+test('a piece waits behind a job of its direction that is still queued for a limiter slot', async () => {
+  zlibLimiter.setLimit(1);
+  try {
+    // Another connection's thread-pool job holds the only slot.
+    const other = engine({}, 'server', undefined, 0);
+    const busy = new Promise<void>((resolve) => other.compress(sample(200_000, 1), true, () => resolve()));
+    const server = engine({}, 'server');
+    const client = engine({}, 'client');
+    const large = sample(DEFAULT_SYNC_LIMIT + 500, 2);
+    const small = sample(300, 3);
+    const order: string[] = [];
+    const out: Buffer[] = [];
+    const both = new Promise<void>((resolve) => {
+      expect(server.compress(large, true, (_e, r) => (order.push('large'), out.push(r!)))).toBeUndefined();
+      // Its context is idle (the large job has not started), but the large piece comes first.
+      expect(server.compress(small, true, (_e, r) => (order.push('small'), out.push(r!), resolve()))).toBeUndefined();
+    });
+    // The same for inflating: a large compressed frame queued, then a small one.
+    const zLarge = deflateRawSync(randomBytes(DEFAULT_SYNC_LIMIT + 500), { finishFlush: constants.Z_SYNC_FLUSH }).subarray(0, -4);
+    const zSmall = deflateRawSync(small, { finishFlush: constants.Z_SYNC_FLUSH }).subarray(0, -4);
+    const reset = engine({ clientNoContextTakeover: true }, 'server');
+    const inflated: string[] = [];
+    const both2 = new Promise<void>((resolve) => {
+      expect(reset.decompress(zLarge, true, () => inflated.push('large'))).toBeUndefined();
+      expect(reset.decompress(zSmall, true, (_e, r) => (inflated.push(r!.equals(small) ? 'small' : 'wrong'), resolve()))).toBeUndefined();
+    });
+    await Promise.all([busy, both, both2]);
+    expect(order).toEqual(['large', 'small']);
+    expect(inflated).toEqual(['large', 'small']);
+    expect(await decompress(client, out[0]!)).toEqual(large);
+    expect(await decompress(client, out[1]!)).toEqual(small);
+  } finally {
+    zlibLimiter.setLimit(10);
+  }
+});
