@@ -460,6 +460,18 @@ describe('inline work and thread-pool jobs together', () => {
     return out;
   }
 
+  /**
+   * Compresses `large` then `small` on `e`, expecting neither to work at once (the large piece is
+   * over syncLimit; the small one must wait behind it). Resolves with their results in callback order.
+   */
+  function largeThenSmall(e: PerMessageDeflate, large: Buffer, small: Buffer): Promise<Array<[string, Buffer]>> {
+    const results: Array<[string, Buffer]> = [];
+    return new Promise((resolve) => {
+      expect(e.compress(large, true, (_err, out) => results.push(['large', out!]))).toBeUndefined();
+      expect(e.compress(small, true, (_err, out) => (results.push(['small', out!]), resolve(results)))).toBeUndefined();
+    });
+  }
+
   test('a frame that inflates past INLINE_INFLATE_MAX continues in the thread pool, and the context carries on', async () => {
     const sender = engine({}, 'client', undefined, 0);
     const receiver = engine({}, 'server');
@@ -481,21 +493,16 @@ describe('inline work and thread-pool jobs together', () => {
     const client = engine({}, 'client');
     const large = sample(DEFAULT_SYNC_LIMIT + 1000, 4); // over syncLimit: a thread-pool job
     const small = sample(800, 5);
-    const order: string[] = [];
-    const results: Buffer[] = [];
-    const done = new Promise<void>((resolve) => {
-      expect(server.compress(large, true, (err, out) => (order.push('large'), results.push(out!)))).toBeUndefined();
-      // Same direction: queued behind it, not inline.
-      expect(server.compress(small, true, (err, out) => (order.push('small'), results.push(out!), resolve()))).toBeUndefined();
-    });
+    // Same direction: the small piece is queued behind the large one, not inline.
+    const done = largeThenSmall(server, large, small);
     // The other direction is free: inline at once.
     const fromClient = now(client.compress.bind(client), small);
     expect(now(server.decompress.bind(server), fromClient)).toEqual(small);
-    await done;
-    expect(order).toEqual(['large', 'small']);
+    const results = await done;
+    expect(results.map(([which]) => which)).toEqual(['large', 'small']);
     // Both inflate in order with the kept context; the next small piece is inline again.
-    expect(await decompress(client, results[0]!)).toEqual(large);
-    expect(await decompress(client, results[1]!)).toEqual(small);
+    expect(await decompress(client, results[0]![1])).toEqual(large);
+    expect(await decompress(client, results[1]![1])).toEqual(small);
     const again = now(server.compress.bind(server), small);
     expect(now(client.decompress.bind(client), again)).toEqual(small);
   });
@@ -542,53 +549,48 @@ describe('inline work and thread-pool jobs together', () => {
     expect(Buffer.concat(out).toString()).toBe('Hello');
     live.close();
   });
-});
 
-test('inlineCapable refuses a stream with a thread-pool write in progress', async () => {
-  const d = createDeflateRaw();
-  const flushed = new Promise<void>((resolve) => {
-    d.write(Buffer.alloc(100_000, 1));
-    d.flush(constants.Z_SYNC_FLUSH, () => resolve());
+  test('inlineCapable refuses a stream with a thread-pool write in progress', async () => {
+    const d = createDeflateRaw();
+    const flushed = new Promise<void>((resolve) => {
+      d.write(Buffer.alloc(100_000, 1));
+      d.flush(constants.Z_SYNC_FLUSH, () => resolve());
+    });
+    d.resume();
+    expect(inlineCapable(d)).toBe(false);
+    await flushed;
+    expect(inlineCapable(d)).toBe(true);
+    d.close();
   });
-  d.resume();
-  expect(inlineCapable(d)).toBe(false);
-  await flushed;
-  expect(inlineCapable(d)).toBe(true);
-  d.close();
-});
 
-test('a piece waits behind a job of its direction that is still queued for a limiter slot', async () => {
-  zlibLimiter.setLimit(1);
-  try {
-    // Another connection's thread-pool job holds the only slot.
-    const other = engine({}, 'server', undefined, 0);
-    const busy = new Promise<void>((resolve) => other.compress(sample(200_000, 1), true, () => resolve()));
-    const server = engine({}, 'server');
-    const client = engine({}, 'client');
-    const large = sample(DEFAULT_SYNC_LIMIT + 500, 2);
-    const small = sample(300, 3);
-    const order: string[] = [];
-    const out: Buffer[] = [];
-    const both = new Promise<void>((resolve) => {
-      expect(server.compress(large, true, (_e, r) => (order.push('large'), out.push(r!)))).toBeUndefined();
-      // Its context is idle (the large job has not started), but the large piece comes first.
-      expect(server.compress(small, true, (_e, r) => (order.push('small'), out.push(r!), resolve()))).toBeUndefined();
-    });
-    // The same for inflating: a large compressed frame queued, then a small one.
-    const zLarge = deflateRawSync(randomBytes(DEFAULT_SYNC_LIMIT + 500), { finishFlush: constants.Z_SYNC_FLUSH }).subarray(0, -4);
-    const zSmall = deflateRawSync(small, { finishFlush: constants.Z_SYNC_FLUSH }).subarray(0, -4);
-    const reset = engine({ clientNoContextTakeover: true }, 'server');
-    const inflated: string[] = [];
-    const both2 = new Promise<void>((resolve) => {
-      expect(reset.decompress(zLarge, true, () => inflated.push('large'))).toBeUndefined();
-      expect(reset.decompress(zSmall, true, (_e, r) => (inflated.push(r!.equals(small) ? 'small' : 'wrong'), resolve()))).toBeUndefined();
-    });
-    await Promise.all([busy, both, both2]);
-    expect(order).toEqual(['large', 'small']);
-    expect(inflated).toEqual(['large', 'small']);
-    expect(await decompress(client, out[0]!)).toEqual(large);
-    expect(await decompress(client, out[1]!)).toEqual(small);
-  } finally {
-    zlibLimiter.setLimit(10);
-  }
+  test('a piece waits behind a job of its direction that is still queued for a limiter slot', async () => {
+    zlibLimiter.setLimit(1);
+    try {
+      // Another connection's thread-pool job holds the only slot.
+      const other = engine({}, 'server', undefined, 0);
+      const busy = new Promise<void>((resolve) => other.compress(sample(200_000, 1), true, () => resolve()));
+      const server = engine({}, 'server');
+      const client = engine({}, 'client');
+      const large = sample(DEFAULT_SYNC_LIMIT + 500, 2);
+      const small = sample(300, 3);
+      // The context is idle (the large job has not started), but the large piece comes first.
+      const both = largeThenSmall(server, large, small);
+      // The same for inflating: a large compressed frame queued, then a small one.
+      const zLarge = deflateRawSync(randomBytes(DEFAULT_SYNC_LIMIT + 500), { finishFlush: constants.Z_SYNC_FLUSH }).subarray(0, -4);
+      const zSmall = deflateRawSync(small, { finishFlush: constants.Z_SYNC_FLUSH }).subarray(0, -4);
+      const reset = engine({ clientNoContextTakeover: true }, 'server');
+      const inflated: string[] = [];
+      const both2 = new Promise<void>((resolve) => {
+        expect(reset.decompress(zLarge, true, () => inflated.push('large'))).toBeUndefined();
+        expect(reset.decompress(zSmall, true, (_e, r) => (inflated.push(r!.equals(small) ? 'small' : 'wrong'), resolve()))).toBeUndefined();
+      });
+      const [, results] = await Promise.all([busy, both, both2]);
+      expect(results.map(([which]) => which)).toEqual(['large', 'small']);
+      expect(inflated).toEqual(['large', 'small']);
+      expect(await decompress(client, results[0]![1])).toEqual(large);
+      expect(await decompress(client, results[1]![1])).toEqual(small);
+    } finally {
+      zlibLimiter.setLimit(10);
+    }
+  });
 });
