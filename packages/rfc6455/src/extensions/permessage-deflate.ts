@@ -237,7 +237,7 @@ export class PerMessageDeflate implements MessageExtension {
     const pieces: Buffer[] = [];
     // Output beyond the message limit fails; beyond the inline budget, the rest goes to the pool.
     const room = this.#maxMessageSize - this.#inflated;
-    let budget = Math.min(room + 1, INLINE_INFLATE_MAX);
+    const budget = Math.min(room + 1, INLINE_INFLATE_MAX);
     let produced = 0;
     let ended = false;
     /** What zlib still has to take, when the inline budget ran out. */
@@ -253,26 +253,20 @@ export class PerMessageDeflate implements MessageExtension {
         ended = true; // a BFINAL block before the end of the input (RFC 7692 §7.2.3.3)
       } else if (fin) {
         // RFC 7692 §7.2.2: the tail, then what it flushes out.
-        budget -= produced;
-        const tail = budget > 0 ? runInline(inf, TAIL, constants.Z_SYNC_FLUSH, pieces, budget) : undefined;
-        if (tail === undefined) {
-          rest = TAIL;
-          restIsTail = true;
-        } else {
-          produced += tail.produced;
-          if (!tail.done) (rest = TAIL.subarray(tail.consumed)), (restIsTail = true);
-          else if (tail.consumed < TAIL.length) ended = true;
-        }
+        const tail = runInline(inf, TAIL, constants.Z_SYNC_FLUSH, pieces, budget - produced);
+        produced += tail.produced;
+        if (!tail.done) (rest = TAIL.subarray(tail.consumed)), (restIsTail = true);
+        else if (tail.consumed < TAIL.length) ended = true;
       }
     } catch (err) {
       this.#closeInflate();
-      throw new ProtocolError(`permessage-deflate: invalid compressed data (${(err as Error).message})`, 1007, 'WS_INFLATE_FAILED');
+      throw invalidData(err as Error);
     }
     this.#inflatedTotal += produced;
     this.#inflated += produced;
     if (this.#inflated > this.#maxMessageSize) {
       this.#closeInflate();
-      throw new MessageTooBigError(`inflated message exceeds ${this.#maxMessageSize} bytes`, this.#maxMessageSize);
+      throw this.#tooBig();
     }
     if (rest !== undefined) {
       // More output than one inline run may make: zlib continues in the thread pool.
@@ -402,10 +396,7 @@ export class PerMessageDeflate implements MessageExtension {
         this.#closeInflate();
         const head = this.#queue[0];
         if (head !== undefined) {
-          this.#finish(
-            head,
-            new MessageTooBigError(`inflated message exceeds ${this.#maxMessageSize} bytes`, this.#maxMessageSize),
-          );
+          this.#finish(head, this.#tooBig());
         }
         return;
       }
@@ -418,7 +409,7 @@ export class PerMessageDeflate implements MessageExtension {
       this.#inflated = 0;
       const head = this.#queue[0];
       if (head !== undefined && head.kind === 'decompress') {
-        this.#finish(head, new ProtocolError(`permessage-deflate: invalid compressed data (${err.message})`, 1007, 'WS_INFLATE_FAILED'));
+        this.#finish(head, invalidData(err));
       }
     });
     this.#inflate = inf;
@@ -450,6 +441,11 @@ export class PerMessageDeflate implements MessageExtension {
     });
   }
 
+  /** The error of a message whose inflated size passed `maxMessageSize` (1009). */
+  #tooBig(): MessageTooBigError {
+    return new MessageTooBigError(`inflated message exceeds ${this.#maxMessageSize} bytes`, this.#maxMessageSize);
+  }
+
   #closeDeflate(): void {
     const d = this.#deflate;
     this.#deflate = null;
@@ -469,4 +465,9 @@ function join(pieces: Buffer[]): Buffer {
   if (pieces.length === 1) return pieces[0]!;
   if (pieces.length === 0) return Buffer.alloc(0);
   return Buffer.concat(pieces);
+}
+
+/** The error of compressed data zlib refused (1007). */
+function invalidData(err: Error): ProtocolError {
+  return new ProtocolError(`permessage-deflate: invalid compressed data (${err.message})`, 1007, 'WS_INFLATE_FAILED');
 }
