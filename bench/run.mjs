@@ -35,6 +35,10 @@ const IDLE_CONNS = Number(opt('--idle-conns') ?? 10000);
 // this many seconds later, once V8 has given back the young generation the burst of handshakes
 // grew (its memory reducer ran within 30 s in every server in our runs). 0 leaves that workload out.
 const IDLE_REST = Number(opt('--idle-rest') ?? 30);
+// The same idle reading at other connection counts, for information (not a target): V8 grows its
+// young generation in steps as objects survive its collections, so the figure at one count depends
+// on where a server's burst crosses a step (docs/performance.md). Empty (`--idle-sweep ''`) leaves it out.
+const IDLE_SWEEP = (opt('--idle-sweep') ?? (QUICK ? '' : '5000,15000')).split(',').filter(Boolean).map(Number);
 const ONLY = opt('--only')?.split(',').filter(Boolean);
 const ONLY_WORKLOADS = opt('--workloads')?.split(',').filter(Boolean);
 
@@ -82,6 +86,13 @@ const WORKLOADS = [
   ...(IDLE_REST > 0
     ? [{ id: 'idle-rest', title: `RSS per idle connection at rest (${IDLE_CONNS} conns, ${IDLE_REST} s later)`, mode: 'idle', settleMs: IDLE_REST * 1000, servers: ['ws', 'raw', 'rfc6455'], args: { conns: IDLE_CONNS, concurrency: 256 } }]
     : []),
+  ...IDLE_SWEEP.map((conns) => ({
+    id: `idle-${conns}`,
+    title: `RSS per idle connection (${conns} conns, for information)`,
+    mode: 'idle',
+    servers: ['ws', 'raw', 'rfc6455'],
+    args: { conns, concurrency: 256 },
+  })),
 ].filter((w) => !ONLY_WORKLOADS || ONLY_WORKLOADS.includes(w.id));
 
 // ------------------------------------------------------------------ helpers
@@ -243,6 +254,7 @@ function loadgenArgs(w, port, server) {
 /** One (workload, server) measurement in a fresh server process. */
 async function measure(w, server) {
   if (w.deflate && !server.deflate) return { ok: false, na: true, error: 'no permessage-deflate support' };
+  if (w.mode === 'idle' && w.args.conns + 256 > FD_LIMIT) return { ok: false, na: true, error: `not run: fd limit ${FD_LIMIT} is below ${w.args.conns} connections` };
   const port = await freePort();
   let srv;
   try {
@@ -408,7 +420,7 @@ async function main() {
       if (w.deflate && !s.deflate) continue; // no permessage-deflate in that server
       if (w.servers && !w.servers.includes(s.name)) continue;
       let figure;
-      if (a.n === 0) figure = a.error ? `failed: ${a.error.replace(/\|/g, '/').slice(0, 80)}` : '–';
+      if (a.n === 0) figure = a.error ? `${a.error.startsWith('not run') ? '' : 'failed: '}${a.error.replace(/\|/g, '/').slice(0, 80)}` : '–';
       else if (w.mode === 'echo') figure = `${fmt(a.value)} msg/s (${a.mbps >= 10 ? a.mbps.toFixed(0) : a.mbps.toFixed(2)} MB/s)`;
       else if (w.mode === 'handshake') figure = `${fmt(a.value)} hs/s`;
       else figure = `${fmt(a.value, 'KiB')}/conn`;
@@ -455,6 +467,11 @@ async function main() {
     if (rest && rest.n > 0) {
       // Not a target of its own: the issue's idle figure is the one read after the burst (above).
       lines.push(`| (for information) RSS per idle connection at rest, ${IDLE_REST} s later | ws | – | ${fmtRatio(rest.ratioTo('ws'))} (raw ${fmtRatio(A('idle-rest', 'raw')?.ratioTo('ws'))}) | – |`);
+    }
+    for (const conns of IDLE_SWEEP) {
+      const a = A(`idle-${conns}`, us);
+      if (!a || a.n === 0) continue;
+      lines.push(`| (for information) RSS per idle connection, ${conns} conns | ws | – | ${fmtRatio(a.ratioTo('ws'))} (raw ${fmtRatio(A(`idle-${conns}`, 'raw')?.ratioTo('ws'))}) | – |`);
     }
     lines.push('');
   }
