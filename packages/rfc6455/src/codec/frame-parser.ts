@@ -74,6 +74,11 @@ const MESSAGE = 0x60;
 const MESSAGE_SHIFT = 5;
 /** Nothing of the current frame's payload has been taken yet. */
 const FRESH = 0x80;
+/**
+ * The loop is reading a chunk that is valid only during the current pushTransient() call: every
+ * payload it hands over is copied out (see `unmask`), and what is left buffered is copied at the end.
+ */
+const TRANSIENT = 0x100;
 
 const EMPTY = Buffer.alloc(0);
 /** The chunk list of every parser with nothing buffered; never pushed to. */
@@ -335,8 +340,10 @@ export class FrameParser {
    * Parses `buf[0, end)` where `buf` is valid only during this call (a read buffer shared by
    * every connection, refilled by the next read): nothing given to the sink or kept afterwards
    * refers to it. Whole small frames are taken from it directly, their payloads copied out; the
-   * rest (a longer or incomplete frame, a control frame, anything the fast path leaves) is copied
-   * once and parsed as an owned chunk.
+   * rest is parsed in place too, each payload copied out once as it is handed over or gathered
+   * (unmasked on the way: one pass over the bytes where an owned copy of the read would take two),
+   * and only what is still buffered at the end (an incomplete header, or input while paused) is
+   * copied and kept.
    */
   pushTransient(buf: Buffer, end: number): void {
     if (this.state === FAILED || end === 0) return;
@@ -345,9 +352,39 @@ export class FrameParser {
       taken = this.wholeFrames(buf, end, true);
       if (taken === end || this.failed) return;
     }
-    const rest = Buffer.allocUnsafe(end - taken);
-    buf.copy(rest, 0, taken, end);
-    this.push(rest);
+    const view = taken === 0 && end === buf.length ? buf : buf.subarray(taken, end);
+    if (this.chunks === NO_CHUNKS) this.chunks = [view];
+    else this.chunks.push(view);
+    this.buffered += view.length;
+    if ((this.flags & PAUSED) === 0) {
+      this.flags |= TRANSIENT;
+      try {
+        this.loop();
+      } finally {
+        this.flags &= ~TRANSIENT;
+        this.keep(view);
+      }
+    } else {
+      this.keep(view);
+    }
+  }
+
+  /** After a pushTransient(): replaces what is left of `view` in the chunk list with a copy. */
+  private keep(view: Buffer): void {
+    if (this.buffered === 0) {
+      // Drop the emptied list: an idle connection keeps no chunk slots.
+      if (!this.failed) this.chunks = NO_CHUNKS;
+      return;
+    }
+    const chunks = this.chunks;
+    const last = chunks.length - 1;
+    // The view is the last chunk, unless the loop consumed it (then nothing of it is left).
+    if (last < 0 || chunks[last] !== view) return;
+    const from = last === 0 ? this.offset : 0;
+    const copy = Buffer.allocUnsafe(view.length - from);
+    view.copy(copy, 0, from);
+    chunks[last] = copy;
+    if (last === 0) this.offset = 0;
   }
 
   /** Continues parsing after the sink set `paused`. */
@@ -540,8 +577,17 @@ export class FrameParser {
   }
 
   private unmask(piece: Buffer): Buffer {
-    if ((this.flags & MASKED) === 0 || piece.length === 0) return piece;
-    if (this.config.ownsInput) {
+    if (piece.length === 0) return piece;
+    const masked = (this.flags & MASKED) !== 0;
+    if ((this.flags & TRANSIENT) !== 0) {
+      // The bytes may be in a transient read: copy them out, unmasking on the way.
+      const copy = gatherBuffer(piece.length);
+      if (masked) mask(piece, keyBytes(this.maskKeyWord), copy, 0, this.maskOffset);
+      else copy.set(piece);
+      piece = copy;
+    } else if (!masked) {
+      return piece;
+    } else if (this.config.ownsInput) {
       mask(piece, keyBytes(this.maskKeyWord), piece, 0, this.maskOffset);
     } else {
       const copy = Buffer.allocUnsafe(piece.length);
