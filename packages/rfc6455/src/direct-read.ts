@@ -18,6 +18,7 @@
  */
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { sharedReadBuffer } from './codec/mask.js';
 
 interface Fields {
   buffer: symbol;
@@ -28,9 +29,6 @@ interface Fields {
 /** undefined: not probed yet; null: unavailable. */
 let fields: Fields | null | undefined;
 
-/** Read size: what libuv is offered per read (Node's own default is 64 KiB as well). */
-const SHARED_SIZE = 65536;
-let shared: Buffer | undefined;
 
 function probe(): Fields | null {
   if (process.env.RFC6455_NO_DIRECT_READ === '1') return null;
@@ -72,7 +70,9 @@ export function readDirect(stream: Duplex, onRead: (this: Socket, nread: number,
   ) {
     return false;
   }
-  shared ??= Buffer.allocUnsafe(SHARED_SIZE);
+  // 64 KiB (what libuv is offered per read; Node's own default as well), in the masking engine's
+  // WebAssembly memory when it has one, so that masked payloads are unmasked where they were read.
+  const shared = sharedReadBuffer();
   socket[fields.buffer] = shared;
   socket[fields.callback] = onRead;
   handle.useUserBuffer(shared);

@@ -19,33 +19,42 @@ const WORD_THRESHOLD = 128;
  * used throughout and gives the same bytes).
  */
 const SIMD_THRESHOLD = 512;
-/** Bytes processed per pass through the WebAssembly memory (it holds 2 pages of 64 KiB). */
+/** Bytes processed per pass through the WebAssembly memory's block (see the layout below). */
 const SIMD_BLOCK = 65536;
+/**
+ * The WebAssembly memory, 4 pages of 64 KiB: [0, 64 KiB) the block that other buffers are copied
+ * through; [64, 128 KiB) slack for the last iteration's run past a block; [128, 192 KiB) the read
+ * buffer direct reads share (see {@link sharedReadBuffer}), whose masked payloads are unmasked
+ * where they lie, so that they are copied once (out) instead of twice (in and out); the last page
+ * is slack again.
+ */
+const READ_AT = 2 * 65536;
+const READ_SIZE = 65536;
 
 /*
- * The module, in the WebAssembly binary format: memory "m" (2 pages) and x(n, word), which XORs
- * the 32-bit little-endian `word`, splatted across 128 bits, into m[0, n), four 16-byte vectors
- * per iteration (the last iteration runs on up to the next multiple of 64, into bytes past the
- * block, which are scratch: n is at most SIMD_BLOCK, itself a multiple of 64). Four per
- * iteration rather than one: 1.16 µs per 64 KiB block instead of 1.53 (57 against 43 GB/s); eight
- * gained nothing more. The two copies through this memory cost more than the XOR itself.
+ * The module, in the WebAssembly binary format: memory "m" (4 pages) and x(at, end, word), which
+ * XORs the 32-bit little-endian `word`, splatted across 128 bits, into m[at, end), four 16-byte
+ * vectors per iteration (the last iteration runs on up to the next multiple of 64 past `at`: the
+ * callers pass ranges of whole 64-byte groups, or ranges followed by slack). Four per iteration
+ * rather than one: 1.16 µs per 64 KiB block instead of 1.53 (57 against 43 GB/s); eight gained
+ * nothing more. Copying a buffer through this memory costs more than the XOR itself.
  */
-/** m[i + offset] = m[i + offset] ^ k (v128 load, xor, store; the offset in the memory arguments). */
-const xorAt = (offset: number): number[] => [0x20, 0x02, 0x20, 0x02, 0xfd, 0x00, 0x04, offset, 0x20, 0x03, 0xfd, 0x51, 0xfd, 0x0b, 0x04, offset];
+/** m[at + offset] = m[at + offset] ^ k (v128 load, xor, store; the offset in the memory arguments). */
+const xorAt = (offset: number): number[] => [0x20, 0x00, 0x20, 0x00, 0xfd, 0x00, 0x04, offset, 0x20, 0x03, 0xfd, 0x51, 0xfd, 0x0b, 0x04, offset];
 const SIMD_BODY = [
-  0x02, 0x01, 0x7f, 0x01, 0x7b, // locals: i32 i, v128 k
-  0x20, 0x01, 0xfd, 0x11, 0x21, 0x03, // k = i32x4.splat(word)
+  0x01, 0x01, 0x7b, // locals: v128 k (local 3; the parameters are at, end, word)
+  0x20, 0x02, 0xfd, 0x11, 0x21, 0x03, // k = i32x4.splat(word)
   0x02, 0x40, 0x03, 0x40, // block, loop
-  0x20, 0x02, 0x20, 0x00, 0x4f, 0x0d, 0x01, // if (i >= n) break
+  0x20, 0x00, 0x20, 0x01, 0x4f, 0x0d, 0x01, // if (at >= end) break
   ...xorAt(0), ...xorAt(16), ...xorAt(32), ...xorAt(48), // 64 bytes per iteration
-  0x20, 0x02, 0x41, 0xc0, 0x00, 0x6a, 0x21, 0x02, // i += 64
+  0x20, 0x00, 0x41, 0xc0, 0x00, 0x6a, 0x21, 0x00, // at += 64
   0x0c, 0x00, 0x0b, 0x0b, 0x0b, // continue; end loop, block, function
 ];
 const SIMD_MODULE = Uint8Array.from([
   0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-  0x01, 0x06, 0x01, 0x60, 0x02, 0x7f, 0x7f, 0x00, // type: (i32, i32) -> ()
+  0x01, 0x07, 0x01, 0x60, 0x03, 0x7f, 0x7f, 0x7f, 0x00, // type: (i32, i32, i32) -> ()
   0x03, 0x02, 0x01, 0x00, // function 0 has type 0
-  0x05, 0x03, 0x01, 0x00, 0x02, // memory: min 2 pages
+  0x05, 0x03, 0x01, 0x00, 0x04, // memory: min 4 pages (never grown: views of it stay valid)
   0x07, 0x09, 0x02, 0x01, 0x6d, 0x02, 0x00, 0x01, 0x78, 0x00, 0x00, // export "m" memory 0, "x" function 0
   0x0a, SIMD_BODY.length + 2, 0x01, SIMD_BODY.length, ...SIMD_BODY,
 ]);
@@ -54,7 +63,11 @@ interface Simd {
   memory: Uint8Array;
   /** memory[0, SIMD_BLOCK), kept to avoid a view per full block. */
   block: Uint8Array;
-  xor: (n: number, word: number) => void;
+  /** The memory's ArrayBuffer: a source on it lies in the read buffer. */
+  buffer: ArrayBuffer;
+  /** memory[READ_AT, READ_AT + READ_SIZE) as a Buffer, once handed out. */
+  readBuffer: Buffer | undefined;
+  xor: (at: number, end: number, word: number) => void;
 }
 /** undefined: not tried yet; null: unavailable or turned off. */
 let simd: Simd | null | undefined;
@@ -63,7 +76,7 @@ let simd: Simd | null | undefined;
 interface WasmApi {
   validate(bytes: Uint8Array): boolean;
   Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object) => { exports: { m: { buffer: ArrayBuffer }; x: (n: number, word: number) => void } };
+  Instance: new (module: object) => { exports: { m: { buffer: ArrayBuffer }; x: (at: number, end: number, word: number) => void } };
 }
 
 function loadSimd(): Simd | null {
@@ -72,8 +85,9 @@ function loadSimd(): Simd | null {
   try {
     if (!wasm.validate(SIMD_MODULE)) return null;
     const { exports } = new wasm.Instance(new wasm.Module(SIMD_MODULE));
-    const memory = new Uint8Array(exports.m.buffer);
-    return { memory, block: memory.subarray(0, SIMD_BLOCK), xor: exports.x };
+    const buffer = exports.m.buffer;
+    const memory = new Uint8Array(buffer);
+    return { memory, block: memory.subarray(0, SIMD_BLOCK), buffer, readBuffer: undefined, xor: exports.x };
   } catch {
     return null;
   }
@@ -88,17 +102,41 @@ export function setMaskEngine(engine: 'simd' | 'js'): 'simd' | 'js' {
   return simd ? 'simd' : 'js';
 }
 
+/**
+ * The 64 KiB read buffer that direct reads share between connections: a region of the
+ * WebAssembly memory when the SIMD engine is in use (payloads read into it are unmasked in place
+ * there, then copied out once), else a plain buffer. Always the same buffer for a given engine.
+ * @internal
+ */
+export function sharedReadBuffer(): Buffer {
+  if (simd === undefined) simd = loadSimd();
+  if (simd === null) return (plainReadBuffer ??= Buffer.allocUnsafe(READ_SIZE));
+  return (simd.readBuffer ??= Buffer.from(simd.buffer, READ_AT, READ_SIZE));
+}
+let plainReadBuffer: Buffer | undefined;
+
 function maskSimd(engine: Simd, src: Uint8Array, key: Uint8Array, dst: Uint8Array, dstOffset: number, maskOffset: number): void {
   // The key rotated to the payload offset, as a little-endian word: byte j of every 4 gets key[(maskOffset + j) & 3].
   const word =
     key[maskOffset & 3]! | (key[(maskOffset + 1) & 3]! << 8) | (key[(maskOffset + 2) & 3]! << 16) | (key[(maskOffset + 3) & 3]! << 24);
-  const memory = engine.memory;
   const length = src.length;
+  if (src.buffer === engine.buffer) {
+    // In the read buffer: XOR whole 64-byte groups where the bytes lie (nothing past them: the
+    // bytes after belong to the next frame), the rest in JavaScript, then one copy out.
+    const at = src.byteOffset;
+    const groups = length & ~63;
+    engine.xor(at, at + groups, word);
+    const memory = engine.memory;
+    for (let i = at + groups, j = groups; j < length; i++, j++) memory[i] = memory[i]! ^ key[(maskOffset + j) & 3]!;
+    if (dst !== src) dst.set(src, dstOffset);
+    return;
+  }
+  const memory = engine.memory;
   // Blocks are multiples of 16 bytes, so the rotation is the same for every block.
   for (let at = 0; at < length; at += SIMD_BLOCK) {
     const n = Math.min(SIMD_BLOCK, length - at);
     memory.set(at === 0 && n === length ? src : src.subarray(at, at + n), 0);
-    engine.xor(n, word);
+    engine.xor(0, n, word);
     dst.set(n === SIMD_BLOCK ? engine.block : memory.subarray(0, n), dstOffset + at);
   }
 }
@@ -106,7 +144,9 @@ function maskSimd(engine: Simd, src: Uint8Array, key: Uint8Array, dst: Uint8Arra
 /**
  * Writes `src ^ mask` into `dst` starting at `dstOffset`. `maskOffset` is how many payload bytes
  * came before `src` (for masking a payload in pieces). `src` and `dst` may be the same memory
- * (unmasking in place) but must not overlap otherwise. `src` is never modified unless it is `dst`.
+ * (unmasking in place) but must not overlap otherwise. `src` is never modified unless it is `dst`,
+ * or lies in the shared read buffer (see {@link sharedReadBuffer}): bytes there are unmasked where
+ * they lie before they are copied to `dst`.
  */
 export function mask(
   src: Uint8Array,

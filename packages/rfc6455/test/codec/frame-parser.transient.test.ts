@@ -10,6 +10,7 @@
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { FrameParser, GATHER_MAX, type FrameParserOptions } from '../../src/codec/frame-parser.js';
+import { sharedReadBuffer } from '../../src/codec/mask.js';
 import { frame } from '../helpers/frames.js';
 
 interface Report {
@@ -55,19 +56,25 @@ function keepingParser(options: FrameParserOptions, pauseEvery = 0): { parser: F
   };
 }
 
-/** The same stream through pushTransient: cut at `cuts`, each read copied into one reused buffer that is wiped after the call. */
-function feedTransient(stream: Buffer, cuts: readonly number[], options: FrameParserOptions, pauseEvery: number): Report {
+/**
+ * The same stream through pushTransient: cut at `cuts` (and into reads no longer than the read
+ * buffer), each read copied into one reused buffer that is wiped after the call. `shared` is that
+ * buffer: by default a plain one as long as the stream; the connection's is `sharedReadBuffer()`.
+ */
+function feedTransient(stream: Buffer, cuts: readonly number[], options: FrameParserOptions, pauseEvery: number, shared = Buffer.alloc(stream.length + 16)): Report {
   const { parser, report, wake } = keepingParser(options, pauseEvery);
-  const shared = Buffer.alloc(stream.length + 16);
   const ends = [...new Set(cuts.map((c) => c % (stream.length + 1)))].filter((c) => c > 0 && c < stream.length).sort((a, b) => a - b);
   ends.push(stream.length);
   let at = 0;
-  for (const end of ends) {
-    stream.copy(shared, 0, at, end);
-    parser.pushTransient(shared, end - at);
-    shared.fill(0xee);
-    at = end;
-    wake();
+  for (const cut of ends) {
+    while (at < cut) {
+      const end = Math.min(cut, at + shared.length);
+      stream.copy(shared, 0, at, end);
+      parser.pushTransient(shared, end - at);
+      shared.fill(0xee);
+      at = end;
+      wake();
+    }
   }
   // Pauses after the last read are released too, one after the other, with nothing more to read.
   for (let i = 0; i < 100000 && wake(); i++);
@@ -174,6 +181,18 @@ describe('FrameParser.pushTransient', () => {
         const expected = summary(feedOwned(stream, options));
         const got = summary(feedTransient(stream, cutPoints, options, pauseEvery));
         expect(got).toBe(expected);
+      }),
+      { numRuns: 150 },
+    );
+  });
+
+  test.each([true, false])('server side (ownsInput %s), reads in the shared read buffer direct reads use (payloads unmasked where they lie)', (ownsInput) => {
+    const shared = sharedReadBuffer();
+    fc.assert(
+      fc.property(fc.array(spec, { maxLength: 6 }), cuts, fc.constantFrom(0, 0, 1, 2), (specs, cutPoints, pauseEvery) => {
+        const options: FrameParserOptions = { side: 'server', ownsInput, allowRsv1: true };
+        const stream = streamOf(specs, true, true);
+        expect(summary(feedTransient(stream, cutPoints, options, pauseEvery, shared))).toBe(summary(feedOwned(stream, options)));
       }),
       { numRuns: 150 },
     );

@@ -3,7 +3,7 @@
  * destination and every starting mask offset, so both the word path and the byte paths are hit.
  */
 import fc from 'fast-check';
-import { mask, randomMaskKey, setMaskEngine, unmaskInPlace } from '../../src/codec/mask.js';
+import { mask, randomMaskKey, setMaskEngine, sharedReadBuffer, unmaskInPlace } from '../../src/codec/mask.js';
 
 function reference(src: Uint8Array, key: Uint8Array, maskOffset: number): Buffer {
   const out = Buffer.alloc(src.length);
@@ -137,5 +137,42 @@ describe.each(['simd', 'js'] as const)('mask with the %s engine', (engine) => {
       }),
       { numRuns: 40 },
     );
+  });
+
+  test('sources in the shared read buffer: unmasked where they lie and copied once, nothing around them touched', () => {
+    const read = sharedReadBuffer();
+    expect(read.length).toBe(65536);
+    // The same buffer every time (direct reads hand it to every socket).
+    expect(sharedReadBuffer()).toBe(read);
+    const fill = (): void => {
+      for (let i = 0; i < read.length; i++) read[i] = (i * 29 + 3) & 0xff;
+    };
+    for (const length of [1, 63, 64, 65, 511, 512, 513, 575, 576, 4099, 16384, 40000, 65536]) {
+      for (const [srcOff, dstOff, maskOffset] of [
+        [0, 0, 0],
+        [1, 3, 2],
+        [61, 0, 1],
+        [65536 - length, 2, 3],
+      ] as const) {
+        const start = Math.min(srcOff, 65536 - length);
+        fill();
+        const whole = Buffer.from(read);
+        const src = read.subarray(start, start + length);
+        const dstBacking = new Uint8Array(length + 8);
+        mask(src, KEY, dstBacking, dstOff, maskOffset);
+        const expected = reference(whole.subarray(start, start + length), KEY, maskOffset);
+        expect(Buffer.from(dstBacking.subarray(dstOff, dstOff + length)).equals(expected)).toBe(true);
+        expect(dstBacking.subarray(0, dstOff).every((b) => b === 0)).toBe(true);
+        expect(dstBacking.subarray(dstOff + length).every((b) => b === 0)).toBe(true);
+        // The bytes before and after the source (the next frame's, in a real read) are untouched.
+        expect(read.subarray(0, start).equals(whole.subarray(0, start))).toBe(true);
+        expect(read.subarray(start + length).equals(whole.subarray(start + length))).toBe(true);
+        // In place: the source itself becomes the unmasked bytes.
+        fill();
+        unmaskInPlace(read.subarray(start, start + length), KEY, maskOffset);
+        expect(read.subarray(start, start + length).equals(expected)).toBe(true);
+        expect(read.subarray(start + length).equals(whole.subarray(start + length))).toBe(true);
+      }
+    }
   });
 });
