@@ -61,7 +61,7 @@ function keepingParser(options: FrameParserOptions, pauseEvery = 0): { parser: F
  * buffer), each read copied into one reused buffer that is wiped after the call. `shared` is that
  * buffer: by default a plain one as long as the stream; the connection's is `sharedReadBuffer()`.
  */
-function feedTransient(stream: Buffer, cuts: readonly number[], options: FrameParserOptions, pauseEvery: number, shared = Buffer.alloc(stream.length + 16)): Report {
+function feedTransient(stream: Buffer, cuts: readonly number[], options: FrameParserOptions, pauseEvery: number, shared: Buffer = Buffer.alloc(stream.length + 16)): Report {
   const { parser, report, wake } = keepingParser(options, pauseEvery);
   const ends = [...new Set(cuts.map((c) => c % (stream.length + 1)))].filter((c) => c > 0 && c < stream.length).sort((a, b) => a - b);
   ends.push(stream.length);
