@@ -389,6 +389,8 @@ async function main() {
         ratio: ratioTo('ws'),
         p99ratio: median(results[w.id].map((row) => (row[s.name]?.ok && row.ws?.ok ? row[s.name].p99_us / row.ws.p99_us : NaN))),
         error: reps.find((r) => r && !r.ok)?.error,
+        // Not run at all (e.g. above the fd limit), as opposed to failed.
+        notRun: reps.length > 0 && reps.every((r) => r?.na),
       };
     }
   }
@@ -420,7 +422,7 @@ async function main() {
       if (w.deflate && !s.deflate) continue; // no permessage-deflate in that server
       if (w.servers && !w.servers.includes(s.name)) continue;
       let figure;
-      if (a.n === 0) figure = a.error ? `${a.error.startsWith('not run') ? '' : 'failed: '}${a.error.replace(/\|/g, '/').slice(0, 80)}` : '–';
+      if (a.n === 0) figure = a.error ? `${a.notRun ? '' : 'failed: '}${a.error.replace(/\|/g, '/').slice(0, 80)}` : '–';
       else if (w.mode === 'echo') figure = `${fmt(a.value)} msg/s (${a.mbps >= 10 ? a.mbps.toFixed(0) : a.mbps.toFixed(2)} MB/s)`;
       else if (w.mode === 'handshake') figure = `${fmt(a.value)} hs/s`;
       else figure = `${fmt(a.value, 'KiB')}/conn`;
@@ -463,15 +465,12 @@ async function main() {
       const met = !Number.isFinite(r) ? 'not measured' : r <= 1 ? 'yes' : '**no**';
       lines.push(`| p99 round trip, ${WORKLOADS.find((w) => w.id === id).title} | ws | ≤ 1.00× | ${fmtRatio(r)} | ${met} |`);
     }
-    const rest = A('idle-rest', us);
-    if (rest && rest.n > 0) {
-      // Not a target of its own: the issue's idle figure is the one read after the burst (above).
-      lines.push(`| (for information) RSS per idle connection at rest, ${IDLE_REST} s later | ws | – | ${fmtRatio(rest.ratioTo('ws'))} (raw ${fmtRatio(A('idle-rest', 'raw')?.ratioTo('ws'))}) | – |`);
-    }
-    for (const conns of IDLE_SWEEP) {
-      const a = A(`idle-${conns}`, us);
+    // Not targets of their own: the issue's idle figure is the one read after the burst (above).
+    const idleInfo = [['idle-rest', ` at rest, ${IDLE_REST} s later`], ...IDLE_SWEEP.map((conns) => [`idle-${conns}`, `, ${conns} conns`])];
+    for (const [id, label] of idleInfo) {
+      const a = A(id, us);
       if (!a || a.n === 0) continue;
-      lines.push(`| (for information) RSS per idle connection, ${conns} conns | ws | – | ${fmtRatio(a.ratioTo('ws'))} (raw ${fmtRatio(A(`idle-${conns}`, 'raw')?.ratioTo('ws'))}) | – |`);
+      lines.push(`| (for information) RSS per idle connection${label} | ws | – | ${fmtRatio(a.ratioTo('ws'))} (raw ${fmtRatio(A(id, 'raw')?.ratioTo('ws'))}) | – |`);
     }
     lines.push('');
   }

@@ -602,26 +602,22 @@ export class Protocol implements FrameSink, ProtocolEngine {
       // A callback below may have sent, and that send may have started a compression job.
       if ((this.flags & COMPRESSING) !== 0) return;
       const frame = rare.queue[0]!;
+      let data = frame.data;
       if (frame.compress) {
         let compressed: unknown;
         try {
           compressed = this.extension!.compress(frame.data, frame.fin, (error, result) => {
             this.flags &= ~COMPRESSING;
             if (rare.queue[0] !== frame) return; // dropped while compressing
-            this.shiftQueue(rare);
             if (error) {
-              frame.callback?.(error);
-              this.fail(new ProtocolError('compression failed', CloseCode.InternalError, 'WS_DEFLATE_FAILED'));
+              this.compressionFailed(rare, frame, error);
               return;
             }
-            this.writeFrame(frame.opcode, result ?? EMPTY, frame.fin, frame.rsv1);
-            frame.callback?.();
+            this.sendQueued(rare, frame, result ?? EMPTY);
             this.pump();
           });
         } catch (error) {
-          this.shiftQueue(rare);
-          frame.callback?.(error as Error);
-          this.fail(new ProtocolError('compression failed', CloseCode.InternalError, 'WS_DEFLATE_FAILED'));
+          this.compressionFailed(rare, frame, error as Error);
           return;
         }
         if (!Buffer.isBuffer(compressed)) {
@@ -629,14 +625,9 @@ export class Protocol implements FrameSink, ProtocolEngine {
           return;
         }
         // Compressed at once (small messages): written now, in order.
-        this.shiftQueue(rare);
-        this.writeFrame(frame.opcode, compressed, frame.fin, frame.rsv1);
-        frame.callback?.();
-        continue;
+        data = compressed;
       }
-      this.shiftQueue(rare);
-      this.writeFrame(frame.opcode, frame.data, frame.fin, frame.rsv1);
-      frame.callback?.();
+      this.sendQueued(rare, frame, data);
     }
     rare.queue = NO_FRAMES;
     this.flags &= ~QUEUED;
@@ -651,6 +642,20 @@ export class Protocol implements FrameSink, ProtocolEngine {
    * Takes the first queued frame off. QUEUED is cleared as soon as the queue is empty: a frame's
    * callback may send, and that send is written at once, as nothing waits before it.
    */
+  /** Takes the first queued frame off the queue and writes it with `data`, its payload (compressed or not). */
+  private sendQueued(rare: RareFields, frame: QueuedFrame, data: Buffer): void {
+    this.shiftQueue(rare);
+    this.writeFrame(frame.opcode, data, frame.fin, frame.rsv1);
+    frame.callback?.();
+  }
+
+  /** The first queued frame could not be compressed: its sender is told, and the connection fails (1011). */
+  private compressionFailed(rare: RareFields, frame: QueuedFrame, error: Error): void {
+    this.shiftQueue(rare);
+    frame.callback?.(error);
+    this.fail(new ProtocolError('compression failed', CloseCode.InternalError, 'WS_DEFLATE_FAILED'));
+  }
+
   private shiftQueue(rare: RareFields): void {
     rare.queue.shift();
     if (rare.queue.length === 0) this.flags &= ~QUEUED;

@@ -279,11 +279,19 @@ export class FrameParser {
       if (taken === chunk.length || this.failed) return;
       if (taken > 0) chunk = chunk.subarray(taken);
     }
+    this.append(chunk);
+    if ((this.flags & PAUSED) === 0) this.loop();
+    this.dropEmptyList();
+  }
+
+  private append(chunk: Buffer): void {
     if (this.chunks === NO_CHUNKS) this.chunks = [chunk];
     else this.chunks.push(chunk);
     this.buffered += chunk.length;
-    if ((this.flags & PAUSED) === 0) this.loop();
-    // Drop the emptied list: an idle connection keeps no chunk slots.
+  }
+
+  /** Drops an emptied chunk list: an idle connection keeps no chunk slots. */
+  private dropEmptyList(): void {
     if (this.buffered === 0 && !this.failed) this.chunks = NO_CHUNKS;
   }
 
@@ -353,18 +361,14 @@ export class FrameParser {
       if (taken === end || this.failed) return;
     }
     const view = taken === 0 && end === buf.length ? buf : buf.subarray(taken, end);
-    if (this.chunks === NO_CHUNKS) this.chunks = [view];
-    else this.chunks.push(view);
-    this.buffered += view.length;
-    if ((this.flags & PAUSED) === 0) {
-      this.flags |= TRANSIENT;
-      try {
+    this.append(view);
+    try {
+      if ((this.flags & PAUSED) === 0) {
+        this.flags |= TRANSIENT;
         this.loop();
-      } finally {
-        this.flags &= ~TRANSIENT;
-        this.keep(view);
       }
-    } else {
+    } finally {
+      this.flags &= ~TRANSIENT;
       this.keep(view);
     }
   }
@@ -372,8 +376,7 @@ export class FrameParser {
   /** After a pushTransient(): replaces what is left of `view` in the chunk list with a copy. */
   private keep(view: Buffer): void {
     if (this.buffered === 0) {
-      // Drop the emptied list: an idle connection keeps no chunk slots.
-      if (!this.failed) this.chunks = NO_CHUNKS;
+      this.dropEmptyList();
       return;
     }
     const chunks = this.chunks;

@@ -22,17 +22,17 @@ const SIMD_THRESHOLD = 512;
 /** Bytes processed per pass through the WebAssembly memory's block (see the layout below). */
 const SIMD_BLOCK = 65536;
 /**
- * The WebAssembly memory, 4 pages of 64 KiB: [0, 64 KiB) the block that other buffers are copied
+ * The WebAssembly memory, 3 pages of 64 KiB: [0, 64 KiB) the block that other buffers are copied
  * through; [64, 128 KiB) slack for the last iteration's run past a block; [128, 192 KiB) the read
  * buffer direct reads share (see {@link sharedReadBuffer}), whose masked payloads are unmasked
- * where they lie, so that they are copied once (out) instead of twice (in and out); the last page
- * is slack again.
+ * where they lie (whole 64-byte groups only: nothing runs past them), so that they are copied
+ * once (out) instead of twice (in and out).
  */
 const READ_AT = 2 * 65536;
 const READ_SIZE = 65536;
 
 /*
- * The module, in the WebAssembly binary format: memory "m" (4 pages) and x(at, end, word), which
+ * The module, in the WebAssembly binary format: memory "m" (3 pages) and x(at, end, word), which
  * XORs the 32-bit little-endian `word`, splatted across 128 bits, into m[at, end), four 16-byte
  * vectors per iteration (the last iteration runs on up to the next multiple of 64 past `at`: the
  * callers pass ranges of whole 64-byte groups, or ranges followed by slack). Four per iteration
@@ -54,7 +54,7 @@ const SIMD_MODULE = Uint8Array.from([
   0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
   0x01, 0x07, 0x01, 0x60, 0x03, 0x7f, 0x7f, 0x7f, 0x00, // type: (i32, i32, i32) -> ()
   0x03, 0x02, 0x01, 0x00, // function 0 has type 0
-  0x05, 0x03, 0x01, 0x00, 0x04, // memory: min 4 pages (never grown: views of it stay valid)
+  0x05, 0x03, 0x01, 0x00, 0x03, // memory: min 3 pages (never grown: views of it stay valid)
   0x07, 0x09, 0x02, 0x01, 0x6d, 0x02, 0x00, 0x01, 0x78, 0x00, 0x00, // export "m" memory 0, "x" function 0
   0x0a, SIMD_BODY.length + 2, 0x01, SIMD_BODY.length, ...SIMD_BODY,
 ]);

@@ -346,7 +346,7 @@ export class PerMessageDeflate implements MessageExtension {
   }
 
   #collect(): Buffer {
-    const out = this.#chunks.length === 1 ? (this.#chunks[0] as Buffer) : Buffer.concat(this.#chunks, this.#length);
+    const out = join(this.#chunks);
     this.#chunks = [];
     this.#length = 0;
     return out;
