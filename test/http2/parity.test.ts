@@ -12,6 +12,7 @@ import type { IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { connect, EOF, handleUpgrade, serve, serviceMapper, type ConnectOptions, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
+import { zlibLimiter } from '../../packages/rfc6455/src/extensions/zlib-limiter.js';
 import { CLIENT_TLS, closeSession, openSession, originOf, TLS } from './helpers.js';
 
 /** What the server saw of one connection, reported when it closed. */
@@ -207,6 +208,19 @@ describe.each(['http2', 'http1'] as const)('over %s', (mode) => {
     const view = await viewOf(id);
     expect(view.extensions).toMatch(/^permessage-deflate/);
     expect(view.kind).toBe(expectedKind);
+  });
+
+  test("the client's perMessageDeflate.concurrencyLimit sets the process-wide zlib limit (it was ignored over HTTP/2)", async () => {
+    const before = zlibLimiter.limit;
+    try {
+      zlibLimiter.setLimit(before === 7 ? 6 : 7);
+      const conn = await open('/echo', newId(), { perMessageDeflate: { concurrencyLimit: 3 } });
+      expect(conn.extensions).toMatch(/^permessage-deflate/);
+      expect(zlibLimiter.limit).toBe(3);
+      await conn.close();
+    } finally {
+      zlibLimiter.setLimit(before);
+    }
   });
 
   test('permessage-deflate declined by the client leaves no extension', async () => {

@@ -9,7 +9,7 @@ import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
 import { Defaults } from './codec/constants.js';
 import { WebSocketConnection, type ConnectionOptions } from './connection.js';
 import { HandshakeError } from './errors.js';
-import { acceptDeflateResponse, buildDeflateOffer, PerMessageDeflate, PERMESSAGE_DEFLATE, type PerMessageDeflateOptions } from './extensions/permessage-deflate.js';
+import { acceptDeflateResponse, buildDeflateOffer, deflateEngineOptions, PerMessageDeflate, PERMESSAGE_DEFLATE, type PerMessageDeflateOptions } from './extensions/permessage-deflate.js';
 import { buildRequestHeaders, generateKey, verifyResponse } from './handshake/client.js';
 import { socketTransport } from './transport.js';
 import { connectHttp2 } from './http2.js';
@@ -160,7 +160,7 @@ function attempt(target: URL, options: ConnectOptions): Promise<WebSocketConnect
         const maxMessageSize = options.maxMessageSize ?? Defaults.maxMessageSize;
         if (offer && deflate) {
           const params = acceptDeflateResponse(offer, deflate);
-          extension = new PerMessageDeflate(params, 'client', { maxMessageSize, level: deflate.level, memLevel: deflate.memLevel, threshold: deflate.threshold, concurrencyLimit: deflate.concurrencyLimit, syncLimit: deflate.syncLimit });
+          extension = new PerMessageDeflate(params, 'client', deflateEngineOptions(deflate, maxMessageSize));
         }
         settled = true;
         clearTimeout(timer);

@@ -26,7 +26,7 @@ import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { Defaults } from './codec/constants.js';
 import { WebSocketConnection } from './connection.js';
 import { HandshakeError } from './errors.js';
-import { acceptDeflateResponse, buildDeflateOffer, PerMessageDeflate, PERMESSAGE_DEFLATE } from './extensions/permessage-deflate.js';
+import { acceptDeflateResponse, buildDeflateOffer, deflateEngineOptions, PerMessageDeflate, PERMESSAGE_DEFLATE } from './extensions/permessage-deflate.js';
 import type { ConnectOptions } from './client.js';
 import { headerValue } from './handshake/http.js';
 import { parseProtocols } from './handshake/server.js';
@@ -374,13 +374,11 @@ export async function connectHttp2(url: URL, options: Http2ConnectOptions): Prom
         let extension: PerMessageDeflate | undefined;
         const offer = verified.extensions[0];
         if (offer && deflate) {
-          extension = new PerMessageDeflate(acceptDeflateResponse(offer, deflate), 'client', {
-            maxMessageSize: options.maxMessageSize ?? Defaults.maxMessageSize,
-            level: deflate.level,
-            memLevel: deflate.memLevel,
-            threshold: deflate.threshold,
-            syncLimit: deflate.syncLimit,
-          });
+          extension = new PerMessageDeflate(
+            acceptDeflateResponse(offer, deflate),
+            'client',
+            deflateEngineOptions(deflate, options.maxMessageSize ?? Defaults.maxMessageSize),
+          );
         }
         settled = true;
         clearTimeout(timer);

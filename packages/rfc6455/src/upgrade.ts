@@ -13,7 +13,7 @@ import { CloseCode, Defaults } from './codec/constants.js';
 import { WebSocketConnection, type ConnectionOptions } from './connection.js';
 import { HandshakeError } from './errors.js';
 import { parseExtensions } from './extensions/header.js';
-import { acceptDeflateOffers, PerMessageDeflate, type PerMessageDeflateOptions } from './extensions/permessage-deflate.js';
+import { acceptDeflateOffers, deflateEngineOptions, PerMessageDeflate, type PerMessageDeflateOptions } from './extensions/permessage-deflate.js';
 import { formatErrorResponse, headerList, type HeaderList } from './handshake/http.js';
 import { switchingProtocols, validateRequest, type ValidatedRequest } from './handshake/server.js';
 import { isServiceMapper, type ConnectionHandler, type ServiceMapper } from './service-mapper.js';
@@ -237,14 +237,7 @@ export function negotiate<State>(
         throw new HandshakeError('malformed Sec-WebSocket-Extensions', 400, { code: 'WS_BAD_EXTENSIONS_HEADER' });
       }
       if (accepted) {
-        extension = new PerMessageDeflate(accepted.params, 'server', {
-          maxMessageSize: options.maxMessageSize ?? Defaults.maxMessageSize,
-          level: deflateOptions.level,
-          memLevel: deflateOptions.memLevel,
-          threshold: deflateOptions.threshold,
-          concurrencyLimit: deflateOptions.concurrencyLimit,
-          syncLimit: deflateOptions.syncLimit,
-        });
+        extension = new PerMessageDeflate(accepted.params, 'server', deflateEngineOptions(deflateOptions, options.maxMessageSize ?? Defaults.maxMessageSize));
         extensionsHeader = accepted.response;
       }
     }

@@ -10,7 +10,7 @@
 import { constants, createDeflateRaw, createInflateRaw, type DeflateRaw, type InflateRaw } from 'node:zlib';
 import { MessageTooBigError, ProtocolError, WebSocketError } from '../errors.js';
 import type { MessageExtension } from './extension.js';
-import { PERMESSAGE_DEFLATE, type DeflateParams } from './deflate-negotiation.js';
+import { PERMESSAGE_DEFLATE, type DeflateParams, type PerMessageDeflateOptions } from './deflate-negotiation.js';
 import { zlibLimiter, setZlibConcurrency } from './zlib-limiter.js';
 import { inlineCapable, runInline } from './zlib-inline.js';
 
@@ -55,6 +55,21 @@ export interface PerMessageDeflateEngineOptions {
    * the thread pool. 0 sends every job to the thread pool. Default 32 KiB.
    */
   syncLimit?: number;
+}
+
+/**
+ * The engine's options from the user's `perMessageDeflate` options (the same on every handshake,
+ * server or client, HTTP/1.1 or HTTP/2), with the connection's `maxMessageSize`.
+ */
+export function deflateEngineOptions(options: PerMessageDeflateOptions, maxMessageSize: number): PerMessageDeflateEngineOptions {
+  return {
+    maxMessageSize,
+    level: options.level,
+    memLevel: options.memLevel,
+    threshold: options.threshold,
+    concurrencyLimit: options.concurrencyLimit,
+    syncLimit: options.syncLimit,
+  };
 }
 
 /** Completion callback of a compression or decompression job. */
