@@ -237,6 +237,8 @@ export class Protocol implements FrameSink, ProtocolEngine {
       },
       set(this: Protocol, on: boolean) {
         this.flags = on ? this.flags | STREAM_NEXT : this.flags & ~STREAM_NEXT;
+        // A streamed message comes in pieces as its bytes arrive; others are gathered whole.
+        this.parser.gatherLarge = !on;
       },
     });
   }
@@ -253,6 +255,9 @@ export class Protocol implements FrameSink, ProtocolEngine {
         maxFragments: options.maxFragments,
         allowRsv1: options.extension !== undefined,
         ownsInput: options.ownsInput,
+        // Messages are joined into one buffer anyway (unless streamed): a large single-frame one
+        // is better gathered by the parser, as its bytes arrive, than joined from pieces.
+        gatherLarge: true,
       },
       this,
     );
@@ -363,7 +368,12 @@ export class Protocol implements FrameSink, ProtocolEngine {
     if (first) {
       // The message streams if streamNextMessage was set; that request is used up.
       const flags = this.flags;
-      this.flags = (flags & STREAM_NEXT) !== 0 ? (flags & ~STREAM_NEXT) | STREAMING : flags & ~STREAMING;
+      if ((flags & STREAM_NEXT) !== 0) {
+        this.flags = (flags & ~STREAM_NEXT) | STREAMING;
+        this.parser.gatherLarge = true;
+      } else {
+        this.flags = flags & ~STREAMING;
+      }
       if (text && !last) (this.rareFields().validator ??= new Utf8Validator()).reset();
     }
     const streaming = (this.flags & STREAMING) !== 0;

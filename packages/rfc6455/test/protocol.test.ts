@@ -295,6 +295,36 @@ describe('Protocol state kept in bits and a side object', () => {
     expect(h.messages).toEqual(['de']);
   });
 
+  test('a large single-frame message: gathered whole unless streamed, when its pieces come as the bytes arrive', () => {
+    const h = harness('server');
+    const payload = Buffer.alloc(300_000);
+    for (let i = 0; i < payload.length; i++) payload[i] = (i * 7) & 0xff;
+    const bytes = frame({ opcode: 2, payload, mask: true });
+    const header = bytes.length - payload.length;
+    // Not streamed: the first bytes are held (gathered once a quarter is in), no piece yet.
+    h.proto.receiveData(bytes.subarray(0, header + 20_000));
+    expect(h.proto.bufferedIncoming).toBe(20_000);
+    h.proto.receiveData(bytes.subarray(header + 20_000, header + 100_000));
+    expect(h.proto.bufferedIncoming).toBe(0);
+    h.proto.receiveData(bytes.subarray(header + 100_000));
+    expect(h.events).toEqual(['message']);
+    expect((h.messages[0] as Buffer).equals(payload)).toBe(true);
+    // Streamed: a piece as soon as bytes arrive, nothing held.
+    h.proto.streamNextMessage = true;
+    h.proto.receiveData(bytes.subarray(0, header + 20_000));
+    expect(h.proto.bufferedIncoming).toBe(0);
+    expect(h.events).toEqual(['message', 'piece']);
+    h.proto.receiveData(bytes.subarray(header + 20_000, header + 100_000));
+    h.proto.receiveData(bytes.subarray(header + 100_000));
+    expect(h.events).toEqual(['message', 'piece', 'piece', 'piece']);
+    // The request is used up: the next one is gathered again.
+    h.proto.receiveData(bytes.subarray(0, header + 20_000));
+    expect(h.proto.bufferedIncoming).toBe(20_000);
+    h.proto.receiveData(bytes.subarray(header + 20_000));
+    expect(h.events).toEqual(['message', 'piece', 'piece', 'piece', 'message']);
+    expect((h.messages[1] as Buffer).equals(payload)).toBe(true);
+  });
+
   test('sends wait behind compression in order; a send from the last callback is written at once', async () => {
     const h = queueHarness();
     const order: string[] = [];

@@ -21,7 +21,8 @@ export interface FrameSink {
    * RSV1 bit of its first frame. `first` marks the message's first piece, `last` its final one.
    * A message arrives as one or more pieces; an empty message as one empty piece. A frame of up to
    * `GATHER_MAX` bytes (64 KiB, exported by `rfc6455/codec`) is always one piece, gathered when it
-   * spans pushed chunks; a larger one may come in several, as its bytes arrive.
+   * spans pushed chunks; a larger one may come in several, as its bytes arrive (unless it is a
+   * whole uncompressed message and the parser's `gatherLarge` option is on).
    */
   onData(opcode: number, compressed: boolean, payload: Buffer, first: boolean, last: boolean): void;
   /** A whole control frame (close, ping or pong), payload unmasked. */
@@ -47,6 +48,16 @@ export interface FrameParserOptions {
    * caller's buffers are never modified.
    */
   ownsInput?: boolean;
+  /**
+   * Hand over an uncompressed single-frame message larger than `GATHER_MAX` as one piece too
+   * (default false; also the writable property `gatherLarge`). Its bytes stay buffered until a
+   * quarter of the frame has arrived (`GATHER_RATIO`); then a buffer of the frame's size is
+   * allocated and the bytes are copied into place as they arrive. What a peer can make the parser
+   * hold is then at most 4 times what it sent, and never more than `maxFrameSize`. A sink that
+   * joins pieces into one buffer (the connection does, unless a message is streamed) saves that
+   * copy. Off, such frames come in pieces as their bytes arrive, held for no longer than that.
+   */
+  gatherLarge?: boolean;
 }
 
 const HEADER = 0;
@@ -79,6 +90,8 @@ const FRESH = 0x80;
  * payload it hands over is copied out (see `unmask`), and what is left buffered is copied at the end.
  */
 const TRANSIENT = 0x100;
+/** `gatherLarge` is on. */
+const GATHER_LARGE = 0x200;
 
 const EMPTY = Buffer.alloc(0);
 /** The chunk list of every parser with nothing buffered; never pushed to. */
@@ -91,6 +104,11 @@ const NO_CHUNKS: Buffer[] = [];
  * sink would then have to join. Larger frames still come in pieces, as their bytes arrive.
  */
 export const GATHER_MAX = 65536;
+/**
+ * With `gatherLarge`, a larger frame is gathered whole once at least 1/GATHER_RATIO of it has
+ * arrived: the parser then holds at most GATHER_RATIO times what the peer sent.
+ */
+export const GATHER_RATIO = 4;
 /**
  * Frames of up to SLAB_SIZE / 4 bytes are gathered into slices of a shared 64 KiB slab (a fresh
  * buffer of their own cost more than copying 16 KiB, measured); a kept message keeps its slab,
@@ -197,6 +215,8 @@ export class FrameParser {
    * `flags`, through an accessor on the prototype.)
    */
   declare paused: boolean;
+  /** See {@link FrameParserOptions.gatherLarge}; a change applies from the next frame on. */
+  declare gatherLarge: boolean;
 
   private readonly sink: FrameSink;
   /** Side and limits, shared by every parser with the same values (one field, not six). */
@@ -233,6 +253,15 @@ export class FrameParser {
         this.flags = on ? this.flags | PAUSED : this.flags & ~PAUSED;
       },
     });
+    Object.defineProperty(FrameParser.prototype, 'gatherLarge', {
+      get(this: FrameParser) {
+        return (this.flags & GATHER_LARGE) !== 0;
+      },
+      // Read when a frame's payload starts: a change applies from the next frame on.
+      set(this: FrameParser, on: boolean) {
+        this.flags = on ? this.flags | GATHER_LARGE : this.flags & ~GATHER_LARGE;
+      },
+    });
   }
 
   constructor(options: FrameParserOptions, sink: FrameSink) {
@@ -245,6 +274,7 @@ export class FrameParser {
       options.allowRsv1 ?? false,
       options.ownsInput ?? false,
     );
+    if (options.gatherLarge === true) this.flags = GATHER_LARGE;
   }
 
   /** Bytes received but not parsed yet (while paused, or the start of an incomplete frame). */
@@ -619,16 +649,27 @@ export class FrameParser {
     if (this.buffered === 0) return false;
     let gathering = this.gathering;
     if (gathering === undefined) {
-      const fresh = (this.flags & FRESH) !== 0;
-      this.flags &= ~FRESH;
-      if (!fresh || this.buffered >= this.remaining || this.remaining > GATHER_MAX) {
-        const piece = this.unmask(this.takeView(this.remaining));
+      const flags = this.flags;
+      const remaining = this.remaining;
+      // A frame that is not whole in the first buffered chunk is gathered into one buffer when it
+      // is small, or when it is a whole uncompressed message and gatherLarge is on (its bytes are
+      // then held until 1/GATHER_RATIO of it has arrived, FRESH kept meanwhile).
+      if (
+        (flags & FRESH) !== 0 &&
+        this.chunks[0]!.length - this.offset < remaining &&
+        (remaining <= GATHER_MAX || (flags & (GATHER_LARGE | FIN | PIECE_SENT | COMPRESSED)) === (GATHER_LARGE | FIN))
+      ) {
+        if (remaining > GATHER_MAX && this.buffered * GATHER_RATIO < remaining) return false;
+        this.flags = flags & ~FRESH;
+        gathering = this.gathering = gatherBuffer(remaining);
+      } else {
+        this.flags = flags & ~FRESH;
+        const piece = this.unmask(this.takeView(remaining));
         this.remaining -= piece.length;
         if (this.remaining === 0) this.state = HEADER;
         this.emit(piece);
         return true;
       }
-      gathering = this.gathering = gatherBuffer(this.remaining);
     }
     // Copy (and unmask) what has arrived into place: one pass over the bytes.
     const masked = (this.flags & MASKED) !== 0;

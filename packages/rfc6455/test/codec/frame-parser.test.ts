@@ -3,7 +3,7 @@
  * form, masking direction, RSV bits, opcodes, control-frame rules, continuation sequencing, length
  * encoding rules, limits, and never mutating the caller's buffers.
  */
-import { FrameParser, GATHER_MAX } from '../../src/codec/frame-parser.js';
+import { FrameParser, GATHER_MAX, GATHER_RATIO } from '../../src/codec/frame-parser.js';
 import { MessageTooBigError, ProtocolError } from '../../src/errors.js';
 import { closePayload, frame, hex } from '../helpers/frames.js';
 import { pushSplit, recordingParser } from '../helpers/parser-sink.js';
@@ -464,6 +464,30 @@ describe('frames that span chunks are gathered into one piece (up to GATHER_MAX)
     expect(rec.messages[0]!.data.equals(payload)).toBe(true);
   });
 
+  test('a small frame already buffered across chunks while paused is still one piece', () => {
+    const payload = pattern(3000, 8);
+    const bytes = Buffer.concat([frame({ opcode: 2, payload: 'x' }), frame({ opcode: 2, payload })]);
+    const parser = new FrameParser({ side: 'client' }, {
+      onData: (_o, _c, p, first, last) => {
+        pieces.push({ length: p.length, first, last });
+        parser.paused = true;
+      },
+      onControl: () => undefined,
+      onError: (e) => {
+        throw e;
+      },
+    });
+    const pieces: Array<{ length: number; first: boolean; last: boolean }> = [];
+    // The first frame pauses the parser; the second one's bytes then arrive in two chunks.
+    parser.push(bytes.subarray(0, 1000));
+    parser.push(bytes.subarray(1000));
+    parser.resume();
+    expect(pieces).toEqual([
+      { length: 1, first: true, last: true },
+      { length: 3000, first: true, last: true },
+    ]);
+  });
+
   test('gathered frames do not share bytes: a message kept while later ones are gathered stays intact', () => {
     const kept: Buffer[] = [];
     const parser = new FrameParser({ side: 'client' }, {
@@ -524,5 +548,126 @@ describe('per-parser footprint (bits and shared settings behave as the fields th
     expect(rec.errors).toEqual([]);
     expect(rec.messages).toHaveLength(1);
     expect(rec.messages[0]!.data.equals(payload)).toBe(true);
+  });
+});
+
+describe('gatherLarge: whole uncompressed messages over GATHER_MAX are gathered too, once a quarter has arrived', () => {
+  const pattern = (n: number, seed: number): Buffer => {
+    const b = Buffer.alloc(n);
+    for (let i = 0; i < n; i++) b[i] = (i * 13 + seed + (i >> 9)) & 0xff;
+    return b;
+  };
+  const SIZE = 300_000;
+  const threshold = Math.ceil(SIZE / GATHER_RATIO);
+
+  test.each([
+    ['server', true],
+    ['server', false],
+    ['client', true],
+    ['client', false],
+  ] as const)('%s side (ownsInput %s): held, then gathered, then handed over as one piece; input untouched without ownsInput', (side, ownsInput) => {
+    const payload = pattern(SIZE, 1);
+    const bytes = frame({ opcode: 2, payload, mask: side === 'server' ? Uint8Array.of(0x81, 7, 0xfe, 3) : undefined });
+    const original = Buffer.from(bytes);
+    const header = bytes.length - SIZE;
+    const rec = recordingParser({ side, ownsInput, gatherLarge: true });
+    expect(rec.parser.gatherLarge).toBe(true);
+    // Under a quarter of the frame: every byte is still buffered (nothing allocated for the frame).
+    rec.parser.push(bytes.subarray(0, header + 1000));
+    rec.parser.push(bytes.subarray(header + 1000, header + threshold - 1));
+    expect(rec.pieces).toEqual([]);
+    expect(rec.parser.bufferedAmount).toBe(threshold - 1);
+    // A quarter: the bytes move into the frame's own buffer.
+    rec.parser.push(bytes.subarray(header + threshold - 1, header + threshold));
+    expect(rec.parser.bufferedAmount).toBe(0);
+    expect(rec.pieces).toEqual([]);
+    expect(rec.parser.atRest).toBe(false);
+    pushSplit(rec.parser, bytes.subarray(header + threshold), [1, 4097, 65536, 100_001, 150_000]);
+    expect(rec.pieces).toEqual([{ opcode: 2, first: true, last: true, length: SIZE }]);
+    expect(rec.messages[0]!.data.equals(payload)).toBe(true);
+    expect(rec.parser.atRest).toBe(true);
+    if (!ownsInput) expect(bytes.equals(original)).toBe(true);
+  });
+
+  test('a header that announces a huge frame makes the parser hold only what was sent', () => {
+    const rec = recordingParser({ side: 'client', gatherLarge: true });
+    const head = frame({ opcode: 2, payload: Buffer.alloc(0), declaredLength: 64 * 1024 * 1024 });
+    rec.parser.push(head);
+    for (let i = 0; i < 10; i++) rec.parser.push(Buffer.alloc(100_000, i));
+    expect(rec.parser.bufferedAmount).toBe(1_000_000);
+    expect(rec.pieces).toEqual([]);
+    expect(rec.errors).toEqual([]);
+  });
+
+  test('a frame whole in one chunk is handed over as a view of it, as before', () => {
+    const payload = pattern(SIZE, 2);
+    const bytes = frame({ opcode: 2, payload });
+    const got: Buffer[] = [];
+    const parser = new FrameParser({ side: 'client', gatherLarge: true }, {
+      onData: (_o, _c, p) => got.push(p),
+      onControl: () => undefined,
+      onError: (e) => {
+        throw e;
+      },
+    });
+    parser.push(bytes);
+    expect(got).toHaveLength(1);
+    expect(got[0]!.buffer).toBe(bytes.buffer);
+    expect(got[0]!.equals(payload)).toBe(true);
+  });
+
+  test('not gathered, pieces as the bytes arrive: compressed frames, fragments, and with gatherLarge off or switched off', () => {
+    const payload = pattern(SIZE, 3);
+    const cuts = [50_000, 120_000, 200_000];
+    const firstPieceAt = (rec: ReturnType<typeof recordingParser>, bytes: Buffer): number => {
+      // How many bytes had been pushed when the first piece came.
+      let at = 0;
+      for (const cut of [...cuts, bytes.length]) {
+        rec.parser.push(bytes.subarray(at, cut));
+        at = cut;
+        if (rec.pieces.length > 0) return at;
+      }
+      return -1;
+    };
+    const cases: Array<[string, Buffer, Parameters<typeof recordingParser>[0], ((r: ReturnType<typeof recordingParser>) => void)?]> = [
+      ['compressed', frame({ opcode: 2, rsv1: true, payload }), { side: 'client', allowRsv1: true, gatherLarge: true }],
+      [
+        'fragmented, large first frame',
+        Buffer.concat([frame({ opcode: 2, fin: false, payload: payload.subarray(0, 250_000) }), frame({ opcode: 0, payload: payload.subarray(250_000) })]),
+        { side: 'client', gatherLarge: true },
+      ],
+      [
+        'fragmented, large last frame',
+        Buffer.concat([frame({ opcode: 2, fin: false, payload: payload.subarray(0, 10) }), frame({ opcode: 0, payload: payload.subarray(10) })]),
+        { side: 'client', gatherLarge: true },
+      ],
+      ['off by default', frame({ opcode: 2, payload }), { side: 'client' }],
+      ['switched off', frame({ opcode: 2, payload }), { side: 'client', gatherLarge: true }, (r) => (r.parser.gatherLarge = false)],
+    ];
+    for (const [name, bytes, options, before] of cases) {
+      const rec = recordingParser(options);
+      before?.(rec);
+      expect([name, firstPieceAt(rec, bytes)]).toEqual([name, cuts[0]]);
+      for (let at = cuts[0]!, i = 1; i <= cuts.length; i++) {
+        const end = i < cuts.length ? cuts[i]! : bytes.length;
+        rec.parser.push(bytes.subarray(at, end));
+        at = end;
+      }
+      expect([name, rec.pieces.length > 2]).toEqual([name, true]);
+      expect([name, rec.messages[0]!.compressed, rec.messages[0]!.data.equals(payload)]).toEqual([name, name === 'compressed', true]);
+    }
+  });
+
+  test('switched on again, it applies from the next frame', () => {
+    const payload = pattern(SIZE, 4);
+    const bytes = Buffer.concat([frame({ opcode: 2, payload }), frame({ opcode: 2, payload })]);
+    const rec = recordingParser({ side: 'client' });
+    rec.parser.push(bytes.subarray(0, 100_000));
+    rec.parser.gatherLarge = true;
+    pushSplit(rec.parser, bytes.subarray(100_000), [100_000, 300_000, 400_000]);
+    expect(rec.messages.map((m) => m.data.equals(payload))).toEqual([true, true]);
+    // The first message came in pieces; the second in one.
+    expect(rec.pieces.filter((p) => p.first && p.last)).toEqual([{ opcode: 2, first: true, last: true, length: SIZE }]);
+    expect(rec.pieces.length).toBeGreaterThan(2);
   });
 });

@@ -9,7 +9,7 @@
  */
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
-import { FrameParser, GATHER_MAX, type FrameParserOptions } from '../../src/codec/frame-parser.js';
+import { FrameParser, GATHER_MAX, GATHER_RATIO, type FrameParserOptions } from '../../src/codec/frame-parser.js';
 import { sharedReadBuffer } from '../../src/codec/mask.js';
 import { frame } from '../helpers/frames.js';
 
@@ -114,13 +114,29 @@ function bytesOf(length: number, seed: number): Buffer {
   return b;
 }
 
-/** Frame sizes around every boundary the parser has: 7-bit, 16-bit, the slab, GATHER_MAX, 64-bit. */
+/**
+ * Frame sizes around every boundary the parser has: 7-bit, 16-bit, the slab, GATHER_MAX, 64-bit,
+ * and (less often) the point where gatherLarge gathers a frame that spans several 64 KiB reads.
+ */
 const size = fc.oneof(
-  fc.integer({ min: 0, max: 130 }),
-  fc.integer({ min: 126, max: 5000 }),
-  fc.constantFrom(16383, 16384, 16385, GATHER_MAX - 1, GATHER_MAX, GATHER_MAX + 1),
-  fc.integer({ min: 20000, max: 100000 }),
+  { arbitrary: fc.integer({ min: 0, max: 130 }), weight: 4 },
+  { arbitrary: fc.integer({ min: 126, max: 5000 }), weight: 4 },
+  { arbitrary: fc.constantFrom(16383, 16384, 16385, GATHER_MAX - 1, GATHER_MAX, GATHER_MAX + 1), weight: 4 },
+  { arbitrary: fc.integer({ min: 20000, max: 100000 }), weight: 4 },
+  { arbitrary: fc.constantFrom(GATHER_MAX * GATHER_RATIO - 1, GATHER_MAX * GATHER_RATIO + 1, 300_000), weight: 1 },
 );
+
+/** Per message: its piece count and whether it was compressed. */
+function shape(report: Report): Array<{ pieces: number; compressed: boolean }> {
+  const out: Array<{ pieces: number; compressed: boolean }> = [];
+  let n = 0;
+  for (const p of report.pieces) {
+    if (p.first) n = 0;
+    n++;
+    if (p.last) out.push({ pieces: n, compressed: p.compressed });
+  }
+  return out;
+}
 
 const spec: fc.Arbitrary<Spec> = fc.record({
   kind: fc.constantFrom('data', 'data', 'data', 'ping', 'fragmented'),
@@ -175,12 +191,20 @@ describe('FrameParser.pushTransient', () => {
     ['client', false],
   ] as const)('%s side (ownsInput %s): the same as push() of owned copies, with the read buffer wiped after every call', (side, ownsInput) => {
     fc.assert(
-      fc.property(fc.array(spec, { maxLength: 6 }), cuts, fc.constantFrom(0, 0, 1, 2, 3), fc.boolean(), (specs, cutPoints, pauseEvery, allowRsv1) => {
-        const options: FrameParserOptions = { side, ownsInput, allowRsv1 };
+      fc.property(fc.array(spec, { maxLength: 6 }), cuts, fc.constantFrom(0, 0, 1, 2, 3), fc.boolean(), fc.boolean(), (specs, cutPoints, pauseEvery, allowRsv1, gatherLarge) => {
+        const options: FrameParserOptions = { side, ownsInput, allowRsv1, gatherLarge };
         const stream = streamOf(specs, side === 'server', allowRsv1);
-        const expected = summary(feedOwned(stream, options));
-        const got = summary(feedTransient(stream, cutPoints, options, pauseEvery));
-        expect(got).toBe(expected);
+        const owned = feedOwned(stream, options);
+        const transient = feedTransient(stream, cutPoints, options, pauseEvery);
+        expect(summary(transient)).toBe(summary(owned));
+        if (gatherLarge) {
+          // Whole in one chunk, every frame is one piece: an uncompressed single-frame message is
+          // then one piece through pushTransient too, however it was cut.
+          const got = shape(transient);
+          shape(owned).forEach((m, i) => {
+            if (m.pieces === 1 && !m.compressed) expect([i, got[i]!.pieces]).toEqual([i, 1]);
+          });
+        }
       }),
       { numRuns: 150 },
     );
@@ -189,8 +213,8 @@ describe('FrameParser.pushTransient', () => {
   test.each([true, false])('server side (ownsInput %s), reads in the shared read buffer direct reads use (payloads unmasked where they lie)', (ownsInput) => {
     const shared = sharedReadBuffer();
     fc.assert(
-      fc.property(fc.array(spec, { maxLength: 6 }), cuts, fc.constantFrom(0, 0, 1, 2), (specs, cutPoints, pauseEvery) => {
-        const options: FrameParserOptions = { side: 'server', ownsInput, allowRsv1: true };
+      fc.property(fc.array(spec, { maxLength: 6 }), cuts, fc.constantFrom(0, 0, 1, 2), fc.boolean(), (specs, cutPoints, pauseEvery, gatherLarge) => {
+        const options: FrameParserOptions = { side: 'server', ownsInput, allowRsv1: true, gatherLarge };
         const stream = streamOf(specs, true, true);
         expect(summary(feedTransient(stream, cutPoints, options, pauseEvery, shared))).toBe(summary(feedOwned(stream, options)));
       }),
