@@ -1,6 +1,6 @@
 /** The sans-I/O codec: frames, masking, UTF-8, close payloads. `import … from 'rfc6455/codec'`. */
 export { GUID, Opcode, CloseCode, Defaults, MAX_CONTROL_PAYLOAD, MAX_CLOSE_REASON_BYTES, isControlOpcode, isValidCloseCode } from './constants.js';
-export { FrameParser, GATHER_MAX, type FrameParserOptions, type FrameSink } from './frame-parser.js';
+export { FrameParser, GATHER_MAX, GATHER_RATIO, type FrameParserOptions, type FrameSink } from './frame-parser.js';
 export { encodeFrame, writeHeader, headerSize, COPY_THRESHOLD, type FrameOptions } from './frame-writer.js';
 export { mask, unmaskInPlace, randomMaskKey } from './mask.js';
 export { Utf8Validator, isValidUtf8 } from './utf8.js';

@@ -1,0 +1,70 @@
+/**
+ * conn.recvStream() over a real socket: a large single-frame message comes out of the stream as
+ * its bytes arrive, not once it is whole (the frame parser gathers large whole messages for
+ * recv() and 'message', and must not for a streamed one), and the message after it, read with
+ * recv(), arrives whole and intact.
+ */
+import { EventEmitter, once } from 'node:events';
+import { serve, EOF, type WebSocketServer } from 'rfc6455';
+import { frame } from '../helpers/frames.js';
+import { RawClient } from '../helpers/raw-client.js';
+
+let server: WebSocketServer;
+const events = new EventEmitter();
+
+beforeAll(async () => {
+  server = await serve({ perMessageDeflate: false }, async (conn) => {
+    const stream = await conn.recvStream();
+    if (stream === EOF) return;
+    let total = 0;
+    const chunks: Buffer[] = [];
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      chunks.push(chunk);
+      total += chunk.length;
+      events.emit('chunk', total);
+    }
+    events.emit('streamed', Buffer.concat(chunks));
+    const next = await conn.recv();
+    events.emit('next', next);
+  });
+});
+afterAll(() => server.close());
+
+function pattern(n: number, seed: number): Buffer {
+  const b = Buffer.alloc(n);
+  for (let i = 0; i < n; i++) b[i] = (i * 29 + seed + (i >> 10)) & 0xff;
+  return b;
+}
+
+/** Resolves with the event's first argument, or rejects after `ms` (a clear failure, not a hang). */
+function within<T>(name: string, ms: number): Promise<T> {
+  return Promise.race([
+    once(events, name).then(([value]) => value as T),
+    new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no '${name}' within ${ms} ms`)), ms).unref()),
+  ]);
+}
+
+test('a 1 MiB single-frame message read with recvStream() flows out as it arrives; the next message, read with recv(), is whole', async () => {
+  const raw = await RawClient.connect(server.port);
+  const payload = pattern(1 << 20, 1);
+  const bytes = frame({ opcode: 2, payload, mask: Uint8Array.of(0x12, 0xf4, 0x56, 0x9a) });
+  // The header and a tenth of the payload (under the quarter at which a whole message would be
+  // gathered): the stream must already have given out bytes.
+  const firstChunk = within<number>('chunk', 5000);
+  raw.write(bytes.subarray(0, 100_000));
+  expect(await firstChunk).toBeGreaterThan(0);
+  const streamed = within<Buffer>('streamed', 10000);
+  raw.write(bytes.subarray(100_000, 600_000));
+  raw.write(bytes.subarray(600_000));
+  expect((await streamed).equals(payload)).toBe(true);
+
+  const second = pattern(300_000, 2);
+  const next = within<Buffer>('next', 10000);
+  const secondBytes = frame({ opcode: 2, payload: second, mask: true });
+  raw.write(secondBytes.subarray(0, 20_000));
+  raw.write(secondBytes.subarray(20_000));
+  const got = await next;
+  expect(Buffer.isBuffer(got)).toBe(true);
+  expect(got.equals(second)).toBe(true);
+  raw.destroy();
+});
