@@ -750,7 +750,8 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   /**
    * The next message as a Readable of its bytes, delivered as they arrive (not buffered whole),
    * or `EOF` once the connection is closed. The stream errors with ConnectionClosedError if the
-   * connection ends mid-message. Reading it slowly throttles the peer.
+   * connection ends mid-message. Reading it slowly throttles the peer; destroying it drops the
+   * rest of the message (the messages after it arrive as usual).
    */
   recvStream(): Promise<Readable | EOF> {
     if (this.inbox !== undefined) {
@@ -853,17 +854,34 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   onPiece(data: Buffer, _binary: boolean, first: boolean, last: boolean): void {
     if (first) {
       const incoming = new Readable({ read: () => this.resumeReading() });
+      // Reading paused by this stream's backpressure resumes when the stream has been read to its
+      // end or destroyed: an ended Readable never calls `read` again.
+      incoming.once('close', () => this.streamDrained());
       this.incoming = incoming;
       const waiter = this.streamWaiters?.shift();
       if (this.streamWaiters && this.streamWaiters.length > 0) this.proto.streamNextMessage = true;
       waiter?.(incoming);
     }
     const incoming = this.incoming!;
-    if (data.length > 0 && !incoming.push(data)) this.pauseReading();
+    // A stream the application destroyed takes nothing more: the rest of its message is dropped.
+    if (data.length > 0 && !incoming.destroyed && !incoming.push(data)) this.pauseReading();
     if (last) {
-      incoming.push(null);
+      if (!incoming.destroyed) incoming.push(null);
       this.incoming = undefined;
     }
+  }
+
+  /**
+   * Resumes reading paused by a streamed message that has now been read (or dropped), unless the
+   * inbox or the message streaming now still want it paused.
+   */
+  private streamDrained(): void {
+    if (!this.readPaused) return;
+    const inbox = this.inbox;
+    if (inbox !== undefined && inbox.bytes > this.limits.readHighWaterMark / 2) return;
+    const incoming = this.incoming;
+    if (incoming !== undefined && !incoming.destroyed && incoming.readableLength >= incoming.readableHighWaterMark) return;
+    this.resumeReading();
   }
 
   /** @internal */

@@ -2,7 +2,7 @@
  * conn.recvStream() over a real socket: a large single-frame message comes out of the stream as
  * its bytes arrive, not once it is whole (the frame parser gathers large whole messages for
  * recv() and 'message', and must not for a streamed one), and the message after it, read with
- * recv(), arrives whole and intact.
+ * recv(), arrives whole and intact, also when the streamed message's last piece paused reading.
  */
 import { EventEmitter, once } from 'node:events';
 import { serve, EOF, type WebSocketServer } from 'rfc6455';
@@ -28,7 +28,20 @@ beforeAll(async () => {
     events.emit('next', next);
   });
 });
-afterAll(() => server.close());
+afterAll(() => Promise.all([server.close(), dropping.close()]));
+
+/** A server whose handler destroys its stream after the first piece, then reads the next message. */
+let dropping: WebSocketServer;
+beforeAll(async () => {
+  dropping = await serve({ perMessageDeflate: false }, async (conn) => {
+    const stream = await conn.recvStream();
+    if (stream === EOF) return;
+    await once(stream as NodeJS.ReadableStream, 'data');
+    (stream as NodeJS.ReadableStream & { destroy(): void }).destroy();
+    events.emit('dropped');
+    events.emit('after-drop', await conn.recv());
+  });
+});
 
 function pattern(n: number, seed: number): Buffer {
   const b = Buffer.alloc(n);
@@ -53,9 +66,22 @@ test('a 1 MiB single-frame message read with recvStream() flows out as it arrive
   const firstChunk = within<number>('chunk', 5000);
   raw.write(bytes.subarray(0, 100_000));
   expect(await firstChunk).toBeGreaterThan(0);
+  // All but the last 20,000 bytes, and once the stream has given those out, the last 20,000 in
+  // one write: a last piece over the stream's high-water mark, which pauses reading, and reading
+  // must resume once the stream has been read (else the next message never comes).
+  const allButLast = payload.length - 20_000;
+  const upTo = new Promise<void>((resolve) => {
+    const check = (total: number): void => {
+      if (total < allButLast) return;
+      events.off('chunk', check);
+      resolve();
+    };
+    events.on('chunk', check);
+  });
+  raw.write(bytes.subarray(100_000, bytes.length - 20_000));
+  await upTo;
   const streamed = within<Buffer>('streamed', 10000);
-  raw.write(bytes.subarray(100_000, 600_000));
-  raw.write(bytes.subarray(600_000));
+  raw.write(bytes.subarray(bytes.length - 20_000));
   expect((await streamed).equals(payload)).toBe(true);
 
   const second = pattern(300_000, 2);
@@ -66,5 +92,20 @@ test('a 1 MiB single-frame message read with recvStream() flows out as it arrive
   const got = await next;
   expect(Buffer.isBuffer(got)).toBe(true);
   expect(got.equals(second)).toBe(true);
+  raw.destroy();
+});
+
+test('a stream destroyed mid-message: the rest of that message is dropped and the next one arrives', async () => {
+  const raw = await RawClient.connect(dropping.port);
+  const payload = pattern(1 << 20, 3);
+  const bytes = frame({ opcode: 2, payload, mask: true });
+  const dropped = within<void>('dropped', 5000);
+  raw.write(bytes.subarray(0, 100_000));
+  await dropped;
+  const next = within<Buffer>('after-drop', 10000);
+  // The rest in large writes (pieces over the stream's high-water mark), then a short message.
+  raw.write(bytes.subarray(100_000));
+  raw.send({ opcode: 2, payload: Buffer.from('next') });
+  expect((await next).toString()).toBe('next');
   raw.destroy();
 });
