@@ -127,7 +127,7 @@ async function loadImpl(name) {
     }
     const join = name === 'rfc6455+join';
     return {
-      note: note + (join ? '; sink joins pieces into one Buffer per message, as ws does (gatherLarge on, as in the connection: the parser gathers single-frame messages of any size)' : '; sink counts pieces (views of the input; frames up to 64 KiB that span chunks are gathered by the parser)'),
+      note: note + (join ? '; sink joins pieces into one Buffer per message, as ws does (gatherLarge on, as in the connection: the parser gathers single-frame binary messages of any size)' : '; sink counts pieces (views of the input; frames up to 64 KiB that span chunks are gathered by the parser)'),
       parser(masked) {
         let count = 0;
         let pieces = [];
@@ -309,7 +309,7 @@ function report(results, errors) {
   lines.push('');
   lines.push(
     'Parse: `rfc6455` counts the pieces its FrameParser hands over (views of the input, except frames of up to 64 KiB that span chunks, which the parser gathers into one buffer, as in the connection); `rfc6455+join` also joins each ' +
-      "message into one Buffer, which is what ws's Receiver does before emitting, and has the parser gather single-frame messages of any size whole (gatherLarge, as the connection does), so \"ours\" is `rfc6455+join` for parse " +
+      "message into one Buffer, which is what ws's Receiver does before emitting, and has the parser gather single-frame binary messages of any size whole (gatherLarge, as the connection does), so \"ours\" is `rfc6455+join` for parse " +
       'and `rfc6455` (encodeFrame) for serialize. Unmasked payloads sent as a separate buffer (no copy) give meaningless ' +
       'MB/s (TB/s); where one side copies and the other does not, the ratio measures that choice, not speed. ' +
       'The issue-8 target is ≥ 1.5× ws.',

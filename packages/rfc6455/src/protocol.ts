@@ -255,8 +255,9 @@ export class Protocol implements FrameSink, ProtocolEngine {
         maxFragments: options.maxFragments,
         allowRsv1: options.extension !== undefined,
         ownsInput: options.ownsInput,
-        // Messages are joined into one buffer anyway (unless streamed): a large single-frame one
-        // is better gathered by the parser, as its bytes arrive, than joined from pieces.
+        // Messages are joined into one buffer anyway (unless streamed): a large single-frame binary
+        // one is better gathered by the parser, as its bytes arrive, than joined from pieces (text
+        // stays in pieces, validated as they arrive: 1007 at the first bad byte).
         gatherLarge: true,
       },
       this,

@@ -295,7 +295,19 @@ describe('Protocol state kept in bits and a side object', () => {
     expect(h.messages).toEqual(['de']);
   });
 
-  test('a large single-frame message: gathered whole unless streamed, when its pieces come as the bytes arrive', () => {
+  test('a large single-frame text message with invalid UTF-8 fails with 1007 at the first bad byte, before the frame is in', () => {
+    const h = harness('server');
+    const payload = Buffer.alloc(300_000, 0x61);
+    payload[5000] = 0xff;
+    const bytes = frame({ opcode: 1, payload, mask: true });
+    const header = bytes.length - payload.length;
+    h.proto.receiveData(bytes.subarray(0, header + 4000));
+    expect(h.events).toEqual([]);
+    h.proto.receiveData(bytes.subarray(header + 4000, header + 6000));
+    expect(h.events).toEqual(['fail:1007', 'end']);
+  });
+
+  test('a large single-frame binary message: gathered whole unless streamed, when its pieces come as the bytes arrive', () => {
     const h = harness('server');
     const payload = Buffer.alloc(300_000);
     for (let i = 0; i < payload.length; i++) payload[i] = (i * 7) & 0xff;

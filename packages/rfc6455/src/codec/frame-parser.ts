@@ -22,7 +22,7 @@ export interface FrameSink {
    * A message arrives as one or more pieces; an empty message as one empty piece. A frame of up to
    * `GATHER_MAX` bytes (64 KiB, exported by `rfc6455/codec`) is always one piece, gathered when it
    * spans pushed chunks; a larger one may come in several, as its bytes arrive (unless it is a
-   * whole uncompressed message and the parser's `gatherLarge` option is on).
+   * whole uncompressed binary message and the parser's `gatherLarge` option is on).
    */
   onData(opcode: number, compressed: boolean, payload: Buffer, first: boolean, last: boolean): void;
   /** A whole control frame (close, ping or pong), payload unmasked. */
@@ -49,13 +49,15 @@ export interface FrameParserOptions {
    */
   ownsInput?: boolean;
   /**
-   * Hand over an uncompressed single-frame message larger than `GATHER_MAX` as one piece too
-   * (default false; also the writable property `gatherLarge`). Its bytes stay buffered until a
+   * Hand over an uncompressed single-frame binary message larger than `GATHER_MAX` as one piece
+   * too (default false; also the writable property `gatherLarge`). Its bytes stay buffered until a
    * quarter of the frame has arrived (`GATHER_RATIO`); then a buffer of the frame's size is
    * allocated and the bytes are copied into place as they arrive. What a peer can make the parser
    * hold is then at most 4 times what it sent, and never more than `maxFrameSize`. A sink that
    * joins pieces into one buffer (the connection does, unless a message is streamed) saves that
    * copy. Off, such frames come in pieces as their bytes arrive, held for no longer than that.
+   * Text frames always do, so that a sink validating UTF-8 piece by piece can fail at the first
+   * bad byte (RFC 6455 §8.1) rather than once the whole frame is in.
    */
   gatherLarge?: boolean;
 }
@@ -92,6 +94,11 @@ const FRESH = 0x80;
 const TRANSIENT = 0x100;
 /** `gatherLarge` is on. */
 const GATHER_LARGE = 0x200;
+/**
+ * The flags (of GATHER_LARGE, FIN, PIECE_SENT, COMPRESSED and MESSAGE) of a frame gatherLarge
+ * gathers: gatherLarge on, the first and final frame of an uncompressed binary message.
+ */
+const GATHER_LARGE_WHOLE_BINARY = GATHER_LARGE | FIN | (Opcode.Binary << MESSAGE_SHIFT);
 
 const EMPTY = Buffer.alloc(0);
 /** The chunk list of every parser with nothing buffered; never pushed to. */
@@ -652,12 +659,12 @@ export class FrameParser {
       const flags = this.flags;
       const remaining = this.remaining;
       // A frame that is not whole in the first buffered chunk is gathered into one buffer when it
-      // is small, or when it is a whole uncompressed message and gatherLarge is on (its bytes are
-      // then held until 1/GATHER_RATIO of it has arrived, FRESH kept meanwhile).
+      // is small, or when it is a whole uncompressed binary message and gatherLarge is on (its
+      // bytes are then held until 1/GATHER_RATIO of it has arrived, FRESH kept meanwhile).
       if (
         (flags & FRESH) !== 0 &&
         this.chunks[0]!.length - this.offset < remaining &&
-        (remaining <= GATHER_MAX || (flags & (GATHER_LARGE | FIN | PIECE_SENT | COMPRESSED)) === (GATHER_LARGE | FIN))
+        (remaining <= GATHER_MAX || (flags & (GATHER_LARGE | FIN | PIECE_SENT | COMPRESSED | MESSAGE)) === GATHER_LARGE_WHOLE_BINARY)
       ) {
         if (remaining > GATHER_MAX && this.buffered * GATHER_RATIO < remaining) return false;
         this.flags = flags & ~FRESH;

@@ -551,7 +551,7 @@ describe('per-parser footprint (bits and shared settings behave as the fields th
   });
 });
 
-describe('gatherLarge: whole uncompressed messages over GATHER_MAX are gathered too, once a quarter has arrived', () => {
+describe('gatherLarge: whole uncompressed binary messages over GATHER_MAX are gathered too, once a quarter has arrived', () => {
   const pattern = (n: number, seed: number): Buffer => {
     const b = Buffer.alloc(n);
     for (let i = 0; i < n; i++) b[i] = (i * 13 + seed + (i >> 9)) & 0xff;
@@ -616,7 +616,7 @@ describe('gatherLarge: whole uncompressed messages over GATHER_MAX are gathered 
     expect(got[0]!.equals(payload)).toBe(true);
   });
 
-  test('not gathered, pieces as the bytes arrive: compressed frames, fragments, and with gatherLarge off or switched off', () => {
+  test('not gathered, pieces as the bytes arrive: text, compressed frames, fragments, and with gatherLarge off or switched off', () => {
     const payload = pattern(SIZE, 3);
     const cuts = [50_000, 120_000, 200_000];
     const firstPieceAt = (rec: ReturnType<typeof recordingParser>, bytes: Buffer): number => {
@@ -641,6 +641,7 @@ describe('gatherLarge: whole uncompressed messages over GATHER_MAX are gathered 
         Buffer.concat([frame({ opcode: 2, fin: false, payload: payload.subarray(0, 10) }), frame({ opcode: 0, payload: payload.subarray(10) })]),
         { side: 'client', gatherLarge: true },
       ],
+      ['text', frame({ opcode: 1, payload }), { side: 'client', gatherLarge: true }],
       ['off by default', frame({ opcode: 2, payload }), { side: 'client' }],
       ['switched off', frame({ opcode: 2, payload }), { side: 'client', gatherLarge: true }, (r) => (r.parser.gatherLarge = false)],
     ];
