@@ -214,13 +214,10 @@ const FLAG_ACCESSORS = [
 const CLIENT = 32;
 /** `flags` bit: the draft hybi-00 protocol (else RFC 6455). */
 const HYBI00 = 64;
-/**
- * `flags` bits 7-8: 0 outside the processing of a received chunk; WRITE_ONE while one is processed
- * and nothing was written yet; WRITES once something was (the stream is corked at that first
- * write and uncorked at the end of the chunk).
- */
-const WRITES = 0x180;
-const WRITE_ONE = 0x80;
+/** `flags` bit: a received chunk is being processed (see `beginChunk`). */
+const IN_CHUNK = 0x80;
+/** `flags` bit: something was written while it is, and the stream is corked until its end. */
+const CORKED = 0x100;
 /**
  * `flags` bits 9-11: wheel ticks (250 ms each) since the engine was last used, to read or to send,
  * stopping at 7. A connection whose engine has gone unused that long (about 2 s) and is at rest
@@ -797,7 +794,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
 
   /** @internal */
   onWrite(data: Buffer): void {
-    if ((this.flags & WRITES) === WRITE_ONE) this.noteWrite();
+    if ((this.flags & (IN_CHUNK | CORKED)) === IN_CHUNK) this.corkChunk();
     this.stream.write(data);
     if (this.stream.writableLength > this.limits.maxBufferedAmount) this.overflow();
   }
@@ -805,7 +802,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   /** @internal */
   onWritev(header: Buffer, payload: Buffer): void {
     const stream = this.stream;
-    if ((this.flags & WRITES) === WRITE_ONE) this.noteWrite();
+    if ((this.flags & (IN_CHUNK | CORKED)) === IN_CHUNK) this.corkChunk();
     stream.cork();
     stream.write(header);
     stream.write(payload);
@@ -1196,25 +1193,25 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
    * second write let a lone reply out a little earlier, but cost a second system call, and a TCP
    * segment of its own, for every chunk that got several replies: the 64 B pipelined echo went
    * from 1.09 M to 1.43 M messages/s with the first write corked too, and the 64 B ping-pong
-   * stayed within its noise, 5-7 interleaved runs.) One write of flags starts the writes counter
+   * stayed within its noise, 5-7 interleaved runs.) One write of flags marks the chunk
    * and clears the engine's unused-ticks counter.
    */
   private beginChunk(length: number): ProtocolEngine {
     this.lastActivity = sinceBase(wheel.now);
     if (deferredTuning.armed && length >= BULK_BYTES) void bulkTrafficSeen();
-    this.flags = (this.flags & ~(WRITES | QUIET)) | WRITE_ONE;
+    this.flags = (this.flags & ~(CORKED | QUIET)) | IN_CHUNK;
     return this.engine ?? this.startEngine();
   }
 
   /** Ends a received chunk: the corked writes go out. */
   private endChunk(): void {
-    if ((this.flags & WRITES) === WRITES) this.stream.uncork();
-    this.flags &= ~WRITES;
+    if ((this.flags & CORKED) !== 0) this.stream.uncork();
+    this.flags &= ~(IN_CHUNK | CORKED);
   }
 
-  /** Notes a write made while a received chunk is processed (the WRITES bits): the first corks the stream. */
-  private noteWrite(): void {
-    this.flags |= WRITES;
+  /** At the first write made while a received chunk is processed: corks the stream until its end. */
+  private corkChunk(): void {
+    this.flags |= CORKED;
     this.stream.cork();
   }
 

@@ -649,10 +649,6 @@ export class Protocol implements FrameSink, ProtocolEngine {
     }
   }
 
-  /**
-   * Takes the first queued frame off. QUEUED is cleared as soon as the queue is empty: a frame's
-   * callback may send, and that send is written at once, as nothing waits before it.
-   */
   /** Takes the first queued frame off the queue and writes it with `data`, its payload (compressed or not). */
   private sendQueued(rare: RareFields, frame: QueuedFrame, data: Buffer): void {
     this.shiftQueue(rare);
@@ -667,6 +663,10 @@ export class Protocol implements FrameSink, ProtocolEngine {
     this.fail(new ProtocolError('compression failed', CloseCode.InternalError, 'WS_DEFLATE_FAILED'));
   }
 
+  /**
+   * Takes the first queued frame off. QUEUED is cleared as soon as the queue is empty: a frame's
+   * callback may send, and that send is written at once, as nothing waits before it.
+   */
   private shiftQueue(rare: RareFields): void {
     rare.queue.shift();
     if (rare.queue.length === 0) this.flags &= ~QUEUED;
