@@ -4,6 +4,7 @@
  * async iteration, events, backpressure both ways, streams, ping round trips, and timers (idle,
  * keepalive, close).
  */
+import { isUtf8 } from 'node:buffer';
 import { EventEmitter } from 'node:events';
 import type { IncomingHttpHeaders } from 'node:http';
 import { Readable } from 'node:stream';
@@ -32,7 +33,7 @@ export type SendData = string | Buffer | Uint8Array | ArrayBuffer | ArrayBufferV
 
 /** Options of {@link WebSocketConnection.send}. */
 export interface SendOptions {
-  /** Send as binary even for a string, or as text for bytes (which must then be UTF-8). */
+  /** Send as binary even for a string, or as text for bytes (which must then be UTF-8: other bytes reject with a TypeError). */
   binary?: boolean;
   /** Compress when permessage-deflate was negotiated (default true; small messages never are). */
   compress?: boolean;
@@ -961,9 +962,14 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
         sync = this.proto.sendText(data, compress, callback);
       } else {
         const bytes = typeof data === 'string' ? Buffer.from(data) : toBuffer(data);
-        sync = options?.binary === false
-          ? this.proto.sendText(bytes.toString('utf8'), compress, callback)
-          : this.proto.sendBinary(bytes, compress, callback);
+        if (options?.binary === false) {
+          // Bytes sent as text go out as they are, once checked: a text message must be UTF-8
+          // (RFC 6455 §5.6), and the peer would fail the connection (1007) on anything else.
+          if (!isUtf8(bytes)) throw new TypeError('send(bytes, { binary: false }): the bytes are not valid UTF-8');
+          sync = this.proto.sendText(bytes, compress, callback);
+        } else {
+          sync = this.proto.sendBinary(bytes, compress, callback);
+        }
       }
       if (!sync) return callbackPromise!.then(() => this.drained());
       return this.drained();

@@ -100,9 +100,9 @@ export class Hybi00Protocol implements ProtocolEngine {
   }
 
   /** Writes a text frame; always synchronous (returns true). */
-  sendText(text: string): boolean {
+  sendText(text: string | Buffer): boolean {
     this.assertOpen();
-    this.handler.onWrite(encodeHybi00Text(text));
+    this.handler.onWrite(encodeHybi00Text(typeof text === 'string' ? text : text.toString('utf8')));
     return true;
   }
 

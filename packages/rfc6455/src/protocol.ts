@@ -16,7 +16,7 @@ import { encodeClosePayload, parseClosePayload } from './codec/close.js';
 import { FrameParser, type FrameSink } from './codec/frame-parser.js';
 import { COPY_THRESHOLD, encodeMasked, headerSize, writeHeader } from './codec/frame-writer.js';
 import { unmaskInPlace, writeRandomMaskKey } from './codec/mask.js';
-import { Utf8Validator } from './codec/utf8.js';
+import { decodeUtf8, decodeValidUtf8, Utf8Validator } from './codec/utf8.js';
 import {
   ConnectionClosedError,
   InvalidUtf8Error,
@@ -102,8 +102,11 @@ export interface ProtocolEngine {
   receiveData(chunk: Buffer): void;
   /** The transport ended or broke; without a close frame received the close code becomes 1006. */
   receiveEof(): void;
-  /** Sends a text message. Returns true if written at once, else `callback` reports when it is. */
-  sendText(text: string, compress?: boolean, callback?: SendCallback): boolean;
+  /**
+   * Sends a text message: a string, or its UTF-8 bytes (which the caller has checked). Returns true
+   * if written at once, else `callback` reports when it is.
+   */
+  sendText(text: string | Buffer, compress?: boolean, callback?: SendCallback): boolean;
   /** Sends a binary message. Returns true if written at once, else `callback` reports when it is. */
   sendBinary(data: Buffer, compress?: boolean, callback?: SendCallback): boolean;
   /** Sends one fragment of a message (`fin` ends it). Returns true if written at once, else `callback` reports. */
@@ -178,8 +181,10 @@ class RareFields {
   /** NO_PARTS (shared, never written) unless a fragmented message is being joined. */
   parts: Buffer[] = NO_PARTS;
   partsLength = 0;
-  /** Checks the UTF-8 of a fragmented text message across its pieces. */
+  /** Checks the UTF-8 of a fragmented text message across its pieces (and of a gathered one). */
   validator: Utf8Validator | undefined = undefined;
+  /** The parser's next piece is a large text message it gathered, checked as it arrived (onText). */
+  textChecked = false;
   /** Frames waiting behind a compression job, in order (the protocol's QUEUED bit says it is not empty). */
   queue: QueuedFrame[] = NO_FRAMES;
 }
@@ -255,9 +260,9 @@ export class Protocol implements FrameSink, ProtocolEngine {
         maxFragments: options.maxFragments,
         allowRsv1: options.extension !== undefined,
         ownsInput: options.ownsInput,
-        // Messages are joined into one buffer anyway (unless streamed): a large single-frame binary
-        // one is better gathered by the parser, as its bytes arrive, than joined from pieces (text
-        // stays in pieces, validated as they arrive: 1007 at the first bad byte).
+        // Messages are joined into one buffer anyway (unless streamed): a large single-frame one
+        // is better gathered by the parser, as its bytes arrive, than joined from pieces (text is
+        // checked as it arrives, onText: 1007 without waiting for the rest).
         gatherLarge: true,
       },
       this,
@@ -378,12 +383,17 @@ export class Protocol implements FrameSink, ProtocolEngine {
       if (text && !last) (this.rareFields().validator ??= new Utf8Validator()).reset();
     }
     const streaming = (this.flags & STREAMING) !== 0;
+    if (first && last && text && this.rare !== undefined && this.rare.textChecked) {
+      // Gathered by the parser and checked as its bytes arrived (onText).
+      this.rare.textChecked = false;
+      if (streaming) this.handler.onPiece(data, false, true, true);
+      else this.handler.onMessage(decodeValidUtf8(data), false);
+      return;
+    }
     if (first && last && text && !streaming) {
       // A whole text message: validated and decoded in one pass (RFC 6455 §8.1: invalid UTF-8 fails).
-      let decoded: string;
-      try {
-        decoded = strictUtf8.decode(data);
-      } catch {
+      const decoded = decodeUtf8(data);
+      if (decoded === undefined) {
         this.fail(new InvalidUtf8Error());
         return;
       }
@@ -414,7 +424,24 @@ export class Protocol implements FrameSink, ProtocolEngine {
     const whole = parts.length === 1 ? parts[0]! : Buffer.concat(parts, rare.partsLength);
     rare.parts = NO_PARTS;
     rare.partsLength = 0;
-    this.handler.onMessage(text ? whole.toString('utf8') : whole, !text);
+    this.handler.onMessage(text ? decodeValidUtf8(whole) : whole, !text);
+  }
+
+  /**
+   * FrameSink: the bytes of a large text message the parser gathers, as they arrive: its UTF-8 is
+   * checked as they come, so a bad byte fails the connection (1007) without waiting for the rest.
+   * @internal
+   */
+  onText(bytes: Buffer, first: boolean, final: boolean): void {
+    if ((this.flags & CLOSE_RECEIVED) !== 0) return;
+    const rare = this.rareFields();
+    const validator = (rare.validator ??= new Utf8Validator());
+    if (first) validator.reset();
+    if (!validator.feed(bytes, final)) {
+      this.fail(new InvalidUtf8Error());
+      return;
+    }
+    rare.textChecked = final;
   }
 
   /** FrameSink: called by the frame parser. @internal */
@@ -486,8 +513,10 @@ export class Protocol implements FrameSink, ProtocolEngine {
    * Sends a whole text message. Returns true when it was written synchronously; otherwise
    * (waiting behind compression) `callback` is called once it was written or dropped.
    */
-  sendText(text: string, compress = true, callback?: SendCallback): boolean {
+  sendText(text: string | Buffer, compress = true, callback?: SendCallback): boolean {
     this.assertCanSend();
+    // Bytes the caller vouches are UTF-8 (the connection checked them) go out as they are.
+    if (typeof text !== 'string') return this.sendData(Opcode.Text, text, compress, callback);
     if ((this.flags & QUEUED) === 0 && !this.wantsCompression(compress, text.length)) {
       this.writeTextFrame(text);
       return true;
@@ -693,7 +722,12 @@ export class Protocol implements FrameSink, ProtocolEngine {
     // a 64-char frame against a JavaScript ASCII scan first).
     const length = Buffer.byteLength(text, 'utf8');
     if (length > COPY_THRESHOLD) {
-      this.writeFrame(Opcode.Text, Buffer.from(text, 'utf8'), true, false);
+      // Header and payload go out in one writev; the payload encoded as below (a 1 MiB ASCII
+      // string: 0.07 against 0.15 ms for Buffer.from's UTF-8 writer).
+      const payload = Buffer.allocUnsafe(length);
+      if (length === text.length) (payload as RawWriters).latin1Write(text, 0, length);
+      else (payload as RawWriters).utf8Write(text, 0, length);
+      this.writeFrame(Opcode.Text, payload, true, false);
       return;
     }
     const masking = this.config.masking;
@@ -739,7 +773,4 @@ interface RawWriters extends Buffer {
   latin1Write(text: string, offset: number, length: number): number;
   utf8Write(text: string, offset: number, length: number): number;
 }
-
-/** Decodes UTF-8 and throws on any invalid sequence; a leading BOM is kept (it is message text). */
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 

@@ -307,6 +307,38 @@ describe('Protocol state kept in bits and a side object', () => {
     expect(h.events).toEqual(['fail:1007', 'end']);
   });
 
+  test.each<Side>(['server', 'client'])('%s: large single-frame text messages (ASCII, and with characters of 2-4 bytes cut by every read) are gathered and decoded exactly', (side) => {
+    const h = harness(side);
+    const ascii = 'json: {"k": 1234567890} '.repeat(12_000);
+    const mixed = 'héllo, 日本語, 😀 and ascii; '.repeat(8_000);
+    for (const text of [ascii, mixed]) {
+      const bytes = frame({ opcode: 1, payload: Buffer.from(text, 'utf8'), mask: peerMasks(side) });
+      // Reads of 4093 bytes: a prime, so the cuts land inside characters all along.
+      for (let at = 0; at < bytes.length; at += 4093) h.proto.receiveData(bytes.subarray(at, at + 4093));
+    }
+    expect(h.events).toEqual(['message', 'message']);
+    expect(h.messages[0]).toBe(ascii);
+    expect(h.messages[1]).toBe(mixed);
+  });
+
+  test.each([
+    ['a bad byte past the first quarter fails when it arrives, before the frame is in', 200_000, 0xff, 210_000],
+    ['a 4-byte character cut short by the end of the message fails when the last byte arrives', 299_999, 0xf0, 300_000],
+    ['a surrogate (ED A0 80) held back fails at once', 10_000, 0xed, 10_003],
+  ])('large single-frame text: %s (1007)', (_name, at, byte, failsBy) => {
+    const h = harness('server');
+    const payload = Buffer.alloc(300_000, 0x61);
+    payload[at] = byte;
+    if (byte === 0xed) payload.set([0xed, 0xa0, 0x80], at);
+    const bytes = frame({ opcode: 1, payload, mask: true });
+    const header = bytes.length - payload.length;
+    h.proto.receiveData(bytes.subarray(0, header + at));
+    expect(h.events).toEqual([]);
+    h.proto.receiveData(bytes.subarray(header + at, header + failsBy));
+    expect(h.events).toEqual(['fail:1007', 'end']);
+    expect(h.written().at(-1)).toMatchObject({ opcode: 8 });
+  });
+
   test('a large single-frame binary message: gathered whole unless streamed, when its pieces come as the bytes arrive', () => {
     const h = harness('server');
     const payload = Buffer.alloc(300_000);

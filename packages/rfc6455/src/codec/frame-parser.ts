@@ -22,9 +22,18 @@ export interface FrameSink {
    * A message arrives as one or more pieces; an empty message as one empty piece. A frame of up to
    * `GATHER_MAX` bytes (64 KiB, exported by `rfc6455/codec`) is always one piece, gathered when it
    * spans pushed chunks; a larger one may come in several, as its bytes arrive (unless it is a
-   * whole uncompressed binary message and the parser's `gatherLarge` option is on).
+   * whole uncompressed message and the parser's `gatherLarge` option is on: see there).
    */
   onData(opcode: number, compressed: boolean, payload: Buffer, first: boolean, last: boolean): void;
+  /**
+   * Optional. With `gatherLarge`, a whole uncompressed text message larger than `GATHER_MAX` is
+   * gathered too when the sink has this method, which then sees its bytes, unmasked, in order and
+   * each once, as they arrive (while they are held, and as they are copied into place): `first` on
+   * the first bytes, `final` on the last. `bytes` is valid only during the call. The whole payload
+   * then comes to `onData` as usual. A sink checks UTF-8 here (RFC 6455 §8.1) and may fail the
+   * stream (`discard()`). Not called for anything else.
+   */
+  onText?(bytes: Buffer, first: boolean, final: boolean): void;
   /** A whole control frame (close, ping or pong), payload unmasked. */
   onControl(opcode: number, payload: Buffer): void;
   /** The stream broke a rule or a limit. Called once; the parser discards everything after it. */
@@ -56,8 +65,9 @@ export interface FrameParserOptions {
    * hold is then at most 4 times what it sent, and never more than `maxFrameSize`. A sink that
    * joins pieces into one buffer (the connection does, unless a message is streamed) saves that
    * copy. Off, such frames come in pieces as their bytes arrive, held for no longer than that.
-   * Text frames always do, so that a sink validating UTF-8 piece by piece can fail at the first
-   * bad byte (RFC 6455 §8.1) rather than once the whole frame is in.
+   * Text messages are gathered the same way only for a sink with `onText`, which sees their bytes
+   * as they arrive (to check UTF-8 without waiting for the rest, RFC 6455 §8.1); for any other
+   * sink they come in pieces, so that a sink validating piece by piece fails at the first bad byte.
    */
   gatherLarge?: boolean;
 }
@@ -99,6 +109,10 @@ const GATHER_LARGE = 0x200;
  * gathers: gatherLarge on, the first and final frame of an uncompressed binary message.
  */
 const GATHER_LARGE_WHOLE_BINARY = GATHER_LARGE | FIN | (Opcode.Binary << MESSAGE_SHIFT);
+/** The same for a text message (gathered for a sink with `onText` only). */
+const GATHER_LARGE_WHOLE_TEXT = GATHER_LARGE | FIN | (Opcode.Text << MESSAGE_SHIFT);
+/** The bits those two are read from. */
+const GATHER_LARGE_BITS = GATHER_LARGE | FIN | PIECE_SENT | COMPRESSED | MESSAGE;
 
 const EMPTY = Buffer.alloc(0);
 /** The chunk list of every parser with nothing buffered; never pushed to. */
@@ -123,6 +137,9 @@ export const GATHER_RATIO = 4;
  */
 const SLAB_SIZE = 65536;
 let slab: Buffer | undefined;
+/** Where held bytes of a large text message are unmasked for the sink's `onText`. */
+const SCRATCH_SIZE = 65536;
+let scratch: Buffer | undefined;
 let slabUsed = SLAB_SIZE;
 
 function gatherBuffer(size: number): Buffer {
@@ -243,6 +260,10 @@ export class FrameParser {
   /** The frame's masking key as a signed 32-bit integer (bytes in wire order, big-endian). */
   private maskKeyWord = 0;
   private remaining = 0;
+  /**
+   * How many payload bytes came before the next one taken, mod 4. While a large text message is
+   * held (nothing of it taken yet), how many of its bytes the sink has seen (onText) instead.
+   */
   private maskOffset = 0;
   /** The buffer a frame that spans chunks is gathered into (its first length - remaining bytes are in). */
   private gathering: Buffer | undefined = undefined;
@@ -655,21 +676,35 @@ export class FrameParser {
     }
     if (this.buffered === 0) return false;
     let gathering = this.gathering;
+    // Bytes of a large text message the sink saw while it was held.
+    let shown = 0;
     if (gathering === undefined) {
       const flags = this.flags;
       const remaining = this.remaining;
       // A frame that is not whole in the first buffered chunk is gathered into one buffer when it
-      // is small, or when it is a whole uncompressed binary message and gatherLarge is on (its
-      // bytes are then held until 1/GATHER_RATIO of it has arrived, FRESH kept meanwhile).
+      // is small, or when it is a whole uncompressed binary message (or text message, for a sink
+      // that checks it as it lands) and gatherLarge is on (its bytes are then held until
+      // 1/GATHER_RATIO of it has arrived, FRESH kept meanwhile).
       if (
         (flags & FRESH) !== 0 &&
         this.chunks[0]!.length - this.offset < remaining &&
-        (remaining <= GATHER_MAX || (flags & (GATHER_LARGE | FIN | PIECE_SENT | COMPRESSED | MESSAGE)) === GATHER_LARGE_WHOLE_BINARY)
+        (remaining <= GATHER_MAX ||
+          (flags & GATHER_LARGE_BITS) === GATHER_LARGE_WHOLE_BINARY ||
+          ((flags & GATHER_LARGE_BITS) === GATHER_LARGE_WHOLE_TEXT && this.sink.onText !== undefined))
       ) {
-        if (remaining > GATHER_MAX && this.buffered * GATHER_RATIO < remaining) return false;
+        if (remaining > GATHER_MAX && this.buffered * GATHER_RATIO < remaining) {
+          // Held; the sink sees a text message's bytes all the same.
+          if ((flags & MESSAGE) === Opcode.Text << MESSAGE_SHIFT) this.showHeld();
+          return false;
+        }
         this.flags = flags & ~FRESH;
+        shown = this.maskOffset;
+        this.maskOffset = 0;
         gathering = this.gathering = gatherBuffer(remaining);
       } else {
+        // (A text message held and shown to onText, then not gathered after all because
+        // gatherLarge was switched off: its pieces go to onData as any others do.)
+        if ((flags & FRESH) !== 0) this.maskOffset = 0;
         this.flags = flags & ~FRESH;
         const piece = this.unmask(this.takeView(remaining));
         this.remaining -= piece.length;
@@ -680,6 +715,7 @@ export class FrameParser {
     }
     // Copy (and unmask) what has arrived into place: one pass over the bytes.
     const masked = (this.flags & MASKED) !== 0;
+    const from = gathering.length - this.remaining;
     while (this.buffered > 0 && this.remaining > 0) {
       const part = this.takeView(this.remaining);
       const at = gathering.length - this.remaining;
@@ -691,11 +727,55 @@ export class FrameParser {
       }
       this.remaining -= part.length;
     }
+    // A large text message: the sink sees what just arrived, less what it saw while it was held
+    // (and may fail the stream).
+    if (gathering.length > GATHER_MAX && (this.flags & MESSAGE) === Opcode.Text << MESSAGE_SHIFT) {
+      const start = from > shown ? from : shown;
+      this.sink.onText!(gathering.subarray(start, gathering.length - this.remaining), start === 0, this.remaining === 0);
+      if (this.state === FAILED) return false;
+    }
     if (this.remaining > 0) return false;
     this.gathering = undefined;
     this.state = HEADER;
     this.emit(gathering);
     return true;
+  }
+
+  /**
+   * Hands the sink the bytes of a large text message that arrived while it is held (buffered
+   * until a quarter is in), unmasked in a scratch copy: the buffered bytes stay as they came.
+   */
+  private showHeld(): void {
+    const fresh = this.buffered - this.maskOffset;
+    if (fresh <= 0) return;
+    // The bytes not shown yet are the last `fresh` buffered: find where they start, from the end.
+    const chunks = this.chunks;
+    let i = chunks.length - 1;
+    let at = chunks[i]!.length - fresh;
+    while (at < 0) at += chunks[--i]!.length;
+    const masked = (this.flags & MASKED) !== 0;
+    let position = this.maskOffset;
+    for (; i < chunks.length; i++, at = 0) {
+      const chunk = chunks[i]!;
+      while (at < chunk.length) {
+        const n = Math.min(chunk.length - at, SCRATCH_SIZE);
+        let view: Buffer;
+        if (masked) {
+          // Copied first, then unmasked in the copy (mask() may unmask bytes of the shared read
+          // buffer where they lie, and these must stay masked until they are gathered).
+          view = (scratch ??= Buffer.allocUnsafe(SCRATCH_SIZE)).subarray(0, n);
+          chunk.copy(view, 0, at, at + n);
+          mask(view, keyBytes(this.maskKeyWord), view, 0, position & 3);
+        } else {
+          view = chunk.subarray(at, at + n);
+        }
+        this.sink.onText!(view, position === 0, false);
+        if (this.state === FAILED) return;
+        position += n;
+        at += n;
+      }
+    }
+    this.maskOffset = position;
   }
 
   private emit(piece: Buffer): void {

@@ -551,7 +551,7 @@ describe('per-parser footprint (bits and shared settings behave as the fields th
   });
 });
 
-describe('gatherLarge: whole uncompressed binary messages over GATHER_MAX are gathered too, once a quarter has arrived', () => {
+describe('gatherLarge: whole uncompressed binary messages over GATHER_MAX are gathered too, once a quarter has arrived (text too, for a sink with onText)', () => {
   const pattern = (n: number, seed: number): Buffer => {
     const b = Buffer.alloc(n);
     for (let i = 0; i < n; i++) b[i] = (i * 13 + seed + (i >> 9)) & 0xff;
@@ -657,6 +657,100 @@ describe('gatherLarge: whole uncompressed binary messages over GATHER_MAX are ga
       expect([name, rec.pieces.length > 2]).toEqual([name, true]);
       expect([name, rec.messages[0]!.compressed, rec.messages[0]!.data.equals(payload)]).toEqual([name, name === 'compressed', true]);
     }
+  });
+
+  describe('text, for a sink with onText', () => {
+    /** A parser whose sink records onText calls (bytes copied) and pieces; `failAt` makes onText fail the stream there. */
+    const textParser = (side: 'server' | 'client', failAt = -1) => {
+      const shown: Array<{ bytes: Buffer; first: boolean; final: boolean; buffered: number }> = [];
+      const pieces: Buffer[] = [];
+      let seen = 0;
+      const parser: FrameParser = new FrameParser({ side, ownsInput: true, gatherLarge: true }, {
+        onData: (_o, _c, p) => pieces.push(Buffer.from(p)),
+        onControl: () => undefined,
+        onError: (e) => {
+          throw e;
+        },
+        onText: (bytes, first, final) => {
+          shown.push({ bytes: Buffer.from(bytes), first, final, buffered: parser.bufferedAmount });
+          if (failAt >= seen && failAt < seen + bytes.length) parser.discard();
+          seen += bytes.length;
+        },
+      });
+      return { parser, shown, pieces };
+    };
+
+    test.each(['server', 'client'] as const)('%s side: shown every byte as it arrives (while held too), then handed over whole', (side) => {
+      const payload = pattern(SIZE, 5);
+      const bytes = frame({ opcode: 1, payload, mask: side === 'server' ? Uint8Array.of(0xff, 0x80, 0x01, 0x7e) : undefined });
+      const header = bytes.length - SIZE;
+      const t = textParser(side);
+      // Held (under a quarter): the bytes are shown as they come, and stay buffered.
+      t.parser.push(bytes.subarray(0, header + 1001));
+      t.parser.push(bytes.subarray(header + 1001, header + 30_003));
+      expect(t.shown.map((c) => [c.bytes.length, c.first, c.final, c.buffered])).toEqual([
+        [1001, true, false, 1001],
+        [29_002, false, false, 30_003],
+      ]);
+      expect(t.pieces).toEqual([]);
+      // Gathered from a quarter on: only what was not shown yet is shown.
+      pushSplit(t.parser, bytes.subarray(header + 30_003), [threshold, threshold + 7, 200_000]);
+      expect(t.pieces).toHaveLength(1);
+      expect(t.pieces[0]!.equals(payload)).toBe(true);
+      expect(Buffer.concat(t.shown.map((c) => c.bytes)).equals(payload)).toBe(true);
+      expect(t.shown.filter((c) => c.first)).toHaveLength(1);
+      expect(t.shown.map((c) => c.final)).toEqual([...t.shown.slice(1).map(() => false), true]);
+      expect(t.parser.atRest).toBe(true);
+    });
+
+    test.each([
+      ['while it is held', 20_000],
+      ['once it is being gathered', 250_000],
+    ])('a sink that fails the stream %s stops the parser: nothing handed over, the rest discarded', (_when, failAt) => {
+      const payload = pattern(SIZE, 6);
+      const bytes = Buffer.concat([frame({ opcode: 1, payload, mask: true }), frame({ opcode: 2, payload: 'after', mask: true })]);
+      const t = textParser('server', failAt);
+      pushSplit(t.parser, bytes, [10_000, 40_000, 100_000, 240_000, 260_000]);
+      expect(t.parser.failed).toBe(true);
+      expect(t.pieces).toEqual([]);
+      const seen = t.shown.reduce((n, c) => n + c.bytes.length, 0);
+      expect(seen).toBeGreaterThan(failAt);
+      expect(seen).toBeLessThan(SIZE);
+    });
+
+    test('gatherLarge switched off while a text message is held: the message comes in pieces after all, every byte in them', () => {
+      const payload = pattern(SIZE, 7);
+      const bytes = frame({ opcode: 1, payload, mask: true });
+      const t = textParser('server');
+      t.parser.push(bytes.subarray(0, 40_000));
+      expect(t.shown.length).toBeGreaterThan(0);
+      t.parser.gatherLarge = false;
+      pushSplit(t.parser, bytes.subarray(40_000), [100_000, 200_000]);
+      expect(t.pieces.length).toBeGreaterThan(1);
+      expect(Buffer.concat(t.pieces).equals(payload)).toBe(true);
+      // And the next large text message is gathered again, shown from its first byte.
+      t.parser.gatherLarge = true;
+      const next = pattern(SIZE, 8);
+      const before = t.shown.length;
+      pushSplit(t.parser, frame({ opcode: 1, payload: next, mask: true }), [5000, 90_000]);
+      expect(t.pieces.at(-1)!.equals(next)).toBe(true);
+      expect(Buffer.concat(t.shown.slice(before).map((c) => c.bytes)).equals(next)).toBe(true);
+      expect(t.shown[before]!.first).toBe(true);
+    });
+
+    test('not shown: small text frames, fragments, compressed text, binary', () => {
+      const t = textParser('client');
+      const big = pattern(SIZE, 9);
+      const stream = Buffer.concat([
+        frame({ opcode: 1, payload: pattern(GATHER_MAX, 1) }),
+        frame({ opcode: 1, fin: false, payload: big }),
+        frame({ opcode: 0, payload: 'end' }),
+        frame({ opcode: 2, payload: big }),
+      ]);
+      pushSplit(t.parser, stream, [1000, 70_000, 200_000, 500_000, 700_000]);
+      expect(t.shown).toEqual([]);
+      expect(t.pieces.length).toBeGreaterThan(3);
+    });
   });
 
   test('switched on again, it applies from the next frame', () => {

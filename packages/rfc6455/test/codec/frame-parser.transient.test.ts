@@ -18,17 +18,30 @@ interface Report {
   pieces: Array<{ opcode: number; compressed: boolean; first: boolean; last: boolean; payload: Buffer }>;
   controls: Array<{ opcode: number; payload: Buffer }>;
   errors: number[];
+  /** With an onText sink: per text message it saw, the bytes it was shown (copied), joined. */
+  texts: Buffer[];
 }
 
 /**
  * A parser whose sink keeps what it is given. With `pauseEvery` > 0 it pauses the parser at every
  * that-many-th piece; `wake()` resumes it (the test calls it between reads).
  */
-function keepingParser(options: FrameParserOptions, pauseEvery = 0): { parser: FrameParser; report: Report; wake(): boolean } {
-  const report: Report = { pieces: [], controls: [], errors: [] };
+function keepingParser(options: FrameParserOptions, pauseEvery = 0, withText = false): { parser: FrameParser; report: Report; wake(): boolean } {
+  const report: Report = { pieces: [], controls: [], errors: [], texts: [] };
   let count = 0;
   let asleep = false;
+  let shown: Buffer[] = [];
+  const onText = (bytes: Buffer, first: boolean, final: boolean): void => {
+    // `first` exactly when a new message's bytes start; the bytes copied (valid during the call only).
+    expect(first).toBe(shown.length === 0);
+    shown.push(Buffer.from(bytes));
+    if (final) {
+      report.texts.push(Buffer.concat(shown));
+      shown = [];
+    }
+  };
   const parser: FrameParser = new FrameParser(options, {
+    ...(withText ? { onText } : {}),
     onData(opcode, compressed, payload, first, last) {
       report.pieces.push({ opcode, compressed, first, last, payload });
       if (pauseEvery > 0 && ++count % pauseEvery === 0) {
@@ -61,8 +74,8 @@ function keepingParser(options: FrameParserOptions, pauseEvery = 0): { parser: F
  * buffer), each read copied into one reused buffer that is wiped after the call. `shared` is that
  * buffer: by default a plain one as long as the stream; the connection's is `sharedReadBuffer()`.
  */
-function feedTransient(stream: Buffer, cuts: readonly number[], options: FrameParserOptions, pauseEvery: number, shared: Buffer = Buffer.alloc(stream.length + 16)): Report {
-  const { parser, report, wake } = keepingParser(options, pauseEvery);
+function feedTransient(stream: Buffer, cuts: readonly number[], options: FrameParserOptions, pauseEvery: number, shared: Buffer = Buffer.alloc(stream.length + 16), withText = false): Report {
+  const { parser, report, wake } = keepingParser(options, pauseEvery, withText);
   const ends = [...new Set(cuts.map((c) => c % (stream.length + 1)))].filter((c) => c > 0 && c < stream.length).sort((a, b) => a - b);
   ends.push(stream.length);
   let at = 0;
@@ -217,6 +230,39 @@ describe('FrameParser.pushTransient', () => {
         const options: FrameParserOptions = { side: 'server', ownsInput, allowRsv1: true, gatherLarge };
         const stream = streamOf(specs, true, true);
         expect(summary(feedTransient(stream, cutPoints, options, pauseEvery, shared))).toBe(summary(feedOwned(stream, options)));
+      }),
+      { numRuns: 150 },
+    );
+  });
+
+  test.each([
+    ['server', 'a plain buffer'],
+    ['server', 'the shared read buffer'],
+    ['client', 'a plain buffer'],
+  ] as const)('%s side, reads in %s, sink with onText: large text messages are gathered whole too, and onText is shown each of their bytes once, in order, unmasked', (side, where) => {
+    const shared = where === 'a plain buffer' ? undefined : sharedReadBuffer();
+    fc.assert(
+      fc.property(fc.array(spec, { maxLength: 6 }), cuts, fc.constantFrom(0, 0, 1, 2), (specs, cutPoints, pauseEvery) => {
+        const options: FrameParserOptions = { side, ownsInput: true, allowRsv1: true, gatherLarge: true };
+        const stream = streamOf(specs, side === 'server', true);
+        const owned = feedOwned(stream, options);
+        const transient = feedTransient(stream, cutPoints, options, pauseEvery, shared ?? Buffer.alloc(stream.length + 16), true);
+        expect(summary(transient)).toBe(summary(owned));
+        // Every uncompressed single-frame message is one piece, text (gathered for onText) as
+        // well as binary, however the reads cut it.
+        const got = shape(transient);
+        shape(owned).forEach((m, i) => {
+          if (m.pieces === 1 && !m.compressed) expect([i, got[i]!.pieces]).toEqual([i, 1]);
+        });
+        // What onText was shown: the payloads of some of the large single-frame text messages (those
+        // that did not lie whole in one read), in order, each byte once.
+        const large = transient.pieces.filter((p) => p.first && p.last && p.opcode === 1 && !p.compressed && p.payload.length > GATHER_MAX).map((p) => digest(p.payload));
+        let k = 0;
+        for (const text of transient.texts.map(digest)) {
+          while (k < large.length && large[k] !== text) k++;
+          expect(k).toBeLessThan(large.length);
+          k++;
+        }
       }),
       { numRuns: 150 },
     );

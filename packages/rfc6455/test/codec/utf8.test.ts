@@ -3,7 +3,7 @@
  * every position, and fail-fast: the feed holding the first bad byte reports false.
  */
 import fc from 'fast-check';
-import { Utf8Validator } from '../../src/codec/utf8.js';
+import { decodeUtf8, decodeValidUtf8, Utf8Validator } from '../../src/codec/utf8.js';
 
 const decoder = new TextDecoder('utf-8', { fatal: true });
 function nodeValid(bytes: Uint8Array): boolean {
@@ -116,5 +116,40 @@ describe('Utf8Validator', () => {
     expect(v.feed(Buffer.from('ok'), true)).toBe(true);
     const w = new Utf8Validator();
     expect(w.feed(Uint8Array.of(0xe2, 0x82), true)).toBe(false);
+  });
+});
+
+describe('decodeUtf8 / decodeValidUtf8 (whole texts: ASCII through Latin-1, the rest through the strict decoder)', () => {
+  const strict = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+  const expected = (bytes: Uint8Array): string | undefined => {
+    try {
+      return strict.decode(bytes);
+    } catch {
+      return undefined;
+    }
+  };
+
+  test('the same as a strict decoder for any bytes: the string, or undefined when invalid', () => {
+    fc.assert(
+      fc.property(fc.oneof(fc.uint8Array({ maxLength: 300 }), fc.string({ unit: 'binary', maxLength: 200 }).map((t) => new Uint8Array(Buffer.from(t, 'utf8')))), (bytes) => {
+        const buffer = Buffer.from(bytes);
+        const want = expected(buffer);
+        expect(decodeUtf8(buffer)).toBe(want);
+        if (want !== undefined) expect(decodeValidUtf8(buffer)).toBe(want);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  test('ASCII of every size (Latin-1 path), a BOM kept, and a view into a larger buffer', () => {
+    for (const n of [0, 1, 63, 64, 4096, 70_000, 1_100_000]) {
+      const text = 'abcdefghijklmnopqrstuvwxyz{}":,0123456789'.repeat(Math.ceil(n / 40)).slice(0, n);
+      expect(decodeUtf8(Buffer.from(text, 'latin1'))).toBe(text);
+    }
+    expect(decodeUtf8(Buffer.from('\uFEFFbom', 'utf8'))).toBe('\uFEFFbom');
+    const big = Buffer.from('xxhéllo wörld yy', 'utf8');
+    expect(decodeUtf8(big.subarray(2, big.length - 3))).toBe('héllo wörld');
+    expect(decodeUtf8(Buffer.from('plain ascii yy').subarray(0, 11))).toBe('plain ascii');
+    expect(decodeUtf8(Buffer.from([0x61, 0x80]))).toBeUndefined();
   });
 });

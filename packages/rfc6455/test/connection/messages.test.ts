@@ -128,6 +128,26 @@ describe('payload sizes round-trip', () => {
     expect(await client.recv()).toBe(text);
   });
 
+  test.each([70_000, 300_000, 2 * 1024 * 1024])('large text of about %i bytes, ASCII and not: gathered across reads, echoed exactly', async (n) => {
+    const ascii = '{"id":12345,"name":"abcdefghij"},'.repeat(Math.ceil(n / 33)).slice(0, n);
+    const mixed = 'é日😀x'.repeat(Math.ceil(n / 10));
+    for (const text of [ascii, mixed]) {
+      await client.send(text);
+      expect(await client.recv()).toBe(text);
+    }
+  });
+
+  test('send(bytes, { binary: false }): UTF-8 bytes go as a text message; other bytes are refused with a TypeError, the connection unharmed', async () => {
+    await client.send(Buffer.from('héllo as bytes', 'utf8'), { binary: false });
+    expect(await client.recv()).toBe('héllo as bytes');
+    await client.send(new Uint8Array(Buffer.from('x'.repeat(70_000))), { binary: false });
+    expect(await client.recv()).toBe('x'.repeat(70_000));
+    await expect(client.send(Buffer.from([0x61, 0xff, 0x62]), { binary: false })).rejects.toThrow(TypeError);
+    await expect(client.send(Buffer.from([0xe2, 0x82]), { binary: false })).rejects.toThrow('not valid UTF-8');
+    await client.send('still open');
+    expect(await client.recv()).toBe('still open');
+  });
+
   test('16 MiB binary', async () => {
     const big = Buffer.alloc(16 * 1024 * 1024);
     for (let i = 0; i < big.length; i += 4096) big[i] = (i >> 12) & 0xff;
