@@ -16,7 +16,7 @@ import { encodeClosePayload, parseClosePayload } from './codec/close.js';
 import { FrameParser, type FrameSink } from './codec/frame-parser.js';
 import { COPY_THRESHOLD, encodeMasked, headerSize, writeHeader } from './codec/frame-writer.js';
 import { unmaskInPlace, writeRandomMaskKey } from './codec/mask.js';
-import { decodeUtf8, decodeValidUtf8, Utf8Validator } from './codec/utf8.js';
+import { decodeUtf8, decodeValidUtf8, encodeUtf8, Utf8Validator } from './codec/utf8.js';
 import {
   ConnectionClosedError,
   InvalidUtf8Error,
@@ -521,7 +521,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
       this.writeTextFrame(text);
       return true;
     }
-    return this.sendData(Opcode.Text, Buffer.from(text, 'utf8'), compress, callback);
+    return this.sendData(Opcode.Text, encodeUtf8(text, Buffer.byteLength(text, 'utf8')), compress, callback);
   }
 
   /** Sends a whole binary message (the payload is not modified or retained after writing). */
@@ -722,12 +722,8 @@ export class Protocol implements FrameSink, ProtocolEngine {
     // a 64-char frame against a JavaScript ASCII scan first).
     const length = Buffer.byteLength(text, 'utf8');
     if (length > COPY_THRESHOLD) {
-      // Header and payload go out in one writev; the payload encoded as below (a 1 MiB ASCII
-      // string: 0.07 against 0.15 ms for Buffer.from's UTF-8 writer).
-      const payload = Buffer.allocUnsafe(length);
-      if (length === text.length) (payload as RawWriters).latin1Write(text, 0, length);
-      else (payload as RawWriters).utf8Write(text, 0, length);
-      this.writeFrame(Opcode.Text, payload, true, false);
+      // Header and payload go out in one writev.
+      this.writeFrame(Opcode.Text, encodeUtf8(text, length), true, false);
       return;
     }
     const masking = this.config.masking;

@@ -134,6 +134,7 @@ const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
  */
 export function decodeUtf8(bytes: Buffer): string | undefined {
   if (isAscii(bytes)) return (bytes as RawReaders).latin1Slice(0, bytes.length);
+  if (bytes.length >= TRANSCODE_MIN && transcode !== undefined) return isUtf8(bytes) ? viaUtf16(bytes) : undefined;
   try {
     return strictUtf8.decode(bytes);
   } catch {
@@ -141,7 +142,60 @@ export function decodeUtf8(bytes: Buffer): string | undefined {
   }
 }
 
-/** Decodes a text already known to be valid UTF-8 (ASCII the cheap way, as in decodeUtf8). */
+/** Decodes a text already known to be valid UTF-8 (the same ways as decodeUtf8). */
 export function decodeValidUtf8(bytes: Buffer): string {
-  return isAscii(bytes) ? (bytes as RawReaders).latin1Slice(0, bytes.length) : (bytes as RawReaders).utf8Slice(0, bytes.length);
+  if (isAscii(bytes)) return (bytes as RawReaders).latin1Slice(0, bytes.length);
+  if (bytes.length >= TRANSCODE_MIN && transcode !== undefined) return viaUtf16(bytes);
+  return (bytes as RawReaders).utf8Slice(0, bytes.length);
+}
+
+/**
+ * Node's ICU transcoder (absent from a Node built without ICU). Converting valid UTF-8 to UTF-16
+ * and making the string from that is several times faster than V8's UTF-8 decoder for text that
+ * is not ASCII, from about 2 KB (measured on Node 20: 16 KiB of CJK 63 against 6.7 µs, of
+ * accented Latin 95 against 8 µs, mostly ASCII with some accents 24 against 10 µs; 64 bytes 0.3
+ * against 0.7 µs, hence the threshold). The string is two bytes per character even where V8 would
+ * have made a one-byte string (text that is all Latin-1).
+ */
+const transcode = (buffer as { transcode?: (source: Uint8Array, from: string, to: string) => Buffer }).transcode;
+const TRANSCODE_MIN = 2048;
+
+/** Valid UTF-8 (checked by the caller: the transcoder replaces bad sequences) as a string. */
+function viaUtf16(bytes: Buffer): string {
+  const utf16 = transcode!(bytes, 'utf8', 'utf16le') as Buffer & { ucs2Slice(start: number, end: number): string };
+  return utf16.ucs2Slice(0, utf16.length);
+}
+
+/**
+ * The UTF-8 bytes of a string, `length` of them (its `Buffer.byteLength`, which the caller has).
+ * A string whose UTF-8 length is its length is ASCII (every other character takes 2-4 bytes), and
+ * ASCII is its own Latin-1: V8's Latin-1 writer is the faster one (1 MiB: 0.07 against 0.15 ms).
+ * Anything else, from 2048 characters on, goes through the ICU transcoder from the string's
+ * UTF-16: 2-4 times faster than V8's UTF-8 writer (measured on Node 20, 250,000 characters: CJK
+ * 206 against 600-1000 µs, accented Latin 114 against 260-320 µs). A lone surrogate (which the
+ * transcoder refuses; the writer makes it U+FFFD) and shorter strings go through the writer.
+ */
+export function encodeUtf8(text: string, length: number): Buffer {
+  if (length === text.length) {
+    const bytes = Buffer.allocUnsafe(length);
+    (bytes as RawWriters).latin1Write(text, 0, length);
+    return bytes;
+  }
+  if (text.length >= TRANSCODE_MIN && transcode !== undefined) {
+    try {
+      const bytes = transcode(Buffer.from(text, 'utf16le'), 'utf16le', 'utf8');
+      if (bytes.length === length) return bytes;
+    } catch {
+      // A lone surrogate: the writer below.
+    }
+  }
+  const bytes = Buffer.allocUnsafe(length);
+  (bytes as RawWriters).utf8Write(text, 0, length);
+  return bytes;
+}
+
+/** Buffer's Latin-1 and UTF-8 writers (undeclared in @types/node, as the readers above). */
+interface RawWriters extends Buffer {
+  latin1Write(text: string, offset: number, length: number): number;
+  utf8Write(text: string, offset: number, length: number): number;
 }

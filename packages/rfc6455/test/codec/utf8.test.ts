@@ -3,7 +3,7 @@
  * every position, and fail-fast: the feed holding the first bad byte reports false.
  */
 import fc from 'fast-check';
-import { decodeUtf8, decodeValidUtf8, Utf8Validator } from '../../src/codec/utf8.js';
+import { decodeUtf8, decodeValidUtf8, encodeUtf8, Utf8Validator } from '../../src/codec/utf8.js';
 
 const decoder = new TextDecoder('utf-8', { fatal: true });
 function nodeValid(bytes: Uint8Array): boolean {
@@ -141,6 +141,26 @@ describe('decodeUtf8 / decodeValidUtf8 (whole texts: ASCII through Latin-1, the 
     );
   });
 
+  test('large texts (the UTF-16 path from 2 KB): the same as a strict decoder, valid or with a bad sequence anywhere', () => {
+    const unit = fc.oneof(fc.constantFrom('a', 'json{}', 'é', 'ß', '日本', '😀', '\uFEFF', '\u0800', '\uFFFD', '\u{10FFFF}'), fc.string({ unit: 'binary', maxLength: 3 }));
+    const bad = fc.constantFrom([0xff], [0xc0, 0x80], [0xed, 0xa0, 0x80], [0xf4, 0x90, 0x80, 0x80], [0xe2, 0x82], [0x80]);
+    fc.assert(
+      fc.property(fc.array(unit, { minLength: 1, maxLength: 12 }), fc.integer({ min: 2048, max: 40_000 }), fc.option(fc.tuple(bad, fc.nat()), { freq: 2 }), (units, size, corrupt) => {
+        // At least `size` bytes of the units repeated (whole characters), then maybe a bad sequence.
+        const text = units.join('') || 'a';
+        let buffer = Buffer.from(text.repeat(Math.ceil(size / Buffer.byteLength(text))), 'utf8');
+        if (corrupt) {
+          const [bytes, at] = corrupt;
+          buffer = Buffer.concat([buffer.subarray(0, at % buffer.length), Buffer.from(bytes), buffer.subarray(at % buffer.length)]);
+        }
+        const want = expected(buffer);
+        expect(decodeUtf8(buffer)).toBe(want);
+        if (want !== undefined) expect(decodeValidUtf8(buffer)).toBe(want);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
   test('ASCII of every size (Latin-1 path), a BOM kept, and a view into a larger buffer', () => {
     for (const n of [0, 1, 63, 64, 4096, 70_000, 1_100_000]) {
       const text = 'abcdefghijklmnopqrstuvwxyz{}":,0123456789'.repeat(Math.ceil(n / 40)).slice(0, n);
@@ -151,5 +171,26 @@ describe('decodeUtf8 / decodeValidUtf8 (whole texts: ASCII through Latin-1, the 
     expect(decodeUtf8(big.subarray(2, big.length - 3))).toBe('héllo wörld');
     expect(decodeUtf8(Buffer.from('plain ascii yy').subarray(0, 11))).toBe('plain ascii');
     expect(decodeUtf8(Buffer.from([0x61, 0x80]))).toBeUndefined();
+    // The same over 2 KB, where text that is not ASCII goes through UTF-16.
+    const longText = 'ab\uFEFFhéllo 日本 😀 '.repeat(300);
+    const long = Buffer.from(longText, 'utf8');
+    expect(decodeUtf8(long.subarray(2, long.length - 1))).toBe(longText.slice(2, -1));
+    expect(decodeUtf8(Buffer.concat([long, Buffer.from([0xc3])]))).toBeUndefined();
+  });
+});
+
+describe('encodeUtf8', () => {
+  test("the same bytes as Buffer.from(text, 'utf8') for any string, ASCII or not, short or over 2048 characters, lone surrogates included", () => {
+    const unit = fc.oneof(fc.constantFrom('a', 'ascii only', 'é', '日本', '😀', '\ud800', '\udfff', '\uFEFF'), fc.string({ unit: 'binary', maxLength: 4 }), fc.string({ unit: 'grapheme', maxLength: 2 }));
+    fc.assert(
+      fc.property(fc.array(unit, { minLength: 1, maxLength: 8 }), fc.integer({ min: 1, max: 3000 }), (units, times) => {
+        const text = units.join('').repeat(times);
+        const want = Buffer.from(text, 'utf8');
+        expect(encodeUtf8(text, want.length).equals(want)).toBe(true);
+      }),
+      { numRuns: 300 },
+    );
+    const lone = 'é'.repeat(3000) + '\ud800';
+    expect(encodeUtf8(lone, Buffer.byteLength(lone)).equals(Buffer.from(lone))).toBe(true);
   });
 });
