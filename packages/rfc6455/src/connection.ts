@@ -83,6 +83,14 @@ export interface ConnectionOptions {
    */
   directReads?: boolean;
   /**
+   * How text messages are handed over: `'string'` (the default), or `'buffer'`: their UTF-8 bytes,
+   * checked as for a string (1007 on invalid UTF-8), in a Buffer (`binary` is false in the
+   * `message` event), as `ws` does. No string is made, which saves decoding a message that is only
+   * passed on (a relay, a broker); `send(bytes, { binary: false })` sends it on without encoding it
+   * again. hybi-00 connections always hand over strings.
+   */
+  textMessages?: 'string' | 'buffer';
+  /**
    * A set that tracks open connections: the connection adds itself, and removes itself when it
    * closes (serve() and the adapters use one for graceful shutdown). Leave the removing to the
    * connections: the idle and keepalive timers reach them through this set.
@@ -292,6 +300,8 @@ interface Limits {
   readonly readHighWaterMark: number;
   readonly writeHighWaterMark: number;
   readonly maxBufferedAmount: number;
+  /** Text messages are handed over as their bytes (`textMessages: 'buffer'`). */
+  readonly textAsBuffer: boolean;
   /** The set of open connections this one belongs to (serve() and the adapters track theirs). */
   readonly registry: Set<WebSocketConnection> | undefined;
   /** Where exceptions thrown by event listeners go (set by the server seam). */
@@ -312,6 +322,7 @@ function limitsFor(
   readHighWaterMark: number,
   writeHighWaterMark: number,
   maxBufferedAmount: number,
+  textAsBuffer: boolean,
 ): Limits {
   const l = lastLimits;
   if (
@@ -325,7 +336,8 @@ function limitsFor(
     Object.is(l.keepaliveInterval, keepaliveInterval) &&
     Object.is(l.readHighWaterMark, readHighWaterMark) &&
     Object.is(l.writeHighWaterMark, writeHighWaterMark) &&
-    Object.is(l.maxBufferedAmount, maxBufferedAmount)
+    Object.is(l.maxBufferedAmount, maxBufferedAmount) &&
+    l.textAsBuffer === textAsBuffer
   ) {
     return l;
   }
@@ -340,6 +352,7 @@ function limitsFor(
     readHighWaterMark,
     writeHighWaterMark,
     maxBufferedAmount,
+    textAsBuffer,
     registry: undefined,
     listenerFailed: undefined,
   }));
@@ -539,6 +552,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
       options.readHighWaterMark ?? Defaults.readHighWaterMark,
       options.writeHighWaterMark ?? Defaults.writeHighWaterMark,
       options.maxBufferedAmount ?? 64 * 1024 * 1024,
+      options.textMessages === 'buffer',
     );
     if (this.limits.keepaliveInterval > 0) this.lastKeepalive = sinceBase(wheel.now);
     // hybi-00 keeps its engine from the start (it is never at rest; see Hybi00Protocol.atRest).
@@ -604,6 +618,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
         extension: this.extension,
         compressThreshold: limits.compressThreshold,
         ownsInput: true,
+        textAsBuffer: limits.textAsBuffer,
       },
       this,
     ));

@@ -72,6 +72,8 @@ export interface ProtocolOptions {
   compressThreshold?: number;
   /** Whether the protocol may unmask received chunks in place (they belong to it). */
   ownsInput?: boolean;
+  /** Hand text messages to `onMessage` as their (checked) UTF-8 bytes instead of a string. */
+  textAsBuffer?: boolean;
 }
 
 /** Called once a queued frame was written (or dropped, with the error). */
@@ -141,6 +143,7 @@ interface ProtocolConfig {
   /** Clients mask what they send (RFC 6455 §5.3). */
   readonly masking: boolean;
   readonly compressThreshold: number;
+  readonly textAsBuffer: boolean;
 }
 
 // A protocol's state and booleans, as bits of its `flags` (one small integer, not eight fields).
@@ -197,10 +200,10 @@ function inflateFailure(error: unknown): WebSocketError {
   return error instanceof WebSocketError ? error : new ProtocolError('invalid compressed data', 1007, 'WS_BAD_DEFLATE');
 }
 
-function configFor(side: Side, compressThreshold: number): ProtocolConfig {
+function configFor(side: Side, compressThreshold: number, textAsBuffer: boolean): ProtocolConfig {
   const c = lastConfig;
-  if (c !== undefined && c.side === side && Object.is(c.compressThreshold, compressThreshold)) return c;
-  return (lastConfig = Object.freeze({ side, masking: side === 'client', compressThreshold }));
+  if (c !== undefined && c.side === side && Object.is(c.compressThreshold, compressThreshold) && c.textAsBuffer === textAsBuffer) return c;
+  return (lastConfig = Object.freeze({ side, masking: side === 'client', compressThreshold, textAsBuffer }));
 }
 
 /**
@@ -251,7 +254,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
   constructor(options: ProtocolOptions, handler: ProtocolHandler) {
     this.handler = handler;
     this.extension = options.extension;
-    this.config = configFor(options.side, options.compressThreshold ?? 1024);
+    this.config = configFor(options.side, options.compressThreshold ?? 1024, options.textAsBuffer === true);
     this.parser = new FrameParser(
       {
         side: options.side,
@@ -387,12 +390,12 @@ export class Protocol implements FrameSink, ProtocolEngine {
       // Gathered by the parser and checked as its bytes arrived (onText).
       this.rare.textChecked = false;
       if (streaming) this.handler.onPiece(data, false, true, true);
-      else this.handler.onMessage(decodeValidUtf8(data), false);
+      else this.handler.onMessage(this.config.textAsBuffer ? data : decodeValidUtf8(data), false);
       return;
     }
     if (first && last && text && !streaming) {
       // A whole text message: validated and decoded in one pass (RFC 6455 §8.1: invalid UTF-8 fails).
-      const decoded = decodeUtf8(data);
+      const decoded = this.config.textAsBuffer ? (isUtf8(data) ? data : undefined) : decodeUtf8(data);
       if (decoded === undefined) {
         this.fail(new InvalidUtf8Error());
         return;
@@ -424,7 +427,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
     const whole = parts.length === 1 ? parts[0]! : Buffer.concat(parts, rare.partsLength);
     rare.parts = NO_PARTS;
     rare.partsLength = 0;
-    this.handler.onMessage(text ? decodeValidUtf8(whole) : whole, !text);
+    this.handler.onMessage(text && !this.config.textAsBuffer ? decodeValidUtf8(whole) : whole, !text);
   }
 
   /**

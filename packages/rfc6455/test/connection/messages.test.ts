@@ -5,7 +5,7 @@
  */
 import { EventEmitter, on, once } from 'node:events';
 import { connect, serve, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
-import { closePayload } from '../helpers/frames.js';
+import { closePayload, frame } from '../helpers/frames.js';
 import { RawClient } from '../helpers/raw-client.js';
 
 let server: WebSocketServer;
@@ -224,6 +224,73 @@ describe('a connection is an EventEmitter', () => {
     expect(emitter.emit('__proto__', 'b')).toBe(true);
     expect(got).toEqual(['a', 'b']);
     expect(client.eventNames()).toEqual(['message', 'hasOwnProperty', '__proto__']);
+    await client.close();
+  });
+});
+
+describe("textMessages: 'buffer' (text handed over as its UTF-8 bytes, as ws does)", () => {
+  let bytesServer: WebSocketServer;
+  const seen: Array<{ data: unknown; binary: boolean }> = [];
+  beforeAll(async () => {
+    bytesServer = await serve({ textMessages: 'buffer' }, (conn) => {
+      conn.on('message', (data, binary) => {
+        seen.push({ data, binary });
+        // Passed on as it came: text stays text, without a string in between.
+        void conn.send(data, { binary }).catch(() => undefined);
+      });
+    });
+  });
+  afterAll(() => bytesServer.close());
+
+  test.each([
+    ['without compression (a large text gathered by the parser)', false],
+    ['with permessage-deflate (large texts inflated)', true],
+  ])('%s: whole, large and fragmented text arrive as checked Buffers, binary as binary; echoed as they came', async (_name, perMessageDeflate) => {
+    seen.length = 0;
+    const client = await connect(bytesServer.url, { perMessageDeflate });
+    expect(client.extensions !== '').toBe(perMessageDeflate);
+    const large = 'é日😀 json {"a":1} '.repeat(20_000);
+    for (const text of ['héllo', '', large]) {
+      await client.send(text);
+      expect(await client.recv()).toBe(text);
+    }
+    await client.sendStream(['frag', 'mént', 'ed'].map((part) => Buffer.from(part)), { binary: false });
+    expect(await client.recv()).toBe('fragménted');
+    await client.send(Buffer.from([1, 2, 3]));
+    expect(await client.recv()).toEqual(Buffer.from([1, 2, 3]));
+    await client.close();
+    expect(seen.map((m) => [Buffer.isBuffer(m.data), m.binary])).toEqual([
+      [true, false],
+      [true, false],
+      [true, false],
+      [true, false],
+      [true, true],
+    ]);
+    expect((seen[0]!.data as Buffer).toString('utf8')).toBe('héllo');
+    expect((seen[2]!.data as Buffer).equals(Buffer.from(large))).toBe(true);
+    expect((seen[3]!.data as Buffer).toString('utf8')).toBe('fragménted');
+  });
+
+  test('invalid UTF-8 still fails with 1007, whole or before a large frame is in', async () => {
+    const raw = await RawClient.connect(bytesServer.port);
+    raw.send({ opcode: 1, payload: Buffer.of(0x61, 0xc0, 0x80) });
+    expect((await raw.readClose())?.code).toBe(1007);
+    raw.destroy();
+    const big = Buffer.alloc(400_000, 0x62);
+    big[150_000] = 0xff;
+    const raw2 = await RawClient.connect(bytesServer.port);
+    const bytes = frame({ opcode: 1, payload: big, mask: true });
+    raw2.write(bytes.subarray(0, 160_000));
+    expect((await raw2.readClose())?.code).toBe(1007);
+    raw2.destroy();
+  });
+
+  test('a client with it receives text as Buffers', async () => {
+    const client = await connect(server.url, { textMessages: 'buffer', perMessageDeflate: false });
+    await client.send('from the client');
+    const echoed = await client.recv();
+    expect(Buffer.isBuffer(echoed)).toBe(true);
+    expect((echoed as Buffer).toString()).toBe('from the client');
     await client.close();
   });
 });
