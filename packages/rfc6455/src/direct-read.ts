@@ -29,7 +29,6 @@ interface Fields {
 /** undefined: not probed yet; null: unavailable. */
 let fields: Fields | null | undefined;
 
-
 function probe(): Fields | null {
   if (process.env.RFC6455_NO_DIRECT_READ === '1') return null;
   try {

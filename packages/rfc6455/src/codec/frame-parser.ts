@@ -97,6 +97,8 @@ const MESSAGE = 0x60;
 const MESSAGE_SHIFT = 5;
 /** Nothing of the current frame's payload has been taken yet. */
 const FRESH = 0x80;
+/** The MESSAGE bits of a text message. */
+const TEXT_MESSAGE = Opcode.Text << MESSAGE_SHIFT;
 /**
  * The loop is reading a chunk that is valid only during the current pushTransient() call: every
  * payload it hands over is copied out (see `unmask`), and what is left buffered is copied at the end.
@@ -110,7 +112,7 @@ const GATHER_LARGE = 0x200;
  */
 const GATHER_LARGE_WHOLE_BINARY = GATHER_LARGE | FIN | (Opcode.Binary << MESSAGE_SHIFT);
 /** The same for a text message (gathered for a sink with `onText` only). */
-const GATHER_LARGE_WHOLE_TEXT = GATHER_LARGE | FIN | (Opcode.Text << MESSAGE_SHIFT);
+const GATHER_LARGE_WHOLE_TEXT = GATHER_LARGE | FIN | TEXT_MESSAGE;
 /** The bits those two are read from. */
 const GATHER_LARGE_BITS = GATHER_LARGE | FIN | PIECE_SENT | COMPRESSED | MESSAGE;
 
@@ -694,7 +696,7 @@ export class FrameParser {
       ) {
         if (remaining > GATHER_MAX && this.buffered * GATHER_RATIO < remaining) {
           // Held; the sink sees a text message's bytes all the same.
-          if ((flags & MESSAGE) === Opcode.Text << MESSAGE_SHIFT) this.showHeld();
+          if ((flags & MESSAGE) === TEXT_MESSAGE) this.showHeld();
           return false;
         }
         this.flags = flags & ~FRESH;
@@ -729,7 +731,7 @@ export class FrameParser {
     }
     // A large text message: the sink sees what just arrived, less what it saw while it was held
     // (and may fail the stream).
-    if (gathering.length > GATHER_MAX && (this.flags & MESSAGE) === Opcode.Text << MESSAGE_SHIFT) {
+    if (gathering.length > GATHER_MAX && (this.flags & MESSAGE) === TEXT_MESSAGE) {
       const start = from > shown ? from : shown;
       this.sink.onText!(gathering.subarray(start, gathering.length - this.remaining), start === 0, this.remaining === 0);
       if (this.state === FAILED) return false;

@@ -6,7 +6,7 @@
 import { FrameParser, GATHER_MAX, GATHER_RATIO } from '../../src/codec/frame-parser.js';
 import { MessageTooBigError, ProtocolError } from '../../src/errors.js';
 import { closePayload, frame, hex } from '../helpers/frames.js';
-import { pushSplit, recordingParser } from '../helpers/parser-sink.js';
+import { pushSplit, recordingParser, viewsParser } from '../helpers/parser-sink.js';
 
 function expectProtocolError(rec: ReturnType<typeof recordingParser>, pattern: RegExp): void {
   expect(rec.errors).toHaveLength(1);
@@ -296,15 +296,8 @@ describe('buffer ownership', () => {
   });
 
   test('client receives unmasked payload pieces as views of the pushed chunk (no copy)', () => {
-    const views: Buffer[] = [];
     const bytes = Buffer.concat([hex('82 7e 04 00'), Buffer.alloc(1024, 3)]);
-    const parser = new FrameParser({ side: 'client' }, {
-      onData: (_o, _c, p) => views.push(p),
-      onControl: () => undefined,
-      onError: (e) => {
-        throw e;
-      },
-    });
+    const { parser, views } = viewsParser({ side: 'client' });
     parser.push(bytes);
     expect(views).toHaveLength(1);
     expect(views[0]!.buffer).toBe(bytes.buffer);
@@ -602,14 +595,7 @@ describe('gatherLarge: whole uncompressed binary messages over GATHER_MAX are ga
   test('a frame whole in one chunk is handed over as a view of it, as before', () => {
     const payload = pattern(SIZE, 2);
     const bytes = frame({ opcode: 2, payload });
-    const got: Buffer[] = [];
-    const parser = new FrameParser({ side: 'client', gatherLarge: true }, {
-      onData: (_o, _c, p) => got.push(p),
-      onControl: () => undefined,
-      onError: (e) => {
-        throw e;
-      },
-    });
+    const { parser, views: got } = viewsParser({ side: 'client', gatherLarge: true });
     parser.push(bytes);
     expect(got).toHaveLength(1);
     expect(got[0]!.buffer).toBe(bytes.buffer);

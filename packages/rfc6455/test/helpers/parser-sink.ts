@@ -35,6 +35,19 @@ export function recordingParser(options: FrameParserOptions): Recorded {
   return Object.assign(rec, { parser });
 }
 
+/** A parser whose sink keeps every data piece as given (views, not copies) and throws on an error. */
+export function viewsParser(options: FrameParserOptions): { parser: FrameParser; views: Buffer[] } {
+  const views: Buffer[] = [];
+  const parser = new FrameParser(options, {
+    onData: (_opcode, _compressed, payload) => views.push(payload),
+    onControl: () => undefined,
+    onError: (error) => {
+      throw error;
+    },
+  });
+  return { parser, views };
+}
+
 /** Pushes `bytes` cut at the given offsets (sorted, within range). */
 export function pushSplit(parser: FrameParser, bytes: Buffer, cuts: readonly number[]): void {
   let at = 0;
