@@ -19,6 +19,7 @@ import { abortSocket, endSocket, socketTransport, SocketTransport, type Transpor
 import type { Socket } from 'node:net';
 import { readDirect } from './direct-read.js';
 import { BULK_BYTES, bulkTrafficSeen, deferredTuning } from './allocator.js';
+import { PreparedMessage, toBuffer, type SendData } from './prepared.js';
 
 /** What `recv()` resolves to once the connection is closed (the analog of Racket's `eof`). */
 export const EOF: unique symbol = Symbol('rfc6455.EOF');
@@ -28,8 +29,7 @@ export type EOF = typeof EOF;
 /** A received message: a string for text, a Buffer for binary. */
 export type Message = string | Buffer;
 
-/** What `send()` accepts: strings go as text, bytes as binary. */
-export type SendData = string | Buffer | Uint8Array | ArrayBuffer | ArrayBufferView;
+export type { SendData };
 
 /** Options of {@link WebSocketConnection.send}. */
 export interface SendOptions {
@@ -183,13 +183,6 @@ function rejected<T>(error: unknown): Promise<T> {
   const p = Promise.reject(error as Error);
   p.catch(noop);
   return p;
-}
-
-function toBuffer(data: Exclude<SendData, string>): Buffer {
-  if (Buffer.isBuffer(data)) return data;
-  if (data instanceof ArrayBuffer) return Buffer.from(data);
-  if (ArrayBuffer.isView(data)) return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  throw new TypeError('send() takes a string, Buffer, Uint8Array, ArrayBuffer or ArrayBufferView');
 }
 
 function messageSize(message: Message): number {
@@ -951,8 +944,9 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
    * Sends a message: text for a string, binary for bytes (or as `options.binary` says). Resolves
    * when the bytes were handed to the transport, after waiting for `drain` if the outgoing buffer
    * is over `writeHighWaterMark`. Rejects (never unhandled) with ConnectionClosedError after close.
+   * A {@link PreparedMessage} goes as it was prepared (`options.binary` does not apply to it).
    */
-  send(data: SendData, options?: SendOptions): Promise<void> {
+  send(data: SendData | PreparedMessage, options?: SendOptions): Promise<void> {
     if (this.sendTail) {
       const tail = this.sendTail.then(() => this.send(data, options));
       tail.catch(noop);
@@ -969,14 +963,17 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
         });
         callbackPromise.catch(noop);
       }
-      if ((this.flags & HYBI00) !== 0 && (typeof data !== 'string' || options?.binary)) {
+      if (data instanceof PreparedMessage) {
+        if (deferredTuning.armed && data.data.length >= BULK_BYTES) void bulkTrafficSeen();
+        sync = this.proto.sendPrepared(data, compress, callback);
+      } else if ((this.flags & HYBI00) !== 0 && (typeof data !== 'string' || options?.binary)) {
         throw new UnsupportedError('hybi-00 connections carry text only', 'WS_HYBI00_TEXT_ONLY');
-      }
-      if (deferredTuning.armed && (typeof data === 'string' ? data.length : data.byteLength) >= BULK_BYTES) void bulkTrafficSeen();
-      if (typeof data === 'string' && !options?.binary) {
+      } else if (typeof data === 'string' && !options?.binary) {
+        if (deferredTuning.armed && data.length >= BULK_BYTES) void bulkTrafficSeen();
         sync = this.proto.sendText(data, compress, callback);
       } else {
         const bytes = typeof data === 'string' ? Buffer.from(data) : toBuffer(data);
+        if (deferredTuning.armed && bytes.length >= BULK_BYTES) void bulkTrafficSeen();
         if (options?.binary === false) {
           // Bytes sent as text go out as they are, once checked: a text message must be UTF-8
           // (RFC 6455 §5.6), and the peer would fail the connection (1007) on anything else.
@@ -990,6 +987,27 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
       return this.drained();
     } catch (error) {
       return rejected(error);
+    }
+  }
+
+  /**
+   * {@link broadcast}'s step for this connection: `send(message)` without the promise. Returns
+   * false when the connection cannot take it (closing or closed; hybi-00 and a binary message).
+   * @internal
+   */
+  offer(message: PreparedMessage, compress: boolean): boolean {
+    if (this.closedFlag || ((this.flags & HYBI00) !== 0 && message.binary)) return false;
+    if (this.sendTail) {
+      // Behind a sendStream(): in turn, as send() would.
+      void this.send(message, { compress });
+      return true;
+    }
+    try {
+      if (deferredTuning.armed && message.data.length >= BULK_BYTES) void bulkTrafficSeen();
+      this.proto.sendPrepared(message, compress, undefined);
+      return true;
+    } catch {
+      return false;
     }
   }
 

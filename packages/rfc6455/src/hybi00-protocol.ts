@@ -6,6 +6,7 @@
 import { CloseCode } from './codec/constants.js';
 import { encodeHybi00Text, HYBI00_CLOSE, Hybi00Parser, type Hybi00ParseError } from './codec/hybi00.js';
 import { ConnectionClosedError, UnsupportedError } from './errors.js';
+import type { PreparedMessage } from './prepared.js';
 import type { ProtocolEngine, ProtocolHandler, ProtocolState, Side } from './protocol.js';
 
 /** The hybi-00 (hixie-76) engine behind the {@link ProtocolEngine} interface, sans I/O. Text only. */
@@ -109,6 +110,12 @@ export class Hybi00Protocol implements ProtocolEngine {
   /** Throws UnsupportedError `WS_HYBI00_TEXT_ONLY`: hybi-00 carries text only. */
   sendBinary(): boolean {
     throw new UnsupportedError('hybi-00 connections carry text only', 'WS_HYBI00_TEXT_ONLY');
+  }
+
+  /** Sends a prepared text message (its string, or its bytes); a binary one throws as `sendBinary` does. */
+  sendPrepared(message: PreparedMessage): boolean {
+    if (message.binary) return this.sendBinary();
+    return this.sendText(message.text ?? message.data);
   }
 
   /** Throws UnsupportedError `WS_HYBI00_NO_FRAGMENTS`. */

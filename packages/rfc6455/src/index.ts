@@ -25,6 +25,7 @@ export {
   type ConnectionInfo,
   type ConnectionEvents,
 } from './connection.js';
+export { broadcast, prepareMessage, PreparedMessage, type BroadcastOptions, type PrepareOptions } from './prepared.js';
 export {
   serviceMapper,
   isServiceMapper,

@@ -24,6 +24,7 @@ import {
   WebSocketError,
 } from './errors.js';
 import type { MessageExtension } from './extensions/extension.js';
+import type { PreparedMessage, SharedPayload } from './prepared.js';
 
 /** Which end of a connection: the server, or the client (which masks its frames). */
 export type Side = 'server' | 'client';
@@ -111,6 +112,11 @@ export interface ProtocolEngine {
   sendText(text: string | Buffer, compress?: boolean, callback?: SendCallback): boolean;
   /** Sends a binary message. Returns true if written at once, else `callback` reports when it is. */
   sendBinary(data: Buffer, compress?: boolean, callback?: SendCallback): boolean;
+  /**
+   * Sends a prepared message ({@link PreparedMessage}: encoded once for many connections). Returns
+   * true if written at once, else `callback` reports when it is.
+   */
+  sendPrepared(message: PreparedMessage, compress?: boolean, callback?: SendCallback): boolean;
   /** Sends one fragment of a message (`fin` ends it). Returns true if written at once, else `callback` reports. */
   sendFragment(opcode: number, data: Buffer, fin: boolean, compress?: boolean, callback?: SendCallback): boolean;
   /** Sends a ping (payload at most 125 bytes). */
@@ -130,6 +136,8 @@ interface QueuedFrame {
   /** Set RSV1 (first frame of a compressed message). */
   rsv1: boolean;
   callback: SendCallback | undefined;
+  /** A prepared message's payload compressed once for every connection with our setting (then `compress` is false). */
+  shared: SharedPayload | undefined;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -543,8 +551,37 @@ export class Protocol implements FrameSink, ProtocolEngine {
       this.writeFrame(opcode, data, true, false);
       return true;
     }
-    this.enqueue({ opcode, data, fin: true, compress: deflate, rsv1: deflate, callback });
+    this.enqueue({ opcode, data, fin: true, compress: deflate, rsv1: deflate, callback, shared: undefined });
     return false;
+  }
+
+  /**
+   * Sends a prepared message: its frame as built once (unmasked, uncompressed), or its payload
+   * compressed once for every connection whose extension compresses each message from a fresh
+   * context with the same setting; otherwise as `sendText`/`sendBinary` would send its bytes.
+   */
+  sendPrepared(message: PreparedMessage, compress = true, callback?: SendCallback): boolean {
+    this.assertCanSend();
+    if ((this.flags & SENDING) !== 0) throw new ProtocolError('a fragmented message is being sent', 1011, 'WS_SEND_IN_PROGRESS');
+    const data = message.data;
+    const opcode = message.binary ? Opcode.Binary : Opcode.Text;
+    if (this.wantsCompression(compress, data.length)) {
+      const extension = this.extension!;
+      const key = extension.standaloneKey;
+      if (key === undefined) return this.sendData(opcode, data, true, callback);
+      const shared = message.compressedFor(extension, key);
+      if ((this.flags & QUEUED) === 0 && shared.wire !== undefined) {
+        if (this.config.masking) this.writeFrame(opcode, shared.wire.payload, true, true);
+        else shared.wire.writeTo(this.handler);
+        return true;
+      }
+      this.enqueue({ opcode, data, fin: true, compress: false, rsv1: true, callback, shared });
+      return false;
+    }
+    if ((this.flags & QUEUED) !== 0) return this.sendData(opcode, data, false, callback);
+    if (this.config.masking) this.writeFrame(opcode, data, true, false);
+    else message.writePlain(this.handler);
+    return true;
   }
 
   /**
@@ -573,7 +610,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
       this.writeFrame(frameOpcode, data, fin, false);
       return true;
     }
-    this.enqueue({ opcode: frameOpcode, data, fin, compress: deflate, rsv1, callback });
+    this.enqueue({ opcode: frameOpcode, data, fin, compress: deflate, rsv1, callback, shared: undefined });
     return false;
   }
 
@@ -649,7 +686,23 @@ export class Protocol implements FrameSink, ProtocolEngine {
       if ((this.flags & COMPRESSING) !== 0) return;
       const frame = rare.queue[0]!;
       let data = frame.data;
-      if (frame.compress) {
+      const shared = frame.shared;
+      if (shared !== undefined) {
+        if (shared.wire === undefined && shared.error === undefined) {
+          // Being compressed for every connection that shares it: this one waits its turn.
+          this.flags |= COMPRESSING;
+          shared.whenSettled(() => {
+            this.flags &= ~COMPRESSING;
+            if (rare.queue[0] === frame) this.pump();
+          });
+          return;
+        }
+        if (shared.error !== undefined) {
+          this.compressionFailed(rare, frame, shared.error);
+          return;
+        }
+        data = shared.wire!.payload;
+      } else if (frame.compress) {
         let compressed: unknown;
         try {
           compressed = this.extension!.compress(frame.data, frame.fin, (error, result) => {

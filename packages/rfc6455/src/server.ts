@@ -12,6 +12,7 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { CloseCode, Defaults } from './codec/constants.js';
 import type { WebSocketConnection } from './connection.js';
+import { broadcast, type BroadcastOptions, type PreparedMessage, type SendData } from './prepared.js';
 import { armAllocatorTuning } from './allocator.js';
 import { attachHttp2 } from './http2.js';
 import { Http1Front } from './http1-front.js';
@@ -71,6 +72,11 @@ export interface WebSocketServer {
   readonly url: string;
   /** Open connections. */
   readonly connections: ReadonlySet<WebSocketConnection>;
+  /**
+   * Sends one message to every open connection, encoded (and, where it can be, compressed) once:
+   * `broadcast(server.connections, data, options)`. Returns to how many connections it went.
+   */
+  broadcast(data: SendData | PreparedMessage, options?: BroadcastOptions): number;
   /**
    * Graceful shutdown: stops accepting, closes every connection with `code` (default 1001 going
    * away), waits for their closing handshakes (each bounded by closeTimeout), then resolves.
@@ -234,6 +240,7 @@ export async function serve<State = unknown>(options: ServeOptions<State>, targe
     host,
     url: `${options.tls || options.http2 ? 'wss' : 'ws'}://${urlHost}:${address.port}/`,
     connections,
+    broadcast: (data, broadcastOptions) => broadcast(connections, data, broadcastOptions),
     close(code = CloseCode.GoingAway, reason = 'server shutting down') {
       closed ??= (async () => {
         closing = true;

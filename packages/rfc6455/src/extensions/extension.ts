@@ -27,4 +27,16 @@ export interface MessageExtension {
   decompress(data: Buffer, fin: boolean, cb: (err: Error | null, result?: Buffer) => void): unknown;
   /** Releases zlib contexts. Idempotent; later calls to compress/decompress fail. */
   dispose(): void;
+  /**
+   * Optional. Set when every outgoing message is compressed on its own, from a fresh context (no
+   * context takeover in our direction): a key naming the settings, the same for every connection
+   * whose output for a given message is the same bytes. A prepared message sent to many
+   * connections is then compressed once per key, with `compressStandalone`.
+   */
+  readonly standaloneKey?: string | undefined;
+  /**
+   * Compresses a whole message as `compress(data, true)` would from a fresh context, outside the
+   * connection's own queue (same return and callback rules). Present when `standaloneKey` can be set.
+   */
+  compressStandalone?(data: Buffer, cb: (err: Error | null, result?: Buffer) => void): unknown;
 }

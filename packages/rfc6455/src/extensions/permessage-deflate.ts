@@ -7,7 +7,7 @@
  * With context takeover a deflater costs about 2^(windowBits+2) + 2^(memLevel+9) bytes
  * (256 KiB at 15/8) and an inflater about 2^windowBits + 7 KiB, for as long as the connection lives.
  */
-import { constants, createDeflateRaw, createInflateRaw, type DeflateRaw, type InflateRaw } from 'node:zlib';
+import { constants, createDeflateRaw, createInflateRaw, deflateRaw, deflateRawSync, type DeflateRaw, type InflateRaw } from 'node:zlib';
 import { MessageTooBigError, ProtocolError, WebSocketError } from '../errors.js';
 import type { MessageExtension } from './extension.js';
 import { PERMESSAGE_DEFLATE, type DeflateParams, type PerMessageDeflateOptions } from './deflate-negotiation.js';
@@ -220,6 +220,34 @@ export class PerMessageDeflate implements MessageExtension {
     return undefined;
   }
 
+  /**
+   * With no context takeover in our direction, every message is compressed from a fresh context:
+   * the same message then compresses to the same bytes on every connection with the same window,
+   * level and memLevel, which this key names (undefined with context takeover).
+   */
+  get standaloneKey(): string | undefined {
+    return this.#outReset ? `${Math.max(9, this.#outBits)}/${this.#level}/${this.#memLevel}` : undefined;
+  }
+
+  /**
+   * Compresses a whole message from a fresh context of its own, as `compress(data, true)` does
+   * without context takeover, but outside this connection's queue and contexts: for a prepared
+   * message shared by many connections. Up to `syncLimit` bytes at once (the result is returned);
+   * larger ones in the thread pool, holding a slot of the zlib limiter (the callback comes later).
+   */
+  compressStandalone(data: Buffer, cb: Callback): Buffer | undefined {
+    const options = { level: this.#level, memLevel: this.#memLevel, windowBits: Math.max(9, this.#outBits), finishFlush: constants.Z_SYNC_FLUSH };
+    if (data.length <= this.#syncLimit) return messageEnd(deflateRawSync(data, options));
+    zlibLimiter.acquire(() => {
+      deflateRaw(data, options, (err, out) => {
+        zlibLimiter.release();
+        if (err) cb(err);
+        else cb(null, messageEnd(out));
+      });
+    });
+    return undefined;
+  }
+
   #compressInline(d: DeflateRaw, data: Buffer, fin: boolean): Buffer {
     const pieces: Buffer[] = [];
     try {
@@ -234,14 +262,7 @@ export class PerMessageDeflate implements MessageExtension {
   /** The end of a compression job, inline or not: the tail removed, the context released if so agreed. */
   #compressed(out: Buffer, fin: boolean): Buffer {
     if (!fin) return out;
-    // RFC 7692 §7.2.1: remove the 0x00 0x00 0xff 0xff tail of the final sync flush. zlib emits
-    // nothing for a flush with no new input; an empty final piece then becomes a lone empty
-    // stored block header (RFC 7692 §7.2.3.6) so the message still ends on a complete block.
-    if (out.length >= 4 && out[out.length - 4] === 0 && out[out.length - 3] === 0 && out[out.length - 2] === 0xff && out[out.length - 1] === 0xff) {
-      out = out.subarray(0, out.length - 4);
-    } else if (out.length === 0) {
-      out = EMPTY_MESSAGE;
-    }
+    out = messageEnd(out);
     // RFC 7692 §7.1.1: without context takeover the next message starts from a fresh context;
     // we release it now rather than reset, so an idle connection holds no deflater.
     if (this.#outReset) this.#closeDeflate();
@@ -476,6 +497,18 @@ export class PerMessageDeflate implements MessageExtension {
 }
 
 /** The pieces as one buffer (the piece itself when there is one). */
+/**
+ * The last compressed piece of a message as it is sent (RFC 7692 §7.2.1): the 0x00 0x00 0xff 0xff
+ * tail of the final sync flush removed. zlib emits nothing for a flush with no new input; an empty
+ * final piece then becomes a lone empty stored block header (RFC 7692 §7.2.3.6) so the message
+ * still ends on a complete block.
+ */
+function messageEnd(out: Buffer): Buffer {
+  const n = out.length;
+  if (n >= 4 && out[n - 4] === 0 && out[n - 3] === 0 && out[n - 2] === 0xff && out[n - 1] === 0xff) return out.subarray(0, n - 4);
+  return n === 0 ? EMPTY_MESSAGE : out;
+}
+
 function join(pieces: Buffer[]): Buffer {
   if (pieces.length === 1) return pieces[0]!;
   if (pieces.length === 0) return Buffer.alloc(0);

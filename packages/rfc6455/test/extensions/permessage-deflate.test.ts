@@ -594,3 +594,52 @@ describe('inline work and thread-pool jobs together', () => {
     }
   });
 });
+
+describe.each(MODES)('standalone compression (for prepared messages), %s', (_mode, limit) => {
+  beforeAll(() => {
+    modeSyncLimit = limit;
+  });
+  afterAll(() => {
+    modeSyncLimit = undefined;
+  });
+
+  const standalone = (e: PerMessageDeflate, data: Buffer) => run((d, _fin, cb) => e.compressStandalone(d, cb), data, true);
+
+  test('the same bytes as compress() of a whole message from a fresh context, for every size and window', async () => {
+    for (const bits of [9, 10, 15]) {
+      for (const size of [0, 1, 200, 5000, 70_000]) {
+        const msg = sample(size, size + bits);
+        const own = engine({ serverNoContextTakeover: true, serverMaxWindowBits: bits }, 'server');
+        const other = engine({ serverNoContextTakeover: true, serverMaxWindowBits: bits }, 'server');
+        // The engine's own output after a message already went through it (fresh context each time).
+        await compress(own, sample(3000, 99));
+        const expected = await compress(own, msg);
+        const got = await standalone(other, msg);
+        expect(got.equals(expected)).toBe(true);
+        // And it inflates back to the message for a receiver with that window.
+        const receiver = engine({ serverNoContextTakeover: true, serverMaxWindowBits: bits }, 'client');
+        expect((await decompress(receiver, got)).equals(msg)).toBe(true);
+        // The connection's own context is not touched.
+        expect(other.holdsContexts.deflate).toBe(false);
+      }
+    }
+  });
+
+  test('a key only without context takeover in our direction; it names window, level and memLevel', () => {
+    expect(engine({}, 'server').standaloneKey).toBeUndefined();
+    expect(engine({ clientNoContextTakeover: true }, 'server').standaloneKey).toBeUndefined();
+    expect(engine({ clientNoContextTakeover: true }, 'client').standaloneKey).toBeDefined();
+    const a = engine({ serverNoContextTakeover: true }, 'server').standaloneKey;
+    expect(a).toBeDefined();
+    expect(engine({ serverNoContextTakeover: true }, 'server').standaloneKey).toBe(a);
+    expect(engine({ serverNoContextTakeover: true, serverMaxWindowBits: 10 }, 'server').standaloneKey).not.toBe(a);
+    expect(engine({ serverNoContextTakeover: true, clientMaxWindowBits: 10 }, 'server').standaloneKey).toBe(a);
+    // 8 is sent with a 9-bit window (zlib has no 8 for raw deflate): the same output as 9.
+    expect(engine({ serverNoContextTakeover: true, serverMaxWindowBits: 8 }, 'server').standaloneKey).toBe(
+      engine({ serverNoContextTakeover: true, serverMaxWindowBits: 9 }, 'server').standaloneKey,
+    );
+    const leveled = new PerMessageDeflate({ ...BASE, serverNoContextTakeover: true }, 'server', { maxMessageSize: 1 << 20, level: 1 });
+    engines.push(leveled);
+    expect(leveled.standaloneKey).not.toBe(a);
+  });
+});

@@ -1,0 +1,218 @@
+#!/usr/bin/env node
+// Fan-out: one server sends the same message to every connection, `node bench/broadcast.mjs [--quick]`.
+//
+// Servers, each in a fresh process pinned to CPU 0 (the clients to CPU 1 where taskset exists):
+//   ws          ws 8: `for (const c of wss.clients) c.send(data)`, the way its docs broadcast
+//   rfc6455     the same loop over `server.connections` with `conn.send(data)`
+//   broadcast   rfc6455's `server.broadcast(data)`: encoded once, compressed once per zlib setting
+// Workloads: 64 B text; 16 KiB of JSON text; the same JSON with permessage-deflate, the server
+// asking for server_no_context_takeover (every message compressed from a fresh context, which
+// lets broadcast() compress it once for everybody; ws is given the same option).
+//
+// The clients are plain TCP sockets in this process that do the handshake and then only read
+// frame headers to count whole messages (no unmasking, no inflating): cheap enough not to be the
+// bottleneck, and their own CPU use is printed beside each figure. A round is one message to
+// every connection; the server sends a round per event-loop turn (setImmediate), as a server
+// relaying a stream of events would. Figures: deliveries per second from the first round to the
+// last message received, and the server's CPU time per delivery over the same span.
+import { spawn, spawnSync } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const BENCH = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.dirname(BENCH);
+const argv = process.argv.slice(2);
+
+// ------------------------------------------------------------------ server (child process)
+if (argv[0] === '--server') {
+  const impl = argv[1];
+  const deflate = argv[2] === 'deflate' ? { serverNoContextTakeover: true } : false;
+  let send;
+  let port;
+  if (impl === 'ws') {
+    const { WebSocketServer } = await import('ws');
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: deflate });
+    await new Promise((resolve) => wss.on('listening', resolve));
+    port = wss.address().port;
+    send = (data) => {
+      for (const c of wss.clients) c.send(data);
+    };
+  } else {
+    const { serve } = await import(pathToFileURL(path.join(ROOT, 'packages/rfc6455/dist/index.js')).href);
+    const server = await serve({ port: 0, host: '127.0.0.1', perMessageDeflate: deflate }, () => {});
+    port = server.port;
+    send =
+      impl === 'broadcast'
+        ? (data) => server.broadcast(data)
+        : (data) => {
+            for (const c of server.connections) void c.send(data);
+          };
+  }
+  let start;
+  process.on('message', async (m) => {
+    if (m.go) {
+      const data = makeMessage(m.go.size);
+      start = process.cpuUsage();
+      for (let r = 0; r < m.go.rounds; r++) {
+        send(data);
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    } else if (m.cpu) {
+      const u = process.cpuUsage(start);
+      process.send({ cpuMs: (u.user + u.system) / 1000 });
+    }
+  });
+  process.on('SIGTERM', () => process.exit(0));
+  process.send({ port });
+} else {
+  await main();
+}
+
+/** A text message of `size` bytes: a JSON array of chat-like records (64 B: one short record). */
+function makeMessage(size) {
+  let json = '[';
+  for (let i = 0; json.length < size - 100; i++) {
+    json += JSON.stringify({ id: i, user: `user${i % 37}`, text: `hello world message number ${i}`, ts: 1733480000000 + i * 17 }) + ',';
+  }
+  return (json + '0]').padEnd(size, ' ').slice(0, size);
+}
+
+// ------------------------------------------------------------------ runner
+async function main() {
+  const QUICK = argv.includes('--quick');
+  const CONNS = QUICK ? 300 : 1000;
+  const REPS = QUICK ? 1 : 3;
+  const WORKLOADS = [
+    { id: 'text64', title: '64 B text', size: 64, rounds: QUICK ? 50 : 200, deflate: false },
+    { id: 'json16k', title: '16 KiB JSON text', size: 16384, rounds: QUICK ? 30 : 100, deflate: false },
+    { id: 'json16k-deflate', title: '16 KiB JSON text, permessage-deflate (server_no_context_takeover)', size: 16384, rounds: QUICK ? 5 : 20, deflate: true },
+  ];
+  const IMPLS = ['ws', 'rfc6455', 'broadcast'];
+  const taskset = spawnSync('taskset', ['-c', '1', 'true']).status === 0;
+  if (taskset) spawnSync('taskset', ['-p', '-c', '1', String(process.pid)], { stdio: 'ignore' });
+
+  const results = {};
+  for (const w of WORKLOADS) {
+    for (let rep = 0; rep < REPS; rep++) {
+      for (const impl of IMPLS) {
+        const r = await runOne(impl, w, CONNS, taskset);
+        (results[`${w.id}:${impl}`] ??= []).push(r);
+        console.error(`${w.id} ${impl} #${rep + 1}: ${(r.rate / 1000).toFixed(1)}k deliveries/s, ${r.usPerDelivery.toFixed(2)} µs server CPU each, clients ${r.clientCpu.toFixed(0)} %`);
+      }
+    }
+  }
+  const median = (v) => {
+    const s = [...v].sort((a, b) => a - b);
+    return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+  };
+  const lines = [
+    `## Broadcast ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')}`,
+    '',
+    `Node ${process.version}, ${CONNS} connections, ${REPS} repetition(s) interleaved, medians; server on CPU 0${taskset ? ', clients on CPU 1 (taskset)' : ' (no taskset: not pinned)'}. The figure is the server's CPU time per delivery (lower is better); "÷ ws" is the median of per-repetition ratios to the \`ws\` loop's.`,
+    '',
+    '| workload | server | server CPU per delivery | ÷ ws | deliveries/s | payload bytes on the wire | clients\' CPU |',
+    '|---|---|---:|---:|---:|---:|---:|',
+  ];
+  for (const w of WORKLOADS) {
+    const base = results[`${w.id}:ws`];
+    for (const impl of IMPLS) {
+      const runs = results[`${w.id}:${impl}`];
+      const ratio = median(runs.map((r, i) => r.usPerDelivery / base[i].usPerDelivery));
+      lines.push(
+        `| ${w.title} | ${impl === 'broadcast' ? 'rfc6455 `broadcast()`' : impl === 'rfc6455' ? 'rfc6455 `send()` loop' : '`ws` `send()` loop'} | ${median(runs.map((r) => r.usPerDelivery)).toFixed(2)} µs | ${ratio.toFixed(2)}× | ${(median(runs.map((r) => r.rate)) / 1000).toFixed(1)} k | ${Math.round(median(runs.map((r) => r.wireBytes)))} | ${median(runs.map((r) => r.clientCpu)).toFixed(0)} % |`,
+      );
+    }
+  }
+  console.log(lines.join('\n'));
+}
+
+async function runOne(impl, w, conns, taskset) {
+  const args = [path.join(BENCH, 'broadcast.mjs'), '--server', impl, w.deflate ? 'deflate' : 'plain'];
+  const child = taskset
+    ? spawn('taskset', ['-c', '0', process.execPath, ...args], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], cwd: ROOT })
+    : spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], cwd: ROOT });
+  try {
+    const port = await new Promise((resolve, reject) => {
+      child.once('message', (m) => resolve(m.port));
+      child.once('exit', (code) => reject(new Error(`${impl} server exited (${code})`)));
+    });
+    const expected = conns * w.rounds;
+    let received = 0;
+    let wireBytes = 0;
+    let compressed = 0;
+    let allIn;
+    const done = new Promise((resolve) => (allIn = resolve));
+    const sockets = [];
+    const key = 'dGhlIHNhbXBsZSBub25jZQ==';
+    const ext = w.deflate ? 'Sec-WebSocket-Extensions: permessage-deflate\r\n' : '';
+    await Promise.all(
+      Array.from({ length: conns }, () => new Promise((resolve, reject) => {
+        const s = net.connect(port, '127.0.0.1');
+        sockets.push(s);
+        let head = Buffer.alloc(0);
+        let opened = false;
+        let pending = Buffer.alloc(0); // an incomplete frame header
+        let skip = 0; // payload bytes still to pass over
+        s.on('error', reject);
+        s.on('connect', () => s.write(`GET / HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n${ext}\r\n`));
+        s.on('data', (d) => {
+          if (!opened) {
+            head = Buffer.concat([head, d]);
+            const end = head.indexOf('\r\n\r\n');
+            if (end < 0) return;
+            const response = head.subarray(0, end).toString('latin1');
+            if (!response.startsWith('HTTP/1.1 101')) return reject(new Error(`handshake: ${response.split('\r\n')[0]}`));
+            if (w.deflate && !/permessage-deflate/i.test(response)) return reject(new Error('server declined permessage-deflate'));
+            opened = true;
+            resolve();
+            d = head.subarray(end + 4);
+          }
+          while (d.length > 0) {
+            if (skip > 0) {
+              const n = Math.min(skip, d.length);
+              skip -= n;
+              wireBytes += n;
+              d = d.subarray(n);
+              if (skip === 0 && ++received === expected) allIn();
+              continue;
+            }
+            const buf = pending.length > 0 ? Buffer.concat([pending, d]) : d;
+            pending = Buffer.alloc(0);
+            let length = buf.length >= 2 ? buf[1] & 127 : -1;
+            const hl = length === 126 ? 4 : length === 127 ? 10 : 2;
+            if (length < 0 || buf.length < hl) {
+              pending = Buffer.from(buf);
+              return;
+            }
+            if (length === 126) length = buf.readUInt16BE(2);
+            else if (length === 127) length = buf.readUInt32BE(6);
+            if ((buf[0] & 0x40) !== 0) compressed++;
+            d = buf.subarray(hl);
+            skip = length;
+            if (skip === 0 && ++received === expected) allIn();
+          }
+        });
+      })),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const client0 = process.cpuUsage();
+    const t0 = performance.now();
+    child.send({ go: { rounds: w.rounds, size: w.size } });
+    await done;
+    const wall = performance.now() - t0;
+    const client = process.cpuUsage(client0);
+    child.send({ cpu: true });
+    const { cpuMs } = await new Promise((resolve) => child.on('message', (m) => m.cpuMs !== undefined && resolve(m)));
+    for (const s of sockets) s.destroy();
+    if (w.deflate && compressed !== expected) throw new Error(`${impl}: ${compressed} of ${expected} messages compressed`);
+    return {
+      rate: expected / (wall / 1000),
+      usPerDelivery: (cpuMs * 1000) / expected,
+      wireBytes: wireBytes / expected,
+      clientCpu: ((client.user + client.system) / 1000 / wall) * 100,
+    };
+  } finally {
+    child.kill('SIGTERM');
+  }
+}
