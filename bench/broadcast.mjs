@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Fan-out: one server sends the same message to every connection, `node bench/broadcast.mjs [--quick]`.
+// Fan-out: one server sends the same message to every connection,
+// `node bench/broadcast.mjs [--quick] [--workloads text64,text64-burst,json16k,json16k-deflate]`.
 //
 // Servers, each in a fresh process pinned to CPU 0 (the clients to CPU 1 where taskset exists):
 //   ws          ws 8: `for (const c of wss.clients) c.send(data)`, the way its docs broadcast
@@ -13,7 +14,8 @@
 // frame headers to count whole messages (no unmasking, no inflating): cheap enough not to be the
 // bottleneck, and their own CPU use is printed beside each figure. A round is one message to
 // every connection; the server sends a round per event-loop turn (setImmediate), as a server
-// relaying a stream of events would. Figures: deliveries per second from the first round to the
+// relaying a stream of events would, or (the burst workload) ten rounds per turn, as a server
+// relaying a publisher's messages read in one chunk would. Figures: deliveries per second from the first round to the
 // last message received, and the server's CPU time per delivery over the same span.
 import { spawn, spawnSync } from 'node:child_process';
 import net from 'node:net';
@@ -54,8 +56,8 @@ if (argv[0] === '--server') {
     if (m.go) {
       const data = makeMessage(m.go.size);
       start = process.cpuUsage();
-      for (let r = 0; r < m.go.rounds; r++) {
-        send(data);
+      for (let r = 0; r < m.go.rounds; r += m.go.burst) {
+        for (let k = 0; k < m.go.burst; k++) send(data);
         await new Promise((resolve) => setImmediate(resolve));
       }
     } else if (m.cpu) {
@@ -69,13 +71,17 @@ if (argv[0] === '--server') {
   await main();
 }
 
-/** A text message of `size` bytes: a JSON array of chat-like records (64 B: one short record). */
+/**
+ * A text message of `size` bytes: a JSON array of chat-like records, padded. Made flat (one
+ * sequential string, as JSON.stringify returns) rather than left as the rope that `+=` builds:
+ * V8 measures and writes a rope piece by piece, on every send, in every library.
+ */
 function makeMessage(size) {
   let json = '[';
   for (let i = 0; json.length < size - 100; i++) {
     json += JSON.stringify({ id: i, user: `user${i % 37}`, text: `hello world message number ${i}`, ts: 1733480000000 + i * 17 }) + ',';
   }
-  return (json + '0]').padEnd(size, ' ').slice(0, size);
+  return Buffer.from((json + '0]').padEnd(size, ' ').slice(0, size), 'latin1').toString('latin1');
 }
 
 // ------------------------------------------------------------------ runner
@@ -85,9 +91,12 @@ async function main() {
   const REPS = QUICK ? 1 : 3;
   const WORKLOADS = [
     { id: 'text64', title: '64 B text', size: 64, rounds: QUICK ? 50 : 200, deflate: false },
+    { id: 'text64-burst', title: '64 B text, bursts of 10 messages per event-loop turn', size: 64, rounds: QUICK ? 50 : 200, burst: 10, deflate: false },
     { id: 'json16k', title: '16 KiB JSON text', size: 16384, rounds: QUICK ? 30 : 100, deflate: false },
     { id: 'json16k-deflate', title: '16 KiB JSON text, permessage-deflate (server_no_context_takeover)', size: 16384, rounds: QUICK ? 5 : 20, deflate: true },
   ];
+  const only = argv.includes('--workloads') ? argv[argv.indexOf('--workloads') + 1].split(',') : undefined;
+  if (only) WORKLOADS.splice(0, WORKLOADS.length, ...WORKLOADS.filter((w) => only.includes(w.id)));
   const IMPLS = ['ws', 'rfc6455', 'broadcast'];
   const taskset = spawnSync('taskset', ['-c', '1', 'true']).status === 0;
   if (taskset) spawnSync('taskset', ['-p', '-c', '1', String(process.pid)], { stdio: 'ignore' });
@@ -198,7 +207,7 @@ async function runOne(impl, w, conns, taskset) {
     await new Promise((resolve) => setTimeout(resolve, 300));
     const client0 = process.cpuUsage();
     const t0 = performance.now();
-    child.send({ go: { rounds: w.rounds, size: w.size } });
+    child.send({ go: { rounds: w.rounds, size: w.size, burst: w.burst ?? 1 } });
     await done;
     const wall = performance.now() - t0;
     const client = process.cpuUsage(client0);

@@ -195,7 +195,6 @@ type ListenerTable = Record<string, ((...args: unknown[]) => unknown) | Array<(.
 /** Times are kept relative to this (small integers fit in an object field; a Date.now() does not). */
 const TIME_BASE = Date.now();
 
-
 /**
  * ms since TIME_BASE as a small integer. Math.floor returns a Smi when the value fits (a plain
  * subtraction of two doubles gives a heap number, and then the field holds a boxed double).
@@ -234,6 +233,8 @@ const QUIET_ONE = 0x200;
  * connection, measured).
  */
 const DIRECT_PENDING = 0x1000;
+/** `flags` bit: `broadcast()` corked the stream until the end of the current tick (see `holdWrites`). */
+const HELD = 0x2000;
 
 /** The fields of a connection that most connections never use (one side object, made on first use). */
 class RareFields {
@@ -988,6 +989,25 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     } catch (error) {
       return rejected(error);
     }
+  }
+
+  /**
+   * {@link broadcast}: corks the stream until `releaseWrites()`, which broadcast calls once the
+   * current tick's code is done, so that the messages broadcast during one tick leave in one
+   * system call. Returns false (and does nothing) when already held or closed. @internal
+   */
+  holdWrites(): boolean {
+    if ((this.flags & HELD) !== 0 || this.closedFlag) return false;
+    this.flags |= HELD;
+    this.stream.cork();
+    return true;
+  }
+
+  /** Ends `holdWrites()`: what was written meanwhile goes out. @internal */
+  releaseWrites(): void {
+    if ((this.flags & HELD) === 0) return;
+    this.flags &= ~HELD;
+    this.stream.uncork();
   }
 
   /**
