@@ -6,6 +6,7 @@
 import { serve, EOF, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
 import { frame } from '../helpers/frames.js';
 import { RawClient } from '../helpers/raw-client.js';
+import { until } from '../helpers/wait.js';
 
 /** The server connection's internals the bound is about. */
 interface Internals {
@@ -14,13 +15,6 @@ interface Internals {
   proto: { bufferedIncoming: number };
 }
 
-async function until(condition: () => boolean, what: string, maxTurns = 20000): Promise<void> {
-  for (let i = 0; i < maxTurns; i++) {
-    if (condition()) return;
-    await new Promise((r) => setTimeout(r, 1));
-  }
-  throw new Error(`gave up waiting for ${what}`);
-}
 
 describe('slow consumer', () => {
   let server: WebSocketServer;

@@ -8,6 +8,7 @@
  */
 import { connect, serve, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
 import { RawClient } from '../helpers/raw-client.js';
+import { until } from '../helpers/wait.js';
 
 /** The private field under test. */
 interface Internals {
@@ -15,13 +16,6 @@ interface Internals {
 }
 const engineOf = (conn: WebSocketConnection): object | undefined => (conn as unknown as Internals).engine;
 
-async function until(condition: () => boolean, what: string, maxMs = 8000): Promise<void> {
-  const end = Date.now() + maxMs;
-  while (!condition()) {
-    if (Date.now() > end) throw new Error(`gave up waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

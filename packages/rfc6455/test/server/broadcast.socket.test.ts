@@ -21,16 +21,7 @@ import {
 } from '../../src/index.js';
 import { PerMessageDeflate } from '../../src/extensions/permessage-deflate.js';
 import { RawClient } from '../helpers/raw-client.js';
-
-const delay = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function until(condition: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 5000; i++) {
-    if (condition()) return;
-    await delay(2);
-  }
-  throw new Error(`gave up waiting for ${what}`);
-}
+import { delay, until } from '../helpers/wait.js';
 
 /** Compressible text of `size` bytes, different for every seed. */
 function json(size: number, seed: number): string {

@@ -12,6 +12,7 @@ import type { Socket } from 'node:net';
 import { connect, EOF, serve, type Message, type WebSocketConnection, type WebSocketServer } from '../../src/index.js';
 import { closePayload, frame } from '../helpers/frames.js';
 import { RawClient } from '../helpers/raw-client.js';
+import { delay, until } from '../helpers/wait.js';
 
 const FIXTURES = resolve(__dirname, '../../../../test/fixtures/tls');
 const TLS = { key: readFileSync(resolve(FIXTURES, 'key.pem')), cert: readFileSync(resolve(FIXTURES, 'cert.pem')) };
@@ -20,16 +21,6 @@ const TLS = { key: readFileSync(resolve(FIXTURES, 'key.pem')), cert: readFileSyn
 function readsDirectly(socket: unknown): boolean {
   const record = socket as Record<symbol, unknown>;
   return Object.getOwnPropertySymbols(socket).some((s) => s.description === 'kBufferCb' && typeof record[s] === 'function');
-}
-
-const delay = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function until(condition: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 5000; i++) {
-    if (condition()) return;
-    await delay(2);
-  }
-  throw new Error(`gave up waiting for ${what}`);
 }
 
 /** A deterministic byte pattern, different for every message. */
