@@ -1,12 +1,12 @@
 /**
  * The built `rfc6455` command (packages/rfc6455/dist/cli.js) as a real process: usage and exit
- * codes, `serve --echo`, and `connect` fed from a pipe (the non-interactive mode) against it and
+ * codes, `serve --echo` and `--broadcast`, and `connect` fed from a pipe (the non-interactive mode) against it and
  * against in-test servers that check headers, subprotocols and close codes.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { serve, type WebSocketServer } from 'rfc6455';
+import { connect, serve, type WebSocketServer } from 'rfc6455';
 import { killAll, ROOT, spawnNode, type Child } from '../examples/helpers.js';
 
 const CLI = resolve(ROOT, 'packages/rfc6455/dist/cli.js');
@@ -92,6 +92,29 @@ describe('serve --echo with connect from a pipe', () => {
     server.proc.kill('SIGTERM');
     expect(await server.exited).toBe(0);
   });
+});
+
+describe('serve --broadcast', () => {
+  test('relays every message to every other open connection, text as text and binary as binary', async () => {
+    const server = cli(['serve', '--port', '0', '--broadcast']);
+    const [url] = (await server.waitFor(/ws:\/\/\S+/)) as unknown as [string];
+    expect(server.stdout()).toContain('(broadcast)');
+    const peers = await Promise.all([connect(url), connect(url), connect(url)]);
+    const got: Array<Array<string | Buffer>> = peers.map(() => []);
+    peers.forEach((p, i) => p.on('message', (m) => got[i]!.push(m)));
+    await server.waitFor(/\[3\] open/);
+    await peers[0]!.send('hi all ✓');
+    await server.waitFor(/\[1\] >> 2 connection\(s\)/);
+    await peers[2]!.send(Buffer.from([1, 2, 3]));
+    await server.waitFor(/\[3\] >> 2 connection\(s\)/);
+    for (let i = 0; i < 200 && !(got[1]!.length === 2 && got[0]!.length === 1 && got[2]!.length === 1); i++) await new Promise((r) => setTimeout(r, 10));
+    expect(got[0]).toEqual([Buffer.from([1, 2, 3])]);
+    expect(got[1]).toEqual(['hi all ✓', Buffer.from([1, 2, 3])]);
+    expect(got[2]).toEqual(['hi all ✓']);
+    await Promise.all(peers.map((p) => p.close()));
+    server.proc.kill('SIGTERM');
+    expect(await server.exited).toBe(0);
+  }, 20_000);
 });
 
 describe('connect against other servers', () => {

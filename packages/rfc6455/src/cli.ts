@@ -3,7 +3,7 @@
  * The `rfc6455` command: a WebSocket client like wscat, and a quick echo/log server.
  *
  *   rfc6455 connect URL [--protocol P]... [--header 'K: V']... [--origin O] [--no-deflate] [--wait MS]
- *   rfc6455 serve [--port N] [--host H] [--echo] [--protocol P]...
+ *   rfc6455 serve [--port N] [--host H] [--echo] [--broadcast] [--protocol P]...
  *   rfc6455 --help | --version | help [connect|serve]
  *
  * Exit codes: 0 success; 1 connection error (refused, handshake failed) or an abnormal or error
@@ -17,7 +17,8 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { connect, type ConnectOptions } from './client.js';
 import { EOF, type Message, type WebSocketConnection } from './connection.js';
 import { HandshakeError } from './errors.js';
-import { serve } from './server.js';
+import { broadcast } from './prepared.js';
+import { serve, type WebSocketServer } from './server.js';
 
 /** Exit codes scripts can rely on. */
 const EXIT_OK = 0;
@@ -28,7 +29,7 @@ const MAIN_HELP = `Usage: rfc6455 <command> [options]
 
 Commands:
   connect URL   open a WebSocket and talk to it (interactive on a terminal, a pipe otherwise)
-  serve         run a WebSocket server that logs (and with --echo, echoes) messages
+  serve         run a WebSocket server that logs messages (--echo: echoes them; --broadcast: relays them)
   help [CMD]    show help for a command
 
 Options:
@@ -73,13 +74,16 @@ abnormal close or error close code; 2 usage error.
 const SERVE_HELP = `Usage: rfc6455 serve [options]
 
 Runs a WebSocket server on any path and logs each connection and message to stdout as
-"[ID] < message"; with --echo it sends every message back ("[ID] > message"). Plain HTTP
-requests get 426. SIGINT/SIGTERM close every connection with 1001 and exit 0.
+"[ID] < message"; with --echo it sends every message back ("[ID] > message"); with
+--broadcast it relays every message to every other open connection, a chat room ("[ID] >> N
+connections"). Plain HTTP requests get 426. SIGINT/SIGTERM close every connection with 1001 and
+exit 0.
 
 Options:
   -p, --port N       port (default 8081; 0 picks a free one; the URL is printed)
       --host H       address to bind (default 127.0.0.1; 0.0.0.0 for every interface)
   -e, --echo         echo messages back (text as text, binary as binary)
+  -b, --broadcast    relay every message to every other open connection
       --protocol P   accept subprotocol P when offered (repeatable)
   -h, --help         show this help
 
@@ -261,6 +265,7 @@ async function runServe(args: string[]): Promise<number> {
     port: { type: 'string', short: 'p', default: '8081' },
     host: { type: 'string', default: '127.0.0.1' },
     echo: { type: 'boolean', short: 'e' },
+    broadcast: { type: 'boolean', short: 'b' },
     protocol: { type: 'string', multiple: true },
     help: { type: 'boolean', short: 'h' },
   });
@@ -271,13 +276,14 @@ async function runServe(args: string[]): Promise<number> {
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) fail(`bad --port ${values.port}`);
   const echo = values.echo === true;
+  const relay = values.broadcast === true;
   // Signal handlers first, so that a signal at any point stops the server gracefully.
   let stopRequested!: () => void;
   const stopSignal = new Promise<void>((resolve) => (stopRequested = resolve));
   process.on('SIGINT', () => stopRequested());
   process.on('SIGTERM', () => stopRequested());
   let counter = 0;
-  let server;
+  let server: WebSocketServer | undefined;
   try {
     server = await serve(
       { port, host: values.host, ...(values.protocol ? { protocols: values.protocol } : {}) },
@@ -289,6 +295,10 @@ async function runServe(args: string[]): Promise<number> {
         // frame right behind the messages is answered only after their echoes.
         conn.on('message', (message, binary) => {
           log(`< ${show(message)}`);
+          if (relay) {
+            const others = [...server!.connections].filter((other) => other !== conn);
+            log(`>> ${broadcast(others, message, { binary })} connection(s)`);
+          }
           if (!echo) return;
           conn.send(message, { binary }).then(
             () => undefined,
@@ -304,7 +314,8 @@ async function runServe(args: string[]): Promise<number> {
     process.stderr.write(`error: cannot listen: ${(error as Error).message}\n`);
     return EXIT_FAILURE;
   }
-  process.stdout.write(`listening on ${server.url}${echo ? ' (echo)' : ''}\n`);
+  const modes = [echo ? 'echo' : '', relay ? 'broadcast' : ''].filter(Boolean).join(', ');
+  process.stdout.write(`listening on ${server.url}${modes ? ` (${modes})` : ''}\n`);
   await stopSignal;
   process.stdout.write('stopping\n');
   await server.close();
