@@ -73,6 +73,7 @@ async function start(options: { tls?: TlsMaterial } = {}): Promise<AdapterFixtur
     server: app.server,
     url: `${options.tls ? 'wss' : 'ws'}://127.0.0.1:${port(app)}`,
     close: () => app.close(),
+    connections: app.websocketConnections,
   };
 }
 

@@ -63,6 +63,7 @@ async function start(options: { tls?: TlsMaterial } = {}): Promise<AdapterFixtur
     app,
     ws,
     server,
+    connections: ws.connections,
     url: `${options.tls ? 'wss' : 'ws'}://127.0.0.1:${port}`,
     async close() {
       await ws.close();

@@ -24,7 +24,7 @@ const adapter: AdapterUnderTest = {
       },
       serviceMapper(suiteRoutes((_req, state) => (state as { user: string }).user)),
     );
-    return { server: server.httpServer, url: server.url.replace(/\/$/, ''), close: () => server.close() };
+    return { server: server.httpServer, url: server.url.replace(/\/$/, ''), close: () => server.close(), connections: server.connections };
   },
 };
 

@@ -21,7 +21,7 @@ import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
-import { connect, EOF, handleUpgrade, HandshakeError, type ConnectOptions, type ConnectionHandler, type Route, type WebSocketConnection } from 'rfc6455';
+import { broadcast, connect, EOF, handleUpgrade, HandshakeError, type ConnectOptions, type ConnectionHandler, type Route, type WebSocketConnection } from 'rfc6455';
 
 export interface TlsMaterial {
   key: string;
@@ -38,6 +38,8 @@ export interface AdapterFixture {
   url: string;
   /** The framework's graceful shutdown (must close open WebSocket connections with 1001). */
   close(): Promise<void>;
+  /** The open WebSocket connections as the adapter exposes them (for `broadcast()`). */
+  connections: ReadonlySet<WebSocketConnection>;
 }
 
 export interface AdapterUnderTest {
@@ -307,6 +309,21 @@ export function adapterSuite(adapter: AdapterUnderTest): void {
         });
       });
     }
+
+    describe('broadcast', () => {
+      it('broadcast() over the connections the adapter exposes reaches every open connection', async () => {
+        const first = await client('/rooms/a');
+        const second = await client('/rooms/b');
+        expect(await recvText(first)).toBe('room:a');
+        expect(await recvText(second)).toBe('room:b');
+        // Every connection of this fixture that is still open (earlier tests' are closed by now).
+        const live = [...fixture.connections].filter((c) => c.readyState === 'open');
+        expect(live.length).toBeGreaterThanOrEqual(2);
+        expect(broadcast(fixture.connections, 'to everyone')).toBe(live.length);
+        expect(await recvText(first)).toBe('to everyone');
+        expect(await recvText(second)).toBe('to everyone');
+      });
+    });
 
     describe('shutdown', () => {
       it('graceful shutdown closes open connections with 1001', async () => {
