@@ -233,8 +233,26 @@ const QUIET_ONE = 0x200;
  * connection, measured).
  */
 const DIRECT_PENDING = 0x1000;
-/** `flags` bit: `broadcast()` corked the stream until the end of the current tick (see `holdWrites`). */
+/**
+ * `flags` bit: something was written outside a received chunk, and the stream is corked until
+ * the current tick's code is done (see `holdWrites`).
+ */
 const HELD = 0x2000;
+
+/**
+ * Connections whose writes are held until the current tick's code is done: the messages sent to
+ * one connection during one tick (a burst from a timer, a broadcast loop, a publisher's chunk
+ * relayed) leave in one system call, as the replies to one received chunk do.
+ */
+let heldConnections: WebSocketConnection[] = [];
+let releaseScheduled = false;
+
+function releaseHeld(): void {
+  releaseScheduled = false;
+  const list = heldConnections;
+  heldConnections = [];
+  for (const conn of list) conn.releaseWrites();
+}
 
 /** The fields of a connection that most connections never use (one side object, made on first use). */
 class RareFields {
@@ -802,9 +820,22 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
 
   // ---- ProtocolHandler (called by the protocol) ------------------------------------------------
 
+  /**
+   * Before a write: corks the stream until the end of the received chunk being processed, or,
+   * outside one, until the end of the tick, unless it already is.
+   */
+  private holdForWrite(): void {
+    const flags = this.flags;
+    if ((flags & IN_CHUNK) !== 0) {
+      if ((flags & CORKED) === 0) this.corkChunk();
+    } else if ((flags & HELD) === 0 && !this.closedFlag) {
+      this.holdWrites();
+    }
+  }
+
   /** @internal */
   onWrite(data: Buffer): void {
-    if ((this.flags & (IN_CHUNK | CORKED)) === IN_CHUNK) this.corkChunk();
+    this.holdForWrite();
     this.stream.write(data);
     if (this.stream.writableLength > this.limits.maxBufferedAmount) this.overflow();
   }
@@ -812,7 +843,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   /** @internal */
   onWritev(header: Buffer, payload: Buffer): void {
     const stream = this.stream;
-    if ((this.flags & (IN_CHUNK | CORKED)) === IN_CHUNK) this.corkChunk();
+    this.holdForWrite();
     stream.cork();
     stream.write(header);
     stream.write(payload);
@@ -992,15 +1023,18 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   }
 
   /**
-   * {@link broadcast}: corks the stream until `releaseWrites()`, which broadcast calls once the
-   * current tick's code is done, so that the messages broadcast during one tick leave in one
-   * system call. Returns false (and does nothing) when already held or closed. @internal
+   * At the first write outside a received chunk: corks the stream until the current tick's code is
+   * done (one `process.nextTick` for every connection held in the tick), so that what is sent to
+   * this connection during the tick leaves in one system call.
    */
-  holdWrites(): boolean {
-    if ((this.flags & HELD) !== 0 || this.closedFlag) return false;
+  private holdWrites(): void {
     this.flags |= HELD;
     this.stream.cork();
-    return true;
+    heldConnections.push(this);
+    if (!releaseScheduled) {
+      releaseScheduled = true;
+      process.nextTick(releaseHeld);
+    }
   }
 
   /** Ends `holdWrites()`: what was written meanwhile goes out. @internal */

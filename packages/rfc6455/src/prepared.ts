@@ -190,28 +190,6 @@ export function broadcast(
   const message = data instanceof PreparedMessage ? data : prepareMessage(data, options);
   const compress = options?.compress ?? true;
   let sent = 0;
-  for (const conn of connections) {
-    if (conn.holdWrites()) held.push(conn);
-    if (conn.offer(message, compress)) sent++;
-  }
-  if (held.length > 0 && !releaseScheduled) {
-    releaseScheduled = true;
-    process.nextTick(releaseHeld);
-  }
+  for (const conn of connections) if (conn.offer(message, compress)) sent++;
   return sent;
-}
-
-/**
- * Connections whose writes broadcast() holds until the current tick's code is done: several
- * messages broadcast in one tick (a publisher's burst, read in one chunk) then reach each socket
- * in one system call instead of one per message.
- */
-let held: WebSocketConnection[] = [];
-let releaseScheduled = false;
-
-function releaseHeld(): void {
-  releaseScheduled = false;
-  const list = held;
-  held = [];
-  for (const conn of list) conn.releaseWrites();
 }
