@@ -851,6 +851,19 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     if (stream.writableLength > this.limits.maxBufferedAmount) this.overflow();
   }
 
+  /** @internal */
+  onWritevAscii(header: Buffer, text: string): void {
+    const stream = this.stream;
+    this.holdForWrite();
+    stream.cork();
+    stream.write(header);
+    // A socket writes a string natively; another transport's stream may expect Buffers only.
+    if (this.rare?.transport === undefined) stream.write(text, 'latin1');
+    else stream.write(Buffer.from(text, 'latin1'));
+    stream.uncork();
+    if (stream.writableLength > this.limits.maxBufferedAmount) this.overflow();
+  }
+
   /**
    * Where exceptions thrown by event listeners go; the server seam sets it to its handler-failure
    * path (close 1011, `onError`). Kept in the shared limits (every connection of a server has the

@@ -193,6 +193,11 @@ describe('where direct reads do not apply', () => {
         expect(readsDirectly(conn!.transport.stream)).toBe(false);
         expect(got[0]).toBe('one');
         expect(Buffer.compare(got[1] as Buffer, pattern(70000, 3))).toBe(0);
+        // Large ASCII text goes to the socket as a string (its native write): over TLS too.
+        const text = 'ascii text '.repeat(9000);
+        const echoed = new Promise<Message>((resolve) => client.once('message', resolve));
+        await conn!.send(text);
+        expect(await echoed).toBe(text);
         await client.close();
       } finally {
         await server.close();
