@@ -8,6 +8,8 @@ import fc from 'fast-check';
 import { connect, EOF, type Message, type WebSocketConnection } from 'rfc6455';
 import { closePayload, decodeFrames, frame } from '../../packages/rfc6455/test/helpers/frames.js';
 import { RawClient } from '../../packages/rfc6455/test/helpers/raw-client.js';
+import { resolve } from 'node:path';
+import { spawnNode } from '../examples/helpers.js';
 import { closeAll, startServer } from './helpers.js';
 
 afterAll(closeAll);
@@ -26,6 +28,19 @@ function payloadFor(i: number, size: number, binary: boolean): Buffer {
   while (Buffer.byteLength(text) < size) text += pattern;
   return Buffer.from(text);
 }
+
+describe('a process that exits right after awaiting send()', () => {
+  test('every awaited message was handed to the socket: the server gets them all', async () => {
+    const got: Message[] = [];
+    const server = await startServer({}, (conn) => void conn.on('message', (m) => got.push(m)));
+    const child = spawnNode([resolve(__dirname, 'children/send-then-exit.ts'), server.url]);
+    expect(await child.exited).toBe(0);
+    for (let i = 0; i < 200 && got.length < 4; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(got.slice(0, 3)).toEqual(['message 0', 'message 1', 'message 2']);
+    expect(got).toHaveLength(4);
+    expect((got[3] as string).endsWith('last words')).toBe(true);
+  }, 30_000);
+});
 
 describe('both directions, with our own client', () => {
   test.each([false, true])('server sends 300 messages then close() without awaiting them (deflate %s): all arrive in order, then 1000', async (deflate) => {

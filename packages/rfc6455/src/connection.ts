@@ -235,14 +235,18 @@ const QUIET_ONE = 0x200;
 const DIRECT_PENDING = 0x1000;
 /**
  * `flags` bit: something was written outside a received chunk, and the stream is corked until
- * the current tick's code is done (see `holdWrites`).
+ * the code now running is done (see `holdWrites`).
  */
 const HELD = 0x2000;
 
 /**
- * Connections whose writes are held until the current tick's code is done: the messages sent to
- * one connection during one tick (a burst from a timer, a broadcast loop, a publisher's chunk
- * relayed) leave in one system call, as the replies to one received chunk do.
+ * Connections whose writes are held until the code now running is done: the messages sent to one
+ * connection by one piece of synchronous code (a burst from a timer, a broadcast loop, a
+ * publisher's chunk relayed) leave in one system call, as the replies to one received chunk do.
+ * They are released by a microtask queued at the first hold, so before the continuation of any
+ * `await conn.send()` made meanwhile: awaiting a send still means it was handed to the socket (a
+ * `process.exit()` right after it loses nothing), and a loop that awaits each send writes each
+ * at once, as before.
  */
 let heldConnections: WebSocketConnection[] = [];
 let releaseScheduled = false;
@@ -822,7 +826,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
 
   /**
    * Before a write: corks the stream until the end of the received chunk being processed, or,
-   * outside one, until the end of the tick, unless it already is.
+   * outside one, until the code now running is done, unless it already is.
    */
   private holdForWrite(): void {
     const flags = this.flags;
@@ -1036,9 +1040,9 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   }
 
   /**
-   * At the first write outside a received chunk: corks the stream until the current tick's code is
-   * done (one `process.nextTick` for every connection held in the tick), so that what is sent to
-   * this connection during the tick leaves in one system call.
+   * At the first write outside a received chunk: corks the stream until the code now running is
+   * done (one microtask for every connection held meanwhile), so that what it sends to this
+   * connection leaves in one system call.
    */
   private holdWrites(): void {
     this.flags |= HELD;
@@ -1046,7 +1050,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     heldConnections.push(this);
     if (!releaseScheduled) {
       releaseScheduled = true;
-      process.nextTick(releaseHeld);
+      queueMicrotask(releaseHeld);
     }
   }
 

@@ -107,16 +107,16 @@ describe('broadcast() and prepared messages', () => {
     expect(message.compressions).toBe(0);
   });
 
-  test('messages broadcast in one tick are held and leave together at its end; a close in the same tick still follows them', async () => {
+  test('messages broadcast by one piece of synchronous code are held and leave together after it; a close made with them still follows them', async () => {
     await start();
     const clients = await open(3);
     const frameBytes = 2 + 'burst 0'.length;
     for (let i = 0; i < 10; i++) expect(server.broadcast(`burst ${i}`)).toBe(3);
     // Held: nothing has gone to the sockets yet (a plain send would have been written at once).
     for (const conn of conns) expect(conn.bufferedAmount).toBe(10 * frameBytes);
-    await new Promise<void>((resolve) => process.nextTick(resolve));
+    await Promise.resolve();
     for (const conn of conns) expect(conn.bufferedAmount).toBe(0);
-    // Held messages, then a close in the same tick: every message arrives before the close frame.
+    // Held messages, then a close right after them: every message arrives before the close frame.
     server.broadcast('last');
     const closed = clients.map((c) => once(c.ws, 'close'));
     void conns[0]!.close(1000, 'bye');
