@@ -29,11 +29,14 @@ function payloadFor(i: number, size: number, binary: boolean): Buffer {
   return Buffer.from(text);
 }
 
-describe('a process that exits right after awaiting send()', () => {
-  test('every awaited message was handed to the socket: the server gets them all', async () => {
+describe('a process that exits right after send()', () => {
+  test.each([
+    ['awaiting each send', 'await'],
+    ['not awaiting them (process.exit() in the same synchronous code)', 'sync'],
+  ])('%s: the server gets every message', async (_name, mode) => {
     const got: Message[] = [];
     const server = await startServer({}, (conn) => void conn.on('message', (m) => got.push(m)));
-    const child = spawnNode([resolve(__dirname, 'children/send-then-exit.ts'), server.url]);
+    const child = spawnNode([resolve(__dirname, 'children/send-then-exit.ts'), server.url, mode]);
     expect(await child.exited).toBe(0);
     for (let i = 0; i < 200 && got.length < 4; i++) await new Promise((r) => setTimeout(r, 10));
     expect(got.slice(0, 3)).toEqual(['message 0', 'message 1', 'message 2']);

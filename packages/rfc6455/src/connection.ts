@@ -250,6 +250,8 @@ const HELD = 0x2000;
  */
 let heldConnections: WebSocketConnection[] = [];
 let releaseScheduled = false;
+/** Whether held writes are flushed at process exit (hooked at the first hold). */
+let exitHooked = false;
 
 function releaseHeld(): void {
   releaseScheduled = false;
@@ -1051,6 +1053,12 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     if (!releaseScheduled) {
       releaseScheduled = true;
       queueMicrotask(releaseHeld);
+      if (!exitHooked) {
+        // `conn.send(x); process.exit()` with no await between: the microtask never runs, but
+        // 'exit' listeners do, and a socket write made there still reaches the kernel.
+        exitHooked = true;
+        process.on('exit', releaseHeld);
+      }
     }
   }
 
