@@ -131,8 +131,8 @@ export class PreparedMessage {
    */
   compressedFor(extension: MessageExtension, key: string): SharedPayload {
     const table = (this.#compressed ??= new Map());
-    let shared = table.get(key);
-    if (shared !== undefined) return shared;
+    const known = table.get(key);
+    if (known !== undefined) return known;
     const entry = new SharedPayload(this.binary ? Opcode.Binary : Opcode.Text);
     table.set(key, entry);
     try {
@@ -141,15 +141,14 @@ export class PreparedMessage {
     } catch (error) {
       entry.settle(error instanceof Error ? error : new Error(String(error)), undefined);
     }
-    shared = entry;
-    return shared;
+    return entry;
   }
 }
 
 /** What `send()`, `prepareMessage()` and `broadcast()` take: a string (text) or bytes. */
 export type SendData = string | Buffer | Uint8Array | ArrayBuffer | ArrayBufferView;
 
-/** Bytes as a Buffer over the same memory (an ArrayBuffer is copied). @internal */
+/** Bytes as a Buffer over the same memory (no copy, an ArrayBuffer included). @internal */
 export function toBuffer(data: Exclude<SendData, string>): Buffer {
   if (Buffer.isBuffer(data)) return data;
   if (data instanceof ArrayBuffer) return Buffer.from(data);
