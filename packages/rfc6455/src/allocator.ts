@@ -100,6 +100,11 @@ export const BULK_BYTES = 16384;
  */
 export const deferredTuning = { armed: false };
 
+/** Notes a message or read of `bytes` bytes: the first of BULK_BYTES or more applies the deferred tuning. */
+export function noteTraffic(bytes: number): void {
+  if (deferredTuning.armed && bytes >= BULK_BYTES) void bulkTrafficSeen();
+}
+
 /** serve({ tuneAllocator }) (the default): tune at the first bulk traffic, in the background. */
 export function armAllocatorTuning(): void {
   if (cannotTune() === undefined) deferredTuning.armed = true;

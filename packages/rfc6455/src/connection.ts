@@ -18,7 +18,7 @@ import { Hybi00Protocol } from './hybi00-protocol.js';
 import { abortSocket, endSocket, socketTransport, SocketTransport, type Transport } from './transport.js';
 import type { Socket } from 'node:net';
 import { readDirect } from './direct-read.js';
-import { BULK_BYTES, bulkTrafficSeen, deferredTuning } from './allocator.js';
+import { noteTraffic } from './allocator.js';
 import { PreparedMessage, toBuffer, type SendData } from './prepared.js';
 
 /** What `recv()` resolves to once the connection is closed (the analog of Racket's `eof`). */
@@ -848,24 +848,22 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
 
   /** @internal */
   onWritev(header: Buffer, payload: Buffer): void {
-    const stream = this.stream;
-    this.holdForWrite();
-    stream.cork();
-    stream.write(header);
-    stream.write(payload);
-    stream.uncork();
-    if (stream.writableLength > this.limits.maxBufferedAmount) this.overflow();
+    this.writeAfterHeader(header, payload);
   }
 
   /** @internal */
   onWritevAscii(header: Buffer, text: string): void {
+    // A socket writes a string natively; another transport's stream may expect Buffers only.
+    this.writeAfterHeader(header, this.rare?.transport === undefined ? text : Buffer.from(text, 'latin1'));
+  }
+
+  /** A header and its payload (bytes, or an ASCII string), in one write. */
+  private writeAfterHeader(header: Buffer, payload: Buffer | string): void {
     const stream = this.stream;
     this.holdForWrite();
     stream.cork();
     stream.write(header);
-    // A socket writes a string natively; another transport's stream may expect Buffers only.
-    if (this.rare?.transport === undefined) stream.write(text, 'latin1');
-    else stream.write(Buffer.from(text, 'latin1'));
+    stream.write(payload, 'latin1');
     stream.uncork();
     if (stream.writableLength > this.limits.maxBufferedAmount) this.overflow();
   }
@@ -1015,16 +1013,16 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
         callbackPromise.catch(noop);
       }
       if (data instanceof PreparedMessage) {
-        if (deferredTuning.armed && data.data.length >= BULK_BYTES) void bulkTrafficSeen();
+        noteTraffic(data.data.length);
         sync = this.proto.sendPrepared(data, compress, callback);
       } else if ((this.flags & HYBI00) !== 0 && (typeof data !== 'string' || options?.binary)) {
         throw new UnsupportedError('hybi-00 connections carry text only', 'WS_HYBI00_TEXT_ONLY');
       } else if (typeof data === 'string' && !options?.binary) {
-        if (deferredTuning.armed && data.length >= BULK_BYTES) void bulkTrafficSeen();
+        noteTraffic(data.length);
         sync = this.proto.sendText(data, compress, callback);
       } else {
         const bytes = typeof data === 'string' ? Buffer.from(data) : toBuffer(data);
-        if (deferredTuning.armed && bytes.length >= BULK_BYTES) void bulkTrafficSeen();
+        noteTraffic(bytes.length);
         if (options?.binary === false) {
           // Bytes sent as text go out as they are, once checked: a text message must be UTF-8
           // (RFC 6455 §5.6), and the peer would fail the connection (1007) on anything else.
@@ -1082,7 +1080,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
       return true;
     }
     try {
-      if (deferredTuning.armed && message.data.length >= BULK_BYTES) void bulkTrafficSeen();
+      noteTraffic(message.data.length);
       this.proto.sendPrepared(message, compress, undefined);
       return true;
     } catch {
@@ -1316,7 +1314,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
    */
   private beginChunk(length: number): ProtocolEngine {
     this.lastActivity = sinceBase(wheel.now);
-    if (deferredTuning.armed && length >= BULK_BYTES) void bulkTrafficSeen();
+    noteTraffic(length);
     this.flags = (this.flags & ~(CORKED | QUIET)) | IN_CHUNK;
     return this.engine ?? this.startEngine();
   }

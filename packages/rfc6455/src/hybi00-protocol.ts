@@ -103,7 +103,7 @@ export class Hybi00Protocol implements ProtocolEngine {
   /** Writes a text frame; always synchronous (returns true). */
   sendText(text: string | Buffer): boolean {
     this.assertOpen();
-    this.handler.onWrite(encodeHybi00Text(typeof text === 'string' ? text : text.toString('utf8')));
+    this.handler.onWrite(encodeHybi00Text(text));
     return true;
   }
 

@@ -5,7 +5,7 @@
  * server's direction), compressed once per zlib setting instead of once per connection.
  */
 import { isUtf8 } from 'node:buffer';
-import { COPY_THRESHOLD, headerSize, writeHeader } from './codec/frame-writer.js';
+import { COPY_THRESHOLD, encodeUnmaskedCopy, unmaskedHeader } from './codec/frame-writer.js';
 import { Opcode } from './codec/constants.js';
 import { encodeUtf8 } from './codec/utf8.js';
 import type { WebSocketConnection } from './connection.js';
@@ -30,7 +30,10 @@ export interface BroadcastOptions extends PrepareOptions {
   compress?: boolean;
 }
 
-/** What goes on the wire for a payload: the frame, or its header to go before the payload. @internal */
+/**
+ * What goes on the wire for a payload, unmasked, as the protocol writes it (one buffer up to
+ * COPY_THRESHOLD, else a header and the payload), made once for every connection. @internal
+ */
 export class Wire {
   #frame: Buffer | undefined;
 
@@ -40,19 +43,10 @@ export class Wire {
     readonly rsv1: boolean,
   ) {}
 
-  /** Writes the unmasked frame (built on first use, the same Buffers for every connection). */
   writeTo(handler: ProtocolHandler): void {
     const payload = this.payload;
-    const length = payload.length;
-    if (this.#frame === undefined) {
-      const small = length <= COPY_THRESHOLD;
-      const frame = Buffer.allocUnsafe(headerSize(length, false) + (small ? length : 0));
-      const at = writeHeader(frame, 0, this.opcode, length, true, this.rsv1, undefined);
-      if (small && length > 0) payload.copy(frame, at);
-      this.#frame = frame;
-    }
-    if (length <= COPY_THRESHOLD) handler.onWrite(this.#frame);
-    else handler.onWritev(this.#frame, payload);
+    if (payload.length <= COPY_THRESHOLD) handler.onWrite((this.#frame ??= encodeUnmaskedCopy(this.opcode, payload, true, this.rsv1)));
+    else handler.onWritev(unmaskedHeader(this.opcode, payload.length, true, this.rsv1), payload);
   }
 }
 

@@ -132,6 +132,29 @@ function largeHeader(b0: number, length: number): Buffer {
 }
 
 /**
+ * The header of an unmasked frame with a payload of `length` bytes, from the caches above: shared
+ * between calls (and connections), so read-only. @internal
+ */
+export function unmaskedHeader(opcode: number, length: number, fin: boolean, rsv1: boolean): Buffer {
+  const b0 = (fin ? 0x80 : 0) | (rsv1 ? 0x40 : 0) | opcode;
+  if (length < 126) return shortHeader(b0, length);
+  if (length < 65536) return mediumHeader(b0, length);
+  return largeHeader(b0, length);
+}
+
+/**
+ * An unmasked frame in one new buffer, the payload copied after the header: for payloads up to
+ * {@link COPY_THRESHOLD}, where one small write beats a writev of two. @internal
+ */
+export function encodeUnmaskedCopy(opcode: number, payload: Buffer, fin: boolean, rsv1: boolean): Buffer {
+  const length = payload.length;
+  const frame = Buffer.allocUnsafe(headerSize(length, false) + length);
+  const at = writeHeader(frame, 0, opcode, length, fin, rsv1, undefined);
+  if (length > 0) payload.copy(frame, at);
+  return frame;
+}
+
+/**
  * Serializes one frame. Unmasked: returns the header and the caller's payload itself (no copy),
  * to be written in order (cork/writev); headers may be shared between calls, so treat the
  * returned buffers as read-only. Masked: one buffer, header and masked payload together,
@@ -143,10 +166,7 @@ export function encodeFrame(opcode: number, payload: Uint8Array, options?: Frame
   const length = payload.length;
   if (options?.mask !== true) {
     const body = Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, length);
-    const b0 = (fin ? 0x80 : 0) | (rsv1 ? 0x40 : 0) | opcode;
-    if (length < 126) return [shortHeader(b0, length), body];
-    if (length < 65536) return [mediumHeader(b0, length), body];
-    return [largeHeader(b0, length), body];
+    return [unmaskedHeader(opcode, length, fin, rsv1), body];
   }
   return [encodeMasked(opcode, payload, fin, rsv1, options.maskKey)];
 }

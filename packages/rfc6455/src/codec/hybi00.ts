@@ -18,12 +18,13 @@ import { Defaults } from './constants.js';
 /** The closing frame (draft-76 §4.2 / §5.3). Shared: never write into it. */
 export const HYBI00_CLOSE: Buffer = Buffer.from([0xff, 0x00]);
 
-/** A text frame: `0x00`, the UTF-8 bytes of `s`, `0xFF` (draft-76 §4.2). One allocation. */
-export function encodeHybi00Text(s: string): Buffer {
-  const length = Buffer.byteLength(s, 'utf8');
+/** A text frame: `0x00`, the UTF-8 bytes of `s` (or `s` itself, bytes the caller knows are UTF-8), `0xFF` (draft-76 §4.2). One allocation. */
+export function encodeHybi00Text(s: string | Uint8Array): Buffer {
+  const length = typeof s === 'string' ? Buffer.byteLength(s, 'utf8') : s.length;
   const frame = Buffer.allocUnsafe(length + 2);
   frame[0] = 0x00;
-  frame.write(s, 1, length, 'utf8');
+  if (typeof s === 'string') frame.write(s, 1, length, 'utf8');
+  else frame.set(s, 1);
   frame[length + 1] = 0xff;
   return frame;
 }

@@ -496,7 +496,6 @@ export class PerMessageDeflate implements MessageExtension {
   }
 }
 
-/** The pieces as one buffer (the piece itself when there is one). */
 /**
  * The last compressed piece of a message as it is sent (RFC 7692 §7.2.1): the 0x00 0x00 0xff 0xff
  * tail of the final sync flush removed. zlib emits nothing for a flush with no new input; an empty
@@ -509,6 +508,7 @@ function messageEnd(out: Buffer): Buffer {
   return n === 0 ? EMPTY_MESSAGE : out;
 }
 
+/** The pieces as one buffer (the piece itself when there is one). */
 function join(pieces: Buffer[]): Buffer {
   if (pieces.length === 1) return pieces[0]!;
   if (pieces.length === 0) return Buffer.alloc(0);
