@@ -143,6 +143,30 @@ describe('client receives frames a server must not send', () => {
     expect(conn.closeStatus).toBe(1007);
   });
 
+  test('invalid UTF-8 in a text frame that arrives in pieces → 1007 before the rest of the frame', async () => {
+    let sent = 0;
+    let received = Buffer.alloc(0);
+    const s = await hostile((head, socket) => {
+      socket.on('data', (c: Buffer) => (received = Buffer.concat([received, c])));
+      socket.write(good101(head));
+      // 2 bytes of header, 10 valid bytes, a code point over U+10FFFF, 9 more bytes.
+      const bytes = frame({ opcode: 1, payload: Buffer.concat([Buffer.from('valid ⇒ '), Buffer.of(0xf4, 0x90, 0x80, 0x80), Buffer.from(' and more')]) });
+      // The header and the valid bytes; then the bad sequence and one byte past it; the rest never.
+      socket.write(bytes.subarray(0, 12));
+      setTimeout(() => {
+        sent = 17;
+        socket.write(bytes.subarray(12, 17));
+      }, 30);
+    });
+    const conn = await connect(s.url);
+    await conn.whenClosed;
+    expect(sent).toBe(17);
+    expect(conn.closeStatus).toBe(1007);
+    const frames = decodeFrames(received).frames;
+    expect(frames.at(-1)?.opcode).toBe(8);
+    expect(frames.at(-1)?.payload.readUInt16BE(0)).toBe(1007);
+  });
+
   test.each([0, 1004, 1005, 1006, 1015, 2000, 5000])('a close frame with code %i → 1002', async (code) => {
     const { server } = await serverSending(frame({ opcode: 8, payload: closePayload(code) }));
     const conn = await connect(server.url);

@@ -274,6 +274,49 @@ describe('server receives invalid UTF-8 in a fragmented text message', () => {
   });
 });
 
+describe('server receives invalid UTF-8 in a text frame that arrives in pieces (fail fast within the frame)', () => {
+  // Autobahn 6.4.3 and 6.4.4: one frame, written in chops with pauses; the bad bytes are in a chop
+  // before the last, which is never sent, so only a check of the bytes as they arrive can see them.
+  const valid = Buffer.from('κόσμε, aé€😀z', 'utf8');
+  test.each([
+    ['a code point over U+10FFFF (F4 90 80 80)', Buffer.of(0xf4, 0x90, 0x80, 0x80), 'a single frame'],
+    ['a lone 0xF4 followed by ASCII', Buffer.of(0xf4, 0x61), 'a single frame'],
+    ['a 0xFF', Buffer.of(0xff), 'the first fragment of a message'],
+    ['an overlong encoding (C0 AF)', Buffer.of(0xc0, 0xaf), 'a continuation frame'],
+  ])('%s in %s, the frame unfinished → 1007', async (_name, bad, where) => {
+    const { server, conns } = await echoServer();
+    const raw = await RawClient.connect(server.port);
+    const payload = Buffer.concat([valid, bad, valid]);
+    const key = Buffer.of(0x11, 0x22, 0x33, 0x44);
+    if (where === 'a continuation frame') raw.send({ opcode: 1, payload: valid, fin: false });
+    const opcode = where === 'a continuation frame' ? 0 : 1;
+    const bytes = frame({ opcode, payload, fin: where === 'a single frame', mask: key });
+    const header = bytes.length - payload.length;
+    // First chop: the header and the valid bytes; second: the bad bytes and one more; the rest never.
+    raw.write(bytes.subarray(0, header + valid.length));
+    await sleep(30);
+    raw.write(bytes.subarray(header + valid.length, header + valid.length + bad.length + 1));
+    expect((await raw.readClose())?.code).toBe(1007);
+    await raw.closed;
+    expect(conns[0]?.closeStatus).toBe(1007);
+  });
+
+  test('the same bytes, valid, in chops: the message arrives whole, checked once', async () => {
+    const { server } = await echoServer();
+    const raw = await RawClient.connect(server.port);
+    const text = 'κόσμε, aé€😀z '.repeat(50);
+    const bytes = frame({ opcode: 1, payload: text, mask: true });
+    // Chops of 7 bytes: cuts inside the header and inside characters all along.
+    for (let at = 0; at < bytes.length; at += 7) {
+      raw.write(bytes.subarray(at, at + 7));
+      if (at % 140 === 0) await sleep(1);
+    }
+    const echo = await raw.readFrame();
+    expect([echo?.opcode, echo?.payload.toString('utf8')]).toEqual([1, text]);
+    raw.destroy();
+  });
+});
+
 /** Whether a code may appear in a received close frame (RFC 6455 §7.4). */
 const validCode = (c: number): boolean => (c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1014) || (c >= 3000 && c <= 4999);
 

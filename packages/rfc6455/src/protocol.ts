@@ -200,7 +200,7 @@ class RareFields {
   partsLength = 0;
   /** Checks the UTF-8 of a fragmented text message across its pieces (and of a gathered one). */
   validator: Utf8Validator | undefined = undefined;
-  /** The parser's next piece is a large text message it gathered, checked as it arrived (onText). */
+  /** The parser's next piece is a text frame it gathered, checked as its bytes arrived (onText). */
   textChecked = false;
   /** Frames waiting behind a compression job, in order (the protocol's QUEUED bit says it is not empty). */
   queue: QueuedFrame[] = NO_FRAMES;
@@ -388,6 +388,15 @@ export class Protocol implements FrameSink, ProtocolEngine {
 
   private receivePiece(opcode: number, data: Buffer, first: boolean, last: boolean): void {
     const text = opcode === Opcode.Text;
+    // The parser showed this piece's bytes as they arrived (onText): their UTF-8 is checked.
+    let checked = false;
+    if (text) {
+      const rare = this.rare;
+      if (rare !== undefined && rare.textChecked) {
+        rare.textChecked = false;
+        checked = true;
+      }
+    }
     if (first) {
       // The message streams if streamNextMessage was set; that request is used up.
       const flags = this.flags;
@@ -397,14 +406,12 @@ export class Protocol implements FrameSink, ProtocolEngine {
       } else {
         this.flags = flags & ~STREAMING;
       }
-      if (text && !last) (this.rareFields().validator ??= new Utf8Validator()).reset();
+      // (A checked first piece reset the validator at its first bytes, onText.)
+      if (text && !last && !checked) (this.rareFields().validator ??= new Utf8Validator()).reset();
     }
     const streaming = (this.flags & STREAMING) !== 0;
     if (first && last && text) {
-      const rare = this.rare;
-      if (rare !== undefined && rare.textChecked) {
-        // Gathered by the parser and checked as its bytes arrived (onText).
-        rare.textChecked = false;
+      if (checked) {
         if (streaming) this.handler.onPiece(data, false, true, true);
         else this.handler.onMessage(this.config.textAsBuffer ? data : decodeValidUtf8(data), false);
         return;
@@ -421,7 +428,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
       }
     }
     // RFC 6455 §8.1: fail at the first invalid byte, not at the end of the message.
-    if (text && !(first && last ? isUtf8(data) : this.rare!.validator!.feed(data, last))) {
+    if (text && !checked && !(first && last ? isUtf8(data) : this.rare!.validator!.feed(data, last))) {
       this.fail(new InvalidUtf8Error());
       return;
     }
@@ -448,11 +455,12 @@ export class Protocol implements FrameSink, ProtocolEngine {
   }
 
   /**
-   * FrameSink: the bytes of a large text message the parser gathers, as they arrive: its UTF-8 is
-   * checked as they come, so a bad byte fails the connection (1007) without waiting for the rest.
+   * FrameSink: the bytes of a text frame the parser gathers across reads, as they arrive: their
+   * UTF-8 is checked as they come, so a bad byte fails the connection (1007) without waiting for
+   * the rest of the frame. `done`: the frame's piece comes next, already checked.
    * @internal
    */
-  onText(bytes: Buffer, first: boolean, final: boolean): void {
+  onText(bytes: Buffer, first: boolean, final: boolean, done: boolean): void {
     if ((this.flags & CLOSE_RECEIVED) !== 0) return;
     const rare = this.rareFields();
     const validator = (rare.validator ??= new Utf8Validator());
@@ -461,7 +469,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
       this.fail(new InvalidUtf8Error());
       return;
     }
-    rare.textChecked = final;
+    rare.textChecked = done;
   }
 
   /** FrameSink: called by the frame parser. @internal */

@@ -26,14 +26,17 @@ export interface FrameSink {
    */
   onData(opcode: number, compressed: boolean, payload: Buffer, first: boolean, last: boolean): void;
   /**
-   * Optional. With `gatherLarge`, a whole uncompressed text message larger than `GATHER_MAX` is
-   * gathered too when the sink has this method, which then sees its bytes, unmasked, in order and
-   * each once, as they arrive (while they are held, and as they are copied into place): `first` on
-   * the first bytes, `final` on the last. `bytes` is valid only during the call. The whole payload
-   * then comes to `onData` as usual. A sink checks UTF-8 here (RFC 6455 §8.1) and may fail the
-   * stream (`discard()`). Not called for anything else.
+   * Optional: the bytes of an uncompressed text frame that arrives across pushed chunks, shown as
+   * they arrive (unmasked, in order, each once), so that the sink can check UTF-8 without waiting
+   * for the rest of the frame (RFC 6455 §8.1) and fail the stream (`discard()`). Frames of up to
+   * `GATHER_MAX` bytes (whole messages and fragments alike) and, with `gatherLarge`, whole
+   * messages larger than that (shown while they are held too) are shown; a frame that lies whole
+   * in what is buffered is not, nor are larger fragments (they come to `onData` in pieces as their
+   * bytes arrive). `first`: these are the first bytes of the message; `final`: its last ones;
+   * `done`: the frame's last ones, and the frame's payload comes to `onData` next, as usual.
+   * `bytes` is valid only during the call.
    */
-  onText?(bytes: Buffer, first: boolean, final: boolean): void;
+  onText?(bytes: Buffer, first: boolean, final: boolean, done: boolean): void;
   /** A whole control frame (close, ping or pong), payload unmasked. */
   onControl(opcode: number, payload: Buffer): void;
   /** The stream broke a rule or a limit. Called once; the parser discards everything after it. */
@@ -729,12 +732,24 @@ export class FrameParser {
       }
       this.remaining -= part.length;
     }
-    // A large text message: the sink sees what just arrived, less what it saw while it was held
-    // (and may fail the stream).
-    if (gathering.length > GATHER_MAX && (this.flags & MESSAGE) === TEXT_MESSAGE) {
+    // An uncompressed text frame gathered across reads (a large single-frame message, or a frame
+    // of up to GATHER_MAX bytes, whole message or fragment): a sink with onText sees what just
+    // arrived, less what it saw while the frame was held, and may fail the stream, so that a bad
+    // byte fails it without waiting for the rest of the frame (RFC 6455 §8.1). A frame that lay
+    // whole in what was buffered is not shown: it comes to onData at once.
+    if ((this.flags & (MESSAGE | COMPRESSED)) === TEXT_MESSAGE && this.sink.onText !== undefined) {
       const start = from > shown ? from : shown;
-      this.sink.onText!(gathering.subarray(start, gathering.length - this.remaining), start === 0, this.remaining === 0);
-      if (this.state === FAILED) return false;
+      const remaining = this.remaining;
+      if (start > 0 || remaining > 0) {
+        const flags = this.flags;
+        this.sink.onText(
+          gathering.subarray(start, gathering.length - remaining),
+          start === 0 && (flags & PIECE_SENT) === 0,
+          remaining === 0 && (flags & FIN) !== 0,
+          remaining === 0,
+        );
+        if (this.state === FAILED) return false;
+      }
     }
     if (this.remaining > 0) return false;
     this.gathering = undefined;
@@ -771,7 +786,7 @@ export class FrameParser {
         } else {
           view = chunk.subarray(at, at + n);
         }
-        this.sink.onText!(view, position === 0, false);
+        this.sink.onText!(view, position === 0, false, false);
         if (this.state === FAILED) return;
         position += n;
         at += n;

@@ -724,18 +724,69 @@ describe('gatherLarge: whole uncompressed binary messages over GATHER_MAX are ga
       expect(t.shown[before]!.first).toBe(true);
     });
 
-    test('not shown: small text frames, fragments, compressed text, binary', () => {
-      const t = textParser('client');
+    /** The onText calls of a parser fed `stream` in the reads `cuts` makes: [bytes, first, final, done], and the pieces. */
+    const showing = (side: 'server' | 'client', stream: Buffer, cuts: number[]) => {
+      const calls: Array<[string, boolean, boolean, boolean]> = [];
+      const pieces: Array<[number, string, boolean, boolean]> = [];
+      const parser = new FrameParser({ side, ownsInput: true, gatherLarge: true, allowRsv1: true }, {
+        onData: (opcode, _c, payload, first, last) => pieces.push([opcode, payload.toString('latin1'), first, last]),
+        onControl: () => undefined,
+        onError: (e) => {
+          throw e;
+        },
+        onText: (bytes, first, final, done) => calls.push([bytes.toString('latin1'), first, final, done]),
+      });
+      pushSplit(parser, stream, cuts);
+      return { calls, pieces };
+    };
+
+    test.each(['server', 'client'] as const)('%s side: a small text frame that spans reads is shown as its bytes arrive; so is a fragment, with first and final marking the message, done the frame', (side) => {
+      const mask = side === 'server' ? Uint8Array.of(9, 8, 7, 6) : undefined;
+      const single = frame({ opcode: 1, payload: 'abcdefghij', mask });
+      const f1 = frame({ opcode: 1, fin: false, payload: 'KLMNO', mask });
+      const f2 = frame({ opcode: 0, fin: false, payload: 'pq', mask });
+      const f3 = frame({ opcode: 0, payload: 'RSTUV', mask });
+      const stream = Buffer.concat([single, f1, f2, f3]);
+      const header = single.length - 10;
+      const o1 = single.length;
+      const o3 = o1 + f1.length + f2.length;
+      // Cut inside the single frame's payload (after 3 and 7 bytes), inside the first fragment's
+      // (after 2), and inside the last one's (after 4); the second fragment lies whole in a read.
+      const { calls, pieces } = showing(side, stream, [header + 3, header + 7, o1 + header + 2, o3 + header + 4]);
+      expect(calls).toEqual([
+        ['abc', true, false, false],
+        ['defg', false, false, false],
+        ['hij', false, true, true],
+        ['KL', true, false, false],
+        ['MNO', false, false, true],
+        ['RSTU', false, false, false],
+        ['V', false, true, true],
+      ]);
+      expect(pieces).toEqual([
+        [1, 'abcdefghij', true, true],
+        [1, 'KLMNO', true, false],
+        [1, 'pq', false, false],
+        [1, 'RSTUV', false, true],
+      ]);
+    });
+
+    test('not shown: text frames that lie whole in a read, compressed text, binary, fragments over GATHER_MAX', () => {
       const big = pattern(SIZE, 9);
-      const stream = Buffer.concat([
+      const parts = [
         frame({ opcode: 1, payload: pattern(GATHER_MAX, 1) }),
+        frame({ opcode: 1, rsv1: true, payload: 'compressed, as far as the parser knows' }),
+        frame({ opcode: 2, payload: 'binary' }),
         frame({ opcode: 1, fin: false, payload: big }),
         frame({ opcode: 0, payload: 'end' }),
-        frame({ opcode: 2, payload: big }),
-      ]);
-      pushSplit(t.parser, stream, [1000, 70_000, 200_000, 500_000, 700_000]);
-      expect(t.shown).toEqual([]);
-      expect(t.pieces.length).toBeGreaterThan(3);
+      ];
+      const stream = Buffer.concat(parts);
+      // Cut at each frame's end, and within the compressed text, the binary and the large fragment.
+      const ends = parts.map((_, i) => parts.slice(0, i + 1).reduce((n, f) => n + f.length, 0));
+      const { calls, pieces } = showing('client', stream, [...ends, ends[0]! + 5, ends[1]! + 4, ends[2]! + 100, ends[2]! + 70_000, ends[2]! + 200_000]);
+      expect(calls).toEqual([]);
+      expect(pieces.length).toBeGreaterThan(5);
+      // And the same compressed and binary frames cut in their payload are handed over as usual.
+      expect(pieces.slice(0, 3).map((p) => [p[0], p[1].length])).toEqual([[1, GATHER_MAX], [1, 38], [2, 6]]);
     });
   });
 
