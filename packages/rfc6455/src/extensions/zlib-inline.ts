@@ -14,7 +14,7 @@
  * the binding aborts the process on a second write in progress.
  */
 import { types } from 'node:util';
-import type { DeflateRaw, InflateRaw } from 'node:zlib';
+import { constants as zlibConstants, createInflateRaw, deflateRawSync, type DeflateRaw, type InflateRaw } from 'node:zlib';
 
 interface ZlibBinding {
   writeSync(flush: number, input: Buffer, inOff: number, inLen: number, out: Buffer, outOff: number, outLen: number): void;
@@ -65,7 +65,7 @@ export interface InlineRun {
 /**
  * Feeds `input` to the stream's context with `flush`, appending the output to `out` (copies of
  * exact length, never views of a shared buffer). Stops early, with `done` false, once `budget`
- * output bytes were produced and zlib still has output or input pending; feeding the rest of the
+ * output bytes were produced (never more) and zlib still has output or input pending; feeding the rest of the
  * input later (inline or through the stream) continues where it stopped. Throws zlib's error
  * (the stream is then destroyed, as Node does on an error).
  *
@@ -80,13 +80,15 @@ export function runInline(stream: DeflateRaw | InflateRaw, input: Buffer, flush:
   let inLen = input.length;
   let produced = 0;
   for (;;) {
-    handle.writeSync(flush, input, inOff, inLen, SCRATCH, 0, SCRATCH.length);
+    // No more output than the budget allows (at least a byte, so that zlib always has room).
+    const outLen = Math.max(1, Math.min(SCRATCH.length, budget - produced));
+    handle.writeSync(flush, input, inOff, inLen, SCRATCH, 0, outLen);
     // On an error the binding calls the stream's onerror synchronously, which destroys it; the
     // write state is not updated then.
     if (stream.destroyed) throw stream.errored ?? new Error('zlib failed');
     const availOut = state[0]!;
     const availIn = state[1]!;
-    const have = SCRATCH.length - availOut;
+    const have = outLen - availOut;
     if (have > 0) {
       const piece = Buffer.allocUnsafe(have);
       SCRATCH.copy(piece, 0, 0, have);
@@ -99,4 +101,69 @@ export function runInline(stream: DeflateRaw | InflateRaw, input: Buffer, flush:
     if (availOut !== 0) return { consumed: inOff, produced, done: true };
     if (produced >= budget) return { consumed: inOff, produced, done: false };
   }
+}
+
+/** The output-buffer fields of Node's zlib streams, used by both of its write paths. */
+interface OutputInternals {
+  _outBuffer?: unknown;
+  _outOffset?: unknown;
+  _chunkSize?: unknown;
+  _processChunk?: (chunk: Buffer, flushFlag: number) => unknown;
+}
+
+/** zlib's smallest output chunk (`zlib.constants.Z_MIN_CHUNK`). */
+export const MIN_CHUNK = 64;
+
+/** undefined: not probed yet. */
+let sizable: boolean | undefined;
+
+/**
+ * True when a zlib stream's output buffer can be chosen per job with {@link sizeOutput}: Node's
+ * streams produce into `_outBuffer` from `_outOffset`, `_chunkSize` bytes at a time (a stream
+ * gets one such buffer when it is made, and a new one each time it fills). Probed once: an
+ * inflater made with the smallest chunk is given a larger buffer, and a synchronous write through
+ * the same code as the thread-pool path must produce into it. Anywhere else (another Node,
+ * another runtime) streams keep Node's default chunk.
+ */
+export function outputSizable(): boolean {
+  if (sizable !== undefined) return sizable;
+  sizable = false;
+  try {
+    const text = Buffer.from('output into the buffer given, '.repeat(40));
+    const compressed = deflateRawSync(text, { finishFlush: zlibConstants.Z_SYNC_FLUSH });
+    const probe = createInflateRaw({ chunkSize: MIN_CHUNK });
+    const s = probe as unknown as OutputInternals;
+    if (Buffer.isBuffer(s._outBuffer) && s._outOffset === 0 && s._chunkSize === MIN_CHUNK && typeof s._processChunk === 'function') {
+      sizeOutput(probe, 4096);
+      const given = s._outBuffer as Buffer;
+      const out = s._processChunk.call(probe, compressed, zlibConstants.Z_SYNC_FLUSH);
+      sizable = Buffer.isBuffer(out) && out.buffer === given.buffer && out.equals(text);
+    }
+    probe.close();
+  } catch {
+    sizable = false;
+  }
+  return sizable;
+}
+
+/**
+ * Gives the stream's next write (a thread-pool job) an output buffer of `size` bytes: a job that
+ * fits in it takes one trip to the thread pool and comes out in one piece, where Node's default
+ * 16 KiB chunk takes a trip (and a piece) per 16 KiB. Only where {@link outputSizable}.
+ */
+export function sizeOutput(stream: DeflateRaw | InflateRaw, size: number): void {
+  const s = stream as unknown as OutputInternals;
+  s._chunkSize = size;
+  s._outBuffer = Buffer.allocUnsafe(size);
+  s._outOffset = 0;
+}
+
+/**
+ * Makes the stream's next output buffers (allocated as each one fills) no larger than `size`
+ * bytes; the one being filled stays as it is. For a 'data' listener that needs zlib to stop near a
+ * limit. Only where {@link outputSizable}.
+ */
+export function capOutput(stream: DeflateRaw | InflateRaw, size: number): void {
+  const s = stream as unknown as OutputInternals;
+  if ((s._chunkSize as number) > size) s._chunkSize = Math.max(MIN_CHUNK, size);
 }
