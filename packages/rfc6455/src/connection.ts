@@ -87,7 +87,7 @@ export interface ConnectionOptions {
    * checked as for a string (1007 on invalid UTF-8), in a Buffer (`binary` is false in the
    * `message` event), as `ws` does. No string is made, which saves decoding a message that is only
    * passed on (a relay, a broker); `send(bytes, { binary: false })` sends it on without encoding it
-   * again. hybi-00 connections always hand over strings.
+   * again. The same on hybi-00 connections.
    */
   textMessages?: 'string' | 'buffer';
   /**
@@ -574,7 +574,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     );
     if (this.limits.keepaliveInterval > 0) this.lastKeepalive = sinceBase(wheel.now);
     // hybi-00 keeps its engine from the start (it is never at rest; see Hybi00Protocol.atRest).
-    if (info.variant === 'hybi00') this.engine = new Hybi00Protocol({ side: info.side, maxMessageSize }, this);
+    if (info.variant === 'hybi00') this.engine = new Hybi00Protocol({ side: info.side, maxMessageSize, textAsBuffer: this.limits.textAsBuffer }, this);
     const stream = this.stream;
     (stream as OwnedStream)[kConnection] = this;
     stream.on('data', streamOnData);
@@ -1015,7 +1015,8 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
       if (data instanceof PreparedMessage) {
         noteTraffic(data.data.length);
         sync = this.proto.sendPrepared(data, compress, callback);
-      } else if ((this.flags & HYBI00) !== 0 && (typeof data !== 'string' || options?.binary)) {
+      } else if ((this.flags & HYBI00) !== 0 && (options?.binary === true || (typeof data !== 'string' && options?.binary !== false))) {
+        // (Bytes with `binary: false` are text: hybi-00 sends them, checked, as any text.)
         throw new UnsupportedError('hybi-00 connections carry text only', 'WS_HYBI00_TEXT_ONLY');
       } else if (typeof data === 'string' && !options?.binary) {
         noteTraffic(data.length);

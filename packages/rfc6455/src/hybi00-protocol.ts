@@ -21,7 +21,8 @@ export class Hybi00Protocol implements ProtocolEngine {
   private closeCodeValue: number | undefined;
   private closeReasonValue = '';
 
-  constructor(options: { side: Side; maxMessageSize?: number }, handler: ProtocolHandler) {
+  /** `textAsBuffer`: text frames are handed over as their checked UTF-8 bytes (`textMessages: 'buffer'`). */
+  constructor(options: { side: Side; maxMessageSize?: number; textAsBuffer?: boolean }, handler: ProtocolHandler) {
     this.side = options.side;
     this.handler = handler;
     this.parser = new Hybi00Parser(
@@ -29,6 +30,13 @@ export class Hybi00Protocol implements ProtocolEngine {
         onMessage: (text) => {
           if (this.stateValue !== 'closed') handler.onMessage(text, false);
         },
+        ...(options.textAsBuffer === true
+          ? {
+              onText: (bytes: Buffer) => {
+                if (this.stateValue !== 'closed') handler.onMessage(bytes, false);
+              },
+            }
+          : {}),
         onClose: () => this.receiveClose(),
         onError: (error) => this.fail(error),
       },

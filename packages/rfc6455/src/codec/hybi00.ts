@@ -29,11 +29,19 @@ export function encodeHybi00Text(s: string | Uint8Array): Buffer {
   return frame;
 }
 
+const EMPTY = Buffer.alloc(0);
+
 export type Hybi00ParseError = InvalidUtf8Error | MessageTooBigError;
 
 export interface Hybi00ParserHandlers {
   /** A complete text frame (type 0x00), decoded. */
   onMessage(text: string): void;
+  /**
+   * Optional: when present, complete text frames come here instead, as their UTF-8 bytes (checked
+   * as for `onMessage`: invalid UTF-8 goes to `onError`), not decoded. The bytes may be a view of
+   * a pushed chunk.
+   */
+  onText?(bytes: Buffer): void;
   /** The peer's closing frame `0xFF 0x00`. The caller answers with `HYBI00_CLOSE` and closes. */
   onClose(): void;
   /** Invalid UTF-8 (close the connection) or a frame over `maxMessageSize`. Called at most once. */
@@ -170,7 +178,8 @@ export class Hybi00Parser {
 
   /** Deliver `buf[start..end)` as a text frame; false when it is not UTF-8. */
   private deliverRange(buf: Buffer, start: number, end: number): boolean {
-    if (end - start <= SMALL_FRAME) {
+    const onText = this.handlers.onText;
+    if (end - start <= SMALL_FRAME && onText === undefined) {
       // Short frames: an ASCII scan in JS is cheaper than the native calls.
       let i = start;
       while (i < end && (buf[i] as number) < 0x80) i++;
@@ -185,7 +194,8 @@ export class Hybi00Parser {
       this.fail(new InvalidUtf8Error());
       return false;
     }
-    this.handlers.onMessage(buf.toString('utf8', start, end));
+    if (onText !== undefined) onText(data);
+    else this.handlers.onMessage(buf.toString('utf8', start, end));
     return true;
   }
 
@@ -194,8 +204,10 @@ export class Hybi00Parser {
     const parts = this.parts;
     this.parts = [];
     this.state = FRAME_TYPE;
+    const onText = this.handlers.onText;
     if (parts.length === 0) {
-      this.handlers.onMessage('');
+      if (onText !== undefined) onText(EMPTY);
+      else this.handlers.onMessage('');
       return true;
     }
     const data = parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts, this.size);
@@ -204,7 +216,8 @@ export class Hybi00Parser {
       this.fail(new InvalidUtf8Error());
       return false;
     }
-    this.handlers.onMessage(data.toString('utf8'));
+    if (onText !== undefined) onText(data);
+    else this.handlers.onMessage(data.toString('utf8'));
     return true;
   }
 

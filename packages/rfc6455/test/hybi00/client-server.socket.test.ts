@@ -126,6 +126,11 @@ describe('connection API on hybi-00', () => {
     expect((binary as UnsupportedError).code).toBe('WS_HYBI00_TEXT_ONLY');
     const forced = await rejection(conn.send('text as binary', { binary: true }));
     expect((forced as UnsupportedError).code).toBe('WS_HYBI00_TEXT_ONLY');
+    // Bytes marked as text are text: sent (once checked), and echoed as text.
+    await conn.send(Buffer.from('bytes as text ✓'), { binary: false });
+    expect(await recvText(conn)).toBe('bytes as text ✓');
+    const notUtf8 = await rejection(conn.send(Buffer.of(0x61, 0xff), { binary: false }));
+    expect(notUtf8).toBeInstanceOf(TypeError);
     const stream = await rejection(conn.sendStream(['a', 'b']));
     expect(stream).toBeInstanceOf(UnsupportedError);
     expect((stream as UnsupportedError).code).toBe('WS_HYBI00_NO_FRAGMENTS');

@@ -213,6 +213,40 @@ describe('hybi-00 parser properties', () => {
     );
   });
 
+  test('with onText, any split of any input gives the same events, text frames as their UTF-8 bytes', () => {
+    /** Events with onText present: each message's bytes recorded (copied), then decoded for the comparison. */
+    const parseBytes = (chunks: readonly Uint8Array[], max: number): Event[] => {
+      const events: Event[] = [];
+      const parser = new Hybi00Parser(
+        {
+          onMessage: () => {
+            throw new Error('onMessage called although onText is present');
+          },
+          onText: (b) => {
+            expect(Buffer.isBuffer(b)).toBe(true);
+            events.push({ type: 'message', text: Buffer.from(b).toString('utf8') });
+          },
+          onClose: () => events.push({ type: 'close' }),
+          onError: (error) => events.push({ type: 'error', error }),
+        },
+        { maxMessageSize: max },
+      );
+      for (const c of chunks) parser.push(c);
+      return events;
+    };
+    fc.assert(
+      fc.property(
+        fc.oneof(frames.map((fs) => Buffer.concat(fs.map((f) => f.bytes))), fc.uint8Array({ maxLength: 200 }).map((g) => Buffer.from(g))),
+        fc.array(fc.nat(), { maxLength: 20 }),
+        fc.integer({ min: 1, max: 300 }),
+        (stream, cuts, max) => {
+          expect(parseBytes(split(stream, cuts), max)).toEqual(parse([stream], max));
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+
   test('one-byte chunks give the same events as one chunk, even for random garbage', () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 200 }), fc.integer({ min: 1, max: 64 }), (garbage, max) => {

@@ -246,6 +246,30 @@ describe('server reads key3', () => {
   });
 });
 
+describe('textMessages', () => {
+  test("'buffer': a hybi-00 connection hands text over as its checked UTF-8 bytes too, and sends them back as text", async () => {
+    const got: Array<[boolean, boolean, string]> = [];
+    const server = await serve({ textMessages: 'buffer' }, async (conn) => {
+      for await (const m of conn) {
+        got.push([Buffer.isBuffer(m), typeof m === 'string', Buffer.from(m as Buffer).toString('utf8')]);
+        conn.send(m as Buffer, { binary: false });
+      }
+    });
+    servers.push(server);
+    const peer = await open(server.port);
+    await peer.write(Buffer.concat([hybi00Head(server.port), KEY3, encodeHybi00Text('ascii'), encodeHybi00Text('naïve ✓ 😀')]));
+    await peer.handshake();
+    await peer.until((b) => b.includes(encodeHybi00Text('naïve ✓ 😀')), 'the second echo');
+    expect(got).toEqual([
+      [true, false, 'ascii'],
+      [true, false, 'naïve ✓ 😀'],
+    ]);
+    // Invalid UTF-8 still fails the connection (the draft has no status: reported as 1007).
+    await peer.write(Buffer.from([0x00, 0x61, 0xc3, 0x28, 0xff]));
+    await peer.untilClosed();
+  });
+});
+
 describe('server rejects', () => {
   test.each([
     ['Key1 without spaces', { key1: '155712099' }],
