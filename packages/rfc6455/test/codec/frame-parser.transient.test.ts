@@ -280,8 +280,10 @@ describe('FrameParser.pushTransient', () => {
           expect(k).toBeLessThan(textPieces.length);
           k++;
         }
-        // With reads of at most 64 KiB, every large single-frame text message spans reads: shown.
-        if (shared !== undefined) {
+        // With reads of at most 64 KiB and no pauses, every large single-frame text message spans
+        // what was buffered at each push: shown. (A paused parser may find one whole when it
+        // resumes, and hands it over without showing it, as any frame that lies whole.)
+        if (shared !== undefined && pauseEvery === 0) {
           const large = transient.pieces.filter((p) => p.first && p.last && p.opcode === 1 && !p.compressed && p.payload.length > GATHER_MAX);
           for (const p of large) expect(texts).toContain(digest(p.payload));
         }
