@@ -10,18 +10,19 @@
 // asking for server_no_context_takeover (every message compressed from a fresh context, which
 // lets broadcast() compress it once for everybody; ws is given the same option).
 //
-// The clients are plain TCP sockets in this process that do the handshake and then only read
-// frame headers to count whole messages (no unmasking, no inflating): cheap enough not to be the
-// bottleneck, and their own CPU use is printed beside each figure. A round is one message to
+// The clients are bench/loadgen's sink mode (C, epoll, one process pinned to the other core, built
+// with the system compiler as bench/run.mjs builds it): real handshakes, then it only reads, parsing
+// frame headers to count whole messages and check their opcode and length (no inflating). Its CPU
+// use is printed beside each figure. A round is one message to
 // every connection; the server sends a round per event-loop turn (setImmediate), as a server
 // relaying a stream of events would, or (the burst workload) ten rounds per turn, as a server
 // relaying a publisher's messages read in one chunk would; the uncompressed 16 KiB workload sends
 // a round every 25 ms instead (see there). Figures: deliveries per second from the first round to the
 // last message received, and the server's CPU time per delivery over the same span.
 import { spawn, spawnSync } from 'node:child_process';
-import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { buildLoadgen, LOADGEN } from './loadgen/build.mjs';
 
 const BENCH = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.dirname(BENCH);
@@ -101,6 +102,7 @@ async function main() {
   const only = argv.includes('--workloads') ? argv[argv.indexOf('--workloads') + 1].split(',') : undefined;
   if (only) WORKLOADS.splice(0, WORKLOADS.length, ...WORKLOADS.filter((w) => only.includes(w.id)));
   const IMPLS = ['ws', 'rfc6455', 'broadcast'];
+  buildLoadgen();
   const taskset = spawnSync('taskset', ['-c', '1', 'true']).status === 0;
   if (taskset) spawnSync('taskset', ['-p', '-c', '1', String(process.pid)], { stdio: 'ignore' });
 
@@ -150,79 +152,46 @@ async function runOne(impl, w, conns, taskset) {
       child.once('exit', (code) => reject(new Error(`${impl} server exited (${code})`)));
     });
     const expected = conns * w.rounds;
-    let received = 0;
-    let wireBytes = 0;
-    let compressed = 0;
-    let allIn;
-    const done = new Promise((resolve) => (allIn = resolve));
-    const sockets = [];
-    const key = 'dGhlIHNhbXBsZSBub25jZQ==';
-    const ext = w.deflate ? 'Sec-WebSocket-Extensions: permessage-deflate\r\n' : '';
-    await Promise.all(
-      Array.from({ length: conns }, () => new Promise((resolve, reject) => {
-        const s = net.connect(port, '127.0.0.1');
-        sockets.push(s);
-        let head = Buffer.alloc(0);
-        let opened = false;
-        let pending = Buffer.alloc(0); // an incomplete frame header
-        let skip = 0; // payload bytes still to pass over
-        s.on('error', reject);
-        s.on('connect', () => s.write(`GET / HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n${ext}\r\n`));
-        s.on('data', (d) => {
-          if (!opened) {
-            head = Buffer.concat([head, d]);
-            const end = head.indexOf('\r\n\r\n');
-            if (end < 0) return;
-            const response = head.subarray(0, end).toString('latin1');
-            if (!response.startsWith('HTTP/1.1 101')) return reject(new Error(`handshake: ${response.split('\r\n')[0]}`));
-            if (w.deflate && !/permessage-deflate/i.test(response)) return reject(new Error('server declined permessage-deflate'));
-            opened = true;
-            resolve();
-            d = head.subarray(end + 4);
-          }
-          while (d.length > 0) {
-            if (skip > 0) {
-              const n = Math.min(skip, d.length);
-              skip -= n;
-              wireBytes += n;
-              d = d.subarray(n);
-              if (skip === 0 && ++received === expected) allIn();
-              continue;
-            }
-            const buf = pending.length > 0 ? Buffer.concat([pending, d]) : d;
-            pending = Buffer.alloc(0);
-            let length = buf.length >= 2 ? buf[1] & 127 : -1;
-            const hl = length === 126 ? 4 : length === 127 ? 10 : 2;
-            if (length < 0 || buf.length < hl) {
-              pending = Buffer.from(buf);
-              return;
-            }
-            if (length === 126) length = buf.readUInt16BE(2);
-            else if (length === 127) length = buf.readUInt32BE(6);
-            if ((buf[0] & 0x40) !== 0) compressed++;
-            d = buf.subarray(hl);
-            skip = length;
-            if (skip === 0 && ++received === expected) allIn();
-          }
-        });
-      })),
-    );
+    // The clients: loadgen's sink mode, one epoll process pinned to the other core.
+    const args = ['--mode', 'sink', '--port', String(port), '--conns', String(conns), '--expect', String(expected), '--size', String(w.size), '--opcode', 'text', '--hold', '120', ...(w.deflate ? ['--offer-deflate', '1'] : [])];
+    const sink = taskset ? spawn('taskset', ['-c', '1', LOADGEN, ...args], { stdio: ['pipe', 'pipe', 'inherit'] }) : spawn(LOADGEN, args, { stdio: ['pipe', 'pipe', 'inherit'] });
+    const lines = [];
+    let wake = () => {};
+    let out = '';
+    sink.stdout.on('data', (d) => {
+      out += d;
+      let nl;
+      while ((nl = out.indexOf('\n')) >= 0) {
+        lines.push(JSON.parse(out.slice(0, nl)));
+        out = out.slice(nl + 1);
+        wake();
+      }
+    });
+    sink.on('exit', () => wake());
+    const nextLine = async () => {
+      while (lines.length === 0) {
+        if (sink.exitCode !== null) throw new Error(`${impl}: loadgen sink exited (${sink.exitCode})`);
+        await new Promise((resolve) => (wake = resolve));
+      }
+      return lines.shift();
+    };
+    const ready = await nextLine();
+    if (!ready.ready) throw new Error(`${impl}: ${ready.error ?? 'sink setup failed'}`);
     await new Promise((resolve) => setTimeout(resolve, 300));
-    const client0 = process.cpuUsage();
     const t0 = performance.now();
     child.send({ go: { rounds: w.rounds, size: w.size, burst: w.burst ?? 1, paceMs: w.paceMs ?? 0 } });
-    await done;
+    const result = await nextLine();
     const wall = performance.now() - t0;
-    const client = process.cpuUsage(client0);
     child.send({ cpu: true });
     const { cpuMs } = await new Promise((resolve) => child.on('message', (m) => m.cpuMs !== undefined && resolve(m)));
-    for (const s of sockets) s.destroy();
-    if (w.deflate && compressed !== expected) throw new Error(`${impl}: ${compressed} of ${expected} messages compressed`);
+    sink.stdin.end();
+    if (!result.ok) throw new Error(`${impl}: sink: ${JSON.stringify(result)}`);
+    if (w.deflate && result.compressed !== expected) throw new Error(`${impl}: ${result.compressed} of ${expected} messages compressed`);
     return {
       rate: expected / (wall / 1000),
       usPerDelivery: (cpuMs * 1000) / expected,
-      wireBytes: wireBytes / expected,
-      clientCpu: ((client.user + client.system) / 1000 / wall) * 100,
+      wireBytes: result.bytes / expected,
+      clientCpu: ((result.cpu_s * 1000) / wall) * 100,
     };
   } finally {
     child.kill('SIGTERM');

@@ -6,18 +6,17 @@
 // core 1 (taskset, when present). Prints a markdown table of medians, each figure with its ratio
 // to `ws` measured in the same repetition and the generator's own CPU use, and writes it to
 // bench/results/latest.md. See bench/README.md for the method.
-import { spawn, spawnSync, execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync, statSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import zlib from 'node:zlib';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { buildLoadgen, LOADGEN } from './loadgen/build.mjs';
 
 const BENCH = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.dirname(BENCH);
-const LOADGEN_SRC = path.join(BENCH, 'loadgen', 'loadgen.c');
-const LOADGEN = path.join(BENCH, 'loadgen', 'loadgen');
 
 // ------------------------------------------------------------------ options
 const argv = process.argv.slice(2);
@@ -143,14 +142,6 @@ function rssKiB(pid) {
   } catch {
     return NaN;
   }
-}
-
-function buildLoadgen() {
-  const fresh = existsSync(LOADGEN) && statSync(LOADGEN).mtimeMs >= statSync(LOADGEN_SRC).mtimeMs;
-  if (fresh) return;
-  const cc = process.env.CC || 'cc';
-  log(`building loadgen: ${cc} -O2 -o ${path.relative(ROOT, LOADGEN)} ${path.relative(ROOT, LOADGEN_SRC)}`);
-  execFileSync(cc, ['-O2', '-Wall', '-o', LOADGEN, LOADGEN_SRC], { stdio: 'inherit' });
 }
 
 /** Start a server; resolves { child, pid, banner } or throws with a reason. */
@@ -318,7 +309,7 @@ const fmtUs = (v) => (Number.isFinite(v) ? (v >= 10000 ? `${(v / 1000).toFixed(1
 // ------------------------------------------------------------------ main
 async function main() {
   const started = Date.now();
-  buildLoadgen();
+  buildLoadgen(log);
 
   const distIndex = path.join(ROOT, 'packages/rfc6455/dist/index.js');
   const notes = [];

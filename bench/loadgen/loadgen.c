@@ -14,14 +14,20 @@
  *   idle       open N connections (K handshakes at a time), print a JSON
  *              "ready" line, hold them until stdin reaches EOF or --hold
  *              seconds pass, then close them all.
+ *   sink       fan-out (bench/broadcast.mjs): open N connections like idle,
+ *              print "ready", then only read: count whole messages (checking
+ *              opcode, and length when not compressed) until --expect of
+ *              them have arrived, print the result line and exit.
  *
- * Output: one JSON line on stdout (idle mode: a "ready" line, then the final
- * line). Exit status 0 on success, 2 on setup failure, 1 on usage error.
+ * Output: one JSON line on stdout (idle and sink modes: a "ready" line, then
+ * the final line). Exit status 0 on success, 2 on setup failure, 1 on usage error.
  *
  *   loadgen --mode echo --port P [--conns 100] [--depth 1] [--size 64]
  *           [--opcode text|binary] [--warmup 1] [--duration 5]
  *   loadgen --mode handshake --port P [--concurrency 16] [--warmup 1] [--duration 5]
  *   loadgen --mode idle --port P [--conns 10000] [--concurrency 256] [--hold 60]
+ *   loadgen --mode sink --port P --expect M [--conns 1000] [--size S] [--opcode text]
+ *           [--offer-deflate 1] [--concurrency 256] [--hold 60]
  *   --allow-masked 1   accept masked server frames (only for the raw byte-echo ceiling)
  *   --deflate-payload F  offer permessage-deflate (client_no_context_takeover) and send the bytes
  *                      of F (a raw-deflated SIZE-byte message, tail 00 00 ff ff removed) with RSV1
@@ -144,7 +150,7 @@ static void base64(const uint8_t *in, size_t n, char *out) {
 
 /* ---------------------------------------------------------------- config */
 
-enum { MODE_ECHO, MODE_HANDSHAKE, MODE_IDLE };
+enum { MODE_ECHO, MODE_HANDSHAKE, MODE_IDLE, MODE_SINK };
 
 static int g_mode = MODE_ECHO;
 static int g_port = 0;
@@ -158,7 +164,10 @@ static int g_concurrency = 16;
 static double g_hold = 60.0;
 static double g_setup_timeout = 30.0;
 static int g_allow_masked = 0;
-static const char *g_deflate_file = NULL; /* permessage-deflate: pre-compressed payload */   /* raw ceiling echoes our masked frames back */
+static const char *g_deflate_file = NULL; /* permessage-deflate: pre-compressed payload */
+static int g_offer_deflate = 0;   /* sink: offer permessage-deflate (and require it) */
+static uint64_t g_expect = 0;     /* sink: stop once this many messages have arrived */
+static uint64_t g_compressed = 0; /* sink: messages whose first frame had RSV1 */   /* raw ceiling echoes our masked frames back */
 
 /* ------------------------------------------------------------ connection */
 
@@ -181,6 +190,7 @@ typedef struct conn {
   int f_fin, f_op;
   uint64_t msg_len;        /* data message length so far (fragments) */
   int msg_op;
+  int msg_rsv1;            /* RSV1 of the message's first frame */
   /* echo: write queue of identical frames */
   uint64_t q;              /* frames queued, not yet fully written */
   size_t woff;             /* offset into the frame at the queue head */
@@ -315,7 +325,7 @@ static int conn_start(conn *c) {
                         "GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                         "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s\r\n",
                         g_port, c->key,
-                        g_deflate_file ? "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover\r\n" : "");
+                        g_deflate_file || g_offer_deflate ? "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover\r\n" : "");
   struct epoll_event ev = {0};
   ev.events = EPOLLIN | EPOLLOUT;
   ev.data.ptr = c;
@@ -424,6 +434,15 @@ static void on_frame(conn *c) {
     return; /* ping/pong ignored */
   }
   if (!c->f_fin) return;
+  if (g_mode == MODE_SINK) {
+    /* fan-out: count whole messages of the expected opcode (and length, uncompressed) */
+    if (c->msg_op != g_opcode) g_bad_op++;
+    if (!c->msg_rsv1 && c->msg_len != g_size) g_bad_len++;
+    g_compressed += c->msg_rsv1;
+    g_msgs++;
+    g_bytes += c->msg_len;
+    return;
+  }
   if (g_mode != MODE_ECHO) return;
   if (c->msg_op != g_opcode) g_bad_op++;
   if (c->msg_len != g_size && !g_deflate_file) g_bad_len++;
@@ -463,7 +482,7 @@ static int parse(conn *c, const uint8_t *p, size_t n) {
       else if (l7 == 127) { len = 0; for (int k = 0; k < 8; k++) len = len << 8 | c->hdr[2 + k]; }
       c->f_fin = (c->hdr[0] & 0x80) != 0;
       c->f_op = c->hdr[0] & 0x0f;
-      if (c->f_op != 0 && c->f_op < 8) c->msg_len = 0, c->msg_op = c->f_op;
+      if (c->f_op != 0 && c->f_op < 8) c->msg_len = 0, c->msg_op = c->f_op, c->msg_rsv1 = (c->hdr[0] & 0x40) != 0;
       c->hdr_have = 0;
       c->hdr_need = 2;
       c->pay_left = len;
@@ -475,7 +494,7 @@ static int parse(conn *c, const uint8_t *p, size_t n) {
 
 static int check_response(conn *c) {
   if (strncmp(c->resp, "HTTP/1.1 101", 12) != 0) return -1;
-  if (g_deflate_file && !strcasestr(c->resp, "permessage-deflate")) return -3;
+  if ((g_deflate_file || g_offer_deflate) && !strcasestr(c->resp, "permessage-deflate")) return -3;
   const char *p = c->resp;
   while ((p = strchr(p, '\n')) != NULL) {
     p++;
@@ -560,8 +579,9 @@ static void on_event(conn *c, uint32_t ev) {
 }
 
 static void usage(void) {
-  fprintf(stderr, "usage: loadgen --mode echo|handshake|idle --port P [--conns N] [--depth D] [--size S]\n"
-                  "               [--opcode text|binary] [--warmup S] [--duration S] [--concurrency K] [--hold S]\n");
+  fprintf(stderr, "usage: loadgen --mode echo|handshake|idle|sink --port P [--conns N] [--depth D] [--size S]\n"
+                  "               [--opcode text|binary] [--warmup S] [--duration S] [--concurrency K] [--hold S]\n"
+                  "               [--expect N] [--offer-deflate 1]\n");
   exit(1);
 }
 
@@ -570,7 +590,7 @@ int main(int argc, char **argv) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!v) usage();
-    if (!strcmp(a, "--mode")) g_mode = !strcmp(v, "echo") ? MODE_ECHO : !strcmp(v, "handshake") ? MODE_HANDSHAKE : !strcmp(v, "idle") ? MODE_IDLE : -1;
+    if (!strcmp(a, "--mode")) g_mode = !strcmp(v, "echo") ? MODE_ECHO : !strcmp(v, "handshake") ? MODE_HANDSHAKE : !strcmp(v, "idle") ? MODE_IDLE : !strcmp(v, "sink") ? MODE_SINK : -1;
     else if (!strcmp(a, "--port")) g_port = atoi(v);
     else if (!strcmp(a, "--conns")) g_conns = atoi(v);
     else if (!strcmp(a, "--depth")) g_depth = atoi(v);
@@ -583,6 +603,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(a, "--setup-timeout")) g_setup_timeout = atof(v);
     else if (!strcmp(a, "--allow-masked")) g_allow_masked = atoi(v);
     else if (!strcmp(a, "--deflate-payload")) g_deflate_file = v;
+    else if (!strcmp(a, "--expect")) g_expect = strtoull(v, NULL, 10);
+    else if (!strcmp(a, "--offer-deflate")) g_offer_deflate = atoi(v);
     else usage();
     i++;
   }
@@ -608,8 +630,8 @@ int main(int argc, char **argv) {
   double setup_deadline = t0 + g_setup_timeout;
 
   /* ---------------- setup: open connections (echo, idle) ---------------- */
-  if (g_mode == MODE_ECHO || g_mode == MODE_IDLE) {
-    int limit = g_mode == MODE_IDLE ? g_concurrency : g_nconns;
+  if (g_mode == MODE_ECHO || g_mode == MODE_IDLE || g_mode == MODE_SINK) {
+    int limit = g_mode != MODE_ECHO ? g_concurrency : g_nconns;
     while (g_open < g_nconns) {
       if (now_s() > setup_deadline) break;
       int pending = g_started - g_open - (int)g_hs_fail;
@@ -625,7 +647,7 @@ int main(int argc, char **argv) {
     }
     if (g_open < g_nconns) {
       printf("{\"mode\":\"%s\",\"ok\":false,\"error\":\"setup: %d of %d connections open; %s\",\"setup_s\":%.3f}\n",
-             g_mode == MODE_ECHO ? "echo" : "idle", g_open, g_nconns, g_first_error[0] ? g_first_error : "timeout",
+             g_mode == MODE_ECHO ? "echo" : g_mode == MODE_SINK ? "sink" : "idle", g_open, g_nconns, g_first_error[0] ? g_first_error : "timeout",
              now_s() - t0);
       return 2;
     }
@@ -662,6 +684,49 @@ int main(int argc, char **argv) {
     printf("{\"mode\":\"idle\",\"ok\":true,\"conns\":%d,\"closed_by_server\":%llu,\"setup_s\":%.3f,\"cpu_s\":%.3f}\n",
            g_open, (unsigned long long)closed_by_server, setup_s, cpu_s());
     return 0;
+  }
+
+  if (g_mode == MODE_SINK) {
+    /* Fan-out: the connections only read. "ready" once all are open; the run ends when --expect
+       messages have arrived (or at --hold seconds, or at EOF on stdin). */
+    printf("{\"mode\":\"sink\",\"ready\":true,\"conns\":%d,\"setup_s\":%.3f}\n", g_open, setup_s);
+    fflush(stdout);
+    struct epoll_event ev = {0};
+    ev.events = EPOLLIN;
+    ev.data.ptr = NULL;
+    epoll_ctl(g_ep, EPOLL_CTL_ADD, 0, &ev);
+    double cpu_ready = cpu_s();
+    double end = now_s() + g_hold;
+    double first = 0, last = 0;
+    int done = 0;
+    while (!done && (g_expect == 0 || g_msgs < g_expect) && now_s() < end) {
+      int n = epoll_wait(g_ep, evs, 512, 100);
+      for (int i = 0; i < n; i++) {
+        if (evs[i].data.ptr == NULL) {
+          char b[256];
+          ssize_t r = read(0, b, sizeof b);
+          if (r <= 0) done = 1;
+          continue;
+        }
+        uint64_t before = g_msgs;
+        on_event(evs[i].data.ptr, evs[i].events);
+        if (g_msgs != before) {
+          last = now_s();
+          if (first == 0) first = last;
+        }
+      }
+    }
+    double cpu = cpu_s() - cpu_ready;
+    int ok = g_errors == 0 && g_bad_len == 0 && g_bad_op == 0 && g_masked == 0 && (g_expect == 0 || g_msgs >= g_expect);
+    printf("{\"mode\":\"sink\",\"ok\":%s,\"conns\":%d,\"msgs\":%llu,\"bytes\":%llu,\"compressed\":%llu,"
+           "\"first_to_last_s\":%.6f,\"cpu_s\":%.3f,\"errors\":%llu,\"bad_len\":%llu,\"bad_opcode\":%llu,"
+           "\"masked_server_frames\":%llu,\"first_error\":\"%s\"}\n",
+           ok ? "true" : "false", g_open, (unsigned long long)g_msgs, (unsigned long long)g_bytes,
+           (unsigned long long)g_compressed, last - first, cpu, (unsigned long long)g_errors,
+           (unsigned long long)g_bad_len, (unsigned long long)g_bad_op, (unsigned long long)g_masked, g_first_error);
+    fflush(stdout);
+    for (int i = 0; i < g_nconns; i++) if (g_conns_arr[i].fd >= 0) conn_close(&g_conns_arr[i]);
+    return ok ? 0 : 3;
   }
 
   /* ---------------- run: echo / handshake ---------------- */
