@@ -2,9 +2,9 @@
  * `connect()`: the WebSocket client (the analog of Racket's `ws-connect`) for ws: and wss: URLs.
  * The HTTP exchange is Node's own http(s) client; the handshake checks and the connection are ours.
  */
-import { request as httpRequest, type ClientRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
+import { request as httpRequest, type Agent, type ClientRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { isIP, type Socket } from 'node:net';
+import { isIP, type LookupFunction, type Socket } from 'node:net';
 import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
 import { Defaults } from './codec/constants.js';
 import { WebSocketConnection, type ConnectionOptions } from './connection.js';
@@ -14,6 +14,7 @@ import { buildRequestHeaders, generateKey, verifyResponse } from './handshake/cl
 import { socketTransport } from './transport.js';
 import { connectHttp2 } from './http2.js';
 import { connectHybi00 } from './hybi00-upgrade.js';
+import { socketOptions, unixTarget } from './client-target.js';
 import type { ClientHttp2Session } from 'node:http2';
 
 /** Options of {@link connect}: the handshake, plus every connection option. */
@@ -44,6 +45,25 @@ export interface ConnectOptions extends ConnectionOptions {
   http2?: boolean | ClientHttp2Session;
   /** Speak RFC 6455 (the default) or the draft hybi-00 (Racket's `#:protocol 'hybi00`). */
   variant?: 'rfc6455' | 'hybi00';
+  /**
+   * The `http.Agent` (or `https.Agent`) that makes the handshake's connection, e.g. a proxy
+   * agent that tunnels through an HTTP proxy with CONNECT. Default: a fresh socket of our own
+   * (`agent: false`). HTTP/1.1 only (not hybi-00 or HTTP/2).
+   */
+  agent?: Agent;
+  /**
+   * Connect over this Unix domain socket (or Windows named pipe) instead of TCP; the URL still gives
+   * the request path (and `Host`). The same as a `ws+unix:` (or `wss+unix:`) URL,
+   * `ws+unix:///path/to/socket:/request/path`, the form `ws` uses and `server.url` gives for
+   * `serve({ path })`.
+   */
+  socketPath?: string;
+  /** Local interface address to connect from (TCP). */
+  localAddress?: string;
+  /** Address family for the host name lookup: 4 or 6 (default: either). */
+  family?: 4 | 6;
+  /** Host name lookup function instead of `dns.lookup` (same signature). */
+  lookup?: LookupFunction;
 }
 
 const MAX_ERROR_BODY = 64 * 1024;
@@ -51,6 +71,11 @@ const MAX_ERROR_BODY = 64 * 1024;
 /** Opens a WebSocket connection. Rejects with HandshakeError (status, headers, body attached). */
 export async function connect(url: string | URL, options: ConnectOptions = {}): Promise<WebSocketConnection> {
   let target = new URL(url);
+  const unix = unixTarget(target);
+  if (unix !== undefined) {
+    target = unix.target;
+    options = { ...options, socketPath: unix.socketPath };
+  }
   if (options.variant === 'hybi00') return connectHybi00(target, options);
   if (options.http2) {
     const conn = await connectHttp2(target, { ...options, session: typeof options.http2 === 'object' ? options.http2 : undefined });
@@ -99,7 +124,8 @@ function attempt(target: URL, options: ConnectOptions): Promise<WebSocketConnect
       path: `${target.pathname || '/'}${target.search}`,
       method: 'GET',
       headers,
-      agent: false,
+      agent: options.agent ?? false,
+      ...socketOptions(options),
       maxHeaderSize: options.maxHeaderSize ?? Defaults.maxHeaderSize,
       signal: options.signal,
       ...(secure ? { ...(isIP(target.hostname) ? {} : { servername: target.hostname }), ...options.tls } : {}),

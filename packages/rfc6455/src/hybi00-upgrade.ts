@@ -10,6 +10,7 @@ import { connect as tlsConnect, TLSSocket } from 'node:tls';
 import { Defaults } from './codec/constants.js';
 import { WebSocketConnection } from './connection.js';
 import type { ConnectOptions } from './client.js';
+import { socketOptions } from './client-target.js';
 import { HandshakeError } from './errors.js';
 import {
   acceptHybi00,
@@ -131,9 +132,12 @@ export async function connectHybi00(url: URL, options: ConnectOptions): Promise<
   const request = buildHybi00Request({ host: url.host, path, origin: options.origin, protocols });
   const extra = headerList(options.headers);
   const timeout = options.handshakeTimeout ?? Defaults.handshakeTimeout;
+  // Where to connect: a Unix socket, or host and port (with the local address, family and lookup given).
+  const { socketPath, ...tcp } = socketOptions(options);
+  const where = socketPath !== undefined ? { path: socketPath } : { host: hostname, port, ...tcp };
   const socket: Socket = secure
-    ? tlsConnect({ host: hostname, port, ...(isIP(hostname) ? {} : { servername: hostname }), ...options.tls })
-    : netConnect({ host: hostname, port });
+    ? tlsConnect({ ...where, ...(isIP(hostname) ? {} : { servername: hostname }), ...options.tls })
+    : netConnect(where);
   socket.on('error', () => undefined);
   try {
     await new Promise<void>((resolve, reject) => {

@@ -5,6 +5,7 @@
  * requests skip Node's HTTP parser and go straight to the `upgrade` event; everything else is
  * handed to Node's parser with the bytes already read.
  */
+import { resolve as resolvePath } from 'node:path';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https';
 import { createSecureServer, type Http2SecureServer, type Http2Session } from 'node:http2';
@@ -24,6 +25,14 @@ export interface ServeOptions<State = unknown> extends UpgradeOptions<State> {
   port?: number;
   /** Address to bind. Default '127.0.0.1'; use '0.0.0.0' or '::' for every interface. */
   host?: string;
+  /**
+   * Listen on this Unix domain socket (or Windows named pipe) instead of TCP: `port` and `host`
+   * are not used. Behind a proxy on the same machine (nginx, HAProxy), or for local IPC. The
+   * socket file must not exist yet; Node removes it when the server closes. `server.url` is then
+   * `ws+unix://<path>:/`, which `connect()` accepts. Connections have no remote address there, so
+   * `maxConnectionsPerIp` counts them all as one.
+   */
+  path?: string;
   /** TLS options (key, cert, ...) to serve wss:. */
   tls?: HttpsServerOptions;
   /** Largest request head, in bytes; larger ones get 431. Default 16384. */
@@ -64,11 +73,13 @@ export interface WebSocketServer {
    * keep-alive). `RFC6455_NO_FRONT=1` in the environment leaves every request to Node's parser.
    */
   readonly httpServer: HttpServer | Http2SecureServer;
-  /** The port listened on (the one picked when `port` was 0). */
+  /** The port listened on (the one picked when `port` was 0); 0 on a Unix socket. */
   readonly port: number;
+  /** The Unix socket listened on, when `path` was given. */
+  readonly path?: string;
   /** The host given in the options (default '127.0.0.1'). */
   readonly host: string;
-  /** ws://host:port/ (or wss:). */
+  /** ws://host:port/ (or wss:); `ws+unix://<path>:/` on a Unix socket. */
   readonly url: string;
   /** Open connections. */
   readonly connections: ReadonlySet<WebSocketConnection>;
@@ -226,19 +237,30 @@ export async function serve<State = unknown>(options: ServeOptions<State>, targe
       reject(error);
     };
     httpServer.once('error', failed);
-    httpServer.listen(options.port ?? 0, host, () => {
+    const listening = (): void => {
       httpServer.removeListener('error', failed);
       resolve();
-    });
+    };
+    if (options.path !== undefined) httpServer.listen(options.path, listening);
+    else httpServer.listen(options.port ?? 0, host, listening);
   });
-  const address = httpServer.address() as AddressInfo;
-  const urlHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  const scheme = options.tls || options.http2 ? 'wss' : 'ws';
+  let url: string;
+  let port = 0;
+  if (options.path !== undefined) {
+    url = `${scheme}+unix://${resolvePath(options.path)}:/`;
+  } else {
+    const address = httpServer.address() as AddressInfo;
+    port = address.port;
+    url = `${scheme}://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${port}/`;
+  }
   let closed: Promise<void> | undefined;
   return {
     httpServer,
-    port: address.port,
+    port,
     host,
-    url: `${options.tls || options.http2 ? 'wss' : 'ws'}://${urlHost}:${address.port}/`,
+    ...(options.path !== undefined ? { path: options.path } : {}),
+    url,
     connections,
     broadcast: (data, broadcastOptions) => broadcast(connections, data, broadcastOptions),
     close(code = CloseCode.GoingAway, reason = 'server shutting down') {

@@ -77,8 +77,16 @@ export function endSocket(socket: Socket): void {
 /** A socket transport's abort: a TCP RST where Node can send one, else destroy. */
 export function abortSocket(socket: Socket): void {
   if (socket.destroyed) return;
-  if (!(socket instanceof TLSSocket) && typeof socket.resetAndDestroy === 'function' && socket.readyState !== 'opening') socket.resetAndDestroy();
-  else socket.destroy();
+  if (!(socket instanceof TLSSocket) && typeof socket.resetAndDestroy === 'function' && socket.readyState !== 'opening') {
+    try {
+      socket.resetAndDestroy();
+      return;
+    } catch {
+      // Not a TCP socket (a Unix domain socket, a named pipe): Node throws ERR_INVALID_HANDLE_TYPE
+      // and changes nothing; a plain destroy is the abort there.
+    }
+  }
+  socket.destroy();
 }
 
 /** Wraps a net.Socket or tls.TLSSocket. */

@@ -1,0 +1,38 @@
+/**
+ * Where a client connection goes: the socket options of `connect()` (a Unix socket, the local
+ * address, family and lookup) and `ws+unix:` URLs, shared by the RFC 6455 and hybi-00 clients.
+ */
+import type { LookupFunction } from 'node:net';
+
+/** The options of `connect()` that choose how its socket is made. */
+export interface SocketChoice {
+  socketPath?: string;
+  localAddress?: string;
+  family?: 4 | 6;
+  lookup?: LookupFunction;
+}
+
+/** Those options of `options` that are set (for `http.request`, `net.connect`, `tls.connect`). */
+export function socketOptions(options: SocketChoice): SocketChoice {
+  const out: SocketChoice = {};
+  if (options.socketPath !== undefined) out.socketPath = options.socketPath;
+  if (options.localAddress !== undefined) out.localAddress = options.localAddress;
+  if (options.family !== undefined) out.family = options.family;
+  if (options.lookup !== undefined) out.lookup = options.lookup;
+  return out;
+}
+
+/**
+ * A `ws+unix:` / `wss+unix:` URL (`ws+unix:///path/to/socket:/request/path?query`): the socket's
+ * path, and the ws:/wss: URL of the request (host `localhost`). Undefined for any other scheme.
+ */
+export function unixTarget(url: URL): { target: URL; socketPath: string } | undefined {
+  if (url.protocol !== 'ws+unix:' && url.protocol !== 'wss+unix:') return undefined;
+  const full = decodeURIComponent(url.pathname);
+  const colon = full.indexOf(':');
+  const socketPath = colon < 0 ? full : full.slice(0, colon);
+  if (socketPath === '') throw new TypeError(`no socket path in ${url.href} (use ws+unix:///path/to/socket:/request/path)`);
+  const path = colon < 0 ? '/' : full.slice(colon + 1) || '/';
+  const target = new URL(`${url.protocol === 'wss+unix:' ? 'wss' : 'ws'}://localhost${path.startsWith('/') ? path : `/${path}`}${url.search}`);
+  return { target, socketPath };
+}

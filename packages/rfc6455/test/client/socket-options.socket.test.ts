@@ -1,0 +1,170 @@
+/**
+ * Where a connection goes: `serve({ path })` on a Unix domain socket and `connect()` to it (a
+ * `ws+unix:` URL, or `socketPath`), over TLS too, against `ws` on both sides; and the client's
+ * `agent`, `localAddress` and `lookup` options, over real sockets.
+ */
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { Agent, createServer, type IncomingMessage } from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { WebSocket as WsClient, WebSocketServer as WsServer } from 'ws';
+import { connect, serve, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
+import { unixTarget } from '../../src/client-target.js';
+
+const FIXTURES = path.join(__dirname, '../../../../test/fixtures/tls');
+const tls = { key: readFileSync(path.join(FIXTURES, 'key.pem')), cert: readFileSync(path.join(FIXTURES, 'cert.pem')) };
+
+let dir: string;
+const servers: WebSocketServer[] = [];
+const conns: WebSocketConnection[] = [];
+beforeEach(() => {
+  dir = mkdtempSync(path.join(tmpdir(), 'rfc6455-unix-'));
+});
+afterEach(async () => {
+  for (const c of conns.splice(0)) c.terminate();
+  await Promise.all(servers.splice(0).map((s) => s.close()));
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** An echo server that records each connection's path and remote address. */
+async function echo(options: Parameters<typeof serve>[0]): Promise<{ server: WebSocketServer; seen: Array<{ url: string; host: string | undefined; remote: string | undefined }> }> {
+  const seen: Array<{ url: string; host: string | undefined; remote: string | undefined }> = [];
+  const server = await serve(options, async (conn, req) => {
+    seen.push({ url: req.url ?? '', host: req.headers.host, remote: conn.remoteAddress });
+    for await (const m of conn) await conn.send(m);
+  });
+  servers.push(server);
+  return { server, seen };
+}
+
+async function roundTrip(conn: WebSocketConnection, text: string): Promise<unknown> {
+  conns.push(conn);
+  await conn.send(text);
+  return conn.recv();
+}
+
+describe('Unix domain sockets', () => {
+  test('serve({ path }) listens on the socket; connect(server.url) speaks through it; the file goes when the server closes', async () => {
+    const socketPath = path.join(dir, 'ws.sock');
+    const { server, seen } = await echo({ path: socketPath });
+    expect(server.url).toBe(`ws+unix://${socketPath}:/`);
+    expect(server.path).toBe(socketPath);
+    expect(server.port).toBe(0);
+    expect(existsSync(socketPath)).toBe(true);
+    expect(await roundTrip(await connect(server.url), 'over a unix socket')).toBe('over a unix socket');
+    // A request path and query after the socket's path.
+    expect(await roundTrip(await connect(`ws+unix://${socketPath}:/chat/room?x=1`), 'with a path')).toBe('with a path');
+    expect(seen.map((s) => s.url)).toEqual(['/', '/chat/room?x=1']);
+    expect(seen[0]!.host).toBe('localhost');
+    // An abort over a Unix socket (no TCP RST there): closed at once, locally 1006, nothing thrown.
+    const aborted = await connect(server.url);
+    expect(() => aborted.terminate()).not.toThrow();
+    await aborted.whenClosed;
+    expect(aborted.closeStatus).toBe(1006);
+    for (const c of conns.splice(0)) c.terminate();
+    await servers.pop()!.close();
+    expect(existsSync(socketPath)).toBe(false);
+  });
+
+  test('connect(ws://host/path, { socketPath }): the URL gives the request, the option the socket', async () => {
+    const socketPath = path.join(dir, 'opt.sock');
+    const { seen } = await echo({ path: socketPath });
+    expect(await roundTrip(await connect('ws://api.internal/v1/stream', { socketPath }), 'routed')).toBe('routed');
+    expect(seen).toEqual([{ url: '/v1/stream', host: 'api.internal', remote: undefined }]);
+  });
+
+  test('wss+unix: TLS over a Unix socket', async () => {
+    const socketPath = path.join(dir, 'tls.sock');
+    const { server } = await echo({ path: socketPath, tls });
+    expect(server.url).toBe(`wss+unix://${socketPath}:/`);
+    const conn = await connect(server.url, { tls: { rejectUnauthorized: false } });
+    expect(await roundTrip(conn, 'encrypted')).toBe('encrypted');
+  });
+
+  test('hybi-00 over a Unix socket', async () => {
+    const socketPath = path.join(dir, 'hybi.sock');
+    const { server } = await echo({ path: socketPath });
+    const conn = await connect(server.url, { variant: 'hybi00' });
+    expect(conn.variant).toBe('hybi00');
+    expect(await roundTrip(conn, 'draft')).toBe('draft');
+  });
+
+  test('interop with ws: its client to serve({ path }), and connect() to its server on a socket', async () => {
+    const ours = path.join(dir, 'ours.sock');
+    const { server } = await echo({ path: ours });
+    const client = new WsClient(server.url);
+    const echoed = await new Promise<string>((resolve, reject) => {
+      client.on('open', () => client.send('from ws'));
+      client.on('message', (data) => resolve(String(data)));
+      client.on('error', reject);
+    });
+    client.close();
+    expect(echoed).toBe('from ws');
+
+    const theirs = path.join(dir, 'theirs.sock');
+    const http = createServer();
+    const wss = new WsServer({ server: http });
+    wss.on('connection', (ws, req: IncomingMessage) => ws.on('message', (data) => ws.send(`${req.url} ${String(data)}`)));
+    await new Promise<void>((resolve) => http.listen(theirs, resolve));
+    try {
+      expect(await roundTrip(await connect(`ws+unix://${theirs}:/theirs`), 'to ws')).toBe('/theirs to ws');
+    } finally {
+      for (const c of wss.clients) c.terminate();
+      await new Promise<void>((resolve) => http.close(() => resolve()));
+    }
+  });
+
+  test('ws+unix: URLs are read as ws reads them; one without a socket path is refused', () => {
+    expect(unixTarget(new URL('ws+unix:///tmp/a.sock:/x/y?q=1'))).toEqual({ socketPath: '/tmp/a.sock', target: new URL('ws://localhost/x/y?q=1') });
+    expect(unixTarget(new URL('ws+unix:///tmp/a.sock'))).toEqual({ socketPath: '/tmp/a.sock', target: new URL('ws://localhost/') });
+    expect(unixTarget(new URL('wss+unix:///tmp/my%20dir/a.sock:/'))).toEqual({ socketPath: '/tmp/my dir/a.sock', target: new URL('wss://localhost/') });
+    expect(unixTarget(new URL('ws://localhost/'))).toBeUndefined();
+    expect(() => unixTarget(new URL('ws+unix::/x'))).toThrow(/no socket path/);
+  });
+});
+
+describe('client socket options', () => {
+  test('agent: the handshake connection is made by the agent given', async () => {
+    const { server } = await echo({});
+    let made = 0;
+    class CountingAgent extends Agent {
+      override createConnection(...args: Parameters<Agent['createConnection']>): ReturnType<Agent['createConnection']> {
+        made++;
+        return super.createConnection(...args);
+      }
+    }
+    const agent = new CountingAgent();
+    expect(await roundTrip(await connect(server.url, { agent }), 'through the agent')).toBe('through the agent');
+    expect(made).toBe(1);
+    agent.destroy();
+  });
+
+  test('localAddress: the connection comes from the address given', async () => {
+    const { server, seen } = await echo({ host: '0.0.0.0' });
+    // Any 127.x address is the loopback interface on Linux.
+    const conn = await connect(`ws://127.0.0.1:${server.port}/`, { localAddress: '127.0.0.2' });
+    expect(await roundTrip(conn, 'from 127.0.0.2')).toBe('from 127.0.0.2');
+    expect(conn.localAddress).toBe('127.0.0.2');
+    expect(seen[0]!.remote).toBe('127.0.0.2');
+  });
+
+  test('lookup: a host name resolved by the function given', async () => {
+    const { server, seen } = await echo({});
+    const asked: string[] = [];
+    const lookup = ((hostname: string, options: unknown, callback: (err: Error | null, address: string | Array<{ address: string; family: number }>, family?: number) => void) => {
+      asked.push(hostname);
+      if ((options as { all?: boolean }).all) callback(null, [{ address: '127.0.0.1', family: 4 }]);
+      else callback(null, '127.0.0.1', 4);
+    }) as unknown as NonNullable<Parameters<typeof connect>[1]>['lookup'];
+    const conn = await connect(`ws://chat.service.invalid:${server.port}/`, { lookup });
+    expect(await roundTrip(conn, 'resolved')).toBe('resolved');
+    expect(asked).toEqual(['chat.service.invalid']);
+    expect(seen[0]!.host).toBe(`chat.service.invalid:${server.port}`);
+  });
+
+  test('a connection refused on a Unix socket that is not there is a HandshakeError, not a crash', async () => {
+    const error = await connect(`ws+unix://${path.join(dir, 'missing.sock')}:/`).catch((e: unknown) => e);
+    expect((error as { code?: string }).code).toBe('WS_CONNECT_FAILED');
+    expect(String((error as { cause?: unknown }).cause)).toMatch(/ENOENT/);
+  });
+});
