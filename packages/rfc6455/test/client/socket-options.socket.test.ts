@@ -4,7 +4,8 @@
  * `agent`, `localAddress` and `lookup` options, over real sockets.
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { Agent, createServer, type IncomingMessage } from 'node:http';
+import { Agent, createServer, request as httpRequest, type IncomingMessage } from 'node:http';
+import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { WebSocket as WsClient, WebSocketServer as WsServer } from 'ws';
@@ -137,6 +138,54 @@ describe('client socket options', () => {
     expect(await roundTrip(await connect(server.url, { agent }), 'through the agent')).toBe('through the agent');
     expect(made).toBe(1);
     agent.destroy();
+  });
+
+  test('agent: through an HTTP proxy with CONNECT (a proxy server and a tunnelling agent, as proxy agents do)', async () => {
+    const { server, seen } = await echo({});
+    // The proxy: answers CONNECT host:port by opening that TCP connection and splicing the two.
+    const tunnels: string[] = [];
+    const spliced: Array<import('node:net').Socket> = [];
+    const proxy = createServer();
+    proxy.on('connect', (req: IncomingMessage, client: import('node:net').Socket, head: Buffer) => {
+      tunnels.push(req.url ?? '');
+      spliced.push(client);
+      const [host, port] = (req.url ?? '').split(':');
+      const upstream = netConnect(Number(port), host, () => {
+        client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+        if (head.length > 0) upstream.write(head);
+        upstream.pipe(client);
+        client.pipe(upstream);
+      });
+      upstream.on('error', () => client.destroy());
+      client.on('error', () => upstream.destroy());
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const proxyPort = (proxy.address() as import('node:net').AddressInfo).port;
+    // The agent: each connection is a CONNECT tunnel through the proxy.
+    class TunnelAgent extends Agent {
+      override createConnection(...[options, callback]: Parameters<Agent['createConnection']>): ReturnType<Agent['createConnection']> {
+        const connectReq = httpRequest({ host: '127.0.0.1', port: proxyPort, method: 'CONNECT', path: `${options.host}:${options.port}` });
+        connectReq.on('connect', (res: IncomingMessage, socket: import('node:net').Socket) => {
+          if (res.statusCode === 200) callback?.(null, socket);
+          else callback?.(new Error(`proxy answered ${res.statusCode}`), socket);
+        });
+        connectReq.on('error', (error) => callback?.(error, connectReq.socket!));
+        connectReq.end();
+        return undefined;
+      }
+    }
+    const agent = new TunnelAgent();
+    try {
+      const conn = await connect(`ws://127.0.0.1:${server.port}/through/proxy`, { agent });
+      expect(await roundTrip(conn, 'tunnelled')).toBe('tunnelled');
+      expect(tunnels).toEqual([`127.0.0.1:${server.port}`]);
+      expect(seen[0]!.url).toBe('/through/proxy');
+    } finally {
+      agent.destroy();
+      // Tunnels are the proxy's own sockets now, not its HTTP server's: closed here.
+      for (const socket of spliced) socket.destroy();
+      await new Promise<void>((resolve) => proxy.close(() => resolve()));
+    }
   });
 
   test('localAddress: the connection comes from the address given', async () => {
