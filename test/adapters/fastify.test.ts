@@ -16,7 +16,7 @@ declare module 'fastify' {
   }
 }
 
-async function build(options: { tls?: TlsMaterial } = {}): Promise<FastifyInstance> {
+async function build(options: { tls?: TlsMaterial; path?: string } = {}): Promise<FastifyInstance> {
   const app = (options.tls ? Fastify({ https: options.tls }) : Fastify()) as unknown as FastifyInstance;
   app.decorateRequest('user', '');
   app.decorateRequest('stages', null as unknown as string[]);
@@ -59,7 +59,7 @@ async function build(options: { tls?: TlsMaterial } = {}): Promise<FastifyInstan
     handler: async () => 'plain http on /both',
     wsHandler: (conn) => void conn.send('websocket on /both'),
   });
-  await app.listen({ port: 0, host: '127.0.0.1' });
+  await app.listen(options.path !== undefined ? { path: options.path } : { port: 0, host: '127.0.0.1' });
   return app;
 }
 
@@ -244,5 +244,35 @@ describe('@rfc6455/fastify injectWS (no port)', () => {
     await instance.close();
     expect(await conn.recv()).toBe(EOF);
     expect(conn.closeStatus).toBe(1001);
+  });
+});
+
+describe('@rfc6455/fastify on a Unix domain socket', () => {
+  test('Fastify listening on a socket path: messages echo over ws+unix:, terminate() aborts and app.close() still closes with 1001', async () => {
+    const { mkdtempSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const dir = mkdtempSync(join(tmpdir(), 'rfc6455-fastify-'));
+    const path = join(dir, 'app.sock');
+    const instance = await build({ path });
+    try {
+      const url = `ws+unix://${path}:/echo`;
+      const conn = await connect(url);
+      await conn.send('over the socket');
+      expect(await conn.recv()).toBe('over the socket');
+      // An abort over a Unix socket: the server side sees the connection go (1006), nothing throws.
+      const aborted = await connect(url);
+      expect(instance.websocketConnections.size).toBe(2);
+      const serverSide = [...instance.websocketConnections][1]!;
+      aborted.terminate();
+      await serverSide.whenClosed;
+      expect(serverSide.closeStatus).toBe(1006);
+      await instance.close();
+      expect(await conn.recv()).toBe(EOF);
+      expect(conn.closeStatus).toBe(1001);
+    } finally {
+      await instance.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
