@@ -94,6 +94,30 @@ describe('serve --echo with connect from a pipe', () => {
   });
 });
 
+describe('serve --unix and connect ws+unix:', () => {
+  test('a server on a Unix domain socket: connect reaches it by its ws+unix: URL, the echo comes back', async () => {
+    const { mkdtempSync, rmSync, existsSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const dir = mkdtempSync(resolve(tmpdir(), 'rfc6455-cli-'));
+    const socket = resolve(dir, 'cli.sock');
+    const server = cli(['serve', '--unix', socket, '--echo']);
+    try {
+      const [url] = (await server.waitFor(/ws\+unix:\/\/\S+/)) as unknown as [string];
+      expect(url).toBe(`ws+unix://${socket}:/`);
+      const result = await connectWith(`ws+unix://${socket}:/room`, 'through the socket\n');
+      expect(result.code).toBe(0);
+      expect(result.stdout).toContain('< through the socket');
+      await server.waitFor(/\[1\] open \/room/);
+      server.proc.kill('SIGTERM');
+      expect(await server.exited).toBe(0);
+      expect(existsSync(socket)).toBe(false);
+    } finally {
+      server.proc.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 20_000);
+});
+
 describe('serve --broadcast', () => {
   test('relays every message to every other open connection, text as text and binary as binary', async () => {
     const server = cli(['serve', '--port', '0', '--broadcast']);

@@ -3,7 +3,7 @@
  * The `rfc6455` command: a WebSocket client like wscat, and a quick echo/log server.
  *
  *   rfc6455 connect URL [--protocol P]... [--header 'K: V']... [--origin O] [--no-deflate] [--wait MS]
- *   rfc6455 serve [--port N] [--host H] [--echo] [--broadcast] [--protocol P]...
+ *   rfc6455 serve [--port N] [--host H | --unix PATH] [--echo] [--broadcast] [--protocol P]...
  *   rfc6455 --help | --version | help [connect|serve]
  *
  * Exit codes: 0 success; 1 connection error (refused, handshake failed) or an abnormal or error
@@ -44,7 +44,7 @@ Exit codes:
 
 const CONNECT_HELP = `Usage: rfc6455 connect URL [options]
 
-Opens a WebSocket to URL (ws: or wss:). Received messages are printed as "< text"; binary
+Opens a WebSocket to URL (ws:, wss:, or ws+unix:///path/to/socket:/path). Received messages are printed as "< text"; binary
 messages as "< [binary N bytes] hex…". Status lines (connected, closed) go to stderr.
 
 On a terminal (interactive): each line you type is sent as a text message. Commands:
@@ -82,6 +82,7 @@ exit 0.
 Options:
   -p, --port N       port (default 8081; 0 picks a free one; the URL is printed)
       --host H       address to bind (default 127.0.0.1; 0.0.0.0 for every interface)
+      --unix PATH    listen on a Unix domain socket instead (URL ws+unix://PATH:/)
   -e, --echo         echo messages back (text as text, binary as binary)
   -b, --broadcast    relay every message to every other open connection
       --protocol P   accept subprotocol P when offered (repeatable)
@@ -158,7 +159,7 @@ async function runConnect(args: string[]): Promise<number> {
   } catch {
     return fail(`not a URL: ${positionals[0]}`);
   }
-  if (url.protocol !== 'ws:' && url.protocol !== 'wss:') fail(`unsupported scheme ${url.protocol} (use ws: or wss:)`);
+  if (!['ws:', 'wss:', 'ws+unix:', 'wss+unix:'].includes(url.protocol)) fail(`unsupported scheme ${url.protocol} (use ws:, wss:, or ws+unix:///socket:/path)`);
   const wait = values.wait === undefined ? 0 : Number(values.wait);
   if (!Number.isFinite(wait) || wait < 0) fail(`bad --wait ${values.wait}`);
   const options: ConnectOptions = {
@@ -264,6 +265,7 @@ async function runServe(args: string[]): Promise<number> {
   const { values } = parse(args, {
     port: { type: 'string', short: 'p', default: '8081' },
     host: { type: 'string', default: '127.0.0.1' },
+    unix: { type: 'string' },
     echo: { type: 'boolean', short: 'e' },
     broadcast: { type: 'boolean', short: 'b' },
     protocol: { type: 'string', multiple: true },
@@ -286,7 +288,7 @@ async function runServe(args: string[]): Promise<number> {
   let server: WebSocketServer | undefined;
   try {
     server = await serve(
-      { port, host: values.host, ...(values.protocol ? { protocols: values.protocol } : {}) },
+      { port, host: values.host, ...(values.unix !== undefined ? { path: values.unix } : {}), ...(values.protocol ? { protocols: values.protocol } : {}) },
       async (conn, req) => {
         const id = ++counter;
         const log = (line: string): void => void process.stdout.write(`[${id}] ${line}\n`);
