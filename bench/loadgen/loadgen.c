@@ -578,6 +578,34 @@ static void on_event(conn *c, uint32_t ev) {
   if (c->fd >= 0 && ((ev & EPOLLOUT) || (c->q > 0 && !c->want_out))) flush(c);
 }
 
+/* idle and sink modes: stdin joins the epoll set (data.ptr NULL); its EOF ends the run */
+static void watch_stdin(void) {
+  struct epoll_event ev = {0};
+  ev.events = EPOLLIN;
+  ev.data.ptr = NULL;
+  epoll_ctl(g_ep, EPOLL_CTL_ADD, 0, &ev);
+}
+
+/* one round of the idle and sink modes' loop: waits up to 100 ms and handles what came; counts
+   the connections the server closed in *closed; returns 0 once stdin has reached EOF */
+static int hold_round(uint64_t *closed) {
+  struct epoll_event evs[512];
+  int alive = 1;
+  int n = epoll_wait(g_ep, evs, 512, 100);
+  for (int i = 0; i < n; i++) {
+    if (evs[i].data.ptr == NULL) {
+      char b[256];
+      if (read(0, b, sizeof b) <= 0) alive = 0;
+      continue;
+    }
+    conn *c = evs[i].data.ptr;
+    int was_open = c->fd >= 0;
+    on_event(c, evs[i].events);
+    if (was_open && c->fd < 0) (*closed)++;
+  }
+  return alive;
+}
+
 static void usage(void) {
   fprintf(stderr, "usage: loadgen --mode echo|handshake|idle|sink --port P [--conns N] [--depth D] [--size S]\n"
                   "               [--opcode text|binary] [--warmup S] [--duration S] [--concurrency K] [--hold S]\n"
@@ -658,28 +686,10 @@ int main(int argc, char **argv) {
     printf("{\"mode\":\"idle\",\"ready\":true,\"conns\":%d,\"setup_s\":%.3f}\n", g_open, setup_s);
     fflush(stdout);
     /* hold: wait on stdin EOF or timeout; keep draining sockets */
-    struct epoll_event ev = {0};
-    ev.events = EPOLLIN;
-    ev.data.ptr = NULL;
-    epoll_ctl(g_ep, EPOLL_CTL_ADD, 0, &ev);
+    watch_stdin();
     double end = now_s() + g_hold;
-    int done = 0;
     uint64_t closed_by_server = 0;
-    while (!done && now_s() < end) {
-      int n = epoll_wait(g_ep, evs, 512, 100);
-      for (int i = 0; i < n; i++) {
-        if (evs[i].data.ptr == NULL) {
-          char b[256];
-          ssize_t r = read(0, b, sizeof b);
-          if (r <= 0) done = 1;
-          continue;
-        }
-        conn *c = evs[i].data.ptr;
-        int was_open = c->fd >= 0;
-        on_event(c, evs[i].events);
-        if (was_open && c->fd < 0) closed_by_server++;
-      }
-    }
+    while (now_s() < end && hold_round(&closed_by_server)) {}
     for (int i = 0; i < g_nconns; i++) if (g_conns_arr[i].fd >= 0) conn_close(&g_conns_arr[i]);
     printf("{\"mode\":\"idle\",\"ok\":true,\"conns\":%d,\"closed_by_server\":%llu,\"setup_s\":%.3f,\"cpu_s\":%.3f}\n",
            g_open, (unsigned long long)closed_by_server, setup_s, cpu_s());
@@ -691,38 +701,27 @@ int main(int argc, char **argv) {
        messages have arrived (or at --hold seconds, or at EOF on stdin). */
     printf("{\"mode\":\"sink\",\"ready\":true,\"conns\":%d,\"setup_s\":%.3f}\n", g_open, setup_s);
     fflush(stdout);
-    struct epoll_event ev = {0};
-    ev.events = EPOLLIN;
-    ev.data.ptr = NULL;
-    epoll_ctl(g_ep, EPOLL_CTL_ADD, 0, &ev);
+    watch_stdin();
     double cpu_ready = cpu_s();
     double end = now_s() + g_hold;
     double first = 0, last = 0;
-    int done = 0;
-    while (!done && (g_expect == 0 || g_msgs < g_expect) && now_s() < end) {
-      int n = epoll_wait(g_ep, evs, 512, 100);
-      for (int i = 0; i < n; i++) {
-        if (evs[i].data.ptr == NULL) {
-          char b[256];
-          ssize_t r = read(0, b, sizeof b);
-          if (r <= 0) done = 1;
-          continue;
-        }
-        uint64_t before = g_msgs;
-        on_event(evs[i].data.ptr, evs[i].events);
-        if (g_msgs != before) {
-          last = now_s();
-          if (first == 0) first = last;
-        }
+    uint64_t closed_by_server = 0;
+    int alive = 1;
+    while (alive && (g_expect == 0 || g_msgs < g_expect) && now_s() < end) {
+      uint64_t before = g_msgs;
+      alive = hold_round(&closed_by_server);
+      if (g_msgs != before) {
+        last = now_s();
+        if (first == 0) first = last;
       }
     }
     double cpu = cpu_s() - cpu_ready;
     int ok = g_errors == 0 && g_bad_len == 0 && g_bad_op == 0 && g_masked == 0 && (g_expect == 0 || g_msgs >= g_expect);
-    printf("{\"mode\":\"sink\",\"ok\":%s,\"conns\":%d,\"msgs\":%llu,\"bytes\":%llu,\"compressed\":%llu,"
-           "\"first_to_last_s\":%.6f,\"cpu_s\":%.3f,\"errors\":%llu,\"bad_len\":%llu,\"bad_opcode\":%llu,"
-           "\"masked_server_frames\":%llu,\"first_error\":\"%s\"}\n",
-           ok ? "true" : "false", g_open, (unsigned long long)g_msgs, (unsigned long long)g_bytes,
-           (unsigned long long)g_compressed, last - first, cpu, (unsigned long long)g_errors,
+    printf("{\"mode\":\"sink\",\"ok\":%s,\"conns\":%d,\"closed_by_server\":%llu,\"msgs\":%llu,\"bytes\":%llu,"
+           "\"compressed\":%llu,\"first_to_last_s\":%.6f,\"cpu_s\":%.3f,\"errors\":%llu,\"bad_len\":%llu,"
+           "\"bad_opcode\":%llu,\"masked_server_frames\":%llu,\"first_error\":\"%s\"}\n",
+           ok ? "true" : "false", g_open, (unsigned long long)closed_by_server, (unsigned long long)g_msgs,
+           (unsigned long long)g_bytes, (unsigned long long)g_compressed, last - first, cpu, (unsigned long long)g_errors,
            (unsigned long long)g_bad_len, (unsigned long long)g_bad_op, (unsigned long long)g_masked, g_first_error);
     fflush(stdout);
     for (int i = 0; i < g_nconns; i++) if (g_conns_arr[i].fd >= 0) conn_close(&g_conns_arr[i]);
