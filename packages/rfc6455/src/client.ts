@@ -82,6 +82,7 @@ export async function connect(url: string | URL, options: ConnectOptions = {}): 
     if (conn) return conn;
   }
   const maxRedirects = options.followRedirects === true ? 5 : options.followRedirects || 0;
+  const origin = target;
   for (let redirects = 0; ; redirects++) {
     const outcome = await attempt(target, options);
     if (outcome instanceof WebSocketConnection) return outcome;
@@ -89,7 +90,28 @@ export async function connect(url: string | URL, options: ConnectOptions = {}): 
     target = new URL(outcome.location, target);
     if (target.protocol === 'http:') target.protocol = 'ws:';
     else if (target.protocol === 'https:') target.protocol = 'wss:';
+    options = redirectedOptions(origin, target, options);
   }
+}
+
+const isSecure = (url: URL): boolean => url.protocol === 'wss:' || url.protocol === 'https:';
+
+/**
+ * The options for a redirect from `origin` (the URL first asked for) to `next`. As curl and `ws`
+ * do, credentials do not follow a redirect to another host or from wss: to ws:: the
+ * `Authorization` and `Cookie` headers (and a `Host` header of the caller's, for another host) are
+ * dropped, and a Unix socket is left for the new host's TCP address.
+ * @internal
+ */
+export function redirectedOptions(origin: URL, next: URL, options: ConnectOptions): ConnectOptions {
+  const sameHost = next.host === origin.host;
+  if (sameHost && (isSecure(next) || !isSecure(origin))) return options;
+  const dropped = sameHost ? ['authorization', 'cookie'] : ['authorization', 'cookie', 'host'];
+  const headers: OutgoingHttpHeaders = {};
+  for (const [name, value] of Object.entries(options.headers ?? {})) {
+    if (!dropped.includes(name.toLowerCase())) headers[name] = value;
+  }
+  return { ...options, headers, ...(sameHost ? {} : { socketPath: undefined }) };
 }
 
 interface Redirect {
@@ -98,7 +120,7 @@ interface Redirect {
 }
 
 function attempt(target: URL, options: ConnectOptions): Promise<WebSocketConnection | Redirect> {
-  const secure = target.protocol === 'wss:' || target.protocol === 'https:';
+  const secure = isSecure(target);
   if (!secure && target.protocol !== 'ws:' && target.protocol !== 'http:') {
     return Promise.reject(new TypeError(`unsupported URL scheme ${target.protocol} (use ws: or wss:)`));
   }

@@ -4,6 +4,7 @@
  */
 import { connect, serve, HandshakeError, type WebSocketServer } from 'rfc6455';
 import { acceptKey } from '../../src/handshake/server.js';
+import { redirectedOptions } from '../../src/client.js';
 import { rawServer, requestKey, type RawServer } from '../helpers/raw-server.js';
 
 function switching(head: string, extra: string[] = [], accept = acceptKey(requestKey(head))): string {
@@ -140,6 +141,49 @@ describe('redirects', () => {
     const conn = await connect(s.url, { perMessageDeflate: false, followRedirects: true });
     expect(await conn.recv()).toBe('arrived at /landed?x=1');
     await conn.close();
+  });
+
+  test('credentials do not follow a redirect to another host: Authorization and Cookie dropped, other headers kept', async () => {
+    const seen: Array<Record<string, string | string[] | undefined>> = [];
+    const landing = await serve({ host: '127.0.0.2', perMessageDeflate: false }, (conn, req) => {
+      seen.push({ authorization: req.headers.authorization, cookie: req.headers.cookie, 'x-trace': req.headers['x-trace'] });
+      void conn.send('landed');
+    });
+    try {
+      // 127.0.0.1:<port> and 127.0.0.2:<other port>: another host (both on the loopback interface).
+      const s = await answering(() => ['HTTP/1.1 307 Temporary Redirect', `Location: ws://127.0.0.2:${landing.port}/`, 'Content-Length: 0', '', ''].join('\r\n'));
+      const headers = { Authorization: 'Bearer secret', cookie: 'session=abc', 'X-Trace': 't1' };
+      const conn = await connect(s.url, { perMessageDeflate: false, followRedirects: true, headers });
+      expect(await conn.recv()).toBe('landed');
+      await conn.close();
+      // The first server got them; the other host did not.
+      expect(s.requests[0]).toMatch(/^authorization: Bearer secret$/im);
+      expect(s.requests[0]).toMatch(/^cookie: session=abc$/im);
+      expect(seen).toEqual([{ authorization: undefined, cookie: undefined, 'x-trace': 't1' }]);
+    } finally {
+      await landing.close();
+    }
+  });
+
+  test('credentials follow a redirect on the same host', async () => {
+    const s = await answering((head) =>
+      head.startsWith('GET /start ') ? ['HTTP/1.1 302 Found', 'Location: /final', 'Content-Length: 0', '', ''].join('\r\n') : switching(head),
+    );
+    const conn = await connect(`${s.url}start`, { perMessageDeflate: false, followRedirects: true, headers: { Authorization: 'Bearer secret' } });
+    conn.terminate();
+    expect(s.requests.map((h) => h.split('\r\n')[0])).toEqual(['GET /start HTTP/1.1', 'GET /final HTTP/1.1']);
+    expect(s.requests[1]).toMatch(/^authorization: Bearer secret$/im);
+  });
+
+  test('the rule for each kind of redirect (another host, wss: to ws:, same host, ws: to wss:)', () => {
+    const options = { headers: { authorization: 'a', Cookie: 'c', Host: 'h', 'x-other': 'o' }, socketPath: '/run/s.sock' };
+    const from = new URL('wss://a.example/');
+    const other = redirectedOptions(from, new URL('wss://b.example/'), options);
+    expect([other.headers, other.socketPath]).toEqual([{ 'x-other': 'o' }, undefined]);
+    const downgrade = redirectedOptions(from, new URL('ws://a.example/'), options);
+    expect([downgrade.headers, downgrade.socketPath]).toEqual([{ Host: 'h', 'x-other': 'o' }, '/run/s.sock']);
+    expect(redirectedOptions(from, new URL('wss://a.example/elsewhere'), options)).toBe(options);
+    expect(redirectedOptions(new URL('ws://a.example/'), new URL('wss://a.example/'), options)).toBe(options);
   });
 
   test('stop at the maximum: a redirect loop fails with the last 3xx', async () => {
