@@ -20,6 +20,25 @@ export interface UpgradeRequest {
   url?: string | undefined;
   /** Request headers, names lower-case (as Node gives them). */
   headers: IncomingHttpHeaders;
+  /**
+   * The header lines as received, name and value alternating (Node's `rawHeaders`). Optional: when
+   * present, a request with more than one Host line is refused (RFC 9112 §3.2), which `headers`
+   * cannot show (Node keeps the first Host).
+   */
+  rawHeaders?: readonly string[];
+}
+
+/** More than one Host header line in `raw` (name, value, name, value, ...). */
+function repeatsHost(raw: readonly string[]): boolean {
+  let seen = false;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 4 && name.toLowerCase() === 'host') {
+      if (seen) return true;
+      seen = true;
+    }
+  }
+  return false;
 }
 
 /** What a valid RFC 6455 opening handshake offered. */
@@ -98,8 +117,9 @@ export function validateRequest(req: UpgradeRequest): ValidatedRequest {
   const major = req.httpVersionMajor ?? 1;
   const minor = req.httpVersionMinor ?? 1;
   if (major < 1 || (major === 1 && minor < 1)) reject('HTTP/1.1 or later is required', 400, 'WS_BAD_HTTP_VERSION');
-  // item 2: a Host header.
+  // item 2: a Host header, and only one (RFC 9112 §3.2: 400 for more than one Host line).
   if (!headers.host) reject('missing Host header', 400, 'WS_MISSING_HOST');
+  if (req.rawHeaders !== undefined && repeatsHost(req.rawHeaders)) reject('more than one Host header', 400, 'WS_DUPLICATE_HOST');
   // item 3: Upgrade containing "websocket" (case-insensitive).
   if (!isWebSocketUpgrade(headers)) reject('Upgrade header must include websocket', 400, 'WS_BAD_UPGRADE');
   // item 4: Connection containing "Upgrade" (case-insensitive).

@@ -58,6 +58,9 @@ describe('server rejects a bad opening handshake with an HTTP status, never a 10
     ['POST', base(0, {}, 'POST / HTTP/1.1').replace('Host: 127.0.0.1:0', 'Host: x\r\nContent-Length: 0'), 400],
     ['HTTP/1.0', base(0, {}, 'GET / HTTP/1.0').replace('Host: 127.0.0.1:0', 'Host: x'), 400],
     ['no Host', base(0, { Host: undefined }), 400],
+    // RFC 9112 §3.2: more than one Host line is a 400 (Node itself keeps the first one).
+    ['two Host lines', base(0, {}).replace('Host: 127.0.0.1:0', 'Host: x\r\nHost: y'), 400],
+    ['two Host lines, the same value, one in lower case', base(0, {}).replace('Host: 127.0.0.1:0', 'Host: x\r\nhost: x'), 400],
     ['Upgrade: h2c instead of websocket', base(0, { Upgrade: 'h2c' }).replace('Host: 127.0.0.1:0', 'Host: x'), 400],
     ['a key of 15 bytes', base(0, { 'Sec-WebSocket-Key': Buffer.alloc(15, 1).toString('base64') }).replace('Host: 127.0.0.1:0', 'Host: x'), 400],
     ['a key that is not base64', base(0, { 'Sec-WebSocket-Key': 'not a key at all!!!!!===' }).replace('Host: 127.0.0.1:0', 'Host: x'), 400],
