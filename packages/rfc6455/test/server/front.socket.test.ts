@@ -142,7 +142,6 @@ describe('fast path', () => {
       [
         'GET /p/a%20th?q=1&r=%2F HTTP/1.1',
         `Host: 127.0.0.1:${port}`,
-        'host: duplicate.example',
         'Upgrade: websocket',
         'Connection: keep-alive, Upgrade',
         `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}`,
@@ -185,6 +184,13 @@ describe('fast path', () => {
     }
     expect(results[0]).toEqual(results[1]);
     expect(results[0]!.headers['sec-websocket-protocol']).toBe('a, b, c');
+    // A second Host line: 400 (RFC 9112 §3.2) whichever parser read the head.
+    for (const front of [true, false]) {
+      const { server, seen } = await start({}, front);
+      const r = await exchange(server.port, head(server.port).replace('Upgrade: websocket', 'host: duplicate.example\r\nUpgrade: websocket'));
+      expect([front, r.status]).toEqual([front, 400]);
+      expect(seen).toHaveLength(1);
+    }
     expect((results[0]!.headers as Record<string, unknown>)['x-spaces']).toBe('padded value');
   });
 
