@@ -83,7 +83,7 @@ export async function handleHybi00Upgrade<State>(
     const rest = bytes.subarray(HYBI00_KEY3_LENGTH);
     const secure = socket instanceof TLSSocket || (req.socket as Socket | undefined) instanceof TLSSocket;
     // Validate keys and build the answer first: a bad request is 400 before any hook runs.
-    const response = acceptHybi00({ method: req.method, url: req.url, headers: req.headers, secure, key3 });
+    const response = acceptHybi00({ method: req.method, url: req.url, headers: req.headers, rawHeaders: req.rawHeaders, secure, key3 });
     const requested = req.headers['sec-websocket-protocol'];
     // draft-76 has one protocol string, but our client (and old browsers) join several offers with
     // commas; read it as a list so that one of them can be chosen (the whole value never matched).

@@ -91,3 +91,16 @@ export function formatErrorResponse(status: number, message: string | Buffer, he
   for (const h of headers) if (h[0].toLowerCase() !== 'content-length' && h[0].toLowerCase() !== 'connection') list.push(h);
   return formatResponse(status, list, body);
 }
+
+/** More than one Host header line in `raw` (name, value, name, value, ...: Node's `rawHeaders`); RFC 9112 §3.2 makes that a 400. */
+export function repeatsHost(raw: readonly string[]): boolean {
+  let seen = false;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 4 && name.toLowerCase() === 'host') {
+      if (seen) return true;
+      seen = true;
+    }
+  }
+  return false;
+}

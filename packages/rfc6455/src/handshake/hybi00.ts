@@ -13,6 +13,7 @@
 
 import { createHash, randomBytes, randomInt, timingSafeEqual } from 'node:crypto';
 import { HandshakeError } from '../errors.js';
+import { repeatsHost } from './http.js';
 
 /** Request or response headers as Node gives them: lower-case names, duplicates joined. */
 export type Hybi00Headers = Readonly<Record<string, string | string[] | undefined>>;
@@ -120,6 +121,8 @@ export interface Hybi00AcceptInput {
   readonly url: string | undefined;
   /** Lower-case header names, as `IncomingMessage.headers`. */
   readonly headers: Hybi00Headers;
+  /** The header lines as received (`IncomingMessage.rawHeaders`); when given, two Host lines are refused. */
+  readonly rawHeaders?: readonly string[];
   /** True when the transport is TLS: the location is then `wss://`. */
   readonly secure: boolean;
   /** The 8 bytes that follow the request head. */
@@ -159,6 +162,8 @@ export function acceptHybi00(input: Hybi00AcceptInput): Hybi00Response {
   if (host === undefined || host === '' || host.startsWith(':') || /[\s/?#@\\]/.test(host)) {
     throw badRequest('missing or bad Host');
   }
+  // RFC 9112 §3.2: more than one Host line is a 400 (and which one would the location name?).
+  if (input.rawHeaders !== undefined && repeatsHost(input.rawHeaders)) throw badRequest('more than one Host header');
   const url = input.url;
   if (url === undefined || !url.startsWith('/') || /[\s]/.test(url)) {
     throw badRequest('the request target must be a path');

@@ -6,7 +6,7 @@ import * as crypto from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { GUID } from '../codec/constants.js';
 import { HandshakeError } from '../errors.js';
-import { hasHeaderToken, headerLines, headerValue, isToken, type HeaderList } from './http.js';
+import { hasHeaderToken, headerLines, headerValue, isToken, repeatsHost, type HeaderList } from './http.js';
 
 /** The parts of an upgrade request the handshake looks at (Node's IncomingMessage has them). */
 export interface UpgradeRequest {
@@ -28,18 +28,6 @@ export interface UpgradeRequest {
   rawHeaders?: readonly string[];
 }
 
-/** More than one Host header line in `raw` (name, value, name, value, ...). */
-function repeatsHost(raw: readonly string[]): boolean {
-  let seen = false;
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!;
-    if (name.length === 4 && name.toLowerCase() === 'host') {
-      if (seen) return true;
-      seen = true;
-    }
-  }
-  return false;
-}
 
 /** What a valid RFC 6455 opening handshake offered. */
 export interface ValidatedRequest {

@@ -141,6 +141,7 @@ describe('server accepts hybi-00', () => {
     ['empty Host', {}, { host: '' }],
     ['a Host that is only a port', {}, { host: ':80' }],
     ['a Host with a path', {}, { host: 'a/b' }],
+    ['two Host lines (RFC 9112 §3.2)', { rawHeaders: ['Host', 'example.com', 'Upgrade', 'WebSocket', 'host', 'evil.example'] }, {}],
     ['no Upgrade token', {}, { upgrade: 'h2c' }],
     ['no Connection token', {}, { connection: 'close' }],
     ['absolute request target', { url: 'http://example.com/demo' }, {}],
