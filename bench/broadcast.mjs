@@ -22,6 +22,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { lineReader } from './child-lines.mjs';
 import { buildLoadgen, LOADGEN } from './loadgen/build.mjs';
 
 const BENCH = path.dirname(fileURLToPath(import.meta.url));
@@ -155,26 +156,8 @@ async function runOne(impl, w, conns, taskset) {
     // The clients: loadgen's sink mode, one epoll process pinned to the other core.
     const args = ['--mode', 'sink', '--port', String(port), '--conns', String(conns), '--expect', String(expected), '--size', String(w.size), '--opcode', 'text', '--hold', '120', ...(w.deflate ? ['--offer-deflate', '1'] : [])];
     const sink = taskset ? spawn('taskset', ['-c', '1', LOADGEN, ...args], { stdio: ['pipe', 'pipe', 'inherit'] }) : spawn(LOADGEN, args, { stdio: ['pipe', 'pipe', 'inherit'] });
-    const lines = [];
-    let wake = () => {};
-    let out = '';
-    sink.stdout.on('data', (d) => {
-      out += d;
-      let nl;
-      while ((nl = out.indexOf('\n')) >= 0) {
-        lines.push(JSON.parse(out.slice(0, nl)));
-        out = out.slice(nl + 1);
-        wake();
-      }
-    });
-    sink.on('exit', () => wake());
-    const nextLine = async () => {
-      while (lines.length === 0) {
-        if (sink.exitCode !== null) throw new Error(`${impl}: loadgen sink exited (${sink.exitCode})`);
-        await new Promise((resolve) => (wake = resolve));
-      }
-      return lines.shift();
-    };
+    const next = lineReader(sink, `${impl}: loadgen sink`);
+    const nextLine = async () => JSON.parse(await next());
     const ready = await nextLine();
     if (!ready.ready) throw new Error(`${impl}: ${ready.error ?? 'sink setup failed'}`);
     await new Promise((resolve) => setTimeout(resolve, 300));

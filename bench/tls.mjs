@@ -15,6 +15,7 @@ import https from 'node:https';
 import path from 'node:path';
 import tls from 'node:tls';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { lineReader } from './child-lines.mjs';
 
 const BENCH = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.dirname(BENCH);
@@ -131,28 +132,6 @@ async function main() {
   const IMPLS = ['ws', 'rfc6455'];
   const taskset = spawnSync('taskset', ['-c', '0', 'true']).status === 0;
   const pinned = (cpu, args) => (taskset ? spawn('taskset', ['-c', String(cpu), process.execPath, ...args], { stdio: ['ignore', 'pipe', 'inherit'] }) : spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] }));
-  const lines = (child) => {
-    const queue = [];
-    let wake = () => {};
-    let out = '';
-    child.stdout.on('data', (d) => {
-      out += d;
-      let nl;
-      while ((nl = out.indexOf('\n')) >= 0) {
-        queue.push(out.slice(0, nl));
-        out = out.slice(nl + 1);
-        wake();
-      }
-    });
-    child.on('exit', () => wake());
-    return async () => {
-      while (queue.length === 0) {
-        if (child.exitCode !== null) throw new Error('child exited');
-        await new Promise((resolve) => (wake = resolve));
-      }
-      return queue.shift();
-    };
-  };
   const results = {};
   for (let rep = 0; rep < REPS; rep++) {
     for (const size of SIZES) {
@@ -160,10 +139,10 @@ async function main() {
         const port = 20000 + Math.floor(Math.random() * 20000);
         const server = pinned(0, [fileURLToPath(import.meta.url), '--server', impl, String(port)]);
         try {
-          await lines(server)();
+          await lineReader(server, `${impl} server`)();
           const [conns, depth] = shape(size);
           const client = pinned(1, [fileURLToPath(import.meta.url), '--client', String(port), String(conns), String(depth), String(size), String(WARMUP), String(DURATION)]);
-          const next = lines(client);
+          const next = lineReader(client, 'client');
           await next(); // 'measuring'
           const cpu0 = cpuSeconds(server.pid);
           const r = JSON.parse(await next());

@@ -44,8 +44,9 @@ Exit codes:
 
 const CONNECT_HELP = `Usage: rfc6455 connect URL [options]
 
-Opens a WebSocket to URL (ws:, wss:, or ws+unix:///path/to/socket:/path). Received messages are printed as "< text"; binary
-messages as "< [binary N bytes] hex…". Status lines (connected, closed) go to stderr.
+Opens a WebSocket to URL (ws:, wss:, or ws+unix:///path/to/socket:/path). Received messages are
+printed as "< text"; binary messages as "< [binary N bytes] hex…". Status lines (connected,
+closed) go to stderr.
 
 On a terminal (interactive): each line you type is sent as a text message. Commands:
   /ping [payload]        send a ping; prints "< pong (RTT ms)"

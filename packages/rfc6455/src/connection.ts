@@ -1015,16 +1015,16 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
       if (data instanceof PreparedMessage) {
         noteTraffic(data.data.length);
         sync = this.proto.sendPrepared(data, compress, callback);
-      } else if ((this.flags & HYBI00) !== 0 && (options?.binary === true || (typeof data !== 'string' && options?.binary !== false))) {
-        // (Bytes with `binary: false` are text: hybi-00 sends them, checked, as any text.)
-        throw new UnsupportedError('hybi-00 connections carry text only', 'WS_HYBI00_TEXT_ONLY');
       } else if (typeof data === 'string' && !options?.binary) {
         noteTraffic(data.length);
         sync = this.proto.sendText(data, compress, callback);
       } else {
+        // Bytes, or a string sent as binary; bytes with `binary: false` are text.
+        const binary = options?.binary !== false;
+        if (binary && (this.flags & HYBI00) !== 0) throw new UnsupportedError('hybi-00 connections carry text only', 'WS_HYBI00_TEXT_ONLY');
         const bytes = typeof data === 'string' ? Buffer.from(data) : toBuffer(data);
         noteTraffic(bytes.length);
-        if (options?.binary === false) {
+        if (!binary) {
           // Bytes sent as text go out as they are, once checked: a text message must be UTF-8
           // (RFC 6455 §5.6), and the peer would fail the connection (1007) on anything else.
           if (!isUtf8(bytes)) throw new TypeError('send(bytes, { binary: false }): the bytes are not valid UTF-8');

@@ -178,8 +178,7 @@ export class Hybi00Parser {
 
   /** Deliver `buf[start..end)` as a text frame; false when it is not UTF-8. */
   private deliverRange(buf: Buffer, start: number, end: number): boolean {
-    const onText = this.handlers.onText;
-    if (end - start <= SMALL_FRAME && onText === undefined) {
+    if (end - start <= SMALL_FRAME && this.handlers.onText === undefined) {
       // Short frames: an ASCII scan in JS is cheaper than the native calls.
       let i = start;
       while (i < end && (buf[i] as number) < 0x80) i++;
@@ -194,8 +193,7 @@ export class Hybi00Parser {
       this.fail(new InvalidUtf8Error());
       return false;
     }
-    if (onText !== undefined) onText(data);
-    else this.handlers.onMessage(buf.toString('utf8', start, end));
+    this.emitText(data);
     return true;
   }
 
@@ -204,10 +202,8 @@ export class Hybi00Parser {
     const parts = this.parts;
     this.parts = [];
     this.state = FRAME_TYPE;
-    const onText = this.handlers.onText;
     if (parts.length === 0) {
-      if (onText !== undefined) onText(EMPTY);
-      else this.handlers.onMessage('');
+      this.emitText(EMPTY);
       return true;
     }
     const data = parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts, this.size);
@@ -216,9 +212,15 @@ export class Hybi00Parser {
       this.fail(new InvalidUtf8Error());
       return false;
     }
+    this.emitText(data);
+    return true;
+  }
+
+  /** Hands over a checked text frame: its bytes to `onText` when the handlers have it, else decoded. */
+  private emitText(data: Buffer): void {
+    const onText = this.handlers.onText;
     if (onText !== undefined) onText(data);
     else this.handlers.onMessage(data.toString('utf8'));
-    return true;
   }
 
   private fail(error: Hybi00ParseError): void {

@@ -28,7 +28,6 @@ export interface UpgradeRequest {
   rawHeaders?: readonly string[];
 }
 
-
 /** What a valid RFC 6455 opening handshake offered. */
 export interface ValidatedRequest {
   /** The client's Sec-WebSocket-Key, trimmed (pass it to `acceptKey`). */
