@@ -93,17 +93,20 @@ function shortHeader(b0: number, length: number): Buffer {
  */
 const MEDIUM_SLOTS = 256;
 const mediumHeaders: (Buffer | undefined)[] = new Array<Buffer | undefined>(MEDIUM_SLOTS);
+/** What each slot's header encodes, `b0 << 16 | length` (-1: empty), compared as one number. */
+const mediumKeys = new Int32Array(MEDIUM_SLOTS).fill(-1);
 
 function mediumHeader(b0: number, length: number): Buffer {
   const slot = (length ^ (b0 << 3)) & (MEDIUM_SLOTS - 1);
-  const cached = mediumHeaders[slot];
-  if (cached !== undefined && cached[0] === b0 && cached[2] === length >>> 8 && cached[3] === (length & 0xff)) return cached;
+  const key = (b0 << 16) | length;
+  if (mediumKeys[slot] === key) return mediumHeaders[slot]!;
   const header = Buffer.allocUnsafeSlow(4);
   header[0] = b0;
   header[1] = 126;
   header[2] = length >>> 8;
   header[3] = length & 0xff;
   mediumHeaders[slot] = header;
+  mediumKeys[slot] = key;
   return header;
 }
 
@@ -113,21 +116,24 @@ function mediumHeader(b0: number, length: number): Buffer {
  */
 const LARGE_SLOTS = 64;
 const largeHeaders: (Buffer | undefined)[] = new Array<Buffer | undefined>(LARGE_SLOTS);
+/** What each slot's header encodes: its length (-1: empty) and first byte. */
+const largeLengths = new Float64Array(LARGE_SLOTS).fill(-1);
+const largeFirst = new Uint8Array(LARGE_SLOTS);
 
 function largeHeader(b0: number, length: number): Buffer {
   // Lengths here are at most 2^53: the low 32 bits and the rest, both exact.
   const lo = length >>> 0;
-  const hi = (length - lo) / 0x100000000;
-  const slot = ((lo >>> 16) ^ lo ^ hi ^ (b0 << 3)) & (LARGE_SLOTS - 1);
-  const cached = largeHeaders[slot];
-  if (cached !== undefined && cached[0] === b0 && cached.readUInt32BE(6) === lo && cached.readUInt32BE(2) === hi) return cached;
+  const slot = ((lo >>> 16) ^ lo ^ (b0 << 3)) & (LARGE_SLOTS - 1);
+  if (largeLengths[slot] === length && largeFirst[slot] === b0) return largeHeaders[slot]!;
   // Its own small allocation, not a slice of Node's shared pool: a kept header must not keep a pool.
   const header = Buffer.allocUnsafeSlow(10);
   header[0] = b0;
   header[1] = 127;
-  header.writeUInt32BE(hi, 2);
+  header.writeUInt32BE((length - lo) / 0x100000000, 2);
   header.writeUInt32BE(lo, 6);
   largeHeaders[slot] = header;
+  largeLengths[slot] = length;
+  largeFirst[slot] = b0;
   return header;
 }
 

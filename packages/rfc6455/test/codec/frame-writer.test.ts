@@ -2,7 +2,7 @@
  * encodeFrame/writeHeader against hex fixtures (RFC 6455 §5.7) and the hand-made decoder: each
  * length form, FIN/RSV1, masking with a given key, large payloads left uncopied.
  */
-import { COPY_THRESHOLD, encodeFrame, headerSize } from '../../src/codec/frame-writer.js';
+import { COPY_THRESHOLD, encodeFrame, headerSize, unmaskedHeader } from '../../src/codec/frame-writer.js';
 import { decodeFrames, hex } from '../helpers/frames.js';
 
 describe('encodeFrame', () => {
@@ -98,6 +98,20 @@ describe('encodeFrame', () => {
     expect(bytes).toEqual(hex('82 7f 00 00 00 00 00 01 00 00'));
     expect(medium).toEqual(mediumBytes);
     expect(mediumBytes).toEqual(hex('82 7e 03 e8'));
+  });
+
+  test('lengths of 4 GiB and more share cache slots with smaller ones and still get their own header', () => {
+    // Same low 32 bits, so the same slot of the 64-bit-length cache: the full length decides.
+    const small = Buffer.from(unmaskedHeader(2, 65536, true, false));
+    const huge = Buffer.from(unmaskedHeader(2, 2 ** 32 + 65536, true, false));
+    const again = unmaskedHeader(2, 65536, true, false);
+    const top = unmaskedHeader(1, 2 ** 53 - 1, false, true);
+    expect(small).toEqual(hex('82 7f 00 00 00 00 00 01 00 00'));
+    expect(huge).toEqual(hex('82 7f 00 00 00 01 00 01 00 00'));
+    expect(again).toEqual(small);
+    expect(top).toEqual(hex('41 7f 00 1f ff ff ff ff ff ff'));
+    // A first byte that differs is another header too.
+    expect(unmaskedHeader(2, 65536, false, false)[0]).toBe(0x02);
   });
 
   test('leaves a large unmasked payload as a second buffer (no copy)', () => {
