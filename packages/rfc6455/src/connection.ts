@@ -122,7 +122,11 @@ export interface ConnectionInfo {
 
 /** The events of a {@link WebSocketConnection} and their listener arguments. */
 export interface ConnectionEvents {
-  /** A whole message. While a `message` listener is attached, messages go to it instead of `recv()`. */
+  /**
+   * A whole message. While a `message` listener is attached, messages go to it instead of `recv()`;
+   * the first listener also gets, first, the messages queued before it (those that came with the
+   * handshake response included).
+   */
   message: [data: Message, binary: boolean];
   /** A ping arrived (the pong is sent automatically). */
   ping: [payload: Buffer];
@@ -151,6 +155,8 @@ class Inbox {
   head = 0;
   /** Their size (strings count 2 bytes a character). */
   bytes = 0;
+  /** With `textMessages: 'buffer'`: which queued Buffers are text (a late listener is told). */
+  texts: WeakSet<Buffer> | undefined = undefined;
 }
 const DONE: IteratorResult<Message> = Object.freeze({ value: undefined, done: true }) as IteratorResult<Message>;
 
@@ -513,7 +519,13 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
             this._events = new EventTable();
             this._eventsCount = 0;
           }
-          return add.call(this, type, listener);
+          const result = add.call(this, type, listener);
+          // Messages queued before the first listener (those that came with the handshake
+          // response, or while nobody listened) go to it, in order, before any later one.
+          if (type === 'message' && (this as unknown as WebSocketConnection).inbox !== undefined) {
+            queueMicrotask(() => (this as unknown as WebSocketConnection).flushInbox());
+          }
+          return result;
         },
       });
     }
@@ -885,24 +897,42 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   onMessage(data: Message, binary: boolean): void {
     const listener = (this as unknown as { _events: ListenerTable | undefined })._events?.message;
     if (listener !== undefined) {
-      // A throwing 'message' listener used to escape from the socket's 'data' event and crash the
-      // process (found by test/robustness/faults.test.ts); it is a handler failure: close 1011.
-      try {
-        // One plain listener (the usual case) is called as emit() would call it, without emit's
-        // argument array and its lookup by event name (a megamorphic load shared by every emitter
-        // in the process). emit() keeps the rest: several listeners, and captureRejections.
-        if (typeof listener === 'function' && !EventEmitter.captureRejections) listener.call(this, data, binary);
-        else this.emit('message', data, binary);
-      } catch (error) {
-        this.onListenerError(error);
-      }
+      if (this.inbox !== undefined) this.flushInbox();
+      this.emitMessage(listener, data, binary);
       return;
     }
     if (this.waiter !== undefined && this.deliver(data)) return;
     const inbox = (this.inbox ??= new Inbox());
     inbox.items.push(data);
     inbox.bytes += messageSize(data);
+    if (!binary && typeof data !== 'string') (inbox.texts ??= new WeakSet()).add(data);
     if (inbox.bytes > this.limits.readHighWaterMark) this.pauseReading();
+  }
+
+  /** Hands the queued messages to the `message` listeners, while there are any. */
+  private flushInbox(): void {
+    while (this.inbox !== undefined) {
+      const listener = (this as unknown as { _events: ListenerTable | undefined })._events?.message;
+      if (listener === undefined) return;
+      const texts = this.inbox.texts;
+      const data = this.shiftMessage();
+      this.emitMessage(listener, data, typeof data !== 'string' && texts?.has(data) !== true);
+    }
+  }
+
+  /** Calls the `message` listener(s); a throwing one is a handler failure (close 1011). */
+  private emitMessage(listener: NonNullable<ListenerTable['message']>, data: Message, binary: boolean): void {
+    // A throwing 'message' listener used to escape from the socket's 'data' event and crash the
+    // process (found by test/robustness/faults.test.ts).
+    try {
+      // One plain listener (the usual case) is called as emit() would call it, without emit's
+      // argument array and its lookup by event name (a megamorphic load shared by every emitter
+      // in the process). emit() keeps the rest: several listeners, and captureRejections.
+      if (typeof listener === 'function' && !EventEmitter.captureRejections) listener.call(this, data, binary);
+      else this.emit('message', data, binary);
+    } catch (error) {
+      this.onListenerError(error);
+    }
   }
 
   /** @internal */

@@ -4,7 +4,7 @@
  * 0..16 MiB round-tripping through serve() and connect().
  */
 import { EventEmitter, on, once } from 'node:events';
-import { connect, serve, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
+import { connect, EOF, serve, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
 import { closePayload, frame } from '../helpers/frames.js';
 import { RawClient } from '../helpers/raw-client.js';
 
@@ -225,6 +225,58 @@ describe('a connection is an EventEmitter', () => {
     expect(got).toEqual(['a', 'b']);
     expect(client.eventNames()).toEqual(['message', 'hasOwnProperty', '__proto__']);
     await client.close();
+  });
+});
+
+describe('a message listener added after messages arrived', () => {
+  let greeter: WebSocketServer;
+  beforeAll(async () => {
+    // Greets at once: the greetings go out with the 101 and reach the client with the handshake
+    // response, before connect() has resolved and before anyone can listen.
+    greeter = await serve({ perMessageDeflate: false }, (conn) => {
+      void conn.send('hello').catch(() => undefined);
+      void conn.send(Buffer.of(1, 2, 3)).catch(() => undefined);
+      void conn.send('third').catch(() => undefined);
+      conn.on('message', (m) => void conn.send(m).catch(() => undefined));
+    });
+  });
+  afterAll(() => greeter.close());
+
+  test('client: what came with the handshake response goes to the first listener, in order, kinds kept, before later messages', async () => {
+    for (const textMessages of ['string', 'buffer'] as const) {
+      const client = await connect(greeter.url, { textMessages });
+      const seen: Array<[string, boolean]> = [];
+      const done = new Promise<void>((resolve) => {
+        client.on('message', (data, binary) => {
+          seen.push([Buffer.isBuffer(data) ? (binary ? data.toString('hex') : data.toString()) : data, binary]);
+          if (seen.length === 4) resolve();
+        });
+      });
+      await client.send('later');
+      await done;
+      expect(seen).toEqual([
+        ['hello', false],
+        ['010203', true],
+        ['third', false],
+        ['later', false],
+      ]);
+      await client.close();
+    }
+  });
+
+  test('messages queued while nobody listened go to a listener added later, before the next message; recv() gets none of them', async () => {
+    const client = await connect(server.url);
+    await client.send('one');
+    await client.send('two');
+    // Both echoes are queued (nobody reads): wait until the second one is in.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const seen: unknown[] = [];
+    client.on('message', (m) => void seen.push(m));
+    await client.send('three');
+    await once(client, 'message');
+    expect(seen).toEqual(['one', 'two', 'three']);
+    await client.close();
+    expect(await client.recv()).toBe(EOF);
   });
 });
 
