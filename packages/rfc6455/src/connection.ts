@@ -1177,15 +1177,16 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
 
   /**
    * Starts (or joins) the closing handshake and resolves once the transport is closed. Messages
-   * sent before are delivered first. Default code 1000.
+   * sent before are delivered first. Default code 1000; `null` sends a close frame without a
+   * status code (the peer sees 1005), as a browser's `close()` without arguments does.
    */
-  close(code: number = CloseCode.Normal, reason = ''): Promise<void> {
+  close(code: number | null = CloseCode.Normal, reason = ''): Promise<void> {
     try {
       if (this.sendTail && !this.closedFlag) {
         // Messages queued behind a sendStream() wait on sendTail, not in the protocol: the close
         // frame used to overtake them and they were lost (test/robustness/nothing-lost.test.ts).
         // Validate now, close once they are written.
-        if ((this.flags & HYBI00) === 0) encodeClosePayload(code, reason);
+        if ((this.flags & HYBI00) === 0) encodeClosePayload(code ?? undefined, reason);
         this.sendTail.then(() => this.close(code, reason)).catch(noop);
         return this.whenClosed;
       }

@@ -4,6 +4,18 @@
 export { serve, type ServeOptions, type WebSocketServer } from './server.js';
 export { connect, type ConnectOptions } from './client.js';
 export {
+  WebSocket,
+  CloseEvent,
+  ErrorEvent,
+  type MessageEvent,
+  type BinaryType,
+  type WebSocketEventHandler,
+  type WebSocketData,
+  type WebSocketInit,
+  type CloseEventInit,
+  type ErrorEventInit,
+} from './web-socket.js';
+export {
   handleUpgrade,
   rejectUpgrade,
   upgradeResponse,

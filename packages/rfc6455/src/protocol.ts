@@ -129,8 +129,8 @@ export interface ProtocolEngine {
   ping(payload?: Buffer): void;
   /** Sends a pong (payload at most 125 bytes); does nothing once our close frame was sent. */
   pong(payload?: Buffer): void;
-  /** Starts the closing handshake; returns false if it had already started or the engine is closed. */
-  close(code?: number, reason?: string): boolean;
+  /** Starts the closing handshake (`code` null: no status code); returns false if it had already started or the engine is closed. */
+  close(code?: number | null, reason?: string): boolean;
 }
 
 interface QueuedFrame {
@@ -644,10 +644,11 @@ export class Protocol implements FrameSink, ProtocolEngine {
 
   /**
    * Starts the closing handshake (RFC 6455 §7.1.2) after every message already queued. `code`
-   * undefined sends an empty close payload. Throws RangeError for a code that may not be sent.
-   * Returns false if a close frame was already sent or the connection is closed.
+   * null sends an empty close payload (default 1000). Throws RangeError for a code that may not
+   * be sent. Returns false if a close frame was already sent or the connection is closed.
    */
-  close(code: number | undefined = CloseCode.Normal, reason = ''): boolean {
+  close(status: number | null = CloseCode.Normal, reason = ''): boolean {
+    const code = status ?? undefined;
     encodeClosePayload(code, reason); // validates before any state changes
     if ((this.flags & CLOSE_SENT) !== 0 || this.rare?.pendingClose || (this.flags & STATE) === CLOSED) return false;
     if ((this.flags & QUEUED) !== 0) {

@@ -1,0 +1,482 @@
+/**
+ * `WebSocket`: the browser's WebSocket API (the WHATWG WebSockets Standard,
+ * https://websockets.spec.whatwg.org/#the-websocket-interface) as a client over `connect()`, for
+ * code written against the browser API and for libraries that take a WebSocket constructor
+ * (graphql-ws's `webSocketImpl`, reconnecting clients...). It is an `EventTarget` with `open`,
+ * `message` (`MessageEvent`), `error` and `close` (`CloseEvent`) events and the `on…` attributes.
+ *
+ * Additions to the standard, all optional: a third constructor argument (or an object in place of
+ * the protocols) with every `connect()` option (headers, TLS, proxies, limits...), `binaryType`
+ * `'nodebuffer'` (a Buffer, no copy), `error` events that are `ErrorEvent`s carrying the cause, and
+ * `connection`, the underlying {@link WebSocketConnection} once open (ping(), sendStream()...).
+ */
+import { Blob } from 'node:buffer';
+import { connect, type ConnectOptions } from './client.js';
+import { CloseCode } from './codec/constants.js';
+import type { Message, WebSocketConnection } from './connection.js';
+import { WebSocketError } from './errors.js';
+import { isToken } from './handshake/http.js';
+
+const CONNECTING = 0;
+const OPEN = 1;
+const CLOSING = 2;
+const CLOSED = 3;
+
+/** How binary messages are handed over: `blob` (the standard's default), `arraybuffer`, or (Node) `nodebuffer`. */
+export type BinaryType = 'blob' | 'arraybuffer' | 'nodebuffer';
+
+/** What {@link WebSocket.send} takes: text, or bytes. */
+export type WebSocketData = string | Blob | ArrayBuffer | ArrayBufferView;
+
+/** The optional options of {@link WebSocket} (not in the standard): `connect()`'s, and the protocols. */
+export interface WebSocketInit extends Omit<ConnectOptions, 'protocols' | 'signal' | 'textMessages'> {
+  /** Subprotocols to offer (as the constructor's second argument). */
+  protocols?: string | readonly string[];
+}
+
+/** The fields every Event takes (bubbles, cancelable, composed). */
+type EventInit = NonNullable<ConstructorParameters<typeof Event>[1]>;
+
+/** Fields of a {@link CloseEvent}. */
+export interface CloseEventInit extends EventInit {
+  /** The close code (default 0). */
+  code?: number;
+  /** The close reason (default ''). */
+  reason?: string;
+  /** Whether the closing handshake completed (default false). */
+  wasClean?: boolean;
+}
+
+/** The `close` event: the close code and reason, and whether the closing handshake completed. */
+export class CloseEvent extends Event {
+  /** The close code: the server's (1005 if its close frame had none), or 1006 when there was no closing handshake. */
+  readonly code: number;
+  /** The close reason ('' if none). */
+  readonly reason: string;
+  /** True when the closing handshake completed. */
+  readonly wasClean: boolean;
+  constructor(type: string, init: CloseEventInit = {}) {
+    super(type, init);
+    this.code = init.code ?? 0;
+    this.reason = init.reason ?? '';
+    this.wasClean = init.wasClean ?? false;
+  }
+}
+
+/** Fields of an {@link ErrorEvent}. */
+export interface ErrorEventInit extends EventInit {
+  /** What went wrong, in words (default ''). */
+  message?: string;
+  /** The cause. */
+  error?: unknown;
+}
+
+/** The `error` event, with what went wrong (browsers give a plain Event; this is one too). */
+export class ErrorEvent extends Event {
+  /** What went wrong, in words: the cause's message. */
+  readonly message: string;
+  /** The cause: a HandshakeError (with status, headers, body), a ProtocolError..., or the socket's error. */
+  readonly error: unknown;
+  constructor(type: string, init: ErrorEventInit = {}) {
+    super(type, init);
+    this.message = init.message ?? '';
+    this.error = init.error;
+  }
+}
+
+/** The `message` event (Node's global `MessageEvent`): `data` is a string, or the bytes as `binaryType` says. */
+export interface MessageEvent<T = unknown> extends Event {
+  /** The message: a string for text; for binary, a Blob, an ArrayBuffer or a Buffer as `binaryType` says. */
+  readonly data: T;
+  /** The origin of the WebSocket's URL, e.g. `ws://127.0.0.1:8080`. */
+  readonly origin: string;
+  /** Always ''. */
+  readonly lastEventId: string;
+}
+
+const MessageEventClass = (globalThis as unknown as { MessageEvent: new (type: string, init: { data: unknown; origin: string }) => MessageEvent }).MessageEvent;
+
+/** An `on…` attribute's value: a function called with the event (`this` the WebSocket), or null. */
+export type WebSocketEventHandler<E extends Event> = ((this: WebSocket, event: E) => unknown) | null;
+interface HandlerSlot {
+  value: (this: WebSocket, event: Event) => unknown;
+  readonly listener: (event: Event) => void;
+}
+
+/** Bytes (and Blobs still being read) that wait behind a Blob for their turn. */
+interface Queued {
+  data: string | Buffer | Blob;
+  readonly size: number;
+}
+
+const noop = (): void => undefined;
+
+/** WebIDL's `[Clamp] unsigned short`. */
+function clampToUint16(value: unknown): number {
+  const n = Number(value);
+  if (Number.isNaN(n)) return 0;
+  const clamped = Math.min(Math.max(n, 0), 65535);
+  // Round half to even, as [Clamp] does.
+  const floor = Math.floor(clamped);
+  const fraction = clamped - floor;
+  return fraction > 0.5 || (fraction === 0.5 && floor % 2 === 1) ? floor + 1 : floor;
+}
+
+/** The URL steps of the constructor: ws/wss (http/https mapped to them), no fragment. */
+function parseTarget(url: string | URL): URL {
+  let target: URL;
+  try {
+    target = new URL(String(url));
+  } catch {
+    throw new DOMException(`'${String(url)}' is not a valid URL`, 'SyntaxError');
+  }
+  if (target.protocol === 'http:') target.protocol = 'ws:';
+  else if (target.protocol === 'https:') target.protocol = 'wss:';
+  // ws+unix: and wss+unix: (a Unix socket, as connect() takes them) are a Node addition.
+  if (!/^wss?(\+unix)?:$/.test(target.protocol)) {
+    throw new DOMException(`the URL's scheme must be ws or wss, not '${target.protocol.slice(0, -1)}'`, 'SyntaxError');
+  }
+  // An empty fragment ('#') counts too: the serialization keeps its '#'.
+  if (target.href.includes('#')) throw new DOMException('the URL may not have a fragment', 'SyntaxError');
+  return target;
+}
+
+function protocolList(protocols: string | readonly string[] | undefined): string[] {
+  const list = protocols === undefined ? [] : typeof protocols === 'string' ? [protocols] : Array.from(protocols, String);
+  const seen = new Set<string>();
+  for (const protocol of list) {
+    // RFC 6455 §4.1: each a token; the standard: none twice (compared ignoring ASCII case).
+    if (!isToken(protocol)) throw new DOMException(`'${protocol}' is not a valid subprotocol name`, 'SyntaxError');
+    const key = protocol.toLowerCase();
+    if (seen.has(key)) throw new DOMException(`the subprotocol '${protocol}' is given more than once`, 'SyntaxError');
+    seen.add(key);
+  }
+  return list;
+}
+
+/** An ArrayBuffer holding exactly `bytes`: theirs when they fill it, else a copy. */
+function toArrayBuffer(bytes: Buffer): ArrayBuffer {
+  const buffer = bytes.buffer as ArrayBuffer;
+  if (bytes.byteOffset === 0 && bytes.byteLength === buffer.byteLength) return buffer;
+  return buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
+}
+
+/**
+ * A WebSocket client with the browser's API. Connecting starts at construction; `send()` before
+ * `open` throws, as in a browser.
+ */
+export class WebSocket extends EventTarget {
+  /** readyState 0: connecting. */
+  declare static readonly CONNECTING: 0;
+  /** readyState 1: open. */
+  declare static readonly OPEN: 1;
+  /** readyState 2: closing. */
+  declare static readonly CLOSING: 2;
+  /** readyState 3: closed. */
+  declare static readonly CLOSED: 3;
+  /** readyState 0: connecting. */
+  declare readonly CONNECTING: 0;
+  /** readyState 1: open. */
+  declare readonly OPEN: 1;
+  /** readyState 2: closing. */
+  declare readonly CLOSING: 2;
+  /** readyState 3: closed. */
+  declare readonly CLOSED: 3;
+
+  static {
+    const constants = { CONNECTING, OPEN, CLOSING, CLOSED };
+    for (const [name, value] of Object.entries(constants)) {
+      const descriptor = { value, enumerable: true, writable: false, configurable: false };
+      Object.defineProperty(WebSocket, name, descriptor);
+      Object.defineProperty(WebSocket.prototype, name, descriptor);
+    }
+  }
+
+  readonly #url: string;
+  readonly #origin: string;
+  #readyState: number = CONNECTING;
+  #binaryType: BinaryType = 'blob';
+  #conn: WebSocketConnection | undefined;
+  readonly #abort = new AbortController();
+  readonly #handlers = new Map<string, HandlerSlot>();
+  /** Sends waiting behind a Blob being read, in order, and their byte count. */
+  #queue: Queued[] | undefined;
+  #queuedBytes = 0;
+  /** Bytes given to send() once closing: never sent, still counted (the standard says so). */
+  #unsent = 0;
+  /** Bytes given to the connection since its write buffer was last seen empty. */
+  #handedOver = 0;
+  #error: unknown;
+
+  /**
+   * @param url ws: or wss: (http: and https: are taken as them); no fragment.
+   * @param protocols subprotocols to offer; or (Node) the options, protocols included.
+   * @param init (Node) every `connect()` option: headers, origin, tls, agent, perMessageDeflate, limits...
+   */
+  constructor(url: string | URL, protocols?: string | readonly string[] | WebSocketInit, init?: WebSocketInit) {
+    super();
+    let options = init ?? {};
+    let offered = protocols as string | readonly string[] | undefined;
+    if (protocols !== null && typeof protocols === 'object' && !Array.isArray(protocols)) {
+      options = protocols as WebSocketInit;
+      offered = options.protocols;
+    }
+    const target = parseTarget(url);
+    const list = protocolList(offered);
+    this.#url = target.href;
+    this.#origin = target.origin;
+    connect(target, { ...options, protocols: list, signal: this.#abort.signal, textMessages: 'string' }).then(
+      (conn) => this.#opened(conn),
+      (error: unknown) => this.#failed(error),
+    );
+  }
+
+  /** The URL, as resolved (ws: or wss:). */
+  get url(): string {
+    return this.#url;
+  }
+  /** CONNECTING (0), OPEN (1), CLOSING (2) or CLOSED (3). */
+  get readyState(): number {
+    return this.#readyState;
+  }
+  /** The subprotocol the server chose ('' if none, or until open). */
+  get protocol(): string {
+    return this.#conn?.protocol ?? '';
+  }
+  /** The extensions in use, as the server's Sec-WebSocket-Extensions header gave them ('' if none). */
+  get extensions(): string {
+    return this.#conn?.extensions ?? '';
+  }
+  /**
+   * Bytes of application data given to send() and not yet handed to the network (framing not
+   * counted): those waiting behind a Blob, those still in the connection's write buffer, and, once
+   * closing, everything sent since (never sent; the standard has it grow).
+   */
+  get bufferedAmount(): number {
+    const writing = this.#conn?.bufferedAmount ?? 0;
+    // The write buffer holds frames (headers, control frames, compressed payloads): count at most
+    // the application bytes given to it since it was last seen empty.
+    if (writing === 0) this.#handedOver = 0;
+    return this.#unsent + this.#queuedBytes + Math.min(this.#handedOver, writing);
+  }
+  /** How binary messages arrive: `'blob'` (default), `'arraybuffer'`, or (Node) `'nodebuffer'`. Other values are ignored. */
+  get binaryType(): BinaryType {
+    return this.#binaryType;
+  }
+  /** Sets how binary messages arrive from now on. */
+  set binaryType(type: BinaryType) {
+    if (type === 'blob' || type === 'arraybuffer' || type === 'nodebuffer') this.#binaryType = type;
+  }
+  /** (Node) The underlying connection once open (ping(), sendStream(), closeStatus...); undefined before. */
+  get connection(): WebSocketConnection | undefined {
+    return this.#conn;
+  }
+
+  /** Called with the `open` event. */
+  get onopen(): WebSocketEventHandler<Event> {
+    return this.#handler('open');
+  }
+  /** Sets the `open` handler (null removes it). */
+  set onopen(handler: WebSocketEventHandler<Event>) {
+    this.#setHandler('open', handler);
+  }
+  /** Called with each `message` event. */
+  get onmessage(): WebSocketEventHandler<MessageEvent> {
+    return this.#handler('message');
+  }
+  /** Sets the `message` handler (null removes it). */
+  set onmessage(handler: WebSocketEventHandler<MessageEvent>) {
+    this.#setHandler('message', handler);
+  }
+  /** Called with the `error` event (the connection failed; `close` follows). */
+  get onerror(): WebSocketEventHandler<ErrorEvent> {
+    return this.#handler('error');
+  }
+  /** Sets the `error` handler (null removes it). */
+  set onerror(handler: WebSocketEventHandler<ErrorEvent>) {
+    this.#setHandler('error', handler);
+  }
+  /** Called with the `close` event. */
+  get onclose(): WebSocketEventHandler<CloseEvent> {
+    return this.#handler('close');
+  }
+  /** Sets the `close` handler (null removes it). */
+  set onclose(handler: WebSocketEventHandler<CloseEvent>) {
+    this.#setHandler('close', handler);
+  }
+
+  /**
+   * Sends a text message (a string) or a binary one (Blob, ArrayBuffer, typed array, DataView;
+   * the bytes are copied now). Throws an InvalidStateError while connecting; once closing, the
+   * data is dropped and counted in bufferedAmount.
+   */
+  send(data: WebSocketData): void {
+    if (this.#readyState === CONNECTING) throw new DOMException('the WebSocket is still connecting', 'InvalidStateError');
+    let item: string | Buffer | Blob;
+    if (typeof data === 'string') item = data;
+    else if (data instanceof Blob) item = data;
+    else if (data instanceof ArrayBuffer) item = Buffer.from(new Uint8Array(data));
+    else if (ArrayBuffer.isView(data)) item = Buffer.from(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    else item = String(data);
+    const size = typeof item === 'string' ? Buffer.byteLength(item) : item instanceof Blob ? item.size : item.length;
+    const conn = this.#conn!;
+    if (this.#readyState !== OPEN || conn.readyState !== 'open') {
+      this.#unsent += size;
+      return;
+    }
+    if (this.#queue === undefined && !(item instanceof Blob)) {
+      this.#write(conn, item, size);
+      return;
+    }
+    // A Blob is read first; what is sent after it waits for it, so that messages keep their order.
+    const entry: Queued = { data: item, size };
+    (this.#queue ??= []).push(entry);
+    this.#queuedBytes += size;
+    if (item instanceof Blob) {
+      item.arrayBuffer().then(
+        (bytes) => {
+          entry.data = Buffer.from(bytes);
+          this.#flushQueue(conn);
+        },
+        (error: unknown) => {
+          this.#error ??= error;
+          conn.close(CloseCode.InternalError, 'a Blob could not be read').catch(noop);
+        },
+      );
+    }
+  }
+
+  /**
+   * Starts the closing handshake: `code` 1000 or 3000-4999 (else an InvalidAccessError), `reason`
+   * at most 123 bytes of UTF-8 (else a SyntaxError). Without either, the close frame has no status
+   * code (the server sees 1005). While connecting, the attempt is abandoned (error, then close 1006).
+   */
+  close(code?: number, reason?: string): void {
+    let status: number | undefined;
+    if (code !== undefined) {
+      status = clampToUint16(code);
+      if (status !== CloseCode.Normal && (status < 3000 || status > 4999)) {
+        throw new DOMException(`close code ${status} is neither 1000 nor in 3000-4999`, 'InvalidAccessError');
+      }
+    }
+    const text = reason === undefined ? '' : String(reason);
+    if (Buffer.byteLength(text) > 123) throw new DOMException('the close reason is longer than 123 bytes of UTF-8', 'SyntaxError');
+    if (this.#readyState === CLOSING || this.#readyState === CLOSED) return;
+    this.#readyState = CLOSING;
+    if (this.#conn === undefined) {
+      this.#abort.abort();
+      return;
+    }
+    this.#conn.close(status ?? (reason === undefined ? null : CloseCode.Normal), text).catch(noop);
+  }
+
+  /** `[object WebSocket]`. */
+  get [Symbol.toStringTag](): string {
+    return 'WebSocket';
+  }
+
+  #opened(conn: WebSocketConnection): void {
+    if (this.#readyState !== CONNECTING) {
+      // close() came while the handshake was finishing.
+      conn.terminate();
+      this.#closeEvents(CloseCode.Abnormal, '', false, true);
+      return;
+    }
+    this.#conn = conn;
+    this.#readyState = OPEN;
+    conn.on('message', (data, binary) => this.#message(data, binary));
+    conn.on('close', () => this.#closed(conn));
+    conn.on('error', (error) => {
+      this.#error ??= error;
+    });
+    // Messages that came with the handshake response reach the listener above after this event;
+    // a connection already closed is reported after them.
+    this.dispatchEvent(new Event('open'));
+    if (conn.closed) queueMicrotask(() => this.#closed(conn));
+  }
+
+  #failed(error: unknown): void {
+    this.#error = error;
+    this.#closeEvents(CloseCode.Abnormal, '', false, true);
+  }
+
+  #message(data: Message, binary: boolean): void {
+    // The standard: once closing has started, received messages are not delivered.
+    if (this.#readyState !== OPEN) return;
+    let value: unknown = data;
+    if (binary) {
+      const bytes = data as Buffer;
+      value = this.#binaryType === 'arraybuffer' ? toArrayBuffer(bytes) : this.#binaryType === 'blob' ? new Blob([bytes]) : bytes;
+    }
+    this.dispatchEvent(new MessageEventClass('message', { data: value, origin: this.#origin }));
+  }
+
+  #closed(conn: WebSocketConnection): void {
+    if (this.#readyState === CLOSED) return;
+    // A connection we failed (the peer broke the protocol, a limit, a timeout) reports 1006 and an
+    // error, as a browser does; one that ended without a closing handshake (the peer dropped it)
+    // reports 1006 without an error, as Chromium does.
+    const failed = conn.error instanceof WebSocketError;
+    if (failed || conn.closeStatus === CloseCode.Abnormal) this.#closeEvents(CloseCode.Abnormal, '', false, failed);
+    else this.#closeEvents(conn.closeStatus ?? CloseCode.NoStatus, conn.closeReason ?? '', true, false);
+  }
+
+  /** CLOSED, then `error` (when failed) and `close`. */
+  #closeEvents(code: number, reason: string, wasClean: boolean, failed: boolean): void {
+    this.#readyState = CLOSED;
+    this.#queue = undefined;
+    if (failed) {
+      const error = this.#error ?? this.#conn?.error;
+      const message = error instanceof Error ? error.message : 'the WebSocket connection failed';
+      this.dispatchEvent(new ErrorEvent('error', { message, error }));
+    }
+    this.dispatchEvent(new CloseEvent('close', { code, reason, wasClean }));
+  }
+
+  #write(conn: WebSocketConnection, data: string | Buffer, size: number): void {
+    this.#handedOver += size;
+    conn.send(data, { binary: typeof data !== 'string' }).catch(noop);
+  }
+
+  /** Sends the queued items that are ready, in order, up to the first Blob still being read. */
+  #flushQueue(conn: WebSocketConnection): void {
+    const queue = this.#queue;
+    if (queue === undefined || conn !== this.#conn) return;
+    while (queue.length > 0 && !(queue[0]!.data instanceof Blob)) {
+      const entry = queue.shift()!;
+      this.#queuedBytes -= entry.size;
+      if (this.#readyState === OPEN && conn.readyState === 'open') this.#write(conn, entry.data as string | Buffer, entry.size);
+      else this.#unsent += entry.size;
+    }
+    if (queue.length === 0) this.#queue = undefined;
+  }
+
+  #handler<E extends Event>(type: string): WebSocketEventHandler<E> {
+    return (this.#handlers.get(type)?.value ?? null) as WebSocketEventHandler<E>;
+  }
+
+  /**
+   * The `on…` attributes (HTML's event handlers): the first one set is added as a listener, where
+   * the listeners then are; setting another replaces it in that place; null removes it.
+   */
+  #setHandler<E extends Event>(type: string, handler: WebSocketEventHandler<E>): void {
+    const slot = this.#handlers.get(type);
+    if (typeof handler !== 'function') {
+      if (slot !== undefined) {
+        this.removeEventListener(type, slot.listener);
+        this.#handlers.delete(type);
+      }
+      return;
+    }
+    if (slot !== undefined) {
+      slot.value = handler as HandlerSlot['value'];
+      return;
+    }
+    const entry: HandlerSlot = {
+      value: handler as HandlerSlot['value'],
+      listener: (event: Event) => void entry.value.call(this, event),
+    };
+    this.#handlers.set(type, entry);
+    this.addEventListener(type, entry.listener);
+  }
+}

@@ -1,0 +1,185 @@
+/**
+ * The browser-API `WebSocket` over real sockets, for what a browser comparison cannot show
+ * (test/browser/web-socket-parity.test.ts compares the rest with Chromium): binary types, the
+ * `on…` attributes, messages after close() started, the Node options, the error's cause.
+ */
+import { Blob } from 'node:buffer';
+import { acceptKey, CloseEvent, ErrorEvent, HandshakeError, serve, serviceMapper, WebSocket, WebSocketConnection, type WebSocketServer } from 'rfc6455';
+import { closePayload, frame } from '../helpers/frames.js';
+import { rawServer, requestKey } from '../helpers/raw-server.js';
+
+let server: WebSocketServer;
+const seenHeaders: Array<Record<string, unknown>> = [];
+
+beforeAll(async () => {
+  server = await serve(
+    { port: 0 },
+    serviceMapper([
+      {
+        path: '/echo',
+        handler: (conn) => {
+          seenHeaders.push(conn.headers);
+          conn.on('message', (data, binary) => void conn.send(data, { binary }).catch(() => undefined));
+        },
+      },
+      { path: '/bytes', handler: (conn) => void conn.send(Buffer.of(1, 2, 3)).catch(() => undefined) },
+    ]),
+  );
+});
+afterAll(() => server.close());
+
+/** Resolves with the next event of that type. */
+function next<E extends Event>(ws: WebSocket, type: string): Promise<E> {
+  return new Promise((resolve) => ws.addEventListener(type, (event) => resolve(event as E), { once: true }));
+}
+
+describe('binaryType', () => {
+  test.each([
+    ['blob', (data: unknown) => data instanceof Blob],
+    ['arraybuffer', (data: unknown) => data instanceof ArrayBuffer],
+    ['nodebuffer', (data: unknown) => Buffer.isBuffer(data)],
+  ] as const)('%s: binary messages arrive as that type, with their bytes', async (type, isType) => {
+    const ws = new WebSocket(`${server.url}bytes`);
+    expect(ws.binaryType).toBe('blob');
+    ws.binaryType = type;
+    const event = await next<MessageEvent>(ws, 'message');
+    expect(isType(event.data)).toBe(true);
+    const bytes = event.data instanceof Blob ? Buffer.from(await event.data.arrayBuffer()) : Buffer.from(event.data as ArrayBuffer);
+    expect([...bytes]).toEqual([1, 2, 3]);
+    expect(event.origin).toBe(new URL(server.url).origin);
+    ws.close();
+    await next(ws, 'close');
+  });
+
+  test('an unknown binaryType is ignored, as for any enumeration attribute', () => {
+    const ws = new WebSocket(`${server.url}echo`);
+    ws.binaryType = 'arraybuffer';
+    (ws as { binaryType: string }).binaryType = 'text';
+    expect(ws.binaryType).toBe('arraybuffer');
+    ws.close();
+  });
+});
+
+describe('on… attributes', () => {
+  test('the first one set listens; another replaces it in place; null removes it; `this` is the WebSocket', async () => {
+    const ws = new WebSocket(`${server.url}echo`);
+    const calls: string[] = [];
+    ws.addEventListener('message', () => void calls.push('listener before'));
+    ws.onmessage = () => void calls.push('first handler');
+    ws.addEventListener('message', () => void calls.push('listener after'));
+    let self: unknown;
+    ws.onmessage = function (event) {
+      self = this;
+      calls.push(`second handler ${String(event.data)}`);
+    };
+    expect(typeof ws.onmessage).toBe('function');
+    await next(ws, 'open');
+    ws.send('a');
+    await next(ws, 'message');
+    expect(calls).toEqual(['listener before', 'second handler a', 'listener after']);
+    expect(self).toBe(ws);
+    ws.onmessage = null;
+    expect(ws.onmessage).toBeNull();
+    calls.length = 0;
+    ws.send('b');
+    await next(ws, 'message');
+    expect(calls).toEqual(['listener before', 'listener after']);
+    ws.close();
+    await next(ws, 'close');
+  });
+});
+
+describe('closing', () => {
+  test('messages that arrive after close() was called are not delivered (the standard); the close completes', async () => {
+    // A server that, on the client's close frame, sends a message and only then its close frame.
+    const raw = await rawServer((head, socket) => {
+      socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptKey(requestKey(head))}\r\n\r\n`);
+      socket.write(frame({ opcode: 1, payload: 'before' }));
+      socket.on('data', (chunk: Buffer) => {
+        if ((chunk[0]! & 0x0f) !== 8) return;
+        socket.write(frame({ opcode: 1, payload: 'after close()' }));
+        socket.end(frame({ opcode: 8, payload: closePayload(1000, 'done') }));
+      });
+    });
+    try {
+      const ws = new WebSocket(raw.url);
+      const messages: unknown[] = [];
+      ws.onmessage = (event) => {
+        messages.push(event.data);
+        ws.close(1000);
+      };
+      const close = await next<CloseEvent>(ws, 'close');
+      expect(messages).toEqual(['before']);
+      expect([close.code, close.reason, close.wasClean]).toEqual([1000, 'done', true]);
+      expect(close).toBeInstanceOf(CloseEvent);
+    } finally {
+      await raw.close();
+    }
+  });
+
+  test('a refused handshake: the error event carries the HandshakeError (status, body), then close 1006', async () => {
+    const ws = new WebSocket(`${server.url}nowhere`);
+    const events: string[] = [];
+    ws.onopen = () => void events.push('open');
+    const [error, close] = await Promise.all([next<ErrorEvent>(ws, 'error'), next<CloseEvent>(ws, 'close')]);
+    expect(events).toEqual([]);
+    expect(error).toBeInstanceOf(ErrorEvent);
+    expect(error.error).toBeInstanceOf(HandshakeError);
+    expect((error.error as HandshakeError).status).toBe(404);
+    expect(error.message).toBe((error.error as Error).message);
+    expect([close.code, close.wasClean, ws.readyState]).toEqual([1006, false, WebSocket.CLOSED]);
+  });
+
+  test('bufferedAmount counts application bytes until they are written, then none', async () => {
+    const ws = new WebSocket(`${server.url}echo`, { perMessageDeflate: false });
+    await next(ws, 'open');
+    const big = Buffer.alloc(8 * 1024 * 1024, 0x61);
+    ws.send(big);
+    ws.send('é');
+    // Written at the end of this task at the earliest: all of it is still buffered.
+    expect(ws.bufferedAmount).toBe(big.length + 2);
+    let echoed = 0;
+    ws.binaryType = 'nodebuffer';
+    await new Promise<void>((resolve) => {
+      ws.onmessage = () => {
+        if (++echoed === 2) resolve();
+      };
+    });
+    expect(ws.bufferedAmount).toBe(0);
+    ws.close();
+    await next(ws, 'close');
+  });
+});
+
+describe('Node additions', () => {
+  test('connect() options as the second or third argument: headers and protocols reach the server; connection is the WebSocketConnection', async () => {
+    seenHeaders.length = 0;
+    const a = new WebSocket(`${server.url}echo`, { headers: { 'x-token': 'one' } });
+    const b = new WebSocket(new URL(`${server.url}echo`), [], { headers: { 'x-token': 'two' } });
+    expect(a.connection).toBeUndefined();
+    await Promise.all([next(a, 'open'), next(b, 'open')]);
+    expect(seenHeaders.map((h) => h['x-token']).sort()).toEqual(['one', 'two']);
+    expect(a.connection).toBeInstanceOf(WebSocketConnection);
+    expect(typeof (await a.connection!.ping())).toBe('number');
+    a.close();
+    b.close();
+    await Promise.all([next(a, 'close'), next(b, 'close')]);
+  });
+
+  test('http: and https: URLs are taken as ws: and wss:', () => {
+    const ws = new WebSocket(`http://127.0.0.1:${server.port}/echo?q=1`);
+    expect(ws.url).toBe(`ws://127.0.0.1:${server.port}/echo?q=1`);
+    ws.close();
+    const secure = new WebSocket('https://127.0.0.1:1/');
+    expect(secure.url).toBe('wss://127.0.0.1:1/');
+    secure.close();
+    expect(Object.prototype.toString.call(ws)).toBe('[object WebSocket]');
+  });
+
+  test('the constants cannot be changed', () => {
+    expect(() => {
+      (WebSocket as unknown as { OPEN: number }).OPEN = 5;
+    }).toThrow(TypeError);
+    expect(WebSocket.OPEN).toBe(1);
+  });
+});
