@@ -10,6 +10,7 @@ export {
   type MessageEvent,
   type BinaryType,
   type WebSocketEventHandler,
+  type WebSocketEventMap,
   type WebSocketData,
   type WebSocketInit,
   type CloseEventInit,

@@ -480,3 +480,28 @@ export class WebSocket extends EventTarget {
     this.addEventListener(type, entry.listener);
   }
 }
+
+/** The events of a {@link WebSocket}, by type. */
+export interface WebSocketEventMap {
+  open: Event;
+  message: MessageEvent;
+  error: ErrorEvent;
+  close: CloseEvent;
+}
+
+type AnyListener = Parameters<EventTarget['addEventListener']>[1];
+type AddOptions = Parameters<EventTarget['addEventListener']>[2];
+type RemoveOptions = Parameters<EventTarget['removeEventListener']>[2];
+
+// Typed listeners for the WebSocket's own events (the methods are EventTarget's).
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
+export interface WebSocket {
+  /** Adds a listener; for `open`, `message`, `error` and `close` it gets that event's type. */
+  addEventListener<K extends keyof WebSocketEventMap>(type: K, listener: (this: WebSocket, event: WebSocketEventMap[K]) => unknown, options?: AddOptions): void;
+  /** Adds a listener. */
+  addEventListener(type: string, listener: AnyListener, options?: AddOptions): void;
+  /** Removes a listener added with addEventListener. */
+  removeEventListener<K extends keyof WebSocketEventMap>(type: K, listener: (this: WebSocket, event: WebSocketEventMap[K]) => unknown, options?: RemoveOptions): void;
+  /** Removes a listener. */
+  removeEventListener(type: string, listener: AnyListener, options?: RemoveOptions): void;
+}
