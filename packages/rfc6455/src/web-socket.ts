@@ -483,9 +483,13 @@ export class WebSocket extends EventTarget {
 
 /** The events of a {@link WebSocket}, by type. */
 export interface WebSocketEventMap {
+  /** The connection is open. */
   open: Event;
+  /** A message arrived. */
   message: MessageEvent;
+  /** The connection failed (`close` follows). */
   error: ErrorEvent;
+  /** The connection is closed. */
   close: CloseEvent;
 }
 
