@@ -244,6 +244,8 @@ const DIRECT_PENDING = 0x1000;
  * the code now running is done (see `holdWrites`).
  */
 const HELD = 0x2000;
+/** `flags` bit: the application paused delivery (`pause()`): messages wait, the socket is not read. */
+const USER_PAUSED = 0x4000;
 
 /**
  * Connections whose writes are held until the code now running is done: the messages sent to one
@@ -824,6 +826,30 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     return message;
   }
 
+  /**
+   * Stops handing messages to `message` listeners and stops reading the socket (TCP backpressure
+   * on the peer) until `resume()`, as `ws`'s `pause()` does. What was already read is still
+   * parsed: its messages wait, in order (`recv()` still takes them), and pings are answered.
+   */
+  pause(): void {
+    this.flags |= USER_PAUSED;
+    this.pauseReading();
+  }
+
+  /** Hands the messages that waited to the `message` listeners, then reads the socket again. */
+  resume(): void {
+    if ((this.flags & USER_PAUSED) === 0) return;
+    this.flags &= ~USER_PAUSED;
+    if (this.inbox !== undefined) this.flushInbox();
+    // Unless a listener paused again, or what waits (or a streamed message) still wants it paused.
+    if ((this.flags & USER_PAUSED) === 0) this.streamDrained();
+  }
+
+  /** Whether `pause()` is in effect. */
+  get isPaused(): boolean {
+    return (this.flags & USER_PAUSED) !== 0;
+  }
+
   private pauseReading(): void {
     if (this.readPaused) return;
     this.readPaused = true;
@@ -831,7 +857,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   }
 
   private resumeReading(): void {
-    if (!this.readPaused) return;
+    if (!this.readPaused || (this.flags & USER_PAUSED) !== 0) return;
     this.readPaused = false;
     if (!this.closedFlag) this.stream.resume();
   }
@@ -896,7 +922,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   /** @internal */
   onMessage(data: Message, binary: boolean): void {
     const listener = (this as unknown as { _events: ListenerTable | undefined })._events?.message;
-    if (listener !== undefined) {
+    if (listener !== undefined && (this.flags & USER_PAUSED) === 0) {
       if (this.inbox !== undefined) this.flushInbox();
       this.emitMessage(listener, data, binary);
       return;
@@ -909,9 +935,9 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     if (inbox.bytes > this.limits.readHighWaterMark) this.pauseReading();
   }
 
-  /** Hands the queued messages to the `message` listeners, while there are any. */
+  /** Hands the queued messages to the `message` listeners, while there are any and not paused. */
   private flushInbox(): void {
-    while (this.inbox !== undefined) {
+    while (this.inbox !== undefined && (this.flags & USER_PAUSED) === 0) {
       const listener = (this as unknown as { _events: ListenerTable | undefined })._events?.message;
       if (listener === undefined) return;
       const texts = this.inbox.texts;
@@ -1190,7 +1216,15 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
         this.sendTail.then(() => this.close(code, reason)).catch(noop);
         return this.whenClosed;
       }
-      if (!this.closedFlag && this.proto.close(code, reason)) this.armCloseTimer();
+      if (!this.closedFlag && this.proto.close(code, reason)) {
+        this.armCloseTimer();
+        // A paused connection still reads the peer's answer to our close frame (what arrives
+        // before it waits, as paused).
+        if ((this.flags & USER_PAUSED) !== 0 && this.readPaused) {
+          this.readPaused = false;
+          this.stream.resume();
+        }
+      }
     } catch (error) {
       return rejected(error);
     }
@@ -1321,16 +1355,18 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
 
   /** @internal */
   handleData(chunk: Buffer): void {
-    if ((this.flags & DIRECT_PENDING) !== 0) {
-      this.flags &= ~DIRECT_PENDING;
-      // From the next read on (this chunk is the stream's; nothing is left buffered behind it).
-      readDirect(this.stream, streamOnRead);
-    }
     const engine = this.beginChunk(chunk.length);
     try {
       engine.receiveData(chunk);
     } finally {
       this.endChunk();
+    }
+    // Direct reads from the next read on, unless reading was paused meanwhile (then at the first
+    // chunk after it resumes): after this chunk's 'data' event the stream reads ahead to fill its
+    // buffer, and past the switch those reads would come to us however paused the stream is.
+    if ((this.flags & DIRECT_PENDING) !== 0 && !this.readPaused && !this.closedFlag) {
+      this.flags &= ~DIRECT_PENDING;
+      readDirect(this.stream, streamOnRead);
     }
   }
 

@@ -38,6 +38,7 @@ export {
   type ConnectionInfo,
   type ConnectionEvents,
 } from './connection.js';
+export { createWebSocketStream, type WebSocketStreamOptions } from './web-socket-stream.js';
 export { broadcast, prepareMessage, PreparedMessage, type BroadcastOptions, type PrepareOptions } from './prepared.js';
 export {
   serviceMapper,

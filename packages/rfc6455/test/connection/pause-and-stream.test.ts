@@ -1,0 +1,163 @@
+/**
+ * `conn.pause()` / `conn.resume()` (flow control for `message` listeners, as in `ws`) and
+ * `createWebSocketStream(conn)` (a connection as a Duplex), over real sockets.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { connect, createWebSocketStream, serve, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
+
+let server: WebSocketServer;
+/** What the server's pusher route managed to hand to its socket, per connection. */
+const pushed: number[] = [];
+const serverConns: WebSocketConnection[] = [];
+
+beforeAll(async () => {
+  server = await serve({ perMessageDeflate: false }, (conn) => {
+    serverConns.push(conn);
+    if (conn.path === '/push') {
+      // Sends 400 messages of 64 KiB as fast as the client takes them.
+      const index = pushed.push(0) - 1;
+      void (async () => {
+        for (let i = 0; i < 400; i++) {
+          await conn.send(Buffer.alloc(65536, i & 0xff)).catch(() => undefined);
+          pushed[index] = i + 1;
+        }
+        await conn.close(1000, 'all sent').catch(() => undefined);
+      })();
+      return;
+    }
+    // Echo, through a Duplex of our own on the server side too (object mode: text stays text).
+    const duplex = createWebSocketStream(conn, { objectMode: true });
+    duplex.on('error', () => undefined);
+    duplex.pipe(duplex);
+  });
+});
+afterAll(() => server.close());
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe('pause() and resume()', () => {
+  test('a paused connection stops reading: the sender is held back; resume() delivers every message, in order', async () => {
+    const client = await connect(`${server.url}push`, { perMessageDeflate: false });
+    const firsts: number[] = [];
+    client.on('message', (data) => void firsts.push((data as Buffer)[0]!));
+    client.pause();
+    expect(client.isPaused).toBe(true);
+    await sleep(300);
+    // 400 x 64 KiB = 25 MiB: the socket buffers on both sides hold far less, so the server's
+    // sends wait, and nothing reached the listener.
+    expect(firsts).toEqual([]);
+    const heldAt = pushed.at(-1)!;
+    expect(heldAt).toBeLessThan(400);
+    await sleep(100);
+    expect(pushed.at(-1)).toBe(heldAt);
+    const closed = once(client, 'close');
+    client.resume();
+    expect(client.isPaused).toBe(false);
+    await closed;
+    expect(firsts).toEqual(Array.from({ length: 400 }, (_, i) => i & 0xff));
+  });
+
+  test('pause() from inside a listener holds the rest of the same read; recv() still takes waiting messages', async () => {
+    const client = await connect(server.url, { perMessageDeflate: false });
+    const seen: string[] = [];
+    client.on('message', (data) => {
+      seen.push(String(data));
+      client.pause();
+    });
+    // Three messages echoed back in one write (held and written together).
+    void client.send('a');
+    void client.send('b');
+    void client.send('c');
+    await sleep(100);
+    expect(seen).toEqual(['a']);
+    expect(await client.recv()).toBe('b');
+    client.resume(); // delivers 'c', whose listener pauses again
+    expect(seen).toEqual(['a', 'c']);
+    client.resume();
+    await client.send('d');
+    await sleep(50);
+    expect(seen).toEqual(['a', 'c', 'd']);
+    // Paused again (by the listener): close() still reads the server's close frame.
+    expect(client.isPaused).toBe(true);
+    await client.close();
+    expect(client.closeStatus).toBe(1000);
+  });
+});
+
+describe('createWebSocketStream', () => {
+  test('8 MiB piped through a client stream and the echo server come back byte for byte; end() closes with 1000', async () => {
+    const client = await connect(server.url, { perMessageDeflate: false });
+    const stream = createWebSocketStream(client);
+    const data = randomBytes(8 * 1024 * 1024);
+    const chunks = Array.from({ length: 128 }, (_, i) => data.subarray(i * 65536, (i + 1) * 65536));
+    const received: Buffer[] = [];
+    let total = 0;
+    const reading = new Promise<void>((resolve) => {
+      stream.on('data', (chunk: Buffer) => {
+        received.push(chunk);
+        total += chunk.length;
+        if (total === data.length) resolve();
+      });
+    });
+    await pipeline(Readable.from(chunks), new Writable({ write: (chunk, _e, cb) => void stream.write(chunk, cb) }));
+    await reading;
+    expect(createHash('sha256').update(Buffer.concat(received)).digest('hex')).toBe(createHash('sha256').update(data).digest('hex'));
+    // Each write was one message: the echo sends each back as one chunk.
+    expect(received.map((c) => c.length)).toEqual(chunks.map((c) => c.length));
+    stream.end();
+    await once(stream, 'close');
+    expect(client.closeStatus).toBe(1000);
+  });
+
+  test('a reader that falls behind pauses the connection (the server is held back), and gets all 25 MiB once it reads', async () => {
+    const client = await connect(`${server.url}push`, { perMessageDeflate: false });
+    const stream = createWebSocketStream(client, { readableHighWaterMark: 4 });
+    await sleep(300);
+    expect(client.isPaused).toBe(true);
+    // The first message went over the high-water mark: it alone was pushed; the rest wait.
+    expect(stream.readableLength).toBe(65536);
+    expect(pushed.at(-1)).toBeLessThan(400);
+    let count = 0;
+    let bytes = 0;
+    stream.on('data', (chunk: Buffer) => {
+      count++;
+      bytes += chunk.length;
+    });
+    await once(stream, 'end');
+    expect([count, bytes]).toEqual([400, 400 * 65536]);
+    expect([client.closeStatus, client.closeReason]).toEqual([1000, 'all sent']);
+  });
+
+  test('objectMode: text is read as strings and strings are written as text', async () => {
+    const client = await connect(server.url);
+    const stream = createWebSocketStream(client, { objectMode: true });
+    stream.write('héllo');
+    stream.write(Buffer.from([1, 2]));
+    const got: unknown[] = [];
+    for await (const chunk of stream) {
+      got.push(chunk);
+      if (got.length === 2) break; // destroys the stream (with an AbortError): a clean close
+    }
+    expect(got).toEqual(['héllo', Buffer.from([1, 2])]);
+    await client.whenClosed;
+    expect(client.closeStatus).toBe(1000);
+  });
+
+  test('a connection that fails destroys the stream with its error; destroy(error) aborts the connection', async () => {
+    const client = await connect(server.url, { maxMessageSize: 1000 });
+    const stream = createWebSocketStream(client);
+    stream.write(Buffer.alloc(2000));
+    const [error] = (await once(stream, 'error').catch((e: unknown) => [e])) as [Error];
+    expect((error as { closeCode?: number }).closeCode).toBe(1009);
+
+    const other = await connect(server.url);
+    const second = createWebSocketStream(other);
+    second.on('error', () => undefined);
+    second.destroy(new Error('gone'));
+    await other.whenClosed;
+    expect(other.closeStatus).toBe(1006);
+  });
+});
