@@ -856,8 +856,9 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     this.stream.pause();
   }
 
-  private resumeReading(): void {
-    if (!this.readPaused || (this.flags & USER_PAUSED) !== 0) return;
+  /** Reads the socket again, unless the application paused it (`pause()`) and this is not `close()`. */
+  private resumeReading(evenIfPaused = false): void {
+    if (!this.readPaused || (!evenIfPaused && (this.flags & USER_PAUSED) !== 0)) return;
     this.readPaused = false;
     if (!this.closedFlag) this.stream.resume();
   }
@@ -921,7 +922,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
 
   /** @internal */
   onMessage(data: Message, binary: boolean): void {
-    const listener = (this as unknown as { _events: ListenerTable | undefined })._events?.message;
+    const listener = this.messageListener();
     if (listener !== undefined && (this.flags & USER_PAUSED) === 0) {
       if (this.inbox !== undefined) this.flushInbox();
       this.emitMessage(listener, data, binary);
@@ -935,10 +936,15 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     if (inbox.bytes > this.limits.readHighWaterMark) this.pauseReading();
   }
 
+  /** The `message` listener, or the list of them, read from the listener table directly. */
+  private messageListener(): ListenerTable['message'] {
+    return (this as unknown as { _events: ListenerTable | undefined })._events?.message;
+  }
+
   /** Hands the queued messages to the `message` listeners, while there are any and not paused. */
   private flushInbox(): void {
     while (this.inbox !== undefined && (this.flags & USER_PAUSED) === 0) {
-      const listener = (this as unknown as { _events: ListenerTable | undefined })._events?.message;
+      const listener = this.messageListener();
       if (listener === undefined) return;
       const texts = this.inbox.texts;
       const data = this.shiftMessage();
@@ -1220,10 +1226,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
         this.armCloseTimer();
         // A paused connection still reads the peer's answer to our close frame (what arrives
         // before it waits, as paused).
-        if ((this.flags & USER_PAUSED) !== 0 && this.readPaused) {
-          this.readPaused = false;
-          this.stream.resume();
-        }
+        if ((this.flags & USER_PAUSED) !== 0) this.resumeReading(true);
       }
     } catch (error) {
       return rejected(error);
