@@ -5,11 +5,9 @@
  * server, and the two event traces (events, their order, readyState at each, data, close codes,
  * reasons, wasClean, bufferedAmount, exception names) must be equal.
  */
-import { existsSync } from 'node:fs';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { serve, serviceMapper, WebSocket, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
-
-const CHROMIUM = '/usr/bin/chromium';
+import { launchChromium } from './chromium.js';
 
 /**
  * The scenarios, as the source of one async function `(WebSocket, base) => trace`: it runs as it
@@ -133,9 +131,6 @@ let server: WebSocketServer;
 const closeStatuses: Array<number | undefined> = [];
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(`${CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium); the browser tests never download a browser`);
-  }
   const echo = (conn: WebSocketConnection): void => {
     conn.on('message', (data, binary) => void conn.send(data, { binary }).catch(() => undefined));
     conn.on('close', () => void closeStatuses.push(conn.closeStatus));
@@ -169,10 +164,7 @@ beforeAll(async () => {
       },
     ]),
   );
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
 }, 30_000);
 
 afterAll(async () => {

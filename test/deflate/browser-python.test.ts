@@ -5,12 +5,11 @@
  * compression on the wire (the server socket's bytesRead).
  */
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
+import { launchChromium } from '../browser/chromium.js';
 import { bytesRead, compressibleText, echoServer, extensionOf, type EchoServer } from './helpers.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const PYTHON = '/usr/bin/python3';
 const PY_CLIENT = resolve(__dirname, 'python-client.py');
 
@@ -32,11 +31,7 @@ afterEach(async () => {
 describe('Chromium', () => {
   let browser: Browser;
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing (apt-get install -y chromium); no browser is downloaded`);
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    });
+    browser = await launchChromium();
   }, 30_000);
   afterAll(async () => {
     await browser?.close();

@@ -7,13 +7,11 @@
  * request HTTP/2.0, method CONNECT), messages both ways, the subprotocol, permessage-deflate, and
  * a clean 1000 close.
  */
-import { existsSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
+import { launchChromium } from '../browser/chromium.js';
 import { serve, serviceMapper, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
 import { TLS } from './helpers.js';
-
-const CHROMIUM = '/usr/bin/chromium';
 
 interface Seen {
   kind: string;
@@ -53,7 +51,6 @@ window.result = new Promise((resolve) => {
 </script>`;
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing (apt-get install -y chromium); this test never downloads a browser`);
   const chat = async (conn: WebSocketConnection, req: IncomingMessage): Promise<void> => {
     const entry: Seen = {
       kind: conn.transport.kind,
@@ -87,10 +84,7 @@ beforeAll(async () => {
     },
     serviceMapper([{ path: '/chat', protocols: { 'chat.v1': chat } }]),
   );
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--ignore-certificate-errors'],
-  });
+  browser = await launchChromium(['--ignore-certificate-errors']);
 }, 30_000);
 
 afterAll(async () => {

@@ -141,8 +141,11 @@ function parseTarget(url: string | URL): URL {
   return target;
 }
 
-function protocolList(protocols: string | readonly string[] | undefined): string[] {
-  const list = protocols === undefined ? [] : typeof protocols === 'string' ? [protocols] : Array.from(protocols, String);
+function protocolList(protocols: unknown): string[] {
+  // WebIDL's (DOMString or sequence<DOMString>): a list from anything iterable, else one string
+  // (null is 'null', as in a browser).
+  const iterable = typeof protocols === 'object' && protocols !== null && Symbol.iterator in protocols;
+  const list = protocols === undefined ? [] : iterable ? Array.from(protocols as Iterable<unknown>, String) : [String(protocols)];
   const seen = new Set<string>();
   for (const protocol of list) {
     // RFC 6455 §4.1: each a token; the standard: none twice (compared ignoring ASCII case).
@@ -213,11 +216,11 @@ export class WebSocket extends EventTarget {
    * @param protocols subprotocols to offer; or (Node) the options, protocols included.
    * @param init (Node) every `connect()` option: headers, origin, tls, agent, perMessageDeflate, limits...
    */
-  constructor(url: string | URL, protocols?: string | readonly string[] | WebSocketInit, init?: WebSocketInit) {
+  constructor(url: string | URL, protocols?: string | Iterable<string> | WebSocketInit, init?: WebSocketInit) {
     super();
     let options = init ?? {};
-    let offered = protocols as string | readonly string[] | undefined;
-    if (protocols !== null && typeof protocols === 'object' && !Array.isArray(protocols)) {
+    let offered: unknown = protocols;
+    if (protocols !== null && typeof protocols === 'object' && !(Symbol.iterator in protocols)) {
       options = protocols as WebSocketInit;
       offered = options.protocols;
     }

@@ -23,6 +23,7 @@ beforeAll(async () => {
         },
       },
       { path: '/bytes', handler: (conn) => void conn.send(Buffer.of(1, 2, 3)).catch(() => undefined) },
+      { path: '/proto', protocols: { b: () => undefined, null: () => undefined } },
     ]),
   );
 });
@@ -166,6 +167,16 @@ describe('Node additions', () => {
     a.close();
     b.close();
     await Promise.all([next(a, 'close'), next(b, 'close')]);
+  });
+
+  test('protocols: any iterable of names, or one value taken as a string (null is "null"), as WebIDL converts them', async () => {
+    const fromSet = new WebSocket(`${server.url}proto`, new Set(['a', 'b']));
+    const fromNull = new WebSocket(`${server.url}proto`, null as unknown as string);
+    await Promise.all([next(fromSet, 'open'), next(fromNull, 'open')]);
+    expect([fromSet.protocol, fromNull.protocol]).toEqual(['b', 'null']);
+    fromSet.close();
+    fromNull.close();
+    await Promise.all([next(fromSet, 'close'), next(fromNull, 'close')]);
   });
 
   test('http: and https: URLs are taken as ws: and wss:', () => {
