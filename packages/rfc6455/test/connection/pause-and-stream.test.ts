@@ -161,3 +161,63 @@ describe('createWebSocketStream', () => {
     expect(other.closeStatus).toBe(1006);
   });
 });
+
+describe('pause() and resume() under load', () => {
+  test('random pauses and resumes, from timers and from inside the listener, lose and reorder nothing', async () => {
+    // A server that sends 300 messages of random kinds and sizes (up to 300 KiB, so some span many
+    // reads and some arrive several to a read), a few of them fragmented through sendStream().
+    const sizes = Array.from({ length: 300 }, (_, i) => ((i * 7919) % 13 === 0 ? 150_000 + ((i * 104729) % 150_000) : (i * 2654435761) % 3000));
+    const payload = (i: number): Buffer => {
+      const b = Buffer.alloc(sizes[i]!);
+      b.fill(i & 0xff);
+      if (b.length >= 4) b.writeUInt32BE(i, 0);
+      return b;
+    };
+    const sender = await serve({ perMessageDeflate: false }, (conn) => {
+      void (async () => {
+        for (let i = 0; i < sizes.length; i++) {
+          if (i % 29 === 5) await conn.sendStream([payload(i).subarray(0, sizes[i]! >> 1), payload(i).subarray(sizes[i]! >> 1)]);
+          else if (i % 3 === 0) await conn.send(payload(i).toString('latin1'), { binary: false }).catch(() => undefined);
+          else void conn.send(payload(i)).catch(() => undefined);
+        }
+        await conn.close(1000, 'done').catch(() => undefined);
+      })();
+    });
+    try {
+      const client = await connect(sender.url, { perMessageDeflate: false, textMessages: 'buffer' });
+      const got: Array<{ bytes: Buffer; binary: boolean }> = [];
+      let toggles = 0;
+      let whilePaused = 0;
+      client.on('message', (data, binary) => {
+        if (client.isPaused) whilePaused++;
+        got.push({ bytes: data as Buffer, binary });
+        // Every 7th message pauses from inside the listener; a timer resumes it soon after.
+        if (got.length % 7 === 0) {
+          client.pause();
+          toggles++;
+          setTimeout(() => client.resume(), got.length % 2);
+        }
+      });
+      // And a timer that pauses and resumes on its own, out of step with the listener.
+      const timer = setInterval(() => {
+        if (client.isPaused) client.resume();
+        else client.pause();
+        toggles++;
+      }, 3);
+      await once(client, 'close');
+      clearInterval(timer);
+      expect(toggles).toBeGreaterThanOrEqual(42); // 300 / 7 from the listener alone
+      expect(got.length).toBe(sizes.length);
+      expect(whilePaused).toBe(0);
+      got.forEach(({ bytes, binary }, i) => {
+        const sentAsText = i % 3 === 0 && i % 29 !== 5;
+        expect(binary).toBe(!sentAsText);
+        // Text went out as the payload's Latin-1 string, and arrives as that string's UTF-8 bytes.
+        if (sentAsText) expect(bytes.toString('utf8') === payload(i).toString('latin1')).toBe(true);
+        else expect(bytes.equals(payload(i))).toBe(true);
+      });
+    } finally {
+      await sender.close();
+    }
+  }, 60_000);
+});
