@@ -4,9 +4,13 @@
  * `on…` attributes, messages after close() started, the Node options, the error's cause.
  */
 import { Blob } from 'node:buffer';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { acceptKey, CloseEvent, ErrorEvent, HandshakeError, serve, serviceMapper, WebSocket, WebSocketConnection, type WebSocketServer } from 'rfc6455';
 import { closePayload, frame } from '../helpers/frames.js';
 import { rawServer, requestKey } from '../helpers/raw-server.js';
+
+const FIXTURES = resolve(__dirname, '../../../../test/fixtures/tls');
 
 let server: WebSocketServer;
 const seenHeaders: Array<Record<string, unknown>> = [];
@@ -177,6 +181,36 @@ describe('Node additions', () => {
     fromSet.close();
     fromNull.close();
     await Promise.all([next(fromSet, 'close'), next(fromNull, 'close')]);
+  });
+
+  test('over TLS and HTTP/2 (RFC 8441), and as hybi-00, through the options: the same events', async () => {
+    const tls = { key: readFileSync(resolve(FIXTURES, 'key.pem')), cert: readFileSync(resolve(FIXTURES, 'cert.pem')) };
+    const secure = await serve({ port: 0, tls, http2: true }, (conn) => {
+      conn.on('message', (data) => void conn.send(`${conn.requestLine.split(' ')[2] ?? ''} ${String(data)}`).catch(() => undefined));
+    });
+    try {
+      const viaHttp2 = new WebSocket(secure.url, { http2: true, tls: { ca: tls.cert } });
+      const viaHttp1 = new WebSocket(secure.url, { tls: { ca: tls.cert } });
+      const draft = new WebSocket(`${server.url}echo`, { variant: 'hybi00' });
+      const replies = await Promise.all(
+        [viaHttp2, viaHttp1, draft].map(async (ws) => {
+          await next(ws, 'open');
+          ws.send('hi');
+          const reply = (await next<MessageEvent>(ws, 'message')).data;
+          ws.close();
+          const close = await next<CloseEvent>(ws, 'close');
+          return [reply, close.wasClean];
+        }),
+      );
+      expect(replies).toEqual([
+        ['HTTP/2.0 hi', true],
+        ['HTTP/1.1 hi', true],
+        ['hi', true],
+      ]);
+      expect(viaHttp2.connection!.transport.stream.constructor.name).toBe('ClientHttp2Stream');
+    } finally {
+      await secure.close();
+    }
   });
 
   test('http: and https: URLs are taken as ws: and wss:', () => {
