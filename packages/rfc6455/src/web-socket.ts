@@ -240,6 +240,8 @@ export class WebSocket extends EventTarget {
   }
   /** CONNECTING (0), OPEN (1), CLOSING (2) or CLOSED (3). */
   get readyState(): number {
+    // The closing handshake also starts when the server's close frame arrives.
+    if (this.#readyState === OPEN && this.#conn!.readyState !== 'open') return CLOSING;
     return this.#readyState;
   }
   /** The subprotocol the server chose ('' if none, or until open). */

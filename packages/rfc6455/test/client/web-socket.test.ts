@@ -124,6 +124,32 @@ describe('closing', () => {
     }
   });
 
+  test('the server starting the closing handshake makes readyState CLOSING until the connection is closed', async () => {
+    // A server that sends its close frame and then waits before ending TCP.
+    const raw = await rawServer((head, socket) => {
+      socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptKey(requestKey(head))}\r\n\r\n`);
+      setTimeout(() => socket.write(frame({ opcode: 8, payload: closePayload(4002, 'later') })), 50);
+      socket.on('data', (chunk: Buffer) => {
+        if ((chunk[0]! & 0x0f) === 8) setTimeout(() => socket.end(), 100);
+      });
+    });
+    try {
+      const ws = new WebSocket(raw.url);
+      await next(ws, 'open');
+      // Every state seen, from open until the close event (the server waits 100 ms between its
+      // close frame and the end of TCP).
+      const states = new Set<number>([ws.readyState]);
+      const poll = setInterval(() => states.add(ws.readyState), 2);
+      const close = await next<CloseEvent>(ws, 'close');
+      clearInterval(poll);
+      states.add(ws.readyState);
+      expect([...states]).toEqual([WebSocket.OPEN, WebSocket.CLOSING, WebSocket.CLOSED]);
+      expect([close.code, close.reason, close.wasClean]).toEqual([4002, 'later', true]);
+    } finally {
+      await raw.close();
+    }
+  });
+
   test('a refused handshake: the error event carries the HandshakeError (status, body), then close 1006', async () => {
     const ws = new WebSocket(`${server.url}nowhere`);
     const events: string[] = [];
