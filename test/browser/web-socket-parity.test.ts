@@ -15,7 +15,14 @@ import { launchChromium } from './chromium.js';
  */
 const SCENARIOS = String(async function scenarios(WS: typeof WebSocket, base: string): Promise<unknown[]> {
   const trace: unknown[] = [];
-  const show = (data: unknown): string => (typeof data === 'string' ? data : Array.from(new Uint8Array(data as ArrayBuffer)).join(','));
+  const show = (data: unknown): string => {
+    if (typeof data === 'string') return data.length > 64 ? `${data.length} characters, ${data.slice(0, 8)}…${data.slice(-8)}` : data;
+    const bytes = new Uint8Array(data as ArrayBuffer);
+    if (bytes.length <= 16) return Array.from(bytes).join(',');
+    let sum = 0;
+    for (const b of bytes) sum = (sum * 31 + b) >>> 0;
+    return `${bytes.length} bytes, hash ${sum}`;
+  };
   const nameOf = (f: () => unknown): string => {
     try {
       f();
@@ -86,6 +93,9 @@ const SCENARIOS = String(async function scenarios(WS: typeof WebSocket, base: st
       if (event === 'open') ws.send(kind);
     });
   }
+  // What a server may send: empty messages, a 1 MiB binary and a 300 KiB non-ASCII text, a text
+  // message in fragments, a ping between them (answered, no event), then a close.
+  await run('kinds', '/kinds', undefined, () => undefined);
   // No route: 404, no open.
   await run('refused', '/nowhere', undefined, () => undefined);
   // A subprotocol chosen from those offered.
@@ -129,6 +139,8 @@ const SCENARIOS = String(async function scenarios(WS: typeof WebSocket, base: st
 let browser: Browser;
 let server: WebSocketServer;
 const closeStatuses: Array<number | undefined> = [];
+/** The answers to the /kinds route's ping, one per client. */
+const pongs: string[] = [];
 
 beforeAll(async () => {
   const echo = (conn: WebSocketConnection): void => {
@@ -144,6 +156,23 @@ beforeAll(async () => {
       { path: '/abandoned', handler: () => undefined },
       { path: '/close4001', handler: (conn) => conn.on('message', () => void conn.close(4001, 'server says bye').catch(() => undefined)) },
       { path: '/drop', handler: (conn) => conn.on('message', () => conn.terminate()) },
+      {
+        path: '/kinds',
+        handler: async (conn) => {
+          const big = Buffer.alloc(1 << 20);
+          for (let i = 0; i < big.length; i++) big[i] = (i * 7) & 0xff;
+          await conn.send('');
+          await conn.send(Buffer.alloc(0));
+          await conn.send(big);
+          conn.ping(Buffer.from('are you there')).then(
+            () => void pongs.push('pong'),
+            () => void pongs.push('no pong'),
+          );
+          await conn.send('κόσμε 😀 '.repeat(30_000));
+          await conn.sendStream(['frag', 'mént', 'ed'].map((part) => Buffer.from(part)), { binary: false, fragmentSize: 4 });
+          await conn.close(1000, 'that is all').catch(() => undefined);
+        },
+      },
       {
         path: '/broken',
         handler: (conn) => {
@@ -200,4 +229,15 @@ test('the same script gives the same events in Chromium and with rfc6455 WebSock
   expect(inNode).toContainEqual(['refused', 'error', 'error', 3]);
   expect(inNode).toContainEqual(['bad utf-8', 'error', 'error', 3]);
   expect(inNode).toContainEqual(['close while connecting', 'readyState after close()', 2]);
+  expect(pongs).toEqual(['pong', 'pong']);
+  expect(inNode.filter((entry) => (entry as unknown[])[0] === 'kinds').map((entry) => (entry as unknown[]).slice(1, 3))).toEqual([
+    ['created', 0],
+    ['open', 1],
+    ['message', 'string'],
+    ['message', 'object'],
+    ['message', 'object'],
+    ['message', 'string'],
+    ['message', 'string'],
+    ['close', 1000],
+  ]);
 }, 60_000);
