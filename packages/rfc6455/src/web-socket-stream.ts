@@ -62,9 +62,9 @@ export function createWebSocketStream(conn: WebSocketConnection, options: WebSoc
     if (error !== undefined) duplex.destroy(error);
     else duplex.push(null);
   };
+  // A failure is read from conn.error at 'close' (the connection records it whether or not an
+  // 'error' listener exists).
   conn.once('close', onClose);
-  // An 'error' listener of ours, so the connection reports its errors (they end the stream at 'close').
-  conn.on('error', () => undefined);
   if (conn.closed) queueMicrotask(onClose);
   return duplex;
 }

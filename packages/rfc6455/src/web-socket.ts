@@ -324,11 +324,12 @@ export class WebSocket extends EventTarget {
     else if (ArrayBuffer.isView(data)) item = Buffer.from(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     else item = String(data);
     const size = typeof item === 'string' ? Buffer.byteLength(item) : item instanceof Blob ? item.size : item.length;
-    const conn = this.#conn!;
-    if (this.#readyState !== OPEN || conn.readyState !== 'open') {
+    // Once closing (ours or the server's close frame), nothing more is sent.
+    if (this.readyState !== OPEN) {
       this.#unsent += size;
       return;
     }
+    const conn = this.#conn!;
     if (this.#queue === undefined && !(item instanceof Blob)) {
       this.#write(conn, item, size);
       return;
@@ -341,7 +342,7 @@ export class WebSocket extends EventTarget {
       item.arrayBuffer().then(
         (bytes) => {
           entry.data = Buffer.from(bytes);
-          this.#flushQueue(conn);
+          this.#flushQueue();
         },
         (error: unknown) => {
           this.#error ??= error;
@@ -391,9 +392,6 @@ export class WebSocket extends EventTarget {
     this.#readyState = OPEN;
     conn.on('message', (data, binary) => this.#message(data, binary));
     conn.on('close', () => this.#closed(conn));
-    conn.on('error', (error) => {
-      this.#error ??= error;
-    });
     // Messages that came with the handshake response reach the listener above after this event;
     // a connection already closed is reported after them.
     this.dispatchEvent(new Event('open'));
@@ -444,13 +442,13 @@ export class WebSocket extends EventTarget {
   }
 
   /** Sends the queued items that are ready, in order, up to the first Blob still being read. */
-  #flushQueue(conn: WebSocketConnection): void {
+  #flushQueue(): void {
     const queue = this.#queue;
-    if (queue === undefined || conn !== this.#conn) return;
+    if (queue === undefined) return;
     while (queue.length > 0 && !(queue[0]!.data instanceof Blob)) {
       const entry = queue.shift()!;
       this.#queuedBytes -= entry.size;
-      if (this.#readyState === OPEN && conn.readyState === 'open') this.#write(conn, entry.data as string | Buffer, entry.size);
+      if (this.readyState === OPEN) this.#write(this.#conn!, entry.data as string | Buffer, entry.size);
       else this.#unsent += entry.size;
     }
     if (queue.length === 0) this.#queue = undefined;
