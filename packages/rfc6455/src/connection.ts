@@ -55,7 +55,7 @@ export interface ConnectionOptions {
   maxMessageSize?: number;
   /** Largest frame accepted; 1009 beyond. Default: maxMessageSize. */
   maxFrameSize?: number;
-  /** Most fragments in one message; 1009 beyond. Default 65536. */
+  /** Most fragments in one message; 1009 beyond. Default 1048576 (2^20). */
   maxFragments?: number;
   /** ms to wait for the peer's close frame / TCP close after ours before aborting. Default 5000. */
   closeTimeout?: number;

@@ -147,6 +147,14 @@ interface QueuedFrame {
 }
 
 const EMPTY = Buffer.alloc(0);
+/**
+ * Pieces of a fragmented message below this size are copied into a shared block instead of being
+ * kept one Buffer each, so what a message in tiny fragments holds is proportional to its bytes,
+ * not to its fragment count (a Buffer object costs about 100 bytes of heap).
+ */
+const SMALL_PIECE = 4096;
+/** The largest block small pieces are gathered in: the first holds SMALL_PIECE bytes, each next one twice the message so far, up to this. */
+const MAX_BLOCK = 64 * 1024;
 /** Shared empty lists (never pushed to): a connection allocates its lists only when used. */
 const NO_PARTS: Buffer[] = [];
 const NO_FRAMES: QueuedFrame[] = [];
@@ -198,12 +206,27 @@ class RareFields {
   /** NO_PARTS (shared, never written) unless a fragmented message is being joined. */
   parts: Buffer[] = NO_PARTS;
   partsLength = 0;
+  /** Where small pieces are gathered (SMALL_PIECE); its first `blockUsed` bytes are not in `parts` yet. */
+  block: Buffer | undefined = undefined;
+  blockUsed = 0;
   /** Checks the UTF-8 of a fragmented text message across its pieces (and of a gathered one). */
   validator: Utf8Validator | undefined = undefined;
   /** The parser's next piece is a text frame it gathered, checked as its bytes arrived (onText). */
   textChecked = false;
   /** Frames waiting behind a compression job, in order (the protocol's QUEUED bit says it is not empty). */
   queue: QueuedFrame[] = NO_FRAMES;
+}
+
+function addPart(rare: RareFields, data: Buffer): void {
+  if (rare.parts === NO_PARTS) rare.parts = [data];
+  else rare.parts.push(data);
+}
+
+/** Moves the bytes gathered in the block into `parts`; later small pieces go to a new block. */
+function flushBlock(rare: RareFields): void {
+  addPart(rare, rare.block!.subarray(0, rare.blockUsed));
+  rare.block = undefined;
+  rare.blockUsed = 0;
 }
 
 /** The last ProtocolConfig made: the next connection almost always has the same values. */
@@ -317,7 +340,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
     return (
       this.flags === OPEN &&
       this.parser.atRest &&
-      (rare === undefined || (rare.closeCode === undefined && rare.pendingClose === undefined && rare.parts === NO_PARTS && rare.queue === NO_FRAMES))
+      (rare === undefined || (rare.closeCode === undefined && rare.pendingClose === undefined && rare.parts === NO_PARTS && rare.blockUsed === 0 && rare.queue === NO_FRAMES))
     );
   }
 
@@ -441,14 +464,31 @@ export class Protocol implements FrameSink, ProtocolEngine {
       return;
     }
     const rare = this.rareFields();
-    if (data.length > 0) {
-      if (rare.parts === NO_PARTS) rare.parts = [data];
-      else rare.parts.push(data);
-      rare.partsLength += data.length;
+    const n = data.length;
+    if (n >= SMALL_PIECE) {
+      if (rare.blockUsed > 0) flushBlock(rare);
+      addPart(rare, data);
+    } else if (n > 0) {
+      let block = rare.block;
+      if (block === undefined || rare.blockUsed + n > block.length) {
+        if (block !== undefined) flushBlock(rare);
+        block = rare.block = Buffer.allocUnsafe(Math.min(MAX_BLOCK, Math.max(SMALL_PIECE, 2 * rare.partsLength)));
+      }
+      data.copy(block, rare.blockUsed);
+      rare.blockUsed += n;
     }
+    rare.partsLength += n;
     if (!last) return;
-    const parts = rare.parts;
-    const whole = parts.length === 1 ? parts[0]! : Buffer.concat(parts, rare.partsLength);
+    let whole: Buffer;
+    if (rare.blockUsed === 0) {
+      // (A lone part is never a block's: a block goes to `parts` only when a piece follows it.)
+      whole = rare.parts.length === 1 ? rare.parts[0]! : Buffer.concat(rare.parts, rare.partsLength);
+    } else {
+      // Copied out of the block even when it is the only part (Buffer.concat always copies): the
+      // message holds no more memory than its bytes.
+      flushBlock(rare);
+      whole = Buffer.concat(rare.parts, rare.partsLength);
+    }
     rare.parts = NO_PARTS;
     rare.partsLength = 0;
     this.handler.onMessage(text && !this.config.textAsBuffer ? decodeValidUtf8(whole) : whole, !text);

@@ -68,8 +68,12 @@ export const Defaults = {
   maxMessageSize: 64 * 1024 * 1024,
   /** Largest incoming frame, in bytes: 64 MiB (connections default `maxFrameSize` to `maxMessageSize`). */
   maxFrameSize: 64 * 1024 * 1024,
-  /** Most fragments in one incoming message. */
-  maxFragments: 65536,
+  /**
+   * Most fragments in one incoming message: 2^20, enough for a message of the default largest
+   * size in 64-byte fragments. (What a message holds while it arrives is about its bytes whatever
+   * its fragment count: small fragments are gathered into blocks.)
+   */
+  maxFragments: 1024 * 1024,
   /** Largest HTTP request or response head, in bytes: 16 KiB. */
   maxHeaderSize: 16 * 1024,
   /** ms for the opening handshake: 10 s. */
