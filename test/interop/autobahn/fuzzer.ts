@@ -1,0 +1,554 @@
+/**
+ * A raw RFC 6455 peer for the Autobahn-style conformance cases: it plays the fuzzer's part, as a
+ * client (fuzzingclient mode: it connects to the server under test and sends masked frames) or
+ * as a server (fuzzingserver mode: it accepts one connection from the client under test and sends
+ * unmasked frames). It is written against the RFC alone and shares no code with the library.
+ *
+ * It sends any frame (opcode, FIN, RSV, payload, masking on purpose wrong), chopped into TCP
+ * writes of a given size or pushed out frame by frame ("sync"), and parses strictly what the peer
+ * sends back: a masked frame from a server, an unmasked frame from a client, RSV bits, reserved
+ * opcodes, non-minimal lengths, fragmented or oversized control frames, continuation errors,
+ * invalid UTF-8 in text or in a close reason, and invalid close codes are all recorded as
+ * violations, after which the fuzzer drops the TCP connection (Autobahn's `failByDrop`).
+ *
+ * The closing bookkeeping follows Autobahn's: who sent the first close frame (`closedByMe`),
+ * whether the closing handshake completed and the server closed TCP (`wasClean`), who dropped
+ * TCP (`droppedByMe`), and the peer's close code and reason.
+ */
+import { isUtf8 } from 'node:buffer';
+import { randomBytes } from 'node:crypto';
+import { connect as netConnect, createServer, type Socket } from 'node:net';
+import { answerRequest, checkResponse, clientRequest, EMPTY, FrameReader, frameHeader, maskBytes, MAX_INCOMING, repeatTo, splitHead, toBytes, type RxFrame } from './wire.js';
+
+/** Close codes a peer may put in a close frame below 3000 (RFC 6455 §7.4.1 and the IANA registry). */
+const SENDABLE_CODES = new Set([1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013]);
+
+/**
+ * Autobahn's fallback timers (kill the connection, start the close, wait for the closing
+ * handshake or for the server to drop TCP) are multiplied by this: they only fire when the peer
+ * misbehaves, and a loaded CI machine must not make a correct peer look slow. Pure delays between
+ * parts of a case (`continueLater`) are not scaled.
+ */
+export const FALLBACK_SCALE = 3;
+const CLOSE_HANDSHAKE_TIMEOUT = 1000 * FALLBACK_SCALE;
+const SERVER_DROP_TIMEOUT = 1000 * FALLBACK_SCALE;
+const OPEN_HANDSHAKE_TIMEOUT = 5000 * FALLBACK_SCALE;
+
+export type PeerState = 'connecting' | 'open' | 'closing' | 'closed';
+
+/** What the fuzzer hands to the case running on it. */
+export interface PeerEvents {
+  open(): void;
+  message(data: Buffer, binary: boolean): void;
+  pong(data: Buffer): void;
+}
+
+/** One frame to send; every field may be wrong on purpose. */
+export interface FrameSpec {
+  opcode: number;
+  payload?: Buffer | string;
+  fin?: boolean;
+  rsv?: number;
+  /** A mask key to use; `false` sends unmasked; default: masked (random key) iff we are the client. */
+  mask?: Buffer | false;
+  /** Repeat `payload` up to this many bytes (Autobahn's `payload_len`). */
+  payloadLen?: number;
+  /** Write the frame in TCP writes of this many bytes, each pushed out on its own. */
+  chopsize?: number;
+  /** Push this frame out on its own before anything after it is written. */
+  sync?: boolean;
+}
+
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+export class FuzzPeer {
+  readonly isServer: boolean;
+  state: PeerState = 'connecting';
+  /** The opening handshake completed. */
+  connectionWasOpen = false;
+  /** We sent the first close frame. */
+  closedByMe = false;
+  /** We failed the connection (a violation by the peer, or a kill timer). */
+  failedByMe = false;
+  /** We closed TCP first (else the peer did). */
+  droppedByMe = false;
+  /** Close frames went both ways and (unless we are the server) the server closed TCP. */
+  wasClean = false;
+  wasNotCleanReason: string | undefined;
+  localCloseCode: number | undefined;
+  localCloseReason: Buffer | undefined;
+  remoteCloseCode: number | undefined;
+  remoteCloseReason: string | undefined;
+  /** A close frame came from the peer. */
+  closeFrameReceived = false;
+  /** The peer closed TCP without ever sending a close frame. */
+  peerDroppedWithoutClose = false;
+  handshakeError: string | undefined;
+  readonly violations: string[] = [];
+  readonly rxFrames: RxFrame[] = [];
+  readonly txFrameStats = new Map<number, number>();
+  /** Ordered notes (`tx:...`, `rx:...`, `timer:...`) for ordering checks and failure reports. */
+  readonly timeline: string[] = [];
+  /** Messages larger than this are fragmented by sendMessage() (Autobahn's autoFragmentSize). */
+  autoFragmentSize = 0;
+  readonly finished: Promise<void>;
+
+  private readonly socket: Socket;
+  private readonly events: PeerEvents;
+  private head: Buffer = EMPTY;
+  private clientKey = '';
+  private readonly reader: FrameReader;
+  private messageBinary = false;
+  private messageParts: Buffer[] = [];
+  private messageLength = 0;
+  private readonly queue: Buffer[] = [];
+  private pumping = false;
+  private corked = false;
+  /** Data frames are noted in the timeline only up to a point (section 9 sends tens of thousands). */
+  private dataFramesNoted = 0;
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private readonly watchers = new Set<() => void>();
+  private stream: { opcode: number; first: boolean; key: Buffer | undefined; offset: number } | undefined;
+  private resolveFinished!: () => void;
+  private closeHandshakeTimer: NodeJS.Timeout | undefined;
+
+  private constructor(socket: Socket, isServer: boolean, events: PeerEvents) {
+    this.socket = socket;
+    this.isServer = isServer;
+    this.events = events;
+    this.reader = new FrameReader(isServer);
+    this.finished = new Promise((resolve) => (this.resolveFinished = resolve));
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', (error) => this.note(`tcp:error ${(error as NodeJS.ErrnoException).code ?? error.message}`));
+    socket.on('close', () => this.onSocketClose());
+    this.arm(OPEN_HANDSHAKE_TIMEOUT, () => {
+      if (this.state !== 'connecting') return;
+      this.handshakeError ??= 'the opening handshake did not complete in time';
+      this.drop(true);
+    });
+  }
+
+  /** Fuzzer as client: connects to `url` and performs the opening handshake. */
+  static connect(url: URL, events: PeerEvents): FuzzPeer {
+    const socket = netConnect({ host: url.hostname, port: Number(url.port) });
+    const peer = new FuzzPeer(socket, false, events);
+    socket.once('connect', () => {
+      peer.clientKey = randomBytes(16).toString('base64');
+      socket.write(clientRequest(url, peer.clientKey));
+    });
+    return peer;
+  }
+
+  /** Fuzzer as server: answers the opening handshake of an accepted connection. */
+  static accept(socket: Socket, events: PeerEvents): FuzzPeer {
+    return new FuzzPeer(socket, true, events);
+  }
+
+  // ---- Timers and sync points -------------------------------------------------------------------
+
+  private arm(ms: number, fn: () => void): NodeJS.Timeout {
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      fn();
+    }, ms);
+    this.timers.add(timer);
+    return timer;
+  }
+
+  private disarm(timer: NodeJS.Timeout | undefined): void {
+    if (timer === undefined) return;
+    clearTimeout(timer);
+    this.timers.delete(timer);
+  }
+
+  /** Runs `fn` after `ms` if the connection is still there (Autobahn's continueLater). */
+  continueLater(ms: number, fn: () => void, tag?: string): void {
+    this.arm(ms, () => {
+      if (this.state === 'closed') return;
+      this.note(`timer:continue${tag ? ` ${tag}` : ''}`);
+      fn();
+    });
+  }
+
+  /** Fails the connection (drops TCP) after `ms` × FALLBACK_SCALE if it is still there. */
+  killAfter(ms: number): void {
+    this.arm(ms * FALLBACK_SCALE, () => {
+      if (this.state === 'closed') return;
+      this.note('timer:kill');
+      this.failConnection('the case timer expired');
+    });
+  }
+
+  /** Starts the closing handshake (close frame without code) after `ms` × FALLBACK_SCALE. */
+  closeAfter(ms: number): void {
+    this.arm(ms * FALLBACK_SCALE, () => {
+      if (this.state === 'closed') return;
+      this.note('timer:close');
+      this.sendClose();
+    });
+  }
+
+  /**
+   * Sync point: resolves true as soon as `condition()` holds (checked after every frame received
+   * and every state change), or false after `ms`.
+   */
+  until(condition: () => boolean, ms: number): Promise<boolean> {
+    if (condition()) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.watchers.delete(check);
+        resolve(condition());
+      }, ms);
+      const check = (): void => {
+        if (!condition()) return;
+        clearTimeout(timer);
+        this.watchers.delete(check);
+        resolve(true);
+      };
+      this.watchers.add(check);
+    });
+  }
+
+  private notify(): void {
+    for (const watcher of [...this.watchers]) watcher();
+  }
+
+  private setState(state: PeerState): void {
+    this.state = state;
+    this.note(`state:${state}`);
+    this.notify();
+  }
+
+  note(entry: string): void {
+    if (this.timeline.length < 500) this.timeline.push(entry);
+  }
+
+  // ---- Sending --------------------------------------------------------------------------------
+
+  private writable(): boolean {
+    return this.state !== 'closed' && !this.socket.destroyed;
+  }
+
+  /** Writes now (coalesced with the other writes of this tick, as a reactor would), or queues. */
+  private sendData(data: Buffer, sync = false, chopsize?: number): void {
+    if (chopsize !== undefined && chopsize > 0) {
+      for (let i = 0; i < data.length; i += chopsize) this.queue.push(data.subarray(i, i + chopsize));
+      void this.pump();
+    } else if (sync || this.queue.length > 0) {
+      this.queue.push(data);
+      void this.pump();
+    } else if (this.writable()) {
+      if (!this.corked) {
+        this.corked = true;
+        this.socket.cork();
+        process.nextTick(() => {
+          this.corked = false;
+          this.socket.uncork();
+        });
+      }
+      this.socket.write(data);
+    }
+  }
+
+  /** Writes queued pieces one by one, each flushed and followed by event-loop turns for the peer. */
+  private async pump(): Promise<void> {
+    if (this.pumping) return;
+    this.pumping = true;
+    while (this.queue.length > 0) {
+      const piece = this.queue.shift()!;
+      if (!this.writable()) continue;
+      await new Promise<void>((resolve) => this.socket.write(piece, () => resolve()));
+      // Two turns: the peer (in this process) gets a poll phase to read this piece alone.
+      await nextTurn();
+      await nextTurn();
+    }
+    this.pumping = false;
+  }
+
+  /** Sends one frame exactly as specified (Autobahn's sendFrame). */
+  sendFrame(spec: FrameSpec): void {
+    const base = toBytes(spec.payload ?? EMPTY);
+    const payload = spec.payloadLen === undefined ? base : repeatTo(base, spec.payloadLen);
+    const key = spec.mask === undefined ? (this.isServer ? undefined : randomBytes(4)) : spec.mask === false ? undefined : spec.mask;
+    const header = frameHeader(spec.opcode, spec.fin ?? true, spec.rsv ?? 0, payload.length, key);
+    const body = key && payload.length > 0 ? maskBytes(payload, key) : payload;
+    this.txFrameStats.set(spec.opcode, (this.txFrameStats.get(spec.opcode) ?? 0) + 1);
+    if (spec.opcode >= 8 || this.dataFramesNoted++ < 20) this.note(`tx:frame op=${spec.opcode} fin=${spec.fin ?? true} len=${payload.length}`);
+    this.sendData(Buffer.concat([header, body]), spec.sync ?? false, spec.chopsize);
+  }
+
+  /** Sends a message, fragmented by `fragmentSize` or autoFragmentSize (Autobahn's sendMessage). */
+  sendMessage(payload: Buffer | string, binary: boolean, fragmentSize?: number, sync = false): void {
+    if (this.state !== 'open') return;
+    const data = toBytes(payload);
+    const opcode = binary ? 2 : 1;
+    const size = fragmentSize ?? (this.autoFragmentSize > 0 ? this.autoFragmentSize : undefined);
+    if (size === undefined || data.length <= size) {
+      this.sendFrame({ opcode, payload: data, sync });
+      return;
+    }
+    // As Autobahn does: when the size divides the payload, a last empty FIN frame follows.
+    let first = true;
+    for (let i = 0, done = false; !done; i += size) {
+      let end = i + size;
+      if (end > data.length) {
+        done = true;
+        end = data.length;
+      }
+      this.sendFrame({ opcode: first ? opcode : 0, payload: data.subarray(i, end), fin: done, sync });
+      first = false;
+    }
+  }
+
+  /** Streaming send: a message whose frames are written in pieces (Autobahn's beginMessage…). */
+  beginMessage(binary = false): void {
+    if (this.state !== 'open') return;
+    this.stream = { opcode: binary ? 2 : 1, first: true, key: undefined, offset: 0 };
+  }
+
+  /** Writes the header of a non-final frame of `length` bytes of the streamed message. */
+  beginMessageFrame(length: number): void {
+    if (this.state !== 'open' || !this.stream) return;
+    const key = this.isServer ? undefined : randomBytes(4);
+    this.sendData(frameHeader(this.stream.first ? this.stream.opcode : 0, false, 0, length, key));
+    this.note(`tx:frame-header len=${length}`);
+    this.stream = { ...this.stream, first: false, key, offset: 0 };
+  }
+
+  /** Writes part of the current streamed frame's payload. */
+  sendMessageFrameData(data: Buffer): void {
+    if (this.state !== 'open' || !this.stream) return;
+    const { key, offset } = this.stream;
+    this.sendData(key ? maskBytes(data, key, offset) : data);
+    this.note(`tx:frame-data len=${data.length}`);
+    this.stream.offset += data.length;
+  }
+
+  /** Ends the streamed message with an empty final continuation frame. */
+  endMessage(): void {
+    if (this.state !== 'open' || !this.stream) return;
+    this.sendFrame({ opcode: 0, fin: true });
+    this.stream = undefined;
+  }
+
+  /** Sends a close frame (code and reason as given, even invalid) and moves to closing. */
+  sendCloseFrame(code?: number, reason?: Buffer, isReply = false): void {
+    if (this.state !== 'open') return;
+    const payload: Buffer[] = [];
+    if (code !== undefined) {
+      const bytes = Buffer.alloc(2);
+      bytes.writeUInt16BE(code & 0xffff);
+      payload.push(bytes);
+    }
+    if (reason !== undefined) payload.push(reason);
+    this.sendFrame({ opcode: 8, payload: Buffer.concat(payload) });
+    this.closedByMe = !isReply;
+    this.localCloseCode = code;
+    this.localCloseReason = reason;
+    this.setState('closing');
+    if (this.closedByMe) {
+      this.closeHandshakeTimer = this.arm(CLOSE_HANDSHAKE_TIMEOUT, () => {
+        if (this.state === 'closed') return;
+        this.wasClean = false;
+        this.wasNotCleanReason = 'peer did not respond (in time) in closing handshake';
+        this.drop(true);
+      });
+    }
+  }
+
+  /** Starts the closing handshake (Autobahn's sendClose). */
+  sendClose(code?: number, reason?: string): void {
+    this.sendCloseFrame(code, reason === undefined ? undefined : Buffer.from(reason, 'utf8'));
+  }
+
+  /** Fails the WebSocket connection by dropping TCP (Autobahn with failByDrop). */
+  failConnection(reason: string): void {
+    if (this.state === 'closed') return;
+    this.failedByMe = true;
+    this.wasClean = false;
+    this.wasNotCleanReason = `I failed the WebSocket connection by dropping the TCP connection (${reason})`;
+    this.drop(true);
+  }
+
+  /** Closes TCP: at once (`abort`), or after what was written has gone out. */
+  drop(abort: boolean): void {
+    if (this.state === 'closed') return;
+    this.droppedByMe = true;
+    this.setState('closed');
+    if (abort) this.socket.destroy();
+    else this.socket.end(() => this.socket.destroy());
+  }
+
+  // ---- Receiving ------------------------------------------------------------------------------
+
+  private violation(reason: string): void {
+    this.violations.push(reason);
+    this.note(`violation:${reason}`);
+    this.failConnection(`protocol violation: ${reason}`);
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.state === 'closed') return;
+    if (this.state === 'connecting') {
+      this.head = this.head.length === 0 ? chunk : Buffer.concat([this.head, chunk]);
+      const split = splitHead(this.head);
+      if (!split) {
+        if (this.head.length > 16384) this.handshakeFailed('opening handshake head larger than 16 KiB');
+        return;
+      }
+      this.head = EMPTY;
+      if (this.isServer) {
+        const answer = answerRequest(split.head);
+        if ('error' in answer) return this.handshakeFailed(answer.error);
+        this.sendData(Buffer.from(answer.response, 'latin1'));
+      } else {
+        const problem = checkResponse(split.head, this.clientKey);
+        if (problem) return this.handshakeFailed(problem);
+      }
+      this.connectionWasOpen = true;
+      this.setState('open');
+      this.events.open();
+      // The case may have closed the connection already (state is re-read: open() may change it).
+      if (split.rest.length === 0 || (this.state as PeerState) === 'closed') return;
+      chunk = split.rest;
+    }
+    this.reader.push(chunk);
+    while (this.state === 'open' || this.state === 'closing') {
+      const read = this.reader.next();
+      if (read === undefined) return;
+      if ('violation' in read) return this.violation(read.violation);
+      this.frameEnd(read.frame, read.payload);
+      this.notify();
+    }
+  }
+
+  private handshakeFailed(reason: string): void {
+    this.handshakeError = reason;
+    this.note(`handshake:${reason}`);
+    if (this.isServer && !this.socket.destroyed) {
+      this.droppedByMe = true;
+      this.setState('closed');
+      this.socket.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+    } else {
+      this.drop(true);
+    }
+  }
+
+  private frameEnd(frame: RxFrame, payload: Buffer): void {
+    if (this.rxFrames.length < 1000) this.rxFrames.push(frame);
+    if (frame.opcode >= 8 || this.dataFramesNoted++ < 20) this.note(`rx:frame op=${frame.opcode} fin=${frame.fin} len=${frame.length}`);
+    if (frame.opcode === 8) {
+      const code = payload.length >= 2 ? payload.readUInt16BE(0) : undefined;
+      const reason = payload.length > 2 ? payload.subarray(2) : undefined;
+      this.onCloseFrame(code, reason);
+    } else if (frame.opcode === 9) {
+      this.note('rx:ping');
+      if (this.state === 'open') this.sendFrame({ opcode: 10, payload });
+    } else if (frame.opcode === 10) {
+      this.note('rx:pong');
+      this.events.pong(payload);
+    } else {
+      if (frame.opcode !== 0) {
+        this.messageBinary = frame.opcode === 2;
+        this.messageParts = [];
+        this.messageLength = 0;
+      }
+      this.messageParts.push(payload);
+      this.messageLength += payload.length;
+      if (this.messageLength > MAX_INCOMING) return this.violation('message larger than the fuzzer accepts');
+      if (!frame.fin) return;
+      const message = this.messageParts.length === 1 ? this.messageParts[0]! : Buffer.concat(this.messageParts, this.messageLength);
+      this.messageParts = [];
+      // RFC 6455 §8.1: a text message must be valid UTF-8.
+      if (!this.messageBinary && !isUtf8(message)) return this.violation('text message is not valid UTF-8');
+      this.note(`rx:message ${this.messageBinary ? 'binary' : 'text'} len=${message.length}`);
+      this.events.message(message, this.messageBinary);
+    }
+  }
+
+  private onCloseFrame(code: number | undefined, reason: Buffer | undefined): void {
+    this.remoteCloseCode = undefined;
+    this.remoteCloseReason = undefined;
+    // RFC 6455 §7.4: codes below 1000, unassigned ones below 3000, and 5000 and above are invalid.
+    if (code !== undefined && (code < 1000 || (code < 3000 && !SENDABLE_CODES.has(code)) || code >= 5000)) {
+      return this.violation(`invalid close code ${code}`);
+    }
+    if (reason !== undefined && !isUtf8(reason)) return this.violation('close reason is not valid UTF-8');
+    this.remoteCloseCode = code;
+    this.remoteCloseReason = reason?.toString('utf8');
+    this.closeFrameReceived = true;
+    this.note(`rx:close code=${code ?? '-'}`);
+    if (this.state === 'closing') {
+      // The answer to our close: the handshake is complete. A server closes TCP now; a client
+      // waits for the server to do it.
+      this.disarm(this.closeHandshakeTimer);
+      this.wasClean = true;
+      if (this.isServer) this.drop(true);
+      else this.awaitServerDrop();
+    } else if (this.state === 'open') {
+      // The peer starts the closing handshake: answer with 1000 (Autobahn does not echo the code).
+      this.wasClean = true;
+      this.sendCloseFrame(1000, undefined, true);
+      if (this.isServer) this.drop(false);
+      else this.awaitServerDrop();
+    }
+  }
+
+  private awaitServerDrop(): void {
+    this.arm(SERVER_DROP_TIMEOUT, () => {
+      if (this.state === 'closed') return;
+      this.wasClean = false;
+      this.wasNotCleanReason = 'server did not drop TCP connection (in time)';
+      this.drop(true);
+    });
+  }
+
+  private onSocketClose(): void {
+    for (const timer of this.timers) clearTimeout(timer);
+    this.timers.clear();
+    if (this.state !== 'closed') {
+      this.note('tcp:closed-by-peer');
+      this.setState('closed');
+    } else {
+      this.note(this.droppedByMe ? 'tcp:closed-by-me' : 'tcp:closed');
+    }
+    if (!this.droppedByMe && !this.closeFrameReceived) this.peerDroppedWithoutClose = true;
+    if (!this.wasClean && !this.droppedByMe && this.wasNotCleanReason === undefined) {
+      this.wasNotCleanReason = 'peer dropped the TCP connection without previous WebSocket closing handshake';
+    }
+    this.notify();
+    this.resolveFinished();
+  }
+}
+
+/**
+ * Listens on 127.0.0.1, port 0, for exactly one connection, which becomes a server-side FuzzPeer;
+ * later connections are refused. `close()` stops listening if nobody came.
+ */
+export async function listenOnce(events: PeerEvents): Promise<{ url: string; peer: Promise<FuzzPeer>; close(): void }> {
+  let resolvePeer!: (peer: FuzzPeer) => void;
+  const peer = new Promise<FuzzPeer>((resolve) => (resolvePeer = resolve));
+  const server = createServer({ noDelay: true }, (socket) => {
+    if (server.listening) server.close();
+    else {
+      socket.destroy();
+      return;
+    }
+    resolvePeer(FuzzPeer.accept(socket, events));
+  });
+  let accepted = false;
+  peer.then(() => (accepted = true)).catch(() => undefined);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  const { port } = server.address() as { port: number };
+  return {
+    url: `ws://127.0.0.1:${port}`,
+    peer,
+    close: () => {
+      if (!accepted && server.listening) server.close();
+    },
+  };
+}
