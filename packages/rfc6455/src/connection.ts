@@ -164,6 +164,9 @@ const DONE: IteratorResult<Message> = Object.freeze({ value: undefined, done: tr
 const kConnection = Symbol('rfc6455.connection');
 type OwnedStream = Transport['stream'] & { [kConnection]?: WebSocketConnection };
 
+function releaseHead(conn: WebSocketConnection): void {
+  conn.releaseHead();
+}
 function streamOnData(this: OwnedStream, chunk: Buffer): void {
   this[kConnection]!.handleData(chunk);
 }
@@ -293,6 +296,8 @@ class RareFields {
   finalReason = '';
   /** The end of the sendStream() chain that later sends wait for. */
   sendTail: Promise<void> | undefined = undefined;
+  /** Client: the bytes that came with the handshake response, until they are parsed (holdHead). */
+  pendingHead: Buffer | undefined = undefined;
 }
 
 /** The RareFields reached through accessors of the same name on the connection. */
@@ -312,6 +317,7 @@ const RARE_ACCESSORS = [
   'finalCode',
   'finalReason',
   'sendTail',
+  'pendingHead',
 ] as const satisfies readonly (keyof RareFields)[];
 
 /** A connection's timers, limits and protocol options (immutable; shared between connections). */
@@ -505,6 +511,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   declare private finalCode: RareFields['finalCode'];
   declare private finalReason: RareFields['finalReason'];
   declare private sendTail: RareFields['sendTail'];
+  declare private pendingHead: RareFields['pendingHead'];
 
   static {
     const defaults = [['protocol', ''], ['extensions', ''], ['engine', undefined], ['inbox', undefined], ['waiter', undefined], ['lastKeepalive', 0], ['rare', undefined]] as const;
@@ -613,10 +620,12 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
       if (registry !== undefined) wheel.addGroup(registry);
       else wheel.add(this);
     }
-    if (head && head.length > 0) this.handleData(head);
+    const early = head !== undefined && head.length > 0;
+    if (early && info.side !== 'client') this.handleData(head);
     // A socket paused during the handshake (hybi-00 key3) would not flow by adding a listener.
     if (stream.isPaused()) stream.resume();
     if ((this.flags & HYBI00) === 0 && options.directReads !== false) this.flags |= DIRECT_PENDING;
+    if (early && info.side === 'client') this.holdHead(head);
     if (stream.destroyed) queueMicrotask(() => this.handleClose());
   }
 
@@ -850,6 +859,35 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     return (this.flags & USER_PAUSED) !== 0;
   }
 
+  /**
+   * Client: the bytes that came with the handshake response (a server that greets at once sends
+   * its first messages with the 101, often in the same TCP segment) are parsed once the code that
+   * awaited `connect()` has run (an immediate comes after every microtask), so the listeners it
+   * added get those messages as they are parsed, in order with whatever else that read holds: a
+   * greeting followed by a frame that fails the connection can still be answered, as any later
+   * message could. The socket is not read meanwhile, so what arrives later is parsed later.
+   */
+  private holdHead(head: Buffer): void {
+    this.pendingHead = head;
+    this.pauseReading();
+    setImmediate(releaseHead, this);
+  }
+
+  /** Parses the bytes held by holdHead (at the latest when the connection closes). @internal */
+  releaseHead(): void {
+    const head = this.pendingHead;
+    if (head === undefined) return;
+    this.pendingHead = undefined;
+    // Direct reads start at the first chunk the socket delivers, not at this one: reads made
+    // while it waited may be buffered in the stream.
+    const direct = this.flags & DIRECT_PENDING;
+    this.flags &= ~DIRECT_PENDING;
+    this.handleData(head);
+    this.flags |= direct;
+    // Reading resumes, even if paused, when a close() made meanwhile waits for the peer's answer.
+    this.resumeReading(this.engine !== undefined && this.engine.closeSent);
+  }
+
   private pauseReading(): void {
     if (this.readPaused) return;
     this.readPaused = true;
@@ -858,7 +896,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
 
   /** Reads the socket again, unless the application paused it (`pause()`) and this is not `close()`. */
   private resumeReading(evenIfPaused = false): void {
-    if (!this.readPaused || (!evenIfPaused && (this.flags & USER_PAUSED) !== 0)) return;
+    if (!this.readPaused || (!evenIfPaused && (this.flags & USER_PAUSED) !== 0) || this.pendingHead !== undefined) return;
     this.readPaused = false;
     if (!this.closedFlag) this.stream.resume();
   }
@@ -1435,6 +1473,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   /** @internal */
   handleClose(): void {
     if (this.closedFlag) return;
+    if (this.pendingHead !== undefined) this.releaseHead();
     this.closedFlag = true;
     if (this.closeTimer) clearTimeout(this.closeTimer);
     this.closeTimer = undefined;

@@ -5,7 +5,9 @@
 import { connect, serve, HandshakeError, type WebSocketServer } from 'rfc6455';
 import { acceptKey } from '../../src/handshake/server.js';
 import { redirectedOptions } from '../../src/client.js';
+import type { Socket } from 'node:net';
 import { rawServer, requestKey, type RawServer } from '../helpers/raw-server.js';
+import { closePayload, decodeFrames, frame, type DecodedFrame } from '../helpers/frames.js';
 
 function switching(head: string, extra: string[] = [], accept = acceptKey(requestKey(head))): string {
   return ['HTTP/1.1 101 Switching Protocols', 'Upgrade: websocket', 'Connection: Upgrade', `Sec-WebSocket-Accept: ${accept}`, ...extra, '', ''].join('\r\n');
@@ -191,5 +193,93 @@ describe('redirects', () => {
     const error = await failure(loop.url, { followRedirects: 2 });
     expect(error.status).toBe(307);
     expect(loop.requests).toHaveLength(3);
+  });
+});
+
+describe('bytes that come with the 101', () => {
+  /**
+   * A raw server that writes the 101 and `early` in one write (one TCP segment on loopback), then
+   * `later` in writes of their own, and collects the frames the client sends; it answers a close
+   * frame with one of its own and ends TCP.
+   */
+  async function greeter(early: Buffer[], later: Buffer[] = []): Promise<{ url: string; frames: DecodedFrame[]; ended: Promise<void> }> {
+    const frames: DecodedFrame[] = [];
+    let ended!: () => void;
+    const endedPromise = new Promise<void>((resolve) => (ended = resolve));
+    const s = await rawServer((head, socket: Socket) => {
+      socket.write(Buffer.concat([Buffer.from(switching(head), 'latin1'), ...early]));
+      for (const b of later) socket.write(b);
+      let acc = Buffer.alloc(0);
+      socket.on('data', (chunk: Buffer) => {
+        acc = Buffer.concat([acc, chunk]);
+        const { frames: got, used } = decodeFrames(acc);
+        acc = acc.subarray(used);
+        for (const f of got) {
+          frames.push(f);
+          if (f.opcode === 8) socket.end(frame({ opcode: 8, payload: f.payload.subarray(0, 2) }));
+        }
+      });
+      socket.on('close', () => ended());
+    });
+    servers.push(s);
+    return { url: s.url, frames, ended: endedPromise };
+  }
+
+  test('a greeting followed in the same segment by a frame that fails the connection is answered before the failure', async () => {
+    // A text, then a frame with RSV2 set (1002): the listener added after `await connect()` gets
+    // the text as it is parsed and its reply leaves before the close frame. (Before, the bytes
+    // were parsed inside connect(): the connection had failed before anyone could answer.)
+    const g = await greeter([frame({ opcode: 1, payload: 'hello' }), frame({ opcode: 1, payload: 'x', rsv2: true })]);
+    const conn = await connect(g.url, { perMessageDeflate: false });
+    const seen: unknown[] = [];
+    conn.on('message', (m) => {
+      seen.push(m);
+      void conn.send(`echo:${String(m)}`).catch(() => undefined);
+    });
+    await conn.whenClosed;
+    await g.ended;
+    expect(seen).toEqual(['hello']);
+    expect(g.frames.map((f) => [f.opcode, f.opcode === 8 ? f.payload.readUInt16BE(0) : f.payload.toString()])).toEqual([
+      [1, 'echo:hello'],
+      [8, 1002],
+    ]);
+    expect(g.frames.every((f) => f.masked)).toBe(true);
+    expect(conn.closeStatus).toBe(1002);
+  });
+
+  test('what came with the 101 is handed over before what the socket reads later, in order', async () => {
+    const texts = Array.from({ length: 6 }, (_, i) => `m${i}`);
+    const g = await greeter(
+      texts.slice(0, 3).map((t) => frame({ opcode: 1, payload: t })),
+      texts.slice(3).map((t) => frame({ opcode: 1, payload: t })),
+    );
+    const conn = await connect(g.url, { perMessageDeflate: false });
+    const seen: unknown[] = [];
+    const all = new Promise<void>((resolve) => conn.on('message', (m) => seen.push(m) === texts.length && resolve()));
+    await all;
+    expect(seen).toEqual(texts);
+    await conn.close();
+    expect(conn.closeStatus).toBe(1000);
+  });
+
+  test('pause() right after connect() holds the early messages; close() right after connect() still completes the closing handshake', async () => {
+    const g = await greeter([frame({ opcode: 1, payload: 'one' }), frame({ opcode: 2, payload: Buffer.of(2) })]);
+    const conn = await connect(g.url, { perMessageDeflate: false });
+    conn.pause();
+    const seen: unknown[] = [];
+    conn.on('message', (m) => seen.push(m));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(seen).toEqual([]);
+    conn.resume();
+    expect(seen).toEqual(['one', Buffer.of(2)]);
+
+    // Closed (while paused) before the held bytes were parsed: the server's answer is still read.
+    const h = await greeter([frame({ opcode: 1, payload: 'early' })]);
+    const second = await connect(h.url, { perMessageDeflate: false, closeTimeout: 20_000 });
+    second.pause();
+    await second.close(4000, 'bye');
+    expect([second.closeStatus, second.closeReason]).toEqual([4000, '']);
+    expect(h.frames.map((f) => f.opcode)).toEqual([8]);
+    expect(h.frames[0]!.payload.equals(closePayload(4000, 'bye'))).toBe(true);
   });
 });
