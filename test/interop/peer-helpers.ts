@@ -98,6 +98,22 @@ export async function echoServer(options: ServeOptions = {}): Promise<EchoServer
   return { server, accepted, close: () => server.close() };
 }
 
+/**
+ * An {@link echoServer} for the enclosing `describe` block: started before its tests, closed after
+ * them. Call it in the block's body; the getter it returns is for the tests.
+ */
+export function echoServerForBlock(options: ServeOptions = {}): () => EchoServer {
+  let echo: EchoServer | undefined;
+  beforeAll(async () => {
+    echo = await echoServer(options);
+  });
+  afterAll(() => echo?.close());
+  return () => {
+    if (!echo) throw new Error('the echo server is only there while the block runs');
+    return echo;
+  };
+}
+
 /** Bytes our side of `conn` has written to its TCP socket so far. */
 export function bytesWritten(conn: WebSocketConnection): number {
   const stream = conn.transport.stream;

@@ -24,19 +24,28 @@ import {
   type Accepted,
   type EchoServer,
 } from './peer-helpers.js';
+import { asBinary, echoRoundTrip, echoSizeTests, pipelineTest, wePingTest, type PeerClient, type PeerClose, type PeerMessage } from './peer-suite.js';
 
-type Data = string | ArrayBuffer;
-interface CloseInfo {
-  code: number;
-  reason: string;
+interface CloseInfo extends PeerClose {
   wasClean: boolean;
 }
-interface Peer {
+/** An undici WebSocket, as the shared tests see it (peer-suite.ts), and the WebSocket itself. */
+interface Peer extends PeerClient {
   ws: UndiciWebSocket;
-  messages: Inbox<Data>;
   closed: Promise<CloseInfo>;
-  /** Our side of the connection. */
-  side: Accepted;
+}
+
+/** The next payload published on an undici diagnostics channel for `ws`. */
+function nextOnChannel(name: 'undici:websocket:ping' | 'undici:websocket:pong', ws: UndiciWebSocket): Promise<Buffer> {
+  return new Promise((resolve) => {
+    const listener = (message: unknown): void => {
+      const m = message as { payload: Buffer; websocket: unknown };
+      if (m.websocket !== ws) return;
+      unsubscribe(name, listener);
+      resolve(m.payload);
+    };
+    subscribe(name, listener);
+  });
 }
 
 const open = new Set<UndiciWebSocket>();
@@ -46,8 +55,11 @@ async function connectUndici(echo: EchoServer, init?: ConstructorParameters<type
   const ws = new UndiciWebSocket(echo.server.url, init);
   open.add(ws);
   ws.binaryType = 'arraybuffer';
-  const messages = new Inbox<Data>();
-  ws.addEventListener('message', (event) => messages.push(event.data as Data));
+  const messages = new Inbox<PeerMessage>();
+  ws.addEventListener('message', (event) => {
+    const data = event.data as string | ArrayBuffer;
+    messages.push(typeof data === 'string' ? data : Buffer.from(data));
+  });
   const closed = new Promise<CloseInfo>((resolve) =>
     ws.addEventListener('close', (e) => {
       open.delete(ws);
@@ -58,7 +70,22 @@ async function connectUndici(echo: EchoServer, init?: ConstructorParameters<type
     ws.addEventListener('open', () => resolve());
     ws.addEventListener('error', () => reject(new Error('undici WebSocket failed to open')));
   });
-  return { ws, messages, closed, side: await echo.accepted.next() };
+  return {
+    ws,
+    messages,
+    closed,
+    side: await echo.accepted.next(),
+    sendText: (text) => ws.send(text),
+    sendBinary: (bytes) => ws.send(new Uint8Array(bytes)),
+    nextPing: async () => (await nextOnChannel('undici:websocket:ping', ws)).toString(),
+    ping: async (payload) => {
+      const pong = nextOnChannel('undici:websocket:pong', ws);
+      undiciPing(ws, Buffer.from(payload));
+      return (await pong).toString();
+    },
+    close: (code, reason) => ws.close(code, reason),
+    protocol: () => ws.protocol,
+  };
 }
 
 afterEach(async () => {
@@ -66,28 +93,6 @@ afterEach(async () => {
   for (const ws of open) ws.close();
   await Promise.all(closing);
 });
-
-function asBuffer(data: Data): Buffer {
-  if (typeof data === 'string') throw new Error(`expected binary, got text of ${data.length} chars`);
-  return Buffer.from(data);
-}
-
-/** Sends text and binary of `size` bytes from undici, checks what our side got and the echo undici got. */
-async function roundTrip(peer: Peer, size: number): Promise<void> {
-  const text = textOfBytes(size);
-  const bytes = bytesOf(size, size);
-  peer.ws.send(text);
-  peer.ws.send(new Uint8Array(bytes));
-  const [echoedText, echoedBytes] = await peer.messages.take(2);
-  expect(typeof echoedText).toBe('string');
-  expect(echoedText === text).toBe(true);
-  expect(asBuffer(echoedBytes!).equals(bytes)).toBe(true);
-  const [gotText, gotBytes] = peer.side.received.slice(-2);
-  expect(gotText!.binary).toBe(false);
-  expect(gotText!.data === text).toBe(true);
-  expect(gotBytes!.binary).toBe(true);
-  expect(Buffer.isBuffer(gotBytes!.data) && gotBytes!.data.equals(bytes)).toBe(true);
-}
 
 describe.each([
   ['on (default)', undefined, 'permessage-deflate'],
@@ -105,29 +110,9 @@ describe.each([
     expect(peer.side.conn.extensions).toBe(extensions);
   });
 
-  test.each([...SIZES])('text (1- to 4-byte UTF-8) and binary of %i bytes arrive intact and echo back', async (size) => {
-    const peer = await connectUndici(echo);
-    await roundTrip(peer, size);
-  });
+  echoSizeTests(() => connectUndici(echo));
 
-  test('1000 pipelined messages each way arrive in order', async () => {
-    const peer = await connectUndici(echo);
-    for (let i = 0; i < 1000; i++) {
-      if (i % 3 === 0) peer.ws.send(new Uint8Array(bytesOf(i + 1, i)));
-      else peer.ws.send(`message ${i} ✓`);
-    }
-    const echoed = await peer.messages.take(1000);
-    echoed.forEach((m, i) => {
-      if (i % 3 === 0) expect(asBuffer(m).equals(bytesOf(i + 1, i))).toBe(true);
-      else expect(m).toBe(`message ${i} ✓`);
-    });
-    expect(peer.side.received.map((r) => r.binary)).toEqual(echoed.map((m) => typeof m !== 'string'));
-
-    // Our side sends 1000 without waiting; undici gets them in order.
-    for (let i = 0; i < 1000; i++) void peer.side.conn.send(`from us ${i} 😀`);
-    const got = await peer.messages.take(1000);
-    expect(got).toEqual(Array.from({ length: 1000 }, (_, i) => `from us ${i} 😀`));
-  });
+  pipelineTest(() => connectUndici(echo));
 
   test('a message we fragment (sendStream, UTF-8 characters split across fragments) arrives whole', async () => {
     const peer = await connectUndici(echo);
@@ -137,7 +122,7 @@ describe.each([
     expect(await peer.messages.next()).toBe(text);
     const big = bytesOf(1024 * 1024 + 5, 3);
     await peer.side.conn.sendStream([big.subarray(0, 100_000), big.subarray(100_000)], { fragmentSize: 16_384 });
-    expect(asBuffer(await peer.messages.next()).equals(big)).toBe(true);
+    expect(asBinary(await peer.messages.next()).equals(big)).toBe(true);
   });
 
   test('compression on the wire: a compressible 1 MiB message costs ' + (extensions ? 'far less' : 'at least its size'), async () => {
@@ -185,7 +170,7 @@ describe('undici WebSocket → our server with permessage-deflate parameters', (
       const cost = async (data: Buffer): Promise<number> => {
         const before = bytesWritten(peer.side.conn);
         await peer.side.conn.send(data);
-        expect(asBuffer(await peer.messages.next()).equals(data)).toBe(true);
+        expect(asBinary(await peer.messages.next()).equals(data)).toBe(true);
         return bytesWritten(peer.side.conn) - before;
       };
       const block = randomishBytes(1500, 7);
@@ -204,7 +189,7 @@ describe('undici WebSocket → our server with permessage-deflate parameters', (
       expect(await cost(empty)).toBe(options.threshold === 0 ? 3 : 2);
 
       // Sizes and a fragmented compressed message, both ways.
-      for (const size of [0, 125, 65536, 1024 * 1024 + 3]) await roundTrip(peer, size);
+      for (const size of [0, 125, 65536, 1024 * 1024 + 3]) await echoRoundTrip(peer, size);
       const text = textOfBytes(300_001);
       await peer.side.conn.sendStream([text.slice(0, 1000), text.slice(1000)], { binary: false, fragmentSize: 4096 });
       expect(await peer.messages.next()).toBe(text);
@@ -221,19 +206,6 @@ describe('undici WebSocket ↔ our server: ping, close, limits, subprotocols', (
   });
   afterAll(() => echo.close());
 
-  /** The next payload published on an undici diagnostics channel for `ws`. */
-  function nextOnChannel(name: 'undici:websocket:ping' | 'undici:websocket:pong', ws: UndiciWebSocket): Promise<Buffer> {
-    return new Promise((resolve) => {
-      const listener = (message: unknown): void => {
-        const m = message as { payload: Buffer; websocket: unknown };
-        if (m.websocket !== ws) return;
-        unsubscribe(name, listener);
-        resolve(m.payload);
-      };
-      subscribe(name, listener);
-    });
-  }
-
   test('undici pings with a payload: our side sees the ping, undici gets the pong with the same payload', async () => {
     const peer = await connectUndici(echo);
     const pong = nextOnChannel('undici:websocket:pong', peer.ws);
@@ -243,13 +215,7 @@ describe('undici WebSocket ↔ our server: ping, close, limits, subprotocols', (
     expect((await pong).toString()).toBe('undici ping ✓');
   });
 
-  test('we ping with a payload: undici sees it, and our ping() resolves on its pong', async () => {
-    const peer = await connectUndici(echo);
-    const seen = nextOnChannel('undici:websocket:ping', peer.ws);
-    const rtt = await peer.side.conn.ping('rfc6455 ping 😀');
-    expect(typeof rtt).toBe('number');
-    expect((await seen).toString()).toBe('rfc6455 ping 😀');
-  });
+  wePingTest({ name: 'undici', open: () => connectUndici(echo) });
 
   test('undici closes with a code and a UTF-8 reason: both ends record them, cleanly', async () => {
     const peer = await connectUndici(echo);
@@ -296,7 +262,7 @@ describe('undici WebSocket ↔ our server: ping, close, limits, subprotocols', (
     try {
       const peer = await connectUndici(echo, { dispatcher: agent });
       await peer.side.conn.send(Buffer.alloc(1000, 1));
-      expect(asBuffer(await peer.messages.next())).toEqual(Buffer.alloc(1000, 1));
+      expect(asBinary(await peer.messages.next())).toEqual(Buffer.alloc(1000, 1));
       void peer.side.conn.send(Buffer.alloc(1001, 2));
       // undici sends its close frame and destroys the socket without waiting for ours.
       expect((await peer.closed).code).toBe(1006);

@@ -20,10 +20,11 @@ import {
   type IClientConfig,
   type IConfig,
   type IServerConfig,
-  type Message as WsNodeMessage,
 } from 'websocket';
-import { connect, EOF, type ConnectOptions, type Message, type WebSocketConnection } from 'rfc6455';
-import { SIZES, UTF8_REASON, bytesOf, closedStatus, echoServer, Inbox, textOfBytes, type Accepted, type EchoServer } from './peer-helpers.js';
+import type { ConnectOptions } from 'rfc6455';
+import { UTF8_REASON, bytesOf, closedStatus, echoServer, echoServerForBlock, Inbox, type EchoServer } from './peer-helpers.js';
+import { asBinary, echoSizeTests, ourClientConnector, ourClientSizeTests, ourClientTests, overOurMaxMessageSize, peerClientTests, recv } from './peer-suite.js';
+import type { PeerClient, PeerClose, PeerEnd, PeerMessage, PeerServer } from './peer-suite.js';
 
 const BIG = 8 * 1024 * 1024;
 /** WebSocket-Node refuses frames over 64 KiB (server) or 1 MiB (client) by default: raise both. */
@@ -36,42 +37,44 @@ const FRAGMENTATION: Array<[string, IConfig]> = [
   ['fragmented at 1000 bytes', { fragmentOutgoingMessages: true, fragmentationThreshold: 1000 }],
 ];
 
-interface Closed {
-  code: number;
-  description: string;
+/** WebSocket-Node answers every close with 1000 and no reason, whatever it received (see above). */
+function closeReply(): PeerClose {
+  return { code: 1000, reason: '' };
 }
 
-/** One WebSocket-Node connection and what it received. */
-interface Peer {
+/** One WebSocket-Node connection, as the shared tests see it (peer-suite.ts), and the connection itself. */
+interface Peer extends PeerEnd {
   connection: WsNodeConnection;
-  messages: Inbox<WsNodeMessage>;
-  closed: Promise<Closed>;
 }
 
 function track(connection: WsNodeConnection): Peer {
-  const messages = new Inbox<WsNodeMessage>();
-  connection.on('message', messages.push);
+  const messages = new Inbox<PeerMessage>();
+  connection.on('message', (m) => messages.push(m.type === 'utf8' ? m.utf8Data : m.binaryData));
   connection.on('error', () => undefined);
-  const closed = new Promise<Closed>((resolve) => connection.once('close', (code, description) => resolve({ code, description })));
-  return { connection, messages, closed };
-}
-
-function utf8(message: WsNodeMessage): string {
-  if (message.type !== 'utf8') throw new Error(`expected text, got ${message.type}`);
-  return message.utf8Data;
-}
-function binary(message: WsNodeMessage): Buffer {
-  if (message.type !== 'binary') throw new Error(`expected binary, got ${message.type}`);
-  return message.binaryData;
+  const closed = new Promise<PeerClose>((resolve) => connection.once('close', (code, reason) => resolve({ code, reason })));
+  return {
+    connection,
+    messages,
+    closed,
+    sendText: (text) => connection.sendUTF(text),
+    sendBinary: (bytes) => connection.sendBytes(bytes),
+    nextPing: async () => {
+      const [, data] = (await once(connection, 'ping')) as [unknown, Buffer];
+      return data.toString();
+    },
+    ping: async (payload) => {
+      const pong = once(connection, 'pong') as Promise<[Buffer]>;
+      connection.ping(Buffer.from(payload));
+      return (await pong)[0].toString();
+    },
+    close: (code, reason) => connection.close(code, reason),
+    protocol: () => connection.protocol,
+  };
 }
 
 describe('WebSocket-Node client → our server', () => {
-  let echo: EchoServer;
+  const echo = echoServerForBlock({ protocols: ['chat.v2', 'chat.v1'] });
   const peers = new Set<Peer>();
-  beforeAll(async () => {
-    echo = await echoServer({ protocols: ['chat.v2', 'chat.v1'] });
-  });
-  afterAll(() => echo.close());
   afterEach(async () => {
     for (const p of peers) {
       if (p.connection.connected) p.connection.close();
@@ -80,7 +83,7 @@ describe('WebSocket-Node client → our server', () => {
     peers.clear();
   });
 
-  async function open(target: EchoServer, config: IClientConfig = {}, protocols?: string[]): Promise<Peer & { side: Accepted }> {
+  async function open(target: EchoServer, config: IClientConfig = {}, protocols?: string[]): Promise<Peer & PeerClient> {
     const client = new WsNodeClient({ ...LIMITS, ...config });
     const connected = new Promise<WsNodeConnection>((resolve, reject) => {
       client.once('connect', resolve);
@@ -93,57 +96,26 @@ describe('WebSocket-Node client → our server', () => {
   }
 
   test('nothing is negotiated: WebSocket-Node offers no extension', async () => {
-    const peer = await open(echo);
+    const peer = await open(echo());
     expect(peer.side.conn.headers['sec-websocket-extensions']).toBeUndefined();
     expect(peer.side.conn.extensions).toBe('');
     expect(peer.connection.protocol).toBeUndefined();
   });
 
   describe.each(FRAGMENTATION)('WebSocket-Node %s', (_name, config) => {
-    test.each([...SIZES])('text (1- to 4-byte UTF-8) and binary of %i bytes arrive intact and echo back', async (size) => {
-      const peer = await open(echo, config);
-      const text = textOfBytes(size);
-      const bytes = bytesOf(size, size);
-      peer.connection.sendUTF(text);
-      peer.connection.sendBytes(bytes);
-      const [t, b] = await peer.messages.take(2);
-      expect(utf8(t!) === text).toBe(true);
-      expect(binary(b!).equals(bytes)).toBe(true);
-      const [gotText, gotBytes] = peer.side.received;
-      expect(gotText!.binary).toBe(false);
-      expect(gotText!.data === text).toBe(true);
-      expect(gotBytes!.binary).toBe(true);
-      expect((gotBytes!.data as Buffer).equals(bytes)).toBe(true);
-    });
+    echoSizeTests(() => open(echo(), config));
   });
 
-  test('1000 pipelined messages each way arrive in order', async () => {
-    const peer = await open(echo, { fragmentationThreshold: 8 });
-    for (let i = 0; i < 1000; i++) {
-      if (i % 4 === 0) peer.connection.sendBytes(bytesOf(i % 50, i));
-      else peer.connection.sendUTF(`message ${i} ✓`); // fragmented above 8 bytes
-    }
-    const echoed = await peer.messages.take(1000);
-    echoed.forEach((m, i) => {
-      if (i % 4 === 0) expect(binary(m).equals(bytesOf(i % 50, i))).toBe(true);
-      else expect(utf8(m)).toBe(`message ${i} ✓`);
-    });
-    for (let i = 0; i < 1000; i++) void peer.side.conn.send(`from us ${i} 😀`);
-    expect((await peer.messages.take(1000)).map(utf8)).toEqual(Array.from({ length: 1000 }, (_, i) => `from us ${i} 😀`));
-  });
-
-  test('a message we fragment (sendStream) is reassembled by WebSocket-Node', async () => {
-    const peer = await open(echo);
-    const text = textOfBytes(20_003);
-    await peer.side.conn.sendStream([text], { binary: false, fragmentSize: 7 }); // splits characters
-    expect(utf8(await peer.messages.next()) === text).toBe(true);
-    const bytes = bytesOf(3 * 1024 * 1024, 1);
-    await peer.side.conn.sendStream([bytes.subarray(0, 12345), bytes.subarray(12345)]);
-    expect(binary(await peer.messages.next()).equals(bytes)).toBe(true);
+  peerClientTests({
+    name: 'WebSocket-Node',
+    // It fragments what it sends above 8 bytes, so the pipelined messages come in fragments (no
+    // other shared test has it send a message).
+    open: (protocols) => open(echo(), { fragmentationThreshold: 8 }, protocols),
+    closeReply,
   });
 
   test('with assembleFragments false, WebSocket-Node sees our fragments frame by frame', async () => {
-    const peer = await open(echo, { assembleFragments: false });
+    const peer = await open(echo(), { assembleFragments: false });
     const frames: WsNodeFrame[] = [];
     const done = new Promise<void>((resolve) =>
       peer.connection.on('frame', (f) => {
@@ -162,53 +134,18 @@ describe('WebSocket-Node client → our server', () => {
     expect(Buffer.concat(frames.map((f) => f.binaryPayload)).equals(utf8Bytes)).toBe(true);
   });
 
-  test('WebSocket-Node pings with a payload: our side sees it, its pong event has the payload', async () => {
-    const peer = await open(echo);
-    const seen = once(peer.side.conn, 'ping') as Promise<[Buffer]>;
-    const pong = once(peer.connection, 'pong') as Promise<[Buffer]>;
-    peer.connection.ping(Buffer.from('ws-node ping ✓'));
-    expect((await seen)[0].toString()).toBe('ws-node ping ✓');
-    expect((await pong)[0].toString()).toBe('ws-node ping ✓');
-  });
-
-  test('we ping with a payload: WebSocket-Node sees it, and our ping() resolves on its pong', async () => {
-    const peer = await open(echo);
-    const seen = new Promise<Buffer>((resolve) => peer.connection.on('ping', (_cancel, data) => resolve(data)));
-    expect(typeof (await peer.side.conn.ping('rfc6455 ping 😀'))).toBe('number');
-    expect((await seen).toString()).toBe('rfc6455 ping 😀');
-  });
-
   test('WebSocket-Node closes with a code and a UTF-8 reason: our side records them', async () => {
-    const peer = await open(echo);
+    const peer = await open(echo());
     peer.connection.close(4001, UTF8_REASON);
     expect(await closedStatus(peer.side.conn)).toEqual({ code: 4001, reason: UTF8_REASON });
-    expect(await peer.closed).toEqual({ code: 4001, description: UTF8_REASON });
-  });
-
-  test('we close with a code and a UTF-8 reason: WebSocket-Node reports them', async () => {
-    const peer = await open(echo);
-    await peer.side.conn.close(4002, UTF8_REASON);
-    expect(await peer.closed).toEqual({ code: 4002, description: UTF8_REASON });
-    // WebSocket-Node answers every close with 1000 and no reason; we record the frame we received.
-    expect(await closedStatus(peer.side.conn)).toEqual({ code: 1000, reason: '' });
+    expect(await peer.closed).toEqual({ code: 4001, reason: UTF8_REASON });
   });
 
   test.each([
     ['in one frame', { fragmentOutgoingMessages: false }],
     ['in 100-byte fragments', { fragmentOutgoingMessages: true, fragmentationThreshold: 100 }],
   ] as Array<[string, IClientConfig]>)('a message over our maxMessageSize %s: we close with 1009, WebSocket-Node reports 1009', async (_name, config) => {
-    const limited = await echoServer({ maxMessageSize: 1000 });
-    try {
-      const peer = await open(limited, config);
-      peer.connection.sendUTF('é'.repeat(500)); // 1000 bytes: at the limit
-      expect(utf8(await peer.messages.next())).toBe('é'.repeat(500));
-      peer.connection.sendBytes(Buffer.alloc(1001));
-      expect((await peer.closed).code).toBe(1009);
-      expect((await closedStatus(peer.side.conn)).code).toBe(1009);
-      expect(peer.side.received).toHaveLength(1);
-    } finally {
-      await limited.close();
-    }
+    await overOurMaxMessageSize((limited) => open(limited, config));
   });
 
   test('a message in more fragments than our maxFragments: we close with 1009, WebSocket-Node reports 1009', async () => {
@@ -216,7 +153,7 @@ describe('WebSocket-Node client → our server', () => {
     try {
       const peer = await open(limited, { fragmentationThreshold: 10 });
       peer.connection.sendBytes(bytesOf(500)); // 50 fragments
-      expect(binary(await peer.messages.next()).equals(bytesOf(500))).toBe(true);
+      expect(asBinary(await peer.messages.next()).equals(bytesOf(500))).toBe(true);
       peer.connection.sendBytes(bytesOf(501)); // 51 fragments
       expect((await peer.closed).code).toBe(1009);
       expect((await closedStatus(peer.side.conn)).code).toBe(1009);
@@ -226,43 +163,30 @@ describe('WebSocket-Node client → our server', () => {
   });
 
   test('a frame over WebSocket-Node’s maxReceivedFrameSize: it drops with 1009 and our side records 1009', async () => {
-    const peer = await open(echo, { maxReceivedFrameSize: 1000 });
+    const peer = await open(echo(), { maxReceivedFrameSize: 1000 });
     await peer.side.conn.send(Buffer.alloc(1000, 1));
-    expect(binary(await peer.messages.next())).toEqual(Buffer.alloc(1000, 1));
+    expect(asBinary(await peer.messages.next())).toEqual(Buffer.alloc(1000, 1));
     void peer.side.conn.send(Buffer.alloc(1001, 2));
     expect((await peer.closed).code).toBe(1009);
     expect((await closedStatus(peer.side.conn)).code).toBe(1009);
   });
-
-  test('subprotocol: our server picks one WebSocket-Node offers; both sides agree', async () => {
-    const peer = await open(echo, {}, ['other', 'chat.v1']);
-    expect(peer.connection.protocol).toBe('chat.v1');
-    expect(peer.side.conn.protocol).toBe('chat.v1');
-  });
 });
 
 /** A WebSocket-Node server on a Node http server: echoes, and hands each connection to the test. */
-interface WsNodeFixture {
-  url: string;
-  accepted: Inbox<Peer & { received: WsNodeMessage[] }>;
-  close(): Promise<void>;
-}
-
-async function wsNodeServer(config: Omit<IServerConfig, 'httpServer'> = {}, echoMessages = true): Promise<WsNodeFixture> {
+async function wsNodeServer(config: Omit<IServerConfig, 'httpServer'> = {}, echoMessages = true): Promise<PeerServer<Peer>> {
   const http: HttpServer = createServer();
   const wsServer = new WsNodeServer({ httpServer: http, autoAcceptConnections: false, ...LIMITS, ...config });
-  const accepted = new Inbox<Peer & { received: WsNodeMessage[] }>();
+  const accepted = new Inbox<Peer>();
   wsServer.on('request', (request) => {
     const protocol = request.requestedProtocols.includes('chat.v1') ? 'chat.v1' : null;
     const connection = request.accept(protocol);
-    const received: WsNodeMessage[] = [];
-    const peer = { ...track(connection), received };
-    connection.on('message', (m) => {
-      received.push(m);
-      if (!echoMessages) return;
-      if (m.type === 'utf8') connection.sendUTF(m.utf8Data);
-      else connection.sendBytes(m.binaryData);
-    });
+    const peer = track(connection);
+    if (echoMessages) {
+      connection.on('message', (m) => {
+        if (m.type === 'utf8') connection.sendUTF(m.utf8Data);
+        else connection.sendBytes(m.binaryData);
+      });
+    }
     accepted.push(peer);
   });
   http.listen(0, '127.0.0.1');
@@ -279,28 +203,10 @@ async function wsNodeServer(config: Omit<IServerConfig, 'httpServer'> = {}, echo
 }
 
 describe('our client → WebSocket-Node server', () => {
-  const conns = new Set<WebSocketConnection>();
-  afterEach(async () => {
-    for (const c of conns) {
-      if (!c.closed) await c.close().catch(() => undefined);
-    }
-    conns.clear();
-  });
-
-  async function open(fixture: WsNodeFixture, options: ConnectOptions = {}): Promise<{ conn: WebSocketConnection; peer: Peer & { received: WsNodeMessage[] } }> {
-    const conn = await connect(fixture.url, options);
-    conns.add(conn);
-    return { conn, peer: await fixture.accepted.next() };
-  }
-
-  async function recv(conn: WebSocketConnection): Promise<Message> {
-    const m = await conn.recv();
-    if (m === EOF) throw new Error('connection closed');
-    return m;
-  }
+  const open = ourClientConnector();
 
   describe.each(FRAGMENTATION)('WebSocket-Node server %s', (_name, config) => {
-    let fixture: WsNodeFixture;
+    let fixture: PeerServer<Peer>;
     beforeAll(async () => {
       fixture = await wsNodeServer(config);
     });
@@ -312,95 +218,17 @@ describe('our client → WebSocket-Node server', () => {
       expect(conn.headers['sec-websocket-extensions']).toBeUndefined();
     });
 
-    test.each([...SIZES])('text (1- to 4-byte UTF-8) and binary of %i bytes arrive intact and echo back', async (size) => {
-      const { conn, peer } = await open(fixture);
-      const text = textOfBytes(size);
-      const bytes = bytesOf(size, size);
-      void conn.send(text);
-      void conn.send(bytes);
-      const echoedText = await recv(conn);
-      expect(typeof echoedText === 'string' && echoedText === text).toBe(true);
-      const echoedBytes = await recv(conn);
-      expect(Buffer.isBuffer(echoedBytes) && echoedBytes.equals(bytes)).toBe(true);
-      expect(utf8(peer.received[0]!) === text).toBe(true);
-      expect(binary(peer.received[1]!).equals(bytes)).toBe(true);
-    });
+    ourClientSizeTests(() => open(fixture));
   });
 
   describe('default WebSocket-Node server', () => {
-    let fixture: WsNodeFixture;
+    let fixture: PeerServer<Peer>;
     beforeAll(async () => {
       fixture = await wsNodeServer();
     });
     afterAll(() => fixture.close());
 
-    test('1000 pipelined messages each way arrive in order', async () => {
-      const { conn, peer } = await open(fixture);
-      for (let i = 0; i < 1000; i++) void conn.send(i % 5 === 0 ? bytesOf(i % 40, i) : `msg ${i} ✓`);
-      for (let i = 0; i < 1000; i++) {
-        const m = await recv(conn);
-        if (i % 5 === 0) expect(Buffer.isBuffer(m) && m.equals(bytesOf(i % 40, i))).toBe(true);
-        else expect(m).toBe(`msg ${i} ✓`);
-      }
-      for (let i = 0; i < 1000; i++) peer.connection.sendUTF(`from ws-node ${i} 😀`);
-      const got: Message[] = [];
-      for (let i = 0; i < 1000; i++) got.push(await recv(conn));
-      expect(got).toEqual(Array.from({ length: 1000 }, (_, i) => `from ws-node ${i} 😀`));
-    });
-
-    test('a message we fragment (sendStream) is reassembled by WebSocket-Node', async () => {
-      const { conn, peer } = await open(fixture);
-      const text = textOfBytes(20_003);
-      await conn.sendStream([text], { binary: false, fragmentSize: 5 });
-      expect(await recv(conn)).toBe(text);
-      expect(utf8(peer.received[0]!) === text).toBe(true);
-      const bytes = bytesOf(2 * 1024 * 1024 + 1, 4);
-      await conn.sendStream([bytes]);
-      expect((await recv(conn) as Buffer).equals(bytes)).toBe(true);
-    });
-
-    test('our ping resolves on its pong; its ping with a payload reaches us and its pong event fires', async () => {
-      const { conn, peer } = await open(fixture);
-      const seenByPeer = new Promise<Buffer>((resolve) => peer.connection.on('ping', (_cancel, data) => resolve(data)));
-      expect(typeof (await conn.ping('from rfc6455 ✓'))).toBe('number');
-      expect((await seenByPeer).toString()).toBe('from rfc6455 ✓');
-      const seen = once(conn, 'ping') as Promise<[Buffer]>;
-      const pong = once(peer.connection, 'pong') as Promise<[Buffer]>;
-      peer.connection.ping(Buffer.from('from ws-node 😀'));
-      expect((await seen)[0].toString()).toBe('from ws-node 😀');
-      expect((await pong)[0].toString()).toBe('from ws-node 😀');
-    });
-
-    test('we close with a code and a UTF-8 reason: WebSocket-Node reports them', async () => {
-      const { conn, peer } = await open(fixture);
-      await conn.close(4001, UTF8_REASON);
-      expect(await peer.closed).toEqual({ code: 4001, description: UTF8_REASON });
-      // Its reply is always 1000 without a reason.
-      expect([conn.closeStatus, conn.closeReason]).toEqual([1000, '']);
-    });
-
-    test('WebSocket-Node closes with a code and a UTF-8 reason: we record them', async () => {
-      const { conn, peer } = await open(fixture);
-      peer.connection.close(4002, UTF8_REASON);
-      expect(await conn.recv()).toBe(EOF);
-      expect(await closedStatus(conn)).toEqual({ code: 4002, reason: UTF8_REASON });
-      expect(await peer.closed).toEqual({ code: 4002, description: UTF8_REASON });
-    });
-
-    test('a message over our maxMessageSize: we close with 1009, WebSocket-Node reports 1009', async () => {
-      const { conn, peer } = await open(fixture, { maxMessageSize: 1000 });
-      peer.connection.sendBytes(Buffer.alloc(1000, 7));
-      expect(await recv(conn)).toEqual(Buffer.alloc(1000, 7));
-      peer.connection.sendBytes(Buffer.alloc(1001, 7));
-      expect((await peer.closed).code).toBe(1009);
-      expect((await closedStatus(conn)).code).toBe(1009);
-    });
-
-    test('subprotocol: WebSocket-Node accepts one we offer; both sides agree', async () => {
-      const { conn, peer } = await open(fixture, { protocols: ['other', 'chat.v1'] });
-      expect(conn.protocol).toBe('chat.v1');
-      expect(peer.connection.protocol).toBe('chat.v1');
-    });
+    ourClientTests({ name: 'WebSocket-Node', open: (options) => open(fixture, options), closeReply });
   });
 
   test.each([
