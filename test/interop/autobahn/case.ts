@@ -16,7 +16,7 @@
  * the peer sent (see wire.ts and fuzzer.ts) makes `behavior` FAILED, whatever the case would
  * otherwise say; so does an opening handshake that never completed.
  */
-import type { FuzzPeer, PeerEvents } from './fuzzer.js';
+import type { DeflateSetup, FuzzPeer, PeerEvents } from './fuzzer.js';
 
 export type Behavior = 'OK' | 'NON-STRICT' | 'FAILED' | 'INFORMATIONAL' | 'UNIMPLEMENTED';
 export type CloseBehavior = 'OK' | 'FAILED' | 'WRONG CODE' | 'UNCLEAN' | 'FAILED BY CLIENT' | 'INFORMATIONAL';
@@ -57,6 +57,11 @@ export interface CaseDef {
   title: string;
   /** Large cases (section 9) are scheduled with less concurrency. */
   heavy?: boolean;
+  /**
+   * permessage-deflate (sections 12, 13): the offers the fuzzer makes as a client, and how it
+   * answers the client's offers as a server. Without it nothing is offered or accepted.
+   */
+  deflate?: DeflateSetup;
   /** Runs once the connection is open: sets the expectations and sends (Autobahn's onOpen). */
   start(run: CaseRun): CaseHooks | void;
 }

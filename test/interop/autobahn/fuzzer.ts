@@ -11,6 +11,11 @@
  * invalid UTF-8 in text or in a close reason, and invalid close codes are all recorded as
  * violations, after which the fuzzer drops the TCP connection (Autobahn's `failByDrop`).
  *
+ * With permessage-deflate (sections 12 and 13) it makes the case's offers as a client or answers
+ * the client's offers as the case's acceptor says as a server, then compresses every message it
+ * sends (RSV1 on the first frame, Autobahn's sendMessage) and decodes every compressed message
+ * it receives with the negotiated parameters (deflate.ts).
+ *
  * The closing bookkeeping follows Autobahn's: who sent the first close frame (`closedByMe`),
  * whether the closing handshake completed and the server closed TCP (`wasClean`), who dropped
  * TCP (`droppedByMe`), and the peer's close code and reason.
@@ -18,7 +23,24 @@
 import { isUtf8 } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import { connect as netConnect, createServer, type Socket } from 'node:net';
-import { answerRequest, checkResponse, clientRequest, EMPTY, FrameReader, frameHeader, maskBytes, MAX_INCOMING, repeatTo, splitHead, toBytes, type RxFrame } from './wire.js';
+import { MessageDeflater, StrictInflater } from './deflate.js';
+import {
+  answerRequest,
+  checkResponse,
+  clientRequest,
+  EMPTY,
+  FrameReader,
+  frameHeader,
+  maskBytes,
+  MAX_INCOMING,
+  repeatTo,
+  splitHead,
+  toBytes,
+  type DeflateAcceptor,
+  type DeflateOffer,
+  type DeflateParams,
+  type RxFrame,
+} from './wire.js';
 
 /** Close codes a peer may put in a close frame below 3000 (RFC 6455 §7.4.1 and the IANA registry). */
 const SENDABLE_CODES = new Set([1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013]);
@@ -43,6 +65,21 @@ export interface PeerEvents {
   pong(data: Buffer): void;
 }
 
+/** permessage-deflate as negotiated on a connection, with the fuzzer's two halves of the codec. */
+export interface Deflate {
+  params: DeflateParams;
+  /** Compresses what we send, with our direction's window and takeover. */
+  deflater: MessageDeflater;
+  /** Decodes what the peer sends, with its direction's window and takeover. */
+  inflater: StrictInflater;
+}
+
+/** What the fuzzer negotiates: offers to make as a client, the acceptor to apply as a server. */
+export interface DeflateSetup {
+  offers: readonly DeflateOffer[];
+  accept: DeflateAcceptor;
+}
+
 /** One frame to send; every field may be wrong on purpose. */
 export interface FrameSpec {
   opcode: number;
@@ -60,6 +97,18 @@ export interface FrameSpec {
 }
 
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/** Random mask keys, taken from a pool (one randomBytes call per 1024 keys, not one per frame). */
+let keyPool = Buffer.alloc(0);
+let keyAt = 0;
+function maskKey(): Buffer {
+  if (keyAt + 4 > keyPool.length) {
+    keyPool = randomBytes(4096);
+    keyAt = 0;
+  }
+  keyAt += 4;
+  return Buffer.from(keyPool.subarray(keyAt - 4, keyAt));
+}
 
 export class FuzzPeer {
   readonly isServer: boolean;
@@ -91,6 +140,10 @@ export class FuzzPeer {
   readonly timeline: string[] = [];
   /** Messages larger than this are fragmented by sendMessage() (Autobahn's autoFragmentSize). */
   autoFragmentSize = 0;
+  /** permessage-deflate, once negotiated (undefined: not offered, or declined). */
+  deflate: Deflate | undefined;
+  /** Data messages received: sent uncompressed, and compressed (RSV1). */
+  readonly rxMessageCounts = { plain: 0, compressed: 0 };
   readonly finished: Promise<void>;
 
   private readonly socket: Socket;
@@ -99,6 +152,7 @@ export class FuzzPeer {
   private clientKey = '';
   private readonly reader: FrameReader;
   private messageBinary = false;
+  private messageCompressed = false;
   private messageParts: Buffer[] = [];
   private messageLength = 0;
   private readonly queue: Buffer[] = [];
@@ -112,10 +166,13 @@ export class FuzzPeer {
   private resolveFinished!: () => void;
   private closeHandshakeTimer: NodeJS.Timeout | undefined;
 
-  private constructor(socket: Socket, isServer: boolean, events: PeerEvents) {
+  private readonly deflateSetup: DeflateSetup | undefined;
+
+  private constructor(socket: Socket, isServer: boolean, events: PeerEvents, deflateSetup: DeflateSetup | undefined) {
     this.socket = socket;
     this.isServer = isServer;
     this.events = events;
+    this.deflateSetup = deflateSetup;
     this.reader = new FrameReader(isServer);
     this.finished = new Promise((resolve) => (this.resolveFinished = resolve));
     socket.setNoDelay(true);
@@ -129,20 +186,20 @@ export class FuzzPeer {
     });
   }
 
-  /** Fuzzer as client: connects to `url` and performs the opening handshake. */
-  static connect(url: URL, events: PeerEvents): FuzzPeer {
+  /** Fuzzer as client: connects to `url` and performs the opening handshake (with `deflate.offers`). */
+  static connect(url: URL, events: PeerEvents, deflate?: DeflateSetup): FuzzPeer {
     const socket = netConnect({ host: url.hostname, port: Number(url.port) });
-    const peer = new FuzzPeer(socket, false, events);
+    const peer = new FuzzPeer(socket, false, events, deflate);
     socket.once('connect', () => {
       peer.clientKey = randomBytes(16).toString('base64');
-      socket.write(clientRequest(url, peer.clientKey));
+      socket.write(clientRequest(url, peer.clientKey, deflate?.offers));
     });
     return peer;
   }
 
-  /** Fuzzer as server: answers the opening handshake of an accepted connection. */
-  static accept(socket: Socket, events: PeerEvents): FuzzPeer {
-    return new FuzzPeer(socket, true, events);
+  /** Fuzzer as server: answers the opening handshake of an accepted connection (as `deflate.accept` says). */
+  static accept(socket: Socket, events: PeerEvents, deflate?: DeflateSetup): FuzzPeer {
+    return new FuzzPeer(socket, true, events, deflate);
   }
 
   // ---- Timers and sync points -------------------------------------------------------------------
@@ -270,22 +327,28 @@ export class FuzzPeer {
   sendFrame(spec: FrameSpec): void {
     const base = toBytes(spec.payload ?? EMPTY);
     const payload = spec.payloadLen === undefined ? base : repeatTo(base, spec.payloadLen);
-    const key = spec.mask === undefined ? (this.isServer ? undefined : randomBytes(4)) : spec.mask === false ? undefined : spec.mask;
+    const key = spec.mask === undefined ? (this.isServer ? undefined : maskKey()) : spec.mask === false ? undefined : spec.mask;
     const header = frameHeader(spec.opcode, spec.fin ?? true, spec.rsv ?? 0, payload.length, key);
     const body = key && payload.length > 0 ? maskBytes(payload, key) : payload;
     this.txFrameStats.set(spec.opcode, (this.txFrameStats.get(spec.opcode) ?? 0) + 1);
-    if (spec.opcode >= 8 || this.dataFramesNoted++ < 20) this.note(`tx:frame op=${spec.opcode} fin=${spec.fin ?? true} len=${payload.length}`);
+    if (spec.opcode >= 8 || this.dataFramesNoted++ < 20) this.note(`tx:frame op=${spec.opcode} fin=${spec.fin ?? true}${spec.rsv ? ` rsv=${spec.rsv}` : ''} len=${payload.length}`);
     this.sendData(Buffer.concat([header, body]), spec.sync ?? false, spec.chopsize);
   }
 
-  /** Sends a message, fragmented by `fragmentSize` or autoFragmentSize (Autobahn's sendMessage). */
+  /**
+   * Sends a message, fragmented by `fragmentSize` or autoFragmentSize (Autobahn's sendMessage).
+   * With permessage-deflate the whole message is compressed first, its compressed bytes are what
+   * is fragmented, and the first frame has RSV1 (RFC 7692 §6.1).
+   */
   sendMessage(payload: Buffer | string, binary: boolean, fragmentSize?: number, sync = false): void {
     if (this.state !== 'open') return;
-    const data = toBytes(payload);
+    let data = toBytes(payload);
+    const rsv = this.deflate ? 4 : 0;
+    if (this.deflate) data = this.deflate.deflater.compress(data);
     const opcode = binary ? 2 : 1;
     const size = fragmentSize ?? (this.autoFragmentSize > 0 ? this.autoFragmentSize : undefined);
     if (size === undefined || data.length <= size) {
-      this.sendFrame({ opcode, payload: data, sync });
+      this.sendFrame({ opcode, payload: data, sync, rsv });
       return;
     }
     // As Autobahn does: when the size divides the payload, a last empty FIN frame follows.
@@ -296,7 +359,7 @@ export class FuzzPeer {
         done = true;
         end = data.length;
       }
-      this.sendFrame({ opcode: first ? opcode : 0, payload: data.subarray(i, end), fin: done, sync });
+      this.sendFrame({ opcode: first ? opcode : 0, payload: data.subarray(i, end), fin: done, sync, rsv: first ? rsv : 0 });
       first = false;
     }
   }
@@ -310,7 +373,7 @@ export class FuzzPeer {
   /** Writes the header of a non-final frame of `length` bytes of the streamed message. */
   beginMessageFrame(length: number): void {
     if (this.state !== 'open' || !this.stream) return;
-    const key = this.isServer ? undefined : randomBytes(4);
+    const key = this.isServer ? undefined : maskKey();
     this.sendData(frameHeader(this.stream.first ? this.stream.opcode : 0, false, 0, length, key));
     this.note(`tx:frame-header len=${length}`);
     this.stream = { ...this.stream, first: false, key, offset: 0 };
@@ -398,14 +461,23 @@ export class FuzzPeer {
         return;
       }
       this.head = EMPTY;
+      let deflate: DeflateParams | undefined;
       if (this.isServer) {
-        const answer = answerRequest(split.head);
+        let answer: ReturnType<typeof answerRequest>;
+        try {
+          answer = answerRequest(split.head, this.deflateSetup?.accept);
+        } catch (error) {
+          return this.handshakeFailed(`the case's deflate acceptor failed: ${(error as Error).message}`);
+        }
         if ('error' in answer) return this.handshakeFailed(answer.error);
         this.sendData(Buffer.from(answer.response, 'latin1'));
+        deflate = answer.deflate;
       } else {
-        const problem = checkResponse(split.head, this.clientKey);
-        if (problem) return this.handshakeFailed(problem);
+        const checked = checkResponse(split.head, this.clientKey, this.deflateSetup?.offers);
+        if ('error' in checked) return this.handshakeFailed(checked.error);
+        deflate = checked.deflate;
       }
+      if (deflate) this.startDeflate(deflate);
       this.connectionWasOpen = true;
       this.setState('open');
       this.events.open();
@@ -423,6 +495,23 @@ export class FuzzPeer {
     }
   }
 
+  /** Sets up both halves of the codec: ours compresses with our direction's parameters. */
+  private startDeflate(params: DeflateParams): void {
+    const mine = this.isServer
+      ? { bits: params.serverMaxWindowBits, reset: params.serverNoContextTakeover }
+      : { bits: params.clientMaxWindowBits, reset: params.clientNoContextTakeover };
+    const theirs = this.isServer
+      ? { bits: params.clientMaxWindowBits, reset: params.clientNoContextTakeover }
+      : { bits: params.serverMaxWindowBits, reset: params.serverNoContextTakeover };
+    this.deflate = {
+      params,
+      deflater: new MessageDeflater(mine.bits, mine.reset),
+      inflater: new StrictInflater(theirs.bits, theirs.reset, MAX_INCOMING),
+    };
+    this.reader.deflate = true;
+    this.note(`deflate:${JSON.stringify(params)}`);
+  }
+
   private handshakeFailed(reason: string): void {
     this.handshakeError = reason;
     this.note(`handshake:${reason}`);
@@ -437,7 +526,7 @@ export class FuzzPeer {
 
   private frameEnd(frame: RxFrame, payload: Buffer): void {
     if (this.rxFrames.length < 1000) this.rxFrames.push(frame);
-    if (frame.opcode >= 8 || this.dataFramesNoted++ < 20) this.note(`rx:frame op=${frame.opcode} fin=${frame.fin} len=${frame.length}`);
+    if (frame.opcode >= 8 || this.dataFramesNoted++ < 20) this.note(`rx:frame op=${frame.opcode} fin=${frame.fin}${frame.rsv ? ` rsv=${frame.rsv}` : ''} len=${frame.length}`);
     if (frame.opcode === 8) {
       const code = payload.length >= 2 ? payload.readUInt16BE(0) : undefined;
       const reason = payload.length > 2 ? payload.subarray(2) : undefined;
@@ -451,6 +540,7 @@ export class FuzzPeer {
     } else {
       if (frame.opcode !== 0) {
         this.messageBinary = frame.opcode === 2;
+        this.messageCompressed = (frame.rsv & 4) !== 0;
         this.messageParts = [];
         this.messageLength = 0;
       }
@@ -458,11 +548,20 @@ export class FuzzPeer {
       this.messageLength += payload.length;
       if (this.messageLength > MAX_INCOMING) return this.violation('message larger than the fuzzer accepts');
       if (!frame.fin) return;
-      const message = this.messageParts.length === 1 ? this.messageParts[0]! : Buffer.concat(this.messageParts, this.messageLength);
+      let message = this.messageParts.length === 1 ? this.messageParts[0]! : Buffer.concat(this.messageParts, this.messageLength);
       this.messageParts = [];
+      if (this.messageCompressed) {
+        // RFC 7692 §7.2.2, with the window and takeover the peer's direction agreed to.
+        const inflated = this.deflate!.inflater.inflate(message);
+        if ('error' in inflated) return this.violation(`compressed message: ${inflated.error}`);
+        message = inflated.data;
+        this.rxMessageCounts.compressed++;
+      } else {
+        this.rxMessageCounts.plain++;
+      }
       // RFC 6455 §8.1: a text message must be valid UTF-8.
       if (!this.messageBinary && !isUtf8(message)) return this.violation('text message is not valid UTF-8');
-      this.note(`rx:message ${this.messageBinary ? 'binary' : 'text'} len=${message.length}`);
+      this.note(`rx:message ${this.messageBinary ? 'binary' : 'text'}${this.messageCompressed ? ' compressed' : ''} len=${message.length}`);
       this.events.message(message, this.messageBinary);
     }
   }
@@ -526,7 +625,7 @@ export class FuzzPeer {
  * Listens on 127.0.0.1, port 0, for exactly one connection, which becomes a server-side FuzzPeer;
  * later connections are refused. `close()` stops listening if nobody came.
  */
-export async function listenOnce(events: PeerEvents): Promise<{ url: string; peer: Promise<FuzzPeer>; close(): void }> {
+export async function listenOnce(events: PeerEvents, deflate?: DeflateSetup): Promise<{ url: string; peer: Promise<FuzzPeer>; close(): void }> {
   let resolvePeer!: (peer: FuzzPeer) => void;
   const peer = new Promise<FuzzPeer>((resolve) => (resolvePeer = resolve));
   const server = createServer({ noDelay: true }, (socket) => {
@@ -535,7 +634,7 @@ export async function listenOnce(events: PeerEvents): Promise<{ url: string; pee
       socket.destroy();
       return;
     }
-    resolvePeer(FuzzPeer.accept(socket, events));
+    resolvePeer(FuzzPeer.accept(socket, events, deflate));
   });
   let accepted = false;
   peer.then(() => (accepted = true)).catch(() => undefined);

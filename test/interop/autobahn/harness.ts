@@ -14,14 +14,22 @@ export const allCases: CaseDef[] = [...framingSectionCases, ...utf8SectionCases,
 const LIGHT_CONCURRENCY = 32;
 const HEAVY_CONCURRENCY = 1;
 
+/** Deflate cases (12.x, 13.x) running at once: they are CPU-bound round trips. */
+export const DEFLATE_CONCURRENCY = { light: 8, heavy: 1 };
+
 /** A test waits at most this long for its case (the scheduler may still be busy with others). */
 export const CASE_TEST_TIMEOUT = 120_000;
 
 /**
- * Starts every case now, in order, with at most LIGHT_CONCURRENCY light and HEAVY_CONCURRENCY
- * heavy cases in flight, and returns each case's result promise by id (they never reject).
+ * Starts every case now, in order, with at most `limits.light` (LIGHT_CONCURRENCY) light and
+ * `limits.heavy` (HEAVY_CONCURRENCY) heavy cases in flight, and returns each case's result promise
+ * by id (they never reject).
  */
-export function scheduleAll(cases: CaseDef[], runOne: (def: CaseDef) => Promise<CaseResult>): Map<string, Promise<CaseResult>> {
+export function scheduleAll(
+  cases: CaseDef[],
+  runOne: (def: CaseDef) => Promise<CaseResult>,
+  limits: { light: number; heavy: number } = { light: LIGHT_CONCURRENCY, heavy: HEAVY_CONCURRENCY },
+): Map<string, Promise<CaseResult>> {
   const results = new Map<string, Promise<CaseResult>>();
   const lane = (queue: CaseDef[], limit: number): void => {
     const resolvers = new Map<string, (r: CaseResult) => void>();
@@ -37,8 +45,8 @@ export function scheduleAll(cases: CaseDef[], runOne: (def: CaseDef) => Promise<
     };
     for (let i = 0; i < limit; i++) startNext();
   };
-  lane(cases.filter((c) => !c.heavy), LIGHT_CONCURRENCY);
-  lane(cases.filter((c) => c.heavy), HEAVY_CONCURRENCY);
+  lane(cases.filter((c) => !c.heavy), limits.light);
+  lane(cases.filter((c) => c.heavy), limits.heavy);
   return results;
 }
 
@@ -130,4 +138,22 @@ export function report(role: string, results: CaseResult[]): void {
       `slowest: ${slow.map((r) => `${r.id} ${r.durationMs} ms`).join(', ')}`,
     ].join('\n'),
   );
+}
+
+/**
+ * Our server and client compress every message of at least this many bytes (the default
+ * `threshold` of permessage-deflate, docs/compression.md) and send smaller ones uncompressed, as
+ * RFC 7692 allows. The deflate tests check that every echo of a case with messages this large came
+ * compressed, so that the cases exercise our compressor with each set of negotiated parameters
+ * (Autobahn does not look at how the echo was sent).
+ */
+export const OUR_DEFLATE_THRESHOLD = 1024;
+
+/** With messages of `size` bytes, every echo must have come compressed when size ≥ OUR_DEFLATE_THRESHOLD. */
+export function expectEchoesCompressed(r: CaseResult, size: number): void {
+  if (size < OUR_DEFLATE_THRESHOLD || !r.peer) return;
+  const { plain, compressed } = r.peer.rxMessageCounts;
+  if (plain > 0 || compressed === 0) {
+    throw new Error(`expected every echo of ${size} bytes compressed, got ${compressed} compressed and ${plain} not\n${explain(r)}`);
+  }
 }

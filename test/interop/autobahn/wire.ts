@@ -66,7 +66,8 @@ interface Partial extends RxFrame {
 /**
  * Strict incremental frame reader for one direction: `push()` bytes, then call `next()` until it
  * returns undefined (more input needed). A violation is final: the caller drops the connection.
- * No extension is ever negotiated by the fuzzer, so every RSV bit is a violation.
+ * Every RSV bit is a violation, except RSV1 on the first frame of a data message once
+ * permessage-deflate was negotiated (`deflate`).
  */
 export class FrameReader {
   private readonly chunks: Buffer[] = [];
@@ -74,6 +75,9 @@ export class FrameReader {
   private frame: Partial | undefined;
   /** Inside a fragmented data message (a non-FIN data frame was read). */
   private inMessage = false;
+
+  /** permessage-deflate was negotiated: RSV1 marks a compressed message (RFC 7692 §6). */
+  deflate = false;
 
   /** `fromClient`: frames must be masked (we are the server); else they must not be. */
   constructor(private readonly fromClient: boolean) {}
@@ -115,8 +119,11 @@ export class FrameReader {
     const masked = (b1 & 0x80) !== 0;
     const len1 = b1 & 0x7f;
     const violation = (reason: string): { violation: string } => ({ violation: reason });
-    // RFC 6455 §5.2: RSV bits need a negotiated extension; none is.
-    if (rsv !== 0) return violation(`RSV = ${rsv} and no extension negotiated`);
+    // RFC 6455 §5.2: RSV bits need a negotiated extension. RFC 7692 §6: permessage-deflate uses
+    // RSV1, on the first frame of a message only (§6.1), never on a control frame (§6).
+    if ((rsv & 3) !== 0 || (rsv !== 0 && !this.deflate)) return violation(`RSV = ${rsv} and no extension negotiated that defines it`);
+    if (rsv !== 0 && opcode >= 8) return violation('RSV1 on a control frame');
+    if (rsv !== 0 && opcode === 0) return violation('RSV1 on a continuation frame');
     // RFC 6455 §5.1 and §5.3: a client masks every frame, a server none.
     if (this.fromClient && !masked) return violation('unmasked client-to-server frame');
     if (!this.fromClient && masked) return violation('masked server-to-client frame');
@@ -213,30 +220,45 @@ const hasToken = (value: string | undefined, token: string): boolean =>
 
 const acceptFor = (key: string): string => createHash('sha1').update(key + GUID).digest('base64');
 
-/** The client's opening request for `url` with `key`; no extension or subprotocol is offered. */
-export function clientRequest(url: URL, key: string): string {
+/**
+ * The client's opening request for `url` with `key`; no subprotocol is offered, and extensions
+ * only when `offers` are given (one header, Autobahn's order of parameters).
+ */
+export function clientRequest(url: URL, key: string, offers: readonly DeflateOffer[] = []): string {
+  const extensions = offers.length > 0 ? `Sec-WebSocket-Extensions: ${offers.map(formatDeflateOffer).join(', ')}\r\n` : '';
   return (
     `GET ${url.pathname}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-    `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\nUser-Agent: rfc6455-autobahn-fuzzer\r\n\r\n`
+    `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n${extensions}User-Agent: rfc6455-autobahn-fuzzer\r\n\r\n`
   );
 }
 
-/** What is wrong with the server's response to our request with `key`, or undefined. */
-export function checkResponse({ start, headers }: Head, key: string): string | undefined {
-  if (!/^HTTP\/1\.1 101\b/.test(start)) return `expected 101, got "${start}"`;
-  if (headers.get('upgrade')?.toLowerCase() !== 'websocket') return 'Upgrade is not websocket';
-  if (!hasToken(headers.get('connection'), 'upgrade')) return 'Connection has no upgrade token';
-  if (headers.get('sec-websocket-accept') !== acceptFor(key)) return 'wrong Sec-WebSocket-Accept';
-  if (headers.has('sec-websocket-extensions')) return 'server chose an extension that was not offered';
-  if (headers.has('sec-websocket-protocol')) return 'server chose a subprotocol that was not offered';
-  return undefined;
+/**
+ * Checks the server's response to our request with `key` and `offers`: what is wrong, or the
+ * permessage-deflate parameters agreed (undefined when the server declined every offer).
+ */
+export function checkResponse({ start, headers }: Head, key: string, offers: readonly DeflateOffer[] = []): { error: string } | { deflate: DeflateParams | undefined } {
+  const error = (reason: string): { error: string } => ({ error: reason });
+  if (!/^HTTP\/1\.1 101\b/.test(start)) return error(`expected 101, got "${start}"`);
+  if (headers.get('upgrade')?.toLowerCase() !== 'websocket') return error('Upgrade is not websocket');
+  if (!hasToken(headers.get('connection'), 'upgrade')) return error('Connection has no upgrade token');
+  if (headers.get('sec-websocket-accept') !== acceptFor(key)) return error('wrong Sec-WebSocket-Accept');
+  if (headers.has('sec-websocket-protocol')) return error('server chose a subprotocol that was not offered');
+  const extensions = headers.get('sec-websocket-extensions');
+  if (extensions === undefined) return { deflate: undefined };
+  if (offers.length === 0) return error('server chose an extension that was not offered');
+  const agreed = deflateFromResponse(extensions, offers);
+  return typeof agreed === 'string' ? error(`Sec-WebSocket-Extensions "${extensions}": ${agreed}`) : { deflate: agreed };
 }
 
 /**
- * Checks a client's opening request: the 101 response to send, or what is wrong. Extensions and
- * subprotocols the client offers are declined (none is negotiated).
+ * Checks a client's opening request: the 101 response to send, or what is wrong. Subprotocols
+ * are declined; extensions too, unless `acceptDeflate` is given: then the client's
+ * permessage-deflate offers must be valid, and the one it picks is answered.
  */
-export function answerRequest({ start, headers }: Head): { response: string } | { error: string } {
+export function answerRequest(
+  { start, headers }: Head,
+  acceptDeflate?: DeflateAcceptor,
+): { response: string; deflate: DeflateParams | undefined } | { error: string } {
   const [method, , version, extra] = start.split(' ');
   if (method !== 'GET' || version !== 'HTTP/1.1' || extra !== undefined) return { error: `bad request line "${start}"` };
   if (!headers.has('host')) return { error: 'no Host header' };
@@ -246,9 +268,210 @@ export function answerRequest({ start, headers }: Head): { response: string } | 
   const key = headers.get('sec-websocket-key') ?? '';
   const decoded = Buffer.from(key, 'base64');
   if (decoded.length !== 16 || decoded.toString('base64') !== key) return { error: 'Sec-WebSocket-Key is not 16 bytes in base64' };
+  let deflate: { response: string; params: DeflateParams } | undefined;
+  const offered = headers.get('sec-websocket-extensions');
+  if (acceptDeflate && offered !== undefined) {
+    const offers = deflateOffersIn(offered);
+    if (typeof offers === 'string') return { error: `Sec-WebSocket-Extensions "${offered}": ${offers}` };
+    deflate = answerDeflate(offers, acceptDeflate);
+  }
   return {
     response:
       `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptFor(key)}\r\n` +
+      (deflate ? `Sec-WebSocket-Extensions: ${deflate.response}\r\n` : '') +
       'Server: rfc6455-autobahn-fuzzer\r\n\r\n',
+    deflate: deflate?.params,
+  };
+}
+
+// ---- permessage-deflate negotiation (RFC 7692 §5, §7.1) ------------------------------------------
+
+const PERMESSAGE_DEFLATE = 'permessage-deflate';
+
+/** One permessage-deflate offer, by its parameters (RFC 7692 §7.1). */
+export interface DeflateOffer {
+  /** The client will (or asks to be allowed to) reset its compressor after each message. */
+  clientNoContextTakeover: boolean;
+  /** `true`: offered without a value (the server may limit the client's window); undefined: absent. */
+  clientMaxWindowBits?: number | true;
+  /** The client asks the server to reset its compressor after each message. */
+  serverNoContextTakeover: boolean;
+  /** The largest server window the client accepts; undefined: absent. */
+  serverMaxWindowBits?: number;
+}
+
+/** What both sides apply once the handshake is done (window bits are 15 unless negotiated). */
+export interface DeflateParams {
+  serverNoContextTakeover: boolean;
+  clientNoContextTakeover: boolean;
+  serverMaxWindowBits: number;
+  clientMaxWindowBits: number;
+}
+
+/** What the fuzzer as server asks of the client when it accepts `offer`. */
+export interface DeflateAnswer {
+  offer: DeflateOffer;
+  clientNoContextTakeover: boolean;
+  clientMaxWindowBits?: number;
+}
+
+/** The fuzzer as server: picks the offer to accept (and what to ask of the client), or declines all. */
+export type DeflateAcceptor = (offers: readonly DeflateOffer[]) => DeflateAnswer | undefined;
+
+/** An offer as Autobahn writes it: client parameters first, then what is asked of the server. */
+export function formatDeflateOffer(offer: DeflateOffer): string {
+  const params = [PERMESSAGE_DEFLATE];
+  if (offer.clientNoContextTakeover) params.push('client_no_context_takeover');
+  if (offer.clientMaxWindowBits !== undefined) params.push(offer.clientMaxWindowBits === true ? 'client_max_window_bits' : `client_max_window_bits=${offer.clientMaxWindowBits}`);
+  if (offer.serverNoContextTakeover) params.push('server_no_context_takeover');
+  if (offer.serverMaxWindowBits !== undefined) params.push(`server_max_window_bits=${offer.serverMaxWindowBits}`);
+  return params.join('; ');
+}
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** RFC 7692 §7.1.2: "a decimal integer value without leading zeroes between 8 to 15". */
+const WINDOW_BITS = /^(?:[89]|1[0-5])$/;
+
+type ExtensionElement = { name: string; params: Array<[string, string | true]> };
+
+/**
+ * Parses a `Sec-WebSocket-Extensions` value (RFC 6455 §9.1: a comma-separated list of
+ * `token *( ";" token [ "=" (token | quoted-string) ] )`), or says what is wrong with it.
+ */
+function parseExtensions(value: string): ExtensionElement[] | string {
+  const elements: ExtensionElement[] = [];
+  for (const item of value.split(',')) {
+    const [name = '', ...rawParams] = item.split(';').map((part) => part.trim());
+    if (!TOKEN.test(name)) return `"${name}" is not an extension token`;
+    const params: Array<[string, string | true]> = [];
+    for (const raw of rawParams) {
+      const eq = raw.indexOf('=');
+      const key = (eq < 0 ? raw : raw.slice(0, eq)).trim();
+      if (!TOKEN.test(key)) return `"${key}" is not a parameter token`;
+      if (eq < 0) {
+        params.push([key.toLowerCase(), true]);
+        continue;
+      }
+      let val = raw.slice(eq + 1).trim();
+      if (val.length >= 2 && val.startsWith('"') && val.endsWith('"')) val = val.slice(1, -1);
+      // RFC 6455 §9.1: a quoted value must be a token once unquoted.
+      if (!TOKEN.test(val)) return `the value of ${key} is not a token`;
+      params.push([key.toLowerCase(), val]);
+    }
+    elements.push({ name: name.toLowerCase(), params });
+  }
+  return elements;
+}
+
+type DeflateParamsSeen = {
+  server_no_context_takeover?: true;
+  client_no_context_takeover?: true;
+  server_max_window_bits?: number;
+  client_max_window_bits?: number | true;
+};
+
+/** The parameters of one permessage-deflate element, or what is wrong (RFC 7692 §7.1). */
+function readDeflateParams(element: ExtensionElement, isOffer: boolean): DeflateParamsSeen | string {
+  const seen: DeflateParamsSeen = {};
+  for (const [name, value] of element.params) {
+    if (Object.hasOwn(seen, name)) return `parameter ${name} appears twice`;
+    if (name === 'server_no_context_takeover' || name === 'client_no_context_takeover') {
+      if (value !== true) return `parameter ${name} has a value`;
+      seen[name] = true;
+    } else if (name === 'server_max_window_bits' || name === 'client_max_window_bits') {
+      // RFC 7692 §7.1.2.2: only client_max_window_bits in an offer may come without a value.
+      if (value === true) {
+        if (name === 'server_max_window_bits' || !isOffer) return `parameter ${name} has no value`;
+        seen[name] = true;
+      } else if (!WINDOW_BITS.test(value)) {
+        return `parameter ${name} has the invalid value "${value}"`;
+      } else {
+        seen[name] = Number(value);
+      }
+    } else {
+      return `unknown parameter ${name}`;
+    }
+  }
+  return seen;
+}
+
+/** The client's permessage-deflate offers (other extensions are ignored), or what is wrong. */
+export function deflateOffersIn(value: string): DeflateOffer[] | string {
+  const elements = parseExtensions(value);
+  if (typeof elements === 'string') return elements;
+  const offers: DeflateOffer[] = [];
+  for (const element of elements) {
+    if (element.name !== PERMESSAGE_DEFLATE) continue;
+    const p = readDeflateParams(element, true);
+    // A server may decline an invalid offer; the client under test should never make one.
+    if (typeof p === 'string') return `invalid permessage-deflate offer: ${p}`;
+    offers.push({
+      clientNoContextTakeover: p.client_no_context_takeover === true,
+      ...(p.client_max_window_bits !== undefined ? { clientMaxWindowBits: p.client_max_window_bits } : {}),
+      serverNoContextTakeover: p.server_no_context_takeover === true,
+      ...(p.server_max_window_bits !== undefined ? { serverMaxWindowBits: p.server_max_window_bits } : {}),
+    });
+  }
+  return offers;
+}
+
+/**
+ * The fuzzer as server: the response element and the agreed parameters for the offer the acceptor
+ * picks (RFC 7692 §7.1: what the client asked of the server is granted as asked; the server's
+ * requests are the acceptor's), or undefined to decline. An answer the RFC does not allow (a
+ * client window without the client's client_max_window_bits, or above its value) is a bug in the case.
+ */
+function answerDeflate(offers: readonly DeflateOffer[], accept: DeflateAcceptor): { response: string; params: DeflateParams } | undefined {
+  const answer = accept(offers);
+  if (!answer) return undefined;
+  const { offer } = answer;
+  if (answer.clientMaxWindowBits !== undefined) {
+    if (offer.clientMaxWindowBits === undefined) throw new Error('client_max_window_bits answered to an offer without it');
+    if (offer.clientMaxWindowBits !== true && answer.clientMaxWindowBits > offer.clientMaxWindowBits) throw new Error('client_max_window_bits answered above the offer');
+  }
+  const params = [PERMESSAGE_DEFLATE];
+  if (offer.serverNoContextTakeover) params.push('server_no_context_takeover');
+  if (offer.serverMaxWindowBits !== undefined) params.push(`server_max_window_bits=${offer.serverMaxWindowBits}`);
+  if (answer.clientNoContextTakeover) params.push('client_no_context_takeover');
+  if (answer.clientMaxWindowBits !== undefined) params.push(`client_max_window_bits=${answer.clientMaxWindowBits}`);
+  return {
+    response: params.join('; '),
+    params: {
+      serverNoContextTakeover: offer.serverNoContextTakeover,
+      clientNoContextTakeover: answer.clientNoContextTakeover,
+      serverMaxWindowBits: offer.serverMaxWindowBits ?? 15,
+      clientMaxWindowBits: answer.clientMaxWindowBits ?? 15,
+    },
+  };
+}
+
+/**
+ * The fuzzer as client: the parameters agreed by the server's response to `offers`, or what is
+ * wrong with it. It must be one valid permessage-deflate element that answers one of the offers
+ * (RFC 7692 §7.1): server_no_context_takeover and server_max_window_bits (at most the requested
+ * value) present when that offer asked for them, client_max_window_bits only when the offer had
+ * it (and not above its value); client_no_context_takeover and an unrequested
+ * server_max_window_bits are always allowed.
+ */
+function deflateFromResponse(value: string, offers: readonly DeflateOffer[]): DeflateParams | string {
+  const elements = parseExtensions(value);
+  if (typeof elements === 'string') return elements;
+  if (elements.length !== 1) return `${elements.length} extensions accepted, one was offered`;
+  const element = elements[0]!;
+  if (element.name !== PERMESSAGE_DEFLATE) return `extension ${element.name} was not offered`;
+  const p = readDeflateParams(element, false);
+  if (typeof p === 'string') return p;
+  const serverBits = p.server_max_window_bits as number | undefined;
+  const clientBits = p.client_max_window_bits as number | undefined;
+  const answers = (offer: DeflateOffer): boolean =>
+    (!offer.serverNoContextTakeover || p.server_no_context_takeover === true) &&
+    (offer.serverMaxWindowBits === undefined || (serverBits !== undefined && serverBits <= offer.serverMaxWindowBits)) &&
+    (clientBits === undefined || (offer.clientMaxWindowBits !== undefined && (offer.clientMaxWindowBits === true || clientBits <= offer.clientMaxWindowBits)));
+  if (!offers.some(answers)) return 'the response answers none of the offers';
+  return {
+    serverNoContextTakeover: p.server_no_context_takeover === true,
+    clientNoContextTakeover: p.client_no_context_takeover === true,
+    serverMaxWindowBits: serverBits ?? 15,
+    clientMaxWindowBits: clientBits ?? 15,
   };
 }
