@@ -6,43 +6,30 @@
  * sent (nothing may follow our close frame, RFC 6455 §5.5.1), which Autobahn grades NON-STRICT.
  * This pins what docs/conformance.md says about the two styles.
  */
-import { serve, type WebSocketServer } from 'rfc6455';
-import { runCase, type CaseResult } from './case.js';
-import { FuzzPeer } from './fuzzer.js';
-import { allCases, CASE_TEST_TIMEOUT, expectedVerdict, expectVerdict, report, scheduleAll } from './harness.js';
+import { allCases, expectedVerdict, expectVerdict } from './harness.js';
+import { caseTests, runAgainstServer, type ServerRun } from './our-side.js';
 
 const framingCases = allCases.filter((c) => Number(c.id.split('.')[0]) <= 5);
 
-let server: WebSocketServer;
-let results: Map<string, Promise<CaseResult>>;
-
+let run: ServerRun;
 beforeAll(async () => {
-  server = await serve({ port: 0, host: '127.0.0.1', perMessageDeflate: true }, async (conn) => {
-    for await (const message of conn) conn.send(message).catch(() => undefined);
+  run = await runAgainstServer('our server, echo as a for-await loop (fuzzer as client)', framingCases, {
+    agent: 'rfc6455-for-await',
+    handler: async (conn) => {
+      for await (const message of conn) conn.send(message).catch(() => undefined);
+    },
   });
-  const base = new URL(server.url);
-  results = scheduleAll(framingCases, (def) =>
-    runCase(def, 'client', async (events) => FuzzPeer.connect(new URL(`/runCase?case=${def.id}&agent=rfc6455-for-await`, base), events)),
-  );
 });
-
-afterAll(async () => {
-  report('our server, echo as a for-await loop (fuzzer as client)', await Promise.all(results.values()));
-  await server.close();
-});
+afterAll(() => run.finish());
 
 describe('Autobahn-style framing cases against a for-await echo (fuzzer as client)', () => {
   test('the case list is sections 1-5 (64 cases)', () => {
     expect(framingCases).toHaveLength(64);
   });
-  for (const def of framingCases) {
-    const expected = expectedVerdict(def.id, true);
-    test(
-      `case ${def.id}: ${def.title} (${expected.behavior} / ${expected.behaviorClose})`,
-      async () => {
-        expectVerdict(await results.get(def.id)!, expected);
-      },
-      CASE_TEST_TIMEOUT,
-    );
-  }
+  caseTests(
+    framingCases,
+    () => run,
+    (def) => `${expectedVerdict(def.id, true).behavior} / ${expectedVerdict(def.id, true).behaviorClose}`,
+    (def, r) => expectVerdict(r, expectedVerdict(def.id, true)),
+  );
 });

@@ -3,6 +3,7 @@
  * its own connection), the expected verdicts, and the failure report.
  */
 import { closeSectionCases } from './cases-close.js';
+import { deflateMessageSize } from './cases-deflate.js';
 import { framingSectionCases } from './cases-framing.js';
 import { limitsSectionCases, miscSectionCases } from './cases-limits.js';
 import { utf8SectionCases } from './cases-utf8.js';
@@ -156,4 +157,10 @@ export function expectEchoesCompressed(r: CaseResult, size: number): void {
   if (plain > 0 || compressed === 0) {
     throw new Error(`expected every echo of ${size} bytes compressed, got ${compressed} compressed and ${plain} not\n${explain(r)}`);
   }
+}
+
+/** A 12.x/13.x case: OK / OK, and the echoes of its large messages came compressed. */
+export function expectDeflateCase(def: CaseDef, r: CaseResult): void {
+  expectVerdict(r, OK);
+  expectEchoesCompressed(r, deflateMessageSize.get(def.id)!);
 }

@@ -1,0 +1,117 @@
+/**
+ * Our side of the cases, shared by the test files: the serve() echo server (as
+ * examples/echo-server.ts), the connect() echo client, running a case list against either, and
+ * registering one Jest test per case.
+ */
+import { connect, serve, type ConnectionHandler, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
+import { runCase, type CaseDef, type CaseResult } from './case.js';
+import { FuzzPeer, listenOnce } from './fuzzer.js';
+import { CASE_TEST_TIMEOUT, report, scheduleAll } from './harness.js';
+
+type Limits = Parameters<typeof scheduleAll>[2];
+
+/**
+ * The echo of examples/echo-server.ts: a `message` listener, so each message is echoed as it is
+ * parsed, before the next frame of the same read (see harness.ts on the `for await` style).
+ */
+export const echoFromListener: ConnectionHandler = (conn) => {
+  conn.on('message', (message) => void conn.send(message).catch(() => undefined));
+};
+
+/** Cases run by the fuzzer as a client against a serve() server (Autobahn's fuzzingclient mode). */
+export interface ServerRun {
+  results: Map<string, Promise<CaseResult>>;
+  /** Prints the report (AUTOBAHN_REPORT) and closes the server. */
+  finish(): Promise<void>;
+}
+
+export async function runAgainstServer(
+  label: string,
+  cases: CaseDef[],
+  options: { maxMessageSize?: number; handler?: ConnectionHandler; agent?: string; limits?: Limits } = {},
+): Promise<ServerRun> {
+  const server: WebSocketServer = await serve(
+    { port: 0, host: '127.0.0.1', perMessageDeflate: true, ...(options.maxMessageSize ? { maxMessageSize: options.maxMessageSize } : {}) },
+    options.handler ?? echoFromListener,
+  );
+  const base = new URL(server.url);
+  const agent = options.agent ?? 'rfc6455';
+  const results = scheduleAll(
+    cases,
+    (def) => runCase(def, 'client', async (events) => FuzzPeer.connect(new URL(`/runCase?case=${def.id}&agent=${agent}`, base), events, def.deflate)),
+    options.limits,
+  );
+  return {
+    results,
+    async finish() {
+      report(label, await Promise.all(results.values()));
+      await server.close();
+    },
+  };
+}
+
+/** The client under test: connect (its default options), then echo every message until the end. */
+async function echoClient(url: string, open: Set<WebSocketConnection>): Promise<void> {
+  let conn: WebSocketConnection | undefined;
+  try {
+    conn = await connect(url);
+    open.add(conn);
+    const c = conn;
+    // The fuzzer's first frames come with the 101; connect() parses them once the code awaiting
+    // it has added this listener, so they are echoed as they are parsed, as on the server.
+    c.on('message', (message) => void c.send(message).catch(() => undefined));
+    await c.whenClosed;
+  } catch {
+    // The verdict comes from what the fuzzer saw on the wire.
+  } finally {
+    if (conn) open.delete(conn);
+  }
+}
+
+/**
+ * Cases run by the fuzzer as a server, one listener per case, against our connect() echo client
+ * (Autobahn's fuzzingserver mode: the case decides how the fuzzer answers the client's offers).
+ */
+export function runAgainstClient(label: string, cases: CaseDef[], limits?: Limits): ServerRun {
+  const clients: Array<Promise<void>> = [];
+  const open = new Set<WebSocketConnection>();
+  const results = scheduleAll(
+    cases,
+    (def) =>
+      runCase(def, 'server', async (events) => {
+        const listener = await listenOnce(events, def.deflate);
+        clients.push(echoClient(`${listener.url}/runCase?case=${def.id}&agent=rfc6455`, open));
+        let timer: NodeJS.Timeout | undefined;
+        const noClient = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('the client did not connect')), 10_000)));
+        try {
+          return await Promise.race([listener.peer, noClient]);
+        } finally {
+          clearTimeout(timer);
+          listener.close();
+        }
+      }),
+    limits,
+  );
+  return {
+    results,
+    async finish() {
+      report(label, await Promise.all(results.values()));
+      for (const conn of open) conn.terminate();
+      await Promise.all(clients);
+    },
+  };
+}
+
+/**
+ * One test per case, named `case <id>: <title> (<verdict>)`, awaiting the case's result from
+ * `run()` (set in beforeAll) and checking it with `check`.
+ */
+export function caseTests(cases: CaseDef[], run: () => ServerRun, verdictOf: (def: CaseDef) => string, check: (def: CaseDef, r: CaseResult) => void): void {
+  for (const def of cases) {
+    test(
+      `case ${def.id}: ${def.title} (${verdictOf(def)})`,
+      async () => check(def, await run().results.get(def.id)!),
+      CASE_TEST_TIMEOUT,
+    );
+  }
+}
