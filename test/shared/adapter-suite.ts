@@ -22,6 +22,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { broadcast, connect, EOF, handleUpgrade, HandshakeError, type ConnectOptions, type ConnectionHandler, type Route, type WebSocketConnection } from 'rfc6455';
+import { allCases, expectedVerdict, expectVerdict } from '../interop/autobahn/harness.js';
+import { caseTests, runAgainstUrl, type ServerRun } from '../interop/autobahn/our-side.js';
 
 export interface TlsMaterial {
   key: string;
@@ -323,6 +325,26 @@ export function adapterSuite(adapter: AdapterUnderTest): void {
         expect(await recvText(first)).toBe('to everyone');
         expect(await recvText(second)).toBe('to everyone');
       });
+    });
+
+    describe('Autobahn-style framing and closing cases on /echo (sections 1-5 and 7)', () => {
+      // The framework's upgrade path (its HTTP parser, hooks and middleware) must leave the
+      // protocol as serve()'s: the same cases as test/interop/autobahn, with the same verdicts.
+      // /echo is a `for await` loop, so the six cases where a message and a frame that fails the
+      // connection come in one write are NON-STRICT (see test/interop/autobahn/harness.ts).
+      const cases = allCases.filter((c) => /^([1-5]|7)\./.test(c.id));
+      let run: ServerRun;
+      beforeAll(() => {
+        run = runAgainstUrl(`${adapter.name} /echo (fuzzer as client)`, cases, new URL(fixture.url + '/echo'), `rfc6455-${adapter.name}`);
+      });
+      afterAll(() => run.finish());
+      it('runs 101 cases', () => expect(cases).toHaveLength(101));
+      caseTests(
+        cases,
+        () => run,
+        (def) => `${expectedVerdict(def.id, true).behavior} / ${expectedVerdict(def.id, true).behaviorClose}`,
+        (def, r) => expectVerdict(r, expectedVerdict(def.id, true)),
+      );
     });
 
     describe('shutdown', () => {

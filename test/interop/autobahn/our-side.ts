@@ -34,18 +34,32 @@ export async function runAgainstServer(
     { port: 0, host: '127.0.0.1', perMessageDeflate: true, ...(options.maxMessageSize ? { maxMessageSize: options.maxMessageSize } : {}) },
     options.handler ?? echoFromListener,
   );
-  const base = new URL(server.url);
-  const agent = options.agent ?? 'rfc6455';
-  const results = scheduleAll(
-    cases,
-    (def) => runCase(def, 'client', async (events) => FuzzPeer.connect(new URL(`/runCase?case=${def.id}&agent=${agent}`, base), events, def.deflate)),
-    options.limits,
-  );
+  const run = runAgainstUrl(label, cases, new URL('/runCase', server.url), options.agent, options.limits);
+  return {
+    results: run.results,
+    async finish() {
+      await run.finish();
+      await server.close();
+    },
+  };
+}
+
+/**
+ * Cases run by the fuzzer as a client against an echo endpoint someone else serves (an
+ * adapter's route): each case connects to `endpoint` with `?case=<id>&agent=<agent>` added.
+ */
+export function runAgainstUrl(label: string, cases: CaseDef[], endpoint: URL, agent = 'rfc6455', limits?: Limits): ServerRun {
+  const urlOf = (id: string): URL => {
+    const url = new URL(endpoint);
+    url.searchParams.set('case', id);
+    url.searchParams.set('agent', agent);
+    return url;
+  };
+  const results = scheduleAll(cases, (def) => runCase(def, 'client', async (events) => FuzzPeer.connect(urlOf(def.id), events, def.deflate)), limits);
   return {
     results,
     async finish() {
       report(label, await Promise.all(results.values()));
-      await server.close();
     },
   };
 }
