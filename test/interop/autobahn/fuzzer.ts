@@ -19,10 +19,19 @@
  * The closing bookkeeping follows Autobahn's: who sent the first close frame (`closedByMe`),
  * whether the closing handshake completed and the server closed TCP (`wasClean`), who dropped
  * TCP (`droppedByMe`), and the peer's close code and reason.
+ *
+ * Over TLS (a `wss:` URL as client, `listenOnce` with a key and certificate as server) everything
+ * is the same on top of a `TLSSocket`: "closing TCP" is `end()` (a close_notify alert, then FIN)
+ * or `destroy()` (FIN without close_notify, as over TCP), and either way the other side sees
+ * `'end'` then `'close'` (Node reports no error for a missing close_notify), so who closed first
+ * is told as over TCP. A write goes out as TLS records of its own (one per 16 KiB), which the
+ * peer decrypts in the read that brings them, so chops and sync points (a write, then event-loop
+ * turns) still reach the peer one by one.
  */
 import { isUtf8 } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
-import { connect as netConnect, createServer, type Socket } from 'node:net';
+import { connect as netConnect, createServer, isIP, type Server, type Socket } from 'node:net';
+import { connect as tlsConnect, createServer as createTlsServer, type ConnectionOptions as TlsConnectionOptions } from 'node:tls';
 import { MessageDeflater, StrictInflater } from './deflate.js';
 import {
   answerRequest,
@@ -72,6 +81,12 @@ export interface Deflate {
   deflater: MessageDeflater;
   /** Decodes what the peer sends, with its direction's window and takeover. */
   inflater: StrictInflater;
+}
+
+/** TLS for the fuzzer as a server (`listenOnce`): the key and certificate it presents. */
+export interface TlsServerSetup {
+  key: Buffer | string;
+  cert: Buffer | string;
 }
 
 /** What the fuzzer negotiates: offers to make as a client, the acceptor to apply as a server. */
@@ -177,7 +192,12 @@ export class FuzzPeer {
     this.finished = new Promise((resolve) => (this.resolveFinished = resolve));
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('error', (error) => this.note(`tcp:error ${(error as NodeJS.ErrnoException).code ?? error.message}`));
+    socket.on('error', (error) => {
+      const code = (error as NodeJS.ErrnoException).code ?? error.message;
+      this.note(`tcp:error ${code}`);
+      // A connection or TLS handshake that fails before the opening handshake says why in the report.
+      if (this.state === 'connecting') this.handshakeError ??= `transport error before the opening handshake: ${code}`;
+    });
     socket.on('close', () => this.onSocketClose());
     this.arm(OPEN_HANDSHAKE_TIMEOUT, () => {
       if (this.state !== 'connecting') return;
@@ -186,11 +206,22 @@ export class FuzzPeer {
     });
   }
 
-  /** Fuzzer as client: connects to `url` and performs the opening handshake (with `deflate.offers`). */
-  static connect(url: URL, events: PeerEvents, deflate?: DeflateSetup): FuzzPeer {
-    const socket = netConnect({ host: url.hostname, port: Number(url.port) });
+  /**
+   * Fuzzer as client: connects to `url` and performs the opening handshake (with `deflate.offers`).
+   * A `wss:` URL connects over TLS with `tls` (e.g. `{ ca }` to trust a test certificate: the
+   * certificate is then verified, Node's default); without `tls` the server's certificate is not
+   * verified (`rejectUnauthorized: false`), as wstest does not.
+   */
+  static connect(url: URL, events: PeerEvents, deflate?: DeflateSetup, tls?: TlsConnectionOptions): FuzzPeer {
+    const secure = url.protocol === 'wss:';
+    const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+    const port = Number(url.port || (secure ? 443 : 80));
+    const socket = secure
+      ? tlsConnect({ ...(isIP(host) === 0 ? { servername: host } : {}), ...(tls ?? { rejectUnauthorized: false }), host, port })
+      : netConnect({ host, port });
     const peer = new FuzzPeer(socket, false, events, deflate);
-    socket.once('connect', () => {
+    // Over TLS the request goes once the TLS handshake is done (the certificate checked).
+    socket.once(secure ? 'secureConnect' : 'connect', () => {
       peer.clientKey = randomBytes(16).toString('base64');
       socket.write(clientRequest(url, peer.clientKey, deflate?.offers));
     });
@@ -623,19 +654,28 @@ export class FuzzPeer {
 
 /**
  * Listens on 127.0.0.1, port 0, for exactly one connection, which becomes a server-side FuzzPeer;
- * later connections are refused. `close()` stops listening if nobody came.
+ * later connections are refused. `close()` stops listening if nobody came. With `tls` it listens
+ * for TLS (`wss:` URL): the connection becomes the peer once its TLS handshake is done.
  */
-export async function listenOnce(events: PeerEvents, deflate?: DeflateSetup): Promise<{ url: string; peer: Promise<FuzzPeer>; close(): void }> {
+export async function listenOnce(
+  events: PeerEvents,
+  deflate?: DeflateSetup,
+  tls?: TlsServerSetup,
+): Promise<{ url: string; peer: Promise<FuzzPeer>; close(): void }> {
   let resolvePeer!: (peer: FuzzPeer) => void;
   const peer = new Promise<FuzzPeer>((resolve) => (resolvePeer = resolve));
-  const server = createServer({ noDelay: true }, (socket) => {
+  const onConnection = (socket: Socket): void => {
     if (server.listening) server.close();
     else {
       socket.destroy();
       return;
     }
     resolvePeer(FuzzPeer.accept(socket, events, deflate));
-  });
+  };
+  // A TLS server calls it at 'secureConnection' (with the TLSSocket), a plain one at 'connection'.
+  const server: Server = tls
+    ? createTlsServer({ key: tls.key, cert: tls.cert, noDelay: true }, onConnection)
+    : createServer({ noDelay: true }, onConnection);
   let accepted = false;
   peer.then(() => (accepted = true)).catch(() => undefined);
   await new Promise<void>((resolve, reject) => {
@@ -644,7 +684,7 @@ export async function listenOnce(events: PeerEvents, deflate?: DeflateSetup): Pr
   });
   const { port } = server.address() as { port: number };
   return {
-    url: `ws://127.0.0.1:${port}`,
+    url: `${tls ? 'wss' : 'ws'}://127.0.0.1:${port}`,
     peer,
     close: () => {
       if (!accepted && server.listening) server.close();

@@ -1,11 +1,13 @@
 /**
  * Our side of the cases, shared by the test files: the serve() echo server (as
  * examples/echo-server.ts), the connect() echo client, running a case list against either, and
- * registering one Jest test per case.
+ * registering one Jest test per case. Over plain TCP by default; the options add TLS (on both
+ * sides of the wire) or other serve()/connect() options (e.g. `directReads: false`).
  */
-import { connect, serve, type ConnectionHandler, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
+import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
+import { connect, serve, type ConnectionHandler, type ConnectOptions, type ServeOptions, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
 import { runCase, type CaseDef, type CaseResult } from './case.js';
-import { FuzzPeer, listenOnce } from './fuzzer.js';
+import { FuzzPeer, listenOnce, type TlsServerSetup } from './fuzzer.js';
 import { CASE_TEST_TIMEOUT, report, scheduleAll } from './harness.js';
 
 type Limits = Parameters<typeof scheduleAll>[2];
@@ -25,16 +27,23 @@ export interface ServerRun {
   finish(): Promise<void>;
 }
 
-export async function runAgainstServer(
-  label: string,
-  cases: CaseDef[],
-  options: { maxMessageSize?: number; handler?: ConnectionHandler; agent?: string; limits?: Limits } = {},
-): Promise<ServerRun> {
+export interface ServerRunOptions {
+  maxMessageSize?: number;
+  handler?: ConnectionHandler;
+  agent?: string;
+  limits?: Limits;
+  /** More serve() options, e.g. `tls` (the fuzzer then connects to its wss: URL) or `directReads`. */
+  serve?: Partial<ServeOptions>;
+  /** How the fuzzer connects over TLS (e.g. `{ ca }`), when `serve.tls` is given. */
+  fuzzerTls?: TlsConnectionOptions;
+}
+
+export async function runAgainstServer(label: string, cases: CaseDef[], options: ServerRunOptions = {}): Promise<ServerRun> {
   const server: WebSocketServer = await serve(
-    { port: 0, host: '127.0.0.1', perMessageDeflate: true, ...(options.maxMessageSize ? { maxMessageSize: options.maxMessageSize } : {}) },
+    { port: 0, host: '127.0.0.1', perMessageDeflate: true, ...(options.maxMessageSize ? { maxMessageSize: options.maxMessageSize } : {}), ...options.serve },
     options.handler ?? echoFromListener,
   );
-  const run = runAgainstUrl(label, cases, new URL('/runCase', server.url), options.agent, options.limits);
+  const run = runAgainstUrl(label, cases, new URL('/runCase', server.url), options.agent, options.limits, options.fuzzerTls);
   return {
     results: run.results,
     async finish() {
@@ -46,16 +55,17 @@ export async function runAgainstServer(
 
 /**
  * Cases run by the fuzzer as a client against an echo endpoint someone else serves (an
- * adapter's route): each case connects to `endpoint` with `?case=<id>&agent=<agent>` added.
+ * adapter's route): each case connects to `endpoint` with `?case=<id>&agent=<agent>` added
+ * (over TLS, with `tls`, when it is a wss: URL).
  */
-export function runAgainstUrl(label: string, cases: CaseDef[], endpoint: URL, agent = 'rfc6455', limits?: Limits): ServerRun {
+export function runAgainstUrl(label: string, cases: CaseDef[], endpoint: URL, agent = 'rfc6455', limits?: Limits, tls?: TlsConnectionOptions): ServerRun {
   const urlOf = (id: string): URL => {
     const url = new URL(endpoint);
     url.searchParams.set('case', id);
     url.searchParams.set('agent', agent);
     return url;
   };
-  const results = scheduleAll(cases, (def) => runCase(def, 'client', async (events) => FuzzPeer.connect(urlOf(def.id), events, def.deflate)), limits);
+  const results = scheduleAll(cases, (def) => runCase(def, 'client', async (events) => FuzzPeer.connect(urlOf(def.id), events, def.deflate, tls)), limits);
   return {
     results,
     async finish() {
@@ -64,12 +74,23 @@ export function runAgainstUrl(label: string, cases: CaseDef[], endpoint: URL, ag
   };
 }
 
-/** The client under test: connect (its default options), then echo every message until the end. */
-async function echoClient(url: string, open: Set<WebSocketConnection>): Promise<void> {
+/** Our side of runAgainstClient, beyond the case list. */
+export interface ClientRunOptions {
+  /** connect() options (default: none, so its defaults), e.g. `tls: { ca }` or `directReads: false`. */
+  connect?: ConnectOptions;
+  /** The fuzzer listens over TLS with this key and certificate (the client connects to wss:). */
+  tls?: TlsServerSetup;
+  /** Called with each connection the client made, once connect() resolved. */
+  onConnection?(conn: WebSocketConnection): void;
+}
+
+/** The client under test: connect (its default options unless given), then echo every message until the end. */
+async function echoClient(url: string, open: Set<WebSocketConnection>, options: ClientRunOptions): Promise<void> {
   let conn: WebSocketConnection | undefined;
   try {
-    conn = await connect(url);
+    conn = await (options.connect ? connect(url, options.connect) : connect(url));
     open.add(conn);
+    options.onConnection?.(conn);
     const c = conn;
     // The fuzzer's first frames come with the 101; connect() parses them once the code awaiting
     // it has added this listener, so they are echoed as they are parsed, as on the server.
@@ -86,15 +107,15 @@ async function echoClient(url: string, open: Set<WebSocketConnection>): Promise<
  * Cases run by the fuzzer as a server, one listener per case, against our connect() echo client
  * (Autobahn's fuzzingserver mode: the case decides how the fuzzer answers the client's offers).
  */
-export function runAgainstClient(label: string, cases: CaseDef[], limits?: Limits): ServerRun {
+export function runAgainstClient(label: string, cases: CaseDef[], limits?: Limits, options: ClientRunOptions = {}): ServerRun {
   const clients: Array<Promise<void>> = [];
   const open = new Set<WebSocketConnection>();
   const results = scheduleAll(
     cases,
     (def) =>
       runCase(def, 'server', async (events) => {
-        const listener = await listenOnce(events, def.deflate);
-        clients.push(echoClient(`${listener.url}/runCase?case=${def.id}&agent=rfc6455`, open));
+        const listener = await listenOnce(events, def.deflate, options.tls);
+        clients.push(echoClient(`${listener.url}/runCase?case=${def.id}&agent=rfc6455`, open, options));
         let timer: NodeJS.Timeout | undefined;
         const noClient = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('the client did not connect')), 10_000)));
         try {
