@@ -27,10 +27,15 @@
  * is told as over TCP. A write goes out as TLS records of its own (one per 16 KiB), which the
  * peer decrypts in the read that brings them, so chops and sync points (a write, then event-loop
  * turns) still reach the peer one by one.
+ *
+ * Over any other `Duplex` (`FuzzPeer.over`, e.g. an HTTP/2 extended CONNECT stream behind a shim,
+ * http2.test.ts) the caller does the opening handshake and calls `opened()`; the bookkeeping is
+ * the same, with the transport's `'close'` as "TCP closed" and `destroy()` as dropping it.
  */
 import { isUtf8 } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import { connect as netConnect, createServer, isIP, type Server, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { connect as tlsConnect, createServer as createTlsServer, type ConnectionOptions as TlsConnectionOptions } from 'node:tls';
 import { MessageDeflater, StrictInflater } from './deflate.js';
 import {
@@ -161,7 +166,7 @@ export class FuzzPeer {
   readonly rxMessageCounts = { plain: 0, compressed: 0 };
   readonly finished: Promise<void>;
 
-  private readonly socket: Socket;
+  private readonly socket: Duplex;
   private readonly events: PeerEvents;
   private head: Buffer = EMPTY;
   private clientKey = '';
@@ -182,15 +187,17 @@ export class FuzzPeer {
   private closeHandshakeTimer: NodeJS.Timeout | undefined;
 
   private readonly deflateSetup: DeflateSetup | undefined;
+  /** Made by `over()`: the opening handshake is not on this transport. */
+  private headless = false;
 
-  private constructor(socket: Socket, isServer: boolean, events: PeerEvents, deflateSetup: DeflateSetup | undefined) {
+  private constructor(socket: Duplex, isServer: boolean, events: PeerEvents, deflateSetup: DeflateSetup | undefined) {
     this.socket = socket;
     this.isServer = isServer;
     this.events = events;
     this.deflateSetup = deflateSetup;
     this.reader = new FrameReader(isServer);
     this.finished = new Promise((resolve) => (this.resolveFinished = resolve));
-    socket.setNoDelay(true);
+    (socket as Partial<Socket>).setNoDelay?.(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (error) => {
       const code = (error as NodeJS.ErrnoException).code ?? error.message;
@@ -231,6 +238,29 @@ export class FuzzPeer {
   /** Fuzzer as server: answers the opening handshake of an accepted connection (as `deflate.accept` says). */
   static accept(socket: Socket, events: PeerEvents, deflate?: DeflateSetup): FuzzPeer {
     return new FuzzPeer(socket, true, events, deflate);
+  }
+
+  /**
+   * Fuzzer as client over a transport whose opening handshake the caller does (no HTTP/1.1 head
+   * is sent or parsed, no permessage-deflate): connecting until `opened()` or `openFailed()`.
+   */
+  static over(transport: Duplex, events: PeerEvents): FuzzPeer {
+    const peer = new FuzzPeer(transport, false, events, undefined);
+    peer.headless = true;
+    return peer;
+  }
+
+  /** The caller's opening handshake (`over()`) succeeded: the connection is open. */
+  opened(): void {
+    if (this.state !== 'connecting') return;
+    this.connectionWasOpen = true;
+    this.setState('open');
+    this.events.open();
+  }
+
+  /** The caller's opening handshake (`over()`) failed: drops the transport. */
+  openFailed(reason: string): void {
+    if (this.state === 'connecting') this.handshakeFailed(reason);
   }
 
   // ---- Timers and sync points -------------------------------------------------------------------
@@ -484,6 +514,7 @@ export class FuzzPeer {
 
   private onData(chunk: Buffer): void {
     if (this.state === 'closed') return;
+    if (this.state === 'connecting' && this.headless) return this.handshakeFailed('data before the opening handshake completed');
     if (this.state === 'connecting') {
       this.head = this.head.length === 0 ? chunk : Buffer.concat([this.head, chunk]);
       const split = splitHead(this.head);
