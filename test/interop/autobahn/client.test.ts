@@ -4,8 +4,8 @@
  * harness does. One connection per case, cases run concurrently; each case is one test asserting
  * Autobahn's verdict.
  */
-import { allCases, expectedVerdict, expectVerdict } from './harness.js';
-import { caseTests, runAgainstClient, type ServerRun } from './our-side.js';
+import { allCases } from './harness.js';
+import { runAgainstClient, type ServerRun, verdictTests } from './our-side.js';
 
 let run: ServerRun;
 beforeAll(() => {
@@ -14,10 +14,5 @@ beforeAll(() => {
 afterAll(() => run.finish());
 
 describe('Autobahn-style cases against connect() (fuzzer as server)', () => {
-  caseTests(
-    allCases,
-    () => run,
-    (def) => `${expectedVerdict(def.id).behavior} / ${expectedVerdict(def.id).behaviorClose}`,
-    (def, r) => expectVerdict(r, expectedVerdict(def.id)),
-  );
+  verdictTests(allCases, () => run);
 });

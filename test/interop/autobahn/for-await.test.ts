@@ -6,8 +6,8 @@
  * sent (nothing may follow our close frame, RFC 6455 §5.5.1), which Autobahn grades NON-STRICT.
  * This pins what docs/conformance.md says about the two styles.
  */
-import { allCases, expectedVerdict, expectVerdict } from './harness.js';
-import { caseTests, runAgainstServer, type ServerRun } from './our-side.js';
+import { allCases } from './harness.js';
+import { runAgainstServer, type ServerRun, verdictTests } from './our-side.js';
 
 const framingCases = allCases.filter((c) => Number(c.id.split('.')[0]) <= 5);
 
@@ -26,10 +26,5 @@ describe('Autobahn-style framing cases against a for-await echo (fuzzer as clien
   test('the case list is sections 1-5 (64 cases)', () => {
     expect(framingCases).toHaveLength(64);
   });
-  caseTests(
-    framingCases,
-    () => run,
-    (def) => `${expectedVerdict(def.id, true).behavior} / ${expectedVerdict(def.id, true).behaviorClose}`,
-    (def, r) => expectVerdict(r, expectedVerdict(def.id, true)),
-  );
+  verdictTests(framingCases, () => run, true);
 });

@@ -23,10 +23,9 @@ import { connect as h2connect, constants as h2, type ClientHttp2Session, type Cl
 import { Duplex } from 'node:stream';
 import { serve, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
 import { TLS } from '../../http2/helpers.js';
-import { runCase } from './case.js';
-import { FuzzPeer } from './fuzzer.js';
-import { allCases, CASE_TEST_TIMEOUT, expectedVerdict, expectVerdict, report, scheduleAll } from './harness.js';
-import { caseTests, echoFromListener, type ServerRun } from './our-side.js';
+import { FuzzPeer, type PeerEvents } from './fuzzer.js';
+import { allCases, CASE_TEST_TIMEOUT } from './harness.js';
+import { echoFromListener, runCases, type ServerRun, verdictTests } from './our-side.js';
 
 const section = (id: string): number => Number(id.split('.')[0]);
 const cases = allCases.filter((c) => section(c.id) <= 7 || section(c.id) === 10);
@@ -85,7 +84,7 @@ const closeSession = (session: ClientHttp2Session): Promise<void> =>
   });
 
 /** Every case: a session of its own, one extended CONNECT on it, the fuzzer on the stream. */
-async function openCase(origin: string, id: string, events: Parameters<Parameters<typeof runCase>[2]>[0]): Promise<FuzzPeer> {
+async function openCase(origin: string, id: string, events: PeerEvents): Promise<FuzzPeer> {
   const session = await openSession(origin);
   sessions.add(session);
   const stream = session.request(
@@ -122,21 +121,13 @@ beforeAll(async () => {
     return echoFromListener(conn, req, context);
   });
   const origin = `https://${new URL(server.url).host}`;
-  const results = scheduleAll(cases, (def) => runCase(def, 'client', (events) => openCase(origin, def.id, events)));
-  run = {
-    results,
-    async finish() {
-      report('our server over HTTP/2 (fuzzer as client)', await Promise.all(results.values()));
-    },
-  };
+  run = runCases('our server over HTTP/2 (fuzzer as client)', cases, (def, events) => openCase(origin, def.id, events));
 });
 afterAll(async () => {
   await run.finish();
   await Promise.all([...sessions].map(closeSession));
   await server.close();
 });
-
-const verdictName = (id: string): string => `${expectedVerdict(id).behavior} / ${expectedVerdict(id).behaviorClose}`;
 
 test('the case list is sections 1-7 and 10 (247 cases)', () => {
   expect(cases).toHaveLength(247);
@@ -149,10 +140,5 @@ describe('Autobahn-style cases against serve({ http2: true, tls }) (fuzzer as HT
     expect(serverConns.filter((c) => c.transport.kind !== 'http2')).toEqual([]);
     expect(sessions.size).toBe(cases.length);
   }, CASE_TEST_TIMEOUT);
-  caseTests(
-    cases,
-    () => run,
-    (def) => verdictName(def.id),
-    (def, r) => expectVerdict(r, expectedVerdict(def.id)),
-  );
+  verdictTests(cases, () => run);
 });

@@ -7,8 +7,8 @@
 import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
 import { connect, serve, type ConnectionHandler, type ConnectOptions, type ServeOptions, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
 import { runCase, type CaseDef, type CaseResult } from './case.js';
-import { FuzzPeer, listenOnce, type TlsServerSetup } from './fuzzer.js';
-import { CASE_TEST_TIMEOUT, report, scheduleAll } from './harness.js';
+import { FuzzPeer, listenOnce, type PeerEvents, type TlsServerSetup } from './fuzzer.js';
+import { CASE_TEST_TIMEOUT, expectedVerdict, expectVerdict, report, scheduleAll } from './harness.js';
 
 type Limits = Parameters<typeof scheduleAll>[2];
 
@@ -28,20 +28,28 @@ export interface ServerRun {
 }
 
 export interface ServerRunOptions {
-  maxMessageSize?: number;
   handler?: ConnectionHandler;
+  /** Called with our side of each connection, before the handler. */
+  onConnection?: (conn: WebSocketConnection) => void;
   agent?: string;
   limits?: Limits;
-  /** More serve() options, e.g. `tls` (the fuzzer then connects to its wss: URL) or `directReads`. */
+  /** More serve() options, e.g. `maxMessageSize`, `tls` (the fuzzer then connects to its wss: URL) or `directReads`. */
   serve?: Partial<ServeOptions>;
   /** How the fuzzer connects over TLS (e.g. `{ ca }`), when `serve.tls` is given. */
   fuzzerTls?: TlsConnectionOptions;
 }
 
 export async function runAgainstServer(label: string, cases: CaseDef[], options: ServerRunOptions = {}): Promise<ServerRun> {
+  const handler = options.handler ?? echoFromListener;
+  const onConnection = options.onConnection;
   const server: WebSocketServer = await serve(
-    { port: 0, host: '127.0.0.1', perMessageDeflate: true, ...(options.maxMessageSize ? { maxMessageSize: options.maxMessageSize } : {}), ...options.serve },
-    options.handler ?? echoFromListener,
+    { port: 0, host: '127.0.0.1', perMessageDeflate: true, ...options.serve },
+    onConnection === undefined
+      ? handler
+      : (conn, req, context) => {
+          onConnection(conn);
+          return handler(conn, req, context);
+        },
   );
   const run = runAgainstUrl(label, cases, new URL('/runCase', server.url), options.agent, options.limits, options.fuzzerTls);
   return {
@@ -65,7 +73,12 @@ export function runAgainstUrl(label: string, cases: CaseDef[], endpoint: URL, ag
     url.searchParams.set('agent', agent);
     return url;
   };
-  const results = scheduleAll(cases, (def) => runCase(def, 'client', async (events) => FuzzPeer.connect(urlOf(def.id), events, def.deflate, tls)), limits);
+  return runCases(label, cases, (def, events) => FuzzPeer.connect(urlOf(def.id), events, def.deflate, tls), limits);
+}
+
+/** Cases run by the fuzzer as a client over whatever `open` connects it with (one peer per case). */
+export function runCases(label: string, cases: CaseDef[], open: (def: CaseDef, events: PeerEvents) => FuzzPeer | Promise<FuzzPeer>, limits?: Limits): ServerRun {
+  const results = scheduleAll(cases, (def) => runCase(def, 'client', async (events) => open(def, events)), limits);
   return {
     results,
     async finish() {
@@ -149,4 +162,20 @@ export function caseTests(cases: CaseDef[], run: () => ServerRun, verdictOf: (de
       CASE_TEST_TIMEOUT,
     );
   }
+}
+
+/**
+ * One test per case, each asserting the verdict the case must get (`expectedVerdict`);
+ * `lateEcho`: the echo under test is handed each message after its whole read was parsed.
+ */
+export function verdictTests(cases: CaseDef[], run: () => ServerRun, lateEcho = false): void {
+  caseTests(
+    cases,
+    run,
+    (def) => {
+      const v = expectedVerdict(def.id, lateEcho);
+      return `${v.behavior} / ${v.behaviorClose}`;
+    },
+    (def, r) => expectVerdict(r, expectedVerdict(def.id, lateEcho)),
+  );
 }

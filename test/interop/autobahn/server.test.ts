@@ -5,20 +5,15 @@
  * section 9. One connection per case, cases run concurrently; each case is one test asserting
  * Autobahn's verdict.
  */
-import { allCases, expectedVerdict, expectVerdict } from './harness.js';
-import { caseTests, runAgainstServer, type ServerRun } from './our-side.js';
+import { allCases } from './harness.js';
+import { runAgainstServer, type ServerRun, verdictTests } from './our-side.js';
 
 let run: ServerRun;
 beforeAll(async () => {
-  run = await runAgainstServer('our server (fuzzer as client)', allCases, { maxMessageSize: 16 * 1024 * 1024 + 64 * 1024 });
+  run = await runAgainstServer('our server (fuzzer as client)', allCases, { serve: { maxMessageSize: 16 * 1024 * 1024 + 64 * 1024 } });
 });
 afterAll(() => run.finish());
 
 describe('Autobahn-style cases against serve() (fuzzer as client)', () => {
-  caseTests(
-    allCases,
-    () => run,
-    (def) => `${expectedVerdict(def.id).behavior} / ${expectedVerdict(def.id).behaviorClose}`,
-    (def, r) => expectVerdict(r, expectedVerdict(def.id)),
-  );
+  verdictTests(allCases, () => run);
 });

@@ -17,8 +17,8 @@
  * internals (see readPath).
  */
 import { connect, serve, type WebSocketConnection } from 'rfc6455';
-import { allCases, CASE_TEST_TIMEOUT, expectedVerdict, expectVerdict } from './harness.js';
-import { caseTests, echoFromListener, runAgainstClient, runAgainstServer, type ServerRun } from './our-side.js';
+import { allCases, CASE_TEST_TIMEOUT } from './harness.js';
+import { echoFromListener, runAgainstClient, runAgainstServer, type ServerRun, verdictTests } from './our-side.js';
 
 /** Sections 1-7, 9 and 10: section 9 (large messages, many fragments, small TCP chops) included. */
 const cases = allCases;
@@ -46,13 +46,9 @@ let serverRun: ServerRun;
 let clientRun: ServerRun;
 beforeAll(async () => {
   serverRun = await runAgainstServer('our server, stream reads (fuzzer as client)', cases, {
-    maxMessageSize: 16 * 1024 * 1024 + 64 * 1024,
     agent: 'rfc6455-stream-reads',
-    serve: { directReads: false },
-    handler: (conn, req, context) => {
-      serverConns.push(conn);
-      return echoFromListener(conn, req, context);
-    },
+    serve: { directReads: false, maxMessageSize: 16 * 1024 * 1024 + 64 * 1024 },
+    onConnection: (conn) => serverConns.push(conn),
   });
   clientRun = runAgainstClient('our client, stream reads (fuzzer as server)', cases, undefined, {
     connect: { directReads: false },
@@ -63,8 +59,6 @@ afterAll(async () => {
   await serverRun.finish();
   await clientRun.finish();
 });
-
-const verdictName = (id: string): string => `${expectedVerdict(id).behavior} / ${expectedVerdict(id).behaviorClose}`;
 
 /** Waits for every case and for our side of every connection to close, then tells how each read. */
 async function pathsOf(run: ServerRun, conns: WebSocketConnection[]): Promise<Array<{ kind: string; path: string }>> {
@@ -103,12 +97,7 @@ describe('Autobahn-style cases against serve({ directReads: false }) (fuzzer as 
     expect(paths).toHaveLength(cases.length);
     expect(paths.filter((p) => p.kind !== 'tcp' || p.path !== 'stream')).toEqual([]);
   }, CASE_TEST_TIMEOUT);
-  caseTests(
-    cases,
-    () => serverRun,
-    (def) => verdictName(def.id),
-    (def, r) => expectVerdict(r, expectedVerdict(def.id)),
-  );
+  verdictTests(cases, () => serverRun);
 });
 
 describe('Autobahn-style cases against connect(url, { directReads: false }) (fuzzer as server)', () => {
@@ -117,10 +106,5 @@ describe('Autobahn-style cases against connect(url, { directReads: false }) (fuz
     expect(paths).toHaveLength(cases.length);
     expect(paths.filter((p) => p.kind !== 'tcp' || p.path !== 'stream')).toEqual([]);
   }, CASE_TEST_TIMEOUT);
-  caseTests(
-    cases,
-    () => clientRun,
-    (def) => verdictName(def.id),
-    (def, r) => expectVerdict(r, expectedVerdict(def.id)),
-  );
+  verdictTests(cases, () => clientRun);
 });

@@ -14,8 +14,8 @@
  */
 import type { WebSocketConnection } from 'rfc6455';
 import { TLS } from '../../http2/helpers.js';
-import { allCases, CASE_TEST_TIMEOUT, expectedVerdict, expectVerdict } from './harness.js';
-import { caseTests, echoFromListener, runAgainstClient, runAgainstServer, type ServerRun } from './our-side.js';
+import { allCases, CASE_TEST_TIMEOUT } from './harness.js';
+import { runAgainstClient, runAgainstServer, type ServerRun, verdictTests } from './our-side.js';
 
 const section = (id: string): number => Number(id.split('.')[0]);
 const cases = allCases.filter((c) => section(c.id) <= 7 || section(c.id) === 10);
@@ -30,10 +30,7 @@ beforeAll(async () => {
   serverRun = await runAgainstServer('our server over TLS (fuzzer as client)', cases, {
     serve: { tls: TLS },
     fuzzerTls: { ca: TLS.cert },
-    handler: (conn, req, context) => {
-      serverConns.push(conn);
-      return echoFromListener(conn, req, context);
-    },
+    onConnection: (conn) => serverConns.push(conn),
   });
   clientRun = runAgainstClient('our client over TLS (fuzzer as server)', cases, undefined, {
     tls: TLS,
@@ -46,8 +43,6 @@ afterAll(async () => {
   await clientRun.finish();
 });
 
-const verdictName = (id: string): string => `${expectedVerdict(id).behavior} / ${expectedVerdict(id).behaviorClose}`;
-
 test('the case list is sections 1-7 and 10 (247 cases)', () => {
   expect(cases).toHaveLength(247);
 });
@@ -58,12 +53,7 @@ describe('Autobahn-style cases against serve({ tls }) (fuzzer as TLS client)', (
     expect(serverConns).toHaveLength(cases.length);
     expect(serverConns.filter((c) => c.transport.kind !== 'tls')).toEqual([]);
   }, CASE_TEST_TIMEOUT);
-  caseTests(
-    cases,
-    () => serverRun,
-    (def) => verdictName(def.id),
-    (def, r) => expectVerdict(r, expectedVerdict(def.id)),
-  );
+  verdictTests(cases, () => serverRun);
 });
 
 describe("Autobahn-style cases against connect('wss://…') (fuzzer as TLS server)", () => {
@@ -72,10 +62,5 @@ describe("Autobahn-style cases against connect('wss://…') (fuzzer as TLS serve
     expect(clientConns).toHaveLength(cases.length);
     expect(clientConns.filter((c) => c.transport.kind !== 'tls')).toEqual([]);
   }, CASE_TEST_TIMEOUT);
-  caseTests(
-    cases,
-    () => clientRun,
-    (def) => verdictName(def.id),
-    (def, r) => expectVerdict(r, expectedVerdict(def.id)),
-  );
+  verdictTests(cases, () => clientRun);
 });
