@@ -75,6 +75,88 @@ describe('a client that never reads while the server sends', () => {
   });
 });
 
+describe('a writeHighWaterMark below the socket\'s own (16 KiB)', () => {
+  // Node's socket emits 'drain' only after a write that went past its own 16 KiB mark; the
+  // connection must be woken when what it buffers is written all the same.
+  const writeHighWaterMark = 4096;
+
+  /** Sends 1 KiB messages, without waiting for them, until more than the mark is buffered. */
+  async function fillPastMark(conn: WebSocketConnection): Promise<void> {
+    const chunk = Buffer.alloc(1024, 0x64);
+    for (let i = 0; i < 100_000 && conn.bufferedAmount <= writeHighWaterMark; i++) {
+      conn.send(chunk).catch(() => undefined);
+      await tick();
+    }
+  }
+
+  test('an awaited send() resumes once the client reads again, and every message arrives', async () => {
+    const total = 5000;
+    const chunk = Buffer.alloc(4096, 0x65);
+    let sends = 0;
+    let finished = false;
+    const server = await startServer({ perMessageDeflate: false, writeHighWaterMark }, async (conn) => {
+      while (sends < total) {
+        await conn.send(chunk);
+        sends++;
+      }
+      finished = true;
+    });
+    const raw = await RawClient.connect(server.port);
+    raw.socket.pause();
+    let last = -1;
+    for (let i = 0; i < 100 && sends !== last; i++) {
+      last = sends;
+      await sleep(50);
+    }
+    // The kernel's buffers are full and send() waits (20 MB could not all be taken in).
+    expect(sends).toBeLessThan(total);
+    raw.socket.resume();
+    let received = 0;
+    while (received < total) {
+      const frame = await raw.readFrame();
+      expect(frame?.opcode).toBe(0x2);
+      expect(frame?.payload.length).toBe(4096);
+      received++;
+    }
+    expect(await eventually(() => finished)).toBe(true);
+    expect(sends).toBe(total);
+    raw.destroy();
+  });
+
+  test('a pong held while the client does not read is sent once it reads again', async () => {
+    let serverConn: WebSocketConnection | undefined;
+    const full = new Promise<void>((resolve) => {
+      void startServer({ perMessageDeflate: false, writeHighWaterMark }, async (conn) => {
+        serverConn = conn;
+        // Wait until the client has stopped reading and the kernel's buffers are full.
+        await sleep(0);
+        await fillPastMark(conn);
+        resolve();
+      }).then(async (server) => {
+        const raw = await RawClient.connect(server.port);
+        raw.socket.pause();
+        client = raw;
+      });
+    });
+    let client: RawClient | undefined;
+    await full;
+    const buffered = serverConn!.bufferedAmount;
+    // Past our mark, under the socket's: the case where the socket would never emit 'drain'.
+    expect(buffered).toBeGreaterThan(writeHighWaterMark);
+    expect(buffered).toBeLessThan(16 * 1024);
+    client!.send({ opcode: 0x9, payload: Buffer.from('are you there') });
+    client!.socket.resume();
+    let pong: Buffer | undefined;
+    for (let i = 0; i < 200_000 && pong === undefined; i++) {
+      const frame = await client!.readFrame();
+      if (frame === undefined) break;
+      if (frame.opcode === 0xa) pong = frame.payload;
+    }
+    expect(pong?.toString()).toBe('are you there');
+    client!.destroy();
+  });
+});
+
 describe('many connections', () => {
   test('1,000 concurrent clients each echo a message; all are tracked, then all close cleanly', async () => {
     const server = await startServer({ perMessageDeflate: false }, async (conn) => {

@@ -1045,6 +1045,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     // our writes, keep just the latest payload instead of queueing a pong per ping.
     if (this.stream.writableLength > this.limits.writeHighWaterMark) {
       this.pendingPong = Buffer.from(payload);
+      this.wantDrain();
     } else {
       this.proto.pong(payload);
     }
@@ -1287,7 +1288,20 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
 
   private drained(): Promise<void> {
     if (this.stream.writableLength <= this.limits.writeHighWaterMark) return RESOLVED;
+    this.wantDrain();
     return (this.drainPromise ??= new Promise<void>((resolve) => (this.drainResolve = resolve)));
+  }
+
+  /**
+   * Makes the stream emit `'drain'` once what it buffers has been written. A Writable emits it
+   * only after a write that went past its own high-water mark (16 KiB for a socket); ours may be
+   * lower, and then nothing would wake a `send()` waiting for it, or send a held pong (fixed bug:
+   * with `writeHighWaterMark` under 16 KiB, an awaited `send()` to a client that fell behind
+   * never resolved, even after the client had read everything).
+   */
+  private wantDrain(): void {
+    const state = (this.stream as { _writableState?: { needDrain?: boolean } })._writableState;
+    if (state !== undefined && state.needDrain === false) state.needDrain = true;
   }
 
   /** The transport's orderly end (a socket's without a Transport object). */
