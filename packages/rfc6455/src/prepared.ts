@@ -4,6 +4,7 @@
  * compress every message from a fresh context (permessage-deflate without context takeover in the
  * server's direction), compressed once per zlib setting instead of once per connection.
  */
+import { isAnyArrayBuffer } from 'node:util/types';
 import { isUtf8 } from 'node:buffer';
 import { COPY_THRESHOLD, encodeUnmaskedCopy, unmaskedHeader } from './codec/frame-writer.js';
 import { Opcode } from './codec/constants.js';
@@ -145,7 +146,8 @@ export type SendData = string | Buffer | Uint8Array | ArrayBuffer | ArrayBufferV
 /** Bytes as a Buffer over the same memory (no copy, an ArrayBuffer included). @internal */
 export function toBuffer(data: Exclude<SendData, string>): Buffer {
   if (Buffer.isBuffer(data)) return data;
-  if (data instanceof ArrayBuffer) return Buffer.from(data);
+  // Any realm's ArrayBuffer (or SharedArrayBuffer): `instanceof` misses one from a vm context.
+  if (isAnyArrayBuffer(data)) return Buffer.from(data);
   if (ArrayBuffer.isView(data)) return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   throw new TypeError('send() takes a string, Buffer, Uint8Array, ArrayBuffer or ArrayBufferView');
 }

@@ -10,6 +10,7 @@
  * `'nodebuffer'` (a Buffer, no copy), `error` events that are `ErrorEvent`s carrying the cause, and
  * `connection`, the underlying {@link WebSocketConnection} once open (ping(), sendStream()...).
  */
+import { isArrayBuffer } from 'node:util/types';
 import { Blob } from 'node:buffer';
 import { connect, type ConnectOptions } from './client.js';
 import { CloseCode } from './codec/constants.js';
@@ -122,8 +123,8 @@ function clampToUint16(value: unknown): number {
   return fraction > 0.5 || (fraction === 0.5 && floor % 2 === 1) ? floor + 1 : floor;
 }
 
-/** The URL steps of the constructor: ws/wss (http/https mapped to them), no fragment. */
-function parseTarget(url: string | URL): URL {
+/** The URL steps of the constructor: ws/wss (http/https mapped to them), no fragment. @internal */
+export function parseTarget(url: string | URL): URL {
   let target: URL;
   try {
     target = new URL(String(url));
@@ -141,7 +142,8 @@ function parseTarget(url: string | URL): URL {
   return target;
 }
 
-function protocolList(protocols: unknown): string[] {
+/** The subprotocols of the constructor, checked (SyntaxError: not a token, or twice). @internal */
+export function protocolList(protocols: unknown): string[] {
   // WebIDL's (DOMString or sequence<DOMString>): a list from anything iterable, else one string
   // (null is 'null', as in a browser).
   const iterable = typeof protocols === 'object' && protocols !== null && Symbol.iterator in protocols;
@@ -320,7 +322,9 @@ export class WebSocket extends EventTarget {
     let item: string | Buffer | Blob;
     if (typeof data === 'string') item = data;
     else if (data instanceof Blob) item = data;
-    else if (data instanceof ArrayBuffer) item = Buffer.from(new Uint8Array(data));
+    // (isArrayBuffer: an ArrayBuffer of any realm; `instanceof` missed one from a vm context or
+    // a test runner's, and sent it as the text '[object ArrayBuffer]'.)
+    else if (isArrayBuffer(data)) item = Buffer.from(new Uint8Array(data));
     else if (ArrayBuffer.isView(data)) item = Buffer.from(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     else item = String(data);
     const size = typeof item === 'string' ? Buffer.byteLength(item) : item instanceof Blob ? item.size : item.length;

@@ -6,6 +6,7 @@
 import { Blob } from 'node:buffer';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { runInNewContext } from 'node:vm';
 import { acceptKey, CloseEvent, ErrorEvent, HandshakeError, serve, serviceMapper, WebSocket, WebSocketConnection, type WebSocketServer } from 'rfc6455';
 import { closePayload, frame } from '../helpers/frames.js';
 import { rawServer, requestKey } from '../helpers/raw-server.js';
@@ -62,6 +63,22 @@ describe('binaryType', () => {
     (ws as { binaryType: string }).binaryType = 'text';
     expect(ws.binaryType).toBe('arraybuffer');
     ws.close();
+  });
+});
+
+describe('send()', () => {
+  test('an ArrayBuffer from another realm (a vm context) goes as binary (it went as the text "[object ArrayBuffer]")', async () => {
+    const ws = new WebSocket(`${server.url}echo`);
+    ws.binaryType = 'nodebuffer';
+    await next(ws, 'open');
+    const foreign = runInNewContext('new Uint8Array([7, 8, 9]).buffer') as ArrayBuffer;
+    expect(foreign instanceof ArrayBuffer).toBe(false);
+    ws.send(foreign);
+    const event = await next<MessageEvent>(ws, 'message');
+    expect(Buffer.isBuffer(event.data)).toBe(true);
+    expect([...(event.data as Buffer)]).toEqual([7, 8, 9]);
+    ws.close();
+    await next(ws, 'close');
   });
 });
 

@@ -4,6 +4,7 @@
  * 0..16 MiB round-tripping through serve() and connect().
  */
 import { EventEmitter, on, once } from 'node:events';
+import { runInNewContext } from 'node:vm';
 import { connect, EOF, serve, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
 import { closePayload, frame } from '../helpers/frames.js';
 import { RawClient } from '../helpers/raw-client.js';
@@ -146,6 +147,16 @@ describe('payload sizes round-trip', () => {
     await expect(client.send(Buffer.from([0xe2, 0x82]), { binary: false })).rejects.toThrow('not valid UTF-8');
     await client.send('still open');
     expect(await client.recv()).toBe('still open');
+  });
+
+  test('bytes from another realm (a vm context): an ArrayBuffer and a view are sent as binary', async () => {
+    const buffer = runInNewContext('new Uint8Array([1, 2, 3]).buffer') as ArrayBuffer;
+    // (A cross-realm ArrayBuffer is no `instanceof ArrayBuffer`: send() refused it with a TypeError.)
+    expect(buffer instanceof ArrayBuffer).toBe(false);
+    await client.send(buffer);
+    expect([...((await client.recv()) as Buffer)]).toEqual([1, 2, 3]);
+    await client.send(runInNewContext('new DataView(new Uint8Array([4, 5, 6]).buffer, 1)') as DataView);
+    expect([...((await client.recv()) as Buffer)]).toEqual([5, 6]);
   });
 
   test('16 MiB binary', async () => {
