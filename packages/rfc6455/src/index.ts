@@ -39,6 +39,7 @@ export {
   type ConnectionEvents,
 } from './connection.js';
 export { createWebSocketStream, type WebSocketStreamOptions } from './web-socket-stream.js';
+export { WebSocketStream, WebSocketStreamError, type WebSocketStreamInit, type WebSocketOpenInfo, type WebSocketCloseInfo } from './whatwg-stream.js';
 export { broadcast, prepareMessage, PreparedMessage, type BroadcastOptions, type PrepareOptions } from './prepared.js';
 export {
   serviceMapper,
