@@ -46,13 +46,17 @@ export interface WebSocketStreamInit extends Omit<ConnectOptions, 'protocols' | 
   signal?: AbortSignal | null;
 }
 
-/** WebIDL's `[EnforceRange] unsigned short` (a TypeError outside 0-65535 or not finite). */
-function enforceUint16(value: unknown): number {
+/**
+ * WebIDL's `unsigned short` (ToUint16: truncated, modulo 65536; NaN and infinities are 0), as
+ * Chromium and undici convert the close code: 65536 or -1 is then refused as an invalid code (an
+ * InvalidAccessError), 3000.7 is 3000. (The proposal's IDL marks it [EnforceRange], which would
+ * make those a TypeError; no implementation does.)
+ */
+function toUint16(value: unknown): number {
   const n = Number(value);
-  if (!Number.isFinite(n)) throw new TypeError(`the close code ${String(value)} is not a finite number`);
-  const integer = Math.trunc(n);
-  if (integer < 0 || integer > 65535) throw new TypeError(`the close code ${integer} is outside 0-65535`);
-  return integer;
+  if (!Number.isFinite(n)) return 0;
+  const integer = Math.trunc(n) % 65536;
+  return integer < 0 ? integer + 65536 : integer;
 }
 
 /** WebIDL's conversion of a WebSocketCloseInfo dictionary (undefined and null are empty). */
@@ -60,7 +64,7 @@ function closeInfoOf(value: unknown): { code: number | null; reason: string } {
   if (value === undefined || value === null) return { code: null, reason: '' };
   if (typeof value !== 'object' && typeof value !== 'function') throw new TypeError('the close info must be an object');
   const info = value as WebSocketCloseInfo;
-  const code = info.closeCode === undefined ? null : enforceUint16(info.closeCode);
+  const code = info.closeCode === undefined ? null : toUint16(info.closeCode);
   const reason = info.reason === undefined ? '' : String(info.reason);
   return { code, reason };
 }
@@ -122,7 +126,7 @@ export class WebSocketStreamError extends DOMException {
 }
 
 /** What the next WebSocketStreamError is made with, unchecked (the peer's code, or 1006). */
-let preset: { code: number; reason: string; cause: unknown } | undefined;
+let preset: { code: number | null; reason: string; cause: unknown } | undefined;
 
 /** A WebSocketStreamError with any code, and the error that caused it. */
 function closeError(message: string, code: number, reason: string, cause?: unknown): WebSocketStreamError {
@@ -262,7 +266,8 @@ export class WebSocketStream {
 
   #close(code: number | null, reason: string): Promise<void> {
     if (this.#state === CONNECTING) {
-      this.#giveUp(closeError('the WebSocket was closed before it opened', CloseCode.Abnormal, ''));
+      const message = 'the WebSocket was closed before it opened';
+      this.#giveUp(new WebSocketStreamError(message), closeError(message, CloseCode.Abnormal, ''));
       return Promise.resolve();
     }
     const conn = this.#conn;
@@ -283,21 +288,29 @@ export class WebSocketStream {
     return this.#close(null, '');
   }
 
-  /** Abandons the handshake (the signal, or close() while connecting). */
-  #giveUp(reason: unknown): void {
+  /**
+   * Abandons the handshake: with the signal's reason (both promises), or for close() while
+   * connecting with a WebSocketError without a code (`opened`) and one with 1006 (`closed`).
+   */
+  #giveUp(reason: unknown, closedReason: unknown = reason): void {
     if (this.#state !== CONNECTING) return;
     this.#state = CLOSED;
     this.#abort.abort(reason);
     this.#rejectOpened(reason);
-    this.#rejectClosed(reason);
+    this.#rejectClosed(closedReason);
   }
 
+  /**
+   * The handshake failed: `opened` rejects with a WebSocketError without a code (the connection
+   * never opened), `closed` with one whose code is 1006; both have what went wrong as their cause.
+   */
   #fail(error: unknown): void {
     if (this.#state === CLOSED) return;
     this.#state = CLOSED;
-    const failure = closeError(error instanceof Error ? error.message : 'the WebSocket connection failed', CloseCode.Abnormal, '', error);
-    this.#rejectOpened(failure);
-    this.#rejectClosed(failure);
+    const message = error instanceof Error ? error.message : 'the WebSocket connection failed';
+    preset = { code: null, reason: '', cause: error };
+    this.#rejectOpened(new WebSocketStreamError(message));
+    this.#rejectClosed(closeError(message, CloseCode.Abnormal, '', error));
   }
 
   #open(conn: WebSocketConnection): void {
