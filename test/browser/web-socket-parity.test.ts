@@ -7,7 +7,7 @@
  */
 import type { Browser } from 'playwright-core';
 import { serve, serviceMapper, WebSocket, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
-import { launchChromium } from './chromium.js';
+import { launchChromium, runInNode, runInPage } from './chromium.js';
 
 /**
  * The scenarios, as the source of one async function `(WebSocket, base) => trace`: it runs as it
@@ -203,16 +203,9 @@ afterAll(async () => {
 
 test('the same script gives the same events in Chromium and with rfc6455 WebSocket', async () => {
   const base = `ws://127.0.0.1:${server.port}`;
-  const page = await browser.newPage();
-  let inBrowser: unknown[];
-  try {
-    inBrowser = (await page.evaluate(`(${SCENARIOS})(WebSocket, ${JSON.stringify(base)})`)) as unknown[];
-  } finally {
-    await page.close();
-  }
+  const inBrowser = await runInPage(browser, SCENARIOS, ['WebSocket'], [base]);
   const browserStatuses = closeStatuses.splice(0);
-  // eslint-disable-next-line @typescript-eslint/no-implied-eval
-  const inNode = (await (new Function(`return (${SCENARIOS})`)() as (ws: unknown, base: string) => Promise<unknown[]>)(WebSocket, base)) as unknown[];
+  const inNode = await runInNode(SCENARIOS, [WebSocket, base]);
   if (process.env.SHOW_TRACE) console.log(JSON.stringify(inNode));
   expect(inNode).toEqual(inBrowser);
   // What the server saw of the closes (its last connection may close just after the client's).

@@ -7,7 +7,7 @@
  */
 import type { Browser } from 'playwright-core';
 import { serve, serviceMapper, WebSocketStream, WebSocketStreamError, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
-import { launchChromium } from './chromium.js';
+import { launchChromium, runInNode, runInPage } from './chromium.js';
 
 /**
  * The scenarios, as the source of one async function `(WebSocketStream, WebSocketError, base) =>
@@ -211,17 +211,9 @@ afterAll(async () => {
 
 test('the same script gives the same trace with Chromium’s WebSocketStream and with ours', async () => {
   const base = `ws://127.0.0.1:${server.port}`;
-  const page = await browser.newPage();
-  let inBrowser: unknown[];
-  try {
-    inBrowser = (await page.evaluate(`(${SCENARIOS})(WebSocketStream, WebSocketError, ${JSON.stringify(base)})`)) as unknown[];
-  } finally {
-    await page.close();
-  }
+  const inBrowser = await runInPage(browser, SCENARIOS, ['WebSocketStream', 'WebSocketError'], [base]);
   const browserStatuses = closeStatuses.splice(0);
-  // eslint-disable-next-line @typescript-eslint/no-implied-eval
-  const run = new Function(`return (${SCENARIOS})`)() as (wss: unknown, error: unknown, base: string) => Promise<unknown[]>;
-  const inNode = await run(WebSocketStream, WebSocketStreamError, base);
+  const inNode = await runInNode(SCENARIOS, [WebSocketStream, WebSocketStreamError, base]);
   if (process.env.SHOW_TRACE) console.log(JSON.stringify(inNode), '\n', JSON.stringify(inBrowser));
   // Two known differences, each required as it is, then left out of the comparison:
   // - binary messages: the proposal's text (whatwg/websockets PR 48) and undici give a Uint8Array,

@@ -10,6 +10,7 @@
  */
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { Agent, WebSocket as UndiciWebSocket, WebSocketStream, ping as undiciPing } from 'undici';
+import { quietUndiciStreamWarning } from '../../packages/rfc6455/test/helpers/undici.js';
 import type { PerMessageDeflateOptions, ServeOptions } from 'rfc6455';
 import {
   SIZES,
@@ -302,15 +303,7 @@ describe('undici WebSocketStream → our server', () => {
   let echo: EchoServer;
   let restoreWarning: () => void = () => undefined;
   beforeAll(async () => {
-    // WebSocketStream warns once that it is experimental (UNDICI-WSS): keep that off the test output.
-    const emitWarning = process.emitWarning;
-    process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
-      const code = typeof rest[0] === 'object' && rest[0] !== null ? (rest[0] as { code?: string }).code : undefined;
-      if (code !== 'UNDICI-WSS') (emitWarning as (...args: unknown[]) => void).call(process, warning, ...rest);
-    }) as typeof process.emitWarning;
-    restoreWarning = () => {
-      process.emitWarning = emitWarning;
-    };
+    restoreWarning = quietUndiciStreamWarning();
     echo = await echoServer({ protocols: ['chat.v1'] });
   });
   afterAll(async () => {

@@ -4,6 +4,7 @@
  */
 import { connect, EOF, HandshakeError, type WebSocketConnection } from 'rfc6455';
 import { RawClient } from '../../packages/rfc6455/test/helpers/raw-client.js';
+import { stalled } from '../../packages/rfc6455/test/helpers/wait.js';
 import { closeAll, eventually, openRaw, sleep, startServer } from './helpers.js';
 
 afterEach(closeAll);
@@ -62,12 +63,7 @@ describe('a client that never reads while the server sends', () => {
     const raw = await RawClient.connect(server.port);
     raw.socket.pause();
     // The kernel buffers fill, then send() promises stop resolving; wait until the count stalls.
-    let last = -1;
-    for (let i = 0; i < 100 && sends !== last; i++) {
-      last = sends;
-      await sleep(50);
-    }
-    expect(sends).toBeLessThan(10_000);
+    expect(await stalled(() => sends)).toBeLessThan(10_000);
     expect(serverConn?.readyState).toBe('open');
     expect(maxSeen).toBeLessThanOrEqual(writeHighWaterMark + chunk.length + 14);
     raw.destroy();
@@ -103,13 +99,8 @@ describe('a writeHighWaterMark below the socket\'s own (16 KiB)', () => {
     });
     const raw = await RawClient.connect(server.port);
     raw.socket.pause();
-    let last = -1;
-    for (let i = 0; i < 100 && sends !== last; i++) {
-      last = sends;
-      await sleep(50);
-    }
     // The kernel's buffers are full and send() waits (20 MB could not all be taken in).
-    expect(sends).toBeLessThan(total);
+    expect(await stalled(() => sends)).toBeLessThan(total);
     raw.socket.resume();
     let received = 0;
     while (received < total) {

@@ -8,6 +8,8 @@ import { HandshakeError, ProtocolError, serve, serviceMapper, WebSocketStream, W
 import { WebSocketError as UndiciWebSocketError, WebSocketStream as UndiciWebSocketStream } from 'undici';
 import { closePayload, frame } from '../helpers/frames.js';
 import { rawServer, requestKey } from '../helpers/raw-server.js';
+import { quietUndiciStreamWarning } from '../helpers/undici.js';
+import { stalled } from '../helpers/wait.js';
 import { acceptKey } from 'rfc6455';
 import { runInNewContext } from 'node:vm';
 
@@ -73,16 +75,6 @@ async function until(test: () => boolean): Promise<void> {
   expect(test()).toBe(true);
 }
 
-/** The number a value settles to stays put for 200 ms (the sender has stalled). */
-async function stalled(read: () => number): Promise<number> {
-  let last = -1;
-  for (let i = 0; i < 100 && read() !== last; i++) {
-    last = read();
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  return read();
-}
-
 async function rejection(promise: Promise<unknown>): Promise<unknown> {
   try {
     await promise;
@@ -112,15 +104,7 @@ const IMPLS: Impl[] = [
 
 let restoreWarning: () => void = () => undefined;
 beforeAll(() => {
-  // undici's WebSocketStream warns once that it is experimental (UNDICI-WSS).
-  const emitWarning = process.emitWarning;
-  process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
-    const code = typeof rest[0] === 'object' && rest[0] !== null ? (rest[0] as { code?: string }).code : undefined;
-    if (code !== 'UNDICI-WSS') (emitWarning as (...args: unknown[]) => void).call(process, warning, ...rest);
-  }) as typeof process.emitWarning;
-  restoreWarning = () => {
-    process.emitWarning = emitWarning;
-  };
+  restoreWarning = quietUndiciStreamWarning();
 });
 afterAll(() => restoreWarning());
 

@@ -10,3 +10,18 @@ export async function until(condition: () => boolean, what: string, maxMs = 20_0
     await delay(pollMs);
   }
 }
+
+/**
+ * Resolves with `read()` once it has stayed the same for `quietMs` (a sender that has stalled:
+ * its kernel buffers are full and its sends wait), or after `maxMs` whatever it is then.
+ */
+export async function stalled(read: () => number, quietMs = 200, maxMs = 20_000): Promise<number> {
+  const end = Date.now() + maxMs;
+  let last = read();
+  for (;;) {
+    await delay(quietMs);
+    const now = read();
+    if (now === last || Date.now() > end) return now;
+    last = now;
+  }
+}
