@@ -66,9 +66,10 @@ export type BeforeAcceptResult<State> =
 export interface UpgradeOptions<State = unknown> extends ConnectionOptions {
   /**
    * Runs before the 101 (the analog of Racket's `#:conn-headers`): may add response headers, pass
-   * `state` to the handler, or `reject` with any status, headers and body. A throw answers 500.
+   * `state` to the handler, or `reject` with any status, headers and body; or a promise of that (any
+   * thenable). A throw, or a rejected promise, answers 500.
    */
-  beforeAccept?: (req: IncomingMessage, info: UpgradeInfo) => BeforeAcceptResult<State> | Promise<BeforeAcceptResult<State>>;
+  beforeAccept?: (req: IncomingMessage, info: UpgradeInfo) => BeforeAcceptResult<State> | PromiseLike<BeforeAcceptResult<State>>;
   /**
    * With a plain handler: the subprotocols this server speaks (the first the client offers is
    * chosen), or a function choosing one. Without it no subprotocol is answered. A mapper ignores it.
@@ -142,6 +143,11 @@ function offeredOrigin(req: IncomingMessage): string | undefined {
 }
 
 function noop(): void {}
+
+/** A value with a `then` method (what `await` and `Promise.resolve` adopt). */
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as { then?: unknown }).then === 'function';
+}
 
 /** The outcome of negotiating an opening handshake, whichever transport carries it. */
 export interface Negotiated<State> {
@@ -246,7 +252,10 @@ export function negotiate<State>(
   // Without a hook the whole negotiation is synchronous: no await, no timer, no gap.
   if (!options.beforeAccept) return finish(undefined);
   const hooked = options.beforeAccept(req, { path, protocols: input.protocols, protocol, params, secure: input.secure });
-  return hooked instanceof Promise ? hooked.then(finish) : finish(hooked);
+  // Any thenable is waited for, not just a native Promise (fixed bug: a hook returning another
+  // library's promise, or one from another realm, was taken as an immediate acceptance, and a
+  // refusal it resolved to was ignored).
+  return isThenable(hooked) ? Promise.resolve(hooked).then(finish) : finish(hooked);
 }
 
 /** Starts the handler on a new server-side connection (shared by every handshake). */

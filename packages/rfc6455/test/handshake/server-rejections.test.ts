@@ -2,8 +2,18 @@
  * Server handshake rejections over real sockets, each with its HTTP status (RFC 6455 §4.2.1,
  * §4.2.2, §4.4), and the before-accept hook: custom rejections, extra 101 headers, state.
  */
+import { runInNewContext } from 'node:vm';
 import { serve, type WebSocketServer } from 'rfc6455';
 import { rawRequest, upgradeRequest, RawClient } from '../helpers/raw-client.js';
+
+/** A thenable that is no Promise (as query builders and older promise libraries return). */
+function later<T>(value: T): PromiseLike<T> {
+  return {
+    then<R1 = T, R2 = never>(resolve?: ((value: T) => R1 | PromiseLike<R1>) | null, reject?: ((reason: unknown) => R2 | PromiseLike<R2>) | null): PromiseLike<R1 | R2> {
+      return new Promise<T>((r) => setTimeout(() => r(value), 20)).then(resolve, reject);
+    },
+  };
+}
 
 let server: WebSocketServer;
 const accepted: Array<{ state: unknown; path: string }> = [];
@@ -18,6 +28,10 @@ beforeAll(async () => {
         }
         if (info.path === '/teapot') return { reject: { status: 418, body: Buffer.from('short and stout') } };
         if (info.path === '/stateful') return { headers: { 'X-Session': 'abc123' }, state: { user: req.headers['x-user'] } };
+        // Not native Promises: a thenable of another library's making, and another realm's Promise.
+        if (info.path === '/thenable-refusal') return later({ reject: { status: 401, body: 'not yet' } });
+        if (info.path === '/thenable-state') return later({ headers: { 'X-Later': 'yes' }, state: { user: 'thenable' } });
+        if (info.path === '/foreign-promise') return runInNewContext('Promise.resolve(refusal)', { refusal: { reject: { status: 403, body: 'other realm' } } }) as PromiseLike<{ reject: { status: number; body: string } }>;
         return undefined;
       },
     },
@@ -116,6 +130,24 @@ describe('before-accept hook', () => {
     const res = await rawRequest(server.port, upgradeRequest(server.port, { path: '/teapot' }));
     expect(res.status).toBe(418);
     expect(res.body.toString()).toBe('short and stout');
+  });
+
+  test('a hook that returns a thenable that is no Promise is waited for: its refusal is answered (it was ignored, and the upgrade accepted)', async () => {
+    const res = await rawRequest(server.port, upgradeRequest(server.port, { path: '/thenable-refusal' }));
+    expect(res.status).toBe(401);
+    expect(res.body.toString()).toBe('not yet');
+    expect(accepted.map((a) => a.path)).not.toContain('/thenable-refusal');
+    const foreign = await rawRequest(server.port, upgradeRequest(server.port, { path: '/foreign-promise' }));
+    expect(foreign.status).toBe(403);
+    expect(foreign.body.toString()).toBe('other realm');
+  });
+
+  test('a thenable that resolves to headers and state: they reach the 101 and the handler', async () => {
+    const raw = await RawClient.connect(server.port, { path: '/thenable-state' });
+    expect(raw.response.headers['x-later']).toBe('yes');
+    expect((await raw.readClose())?.code).toBe(1000);
+    raw.destroy();
+    expect(accepted).toContainEqual({ state: { user: 'thenable' }, path: '/thenable-state' });
   });
 
   test('adds 101 headers and hands state to the handler', async () => {
