@@ -54,6 +54,25 @@ describe('Origin allow-list', () => {
     expect((await refusal(server.url + 'ok', { origin: 'https://trusted.example.evil' }))?.status).toBe(403);
     expect(seen).toEqual(['https://a.trusted.example', 'https://a.trusted.example', 'https://trusted.example.evil']);
   });
+
+  test('an async predicate (written by mistake: a promise is always truthy) refuses every upgrade with 500 and reports why; none gets in', async () => {
+    const errors: unknown[] = [];
+    let handled = 0;
+    const server = await startServer(
+      {
+        origins: (async (origin: string | undefined) => origin === 'https://good.example') as unknown as (origin: string | undefined) => boolean,
+        onError: (error) => void errors.push(error),
+      },
+      (conn) => {
+        handled++;
+        void conn.close();
+      },
+    );
+    for (const origin of ['https://evil.example', 'https://good.example']) expect((await refusal(server.url, { origin }))?.status).toBe(500);
+    expect(handled).toBe(0);
+    expect(errors).toHaveLength(2);
+    expect(String(errors[0])).toContain('origins() returned a promise');
+  });
 });
 
 describe('authentication before the 101', () => {

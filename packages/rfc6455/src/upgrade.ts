@@ -78,6 +78,8 @@ export interface UpgradeOptions<State = unknown> extends ConnectionOptions {
   /**
    * Allowed Origin values (exact, e.g. 'https://example.com'), or a predicate. Requests from other
    * origins get 403. Default: any origin (browsers send Origin; check it when cookies authenticate).
+   * The predicate decides synchronously: one that returns a promise refuses every upgrade with 500
+   * (checks that must wait belong in `beforeAccept`).
    */
   origins?: readonly string[] | ((origin: string | undefined, req: IncomingMessage) => boolean);
   /** permessage-deflate: true/options to accept it when offered, false to decline. Default true. */
@@ -221,7 +223,13 @@ export function negotiate<State>(
   const origins = options.origins;
   if (origins) {
     const origin = offeredOrigin(req);
-    const allowed = typeof origins === 'function' ? origins(origin, req) : origin !== undefined && origins.includes(origin);
+    const allowed: unknown = typeof origins === 'function' ? origins(origin, req) : origin !== undefined && origins.includes(origin);
+    // A promise is truthy whatever it resolves to: an async predicate would let every origin in.
+    // Refuse the upgrade (500, reported to onError) instead.
+    if (isThenable(allowed)) {
+      (allowed as Promise<unknown>).then(noop, noop);
+      throw new TypeError('origins() returned a promise: it must decide synchronously (use beforeAccept for asynchronous checks)');
+    }
     if (!allowed) throw new HandshakeError(`origin ${origin ?? '(none)'} is not allowed`, 403, { code: 'WS_ORIGIN_REFUSED' });
   }
 
