@@ -1201,21 +1201,29 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
       const limit = options.fragmentSize ?? Defaults.streamFragmentSize;
       const compress = options.compress ?? true;
       let held: Buffer | undefined;
+      // A fragment of the message has gone out (and its last one has not).
+      let started = false;
       const flush = async (fin: boolean): Promise<void> => {
         const data = held ?? Buffer.alloc(0);
         held = undefined;
+        started = !fin;
         await new Promise<void>((resolve, reject) => {
           const sync = this.proto.sendFragment(opcode, data, fin, compress, (e) => (e ? reject(e) : resolve()));
           if (sync) resolve();
         });
         await this.drained();
       };
-      for await (const chunk of source as AsyncIterable<SendData>) {
-        const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : toBuffer(chunk);
-        for (let at = 0; at < bytes.length; at += limit) {
-          if (held) await flush(false);
-          held = bytes.subarray(at, Math.min(bytes.length, at + limit));
+      try {
+        for await (const chunk of source as AsyncIterable<SendData>) {
+          const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : toBuffer(chunk);
+          for (let at = 0; at < bytes.length; at += limit) {
+            if (held) await flush(false);
+            held = bytes.subarray(at, Math.min(bytes.length, at + limit));
+          }
         }
+      } catch (error) {
+        if (started) this.abandonMessage();
+        throw error;
       }
       await flush(true);
     };
@@ -1227,6 +1235,23 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     this.sendTail = tail;
     mine.catch(noop);
     return mine;
+  }
+
+  /**
+   * A sendStream() whose source failed (threw, or gave something that is not data) after the
+   * message's first fragments went out: the message cannot be finished, and no other message may
+   * be sent before it is (RFC 6455 §5.4; fixed bug: the next send() wrote a new message into the
+   * open one, and the peer failed the connection with 1002). The connection is closed with 1011 at
+   * once, ahead of the sends queued behind the stream, which then reject (a close frame may go
+   * between fragments). A source that fails before any fragment went out costs nothing.
+   */
+  private abandonMessage(): void {
+    if (this.closedFlag) return;
+    try {
+      if (this.proto.close(CloseCode.InternalError, '')) this.armCloseTimer();
+    } catch {
+      this.abortTransport();
+    }
   }
 
   /**

@@ -357,3 +357,47 @@ describe("textMessages: 'buffer' (text handed over as its UTF-8 bytes, as ws doe
     await client.close();
   });
 });
+
+describe('sendStream() whose source fails', () => {
+  /** A source that gives `parts`, then throws. */
+  async function* failing(parts: string[], error: unknown): AsyncGenerator<Buffer> {
+    for (const part of parts) yield Buffer.from(part);
+    throw error;
+  }
+
+  test.each([
+    ['throws', new Error('source failed')],
+    ['gives something that is not data', 'not data'],
+  ])('after fragments went out (it %s): it rejects, the connection closes with 1011 at once, and the send queued behind it rejects; the peer sees no protocol error', async (_name, failure) => {
+    serverConns.length = 0;
+    const client = await connect(server.url, { perMessageDeflate: false });
+    const source =
+      failure instanceof Error
+        ? failing(['part 1', 'part 2'], failure)
+        : (async function* () {
+            yield Buffer.from('part 1');
+            yield Buffer.from('part 2');
+            yield 42 as unknown as Buffer;
+          })();
+    const streamed = client.sendStream(source, { binary: false, fragmentSize: 4 });
+    const queued = client.send('queued behind the stream');
+    await expect(streamed).rejects.toThrow(failure instanceof Error ? 'source failed' : TypeError);
+    await expect(queued).rejects.toThrow('closed');
+    await client.whenClosed;
+    expect(client.closeStatus).toBe(1011);
+    const peer = serverConns[0]!;
+    await peer.whenClosed;
+    // (Before: the queued send wrote a new message into the open one; the peer closed with 1002.)
+    expect(peer.closeStatus).toBe(1011);
+    expect(peer.error).toBeUndefined();
+  });
+
+  test('before any fragment went out (the first chunk is held until the next): nothing was sent, and the connection carries on', async () => {
+    const client = await connect(server.url, { perMessageDeflate: false });
+    await expect(client.sendStream(failing(['only part'], new Error('early')), { binary: false })).rejects.toThrow('early');
+    await client.send('still fine');
+    expect(await client.recv()).toBe('still fine');
+    await client.close();
+    expect(client.closeStatus).toBe(1000);
+  });
+});
