@@ -585,6 +585,8 @@ export class Protocol implements FrameSink, ProtocolEngine {
     this.assertCanSend();
     // Bytes the caller vouches are UTF-8 (the connection checked them) go out as they are.
     if (typeof text !== 'string') return this.sendData(Opcode.Text, text, compress, callback);
+    // (The string's own path checked nothing, and wrote a new message into an open fragmented one.)
+    this.assertNotFragmenting();
     if ((this.flags & QUEUED) === 0 && !this.wantsCompression(compress, text.length)) {
       this.writeTextFrame(text);
       return true;

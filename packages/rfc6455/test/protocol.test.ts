@@ -7,6 +7,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import fc from 'fast-check';
 import { Protocol, type ProtocolHandler, type Side } from '../src/protocol.js';
+import { prepareMessage } from '../src/prepared.js';
 import type { WebSocketError } from '../src/errors.js';
 import type { MessageExtension } from '../src/extensions/extension.js';
 import { closePayload, decodeFrames, frame, type DecodedFrame } from './helpers/frames.js';
@@ -263,6 +264,24 @@ describe('Protocol sending', () => {
       [9, true, 'p'],
       [0, false, 'b'],
       [0, true, 'c'],
+    ]);
+  });
+
+  test('no whole message may be sent while a fragmented one is open (RFC 6455 §5.4): text (a string too), binary and prepared are refused', () => {
+    const h = harness('server');
+    h.proto.sendFragment(1, Buffer.from('a'), false);
+    const inProgress = expect.objectContaining({ code: 'WS_SEND_IN_PROGRESS' });
+    // (A string took a path of its own that did not check, and was written into the open message.)
+    expect(() => h.proto.sendText('interleaved')).toThrow(inProgress);
+    expect(() => h.proto.sendText(Buffer.from('interleaved'))).toThrow(inProgress);
+    expect(() => h.proto.sendBinary(Buffer.from('x'))).toThrow(inProgress);
+    expect(() => h.proto.sendPrepared(prepareMessage('x'))).toThrow(inProgress);
+    h.proto.sendFragment(1, Buffer.from('b'), true);
+    h.proto.sendText('after');
+    expect(h.written().map((f) => [f.opcode, f.fin, f.payload.toString()])).toEqual([
+      [1, false, 'a'],
+      [0, true, 'b'],
+      [1, true, 'after'],
     ]);
   });
 
