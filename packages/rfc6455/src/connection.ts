@@ -1256,16 +1256,22 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
 
   /**
    * Sends a ping and resolves with the round-trip time in ms when the matching pong arrives.
-   * Rejects with ConnectionClosedError if the connection closes first.
+   * Rejects with ConnectionClosedError if the connection closes first (never an unhandled
+   * rejection: `conn.ping()` need not be awaited).
    */
   ping(payload: SendData = Buffer.alloc(0)): Promise<number> {
     if ((this.flags & HYBI00) !== 0) return rejected(new UnsupportedError('hybi-00 has no ping', 'WS_HYBI00_NO_PING'));
     try {
       const bytes = typeof payload === 'string' ? Buffer.from(payload) : Buffer.from(toBuffer(payload));
       this.proto.ping(bytes);
-      return new Promise<number>((resolve, reject) => {
+      const pong = new Promise<number>((resolve, reject) => {
         (this.pings ??= []).push({ payload: bytes, sentAt: performance.now(), resolve, reject });
       });
+      // Never an unhandled rejection when the connection closes first: a keepalive that fires
+      // ping() without awaiting it (setInterval) must not end the process, as send() does not
+      // (fixed bug). Awaiting it still rejects.
+      pong.catch(noop);
+      return pong;
     } catch (error) {
       return rejected(error);
     }

@@ -2,7 +2,7 @@
  * Close rules over real sockets: a raw TCP client writes hand-made close frames to serve() and
  * reads what the server answers (RFC 6455 §5.5.1, §7.1, §7.4).
  */
-import { serve, connect, EOF, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
+import { serve, connect, ConnectionClosedError, EOF, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
 import { closePayload } from '../helpers/frames.js';
 import { RawClient } from '../helpers/raw-client.js';
 
@@ -138,6 +138,30 @@ describe('closeStatus and closeReason on both sides', () => {
     for (const code of [1005, 1006, 1015]) await expect(client.close(code)).rejects.toThrow(RangeError);
     expect(client.readyState).toBe('open');
     await client.close();
+  });
+});
+
+describe('pings outstanding at close', () => {
+  test('a ping not awaited when the connection closes first is no unhandled rejection; one awaited rejects with ConnectionClosedError', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const raw = await RawClient.connect(server.port);
+      const conn = await lastServerConn();
+      // The raw client never answers pings. One ping fired and forgotten (a keepalive), one awaited.
+      void conn.ping('fire and forget');
+      const awaited = conn.ping('awaited');
+      raw.destroy();
+      await expect(awaited).rejects.toThrow(ConnectionClosedError);
+      await conn.whenClosed;
+      // Unhandled rejections are reported after the microtask queue drains.
+      await new Promise((r) => setImmediate(r));
+      await new Promise((r) => setImmediate(r));
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+    expect(unhandled).toEqual([]);
   });
 });
 
