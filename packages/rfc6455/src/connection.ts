@@ -1134,7 +1134,14 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
           sync = this.proto.sendBinary(bytes, compress, callback);
         }
       }
-      if (!sync) return callbackPromise!.then(() => this.drained());
+      if (!sync) {
+        // (This promise, not only the callback's, must be handled: a send() not awaited whose
+        // message was still being compressed when the connection closed was an unhandled
+        // rejection, which ends a Node process by default.)
+        const written = callbackPromise!.then(() => this.drained());
+        written.catch(noop);
+        return written;
+      }
       return this.drained();
     } catch (error) {
       return rejected(error);

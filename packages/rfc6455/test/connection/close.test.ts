@@ -141,7 +141,29 @@ describe('closeStatus and closeReason on both sides', () => {
   });
 });
 
-describe('pings outstanding at close', () => {
+describe('promises outstanding at close', () => {
+  test('a compressed send not awaited, still being compressed when the connection goes, is no unhandled rejection; one awaited rejects', async () => {
+    const deflating = await serve({ port: 0 }, () => undefined);
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const client = await connect(deflating.url);
+      expect(client.extensions).toContain('permessage-deflate');
+      // 1 MiB goes to zlib in the thread pool: the frame waits in the queue meanwhile.
+      void client.send(Buffer.alloc(1 << 20, 7));
+      const awaited = client.send(Buffer.alloc(1 << 20, 8));
+      client.terminate();
+      await expect(awaited).rejects.toThrow(ConnectionClosedError);
+      await new Promise((r) => setImmediate(r));
+      await new Promise((r) => setImmediate(r));
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+      await deflating.close();
+    }
+    expect(unhandled).toEqual([]);
+  });
+
   test('a ping not awaited when the connection closes first is no unhandled rejection; one awaited rejects with ConnectionClosedError', async () => {
     const unhandled: unknown[] = [];
     const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
