@@ -6,6 +6,8 @@
  */
 import { constants as h2, type ClientHttp2Session, type OutgoingHttpHeaders } from 'node:http2';
 import { setFlagsFromString } from 'node:v8';
+import { once } from 'node:events';
+import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import { runInNewContext } from 'node:vm';
 import { connect, serve, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
 import { CLIENT_TLS, clientFrame, closeSession, exchange, openSession, originOf, TLS } from './helpers.js';
@@ -214,4 +216,31 @@ describe('a flood of streams on one session', () => {
     expect(handlerErrors).toBe(0);
     await stillServes();
   }, 30_000);
+});
+
+describe('peers that keep their connection open', () => {
+  test('server.close() resolves although TLS peers never close their side: one with an HTTP/2 session, one that never sent a byte', async () => {
+    const own = await serve({ host: '127.0.0.1', port: 0, http2: true, tls: TLS, closeTimeout: 300 }, (conn) => void conn.close().catch(() => undefined));
+    const { port } = new URL(own.url);
+    const open = (alpn: string[]): Promise<TLSSocket> =>
+      new Promise((resolve, reject) => {
+        // allowHalfOpen: the peer does not end its side when the server ends its own.
+        const options = { host: '127.0.0.1', port: Number(port), ...CLIENT_TLS, servername: 'localhost', ALPNProtocols: alpn, allowHalfOpen: true };
+        const socket = tlsConnect(options as ConnectionOptions, () => resolve(socket));
+        socket.on('error', reject);
+      });
+    // An HTTP/2 peer: the connection preface and an empty SETTINGS frame, then silence.
+    const h2peer = await open(['h2']);
+    h2peer.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1'), Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])]));
+    const idle = await open(['http/1.1']);
+    h2peer.on('data', () => undefined);
+    idle.on('data', () => undefined);
+    const ended = Promise.all([once(h2peer, 'end'), once(idle, 'end')]);
+    // (Before: the session's socket waited forever for the peer's end, and so did close().)
+    await own.close();
+    // The server has ended both connections from its side.
+    await ended;
+    h2peer.destroy();
+    idle.destroy();
+  }, 15_000);
 });

@@ -9,7 +9,7 @@ import { resolve as resolvePath } from 'node:path';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https';
 import { createSecureServer, type Http2SecureServer, type Http2Session } from 'node:http2';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { CloseCode, Defaults } from './codec/constants.js';
 import type { WebSocketConnection } from './connection.js';
@@ -132,6 +132,7 @@ export async function serve<State = unknown>(options: ServeOptions<State>, targe
       ? createHttpsServer({ ...options.tls, ...httpOptions })
       : createHttpServer(httpOptions);
   const sessions = new Set<Http2Session>();
+  const tlsSockets = new Set<Socket>();
   const connections = new Set<WebSocketConnection>();
   let closing = false;
   const upgradeOptions: UpgradeOptions<State> = { ...options, connections };
@@ -211,6 +212,13 @@ export async function serve<State = unknown>(options: ServeOptions<State>, targe
       session.on('error', () => undefined);
       session.once('close', () => sessions.delete(session));
     });
+    // Every TLS connection of the HTTP/2 server (HTTP/1.1 ones included, with allowHTTP1), so that
+    // close() can end those a peer keeps open: a destroyed session only ends its socket's side and
+    // waits for the peer's, and Node's server calls back only once every socket is gone.
+    h2server.on('secureConnection', (socket: Socket) => {
+      tlsSockets.add(socket);
+      socket.once('close', () => tlsSockets.delete(socket));
+    });
   }
   // A client that sends garbage before any request gets 400 from Node; never crash on it.
   httpServer.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
@@ -275,6 +283,16 @@ export async function serve<State = unknown>(options: ServeOptions<State>, targe
         // Sockets whose request head was still being read by the front.
         front?.close();
         for (const session of sessions) session.destroy();
+        if (tlsSockets.size > 0) {
+          // (Fixed bug: an HTTP/2 peer that did not close its side after the GOAWAY, or a TLS
+          // connection left idle, kept close() from ever resolving.) A moment for peers to close
+          // their side, then what is still open is destroyed.
+          const grace = Math.min(1000, options.closeTimeout ?? Defaults.closeTimeout);
+          let timer: NodeJS.Timeout | undefined;
+          await Promise.race([stopped, new Promise<void>((resolve) => (timer = setTimeout(resolve, grace)))]);
+          clearTimeout(timer);
+          for (const socket of tlsSockets) socket.destroy();
+        }
         await stopped;
       })();
       return closed;
