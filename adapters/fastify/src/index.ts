@@ -254,7 +254,7 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     if (!claims(req) && app.server.listenerCount('upgrade') > 1) return; // someone else's
     socket.on('error', noop);
-    const res = upgradeResponse(req, socket);
+    const res = upgradeResponse(req, socket, options.handshakeTimeout);
     if (closing) {
       res.writeHead(503, { 'Content-Type': 'text/plain; charset=utf-8' }).end('server is shutting down\n');
       return;

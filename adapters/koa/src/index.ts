@@ -154,7 +154,7 @@ export function websocket(mapperOrOptions: ServiceMapper<KoaState> | ServiceMapp
     const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
       if (!claim(req) && server.listenerCount('upgrade') > 1) return; // someone else's
       socket.on('error', noop);
-      const res = upgradeResponse(req, socket);
+      const res = upgradeResponse(req, socket, options.handshakeTimeout);
       if (closing) {
         res.writeHead(503, { 'Content-Type': 'text/plain; charset=utf-8' }).end('server is shutting down\n');
         return;

@@ -121,22 +121,59 @@ export function requestPath(url: string | undefined): string {
   return q < 0 ? u : u.slice(0, q);
 }
 
+/** Deadlines of upgrade requests a framework is handling (see upgradeResponse). */
+const deadlines = new WeakMap<Duplex, NodeJS.Timeout>();
+
 /**
  * A ServerResponse that writes to the raw socket of an upgrade request, so that a framework's
  * routing and middleware can answer it with an ordinary HTTP response (401, 404, a redirect...).
  * The socket is ended once that response is written. Adapters use it; `handleUpgrade` itself
  * writes straight to the socket.
+ *
+ * `timeout` (ms; default 10000, the default `handshakeTimeout`; 0 for none) bounds the framework's
+ * part: a request that has neither been answered nor handed to `handleUpgrade` by then is answered
+ * 408 (its socket destroyed if a response had started). Fixed bug: a middleware or hook that never
+ * finished (a lost `next()`, a call that hangs) held the socket open for good, whatever
+ * `handshakeTimeout` said; Node's own request timeouts do not apply to upgrade requests.
  */
-export function upgradeResponse(req: IncomingMessage, socket: Duplex): ServerResponse {
+export function upgradeResponse(req: IncomingMessage, socket: Duplex, timeout: number = Defaults.handshakeTimeout): ServerResponse {
   const res = new ServerResponse(req);
   res.shouldKeepAlive = false;
   res.assignSocket(socket as Socket);
+  let timer: NodeJS.Timeout | undefined;
+  const clear = (): void => {
+    if (timer === undefined) return;
+    clearTimeout(timer);
+    if (deadlines.get(socket) === timer) deadlines.delete(socket);
+    timer = undefined;
+  };
   res.once('finish', () => {
+    clear();
     res.detachSocket(socket as Socket);
     socket.once('finish', () => socket.destroy());
     socket.end();
   });
+  if (timeout > 0 && Number.isFinite(timeout)) {
+    timer = setTimeout(() => {
+      timer = undefined;
+      deadlines.delete(socket);
+      if (socket.destroyed) return;
+      if (res.headersSent) socket.destroy();
+      else res.writeHead(408, { 'Content-Type': 'text/plain; charset=utf-8', Connection: 'close' }).end('Request Timeout\n');
+    }, timeout);
+    timer.unref?.();
+    deadlines.set(socket, timer);
+    socket.once('close', clear);
+  }
   return res;
+}
+
+/** The core takes an upgrade over from the framework: the deadline of upgradeResponse ends. */
+function takeOver(socket: Duplex): void {
+  const timer = deadlines.get(socket);
+  if (timer === undefined) return;
+  clearTimeout(timer);
+  deadlines.delete(socket);
 }
 
 function offeredOrigin(req: IncomingMessage): string | undefined {
@@ -326,6 +363,7 @@ export function upgradeNow<State>(
   target: UpgradeTarget<State>,
   options: UpgradeOptions<State>,
 ): WebSocketConnection | undefined | Promise<WebSocketConnection | undefined> {
+  takeOver(socket);
   if (options.hybi00 !== false && isHybi00Request(req.headers) && req.headers['sec-websocket-key'] === undefined) {
     return handleHybi00Upgrade(req, socket, head, target, options);
   }
