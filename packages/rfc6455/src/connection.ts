@@ -1253,12 +1253,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
    * between fragments). A source that fails before any fragment went out costs nothing.
    */
   private abandonMessage(): void {
-    if (this.closedFlag) return;
-    try {
-      if (this.proto.close(CloseCode.InternalError, '')) this.armCloseTimer();
-    } catch {
-      this.abortTransport();
-    }
+    this.closeNow(CloseCode.InternalError, '');
   }
 
   /**
@@ -1299,16 +1294,21 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
         this.sendTail.then(() => this.close(code, reason)).catch(noop);
         return this.whenClosed;
       }
-      if (!this.closedFlag && this.proto.close(code, reason)) {
-        this.armCloseTimer();
-        // A paused connection still reads the peer's answer to our close frame (what arrives
-        // before it waits, as paused).
-        if ((this.flags & USER_PAUSED) !== 0) this.resumeReading(true);
-      }
+      this.closeNow(code, reason);
     } catch (error) {
       return rejected(error);
     }
     return this.whenClosed;
+  }
+
+  /** Sends the close frame now (throws RangeError for a code or reason that may not be sent). */
+  private closeNow(code: number | null, reason: string): void {
+    if (!this.closedFlag && this.proto.close(code, reason)) {
+      this.armCloseTimer();
+      // A paused connection still reads the peer's answer to our close frame (what arrives
+      // before it waits, as paused).
+      if ((this.flags & USER_PAUSED) !== 0) this.resumeReading(true);
+    }
   }
 
   /** Aborts the transport at once, without a closing handshake (close code 1006). */

@@ -140,22 +140,14 @@ export function upgradeResponse(req: IncomingMessage, socket: Duplex, timeout: n
   const res = new ServerResponse(req);
   res.shouldKeepAlive = false;
   res.assignSocket(socket as Socket);
-  let timer: NodeJS.Timeout | undefined;
-  const clear = (): void => {
-    if (timer === undefined) return;
-    clearTimeout(timer);
-    if (deadlines.get(socket) === timer) deadlines.delete(socket);
-    timer = undefined;
-  };
   res.once('finish', () => {
-    clear();
+    takeOver(socket);
     res.detachSocket(socket as Socket);
     socket.once('finish', () => socket.destroy());
     socket.end();
   });
   if (timeout > 0 && Number.isFinite(timeout)) {
-    timer = setTimeout(() => {
-      timer = undefined;
+    const timer = setTimeout(() => {
       deadlines.delete(socket);
       if (socket.destroyed) return;
       if (res.headersSent) socket.destroy();
@@ -163,12 +155,16 @@ export function upgradeResponse(req: IncomingMessage, socket: Duplex, timeout: n
     }, timeout);
     timer.unref?.();
     deadlines.set(socket, timer);
-    socket.once('close', clear);
+    socket.once('close', () => takeOver(socket));
   }
   return res;
 }
 
-/** The core takes an upgrade over from the framework: the deadline of upgradeResponse ends. */
+/**
+ * The deadline of upgradeResponse ends: the core takes the upgrade over from the framework (in
+ * handleUpgrade, the adapters' way in; serve() has no deadlines and skips this), or the framework
+ * answered, or the socket closed.
+ */
 function takeOver(socket: Duplex): void {
   const timer = deadlines.get(socket);
   if (timer === undefined) return;
@@ -347,6 +343,7 @@ export function handleUpgrade<State = unknown>(
   target: UpgradeTarget<State>,
   options: UpgradeOptions<State> = {},
 ): Promise<WebSocketConnection | undefined> {
+  takeOver(socket);
   const result = upgradeNow(req, socket, head, target, options);
   return result instanceof Promise ? result : Promise.resolve(result);
 }
@@ -363,7 +360,6 @@ export function upgradeNow<State>(
   target: UpgradeTarget<State>,
   options: UpgradeOptions<State>,
 ): WebSocketConnection | undefined | Promise<WebSocketConnection | undefined> {
-  takeOver(socket);
   if (options.hybi00 !== false && isHybi00Request(req.headers) && req.headers['sec-websocket-key'] === undefined) {
     return handleHybi00Upgrade(req, socket, head, target, options);
   }

@@ -159,6 +159,23 @@ export function protocolList(protocols: unknown): string[] {
   return list;
 }
 
+/**
+ * The standard's checks of an application's close code and reason (WebSocket.close() and
+ * WebSocketStream.close()): the code 1000 or 3000-4999, else an InvalidAccessError; the reason at
+ * most 123 bytes of UTF-8, else a SyntaxError. @internal
+ */
+export function checkClose(code: number | null, reason: string): void {
+  if (code !== null && code !== CloseCode.Normal && (code < 3000 || code > 4999)) {
+    throw new DOMException(`close code ${code} is neither 1000 nor in 3000-4999`, 'InvalidAccessError');
+  }
+  if (Buffer.byteLength(reason) > 123) throw new DOMException('the close reason is longer than 123 bytes of UTF-8', 'SyntaxError');
+}
+
+/** A copy of the bytes of an ArrayBuffer (of any realm, or a SharedArrayBuffer) or a view, as the standard sends them. @internal */
+export function copyBytes(data: ArrayBufferLike | ArrayBufferView): Buffer {
+  return Buffer.from(ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : new Uint8Array(data));
+}
+
 /** An ArrayBuffer holding exactly `bytes`: theirs when they fill it, else a copy. */
 function toArrayBuffer(bytes: Buffer): ArrayBuffer {
   const buffer = bytes.buffer as ArrayBuffer;
@@ -324,8 +341,7 @@ export class WebSocket extends EventTarget {
     else if (data instanceof Blob) item = data;
     // (isArrayBuffer: an ArrayBuffer of any realm; `instanceof` missed one from a vm context or
     // a test runner's, and sent it as the text '[object ArrayBuffer]'.)
-    else if (isArrayBuffer(data)) item = Buffer.from(new Uint8Array(data));
-    else if (ArrayBuffer.isView(data)) item = Buffer.from(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    else if (isArrayBuffer(data) || ArrayBuffer.isView(data)) item = copyBytes(data);
     else item = String(data);
     const size = typeof item === 'string' ? Buffer.byteLength(item) : item instanceof Blob ? item.size : item.length;
     // Once closing (ours or the server's close frame), nothing more is sent.
@@ -362,15 +378,9 @@ export class WebSocket extends EventTarget {
    * code (the server sees 1005). While connecting, the attempt is abandoned (error, then close 1006).
    */
   close(code?: number, reason?: string): void {
-    let status: number | undefined;
-    if (code !== undefined) {
-      status = clampToUint16(code);
-      if (status !== CloseCode.Normal && (status < 3000 || status > 4999)) {
-        throw new DOMException(`close code ${status} is neither 1000 nor in 3000-4999`, 'InvalidAccessError');
-      }
-    }
+    const status = code === undefined ? undefined : clampToUint16(code);
     const text = reason === undefined ? '' : String(reason);
-    if (Buffer.byteLength(text) > 123) throw new DOMException('the close reason is longer than 123 bytes of UTF-8', 'SyntaxError');
+    checkClose(status ?? null, text);
     if (this.#readyState === CLOSING || this.#readyState === CLOSED) return;
     this.#readyState = CLOSING;
     if (this.#conn === undefined) {

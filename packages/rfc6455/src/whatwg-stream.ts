@@ -13,7 +13,7 @@ import { connect, type ConnectOptions } from './client.js';
 import { CloseCode, Defaults } from './codec/constants.js';
 import type { Message, WebSocketConnection } from './connection.js';
 import { ConnectionClosedError, WebSocketError as LibraryError } from './errors.js';
-import { parseTarget, protocolList } from './web-socket.js';
+import { checkClose, copyBytes, parseTarget, protocolList } from './web-socket.js';
 
 /** What `closed` resolves with, and what `close()` and {@link WebSocketStreamError} take. */
 export interface WebSocketCloseInfo {
@@ -75,10 +75,7 @@ function closeInfoOf(value: unknown): { code: number | null; reason: string } {
  * means 1000.
  */
 function validateClose(code: number | null, reason: string): number | null {
-  if (code !== null && code !== CloseCode.Normal && (code < 3000 || code > 4999)) {
-    throw new DOMException(`close code ${code} is neither 1000 nor in 3000-4999`, 'InvalidAccessError');
-  }
-  if (Buffer.byteLength(reason) > 123) throw new DOMException('the close reason is longer than 123 bytes of UTF-8', 'SyntaxError');
+  checkClose(code, reason);
   return code === null && reason !== '' ? CloseCode.Normal : code;
 }
 
@@ -132,12 +129,6 @@ let preset: { code: number | null; reason: string; cause: unknown } | undefined;
 function closeError(message: string, code: number, reason: string, cause?: unknown): WebSocketStreamError {
   preset = { code, reason, cause };
   return new WebSocketStreamError(message);
-}
-
-/** A copy of the bytes of an ArrayBuffer or a view (the standard sends a copy). */
-function bytesOf(chunk: ArrayBuffer | ArrayBufferView | SharedArrayBuffer): Buffer {
-  if (ArrayBuffer.isView(chunk)) return Buffer.from(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-  return Buffer.from(new Uint8Array(chunk.slice(0)));
 }
 
 /** Bytes to send: a view, or an ArrayBuffer (or SharedArrayBuffer) of any realm. */
@@ -365,7 +356,7 @@ export class WebSocketStream {
 
   async #write(conn: WebSocketConnection, chunk: unknown): Promise<void> {
     let data: string | Buffer;
-    if (isBufferSource(chunk)) data = bytesOf(chunk);
+    if (isBufferSource(chunk)) data = copyBytes(chunk);
     else if (typeof chunk === 'symbol') throw new TypeError('a Symbol cannot be sent');
     else data = String(chunk);
     // Once the closing handshake has started, nothing more is sent (and the write still resolves).
