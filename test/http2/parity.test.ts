@@ -10,8 +10,9 @@
 import { createSecureServer, type ClientHttp2Session, type Http2SecureServer } from 'node:http2';
 import type { IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
-import { connect, EOF, handleUpgrade, serve, serviceMapper, type ConnectOptions, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
+import { connect, EOF, handleUpgrade, HandshakeError, serve, serviceMapper, type ConnectOptions, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
 import { zlibLimiter } from '../../packages/rfc6455/src/extensions/zlib-limiter.js';
 import { CLIENT_TLS, closeSession, openSession, originOf, TLS } from './helpers.js';
 
@@ -280,6 +281,101 @@ describe('HTTP/2 only', () => {
     await conn.close();
     await new Promise<void>((r) => (own.destroyed ? r() : own.once('close', () => r())));
     expect(own.destroyed).toBe(true);
+  });
+});
+
+describe('the signal over HTTP/2', () => {
+  /** What an aborted handshake rejects with, over HTTP/1.1 too: WS_CONNECT_FAILED, caused by an AbortError. */
+  async function aborted(promise: Promise<WebSocketConnection>): Promise<HandshakeError> {
+    const error = await promise.then(
+      (conn) => {
+        conn.terminate();
+        throw new Error('connected, expected a HandshakeError');
+      },
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(HandshakeError);
+    expect((error as HandshakeError).code).toBe('WS_CONNECT_FAILED');
+    expect(((error as HandshakeError).cause as Error).name).toBe('AbortError');
+    return error as HandshakeError;
+  }
+
+  test('aborts a CONNECT the server never answers (the stream is cancelled), and a session whose SETTINGS never come; it was ignored until the handshake timed out', async () => {
+    // An HTTP/2 server that allows extended CONNECT and never answers one.
+    const h2: Http2SecureServer = createSecureServer({ ...TLS, settings: { enableConnectProtocol: true } });
+    const resets: Array<Promise<number>> = [];
+    h2.on('stream', (stream) => resets.push(new Promise((r) => stream.on('close', () => r(stream.rstCode ?? -1)))));
+    // A TLS server that selects h2 and then says nothing (no SETTINGS).
+    const mute = createTlsServer({ ...TLS, ALPNProtocols: ['h2'] });
+    const sockets = new Set<Duplex>();
+    for (const s of [h2, mute]) s.on('secureConnection', (socket: TLSSocket) => sockets.add(socket));
+    await Promise.all([h2, mute].map((s) => new Promise<void>((r) => s.listen(0, '127.0.0.1', r))));
+    const url = (s: { address(): unknown }): string => `wss://127.0.0.1:${(s.address() as AddressInfo).port}/`;
+    try {
+      const controller = new AbortController();
+      const pending = connect(url(h2), { tls: CLIENT_TLS, http2: true, handshakeTimeout: 3000, signal: controller.signal });
+      for (let i = 0; i < 500 && resets.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(resets).toHaveLength(1);
+      controller.abort();
+      await aborted(pending);
+      expect(await resets[0]).toBe(8); // RST_STREAM(CANCEL)
+
+      const settings = new AbortController();
+      const waiting = connect(url(mute), { tls: CLIENT_TLS, http2: true, handshakeTimeout: 3000, signal: settings.signal });
+      for (let i = 0; i < 500 && sockets.size < 2; i++) await new Promise((r) => setTimeout(r, 10));
+      settings.abort();
+      await aborted(waiting);
+
+      // Already aborted: nothing connects.
+      await aborted(connect(url(h2), { tls: CLIENT_TLS, http2: true, signal: AbortSignal.abort() }));
+      expect(resets).toHaveLength(1);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await Promise.all([h2, mute].map((s) => new Promise<void>((r) => s.close(() => r()))));
+    }
+  });
+
+  test('once open, aborting does nothing', async () => {
+    const controller = new AbortController();
+    const conn = await connect(`${server.url}echo?id=${newId()}`, { tls: CLIENT_TLS, http2: true, signal: controller.signal });
+    expect(conn.transport.kind).toBe('http2');
+    controller.abort();
+    await conn.send('still open');
+    expect(await conn.recv()).toBe('still open');
+    await conn.close();
+    expect(conn.closeStatus).toBe(1000);
+  });
+});
+
+describe('refusals over HTTP/2', () => {
+  test('a refusal whose body runs on rejects with its status and the first 64 KiB of the body, not all of it in memory until the handshake timed out', async () => {
+    const h2: Http2SecureServer = createSecureServer({ ...TLS, settings: { enableConnectProtocol: true } });
+    h2.on('stream', (stream) => {
+      stream.on('error', () => undefined);
+      stream.respond({ ':status': 403 });
+      const chunk = Buffer.alloc(256 * 1024, 'x');
+      let written = 0;
+      const more = (): void => {
+        if (stream.destroyed || stream.closed || written >= 64 * 1024 * 1024) return;
+        written += chunk.length;
+        stream.write(chunk, more);
+      };
+      more();
+    });
+    await new Promise<void>((r) => h2.listen(0, '127.0.0.1', r));
+    try {
+      const error = await connect(`wss://127.0.0.1:${(h2.address() as AddressInfo).port}/`, { tls: CLIENT_TLS, http2: true, handshakeTimeout: 20_000 }).then(
+        () => {
+          throw new Error('connected, expected a HandshakeError');
+        },
+        (e: unknown) => e as HandshakeError,
+      );
+      expect(error.code).toBe('WS_UNEXPECTED_RESPONSE');
+      expect(error.status).toBe(403);
+      expect(error.body).toEqual(Buffer.alloc(64 * 1024, 'x'));
+    } finally {
+      await new Promise<void>((r) => h2.close(() => r()));
+    }
   });
 });
 

@@ -1,8 +1,13 @@
 /**
  * Where a client connection goes: the socket options of `connect()` (a Unix socket, the local
- * address, family and lookup) and `ws+unix:` URLs, shared by the RFC 6455 and hybi-00 clients.
+ * address, family and lookup) and `ws+unix:` URLs, shared by the RFC 6455 and hybi-00 clients;
+ * and the error of a handshake its `signal` gave up, shared with the HTTP/2 client.
  */
 import type { LookupFunction } from 'node:net';
+import { HandshakeError } from './errors.js';
+
+/** The most of a refusal's body a client keeps (`HandshakeError.body`), over HTTP/1.1 and HTTP/2. */
+export const MAX_ERROR_BODY = 64 * 1024;
 
 /** The options of `connect()` that choose how its socket is made. */
 export interface SocketChoice {
@@ -35,4 +40,14 @@ export function unixTarget(url: URL): { target: URL; socketPath: string } | unde
   const path = colon < 0 ? '/' : full.slice(colon + 1) || '/';
   const target = new URL(`${url.protocol === 'wss+unix:' ? 'wss' : 'ws'}://localhost${path.startsWith('/') ? path : `/${path}`}${url.search}`);
   return { target, socketPath };
+}
+
+/**
+ * The error of a handshake given up by its `signal`, as Node's HTTP client makes the RFC 6455 one
+ * fail: `WS_CONNECT_FAILED`, caused by an `AbortError` (code `ABORT_ERR`) whose cause is the
+ * signal's reason. Used by the hybi-00 and HTTP/2 clients, which make their connections themselves.
+ */
+export function abortedHandshake(signal: AbortSignal): HandshakeError {
+  const abort = Object.assign(new Error('The operation was aborted', { cause: signal.reason }), { name: 'AbortError', code: 'ABORT_ERR' });
+  return new HandshakeError(`connection failed: ${abort.message}`, 0, { code: 'WS_CONNECT_FAILED', cause: abort });
 }

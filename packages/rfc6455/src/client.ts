@@ -14,7 +14,7 @@ import { buildRequestHeaders, generateKey, verifyResponse } from './handshake/cl
 import { socketTransport } from './transport.js';
 import { connectHttp2 } from './http2.js';
 import { connectHybi00 } from './hybi00-upgrade.js';
-import { socketOptions, unixTarget } from './client-target.js';
+import { MAX_ERROR_BODY, socketOptions, unixTarget } from './client-target.js';
 import type { ClientHttp2Session } from 'node:http2';
 
 /** Options of {@link connect}: the handshake, plus every connection option. */
@@ -65,8 +65,6 @@ export interface ConnectOptions extends ConnectionOptions {
   /** Host name lookup function instead of `dns.lookup` (same signature). */
   lookup?: LookupFunction;
 }
-
-const MAX_ERROR_BODY = 64 * 1024;
 
 /** Opens a WebSocket connection. Rejects with HandshakeError (status, headers, body attached). */
 export async function connect(url: string | URL, options: ConnectOptions = {}): Promise<WebSocketConnection> {
@@ -136,12 +134,15 @@ function attempt(target: URL, options: ConnectOptions): Promise<WebSocketConnect
   const headers: OutgoingHttpHeaders = { ...options.headers, ...handshakeHeaders };
   const timeout = options.handshakeTimeout ?? Defaults.handshakeTimeout;
   const statusLineOf = (res: IncomingMessage): string => `HTTP/${res.httpVersion} ${res.statusCode ?? 0} ${res.statusMessage ?? ''}`.trimEnd();
+  // An IPv6 literal without its brackets: what to connect to, and (an address) no SNI servername,
+  // so that the certificate is checked against the address.
+  const hostname = target.hostname.startsWith('[') ? target.hostname.slice(1, -1) : target.hostname;
 
   return new Promise((resolve, reject) => {
     let settled = false;
     const request = (secure ? httpsRequest : httpRequest)({
       protocol: secure ? 'https:' : 'http:',
-      hostname: target.hostname.startsWith('[') ? target.hostname.slice(1, -1) : target.hostname,
+      hostname,
       port: target.port || (secure ? 443 : 80),
       path: `${target.pathname || '/'}${target.search}`,
       method: 'GET',
@@ -150,9 +151,11 @@ function attempt(target: URL, options: ConnectOptions): Promise<WebSocketConnect
       ...socketOptions(options),
       maxHeaderSize: options.maxHeaderSize ?? Defaults.maxHeaderSize,
       signal: options.signal,
-      ...(secure ? { ...(isIP(target.hostname) ? {} : { servername: target.hostname }), ...options.tls } : {}),
+      ...(secure ? { ...(isIP(hostname) ? {} : { servername: hostname }), ...options.tls } : {}),
     }) as ClientRequest;
-    const timer = setTimeout(() => fail(new HandshakeError(`handshake timed out after ${timeout} ms`, 0, { code: 'WS_HANDSHAKE_TIMEOUT' })), timeout);
+    // A refusal being read when time runs out (a body that never ends) is reported as the refusal.
+    let refused: (() => void) | undefined;
+    const timer = setTimeout(() => (refused ? refused() : fail(new HandshakeError(`handshake timed out after ${timeout} ms`, 0, { code: 'WS_HANDSHAKE_TIMEOUT' }))), timeout);
     timer.unref?.();
     const fail = (error: Error): void => {
       if (settled) return;
@@ -176,20 +179,26 @@ function attempt(target: URL, options: ConnectOptions): Promise<WebSocketConnect
       });
       const chunks: Buffer[] = [];
       let size = 0;
-      res.on('data', (chunk: Buffer) => {
-        if (size < MAX_ERROR_BODY) chunks.push(chunk.subarray(0, MAX_ERROR_BODY - size));
-        size += chunk.length;
-      });
-      res.on('error', () => undefined);
-      res.on('end', () => {
-        error.body = Buffer.concat(chunks);
+      // Settles with the body read so far: at its end, once MAX_ERROR_BODY bytes are in (the rest
+      // is not read), or when the handshake times out.
+      const finish = (): void => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
+        error.body = Buffer.concat(chunks);
+        if (!res.complete) request.destroy();
         const location = res.headers.location;
         if (status >= 300 && status < 400 && location) resolve({ location, error });
         else reject(error);
+      };
+      refused = finish;
+      res.on('data', (chunk: Buffer) => {
+        if (size < MAX_ERROR_BODY) chunks.push(chunk.subarray(0, MAX_ERROR_BODY - size));
+        size += chunk.length;
+        if (size >= MAX_ERROR_BODY) finish();
       });
+      res.on('error', () => undefined);
+      res.on('end', finish);
     });
     request.on('upgrade', (res: IncomingMessage, socket: Socket, head: Buffer) => {
       if (settled) {

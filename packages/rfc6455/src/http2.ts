@@ -28,6 +28,7 @@ import { WebSocketConnection } from './connection.js';
 import { HandshakeError } from './errors.js';
 import { acceptDeflateResponse, buildDeflateOffer, deflateEngineOptions, PerMessageDeflate, PERMESSAGE_DEFLATE } from './extensions/permessage-deflate.js';
 import type { ConnectOptions } from './client.js';
+import { abortedHandshake, MAX_ERROR_BODY } from './client-target.js';
 import { headerValue } from './handshake/http.js';
 import { parseProtocols } from './handshake/server.js';
 import { buildRequestHeaders, verifyNegotiation } from './handshake/client.js';
@@ -253,7 +254,7 @@ const NO_ALPN = 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL';
  * otherwise a PING is sent: its ACK comes after the server's SETTINGS (the first frame of its
  * preface, RFC 9113 §3.4), so once it is back `remoteSettings` is the server's.
  */
-function remoteSettings(session: ClientHttp2Session, timeout: number): Promise<boolean | undefined> {
+function remoteSettings(session: ClientHttp2Session, timeout: number, signal: AbortSignal | undefined): Promise<boolean | undefined> {
   if (session.remoteSettings?.enableConnectProtocol === true) return Promise.resolve(true);
   return new Promise((resolve, reject) => {
     let settled = false;
@@ -266,11 +267,14 @@ function remoteSettings(session: ClientHttp2Session, timeout: number): Promise<b
       session.removeListener('error', onError);
       session.removeListener('remoteSettings', onSettings);
       session.removeListener('connect', probe);
+      signal?.removeEventListener('abort', onAbort);
       return true;
     };
     const fail = (error: Error): void => {
       if (done()) reject(error);
     };
+    const onAbort = (): void => fail(abortedHandshake(signal!));
+    signal?.addEventListener('abort', onAbort, { once: true });
     const onError = (error: NodeJS.ErrnoException): void => {
       if (error.code === NO_ALPN) {
         if (done()) resolve(undefined);
@@ -310,6 +314,8 @@ export async function connectHttp2(url: URL, options: Http2ConnectOptions): Prom
   const origin = `${secure ? 'https' : 'http'}://${url.host}`;
   const timeout = options.handshakeTimeout ?? Defaults.handshakeTimeout;
   const ownSession = options.session === undefined;
+  const signal = options.signal;
+  if (signal?.aborted) throw abortedHandshake(signal);
   const session = options.session ?? http2Connect(origin, { ...options.tls, ...options.sessionOptions } as SecureClientSessionOptions);
   const closeOwn = (): void => {
     if (ownSession && !session.closed) session.close();
@@ -317,7 +323,7 @@ export async function connectHttp2(url: URL, options: Http2ConnectOptions): Prom
   session.on('error', () => undefined);
   let allowed: boolean | undefined;
   try {
-    allowed = await remoteSettings(session, timeout);
+    allowed = await remoteSettings(session, timeout, signal);
   } catch (error) {
     closeOwn();
     throw error;
@@ -344,28 +350,43 @@ export async function connectHttp2(url: URL, options: Http2ConnectOptions): Prom
 
   const stream: ClientHttp2Stream = session.request(headers, { endStream: false });
   return new Promise<WebSocketConnection>((resolve, reject) => {
-    const timer = setTimeout(() => fail(new HandshakeError(`handshake timed out after ${timeout} ms`, 0, { code: 'WS_HANDSHAKE_TIMEOUT' })), timeout);
+    // A refusal being read when time runs out (a body that never ends) is reported as the refusal.
+    let refused: (() => void) | undefined;
+    const timer = setTimeout(() => (refused ? refused() : fail(new HandshakeError(`handshake timed out after ${timeout} ms`, 0, { code: 'WS_HANDSHAKE_TIMEOUT' }))), timeout);
     timer.unref?.();
     let settled = false;
     const fail = (error: Error): void => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
       if (!stream.destroyed) stream.close(h2.NGHTTP2_CANCEL);
       closeOwn();
       reject(error);
     };
+    // The signal gives up the handshake (the stream is cancelled), not the connection.
+    const onAbort = (): void => fail(abortedHandshake(signal!));
+    if (signal?.aborted) onAbort();
+    else signal?.addEventListener('abort', onAbort, { once: true });
     stream.on('error', (error) => fail(new HandshakeError(`HTTP/2 stream failed: ${error.message}`, 0, { code: 'WS_CONNECT_FAILED', cause: error })));
     stream.once('response', (responseHeaders) => {
       const status = Number(responseHeaders[':status']);
       const plain = regularHeaders(responseHeaders);
       if (status !== 200) {
+        // As over HTTP/1.1: the first MAX_ERROR_BODY bytes of the body (it was all of it, in memory).
         const chunks: Buffer[] = [];
-        stream.on('data', (c: Buffer) => chunks.push(c));
-        stream.once('end', () => {
+        let size = 0;
+        const refuse = (): void => {
           const error = new HandshakeError(`server answered ${status}`, status, { code: 'WS_UNEXPECTED_RESPONSE', headers: plain, statusLine: `HTTP/2 ${status}`, body: Buffer.concat(chunks) });
           fail(error);
+        };
+        refused = refuse;
+        stream.on('data', (c: Buffer) => {
+          if (size < MAX_ERROR_BODY) chunks.push(c.subarray(0, MAX_ERROR_BODY - size));
+          size += c.length;
+          if (size >= MAX_ERROR_BODY) refuse();
         });
+        stream.once('end', refuse);
         return;
       }
       try {
@@ -382,6 +403,7 @@ export async function connectHttp2(url: URL, options: Http2ConnectOptions): Prom
         }
         settled = true;
         clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
         const conn = new WebSocketConnection(
           http2StreamTransport(stream),
           {

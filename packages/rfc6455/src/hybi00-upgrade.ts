@@ -10,7 +10,7 @@ import { connect as tlsConnect, TLSSocket } from 'node:tls';
 import { Defaults } from './codec/constants.js';
 import { WebSocketConnection } from './connection.js';
 import type { ConnectOptions } from './client.js';
-import { socketOptions } from './client-target.js';
+import { abortedHandshake, socketOptions } from './client-target.js';
 import { HandshakeError } from './errors.js';
 import {
   acceptHybi00,
@@ -135,10 +135,19 @@ export async function connectHybi00(url: URL, options: ConnectOptions): Promise<
   // Where to connect: a Unix socket, or host and port (with the local address, family and lookup given).
   const { socketPath, ...tcp } = socketOptions(options);
   const where = socketPath !== undefined ? { path: socketPath } : { host: hostname, port, ...tcp };
+  const signal = options.signal;
+  if (signal?.aborted) throw abortedHandshake(signal);
   const socket: Socket = secure
     ? tlsConnect({ ...where, ...(isIP(hostname) ? {} : { servername: hostname }), ...options.tls })
     : netConnect(where);
   socket.on('error', () => undefined);
+  // The signal gives up the handshake (the socket goes, which fails what waits on it), not the connection.
+  let aborted = false;
+  const onAbort = (): void => {
+    aborted = true;
+    socket.destroy(abortedHandshake(signal!));
+  };
+  signal?.addEventListener('abort', onAbort, { once: true });
   try {
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new HandshakeError('connect timed out', 0, { code: 'WS_HANDSHAKE_TIMEOUT' })), timeout);
@@ -185,6 +194,8 @@ export async function connectHybi00(url: URL, options: ConnectOptions): Promise<
     );
   } catch (error) {
     socket.destroy();
-    throw error;
+    throw aborted ? abortedHandshake(signal!) : error;
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
   }
 }

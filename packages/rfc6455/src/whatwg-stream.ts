@@ -205,13 +205,23 @@ export class WebSocketStream {
       this.#rejectClosed(signal.reason);
       return;
     }
-    signal?.addEventListener('abort', () => this.#giveUp(signal.reason), { once: true });
+    const onAbort = (): void => this.#giveUp(signal!.reason);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    // The signal only matters while connecting: its listener goes once the handshake is over, or a
+    // long-lived signal shared by many streams would hold every one of them (and their connections).
+    const settled = (): void => signal?.removeEventListener('abort', onAbort);
     const { protocols: _protocols, signal: _signal, ...rest } = init;
     void _protocols;
     void _signal;
     connect(target, { ...rest, protocols, signal: this.#abort.signal, textMessages: 'string' }).then(
-      (conn) => this.#open(conn),
-      (error: unknown) => this.#fail(error),
+      (conn) => {
+        settled();
+        this.#open(conn);
+      },
+      (error: unknown) => {
+        settled();
+        this.#fail(error);
+      },
     );
   }
 

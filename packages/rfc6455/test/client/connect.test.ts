@@ -110,6 +110,32 @@ describe('client receives an HTTP error instead of 101', () => {
     }
   });
 
+  test('a refusal whose body runs on (or never ends) still rejects with its status and the first 64 KiB of the body, the rest unread', async () => {
+    // A 403 whose chunked body goes on for as long as the client reads it.
+    let written = 0;
+    const endless = await rawServer((_, socket) => {
+      socket.write('HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n');
+      const more = (): void => {
+        if (socket.destroyed || written >= 64 * 1024 * 1024) return;
+        written += 16 * 1024;
+        socket.write(`4000\r\n${'x'.repeat(16 * 1024)}\r\n`, more);
+      };
+      more();
+    });
+    servers.push(endless);
+    // (The whole body was read, until the handshake timed out: WS_HANDSHAKE_TIMEOUT, status 0.)
+    const error = await failure(endless.url, { handshakeTimeout: 20_000 });
+    expect(error.code).toBe('WS_UNEXPECTED_RESPONSE');
+    expect(error.status).toBe(403);
+    expect(error.body).toEqual(Buffer.alloc(64 * 1024, 'x'));
+    // A body that stops short of 64 KiB and never ends: the refusal once the handshake times out.
+    const stalled = await answering(() => 'HTTP/1.1 401 Unauthorized\r\nTransfer-Encoding: chunked\r\n\r\n7\r\ndenied.\r\n');
+    const timedOut = await failure(stalled.url, { handshakeTimeout: 200 });
+    expect(timedOut.code).toBe('WS_UNEXPECTED_RESPONSE');
+    expect(timedOut.status).toBe(401);
+    expect(timedOut.body?.toString()).toBe('denied.');
+  });
+
   test('a connection refused is a HandshakeError with status 0', async () => {
     const s = await answering(() => '');
     const url = s.url;

@@ -3,6 +3,7 @@
  * `ws+unix:` URL, or `socketPath`), over TLS too, against `ws` on both sides; and the client's
  * `agent`, `localAddress` and `lookup` options, over real sockets.
  */
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { Agent, createServer, request as httpRequest, type IncomingMessage } from 'node:http';
 import { connect as netConnect } from 'node:net';
@@ -209,6 +210,22 @@ describe('client socket options', () => {
     expect(await roundTrip(conn, 'resolved')).toBe('resolved');
     expect(asked).toEqual(['chat.service.invalid']);
     expect(seen[0]!.host).toBe(`chat.service.invalid:${server.port}`);
+  });
+
+  test('wss://[::1]: an IPv6 literal is checked against the certificate\'s IP address, as an IPv4 one is', async () => {
+    // A certificate for the address ::1 alone.
+    execFileSync('openssl', [
+      'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=ipv6 loopback',
+      '-addext', 'subjectAltName=IP:::1',
+      '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem'),
+    ], { stdio: 'ignore' });
+    const key = readFileSync(path.join(dir, 'key.pem'));
+    const cert = readFileSync(path.join(dir, 'cert.pem'));
+    const { server } = await echo({ host: '::1', tls: { key, cert } });
+    // The bracketed host ('[::1]') was the TLS servername, so the check failed (ERR_TLS_CERT_ALTNAME_INVALID).
+    const conn = await connect(`wss://[::1]:${server.port}/`, { tls: { ca: cert } });
+    expect(await roundTrip(conn, 'over IPv6 TLS')).toBe('over IPv6 TLS');
+    expect(conn.remoteAddress).toBe('::1');
   });
 
   test('a connection refused on a Unix socket that is not there is a HandshakeError, not a crash', async () => {

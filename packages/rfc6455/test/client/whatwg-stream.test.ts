@@ -12,6 +12,7 @@ import { quietUndiciStreamWarning } from '../helpers/undici.js';
 import { stalled } from '../helpers/wait.js';
 import { acceptKey } from 'rfc6455';
 import { runInNewContext } from 'node:vm';
+import { getEventListeners } from 'node:events';
 
 let server: WebSocketServer;
 /** The close code and reason each /echo connection ended with, in order. */
@@ -289,6 +290,21 @@ describe('opening', () => {
     expect((await readable.getReader().read()).value).toBe('still here');
     open.close();
     expect(await open.closed).toEqual({ closeCode: 1005, reason: '' });
+  });
+
+  test('a signal shared by many streams is let go by each once its handshake is over (opened or refused)', async () => {
+    // An application-wide signal: each stream's abort listener used to stay on it for good, holding
+    // the stream and its connection (and past 10, Node warns of a leak).
+    const controller = new AbortController();
+    for (let i = 0; i < 3; i++) {
+      const wss = new WebSocketStream(`${server.url}echo`, { signal: controller.signal });
+      await wss.opened;
+      wss.close();
+      await wss.closed;
+    }
+    const refused = new WebSocketStream(`${server.url}nowhere`, { signal: controller.signal });
+    await rejection(refused.closed);
+    expect(getEventListeners(controller.signal, 'abort')).toHaveLength(0);
   });
 
   test('a failure nobody awaits is not an unhandled rejection', async () => {

@@ -17,6 +17,7 @@ import {
   type WebSocketConnection,
   type WebSocketServer,
 } from '../../src/index.js';
+import { rawServer } from '../helpers/raw-server.js';
 
 const servers: WebSocketServer[] = [];
 const clients: WebSocketConnection[] = [];
@@ -352,5 +353,40 @@ describe('routing and negotiation', () => {
   test('a hybi-00 client gets HandshakeError 426 from a server with hybi00: false', async () => {
     const server = await start(echo, { hybi00: false });
     expect(await handshakeStatus(server.url)).toBe(426);
+  });
+});
+
+describe('the signal', () => {
+  /** What an aborted handshake rejects with, as over RFC 6455: WS_CONNECT_FAILED, caused by an AbortError. */
+  async function aborted(promise: Promise<WebSocketConnection>): Promise<void> {
+    const error = await rejection(promise);
+    expect(error).toBeInstanceOf(HandshakeError);
+    expect((error as HandshakeError).code).toBe('WS_CONNECT_FAILED');
+    expect(((error as HandshakeError).cause as Error).name).toBe('AbortError');
+  }
+
+  test('gives up a handshake the server never answers (it was ignored until the handshake timed out); an aborted one connects nothing', async () => {
+    const silent = await rawServer(() => undefined);
+    try {
+      const controller = new AbortController();
+      const pending = open(silent.url, { handshakeTimeout: 3000, signal: controller.signal });
+      for (let i = 0; i < 500 && silent.requests.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(silent.requests).toHaveLength(1);
+      controller.abort();
+      await aborted(pending);
+      await aborted(open(silent.url, { signal: AbortSignal.abort() }));
+      expect(silent.requests).toHaveLength(1);
+    } finally {
+      await silent.close();
+    }
+  });
+
+  test('once open, aborting does nothing', async () => {
+    const server = await start(echo);
+    const controller = new AbortController();
+    const conn = await open(server.url, { signal: controller.signal });
+    controller.abort();
+    await conn.send('still open');
+    expect(await recvText(conn)).toBe('still open');
   });
 });
