@@ -74,6 +74,7 @@ export async function connect(url: string | URL, options: ConnectOptions = {}): 
     target = unix.target;
     options = { ...options, socketPath: unix.socketPath };
   }
+  options = withCredentials(target, options);
   if (options.variant === 'hybi00') return connectHybi00(target, options);
   if (options.http2) {
     const conn = await connectHttp2(target, { ...options, session: typeof options.http2 === 'object' ? options.http2 : undefined });
@@ -88,8 +89,22 @@ export async function connect(url: string | URL, options: ConnectOptions = {}): 
     target = new URL(outcome.location, target);
     if (target.protocol === 'http:') target.protocol = 'ws:';
     else if (target.protocol === 'https:') target.protocol = 'wss:';
-    options = redirectedOptions(origin, target, options);
+    options = withCredentials(target, redirectedOptions(origin, target, options));
   }
+}
+
+/**
+ * Credentials in the URL (`wss://user:pass@host/`) are sent as Basic authentication, as `ws` and
+ * curl do, unless the caller gave an `Authorization` header of their own. They are percent-decoded
+ * and sent as UTF-8 (RFC 7617).
+ * @internal
+ */
+export function withCredentials(target: URL, options: ConnectOptions): ConnectOptions {
+  if (target.username === '' && target.password === '') return options;
+  const headers = options.headers ?? {};
+  if (Object.keys(headers).some((name) => name.toLowerCase() === 'authorization')) return options;
+  const credentials = `${decodeURIComponent(target.username)}:${decodeURIComponent(target.password)}`;
+  return { ...options, headers: { ...headers, authorization: `Basic ${Buffer.from(credentials, 'utf8').toString('base64')}` } };
 }
 
 const isSecure = (url: URL): boolean => url.protocol === 'wss:' || url.protocol === 'https:';

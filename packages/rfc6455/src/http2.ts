@@ -321,6 +321,8 @@ export async function connectHttp2(url: URL, options: Http2ConnectOptions): Prom
     if (ownSession && !session.closed) session.close();
   };
   session.on('error', () => undefined);
+  // One handshakeTimeout for the whole handshake: the server's SETTINGS, then the CONNECT.
+  const started = performance.now();
   let allowed: boolean | undefined;
   try {
     allowed = await remoteSettings(session, timeout, signal);
@@ -352,7 +354,8 @@ export async function connectHttp2(url: URL, options: Http2ConnectOptions): Prom
   return new Promise<WebSocketConnection>((resolve, reject) => {
     // A refusal being read when time runs out (a body that never ends) is reported as the refusal.
     let refused: (() => void) | undefined;
-    const timer = setTimeout(() => (refused ? refused() : fail(new HandshakeError(`handshake timed out after ${timeout} ms`, 0, { code: 'WS_HANDSHAKE_TIMEOUT' }))), timeout);
+    const left = Math.max(0, timeout - (performance.now() - started));
+    const timer = setTimeout(() => (refused ? refused() : fail(new HandshakeError(`handshake timed out after ${timeout} ms`, 0, { code: 'WS_HANDSHAKE_TIMEOUT' }))), left);
     timer.unref?.();
     let settled = false;
     const fail = (error: Error): void => {

@@ -222,6 +222,54 @@ describe('redirects', () => {
   });
 });
 
+describe('credentials in the URL', () => {
+  const basic = (credentials: string): string => `Basic ${Buffer.from(credentials, 'utf8').toString('base64')}`;
+
+  test('are sent as Basic authentication, percent-decoded and in UTF-8 (as ws and curl do)', async () => {
+    const s = await answering((head) => switching(head));
+    const url = new URL(s.url);
+    url.username = 'al%C3%AFce';
+    url.password = 'p%3Ass w';
+    const conn = await connect(url, { perMessageDeflate: false });
+    conn.terminate();
+    expect(s.requests[0]).toMatch(new RegExp(`^authorization: ${basic('alïce:p:ss w')}$`, 'im'));
+    // Never in the request target.
+    expect(s.requests[0]?.split('\r\n')[0]).toBe('GET / HTTP/1.1');
+  });
+
+  test('a user without a password, and an Authorization header of the caller\'s, which wins', async () => {
+    const s = await answering((head) => switching(head));
+    const url = new URL(s.url);
+    url.username = 'bob';
+    (await connect(url, { perMessageDeflate: false })).terminate();
+    (await connect(url, { perMessageDeflate: false, headers: { AUTHORIZATION: 'Bearer t' } })).terminate();
+    expect(s.requests[0]).toMatch(new RegExp(`^authorization: ${basic('bob:')}$`, 'im'));
+    expect(s.requests[1]).toMatch(/^authorization: Bearer t$/im);
+    expect(s.requests[1]?.match(/^authorization:/gim)).toHaveLength(1);
+  });
+
+  test('are not sent on a redirect to another host', async () => {
+    const seen: Array<string | undefined> = [];
+    const landing = await serve({ host: '127.0.0.2', perMessageDeflate: false }, (conn, req) => {
+      seen.push(req.headers.authorization);
+      void conn.send('landed');
+    });
+    try {
+      const s = await answering(() => ['HTTP/1.1 302 Found', `Location: ws://127.0.0.2:${landing.port}/`, 'Content-Length: 0', '', ''].join('\r\n'));
+      const url = new URL(s.url);
+      url.username = 'carol';
+      url.password = 'secret';
+      const conn = await connect(url, { perMessageDeflate: false, followRedirects: true });
+      expect(await conn.recv()).toBe('landed');
+      await conn.close();
+      expect(s.requests[0]).toMatch(new RegExp(`^authorization: ${basic('carol:secret')}$`, 'im'));
+      expect(seen).toEqual([undefined]);
+    } finally {
+      await landing.close();
+    }
+  });
+});
+
 describe('bytes that come with the 101', () => {
   /**
    * A raw server that writes the 101 and `early` in one write (one TCP segment on loopback), then
