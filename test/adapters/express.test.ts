@@ -118,6 +118,37 @@ describe('@rfc6455/express specifics', () => {
     }
   });
 
+  it('ws.middleware mounted under a prefix (in a router, or with app.use(path)) routes by the full path', async () => {
+    const app = express();
+    const ws = websocket();
+    ws.route('/api/rooms/(?<room>\\w+)', (conn, req, { params, state }) => void conn.send(`${params.room} ${String(state.via)} ${conn.url} ${req.originalUrl}`));
+    ws.route('/live', (conn) => void conn.send(`live ${conn.url}`));
+    const router = express.Router();
+    router.use((_req: Request, res: Response, next: NextFunction) => {
+      res.locals.via = 'router';
+      next();
+    });
+    router.use(ws.middleware);
+    app.use('/api', router);
+    app.use('/live', ws.middleware);
+    const server = createHttpServer(app);
+    ws.attach(server, app);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `ws://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      // (Before: 404, the core routing by the req.url Express had cut the prefix off.)
+      const room = await connect(`${url}/api/rooms/lobby?x=1`);
+      expect(await room.recv()).toBe('lobby router /api/rooms/lobby?x=1 /api/rooms/lobby?x=1');
+      await room.close();
+      const live = await connect(`${url}/live`);
+      expect(await live.recv()).toBe('live /live');
+      await live.close();
+    } finally {
+      await ws.close();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+
   it('claims() tells which paths the WebSocket routes serve', () => {
     expect(fixture.ws.claims('/rooms/abc')).toBe(true);
     expect(fixture.ws.claims('/proto')).toBe(true);

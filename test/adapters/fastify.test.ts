@@ -180,6 +180,45 @@ describe('@rfc6455/fastify specifics', () => {
   });
 });
 
+describe('@rfc6455/fastify handler failures without onError', () => {
+  test('a handler that throws or rejects (route or mapper) closes with 1011, is logged through request.log, and is no unhandled rejection', async () => {
+    const logged: Array<{ reqId?: string; msg?: string; err?: { message?: string } }> = [];
+    const app = Fastify({ logger: { level: 'error', stream: { write: (line: string) => void logged.push(JSON.parse(line)) } } });
+    await app.register(wsPlugin, {
+      mapper: serviceMapper([{ path: '/mapped-rejects', handler: async () => Promise.reject(new Error('mapped handler failed')) }]),
+    });
+    app.get('/throws', { websocket: true }, () => {
+      throw new Error('route handler threw');
+    });
+    app.get('/rejects', { websocket: true }, async () => {
+      await Promise.resolve();
+      throw new Error('route handler rejected');
+    });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      for (const path of ['/throws', '/rejects', '/mapped-rejects']) {
+        const conn = await connect(`ws://127.0.0.1:${port(app)}${path}`);
+        expect(await conn.recv()).toBe(EOF);
+        expect(conn.closeStatus).toBe(1011);
+      }
+      await new Promise((r) => setImmediate(r));
+      await new Promise((r) => setImmediate(r));
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+      await app.close();
+    }
+    // (Before: reading the undefined `req` of a handler failure threw: the rejections were
+    // unhandled, and the throw was logged as that TypeError, with a 500 written after the 101.)
+    expect(unhandled).toEqual([]);
+    const failures = logged.filter((entry) => entry.msg === 'WebSocket handler failed');
+    expect(failures.map((entry) => entry.err?.message).sort()).toEqual(['mapped handler failed', 'route handler rejected', 'route handler threw']);
+    for (const entry of failures) expect(entry.reqId).toMatch(/^req-/);
+  });
+});
+
 describe('@rfc6455/fastify injectWS (no port)', () => {
   async function app(): Promise<FastifyInstance> {
     const instance = Fastify();

@@ -24,6 +24,8 @@ import type { Duplex } from 'node:stream';
 import {
   CloseCode,
   handleUpgrade,
+  ignoreUpgrade,
+  isWebSocketUpgrade,
   requestPath,
   upgradeResponse,
   serviceMapper,
@@ -163,13 +165,22 @@ export function websocket(options: ExpressWebSocketOptions = {}): ExpressWebSock
       const pending = (req as UpgradeRequest)[PENDING];
       if (!pending || pending.accepted || !claims(requestPath(req.originalUrl ?? req.url))) return next();
       pending.accepted = true;
+      // Mounted under a prefix (`app.use('/api', router)`), Express has cut it off `req.url`: the core
+      // routes by the full path, as `claims` did (fixed bug: every upgrade there got 404).
+      req.url = req.originalUrl ?? req.url;
       // The 101 (or a 404/400) is written by the core straight to the socket.
       res.detachSocket(pending.socket as Socket);
       void handleUpgrade(req, pending.socket, pending.head, mapper(), upgradeOptions);
     },
     attach(server, app) {
       const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
-        if (!claims(requestPath(req.url)) && server.listenerCount('upgrade') > 1) return; // someone else's
+        const alone = server.listenerCount('upgrade') === 1;
+        if (!isWebSocketUpgrade(req)) {
+          // Another protocol (h2c…): someone else's, or, alone, a plain HTTP request for the app.
+          if (alone) ignoreUpgrade(server, req, socket, head);
+          return;
+        }
+        if (!claims(requestPath(req.url)) && !alone) return; // someone else's
         socket.on('error', noop);
         const res = upgradeResponse(req, socket, options.handshakeTimeout);
         if (closing) {

@@ -50,6 +50,8 @@ import {
   CloseCode,
   handleConnect,
   handleUpgrade,
+  ignoreUpgrade,
+  isWebSocketUpgrade,
   requestPath,
   upgradeResponse,
   serviceMapper,
@@ -160,12 +162,20 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
   const mapper = options.mapper as ServiceMapper<unknown> | undefined;
   let closing = false;
 
+  /**
+   * The request logger of each connection, for its handler's errors: the core reports those with
+   * `req` undefined (fixed bug: reading the pending upgrade of that undefined `req` threw, so a
+   * handler's rejection became an unhandled rejection, and a synchronous throw got a 500 written
+   * after the 101 and the close frame). The logger, not the request, so the request is not kept.
+   */
+  const loggers = new WeakMap<WebSocketConnection, FastifyBaseLogger>();
+
   // One options object for every upgrade: without a before-accept hook the handshake stays synchronous.
   const upgradeOptions: UpgradeOptions<unknown> = {
     ...options,
     onError(error, conn, req) {
       if (options.onError) options.onError(error, conn, req);
-      else ((req as UpgradeRequest)[PENDING]?.request?.log ?? app.log).error({ err: error }, 'WebSocket handler failed');
+      else ((conn && loggers.get(conn)) ?? (req as UpgradeRequest | undefined)?.[PENDING]?.request?.log ?? app.log).error({ err: error }, 'WebSocket handler failed');
     },
     connections,
   };
@@ -173,8 +183,11 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
   /** Mapper handlers get the FastifyRequest as state unless a before-accept hook gave one. */
   const withRequest =
     (h: ConnectionHandler<unknown>): ConnectionHandler<unknown> =>
-    (conn, req, ctx) =>
-      h(conn, req, ctx.state === undefined ? { ...ctx, state: (req as UpgradeRequest)[PENDING]?.request } : ctx);
+    (conn, req, ctx) => {
+      const request = (req as UpgradeRequest)[PENDING]?.request;
+      if (request) loggers.set(conn, request.log);
+      return h(conn, req, ctx.state === undefined ? { ...ctx, state: request } : ctx);
+    };
   const routed: ServiceMapper<unknown> | undefined =
     mapper &&
     serviceMapper(
@@ -231,7 +244,10 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
       const pending = (request.raw as UpgradeRequest)[PENDING];
       if (!pending) return httpHandler.call(this, request, reply);
       const instance = this;
-      accept(request, reply, pending, (conn, _raw, ctx) => wsHandler.call(instance, conn, request, { ...ctx, params: request.params }) as void | Promise<void>);
+      accept(request, reply, pending, (conn, _raw, ctx) => {
+        loggers.set(conn, request.log);
+        return wsHandler.call(instance, conn, request, { ...ctx, params: request.params }) as void | Promise<void>;
+      });
       return undefined;
     } as typeof route.handler;
   });
@@ -252,7 +268,13 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
   }
 
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    if (!claims(req) && app.server.listenerCount('upgrade') > 1) return; // someone else's
+    const alone = app.server.listenerCount('upgrade') === 1;
+    if (!isWebSocketUpgrade(req)) {
+      // Another protocol (h2c…): someone else's, or, alone, a plain HTTP request for the app.
+      if (alone) ignoreUpgrade(app.server, req, socket, head);
+      return;
+    }
+    if (!claims(req) && !alone) return; // someone else's
     socket.on('error', noop);
     const res = upgradeResponse(req, socket, options.handshakeTimeout);
     if (closing) {

@@ -25,6 +25,8 @@ import type { Duplex } from 'node:stream';
 import {
   CloseCode,
   handleUpgrade,
+  ignoreUpgrade,
+  isWebSocketUpgrade,
   requestPath,
   upgradeResponse,
   isServiceMapper,
@@ -152,7 +154,13 @@ export function websocket(mapperOrOptions: ServiceMapper<KoaState> | ServiceMapp
   middleware.attach = (server, app) => {
     let callback: ReturnType<Koa['callback']> | undefined;
     const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
-      if (!claim(req) && server.listenerCount('upgrade') > 1) return; // someone else's
+      const alone = server.listenerCount('upgrade') === 1;
+      if (!isWebSocketUpgrade(req)) {
+        // Another protocol (h2c…): someone else's, or, alone, a plain HTTP request for the app.
+        if (alone) ignoreUpgrade(server, req, socket, head);
+        return;
+      }
+      if (!claim(req) && !alone) return; // someone else's
       socket.on('error', noop);
       const res = upgradeResponse(req, socket, options.handshakeTimeout);
       if (closing) {

@@ -20,6 +20,8 @@ export {
   handleUpgrade,
   rejectUpgrade,
   upgradeResponse,
+  isWebSocketUpgrade,
+  ignoreUpgrade,
   requestPath,
   type UpgradeOptions,
   type UpgradeInfo,

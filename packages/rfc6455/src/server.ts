@@ -17,7 +17,7 @@ import { broadcast, type BroadcastOptions, type PreparedMessage, type SendData }
 import { armAllocatorTuning } from './allocator.js';
 import { attachHttp2 } from './http2.js';
 import { Http1Front } from './http1-front.js';
-import { rejectUpgrade, upgradeNow, type UpgradeOptions, type UpgradeTarget } from './upgrade.js';
+import { ignoreUpgrade, isWebSocketUpgrade, rejectUpgrade, upgradeNow, type UpgradeOptions, type UpgradeTarget } from './upgrade.js';
 
 /** Options of {@link serve}: where to listen, plus every upgrade and connection option. */
 export interface ServeOptions<State = unknown> extends UpgradeOptions<State> {
@@ -152,6 +152,12 @@ export async function serve<State = unknown>(options: ServeOptions<State>, targe
   };
   httpServer.on('request', options.onRequest ?? upgradeRequired);
   httpServer.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    // An upgrade to another protocol (h2c…) is also a plain request, which onRequest serves, its
+    // body intact (a server alone on WebSocket answers it 400 below, as any failed handshake).
+    if (options.onRequest && !isWebSocketUpgrade(req)) {
+      ignoreUpgrade(httpServer, req, socket, head);
+      return;
+    }
     if (closing) {
       rejectUpgrade(socket, 503, 'server is shutting down');
       return;

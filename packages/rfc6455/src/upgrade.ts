@@ -7,6 +7,7 @@
  */
 import { ServerResponse, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';
+import type { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
 import { CloseCode, Defaults } from './codec/constants.js';
@@ -14,7 +15,7 @@ import { WebSocketConnection, type ConnectionOptions } from './connection.js';
 import { HandshakeError } from './errors.js';
 import { parseExtensions } from './extensions/header.js';
 import { acceptDeflateOffers, deflateEngineOptions, PerMessageDeflate, type PerMessageDeflateOptions } from './extensions/permessage-deflate.js';
-import { formatErrorResponse, headerList, type HeaderList } from './handshake/http.js';
+import { formatErrorResponse, headerList, tokenList, type HeaderList } from './handshake/http.js';
 import { switchingProtocols, validateRequest, type ValidatedRequest } from './handshake/server.js';
 import { isServiceMapper, type ConnectionHandler, type ServiceMapper } from './service-mapper.js';
 import { socketTransport, type Transport } from './transport.js';
@@ -119,6 +120,39 @@ export function requestPath(url: string | undefined): string {
   const u = url ?? '/';
   const q = u.indexOf('?');
   return q < 0 ? u : u.slice(0, q);
+}
+
+/** True when an upgrade request asks for WebSocket (`Upgrade: websocket`, any case; hybi-00 too). */
+export function isWebSocketUpgrade(req: IncomingMessage): boolean {
+  return tokenList(req.headers.upgrade).includes('websocket');
+}
+
+/**
+ * Serves an upgrade request for another protocol (`Upgrade: h2c` from `curl --http2` or Java's
+ * HttpClient, `TLS/1.0`…) as the plain HTTP request it also is: a server may ignore Upgrade (RFC
+ * 9110 §7.8), which Node does unless it has an `upgrade` listener. With one, the request comes
+ * there with its body unread (in `head` and still on the socket). This hands the request head,
+ * without Upgrade, and those bytes back to `server`'s HTTP parser as a connection of its own, so
+ * its `request` handler gets the whole request, and the next ones on that connection. Adapters
+ * call it when no other `upgrade` listener might want the request (fixed bug: the framework
+ * answered it with an empty body, e.g. 400 or `{}` for a JSON POST).
+ */
+export function ignoreUpgrade(server: EventEmitter, req: IncomingMessage, socket: Duplex, head: Buffer): void {
+  let text = `${req.method ?? 'GET'} ${req.url ?? '/'} HTTP/${req.httpVersion}\r\n`;
+  const raw = req.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    if (name === 'upgrade') continue;
+    let value = raw[i + 1]!;
+    if (name === 'connection') {
+      value = value.split(',').map((t) => t.trim()).filter((t) => t !== '' && t.toLowerCase() !== 'upgrade').join(', ');
+      if (value === '') continue;
+    }
+    text += `${raw[i]!}: ${value}\r\n`;
+  }
+  socket.unshift(Buffer.concat([Buffer.from(`${text}\r\n`, 'latin1'), head]));
+  // An https (or HTTP/2 with allowHTTP1) server takes HTTP/1.1 connections on 'secureConnection'.
+  server.emit(socket instanceof TLSSocket ? 'secureConnection' : 'connection', socket);
 }
 
 /** Deadlines of upgrade requests a framework is handling (see upgradeResponse). */
