@@ -219,6 +219,21 @@ describe('@rfc6455/fastify handler failures without onError', () => {
   });
 });
 
+test('registering the plugin twice is an error of register()/ready(), not an uncaught exception', async () => {
+  const uncaught: unknown[] = [];
+  const onUncaught = (error: unknown): void => void uncaught.push(error);
+  process.prependListener('uncaughtException', onUncaught);
+  const app = Fastify();
+  try {
+    await app.register(wsPlugin);
+    await expect(app.register(wsPlugin)).rejects.toThrow(/already registered/);
+    expect(uncaught).toEqual([]);
+  } finally {
+    process.removeListener('uncaughtException', onUncaught);
+    await app.close().catch(() => undefined);
+  }
+});
+
 describe('@rfc6455/fastify injectWS (no port)', () => {
   async function app(): Promise<FastifyInstance> {
     const instance = Fastify();

@@ -158,6 +158,12 @@ function isHttp2Server(server: unknown): server is Http2Settings {
 }
 
 const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, done) => {
+  // Registered twice on one instance (or in an encapsulated child of an instance that has it):
+  // say so through Fastify's own error path; a throw from `decorate` here would be uncaught.
+  if (app.hasDecorator('websocketConnections')) {
+    done(new Error('@rfc6455/fastify is already registered on this instance (or a parent): register it once, at the top'));
+    return;
+  }
   const connections = new Set<WebSocketConnection>();
   const mapper = options.mapper as ServiceMapper<unknown> | undefined;
   let closing = false;
