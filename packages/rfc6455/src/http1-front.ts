@@ -137,11 +137,16 @@ export class Http1Front {
     if (state === undefined) return;
     let buffer: Buffer;
     let end: number;
+    // A line end without its CR in a head not complete yet: a head that ends so (`\n\n`,
+    // `\r\n\n`) never has the CRLFCRLF waited for. Node's parser answers it (fixed bug: it waited
+    // for the handshake timeout, then got 408 instead of Node's 400).
+    let bareLf: boolean;
     const chunks = state.buffered;
     if (chunks === undefined) {
       // The usual case: the whole head in the first chunk.
       buffer = chunk;
       end = chunk.indexOf(END_OF_HEAD);
+      bareLf = end < 0 && hasBareLf(chunk, 0);
     } else {
       // A head in pieces: look for its end where this chunk meets the bytes before it, and join
       // the pieces only once (a head trickled byte by byte must not cost a copy per byte).
@@ -150,9 +155,10 @@ export class Http1Front {
       const seam = Buffer.concat([state.tail!, chunk]);
       const at = seam.indexOf(END_OF_HEAD);
       end = at < 0 ? -1 : state.length - chunk.length - state.tail!.length + at;
+      bareLf = end < 0 && hasBareLf(seam, state.tail!.length);
       state.tail = seam.subarray(Math.max(0, seam.length - 3));
       // (Its first 4 bytes were checked once they had all arrived, below.)
-      if (end < 0 && state.length - chunk.length >= 4 && state.length < this.maxHeaderSize) return;
+      if (end < 0 && !bareLf && state.length - chunk.length >= 4 && state.length < this.maxHeaderSize) return;
       buffer = Buffer.concat(chunks, state.length);
       state.buffered = [buffer];
     }
@@ -162,7 +168,7 @@ export class Http1Front {
       if (buffer[i] !== GET_SPACE[i]) return this.fallBack(socket, buffer);
     }
     if (end < 0) {
-      if (buffer.length >= this.maxHeaderSize) return this.fallBack(socket, buffer);
+      if (bareLf || buffer.length >= this.maxHeaderSize) return this.fallBack(socket, buffer);
       if (chunks === undefined) {
         state.buffered = [chunk];
         state.length = chunk.length;
@@ -201,6 +207,14 @@ export class Http1Front {
 }
 
 const GET_SPACE = Buffer.from('GET ', 'latin1');
+
+/** True when `bytes[from..]` has a LF whose byte before is not a CR (`bytes[from - 1]` included). */
+function hasBareLf(bytes: Buffer, from: number): boolean {
+  for (let i = bytes.indexOf(0x0a, from); i >= 0; i = bytes.indexOf(0x0a, i + 1)) {
+    if (i === 0 || bytes[i - 1] !== 0x0d) return true;
+  }
+  return false;
+}
 
 /**
  * Makes the headers objects: plain objects (prototype Object.prototype, no own properties), made

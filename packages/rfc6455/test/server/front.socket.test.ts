@@ -439,6 +439,28 @@ describe('fallback to Node', () => {
     expect(statuses[0]).toBe(expected);
   });
 
+  // Heads that end without a CRLFCRLF, so the front never saw their end: it waited for the
+  // handshake timeout and answered 408 where Node alone answers 400 at once.
+  test.each([
+    ['an upgrade with LF line ends', upgradeLines([]).replace(/\r\n/g, '\n'), false],
+    ['an upgrade whose head ends in CRLF LF', upgradeLines([]).replace(/\r\n\r\n$/, '\r\n\n'), false],
+    ['a plain GET with LF line ends', 'GET / HTTP/1.1\nHost: x\n\n', false],
+    ['an upgrade with LF line ends, trickled byte by byte', upgradeLines([]).replace(/\r\n/g, '\n'), true],
+  ])('%s gets the same answer as from Node alone, before the handshake timeout', async (_name, request, trickle) => {
+    const statuses: number[] = [];
+    for (const front of [true, false]) {
+      const { server } = await start({ handshakeTimeout: 5000 }, front);
+      const peer = await Peer.open(server.port);
+      peer.socket.setNoDelay(true);
+      if (trickle) for (const c of request) await peer.write(c);
+      else await peer.write(request);
+      const [response] = await peer.responses(1);
+      statuses.push(response!.status);
+      await peer.untilClosed();
+    }
+    expect(statuses).toEqual([400, 400]);
+  });
+
   test.each([
     ['a partial head', 'GET / HTTP/1.1\r\nHost: x\r\nUpgr', 'HTTP/1.1 400 Bad Request'],
     ['nothing', '', ''],
