@@ -968,10 +968,13 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     }
     if (this.waiter !== undefined && this.deliver(data)) return;
     const inbox = (this.inbox ??= new Inbox());
+    // Once our close frame is on its way the socket is read on for the peer's (see closeNow); a
+    // full queue then takes nothing more: what the application would not have read is dropped.
+    if (inbox.bytes > this.limits.readHighWaterMark && this.proto.state !== 'open') return;
     inbox.items.push(data);
     inbox.bytes += messageSize(data);
     if (!binary && typeof data !== 'string') (inbox.texts ??= new WeakSet()).add(data);
-    if (inbox.bytes > this.limits.readHighWaterMark) this.pauseReading();
+    if (inbox.bytes > this.limits.readHighWaterMark && this.proto.state === 'open') this.pauseReading();
   }
 
   /** The `message` listener, or the list of them, read from the listener table directly. */
@@ -1306,8 +1309,10 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     if (!this.closedFlag && this.proto.close(code, reason)) {
       this.armCloseTimer();
       // A paused connection still reads the peer's answer to our close frame (what arrives
-      // before it waits, as paused).
-      if ((this.flags & USER_PAUSED) !== 0) this.resumeReading(true);
+      // before it waits, as paused, while the queue is under readHighWaterMark). Paused by a full
+      // queue too (fixed bug: the close frame the peer sent back was never read, and the
+      // connection was aborted at closeTimeout, 1006, however promptly the peer had answered).
+      if (this.readPaused) this.resumeReading(true);
     }
   }
 
@@ -1408,6 +1413,14 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     // Small-integer times: this runs for every connection on every tick, and until it is optimized
     // each `now - TIME_BASE - x` on a Date.now() value would box a heap number.
     const time = sinceBase(now);
+    if (this.readPaused) {
+      // Reading is paused (pause(), or a queue the application has not drained): what the peer
+      // sends waits unread, so neither its silence nor an unanswered ping can be judged; both
+      // count from the time reading resumes (fixed bug: a peer that kept sending was closed as
+      // idle, and one that had answered the keepalive ping was aborted).
+      this.lastActivity = time;
+      if (this.limits.keepaliveInterval > 0) this.lastKeepalive = time;
+    }
     const idle = time - this.lastActivity;
     // (The engine is looked at, not used: a connection without one is open.)
     if (this.limits.idleTimeout > 0 && idle >= this.limits.idleTimeout && (this.engine === undefined || this.engine.state === 'open')) {

@@ -62,6 +62,40 @@ describe('slow consumer', () => {
     expect(received).toBe(COUNT);
     raw.destroy();
   });
+
+  test('close() on a connection paused by a full queue still reads the peer\'s close frame: a clean close, not an abort at closeTimeout', async () => {
+    let paused: WebSocketConnection | undefined;
+    // closeTimeout far above what the closing handshake takes: an abort there would be 1006.
+    const quiet = await serve({ perMessageDeflate: false, readHighWaterMark: HWM, closeTimeout: 20000 }, (c) => {
+      paused = c; // never reads
+    });
+    try {
+      const raw = await RawClient.connect(quiet.port);
+      await until(() => paused !== undefined, 'the handler');
+      const FRAME = 64 * 1024;
+      const oneFrame = frame({ opcode: 2, payload: Buffer.alloc(FRAME, 0x42), mask: true });
+      for (let i = 0; i < 256; i++) raw.socket.write(oneFrame);
+      const internals = paused as unknown as Internals;
+      await until(() => internals.readPaused && raw.socket.writableLength > 4 * 1024 * 1024, 'backpressure');
+
+      const closed = paused!.close(4000, 'done');
+      // The peer answers at once, behind the messages it had already sent.
+      const close = await raw.readClose();
+      expect(close?.code).toBe(4000);
+      raw.send({ opcode: 0x8, payload: close!.frames.at(-1)!.payload });
+      await closed;
+      expect(paused!.closeStatus).toBe(4000);
+      expect(paused!.closeReason).toBe('done');
+      // The queue stayed bounded while the backlog was read to reach the close frame, and what
+      // was queued before close() is still there to be read.
+      expect(internals.inbox!.bytes).toBeLessThanOrEqual(HWM + FRAME);
+      const first = await paused!.recv();
+      expect((first as Buffer).length).toBe(FRAME);
+      raw.destroy();
+    } finally {
+      await quiet.close();
+    }
+  });
 });
 
 describe('idle timeout', () => {
@@ -73,6 +107,51 @@ describe('idle timeout', () => {
       expect(close?.code).toBe(1001);
       expect(close?.reason.toString()).toBe('idle timeout');
       await raw.closed;
+    } finally {
+      await server.close();
+    }
+  });
+
+  test.each([
+    ['closed as idle', { idleTimeout: 400, keepaliveInterval: 0 }],
+    ['aborted by the keepalive', { idleTimeout: 0, keepaliveInterval: 200 }],
+  ])('a connection paused by a full queue is not %s while its peer keeps sending and answering pings', async (_name, timers) => {
+    let serverConn: WebSocketConnection | undefined;
+    const server = await serve({ perMessageDeflate: false, readHighWaterMark: 1024, ...timers }, (c) => {
+      serverConn = c; // does not read yet
+    });
+    try {
+      const raw = await RawClient.connect(server.port);
+      await until(() => serverConn !== undefined, 'the handler');
+      for (let i = 0; i < 8; i++) raw.send({ opcode: 1, payload: 'x'.repeat(1000) });
+      await until(() => (serverConn as unknown as Internals).readPaused, 'the pause');
+      // Pings are answered (the pongs wait unread behind the messages, as everything does).
+      let reading = true;
+      const answering = (async () => {
+        while (reading) {
+          const f = await raw.readFrame();
+          if (!f) return;
+          if (f.opcode === 0x9) raw.send({ opcode: 0xa, payload: f.payload });
+        }
+      })();
+      // 1.6 s of traffic: four idle timeouts, eight keepalive intervals.
+      for (let i = 0; i < 16; i++) {
+        raw.send({ opcode: 1, payload: `${i}` });
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(serverConn!.closeStatus).toBeUndefined();
+      expect(serverConn!.readyState).toBe('open');
+      // Once read, every message is there.
+      let n = 0;
+      while (n < 8 + 16) {
+        const m = await serverConn!.recv();
+        if (m === EOF) break;
+        n++;
+      }
+      expect(n).toBe(24);
+      reading = false;
+      raw.destroy();
+      await answering;
     } finally {
       await server.close();
     }
