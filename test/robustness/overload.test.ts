@@ -5,6 +5,7 @@
 import { connect, EOF, HandshakeError, type WebSocketConnection } from 'rfc6455';
 import { RawClient } from '../../packages/rfc6455/test/helpers/raw-client.js';
 import { stalled } from '../../packages/rfc6455/test/helpers/wait.js';
+import { CLIENT_TLS, TLS } from '../http2/helpers.js';
 import { closeAll, eventually, openRaw, sleep, startServer } from './helpers.js';
 
 afterEach(closeAll);
@@ -209,5 +210,55 @@ describe('many connections', () => {
     expect(await again.recv()).toBe('in');
     await Promise.all([again, ...clients.slice(1)].map((c) => c.close()));
     expect(await clients[1]!.recv()).toBe(EOF);
+  });
+
+  test.each([
+    ['HTTP/1.1', {}, {}],
+    ['HTTP/2', { http2: true, tls: TLS }, { http2: true, tls: CLIENT_TLS }],
+  ])('maxConnections with an async beforeAccept hook, over %s: of a burst of 12 upgrades, 3 get in and the rest 503 (all got in)', async (_name, serverOptions, clientOptions) => {
+    let hooks = 0;
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const server = await startServer(
+      {
+        ...serverOptions,
+        perMessageDeflate: false,
+        maxConnections: 3,
+        beforeAccept: async () => {
+          hooks++;
+          await released;
+          return undefined;
+        },
+      },
+      async (conn) => {
+        for await (const m of conn) await conn.send(m);
+      },
+    );
+    let refused = 0;
+    const attempts = Array.from({ length: 12 }, () =>
+      connect(server.url, clientOptions).catch((error: unknown) => {
+        refused++;
+        throw error;
+      }),
+    );
+    const settled = Promise.allSettled(attempts);
+    // While the hooks of three wait, the other nine are refused.
+    expect(await eventually(() => refused === 9)).toBe(true);
+    expect(hooks).toBe(3);
+    release();
+    const results = await settled;
+    const open = results.filter((r) => r.status === 'fulfilled').map((r) => (r as PromiseFulfilledResult<WebSocketConnection>).value);
+    expect(open.length).toBe(3);
+    for (const r of results) {
+      if (r.status === 'rejected') expect((r.reason as HandshakeError).status).toBe(503);
+    }
+    expect(server.connections.size).toBe(3);
+    // A slot freed is usable again.
+    await open[0]!.close();
+    expect(await eventually(() => server.connections.size === 2)).toBe(true);
+    const again = await connect(server.url, clientOptions);
+    await again.send('in');
+    expect(await again.recv()).toBe('in');
+    await Promise.all([again, ...open.slice(1)].map((c) => c.close()));
   });
 });

@@ -37,7 +37,10 @@ export interface ServeOptions<State = unknown> extends UpgradeOptions<State> {
   tls?: HttpsServerOptions;
   /** Largest request head, in bytes; larger ones get 431. Default 16384. */
   maxHeaderSize?: number;
-  /** Most concurrent WebSocket connections; beyond it upgrades get 503. Default unlimited. */
+  /**
+   * Most concurrent WebSocket connections; beyond it upgrades get 503. Upgrades still under way (a
+   * `beforeAccept` hook that has not settled) count. Default unlimited.
+   */
   maxConnections?: number;
   /**
    * Most concurrent WebSocket connections from one remote address; beyond it upgrades get 429 with
@@ -135,7 +138,30 @@ export async function serve<State = unknown>(options: ServeOptions<State>, targe
   const tlsSockets = new Set<Socket>();
   const connections = new Set<WebSocketConnection>();
   let closing = false;
-  const upgradeOptions: UpgradeOptions<State> = { ...options, connections };
+  const upgradeOptions: UpgradeOptions<State> = {
+    ...options,
+    connections,
+    // An upgrade that was still waiting when close() began (a before-accept hook, a hybi-00 key3)
+    // is closed at once, as close() closes the others (fixed bug: it stayed open, and close()
+    // waited for it to end, forever with a peer that kept it).
+    onConnection(conn) {
+      if (closing) {
+        conn.close(CloseCode.GoingAway, 'server shutting down').catch(() => undefined);
+        return;
+      }
+      options.onConnection?.(conn);
+    },
+  };
+  // Upgrades let through that have no connection yet (a before-accept hook or a hybi-00 key3 to
+  // wait for), counted against maxConnections (fixed bug: with an async hook every upgrade of a
+  // burst saw the same count, and all of them got in, however many maxConnections allowed).
+  let upgrading = 0;
+  const full = (): boolean => options.maxConnections !== undefined && connections.size + upgrading >= options.maxConnections;
+  const counted = (result: unknown): void => {
+    if (options.maxConnections === undefined) return;
+    upgrading++;
+    void Promise.resolve(result).then(() => upgrading--, () => upgrading--);
+  };
   // Connections per remote address (only kept when maxConnectionsPerIp is set).
   const perIp = options.maxConnectionsPerIp !== undefined ? new Map<string, number>() : undefined;
   const release = (ip: string): void => {
@@ -162,13 +188,14 @@ export async function serve<State = unknown>(options: ServeOptions<State>, targe
       rejectUpgrade(socket, 503, 'server is shutting down');
       return;
     }
-    if (options.maxConnections !== undefined && connections.size >= options.maxConnections) {
+    if (full()) {
       rejectUpgrade(socket, 503, 'too many connections', [['Retry-After', '1']]);
       return;
     }
     if (!perIp) {
       // Synchronous without a before-accept hook: no promise per handshake (and it never rejects).
-      void upgradeNow(req, socket, head, target, upgradeOptions);
+      const result = upgradeNow(req, socket, head, target, upgradeOptions);
+      if (result instanceof Promise) counted(result);
       return;
     }
     const ip = req.socket.remoteAddress ?? '';
@@ -181,8 +208,12 @@ export async function serve<State = unknown>(options: ServeOptions<State>, targe
       if (conn) void conn.whenClosed.then(() => release(ip));
       else release(ip);
     };
-    if (result instanceof Promise) void result.then(settle);
-    else settle(result);
+    if (result instanceof Promise) {
+      counted(result);
+      void result.then(settle);
+    } else {
+      settle(result);
+    }
   });
   if (options.http2) {
     const h2server = httpServer as unknown as Http2SecureServer;
@@ -192,19 +223,18 @@ export async function serve<State = unknown>(options: ServeOptions<State>, targe
       // (shutdown, maxConnections). Fixed bug: maxConnections was not enforced over HTTP/2.
       beforeAccept(req, info) {
         if (closing) return { reject: { status: 503, body: 'server is shutting down' } };
-        if (options.maxConnections !== undefined && connections.size >= options.maxConnections) {
+        if (full()) {
           return { reject: { status: 503, headers: { 'retry-after': '1' }, body: 'too many connections' } };
         }
         if (perIp && (perIp.get(req.socket?.remoteAddress ?? '') ?? 0) >= options.maxConnectionsPerIp!) {
           return { reject: { status: 429, headers: { 'retry-after': '1' }, body: 'too many connections from this address' } };
         }
-        return upgradeOptions.beforeAccept?.(req, info);
+        const result = upgradeOptions.beforeAccept?.(req, info);
+        if (typeof (result as PromiseLike<unknown> | undefined)?.then === 'function') counted(result);
+        return result;
       },
       onConnection(conn) {
-        if (closing) {
-          conn.close(CloseCode.GoingAway, 'server shutting down').catch(() => undefined);
-          return;
-        }
+        if (closing) return upgradeOptions.onConnection!(conn);
         if (perIp) {
           const ip = conn.remoteAddress ?? '';
           // Counted from here (the check ran in beforeAccept); an overshoot from a concurrent async hook is not counted twice.
