@@ -196,6 +196,46 @@ describe('handler failures', () => {
     await serverStillEchoes(server.url);
   });
 
+  test('a ping or pong listener that throws: close 1011, onError gets the error, the server lives on', async () => {
+    const errors: unknown[] = [];
+    const server = await startServer({ perMessageDeflate: false, onError: (e) => errors.push(e) }, async (conn) => {
+      conn.on('ping', () => {
+        throw new Error('ping listener exploded');
+      });
+      conn.on('pong', () => {
+        throw new Error('pong listener exploded');
+      });
+      if (conn.path === '/pong') void conn.ping().catch(() => undefined);
+      for await (const m of conn) await conn.send(m).catch(() => undefined);
+    });
+    // (Before: the exception escaped from the socket's 'data' event, and the process ended.)
+    for (const [path, message] of [['/', 'ping listener exploded'], ['/pong', 'pong listener exploded']] as const) {
+      errors.length = 0;
+      const client = await connect(`${server.url.replace(/\/$/, '')}${path}`, { perMessageDeflate: false });
+      if (path === '/') void client.ping().catch(() => undefined);
+      await client.whenClosed;
+      expect(client.closeStatus).toBe(1011);
+      expect(client.closeReason).toBe('');
+      expect((errors[0] as Error | undefined)?.message).toBe(message);
+    }
+    await serverStillEchoes(server.url);
+  });
+
+  test('a close listener that throws: onError gets the error, the server lives on', async () => {
+    const errors: unknown[] = [];
+    const server = await startServer({ perMessageDeflate: false, onError: (e) => errors.push(e) }, async (conn) => {
+      conn.on('close', () => {
+        if (conn.path === '/throw') throw new Error('close listener exploded');
+      });
+      for await (const m of conn) await conn.send(m).catch(() => undefined);
+    });
+    const client = await connect(`${server.url.replace(/\/$/, '')}/throw`, { perMessageDeflate: false });
+    await client.close(4000, 'bye');
+    expect(await eventually(() => errors.length === 1)).toBe(true);
+    expect((errors[0] as Error).message).toBe('close listener exploded');
+    await serverStillEchoes(server.url);
+  });
+
   test('client side: a message listener that throws closes with 1011 and reaches the error event', async () => {
     const server = await startServer({ perMessageDeflate: false }, async (conn) => {
       for await (const m of conn) await conn.send(m);

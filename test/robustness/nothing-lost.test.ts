@@ -10,7 +10,7 @@ import { closePayload, decodeFrames, frame } from '../../packages/rfc6455/test/h
 import { RawClient } from '../../packages/rfc6455/test/helpers/raw-client.js';
 import { resolve } from 'node:path';
 import { spawnNode } from '../examples/helpers.js';
-import { closeAll, startServer } from './helpers.js';
+import { closeAll, eventually, startServer } from './helpers.js';
 
 afterAll(closeAll);
 
@@ -91,6 +91,34 @@ describe('both directions, with our own client', () => {
     expect(await client.recv()).toBe('after the stream');
     expect(await client.recv()).toBe(EOF);
     expect(client.closeStatus).toBe(1000);
+  });
+
+  test('close() while a sendStream() runs: what is sent after the close() call is refused, not sent before the close frame', async () => {
+    let took = 0;
+    const results: string[] = [];
+    const server = await startServer({ perMessageDeflate: false }, async (conn) => {
+      const streamed = conn.sendStream((async function* () {
+        for (let i = 0; i < 20; i++) yield Buffer.alloc(10_000, i);
+      })());
+      const closed = conn.close(4000, 'done');
+      const late = conn.sendStream((async function* () {
+        took++;
+        yield Buffer.from('streamed after close()');
+      })());
+      const later = conn.send('sent after close()');
+      for (const p of [streamed, late, later, closed]) results.push(await p.then(() => 'ok', (e: Error) => e.name));
+    });
+    const client = await connect(server.url);
+    const first = await client.recv();
+    expect(Buffer.isBuffer(first) && first.length).toBe(200_000);
+    // (Before: the close frame waited for the later sendStream() and the send() queued behind it,
+    // and both went out.)
+    expect(await client.recv()).toBe(EOF);
+    expect(client.closeStatus).toBe(4000);
+    await client.whenClosed;
+    expect(await eventually(() => results.length === 4)).toBe(true);
+    expect(results).toEqual(['ok', 'ConnectionClosedError', 'ConnectionClosedError', 'ok']);
+    expect(took).toBe(0);
   });
 });
 

@@ -20,6 +20,7 @@ import type { Socket } from 'node:net';
 import { readDirect } from './direct-read.js';
 import { noteTraffic } from './allocator.js';
 import { PreparedMessage, toBuffer, type SendData } from './prepared.js';
+import { Utf8Validator } from './codec/utf8.js';
 
 /** What `recv()` resolves to once the connection is closed (the analog of Racket's `eof`). */
 export const EOF: unique symbol = Symbol('rfc6455.EOF');
@@ -41,11 +42,14 @@ export interface SendOptions {
 
 /** Options of {@link WebSocketConnection.sendStream}. */
 export interface SendStreamOptions {
-  /** Send a binary message (the default); false sends text, whose bytes must then be UTF-8. */
+  /**
+   * Send a binary message (the default); false sends text, whose bytes are checked as they come:
+   * bytes that are not UTF-8 fail the source (a TypeError), as in `send()`.
+   */
   binary?: boolean;
   /** Compress when permessage-deflate was negotiated (default true; the threshold does not apply). */
   compress?: boolean;
-  /** Largest fragment; larger chunks are split. Default 65536 (Racket's rfc6455-stream-buffer-size). */
+  /** Largest fragment, at least 1; larger chunks are split. Default 65536 (Racket's rfc6455-stream-buffer-size). */
   fragmentSize?: number;
 }
 
@@ -738,9 +742,14 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     return this.rare?.transport ?? (this.stream as Socket);
   }
 
-  /** Bytes handed to the connection and not yet flushed to the transport. */
+  /**
+   * Bytes handed to the connection and not yet flushed to the transport: those in its write buffer,
+   * and the payloads of messages still waiting for permessage-deflate (counted as given), which
+   * `ws` counts too (fixed bug: they were not, and a compressed send read 0 at once).
+   */
   get bufferedAmount(): number {
-    return this.stream.writableLength;
+    const engine = this.engine;
+    return this.stream.writableLength + (engine instanceof Protocol ? engine.queuedBytes : 0);
   }
 
   /** RFC 6455 connections fragment; hybi-00 ones cannot (Racket's ws-conn-supports-fragmentation?). */
@@ -1052,7 +1061,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     } else {
       this.proto.pong(payload);
     }
-    if (this.listenerCount('ping') > 0) this.emit('ping', Buffer.from(payload));
+    if (this.listenerCount('ping') > 0) this.emitEvent('ping', Buffer.from(payload));
   }
 
   /** @internal */
@@ -1066,7 +1075,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
         for (const ping of this.pings.splice(0, index + 1)) ping.resolve(now - ping.sentAt);
       }
     }
-    if (this.listenerCount('pong') > 0) this.emit('pong', Buffer.from(payload));
+    if (this.listenerCount('pong') > 0) this.emitEvent('pong', Buffer.from(payload));
   }
 
   /** @internal */
@@ -1206,10 +1215,20 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
    */
   sendStream(source: AsyncIterable<SendData> | Iterable<SendData>, options: SendStreamOptions = {}): Promise<void> {
     if ((this.flags & HYBI00) !== 0) return rejected(new UnsupportedError('hybi-00 cannot fragment', 'WS_HYBI00_NO_FRAGMENTS'));
+    const limit = options.fragmentSize ?? Defaults.streamFragmentSize;
+    // (0 or a negative size sent empty fragments without end; NaN sent an empty message.)
+    if (!(limit >= 1)) return rejected(new RangeError(`sendStream(): fragmentSize must be at least 1, not ${limit}`));
     const run = async (): Promise<void> => {
+      // Its turn came after a close(): nothing of the source is taken.
+      if (this.readyState !== 'open') throw new ConnectionClosedError(this.closeStatus ?? CloseCode.Abnormal, this.closeReason ?? '');
       const opcode = options.binary === false ? Opcode.Text : Opcode.Binary;
-      const limit = options.fragmentSize ?? Defaults.streamFragmentSize;
       const compress = options.compress ?? true;
+      // Text is checked as it comes, as send() checks it: bytes that are not UTF-8 fail the source
+      // (they went out as they were, and the peer failed the connection with 1007, RFC 6455 §8.1).
+      const validator = opcode === Opcode.Text ? new Utf8Validator() : undefined;
+      // A high surrogate that ended a string chunk, kept for the low one that starts the next: a
+      // string cut at any index (`text.slice()`) keeps its characters (each half was sent as U+FFFD).
+      let surrogate = '';
       let held: Buffer | undefined;
       // A fragment of the message has gone out (and its last one has not).
       let started = false;
@@ -1223,14 +1242,34 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
         });
         await this.drained();
       };
+      const put = async (bytes: Buffer): Promise<void> => {
+        if (validator !== undefined && !validator.feed(bytes, false)) throw new TypeError('sendStream(…, { binary: false }): the bytes are not valid UTF-8');
+        for (let at = 0; at < bytes.length; at += limit) {
+          if (held) await flush(false);
+          held = bytes.subarray(at, Math.min(bytes.length, at + limit));
+        }
+      };
       try {
         for await (const chunk of source as AsyncIterable<SendData>) {
-          const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : toBuffer(chunk);
-          for (let at = 0; at < bytes.length; at += limit) {
-            if (held) await flush(false);
-            held = bytes.subarray(at, Math.min(bytes.length, at + limit));
+          if (typeof chunk === 'string') {
+            let text = surrogate + chunk;
+            surrogate = '';
+            const last = text.charCodeAt(text.length - 1);
+            if (last >= 0xd800 && last <= 0xdbff) {
+              surrogate = text.slice(-1);
+              text = text.slice(0, -1);
+            }
+            await put(Buffer.from(text));
+          } else {
+            const bytes = toBuffer(chunk);
+            if (surrogate !== '') await put(Buffer.from(surrogate));
+            surrogate = '';
+            await put(bytes);
           }
         }
+        // (A lone high surrogate at the end is U+FFFD, as send() makes it.)
+        if (surrogate !== '') await put(Buffer.from(surrogate));
+        if (validator !== undefined && !validator.complete) throw new TypeError('sendStream(…, { binary: false }): the text ends inside a UTF-8 sequence');
       } catch (error) {
         if (started) this.abandonMessage();
         throw error;
@@ -1292,9 +1331,10 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
       if (this.sendTail && !this.closedFlag) {
         // Messages queued behind a sendStream() wait on sendTail, not in the protocol: the close
         // frame used to overtake them and they were lost (test/robustness/nothing-lost.test.ts).
-        // Validate now, close once they are written.
+        // Validate now, close once they are written. (Not through close() again: that waited for
+        // the sendStream() and send() calls made after this close() too, and sent them.)
         if ((this.flags & HYBI00) === 0) encodeClosePayload(code ?? undefined, reason);
-        this.sendTail.then(() => this.close(code, reason)).catch(noop);
+        this.sendTail.then(() => this.closeNow(code, reason)).catch(noop);
         return this.whenClosed;
       }
       this.closeNow(code, reason);
@@ -1401,6 +1441,19 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     else queueMicrotask(() => {
       throw err;
     });
+  }
+
+  /**
+   * Emits `ping`, `pong`, `drain` or `close`; a listener that throws is a handler failure, as a
+   * throwing `message` listener is (fixed bug: the exception escaped from the socket's event, and a
+   * server whose `ping` or `close` listener threw ended its process).
+   */
+  private emitEvent<K extends 'ping' | 'pong' | 'drain' | 'close'>(event: K, ...args: ConnectionEvents[K]): void {
+    try {
+      (this.emit as (event: K, ...args: ConnectionEvents[K]) => boolean)(event, ...args);
+    } catch (error) {
+      this.onListenerError(error);
+    }
   }
 
   private emitError(error: Error): void {
@@ -1532,7 +1585,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
       this.drainPromise = undefined;
       resolve();
     }
-    if (this.listenerCount('drain') > 0) this.emit('drain');
+    if (this.listenerCount('drain') > 0) this.emitEvent('drain');
   }
 
   /** @internal */
@@ -1562,7 +1615,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
       this.drainPromise = undefined;
     }
     this.resolveClosed?.();
-    this.emit('close', this.finalCode, this.finalReason);
+    this.emitEvent('close', this.finalCode, this.finalReason);
   }
 }
 

@@ -140,8 +140,11 @@ export class PreparedMessage {
   }
 }
 
-/** What `send()`, `prepareMessage()` and `broadcast()` take: a string (text) or bytes. */
-export type SendData = string | Buffer | Uint8Array | ArrayBuffer | ArrayBufferView;
+/**
+ * What `send()`, `prepareMessage()` and `broadcast()` take: a string (text) or bytes (a
+ * SharedArrayBuffer too, which they always took: the type left it out).
+ */
+export type SendData = string | Buffer | Uint8Array | ArrayBuffer | SharedArrayBuffer | ArrayBufferView;
 
 /** Bytes as a Buffer over the same memory (no copy, an ArrayBuffer included). @internal */
 export function toBuffer(data: Exclude<SendData, string>): Buffer {

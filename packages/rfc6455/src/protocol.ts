@@ -215,6 +215,8 @@ class RareFields {
   textChecked = false;
   /** Frames waiting behind a compression job, in order (the protocol's QUEUED bit says it is not empty). */
   queue: QueuedFrame[] = NO_FRAMES;
+  /** The payload bytes of `queue` (as given, before compression). */
+  queuedBytes = 0;
 }
 
 function addPart(rare: RareFields, data: Buffer): void {
@@ -347,6 +349,14 @@ export class Protocol implements FrameSink, ProtocolEngine {
   /** Bytes received and not parsed yet. */
   get bufferedIncoming(): number {
     return this.parser.bufferedAmount;
+  }
+
+  /**
+   * Payload bytes of the messages given to send and not written yet: those waiting behind a
+   * compression job, the one being compressed included (counted as given, before compression).
+   */
+  get queuedBytes(): number {
+    return this.rare === undefined ? 0 : this.rare.queuedBytes;
   }
 
   // ---- Receiving ------------------------------------------------------------------------------
@@ -736,6 +746,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
     const rare = this.rareFields();
     if (rare.queue === NO_FRAMES) rare.queue = [frame];
     else rare.queue.push(frame);
+    rare.queuedBytes += frame.data.length;
     this.flags |= QUEUED;
     if ((this.flags & COMPRESSING) === 0) this.pump();
   }
@@ -818,7 +829,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
    * callback may send, and that send is written at once, as nothing waits before it.
    */
   private shiftQueue(rare: RareFields): void {
-    rare.queue.shift();
+    rare.queuedBytes -= rare.queue.shift()!.data.length;
     if (rare.queue.length === 0) this.flags &= ~QUEUED;
   }
 
@@ -830,6 +841,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
     if (rare.queue.length === 0) return;
     const queue = rare.queue;
     rare.queue = NO_FRAMES;
+    rare.queuedBytes = 0;
     this.flags &= ~QUEUED;
     const error = new ConnectionClosedError(rare.closeCode ?? CloseCode.Abnormal, rare.closeReason);
     for (const frame of queue) frame.callback?.(error);

@@ -16,8 +16,9 @@ export type WebSocketStreamOptions = Omit<DuplexOptions, 'read' | 'write' | 'wri
  * - Reading: each message is one chunk, a Buffer (text as its UTF-8 bytes), or, with
  *   `readableObjectMode`, a string for text. When the reader falls behind (`push()` returns false)
  *   the connection is paused (`conn.pause()`: TCP backpressure on the peer) until it reads again.
- *   The readable side ends when the connection closes; a connection that failed (a protocol error,
- *   a limit, a socket error) destroys the stream with that error.
+ *   The readable side ends when the connection closes, once the messages received before are
+ *   read; a connection that failed (a protocol error, a limit, a socket error) destroys the stream
+ *   with that error.
  * - Writing: each chunk is sent as one message: Buffers as binary, strings (with
  *   `decodeStrings: false` or `writableObjectMode`) as text. A write's callback waits for the
  *   send, so the writable side's backpressure is the connection's.
@@ -27,10 +28,14 @@ export type WebSocketStreamOptions = Omit<DuplexOptions, 'read' | 'write' | 'wri
 export function createWebSocketStream(conn: WebSocketConnection, options: WebSocketStreamOptions = {}): Duplex {
   const textAsString = options.readableObjectMode === true || options.objectMode === true;
   let ended = false;
+  // The connection closed while messages still waited for the reader (paused): the readable side
+  // ends once they are read.
+  let endWhenRead = false;
   const duplex = new Duplex({
     ...options,
     read() {
       conn.resume();
+      if (endWhenRead && !conn.isPaused) end();
     },
     write(chunk: Buffer | string, _encoding, callback) {
       conn.send(chunk, { binary: typeof chunk !== 'string' }).then(() => callback(), callback);
@@ -54,13 +59,20 @@ export function createWebSocketStream(conn: WebSocketConnection, options: WebSoc
     if (!duplex.push(chunk)) conn.pause();
   };
   conn.on('message', onMessage);
-  const onClose = (): void => {
+  const end = (): void => {
     if (ended) return;
     ended = true;
     conn.off('message', onMessage);
     const error = conn.error;
     if (error !== undefined) duplex.destroy(error);
     else duplex.push(null);
+  };
+  const onClose = (): void => {
+    // A reader that fell behind paused the connection, and the messages read with the close frame
+    // wait in it: they are read first (fixed bug: the stream ended without them, and a pipeline
+    // from it finished without error, short of everything the peer sent before closing).
+    if (conn.isPaused && conn.error === undefined) endWhenRead = true;
+    else end();
   };
   // A failure is read from conn.error at 'close' (the connection records it whether or not an
   // 'error' listener exists).

@@ -3,7 +3,8 @@
  * bounded while a raw producer writes as fast as it can (measured through the producer's
  * `writableLength` and the server connection's queue, never timing); idle timeout sends 1001.
  */
-import { serve, EOF, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
+import { randomBytes } from 'node:crypto';
+import { connect, serve, EOF, WebSocket, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
 import { frame } from '../helpers/frames.js';
 import { RawClient } from '../helpers/raw-client.js';
 import { until } from '../helpers/wait.js';
@@ -94,6 +95,39 @@ describe('slow consumer', () => {
       raw.destroy();
     } finally {
       await quiet.close();
+    }
+  });
+});
+
+describe('bufferedAmount with permessage-deflate', () => {
+  test('counts the messages still waiting to be compressed, as given, until they are written; WebSocket too', async () => {
+    const received: number[] = [];
+    const server = await serve({}, (c) => void c.on('message', (m) => void received.push(m.length)));
+    try {
+      const client = await connect(server.url);
+      expect(client.extensions).toContain('permessage-deflate');
+      // Over the deflater's inline limit: compressed in the background, nothing written yet.
+      const data = randomBytes(1024 * 1024);
+      const sends = [client.send(data), client.send(data), client.send(data.subarray(0, 100_000))];
+      // (Before: 0, as if nothing were buffered.)
+      expect(client.bufferedAmount).toBe(2 * data.length + 100_000);
+      await Promise.all(sends);
+      await until(() => received.length === 3, 'the messages');
+      await until(() => client.bufferedAmount === 0, 'an empty buffer');
+      await client.close();
+
+      // The standard WebSocket counts application bytes from the connection's count.
+      const ws = new WebSocket(server.url);
+      await new Promise((resolve) => (ws.onopen = resolve));
+      expect(ws.extensions).toContain('permessage-deflate');
+      ws.send(data);
+      expect(ws.bufferedAmount).toBe(data.length);
+      await until(() => received.length === 4, 'the message');
+      await until(() => ws.bufferedAmount === 0, 'an empty buffer');
+      ws.close();
+      await new Promise((resolve) => (ws.onclose = resolve));
+    } finally {
+      await server.close();
     }
   });
 });

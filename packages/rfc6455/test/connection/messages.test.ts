@@ -149,6 +149,25 @@ describe('payload sizes round-trip', () => {
     expect(await client.recv()).toBe('still open');
   });
 
+  test('every kind of bytes: views with offsets, other typed arrays, a DataView, a SharedArrayBuffer (also in the type), empty ones', async () => {
+    const base = Buffer.from('0123456789');
+    const shared = new SharedArrayBuffer(4);
+    new Uint8Array(shared).set([9, 8, 7, 6]);
+    const cases: Array<[Parameters<WebSocketConnection['send']>[0], number[]]> = [
+      [new Uint8Array(base.buffer, base.byteOffset + 2, 3), [0x32, 0x33, 0x34]],
+      [new DataView(new Uint8Array([1, 2, 3, 4]).buffer, 1, 2), [2, 3]],
+      [new Uint16Array([0x0201]), [1, 2]],
+      [shared, [9, 8, 7, 6]],
+      [new Uint8Array(shared, 1, 2), [8, 7]],
+      [new ArrayBuffer(0), []],
+      [new Uint8Array(0), []],
+    ];
+    for (const [data, bytes] of cases) {
+      await client.send(data);
+      expect([...((await client.recv()) as Buffer)]).toEqual(bytes);
+    }
+  });
+
   test('bytes from another realm (a vm context): an ArrayBuffer and a view are sent as binary', async () => {
     const buffer = runInNewContext('new Uint8Array([1, 2, 3]).buffer') as ArrayBuffer;
     // (A cross-realm ArrayBuffer is no `instanceof ArrayBuffer`: send() refused it with a TypeError.)
@@ -399,5 +418,53 @@ describe('sendStream() whose source fails', () => {
     expect(await client.recv()).toBe('still fine');
     await client.close();
     expect(client.closeStatus).toBe(1000);
+  });
+});
+
+describe('sendStream() of text', () => {
+  test('a string cut between the halves of a surrogate pair keeps its characters (each half went out as U+FFFD)', async () => {
+    const client = await connect(server.url, { perMessageDeflate: false });
+    const text = 'a😀b🎉c';
+    // Cut at every UTF-16 index, as `text.slice()` cuts: the pairs are cut too.
+    await client.sendStream([...text.split('')], { binary: false, fragmentSize: 2 });
+    expect(await client.recv()).toBe(text);
+    await client.sendStream(['x\ud83d', '\ude00', Buffer.from('y')], { binary: false });
+    expect(await client.recv()).toBe('x😀y');
+    // A high surrogate that no low one follows is U+FFFD, as send() makes it.
+    await client.sendStream(['z\ud83d', Buffer.from('!'), 'end\ud83d']);
+    expect((await client.recv() as Buffer).toString()).toBe('z\ufffd!end\ufffd');
+    await client.close();
+    expect(client.closeStatus).toBe(1000);
+  });
+
+  test('bytes that are not UTF-8 fail the source with a TypeError, as send() refuses them, instead of a 1007 from the peer', async () => {
+    serverConns.length = 0;
+    const client = await connect(server.url, { perMessageDeflate: false });
+    // Before any fragment went out (the first chunk is held until the next): nothing is sent.
+    await expect(client.sendStream([Buffer.from([0x61, 0xff])], { binary: false })).rejects.toThrow(TypeError);
+    // A character cut at the end of the text.
+    await expect(client.sendStream([Buffer.from([0x61, 0xe2, 0x82])], { binary: false })).rejects.toThrow(TypeError);
+    // A character cut between chunks is fine.
+    await client.sendStream([Buffer.from([0x61, 0xe2]), Buffer.from([0x82, 0xac])], { binary: false });
+    expect(await client.recv()).toBe('a€');
+    // After fragments went out: the message cannot be finished, 1011 (the peer saw valid text only).
+    const streamed = client.sendStream([Buffer.from('part 1'), Buffer.from('part 2'), Buffer.from([0xed, 0xa0, 0x80])], { binary: false, fragmentSize: 4 });
+    await expect(streamed).rejects.toThrow(TypeError);
+    await client.whenClosed;
+    expect(client.closeStatus).toBe(1011);
+    const peer = serverConns[0]!;
+    await peer.whenClosed;
+    // (Before: the bytes went out, and the peer failed the connection with 1007.)
+    expect(peer.closeStatus).toBe(1011);
+    expect(peer.error).toBeUndefined();
+  });
+
+  test.each([0, -1, NaN])('fragmentSize %p rejects with a RangeError and sends nothing', async (fragmentSize) => {
+    const client = await connect(server.url, { perMessageDeflate: false });
+    // (Before: 0 and -1 sent empty fragments without end, NaN an empty message.)
+    await expect(client.sendStream([Buffer.from('data')], { fragmentSize })).rejects.toThrow(RangeError);
+    await client.send('next');
+    expect(await client.recv()).toBe('next');
+    await client.close();
   });
 });

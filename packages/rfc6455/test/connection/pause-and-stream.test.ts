@@ -28,6 +28,12 @@ beforeAll(async () => {
       })();
       return;
     }
+    if (conn.path === '/burst') {
+      // 20 KB in 20 messages and the close frame, written together: one read for the client.
+      for (let i = 0; i < 20; i++) void conn.send(Buffer.alloc(1000, i)).catch(() => undefined);
+      void conn.close(1000, 'burst sent').catch(() => undefined);
+      return;
+    }
     // Echo, through a Duplex of our own on the server side too (object mode: text stays text).
     const duplex = createWebSocketStream(conn, { objectMode: true });
     duplex.on('error', () => undefined);
@@ -134,6 +140,25 @@ describe('createWebSocketStream', () => {
     await once(stream, 'end');
     expect([count, bytes]).toEqual([400, 400 * 65536]);
     expect([client.closeStatus, client.closeReason]).toEqual([1000, 'all sent']);
+  });
+
+  test.each([
+    ['bytes', {}],
+    ['objectMode', { objectMode: true, highWaterMark: 1 }],
+  ])('%s: messages that came with the close frame while the reader was behind are read before the end', async (_name, options) => {
+    const client = await connect(`${server.url}burst`, { perMessageDeflate: false });
+    const stream = createWebSocketStream(client, options);
+    stream.on('error', () => undefined);
+    // The reader falls behind (it reads nothing yet); the connection closes meanwhile.
+    await client.whenClosed;
+    expect([client.closeStatus, client.closeReason]).toEqual([1000, 'burst sent']);
+    const got: Buffer[] = [];
+    for await (const chunk of stream) got.push(chunk as Buffer);
+    // (Before: the stream ended after the first 16 KiB (bytes) or the first message (objectMode),
+    // without error.)
+    const all = Buffer.concat(got);
+    expect(all.length).toBe(20 * 1000);
+    expect(all.equals(Buffer.concat(Array.from({ length: 20 }, (_, i) => Buffer.alloc(1000, i))))).toBe(true);
   });
 
   test('objectMode: text is read as strings and strings are written as text', async () => {
