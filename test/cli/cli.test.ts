@@ -54,6 +54,8 @@ describe('usage', () => {
     [['connect', 'http://127.0.0.1:1/']],
     [['connect', 'ws://127.0.0.1:1/', '--header', 'no colon']],
     [['serve', '--port', 'eighty']],
+    [['serve', '--port', '']],
+    [['serve', '--port', '0x50']],
   ])('usage error %j exits 2', async (args) => {
     const child = cli(args);
     expect(await child.exited).toBe(2);
@@ -86,6 +88,16 @@ describe('serve --echo with connect from a pipe', () => {
     expect(result.stdout).toMatch(/< pong \(\d+(\.\d+)? ms\)/);
     expect(result.stderr).toContain('closed: 4002 all done');
     await server.waitFor(/\[1\] closed 4002 all done/);
+  }, 20_000);
+
+  test('/close with a code that may not be sent is reported and the connection stays open', async () => {
+    const result = await connectWith(url, '/close 1005\n/close abc\nstill here\n');
+    expect(result.stderr).toContain('close code 1005 may not be sent');
+    expect(result.stderr).toContain('close code NaN may not be sent');
+    expect(result.stdout.split('\n').filter((l) => l.startsWith('< '))).toEqual(['< still here']);
+    expect(result.stderr).toContain('closed: 1000');
+    expect(result.code).toBe(0);
+    await server.waitFor(/\[1\] closed 1000/);
   }, 20_000);
 
   test('serve exits 0 on SIGTERM', async () => {

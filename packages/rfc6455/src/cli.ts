@@ -15,6 +15,7 @@ import { readFileSync } from 'node:fs';
 import { createInterface, type Interface } from 'node:readline';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { connect, type ConnectOptions } from './client.js';
+import { encodeClosePayload } from './codec/close.js';
 import { EOF, type Message, type WebSocketConnection } from './connection.js';
 import { HandshakeError } from './errors.js';
 import { broadcast } from './prepared.js';
@@ -220,7 +221,18 @@ async function runConnect(args: string[]): Promise<number> {
         );
       } else if (command === 'close') {
         const code = rest[0] === undefined || rest[0] === '' ? 1000 : Number(rest[0]);
-        closeWith(code, rest.slice(1).join(' '));
+        const reason = rest.slice(1).join(' ');
+        // A code or reason that may not be sent is a typo to report, the connection staying open
+        // (fixed bug: close() rejected, and the connection was aborted with 1006 and exit 1).
+        // hybi-00 sends neither.
+        try {
+          if (conn.variant === 'rfc6455') encodeClosePayload(code, reason);
+        } catch (error) {
+          process.stderr.write(`error: ${(error as Error).message} (try /close 1000, or a code from 3000 to 4999)\n`);
+          if (rl && interactive) rl.prompt();
+          return;
+        }
+        closeWith(code, reason);
       } else if (command === 'help') {
         print('commands: /ping [payload], /close [code [reason]], /help, //text sends "/text"');
       } else {
@@ -276,8 +288,10 @@ async function runServe(args: string[]): Promise<number> {
     process.stdout.write(SERVE_HELP);
     return EXIT_OK;
   }
-  const port = Number(values.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) fail(`bad --port ${values.port}`);
+  // Digits only: Number() reads '' and ' ' as 0 (a free port, fixed bug: `--port "$PORT"` with
+  // PORT unset listened on a random port) and takes '1e3' and '0x50'.
+  const port = /^\d{1,5}$/.test(values.port) ? Number(values.port) : NaN;
+  if (!(port <= 65535)) fail(`bad --port ${JSON.stringify(values.port)}`);
   const echo = values.echo === true;
   const relay = values.broadcast === true;
   // Signal handlers first, so that a signal at any point stops the server gracefully.

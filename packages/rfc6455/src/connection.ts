@@ -10,6 +10,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { Readable } from 'node:stream';
 import { CloseCode, Defaults, Opcode } from './codec/constants.js';
 import { encodeClosePayload } from './codec/close.js';
+import { targetPath } from './handshake/http.js';
 import { BackpressureError, ConnectionClosedError, TimeoutError, UnsupportedError, WebSocketError } from './errors.js';
 import type { MessageExtension } from './extensions/extension.js';
 import { wheel, type WheelMember } from './idle-wheel.js';
@@ -714,10 +715,9 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     return rare?.requestLine ?? `GET ${this.url} HTTP/${rare?.httpVersion ?? '1.1'}`;
   }
 
-  /** Path of the request target, without the query. */
+  /** Path of the request target, without the query (of an absolute-form target too). */
   get path(): string {
-    const q = this.url.indexOf('?');
-    return q < 0 ? this.url : this.url.slice(0, q);
+    return targetPath(this.url);
   }
 
   /** The peer's IP address (from the transport), undefined when unknown. */

@@ -15,7 +15,7 @@ import { WebSocketConnection, type ConnectionOptions } from './connection.js';
 import { HandshakeError } from './errors.js';
 import { parseExtensions } from './extensions/header.js';
 import { acceptDeflateOffers, deflateEngineOptions, PerMessageDeflate, type PerMessageDeflateOptions } from './extensions/permessage-deflate.js';
-import { formatErrorResponse, headerList, tokenList, type HeaderList } from './handshake/http.js';
+import { formatErrorResponse, headerList, targetPath, tokenList, type HeaderList } from './handshake/http.js';
 import { switchingProtocols, validateRequest, type ValidatedRequest } from './handshake/server.js';
 import { isServiceMapper, type ConnectionHandler, type ServiceMapper } from './service-mapper.js';
 import { socketTransport, type Transport } from './transport.js';
@@ -115,11 +115,9 @@ export function rejectUpgrade(socket: Duplex, status: number, message: string | 
   socket.end(formatErrorResponse(status, message, headers));
 }
 
-/** The path of a request target, without the query. */
+/** The path of a request target, without the query (also of an absolute-form target, `http://host/path`). */
 export function requestPath(url: string | undefined): string {
-  const u = url ?? '/';
-  const q = u.indexOf('?');
-  return q < 0 ? u : u.slice(0, q);
+  return targetPath(url ?? '/');
 }
 
 /** True when an upgrade request asks for WebSocket (`Upgrade: websocket`, any case; hybi-00 too). */
@@ -267,8 +265,7 @@ export function negotiate<State>(
   /** The before-accept hook refused: answer with this response. */
   reject: UpgradeRejection
 }> {
-  const q = input.url.indexOf('?');
-  const path = q < 0 ? input.url : input.url.slice(0, q);
+  const path = targetPath(input.url);
   let handler: ConnectionHandler<State>;
   let protocol = '';
   let params: Record<string, string> = {};

@@ -4,7 +4,8 @@
  * for subprotocols) with real HTTP statuses for refusals.
  */
 import fc from 'fast-check';
-import { isServiceMapper, serviceMapper, type ConnectionHandler } from '../src/index.js';
+import { isServiceMapper, requestPath, serve, serviceMapper, type ConnectionHandler } from '../src/index.js';
+import { RawClient } from './helpers/raw-client.js';
 
 const h = (name: string): ConnectionHandler => Object.assign(() => undefined, { label: name });
 const label = (result: ReturnType<ReturnType<typeof serviceMapper>['match']>): string =>
@@ -135,5 +136,32 @@ describe('serviceMapper: construction', () => {
   it('mapper exposes its routes (so adapters can compose mappers)', () => {
     const routes = [{ path: '/a', handler: h('a') }];
     expect(serviceMapper(routes).routes).toEqual(routes);
+  });
+});
+
+describe('serviceMapper behind serve(): the request target', () => {
+  it('an absolute-form request target (RFC 6455 §4.2.1: "an absolute HTTP/HTTPS URI containing the resource name") is routed by its path', async () => {
+    const seen: Array<{ path: string; room: string | undefined }> = [];
+    const server = await serve({ port: 0 }, serviceMapper([
+      { path: /^\/rooms\/(?<room>[a-z]+)$/, handler: (conn, _req, { params }) => void seen.push({ path: conn.path, room: params.room }) },
+    ]));
+    let client: RawClient | undefined;
+    try {
+      client = await RawClient.connect(server.port, { path: `http://127.0.0.1:${server.port}/rooms/lobby?x=1` });
+      expect(client.response.status).toBe(101);
+    } finally {
+      client?.socket.destroy();
+      await server.close();
+    }
+    expect(seen).toEqual([{ path: '/rooms/lobby', room: 'lobby' }]);
+  });
+
+  it('requestPath gives the path of an origin-form or absolute-form target, without the query', () => {
+    expect(requestPath('/a/b?x=1')).toBe('/a/b');
+    expect(requestPath('https://example.com:8443/a/b?x=1')).toBe('/a/b');
+    expect(requestPath('ws://example.com')).toBe('/');
+    expect(requestPath('http://example.com?x=1')).toBe('/');
+    expect(requestPath('//not/absolute')).toBe('//not/absolute');
+    expect(requestPath(undefined)).toBe('/');
   });
 });

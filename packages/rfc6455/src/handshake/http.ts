@@ -8,6 +8,25 @@ const SAFE_VALUE = /^[^\r\n\0]*$/;
 /** RFC 9110 §5.1 field-name = token. */
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
+/** `scheme://authority` at the start of an absolute-form request target. */
+const ABSOLUTE_FORM = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*/;
+
+/**
+ * The path of a request target, without the query. An absolute-form target
+ * (`GET http://host/chat HTTP/1.1`) gives its path: RFC 6455 §4.2.1 has servers take "an absolute
+ * HTTP/HTTPS URI containing the /resource name/" (and RFC 9112 §3.2.2 every HTTP/1.1 server), as
+ * Racket's service mapper does (fixed bug: such a request got 404 from the service mapper).
+ */
+export function targetPath(url: string): string {
+  let path = url;
+  if (path.charCodeAt(0) !== 0x2f /* / */) {
+    const scheme = ABSOLUTE_FORM.exec(path);
+    if (scheme) path = `/${path.slice(scheme[0].length).replace(/^\//, '')}`;
+  }
+  const q = path.indexOf('?');
+  return q < 0 ? path : path.slice(0, q);
+}
+
 /** The value of a header as one string (repeated headers joined with ', '), or undefined. */
 export function headerValue(headers: IncomingHttpHeaders, name: string): string | undefined {
   const value = headers[name];
