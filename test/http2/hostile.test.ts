@@ -145,6 +145,38 @@ describe('stream reset mid-message', () => {
   });
 });
 
+describe('a peer that stops reading its stream', () => {
+  test('a handler that ignores send() promises: one WS_SEND_BUFFER_FULL, close 1008, later sends rejected', async () => {
+    const errors: Error[] = [];
+    let rejected = 0;
+    let accept!: (conn: WebSocketConnection) => void;
+    const accepted = new Promise<WebSocketConnection>((r) => (accept = r));
+    const own = await serve({ host: '127.0.0.1', port: 0, http2: true, tls: TLS, perMessageDeflate: false, maxBufferedAmount: 1024 * 1024 }, (conn) => {
+      conn.on('error', (e) => errors.push(e));
+      // 4 MiB in one go, none of it read by the peer (HTTP/2 flow control holds it here).
+      for (let i = 0; i < 64; i++) conn.send(Buffer.alloc(64 * 1024, 1)).catch(() => rejected++);
+      accept(conn);
+    });
+    const peer = await openSession(originOf(own.url));
+    try {
+      const stream = peer.request({ ...connectHeaders(), ':authority': new URL(own.url).host }, { endStream: false });
+      stream.on('error', () => undefined);
+      stream.pause();
+      const conn = await accepted;
+      await conn.whenClosed;
+      expect(conn.transport.kind).toBe('http2');
+      expect(conn.closeStatus).toBe(1008);
+      // (Before: every send after the one that crossed the cap emitted WS_SEND_BUFFER_FULL again,
+      // then ERR_STREAM_WRITE_AFTER_END for its writes to the stream that the abort had ended.)
+      expect(errors.map((e) => (e as { code?: string }).code)).toEqual(['WS_SEND_BUFFER_FULL']);
+      expect(rejected).toBeGreaterThan(0);
+    } finally {
+      peer.destroy();
+      await own.close();
+    }
+  });
+});
+
 describe('a flood of streams on one session', () => {
   test('600 extended CONNECTs: at most maxConnections (40) accepted, the rest 503, all released after the reset', async () => {
     const streams = Array.from({ length: 600 }, () => {
@@ -242,5 +274,74 @@ describe('peers that keep their connection open', () => {
     await ended;
     h2peer.destroy();
     idle.destroy();
+  }, 15_000);
+});
+
+describe('HTTP/2 peers that open no stream', () => {
+  test('a session that sends its preface and never a request is cut at handshakeTimeout; one carrying a WebSocket is not', async () => {
+    const own = await serve({ host: '127.0.0.1', port: 0, http2: true, tls: TLS, handshakeTimeout: 300 }, async (conn) => {
+      for await (const m of conn) await conn.send(m).catch(() => undefined);
+    });
+    const { port } = new URL(own.url);
+    const peer = tlsConnect({ host: '127.0.0.1', port: Number(port), ...CLIENT_TLS, servername: 'localhost', ALPNProtocols: ['h2'] });
+    peer.on('error', () => undefined);
+    const secured = once(peer, 'secureConnect');
+    const working = await openSession(originOf(own.url));
+    try {
+      await secured;
+      // The connection preface and an empty SETTINGS frame, then silence.
+      peer.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1'), Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])]));
+      peer.on('data', () => undefined);
+      const conn = await connect(own.url, { tls: CLIENT_TLS, http2: working });
+      let timer: NodeJS.Timeout | undefined;
+      // (Before: Node's HTTP/2 server has no timeout for this, and the silent session stayed.)
+      const outcome = await Promise.race([once(peer, 'close').then(() => 'closed'), new Promise((r) => (timer = setTimeout(r, 5000, 'still open')))]);
+      clearTimeout(timer);
+      expect(outcome).toBe('closed');
+      // The session that opened a WebSocket in time is still there, and so is the WebSocket.
+      expect(working.closed).toBe(false);
+      await conn.send('still here');
+      expect(await conn.recv()).toBe('still here');
+      await conn.close();
+    } finally {
+      peer.destroy();
+      working.destroy();
+      await own.close();
+    }
+  });
+});
+
+describe('slow HTTP/1.1 peers on the HTTP/2 port (allowHTTP1)', () => {
+  test('an upgrade request head trickled byte by byte is cut at handshakeTimeout, never upgraded', async () => {
+    const own = await serve({ host: '127.0.0.1', port: 0, http2: true, tls: TLS, handshakeTimeout: 300, closeTimeout: 300 }, (conn) => void conn.close().catch(() => undefined));
+    const { port } = new URL(own.url);
+    const socket = tlsConnect({ host: '127.0.0.1', port: Number(port), ...CLIENT_TLS, servername: 'localhost', ALPNProtocols: ['http/1.1'] });
+    try {
+      socket.on('error', () => undefined);
+      await once(socket, 'secureConnect');
+      const chunks: Buffer[] = [];
+      socket.on('data', (c: Buffer) => chunks.push(c));
+      let closed = false;
+      socket.once('close', () => (closed = true));
+      const head = Buffer.from(
+        `GET /ws HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+          'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+      );
+      let sent = 0;
+      // One byte every 20 ms: the whole head would take about 3 s. (Before: Node's HTTP/2 server
+      // ignored the timeouts serve() sets and cut a slow head only after 60 s, so this one was
+      // upgraded.)
+      while (sent < head.length && !closed) {
+        socket.write(head.subarray(sent, sent + 1));
+        sent++;
+        await new Promise<void>((r) => setTimeout(r, 20));
+      }
+      expect(sent).toBeLessThan(head.length);
+      if (!closed) await once(socket, 'close');
+      expect(Buffer.concat(chunks).toString('latin1')).not.toContain(' 101 ');
+    } finally {
+      socket.destroy();
+      await own.close();
+    }
   }, 15_000);
 });

@@ -7,12 +7,12 @@
  * Then what only HTTP/2 has: several WebSockets on one shared ClientHttp2Session, and the client's
  * fallback to HTTP/1.1 when the server does not advertise SETTINGS_ENABLE_CONNECT_PROTOCOL.
  */
-import { createSecureServer, type ClientHttp2Session, type Http2SecureServer } from 'node:http2';
+import { constants as h2constants, createSecureServer, type ClientHttp2Session, type Http2SecureServer } from 'node:http2';
 import type { IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
-import { connect, EOF, handleUpgrade, HandshakeError, serve, serviceMapper, type ConnectOptions, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
+import { connect, ConnectionClosedError, EOF, HandshakeError, handleUpgrade, serve, serviceMapper, type ConnectOptions, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
 import { zlibLimiter } from '../../packages/rfc6455/src/extensions/zlib-limiter.js';
 import { CLIENT_TLS, closeSession, openSession, originOf, TLS } from './helpers.js';
 
@@ -175,6 +175,22 @@ describe.each(['http2', 'http1'] as const)('over %s', (mode) => {
     expect((await viewOf(id)).closeStatus).toBe(4002);
   });
 
+  test('terminate(): a send made after it rejects with ConnectionClosedError and no error is reported; the server sees 1006', async () => {
+    const id = newId();
+    const conn = await open('/echo', id);
+    const errors: Error[] = [];
+    conn.on('error', (e) => errors.push(e));
+    conn.terminate();
+    // (Before: it resolved as if sent, and over HTTP/2 its write to the ended stream made the
+    // connection report ERR_STREAM_WRITE_AFTER_END.)
+    await expect(conn.send('too late')).rejects.toBeInstanceOf(ConnectionClosedError);
+    await conn.whenClosed;
+    expect(conn.closeStatus).toBe(1006);
+    expect(errors).toEqual([]);
+    expect(conn.error).toBeUndefined();
+    expect((await viewOf(id)).closeStatus).toBe(1006);
+  });
+
   test('client offers subprotocols and the service mapper picks the first it serves', async () => {
     const id = newId();
     const conn = await open('/chat', id, { protocols: ['chat.v3', 'chat.v1', 'chat.v2'] });
@@ -272,6 +288,82 @@ describe('HTTP/2 only', () => {
     await again.send('once more');
     expect(await again.recv()).toBe('once more');
     await again.close();
+  });
+
+  test('WebSockets opened one after another on a long-lived session leave no listener behind on it', async () => {
+    session = await openSession(origin);
+    const before = session.listenerCount('error');
+    for (let i = 0; i < 15; i++) {
+      const conn = await connect(`${server.url}echo?id=${newId()}`, { tls: CLIENT_TLS, http2: session });
+      await conn.send('x');
+      expect(await conn.recv()).toBe('x');
+      await conn.close();
+    }
+    // Before: every connect() added an 'error' listener to the session for good (a
+    // MaxListenersExceededWarning at the 11th, and a leak for a session that lives on).
+    expect(session.listenerCount('error')).toBeLessThanOrEqual(before + 1);
+  });
+
+  test('an AbortSignal aborts the handshake: one aborted before, and one aborted while the server holds the CONNECT unanswered', async () => {
+    // A server that advertises extended CONNECT and never answers one.
+    const h2: Http2SecureServer = createSecureServer({ ...TLS, settings: { enableConnectProtocol: true } });
+    const held: Array<import('node:http2').ServerHttp2Stream> = [];
+    const controller = new AbortController();
+    h2.on('stream', (stream) => {
+      held.push(stream);
+      stream.on('error', () => undefined);
+      controller.abort(new Error('the user gave up'));
+    });
+    let sessions = 0;
+    h2.on('session', () => sessions++);
+    await new Promise<void>((r) => h2.listen(0, '127.0.0.1', r));
+    const url = `wss://127.0.0.1:${(h2.address() as AddressInfo).port}/`;
+    try {
+      // (Before: the HTTP/2 path ignored the signal, and both waited for the handshake timeout.)
+      const early = await connect(url, { tls: CLIENT_TLS, http2: true, signal: AbortSignal.abort(), handshakeTimeout: 4000 }).catch((e: unknown) => e);
+      expect(early).toBeInstanceOf(HandshakeError);
+      expect((early as HandshakeError).code).toBe('WS_CONNECT_FAILED');
+      expect(sessions).toBe(0);
+      const late = await connect(url, { tls: CLIENT_TLS, http2: true, signal: controller.signal, handshakeTimeout: 4000 }).catch((e: unknown) => e);
+      expect(late).toBeInstanceOf(HandshakeError);
+      expect((late as HandshakeError).code).toBe('WS_CONNECT_FAILED');
+      expect(((late as HandshakeError).cause as Error).name).toBe('AbortError');
+      expect(((late as HandshakeError).cause as Error).cause).toBe(controller.signal.reason);
+      // The CONNECT stream was cancelled.
+      expect(held).toHaveLength(1);
+      await new Promise<void>((r) => (held[0]!.closed ? r() : held[0]!.once('close', () => r())));
+      expect(held[0]!.rstCode).toBe(h2constants.NGHTTP2_CANCEL);
+    } finally {
+      for (const stream of held) stream.destroy();
+      await new Promise<void>((r) => h2.close(() => r()));
+    }
+  }, 15_000);
+
+  test('a CONNECT stream the server closes without answering (RST_STREAM NO_ERROR) fails the handshake at once, a refusal keeps its status', async () => {
+    const h2: Http2SecureServer = createSecureServer({ ...TLS, settings: { enableConnectProtocol: true } });
+    h2.on('stream', (stream, headers) => {
+      stream.on('error', () => undefined);
+      if (headers[':path'] === '/refuse') {
+        stream.respond({ ':status': 403 });
+        stream.end('not you');
+      } else {
+        stream.destroy(); // RST_STREAM(NO_ERROR): Node's client reports no error for it
+      }
+    });
+    await new Promise<void>((r) => h2.listen(0, '127.0.0.1', r));
+    const base = `wss://127.0.0.1:${(h2.address() as AddressInfo).port}`;
+    try {
+      // (Before: it waited for the handshake timeout and failed with WS_HANDSHAKE_TIMEOUT.)
+      const dropped = await connect(`${base}/drop`, { tls: CLIENT_TLS, http2: true, handshakeTimeout: 4000 }).catch((e: unknown) => e);
+      expect(dropped).toBeInstanceOf(HandshakeError);
+      expect((dropped as HandshakeError).code).toBe('WS_CONNECT_FAILED');
+      const refused = await connect(`${base}/refuse`, { tls: CLIENT_TLS, http2: true, handshakeTimeout: 4000 }).catch((e: unknown) => e);
+      expect((refused as HandshakeError).code).toBe('WS_UNEXPECTED_RESPONSE');
+      expect((refused as HandshakeError).status).toBe(403);
+      expect(String((refused as HandshakeError).body)).toBe('not you');
+    } finally {
+      await new Promise<void>((r) => h2.close(() => r()));
+    }
   });
 
   test('the session our client opens itself is closed with the WebSocket', async () => {

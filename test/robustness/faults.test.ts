@@ -100,6 +100,22 @@ describe('TLS errors', () => {
     await serverStillEchoes(server.url, { tls: { ca: tls.cert } });
   });
 
+  test('a TCP connection that never starts the TLS handshake is closed at handshakeTimeout, by serve({ tls }) and serve({ http2: true, tls })', async () => {
+    for (const http2 of [false, true]) {
+      const { server, conns } = await recordingEcho({ tls, http2, handshakeTimeout: 300 });
+      const silent = await openRaw(server.port);
+      // Before: nothing cut it before Node's own TLS handshake timeout (120 s), and then the
+      // 'clientError' listener wrote a 408 to the socket, which has no TLS, and kept it open.
+      let timer: NodeJS.Timeout | undefined;
+      const outcome = await Promise.race([silent.closed.then(() => 'closed'), new Promise((r) => (timer = setTimeout(r, 5000, 'still open')))]);
+      clearTimeout(timer);
+      expect(outcome).toBe('closed');
+      expect(silent.data().length).toBe(0);
+      expect(conns).toHaveLength(0);
+      await serverStillEchoes(server.url, { tls: { ca: tls.cert } });
+    }
+  });
+
   test('a wss: client against a plain ws: server fails with a typed error', async () => {
     const { server } = await recordingEcho();
     let refused: unknown;

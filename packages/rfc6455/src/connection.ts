@@ -1394,8 +1394,15 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     else endSocket(this.stream as Socket);
   }
 
-  /** The transport's abort. */
+  /**
+   * The transport's abort. Nothing is written after it: the protocol is closed at once (1006,
+   * unless a close frame decided the code), so a later send rejects. (Fixed bug: sends made before
+   * the transport's 'close' still wrote to it: each one past maxBufferedAmount emitted another
+   * WS_SEND_BUFFER_FULL error, and an HTTP/2 stream, ended by its abort, emitted
+   * ERR_STREAM_WRITE_AFTER_END as the connection's error.)
+   */
   private abortTransport(): void {
+    if (!this.closedFlag) this.proto.receiveEof();
     const transport = this.rare?.transport;
     if (transport !== undefined) transport.abort();
     else abortSocket(this.stream as Socket);

@@ -28,7 +28,7 @@ import { WebSocketConnection } from './connection.js';
 import { HandshakeError } from './errors.js';
 import { acceptDeflateResponse, buildDeflateOffer, deflateEngineOptions, PerMessageDeflate, PERMESSAGE_DEFLATE } from './extensions/permessage-deflate.js';
 import type { ConnectOptions } from './client.js';
-import { abortedHandshake, MAX_ERROR_BODY } from './client-target.js';
+import { abortedHandshake, MAX_ERROR_BODY, socketOptions } from './client-target.js';
 import { headerValue } from './handshake/http.js';
 import { parseProtocols } from './handshake/server.js';
 import { buildRequestHeaders, verifyNegotiation } from './handshake/client.js';
@@ -239,6 +239,9 @@ export interface Http2ConnectOptions extends ConnectOptions {
   sessionOptions?: SecureClientSessionOptions;
 }
 
+/** Keeps a session's errors from being thrown (each stream reports its own). */
+const ignoreError = (): void => undefined;
+
 /** The TLS alert a server sends when it speaks none of the offered ALPN protocols (no h2). */
 const NO_ALPN = 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL';
 
@@ -260,21 +263,21 @@ function remoteSettings(session: ClientHttp2Session, timeout: number, signal: Ab
     let settled = false;
     const timer = setTimeout(() => fail(new HandshakeError('no HTTP/2 SETTINGS from the server', 0, { code: 'WS_HANDSHAKE_TIMEOUT' })), timeout);
     timer.unref?.();
+    const onAbort = (): void => fail(abortedHandshake(signal!));
+    signal?.addEventListener('abort', onAbort, { once: true });
     const done = (): boolean => {
       if (settled) return false;
       settled = true;
       clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
       session.removeListener('error', onError);
       session.removeListener('remoteSettings', onSettings);
       session.removeListener('connect', probe);
-      signal?.removeEventListener('abort', onAbort);
       return true;
     };
     const fail = (error: Error): void => {
       if (done()) reject(error);
     };
-    const onAbort = (): void => fail(abortedHandshake(signal!));
-    signal?.addEventListener('abort', onAbort, { once: true });
     const onError = (error: NodeJS.ErrnoException): void => {
       if (error.code === NO_ALPN) {
         if (done()) resolve(undefined);
@@ -313,14 +316,19 @@ export async function connectHttp2(url: URL, options: Http2ConnectOptions): Prom
   const secure = url.protocol === 'wss:' || url.protocol === 'https:';
   const origin = `${secure ? 'https' : 'http'}://${url.host}`;
   const timeout = options.handshakeTimeout ?? Defaults.handshakeTimeout;
-  const ownSession = options.session === undefined;
   const signal = options.signal;
+  // (Fixed bug: the HTTP/2 path ignored `signal`, and the socket options: a ws+unix: URL went to
+  // TCP port 443 or 80 of localhost, and `lookup`, `family` and `localAddress` were not used.)
   if (signal?.aborted) throw abortedHandshake(signal);
-  const session = options.session ?? http2Connect(origin, { ...options.tls, ...options.sessionOptions } as SecureClientSessionOptions);
+  const ownSession = options.session === undefined;
+  const { socketPath, ...tcp } = socketOptions(options);
+  const where = socketPath === undefined ? tcp : { ...tcp, path: socketPath };
+  const session = options.session ?? http2Connect(origin, { ...where, ...options.tls, ...options.sessionOptions } as SecureClientSessionOptions);
   const closeOwn = (): void => {
     if (ownSession && !session.closed) session.close();
   };
-  session.on('error', () => undefined);
+  // Once per session: a shared one used to get another listener with every WebSocket opened on it.
+  if (!session.listeners('error').includes(ignoreError)) session.on('error', ignoreError);
   // One handshakeTimeout for the whole handshake: the server's SETTINGS, then the CONNECT.
   const started = performance.now();
   let allowed: boolean | undefined;
@@ -372,6 +380,10 @@ export async function connectHttp2(url: URL, options: Http2ConnectOptions): Prom
     if (signal?.aborted) onAbort();
     else signal?.addEventListener('abort', onAbort, { once: true });
     stream.on('error', (error) => fail(new HandshakeError(`HTTP/2 stream failed: ${error.message}`, 0, { code: 'WS_CONNECT_FAILED', cause: error })));
+    let refusal: (() => HandshakeError) | undefined;
+    // A stream reset with NO_ERROR (what Node's stream.destroy() and close() send) is no 'error':
+    // closed before the answer, or before a refusal's end, it used to wait for the timeout.
+    stream.once('close', () => fail(refusal?.() ?? new HandshakeError(`the server closed the HTTP/2 stream without answering (code ${stream.rstCode ?? 0})`, 0, { code: 'WS_CONNECT_FAILED' })));
     stream.once('response', (responseHeaders) => {
       const status = Number(responseHeaders[':status']);
       const plain = regularHeaders(responseHeaders);
@@ -379,17 +391,14 @@ export async function connectHttp2(url: URL, options: Http2ConnectOptions): Prom
         // As over HTTP/1.1: the first MAX_ERROR_BODY bytes of the body (it was all of it, in memory).
         const chunks: Buffer[] = [];
         let size = 0;
-        const refuse = (): void => {
-          const error = new HandshakeError(`server answered ${status}`, status, { code: 'WS_UNEXPECTED_RESPONSE', headers: plain, statusLine: `HTTP/2 ${status}`, body: Buffer.concat(chunks) });
-          fail(error);
-        };
-        refused = refuse;
+        refusal = () => new HandshakeError(`server answered ${status}`, status, { code: 'WS_UNEXPECTED_RESPONSE', headers: plain, statusLine: `HTTP/2 ${status}`, body: Buffer.concat(chunks) });
+        refused = () => fail(refusal!());
         stream.on('data', (c: Buffer) => {
           if (size < MAX_ERROR_BODY) chunks.push(c.subarray(0, MAX_ERROR_BODY - size));
           size += c.length;
-          if (size >= MAX_ERROR_BODY) refuse();
+          if (size >= MAX_ERROR_BODY) fail(refusal!());
         });
-        stream.once('end', refuse);
+        stream.once('end', () => fail(refusal!()));
         return;
       }
       try {

@@ -129,11 +129,23 @@ export async function serve<State = unknown>(options: ServeOptions<State>, targe
     noDelay: true,
   };
   if (options.http2 && !options.tls) throw new TypeError('serve({ http2: true }) needs tls (browsers speak HTTP/2 over TLS only)');
+  // A TLS handshake not done within handshakeTimeout (Node's default: 120 s) is cut too, unless
+  // the tls options set their own.
+  const tlsOptions = options.tls && { handshakeTimeout, ...options.tls };
   const httpServer: HttpServer = options.http2
-    ? (createSecureServer({ ...options.tls, ...httpOptions, allowHTTP1: true, settings: { enableConnectProtocol: true } }) as unknown as HttpServer)
-    : options.tls
-      ? createHttpsServer({ ...options.tls, ...httpOptions })
+    ? (createSecureServer({ ...tlsOptions, ...httpOptions, allowHTTP1: true, settings: { enableConnectProtocol: true } }) as unknown as HttpServer)
+    : tlsOptions
+      ? createHttpsServer({ ...tlsOptions, ...httpOptions })
       : createHttpServer(httpOptions);
+  if (options.http2) {
+    // Node's HTTP/2 server ignores these options and parses HTTP/1.1 (allowHTTP1) heads with its
+    // own 60 s headersTimeout, checked every 30 s: a slow head was cut a minute late. Fixed bug.
+    Object.assign(httpServer, {
+      headersTimeout: httpOptions.headersTimeout,
+      requestTimeout: httpOptions.requestTimeout,
+      connectionsCheckingInterval: httpOptions.connectionsCheckingInterval,
+    });
+  }
   const sessions = new Set<Http2Session>();
   const tlsSockets = new Set<Socket>();
   const connections = new Set<WebSocketConnection>();
@@ -246,7 +258,16 @@ export async function serve<State = unknown>(options: ServeOptions<State>, targe
     h2server.on('session', (session: Http2Session) => {
       sessions.add(session);
       session.on('error', () => undefined);
-      session.once('close', () => sessions.delete(session));
+      // A session that opens no stream within handshakeTimeout is cut, as a socket that sends no
+      // request is over HTTP/1.1. (Fixed bug: Node's HTTP/2 server has no such timeout, and an
+      // HTTP/2 peer that only connected held its TLS connection and session for good.)
+      const silent = setTimeout(() => session.destroy(), handshakeTimeout);
+      silent.unref();
+      session.once('stream', () => clearTimeout(silent));
+      session.once('close', () => {
+        clearTimeout(silent);
+        sessions.delete(session);
+      });
     });
     // Every TLS connection of the HTTP/2 server (HTTP/1.1 ones included, with allowHTTP1), so that
     // close() can end those a peer keeps open: a destroyed session only ends its socket's side and
@@ -258,7 +279,9 @@ export async function serve<State = unknown>(options: ServeOptions<State>, targe
   }
   // A client that sends garbage before any request gets 400 from Node; never crash on it.
   httpServer.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
-    if (!socket.writable) return socket.destroy();
+    // A failed TLS handshake (e.g. its timeout: a peer that never sent a ClientHello) has no
+    // channel to answer on; a 408 written there stayed queued and the socket open for good.
+    if (!socket.writable || error.code?.startsWith('ERR_TLS_') || error.code?.startsWith('ERR_SSL_')) return socket.destroy();
     const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
     rejectUpgrade(socket, status, status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request');
   });

@@ -228,6 +228,29 @@ describe('client socket options', () => {
     expect(conn.remoteAddress).toBe('::1');
   });
 
+  test('over HTTP/2 (http2: true) too: a wss+unix: URL, lookup and localAddress choose the connection of the session', async () => {
+    // (Before: the HTTP/2 path ignored them; the Unix socket URL went to TCP port 443 of localhost.)
+    const socketPath = path.join(dir, 'h2.sock');
+    const overUnix = await echo({ path: socketPath, tls, http2: true });
+    const unixConn = await connect(overUnix.server.url, { http2: true, tls: { ca: tls.cert } });
+    expect(unixConn.transport.kind).toBe('http2');
+    expect(await roundTrip(unixConn, 'h2 over a unix socket')).toBe('h2 over a unix socket');
+
+    const { server, seen } = await echo({ host: '0.0.0.0', tls, http2: true });
+    const asked: string[] = [];
+    const lookup = ((hostname: string, options: unknown, callback: (err: Error | null, address: string | Array<{ address: string; family: number }>, family?: number) => void) => {
+      asked.push(hostname);
+      if ((options as { all?: boolean }).all) callback(null, [{ address: '127.0.0.1', family: 4 }]);
+      else callback(null, '127.0.0.1', 4);
+    }) as unknown as NonNullable<Parameters<typeof connect>[1]>['lookup'];
+    // The certificate is for localhost: the name the lookup is asked for.
+    const conn = await connect(`wss://localhost:${server.port}/`, { http2: true, tls: { ca: tls.cert }, lookup, localAddress: '127.0.0.2' });
+    expect(conn.transport.kind).toBe('http2');
+    expect(await roundTrip(conn, 'resolved')).toBe('resolved');
+    expect(asked).toEqual(['localhost']);
+    expect(seen[0]!.remote).toBe('127.0.0.2');
+  });
+
   test('a connection refused on a Unix socket that is not there is a HandshakeError, not a crash', async () => {
     const error = await connect(`ws+unix://${path.join(dir, 'missing.sock')}:/`).catch((e: unknown) => e);
     expect((error as { code?: string }).code).toBe('WS_CONNECT_FAILED');
