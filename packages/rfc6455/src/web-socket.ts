@@ -228,6 +228,16 @@ export class WebSocket extends EventTarget {
   #unsent = 0;
   /** Bytes given to the connection since its write buffer was last seen empty. */
   #handedOver = 0;
+  /** The close frame of a close() made while a Blob was being read: it goes after the sends before it. */
+  #closeAfterQueue: [code: number | null, reason: string] | undefined;
+  /** A message event was dispatched in this task: the next waits for the next task (an immediate). */
+  #turn = false;
+  /** Messages that came in the same task as the one dispatched, waiting for the next. */
+  readonly #held: Array<[data: Message, binary: boolean]> = [];
+  /** The connection is paused by us (the messages after #held wait in it). */
+  #pausedByUs = false;
+  /** The connection closed while messages waited for their task: `close` comes after them. */
+  #closeHeld = false;
   #error: unknown;
 
   /**
@@ -259,8 +269,9 @@ export class WebSocket extends EventTarget {
   }
   /** CONNECTING (0), OPEN (1), CLOSING (2) or CLOSED (3). */
   get readyState(): number {
-    // The closing handshake also starts when the server's close frame arrives.
-    if (this.#readyState === OPEN && this.#conn!.readyState !== 'open') return CLOSING;
+    // The closing handshake also starts when the server's close frame arrives; the messages that
+    // came before it and still wait for their task are seen OPEN (the standard queues the change).
+    if (this.#readyState === OPEN && !this.#turn && this.#conn!.readyState !== 'open') return CLOSING;
     return this.#readyState;
   }
   /** The subprotocol the server chose ('' if none, or until open). */
@@ -345,7 +356,7 @@ export class WebSocket extends EventTarget {
     else item = String(data);
     const size = typeof item === 'string' ? Buffer.byteLength(item) : item instanceof Blob ? item.size : item.length;
     // Once closing (ours or the server's close frame), nothing more is sent.
-    if (this.readyState !== OPEN) {
+    if (this.#readyState !== OPEN || this.#conn!.readyState !== 'open') {
       this.#unsent += size;
       return;
     }
@@ -374,8 +385,9 @@ export class WebSocket extends EventTarget {
 
   /**
    * Starts the closing handshake: `code` 1000 or 3000-4999 (else an InvalidAccessError), `reason`
-   * at most 123 bytes of UTF-8 (else a SyntaxError). Without either, the close frame has no status
-   * code (the server sees 1005). While connecting, the attempt is abandoned (error, then close 1006).
+   * at most 123 bytes of UTF-8 (else a SyntaxError). Without a code, the close frame has no status
+   * code (the server sees 1005) unless there is a reason ('' is none), which goes with 1000. What
+   * was sent before goes out first. While connecting, the attempt is abandoned (error, then close 1006).
    */
   close(code?: number, reason?: string): void {
     const status = code === undefined ? undefined : clampToUint16(code);
@@ -387,7 +399,12 @@ export class WebSocket extends EventTarget {
       this.#abort.abort();
       return;
     }
-    this.#conn.close(status ?? (reason === undefined ? null : CloseCode.Normal), text).catch(noop);
+    // The standard: no code and no reason (or an empty one), no status in the close frame.
+    const frameCode = status ?? (text === '' ? null : CloseCode.Normal);
+    // What was sent before close() goes out before the close frame, Blobs still being read too
+    // (they were dropped, with everything sent after them).
+    if (this.#queue !== undefined) this.#closeAfterQueue = [frameCode, text];
+    else this.#conn.close(frameCode, text).catch(noop);
   }
 
   /** `[object WebSocket]`. */
@@ -417,9 +434,50 @@ export class WebSocket extends EventTarget {
     this.#closeEvents(CloseCode.Abnormal, '', false, true);
   }
 
+  /**
+   * The standard has each message event fired in a task of its own, so the microtasks its
+   * listeners queue (an awaiting reader taking the next message) run before the next one: a
+   * message that comes in the same task as the last dispatched waits for an immediate, and the
+   * connection, paused, keeps the rest (it was dispatched at once: a reader awaiting one message
+   * at a time missed all but the first of those that came in one read).
+   */
   #message(data: Message, binary: boolean): void {
+    if (this.#readyState !== OPEN) return;
+    if (this.#turn) {
+      this.#held.push([data, binary]);
+      this.#pausedByUs = true;
+      this.#conn!.pause();
+      return;
+    }
+    this.#deliver(data, binary);
+  }
+
+  /** The next task: the message held, else those the paused connection kept, else the close held. */
+  readonly #nextTurn = (): void => {
+    this.#turn = false;
+    // (Those not delivered, once close() was called, take no task.)
+    while (this.#held.length > 0) {
+      const [data, binary] = this.#held.shift()!;
+      this.#deliver(data, binary);
+      if (this.#turn) return;
+    }
+    if (this.#pausedByUs) {
+      this.#pausedByUs = false;
+      // Hands over the next message it kept, if any (and pauses again at the one after).
+      this.#conn!.resume();
+      if (this.#turn) return;
+    }
+    if (this.#closeHeld) {
+      this.#closeHeld = false;
+      this.#closed(this.#conn!);
+    }
+  };
+
+  #deliver(data: Message, binary: boolean): void {
     // The standard: once closing has started, received messages are not delivered.
     if (this.#readyState !== OPEN) return;
+    this.#turn = true;
+    setImmediate(this.#nextTurn);
     let value: unknown = data;
     if (binary) {
       const bytes = data as Buffer;
@@ -430,6 +488,11 @@ export class WebSocket extends EventTarget {
 
   #closed(conn: WebSocketConnection): void {
     if (this.#readyState === CLOSED) return;
+    // After the messages still waiting for their task, in a task of its own.
+    if (this.#turn) {
+      this.#closeHeld = true;
+      return;
+    }
     // A connection we failed (the peer broke the protocol, a limit, a timeout) reports 1006 and an
     // error, as a browser does; one that ended without a closing handshake (the peer dropped it)
     // reports 1006 without an error, as Chromium does.
@@ -459,13 +522,19 @@ export class WebSocket extends EventTarget {
   #flushQueue(): void {
     const queue = this.#queue;
     if (queue === undefined) return;
+    const conn = this.#conn!;
     while (queue.length > 0 && !(queue[0]!.data instanceof Blob)) {
       const entry = queue.shift()!;
       this.#queuedBytes -= entry.size;
-      if (this.readyState === OPEN) this.#write(this.#conn!, entry.data as string | Buffer, entry.size);
+      // Sent before our close() (those after it were never queued), unless the server closed.
+      if (conn.readyState === 'open') this.#write(conn, entry.data as string | Buffer, entry.size);
       else this.#unsent += entry.size;
     }
-    if (queue.length === 0) this.#queue = undefined;
+    if (queue.length > 0) return;
+    this.#queue = undefined;
+    const close = this.#closeAfterQueue;
+    this.#closeAfterQueue = undefined;
+    if (close !== undefined) conn.close(close[0], close[1]).catch(noop);
   }
 
   #handler<E extends Event>(type: string): WebSocketEventHandler<E> {

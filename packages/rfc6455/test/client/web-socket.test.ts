@@ -15,6 +15,8 @@ const FIXTURES = resolve(__dirname, '../../../../test/fixtures/tls');
 
 let server: WebSocketServer;
 const seenHeaders: Array<Record<string, unknown>> = [];
+/** What the /record route received on each connection: messages, then the close code it saw. */
+const recorded: Array<Promise<unknown[]>> = [];
 
 beforeAll(async () => {
   server = await serve(
@@ -25,6 +27,14 @@ beforeAll(async () => {
         handler: (conn) => {
           seenHeaders.push(conn.headers);
           conn.on('message', (data, binary) => void conn.send(data, { binary }).catch(() => undefined));
+        },
+      },
+      {
+        path: '/record',
+        handler: (conn) => {
+          const got: unknown[] = [];
+          conn.on('message', (data, binary) => void got.push(binary ? [...(data as Buffer)] : data));
+          recorded.push(new Promise((resolve) => conn.on('close', () => resolve([...got, conn.closeStatus, conn.closeReason]))));
         },
       },
       { path: '/bytes', handler: (conn) => void conn.send(Buffer.of(1, 2, 3)).catch(() => undefined) },
@@ -79,6 +89,22 @@ describe('send()', () => {
     expect([...(event.data as Buffer)]).toEqual([7, 8, 9]);
     ws.close();
     await next(ws, 'close');
+  });
+
+  test('a Blob, and what was sent after it, sent just before close() go out before the close frame (they were dropped)', async () => {
+    recorded.length = 0;
+    const ws = new WebSocket(`${server.url}record`);
+    await next(ws, 'open');
+    ws.send('first');
+    ws.send(new Blob(['blob']));
+    ws.send('after the blob');
+    ws.close(4000, 'done');
+    // Once close() is called, nothing more is sent: counted in bufferedAmount.
+    ws.send('after close()');
+    expect(ws.bufferedAmount).toBeGreaterThanOrEqual(Buffer.byteLength('after close()'));
+    const close = await next<CloseEvent>(ws, 'close');
+    expect([close.code, close.reason, close.wasClean]).toEqual([4000, 'done', true]);
+    expect(await recorded[0]).toEqual(['first', [...Buffer.from('blob')], 'after the blob', 4000, 'done']);
   });
 });
 
@@ -141,6 +167,25 @@ describe('closing', () => {
     }
   });
 
+  test('close() with no code: no status (1005) without a reason or with an empty one; 1000 with one', async () => {
+    recorded.length = 0;
+    const calls: Array<(ws: WebSocket) => void> = [(ws) => ws.close(), (ws) => ws.close(undefined, ''), (ws) => ws.close(undefined, 'bye')];
+    const sockets = calls.map(() => new WebSocket(`${server.url}record`));
+    await Promise.all(sockets.map((ws) => next(ws, 'open')));
+    // One at a time, so that recorded is in this order.
+    const seen = [];
+    for (const [i, ws] of sockets.entries()) {
+      calls[i]!(ws);
+      const close = await next<CloseEvent>(ws, 'close');
+      seen.push([close.code, close.reason, await recorded[i]]);
+    }
+    expect(seen).toEqual([
+      [1005, '', [1005, '']],
+      [1005, '', [1005, '']],
+      [1000, 'bye', [1000, 'bye']],
+    ]);
+  });
+
   test('the server starting the closing handshake makes readyState CLOSING until the connection is closed', async () => {
     // A server that sends its close frame and then waits before ending TCP.
     const raw = await rawServer((head, socket) => {
@@ -198,6 +243,54 @@ describe('closing', () => {
     expect(ws.bufferedAmount).toBe(0);
     ws.close();
     await next(ws, 'close');
+  });
+});
+
+describe('events', () => {
+  test('messages that arrive in one read each get a task of their own, as the standard has it: the microtasks of one run before the next, and close comes last', async () => {
+    // A server that greets with three messages and its close frame, all in one write.
+    const raw = await rawServer((head, socket) => {
+      socket.write(
+        Buffer.concat([
+          Buffer.from(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptKey(requestKey(head))}\r\n\r\n`),
+          ...['a', 'b', 'c'].map((payload) => frame({ opcode: 1, payload })),
+          frame({ opcode: 8, payload: closePayload(1000, 'that is all') }),
+        ]),
+      );
+      socket.on('data', () => socket.end());
+    });
+    try {
+      const ws = new WebSocket(raw.url);
+      const trace: string[] = [];
+      ws.onmessage = (event) => {
+        trace.push(String(event.data));
+        // Two levels deep, as an async function that awaits something would queue them.
+        void Promise.resolve().then(() => Promise.resolve().then(() => trace.push(`microtasks of ${String(event.data)}`)));
+      };
+      // The usual way to await messages one at a time: each is taken (it missed b and c).
+      const reader = (async () => {
+        await next(ws, 'open');
+        const read: unknown[] = [];
+        for (let i = 0; i < 3; i++) read.push((await next<MessageEvent>(ws, 'message')).data);
+        return read;
+      })();
+      const close = await next<CloseEvent>(ws, 'close');
+      trace.push(`close ${close.code}`);
+      expect(trace).toEqual(['a', 'microtasks of a', 'b', 'microtasks of b', 'c', 'microtasks of c', 'close 1000']);
+      expect(await Promise.race([reader, 'the reader missed messages'])).toEqual(['a', 'b', 'c']);
+      // close() between two of them (here in a microtask): those waiting are not delivered, and
+      // close still comes.
+      const closing = new WebSocket(raw.url);
+      const delivered: unknown[] = [];
+      closing.onmessage = (event) => {
+        delivered.push(event.data);
+        queueMicrotask(() => closing.close(3000));
+      };
+      await next(closing, 'close');
+      expect(delivered).toEqual(['a']);
+    } finally {
+      await raw.close();
+    }
   });
 });
 
