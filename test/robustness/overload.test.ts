@@ -261,4 +261,61 @@ describe('many connections', () => {
     expect(await again.recv()).toBe('in');
     await Promise.all([again, ...open.slice(1)].map((c) => c.close()));
   });
+
+  test.each([['maxConnections', { maxConnections: 1 }], ['maxConnectionsPerIp', { maxConnectionsPerIp: 1 }]])(
+    'a beforeAccept hook that never settles: the upgrade ends at handshakeTimeout and frees its %s slot (held for good: every later upgrade got 503 or 429)',
+    async (_name, limit) => {
+      let hooks = 0;
+      const server = await startServer(
+        {
+          ...limit,
+          perMessageDeflate: false,
+          handshakeTimeout: 300,
+          beforeAccept: () => (hooks++ === 0 ? new Promise<never>(() => undefined) : undefined),
+        },
+        async (conn) => {
+          for await (const m of conn) await conn.send(m);
+        },
+      );
+      // The server gives up first: the socket closes unanswered.
+      const stuck = await connect(server.url, { handshakeTimeout: 10_000 }).then(
+        (conn) => conn,
+        (error: unknown) => error,
+      );
+      expect(stuck).toBeInstanceOf(HandshakeError);
+      expect((stuck as HandshakeError).code).toBe('WS_CONNECT_FAILED');
+      const conn = await connect(server.url);
+      await conn.send('in');
+      expect(await conn.recv()).toBe('in');
+      await conn.close();
+    },
+  );
+
+  test('over HTTP/2 too: a hook that never settles is answered 408 at handshakeTimeout and frees its maxConnections slot (every later CONNECT got 503)', async () => {
+    let hooks = 0;
+    const server = await startServer(
+      {
+        http2: true,
+        tls: TLS,
+        maxConnections: 1,
+        perMessageDeflate: false,
+        handshakeTimeout: 300,
+        beforeAccept: () => (hooks++ === 0 ? new Promise<never>(() => undefined) : undefined),
+      },
+      async (conn) => {
+        for await (const m of conn) await conn.send(m);
+      },
+    );
+    const stuck = await connect(server.url, { http2: true, tls: CLIENT_TLS, handshakeTimeout: 10_000 }).then(
+      (conn) => conn,
+      (error: unknown) => error,
+    );
+    expect(stuck).toBeInstanceOf(HandshakeError);
+    expect((stuck as HandshakeError).status).toBe(408);
+    const conn = await connect(server.url, { http2: true, tls: CLIENT_TLS });
+    expect(conn.transport.kind).toBe('http2');
+    await conn.send('in');
+    expect(await conn.recv()).toBe('in');
+    await conn.close();
+  });
 });

@@ -23,7 +23,7 @@ import {
 } from './handshake/hybi00.js';
 import { headerList } from './handshake/http.js';
 import { socketTransport } from './transport.js';
-import { answerRefusal, failUpgrade, negotiate, startConnection, type UpgradeOptions, type UpgradeTarget } from './upgrade.js';
+import { answerRefusal, failUpgrade, hookAnswer, negotiate, startConnection, type UpgradeOptions, type UpgradeTarget } from './upgrade.js';
 
 /**
  * Reads until `test(buffered)` returns a length, with the handshake timeout. Resolves with the
@@ -74,10 +74,14 @@ export async function handleHybi00Upgrade<State>(
 ): Promise<WebSocketConnection | undefined> {
   const noop = (): void => {};
   socket.on('error', noop);
+  const timeout = options.handshakeTimeout ?? Defaults.handshakeTimeout;
+  // handshakeTimeout bounds the whole upgrade, key3 and the before-accept hook, as it does for
+  // RFC 6455 (fixed bug: a hook that never settled held the socket, and serve()'s close(), for good).
+  const deadline = setTimeout(() => socket.destroy(), timeout);
+  deadline.unref?.();
   try {
     // draft-76 §5.2: the 8 key3 bytes follow the head, in the same packet (Node's `head`), in a
     // later one, or split across both.
-    const timeout = options.handshakeTimeout ?? Defaults.handshakeTimeout;
     const bytes = await readUntil(socket, head, (b) => b.length >= HYBI00_KEY3_LENGTH, timeout, 1 << 20);
     const key3 = bytes.subarray(0, HYBI00_KEY3_LENGTH);
     const rest = bytes.subarray(HYBI00_KEY3_LENGTH);
@@ -88,7 +92,12 @@ export async function handleHybi00Upgrade<State>(
     // draft-76 has one protocol string, but our client (and old browsers) join several offers with
     // commas; read it as a list so that one of them can be chosen (the whole value never matched).
     const protocols = typeof requested === 'string' ? requested.split(',').map((p) => p.trim()).filter((p) => p !== '') : [];
-    const negotiated = await negotiate(req, { url: req.url ?? '/', protocols, extensions: undefined, secure, allowExtensions: false }, target, options);
+    let negotiated = negotiate(req, { url: req.url ?? '/', protocols, extensions: undefined, secure, allowExtensions: false }, target, options);
+    if (negotiated instanceof Promise) {
+      const answer = await hookAnswer(req, socket, negotiated, options);
+      if (answer === undefined) return undefined;
+      negotiated = answer;
+    }
     if ('reject' in negotiated) {
       answerRefusal(socket, negotiated.reject);
       return undefined;
@@ -105,6 +114,8 @@ export async function handleHybi00Upgrade<State>(
     if (error instanceof HandshakeError && (error.status === 408 || error.status === 0)) socket.destroy();
     else failUpgrade(req, socket, error, options);
     return undefined;
+  } finally {
+    clearTimeout(deadline);
   }
 }
 

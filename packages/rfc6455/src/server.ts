@@ -169,10 +169,22 @@ export async function serve<State = unknown>(options: ServeOptions<State>, targe
   // burst saw the same count, and all of them got in, however many maxConnections allowed).
   let upgrading = 0;
   const full = (): boolean => options.maxConnections !== undefined && connections.size + upgrading >= options.maxConnections;
+  // An upgrade ends at handshakeTimeout at the latest (answered 408, or its socket destroyed), and
+  // so does its count, whether or not its hook ever settles (fixed bug: over HTTP/2 a hook that
+  // never settled kept its slot, and every later CONNECT got 503).
   const counted = (result: unknown): void => {
     if (options.maxConnections === undefined) return;
     upgrading++;
-    void Promise.resolve(result).then(() => upgrading--, () => upgrading--);
+    let counting = true;
+    const release = (): void => {
+      if (!counting) return;
+      counting = false;
+      upgrading--;
+      clearTimeout(timer);
+    };
+    const timer = setTimeout(release, handshakeTimeout);
+    timer.unref();
+    void Promise.resolve(result).then(release, release);
   };
   // Connections per remote address (only kept when maxConnectionsPerIp is set).
   const perIp = options.maxConnectionsPerIp !== undefined ? new Map<string, number>() : undefined;

@@ -430,7 +430,12 @@ async function upgradeAfterHook<State>(
       // Errors on the raw socket while the hook runs must not crash the process.
       socket.on('error', noop);
       try {
-        negotiated = await negotiated;
+        const answer = await hookAnswer(req, socket, negotiated, options);
+        if (answer === undefined) {
+          done();
+          return undefined;
+        }
+        negotiated = answer;
       } finally {
         socket.removeListener('error', noop);
       }
@@ -446,6 +451,44 @@ async function upgradeAfterHook<State>(
     failUpgrade(req, socket, error, options);
     return undefined;
   }
+}
+
+/**
+ * What an asynchronous negotiation (a before-accept hook) answers, or undefined once the socket has
+ * closed first (the client left, or handshakeTimeout destroyed it): the upgrade then ends with its
+ * socket. (Fixed bug: an upgrade whose hook never settled stayed pending for good and held its
+ * maxConnections and maxConnectionsPerIp slots; a hybi-00 one held its socket too, and close()
+ * never resolved.) Rejects when the hook fails first; a later failure goes to failUpgrade. @internal
+ */
+export function hookAnswer<State>(
+  req: IncomingMessage,
+  socket: Duplex,
+  pending: Promise<Negotiated<State> | { reject: UpgradeRejection }>,
+  options: UpgradeOptions<State>,
+): Promise<Negotiated<State> | { reject: UpgradeRejection } | undefined> {
+  return new Promise((resolve, reject) => {
+    let gave = false;
+    const gone = (): void => {
+      gave = true;
+      resolve(undefined);
+    };
+    if (socket.destroyed) gone();
+    else socket.once('close', gone);
+    pending.then(
+      (answer) => {
+        socket.removeListener('close', gone);
+        // Too late: the permessage-deflate context made for it is never used.
+        if (gave && 'extension' in answer) answer.extension?.dispose();
+        resolve(answer);
+      },
+      (error: unknown) => {
+        socket.removeListener('close', gone);
+        // A hook that fails after the socket went is still reported (to onError), as before.
+        if (gave) failUpgrade(req, socket, error, options);
+        else reject(error);
+      },
+    );
+  });
 }
 
 function negotiationInput(req: IncomingMessage, socket: Duplex, offer: ValidatedRequest): NegotiationInput {

@@ -350,6 +350,39 @@ describe('routing and negotiation', () => {
     expect(await handshakeStatus(server.url, { origin: 'http://evil.example' })).toBe(403);
   });
 
+  test('a before-accept hook that never settles: the upgrade ends at handshakeTimeout, unanswered, as over RFC 6455, and frees its maxConnections slot (the socket was held for good)', async () => {
+    let hooks = 0;
+    const server = await start(echo, {
+      handshakeTimeout: 300,
+      maxConnections: 1,
+      beforeAccept: () => (hooks++ === 0 ? new Promise<never>(() => undefined) : undefined),
+    });
+    // The client would wait much longer: the server closes the socket first.
+    const stuck = await rejection(open(server.url, { handshakeTimeout: 10_000 }));
+    expect(stuck).toBeInstanceOf(HandshakeError);
+    expect((stuck as HandshakeError).code).toBe('WS_CONNECT_FAILED');
+    const conn = await open(server.url);
+    await conn.send('in');
+    expect(await recvText(conn)).toBe('in');
+  });
+
+  test('serve().close() resolves while a before-accept hook never settles (it waited for the hybi-00 socket for good)', async () => {
+    let hookCalled!: () => void;
+    const called = new Promise<void>((resolve) => (hookCalled = resolve));
+    const server = await start(echo, {
+      handshakeTimeout: 300,
+      beforeAccept: () => {
+        hookCalled();
+        return new Promise<never>(() => undefined);
+      },
+    });
+    const attempt = rejection(open(server.url, { handshakeTimeout: 10_000 }));
+    await called;
+    servers.splice(servers.indexOf(server), 1);
+    await server.close();
+    expect(((await attempt) as HandshakeError).code).toBe('WS_CONNECT_FAILED');
+  });
+
   test('a hybi-00 client gets HandshakeError 426 from a server with hybi00: false', async () => {
     const server = await start(echo, { hybi00: false });
     expect(await handshakeStatus(server.url)).toBe(426);
