@@ -4,9 +4,13 @@
  * ping floods from a peer that never reads, invalid UTF-8 and invalid close codes.
  */
 import { randomBytes } from 'node:crypto';
+import type { Socket } from 'node:net';
+import { constants as zlibConstants, deflateRawSync } from 'node:zlib';
 import { Protocol, type ProtocolHandler, type WebSocketConnection, type WebSocketError } from 'rfc6455';
 import { closePayload, decodeFrames, frame } from '../../packages/rfc6455/test/helpers/frames.js';
 import { RawClient, upgradeRequest } from '../../packages/rfc6455/test/helpers/raw-client.js';
+import { stalled } from '../../packages/rfc6455/test/helpers/wait.js';
+import { zlibLimiter } from '../../packages/rfc6455/src/extensions/zlib-limiter.js';
 import { closeAll, eventually, exchange, hybi00Head, openRaw, sleep, startServer } from './helpers.js';
 
 afterEach(closeAll);
@@ -239,6 +243,49 @@ describe('server receives frames that break RFC 6455', () => {
     expect(frames.length).toBeLessThan(pings);
     expect(used).toBeGreaterThan(0);
     raw.destroy();
+  });
+});
+
+describe('compressed frames sent faster than they are inflated', () => {
+  test('while a frame waits for the thread pool the socket is not read (what the server holds is bounded), and every message arrives once inflated', async () => {
+    const received: Buffer[] = [];
+    const conns: WebSocketConnection[] = [];
+    const server = await startServer({ perMessageDeflate: true }, (conn) => {
+      conns.push(conn);
+      conn.on('message', (data) => void received.push(data as Buffer));
+    });
+    // Every slot of the process-wide zlib limiter taken: inflations in the thread pool wait.
+    const slots = zlibLimiter.limit - zlibLimiter.active;
+    for (let i = 0; i < slots; i++) zlibLimiter.acquire(() => undefined);
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      for (let i = 0; i < slots; i++) zlibLimiter.release();
+    };
+    try {
+      const raw = await RawClient.connect(server.port, { headers: ['Sec-WebSocket-Extensions: permessage-deflate'] });
+      expect(raw.response.headers['sec-websocket-extensions']).toContain('permessage-deflate');
+      // 48 KiB of random bytes deflate to stored blocks over syncLimit (32 KiB): thread-pool work.
+      const message = randomBytes(48 * 1024);
+      const compressed = deflateRawSync(message, { finishFlush: zlibConstants.Z_SYNC_FLUSH }).subarray(0, -4);
+      const count = 200;
+      const one = frame({ opcode: 2, payload: compressed, mask: true, rsv1: true });
+      raw.write(Buffer.concat(Array.from({ length: count }, () => one)));
+      await eventually(() => conns.length === 1);
+      const serverSocket = conns[0]!.transport.stream as Socket;
+      // The server reads until it stops; it must stop long before the ~10 MB sent (it read them all,
+      // and held them unparsed, however many more came: 3 GB in 8 s from one peer).
+      const read = await stalled(() => serverSocket.bytesRead);
+      expect(read).toBeLessThan(1024 * 1024);
+      expect(conns[0]!.readyState).toBe('open');
+      release();
+      expect(await eventually(() => received.length === count, 1000)).toBe(true);
+      expect(received.every((m) => m.equals(message))).toBe(true);
+      raw.destroy();
+    } finally {
+      release();
+    }
   });
 });
 

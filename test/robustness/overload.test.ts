@@ -2,6 +2,7 @@
  * Overload: a client that never reads while the server sends, a thousand concurrent connections,
  * a flood of connections that never handshake, and maxConnections.
  */
+import { randomBytes } from 'node:crypto';
 import { connect, EOF, HandshakeError, type WebSocketConnection } from 'rfc6455';
 import { RawClient } from '../../packages/rfc6455/test/helpers/raw-client.js';
 import { stalled } from '../../packages/rfc6455/test/helpers/wait.js';
@@ -40,6 +41,40 @@ describe('a client that never reads while the server sends', () => {
     expect(sent).toBeLessThan(1024);
     // Never more than the cap plus the one message that crossed it.
     expect(maxSeen).toBeLessThanOrEqual(maxBufferedAmount + chunk.length + 14);
+    expect(errors.map((e) => (e as { code?: string }).code)).toContain('WS_SEND_BUFFER_FULL');
+  });
+
+  test('with permessage-deflate: messages waiting for compression count against maxBufferedAmount too (closed 1008 at the cap)', async () => {
+    const maxBufferedAmount = 1024 * 1024;
+    // Random bytes: compressing them is real work (the thread pool), slower than the sends.
+    const random = randomBytes(64 * 1024);
+    let maxSeen = 0;
+    let sent = 0;
+    const errors: Error[] = [];
+    const done = new Promise<WebSocketConnection>((resolve) => {
+      void startServer({ perMessageDeflate: true, maxBufferedAmount }, async (conn) => {
+        conn.on('error', (e) => errors.push(e));
+        // At most 64 MiB offered in all, each message its own memory (as relayed messages are).
+        while (!conn.closed && sent < 1024) {
+          for (let i = 0; i < 16 && !conn.closed; i++) {
+            conn.send(Buffer.from(random)).catch(() => undefined);
+            sent++;
+            maxSeen = Math.max(maxSeen, conn.bufferedAmount);
+          }
+          await tick();
+        }
+        resolve(conn);
+      }).then((server) =>
+        RawClient.connect(server.port, { headers: ['Sec-WebSocket-Extensions: permessage-deflate'] }).then((raw) => raw.socket.pause()),
+      );
+    });
+    const conn = await done;
+    await conn.whenClosed;
+    expect(conn.extensions).toContain('permessage-deflate');
+    expect(conn.closeStatus).toBe(1008);
+    // Never more than the cap plus the one message that crossed it (the old code held 841 MB
+    // against a 4 MiB cap before its socket buffer alone crossed it).
+    expect(maxSeen).toBeLessThanOrEqual(maxBufferedAmount + random.length + 14);
     expect(errors.map((e) => (e as { code?: string }).code)).toContain('WS_SEND_BUFFER_FULL');
   });
 

@@ -254,6 +254,11 @@ const DIRECT_PENDING = 0x1000;
 const HELD = 0x2000;
 /** `flags` bit: the application paused delivery (`pause()`): messages wait, the socket is not read. */
 const USER_PAUSED = 0x4000;
+/**
+ * `flags` bit: the engine holds its input while a frame is inflated in the thread pool; the
+ * socket is not read until it parses again (see `onInputHeld`).
+ */
+const INPUT_HELD = 0x8000;
 
 /**
  * Connections whose writes are held until the code now running is done: the messages sent to one
@@ -905,7 +910,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
 
   /** Reads the socket again, unless the application paused it (`pause()`) and this is not `close()`. */
   private resumeReading(evenIfPaused = false): void {
-    if (!this.readPaused || (!evenIfPaused && (this.flags & USER_PAUSED) !== 0) || this.pendingHead !== undefined) return;
+    if (!this.readPaused || (!evenIfPaused && (this.flags & USER_PAUSED) !== 0) || this.pendingHead !== undefined || (this.flags & INPUT_HELD) !== 0) return;
     this.readPaused = false;
     if (!this.closedFlag) this.stream.resume();
   }
@@ -1078,6 +1083,25 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     if (this.listenerCount('pong') > 0) this.emitEvent('pong', Buffer.from(payload));
   }
 
+  /**
+   * The engine holds its input while a frame is inflated in the thread pool: the socket is not read
+   * meanwhile (fixed bug: it was, and everything the peer sent in the meantime was buffered
+   * unparsed, without limit: 3 GB in 8 s from one peer sending compressed frames). Reading resumes
+   * once it parses again, unless something else keeps it paused; for the peer's answer to our
+   * close frame, even if the application paused it (see closeNow).
+   * @internal
+   */
+  onInputHeld(held: boolean): void {
+    if (held) {
+      this.flags |= INPUT_HELD;
+      this.pauseReading();
+      return;
+    }
+    this.flags &= ~INPUT_HELD;
+    if (this.engine !== undefined && this.engine.state !== 'open') this.resumeReading(true);
+    else this.streamDrained();
+  }
+
   /** @internal */
   onCloseFrame(): void {
     this.endReceiving();
@@ -1152,6 +1176,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
         // rejection, which ends a Node process by default.)
         const written = callbackPromise!.then(() => this.drained());
         written.catch(noop);
+        this.checkQueued();
         return written;
       }
       return this.drained();
@@ -1202,7 +1227,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     }
     try {
       noteTraffic(message.data.length);
-      this.proto.sendPrepared(message, compress, undefined);
+      if (!this.proto.sendPrepared(message, compress, undefined)) this.checkQueued();
       return true;
     } catch {
       return false;
@@ -1239,6 +1264,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
         await new Promise<void>((resolve, reject) => {
           const sync = this.proto.sendFragment(opcode, data, fin, compress, (e) => (e ? reject(e) : resolve()));
           if (sync) resolve();
+          else this.checkQueued();
         });
         await this.drained();
       };
@@ -1406,6 +1432,16 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     const transport = this.rare?.transport;
     if (transport !== undefined) transport.abort();
     else abortSocket(this.stream as Socket);
+  }
+
+  /**
+   * After a send that was queued behind compression: what waits there counts against
+   * maxBufferedAmount as the write buffer does (fixed bug: it did not, and a handler that ignored
+   * its send() promises held 841 MB of messages against a 4 MiB cap before the socket's buffer
+   * alone crossed it).
+   */
+  private checkQueued(): void {
+    if (!this.closedFlag && this.bufferedAmount > this.limits.maxBufferedAmount) this.overflow();
   }
 
   private overflow(): void {

@@ -61,6 +61,12 @@ export interface ProtocolHandler {
   onFail(error: WebSocketError): void;
   /** End the transport now (orderly: TCP FIN or HTTP/2 END_STREAM). */
   onEnd(): void;
+  /**
+   * Optional: the engine stops parsing input while its extension inflates a frame in the thread
+   * pool (`held` true), and parses again (false). What arrives meanwhile is buffered unparsed, so
+   * the caller should stop reading the transport while input is held.
+   */
+  onInputHeld?(held: boolean): void;
 }
 
 /** Options of a {@link Protocol}. Limits omitted here are unlimited (connections pass their defaults). */
@@ -401,6 +407,8 @@ export class Protocol implements FrameSink, ProtocolEngine {
     let inflated: unknown;
     try {
       inflated = this.extension!.decompress(payload, last, (error, result) => {
+        // First: what is parsed below may hold input again.
+        this.handler.onInputHeld?.(false);
         if ((this.flags & (STATE | CLOSE_RECEIVED)) === (CLOSED | CLOSE_RECEIVED)) return;
         if (error) {
           this.fail(inflateFailure(error));
@@ -416,7 +424,10 @@ export class Protocol implements FrameSink, ProtocolEngine {
     // Inflated at once (small frames): no pause, no callback. (Only a Buffer counts: an extension
     // written for the callback alone may return anything, e.g. what setImmediate returned.)
     if (Buffer.isBuffer(inflated)) this.receivePiece(opcode, inflated, first, last);
-    else this.parser.paused = true;
+    else {
+      this.parser.paused = true;
+      this.handler.onInputHeld?.(true);
+    }
   }
 
   private receivePiece(opcode: number, data: Buffer, first: boolean, last: boolean): void {
