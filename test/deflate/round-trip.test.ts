@@ -7,7 +7,11 @@
  * Whether a message was compressed is read from the wire: the receiving socket's bytesRead delta.
  */
 import { randomBytes } from 'node:crypto';
-import { connect, type WebSocketConnection, type PerMessageDeflateOptions } from 'rfc6455';
+import type { Socket } from 'node:net';
+import { constants, deflateRawSync } from 'node:zlib';
+import { connect, serve, type WebSocketConnection, type PerMessageDeflateOptions } from 'rfc6455';
+import { closePayload, frame } from '../../packages/rfc6455/test/helpers/frames.js';
+import { RawClient } from '../../packages/rfc6455/test/helpers/raw-client.js';
 import {
   bytesRead,
   compressibleBytes,
@@ -351,6 +355,66 @@ describe('inflated size limit', () => {
     expect(inflated).toBeGreaterThan(100_000);
     expect(inflated).toBeLessThanOrEqual(100_000 + SLACK);
   });
+});
+
+describe('while a received frame inflates in the thread pool', () => {
+  test('the socket is not read meanwhile: what the peer sends behind a large message waits in TCP, not in memory', async () => {
+    const firstAt: number[] = [];
+    let count = 0;
+    const server = await serve({ port: 0, host: '127.0.0.1' }, (conn) => {
+      conn.on('message', () => {
+        if (count++ === 0) firstAt.push((conn.transport.stream as Socket).bytesRead);
+      });
+    });
+    try {
+      // (80 MiB handed over at once: over the default maxBufferedAmount, which counts a message
+      // waiting for compression as given.)
+      const client = await open(server.url, { maxBufferedAmount: 256 * 1024 * 1024 });
+      // 48 MiB of zeros (about 48 KiB on the wire) inflates for a while; 32 MiB follow at once.
+      void client.send(Buffer.alloc(48 * 1024 * 1024)).catch(() => undefined);
+      const junk = Buffer.alloc(1024 * 1024, 1);
+      for (let i = 0; i < 32; i++) void client.send(junk, { compress: false }).catch(() => undefined);
+      await until(() => count === 33, 20_000, 'every message');
+      // The old code had read all 32 MiB by the time the first message was inflated (ws reads
+      // about 128 KiB; a read is at most 64 KiB).
+      expect(firstAt[0]).toBeLessThan(4 * 1024 * 1024);
+    } finally {
+      await server.close();
+    }
+  }, 30_000);
+
+  test('messages and the close frame that came before the peer ended TCP are not lost', async () => {
+    const got: Array<string | Buffer> = [];
+    let closed: [number, string] | undefined;
+    const server = await serve({ port: 0, host: '127.0.0.1' }, (conn) => {
+      conn.on('message', (m) => got.push(m));
+      conn.on('close', (code, reason) => (closed = [code, reason]));
+    });
+    try {
+      const raw = await RawClient.connect(Number(new URL(server.url).port), { headers: ['Sec-WebSocket-Extensions: permessage-deflate'] });
+      expect(raw.response.headers['sec-websocket-extensions']).toBe('permessage-deflate');
+      // Random bytes: 4 MiB on the wire too, inflated in the thread pool.
+      const message = randomBytes(4 * 1024 * 1024);
+      const compressed = deflateRawSync(message, { finishFlush: constants.Z_SYNC_FLUSH }).subarray(0, -4);
+      // A peer that ends TCP right after its close frame, without waiting for ours.
+      raw.socket.end(
+        Buffer.concat([
+          frame({ opcode: 2, rsv1: true, payload: compressed, mask: true }),
+          frame({ opcode: 1, payload: 'after', mask: true }),
+          frame({ opcode: 8, payload: closePayload(1000, 'bye'), mask: true }),
+        ]),
+      );
+      await until(() => closed !== undefined, 10_000, 'close');
+      // The old code dropped all three once it saw the end of TCP (1006, no message).
+      expect(closed).toEqual([1000, 'bye']);
+      expect(got).toHaveLength(2);
+      expect((got[0] as Buffer).equals(message)).toBe(true);
+      expect(got[1]).toBe('after');
+      raw.destroy();
+    } finally {
+      await server.close();
+    }
+  }, 30_000);
 });
 
 describe('contexts released', () => {

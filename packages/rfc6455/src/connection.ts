@@ -254,11 +254,8 @@ const DIRECT_PENDING = 0x1000;
 const HELD = 0x2000;
 /** `flags` bit: the application paused delivery (`pause()`): messages wait, the socket is not read. */
 const USER_PAUSED = 0x4000;
-/**
- * `flags` bit: the engine holds its input while a frame is inflated in the thread pool; the
- * socket is not read until it parses again (see `onInputHeld`).
- */
-const INPUT_HELD = 0x8000;
+/** `flags` bit: the protocol waits for a received frame's inflation job; the socket is not read. */
+const INFLATING = 0x8000;
 
 /**
  * Connections whose writes are held until the code now running is done: the messages sent to one
@@ -910,7 +907,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
 
   /** Reads the socket again, unless the application paused it (`pause()`) and this is not `close()`. */
   private resumeReading(evenIfPaused = false): void {
-    if (!this.readPaused || (!evenIfPaused && (this.flags & USER_PAUSED) !== 0) || this.pendingHead !== undefined || (this.flags & INPUT_HELD) !== 0) return;
+    if (!this.readPaused || (!evenIfPaused && (this.flags & USER_PAUSED) !== 0) || this.pendingHead !== undefined || (this.flags & INFLATING) !== 0) return;
     this.readPaused = false;
     if (!this.closedFlag) this.stream.resume();
   }
@@ -1084,21 +1081,21 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   }
 
   /**
-   * The engine holds its input while a frame is inflated in the thread pool: the socket is not read
-   * meanwhile (fixed bug: it was, and everything the peer sent in the meantime was buffered
-   * unparsed, without limit: 3 GB in 8 s from one peer sending compressed frames). Reading resumes
-   * once it parses again, unless something else keeps it paused; for the peer's answer to our
-   * close frame, even if the application paused it (see closeNow).
+   * The protocol waits for a thread-pool inflation job (`waiting`), or parses again: the socket is
+   * not read meanwhile, as ws's receiver does not take more while it inflates. Reading then
+   * resumes unless something else still holds it (pause(), a full queue, a streamed message).
    * @internal
    */
-  onInputHeld(held: boolean): void {
-    if (held) {
-      this.flags |= INPUT_HELD;
+  onInflating(waiting: boolean): void {
+    if (waiting) {
+      this.flags |= INFLATING;
       this.pauseReading();
       return;
     }
-    this.flags &= ~INPUT_HELD;
-    if (this.engine !== undefined && this.engine.state !== 'open') this.resumeReading(true);
+    if ((this.flags & INFLATING) === 0) return;
+    this.flags &= ~INFLATING;
+    // Once our close frame is out, the peer's answer is read even if paused (see closeNow).
+    if (this.engine !== undefined && this.engine.closeSent) this.resumeReading(true);
     else this.streamDrained();
   }
 
@@ -1134,10 +1131,23 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
    */
   send(data: SendData | PreparedMessage, options?: SendOptions): Promise<void> {
     if (this.sendTail) {
-      const tail = this.sendTail.then(() => this.send(data, options));
-      tail.catch(noop);
-      return tail;
+      // Behind a sendStream(): in turn, and what is sent after it waits for it in turn (fixed bug:
+      // it was put behind the sendStream() calls made after it, or lost behind a later close()).
+      let sent: Promise<void> | undefined;
+      const handed = this.sendTail.then(() => void (sent = this.sendNow(data, options)));
+      const tail = handed.then(() => {
+        if (this.sendTail === tail) this.sendTail = undefined;
+      });
+      this.sendTail = tail;
+      const result = handed.then(() => sent!);
+      result.catch(noop);
+      return result;
     }
+    return this.sendNow(data, options);
+  }
+
+  /** send() with nothing before it in sendTail. */
+  private sendNow(data: SendData | PreparedMessage, options: SendOptions | undefined): Promise<void> {
     try {
       const compress = options?.compress ?? true;
       let sync: boolean;

@@ -62,11 +62,11 @@ export interface ProtocolHandler {
   /** End the transport now (orderly: TCP FIN or HTTP/2 END_STREAM). */
   onEnd(): void;
   /**
-   * Optional: the engine stops parsing input while its extension inflates a frame in the thread
-   * pool (`held` true), and parses again (false). What arrives meanwhile is buffered unparsed, so
-   * the caller should stop reading the transport while input is held.
+   * Optional: `true` when the engine stops parsing until a received frame's inflation job (in the
+   * thread pool) is done, `false` once it parses again. What arrives meanwhile waits in the engine:
+   * the caller should not read the transport until then (backpressure on the peer).
    */
-  onInputHeld?(held: boolean): void;
+  onInflating?(waiting: boolean): void;
 }
 
 /** Options of a {@link Protocol}. Limits omitted here are unlimited (connections pass their defaults). */
@@ -407,15 +407,9 @@ export class Protocol implements FrameSink, ProtocolEngine {
     let inflated: unknown;
     try {
       inflated = this.extension!.decompress(payload, last, (error, result) => {
-        // First: what is parsed below may hold input again.
-        this.handler.onInputHeld?.(false);
-        if ((this.flags & (STATE | CLOSE_RECEIVED)) === (CLOSED | CLOSE_RECEIVED)) return;
-        if (error) {
-          this.fail(inflateFailure(error));
-          return;
-        }
-        this.receivePiece(opcode, result ?? EMPTY, first, last);
-        if (!this.parser.failed) this.parser.resume();
+        this.inflated(opcode, first, last, error, result);
+        // Unless the next frame waits for an inflation job too, the transport may be read again.
+        if (!this.parser.paused || this.parser.failed) this.handler.onInflating?.(false);
       });
     } catch (error) {
       this.fail(inflateFailure(error));
@@ -423,11 +417,25 @@ export class Protocol implements FrameSink, ProtocolEngine {
     }
     // Inflated at once (small frames): no pause, no callback. (Only a Buffer counts: an extension
     // written for the callback alone may return anything, e.g. what setImmediate returned.)
-    if (Buffer.isBuffer(inflated)) this.receivePiece(opcode, inflated, first, last);
-    else {
-      this.parser.paused = true;
-      this.handler.onInputHeld?.(true);
+    if (Buffer.isBuffer(inflated)) {
+      this.receivePiece(opcode, inflated, first, last);
+      return;
     }
+    this.parser.paused = true;
+    // (Fixed bug: the transport was read on meanwhile, and everything the peer sent while a large
+    // message inflated was held here, without limit: 300 MiB behind one 60 MiB message.)
+    this.handler.onInflating?.(true);
+  }
+
+  /** A frame's inflation job is done: its piece is received and parsing continues. */
+  private inflated(opcode: number, first: boolean, last: boolean, error: Error | null, result: Buffer | undefined): void {
+    if ((this.flags & (STATE | CLOSE_RECEIVED)) === (CLOSED | CLOSE_RECEIVED)) return;
+    if (error) {
+      this.fail(inflateFailure(error));
+      return;
+    }
+    this.receivePiece(opcode, result ?? EMPTY, first, last);
+    if (!this.parser.failed) this.parser.resume();
   }
 
   private receivePiece(opcode: number, data: Buffer, first: boolean, last: boolean): void {

@@ -421,6 +421,34 @@ describe('sendStream() whose source fails', () => {
   });
 });
 
+describe('sends behind a sendStream()', () => {
+  test('a send() made while a sendStream() runs goes out in call order: before the sendStream() calls and the close() made after it', async () => {
+    const received: unknown[] = [];
+    const recorder = await serve({ port: 0, host: '127.0.0.1' }, (conn) => void conn.on('message', (m) => received.push(m)));
+    try {
+      const client = await connect(recorder.url);
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      async function* slow(): AsyncGenerator<string> {
+        yield 'a1';
+        await gate;
+        yield 'a2';
+      }
+      const sends = [client.sendStream(slow(), { binary: false }), client.send('B'), client.sendStream(['C'], { binary: false }), client.send('D')];
+      const closed = client.close();
+      release();
+      const results = await Promise.allSettled(sends);
+      // (Before: 'B' waited behind the stream of 'C', then behind the close frame: rejected, lost.)
+      expect(results.map((r) => r.status)).toEqual(['fulfilled', 'fulfilled', 'fulfilled', 'fulfilled']);
+      await closed;
+      expect(client.closeStatus).toBe(1000);
+      expect(received).toEqual(['a1a2', 'B', 'C', 'D']);
+    } finally {
+      await recorder.close();
+    }
+  });
+});
+
 describe('sendStream() of text', () => {
   test('a string cut between the halves of a surrogate pair keeps its characters (each half went out as U+FFFD)', async () => {
     const client = await connect(server.url, { perMessageDeflate: false });
