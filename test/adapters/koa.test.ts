@@ -124,6 +124,36 @@ describe('@rfc6455/koa specifics', () => {
     expect((error as HandshakeError).body?.toString()).toBe('hello over http');
   });
 
+  it('middleware that throws after accepting inline (await ctx.ws()) closes the connection with 1011 and Koa hears of the error (it stayed open)', async () => {
+    const app = new Koa();
+    const errors: string[] = [];
+    app.on('error', (error: Error) => errors.push(error.message));
+    const ws = websocket();
+    app.use(ws);
+    app.use(async (ctx) => {
+      if (!ctx.ws) return;
+      const conn = await ctx.ws();
+      await conn?.send('accepted');
+      throw new Error('failed after accepting');
+    });
+    const server = createHttpServer(app.callback());
+    ws.attach(server, app);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const conn = await connect(`ws://127.0.0.1:${(server.address() as AddressInfo).port}/`);
+      expect(await conn.recv()).toBe('accepted');
+      expect(await conn.recv()).toBe(EOF);
+      expect(conn.closeStatus).toBe(1011);
+      expect(errors).toEqual(['failed after accepting']);
+    } finally {
+      await ws.close();
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+    }
+  });
+
   it('the connection ends when the server shuts down', async () => {
     const own = await start();
     try {

@@ -147,7 +147,17 @@ export function websocket(mapperOrOptions: ServiceMapper<KoaState> | ServiceMapp
       await accept(ctx, pending, undefined);
       return;
     }
-    await next();
+    try {
+      await next();
+    } catch (error) {
+      // Middleware downstream that accepted inline (`await ctx.ws()`) and then threw: its connection
+      // is a handler failure, closed with 1011 as a throwing handler's is (it was left open, with
+      // nobody reading it); Koa still reports the error ('error' event).
+      if (pending.accepted) {
+        void pending.accepted.then((conn) => conn?.close(CloseCode.InternalError, '').catch(noop), noop);
+      }
+      throw error;
+    }
   }) as KoaWebSocketMiddleware;
 
   Object.defineProperty(middleware, 'connections', { value: connections, enumerable: true });
