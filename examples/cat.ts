@@ -5,11 +5,11 @@
  *
  *   npm run example:cat -- [--server ws://localhost:8081/] [--status 1000] [--reason TEXT]
  */
-import { parseArgs } from 'node:util';
+import { commandLine } from './lib/stdin.js';
 import { connect } from 'rfc6455';
 import { readLines } from './lib/stdin.js';
 
-const { values } = parseArgs({
+const { values } = commandLine({
   options: {
     server: { type: 'string', default: 'ws://localhost:8081/' },
     status: { type: 'string', default: '1000' },

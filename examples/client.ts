@@ -8,10 +8,10 @@
  *
  *   npm run example:client -- [--url ws://localhost:8081/test?foo=bar]
  */
-import { parseArgs } from 'node:util';
+import { commandLine } from './lib/stdin.js';
 import { connect, EOF, type WebSocketConnection } from 'rfc6455';
 
-const { values } = parseArgs({
+const { values } = commandLine({
   options: { url: { type: 'string', default: 'ws://localhost:8081/test?foo=bar' } },
 });
 const url = values.url;

@@ -9,12 +9,12 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { parseArgs } from 'node:util';
+import { commandLine } from './lib/stdin.js';
 import { serve } from 'rfc6455';
 import { testServiceMapper } from './lib/routes.js';
 import { portOption } from './lib/stdin.js';
 
-const { values } = parseArgs({
+const { values } = commandLine({
   options: {
     port: { type: 'string', default: '8081' },
     host: { type: 'string', default: '127.0.0.1' },

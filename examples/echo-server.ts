@@ -5,10 +5,10 @@
  *
  *   npm run example:echo -- --port 9001 [--host 127.0.0.1] [--max-message-size BYTES]
  */
-import { parseArgs } from 'node:util';
+import { commandLine, portOption } from './lib/stdin.js';
 import { serve } from 'rfc6455';
 
-const { values } = parseArgs({
+const { values } = commandLine({
   options: {
     port: { type: 'string', default: '9001' },
     host: { type: 'string', default: '127.0.0.1' },
@@ -18,7 +18,7 @@ const { values } = parseArgs({
 
 const server = await serve(
   {
-    port: Number(values.port),
+    port: portOption(values.port, 9001),
     host: values.host,
     perMessageDeflate: true,
     ...(values['max-message-size'] ? { maxMessageSize: Number(values['max-message-size']) } : {}),

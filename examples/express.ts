@@ -6,11 +6,11 @@
  */
 import express from 'express';
 import type { AddressInfo } from 'node:net';
-import { parseArgs } from 'node:util';
+import { commandLine } from './lib/stdin.js';
 import { websocket } from '@rfc6455/express';
 import { authorize, exampleMapper, indexPage, listenOptions, PRIVATE_PATH } from './shared/mapper.js';
 
-const { values } = parseArgs({ options: { port: { type: 'string' }, host: { type: 'string' } } });
+const { values } = commandLine({ options: { port: { type: 'string' }, host: { type: 'string' } } });
 const { port, host } = listenOptions(values);
 
 const app = express();

@@ -5,11 +5,11 @@
  *   npm run example:fastify -- [--port 8081] [--host 127.0.0.1]
  */
 import Fastify from 'fastify';
-import { parseArgs } from 'node:util';
+import { commandLine } from './lib/stdin.js';
 import { wsPlugin } from '@rfc6455/fastify';
 import { authorize, exampleMapper, indexPage, listenOptions, PRIVATE_PATH } from './shared/mapper.js';
 
-const { values } = parseArgs({ options: { port: { type: 'string' }, host: { type: 'string' } } });
+const { values } = commandLine({ options: { port: { type: 'string' }, host: { type: 'string' } } });
 const { port, host } = listenOptions(values);
 
 const app = Fastify();

@@ -5,11 +5,11 @@
  *
  *   npm run example:time-client -- [--server ws://localhost:8081/]
  */
-import { parseArgs } from 'node:util';
+import { commandLine } from './lib/stdin.js';
 import { connect } from 'rfc6455';
 import { readLines } from './lib/stdin.js';
 
-const { values } = parseArgs({
+const { values } = commandLine({
   options: { server: { type: 'string', default: 'ws://localhost:8081/' } },
 });
 

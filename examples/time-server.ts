@@ -5,11 +5,11 @@
  *
  *   npm run example:time-server -- [--port 8081] [--host 127.0.0.1]
  */
-import { parseArgs } from 'node:util';
+import { commandLine } from './lib/stdin.js';
 import { serve } from 'rfc6455';
 import { portOption } from './lib/stdin.js';
 
-const { values } = parseArgs({
+const { values } = commandLine({
   options: {
     port: { type: 'string', default: '8081' },
     host: { type: 'string', default: '127.0.0.1' },

@@ -1,6 +1,6 @@
 /** Small helpers shared by the examples. */
 import { createInterface } from 'node:readline';
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 
 /** Calls `onLine` for each line of stdin and `onEnd` when stdin ends. */
 export function readLines(onLine: (line: string) => void, onEnd: () => void = () => {}): () => void {
@@ -16,8 +16,9 @@ export function readLines(onLine: (line: string) => void, onEnd: () => void = ()
 /** Parses a port number option, exiting with status 2 on garbage. */
 export function portOption(value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
-  const port = Number(value);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+  // Digits only: Number() reads '' (an unset $PORT) as 0, a random free port, and takes '0x50'.
+  const port = /^\d{1,5}$/.test(value) ? Number(value) : NaN;
+  if (!(port <= 65535)) {
     console.error(`invalid port: ${value}`);
     process.exit(2);
   }
@@ -44,13 +45,23 @@ export function stopOnEnter(server: { close(): Promise<void> }): void {
   process.on('SIGTERM', stop);
 }
 
+/** Node's parseArgs, with a usage error (exit 2) instead of a stack trace for an unknown or malformed option. */
+export function commandLine<T extends ParseArgsConfig>(config: T): ReturnType<typeof parseArgs<T>> {
+  try {
+    return parseArgs(config);
+  } catch (error) {
+    console.error((error as Error).message);
+    process.exit(2);
+  }
+}
+
 /**
  * The command line shared by test-server.ts and test-service-mapper.ts, as serve() options:
  * `--port` (default 8081, 0 picks a free one), `--host` (default 127.0.0.1) and `--timeout`
  * (Racket's ws-idle-timeout, in seconds).
  */
 export function testServerOptions(): { port: number; host: string; idleTimeout?: number } {
-  const { values } = parseArgs({
+  const { values } = commandLine({
     options: {
       port: { type: 'string', default: '8081' },
       host: { type: 'string', default: '127.0.0.1' },

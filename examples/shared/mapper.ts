@@ -12,6 +12,7 @@
  */
 import { serviceMapper, type ServiceMapper } from 'rfc6455';
 import { testServiceMapper } from '../lib/routes.js';
+import { portOption } from '../lib/stdin.js';
 
 export const PRIVATE_PATH = '/private';
 export const TOKEN = 'letmein';
@@ -60,7 +61,5 @@ export function indexPage(framework: string): string {
 
 /** `--port` and `--host` for the examples (port 0 picks a free port; the real one is printed). */
 export function listenOptions(values: { port?: string | undefined; host?: string | undefined }): { port: number; host: string } {
-  const port = Number(values.port ?? '8081');
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new RangeError(`invalid --port ${values.port ?? ''}`);
-  return { port, host: values.host ?? '127.0.0.1' };
+  return { port: portOption(values.port, 8081), host: values.host ?? '127.0.0.1' };
 }

@@ -165,3 +165,18 @@ describe('cat', () => {
     expect(record.reason).toBe('done here');
   }, 20_000);
 });
+
+describe('command lines', () => {
+  test.each([
+    ['test-server.ts', ['--port', ''], /invalid port: $/m],
+    ['echo-server.ts', ['--port', '1e3'], /invalid port: 1e3/],
+    ['fastify.ts', ['--port', '0x50'], /invalid port: 0x50/],
+    ['express.ts', ['--nope'], /Unknown option '--nope'/],
+  ])('%s %j exits 2 with a usage message, no stack trace (an empty --port listened on a random port; 0x50 on port 80)', async (file, args, message) => {
+    const child = spawnNode([`examples/${file}`, ...args]);
+    expect(await child.exited).toBe(2);
+    expect(child.stderr()).toMatch(message);
+    expect(child.stderr()).not.toMatch(/\n\s+at /);
+    expect(child.stdout()).not.toMatch(/Listening|listening/);
+  }, 20_000);
+});
