@@ -8,7 +8,7 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import express from 'express';
 import Koa from 'koa';
-import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { connect as netConnect, type AddressInfo, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
@@ -16,12 +16,7 @@ import { connect, serve } from 'rfc6455';
 import { wsPlugin } from '@rfc6455/fastify';
 import { websocket as expressWebSocket } from '@rfc6455/express';
 import { websocket as koaWebSocket } from '@rfc6455/koa';
-import { selfSignedCert, type TlsMaterial } from '../shared/adapter-suite.js';
-
-interface Started {
-  port: number;
-  close(): Promise<void>;
-}
+import { listenStarted, selfSignedCert, type Started, type TlsMaterial } from '../shared/adapter-suite.js';
 
 /** Each app: POST /data answers `got <the JSON body>`; /ws sends "ws" to a WebSocket client. */
 const APPS: Array<[string, (tls: TlsMaterial | undefined) => Promise<Started>]> = [
@@ -38,7 +33,7 @@ const APPS: Array<[string, (tls: TlsMaterial | undefined) => Promise<Started>]> 
       });
       const server = tls ? createHttpsServer(tls, app) : createHttpServer(app);
       ws.attach(server, app);
-      return listen(server, () => ws.close());
+      return listenStarted(server, () => ws.close());
     },
   ],
   [
@@ -60,7 +55,7 @@ const APPS: Array<[string, (tls: TlsMaterial | undefined) => Promise<Started>]> 
       });
       const server = tls ? createHttpsServer(tls, app.callback()) : createHttpServer(app.callback());
       ws.attach(server, app);
-      return listen(server, () => ws.close());
+      return listenStarted(server, () => ws.close());
     },
   ],
   [
@@ -97,20 +92,6 @@ const APPS: Array<[string, (tls: TlsMaterial | undefined) => Promise<Started>]> 
     },
   ],
 ];
-
-async function listen(server: Server, closeWebSockets: () => Promise<void>): Promise<Started> {
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: (server.address() as AddressInfo).port,
-    async close() {
-      await closeWebSockets();
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
-    },
-  };
-}
 
 function post(body: string, extra: string[]): string {
   return ['POST /data HTTP/1.1', 'Host: 127.0.0.1', ...extra, 'Content-Type: application/json', `Content-Length: ${Buffer.byteLength(body)}`, '', body].join('\r\n');

@@ -7,7 +7,7 @@
 import Fastify from 'fastify';
 import express from 'express';
 import Koa from 'koa';
-import { createServer, type Server } from 'node:http';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { connect } from 'rfc6455';
 import { wsPlugin } from '@rfc6455/fastify';
@@ -15,13 +15,9 @@ import { websocket as expressWebSocket } from '@rfc6455/express';
 import { websocket as koaWebSocket } from '@rfc6455/koa';
 import { upgradeRequest } from '../../packages/rfc6455/test/helpers/raw-client.js';
 import { exchange } from '../robustness/helpers.js';
+import { listenStarted, type Started } from '../shared/adapter-suite.js';
 
 const handshakeTimeout = 300;
-
-interface Started {
-  port: number;
-  close(): Promise<void>;
-}
 
 /** Each app: /stuck never gets past its framework's chain; /ok is an echo. */
 const APPS: Array<[string, () => Promise<Started>]> = [
@@ -36,7 +32,7 @@ const APPS: Array<[string, () => Promise<Started>]> = [
       app.use(ws.middleware);
       const server = createServer(app);
       ws.attach(server, app);
-      return listen(server, () => ws.close());
+      return listenStarted(server, () => ws.close());
     },
   ],
   [
@@ -57,7 +53,7 @@ const APPS: Array<[string, () => Promise<Started>]> = [
       });
       const server = createServer(app.callback());
       ws.attach(server, app);
-      return listen(server, () => ws.close());
+      return listenStarted(server, () => ws.close());
     },
   ],
   [
@@ -75,20 +71,6 @@ const APPS: Array<[string, () => Promise<Started>]> = [
     },
   ],
 ];
-
-async function listen(server: Server, closeWebSockets: () => Promise<void>): Promise<Started> {
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: (server.address() as AddressInfo).port,
-    async close() {
-      await closeWebSockets();
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
-    },
-  };
-}
 
 describe.each(APPS)('%s: an upgrade the framework never finishes handling', (_name, start) => {
   let started: Started;

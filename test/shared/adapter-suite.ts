@@ -16,8 +16,8 @@
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import type { IncomingMessage } from 'node:http';
-import { connect as netConnect } from 'node:net';
+import type { IncomingMessage, Server } from 'node:http';
+import { connect as netConnect, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
@@ -28,6 +28,28 @@ import { runAgainstUrl, type ServerRun, verdictTests } from '../interop/autobahn
 export interface TlsMaterial {
   key: string;
   cert: string;
+}
+
+/** A framework's server listening on a free port of 127.0.0.1, for tests of one behaviour across the adapters. */
+export interface Started {
+  port: number;
+  /** Closes the adapter's WebSockets, then the server and its connections. */
+  close(): Promise<void>;
+}
+
+/** Listens on a free port of 127.0.0.1; `close()` closes the WebSockets first, then the server. */
+export async function listenStarted(server: Server, closeWebSockets: () => Promise<void>): Promise<Started> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    async close() {
+      await closeWebSockets();
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+    },
+  };
 }
 
 export interface AdapterFixture {

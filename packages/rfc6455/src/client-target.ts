@@ -4,10 +4,28 @@
  * and the error of a handshake its `signal` gave up, shared with the HTTP/2 client.
  */
 import type { LookupFunction } from 'node:net';
+import type { Readable } from 'node:stream';
 import { HandshakeError } from './errors.js';
 
 /** The most of a refusal's body a client keeps (`HandshakeError.body`), over HTTP/1.1 and HTTP/2. */
 export const MAX_ERROR_BODY = 64 * 1024;
+
+/**
+ * Reads a refusal's body (an HTTP/1.1 response or an HTTP/2 stream): calls `done` at its end, or
+ * once MAX_ERROR_BODY bytes are in (the rest is not read). Returns what came so far, at most
+ * MAX_ERROR_BODY bytes (also for a handshake that times out first).
+ */
+export function refusalBody(body: Readable, done: () => void): () => Buffer {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  body.on('data', (chunk: Buffer) => {
+    if (size < MAX_ERROR_BODY) chunks.push(chunk.subarray(0, MAX_ERROR_BODY - size));
+    size += chunk.length;
+    if (size >= MAX_ERROR_BODY) done();
+  });
+  body.on('end', done);
+  return () => Buffer.concat(chunks);
+}
 
 /** The options of `connect()` that choose how its socket is made. */
 export interface SocketChoice {

@@ -14,7 +14,7 @@ import { buildRequestHeaders, generateKey, verifyResponse } from './handshake/cl
 import { socketTransport } from './transport.js';
 import { connectHttp2 } from './http2.js';
 import { connectHybi00 } from './hybi00-upgrade.js';
-import { MAX_ERROR_BODY, socketOptions, unixTarget } from './client-target.js';
+import { refusalBody, socketOptions, unixTarget } from './client-target.js';
 import type { ClientHttp2Session } from 'node:http2';
 
 /** Options of {@link connect}: the handshake, plus every connection option. */
@@ -192,28 +192,21 @@ function attempt(target: URL, options: ConnectOptions): Promise<WebSocketConnect
         headers: res.headers,
         statusLine: statusLineOf(res),
       });
-      const chunks: Buffer[] = [];
-      let size = 0;
       // Settles with the body read so far: at its end, once MAX_ERROR_BODY bytes are in (the rest
       // is not read), or when the handshake times out.
       const finish = (): void => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
-        error.body = Buffer.concat(chunks);
+        error.body = received();
         if (!res.complete) request.destroy();
         const location = res.headers.location;
         if (status >= 300 && status < 400 && location) resolve({ location, error });
         else reject(error);
       };
       refused = finish;
-      res.on('data', (chunk: Buffer) => {
-        if (size < MAX_ERROR_BODY) chunks.push(chunk.subarray(0, MAX_ERROR_BODY - size));
-        size += chunk.length;
-        if (size >= MAX_ERROR_BODY) finish();
-      });
+      const received = refusalBody(res, finish);
       res.on('error', () => undefined);
-      res.on('end', finish);
     });
     request.on('upgrade', (res: IncomingMessage, socket: Socket, head: Buffer) => {
       if (settled) {

@@ -28,7 +28,7 @@ import { WebSocketConnection } from './connection.js';
 import { HandshakeError } from './errors.js';
 import { acceptDeflateResponse, buildDeflateOffer, deflateEngineOptions, PerMessageDeflate, PERMESSAGE_DEFLATE } from './extensions/permessage-deflate.js';
 import type { ConnectOptions } from './client.js';
-import { abortedHandshake, MAX_ERROR_BODY, socketOptions } from './client-target.js';
+import { abortedHandshake, refusalBody, socketOptions } from './client-target.js';
 import { headerValue } from './handshake/http.js';
 import { parseProtocols } from './handshake/server.js';
 import { buildRequestHeaders, verifyNegotiation } from './handshake/client.js';
@@ -389,16 +389,9 @@ export async function connectHttp2(url: URL, options: Http2ConnectOptions): Prom
       const plain = regularHeaders(responseHeaders);
       if (status !== 200) {
         // As over HTTP/1.1: the first MAX_ERROR_BODY bytes of the body (it was all of it, in memory).
-        const chunks: Buffer[] = [];
-        let size = 0;
-        refusal = () => new HandshakeError(`server answered ${status}`, status, { code: 'WS_UNEXPECTED_RESPONSE', headers: plain, statusLine: `HTTP/2 ${status}`, body: Buffer.concat(chunks) });
         refused = () => fail(refusal!());
-        stream.on('data', (c: Buffer) => {
-          if (size < MAX_ERROR_BODY) chunks.push(c.subarray(0, MAX_ERROR_BODY - size));
-          size += c.length;
-          if (size >= MAX_ERROR_BODY) fail(refusal!());
-        });
-        stream.once('end', () => fail(refusal!()));
+        const received = refusalBody(stream, refused);
+        refusal = () => new HandshakeError(`server answered ${status}`, status, { code: 'WS_UNEXPECTED_RESPONSE', headers: plain, statusLine: `HTTP/2 ${status}`, body: received() });
         return;
       }
       try {

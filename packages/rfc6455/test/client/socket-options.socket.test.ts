@@ -45,6 +45,15 @@ async function roundTrip(conn: WebSocketConnection, text: string): Promise<unkno
   return conn.recv();
 }
 
+
+/** A lookup function that resolves every name to 127.0.0.1 and records the names it is asked for. */
+function toLoopback(asked: string[]): NonNullable<Parameters<typeof connect>[1]>['lookup'] {
+  return ((hostname: string, options: unknown, callback: (err: Error | null, address: string | Array<{ address: string; family: number }>, family?: number) => void) => {
+    asked.push(hostname);
+    if ((options as { all?: boolean }).all) callback(null, [{ address: '127.0.0.1', family: 4 }]);
+    else callback(null, '127.0.0.1', 4);
+  }) as unknown as NonNullable<Parameters<typeof connect>[1]>['lookup'];
+}
 describe('Unix domain sockets', () => {
   test('serve({ path }) listens on the socket; connect(server.url) speaks through it; the file goes when the server closes', async () => {
     const socketPath = path.join(dir, 'ws.sock');
@@ -201,11 +210,7 @@ describe('client socket options', () => {
   test('lookup: a host name resolved by the function given', async () => {
     const { server, seen } = await echo({});
     const asked: string[] = [];
-    const lookup = ((hostname: string, options: unknown, callback: (err: Error | null, address: string | Array<{ address: string; family: number }>, family?: number) => void) => {
-      asked.push(hostname);
-      if ((options as { all?: boolean }).all) callback(null, [{ address: '127.0.0.1', family: 4 }]);
-      else callback(null, '127.0.0.1', 4);
-    }) as unknown as NonNullable<Parameters<typeof connect>[1]>['lookup'];
+    const lookup = toLoopback(asked);
     const conn = await connect(`ws://chat.service.invalid:${server.port}/`, { lookup });
     expect(await roundTrip(conn, 'resolved')).toBe('resolved');
     expect(asked).toEqual(['chat.service.invalid']);
@@ -238,11 +243,7 @@ describe('client socket options', () => {
 
     const { server, seen } = await echo({ host: '0.0.0.0', tls, http2: true });
     const asked: string[] = [];
-    const lookup = ((hostname: string, options: unknown, callback: (err: Error | null, address: string | Array<{ address: string; family: number }>, family?: number) => void) => {
-      asked.push(hostname);
-      if ((options as { all?: boolean }).all) callback(null, [{ address: '127.0.0.1', family: 4 }]);
-      else callback(null, '127.0.0.1', 4);
-    }) as unknown as NonNullable<Parameters<typeof connect>[1]>['lookup'];
+    const lookup = toLoopback(asked);
     // The certificate is for localhost: the name the lookup is asked for.
     const conn = await connect(`wss://localhost:${server.port}/`, { http2: true, tls: { ca: tls.cert }, lookup, localAddress: '127.0.0.2' });
     expect(conn.transport.kind).toBe('http2');

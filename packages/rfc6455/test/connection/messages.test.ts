@@ -20,6 +20,19 @@ beforeAll(async () => {
 });
 afterAll(() => server.close());
 
+
+/**
+ * Both ends closed with 1011, the peer (the first server connection) without an error of its own:
+ * we gave up the message being sent; the peer saw nothing wrong in what it received.
+ */
+async function bothClosedWith1011(client: WebSocketConnection): Promise<void> {
+  await client.whenClosed;
+  expect(client.closeStatus).toBe(1011);
+  const peer = serverConns[0]!;
+  await peer.whenClosed;
+  expect(peer.closeStatus).toBe(1011);
+  expect(peer.error).toBeUndefined();
+}
 describe('fail-fast UTF-8', () => {
   test('server closes with 1007 after the first fragment with bad bytes, before the message ends', async () => {
     const raw = await RawClient.connect(server.port);
@@ -402,13 +415,8 @@ describe('sendStream() whose source fails', () => {
     const queued = client.send('queued behind the stream');
     await expect(streamed).rejects.toThrow(failure instanceof Error ? 'source failed' : TypeError);
     await expect(queued).rejects.toThrow('closed');
-    await client.whenClosed;
-    expect(client.closeStatus).toBe(1011);
-    const peer = serverConns[0]!;
-    await peer.whenClosed;
     // (Before: the queued send wrote a new message into the open one; the peer closed with 1002.)
-    expect(peer.closeStatus).toBe(1011);
-    expect(peer.error).toBeUndefined();
+    await bothClosedWith1011(client);
   });
 
   test('before any fragment went out (the first chunk is held until the next): nothing was sent, and the connection carries on', async () => {
@@ -478,13 +486,8 @@ describe('sendStream() of text', () => {
     // After fragments went out: the message cannot be finished, 1011 (the peer saw valid text only).
     const streamed = client.sendStream([Buffer.from('part 1'), Buffer.from('part 2'), Buffer.from([0xed, 0xa0, 0x80])], { binary: false, fragmentSize: 4 });
     await expect(streamed).rejects.toThrow(TypeError);
-    await client.whenClosed;
-    expect(client.closeStatus).toBe(1011);
-    const peer = serverConns[0]!;
-    await peer.whenClosed;
     // (Before: the bytes went out, and the peer failed the connection with 1007.)
-    expect(peer.closeStatus).toBe(1011);
-    expect(peer.error).toBeUndefined();
+    await bothClosedWith1011(client);
   });
 
   test.each([0, -1, NaN])('fragmentSize %p rejects with a RangeError and sends nothing', async (fragmentSize) => {
