@@ -53,6 +53,9 @@ describe('usage', () => {
     [['connect', 'ws://127.0.0.1:1/', '--bogus']],
     [['connect', 'http://127.0.0.1:1/']],
     [['connect', 'ws://127.0.0.1:1/', '--header', 'no colon']],
+    // Values connect() refuses to send (TypeError) are usage errors too, found before connecting.
+    [['connect', 'ws://127.0.0.1:1/', '--header', 'Bad Name: x']],
+    [['connect', 'ws://127.0.0.1:1/', '--protocol', 'a b']],
     [['serve', '--port', 'eighty']],
     [['serve', '--port', '']],
     [['serve', '--port', '0x50']],
@@ -163,6 +166,10 @@ describe('connect against other servers', () => {
         await conn.close(1011, 'boom');
         return;
       }
+      if (conn.path === '/fail-on-message') {
+        conn.once('message', (m) => void conn.close(1011, `failed on ${String(m)}`).catch(() => undefined));
+        return;
+      }
       if (conn.path === '/bye') {
         await conn.close(1000, 'bye');
         return;
@@ -192,6 +199,14 @@ describe('connect against other servers', () => {
     expect(await child.exited).toBe(1);
     expect(child.stderr()).toContain('closed: 1011');
     child.proc.stdin.destroy();
+  }, 20_000);
+
+  test('a server close with 1011 while the close after stdin ended still waits (--wait) exits 1', async () => {
+    // stdin ends at once; the close with 1000 is queued behind --wait. The server's 1011 comes
+    // first: that is the server's close, not ours (the old code counted the queued one and exited 0).
+    const result = await connectWith(`${server.url}fail-on-message`, 'hello\n', ['--wait', '10000']);
+    expect(result.stderr).toContain('closed: 1011 failed on hello');
+    expect(result.code).toBe(1);
   }, 20_000);
 
   test('a refused connection exits 1', async () => {

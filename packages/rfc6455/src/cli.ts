@@ -69,7 +69,7 @@ Options:
       --hybi00       speak the draft hybi-00 protocol (text only; no ping, no close codes)
   -h, --help         show this help
 
-Exit codes: 0 normal close (1000/1001/1005, or a close we started); 1 connection error,
+Exit codes: 0 normal close (1000/1001/1005, or our own close code echoed); 1 connection error,
 abnormal close or error close code; 2 usage error.
 `;
 
@@ -176,6 +176,10 @@ async function runConnect(args: string[]): Promise<number> {
   try {
     conn = await connect(url, options);
   } catch (error) {
+    // connect() rejects what it cannot send (a subprotocol or header name that is not a token, a
+    // ws+unix: URL without a socket path) with a TypeError: a bad value given on the command line,
+    // so a usage error (fixed bug: it exited 1, as a refused connection does).
+    if (error instanceof TypeError) fail(error.message);
     if (error instanceof HandshakeError && error.status > 0) {
       const body = error.body && error.body.length > 0 ? `: ${error.body.toString('utf8').trim()}` : '';
       process.stderr.write(`error: handshake failed: ${error.message}${body}\n`);
@@ -198,11 +202,18 @@ async function runConnect(args: string[]): Promise<number> {
     }
   };
 
-  let weClosed = false;
+  // closeRequested: a close is queued (stdin ended, /close); sentCode: the code of the close frame
+  // we sent first, while the connection was still open. A close queued behind --wait or pending
+  // sends while the server closed with 1011 is not "a close we started" (fixed bug: it exited 0).
+  let closeRequested = false;
+  let sentCode: number | undefined;
   let sending: Promise<unknown> = Promise.resolve();
   const closeWith = (code: number, reason: string): void => {
-    weClosed = true;
-    sending = sending.then(() => conn.close(code, reason)).catch((error: Error) => {
+    closeRequested = true;
+    sending = sending.then(() => {
+      if (conn.readyState === 'open') sentCode = conn.variant === 'hybi00' ? 1005 : code;
+      return conn.close(code, reason);
+    }).catch((error: Error) => {
       process.stderr.write(`error: ${error.message}\n`);
       conn.terminate();
     });
@@ -250,7 +261,7 @@ async function runConnect(args: string[]): Promise<number> {
   rl.on('line', onLine);
   rl.on('close', () => {
     // Ctrl-D on a terminal, or the end of piped input.
-    if (conn.closed || weClosed) return;
+    if (conn.closed || closeRequested) return;
     if (interactive) return closeWith(1000, '');
     sending = sending.then(() => new Promise((resolve) => setTimeout(resolve, wait)));
     closeWith(1000, '');
@@ -271,7 +282,8 @@ async function runConnect(args: string[]): Promise<number> {
   if (interactive) process.stdout.write('\n');
   process.stderr.write(`closed: ${status}${reason ? ` ${reason}` : ''}\n`);
   if (status === 1006) return EXIT_FAILURE;
-  return weClosed || NORMAL_CLOSES.has(status) ? EXIT_OK : EXIT_FAILURE;
+  // A normal code, or the peer's answer to the close we started, echoing our code.
+  return NORMAL_CLOSES.has(status) || status === sentCode ? EXIT_OK : EXIT_FAILURE;
 }
 
 async function runServe(args: string[]): Promise<number> {

@@ -85,7 +85,13 @@ export interface ServiceMapper<State = unknown> {
 }
 
 function compile(path: RegExp | string): RegExp {
-  if (typeof path === 'string') return new RegExp(`^(?:${path})$`);
+  if (typeof path === 'string') {
+    // Compiled alone first: a string with an unbalanced `)`, such as '/a)|(/b', is no regular
+    // expression, but wrapped it compiles to `^(?:/a)|(/b)$`, anchored on one side only, which
+    // took '/a' for any path starting with it (fixed bug). Alone it throws its SyntaxError.
+    new RegExp(path);
+    return new RegExp(`^(?:${path})$`);
+  }
   // A RegExp must match the whole path too; drop flags that make `exec` stateful.
   const flags = path.flags.replace(/[gy]/g, '');
   return new RegExp(`^(?:${path.source})$`, flags);

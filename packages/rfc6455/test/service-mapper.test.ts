@@ -126,6 +126,13 @@ describe('serviceMapper: construction', () => {
     expect(() => serviceMapper([{ path: '/(unclosed', handler: h('x') }])).toThrow(SyntaxError);
   });
 
+  it('serviceMapper rejects a string path with an unbalanced ")" instead of matching it half-anchored', () => {
+    // Wrapped as ^(?:…)$ without a check, '/a)|(/b' compiled to ^(?:/a)|(/b)$, which matched any
+    // path starting with /a, although a route's path must match the whole path.
+    expect(() => serviceMapper([{ path: '/a)|(/b', handler: h('x') }])).toThrow(SyntaxError);
+    expect(() => serviceMapper([{ path: '/a)|(?:', handler: h('x') }])).toThrow(SyntaxError);
+  });
+
   it('isServiceMapper tells mappers from handlers and other values', () => {
     expect(isServiceMapper(serviceMapper([{ path: '/', handler: h('x') }]))).toBe(true);
     expect(isServiceMapper(h('x'))).toBe(false);
