@@ -66,6 +66,9 @@ const SCENARIOS = String(async function scenarios(WS: typeof WebSocket, base: st
       ws.send(new Uint16Array([0x0102, 0x0304]).subarray(1));
     } else if (event === 'message' && ++echoed === 5) {
       ws.close();
+      // Everything sent went out (it was echoed): nothing is buffered, the close frame is not
+      // counted (it was, as application bytes, unless bufferedAmount had been read meanwhile).
+      trace.push(['echo', 'bufferedAmount after close()', ws.bufferedAmount]);
     }
   });
   // close(code, reason), then sends after it: never sent, counted in bufferedAmount.
@@ -129,6 +132,9 @@ const SCENARIOS = String(async function scenarios(WS: typeof WebSocket, base: st
     nameOf(() => new WS(base + '/echo', ['a', 'a'])),
     nameOf(() => new WS(base + '/echo', ['a b'])),
     nameOf(() => new WS(base + '/echo', [''])),
+    // Required arguments missing: TypeErrors (send() sent the text 'undefined').
+    nameOf(() => Reflect.construct(WS, [])),
+    nameOf(() => Reflect.apply(ok.send, ok, [])),
     [WS.CONNECTING, WS.OPEN, WS.CLOSING, WS.CLOSED, ok.CLOSED],
   ]]);
   ok.close(4999, 'é'.repeat(61));

@@ -51,9 +51,12 @@ export function socketOptions(options: SocketChoice): SocketChoice {
  */
 export function unixTarget(url: URL): { target: URL; socketPath: string } | undefined {
   if (url.protocol !== 'ws+unix:' && url.protocol !== 'wss+unix:') return undefined;
-  const full = decodeURIComponent(url.pathname);
+  // Split at the first ':' before decoding: only the socket's path is percent-decoded (a ':' in it
+  // written %3A); the request path is sent as the URL has it (fixed bug: it was decoded too, so
+  // %23 cut it short and lost the query, %3F began a query, %2F became a '/', %25 a bare '%').
+  const full = url.pathname;
   const colon = full.indexOf(':');
-  const socketPath = colon < 0 ? full : full.slice(0, colon);
+  const socketPath = decodeURIComponent(colon < 0 ? full : full.slice(0, colon));
   if (socketPath === '') throw new TypeError(`no socket path in ${url.href} (use ws+unix:///path/to/socket:/request/path)`);
   const path = colon < 0 ? '/' : full.slice(colon + 1) || '/';
   const target = new URL(`${url.protocol === 'wss+unix:' ? 'wss' : 'ws'}://localhost${path.startsWith('/') ? path : `/${path}`}${url.search}`);

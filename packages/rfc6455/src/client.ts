@@ -83,7 +83,7 @@ export async function connect(url: string | URL, options: ConnectOptions = {}): 
   const maxRedirects = options.followRedirects === true ? 5 : options.followRedirects || 0;
   const origin = target;
   for (let redirects = 0; ; redirects++) {
-    const outcome = await attempt(target, options);
+    const outcome = await attempt(target, options, redirects < maxRedirects);
     if (outcome instanceof WebSocketConnection) return outcome;
     if (redirects >= maxRedirects) throw outcome.error;
     target = new URL(outcome.location, target);
@@ -132,7 +132,11 @@ interface Redirect {
   error: HandshakeError;
 }
 
-function attempt(target: URL, options: ConnectOptions): Promise<WebSocketConnection | Redirect> {
+/**
+ * One handshake. A 3xx with a Location resolves with it: at once when `follow` (its body is of no
+ * use), else once its body is read, as for any refusal.
+ */
+function attempt(target: URL, options: ConnectOptions, follow: boolean): Promise<WebSocketConnection | Redirect> {
   const secure = isSecure(target);
   if (!secure && target.protocol !== 'ws:' && target.protocol !== 'http:') {
     return Promise.reject(new TypeError(`unsupported URL scheme ${target.protocol} (use ws: or wss:)`));
@@ -185,6 +189,7 @@ function attempt(target: URL, options: ConnectOptions): Promise<WebSocketConnect
       fail(new HandshakeError(`${code === 'WS_RESPONSE_TOO_LARGE' ? 'response head too large' : 'connection failed'}: ${error.message}`, 0, { code, cause: error }));
     });
     request.on('response', (res: IncomingMessage) => {
+      res.on('error', () => undefined);
       // Not a 101: a typed error carrying the response (3xx may be followed by the caller).
       const status = res.statusCode ?? 0;
       const error = new HandshakeError(`server answered ${status} ${res.statusMessage ?? ''}`.trimEnd(), status, {
@@ -192,6 +197,18 @@ function attempt(target: URL, options: ConnectOptions): Promise<WebSocketConnect
         headers: res.headers,
         statusLine: statusLineOf(res),
       });
+      const location = status >= 300 && status < 400 ? res.headers.location : undefined;
+      if (follow && location) {
+        // Followed without reading its body, as ws does (fixed bug: the next request waited for
+        // the body's end, up to handshakeTimeout for a redirect whose body did not end).
+        settled = true;
+        clearTimeout(timer);
+        // (A response without a body is done with: its socket may go back to the caller's agent.)
+        if (res.complete) res.resume();
+        else request.destroy();
+        resolve({ location, error });
+        return;
+      }
       // Settles with the body read so far: at its end, once MAX_ERROR_BODY bytes are in (the rest
       // is not read), or when the handshake times out.
       const finish = (): void => {
@@ -200,13 +217,11 @@ function attempt(target: URL, options: ConnectOptions): Promise<WebSocketConnect
         clearTimeout(timer);
         error.body = received();
         if (!res.complete) request.destroy();
-        const location = res.headers.location;
-        if (status >= 300 && status < 400 && location) resolve({ location, error });
+        if (location) resolve({ location, error });
         else reject(error);
       };
       refused = finish;
       const received = refusalBody(res, finish);
-      res.on('error', () => undefined);
     });
     request.on('upgrade', (res: IncomingMessage, socket: Socket, head: Buffer) => {
       if (settled) {

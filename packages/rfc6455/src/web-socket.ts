@@ -247,6 +247,8 @@ export class WebSocket extends EventTarget {
    */
   constructor(url: string | URL, protocols?: string | Iterable<string> | WebSocketInit, init?: WebSocketInit) {
     super();
+    // WebIDL: the url is required (a TypeError, not the SyntaxError of the URL 'undefined').
+    if (arguments.length === 0) throw new TypeError('the WebSocket constructor needs a URL: 1 argument required, but only 0 present');
     let options = init ?? {};
     let offered: unknown = protocols;
     if (protocols !== null && typeof protocols === 'object' && !(Symbol.iterator in protocols)) {
@@ -257,7 +259,9 @@ export class WebSocket extends EventTarget {
     const list = protocolList(offered);
     this.#url = target.href;
     this.#origin = target.origin;
-    connect(target, { ...options, protocols: list, signal: this.#abort.signal, textMessages: 'string' }).then(
+    // No idle timeout unless asked for: a browser never closes a quiet WebSocket (connect()'s
+    // default, 300 s as Racket's ws-idle-timeout, closed it with 1001 after five quiet minutes).
+    connect(target, { idleTimeout: 0, ...options, protocols: list, signal: this.#abort.signal, textMessages: 'string' }).then(
       (conn) => this.#opened(conn),
       (error: unknown) => this.#failed(error),
     );
@@ -342,10 +346,13 @@ export class WebSocket extends EventTarget {
 
   /**
    * Sends a text message (a string) or a binary one (Blob, ArrayBuffer, typed array, DataView;
-   * the bytes are copied now). Throws an InvalidStateError while connecting; once closing, the
-   * data is dropped and counted in bufferedAmount.
+   * the bytes are copied now). Throws a TypeError without an argument, an InvalidStateError while
+   * connecting; once closing, the data is dropped and counted in bufferedAmount.
    */
   send(data: WebSocketData): void {
+    // WebIDL: the data is required (fixed bug: send() sent the text 'undefined', where browsers
+    // and undici throw a TypeError).
+    if (arguments.length === 0) throw new TypeError('send() needs the data: 1 argument required, but only 0 present');
     if (this.#readyState === CONNECTING) throw new DOMException('the WebSocket is still connecting', 'InvalidStateError');
     let item: string | Buffer | Blob;
     if (typeof data === 'string') item = data;
@@ -404,7 +411,7 @@ export class WebSocket extends EventTarget {
     // What was sent before close() goes out before the close frame, Blobs still being read too
     // (they were dropped, with everything sent after them).
     if (this.#queue !== undefined) this.#closeAfterQueue = [frameCode, text];
-    else this.#conn.close(frameCode, text).catch(noop);
+    else this.#sendClose(this.#conn, frameCode, text);
   }
 
   /** `[object WebSocket]`. */
@@ -514,6 +521,7 @@ export class WebSocket extends EventTarget {
   }
 
   #write(conn: WebSocketConnection, data: string | Buffer, size: number): void {
+    this.#sawWritten(conn);
     this.#handedOver += size;
     conn.send(data, { binary: typeof data !== 'string' }).catch(noop);
   }
@@ -534,7 +542,23 @@ export class WebSocket extends EventTarget {
     this.#queue = undefined;
     const close = this.#closeAfterQueue;
     this.#closeAfterQueue = undefined;
-    if (close !== undefined) conn.close(close[0], close[1]).catch(noop);
+    if (close !== undefined) this.#sendClose(conn, close[0], close[1]);
+  }
+
+  #sendClose(conn: WebSocketConnection, code: number | null, reason: string): void {
+    this.#sawWritten(conn);
+    conn.close(code, reason).catch(noop);
+  }
+
+  /**
+   * Before we write to the connection: if its write buffer is empty, what was handed over before
+   * is written, and the close frame or message now written is all the buffer holds (fixed bug:
+   * unless bufferedAmount had been read while the buffer was empty, the close frame written by
+   * close() long after the last message went out was counted as application bytes, 11 after
+   * close(1000, 'bye')).
+   */
+  #sawWritten(conn: WebSocketConnection): void {
+    if (conn.bufferedAmount === 0) this.#handedOver = 0;
   }
 
   #handler<E extends Event>(type: string): WebSocketEventHandler<E> {

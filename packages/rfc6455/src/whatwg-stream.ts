@@ -213,7 +213,8 @@ export class WebSocketStream {
     const { protocols: _protocols, signal: _signal, ...rest } = init;
     void _protocols;
     void _signal;
-    connect(target, { ...rest, protocols, signal: this.#abort.signal, textMessages: 'string' }).then(
+    // No idle timeout unless asked for, as in a browser (connect()'s default is 300 s).
+    connect(target, { idleTimeout: 0, ...rest, protocols, signal: this.#abort.signal, textMessages: 'string' }).then(
       (conn) => {
         settled();
         this.#open(conn);

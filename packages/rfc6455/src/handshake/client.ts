@@ -63,8 +63,10 @@ export function verifyResponse(
   const fail = (message: string, code: string): never => {
     throw new HandshakeError(message, 101, { code, headers, statusLine });
   };
-  // item 2: Upgrade: websocket.
-  if (!tokenList(headers.upgrade).includes('websocket')) fail('response lacks Upgrade: websocket', 'WS_BAD_UPGRADE');
+  // item 2: Upgrade: websocket, that value alone (fail "if the |Upgrade| header field contains a
+  // value that is not an ASCII case-insensitive match for the value 'websocket'", as ws and undici
+  // do; fixed bug: a list such as `h2c, websocket` was accepted).
+  if (headerValue(headers, 'upgrade')?.trim().toLowerCase() !== 'websocket') fail('response lacks Upgrade: websocket (or lists more than it)', 'WS_BAD_UPGRADE');
   // item 3: Connection: Upgrade.
   if (!tokenList(headers.connection).includes('upgrade')) fail('response lacks Connection: Upgrade', 'WS_BAD_CONNECTION');
   // item 4: the accept value.

@@ -60,6 +60,21 @@ describe('client verifies the 101 response', () => {
     expect((await failure(s.url)).status).toBe(101);
   });
 
+  test('an Upgrade that is not websocket alone (a list, the header twice) fails with WS_BAD_UPGRADE, as in ws and undici; its case does not matter', async () => {
+    // §4.1: fail if Upgrade "contains a value that is not an ASCII case-insensitive match for the
+    // value 'websocket'" (fixed bug: `h2c, websocket` was accepted).
+    for (const upgrade of ['h2c, websocket', 'websocket, websocket', 'websocket/13']) {
+      const s = await answering((head) => switching(head).replace('Upgrade: websocket', `Upgrade: ${upgrade}`));
+      const error = await failure(s.url);
+      expect([upgrade, error.code, error.status]).toEqual([upgrade, 'WS_BAD_UPGRADE', 101]);
+    }
+    const twice = await answering((head) => switching(head).replace('Upgrade: websocket\r\n', 'Upgrade: websocket\r\nUpgrade: websocket\r\n'));
+    expect((await failure(twice.url)).code).toBe('WS_BAD_UPGRADE');
+    const s = await answering((head) => switching(head).replace('Upgrade: websocket', 'Upgrade: WebSocket'));
+    const conn = await connect(s.url, { perMessageDeflate: false });
+    conn.terminate();
+  });
+
   test('a subprotocol we did not offer fails with WS_BAD_PROTOCOL', async () => {
     const s = await answering((head) => switching(head, ['Sec-WebSocket-Protocol: superchat']));
     const error = await failure(s.url, { protocols: ['chat'] });
@@ -212,6 +227,17 @@ describe('redirects', () => {
     expect([downgrade.headers, downgrade.socketPath]).toEqual([{ Host: 'h', 'x-other': 'o' }, '/run/s.sock']);
     expect(redirectedOptions(from, new URL('wss://a.example/elsewhere'), options)).toBe(options);
     expect(redirectedOptions(new URL('ws://a.example/'), new URL('wss://a.example/'), options)).toBe(options);
+  });
+
+  test('are followed at once, without waiting for the end of the redirect\'s body (it waited up to handshakeTimeout for one that did not end)', async () => {
+    const s = await answering((head) =>
+      // A 302 whose chunked body never ends (the server keeps the connection open), as ws follows.
+      head.startsWith('GET /start ') ? ['HTTP/1.1 302 Found', 'Location: /final', 'Transfer-Encoding: chunked', '', '5', 'moved', ''].join('\r\n') : switching(head),
+    );
+    // (The signal only keeps the old behaviour from hanging the test until handshakeTimeout.)
+    const conn = await connect(`${s.url}start`, { perMessageDeflate: false, followRedirects: true, handshakeTimeout: 60_000, signal: AbortSignal.timeout(3000) });
+    conn.terminate();
+    expect(s.requests.map((h) => h.split('\r\n')[0])).toEqual(['GET /start HTTP/1.1', 'GET /final HTTP/1.1']);
   });
 
   test('stop at the maximum: a redirect loop fails with the last 3xx', async () => {

@@ -65,7 +65,9 @@ describe('Unix domain sockets', () => {
     expect(await roundTrip(await connect(server.url), 'over a unix socket')).toBe('over a unix socket');
     // A request path and query after the socket's path.
     expect(await roundTrip(await connect(`ws+unix://${socketPath}:/chat/room?x=1`), 'with a path')).toBe('with a path');
-    expect(seen.map((s) => s.url)).toEqual(['/', '/chat/room?x=1']);
+    // Percent-escapes in the request path arrive as written (%23 cut the path short and lost the query).
+    expect(await roundTrip(await connect(`ws+unix://${socketPath}:/a%23b%3F?x=1`), 'escaped')).toBe('escaped');
+    expect(seen.map((s) => s.url)).toEqual(['/', '/chat/room?x=1', '/a%23b%3F?x=1']);
     expect(seen[0]!.host).toBe('localhost');
     // An abort over a Unix socket (no TCP RST there): closed at once, locally 1006, nothing thrown.
     const aborted = await connect(server.url);
@@ -129,6 +131,17 @@ describe('Unix domain sockets', () => {
     expect(unixTarget(new URL('ws+unix:///tmp/a.sock:/x/y?q=1'))).toEqual({ socketPath: '/tmp/a.sock', target: new URL('ws://localhost/x/y?q=1') });
     expect(unixTarget(new URL('ws+unix:///tmp/a.sock'))).toEqual({ socketPath: '/tmp/a.sock', target: new URL('ws://localhost/') });
     expect(unixTarget(new URL('wss+unix:///tmp/my%20dir/a.sock:/'))).toEqual({ socketPath: '/tmp/my dir/a.sock', target: new URL('wss://localhost/') });
+    // Only the socket's path is percent-decoded (%3A: a ':' in it); the request path is sent as
+    // written (it was decoded: %23 cut it short and lost the query, %3F began a query, %25 gave '%').
+    const request = (url: string): string => {
+      const { target } = unixTarget(new URL(url))!;
+      return target.pathname + target.search;
+    };
+    expect(request('ws+unix:///tmp/a.sock:/a%23b?q=1')).toBe('/a%23b?q=1');
+    expect(request('ws+unix:///tmp/a.sock:/a%3Fb')).toBe('/a%3Fb');
+    expect(request('ws+unix:///tmp/a.sock:/a%2Fb/100%25')).toBe('/a%2Fb/100%25');
+    expect(request('ws+unix:///tmp/a.sock:/caf%C3%A9 x')).toBe('/caf%C3%A9%20x');
+    expect(unixTarget(new URL('ws+unix:///tmp/a%3Ab.sock:/x'))!.socketPath).toBe('/tmp/a:b.sock');
     expect(unixTarget(new URL('ws://localhost/'))).toBeUndefined();
     expect(() => unixTarget(new URL('ws+unix::/x'))).toThrow(/no socket path/);
   });
@@ -166,6 +179,8 @@ describe('client socket options', () => {
         upstream.pipe(client);
         client.pipe(upstream);
       });
+      // Closed with the client's side below (left open, the server's close() waited closeTimeout for it).
+      spliced.push(upstream);
       upstream.on('error', () => client.destroy());
       client.on('error', () => upstream.destroy());
     });

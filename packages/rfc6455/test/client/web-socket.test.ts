@@ -7,9 +7,10 @@ import { Blob } from 'node:buffer';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { runInNewContext } from 'node:vm';
-import { acceptKey, CloseEvent, ErrorEvent, HandshakeError, serve, serviceMapper, WebSocket, WebSocketConnection, type WebSocketServer } from 'rfc6455';
+import { acceptKey, CloseEvent, connect, Defaults, ErrorEvent, HandshakeError, serve, serviceMapper, WebSocket, WebSocketConnection, WebSocketStream, type WebSocketServer } from 'rfc6455';
 import { closePayload, frame } from '../helpers/frames.js';
 import { rawServer, requestKey } from '../helpers/raw-server.js';
+import { delay } from '../helpers/wait.js';
 
 const FIXTURES = resolve(__dirname, '../../../../test/fixtures/tls');
 
@@ -105,6 +106,19 @@ describe('send()', () => {
     const close = await next<CloseEvent>(ws, 'close');
     expect([close.code, close.reason, close.wasClean]).toEqual([4000, 'done', true]);
     expect(await recorded[0]).toEqual(['first', [...Buffer.from('blob')], 'after the blob', 4000, 'done']);
+  });
+
+  test('without its argument throws a TypeError, connecting or open, as in browsers and undici (it sent the text "undefined"); so does the constructor without a URL', async () => {
+    expect(() => Reflect.construct(WebSocket, [])).toThrow(TypeError);
+    recorded.length = 0;
+    const ws = new WebSocket(`${server.url}record`);
+    expect(() => Reflect.apply(ws.send, ws, [])).toThrow(TypeError);
+    await next(ws, 'open');
+    expect(() => Reflect.apply(ws.send, ws, [])).toThrow(TypeError);
+    ws.send(undefined as unknown as string); // given, it is a string, as WebIDL converts it
+    ws.close(1000);
+    await next(ws, 'close');
+    expect(await recorded[0]).toEqual(['undefined', 1000, '']);
   });
 });
 
@@ -244,6 +258,24 @@ describe('closing', () => {
     ws.close();
     await next(ws, 'close');
   });
+
+  test('bufferedAmount does not count what went out before it was last read, nor the close frame (it counted them until read while the buffer was empty)', async () => {
+    const ws = new WebSocket(`${server.url}echo`, { perMessageDeflate: false });
+    ws.binaryType = 'nodebuffer';
+    await next(ws, 'open');
+    // Each message is written and echoed before the next step; bufferedAmount is not read meanwhile.
+    ws.send('the first message, long written when the next is sent');
+    await next(ws, 'message');
+    ws.send('second');
+    expect(ws.bufferedAmount).toBe(Buffer.byteLength('second'));
+    await next(ws, 'message');
+    ws.close(1000, 'bye');
+    expect(ws.bufferedAmount).toBe(0);
+    ws.send('abc');
+    expect(ws.bufferedAmount).toBe(3);
+    await next(ws, 'close');
+    expect(ws.bufferedAmount).toBe(3);
+  });
 });
 
 describe('events', () => {
@@ -295,6 +327,36 @@ describe('events', () => {
 });
 
 describe('Node additions', () => {
+  test('a quiet WebSocket or WebSocketStream is not closed by an idle timeout unless one is asked for, as in browsers (they took connect()\'s 300 s default and closed with 1001)', async () => {
+    // connect()'s default shortened for the test, so that its idle close, the control, comes soon.
+    const defaults = Defaults as { idleTimeout: number };
+    const saved = defaults.idleTimeout;
+    const quiet = await serve({ port: 0, idleTimeout: 0 }, () => undefined);
+    defaults.idleTimeout = 300;
+    try {
+      const control = await connect(quiet.url);
+      const ws = new WebSocket(quiet.url);
+      const wss = new WebSocketStream(quiet.url);
+      let streamClosed = false;
+      void wss.closed.then(() => (streamClosed = true), () => (streamClosed = true));
+      await Promise.all([next(ws, 'open'), wss.opened]);
+      const asked = new WebSocket(quiet.url, { idleTimeout: 300 });
+      const askedClosed = next<CloseEvent>(asked, 'close');
+      await control.whenClosed;
+      expect(control.closeStatus).toBe(1001);
+      expect((await askedClosed).code).toBe(1001);
+      await delay(600); // two more ticks of the shared idle timer
+      expect(ws.readyState).toBe(WebSocket.OPEN);
+      expect(streamClosed).toBe(false);
+      ws.close();
+      wss.close();
+      await Promise.all([next(ws, 'close'), wss.closed]);
+    } finally {
+      defaults.idleTimeout = saved;
+      await quiet.close();
+    }
+  });
+
   test('connect() options as the second or third argument: headers and protocols reach the server; connection is the WebSocketConnection', async () => {
     seenHeaders.length = 0;
     const a = new WebSocket(`${server.url}echo`, { headers: { 'x-token': 'one' } });
