@@ -4,8 +4,10 @@
  * request decorators, wsHandler beside an HTTP handler, 426 for plain HTTP, app.close()).
  */
 import Fastify, { type FastifyInstance } from 'fastify';
+import type { IncomingMessage } from 'node:http';
 import { connect as netConnect, type AddressInfo } from 'node:net';
-import { connect, EOF, HandshakeError, serviceMapper } from 'rfc6455';
+import type { Duplex } from 'node:stream';
+import { connect, EOF, handleUpgrade, HandshakeError, serviceMapper } from 'rfc6455';
 import { injectWS, wsPlugin } from '@rfc6455/fastify';
 import { adapterSuite, authorized, echoHandler, HELLO_BODY, protoProtocols, roomHandler, type AdapterFixture, type TlsMaterial } from '../shared/adapter-suite.js';
 
@@ -218,6 +220,34 @@ describe('@rfc6455/fastify handler failures without onError', () => {
     for (const entry of failures) expect(entry.reqId).toMatch(/^req-/);
   });
 });
+
+test('beside another upgrade listener, WebSocket routes constrained by host or version get their upgrades', async () => {
+  const app = Fastify();
+  await app.register(wsPlugin);
+  app.get('/vhost', { websocket: true, constraints: { host: 'chat.example.com' } }, (conn) => void conn.send('vhost'));
+  app.get('/versioned', { websocket: true, constraints: { version: '2.0.0' } }, (conn) => void conn.send('v2'));
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  // Another listener with its own path, as a dev server's HMR socket has.
+  app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (req.url === '/hmr') void handleUpgrade(req, socket, head, (conn) => void conn.send('hmr'));
+  });
+  try {
+    const url = `ws://127.0.0.1:${port(app)}`;
+    const hmr = await connect(`${url}/hmr`);
+    expect(await hmr.recv()).toBe('hmr');
+    await hmr.close();
+    // (Before: findRoute() was asked without the request's constraints and found neither route,
+    // so these upgrades were left to the other listener, and nobody answered them.)
+    const vhost = await connect(`${url}/vhost`, { headers: { host: 'chat.example.com' } });
+    expect(await vhost.recv()).toBe('vhost');
+    await vhost.close();
+    const versioned = await connect(`${url}/versioned`, { headers: { 'accept-version': '2.x' } });
+    expect(await versioned.recv()).toBe('v2');
+    await versioned.close();
+  } finally {
+    await app.close();
+  }
+}, 5000);
 
 test('registering the plugin twice is an error of register()/ready(), not an uncaught exception', async () => {
   const uncaught: unknown[] = [];

@@ -142,6 +142,15 @@ export function websocket(options: ExpressWebSocketOptions = {}): ExpressWebSock
   // One options object for every upgrade: without a before-accept hook the handshake stays synchronous.
   const upgradeOptions: UpgradeOptions<unknown> = {
     ...options,
+    // An upgrade whose before-accept hook was still running when close() began is closed at once,
+    // as close() closed the others (fixed bug: it stayed open after close()).
+    onConnection(conn) {
+      if (closing) {
+        conn.close(CloseCode.GoingAway, 'server shutting down').catch(noop);
+        return;
+      }
+      options.onConnection?.(conn);
+    },
     connections,
   };
 
@@ -165,6 +174,12 @@ export function websocket(options: ExpressWebSocketOptions = {}): ExpressWebSock
       const pending = (req as UpgradeRequest)[PENDING];
       if (!pending || pending.accepted || !claims(requestPath(req.originalUrl ?? req.url))) return next();
       pending.accepted = true;
+      if (closing) {
+        // close() began while the middleware before this one ran (fixed bug: the upgrade got its
+        // 101 after close() had closed the others, and stayed open).
+        res.writeHead(503, { 'Content-Type': 'text/plain; charset=utf-8' }).end('server is shutting down\n');
+        return;
+      }
       // Mounted under a prefix (`app.use('/api', router)`), Express has cut it off `req.url`: the core
       // routes by the full path, as `claims` did (fixed bug: every upgrade there got 404).
       req.url = req.originalUrl ?? req.url;

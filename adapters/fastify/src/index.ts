@@ -183,6 +183,16 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
       if (options.onError) options.onError(error, conn, req);
       else ((conn && loggers.get(conn)) ?? (req as UpgradeRequest | undefined)?.[PENDING]?.request?.log ?? app.log).error({ err: error }, 'WebSocket handler failed');
     },
+    // An upgrade whose before-accept hook was still running when app.close() began is closed at
+    // once, as the preClose hook closed the others (fixed bug: it stayed open, and app.close()
+    // waited for it).
+    onConnection(conn) {
+      if (closing) {
+        conn.close(CloseCode.GoingAway, 'server shutting down').catch(noop);
+        return;
+      }
+      options.onConnection?.(conn);
+    },
     connections,
   };
 
@@ -206,6 +216,12 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
 
   /** Takes the socket back from the reply and hands it to the core. */
   const accept = (request: FastifyRequest, reply: FastifyReply, pending: PendingUpgrade, target: UpgradeTarget<unknown>): void => {
+    if (closing) {
+      // app.close() began while the hooks ran (fixed bug: the upgrade got its 101 after the preClose
+      // hook had closed the others, stayed open, and app.close() waited for it to end).
+      void reply.code(503).type('text/plain; charset=utf-8').send('server is shutting down\n');
+      return;
+    }
     reply.hijack();
     pending.request = request;
     if (pending.kind === 'connect') {
@@ -221,12 +237,27 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
   const mapperClaims = (path: string): boolean => {
     return mapper !== undefined && mapper.claims(path);
   };
+  /**
+   * The GET route Fastify would route `req` to, with the constraints its built-in strategies derive
+   * from the request: the Host (or :authority), and Accept-Version when that finds nothing (it is
+   * derived only while a versioned route exists, and then unversioned routes no longer match). Fixed
+   * bug: without them a route constrained by host or version never matched here, and its upgrades
+   * went to the other `upgrade` listener. Custom constraint strategies are not derived.
+   */
+  const findGet = (req: IncomingMessage, path: string): ReturnType<FastifyInstance['findRoute']> => {
+    const host = req.headers.host ?? (req.headers as Record<string, string | undefined>)[':authority'];
+    const constraints: Record<string, string> = host === undefined ? {} : { host };
+    const found = app.findRoute({ method: 'GET', url: path, constraints });
+    const version = req.headers['accept-version'];
+    if (found || typeof version !== 'string') return found;
+    return app.findRoute({ method: 'GET', url: path, constraints: { ...constraints, version } });
+  };
   /** Synchronously: does a route of this app serve the upgrade's path? */
   const claims = (req: IncomingMessage): boolean => {
     const path = requestPath(req.url);
     if (mapperClaims(path)) return true;
     try {
-      const found = app.findRoute({ method: 'GET', url: path });
+      const found = findGet(req, path);
       if (!found) return false;
       // The mapper's catch-all matches everything; it does not claim paths the mapper does not serve.
       const keys = Object.keys(found.params ?? {});

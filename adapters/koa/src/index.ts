@@ -125,6 +125,15 @@ export function websocket(mapperOrOptions: ServiceMapper<KoaState> | ServiceMapp
   // One options object for every upgrade: without a before-accept hook the handshake stays synchronous.
   const upgradeOptions: UpgradeOptions<KoaState> = {
     ...options,
+    // An upgrade whose before-accept hook was still running when close() began is closed at once,
+    // as close() closed the others (fixed bug: it stayed open after close()).
+    onConnection(conn) {
+      if (closing) {
+        conn.close(CloseCode.GoingAway, 'server shutting down').catch(noop);
+        return;
+      }
+      options.onConnection?.(conn);
+    },
     connections,
   };
 
@@ -132,6 +141,13 @@ export function websocket(mapperOrOptions: ServiceMapper<KoaState> | ServiceMapp
     if (pending.accepted) return pending.accepted;
     // Koa must not answer this request any more: the core writes the 101 (or an error) itself.
     ctx.respond = false;
+    if (closing) {
+      // close() began while the middleware before this ran (fixed bug: the upgrade got its 101
+      // after close() had closed the others, and stayed open).
+      pending.res.writeHead(503, { 'Content-Type': 'text/plain; charset=utf-8' }).end('server is shutting down\n');
+      pending.accepted = Promise.resolve(undefined);
+      return pending.accepted;
+    }
     pending.res.detachSocket(pending.socket as Socket);
     const target = handler ? withState(handler) : routed && mapperClaims(ctx.path) ? routed : noop;
     pending.accepted = handleUpgrade(ctx.req, pending.socket, pending.head, target, upgradeOptions);

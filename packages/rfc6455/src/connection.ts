@@ -634,6 +634,11 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     if ((this.flags & HYBI00) === 0 && options.directReads !== false) this.flags |= DIRECT_PENDING;
     if (early && info.side === 'client') this.holdHead(head);
     if (stream.destroyed) queueMicrotask(() => this.handleClose());
+    // A socket the peer had already ended before it was handed over (a client that left while a
+    // framework's hooks ran on its upgrade): its 'end' came while the HTTP server's allowHalfOpen
+    // was still true, so end our side now as allowHalfOpen false would have; the connection learns
+    // of it at 'close'. (Fixed bug: the connection stayed open for good, its handler waiting.)
+    else if (overSocket && (stream as Socket).readableEnded) endSocket(stream as Socket);
   }
 
   // ---- Public state ---------------------------------------------------------------------------

@@ -155,6 +155,8 @@ export function ignoreUpgrade(server: EventEmitter, req: IncomingMessage, socket
 
 /** Deadlines of upgrade requests a framework is handling (see upgradeResponse). */
 const deadlines = new WeakMap<Duplex, NodeJS.Timeout>();
+/** The 'drain' listeners that pass a socket's drain on to its upgradeResponse. */
+const drains = new WeakMap<Duplex, () => void>();
 
 /**
  * A ServerResponse that writes to the raw socket of an upgrade request, so that a framework's
@@ -172,6 +174,15 @@ export function upgradeResponse(req: IncomingMessage, socket: Duplex, timeout: n
   const res = new ServerResponse(req);
   res.shouldKeepAlive = false;
   res.assignSocket(socket as Socket);
+  // Node's HTTP server passes a socket's 'drain' on to its response, but not once it has handed the
+  // socket over as an upgrade: do it here, as Node does (fixed bug: a body the framework streamed,
+  // Fastify's reply.send(stream) or Koa's ctx.body = stream, stopped at the first chunks the
+  // socket could not take at once; the rest never came and the socket stayed open).
+  const onDrain = (): void => {
+    if (res.writableNeedDrain) res.emit('drain');
+  };
+  socket.on('drain', onDrain);
+  drains.set(socket, onDrain);
   res.once('finish', () => {
     takeOver(socket);
     res.detachSocket(socket as Socket);
@@ -198,6 +209,11 @@ export function upgradeResponse(req: IncomingMessage, socket: Duplex, timeout: n
  * answered, or the socket closed.
  */
 function takeOver(socket: Duplex): void {
+  const onDrain = drains.get(socket);
+  if (onDrain !== undefined) {
+    socket.removeListener('drain', onDrain);
+    drains.delete(socket);
+  }
   const timer = deadlines.get(socket);
   if (timer === undefined) return;
   clearTimeout(timer);
