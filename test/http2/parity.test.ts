@@ -366,6 +366,34 @@ describe('HTTP/2 only', () => {
     }
   });
 
+  test('a 200 that came in time while the event loop was held past handshakeTimeout is taken (it failed with WS_HANDSHAKE_TIMEOUT)', async () => {
+    const h2: Http2SecureServer = createSecureServer({ ...TLS, settings: { enableConnectProtocol: true } });
+    h2.on('stream', (stream) => {
+      stream.on('error', () => undefined);
+      stream.respond({ ':status': 200 });
+      // Once the 200 is on its way, the loop is held past the client's handshakeTimeout.
+      setImmediate(() => {
+        const end = Date.now() + 600;
+        while (Date.now() < end);
+      });
+    });
+    await new Promise<void>((r) => h2.listen(0, '127.0.0.1', r));
+    try {
+      const conn = await connect(`wss://127.0.0.1:${(h2.address() as AddressInfo).port}/`, { tls: CLIENT_TLS, http2: true, handshakeTimeout: 300 });
+      expect(conn.transport.kind).toBe('http2');
+      expect(conn.readyState).toBe('open');
+      conn.terminate();
+    } finally {
+      await new Promise<void>((r) => h2.close(() => r()));
+    }
+  });
+
+  test('handshakeTimeout: Infinity waits for the SETTINGS and the 200 (it failed at once)', async () => {
+    const conn = await connect(`${server.url}echo?id=${newId()}`, { tls: CLIENT_TLS, http2: true, handshakeTimeout: Infinity });
+    expect(conn.transport.kind).toBe('http2');
+    await conn.close();
+  });
+
   test('the session our client opens itself is closed with the WebSocket', async () => {
     const conn = await connect(`${server.url}echo?id=${newId()}`, { tls: CLIENT_TLS, http2: true });
     const own = (conn.transport.stream as unknown as { session: ClientHttp2Session }).session;

@@ -14,6 +14,7 @@ import { buildRequestHeaders, generateKey, verifyResponse } from './handshake/cl
 import { socketTransport } from './transport.js';
 import { connectHttp2 } from './http2.js';
 import { connectHybi00 } from './hybi00-upgrade.js';
+import { timerDelay } from './idle-wheel.js';
 import { refusalBody, socketOptions, unixTarget } from './client-target.js';
 import type { ClientHttp2Session } from 'node:http2';
 
@@ -174,7 +175,13 @@ function attempt(target: URL, options: ConnectOptions, follow: boolean): Promise
     }) as ClientRequest;
     // A refusal being read when time runs out (a body that never ends) is reported as the refusal.
     let refused: (() => void) | undefined;
-    const timer = setTimeout(() => (refused ? refused() : fail(new HandshakeError(`handshake timed out after ${timeout} ms`, 0, { code: 'WS_HANDSHAKE_TIMEOUT' }))), timeout);
+    // (The timeout acts once the loop has polled again: after the event loop was held, timers run
+    // before what came meanwhile is read, and a 101 that came in time is waiting there. Fixed bug:
+    // such a handshake failed with WS_HANDSHAKE_TIMEOUT.)
+    const timer = setTimeout(
+      () => setImmediate(() => (refused ? refused() : fail(new HandshakeError(`handshake timed out after ${timeout} ms`, 0, { code: 'WS_HANDSHAKE_TIMEOUT' })))),
+      timerDelay(timeout),
+    );
     timer.unref?.();
     const fail = (error: Error): void => {
       if (settled) return;

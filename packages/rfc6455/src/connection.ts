@@ -13,7 +13,7 @@ import { encodeClosePayload } from './codec/close.js';
 import { targetPath } from './handshake/http.js';
 import { BackpressureError, ConnectionClosedError, TimeoutError, UnsupportedError, WebSocketError } from './errors.js';
 import type { MessageExtension } from './extensions/extension.js';
-import { wheel, type WheelMember } from './idle-wheel.js';
+import { timerDelay, wheel, type WheelMember } from './idle-wheel.js';
 import { Protocol, type ProtocolEngine, type ProtocolHandler, type Side } from './protocol.js';
 import { Hybi00Protocol } from './hybi00-protocol.js';
 import { abortSocket, endSocket, socketTransport, SocketTransport, type Transport } from './transport.js';
@@ -303,8 +303,17 @@ class RareFields {
   finalReason = '';
   /** The end of the sendStream() chain that later sends wait for. */
   sendTail: Promise<void> | undefined = undefined;
+  /** Payload bytes of the messages sent while a sendStream() runs, waiting behind it (counted as given). */
+  tailBytes = 0;
+  /** Gives up the running sendStream()'s wait for its source, once the connection has closed. */
+  streamAbort: ((error: Error) => void) | undefined = undefined;
   /** Client: the bytes that came with the handshake response, until they are parsed (holdHead). */
   pendingHead: Buffer | undefined = undefined;
+  /** Bytes a sendStream() has handed to the protocol (its progress, as the close timer sees it). */
+  streamedBytes = 0;
+  /** What the close timer saw when it last fired: bufferedAmount, and streamedBytes. */
+  closeBacklog = Infinity;
+  closeStreamed = -1;
 }
 
 /** The RareFields reached through accessors of the same name on the connection. */
@@ -324,6 +333,7 @@ const RARE_ACCESSORS = [
   'finalCode',
   'finalReason',
   'sendTail',
+  'streamAbort',
   'pendingHead',
 ] as const satisfies readonly (keyof RareFields)[];
 
@@ -518,6 +528,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   declare private finalCode: RareFields['finalCode'];
   declare private finalReason: RareFields['finalReason'];
   declare private sendTail: RareFields['sendTail'];
+  declare private streamAbort: RareFields['streamAbort'];
   declare private pendingHead: RareFields['pendingHead'];
 
   static {
@@ -752,11 +763,12 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   /**
    * Bytes handed to the connection and not yet flushed to the transport: those in its write buffer,
    * and the payloads of messages still waiting for permessage-deflate (counted as given), which
-   * `ws` counts too (fixed bug: they were not, and a compressed send read 0 at once).
+   * `ws` counts too (fixed bug: they were not, and a compressed send read 0 at once), or waiting
+   * behind a `sendStream()`.
    */
   get bufferedAmount(): number {
     const engine = this.engine;
-    return this.stream.writableLength + (engine instanceof Protocol ? engine.queuedBytes : 0);
+    return this.stream.writableLength + (engine instanceof Protocol ? engine.queuedBytes : 0) + (this.rare?.tailBytes ?? 0);
   }
 
   /** RFC 6455 connections fragment; hybi-00 ones cannot (Racket's ws-conn-supports-fragmentation?). */
@@ -976,6 +988,16 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
 
   /** @internal */
   onMessage(data: Message, binary: boolean): void {
+    const streamWaiters = this.streamWaiters;
+    if (streamWaiters !== undefined && streamWaiters.length > 0) {
+      // recvStream() was called while this message was arriving (its first fragment was already
+      // in): it is the next message, so it goes to that stream, whole, as a queued one would
+      // (fixed bug: it was queued, and the stream got the message after it instead).
+      const waiter = streamWaiters.shift()!;
+      if (streamWaiters.length === 0) this.proto.streamNextMessage = false;
+      waiter(Readable.from([typeof data === 'string' ? Buffer.from(data) : data]));
+      return;
+    }
     const listener = this.messageListener();
     if (listener !== undefined && (this.flags & USER_PAUSED) === 0) {
       if (this.inbox !== undefined) this.flushInbox();
@@ -1135,20 +1157,39 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
    * A {@link PreparedMessage} goes as it was prepared (`options.binary` does not apply to it).
    */
   send(data: SendData | PreparedMessage, options?: SendOptions): Promise<void> {
-    if (this.sendTail) {
+    if (this.behindStream()) {
       // Behind a sendStream(): in turn, and what is sent after it waits for it in turn (fixed bug:
       // it was put behind the sendStream() calls made after it, or lost behind a later close()).
+      // What waits there counts against maxBufferedAmount, as what waits for compression does
+      // (fixed bug: it did not, and a broadcast to a connection whose sendStream() waited for its
+      // source held 200 MB of messages against a 1 MiB cap, with bufferedAmount 0).
+      const rare = this.rareFields();
+      const size = typeof data === 'string' ? data.length : data instanceof PreparedMessage ? data.data.length : ((data as { byteLength?: number }).byteLength ?? 0);
+      rare.tailBytes += size;
       let sent: Promise<void> | undefined;
-      const handed = this.sendTail.then(() => void (sent = this.sendNow(data, options)));
+      const handed = this.sendTail!.then(() => {
+        rare.tailBytes -= size;
+        sent = this.sendNow(data, options);
+      });
       const tail = handed.then(() => {
         if (this.sendTail === tail) this.sendTail = undefined;
       });
       this.sendTail = tail;
       const result = handed.then(() => sent!);
       result.catch(noop);
+      this.checkQueued();
       return result;
     }
     return this.sendNow(data, options);
+  }
+
+  /**
+   * Whether a send now waits behind a sendStream(): one runs, and the connection is not closed
+   * (after an abort, a send rejects at once, as it does without a sendStream(); fixed bug: each
+   * one made before the transport's 'close' was queued, and emitted another WS_SEND_BUFFER_FULL).
+   */
+  private behindStream(): boolean {
+    return this.sendTail !== undefined && !this.closedFlag && this.engine?.state !== 'closed';
   }
 
   /** send() with nothing before it in sendTail. */
@@ -1235,7 +1276,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
    */
   offer(message: PreparedMessage, compress: boolean): boolean {
     if (this.closedFlag || ((this.flags & HYBI00) !== 0 && message.binary)) return false;
-    if (this.sendTail) {
+    if (this.behindStream()) {
       // Behind a sendStream(): in turn, as send() would.
       void this.send(message, { compress });
       return true;
@@ -1251,7 +1292,9 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
 
   /**
    * Sends one message in fragments from a stream or (async) iterable of chunks, without buffering
-   * it whole; waits for `drain` between fragments. Other sends wait until it is done.
+   * it whole; waits for `drain` between fragments. Other sends wait until it is done. Rejects with
+   * ConnectionClosedError as soon as the connection closes, and then lets the source go (a Node
+   * stream is destroyed).
    */
   sendStream(source: AsyncIterable<SendData> | Iterable<SendData>, options: SendStreamOptions = {}): Promise<void> {
     if ((this.flags & HYBI00) !== 0) return rejected(new UnsupportedError('hybi-00 cannot fragment', 'WS_HYBI00_NO_FRAGMENTS'));
@@ -1276,6 +1319,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
         const data = held ?? Buffer.alloc(0);
         held = undefined;
         started = !fin;
+        this.rareFields().streamedBytes += data.length + 1;
         await new Promise<void>((resolve, reject) => {
           const sync = this.proto.sendFragment(opcode, data, fin, compress, (e) => (e ? reject(e) : resolve()));
           if (sync) resolve();
@@ -1290,8 +1334,14 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
           held = bytes.subarray(at, Math.min(bytes.length, at + limit));
         }
       };
+      // The source is read until the connection closes: a source that waits then (a live feed, a
+      // stalled pipe) is given up and destroyed, as pipeline() destroys its source when the
+      // destination fails (fixed bug: the promise never settled and the source was never let go).
+      const closed = new StreamCancel();
+      const abort = (error: Error): void => closed.cancel(error);
+      this.streamAbort = abort;
       try {
-        for await (const chunk of source as AsyncIterable<SendData>) {
+        for await (const chunk of untilClosed(source, closed)) {
           if (typeof chunk === 'string') {
             let text = surrogate + chunk;
             surrogate = '';
@@ -1314,6 +1364,8 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
       } catch (error) {
         if (started) this.abandonMessage();
         throw error;
+      } finally {
+        if (this.streamAbort === abort) this.streamAbort = undefined;
       }
       await flush(true);
     };
@@ -1376,6 +1428,9 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
         // the sendStream() and send() calls made after this close() too, and sent them.)
         if ((this.flags & HYBI00) === 0) encodeClosePayload(code ?? undefined, reason);
         this.sendTail.then(() => this.closeNow(code, reason)).catch(noop);
+        // Bounded by closeTimeout from now, as a close() behind queued sends is. (Fixed bug: behind
+        // a sendStream() whose source stalled, close() never resolved, and server.close() hung.)
+        this.armCloseTimer();
         return this.whenClosed;
       }
       this.closeNow(code, reason);
@@ -1471,9 +1526,28 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   private armCloseTimer(): void {
     if (this.closeTimer || this.closedFlag) return;
     this.closeTimer = setTimeout(() => {
-      this.closeTimer = undefined;
-      this.abortTransport();
-    }, this.limits.closeTimeout);
+      // Not before the loop has polled once more: after the event loop was held, the timers run
+      // before what came meanwhile is read, and the peer's close frame (or its TCP close) may be
+      // waiting there. (Fixed bug: a peer that had answered our close at once was aborted, and
+      // the close recorded as 1006, not clean, when a long handler held the loop past closeTimeout.)
+      setImmediate(() => {
+        this.closeTimer = undefined;
+        if (this.closedFlag) return;
+        // What was sent before the close is still going out, and the peer has taken some of it
+        // since the timer last fired (or a sendStream() before the close has sent more): a slow
+        // reader, not a dead one. The timeout bounds a stall, not the whole delivery (fixed bug:
+        // 40 MiB sent to a peer reading 3 MiB/s, then close(), was cut at closeTimeout with 15.6
+        // MiB delivered, 1006). A peer that takes nothing is aborted one closeTimeout later.
+        const rare = this.rareFields();
+        const backlog = this.bufferedAmount + writeQueueSize(this.stream);
+        const streamed = rare.streamedBytes;
+        const progressed = (backlog > 0 && backlog < rare.closeBacklog) || (this.sendTail !== undefined && streamed !== rare.closeStreamed);
+        rare.closeBacklog = backlog;
+        rare.closeStreamed = streamed;
+        if (progressed) this.armCloseTimer();
+        else this.abortTransport();
+      });
+    }, timerDelay(this.limits.closeTimeout));
     this.closeTimer.unref?.();
   }
 
@@ -1672,9 +1746,97 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
       this.drainResolve = undefined;
       this.drainPromise = undefined;
     }
+    this.streamAbort?.(new ConnectionClosedError(this.finalCode, this.finalReason));
     this.resolveClosed?.();
     this.emitEvent('close', this.finalCode, this.finalReason);
   }
+}
+
+/**
+ * The close of the connection, as sendStream()'s wait for its source sees it: one waiter at a
+ * time, so a long stream does not pile reactions on one promise that only settles at the close
+ * (a Promise.race against such a promise per chunk would keep every race until then).
+ */
+class StreamCancel {
+  error: Error | undefined = undefined;
+  private waiter: ((error: Error) => void) | undefined = undefined;
+
+  cancel(error: Error): void {
+    this.error = error;
+    this.waiter?.(error);
+    this.waiter = undefined;
+  }
+
+  /** `next`, or the close's error if the connection closes first. */
+  wait<T>(next: Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      if (this.error !== undefined) return reject(this.error);
+      this.waiter = reject;
+      next.then(
+        (value) => {
+          this.waiter = undefined;
+          resolve(value);
+        },
+        (error: unknown) => {
+          this.waiter = undefined;
+          reject(error);
+        },
+      );
+    });
+  }
+}
+
+/**
+ * sendStream()'s source, read until the connection closes: a chunk it still waits for then is
+ * not waited for, and the source is let go (a Node stream destroyed, an iterator returned), as it
+ * is when the loop over it is left early. A source that ends or fails is left as it is.
+ */
+async function* untilClosed(source: AsyncIterable<SendData> | Iterable<SendData>, closed: StreamCancel): AsyncGenerator<SendData> {
+  if (typeof (source as AsyncIterable<SendData>)[Symbol.asyncIterator] !== 'function') {
+    yield* source as Iterable<SendData>;
+    return;
+  }
+  const iterator = (source as AsyncIterable<SendData>)[Symbol.asyncIterator]();
+  let settled = false;
+  try {
+    for (;;) {
+      // The source's own failure: it is done, and not returned (as `for await` leaves it).
+      let next: Promise<IteratorResult<SendData>>;
+      try {
+        next = Promise.resolve(iterator.next());
+      } catch (error) {
+        settled = true;
+        throw error;
+      }
+      next.then(undefined, () => void (settled = true));
+      const step = await closed.wait(next);
+      if (step.done === true) {
+        settled = true;
+        return;
+      }
+      yield step.value;
+    }
+  } finally {
+    if (!settled) {
+      if (source instanceof Readable) source.destroy();
+      try {
+        Promise.resolve(iterator.return?.()).catch(noop);
+      } catch {
+        // (a return() that throws: the source is let go all the same)
+      }
+    }
+  }
+}
+
+/**
+ * Bytes of a socket's writes that libuv has not yet handed to the kernel. A Writable's
+ * `writableLength` counts a write whole until all of it is out (one write of 40 MiB reads 40 MiB
+ * until its last byte has gone), while libuv's count (Node's `writeQueueSize` on the handle, read
+ * live) falls as the peer takes the bytes. 0 where there is no such handle (HTTP/2 streams).
+ */
+function writeQueueSize(stream: object): number {
+  const size = (stream as { _handle?: { writeQueueSize?: unknown } | null })._handle?.writeQueueSize;
+  return typeof size === 'number' ? size : 0;
 }
 
 /** `for await (const m of conn)`: one small object, no closures. */

@@ -24,6 +24,7 @@ import {
 } from 'node:http2';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { Defaults } from './codec/constants.js';
+import { timerDelay } from './idle-wheel.js';
 import { WebSocketConnection } from './connection.js';
 import { HandshakeError } from './errors.js';
 import { acceptDeflateResponse, buildDeflateOffer, deflateEngineOptions, PerMessageDeflate, PERMESSAGE_DEFLATE } from './extensions/permessage-deflate.js';
@@ -261,7 +262,8 @@ function remoteSettings(session: ClientHttp2Session, timeout: number, signal: Ab
   if (session.remoteSettings?.enableConnectProtocol === true) return Promise.resolve(true);
   return new Promise((resolve, reject) => {
     let settled = false;
-    const timer = setTimeout(() => fail(new HandshakeError('no HTTP/2 SETTINGS from the server', 0, { code: 'WS_HANDSHAKE_TIMEOUT' })), timeout);
+    // (Once the loop has polled again, as over HTTP/1.1: see client.ts.)
+    const timer = setTimeout(() => setImmediate(() => fail(new HandshakeError('no HTTP/2 SETTINGS from the server', 0, { code: 'WS_HANDSHAKE_TIMEOUT' }))), timerDelay(timeout));
     timer.unref?.();
     const onAbort = (): void => fail(abortedHandshake(signal!));
     signal?.addEventListener('abort', onAbort, { once: true });
@@ -363,7 +365,10 @@ export async function connectHttp2(url: URL, options: Http2ConnectOptions): Prom
     // A refusal being read when time runs out (a body that never ends) is reported as the refusal.
     let refused: (() => void) | undefined;
     const left = Math.max(0, timeout - (performance.now() - started));
-    const timer = setTimeout(() => (refused ? refused() : fail(new HandshakeError(`handshake timed out after ${timeout} ms`, 0, { code: 'WS_HANDSHAKE_TIMEOUT' }))), left);
+    const timer = setTimeout(
+      () => setImmediate(() => (refused ? refused() : fail(new HandshakeError(`handshake timed out after ${timeout} ms`, 0, { code: 'WS_HANDSHAKE_TIMEOUT' })))),
+      timerDelay(left),
+    );
     timer.unref?.();
     let settled = false;
     const fail = (error: Error): void => {

@@ -12,6 +12,7 @@ import { WebSocketConnection } from './connection.js';
 import type { ConnectOptions } from './client.js';
 import { abortedHandshake, socketOptions } from './client-target.js';
 import { HandshakeError } from './errors.js';
+import { timerDelay } from './idle-wheel.js';
 import {
   acceptHybi00,
   buildHybi00Request,
@@ -42,7 +43,7 @@ function readUntil(socket: Duplex, initial: Buffer, need: (buffered: Buffer) => 
     const timer = setTimeout(() => {
       cleanup();
       reject(new HandshakeError('handshake timed out', 408, { code: 'WS_HANDSHAKE_TIMEOUT' }));
-    }, timeout);
+    }, timerDelay(timeout));
     timer.unref?.();
     const onData = (chunk: Buffer): void => {
       buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
@@ -161,7 +162,7 @@ export async function connectHybi00(url: URL, options: ConnectOptions): Promise<
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new HandshakeError('connect timed out', 0, { code: 'WS_HANDSHAKE_TIMEOUT' })), timeout);
+      const timer = setTimeout(() => reject(new HandshakeError('connect timed out', 0, { code: 'WS_HANDSHAKE_TIMEOUT' })), timerDelay(timeout));
       timer.unref?.();
       socket.once(secure ? 'secureConnect' : 'connect', () => {
         clearTimeout(timer);

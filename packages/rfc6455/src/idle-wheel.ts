@@ -15,9 +15,23 @@ export interface WheelMember {
 }
 
 const TICK_MS = 250;
+/**
+ * The most the coarse time moves in one tick. A tick that comes later than that (the event loop
+ * was held: a long synchronous handler, a GC pause, a suspended process; or the system clock was
+ * set forward) moves it by this much only: time the process could not read is not counted against
+ * its peers (fixed bug: a peer that kept sending was closed as idle, and one whose pong had come,
+ * still unread, was aborted by its keepalive, after the loop was held longer than the timeout).
+ */
+const MAX_STEP_MS = 2 * TICK_MS;
 
 class IdleWheel {
+  /**
+   * The coarse time (ms): Date.now() at first, then moved on each tick by the time since the last
+   * one (at most MAX_STEP_MS), and not at all while the wheel is stopped.
+   */
   now = Date.now();
+  /** Date.now() at the last tick (or start). */
+  private wall = this.now;
   private readonly members = new Set<WheelMember>();
   /** Sets of members (a server's open connections), each ticked whole; dropped once empty. */
   private readonly groups = new Set<ReadonlySet<WheelMember>>();
@@ -42,7 +56,12 @@ class IdleWheel {
 
   private start(): void {
     if (!this.timer) {
-      this.now = Date.now();
+      // The coarse time stands still while the wheel is stopped, and goes on from where it stood:
+      // a connection made meanwhile notes that time as its last activity. (Fixed bug: `now` was set
+      // to Date.now() here, after that connection had noted the time the wheel stopped, and once
+      // the wheel had been stopped longer than idleTimeout, a new connection that sent nothing in
+      // its first 250 ms was closed as idle.)
+      this.wall = Date.now();
       this.timer = setInterval(() => this.onTick(), TICK_MS);
       this.timer.unref();
     }
@@ -56,14 +75,29 @@ class IdleWheel {
   }
 
   private onTick(): void {
-    this.now = Date.now();
+    const wall = Date.now();
+    const step = wall - this.wall;
+    this.wall = wall;
+    if (step > MAX_STEP_MS) {
+      // Late: what the peers sent while the loop was held waits unread, and timers run before the
+      // loop polls for it. The members are judged in the check phase, after that poll has read it.
+      this.now += MAX_STEP_MS;
+      setImmediate(this.tickAll).unref();
+      return;
+    }
+    // (Never backwards: a system clock set back does not move it.)
+    if (step > 0) this.now += step;
+    this.tickAll();
+  }
+
+  private readonly tickAll = (): void => {
     // forEach, not for-of: the loop runs once per tick over every connection, too rarely to be
     // optimized, and unoptimized for-of makes an iterator result object per connection (garbage
     // that an idle server would make four times a second).
     this.members.forEach(tickMember);
     this.groups.forEach(tickGroup);
     this.stopIfIdle();
-  }
+  };
 }
 
 function tickMember(member: WheelMember): void {
@@ -77,3 +111,16 @@ function tickGroup(group: ReadonlySet<WheelMember>, _same: unknown, groups: Set<
 
 /** The process-wide wheel. */
 export const wheel = new IdleWheel();
+
+/** The longest delay setTimeout() takes (2^31 - 1 ms, about 24.8 days). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * A timeout in ms as setTimeout() must be given it: one longer than it takes (`Infinity`, or over
+ * about 24.8 days) waits that longest time instead. (Fixed bug: setTimeout() makes such a delay
+ * 1 ms, with a TimeoutOverflowWarning, so `closeTimeout: Infinity` aborted every closing handshake
+ * at once, 1006, and `handshakeTimeout: Infinity` failed every connect() "after Infinity ms".)
+ */
+export function timerDelay(ms: number): number {
+  return ms > MAX_TIMER_MS ? MAX_TIMER_MS : ms;
+}

@@ -162,6 +162,30 @@ describe('client receives an HTTP error instead of 101', () => {
   });
 });
 
+describe('handshakeTimeout', () => {
+  test.each([Infinity, 2 ** 31])('%d, more than setTimeout takes, waits for the answer (it failed at once: "timed out after Infinity ms")', async (handshakeTimeout) => {
+    // The 101 comes a little later, as over any real network.
+    const slow = await rawServer((head, socket) => void setTimeout(() => socket.write(switching(head)), 30));
+    servers.push(slow);
+    const conn = await connect(slow.url, { perMessageDeflate: false, handshakeTimeout });
+    expect(conn.readyState).toBe('open');
+    conn.terminate();
+  });
+
+  test('a 101 that came in time while the event loop was held past handshakeTimeout is taken (it failed with WS_HANDSHAKE_TIMEOUT)', async () => {
+    const holding = await rawServer((head, socket) => {
+      socket.write(switching(head));
+      // The loop is held past the client's handshakeTimeout with the 101 waiting unread.
+      const end = Date.now() + 400;
+      while (Date.now() < end);
+    });
+    servers.push(holding);
+    const conn = await connect(holding.url, { perMessageDeflate: false, handshakeTimeout: 200 });
+    expect(conn.readyState).toBe('open');
+    conn.terminate();
+  });
+});
+
 describe('redirects', () => {
   let target: WebSocketServer;
   beforeAll(async () => {

@@ -17,6 +17,8 @@ beforeAll(async () => {
 });
 afterAll(() => server.close());
 afterEach(() => {
+  // (Aborted, in case a test failed with a connection still open: server.close() would wait for it.)
+  for (const conn of serverConns) conn.terminate();
   serverConns = [];
 });
 
@@ -200,6 +202,97 @@ describe('close timeout', () => {
     expect(conn.closeStatus).toBe(1006);
     expect(conn.readyState).toBe('closed');
   });
+
+  test('a slow reader gets everything sent before close(), however long that takes, and the close completes cleanly (it was cut at closeTimeout, 1006)', async () => {
+    let accepted: (conn: WebSocketConnection) => void;
+    const connected = new Promise<WebSocketConnection>((resolve) => (accepted = resolve));
+    const sender = await serve({ perMessageDeflate: false, closeTimeout: 800 }, (conn) => accepted(conn));
+    try {
+      const client = await connect(sender.url, { perMessageDeflate: false });
+      const conn = await connected;
+      const megabyte = Buffer.alloc(1 << 20, 7);
+      for (let i = 0; i < 60; i++) void conn.send(megabyte).catch(() => undefined);
+      const serverClosing = conn.close(1000, 'done');
+      // The client reads a message every 35 ms or so: about two seconds for all of them, more than
+      // twice the server's closeTimeout (60 MiB stays under maxBufferedAmount). The timeout bounds
+      // a peer that takes nothing, not a slow one. (What the kernel's buffers hold, about 10 MB
+      // here, must reach the peer within one closeTimeout of the last byte leaving the process.)
+      let received = 0;
+      client.on('message', (data) => {
+        if ((data as Buffer).length === megabyte.length) received++;
+        client.pause();
+        setTimeout(() => client.resume(), 35);
+      });
+      await client.whenClosed;
+      await serverClosing;
+      expect(received).toBe(60);
+      expect([client.closeStatus, client.closeReason]).toEqual([1000, 'done']);
+      expect(conn.closeStatus).toBe(1000);
+    } finally {
+      await sender.close();
+    }
+  }, 20_000);
+
+  test('a peer that answered our close at once while a long handler held the loop past closeTimeout: its close frame counts (not aborted as 1006)', async () => {
+    const raw = await RawClient.connect(server.port);
+    const conn = await lastServerConn();
+    const closed = new Promise<[number, string]>((resolve) => conn.once('close', (code, reason) => resolve([code, reason])));
+    void conn.close(4000, 'bye');
+    const close = await raw.readClose();
+    expect(close?.code).toBe(4000);
+    // The answer goes out at once; then the loop is held past closeTimeout (300 ms), and the
+    // close timer comes due before the loop reads it.
+    raw.send({ opcode: 8, payload: closePayload(4000, 'bye') });
+    const end = Date.now() + 500;
+    while (Date.now() < end);
+    expect(await closed).toEqual([4000, 'bye']);
+    expect(conn.closeStatus).toBe(4000);
+    await raw.closed;
+  });
+
+  test('closeTimeout: Infinity waits for the peer to answer our close (it aborted after 1 ms, 1006)', async () => {
+    let accepted: (conn: WebSocketConnection) => void;
+    const connected = new Promise<WebSocketConnection>((resolve) => (accepted = resolve));
+    const patient = await serve({ perMessageDeflate: false, closeTimeout: Infinity }, (conn) => accepted(conn));
+    try {
+      const raw = await RawClient.connect(patient.port);
+      const conn = await connected;
+      const closing = conn.close(4000, 'bye');
+      expect((await raw.readClose())?.code).toBe(4000);
+      // A peer that takes a moment to answer (more than the 1 ms that setTimeout made of Infinity).
+      await new Promise((resolve) => setTimeout(resolve, 30));
+      raw.send({ opcode: 8, payload: closePayload(4000, 'bye') });
+      await closing;
+      expect(conn.closeStatus).toBe(4000);
+      expect(conn.closeReason).toBe('bye');
+    } finally {
+      await patient.close();
+    }
+  });
+
+  test('close() behind a sendStream() whose source stalls is bounded by closeTimeout (it never resolved: server.close() hung)', async () => {
+    const raw = await RawClient.connect(server.port);
+    const conn = await lastServerConn();
+    // A source that gives two chunks and then nothing, ever (a live feed gone quiet): the first
+    // goes out as a fragment, the second is held for the fragment after it.
+    const streaming = conn.sendStream(
+      (async function* () {
+        yield 'first';
+        yield 'second';
+        await new Promise<never>(() => undefined);
+      })(),
+    );
+    streaming.catch(() => undefined);
+    const first = await raw.readFrame();
+    expect(first?.payload.toString()).toBe('first');
+    expect(first?.fin).toBe(false);
+    // The message cannot be finished: no close frame may follow its first fragment, so the
+    // connection is aborted at closeTimeout (300 ms), 1006.
+    await conn.close(1000, 'bye');
+    expect(conn.readyState).toBe('closed');
+    expect(conn.closeStatus).toBe(1006);
+    await raw.closed;
+  }, 10_000);
 
   test('client closes, server never ends TCP after its reply: the client gives up after closeTimeout', async () => {
     // A raw server: answers the handshake, echoes the close frame, then keeps TCP open.

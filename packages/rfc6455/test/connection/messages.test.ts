@@ -5,9 +5,11 @@
  */
 import { EventEmitter, on, once } from 'node:events';
 import { runInNewContext } from 'node:vm';
-import { connect, EOF, serve, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
+import { PassThrough } from 'node:stream';
+import { connect, ConnectionClosedError, EOF, serve, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
 import { closePayload, frame } from '../helpers/frames.js';
 import { RawClient } from '../helpers/raw-client.js';
+import { until } from '../helpers/wait.js';
 
 let server: WebSocketServer;
 const serverConns: WebSocketConnection[] = [];
@@ -426,6 +428,26 @@ describe('sendStream() whose source fails', () => {
     expect(await client.recv()).toBe('still fine');
     await client.close();
     expect(client.closeStatus).toBe(1000);
+  });
+});
+
+describe('sendStream() whose source waits when the connection closes', () => {
+  test('it rejects with ConnectionClosedError at once, the send queued behind it too, and a stream source is destroyed', async () => {
+    serverConns.length = 0;
+    const client = await connect(server.url, { perMessageDeflate: false });
+    const source = new PassThrough();
+    // Two chunks (the first goes out once the second comes), then nothing: a feed that waits.
+    source.write(Buffer.from('part 1'));
+    source.write(Buffer.from('part 2'));
+    const streamed = client.sendStream(source, { fragmentSize: 4 });
+    const queued = client.send('queued behind the stream');
+    await until(() => serverConns.length === 1, 'the server connection');
+    // (Before: the promises never settled, and the source was held for ever.)
+    serverConns[0]!.terminate();
+    await expect(streamed).rejects.toBeInstanceOf(ConnectionClosedError);
+    await expect(queued).rejects.toBeInstanceOf(ConnectionClosedError);
+    expect(source.destroyed).toBe(true);
+    expect(client.closeStatus).toBe(1006);
   });
 });
 

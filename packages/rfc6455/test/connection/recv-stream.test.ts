@@ -5,7 +5,7 @@
  * recv(), arrives whole and intact, also when the streamed message's last piece paused reading.
  */
 import { EventEmitter, once } from 'node:events';
-import { serve, EOF, type WebSocketServer } from 'rfc6455';
+import { serve, EOF, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
 import { frame } from '../helpers/frames.js';
 import { RawClient } from '../helpers/raw-client.js';
 
@@ -108,4 +108,31 @@ test('a stream destroyed mid-message: the rest of that message is dropped and th
   raw.send({ opcode: 2, payload: Buffer.from('next') });
   expect((await next).toString()).toBe('next');
   raw.destroy();
+});
+
+test('recvStream() called while a fragmented message is arriving streams that message, not the one after it', async () => {
+  let accepted!: (conn: WebSocketConnection) => void;
+  const connection = new Promise<WebSocketConnection>((resolve) => (accepted = resolve));
+  const midway = await serve({ perMessageDeflate: false }, (conn) => accepted(conn));
+  try {
+    const raw = await RawClient.connect(midway.port);
+    const conn = await connection;
+    raw.send({ opcode: 1, fin: false, payload: 'first, ' });
+    // A ping after the first fragment: once its pong is back, the server has parsed that fragment.
+    raw.send({ opcode: 9, payload: 'p' });
+    expect((await raw.readFrame())?.opcode).toBe(0xa);
+    const streamed = conn.recvStream();
+    raw.send({ opcode: 0, fin: true, payload: 'in two fragments' });
+    raw.send({ opcode: 1, payload: 'second' });
+    const stream = await streamed;
+    expect(stream).not.toBe(EOF);
+    const chunks: Buffer[] = [];
+    for await (const chunk of stream as AsyncIterable<Buffer>) chunks.push(chunk);
+    expect(Buffer.concat(chunks).toString()).toBe('first, in two fragments');
+    // The next message is not streamed (one recvStream(), one streamed message), and comes next.
+    expect(await conn.recv()).toBe('second');
+    raw.destroy();
+  } finally {
+    await midway.close();
+  }
 });

@@ -187,6 +187,17 @@ describe('timers', () => {
   });
 });
 
+describe('timeouts over what setTimeout takes', () => {
+  test('handshakeTimeout: Infinity (and closeTimeout: Infinity) wait: the connect failed at once, "connect timed out"', async () => {
+    const server = await start(echo, { closeTimeout: Infinity });
+    const conn = await open(server.url, { handshakeTimeout: Infinity, closeTimeout: Infinity });
+    await conn.send('here');
+    expect(await recvText(conn)).toBe('here');
+    await conn.close();
+    expect(conn.closeStatus).toBe(1005);
+  });
+});
+
 describe('closing handshake', () => {
   test('client closes: both sides see 1005 (no status on the wire) and the client gets EOF', async () => {
     const server = await start(echo);

@@ -215,6 +215,41 @@ describe('broadcast() and prepared messages', () => {
     expect(clients[2]!.messages.map((m) => m.data)).toEqual(['second', 'third']);
   });
 
+  test('behind a sendStream() that waits for its source, what piles up counts against maxBufferedAmount: one abort (1008), then skipped', async () => {
+    await start({ perMessageDeflate: false, maxBufferedAmount: 64 * 1024 });
+    await open(1);
+    const conn = conns[0]!;
+    const errors: Error[] = [];
+    conn.on('error', (error) => errors.push(error));
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const streamed = conn.sendStream(
+      (async function* () {
+        yield 'part one, ';
+        await gate; // a live feed with nothing new yet
+        yield 'part two';
+      })(),
+      { binary: false },
+    );
+    streamed.catch(() => undefined);
+    const message = prepareMessage(Buffer.alloc(10 * 1024, 1));
+    let sent = 0;
+    for (let i = 0; i < 6; i++) sent += broadcast([conn], message);
+    expect(sent).toBe(6);
+    // Waiting behind the stream, they are buffered: counted as given.
+    expect(conn.bufferedAmount).toBeGreaterThanOrEqual(60 * 1024);
+    expect(errors).toEqual([]);
+    // The next one passes the cap. (Before: nothing was counted, and 200 MB piled up against a 1 MiB cap.)
+    for (let i = 0; i < 1000; i++) sent += broadcast([conn], message);
+    await conn.whenClosed;
+    expect(conn.closeStatus).toBe(1008);
+    // One error, not one per message broadcast before the transport closed; those were refused.
+    expect(errors.map((e) => (e as { code?: string }).code)).toEqual(['WS_SEND_BUFFER_FULL']);
+    expect(sent).toBe(7);
+    release();
+    await expect(streamed).rejects.toThrow();
+  });
+
   test('server_no_context_takeover: one compression per zlib setting, shared by every connection that has it', async () => {
     await start({ perMessageDeflate: { serverNoContextTakeover: true } });
     const plain = await open(2, { perMessageDeflate: false });

@@ -1,0 +1,114 @@
+/**
+ * The shared idle/keepalive timer (idle-wheel.ts) judges peers only by what they did: not by how
+ * long the wheel stood still before a connection was made, nor by time the event loop was held
+ * (a long synchronous handler) while what a peer sent waited unread in the kernel.
+ */
+import { connect, serve, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
+import { wheel } from '../../src/idle-wheel.js';
+import { RawClient } from '../helpers/raw-client.js';
+import { delay, until } from '../helpers/wait.js';
+
+/** Resolves after the wheel's next tick has judged every connection (the wheel must be running). */
+function wheelTicked(): Promise<void> {
+  return new Promise((resolve) => {
+    const member = {
+      tick: (): void => {
+        wheel.delete(member);
+        // Members are ticked before the servers' sets: wait for the rest of this tick.
+        setImmediate(resolve);
+      },
+    };
+    wheel.add(member);
+  });
+}
+
+/** Holds the event loop (a long synchronous handler). */
+function holdLoop(ms: number): void {
+  const end = Date.now() + ms;
+  while (Date.now() < end);
+}
+
+const wheelStopped = (): boolean => (wheel as unknown as { timer: unknown }).timer === undefined;
+
+let server: WebSocketServer | undefined;
+let raws: RawClient[] = [];
+afterEach(async () => {
+  for (const raw of raws) raw.destroy();
+  raws = [];
+  await server?.close();
+  server = undefined;
+});
+
+async function echoServer(options: Parameters<typeof serve>[0], onMessage?: (conn: WebSocketConnection, data: unknown) => void): Promise<{ conns: WebSocketConnection[] }> {
+  const conns: WebSocketConnection[] = [];
+  server = await serve({ perMessageDeflate: false, ...options }, (conn) => {
+    conns.push(conn);
+    conn.on('message', (data) => (onMessage ? onMessage(conn, data) : void conn.send(data).catch(() => undefined)));
+  });
+  return { conns };
+}
+
+describe('idle wheel', () => {
+  test('a connection made after the wheel stood still for longer than idleTimeout is not closed as idle at its first tick', async () => {
+    const { conns } = await echoServer({ idleTimeout: 1000 });
+    await until(wheelStopped, 'the wheel to stop');
+    // The wheel stands still for longer than idleTimeout (nothing to wait for but time itself).
+    await delay(1200);
+    const client = await connect(`ws://127.0.0.1:${server!.port}/`, { idleTimeout: 1000 });
+    await until(() => conns.length === 1, 'the server connection');
+    await wheelTicked();
+    await wheelTicked();
+    expect(conns[0]!.readyState).toBe('open');
+    expect(client.readyState).toBe('open');
+    await client.close();
+  });
+
+  test('a frame that came while the event loop was held is read before the peer is judged idle', async () => {
+    const { conns } = await echoServer({ idleTimeout: 1000 });
+    const raw = await RawClient.connect(server!.port);
+    raws.push(raw);
+    await until(() => conns.length === 1, 'the server connection');
+    // Silent for most of the idle timeout, then a frame, which waits unread while the loop is held.
+    await delay(700);
+    // (Held in the check phase: the loop then runs its timers before it polls for the frame.)
+    await new Promise<void>((resolve) =>
+      setImmediate(() => {
+        raw.send({ opcode: 1, payload: 'late' });
+        holdLoop(1200);
+        resolve();
+      }),
+    );
+    await wheelTicked();
+    expect(conns[0]!.readyState).toBe('open');
+    const echo = await raw.readFrame();
+    expect(echo?.opcode).toBe(1);
+    expect(echo?.payload.toString()).toBe('late');
+  });
+
+  test('a peer whose message was read just before a long handler held the loop is not closed as idle after it', async () => {
+    const { conns } = await echoServer({ idleTimeout: 800 }, (conn) => {
+      holdLoop(1200);
+      void conn.send('held').catch(() => undefined);
+    });
+    const raw = await RawClient.connect(server!.port);
+    raws.push(raw);
+    raw.send({ opcode: 1, payload: 'hold' });
+    const reply = await raw.readFrame();
+    expect(reply?.payload.toString()).toBe('held');
+    await wheelTicked();
+    expect(conns[0]!.readyState).toBe('open');
+  });
+
+  test('a keepalive pong that came while the event loop was held counts: the connection is not aborted', async () => {
+    const { conns } = await echoServer({ idleTimeout: 0, keepaliveInterval: 600 });
+    const raw = await RawClient.connect(server!.port);
+    raws.push(raw);
+    const ping = await raw.readFrame();
+    expect(ping?.opcode).toBe(9);
+    raw.send({ opcode: 10, payload: ping!.payload });
+    holdLoop(1000);
+    await wheelTicked();
+    expect(conns[0]!.readyState).toBe('open');
+    expect(conns[0]!.error).toBeUndefined();
+  });
+});
