@@ -5,7 +5,7 @@
  *
  *   npm run example:echo -- --port 9001 [--host 127.0.0.1] [--max-message-size BYTES]
  */
-import { commandLine, portOption } from './lib/stdin.js';
+import { commandLine, countOption, portOption } from './lib/stdin.js';
 import { serve } from 'rfc6455';
 
 const { values } = commandLine({
@@ -21,7 +21,7 @@ const server = await serve(
     port: portOption(values.port, 9001),
     host: values.host,
     perMessageDeflate: true,
-    ...(values['max-message-size'] ? { maxMessageSize: Number(values['max-message-size']) } : {}),
+    ...(values['max-message-size'] !== undefined ? { maxMessageSize: countOption('max-message-size', values['max-message-size'], 1) } : {}),
   },
   (conn) => {
     // Each message is echoed as it is parsed, before the next frame of the same read: a message

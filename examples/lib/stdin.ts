@@ -25,6 +25,17 @@ export function portOption(value: string | undefined, fallback: number): number 
   return port;
 }
 
+/** Parses a whole-number option (digits only, at least `min`), exiting with status 2 on garbage. */
+export function countOption(name: string, value: string | undefined, min = 0): number | undefined {
+  if (value === undefined) return undefined;
+  const n = /^\d{1,15}$/.test(value) ? Number(value) : NaN;
+  if (!(n >= min)) {
+    console.error(`invalid --${name}: ${value}`);
+    process.exit(2);
+  }
+  return n;
+}
+
 /**
  * Racket's "Hit enter to stop service": stops `server` gracefully (1001 to every connection) on the
  * first line of stdin, or on SIGINT/SIGTERM, then exits.
@@ -71,6 +82,6 @@ export function testServerOptions(): { port: number; host: string; idleTimeout?:
   return {
     port: portOption(values.port, 8081),
     host: values.host ?? '127.0.0.1',
-    ...(values.timeout !== undefined ? { idleTimeout: Number(values.timeout) * 1000 } : {}),
+    ...(values.timeout !== undefined ? { idleTimeout: countOption('timeout', values.timeout)! * 1000 } : {}),
   };
 }

@@ -172,6 +172,9 @@ describe('command lines', () => {
     ['echo-server.ts', ['--port', '1e3'], /invalid port: 1e3/],
     ['fastify.ts', ['--port', '0x50'], /invalid port: 0x50/],
     ['express.ts', ['--nope'], /Unknown option '--nope'/],
+    // (Options are checked by serve() now: Number('abc') became a RangeError's stack trace.)
+    ['test-server.ts', ['--port', '0', '--timeout', 'abc'], /invalid --timeout: abc/],
+    ['echo-server.ts', ['--port', '0', '--max-message-size', '0'], /invalid --max-message-size: 0/],
   ])('%s %j exits 2 with a usage message, no stack trace (an empty --port listened on a random port; 0x50 on port 80)', async (file, args, message) => {
     const child = spawnNode([`examples/${file}`, ...args]);
     expect(await child.exited).toBe(2);

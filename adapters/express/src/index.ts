@@ -22,6 +22,7 @@ import type { Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import {
+  checkUpgradeOptions,
   CloseCode,
   handleUpgrade,
   ignoreUpgrade,
@@ -153,6 +154,8 @@ export function websocket(options: ExpressWebSocketOptions = {}): ExpressWebSock
     },
     connections,
   };
+  // A limit or timeout out of range throws here, not at every upgrade.
+  checkUpgradeOptions('websocket()', upgradeOptions);
 
   const ws: ExpressWebSocket = {
     route(path, handlers) {

@@ -47,6 +47,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { injectWS, type InjectWebSocketOptions } from './inject.js';
 import {
+  checkUpgradeOptions,
   CloseCode,
   handleConnect,
   handleUpgrade,
@@ -195,6 +196,13 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
     },
     connections,
   };
+  // A limit or timeout out of range fails the registration, not every upgrade.
+  try {
+    checkUpgradeOptions('@rfc6455/fastify', upgradeOptions);
+  } catch (error) {
+    done(error as Error);
+    return;
+  }
 
   /** Mapper handlers get the FastifyRequest as state unless a before-accept hook gave one. */
   const withRequest =

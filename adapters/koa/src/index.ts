@@ -23,6 +23,7 @@ import type { Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import {
+  checkUpgradeOptions,
   CloseCode,
   handleUpgrade,
   ignoreUpgrade,
@@ -136,6 +137,8 @@ export function websocket(mapperOrOptions: ServiceMapper<KoaState> | ServiceMapp
     },
     connections,
   };
+  // A limit or timeout out of range throws here, not at every upgrade.
+  checkUpgradeOptions('websocket()', upgradeOptions);
 
   const accept = (ctx: Context, pending: PendingUpgrade, handler: KoaWebSocketHandler | undefined): Promise<WebSocketConnection | undefined> => {
     if (pending.accepted) return pending.accepted;

@@ -7,6 +7,8 @@ import { request as httpsRequest } from 'node:https';
 import { isIP, type LookupFunction, type Socket } from 'node:net';
 import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
 import { Defaults } from './codec/constants.js';
+import { checkClientOptions } from './check-options.js';
+import { timerDelay } from './idle-wheel.js';
 import { WebSocketConnection, type ConnectionOptions } from './connection.js';
 import { HandshakeError } from './errors.js';
 import { acceptDeflateResponse, buildDeflateOffer, deflateEngineOptions, PerMessageDeflate, PERMESSAGE_DEFLATE, type PerMessageDeflateOptions } from './extensions/permessage-deflate.js';
@@ -14,7 +16,6 @@ import { buildRequestHeaders, generateKey, verifyResponse } from './handshake/cl
 import { socketTransport } from './transport.js';
 import { connectHttp2 } from './http2.js';
 import { connectHybi00 } from './hybi00-upgrade.js';
-import { timerDelay } from './idle-wheel.js';
 import { refusalBody, socketOptions, unixTarget } from './client-target.js';
 import type { ClientHttp2Session } from 'node:http2';
 
@@ -30,7 +31,7 @@ export interface ConnectOptions extends ConnectionOptions {
   perMessageDeflate?: boolean | PerMessageDeflateOptions;
   /** TLS options for wss: (ca, cert, key, rejectUnauthorized, servername, ...). */
   tls?: TlsConnectionOptions;
-  /** ms for the TCP/TLS connect and the handshake. Default 10000. */
+  /** ms for the TCP/TLS connect and the handshake. Default 10000. More than 0; Infinity for no timeout. */
   handshakeTimeout?: number;
   /** Follow 3xx redirects: false (the default) or the most redirects to follow (true = 5). */
   followRedirects?: boolean | number;
@@ -69,6 +70,7 @@ export interface ConnectOptions extends ConnectionOptions {
 
 /** Opens a WebSocket connection. Rejects with HandshakeError (status, headers, body attached). */
 export async function connect(url: string | URL, options: ConnectOptions = {}): Promise<WebSocketConnection> {
+  checkClientOptions(options);
   let target = new URL(url);
   const unix = unixTarget(target);
   if (unix !== undefined) {

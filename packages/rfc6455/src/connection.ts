@@ -54,7 +54,12 @@ export interface SendStreamOptions {
   fragmentSize?: number;
 }
 
-/** Limits and timers of a connection; accepted by `connect()`, `serve()` and `handleUpgrade()`. */
+/**
+ * Limits and timers of a connection; accepted by `connect()`, `serve()` and `handleUpgrade()`,
+ * which throw a TypeError for a value that is not a number and a RangeError for NaN or a value
+ * out of range (sizes more than 0, the others 0 or more; Infinity lifts a limit, and a timeout
+ * of 2^31 ms or more is none). docs/limits-and-security.md has the table.
+ */
 export interface ConnectionOptions {
   /** Largest message accepted, in bytes (after decompression); 1009 beyond. Default 64 MiB. */
   maxMessageSize?: number;
@@ -62,7 +67,7 @@ export interface ConnectionOptions {
   maxFrameSize?: number;
   /** Most fragments in one message; 1009 beyond. Default 1048576 (2^20). */
   maxFragments?: number;
-  /** ms to wait for the peer's close frame / TCP close after ours before aborting. Default 5000. */
+  /** ms to wait for the peer's close frame / TCP close after ours before aborting (0: not at all). Default 5000. */
   closeTimeout?: number;
   /** ms without any frame received before closing with 1001. 0 disables. Default 300000. */
   idleTimeout?: number;
@@ -988,7 +993,8 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
 
   /** @internal */
   onMessage(data: Message, binary: boolean): void {
-    const streamWaiters = this.streamWaiters;
+    // (Read off the rare fields directly: this runs for every message.)
+    const streamWaiters = this.rare?.streamWaiters;
     if (streamWaiters !== undefined && streamWaiters.length > 0) {
       // recvStream() was called while this message was arriving (its first fragment was already
       // in): it is the next message, so it goes to that stream, whole, as a queued one would

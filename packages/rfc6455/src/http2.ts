@@ -25,6 +25,7 @@ import {
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { Defaults } from './codec/constants.js';
 import { timerDelay } from './idle-wheel.js';
+import { checkUpgradeOptions } from './check-options.js';
 import { WebSocketConnection } from './connection.js';
 import { HandshakeError } from './errors.js';
 import { acceptDeflateResponse, buildDeflateOffer, deflateEngineOptions, PerMessageDeflate, PERMESSAGE_DEFLATE } from './extensions/permessage-deflate.js';
@@ -98,7 +99,7 @@ async function handleConnectStream<State>(
   options: UpgradeOptions<State>,
 ): Promise<WebSocketConnection | undefined> {
   stream.on('error', () => undefined);
-  const timer = setTimeout(() => respondError(stream, 408, 'handshake timeout'), options.handshakeTimeout ?? Defaults.handshakeTimeout);
+  const timer = setTimeout(() => respondError(stream, 408, 'handshake timeout'), timerDelay(options.handshakeTimeout ?? Defaults.handshakeTimeout));
   timer.unref?.();
   try {
     // RFC 8441 §4: :scheme and :path are present on an extended CONNECT; :authority names the host.
@@ -190,12 +191,14 @@ export interface Http2Attachment {
  * `settings: { enableConnectProtocol: true }` (the attachment turns it on otherwise). Works both
  * with `'stream'`-style servers and with compatibility-API servers (a `'request'` listener), where
  * CONNECTs arrive as `'connect'` events (without a `'connect'` listener Node answers them 405).
+ * @throws TypeError or RangeError for an option of the wrong type or out of range.
  */
 export function attachHttp2<State = unknown>(
   server: Http2SecureServer | Http2Server,
   target: UpgradeTarget<State>,
   options: UpgradeOptions<State> = {},
 ): Http2Attachment {
+  checkUpgradeOptions('attachHttp2()', options);
   // RFC 8441 §3: advertise SETTINGS_ENABLE_CONNECT_PROTOCOL only where we accept it.
   server.updateSettings({ enableConnectProtocol: true });
   const onStream = (stream: ServerHttp2Stream, headers: Http2IncomingHeaders): void => {

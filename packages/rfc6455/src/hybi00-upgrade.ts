@@ -8,11 +8,11 @@ import { connect as netConnect, isIP, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { connect as tlsConnect, TLSSocket } from 'node:tls';
 import { Defaults } from './codec/constants.js';
+import { timerDelay } from './idle-wheel.js';
 import { WebSocketConnection } from './connection.js';
 import type { ConnectOptions } from './client.js';
 import { abortedHandshake, socketOptions } from './client-target.js';
 import { HandshakeError } from './errors.js';
-import { timerDelay } from './idle-wheel.js';
 import {
   acceptHybi00,
   buildHybi00Request,
@@ -78,7 +78,7 @@ export async function handleHybi00Upgrade<State>(
   const timeout = options.handshakeTimeout ?? Defaults.handshakeTimeout;
   // handshakeTimeout bounds the whole upgrade, key3 and the before-accept hook, as it does for
   // RFC 6455 (fixed bug: a hook that never settled held the socket, and serve()'s close(), for good).
-  const deadline = setTimeout(() => socket.destroy(), timeout);
+  const deadline = setTimeout(() => socket.destroy(), timerDelay(timeout));
   deadline.unref?.();
   try {
     // draft-76 §5.2: the 8 key3 bytes follow the head, in the same packet (Node's `head`), in a

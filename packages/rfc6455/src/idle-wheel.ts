@@ -112,15 +112,14 @@ function tickGroup(group: ReadonlySet<WheelMember>, _same: unknown, groups: Set<
 /** The process-wide wheel. */
 export const wheel = new IdleWheel();
 
-/** The longest delay setTimeout() takes (2^31 - 1 ms, about 24.8 days). */
+/** Longest delay setTimeout takes (2^31 - 1 ms, about 24.8 days); Node turns a longer one into 1 ms. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
- * A timeout in ms as setTimeout() must be given it: one longer than it takes (`Infinity`, or over
- * about 24.8 days) waits that longest time instead. (Fixed bug: setTimeout() makes such a delay
- * 1 ms, with a TimeoutOverflowWarning, so `closeTimeout: Infinity` aborted every closing handshake
- * at once, 1006, and `handshakeTimeout: Infinity` failed every connect() "after Infinity ms".)
+ * A delay in ms as setTimeout (and Node's server timeouts) take it: a whole number, at most
+ * 2^31 - 1. A longer one (Infinity included) means "no timeout": Node would fire it after 1 ms
+ * (with a TimeoutOverflowWarning), so it waits about 24.8 days instead.
  */
 export function timerDelay(ms: number): number {
-  return ms > MAX_TIMER_MS ? MAX_TIMER_MS : ms;
+  return ms >= MAX_TIMER_MS ? MAX_TIMER_MS : ms > 0 ? Math.ceil(ms) : 0;
 }

@@ -80,3 +80,4 @@ export { PerMessageDeflate, type PerMessageDeflateEngineOptions, type Callback a
 export { parseExtensions, formatExtension, type ExtensionOffer } from './extensions/header.js';
 export type { MessageExtension } from './extensions/extension.js';
 export { tuneAllocator, type AllocatorTuning } from './allocator.js';
+export { checkUpgradeOptions } from './check-options.js';

@@ -15,6 +15,8 @@ import { CloseCode, Defaults } from './codec/constants.js';
 import type { WebSocketConnection } from './connection.js';
 import { broadcast, type BroadcastOptions, type PreparedMessage, type SendData } from './prepared.js';
 import { armAllocatorTuning } from './allocator.js';
+import { checkServeOptions, checkUpgradeOptions } from './check-options.js';
+import { timerDelay } from './idle-wheel.js';
 import { attachHttp2 } from './http2.js';
 import { Http1Front } from './http1-front.js';
 import { ignoreUpgrade, isWebSocketUpgrade, rejectUpgrade, upgradeNow, type UpgradeOptions, type UpgradeTarget } from './upgrade.js';
@@ -29,7 +31,7 @@ export interface ServeOptions<State = unknown> extends UpgradeOptions<State> {
    * Listen on this Unix domain socket (or Windows named pipe) instead of TCP: `port` and `host`
    * are not used. Behind a proxy on the same machine (nginx, HAProxy), or for local IPC. The
    * socket file must not exist yet; Node removes it when the server closes. `server.url` is then
-   * `ws+unix://<path>:/`, which `connect()` accepts. Connections have no remote address there, so
+   * `ws+unix://<path>:/` (the path percent-encoded), which `connect()` accepts. Connections have no remote address there, so
    * `maxConnectionsPerIp` counts them all as one.
    */
   path?: string;
@@ -82,7 +84,7 @@ export interface WebSocketServer {
   readonly path?: string;
   /** The host given in the options (default '127.0.0.1'). */
   readonly host: string;
-  /** ws://host:port/ (or wss:); `ws+unix://<path>:/` on a Unix socket. */
+  /** ws://host:port/ (or wss:); `ws+unix://<path>:/` on a Unix socket, each segment of the path percent-encoded. */
   readonly url: string;
   /** Open connections. */
   readonly connections: ReadonlySet<WebSocketConnection>;
@@ -118,8 +120,12 @@ function upgradeRequired(_req: IncomingMessage, res: ServerResponse): void {
  * Resolves once listening.
  */
 export async function serve<State = unknown>(options: ServeOptions<State>, target: UpgradeTarget<State>): Promise<WebSocketServer> {
+  checkUpgradeOptions('serve()', options);
+  checkServeOptions(options);
   if (options.tuneAllocator !== false) armAllocatorTuning();
-  const handshakeTimeout = options.handshakeTimeout ?? Defaults.handshakeTimeout;
+  // As setTimeout and Node's server timeouts take it: Infinity (or 2^31 ms and more) is about 24.8
+  // days, not the 1 ms setTimeout makes of it (and Node's RangeError for requestTimeout).
+  const handshakeTimeout = timerDelay(options.handshakeTimeout ?? Defaults.handshakeTimeout);
   const httpOptions = {
     maxHeaderSize: options.maxHeaderSize ?? Defaults.maxHeaderSize,
     // Slow request heads (slowloris) are cut at the handshake timeout.
@@ -327,7 +333,9 @@ export async function serve<State = unknown>(options: ServeOptions<State>, targe
   let url: string;
   let port = 0;
   if (options.path !== undefined) {
-    url = `${scheme}+unix://${resolvePath(options.path)}:/`;
+    // Each segment percent-encoded, as connect() decodes the socket path (up to the first ':'):
+    // a path with '%', '#', '?', ':' or a space gave a URL connect() could not use. Fixed bug.
+    url = `${scheme}+unix://${resolvePath(options.path).split('/').map(encodeURIComponent).join('/')}:/`;
   } else {
     const address = httpServer.address() as AddressInfo;
     port = address.port;

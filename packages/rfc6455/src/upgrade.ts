@@ -11,6 +11,8 @@ import type { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
 import { CloseCode, Defaults } from './codec/constants.js';
+import { checkUpgradeOptions } from './check-options.js';
+import { timerDelay } from './idle-wheel.js';
 import { WebSocketConnection, type ConnectionOptions } from './connection.js';
 import { HandshakeError } from './errors.js';
 import { parseExtensions } from './extensions/header.js';
@@ -85,7 +87,10 @@ export interface UpgradeOptions<State = unknown> extends ConnectionOptions {
   origins?: readonly string[] | ((origin: string | undefined, req: IncomingMessage) => boolean);
   /** permessage-deflate: true/options to accept it when offered, false to decline. Default true. */
   perMessageDeflate?: boolean | PerMessageDeflateOptions;
-  /** ms for the upgrade to complete (the before-accept hook included). Default 10000. */
+  /**
+   * ms for the upgrade to complete (the before-accept hook included). Default 10000. More than 0;
+   * Infinity (or 2^31 ms and more) for no timeout.
+   */
   handshakeTimeout?: number;
   /**
    * Called with errors thrown by hooks (`conn` undefined; the request is answered 500) and by
@@ -195,7 +200,7 @@ export function upgradeResponse(req: IncomingMessage, socket: Duplex, timeout: n
       if (socket.destroyed) return;
       if (res.headersSent) socket.destroy();
       else res.writeHead(408, { 'Content-Type': 'text/plain; charset=utf-8', Connection: 'close' }).end('Request Timeout\n');
-    }, timeout);
+    }, timerDelay(timeout));
     timer.unref?.();
     deadlines.set(socket, timer);
     socket.once('close', () => takeOver(socket));
@@ -382,6 +387,8 @@ export function startConnection<State>(
  * Completes (or refuses) a WebSocket upgrade on `socket`. `head` is what the HTTP parser read past
  * the request head (frames the client sent at once). Resolves with the connection, or undefined
  * when the upgrade was refused (the HTTP error response was written). Never rejects.
+ * @throws TypeError or RangeError, at once, for an option of the wrong type or out of range (the
+ * socket is answered 500); checked once per options object.
  */
 export function handleUpgrade<State = unknown>(
   req: IncomingMessage,
@@ -390,6 +397,12 @@ export function handleUpgrade<State = unknown>(
   target: UpgradeTarget<State>,
   options: UpgradeOptions<State> = {},
 ): Promise<WebSocketConnection | undefined> {
+  try {
+    checkUpgradeOptions('handleUpgrade()', options);
+  } catch (error) {
+    rejectUpgrade(socket, 500, 'Internal Server Error');
+    throw error;
+  }
   takeOver(socket);
   const result = upgradeNow(req, socket, head, target, options);
   return result instanceof Promise ? result : Promise.resolve(result);
@@ -433,7 +446,7 @@ async function upgradeAfterHook<State>(
   let timer: NodeJS.Timeout | undefined = setTimeout(() => {
     timer = undefined;
     socket.destroy();
-  }, options.handshakeTimeout ?? Defaults.handshakeTimeout);
+  }, timerDelay(options.handshakeTimeout ?? Defaults.handshakeTimeout));
   timer.unref?.();
   const done = (): void => {
     if (timer) clearTimeout(timer);

@@ -13,6 +13,7 @@
 import { isArrayBuffer } from 'node:util/types';
 import { Blob } from 'node:buffer';
 import { connect, type ConnectOptions } from './client.js';
+import { checkClientOptions } from './check-options.js';
 import { CloseCode } from './codec/constants.js';
 import type { Message, WebSocketConnection } from './connection.js';
 import { WebSocketError } from './errors.js';
@@ -257,6 +258,8 @@ export class WebSocket extends EventTarget {
     }
     const target = parseTarget(url);
     const list = protocolList(offered);
+    // A limit or timeout out of range is a TypeError or RangeError here, as a bad URL is.
+    checkClientOptions(options);
     this.#url = target.href;
     this.#origin = target.origin;
     // No idle timeout unless asked for: a browser never closes a quiet WebSocket (connect()'s

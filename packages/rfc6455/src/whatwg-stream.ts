@@ -10,6 +10,7 @@
  */
 import { isAnyArrayBuffer } from 'node:util/types';
 import { connect, type ConnectOptions } from './client.js';
+import { checkClientOptions } from './check-options.js';
 import { CloseCode, Defaults } from './codec/constants.js';
 import type { Message, WebSocketConnection } from './connection.js';
 import { ConnectionClosedError, WebSocketError as LibraryError } from './errors.js';
@@ -184,6 +185,8 @@ export class WebSocketStream {
     const init = options ?? {};
     const target = parseTarget(url);
     const protocols = protocolList(init.protocols === undefined ? [] : init.protocols);
+    // A limit or timeout out of range is a TypeError or RangeError here, as a bad URL is.
+    checkClientOptions(init);
     this.#url = target.href;
     this.#highWaterMark = init.readHighWaterMark ?? Defaults.readHighWaterMark;
     this.#opened = new Promise<WebSocketOpenInfo>((resolve, reject) => {

@@ -4,13 +4,13 @@
  * `agent`, `localAddress` and `lookup` options, over real sockets.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { Agent, createServer, request as httpRequest, type IncomingMessage } from 'node:http';
 import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { WebSocket as WsClient, WebSocketServer as WsServer } from 'ws';
-import { connect, serve, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
+import { connect, serve, WebSocket, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
 import { unixTarget } from '../../src/client-target.js';
 
 const FIXTURES = path.join(__dirname, '../../../../test/fixtures/tls');
@@ -77,6 +77,24 @@ describe('Unix domain sockets', () => {
     for (const c of conns.splice(0)) c.terminate();
     await servers.pop()!.close();
     expect(existsSync(socketPath)).toBe(false);
+  });
+
+  test("server.url works for a socket path with '%', '#', '?', ':', a space or non-ASCII: connect(server.url) and new WebSocket(server.url) reach it", async () => {
+    for (const name of ['100%.sock', 'a#b.sock', 'q?x=1.sock', 'my dir/c:d é.sock']) {
+      const socketPath = path.join(dir, name);
+      if (name.includes('/')) mkdirSync(path.dirname(socketPath));
+      const { server, seen } = await echo({ path: socketPath });
+      expect(server.path).toBe(socketPath);
+      expect(unixTarget(new URL(server.url))!.socketPath).toBe(socketPath);
+      expect(await roundTrip(await connect(server.url), name)).toBe(name);
+      const ws = new WebSocket(server.url);
+      await new Promise((resolve, reject) => {
+        ws.onopen = resolve;
+        ws.onerror = reject;
+      });
+      ws.close();
+      expect(seen.map((s) => s.url)).toEqual(['/', '/']);
+    }
   });
 
   test('connect(ws://host/path, { socketPath }): the URL gives the request, the option the socket', async () => {

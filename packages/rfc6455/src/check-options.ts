@@ -1,0 +1,96 @@
+/**
+ * Checks of the numeric (and a few other) options of every entry point, made where the options
+ * are given (serve(), handleUpgrade(), connect(), the WebSocket classes, the adapters): a wrong
+ * value is a TypeError or RangeError there, not a silent misbehaviour later (a NaN limit compares
+ * false, so it disabled the limit; Infinity and 2^31 ms or more made setTimeout fire after 1 ms;
+ * a bad maxMessageSize or window size failed every handshake with 500).
+ */
+import type { ConnectOptions } from './client.js';
+import type { ConnectionOptions } from './connection.js';
+import type { PerMessageDeflateOptions } from './extensions/deflate-negotiation.js';
+import type { UpgradeOptions } from './upgrade.js';
+
+type Bound = 'positive' | 'nonNegative';
+
+function checkNumber(where: string, name: string, value: unknown, bound: Bound): void {
+  if (value === undefined) return;
+  if (typeof value !== 'number') throw new TypeError(`${where}: ${name} must be a number, not ${typeof value === 'string' ? JSON.stringify(value) : typeof value}`);
+  if (bound === 'positive' ? !(value > 0) : !(value >= 0)) {
+    throw new RangeError(`${where}: ${name} must be ${bound === 'positive' ? 'more than 0' : '0 or more'} (Infinity for no limit), not ${value}`);
+  }
+}
+
+function checkInteger(where: string, name: string, value: unknown, min: number, max: number): void {
+  if (value === undefined) return;
+  if (typeof value !== 'number') throw new TypeError(`${where}: ${name} must be a number, not ${typeof value === 'string' ? JSON.stringify(value) : typeof value}`);
+  if (!Number.isInteger(value) || value < min || value > max) throw new RangeError(`${where}: ${name} must be an integer from ${min} to ${max}, not ${value}`);
+}
+
+/** Connection options shared by every entry point. */
+export function checkConnectionOptions(where: string, options: ConnectionOptions): void {
+  checkNumber(where, 'maxMessageSize', options.maxMessageSize, 'positive');
+  checkNumber(where, 'maxFrameSize', options.maxFrameSize, 'positive');
+  checkNumber(where, 'maxFragments', options.maxFragments, 'positive');
+  checkNumber(where, 'closeTimeout', options.closeTimeout, 'nonNegative');
+  checkNumber(where, 'idleTimeout', options.idleTimeout, 'nonNegative');
+  checkNumber(where, 'keepaliveInterval', options.keepaliveInterval, 'nonNegative');
+  checkNumber(where, 'readHighWaterMark', options.readHighWaterMark, 'nonNegative');
+  checkNumber(where, 'writeHighWaterMark', options.writeHighWaterMark, 'nonNegative');
+  checkNumber(where, 'maxBufferedAmount', options.maxBufferedAmount, 'nonNegative');
+  checkNumber(where, 'compressThreshold', options.compressThreshold, 'nonNegative');
+  const text = options.textMessages;
+  if (text !== undefined && text !== 'string' && text !== 'buffer') throw new TypeError(`${where}: textMessages must be 'string' or 'buffer', not ${String(text)}`);
+}
+
+/** `perMessageDeflate` when it is an object of options. */
+export function checkDeflateOptions(where: string, deflate: boolean | PerMessageDeflateOptions | undefined): void {
+  if (deflate === undefined || typeof deflate === 'boolean') return;
+  if (typeof deflate !== 'object' || deflate === null) throw new TypeError(`${where}: perMessageDeflate must be a boolean or an object of options`);
+  const name = (key: string): string => `perMessageDeflate.${key}`;
+  checkInteger(where, name('serverMaxWindowBits'), deflate.serverMaxWindowBits, 8, 15);
+  checkInteger(where, name('clientMaxWindowBits'), deflate.clientMaxWindowBits, 8, 15);
+  checkInteger(where, name('level'), deflate.level, -1, 9);
+  checkInteger(where, name('memLevel'), deflate.memLevel, 1, 9);
+  checkInteger(where, name('concurrencyLimit'), deflate.concurrencyLimit, 1, Number.MAX_SAFE_INTEGER);
+  checkNumber(where, name('threshold'), deflate.threshold, 'nonNegative');
+  checkNumber(where, name('syncLimit'), deflate.syncLimit, 'nonNegative');
+}
+
+const checked = new WeakSet<object>();
+
+/**
+ * Checks the numeric options (limits, timeouts, permessage-deflate parameters) of
+ * `handleUpgrade()` options as `serve()` and `handleUpgrade()` do, throwing at once for a
+ * wrong one rather than failing every upgrade later. Framework adapters call it when they are
+ * set up; call it where your own code builds options for `handleUpgrade()`. An object that passed
+ * is not checked again (handleUpgrade() checks the options object of every request).
+ * @param where the entry point to name in the error message, e.g. `'websocket()'`.
+ * @throws TypeError for a value of the wrong type, RangeError for one out of range (see
+ * docs/limits-and-security.md).
+ */
+export function checkUpgradeOptions(where: string, options: Pick<UpgradeOptions, keyof ConnectionOptions | 'handshakeTimeout' | 'perMessageDeflate'>): void {
+  if (checked.has(options)) return;
+  checkHandshakeOptions(where, options);
+  checked.add(options);
+}
+
+/** The connection options, handshakeTimeout and perMessageDeflate, every time. */
+function checkHandshakeOptions(where: string, options: Pick<UpgradeOptions, keyof ConnectionOptions | 'handshakeTimeout' | 'perMessageDeflate'>): void {
+  checkConnectionOptions(where, options);
+  checkNumber(where, 'handshakeTimeout', options.handshakeTimeout, 'positive');
+  checkDeflateOptions(where, options.perMessageDeflate);
+}
+
+/** serve()'s own limits. */
+export function checkServeOptions(options: { maxConnections?: number; maxConnectionsPerIp?: number }): void {
+  checkNumber('serve()', 'maxConnections', options.maxConnections, 'nonNegative');
+  checkNumber('serve()', 'maxConnectionsPerIp', options.maxConnectionsPerIp, 'nonNegative');
+}
+
+/** connect()'s own options. */
+export function checkClientOptions(options: Pick<ConnectOptions, Exclude<keyof ConnectOptions, 'protocols' | 'signal'>>): void {
+  // Not remembered: a client's options object may be changed between two connect() calls.
+  checkHandshakeOptions('connect()', options);
+  const follow = options.followRedirects;
+  if (follow !== undefined && typeof follow !== 'boolean') checkInteger('connect()', 'followRedirects', follow, 0, Number.MAX_SAFE_INTEGER);
+}

@@ -1,0 +1,184 @@
+/**
+ * Odd values of the numeric options of serve(), handleUpgrade(), connect() and the WebSocket
+ * classes: a TypeError or RangeError at the call, not a limit silently turned off (a NaN limit
+ * compared false) or a timer that fired after 1 ms (Infinity and 2^31 ms or more, in setTimeout).
+ */
+import { createServer, type Server } from 'node:http';
+import { createServer as createHttp2Server } from 'node:http2';
+import type { AddressInfo } from 'node:net';
+import { attachHttp2, connect, handleUpgrade, serve, WebSocket, WebSocketStream, type ServeOptions, type WebSocketServer } from 'rfc6455';
+
+const servers: WebSocketServer[] = [];
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((s) => s.close()));
+});
+
+async function echoServer(options: ServeOptions = {}): Promise<WebSocketServer> {
+  const server = await serve(options, async (conn) => {
+    for await (const m of conn) await conn.send(m);
+  });
+  servers.push(server);
+  return server;
+}
+
+/** What serve(options) did: the error it threw, or 'listened' (the server is closed again). */
+function serveOutcome(options: ServeOptions): Promise<unknown> {
+  return serve(options, () => undefined).then(
+    (server) => server.close().then(() => 'listened'),
+    (error: unknown) => error,
+  );
+}
+
+/** A 20 ms wait: longer than the 1 ms setTimeout made of 2^31 ms, which was set before it. */
+const later = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 20));
+
+describe('numeric options out of range are refused where they are given', () => {
+  test.each([
+    ['maxMessageSize', NaN],
+    ['maxMessageSize', 0],
+    ['maxFrameSize', NaN],
+    ['maxFragments', -1],
+    ['closeTimeout', NaN],
+    ['idleTimeout', -5],
+    ['keepaliveInterval', NaN],
+    ['readHighWaterMark', NaN],
+    ['writeHighWaterMark', -1],
+    ['maxBufferedAmount', NaN],
+    ['compressThreshold', NaN],
+    ['maxConnections', NaN],
+    ['maxConnectionsPerIp', -1],
+  ])('serve({ %s: %p }) throws a RangeError', async (name, value) => {
+    const outcome = await serveOutcome({ [name]: value });
+    expect(outcome).toBeInstanceOf(RangeError);
+    expect((outcome as Error).message).toContain(name);
+  });
+
+  test.each([
+    ['maxMessageSize', '1000'],
+    ['maxBufferedAmount', '1000'],
+    ['maxConnections', '10'],
+  ])('serve({ %s: %p }) (a string) throws a TypeError', async (name, value) => {
+    expect(await serveOutcome({ [name]: value } as ServeOptions)).toBeInstanceOf(TypeError);
+  });
+
+  test('permessage-deflate parameters out of range fail serve(), not every handshake with 500', async () => {
+    for (const deflate of [{ serverMaxWindowBits: 16 }, { clientMaxWindowBits: 7 }, { level: 10 }, { memLevel: 0 }, { threshold: NaN }]) {
+      expect(await serveOutcome({ perMessageDeflate: deflate })).toBeInstanceOf(RangeError);
+    }
+  });
+
+  test('valid edge values still listen: 0 disables idleTimeout and keepaliveInterval, Infinity lifts a limit', async () => {
+    const outcome = await serveOutcome({
+      idleTimeout: 0,
+      keepaliveInterval: 0,
+      maxMessageSize: Infinity,
+      maxBufferedAmount: Infinity,
+      maxConnections: 0,
+      closeTimeout: 0,
+      compressThreshold: 0,
+      perMessageDeflate: { serverMaxWindowBits: 8, level: -1, threshold: 0 },
+    });
+    expect(outcome).toBe('listened');
+  });
+
+  test('connect() rejects with the error; the WebSocket and WebSocketStream constructors throw it', async () => {
+    const server = await echoServer();
+    await expect(connect(server.url, { maxMessageSize: NaN })).rejects.toThrow(RangeError);
+    await expect(connect(server.url, { handshakeTimeout: 0 })).rejects.toThrow(/handshakeTimeout/);
+    await expect(connect(server.url, { followRedirects: 1.5 })).rejects.toThrow(RangeError);
+    await expect(connect(server.url, { idleTimeout: '1000' as unknown as number })).rejects.toThrow(TypeError);
+    expect(() => new WebSocket(server.url, { maxFrameSize: NaN })).toThrow(RangeError);
+    expect(() => new WebSocketStream(server.url, { closeTimeout: -1 })).toThrow(RangeError);
+    expect(server.connections.size).toBe(0);
+  });
+
+  test('attachHttp2() throws at the call', () => {
+    const h2 = createHttp2Server();
+    expect(() => attachHttp2(h2, () => undefined, { handshakeTimeout: NaN })).toThrow(RangeError);
+    h2.close();
+  });
+
+  test('handleUpgrade() throws at the call and answers the request 500', async () => {
+    let thrown: unknown;
+    const http: Server = createServer();
+    http.on('upgrade', (req, socket, head) => {
+      try {
+        void handleUpgrade(req, socket, head, () => undefined, { maxFragments: NaN });
+      } catch (error) {
+        thrown = error;
+      }
+    });
+    await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+    try {
+      const error = await connect(`ws://127.0.0.1:${(http.address() as AddressInfo).port}/`).catch((e: unknown) => e);
+      expect((error as { status?: number }).status).toBe(500);
+      expect(thrown).toBeInstanceOf(RangeError);
+      expect((thrown as Error).message).toContain('maxFragments');
+    } finally {
+      http.closeAllConnections();
+      await new Promise((resolve) => http.close(resolve));
+    }
+  });
+});
+
+describe('timeouts of 2^31 ms and more (Infinity too) mean no timeout, not 1 ms', () => {
+  test('serve({ handshakeTimeout: Infinity }) listens and waits for a slow before-accept hook', async () => {
+    const server = await echoServer({
+      handshakeTimeout: Infinity,
+      beforeAccept: async () => {
+        await later();
+        return {};
+      },
+    });
+    const conn = await connect(server.url);
+    await conn.send('waited');
+    expect(await conn.recv()).toBe('waited');
+    await conn.close();
+  });
+
+  test('serve({ handshakeTimeout: 2 ** 31 }): the hook is not cut after 1 ms', async () => {
+    const server = await echoServer({
+      handshakeTimeout: 2 ** 31,
+      beforeAccept: async () => {
+        await later();
+        return {};
+      },
+    });
+    const conn = await connect(server.url);
+    expect(conn.readyState).toBe('open');
+    await conn.close();
+  });
+
+  test('connect({ handshakeTimeout: 2 ** 31 }) does not time out after 1 ms', async () => {
+    const server = await echoServer({
+      beforeAccept: async () => {
+        await later();
+        return {};
+      },
+    });
+    const conn = await connect(server.url, { handshakeTimeout: 2 ** 31 });
+    expect(conn.readyState).toBe('open');
+    await conn.close();
+  });
+
+  test('closeTimeout: Infinity waits for the peer\'s close frame instead of aborting after 1 ms', async () => {
+    let resume!: () => void;
+    let onAccepted!: () => void;
+    const accepted = new Promise<void>((resolve) => (onAccepted = resolve));
+    const server = await serve({}, (conn) => {
+      // The server does not read: our close frame waits in its socket until it resumes.
+      conn.pause();
+      resume = () => conn.resume();
+      onAccepted();
+    });
+    servers.push(server);
+    const client = await connect(server.url, { closeTimeout: Infinity });
+    await accepted;
+    const closing = client.close(1000, 'bye');
+    await later();
+    expect(client.readyState).toBe('closing');
+    resume();
+    await closing;
+    expect(client.closeStatus).toBe(1000);
+  });
+});
