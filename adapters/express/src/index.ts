@@ -143,15 +143,9 @@ export function websocket(options: ExpressWebSocketOptions = {}): ExpressWebSock
   // One options object for every upgrade: without a before-accept hook the handshake stays synchronous.
   const upgradeOptions: UpgradeOptions<unknown> = {
     ...options,
-    // An upgrade whose before-accept hook was still running when close() began is closed at once,
-    // as close() closed the others (fixed bug: it stayed open after close()).
-    onConnection(conn) {
-      if (closing) {
-        conn.close(CloseCode.GoingAway, 'server shutting down').catch(noop);
-        return;
-      }
-      options.onConnection?.(conn);
-    },
+    // An upgrade whose before-accept hook was still running when the shutdown began is closed at
+    // once (1001), as the shutdown closed the others.
+    shuttingDown: () => closing,
     connections,
   };
   // A limit or timeout out of range throws here, not at every upgrade.

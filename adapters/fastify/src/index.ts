@@ -184,16 +184,9 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
       if (options.onError) options.onError(error, conn, req);
       else ((conn && loggers.get(conn)) ?? (req as UpgradeRequest | undefined)?.[PENDING]?.request?.log ?? app.log).error({ err: error }, 'WebSocket handler failed');
     },
-    // An upgrade whose before-accept hook was still running when app.close() began is closed at
-    // once, as the preClose hook closed the others (fixed bug: it stayed open, and app.close()
-    // waited for it).
-    onConnection(conn) {
-      if (closing) {
-        conn.close(CloseCode.GoingAway, 'server shutting down').catch(noop);
-        return;
-      }
-      options.onConnection?.(conn);
-    },
+    // An upgrade whose before-accept hook was still running when the shutdown began is closed at
+    // once (1001), as the shutdown closed the others.
+    shuttingDown: () => closing,
     connections,
   };
   // A limit or timeout out of range fails the registration, not every upgrade.

@@ -12,17 +12,22 @@ import type { UpgradeOptions } from './upgrade.js';
 
 type Bound = 'positive' | 'nonNegative';
 
-function checkNumber(where: string, name: string, value: unknown, bound: Bound): void {
-  if (value === undefined) return;
+/** A set option that is not a number: a TypeError naming what it is. */
+function numberType(where: string, name: string, value: unknown): value is number {
+  if (value === undefined) return false;
   if (typeof value !== 'number') throw new TypeError(`${where}: ${name} must be a number, not ${typeof value === 'string' ? JSON.stringify(value) : typeof value}`);
+  return true;
+}
+
+function checkNumber(where: string, name: string, value: unknown, bound: Bound): void {
+  if (!numberType(where, name, value)) return;
   if (bound === 'positive' ? !(value > 0) : !(value >= 0)) {
     throw new RangeError(`${where}: ${name} must be ${bound === 'positive' ? 'more than 0' : '0 or more'} (Infinity for no limit), not ${value}`);
   }
 }
 
 function checkInteger(where: string, name: string, value: unknown, min: number, max: number): void {
-  if (value === undefined) return;
-  if (typeof value !== 'number') throw new TypeError(`${where}: ${name} must be a number, not ${typeof value === 'string' ? JSON.stringify(value) : typeof value}`);
+  if (!numberType(where, name, value)) return;
   if (!Number.isInteger(value) || value < min || value > max) throw new RangeError(`${where}: ${name} must be an integer from ${min} to ${max}, not ${value}`);
 }
 

@@ -8,7 +8,7 @@ import { isIP, type LookupFunction, type Socket } from 'node:net';
 import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
 import { Defaults } from './codec/constants.js';
 import { checkClientOptions } from './check-options.js';
-import { timerDelay } from './idle-wheel.js';
+import { peerDeadline } from './idle-wheel.js';
 import { WebSocketConnection, type ConnectionOptions } from './connection.js';
 import { HandshakeError } from './errors.js';
 import { acceptDeflateResponse, buildDeflateOffer, deflateEngineOptions, PerMessageDeflate, PERMESSAGE_DEFLATE, type PerMessageDeflateOptions } from './extensions/permessage-deflate.js';
@@ -177,14 +177,7 @@ function attempt(target: URL, options: ConnectOptions, follow: boolean): Promise
     }) as ClientRequest;
     // A refusal being read when time runs out (a body that never ends) is reported as the refusal.
     let refused: (() => void) | undefined;
-    // (The timeout acts once the loop has polled again: after the event loop was held, timers run
-    // before what came meanwhile is read, and a 101 that came in time is waiting there. Fixed bug:
-    // such a handshake failed with WS_HANDSHAKE_TIMEOUT.)
-    const timer = setTimeout(
-      () => setImmediate(() => (refused ? refused() : fail(new HandshakeError(`handshake timed out after ${timeout} ms`, 0, { code: 'WS_HANDSHAKE_TIMEOUT' })))),
-      timerDelay(timeout),
-    );
-    timer.unref?.();
+    const timer = peerDeadline(() => (refused ? refused() : fail(new HandshakeError(`handshake timed out after ${timeout} ms`, 0, { code: 'WS_HANDSHAKE_TIMEOUT' }))), timeout);
     const fail = (error: Error): void => {
       if (settled) return;
       settled = true;

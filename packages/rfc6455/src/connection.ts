@@ -13,7 +13,7 @@ import { encodeClosePayload } from './codec/close.js';
 import { targetPath } from './handshake/http.js';
 import { BackpressureError, ConnectionClosedError, TimeoutError, UnsupportedError, WebSocketError } from './errors.js';
 import type { MessageExtension } from './extensions/extension.js';
-import { timerDelay, wheel, type WheelMember } from './idle-wheel.js';
+import { peerDeadline, wheel, type WheelMember } from './idle-wheel.js';
 import { Protocol, type ProtocolEngine, type ProtocolHandler, type Side } from './protocol.js';
 import { Hybi00Protocol } from './hybi00-protocol.js';
 import { abortSocket, endSocket, socketTransport, SocketTransport, type Transport } from './transport.js';
@@ -310,8 +310,8 @@ class RareFields {
   sendTail: Promise<void> | undefined = undefined;
   /** Payload bytes of the messages sent while a sendStream() runs, waiting behind it (counted as given). */
   tailBytes = 0;
-  /** Gives up the running sendStream()'s wait for its source, once the connection has closed. */
-  streamAbort: ((error: Error) => void) | undefined = undefined;
+  /** The running sendStream()'s wait for its source, given up once the connection has closed. */
+  streamCancel: StreamCancel | undefined = undefined;
   /** Client: the bytes that came with the handshake response, until they are parsed (holdHead). */
   pendingHead: Buffer | undefined = undefined;
   /** Bytes a sendStream() has handed to the protocol (its progress, as the close timer sees it). */
@@ -338,7 +338,7 @@ const RARE_ACCESSORS = [
   'finalCode',
   'finalReason',
   'sendTail',
-  'streamAbort',
+  'streamCancel',
   'pendingHead',
 ] as const satisfies readonly (keyof RareFields)[];
 
@@ -533,7 +533,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   declare private finalCode: RareFields['finalCode'];
   declare private finalReason: RareFields['finalReason'];
   declare private sendTail: RareFields['sendTail'];
-  declare private streamAbort: RareFields['streamAbort'];
+  declare private streamCancel: RareFields['streamCancel'];
   declare private pendingHead: RareFields['pendingHead'];
 
   static {
@@ -1344,8 +1344,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
       // stalled pipe) is given up and destroyed, as pipeline() destroys its source when the
       // destination fails (fixed bug: the promise never settled and the source was never let go).
       const closed = new StreamCancel();
-      const abort = (error: Error): void => closed.cancel(error);
-      this.streamAbort = abort;
+      this.streamCancel = closed;
       try {
         for await (const chunk of untilClosed(source, closed)) {
           if (typeof chunk === 'string') {
@@ -1371,7 +1370,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
         if (started) this.abandonMessage();
         throw error;
       } finally {
-        if (this.streamAbort === abort) this.streamAbort = undefined;
+        if (this.streamCancel === closed) this.streamCancel = undefined;
       }
       await flush(true);
     };
@@ -1531,30 +1530,23 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
 
   private armCloseTimer(): void {
     if (this.closeTimer || this.closedFlag) return;
-    this.closeTimer = setTimeout(() => {
-      // Not before the loop has polled once more: after the event loop was held, the timers run
-      // before what came meanwhile is read, and the peer's close frame (or its TCP close) may be
-      // waiting there. (Fixed bug: a peer that had answered our close at once was aborted, and
-      // the close recorded as 1006, not clean, when a long handler held the loop past closeTimeout.)
-      setImmediate(() => {
-        this.closeTimer = undefined;
-        if (this.closedFlag) return;
-        // What was sent before the close is still going out, and the peer has taken some of it
-        // since the timer last fired (or a sendStream() before the close has sent more): a slow
-        // reader, not a dead one. The timeout bounds a stall, not the whole delivery (fixed bug:
-        // 40 MiB sent to a peer reading 3 MiB/s, then close(), was cut at closeTimeout with 15.6
-        // MiB delivered, 1006). A peer that takes nothing is aborted one closeTimeout later.
-        const rare = this.rareFields();
-        const backlog = this.bufferedAmount + writeQueueSize(this.stream);
-        const streamed = rare.streamedBytes;
-        const progressed = (backlog > 0 && backlog < rare.closeBacklog) || (this.sendTail !== undefined && streamed !== rare.closeStreamed);
-        rare.closeBacklog = backlog;
-        rare.closeStreamed = streamed;
-        if (progressed) this.armCloseTimer();
-        else this.abortTransport();
-      });
-    }, timerDelay(this.limits.closeTimeout));
-    this.closeTimer.unref?.();
+    this.closeTimer = peerDeadline(() => {
+      this.closeTimer = undefined;
+      if (this.closedFlag) return;
+      // What was sent before the close is still going out, and the peer has taken some of it
+      // since the timer last fired (or a sendStream() before the close has sent more): a slow
+      // reader, not a dead one. The timeout bounds a stall, not the whole delivery (fixed bug:
+      // 40 MiB sent to a peer reading 3 MiB/s, then close(), was cut at closeTimeout with 15.6
+      // MiB delivered, 1006). A peer that takes nothing is aborted one closeTimeout later.
+      const rare = this.rareFields();
+      const backlog = this.bufferedAmount + writeQueueSize(this.stream);
+      const streamed = rare.streamedBytes;
+      const progressed = (backlog > 0 && backlog < rare.closeBacklog) || (this.sendTail !== undefined && streamed !== rare.closeStreamed);
+      rare.closeBacklog = backlog;
+      rare.closeStreamed = streamed;
+      if (progressed) this.armCloseTimer();
+      else this.abortTransport();
+    }, this.limits.closeTimeout);
   }
 
   private endReceiving(): void {
@@ -1752,7 +1744,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
       this.drainResolve = undefined;
       this.drainPromise = undefined;
     }
-    this.streamAbort?.(new ConnectionClosedError(this.finalCode, this.finalReason));
+    this.streamCancel?.cancel(new ConnectionClosedError(this.finalCode, this.finalReason));
     this.resolveClosed?.();
     this.emitEvent('close', this.finalCode, this.finalReason);
   }

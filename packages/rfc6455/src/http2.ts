@@ -24,7 +24,7 @@ import {
 } from 'node:http2';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { Defaults } from './codec/constants.js';
-import { timerDelay } from './idle-wheel.js';
+import { peerDeadline, timerDelay } from './idle-wheel.js';
 import { checkUpgradeOptions } from './check-options.js';
 import { WebSocketConnection } from './connection.js';
 import { HandshakeError } from './errors.js';
@@ -265,9 +265,7 @@ function remoteSettings(session: ClientHttp2Session, timeout: number, signal: Ab
   if (session.remoteSettings?.enableConnectProtocol === true) return Promise.resolve(true);
   return new Promise((resolve, reject) => {
     let settled = false;
-    // (Once the loop has polled again, as over HTTP/1.1: see client.ts.)
-    const timer = setTimeout(() => setImmediate(() => fail(new HandshakeError('no HTTP/2 SETTINGS from the server', 0, { code: 'WS_HANDSHAKE_TIMEOUT' }))), timerDelay(timeout));
-    timer.unref?.();
+    const timer = peerDeadline(() => fail(new HandshakeError('no HTTP/2 SETTINGS from the server', 0, { code: 'WS_HANDSHAKE_TIMEOUT' })), timeout);
     const onAbort = (): void => fail(abortedHandshake(signal!));
     signal?.addEventListener('abort', onAbort, { once: true });
     const done = (): boolean => {
@@ -368,11 +366,7 @@ export async function connectHttp2(url: URL, options: Http2ConnectOptions): Prom
     // A refusal being read when time runs out (a body that never ends) is reported as the refusal.
     let refused: (() => void) | undefined;
     const left = Math.max(0, timeout - (performance.now() - started));
-    const timer = setTimeout(
-      () => setImmediate(() => (refused ? refused() : fail(new HandshakeError(`handshake timed out after ${timeout} ms`, 0, { code: 'WS_HANDSHAKE_TIMEOUT' })))),
-      timerDelay(left),
-    );
-    timer.unref?.();
+    const timer = peerDeadline(() => (refused ? refused() : fail(new HandshakeError(`handshake timed out after ${timeout} ms`, 0, { code: 'WS_HANDSHAKE_TIMEOUT' }))), left);
     let settled = false;
     const fail = (error: Error): void => {
       if (settled) return;

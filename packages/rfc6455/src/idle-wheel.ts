@@ -112,6 +112,19 @@ function tickGroup(group: ReadonlySet<WheelMember>, _same: unknown, groups: Set<
 /** The process-wide wheel. */
 export const wheel = new IdleWheel();
 
+/**
+ * A deadline on what a peer sends: `fn` runs `ms` (through timerDelay()) later, once the loop has
+ * polled again. After the event loop was held, timers run before what came meanwhile is read, and
+ * what the peer sent in time (a close frame, a 101) may be waiting there. (Fixed bug: such a close
+ * was recorded 1006, such a handshake failed with WS_HANDSHAKE_TIMEOUT.) Unref'd; clearTimeout()
+ * before it fires cancels it.
+ */
+export function peerDeadline(fn: () => void, ms: number): NodeJS.Timeout {
+  const timer = setTimeout(() => setImmediate(fn), timerDelay(ms));
+  timer.unref();
+  return timer;
+}
+
 /** Longest delay setTimeout takes (2^31 - 1 ms, about 24.8 days); Node turns a longer one into 1 ms. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 

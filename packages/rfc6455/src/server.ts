@@ -160,15 +160,8 @@ export async function serve<State = unknown>(options: ServeOptions<State>, targe
     ...options,
     connections,
     // An upgrade that was still waiting when close() began (a before-accept hook, a hybi-00 key3)
-    // is closed at once, as close() closes the others (fixed bug: it stayed open, and close()
-    // waited for it to end, forever with a peer that kept it).
-    onConnection(conn) {
-      if (closing) {
-        conn.close(CloseCode.GoingAway, 'server shutting down').catch(() => undefined);
-        return;
-      }
-      options.onConnection?.(conn);
-    },
+    // is closed at once, as close() closes the others.
+    shuttingDown: () => closing,
   };
   // Upgrades let through that have no connection yet (a before-accept hook or a hybi-00 key3 to
   // wait for), counted against maxConnections (fixed bug: with an async hook every upgrade of a
@@ -264,7 +257,6 @@ export async function serve<State = unknown>(options: ServeOptions<State>, targe
         return result;
       },
       onConnection(conn) {
-        if (closing) return upgradeOptions.onConnection!(conn);
         if (perIp) {
           const ip = conn.remoteAddress ?? '';
           // Counted from here (the check ran in beforeAccept); an overshoot from a concurrent async hook is not counted twice.

@@ -102,6 +102,13 @@ export interface UpgradeOptions<State = unknown> extends ConnectionOptions {
   hybi00?: boolean;
   /** Called with every accepted connection (serve() uses it to track them for shutdown). */
   onConnection?: (conn: WebSocketConnection) => void;
+  /**
+   * True once the server is shutting down: a connection accepted from then on (its upgrade was
+   * still waiting, in a before-accept hook, a framework's hooks or a hybi-00 key3, when the
+   * shutdown began) is closed at once with 1001, without `onConnection`, as the shutdown closed the
+   * others. serve() and the adapters set it.
+   */
+  shuttingDown?: () => boolean;
 }
 
 /** Who serves accepted connections: one handler for every path, or a {@link ServiceMapper}. */
@@ -378,7 +385,10 @@ export function startConnection<State>(
     negotiated.extension && options.compressThreshold === undefined ? { ...options, compressThreshold: negotiated.extension.threshold } : options,
     head,
   );
-  options.onConnection?.(conn);
+  // (Fixed bug: an upgrade still waiting when the shutdown began stayed open, and the shutdown
+  // waited for it to end, forever with a peer that kept it.)
+  if (options.shuttingDown?.() === true) conn.close(CloseCode.GoingAway, 'server shutting down').catch(noop);
+  else options.onConnection?.(conn);
   runHandler(negotiated.handler, conn, req, { params: negotiated.params, state: negotiated.state, protocol: negotiated.protocol }, options);
   return conn;
 }
