@@ -1055,10 +1055,19 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   /** @internal */
   onPiece(data: Buffer, _binary: boolean, first: boolean, last: boolean): void {
     if (first) {
-      const incoming = new Readable({ read: () => this.resumeReading() });
+      const incoming = new Readable({
+        read: () => {
+          // (The reader wants more: a compressed frame held for it is inflated on.)
+          this.engine?.resumeStreaming?.();
+          this.resumeReading();
+        },
+      });
       // Reading paused by this stream's backpressure resumes when the stream has been read to its
       // end or destroyed: an ended Readable never calls `read` again.
-      incoming.once('close', () => this.streamDrained());
+      incoming.once('close', () => {
+        this.engine?.resumeStreaming?.();
+        this.streamDrained();
+      });
       this.incoming = incoming;
       const waiter = this.streamWaiters?.shift();
       if (this.streamWaiters && this.streamWaiters.length > 0) this.proto.streamNextMessage = true;
@@ -1071,6 +1080,17 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
       if (!incoming.destroyed) incoming.push(null);
       this.incoming = undefined;
     }
+  }
+
+  /**
+   * True while the streamed message's reader holds its high-water mark (see
+   * ProtocolHandler.streamFull). Once our close frame is out the peer's answer is read, and what
+   * comes before it is handed over without waiting, as the socket is read on then (see closeNow).
+   * @internal
+   */
+  streamFull(): boolean {
+    const incoming = this.incoming;
+    return incoming !== undefined && !incoming.destroyed && incoming.readableLength >= incoming.readableHighWaterMark && this.engine?.closeSent !== true;
   }
 
   /**
@@ -1454,6 +1474,8 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
       // queue too (fixed bug: the close frame the peer sent back was never read, and the
       // connection was aborted at closeTimeout, 1006, however promptly the peer had answered).
       if (this.readPaused) this.resumeReading(true);
+      // (And a compressed frame held for a streamed message's reader is inflated on.)
+      this.engine?.resumeStreaming?.();
     }
   }
 

@@ -78,6 +78,6 @@ export { handleHybi00Upgrade, connectHybi00 } from './hybi00-upgrade.js';
 export { Hybi00Protocol } from './hybi00-protocol.js';
 export { PerMessageDeflate, type PerMessageDeflateEngineOptions, type Callback as ExtensionCallback, acceptDeflateOffers, buildDeflateOffer, acceptDeflateResponse, setZlibConcurrency, type DeflateParams } from './extensions/permessage-deflate.js';
 export { parseExtensions, formatExtension, type ExtensionOffer } from './extensions/header.js';
-export type { MessageExtension } from './extensions/extension.js';
+export type { InflatedSlice, MessageExtension } from './extensions/extension.js';
 export { tuneAllocator, type AllocatorTuning } from './allocator.js';
 export { checkUpgradeOptions } from './check-options.js';

@@ -23,7 +23,7 @@ import {
   ProtocolError,
   WebSocketError,
 } from './errors.js';
-import type { MessageExtension } from './extensions/extension.js';
+import type { InflatedSlice, MessageExtension } from './extensions/extension.js';
 import type { PreparedMessage, SharedPayload } from './prepared.js';
 
 /** Which end of a connection: the server, or the client (which masks its frames). */
@@ -67,6 +67,13 @@ export interface ProtocolHandler {
    * the caller should not read the transport until then (backpressure on the peer).
    */
   onInflating?(waiting: boolean): void;
+  /**
+   * Optional: true while the reader of the message being streamed (`onPiece`) holds as much as it
+   * wants. A compressed frame of that message is then inflated no further, and the next frame not
+   * parsed, until the engine's `resumeStreaming()` is called (`onInflating` tells when the engine
+   * waits so).
+   */
+  streamFull?(): boolean;
 }
 
 /** Options of a {@link Protocol}. Limits omitted here are unlimited (connections pass their defaults). */
@@ -107,6 +114,11 @@ export interface ProtocolEngine {
   readonly closeReason: string;
   /** Set to true to receive the next message in pieces (`onPiece`) instead of whole (`onMessage`). */
   streamNextMessage: boolean;
+  /**
+   * Optional: the reader of the streamed message wants more. What `streamFull` held (inflating a
+   * compressed frame, parsing the next frame) continues on a later turn of the event loop.
+   */
+  resumeStreaming?(): void;
   /**
    * True when the engine holds nothing a new one (same options, same handler) would not: open,
    * between messages in both directions, nothing buffered or queued. The owner may then drop it
@@ -153,6 +165,13 @@ interface QueuedFrame {
 }
 
 const EMPTY = Buffer.alloc(0);
+/**
+ * A compressed frame of a message read as a stream is inflated this many bytes at a time (zlib's
+ * inline output buffer), as its reader takes them.
+ */
+const SLICE = 32 * 1024;
+/** Inflating for a reader that takes everything yields to the event loop after this many bytes. */
+const SLICE_TURN = 256 * 1024;
 /**
  * Pieces of a fragmented message below this size are copied into a shared block instead of being
  * kept one Buffer each, so what a message in tiny fragments holds is proportional to its bytes,
@@ -223,6 +242,16 @@ class RareFields {
   queue: QueuedFrame[] = NO_FRAMES;
   /** The payload bytes of `queue` (as given, before compression). */
   queuedBytes = 0;
+  /** The opcode of the streamed message whose compressed frame is being inflated in slices; 0 when none. */
+  sliceOpcode = 0;
+  /** The next slice is the message's first piece. */
+  sliceFirst = false;
+  /** The frame being sliced is the message's last. */
+  sliceLast = false;
+  /** Parsing (and slicing) waits for the reader (`resumeStreaming`) or for the next turn. */
+  sliceHeld = false;
+  /** The next turn's slicing is scheduled. */
+  sliceTimer: NodeJS.Immediate | undefined = undefined;
 }
 
 function addPart(rare: RareFields, data: Buffer): void {
@@ -243,6 +272,10 @@ let lastConfig: ProtocolConfig | undefined;
 /** What a failed inflation closes with: its own error when it has a close code, else 1007. */
 function inflateFailure(error: unknown): WebSocketError {
   return error instanceof WebSocketError ? error : new ProtocolError('invalid compressed data', 1007, 'WS_BAD_DEFLATE');
+}
+
+function continueSlices(protocol: Protocol): void {
+  protocol.continueSlices();
 }
 
 function configFor(side: Side, compressThreshold: number, textAsBuffer: boolean): ProtocolConfig {
@@ -404,6 +437,16 @@ export class Protocol implements FrameSink, ProtocolEngine {
       this.receivePiece(opcode, payload, first, last);
       return;
     }
+    // A message read as a stream is inflated as its reader takes it (fixed bug: each frame was
+    // inflated whole, and a 32 MiB message sent as 32 KiB of zeros was held while nobody read).
+    if ((this.flags & (first ? STREAM_NEXT : STREAMING)) !== 0 && this.extension!.inflateSlice !== undefined) {
+      const rare = this.rareFields();
+      rare.sliceOpcode = opcode;
+      rare.sliceFirst = first;
+      rare.sliceLast = last;
+      if (this.slices(payload)) return;
+      rare.sliceOpcode = 0;
+    }
     let inflated: unknown;
     try {
       inflated = this.extension!.decompress(payload, last, (error, result) => {
@@ -436,6 +479,92 @@ export class Protocol implements FrameSink, ProtocolEngine {
     }
     this.receivePiece(opcode, result ?? EMPTY, first, last);
     if (!this.parser.failed) this.parser.resume();
+  }
+
+  /**
+   * Inflates the frame being sliced (`payload` on the first call, undefined to continue) while its
+   * reader wants more, at most SLICE_TURN bytes per turn of the event loop; parsing waits until the
+   * frame is done, and, in the middle of a message, until the reader wants more. Returns false,
+   * having done nothing, when the extension cannot inflate the frame this way.
+   */
+  private slices(payload: Buffer | undefined): boolean {
+    const rare = this.rare!;
+    const opcode = rare.sliceOpcode;
+    let turn = 0;
+    for (;;) {
+      let slice: InflatedSlice | undefined;
+      try {
+        slice = this.extension!.inflateSlice!(payload, rare.sliceLast, SLICE);
+      } catch (error) {
+        rare.sliceOpcode = 0;
+        this.fail(inflateFailure(error));
+        this.releaseSlices();
+        return true;
+      }
+      if (slice === undefined) return false;
+      payload = undefined;
+      const first = rare.sliceFirst;
+      rare.sliceFirst = false;
+      if (slice.done) rare.sliceOpcode = 0;
+      this.receivePiece(opcode, slice.data, first, slice.done && rare.sliceLast);
+      if ((this.flags & STATE) === CLOSED) {
+        rare.sliceOpcode = 0;
+        this.releaseSlices();
+        return true;
+      }
+      const full = this.handler.streamFull?.() === true;
+      if (slice.done) {
+        if (full && !rare.sliceLast) this.holdSlices();
+        else this.releaseSlices();
+        return true;
+      }
+      turn += slice.data.length;
+      if (full) {
+        this.holdSlices();
+        return true;
+      }
+      if (turn >= SLICE_TURN) {
+        this.holdSlices();
+        rare.sliceTimer = setImmediate(continueSlices, this);
+        return true;
+      }
+    }
+  }
+
+  /** Parsing waits for the slicing (or for the reader). */
+  private holdSlices(): void {
+    this.rare!.sliceHeld = true;
+    if (this.parser.paused) return;
+    this.parser.paused = true;
+    this.handler.onInflating?.(true);
+  }
+
+  /** Parsing continues after the slicing, if it waited for it. */
+  private releaseSlices(): void {
+    const rare = this.rare!;
+    if (!rare.sliceHeld) return;
+    rare.sliceHeld = false;
+    if (!this.parser.failed) this.parser.resume();
+    // Unless the next frame waits for inflation too, the transport may be read again.
+    if (!this.parser.paused || this.parser.failed) this.handler.onInflating?.(false);
+  }
+
+  /** The reader of the streamed message wants more: held slicing or parsing continues on a later turn. */
+  resumeStreaming(): void {
+    const rare = this.rare;
+    if (rare === undefined || !rare.sliceHeld || rare.sliceTimer !== undefined) return;
+    rare.sliceTimer = setImmediate(continueSlices, this);
+  }
+
+  /** See `resumeStreaming`. @internal */
+  continueSlices(): void {
+    const rare = this.rare!;
+    rare.sliceTimer = undefined;
+    if ((this.flags & STATE) === CLOSED || !rare.sliceHeld) return;
+    // (Still full: a read that took less than the high-water mark. The next read comes back here.)
+    if (this.handler.streamFull?.() === true) return;
+    if (rare.sliceOpcode !== 0) this.slices(undefined);
+    else this.releaseSlices();
   }
 
   private receivePiece(opcode: number, data: Buffer, first: boolean, last: boolean): void {

@@ -25,6 +25,14 @@ export interface MessageExtension {
    * and inflation stops at once.
    */
   decompress(data: Buffer, fin: boolean, cb: (err: Error | null, result?: Buffer) => void): unknown;
+  /**
+   * Optional. Inflates a frame of a message read as a stream a slice at a time, on the calling
+   * thread: at most `budget` bytes of output per call, so that no more is inflated than the
+   * reader takes. The first call gives the frame's payload; while the result's `done` is false,
+   * the next call, with `data` undefined, continues it. Failures are thrown. Returns undefined,
+   * having done nothing, when the frame cannot be inflated this way (it then goes to `decompress`).
+   */
+  inflateSlice?(data: Buffer | undefined, fin: boolean, budget: number): InflatedSlice | undefined;
   /** Releases zlib contexts. Idempotent; later calls to compress/decompress fail. */
   dispose(): void;
   /**
@@ -39,4 +47,12 @@ export interface MessageExtension {
    * connection's own queue (same return and callback rules). Present when `standaloneKey` can be set.
    */
   compressStandalone?(data: Buffer, cb: (err: Error | null, result?: Buffer) => void): unknown;
+}
+
+/** A slice of a frame's inflated output (see {@link MessageExtension.inflateSlice}). */
+export interface InflatedSlice {
+  /** The output of this call (may be empty). */
+  data: Buffer;
+  /** The frame is inflated to its end; false: call again to continue it. */
+  done: boolean;
 }

@@ -9,7 +9,7 @@
  */
 import { constants, createDeflateRaw, createInflateRaw, deflateRaw, deflateRawSync, type DeflateRaw, type InflateRaw } from 'node:zlib';
 import { MessageTooBigError, ProtocolError, WebSocketError } from '../errors.js';
-import type { MessageExtension } from './extension.js';
+import type { InflatedSlice, MessageExtension } from './extension.js';
 import { PERMESSAGE_DEFLATE, type DeflateParams, type PerMessageDeflateOptions } from './deflate-negotiation.js';
 import { zlibLimiter, setZlibConcurrency } from './zlib-limiter.js';
 import { capOutput, inlineCapable, MIN_CHUNK, outputSizable, runInline, sizeOutput } from './zlib-inline.js';
@@ -160,6 +160,8 @@ export class PerMessageDeflate implements MessageExtension {
   /** Jobs of each direction whose callback has not been called yet. */
   #pendingCompress = 0;
   #pendingDecompress = 0;
+  /** What `inflateSlice` has still to feed of the frame it works on. */
+  #slice: { rest: Buffer; isTail: boolean } | undefined = undefined;
 
   constructor(params: DeflateParams, side: 'server' | 'client', options: PerMessageDeflateEngineOptions) {
     if (!(options.maxMessageSize > 0)) throw new RangeError('maxMessageSize must be positive');
@@ -287,28 +289,76 @@ export class PerMessageDeflate implements MessageExtension {
 
   #decompressInline(inf: InflateRaw, data: Buffer, fin: boolean, cb: Callback): Buffer | undefined {
     const pieces: Buffer[] = [];
-    // Output beyond the message limit fails; beyond the inline budget, the rest goes to the pool.
-    const room = this.#maxMessageSize - this.#inflated;
-    const budget = Math.min(room + 1, INLINE_INFLATE_MAX);
+    // Beyond the inline budget, the rest goes to the pool.
+    const run = this.#inflateInline(inf, data, false, fin, INLINE_INFLATE_MAX, pieces);
+    if (run.rest !== undefined) {
+      // More output than one inline run may make: zlib continues in the thread pool.
+      this.#pendingDecompress++;
+      this.#enqueue({ kind: 'decompress', data: run.rest, fin, cb, prefix: pieces, tailDone: run.restIsTail });
+      return undefined;
+    }
+    return join(pieces);
+  }
+
+  /**
+   * Inflates a frame of a message read as a stream a slice at a time, on the calling thread, so
+   * that no more is inflated than its reader has taken: at most `budget` bytes of output per call.
+   * The first call gives the frame's payload (`fin`: the message's last frame); while the result's
+   * `done` is false, the next call, with `data` undefined, continues where this one stopped (no
+   * other frame may be given meanwhile). Failures are thrown, as by the inline `decompress`.
+   * Returns undefined, having done nothing, when the frame cannot be inflated this way (a
+   * thread-pool job is unfinished, or this runtime's zlib cannot be run inline): it then goes to
+   * `decompress`.
+   */
+  inflateSlice(data: Buffer | undefined, fin: boolean, budget: number): InflatedSlice | undefined {
+    let input: Buffer;
+    let isTail = false;
+    if (data !== undefined) {
+      if (this.#pendingDecompress !== 0 || this.#disposed) return undefined;
+      const inf = this.#inflate ?? this.#openInflate();
+      if (!inlineCapable(inf)) return undefined;
+      input = data;
+    } else {
+      if (this.#slice === undefined) throw new Error('inflateSlice: no frame to continue');
+      if (this.#inflate === null) throw new ExtensionDisposedError();
+      input = this.#slice.rest;
+      isTail = this.#slice.isTail;
+    }
+    this.#slice = undefined;
+    const pieces: Buffer[] = [];
+    const run = this.#inflateInline(this.#inflate!, input, isTail, fin, budget, pieces);
+    if (run.rest !== undefined) this.#slice = { rest: run.rest, isTail: run.restIsTail };
+    return { data: join(pieces), done: run.rest === undefined };
+  }
+
+  /**
+   * Feeds `input` to the inflater on the calling thread, then, for a message's last frame, the
+   * tail (RFC 7692 §7.2.2; `isTail`: `input` is what remains of the tail): at most `budget` bytes
+   * of output, appended to `pieces`. What zlib did not take when the budget ran out is `rest`.
+   * Counts the output against `maxMessageSize` (throws MessageTooBigError past it, ProtocolError
+   * 1007 for bad data) and, once the message is done, starts the next one.
+   */
+  #inflateInline(inf: InflateRaw, input: Buffer, isTail: boolean, fin: boolean, budget: number, pieces: Buffer[]): { rest: Buffer | undefined; restIsTail: boolean } {
+    // Output beyond the message limit fails.
+    const limit = Math.min(this.#maxMessageSize - this.#inflated + 1, budget);
     let produced = 0;
     let ended = false;
-    /** What zlib still has to take, when the inline budget ran out. */
     let rest: Buffer | undefined;
-    /** `rest` is (the end of) the tail, which is then not appended again. */
     let restIsTail = false;
     try {
-      const run = runInline(inf, data, constants.Z_SYNC_FLUSH, pieces, budget);
-      produced = run.produced;
-      if (!run.done) {
-        rest = data.subarray(run.consumed);
-      } else if (run.consumed < data.length) {
-        ended = true; // a BFINAL block before the end of the input (RFC 7692 §7.2.3.3)
-      } else if (fin) {
-        // RFC 7692 §7.2.2: the tail, then what it flushes out.
-        const tail = runInline(inf, TAIL, constants.Z_SYNC_FLUSH, pieces, budget - produced);
+      if (!isTail) {
+        const run = runInline(inf, input, constants.Z_SYNC_FLUSH, pieces, limit);
+        produced = run.produced;
+        if (!run.done) rest = input.subarray(run.consumed);
+        else if (run.consumed < input.length) ended = true; // a BFINAL block before the end of the input (RFC 7692 §7.2.3.3)
+        else if (fin) (input = TAIL), (isTail = true);
+      }
+      if (isTail) {
+        // The tail, then what it flushes out.
+        const tail = runInline(inf, input, constants.Z_SYNC_FLUSH, pieces, limit - produced);
         produced += tail.produced;
-        if (!tail.done) (rest = TAIL.subarray(tail.consumed)), (restIsTail = true);
-        else if (tail.consumed < TAIL.length) ended = true;
+        if (!tail.done) (rest = input.subarray(tail.consumed)), (restIsTail = true);
+        else if (tail.consumed < input.length) ended = true;
       }
     } catch (err) {
       this.#closeInflate();
@@ -320,18 +370,12 @@ export class PerMessageDeflate implements MessageExtension {
       this.#closeInflate();
       throw this.#tooBig();
     }
-    if (rest !== undefined) {
-      // More output than one inline run may make: zlib continues in the thread pool.
-      this.#pendingDecompress++;
-      this.#enqueue({ kind: 'decompress', data: rest, fin, cb, prefix: pieces, tailDone: restIsTail });
-      return undefined;
-    }
-    if (fin) {
+    if (rest === undefined && fin) {
       this.#inflated = 0;
       // A message that ended with BFINAL finished the context; without takeover it is not kept.
       if (this.#inReset || ended) this.#closeInflate();
     }
-    return join(pieces);
+    return { rest, restIsTail };
   }
 
   /** Frees both zlib contexts; pending callbacks get `ExtensionDisposedError`. Idempotent. */
@@ -340,6 +384,7 @@ export class PerMessageDeflate implements MessageExtension {
     this.#disposed = true;
     this.#closeDeflate();
     this.#closeInflate();
+    this.#slice = undefined;
     if (this.#cancelWait !== null) this.#cancelWait();
     this.#cancelWait = null;
     if (this.#running) {
