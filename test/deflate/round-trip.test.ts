@@ -211,6 +211,22 @@ describe('threshold and per-send choice', () => {
     expect(binaryAt.up).toBeLessThan(100);
   });
 
+  test('the threshold counts a string in UTF-8 bytes, as bytes and prepared messages are counted: 600 "é" (1200 bytes) are compressed', async () => {
+    const s = await startServer();
+    const client = await open(s.url);
+    const server = await s.nth(0);
+    // 600 characters, 1200 bytes: at or above the default 1024, so compressed, both directions
+    // (it went plain when the string's length was compared).
+    const text = 'é'.repeat(600);
+    const trip = await roundTrip(client, server, text);
+    expect(trip.echo).toBe(text);
+    expect(trip.up).toBeLessThan(100);
+    expect(trip.down).toBeLessThan(100);
+    // 511 characters, 1022 bytes: below it, plain.
+    const below = await roundTrip(client, server, 'é'.repeat(511));
+    expect(below.up).toBeGreaterThanOrEqual(1022);
+  });
+
   test('a threshold option on each side moves the boundary', async () => {
     const s = await startServer({ perMessageDeflate: { threshold: 10 } });
     const client = await open(s.url, { perMessageDeflate: { threshold: 100_000 } });

@@ -745,7 +745,13 @@ export class Protocol implements FrameSink, ProtocolEngine {
     if (typeof text !== 'string') return this.sendData(Opcode.Text, text, compress, callback);
     // (The string's own path checked nothing, and wrote a new message into an open fragmented one.)
     this.assertNotFragmenting();
-    if ((this.flags & QUEUED) === 0 && !this.wantsCompression(compress, text.length)) {
+    // The threshold is in bytes, as for bytes and prepared messages: a string's UTF-8 is at least
+    // its length and at most three times it, so it is measured only in between (fixed bug: 600
+    // 'é', 1200 bytes, went uncompressed under the default 1024, the same text as bytes did not).
+    const threshold = this.config.compressThreshold;
+    const n = text.length;
+    const size = n < threshold && n * 3 >= threshold && compress && this.extension !== undefined ? Buffer.byteLength(text, 'utf8') : n;
+    if ((this.flags & QUEUED) === 0 && !this.wantsCompression(compress, size)) {
       this.writeTextFrame(text);
       return true;
     }
