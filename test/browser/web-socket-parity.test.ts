@@ -132,6 +132,12 @@ const SCENARIOS = String(async function scenarios(WS: typeof WebSocket, base: st
     nameOf(() => new WS(base + '/echo', ['a', 'a'])),
     nameOf(() => new WS(base + '/echo', ['a b'])),
     nameOf(() => new WS(base + '/echo', [''])),
+    // WebIDL's conversions: a Symbol is a TypeError, before the URL is checked (they were
+    // converted with String(), and refused as a SyntaxError).
+    nameOf(() => new WS(Symbol('url') as never)),
+    nameOf(() => new WS(base + '/echo', [Symbol('p') as never])),
+    nameOf(() => new WS('ftp://127.0.0.1/', Symbol('p') as never)),
+    nameOf(() => ok.close(4000, Symbol('reason') as never)),
     // Required arguments missing: TypeErrors (send() sent the text 'undefined').
     nameOf(() => Reflect.construct(WS, [])),
     nameOf(() => Reflect.apply(ok.send, ok, [])),
@@ -228,6 +234,8 @@ test('the same script gives the same events in Chromium and with rfc6455 WebSock
   expect(inNode).toContainEqual(['refused', 'error', 'error', 3]);
   expect(inNode).toContainEqual(['bad utf-8', 'error', 'error', 3]);
   expect(inNode).toContainEqual(['close while connecting', 'readyState after close()', 2]);
+  const exceptions = (inNode.find((entry) => (entry as unknown[])[0] === 'exceptions') as [string, string[]])[1];
+  expect(exceptions.slice(12, 16)).toEqual(['TypeError', 'TypeError', 'TypeError', 'TypeError']);
   expect(pongs).toEqual(['pong', 'pong']);
   expect(inNode.filter((entry) => (entry as unknown[])[0] === 'kinds').map((entry) => (entry as unknown[]).slice(1, 3))).toEqual([
     ['created', 0],

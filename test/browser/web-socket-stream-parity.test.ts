@@ -160,6 +160,23 @@ const SCENARIOS = String(async function scenarios(WSS: typeof WebSocketStream, W
   ] as const) {
     trace.push(['constructor', name, nameOf(() => new WSS(url, protocols === undefined ? undefined : { protocols: [...protocols] }))]);
   }
+  // WebIDL's conversions, a TypeError before any URL check (no URL was a SyntaxError; options
+  // that are not an object and protocols that are not a sequence were taken).
+  const nowhere = `${base}/nowhere`;
+  const construct = (...args: unknown[]): unknown => Reflect.construct(WSS, args);
+  for (const [name, args] of [
+    ['no URL', []],
+    ['a Symbol as the URL', [Symbol('url')]],
+    ['options a string', [nowhere, 'chat']],
+    ['options a number', [nowhere, 5]],
+    ['protocols a string', [nowhere, { protocols: 'chat' }]],
+    ['protocols null', [nowhere, { protocols: null }]],
+    ['protocols not iterable', [nowhere, { protocols: {} }]],
+    ['a Symbol as a protocol', [nowhere, { protocols: [Symbol('p')] }]],
+    ['converted before the URL is checked', ['ftp://127.0.0.1/', { protocols: 'chat' }]],
+  ] as const) {
+    trace.push(['constructor', name, nameOf(() => construct(...args))]);
+  }
   {
     const wss = new WSS(`${base}/chat`, { protocols: ['other', 'chat'] });
     const info = (await wss.opened) as Info;
@@ -241,4 +258,7 @@ test('the same script gives the same trace with Chromium’s WebSocketStream and
   expect(inNode).toContainEqual(['echo', 'closed', { closeCode: 4000, reason: 'bye' }]);
   expect(inNode).toContainEqual(['close', '{}', { closeCode: 1005, reason: '' }]);
   expect(inNode).toContainEqual(['server drops', 'closed', ['rejected', 'WebSocketError', 1006, '']]);
+  for (const name of ['no URL', 'a Symbol as the URL', 'options a string', 'options a number', 'protocols a string', 'protocols null', 'protocols not iterable', 'a Symbol as a protocol', 'converted before the URL is checked']) {
+    expect(inNode).toContainEqual(['constructor', name, 'TypeError']);
+  }
 }, 60_000);

@@ -27,6 +27,28 @@ export function refusalBody(body: Readable, done: () => void): () => Buffer {
   return () => Buffer.concat(chunks);
 }
 
+const isHex = (byte: number | undefined): boolean => byte !== undefined && ((byte >= 0x30 && byte <= 0x39) || ((byte | 0x20) >= 0x61 && (byte | 0x20) <= 0x66));
+
+/**
+ * The URL standard's percent-decode: the UTF-8 bytes of `text`, each `%` and two hex digits
+ * replaced by the byte they name; any other `%` is kept as it is (never an error).
+ */
+export function percentDecode(text: string): Buffer {
+  const input = Buffer.from(text, 'utf8');
+  const output = Buffer.alloc(input.length);
+  let length = 0;
+  for (let i = 0; i < input.length; i++) {
+    const byte = input[i]!;
+    if (byte === 0x25 && isHex(input[i + 1]) && isHex(input[i + 2])) {
+      output[length++] = Number.parseInt(input.toString('latin1', i + 1, i + 3), 16);
+      i += 2;
+    } else {
+      output[length++] = byte;
+    }
+  }
+  return output.subarray(0, length);
+}
+
 /** The options of `connect()` that choose how its socket is made. */
 export interface SocketChoice {
   socketPath?: string;
@@ -56,7 +78,9 @@ export function unixTarget(url: URL): { target: URL; socketPath: string } | unde
   // %23 cut it short and lost the query, %3F began a query, %2F became a '/', %25 a bare '%').
   const full = url.pathname;
   const colon = full.indexOf(':');
-  const socketPath = decodeURIComponent(colon < 0 ? full : full.slice(0, colon));
+  // (Decoded as the URL standard decodes: a '%' that begins no escape stays; decodeURIComponent
+  // threw 'URI malformed' for /tmp/50%off.sock.)
+  const socketPath = percentDecode(colon < 0 ? full : full.slice(0, colon)).toString('utf8');
   if (socketPath === '') throw new TypeError(`no socket path in ${url.href} (use ws+unix:///path/to/socket:/request/path)`);
   const path = colon < 0 ? '/' : full.slice(colon + 1) || '/';
   const target = new URL(`${url.protocol === 'wss+unix:' ? 'wss' : 'ws'}://localhost${path.startsWith('/') ? path : `/${path}`}${url.search}`);

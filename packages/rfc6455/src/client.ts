@@ -12,11 +12,11 @@ import { peerDeadline } from './idle-wheel.js';
 import { WebSocketConnection, type ConnectionOptions } from './connection.js';
 import { HandshakeError } from './errors.js';
 import { acceptDeflateResponse, buildDeflateOffer, deflateEngineOptions, PerMessageDeflate, PERMESSAGE_DEFLATE, type PerMessageDeflateOptions } from './extensions/permessage-deflate.js';
-import { buildRequestHeaders, generateKey, verifyResponse } from './handshake/client.js';
+import { buildRequestHeaders, checkOfferedProtocols, generateKey, verifyResponse } from './handshake/client.js';
 import { socketTransport } from './transport.js';
 import { connectHttp2 } from './http2.js';
 import { connectHybi00 } from './hybi00-upgrade.js';
-import { refusalBody, socketOptions, unixTarget } from './client-target.js';
+import { percentDecode, refusalBody, socketOptions, unixTarget } from './client-target.js';
 import type { ClientHttp2Session } from 'node:http2';
 
 /** Options of {@link connect}: the handshake, plus every connection option. */
@@ -71,6 +71,8 @@ export interface ConnectOptions extends ConnectionOptions {
 /** Opens a WebSocket connection. Rejects with HandshakeError (status, headers, body attached). */
 export async function connect(url: string | URL, options: ConnectOptions = {}): Promise<WebSocketConnection> {
   checkClientOptions(options);
+  // Before anything connects, over HTTP/1.1 or HTTP/2 (hybi-00 checks its own).
+  if (options.variant !== 'hybi00') checkOfferedProtocols(typeof options.protocols === 'string' ? [options.protocols] : (options.protocols ?? []));
   let target = new URL(url);
   const unix = unixTarget(target);
   if (unix !== undefined) {
@@ -99,15 +101,17 @@ export async function connect(url: string | URL, options: ConnectOptions = {}): 
 /**
  * Credentials in the URL (`wss://user:pass@host/`) are sent as Basic authentication, as `ws` and
  * curl do, unless the caller gave an `Authorization` header of their own. They are percent-decoded
- * and sent as UTF-8 (RFC 7617).
+ * as the URL standard does it (a `%` that begins no escape stays) and sent as UTF-8 (RFC 7617).
  * @internal
  */
 export function withCredentials(target: URL, options: ConnectOptions): ConnectOptions {
   if (target.username === '' && target.password === '') return options;
   const headers = options.headers ?? {};
   if (Object.keys(headers).some((name) => name.toLowerCase() === 'authorization')) return options;
-  const credentials = `${decodeURIComponent(target.username)}:${decodeURIComponent(target.password)}`;
-  return { ...options, headers: { ...headers, authorization: `Basic ${Buffer.from(credentials, 'utf8').toString('base64')}` } };
+  // Decoded as the URL standard decodes: a '%' that does not begin an escape is kept (fixed bug:
+  // decodeURIComponent threw 'URI malformed' for a password such as '50%off', and nothing connected).
+  const credentials = Buffer.concat([percentDecode(target.username), Buffer.of(0x3a), percentDecode(target.password)]);
+  return { ...options, headers: { ...headers, authorization: `Basic ${credentials.toString('base64')}` } };
 }
 
 const isSecure = (url: URL): boolean => url.protocol === 'wss:' || url.protocol === 'https:';

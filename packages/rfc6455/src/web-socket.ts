@@ -124,13 +124,26 @@ function clampToUint16(value: unknown): number {
   return fraction > 0.5 || (fraction === 0.5 && floor % 2 === 1) ? floor + 1 : floor;
 }
 
-/** The URL steps of the constructor: ws/wss (http/https mapped to them), no fragment. @internal */
-export function parseTarget(url: string | URL): URL {
+/**
+ * WebIDL's conversion of a value to a string (DOMString, USVString): as String(), but a Symbol is
+ * a TypeError (String() gave 'Symbol(…)', taken as a URL or a subprotocol: a SyntaxError). @internal
+ */
+export function idlString(value: unknown): string {
+  if (typeof value === 'symbol') throw new TypeError('a Symbol cannot be converted to a string');
+  return String(value);
+}
+
+/**
+ * The URL steps of the constructor: ws/wss (http/https mapped to them), no fragment. `url` is
+ * converted with {@link idlString} first. @internal
+ */
+export function parseTarget(url: unknown): URL {
+  const text = idlString(url);
   let target: URL;
   try {
-    target = new URL(String(url));
+    target = new URL(text);
   } catch {
-    throw new DOMException(`'${String(url)}' is not a valid URL`, 'SyntaxError');
+    throw new DOMException(`'${text}' is not a valid URL`, 'SyntaxError');
   }
   if (target.protocol === 'http:') target.protocol = 'ws:';
   else if (target.protocol === 'https:') target.protocol = 'wss:';
@@ -143,12 +156,19 @@ export function parseTarget(url: string | URL): URL {
   return target;
 }
 
-/** The subprotocols of the constructor, checked (SyntaxError: not a token, or twice). @internal */
-export function protocolList(protocols: unknown): string[] {
-  // WebIDL's (DOMString or sequence<DOMString>): a list from anything iterable, else one string
-  // (null is 'null', as in a browser).
+/**
+ * WebIDL's conversion of the WebSocket constructor's `(DOMString or sequence<DOMString>)`: a list
+ * from anything iterable, else one string (null is 'null', as in a browser); a Symbol is a
+ * TypeError. @internal
+ */
+export function protocolStrings(protocols: unknown): string[] {
+  if (protocols === undefined) return [];
   const iterable = typeof protocols === 'object' && protocols !== null && Symbol.iterator in protocols;
-  const list = protocols === undefined ? [] : iterable ? Array.from(protocols as Iterable<unknown>, String) : [String(protocols)];
+  return iterable ? Array.from(protocols as Iterable<unknown>, idlString) : [idlString(protocols)];
+}
+
+/** The subprotocols of the constructor, checked (SyntaxError: not a token, or twice). @internal */
+export function checkProtocols(list: readonly string[]): void {
   const seen = new Set<string>();
   for (const protocol of list) {
     // RFC 6455 §4.1: each a token; the standard: none twice (compared ignoring ASCII case).
@@ -157,7 +177,6 @@ export function protocolList(protocols: unknown): string[] {
     if (seen.has(key)) throw new DOMException(`the subprotocol '${protocol}' is given more than once`, 'SyntaxError');
     seen.add(key);
   }
-  return list;
 }
 
 /**
@@ -256,8 +275,12 @@ export class WebSocket extends EventTarget {
       options = protocols as WebSocketInit;
       offered = options.protocols;
     }
-    const target = parseTarget(url);
-    const list = protocolList(offered);
+    // WebIDL converts the arguments (a TypeError) before the URL and the subprotocols are checked
+    // (a SyntaxError).
+    const href = idlString(url);
+    const list = protocolStrings(offered);
+    const target = parseTarget(href);
+    checkProtocols(list);
     // A limit or timeout out of range is a TypeError or RangeError here, as a bad URL is.
     checkClientOptions(options);
     this.#url = target.href;
@@ -401,7 +424,7 @@ export class WebSocket extends EventTarget {
    */
   close(code?: number, reason?: string): void {
     const status = code === undefined ? undefined : clampToUint16(code);
-    const text = reason === undefined ? '' : String(reason);
+    const text = reason === undefined ? '' : idlString(reason);
     checkClose(status ?? null, text);
     if (this.#readyState === CLOSING || this.#readyState === CLOSED) return;
     this.#readyState = CLOSING;

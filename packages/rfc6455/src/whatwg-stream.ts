@@ -14,7 +14,7 @@ import { checkClientOptions } from './check-options.js';
 import { CloseCode, Defaults } from './codec/constants.js';
 import type { Message, WebSocketConnection } from './connection.js';
 import { ConnectionClosedError, WebSocketError as LibraryError } from './errors.js';
-import { checkClose, copyBytes, parseTarget, protocolList } from './web-socket.js';
+import { checkClose, checkProtocols, copyBytes, idlString, parseTarget } from './web-socket.js';
 
 /** What `closed` resolves with, and what `close()` and {@link WebSocketStreamError} take. */
 export interface WebSocketCloseInfo {
@@ -66,7 +66,7 @@ function closeInfoOf(value: unknown): { code: number | null; reason: string } {
   if (typeof value !== 'object' && typeof value !== 'function') throw new TypeError('the close info must be an object');
   const info = value as WebSocketCloseInfo;
   const code = info.closeCode === undefined ? null : toUint16(info.closeCode);
-  const reason = info.reason === undefined ? '' : String(info.reason);
+  const reason = info.reason === undefined ? '' : idlString(info.reason);
   return { code, reason };
 }
 
@@ -96,7 +96,7 @@ export class WebSocketStreamError extends DOMException {
   constructor(message = '', init: WebSocketCloseInfo = {}) {
     const unchecked = preset;
     preset = undefined;
-    super(String(message), unchecked?.cause === undefined ? { name: 'WebSocketError' } : { name: 'WebSocketError', cause: unchecked.cause });
+    super(idlString(message), unchecked?.cause === undefined ? { name: 'WebSocketError' } : { name: 'WebSocketError', cause: unchecked.cause });
     if (unchecked !== undefined) {
       this.#closeCode = unchecked.code;
       this.#reason = unchecked.reason;
@@ -130,6 +130,15 @@ let preset: { code: number | null; reason: string; cause: unknown } | undefined;
 function closeError(message: string, code: number, reason: string, cause?: unknown): WebSocketStreamError {
   preset = { code, reason, cause };
   return new WebSocketStreamError(message);
+}
+
+/** WebIDL's `sequence<USVString>` (absent: empty): anything iterable but a string; else a TypeError. */
+function sequenceOfStrings(value: unknown, name: string): string[] {
+  if (value === undefined) return [];
+  if ((typeof value !== 'object' && typeof value !== 'function') || value === null || !(Symbol.iterator in value)) {
+    throw new TypeError(`${name} must be a sequence (an array or another iterable) of strings`);
+  }
+  return Array.from(value as Iterable<unknown>, idlString);
 }
 
 /** Bytes to send: a view, or an ArrayBuffer (or SharedArrayBuffer) of any realm. */
@@ -182,9 +191,18 @@ export class WebSocketStream {
    * @param options `protocols`, `signal`, and (Node) every `connect()` option.
    */
   constructor(url: string | URL, options: WebSocketStreamInit | null = {}) {
+    // WebIDL converts the arguments (a TypeError) before the URL and the subprotocols are checked
+    // (a SyntaxError). (Fixed bug: no URL was a SyntaxError; options that were not an object, and
+    // protocols that were a string or null, were taken where Chromium throws a TypeError.)
+    if (arguments.length === 0) throw new TypeError('the WebSocketStream constructor needs a URL: 1 argument required, but only 0 present');
+    const href = idlString(url);
+    if (options !== undefined && options !== null && typeof options !== 'object' && typeof options !== 'function') {
+      throw new TypeError('the WebSocketStream options must be an object');
+    }
     const init = options ?? {};
-    const target = parseTarget(url);
-    const protocols = protocolList(init.protocols === undefined ? [] : init.protocols);
+    const protocols = sequenceOfStrings(init.protocols, 'protocols');
+    const target = parseTarget(href);
+    checkProtocols(protocols);
     // A limit or timeout out of range is a TypeError or RangeError here, as a bad URL is.
     checkClientOptions(init);
     this.#url = target.href;

@@ -18,12 +18,21 @@ export function generateKey(): string {
 export interface ClientRequestInit {
   /** The Sec-WebSocket-Key (see {@link generateKey}); keep it to verify the response. */
   key: string;
-  /** Subprotocols to offer, in order of preference; each must be a token (else TypeError). */
+  /** Subprotocols to offer, in order of preference; each must be a token, none twice (else TypeError). */
   protocols?: readonly string[];
   /** Sec-WebSocket-Extensions offer, if any. */
   extensions?: string | undefined;
   /** Origin header to send, if any. */
   origin?: string | undefined;
+}
+
+/**
+ * The subprotocols a client offers (RFC 6455 §4.1 item 10): each a token, and all unique; else a
+ * TypeError. (Fixed bug: ['chat', 'chat'] was sent as it is; ws refuses it too.)
+ */
+export function checkOfferedProtocols(protocols: readonly string[]): void {
+  for (const p of protocols) if (!isToken(p)) throw new TypeError(`invalid subprotocol ${JSON.stringify(p)}`);
+  if (new Set(protocols).size !== protocols.length) throw new TypeError(`a subprotocol is offered more than once: ${protocols.join(', ')}`);
 }
 
 /** The handshake headers of a client request (Host is set by the HTTP client). */
@@ -35,7 +44,7 @@ export function buildRequestHeaders(init: ClientRequestInit): Record<string, str
     'Sec-WebSocket-Version': '13',
   };
   if (init.protocols && init.protocols.length > 0) {
-    for (const p of init.protocols) if (!isToken(p)) throw new TypeError(`invalid subprotocol ${JSON.stringify(p)}`);
+    checkOfferedProtocols(init.protocols);
     headers['Sec-WebSocket-Protocol'] = init.protocols.join(', ');
   }
   if (init.extensions) headers['Sec-WebSocket-Extensions'] = init.extensions;

@@ -82,6 +82,17 @@ describe('client verifies the 101 response', () => {
     expect(error.headers['sec-websocket-protocol']).toBe('superchat');
   });
 
+  test('the same subprotocol offered twice is a TypeError, over HTTP/1.1 and HTTP/2, and nothing is sent (RFC 6455 §4.1: unique; it was sent as "chat, chat")', async () => {
+    const s = await answering((head) => switching(head));
+    for (const http2 of [false, true]) {
+      await expect(connect(s.url, { protocols: ['chat', 'v2', 'chat'], http2 })).rejects.toThrow(TypeError);
+    }
+    // (Exact duplicates: names that differ in case are different names here.)
+    (await connect(s.url, { protocols: ['chat', 'Chat'], perMessageDeflate: false })).terminate();
+    expect(s.requests).toHaveLength(1);
+    expect(s.requests[0]).toMatch(/^sec-websocket-protocol: chat, Chat$/im);
+  });
+
   test('a subprotocol when we offered none fails', async () => {
     const s = await answering((head) => switching(head, ['Sec-WebSocket-Protocol: chat']));
     expect((await failure(s.url)).code).toBe('WS_BAD_PROTOCOL');
@@ -285,6 +296,22 @@ describe('credentials in the URL', () => {
     expect(s.requests[0]).toMatch(new RegExp(`^authorization: ${basic('alïce:p:ss w')}$`, 'im'));
     // Never in the request target.
     expect(s.requests[0]?.split('\r\n')[0]).toBe('GET / HTTP/1.1');
+  });
+
+  test("a '%' that begins no escape is sent as it is, as the URL standard decodes (it threw 'URI malformed' and nothing connected)", async () => {
+    const s = await answering((head) => switching(head));
+    const url = new URL(s.url);
+    url.username = 'u%40x';
+    url.password = '50%off%';
+    expect(url.password).toBe('50%off%');
+    (await connect(url, { perMessageDeflate: false })).terminate();
+    expect(s.requests[0]).toMatch(new RegExp(`^authorization: ${basic('u@x:50%off%')}$`, 'im'));
+    // The bytes escaped are sent as they are, UTF-8 or not.
+    url.username = '%C3%A9';
+    url.password = '%FF';
+    (await connect(url, { perMessageDeflate: false })).terminate();
+    const sent = /^authorization: Basic (\S+)$/im.exec(s.requests[1] ?? '')?.[1];
+    expect(Buffer.from(sent ?? '', 'base64')).toEqual(Buffer.from([0xc3, 0xa9, 0x3a, 0xff]));
   });
 
   test('a user without a password, and an Authorization header of the caller\'s, which wins', async () => {

@@ -163,6 +163,20 @@ describe('Unix domain sockets', () => {
     expect(unixTarget(new URL('ws://localhost/'))).toBeUndefined();
     expect(() => unixTarget(new URL('ws+unix::/x'))).toThrow(/no socket path/);
   });
+
+  test("a '%' in the socket path that begins no escape stays, as the URL standard decodes (it threw 'URI malformed')", async () => {
+    expect(unixTarget(new URL('ws+unix:///tmp/50%off.sock:/x'))!.socketPath).toBe('/tmp/50%off.sock');
+    expect(unixTarget(new URL('ws+unix:///tmp/a%2.sock'))!.socketPath).toBe('/tmp/a%2.sock');
+    expect(unixTarget(new URL('ws+unix:///tmp/caf%C3%A9%25.sock'))!.socketPath).toBe('/tmp/café%.sock');
+    // And such a URL connects.
+    const socketPath = path.join(dir, '50%off.sock');
+    const server = await serve({ path: socketPath }, (conn) => void conn.on('message', (m) => void conn.send(m).catch(() => undefined)));
+    try {
+      expect(await roundTrip(await connect(`ws+unix://${socketPath}:/`), 'raw %')).toBe('raw %');
+    } finally {
+      await server.close();
+    }
+  });
 });
 
 describe('client socket options', () => {
