@@ -139,6 +139,32 @@ describe("attachHttp2 on a compatibility-API server (a 'request' listener)", () 
   }, 15_000);
 });
 
+describe('the request a handler gets, in both styles', () => {
+  test('req.headers.host is the :authority, as over HTTP/1.1 (it was undefined through the compatibility API)', async () => {
+    const hosts: Array<string | undefined> = [];
+    const handler = async (conn: WebSocketConnection, req: { headers: Record<string, unknown> }): Promise<void> => {
+      hosts.push(req.headers.host as string | undefined);
+      await conn.close();
+    };
+    const streamStyle = createSecureServer({ ...TLS });
+    streamStyle.on('stream', (stream: ServerHttp2Stream, headers) => {
+      if (headers[':method'] === 'CONNECT') return;
+      stream.respond({ ':status': 200 });
+      stream.end();
+    });
+    attachHttp2(streamStyle, handler);
+    const compat = createSecureServer({ ...TLS }, (_req, res) => res.end());
+    attachHttp2(compat, handler);
+    for (const server of [streamStyle, compat]) {
+      const { port } = await listen(server);
+      const conn = await connect(`wss://127.0.0.1:${port}/`, { tls: CLIENT_TLS, http2: true });
+      expect(conn.transport.kind).toBe('http2');
+      await conn.whenClosed;
+      expect(hosts.pop()).toBe(`127.0.0.1:${port}`);
+    }
+  });
+});
+
 describe('the advertised setting', () => {
   test('attachHttp2 turns SETTINGS_ENABLE_CONNECT_PROTOCOL on, detach() turns it off for new sessions', async () => {
     const server = createSecureServer({ ...TLS });

@@ -11,6 +11,7 @@ import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'n
 import { runInNewContext } from 'node:vm';
 import { connect, serve, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
 import { CLIENT_TLS, clientFrame, closeSession, exchange, openSession, originOf, TLS } from './helpers.js';
+import { PerMessageDeflate } from '../../packages/rfc6455/src/extensions/permessage-deflate.js';
 
 let server: WebSocketServer;
 let session: ClientHttp2Session;
@@ -344,4 +345,55 @@ describe('slow HTTP/1.1 peers on the HTTP/2 port (allowHTTP1)', () => {
       await own.close();
     }
   }, 15_000);
+});
+
+describe('a before-accept hook that settles after handshakeTimeout', () => {
+  test('the stream already answered 408 gets nothing more: no error reported, no connection, its deflate context disposed', async () => {
+    const errors: unknown[] = [];
+    let opened = 0;
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let hooked!: () => void;
+    const inHook = new Promise<void>((r) => (hooked = r));
+    const own = await serve(
+      {
+        host: '127.0.0.1',
+        port: 0,
+        http2: true,
+        tls: TLS,
+        handshakeTimeout: 200,
+        onError: (e) => errors.push(e),
+        beforeAccept: async () => {
+          hooked();
+          await gate;
+          return undefined;
+        },
+      },
+      () => void opened++,
+    );
+    const dispose = jest.spyOn(PerMessageDeflate.prototype, 'dispose');
+    const peer = await openSession(originOf(own.url));
+    try {
+      const stream = peer.request({ ...connectHeaders(), ':authority': new URL(own.url).host, 'sec-websocket-extensions': 'permessage-deflate' }, { endStream: false });
+      stream.on('error', () => undefined);
+      stream.resume();
+      await inHook;
+      const [headers] = (await once(stream, 'response')) as [Record<string, unknown>];
+      expect(headers[':status']).toBe(408);
+      const disposedBefore = dispose.mock.calls.length;
+      release();
+      // The hook's answer is taken in microtasks: one turn of the event loop sees it through.
+      await new Promise<void>((r) => setImmediate(r));
+      // (Before: the 200 was written on the answered stream; onError got ERR_HTTP2_INVALID_STREAM
+      // or ERR_HTTP2_HEADERS_SENT and the deflate context made for the late answer was kept.)
+      expect(errors).toEqual([]);
+      expect(opened).toBe(0);
+      expect(own.connections.size).toBe(0);
+      expect(dispose.mock.calls.length).toBe(disposedBefore + 1);
+    } finally {
+      dispose.mockRestore();
+      peer.destroy();
+      await own.close();
+    }
+  });
 });

@@ -7,7 +7,7 @@
  * Then what only HTTP/2 has: several WebSockets on one shared ClientHttp2Session, and the client's
  * fallback to HTTP/1.1 when the server does not advertise SETTINGS_ENABLE_CONNECT_PROTOCOL.
  */
-import { constants as h2constants, createSecureServer, type ClientHttp2Session, type Http2SecureServer } from 'node:http2';
+import { connect as h2connect, constants as h2constants, createSecureServer, type ClientHttp2Session, type Http2SecureServer } from 'node:http2';
 import type { IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
@@ -543,6 +543,110 @@ describe('client falls back to HTTP/1.1', () => {
       expect(conn.closeStatus).toBe(1000);
     } finally {
       await h1.close();
+    }
+  });
+});
+
+describe('a 200 whose negotiation the client refuses', () => {
+  test('a subprotocol or an extension that was not offered, or unacceptable deflate parameters: HandshakeError with status 200 (it said 101)', async () => {
+    const answers = [
+      { 'sec-websocket-protocol': 'not.offered' },
+      { 'sec-websocket-extensions': 'x-unknown' },
+      { 'sec-websocket-extensions': 'permessage-deflate; server_max_window_bits=99' },
+    ];
+    let next = 0;
+    const h2: Http2SecureServer = createSecureServer({ ...TLS, settings: { enableConnectProtocol: true } });
+    h2.on('session', (session) => session.on('error', () => undefined));
+    h2.on('stream', (stream) => {
+      stream.on('error', () => undefined);
+      stream.respond({ ':status': 200, ...answers[next++] });
+    });
+    await new Promise<void>((r) => h2.listen(0, '127.0.0.1', r));
+    const url = `wss://127.0.0.1:${(h2.address() as AddressInfo).port}/`;
+    try {
+      const codes: string[] = [];
+      for (let i = 0; i < answers.length; i++) {
+        const error = await connect(url, { tls: CLIENT_TLS, http2: true, protocols: ['chat.v1'] }).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(error).toBeInstanceOf(HandshakeError);
+        expect((error as HandshakeError).statusLine).toBe('HTTP/2 200');
+        expect((error as HandshakeError).status).toBe(200);
+        codes.push((error as HandshakeError).code);
+      }
+      expect(codes).toEqual(['WS_BAD_PROTOCOL', 'WS_BAD_EXTENSION_RESPONSE', 'WS_BAD_EXTENSION_RESPONSE']);
+    } finally {
+      await new Promise<void>((r) => h2.close(() => r()));
+    }
+  });
+});
+
+describe('a shared session that cannot open the WebSocket', () => {
+  test('closed (GOAWAY), destroyed, or destroyed while its SETTINGS are awaited: HandshakeError WS_CONNECT_FAILED at once (it was Node’s own error, or the handshake timeout)', async () => {
+    const failure = async (promise: Promise<WebSocketConnection>): Promise<HandshakeError> => {
+      const error = await promise.then(
+        (conn) => {
+          conn.terminate();
+          throw new Error('connected, expected a HandshakeError');
+        },
+        (e: unknown) => e,
+      );
+      expect(error).toBeInstanceOf(HandshakeError);
+      expect((error as HandshakeError).code).toBe('WS_CONNECT_FAILED');
+      return error as HandshakeError;
+    };
+    const closed = await openSession(origin);
+    closed.close();
+    expect((await failure(connect(server.url, { tls: CLIENT_TLS, http2: closed }))).message).toMatch(/GOAWAY/);
+    const destroyed = await openSession(origin);
+    destroyed.destroy();
+    await failure(connect(server.url, { tls: CLIENT_TLS, http2: destroyed }));
+
+    // A TLS server that selects h2 and then says nothing (no SETTINGS): the session is destroyed
+    // while the client waits for them.
+    const mute = createTlsServer({ ...TLS, ALPNProtocols: ['h2'] });
+    const sockets = new Set<Duplex>();
+    let connected!: () => void;
+    const secured = new Promise<void>((r) => (connected = r));
+    mute.on('secureConnection', (socket: TLSSocket) => {
+      sockets.add(socket);
+      socket.on('data', () => connected());
+    });
+    await new Promise<void>((r) => mute.listen(0, '127.0.0.1', r));
+    const muteOrigin = `https://127.0.0.1:${(mute.address() as AddressInfo).port}`;
+    const session: ClientHttp2Session = h2connect(muteOrigin, { ca: TLS.cert });
+    session.on('error', () => undefined);
+    try {
+      const pending = connect(`${muteOrigin.replace('https', 'wss')}/`, { tls: CLIENT_TLS, http2: session, handshakeTimeout: 20_000 });
+      await secured; // the client's preface arrived: it is waiting for the server's SETTINGS
+      session.destroy();
+      await failure(pending);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((r) => mute.close(() => r()));
+    }
+  });
+});
+
+describe('request headers of the caller over HTTP/2', () => {
+  test('HTTP/1.1-only ones (Connection, Keep-Alive, Upgrade, TE) are left out, Host becomes :authority; it failed every connect({ http2: true })', async () => {
+    const seen: Array<{ version: string; authority: unknown; custom: unknown; connection: unknown }> = [];
+    const own = await serve({ host: '127.0.0.1', port: 0, http2: true, tls: TLS }, async (conn, req) => {
+      seen.push({ version: req.httpVersion, authority: req.headers[':authority'], custom: req.headers['x-custom'], connection: req.headers.connection });
+      await conn.close();
+    });
+    try {
+      const conn = await connect(own.url, {
+        tls: CLIENT_TLS,
+        http2: true,
+        headers: { Connection: 'keep-alive', 'Keep-Alive': 'timeout=5', Upgrade: 'websocket', TE: 'gzip', Host: 'example.com', 'X-Custom': 'kept' },
+      });
+      expect(conn.transport.kind).toBe('http2');
+      await conn.whenClosed;
+      expect(seen).toEqual([{ version: '2.0', authority: 'example.com', custom: 'kept', connection: undefined }]);
+    } finally {
+      await own.close();
     }
   });
 });

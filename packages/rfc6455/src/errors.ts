@@ -66,7 +66,7 @@ export class MessageTooBigError extends WebSocketError {
  * valid response arrived) and `headers`/`body` carry its response.
  */
 export class HandshakeError extends WebSocketError {
-  /** Server: the HTTP status answered. Client: the status received (101 when the 101 failed checks), 0 when none. */
+  /** Server: the HTTP status answered. Client: the status received (101 when the 101 failed checks, 200 when an HTTP/2 200 did), 0 when none. */
   readonly status: number;
   /** Server: extra headers of the error response (e.g. Sec-WebSocket-Version with 426). Client: the response headers. */
   readonly headers: Record<string, string | string[] | undefined>;

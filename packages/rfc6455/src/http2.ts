@@ -129,7 +129,11 @@ async function handleConnectStream<State>(
       respondError(stream, r.status, r.body ?? '', r.headers as Http2OutgoingHeaders | undefined);
       return undefined;
     }
-    if (stream.destroyed) {
+    // Too late: the client left, or handshakeTimeout answered 408 while a before-accept hook ran.
+    // (Fixed bug: a hook that settled after the 408 had the 200 written on the answered stream,
+    // which threw ERR_HTTP2_INVALID_STREAM or ERR_HTTP2_HEADERS_SENT into onError, and the
+    // permessage-deflate context made for it was never disposed.)
+    if (stream.destroyed || stream.closed || stream.headersSent) {
       negotiated.extension?.dispose();
       return undefined;
     }
@@ -177,6 +181,10 @@ export function handleConnect<State = unknown>(
     respondError(stream, 405, 'CONNECT is only for WebSockets here');
     return Promise.resolve(undefined);
   }
+  // As on a 'stream'-style server (regularHeaders): a handler reads the authority as Host, as over
+  // HTTP/1.1. (Fixed bug: through the compatibility API, serve()'s included, req.headers.host was
+  // undefined for every WebSocket over HTTP/2.)
+  if (headers.host === undefined && typeof headers[':authority'] === 'string') headers.host = headers[':authority'];
   return handleConnectStream(stream, headers, req as unknown as IncomingMessage, target, options);
 }
 
@@ -243,11 +251,21 @@ export interface Http2ConnectOptions extends ConnectOptions {
   sessionOptions?: SecureClientSessionOptions;
 }
 
+/** HTTP/1.1 headers a request must not carry over HTTP/2 (RFC 9113 §8.2.2). */
+const CONNECTION_SPECIFIC = new Set(['connection', 'upgrade', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'http2-settings']);
+
 /** Keeps a session's errors from being thrown (each stream reports its own). */
 const ignoreError = (): void => undefined;
 
 /** The TLS alert a server sends when it speaks none of the offered ALPN protocols (no h2). */
 const NO_ALPN = 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL';
+
+/** The session a WebSocket was to be opened on is gone (or going: GOAWAY). */
+function sessionGone(cause?: unknown): HandshakeError {
+  const message = (cause as { message?: unknown } | undefined)?.message;
+  const why = typeof message === 'string' ? `: ${message}` : '';
+  return new HandshakeError(`the HTTP/2 session cannot open a stream${why}`, 0, { code: 'WS_CONNECT_FAILED', cause });
+}
 
 /**
  * Waits for the peer's SETTINGS, which say whether extended CONNECT is allowed (RFC 8441 §3), and
@@ -262,6 +280,7 @@ const NO_ALPN = 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL';
  * preface, RFC 9113 §3.4), so once it is back `remoteSettings` is the server's.
  */
 function remoteSettings(session: ClientHttp2Session, timeout: number, signal: AbortSignal | undefined): Promise<boolean | undefined> {
+  if (session.destroyed) return Promise.reject(sessionGone());
   if (session.remoteSettings?.enableConnectProtocol === true) return Promise.resolve(true);
   return new Promise((resolve, reject) => {
     let settled = false;
@@ -276,6 +295,7 @@ function remoteSettings(session: ClientHttp2Session, timeout: number, signal: Ab
       session.removeListener('error', onError);
       session.removeListener('remoteSettings', onSettings);
       session.removeListener('connect', probe);
+      session.removeListener('close', onClose);
       return true;
     };
     const fail = (error: Error): void => {
@@ -288,6 +308,8 @@ function remoteSettings(session: ClientHttp2Session, timeout: number, signal: Ab
       }
       fail(new HandshakeError(`HTTP/2 session failed: ${error.message}`, 0, { code: 'WS_CONNECT_FAILED', cause: error }));
     };
+    // Destroyed without an error (fixed bug: the handshake waited for its timeout).
+    const onClose = (): void => fail(sessionGone());
     const onSettings = (settings: { enableConnectProtocol?: boolean }): void => {
       if (done()) resolve(settings.enableConnectProtocol === true);
     };
@@ -305,6 +327,7 @@ function remoteSettings(session: ClientHttp2Session, timeout: number, signal: Ab
     }
     session.once('remoteSettings', onSettings);
     session.on('error', onError);
+    session.once('close', onClose);
     if (session.connecting) session.once('connect', probe);
     else probe();
   });
@@ -356,12 +379,33 @@ export async function connectHttp2(url: URL, options: Http2ConnectOptions): Prom
     ':authority': url.host,
     'sec-websocket-version': '13',
   };
-  for (const [name, value] of Object.entries({ ...options.headers })) if (value !== undefined) headers[name.toLowerCase()] = value as string;
+  for (const [name, value] of Object.entries({ ...options.headers })) {
+    if (value === undefined) continue;
+    const key = name.toLowerCase();
+    // The same `headers` serve an HTTP/1.1 fallback. Connection-specific ones are forbidden in
+    // HTTP/2 (RFC 9113 §8.2.2; TE only as `trailers`), and Node threw on them: a Connection or
+    // Keep-Alive header failed every connect({ http2: true }). A Host header names the authority,
+    // which HTTP/2 carries in :authority, and a request must not have two that differ (§8.3.1).
+    // Fixed bugs.
+    if (CONNECTION_SPECIFIC.has(key) || (key === 'te' && String(value).trim().toLowerCase() !== 'trailers')) continue;
+    if (key === 'host') headers[':authority'] = String(value);
+    else headers[key] = value as string;
+  }
   if (handshake['Sec-WebSocket-Protocol']) headers['sec-websocket-protocol'] = handshake['Sec-WebSocket-Protocol'];
   if (handshake['Sec-WebSocket-Extensions']) headers['sec-websocket-extensions'] = handshake['Sec-WebSocket-Extensions'];
   if (handshake.Origin) headers.origin = handshake.Origin;
 
-  const stream: ClientHttp2Stream = session.request(headers, { endStream: false });
+  let stream: ClientHttp2Stream;
+  try {
+    stream = session.request(headers, { endStream: false });
+  } catch (error) {
+    // A session that sent or received GOAWAY, or was destroyed (fixed bug: connect() rejected
+    // with Node's own ERR_HTTP2_GOAWAY_SESSION or ERR_HTTP2_INVALID_SESSION, not a HandshakeError).
+    // Anything else (a header value Node refuses) stays the TypeError it is.
+    const gone = session.closed || session.destroyed;
+    closeOwn();
+    throw gone ? sessionGone(error) : error;
+  }
   return new Promise<WebSocketConnection>((resolve, reject) => {
     // A refusal being read when time runs out (a body that never ends) is reported as the refusal.
     let refused: (() => void) | undefined;
@@ -427,7 +471,15 @@ export async function connectHttp2(url: URL, options: Http2ConnectOptions): Prom
         if (ownSession) conn.whenClosed.then(closeOwn);
         resolve(conn);
       } catch (error) {
-        fail(error as Error);
+        // The checks are those of a 101 and throw with status 101: the status received here is
+        // 200, with these headers (fixed bug: a refused subprotocol or extension over HTTP/2
+        // reported status 101, and refused deflate parameters no status line or headers).
+        const e = error as Error;
+        fail(
+          e instanceof HandshakeError && e.status === 101
+            ? new HandshakeError(e.message, 200, { code: e.code, headers: plain, statusLine: 'HTTP/2 200', cause: e.cause })
+            : e,
+        );
       }
     });
   });
