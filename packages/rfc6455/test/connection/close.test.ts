@@ -206,26 +206,30 @@ describe('close timeout', () => {
   test('a slow reader gets everything sent before close(), however long that takes, and the close completes cleanly (it was cut at closeTimeout, 1006)', async () => {
     let accepted: (conn: WebSocketConnection) => void;
     const connected = new Promise<WebSocketConnection>((resolve) => (accepted = resolve));
-    const sender = await serve({ perMessageDeflate: false, closeTimeout: 800 }, (conn) => accepted(conn));
+    // 120 MiB queued: above the default maxBufferedAmount (64 MiB), so that is raised.
+    const sender = await serve({ perMessageDeflate: false, closeTimeout: 800, maxBufferedAmount: 256 << 20 }, (conn) => accepted(conn));
     try {
       const client = await connect(sender.url, { perMessageDeflate: false });
       const conn = await connected;
       const megabyte = Buffer.alloc(1 << 20, 7);
-      for (let i = 0; i < 60; i++) void conn.send(megabyte).catch(() => undefined);
+      const count = 120;
+      for (let i = 0; i < count; i++) void conn.send(megabyte).catch(() => undefined);
       const serverClosing = conn.close(1000, 'done');
-      // The client reads a message every 35 ms or so: about two seconds for all of them, more than
-      // twice the server's closeTimeout (60 MiB stays under maxBufferedAmount). The timeout bounds
-      // a peer that takes nothing, not a slow one. (What the kernel's buffers hold, about 10 MB
-      // here, must reach the peer within one closeTimeout of the last byte leaving the process.)
+      // The client reads a message every 17 ms or so: about two seconds for all of them, more than
+      // twice the server's closeTimeout. The timeout bounds a peer that takes nothing, not a slow
+      // one. (What the kernel's buffers hold, about 10 MB here, must reach the peer within one
+      // closeTimeout of the last byte leaving the process, which the server cannot see: about
+      // 170 ms at this pace. With 60 messages read every 35 ms it was 350 ms, and a loaded
+      // machine's slower timers took it past 800.)
       let received = 0;
       client.on('message', (data) => {
         if ((data as Buffer).length === megabyte.length) received++;
         client.pause();
-        setTimeout(() => client.resume(), 35);
+        setTimeout(() => client.resume(), 17);
       });
       await client.whenClosed;
       await serverClosing;
-      expect(received).toBe(60);
+      expect(received).toBe(count);
       expect([client.closeStatus, client.closeReason]).toEqual([1000, 'done']);
       expect(conn.closeStatus).toBe(1000);
     } finally {
