@@ -1,0 +1,212 @@
+/**
+ * The packages as a consumer gets them: each one is packed with `npm pack` (offline), unpacked into
+ * a throwaway project's node_modules, and checked there. The tarball must hold every file its
+ * package.json points at and no build leftovers; TypeScript must find every entry point under each
+ * moduleResolution a consumer may use; and a consumer must type-check with skipLibCheck off.
+ * Frameworks and @types come from the workspace's node_modules through symlinks.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import ts from 'typescript';
+
+const run = promisify(execFile);
+const root = resolve(__dirname, '..');
+
+interface Manifest {
+  name: string;
+  main?: string;
+  types?: string;
+  bin?: Record<string, string>;
+  exports?: Record<string, string | Record<string, string>>;
+  typesVersions?: Record<string, Record<string, string[]>>;
+}
+interface Packed {
+  dir: string;
+  manifest: Manifest;
+  files: string[];
+}
+
+const packageDirs = ['packages/rfc6455', 'adapters/fastify', 'adapters/express', 'adapters/koa'];
+const linked = ['@types/node', 'fastify', 'fastify-plugin', 'express', '@types/express', 'koa', '@types/koa'];
+let work: string;
+let consumer: string;
+const packed = new Map<string, Packed>();
+
+beforeAll(async () => {
+  if (packageDirs.some((dir) => !existsSync(join(root, dir, 'dist/index.d.ts')))) {
+    await run('npx', ['tsc', '-b'], { cwd: root });
+  }
+  work = mkdtempSync(join(tmpdir(), 'rfc6455-packaging-'));
+  consumer = join(work, 'consumer');
+  mkdirSync(join(consumer, 'src'), { recursive: true });
+  writeFileSync(join(consumer, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }));
+  await Promise.all(
+    packageDirs.map(async (dir) => {
+      const { stdout } = await run('npm', ['pack', '--json', '--pack-destination', work], { cwd: join(root, dir) });
+      const [info] = JSON.parse(stdout) as [{ name: string; filename: string; files: { path: string }[] }];
+      const target = join(consumer, 'node_modules', info.name);
+      mkdirSync(target, { recursive: true });
+      await run('tar', ['xzf', join(work, info.filename), '-C', target, '--strip-components=1']);
+      const manifest = JSON.parse(readFileSync(join(target, 'package.json'), 'utf8')) as Manifest;
+      packed.set(info.name, { dir: target, manifest, files: info.files.map((f) => f.path) });
+    }),
+  );
+  for (const name of linked) {
+    const link = join(consumer, 'node_modules', name);
+    mkdirSync(dirname(link), { recursive: true });
+    symlinkSync(realpathSync(join(root, 'node_modules', name)), link, 'dir');
+  }
+}, 120_000);
+
+afterAll(() => {
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+/** Every file path a manifest points at, without the leading "./". */
+function targets(manifest: Manifest): string[] {
+  const out = [manifest.main, manifest.types, ...Object.values(manifest.bin ?? {})];
+  for (const entry of Object.values(manifest.exports ?? {})) {
+    out.push(...(typeof entry === 'string' ? [entry] : Object.values(entry)));
+  }
+  for (const map of Object.values(manifest.typesVersions ?? {})) for (const paths of Object.values(map)) out.push(...paths);
+  return out.filter((p): p is string => p !== undefined).map((p) => p.replace(/^\.\//, ''));
+}
+
+test('each tarball holds what its package.json points at, and no build leftovers or tests', () => {
+  expect([...packed.keys()].sort()).toEqual(['@rfc6455/express', '@rfc6455/fastify', '@rfc6455/koa', 'rfc6455']);
+  for (const { manifest, files } of packed.values()) {
+    for (const target of targets(manifest)) expect({ pkg: manifest.name, target, packed: files.includes(target) }).toEqual({ pkg: manifest.name, target, packed: true });
+    expect(files.filter((f) => /tsbuildinfo|(^|\/)test\//.test(f))).toEqual([]);
+    // What the registry shows and what the license requires to travel with the code.
+    expect({ pkg: manifest.name, readme: files.includes('README.md'), license: files.includes('LICENSE') }).toEqual({ pkg: manifest.name, readme: true, license: true });
+    for (const js of files.filter((f) => f.startsWith('dist/') && f.endsWith('.js'))) {
+      expect(files).toContain(js.replace(/\.js$/, '.d.ts'));
+    }
+  }
+});
+
+test('the rfc6455 bin is written as npm publishes it, and is a Node script', () => {
+  const { manifest, dir } = packed.get('rfc6455')!;
+  expect(Object.keys(manifest.bin!)).toEqual(['rfc6455']);
+  // npm publish rewrites "./dist/cli.js" to "dist/cli.js" and warns that the bin "was invalid and removed".
+  expect(manifest.bin!.rfc6455).toBe('dist/cli.js');
+  expect(readFileSync(join(dir, manifest.bin!.rfc6455!), 'utf8').startsWith('#!/usr/bin/env node\n')).toBe(true);
+});
+
+const resolutions: [string, ts.CompilerOptions][] = [
+  ['nodenext', { module: ts.ModuleKind.NodeNext, moduleResolution: ts.ModuleResolutionKind.NodeNext }],
+  ['node16', { module: ts.ModuleKind.Node16, moduleResolution: ts.ModuleResolutionKind.Node16 }],
+  ['bundler', { module: ts.ModuleKind.ESNext, moduleResolution: ts.ModuleResolutionKind.Bundler }],
+  ['node10 (module commonjs)', { module: ts.ModuleKind.CommonJS, moduleResolution: ts.ModuleResolutionKind.Node10 }],
+];
+const entryPoints: [string, string][] = [
+  ['rfc6455', 'rfc6455/dist/index.d.ts'],
+  ['rfc6455/codec', 'rfc6455/dist/codec/index.d.ts'],
+  ['@rfc6455/fastify', '@rfc6455/fastify/dist/index.d.ts'],
+  ['@rfc6455/express', '@rfc6455/express/dist/index.d.ts'],
+  ['@rfc6455/koa', '@rfc6455/koa/dist/index.d.ts'],
+];
+
+test.each(resolutions)('TypeScript finds every entry point\'s declarations under moduleResolution %s', (_name, options) => {
+  for (const from of ['src/a.mts', 'src/a.cts', 'src/a.ts']) {
+    for (const [specifier, expected] of entryPoints) {
+      const { resolvedModule } = ts.resolveModuleName(specifier, join(consumer, from), options, ts.sys);
+      expect({ from, specifier, resolved: resolvedModule?.resolvedFileName }).toEqual({ from, specifier, resolved: join(consumer, 'node_modules', expected) });
+    }
+  }
+});
+
+const consumerSource = `
+import { serve, connect, serviceMapper, type WebSocketConnection } from 'rfc6455';
+import { encodeFrame, Opcode } from 'rfc6455/codec';
+export const frame: Buffer[] = encodeFrame(Opcode.Text, Buffer.from('x'));
+export async function echo(): Promise<string> {
+  const server = await serve({}, async (conn: WebSocketConnection) => { for await (const m of conn) await conn.send(m); });
+  const c = await connect(server.url);
+  await c.send('x');
+  const m = await c.recv();
+  await server.close();
+  return String(m);
+}
+export const mapper = serviceMapper([{ path: '/echo', handler: (conn) => void conn.send('hi') }]);
+`;
+
+// Declaration files parsed once and shared by the programs below (lib, @types/node, frameworks).
+const parsed = new Map<string, ts.SourceFile>();
+
+/** Type-checks `source` as the consumer file `file` with skipLibCheck off; messages about our packages or the file. */
+function typeCheck(file: string, source: string, options: ts.CompilerOptions): string[] {
+  const path = join(consumer, 'src', file);
+  writeFileSync(path, source);
+  const compilerOptions: ts.CompilerOptions = {
+    ...options,
+    strict: true,
+    noEmit: true,
+    skipLibCheck: false,
+    target: ts.ScriptTarget.ES2022,
+    lib: ['lib.es2022.d.ts'],
+    types: ['node'],
+  };
+  const host = ts.createCompilerHost(compilerOptions);
+  const getSourceFile = host.getSourceFile.bind(host);
+  host.getSourceFile = (fileName, language, ...rest) => {
+    if (!fileName.endsWith('.d.ts') && !fileName.endsWith('.d.mts') && !fileName.endsWith('.d.cts')) return getSourceFile(fileName, language, ...rest);
+    const format = typeof language === 'object' ? language.impliedNodeFormat : undefined;
+    const key = `${String(format)}:${fileName}`;
+    let sourceFile = parsed.get(key);
+    if (!sourceFile) {
+      sourceFile = getSourceFile(fileName, language, ...rest);
+      if (sourceFile) parsed.set(key, sourceFile);
+    }
+    return sourceFile;
+  };
+  const program = ts.createProgram([path], compilerOptions, host);
+  const ours = join(consumer, 'node_modules', 'rfc6455');
+  const adapters = join(consumer, 'node_modules', '@rfc6455');
+  return ts
+    .getPreEmitDiagnostics(program)
+    .filter((d) => !d.file || d.file.fileName === path || d.file.fileName.startsWith(ours + '/') || d.file.fileName.startsWith(adapters + '/'))
+    .map((d) => `${d.file ? d.file.fileName.slice(consumer.length + 1) : ''}: ${ts.flattenDiagnosticMessageText(d.messageText, '\n')}`);
+}
+
+test.each([
+  ['nodenext, ESM', 'core.mts', resolutions[0]![1]],
+  ['nodenext, CommonJS', 'core.cts', resolutions[0]![1]],
+  ['bundler', 'core-bundler.ts', resolutions[2]![1]],
+  ['module commonjs (node10 resolution)', 'core-cjs.ts', { ...resolutions[3]![1], esModuleInterop: true }],
+])('a consumer of rfc6455 and rfc6455/codec type-checks with skipLibCheck off: %s', (_name, file, options) => {
+  expect(typeCheck(file, consumerSource, options)).toEqual([]);
+});
+
+test('a consumer of the three adapters type-checks with skipLibCheck off (nodenext)', () => {
+  const source = `
+import Fastify from 'fastify';
+import express from 'express';
+import Koa from 'koa';
+import type { WebSocketConnection } from 'rfc6455';
+import wsPlugin from '@rfc6455/fastify';
+import { websocket as expressWebSocket } from '@rfc6455/express';
+import { websocket as koaWebSocket } from '@rfc6455/koa';
+
+export async function main(): Promise<void> {
+  const app = Fastify();
+  await app.register(wsPlugin, { maxMessageSize: 1024 });
+  app.get<{ Params: { room: string } }>('/chat/:room', { websocket: true }, async (conn, request, { params }) => {
+    const c: WebSocketConnection = conn;
+    await c.send(request.params.room + params.room);
+  });
+  const e = express();
+  const ews = expressWebSocket();
+  ews.route('/rooms/(?<room>\\\\w+)', async (conn, req, { params }) => { await conn.send(params.room + req.path); });
+  e.use(ews.middleware);
+  ews.attach(e.listen(0), e);
+  const k = new Koa();
+  k.use(koaWebSocket());
+  k.use(async (ctx, next) => { if (ctx.ws) await (await ctx.ws())?.send('k'); else await next(); });
+}
+`;
+  expect(typeCheck('adapters.mts', source, resolutions[0]![1])).toEqual([]);
+}, 20_000);
