@@ -80,6 +80,21 @@ async function readAll(stream: Readable): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
+/**
+ * The unread stream `s` of a MESSAGE-byte message of `fill` bytes: the connection inflates no
+ * more than HELD of it while nobody reads; read, it is whole, and 'after' comes next.
+ */
+async function heldThenWhole(conn: WebSocketConnection, s: Readable, fill: number): Promise<void> {
+  const inflated = await settledInflation(conn);
+  expect(inflated).toBeGreaterThan(0);
+  expect(inflated).toBeLessThanOrEqual(HELD);
+  expect(s.readableLength).toBeLessThanOrEqual(HELD);
+  const body = await readAll(s);
+  expect(body.length).toBe(MESSAGE);
+  expect(body.equals(Buffer.alloc(MESSAGE, fill))).toBe(true);
+  expect(await conn.recv()).toBe('after');
+}
+
 async function stream(conn: WebSocketConnection): Promise<Readable> {
   const s = await conn.recvStream();
   if (s === EOF) throw new Error(`closed: ${conn.closeStatus}`);
@@ -91,15 +106,7 @@ test('a 32 MiB message in one compressed frame, not read yet, is not inflated ah
   const incoming = stream(conn);
   await client.send(Buffer.alloc(MESSAGE, 7));
   await client.send('after');
-  const s = await incoming;
-  const inflated = await settledInflation(conn);
-  expect(inflated).toBeGreaterThan(0);
-  expect(inflated).toBeLessThanOrEqual(HELD);
-  expect(s.readableLength).toBeLessThanOrEqual(HELD);
-  const body = await readAll(s);
-  expect(body.length).toBe(MESSAGE);
-  expect(body.equals(Buffer.alloc(MESSAGE, 7))).toBe(true);
-  expect(await conn.recv()).toBe('after');
+  await heldThenWhole(conn, await incoming, 7);
   expect(conn.readyState).toBe('open');
 });
 
@@ -117,15 +124,7 @@ test('a 32 MiB message in 256 small compressed fragments, all arrived at once an
   frames.push(rawFrame(0x1, Buffer.from('after'), true, false));
   // One write: the whole message (about 40 KiB on the wire) reaches the server in one or two reads.
   raw.write(Buffer.concat(frames));
-  const s = await incoming;
-  const inflated = await settledInflation(conn);
-  expect(inflated).toBeGreaterThan(0);
-  expect(inflated).toBeLessThanOrEqual(HELD);
-  expect(s.readableLength).toBeLessThanOrEqual(HELD);
-  const body = await readAll(s);
-  expect(body.length).toBe(MESSAGE);
-  expect(body.equals(Buffer.alloc(MESSAGE, 3))).toBe(true);
-  expect(await conn.recv()).toBe('after');
+  await heldThenWhole(conn, await incoming, 3);
   raw.destroy();
 });
 

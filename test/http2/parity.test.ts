@@ -404,20 +404,26 @@ describe('HTTP/2 only', () => {
   });
 });
 
+/** A handshake that must fail with HandshakeError WS_CONNECT_FAILED (a connection made instead is closed and fails the test). */
+async function connectFailure(promise: Promise<WebSocketConnection>): Promise<HandshakeError> {
+  const error = await promise.then(
+    (conn) => {
+      conn.terminate();
+      throw new Error('connected, expected a HandshakeError');
+    },
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(HandshakeError);
+  expect((error as HandshakeError).code).toBe('WS_CONNECT_FAILED');
+  return error as HandshakeError;
+}
+
 describe('the signal over HTTP/2', () => {
   /** What an aborted handshake rejects with, over HTTP/1.1 too: WS_CONNECT_FAILED, caused by an AbortError. */
   async function aborted(promise: Promise<WebSocketConnection>): Promise<HandshakeError> {
-    const error = await promise.then(
-      (conn) => {
-        conn.terminate();
-        throw new Error('connected, expected a HandshakeError');
-      },
-      (e: unknown) => e,
-    );
-    expect(error).toBeInstanceOf(HandshakeError);
-    expect((error as HandshakeError).code).toBe('WS_CONNECT_FAILED');
-    expect(((error as HandshakeError).cause as Error).name).toBe('AbortError');
-    return error as HandshakeError;
+    const error = await connectFailure(promise);
+    expect((error.cause as Error).name).toBe('AbortError');
+    return error;
   }
 
   test('aborts a CONNECT the server never answers (the stream is cancelled), and a session whose SETTINGS never come; it was ignored until the handshake timed out', async () => {
@@ -584,18 +590,7 @@ describe('a 200 whose negotiation the client refuses', () => {
 
 describe('a shared session that cannot open the WebSocket', () => {
   test('closed (GOAWAY), destroyed, or destroyed while its SETTINGS are awaited: HandshakeError WS_CONNECT_FAILED at once (it was Node’s own error, or the handshake timeout)', async () => {
-    const failure = async (promise: Promise<WebSocketConnection>): Promise<HandshakeError> => {
-      const error = await promise.then(
-        (conn) => {
-          conn.terminate();
-          throw new Error('connected, expected a HandshakeError');
-        },
-        (e: unknown) => e,
-      );
-      expect(error).toBeInstanceOf(HandshakeError);
-      expect((error as HandshakeError).code).toBe('WS_CONNECT_FAILED');
-      return error as HandshakeError;
-    };
+    const failure = connectFailure;
     const closed = await openSession(origin);
     closed.close();
     expect((await failure(connect(server.url, { tls: CLIENT_TLS, http2: closed }))).message).toMatch(/GOAWAY/);
