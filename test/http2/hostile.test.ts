@@ -4,7 +4,7 @@
  * ends that one WebSocket (1006) and nothing else, and a flood of streams on one session is
  * bounded (maxConnections answers 503; every stream and connection is released afterwards).
  */
-import { constants as h2, type ClientHttp2Session, type OutgoingHttpHeaders } from 'node:http2';
+import { constants as h2, type ClientHttp2Session, type Http2SecureServer, type OutgoingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import { setFlagsFromString } from 'node:v8';
 import { once } from 'node:events';
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
@@ -12,6 +12,7 @@ import { runInNewContext } from 'node:vm';
 import { connect, serve, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
 import { CLIENT_TLS, clientFrame, closeSession, exchange, openSession, originOf, TLS } from './helpers.js';
 import { PerMessageDeflate } from '../../packages/rfc6455/src/extensions/permessage-deflate.js';
+import { until } from '../../packages/rfc6455/test/helpers/wait.js';
 
 let server: WebSocketServer;
 let session: ClientHttp2Session;
@@ -393,6 +394,41 @@ describe('a before-accept hook that settles after handshakeTimeout', () => {
     } finally {
       dispose.mockRestore();
       peer.destroy();
+      await own.close();
+    }
+  });
+});
+
+describe('a refusal the client does not read', () => {
+  test('a beforeAccept refusal larger than the flow-control window is given up at handshakeTimeout (RST_STREAM CANCEL), not held for good', async () => {
+    // More than the 64 KiB stream window: the server cannot send it all until the client reads.
+    const body = Buffer.alloc(1 << 20, 0x61);
+    const own = await serve({ host: '127.0.0.1', port: 0, http2: true, tls: TLS, handshakeTimeout: 200, beforeAccept: () => ({ reject: { status: 403, body } }) }, () => undefined);
+    let seen = 0;
+    let open = 0;
+    (own.httpServer as Http2SecureServer).on('session', (serverSession: ServerHttp2Session) =>
+      serverSession.on('stream', (stream: ServerHttp2Stream) => {
+        seen++;
+        open++;
+        stream.once('close', () => open--);
+      }),
+    );
+    const client = await openSession(originOf(own.url));
+    try {
+      const ownAuthority = new URL(own.url).host;
+      const responses: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        const stream = client.request({ ...connectHeaders(), ':authority': ownAuthority });
+        stream.on('error', () => undefined);
+        stream.on('response', (headers) => responses.push(Number(headers[':status'])));
+        stream.pause(); // never reads the body
+      }
+      await until(() => seen === 3 && responses.length === 3, 'the three refusals');
+      expect(responses).toEqual([403, 403, 403]);
+      // (Before: the three streams stayed open as long as the session did, each with its body queued.)
+      await until(() => open === 0, 'the refused streams to close', 5000);
+    } finally {
+      client.destroy();
       await own.close();
     }
   });

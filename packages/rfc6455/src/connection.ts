@@ -1122,12 +1122,18 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   /** @internal */
   onPong(payload: Buffer): void {
     this.keepaliveOutstanding = false;
-    if (this.pings && this.pings.length > 0) {
-      const index = this.pings.findIndex((p) => p.payload.equals(payload));
+    const pings = this.pings;
+    if (pings && pings.length > 0) {
+      // A pong answers the latest ping with its payload and every ping before it: RFC 6455 §5.5.3
+      // lets a peer answer only the most recent of the pings it has read (this library does so
+      // while its writes are backed up). (Fixed bug: it answered the oldest such ping only, so two
+      // pings answered by one pong left one pending for good: `pings` grew by one per such pong,
+      // and every later ping() resolved with the round trip of an older one, never its own.)
+      let index = pings.length - 1;
+      while (index >= 0 && !pings[index]!.payload.equals(payload)) index--;
       if (index >= 0) {
         const now = performance.now();
-        // A pong answers its ping and every ping before it.
-        for (const ping of this.pings.splice(0, index + 1)) ping.resolve(now - ping.sentAt);
+        for (const ping of pings.splice(0, index + 1)) ping.resolve(now - ping.sentAt);
       }
     }
     if (this.listenerCount('pong') > 0) this.emitEvent('pong', Buffer.from(payload));

@@ -66,7 +66,7 @@ function regularHeaders(headers: Http2IncomingHeaders): IncomingHttpHeaders {
   return out;
 }
 
-function respondError(stream: ServerHttp2Stream, status: number, message: string | Buffer, headers: Http2OutgoingHeaders = {}): void {
+function respondError(stream: ServerHttp2Stream, status: number, message: string | Buffer, headers: Http2OutgoingHeaders = {}, timeout: number = Defaults.handshakeTimeout): void {
   if (stream.destroyed || stream.headersSent) return;
   const body = typeof message === 'string' ? Buffer.from(message.endsWith('\n') || message === '' ? message : message + '\n') : message;
   const out: Http2OutgoingHeaders = { 'content-type': 'text/plain; charset=utf-8' };
@@ -75,6 +75,13 @@ function respondError(stream: ServerHttp2Stream, status: number, message: string
   out['content-length'] = body.length;
   stream.respond(out);
   stream.end(body);
+  // A body the client does not take (a hook's refusal larger than its flow-control window) is
+  // given up after `timeout`, as over HTTP/1.1 (fixed bug: the stream stayed open for good).
+  if (stream.writableLength > 0 && !stream.destroyed) {
+    const timer = setTimeout(() => stream.close(h2.NGHTTP2_CANCEL), timerDelay(timeout));
+    timer.unref();
+    stream.once('close', () => clearTimeout(timer));
+  }
 }
 
 function lowerHeaders(list: Array<[string, string]>, into: Http2OutgoingHeaders): void {
@@ -126,7 +133,7 @@ async function handleConnectStream<State>(
     clearTimeout(timer);
     if ('reject' in negotiated) {
       const r = negotiated.reject;
-      respondError(stream, r.status, r.body ?? '', r.headers as Http2OutgoingHeaders | undefined);
+      respondError(stream, r.status, r.body ?? '', r.headers as Http2OutgoingHeaders | undefined, options.handshakeTimeout);
       return undefined;
     }
     // Too late: the client left, or handshakeTimeout answered 408 while a before-accept hook ran.

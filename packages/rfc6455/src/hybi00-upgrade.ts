@@ -100,7 +100,7 @@ export async function handleHybi00Upgrade<State>(
       negotiated = answer;
     }
     if ('reject' in negotiated) {
-      answerRefusal(socket, negotiated.reject);
+      answerRefusal(socket, negotiated.reject, options.handshakeTimeout);
       return undefined;
     }
     if (socket.destroyed) return undefined;

@@ -114,8 +114,12 @@ export interface UpgradeOptions<State = unknown> extends ConnectionOptions {
 /** Who serves accepted connections: one handler for every path, or a {@link ServiceMapper}. */
 export type UpgradeTarget<State = unknown> = ConnectionHandler<State> | ServiceMapper<State>;
 
-/** Writes an HTTP error response on a raw socket and closes it once written. */
-export function rejectUpgrade(socket: Duplex, status: number, message: string | Buffer, headers: HeaderList = []): void {
+/**
+ * Writes an HTTP error response on a raw socket and closes it once written. A response the socket
+ * cannot take at once (a body larger than its buffers) must be taken by the peer within `timeout`
+ * ms (default 10000, the default `handshakeTimeout`), or the socket is destroyed.
+ */
+export function rejectUpgrade(socket: Duplex, status: number, message: string | Buffer, headers: HeaderList = [], timeout: number = Defaults.handshakeTimeout): void {
   if (socket.destroyed) return;
   // Node's HTTP server removed its own error listener when it handed the socket over.
   socket.on('error', noop);
@@ -125,6 +129,14 @@ export function rejectUpgrade(socket: Duplex, status: number, message: string | 
   }
   socket.once('finish', () => socket.destroy());
   socket.end(formatErrorResponse(status, message, headers));
+  // (Fixed bug: a client that did not read a refusal larger than the socket's buffers, a hook's
+  // `reject.body` of a few hundred KB, held the socket for good, however many such clients came;
+  // the adapters' refusals were already bounded by the handshake timeout.)
+  if (socket.writableLength > 0 && !socket.destroyed) {
+    const timer = setTimeout(() => socket.destroy(), timerDelay(timeout));
+    timer.unref?.();
+    socket.once('close', () => clearTimeout(timer));
+  }
 }
 
 /** The path of a request target, without the query (also of an absolute-form target, `http://host/path`). */
@@ -481,7 +493,7 @@ async function upgradeAfterHook<State>(
     }
     done();
     if ('reject' in negotiated) {
-      answerRefusal(socket, negotiated.reject);
+      answerRefusal(socket, negotiated.reject, options.handshakeTimeout);
       return undefined;
     }
     return accept(req, socket, head, offer, negotiated, options);
@@ -558,8 +570,8 @@ function accept<State>(
  * Answers the before-accept hook's refusal. Its body is sent exactly as given (a string body used
  * to get a '\n' appended). @internal
  */
-export function answerRefusal(socket: Duplex, refusal: UpgradeRejection): void {
-  rejectUpgrade(socket, refusal.status, typeof refusal.body === 'string' ? Buffer.from(refusal.body) : refusal.body ?? '', headerList(refusal.headers));
+export function answerRefusal(socket: Duplex, refusal: UpgradeRejection, timeout?: number): void {
+  rejectUpgrade(socket, refusal.status, typeof refusal.body === 'string' ? Buffer.from(refusal.body) : refusal.body ?? '', headerList(refusal.headers), timeout);
 }
 
 /** Answers a failed upgrade: the HandshakeError's status, else 500 (reported to onError). @internal */

@@ -100,6 +100,53 @@ describe('control frames between fragments', () => {
   });
 });
 
+describe('ping() and a peer that answers only the latest of its pings (RFC 6455 §5.5.3)', () => {
+  test('one pong for two pings settles both, nothing stays pending, and a later ping resolves on its own pong', async () => {
+    let accepted!: (conn: WebSocketConnection) => void;
+    const serverConn = new Promise<WebSocketConnection>((resolve) => (accepted = resolve));
+    const quiet = await serve({ perMessageDeflate: false }, (conn) => accepted(conn));
+    try {
+      const raw = await RawClient.connect(quiet.port);
+      const conn = await serverConn;
+      const pending = (): number => (conn as unknown as { pings: unknown[] | undefined }).pings?.length ?? 0;
+      // A text frame sent after a pong is read after it: once it is here, the pong was handled
+      // (and the ping promises it settled have run their callbacks).
+      const handled = async (): Promise<void> => {
+        const message = conn.recv();
+        raw.send({ opcode: 1, payload: 'after the pong', mask: true });
+        expect(await message).toBe('after the pong');
+        await Promise.resolve();
+      };
+      let settled = 0;
+      const rounds = 50;
+      for (let round = 0; round < rounds; round++) {
+        void conn.ping().then(() => settled++, () => undefined);
+        void conn.ping().then(() => settled++, () => undefined);
+        // The peer reads both pings, then answers the most recent one only, as §5.5.3 allows.
+        expect((await raw.readFrame())?.opcode).toBe(9);
+        expect((await raw.readFrame())?.opcode).toBe(9);
+        raw.send({ opcode: 10, mask: true });
+        await handled();
+      }
+      // (Before: one ping of each pair stayed pending: 50 here, one more per such pong, for the
+      // connection's lifetime.)
+      expect(pending()).toBe(0);
+      expect(settled).toBe(2 * rounds);
+      // A lone ping now resolves on its own pong (before: on the next pong but one).
+      let own = false;
+      void conn.ping().then(() => (own = true), () => undefined);
+      expect((await raw.readFrame())?.opcode).toBe(9);
+      raw.send({ opcode: 10, mask: true });
+      await handled();
+      expect(own).toBe(true);
+      expect(pending()).toBe(0);
+      raw.destroy();
+    } finally {
+      await quiet.close();
+    }
+  });
+});
+
 describe('size limits over sockets', () => {
   test('server receives fragmented text over maxMessageSize → 1009', async () => {
     const small = await serve({ perMessageDeflate: false, maxMessageSize: 1000 }, async (conn) => {

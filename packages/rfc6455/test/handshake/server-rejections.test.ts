@@ -2,9 +2,11 @@
  * Server handshake rejections over real sockets, each with its HTTP status (RFC 6455 §4.2.1,
  * §4.2.2, §4.4), and the before-accept hook: custom rejections, extra 101 headers, state.
  */
+import { connect as netConnect, type Socket } from 'node:net';
 import { runInNewContext } from 'node:vm';
 import { serve, type WebSocketServer } from 'rfc6455';
 import { rawRequest, upgradeRequest, RawClient } from '../helpers/raw-client.js';
+import { until } from '../helpers/wait.js';
 
 /** A thenable that is no Promise (as query builders and older promise libraries return). */
 function later<T>(value: T): PromiseLike<T> {
@@ -156,5 +158,40 @@ describe('before-accept hook', () => {
     expect((await raw.readClose())?.code).toBe(1000);
     raw.destroy();
     expect(accepted).toContainEqual({ state: { user: 'alice' }, path: '/stateful' });
+  });
+});
+
+describe('a refusal the client does not read', () => {
+  // A body far larger than the socket buffers: the server cannot hand it all to the kernel.
+  const body = Buffer.alloc(32 << 20, 0x61);
+
+  test.each([
+    ['RFC 6455', upgradeRequest],
+    ['hybi-00', (port: number) => `GET / HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key1: 4 @1  46546xW%0l 1 5\r\nSec-WebSocket-Key2: 12998 5 Y3 1  .P00\r\n\r\n^n:ds[4U`],
+  ])('%s: its socket is closed after handshakeTimeout, not held for good', async (_variant, request) => {
+    const refusing = await serve({ handshakeTimeout: 200, beforeAccept: () => ({ reject: { status: 403, body } }) }, () => undefined);
+    let seen = 0;
+    let open = 0;
+    refusing.httpServer.on('connection', (socket: Socket) => {
+      seen++;
+      open++;
+      socket.on('close', () => open--);
+    });
+    const clients: Socket[] = [];
+    try {
+      for (let i = 0; i < 3; i++) {
+        const client = netConnect(refusing.port, '127.0.0.1');
+        client.on('error', () => undefined);
+        client.pause(); // never reads
+        client.write(request(refusing.port));
+        clients.push(client);
+      }
+      await until(() => seen === 3, 'the three connections');
+      // (Before: all three stayed open as long as their clients did, each with its response queued.)
+      await until(() => open === 0, 'the refused sockets to close', 5000);
+    } finally {
+      for (const client of clients) client.destroy();
+      await refusing.close();
+    }
   });
 });
