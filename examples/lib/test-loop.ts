@@ -11,29 +11,25 @@
  */
 import { EOF, type Message, type WebSocketConnection } from 'rfc6455';
 
-const TICK = Symbol('tick');
-
 /** Racket's `(format "~v" s)` for a string: double quotes, backslash escapes. */
 export function racketQuote(text: string): string {
   return JSON.stringify(text);
 }
 
 export async function testLoop(conn: WebSocketConnection, log: (line: string) => void = () => {}): Promise<void> {
-  let pending: Promise<Message | typeof EOF> = conn.recv();
   try {
     for (;;) {
-      let timer: NodeJS.Timeout | undefined;
-      const tick = new Promise<typeof TICK>((resolve) => {
-        timer = setTimeout(() => resolve(TICK), 1000);
-      });
-      const next = await Promise.race([pending, tick]);
-      clearTimeout(timer);
-      if (next === TICK) {
+      // Racket's (sync/timeout 1 (ws-recv-evt c)): a receive given up after a second takes no
+      // message, the next round's gets it.
+      let next: Message | typeof EOF;
+      try {
+        next = await conn.recv({ signal: AbortSignal.timeout(1000) });
+      } catch (error) {
+        if ((error as Error).name !== 'TimeoutError') throw error;
         await conn.send('Waited another second');
         continue;
       }
       if (next === EOF) break;
-      pending = conn.recv();
       const text = typeof next === 'string' ? next : next.toString('utf8');
       log(`received ${racketQuote(text)}`);
       if (text === 'goodbye') {

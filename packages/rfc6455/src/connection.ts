@@ -41,6 +41,15 @@ export interface SendOptions {
   compress?: boolean;
 }
 
+/** Options of {@link WebSocketConnection.recv}. */
+export interface RecvOptions {
+  /**
+   * Gives the receive up when aborted (`AbortSignal.timeout(ms)` for a timeout): the promise
+   * rejects with the signal's reason and no message is taken.
+   */
+  signal?: AbortSignal | null;
+}
+
 /** Options of {@link WebSocketConnection.sendStream}. */
 export interface SendStreamOptions {
   /**
@@ -794,11 +803,45 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   /**
    * The next whole message (string for text, Buffer for binary), or `EOF` once the connection is
    * closed. Messages are queued while nobody calls `recv()` unless there is a `message` listener.
+   * With `signal`, a receive given up (`AbortSignal.timeout(ms)`, an AbortController) rejects with
+   * the signal's reason and takes no message: the next `recv()` gets it (Racket's
+   * `(sync/timeout t (ws-recv-evt c))`; a recv() that lost a Promise.race against a timer would
+   * still take one).
    */
-  recv(): Promise<Message | EOF> {
+  recv(options?: RecvOptions): Promise<Message | EOF> {
+    const signal = options?.signal;
+    if (signal !== undefined && signal !== null) {
+      if (signal.aborted) return Promise.reject(signal.reason as Error);
+    }
     if (this.inbox !== undefined) return Promise.resolve(this.shiftMessage());
     if (this.receiveEnded) return Promise.resolve(EOF);
-    return new Promise((resolve) => this.addWaiter(resolve as (value: never) => void, false));
+    if (signal === undefined || signal === null) return new Promise((resolve) => this.addWaiter(resolve as (value: never) => void, false));
+    return new Promise((resolve, reject) => {
+      const onAbort = (): void => {
+        if (this.removeWaiter(settle as (value: never) => void)) reject(signal.reason as Error);
+      };
+      const settle = (value: Message | EOF): void => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.addWaiter(settle as (value: never) => void, false);
+    });
+  }
+
+  /** Takes a waiting receive out of the line (its signal gave it up); false if it was already served. */
+  private removeWaiter(resolve: (value: never) => void): boolean {
+    const more = this.moreWaiters;
+    if (this.waiter === resolve) {
+      const next = more?.shift();
+      this.waiter = next?.resolve;
+      this.waiterIsIterator = next?.iterator ?? false;
+      return true;
+    }
+    const index = more === undefined ? -1 : more.findIndex((w) => w.resolve === resolve);
+    if (index < 0) return false;
+    more!.splice(index, 1);
+    return true;
   }
 
   private addWaiter(resolve: (value: never) => void, iterator: boolean): void {

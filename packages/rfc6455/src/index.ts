@@ -34,6 +34,7 @@ export {
   EOF,
   type Message,
   type SendData,
+  type RecvOptions,
   type SendOptions,
   type SendStreamOptions,
   type ConnectionOptions,
