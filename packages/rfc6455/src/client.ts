@@ -74,6 +74,10 @@ export async function connect(url: string | URL, options: ConnectOptions = {}): 
   // Before anything connects, over HTTP/1.1 or HTTP/2 (hybi-00 checks its own).
   if (options.variant !== 'hybi00') checkOfferedProtocols(typeof options.protocols === 'string' ? [options.protocols] : (options.protocols ?? []));
   let target = new URL(url);
+  // RFC 6455 §3: fragment identifiers MUST NOT be used on WebSocket URIs ('#' that is data is
+  // written %23). A SyntaxError, as the WebSocket constructor and ws give (fixed bug: the fragment
+  // was silently dropped). (href keeps an empty fragment's '#', which hash does not show.)
+  if (target.href.includes('#')) throw new SyntaxError(`a WebSocket URL may not have a fragment: ${target.href}`);
   const unix = unixTarget(target);
   if (unix !== undefined) {
     target = unix.target;

@@ -93,6 +93,16 @@ describe('client verifies the 101 response', () => {
     expect(s.requests[0]).toMatch(/^sec-websocket-protocol: chat, Chat$/im);
   });
 
+  test('a URL with a fragment is a SyntaxError before anything is sent (RFC 6455 §3; it was dropped silently); a %23 is data', async () => {
+    const s = await answering((head) => switching(head));
+    for (const url of [`${s.url}#x`, `${s.url}#`, `${s.url}?q=1#`, s.url.replace('ws:', 'http:') + '#top']) {
+      await expect(connect(url, { perMessageDeflate: false })).rejects.toThrow(SyntaxError);
+    }
+    expect(s.requests).toHaveLength(0);
+    (await connect(`${s.url}a%23b`, { perMessageDeflate: false })).terminate();
+    expect(s.requests[0]).toMatch(/^GET \/a%23b HTTP\/1.1$/m);
+  });
+
   test('a subprotocol when we offered none fails', async () => {
     const s = await answering((head) => switching(head, ['Sec-WebSocket-Protocol: chat']));
     expect((await failure(s.url)).code).toBe('WS_BAD_PROTOCOL');
