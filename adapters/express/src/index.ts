@@ -13,17 +13,20 @@
  * `app(req, res)` with a ServerResponse written to the raw socket, so every middleware (cookies,
  * session, auth) runs before the 101. A middleware that answers (`res.status(401).send()`) or an
  * error passed to `next(err)` becomes that HTTP response; when the chain reaches `ws.middleware`,
- * the core's `handleUpgrade` routes by path and subprotocol and answers 101 (or 404/400). No
- * protocol logic lives here, nothing in Express is patched and no URL is rewritten.
+ * the core's `handleUpgrade` routes by path and subprotocol and answers 101 (or 404/400). Once it
+ * accepts, Express's response is ended without being written (on-headers listeners and `res.end`
+ * wrappers run: express-session's cookie and save) and its headers go on the 101. No protocol
+ * logic lives here, nothing in Express is patched and no URL is rewritten.
  */
 import type { Express, Request, Response, NextFunction } from 'express';
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { IncomingMessage, OutgoingHttpHeaders, Server, ServerResponse } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import {
   checkUpgradeOptions,
   CloseCode,
+  completeUpgradeResponse,
   handleUpgrade,
   ignoreUpgrade,
   isWebSocketUpgrade,
@@ -182,7 +185,11 @@ export function websocket(options: ExpressWebSocketOptions = {}): ExpressWebSock
       req.url = req.originalUrl ?? req.url;
       // The 101 (or a 404/400) is written by the core straight to the socket.
       res.detachSocket(pending.socket as Socket);
-      void handleUpgrade(req, pending.socket, pending.head, mapper(), upgradeOptions);
+      // Once the core accepts, Express's response is ended without being written (its on-headers
+      // listeners and end wrappers run: express-session sets its cookie and saves the session), and
+      // the headers the middleware set on it go on the 101.
+      const headers = (): Promise<OutgoingHttpHeaders> => completeUpgradeResponse(pending.res).then(() => pending.res.getHeaders());
+      void handleUpgrade(req, pending.socket, pending.head, mapper(), upgradeOptions, headers);
     },
     attach(server, app) {
       const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {

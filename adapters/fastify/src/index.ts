@@ -10,8 +10,10 @@
  * untouched for it. Otherwise the request goes to `app.routing(req, res)` with a ServerResponse
  * written to the raw socket, so `onRequest`, `preParsing`, `preValidation` and `preHandler` hooks
  * run as for any request; a hook that replies (401 + WWW-Authenticate) is that HTTP response. A
- * `{ websocket: true }` route's handler then hijacks the reply and the core's `handleUpgrade`
- * answers 101 (or 400/403…). `app.close()` closes open connections with 1001 first.
+ * `{ websocket: true }` route's handler then hands the socket to the core's `handleUpgrade`, which
+ * answers 101 (or 400/403…); once it accepts, the reply is sent as a 101 that is never written
+ * (onSend hooks run: @fastify/cookie's cookies) and its headers go on the core's 101. A refused
+ * upgrade's reply is hijacked. `app.close()` closes open connections with 1001 first.
  *
  * HTTP/2 (Fastify `http2: true`): the plugin turns on SETTINGS_ENABLE_CONNECT_PROTOCOL and listens
  * for the compatibility API's `connect` event. An extended CONNECT (`:protocol websocket`, RFC 8441)
@@ -41,7 +43,7 @@ import type {
   RawServerDefault,
   RouteGenericInterface,
 } from 'fastify';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { constants as h2, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -49,6 +51,7 @@ import { injectWS, type InjectWebSocketOptions } from './inject.js';
 import {
   checkUpgradeOptions,
   CloseCode,
+  completeUpgradeResponse,
   handleConnect,
   handleUpgrade,
   ignoreUpgrade,
@@ -223,16 +226,24 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
       void reply.code(503).type('text/plain; charset=utf-8').send('server is shutting down\n');
       return;
     }
-    reply.hijack();
     pending.request = request;
     if (pending.kind === 'connect') {
+      reply.hijack();
       const raw = request.raw as unknown as Http2ServerRequest;
       (raw as { method: string }).method = 'CONNECT'; // it was routed as a GET; the core checks the real request
-      void handleConnect(raw, target, upgradeOptions);
+      // The reply's headers go on the 200 (the stream's own response is the core's to write).
+      void handleConnect(raw, target, upgradeOptions, () => reply.getHeaders() as OutgoingHttpHeaders);
       return;
     }
     pending.res.detachSocket(pending.socket as Socket);
-    void handleUpgrade(request.raw, pending.socket, pending.head, target, upgradeOptions);
+    // Once the core accepts, the reply is sent as a 101 that is never written (its onSend hooks run:
+    // @fastify/cookie serializes its cookies there; onResponse hooks see it finish), and its headers
+    // go on the core's 101. A refused upgrade leaves it unsent: hijacked then.
+    const headers = (): Promise<OutgoingHttpHeaders> =>
+      completeUpgradeResponse(pending.res, () => reply.code(101).send()).then(() => reply.getHeaders() as OutgoingHttpHeaders);
+    void handleUpgrade(request.raw, pending.socket, pending.head, target, upgradeOptions, headers).then((conn) => {
+      if (conn === undefined && !reply.sent) reply.hijack();
+    });
   };
 
   const mapperClaims = (path: string): boolean => {

@@ -14,11 +14,13 @@
  * `ctx.ws()` (defined on upgrade requests only) accepts through the core's `handleUpgrade`; if no
  * middleware accepts, whatever Koa responds (401 with its headers and body, 404…) is written to
  * the socket as an HTTP response. Upgrades the mapper does not claim are left to other `upgrade`
- * listeners when there are any (see `claim`).
+ * listeners when there are any (see `claim`). The headers on Koa's response go on the 101: when the
+ * middleware accepts, once the chain has returned (koa-session's cookie); inline, as they are when
+ * `ctx.ws()` is called.
  */
 import type Koa from 'koa';
 import type { Context, Middleware, Next } from 'koa';
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { IncomingMessage, OutgoingHttpHeaders, Server, ServerResponse } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -86,6 +88,8 @@ interface PendingUpgrade {
   res: ServerResponse;
   accepted: Promise<WebSocketConnection | undefined> | undefined;
   ctx: Context | undefined;
+  /** Settles once Koa's middleware chain for the request has returned (koa-session has committed). */
+  chain: Promise<unknown>;
 }
 
 const PENDING = Symbol('rfc6455.koa.upgrade');
@@ -134,7 +138,22 @@ export function websocket(mapperOrOptions: ServiceMapper<KoaState> | ServiceMapp
   // A limit or timeout out of range throws here, not at every upgrade.
   checkUpgradeOptions('websocket()', upgradeOptions);
 
-  const accept = (ctx: Context, pending: PendingUpgrade, handler: KoaWebSocketHandler | undefined): Promise<WebSocketConnection | undefined> => {
+  /**
+   * The headers Koa's middleware set on the response, for the 101: once the whole chain has
+   * returned when accepting from this middleware (what middleware before it set after
+   * `await next()`: koa-session's cookie), or as they are when `ctx.ws()` is called inline (the
+   * chain waits for it there). A chain that answered instead (an error thrown after the accept:
+   * Koa wrote its error response) fails the upgrade with 500.
+   */
+  const headersOf = (ctx: Context, pending: PendingUpgrade, afterChain: boolean) => (): OutgoingHttpHeaders | Promise<OutgoingHttpHeaders> => {
+    const read = (): OutgoingHttpHeaders => {
+      if (ctx.res.writableEnded) throw new Error(`Koa answered ${ctx.res.statusCode} after the upgrade was accepted`);
+      return ctx.res.getHeaders();
+    };
+    return afterChain ? pending.chain.then(read) : read();
+  };
+
+  const accept = (ctx: Context, pending: PendingUpgrade, handler: KoaWebSocketHandler | undefined, afterChain = false): Promise<WebSocketConnection | undefined> => {
     if (pending.accepted) return pending.accepted;
     // Koa must not answer this request any more: the core writes the 101 (or an error) itself.
     ctx.respond = false;
@@ -147,7 +166,7 @@ export function websocket(mapperOrOptions: ServiceMapper<KoaState> | ServiceMapp
     }
     pending.res.detachSocket(pending.socket as Socket);
     const target = handler ? withState(handler) : routed && mapperClaims(ctx.path) ? routed : noop;
-    pending.accepted = handleUpgrade(ctx.req, pending.socket, pending.head, target, upgradeOptions);
+    pending.accepted = handleUpgrade(ctx.req, pending.socket, pending.head, target, upgradeOptions, headersOf(ctx, pending, afterChain));
     return pending.accepted;
   };
 
@@ -157,7 +176,8 @@ export function websocket(mapperOrOptions: ServiceMapper<KoaState> | ServiceMapp
     pending.ctx = ctx;
     ctx.ws = (handler) => accept(ctx, pending, handler);
     if (mapperClaims(ctx.path)) {
-      await accept(ctx, pending, undefined);
+      // Not awaited: the 101 waits for the middleware before this one to return (their headers).
+      void accept(ctx, pending, undefined, true);
       return;
     }
     try {
@@ -190,9 +210,12 @@ export function websocket(mapperOrOptions: ServiceMapper<KoaState> | ServiceMapp
         res.writeHead(503, { 'Content-Type': 'text/plain; charset=utf-8' }).end('server is shutting down\n');
         return;
       }
-      (req as UpgradeRequest)[PENDING] = { socket, head, res, accepted: undefined, ctx: undefined };
+      let chainDone!: () => void;
+      const chain = new Promise<void>((resolve) => (chainDone = resolve));
+      (req as UpgradeRequest)[PENDING] = { socket, head, res, accepted: undefined, ctx: undefined, chain };
       callback ??= app.callback();
-      void callback(req, res);
+      // Koa catches the chain's errors itself (ctx.onerror): this settles either way.
+      void callback(req, res).then(chainDone, chainDone);
     };
     server.on('upgrade', onUpgrade);
     return () => server.removeListener('upgrade', onUpgrade);

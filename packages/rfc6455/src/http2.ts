@@ -35,7 +35,7 @@ import { headerValue } from './handshake/http.js';
 import { parseProtocols } from './handshake/server.js';
 import { buildRequestHeaders, verifyNegotiation } from './handshake/client.js';
 import type { Transport } from './transport.js';
-import { negotiate, startConnection, type UpgradeOptions, type UpgradeTarget } from './upgrade.js';
+import { negotiate, startConnection, withResponseHeaders, type ResponseHeaderSource, type UpgradeOptions, type UpgradeTarget } from './upgrade.js';
 
 /** A Transport over an HTTP/2 stream: orderly end is END_STREAM, abort is RST_STREAM(CANCEL). */
 export function http2StreamTransport(stream: Http2Stream): Transport {
@@ -104,6 +104,7 @@ async function handleConnectStream<State>(
   req: IncomingMessage,
   target: UpgradeTarget<State>,
   options: UpgradeOptions<State>,
+  responseHeaders?: ResponseHeaderSource,
 ): Promise<WebSocketConnection | undefined> {
   stream.on('error', () => undefined);
   const timer = setTimeout(() => respondError(stream, 408, 'handshake timeout'), timerDelay(options.handshakeTimeout ?? Defaults.handshakeTimeout));
@@ -129,13 +130,17 @@ async function handleConnectStream<State>(
     // Without an async hook, accept in the same tick (as handleUpgrade does): an `await` here let a
     // burst of CONNECTs on one session all pass an admission check (serve's maxConnections) before
     // any of them was counted as a connection.
-    const negotiated = pending instanceof Promise ? await pending : pending;
-    clearTimeout(timer);
-    if ('reject' in negotiated) {
-      const r = negotiated.reject;
+    const answer = pending instanceof Promise ? await pending : pending;
+    if ('reject' in answer) {
+      clearTimeout(timer);
+      const r = answer.reject;
       respondError(stream, r.status, r.body ?? '', r.headers as Http2OutgoingHeaders | undefined, options.handshakeTimeout);
       return undefined;
     }
+    // The framework's headers (an adapter's), once accepted, under the same deadline.
+    const accepted = withResponseHeaders(answer, responseHeaders);
+    const negotiated = accepted instanceof Promise ? await accepted : accepted;
+    clearTimeout(timer);
     // Too late: the client left, or handshakeTimeout answered 408 while a before-accept hook ran.
     // (Fixed bug: a hook that settled after the 408 had the 200 written on the answered stream,
     // which threw ERR_HTTP2_INVALID_STREAM or ERR_HTTP2_HEADERS_SENT into onError, and the
@@ -175,12 +180,14 @@ function isWebSocketConnect(headers: Http2IncomingHeaders): boolean {
  * (`server.updateSettings({ enableConnectProtocol: true })`).
  *
  * Resolves with the connection, or `undefined` when the CONNECT was refused. The compatibility
- * response object is not used: do not write to it.
+ * response object is not used: do not write to it. `responseHeaders` gives the framework's response
+ * headers for the 200, as handleUpgrade's does for the 101 (the same headers are left out).
  */
 export function handleConnect<State = unknown>(
   req: Http2ServerRequest,
   target: UpgradeTarget<State>,
   options: UpgradeOptions<State> = {},
+  responseHeaders?: ResponseHeaderSource,
 ): Promise<WebSocketConnection | undefined> {
   const stream = req.stream;
   const headers = req.headers as Http2IncomingHeaders;
@@ -192,7 +199,7 @@ export function handleConnect<State = unknown>(
   // HTTP/1.1. (Fixed bug: through the compatibility API, serve()'s included, req.headers.host was
   // undefined for every WebSocket over HTTP/2.)
   if (headers.host === undefined && typeof headers[':authority'] === 'string') headers.host = headers[':authority'];
-  return handleConnectStream(stream, headers, req as unknown as IncomingMessage, target, options);
+  return handleConnectStream(stream, headers, req as unknown as IncomingMessage, target, options, responseHeaders);
 }
 
 /** Returned by {@link attachHttp2}. */

@@ -24,7 +24,7 @@ import {
 } from './handshake/hybi00.js';
 import { headerList } from './handshake/http.js';
 import { socketTransport } from './transport.js';
-import { answerRefusal, failUpgrade, hookAnswer, negotiate, startConnection, type UpgradeOptions, type UpgradeTarget } from './upgrade.js';
+import { answerRefusal, failUpgrade, hookAnswer, negotiate, startConnection, withResponseHeaders, type Negotiated, type ResponseHeaderSource, type UpgradeOptions, type UpgradeTarget } from './upgrade.js';
 
 /**
  * Reads until `test(buffered)` returns a length, with the handshake timeout. Resolves with the
@@ -65,13 +65,14 @@ function readUntil(socket: Duplex, initial: Buffer, need: (buffered: Buffer) => 
   });
 }
 
-/** Serves a hybi-00 upgrade request. Never rejects. */
+/** Serves a hybi-00 upgrade request (`responseHeaders` as handleUpgrade's). Never rejects. */
 export async function handleHybi00Upgrade<State>(
   req: IncomingMessage,
   socket: Duplex,
   head: Buffer,
   target: UpgradeTarget<State>,
   options: UpgradeOptions<State>,
+  responseHeaders?: ResponseHeaderSource,
 ): Promise<WebSocketConnection | undefined> {
   const noop = (): void => {};
   socket.on('error', noop);
@@ -103,6 +104,13 @@ export async function handleHybi00Upgrade<State>(
       answerRefusal(socket, negotiated.reject, options.handshakeTimeout);
       return undefined;
     }
+    let accepted = withResponseHeaders(negotiated, responseHeaders);
+    if (accepted instanceof Promise) {
+      const answer = (await hookAnswer(req, socket, accepted, options)) as Negotiated<State> | undefined;
+      if (answer === undefined) return undefined;
+      accepted = answer;
+    }
+    negotiated = accepted;
     if (socket.destroyed) return undefined;
     if (negotiated.protocol !== '') response.headers.push(['Sec-WebSocket-Protocol', negotiated.protocol]);
     for (const h of negotiated.headers) response.headers.push(h);

@@ -20,6 +20,7 @@ export {
   handleUpgrade,
   rejectUpgrade,
   upgradeResponse,
+  completeUpgradeResponse,
   isWebSocketUpgrade,
   ignoreUpgrade,
   requestPath,
@@ -28,6 +29,8 @@ export {
   type UpgradeRejection,
   type UpgradeTarget,
   type BeforeAcceptResult,
+  type ResponseHeaders,
+  type ResponseHeaderSource,
 } from './upgrade.js';
 export {
   WebSocketConnection,

@@ -8,7 +8,7 @@
 import { ServerResponse, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';
 import type { EventEmitter } from 'node:events';
-import type { Duplex } from 'node:stream';
+import { Writable, type Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
 import { CloseCode, Defaults } from './codec/constants.js';
 import { checkUpgradeOptions } from './check-options.js';
@@ -115,6 +115,91 @@ export interface UpgradeOptions<State = unknown> extends ConnectionOptions {
 export type UpgradeTarget<State = unknown> = ConnectionHandler<State> | ServiceMapper<State>;
 
 /**
+ * Response headers that a framework's hooks or middleware set for an upgrade request (a session
+ * middleware's Set-Cookie…): a Node header object (`res.getHeaders()`) or `[name, value]` pairs. A
+ * repeated header (several Set-Cookie) is an array, or a pair per value, and goes out as one line
+ * per value.
+ */
+export type ResponseHeaders = OutgoingHttpHeaders | HeaderList;
+
+/**
+ * What the adapters give {@link handleUpgrade} (and `handleConnect`): a function that returns the
+ * framework's response headers, or a promise of them. It is called once the upgrade is accepted
+ * (handshake valid, routed, Origin allowed, `beforeAccept` done without refusing), just before the
+ * 101 (the HTTP/2 200) is written, and never for a refusal. A throw or rejection answers 500
+ * (reported to `onError`); handshakeTimeout bounds the wait.
+ */
+export type ResponseHeaderSource = () => ResponseHeaders | PromiseLike<ResponseHeaders>;
+
+/**
+ * Headers never taken from a framework's response onto a 101 (or an HTTP/2 200): those the core
+ * writes itself or that would contradict the handshake (Connection, Upgrade, Sec-WebSocket-*),
+ * the other hop-by-hop ones, those that describe or frame a body a 101 does not have
+ * (Content-Length, Content-Type, Content-Encoding, Content-Range, Transfer-Encoding, Trailer), and
+ * Date (Node adds one to every response it serializes; the core's 101 has none).
+ */
+const NOT_PASSED = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'upgrade', 'te', 'trailer', 'transfer-encoding',
+  'content-length', 'content-type', 'content-encoding', 'content-range', 'date',
+]);
+
+/**
+ * The framework headers that may go on a 101 (see NOT_PASSED; HTTP/2 pseudo-headers are left out
+ * too), checked as `beforeAccept`'s are: a name that is not a token, or a value with CR, LF or NUL,
+ * throws TypeError. @internal
+ */
+export function passedResponseHeaders(headers: ResponseHeaders): HeaderList {
+  const entries: Array<[string, unknown]> = Array.isArray(headers) ? headers : Object.entries(headers);
+  const kept: Array<[string, OutgoingHttpHeaders[string]]> = [];
+  for (const [name, value] of entries) {
+    const lower = name.toLowerCase();
+    if (NOT_PASSED.has(lower) || lower.startsWith('sec-websocket-') || lower.startsWith(':')) continue;
+    kept.push([name, value as OutgoingHttpHeaders[string]]);
+  }
+  return headerList(kept as unknown as HeaderList);
+}
+
+/**
+ * The framework's headers, then `beforeAccept`'s: a name the hook gives replaces the framework's
+ * header of that name (any case), except Set-Cookie, whose lines add up (the hook's come last, so a
+ * cookie both set is the hook's for the browser). @internal
+ */
+export function mergeResponseHeaders(framework: HeaderList, hook: HeaderList): HeaderList {
+  if (framework.length === 0) return hook;
+  if (hook.length === 0) return framework;
+  const replaced = new Set<string>();
+  for (const [name] of hook) {
+    const lower = name.toLowerCase();
+    if (lower !== 'set-cookie') replaced.add(lower);
+  }
+  return [...framework.filter(([name]) => !replaced.has(name.toLowerCase())), ...hook];
+}
+
+/**
+ * Adds the framework's headers (the source's) to a negotiated upgrade: at once when the source
+ * answers at once, else a promise. A failing source disposes the deflate context and throws. @internal
+ */
+export function withResponseHeaders<State>(negotiated: Negotiated<State>, source: ResponseHeaderSource | undefined): Negotiated<State> | Promise<Negotiated<State>> {
+  if (source === undefined) return negotiated;
+  const add = (headers: ResponseHeaders): Negotiated<State> => {
+    negotiated.headers = mergeResponseHeaders(passedResponseHeaders(headers), negotiated.headers);
+    return negotiated;
+  };
+  const fail = (error: unknown): never => {
+    negotiated.extension?.dispose();
+    throw error;
+  };
+  let got: ResponseHeaders | PromiseLike<ResponseHeaders>;
+  try {
+    got = source();
+    if (!isThenable(got)) return add(got);
+  } catch (error) {
+    return fail(error);
+  }
+  return Promise.resolve(got).then(add).catch(fail);
+}
+
+/**
  * Writes an HTTP error response on a raw socket and closes it once written. A response the socket
  * cannot take at once (a body larger than its buffers) must be taken by the peer within `timeout`
  * ms (default 10000, the default `handshakeTimeout`), or the socket is destroyed.
@@ -181,6 +266,8 @@ export function ignoreUpgrade(server: EventEmitter, req: IncomingMessage, socket
 const deadlines = new WeakMap<Duplex, NodeJS.Timeout>();
 /** The 'drain' listeners that pass a socket's drain on to its upgradeResponse. */
 const drains = new WeakMap<Duplex, () => void>();
+/** The 'finish' listeners of upgradeResponse's responses (they end the socket; see completeUpgradeResponse). */
+const finishers = new WeakMap<ServerResponse, () => void>();
 
 /**
  * A ServerResponse that writes to the raw socket of an upgrade request, so that a framework's
@@ -207,12 +294,14 @@ export function upgradeResponse(req: IncomingMessage, socket: Duplex, timeout: n
   };
   socket.on('drain', onDrain);
   drains.set(socket, onDrain);
-  res.once('finish', () => {
+  const onFinish = (): void => {
     takeOver(socket);
     res.detachSocket(socket as Socket);
     socket.once('finish', () => socket.destroy());
     socket.end();
-  });
+  };
+  res.once('finish', onFinish);
+  finishers.set(res, onFinish);
   if (timeout > 0 && Number.isFinite(timeout)) {
     const timer = setTimeout(() => {
       deadlines.delete(socket);
@@ -225,6 +314,52 @@ export function upgradeResponse(req: IncomingMessage, socket: Duplex, timeout: n
     socket.once('close', () => takeOver(socket));
   }
   return res;
+}
+
+/**
+ * Ends a framework's response to an upgrade request that is being accepted, without writing
+ * anything to the client, so that what its middleware do when a response goes out runs: listeners
+ * of the response head (express-session sets its cookie from one, through on-headers), wrappers of
+ * `end` (express-session saves the session first), a framework's send hooks (Fastify's `onSend`,
+ * where @fastify/cookie writes its cookies). `end` ends the response the framework's way (default
+ * `res.end()`); `res.statusCode` is 101 first. The response writes to a sink that drops what Node
+ * serializes, and the promise resolves at its 'finish': then `res.getHeaders()` (or the framework's
+ * own view of them) holds the headers for the 101. Rejects when `end` throws, or when the response
+ * finished with another status (an error handler answered instead). The adapters call it
+ * from the {@link ResponseHeaderSource} they give handleUpgrade; the response's socket, if it still
+ * has one, is detached first, and a response made by {@link upgradeResponse} no longer ends it.
+ */
+export function completeUpgradeResponse(res: ServerResponse, end: () => unknown = () => res.end()): Promise<void> {
+  const onFinish = finishers.get(res);
+  if (onFinish !== undefined) {
+    res.removeListener('finish', onFinish);
+    finishers.delete(res);
+  }
+  if (res.writableFinished) return Promise.resolve();
+  return new Promise<void>((resolve, reject) => {
+    const sink = new Writable({
+      write(_chunk, _encoding, callback) {
+        callback();
+      },
+    });
+    if (!res.writableEnded) {
+      // Never the client's socket: what Node serializes goes to the sink.
+      if (res.socket !== null) res.detachSocket(res.socket);
+      res.assignSocket(sink as unknown as Socket);
+    }
+    res.once('finish', () => {
+      if (res.socket === (sink as unknown)) res.detachSocket(sink as unknown as Socket);
+      // An error handler that answered instead (a failing send hook or session store): no 101.
+      if (res.statusCode !== 101) reject(new Error(`the framework answered ${res.statusCode} while the upgrade was being accepted`));
+      else resolve();
+    });
+    try {
+      if (!res.headersSent) res.statusCode = 101;
+      end();
+    } catch (error) {
+      reject(error);
+    }
+  });
 }
 
 /**
@@ -409,6 +544,13 @@ export function startConnection<State>(
  * Completes (or refuses) a WebSocket upgrade on `socket`. `head` is what the HTTP parser read past
  * the request head (frames the client sent at once). Resolves with the connection, or undefined
  * when the upgrade was refused (the HTTP error response was written). Never rejects.
+ *
+ * `responseHeaders` (the adapters pass it) gives the headers a framework's hooks or middleware
+ * set on their response for this request, e.g. a session cookie: they go on the 101, before the
+ * headers `beforeAccept` returns, which replace a framework header of the same name (Set-Cookie
+ * lines add up). Headers that would break or contradict the handshake are left out (Connection,
+ * Upgrade, Sec-WebSocket-*, the other hop-by-hop ones, Content-Length, Content-Type and the other
+ * body headers, Date). See {@link ResponseHeaderSource} for when it is called.
  * @throws TypeError or RangeError, at once, for an option of the wrong type or out of range (the
  * socket is answered 500); checked once per options object.
  */
@@ -418,6 +560,7 @@ export function handleUpgrade<State = unknown>(
   head: Buffer,
   target: UpgradeTarget<State>,
   options: UpgradeOptions<State> = {},
+  responseHeaders?: ResponseHeaderSource,
 ): Promise<WebSocketConnection | undefined> {
   try {
     checkUpgradeOptions('handleUpgrade()', options);
@@ -426,7 +569,7 @@ export function handleUpgrade<State = unknown>(
     throw error;
   }
   takeOver(socket);
-  const result = upgradeNow(req, socket, head, target, options);
+  const result = upgradeNow(req, socket, head, target, options, responseHeaders);
   return result instanceof Promise ? result : Promise.resolve(result);
 }
 
@@ -441,19 +584,49 @@ export function upgradeNow<State>(
   head: Buffer,
   target: UpgradeTarget<State>,
   options: UpgradeOptions<State>,
+  responseHeaders?: ResponseHeaderSource,
 ): WebSocketConnection | undefined | Promise<WebSocketConnection | undefined> {
   if (options.hybi00 !== false && isHybi00Request(req.headers) && req.headers['sec-websocket-key'] === undefined) {
-    return handleHybi00Upgrade(req, socket, head, target, options);
+    return handleHybi00Upgrade(req, socket, head, target, options, responseHeaders);
   }
-  if (options.beforeAccept) return upgradeAfterHook(req, socket, head, target, options);
+  if (options.beforeAccept) return upgradeAfterHook(req, socket, head, target, options, responseHeaders);
   try {
     const offer = validateRequest(req);
     // Without a hook negotiate() returns at once, and never a refusal.
-    const negotiated = negotiate(req, negotiationInput(req, socket, offer), target, options) as Negotiated<State>;
+    const negotiated = withResponseHeaders(negotiate(req, negotiationInput(req, socket, offer), target, options) as Negotiated<State>, responseHeaders);
+    if (negotiated instanceof Promise) return upgradeAfterHeaders(req, socket, head, offer, negotiated, options);
     return accept(req, socket, head, offer, negotiated, options);
   } catch (error) {
     failUpgrade(req, socket, error, options);
     return undefined;
+  }
+}
+
+/**
+ * The upgrade when only the framework's headers make it wait (a middleware's end hooks: a session
+ * being saved): bounded by handshakeTimeout, as a before-accept hook is.
+ */
+async function upgradeAfterHeaders<State>(
+  req: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  offer: ValidatedRequest,
+  pending: Promise<Negotiated<State>>,
+  options: UpgradeOptions<State>,
+): Promise<WebSocketConnection | undefined> {
+  const timer = setTimeout(() => socket.destroy(), timerDelay(options.handshakeTimeout ?? Defaults.handshakeTimeout));
+  timer.unref?.();
+  socket.on('error', noop);
+  try {
+    const negotiated = (await hookAnswer(req, socket, pending, options)) as Negotiated<State> | undefined;
+    if (negotiated === undefined) return undefined;
+    return accept(req, socket, head, offer, negotiated, options);
+  } catch (error) {
+    failUpgrade(req, socket, error, options);
+    return undefined;
+  } finally {
+    clearTimeout(timer);
+    socket.removeListener('error', noop);
   }
 }
 
@@ -464,6 +637,7 @@ async function upgradeAfterHook<State>(
   head: Buffer,
   target: UpgradeTarget<State>,
   options: UpgradeOptions<State>,
+  responseHeaders?: ResponseHeaderSource,
 ): Promise<WebSocketConnection | undefined> {
   let timer: NodeJS.Timeout | undefined = setTimeout(() => {
     timer = undefined;
@@ -491,12 +665,28 @@ async function upgradeAfterHook<State>(
         socket.removeListener('error', noop);
       }
     }
-    done();
     if ('reject' in negotiated) {
+      done();
       answerRefusal(socket, negotiated.reject, options.handshakeTimeout);
       return undefined;
     }
-    return accept(req, socket, head, offer, negotiated, options);
+    // The framework's headers, once accepted (never for a refusal), under the same deadline.
+    let accepted = withResponseHeaders(negotiated, responseHeaders);
+    if (accepted instanceof Promise) {
+      socket.on('error', noop);
+      try {
+        const answer = (await hookAnswer(req, socket, accepted, options)) as Negotiated<State> | undefined;
+        if (answer === undefined) {
+          done();
+          return undefined;
+        }
+        accepted = answer;
+      } finally {
+        socket.removeListener('error', noop);
+      }
+    }
+    done();
+    return accept(req, socket, head, offer, accepted, options);
   } catch (error) {
     done();
     failUpgrade(req, socket, error, options);
