@@ -207,7 +207,7 @@ describe('close timeout', () => {
     let accepted: (conn: WebSocketConnection) => void;
     const connected = new Promise<WebSocketConnection>((resolve) => (accepted = resolve));
     // 120 MiB queued: above the default maxBufferedAmount (64 MiB), so that is raised.
-    const sender = await serve({ perMessageDeflate: false, closeTimeout: 800, maxBufferedAmount: 256 << 20 }, (conn) => accepted(conn));
+    const sender = await serve({ perMessageDeflate: false, closeTimeout: 2000, maxBufferedAmount: 256 << 20 }, (conn) => accepted(conn));
     try {
       const client = await connect(sender.url, { perMessageDeflate: false });
       const conn = await connected;
@@ -215,17 +215,17 @@ describe('close timeout', () => {
       const count = 120;
       for (let i = 0; i < count; i++) void conn.send(megabyte).catch(() => undefined);
       const serverClosing = conn.close(1000, 'done');
-      // The client reads a message every 17 ms or so: about two seconds for all of them, more than
-      // twice the server's closeTimeout. The timeout bounds a peer that takes nothing, not a slow
-      // one. (What the kernel's buffers hold, about 10 MB here, must reach the peer within one
-      // closeTimeout of the last byte leaving the process, which the server cannot see: about
-      // 170 ms at this pace. With 60 messages read every 35 ms it was 350 ms, and a loaded
-      // machine's slower timers took it past 800.)
+      // The client reads a message every 35 ms or so: more than four seconds for all of them, more
+      // than twice the server's closeTimeout. The timeout bounds a peer that takes nothing, not a
+      // slow one. (What the kernel's buffers hold, about 10 MB here, must reach the peer, and its
+      // close frame come back, within one closeTimeout of the last byte leaving the process,
+      // which the server cannot see: about 350 ms at this pace, a sixth of the 2 s. With an
+      // 800 ms closeTimeout a loaded machine's slower timers took it past.)
       let received = 0;
       client.on('message', (data) => {
         if ((data as Buffer).length === megabyte.length) received++;
         client.pause();
-        setTimeout(() => client.resume(), 17);
+        setTimeout(() => client.resume(), 35);
       });
       await client.whenClosed;
       await serverClosing;
