@@ -172,7 +172,7 @@ class Inbox {
   readonly items: Message[] = [];
   /** Index of the next message to hand out. */
   head = 0;
-  /** Their size (strings count 2 bytes a character). */
+  /** Their size (strings count 2 bytes a character), plus MESSAGE_OVERHEAD a message. */
   bytes = 0;
   /** With `textMessages: 'buffer'`: which queued Buffers are text (a late listener is told). */
   texts: WeakSet<Buffer> | undefined = undefined;
@@ -213,8 +213,17 @@ function rejected<T>(error: unknown): Promise<T> {
   return p;
 }
 
+/**
+ * What a queued message counts against readHighWaterMark: its bytes (strings 2 a character) and a
+ * fixed cost for its place in the queue, so that a flood of empty or tiny messages also pauses the
+ * socket. (Fixed bug: an empty message counted 0 bytes, and a peer sending empty frames, 2 bytes
+ * each over hybi-00, 6 over RFC 6455, to a handler that did not read was never paused: 10 million
+ * queued messages took 280 MB.) WebSocketStream's readable counts the same. @internal
+ */
+export const MESSAGE_OVERHEAD = 32;
+
 function messageSize(message: Message): number {
-  return typeof message === 'string' ? message.length * 2 : message.length;
+  return (typeof message === 'string' ? message.length * 2 : message.length) + MESSAGE_OVERHEAD;
 }
 
 /** EventEmitter's listener table: a function for one listener, an array for several. */

@@ -149,8 +149,13 @@ export async function connectHybi00(url: URL, options: ConnectOptions): Promise<
   const hostname = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
   const protocols = typeof options.protocols === 'string' ? [options.protocols] : [...(options.protocols ?? [])];
   const path = `${url.pathname || '/'}${url.search}`;
-  const request = buildHybi00Request({ host: url.host, path, origin: options.origin, protocols });
-  const extra = headerList(options.headers);
+  let extra = headerList(options.headers);
+  // A Host of the caller's replaces the URL's, as over RFC 6455, and the server builds the
+  // location from it (fixed bug: both were sent, and a server answered 400 to the two Hosts).
+  const ownHost = extra.find(([name]) => name.toLowerCase() === 'host')?.[1];
+  if (ownHost !== undefined) extra = extra.filter(([name]) => name.toLowerCase() !== 'host');
+  const host = ownHost ?? url.host;
+  const request = buildHybi00Request({ host, path, origin: options.origin, protocols });
   const timeout = options.handshakeTimeout ?? Defaults.handshakeTimeout;
   // Where to connect: a Unix socket, or host and port (with the local address, family and lookup given).
   const { socketPath, ...tcp } = socketOptions(options);
@@ -203,7 +208,9 @@ export async function connectHybi00(url: URL, options: ConnectOptions): Promise<
     const end = bytes.indexOf('\r\n\r\n');
     const { statusLine, headers } = parseHead(bytes.subarray(0, end).toString('latin1'));
     const body = bytes.subarray(end + 4, end + 4 + HYBI00_ANSWER_LENGTH);
-    const location = `${secure ? 'wss' : 'ws'}://${url.host}${path}`;
+    // draft-76 §4.1: the URL connected to, its port left out when it is the scheme's default.
+    const defaultPort = secure ? ':443' : ':80';
+    const location = `${secure ? 'wss' : 'ws'}://${host.endsWith(defaultPort) ? host.slice(0, -defaultPort.length) : host}${path}`;
     const { protocol } = verifyHybi00Response(statusLine, headers, body, request.expected, { origin: options.origin, location, protocols });
     socket.setNoDelay(true);
     return new WebSocketConnection(

@@ -16,7 +16,7 @@ import { connect, type ConnectOptions } from './client.js';
 import { checkClientOptions } from './check-options.js';
 import { CloseCode } from './codec/constants.js';
 import type { Message, WebSocketConnection } from './connection.js';
-import { WebSocketError } from './errors.js';
+import { UnsupportedError, WebSocketError } from './errors.js';
 import { isToken } from './handshake/http.js';
 
 const CONNECTING = 0;
@@ -373,13 +373,19 @@ export class WebSocket extends EventTarget {
   /**
    * Sends a text message (a string) or a binary one (Blob, ArrayBuffer, typed array, DataView;
    * the bytes are copied now). Throws a TypeError without an argument, an InvalidStateError while
-   * connecting; once closing, the data is dropped and counted in bufferedAmount.
+   * connecting, and UnsupportedError `WS_HYBI00_TEXT_ONLY` for binary data over hybi-00 (text
+   * only; the connection stays open); once closing, the data is dropped and counted in bufferedAmount.
    */
   send(data: WebSocketData): void {
     // WebIDL: the data is required (fixed bug: send() sent the text 'undefined', where browsers
     // and undici throw a TypeError).
     if (arguments.length === 0) throw new TypeError('send() needs the data: 1 argument required, but only 0 present');
     if (this.#readyState === CONNECTING) throw new DOMException('the WebSocket is still connecting', 'InvalidStateError');
+    // (Fixed bug: over hybi-00 binary data was dropped without a word, the send() promise of the
+    // connection rejected and ignored; conn.send() and WebSocketStream's writer reject with this.)
+    if (typeof data !== 'string' && this.#conn?.variant === 'hybi00' && (data instanceof Blob || isArrayBuffer(data) || ArrayBuffer.isView(data))) {
+      throw new UnsupportedError('hybi-00 connections carry text only', 'WS_HYBI00_TEXT_ONLY');
+    }
     let item: string | Buffer | Blob;
     if (typeof data === 'string') item = data;
     else if (data instanceof Blob) item = data;

@@ -99,6 +99,42 @@ describe('slow consumer', () => {
   });
 });
 
+describe('a flood of empty messages', () => {
+  test('to a handler that does not read pauses the socket at readHighWaterMark too (each empty message counted 0 bytes); nothing is lost', async () => {
+    let conn: WebSocketConnection | undefined;
+    const quiet = await serve({ perMessageDeflate: false, readHighWaterMark: 64 * 1024 }, (c) => {
+      conn = c; // never reads, no message listener
+    });
+    try {
+      const raw = await RawClient.connect(quiet.port);
+      await until(() => conn !== undefined, 'the handler');
+      const internals = conn as unknown as { inbox: { items: unknown[]; head: number } | undefined; readPaused: boolean };
+      const queued = (): number => (internals.inbox === undefined ? 0 : internals.inbox.items.length - internals.inbox.head);
+      const COUNT = 100_000;
+      const empty = frame({ opcode: 1, payload: Buffer.alloc(0), mask: true });
+      raw.socket.write(Buffer.concat(Array.from({ length: COUNT }, () => empty)));
+      raw.socket.write(frame({ opcode: 1, payload: 'last', mask: true }));
+      // Either the server pauses its socket, or it has queued every message.
+      await until(() => internals.readPaused || queued() > COUNT, 'a pause or the whole flood');
+      expect(internals.readPaused).toBe(true);
+      expect(queued()).toBeLessThan(COUNT);
+      let received = 0;
+      for (;;) {
+        const m = await conn!.recv();
+        if (m !== '') {
+          expect(m).toBe('last');
+          break;
+        }
+        received++;
+      }
+      expect(received).toBe(COUNT);
+      raw.destroy();
+    } finally {
+      await quiet.close();
+    }
+  });
+});
+
 describe('bufferedAmount with permessage-deflate', () => {
   test('counts the messages still waiting to be compressed, as given, until they are written; WebSocket too', async () => {
     const received: number[] = [];

@@ -4,13 +4,17 @@
  * hook, UTF-8 text both ways, the message size limit, the closing handshake in both directions,
  * and the typed errors for what hybi-00 cannot do.
  */
+import type { IncomingMessage } from 'node:http';
 import {
   connect,
+  type CloseEvent,
   EOF,
   HandshakeError,
   serve,
   serviceMapper,
   UnsupportedError,
+  WebSocket,
+  WebSocketStream,
   type ConnectOptions,
   type ServeOptions,
   type UpgradeTarget,
@@ -18,6 +22,7 @@ import {
   type WebSocketServer,
 } from '../../src/index.js';
 import { rawServer } from '../helpers/raw-server.js';
+import { until } from '../helpers/wait.js';
 
 const servers: WebSocketServer[] = [];
 const clients: WebSocketConnection[] = [];
@@ -153,6 +158,70 @@ describe('connection API on hybi-00', () => {
     });
     const conn = await open(server.url);
     expect(await recvText(conn)).toBe('WS_HYBI00_TEXT_ONLY,WS_HYBI00_NO_PING,WS_HYBI00_NO_FRAGMENTS');
+  });
+});
+
+describe('the WebSocket class over hybi-00', () => {
+  test('send() of binary data throws UnsupportedError WS_HYBI00_TEXT_ONLY (it was dropped without a word), and the socket stays open', async () => {
+    const got: string[] = [];
+    const server = await start(async (conn) => {
+      for await (const m of conn) got.push(String(m));
+    });
+    const ws = new WebSocket(`${server.url}w`, { variant: 'hybi00' });
+    await new Promise((resolve, reject) => {
+      ws.onopen = resolve;
+      ws.onerror = reject;
+    });
+    const closed = new Promise<CloseEvent>((resolve) => (ws.onclose = resolve));
+    ws.send('before');
+    for (const data of [new Uint8Array([1, 2]), new ArrayBuffer(3), new DataView(new ArrayBuffer(1)), new Blob(['blob'])]) {
+      let thrown: unknown;
+      try {
+        ws.send(data);
+      } catch (error) {
+        thrown = error;
+      }
+      expect(thrown).toBeInstanceOf(UnsupportedError);
+      expect((thrown as UnsupportedError).code).toBe('WS_HYBI00_TEXT_ONLY');
+    }
+    expect(ws.readyState).toBe(WebSocket.OPEN);
+    ws.send('after');
+    ws.close();
+    expect((await closed).code).toBe(1005);
+    expect(got).toEqual(['before', 'after']);
+  });
+});
+
+describe('the WebSocketStream class over hybi-00', () => {
+  test('an unread readable holds back a server flooding empty messages (each counted 0 bytes, they were read and queued without end); all arrive once read', async () => {
+    const COUNT = 100_000;
+    const server = await start(async (conn) => {
+      await conn.recv();
+      for (let i = 0; i < COUNT; i++) void conn.send('').catch(() => undefined);
+      void conn.send('last').catch(() => undefined);
+    });
+    const wss = new WebSocketStream(`${server.url}s`, { variant: 'hybi00', readHighWaterMark: 64 * 1024 });
+    const { readable, writable } = await wss.opened;
+    const conn = wss.connection!;
+    let delivered = 0;
+    conn.on('message', () => void delivered++);
+    const writer = writable.getWriter();
+    await writer.write('go');
+    // Either the readable's queue fills and the connection pauses, or every message got in.
+    await until(() => conn.isPaused || delivered > COUNT, 'a pause or the whole flood');
+    expect(conn.isPaused).toBe(true);
+    expect(delivered).toBeLessThan(COUNT);
+    let empty = 0;
+    for await (const message of readable) {
+      if (message !== '') {
+        expect(message).toBe('last');
+        break;
+      }
+      empty++;
+    }
+    expect(empty).toBe(COUNT);
+    wss.close();
+    expect((await wss.closed).closeCode).toBe(1005);
   });
 });
 
@@ -297,6 +366,23 @@ describe('routing and negotiation', () => {
     const none = await open(server.url);
     expect(none.protocol).toBe('');
     expect(await recvText(none)).toBe('proto=');
+  });
+
+  test('a Host in headers replaces the URL\'s, as over RFC 6455: one Host line, and the location is checked against it', async () => {
+    let seen: IncomingMessage | undefined;
+    const server = await start(echo, {
+      beforeAccept: (req) => {
+        seen = req;
+      },
+    });
+    const conn = await open(`${server.url}vhost?x=1`, { headers: { Host: 'chat.example:80', 'X-Extra': 'kept' } });
+    expect(seen!.rawHeaders.filter((_, i) => i % 2 === 0 && seen!.rawHeaders[i]!.toLowerCase() === 'host')).toHaveLength(1);
+    expect(seen!.headers.host).toBe('chat.example:80');
+    expect(seen!.headers['x-extra']).toBe('kept');
+    // The server leaves the default port out of the location; the client expects it so.
+    expect(conn.headers['sec-websocket-location']).toBe('ws://chat.example/vhost?x=1');
+    await conn.send('via vhost');
+    expect(await recvText(conn)).toBe('via vhost');
   });
 
   test('service mapper routes by path, params and subprotocol; unknown path 404, unknown protocol 400', async () => {

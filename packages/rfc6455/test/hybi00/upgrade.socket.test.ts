@@ -12,6 +12,7 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { serve, type ServeOptions, type WebSocketConnection, type WebSocketServer } from '../../src/index.js';
 import { encodeHybi00Text, HYBI00_CLOSE } from '../../src/codec/hybi00.js';
 import { parseResponse } from '../helpers/raw-client.js';
+import { until } from '../helpers/wait.js';
 
 // draft-hixie-thewebsocketprotocol-76 §1.3 worked example.
 const KEY1 = '18x 6]8vM;54 *(5:  {   U1]8  z [  8';
@@ -267,6 +268,43 @@ describe('textMessages', () => {
     // Invalid UTF-8 still fails the connection (the draft has no status: reported as 1007).
     await peer.write(Buffer.from([0x00, 0x61, 0xc3, 0x28, 0xff]));
     await peer.untilClosed();
+  });
+});
+
+describe('backpressure', () => {
+  test('a flood of empty text frames (2 bytes each) to a handler that does not read pauses the socket at readHighWaterMark; nothing is lost', async () => {
+    let conn: WebSocketConnection | undefined;
+    const server = await serve({ readHighWaterMark: 64 * 1024 }, (c) => {
+      conn = c; // never reads, no message listener
+    });
+    servers.push(server);
+    const peer = await open(server.port);
+    await peer.write(Buffer.concat([hybi00Head(server.port), KEY3]));
+    await peer.handshake();
+    await until(() => conn !== undefined, 'the handler');
+    const internals = conn as unknown as { inbox: { items: unknown[]; head: number } | undefined; readPaused: boolean };
+    const queued = (): number => (internals.inbox === undefined ? 0 : internals.inbox.items.length - internals.inbox.head);
+    const COUNT = 200_000;
+    const flood = Buffer.alloc(COUNT * 2);
+    for (let i = 1; i < flood.length; i += 2) flood[i] = 0xff;
+    peer.socket.write(flood);
+    peer.socket.write(encodeHybi00Text('last'));
+    // Either the server pauses its socket, or it has queued every message (an empty message
+    // counted 0 bytes against readHighWaterMark: 200,000 of them, and as many more as sent).
+    await until(() => internals.readPaused || queued() > COUNT, 'a pause or the whole flood');
+    expect(internals.readPaused).toBe(true);
+    expect(queued()).toBeLessThan(COUNT);
+    // Read: every message arrives, in order, and reading resumes.
+    let empty = 0;
+    for (;;) {
+      const m = await conn!.recv();
+      if (m !== '') {
+        expect(m).toBe('last');
+        break;
+      }
+      empty++;
+    }
+    expect(empty).toBe(COUNT);
   });
 });
 
