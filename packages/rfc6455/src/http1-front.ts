@@ -9,9 +9,10 @@
  *
  * The fast path is deliberately narrow: `GET <origin-form target> HTTP/1.1`, CRLF line endings,
  * header names that are RFC 9110 tokens, values of printable ASCII and HTAB only, no obs-fold,
- * no Transfer-Encoding, no Content-Length other than 0, `Upgrade` and `Connection: upgrade`
- * present (as llhttp requires to report an upgrade), and the whole head smaller than
- * maxHeaderSize. When in doubt, it falls back.
+ * no Transfer-Encoding, no Content-Length other than a single 0, at most 100 header lines (and
+ * no more than the server's maxHeadersCount), `Upgrade` and `Connection: upgrade` present (as
+ * llhttp requires to report an upgrade), and the whole head smaller than maxHeaderSize. When in
+ * doubt, it falls back.
  */
 import { IncomingMessage, type Server as HttpServer } from 'node:http';
 import type { Socket } from 'node:net';
@@ -177,12 +178,22 @@ export class Http1Front {
       return;
     }
     const headLength = end + 4;
-    const req = headLength < this.maxHeaderSize ? parseUpgradeHead(socket, buffer, end) : undefined;
+    const req = headLength < this.maxHeaderSize ? parseUpgradeHead(socket, buffer, end, this.maxHeaders()) : undefined;
     if (req === undefined) return this.fallBack(socket, buffer);
     this.release(socket);
     // What arrives before the connection listens stays buffered (Node does the same).
     (socket as { readableFlowing: boolean | null }).readableFlowing = null;
     this.server.emit('upgrade', req, socket, headLength === buffer.length ? EMPTY : buffer.subarray(headLength));
+  }
+
+  /**
+   * Most header lines the fast path takes: FAST_MAX_HEADERS, or the server's `maxHeadersCount`
+   * when lower (read at each request: it may be set after serve()). Node keeps at least that many
+   * and drops some of the rest; a head with more goes to Node, which decides which.
+   */
+  private maxHeaders(): number {
+    const count = this.server.maxHeadersCount;
+    return typeof count === 'number' && count > 0 ? Math.min(count, FAST_MAX_HEADERS) : FAST_MAX_HEADERS;
   }
 
   private sweep(): void {
@@ -208,6 +219,14 @@ export class Http1Front {
 
 const GET_SPACE = Buffer.from('GET ', 'latin1');
 
+/**
+ * Most header lines of a head the fast path takes. Node's parser keeps only the first
+ * `maxHeadersCount` or so (1000 by default) and drops the rest, so a head with more must be Node's
+ * (fixed bug: the front kept every line, and a Sec-WebSocket-Key past Node's limit got a 101 where
+ * Node alone answers 400). A real handshake has a dozen or two.
+ */
+const FAST_MAX_HEADERS = 100;
+
 /** True when `bytes[from..]` has a LF whose byte before is not a CR (`bytes[from - 1]` included). */
 function hasBareLf(bytes: Buffer, from: number): boolean {
   for (let i = bytes.indexOf(0x0a, from); i >= 0; i = bytes.indexOf(0x0a, i + 1)) {
@@ -228,9 +247,10 @@ HeaderBag.prototype = Object.prototype;
 
 /**
  * Parses a complete request head (`buffer[0, end)`, end at the CRLFCRLF) when it is a clean
- * WebSocket upgrade request; undefined for anything else (Node's parser decides then).
+ * WebSocket upgrade request of at most `maxHeaders` header lines; undefined for anything else
+ * (Node's parser decides then).
  */
-export function parseUpgradeHead(socket: Socket, buffer: Buffer, end: number): IncomingMessage | undefined {
+export function parseUpgradeHead(socket: Socket, buffer: Buffer, end: number, maxHeaders: number = FAST_MAX_HEADERS): IncomingMessage | undefined {
   // Bytes: HTAB and printable ASCII only, CR and LF only as CRLF pairs (a bare CR or LF, any
   // other control character, obs-text: Node's parser decides).
   for (let i = 0; i < end; i++) {
@@ -260,8 +280,10 @@ export function parseUpgradeHead(socket: Socket, buffer: Buffer, end: number): I
   let headers: Record<string, string | string[]> | undefined = new HeaderBag();
   let upgrade = false;
   let connectionUpgrade = false;
+  let contentLength = false;
   let start = eol + 2;
   while (start < end) {
+    if (raw.length >= 2 * maxHeaders) return undefined;
     let next = text.indexOf('\r\n', start);
     if (next < 0) next = end;
     const colon = text.indexOf(':', start);
@@ -297,7 +319,12 @@ export function parseUpgradeHead(socket: Socket, buffer: Buffer, end: number): I
         if (key === 'connection' && !connectionUpgrade) connectionUpgrade = hasHeaderToken(value, 'upgrade');
         break;
       case 14:
-        if (key === 'content-length' && value !== '0') return undefined;
+        if (key === 'content-length') {
+          // A second Content-Length, even an equal one, is Node's 400 (llhttp refuses it as a
+          // smuggling shape; fixed bug: the front accepted `Content-Length: 0` twice).
+          if (value !== '0' || contentLength) return undefined;
+          contentLength = true;
+        }
         break;
       case 17:
         if (key === 'transfer-encoding') return undefined;

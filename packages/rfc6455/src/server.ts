@@ -307,6 +307,22 @@ export async function serve<State = unknown>(options: ServeOptions<State>, targe
     if (!front.install()) front = undefined;
   }
 
+  // TCP connections of a TLS server whose TLS handshake is not done yet, so that close() can end
+  // them: Node's server waits for every socket, and such a one is in no list Node's
+  // closeAllConnections() or the front closes (fixed bug: a peer that connected and sent no
+  // ClientHello, or part of one, held close() until handshakeTimeout, for good with Infinity).
+  // (After the front, which replaces the server's one secureConnection listener.)
+  const handshaking = new Set<Socket>();
+  if (tlsOptions) {
+    httpServer.on('connection', (raw: Socket) => {
+      handshaking.add(raw);
+      raw.once('close', () => handshaking.delete(raw));
+    });
+    httpServer.on('secureConnection', (socket: Socket) => {
+      handshaking.delete((socket as Socket & { _parent?: Socket })._parent ?? socket);
+    });
+  }
+
   const host = options.host ?? '127.0.0.1';
   await new Promise<void>((resolve, reject) => {
     const failed = (error: Error): void => {
@@ -351,8 +367,10 @@ export async function serve<State = unknown>(options: ServeOptions<State>, targe
         // HTTP/2: GOAWAY once the WebSockets are closed.
         for (const session of sessions) session.close();
         if (typeof httpServer.closeAllConnections === 'function') httpServer.closeAllConnections();
-        // Sockets whose request head was still being read by the front.
+        // Sockets whose request head was still being read by the front, and those still in their
+        // TLS handshake.
         front?.close();
+        for (const raw of handshaking) raw.destroy();
         for (const session of sessions) session.destroy();
         if (tlsSockets.size > 0) {
           // (Fixed bug: an HTTP/2 peer that did not close its side after the GOAWAY, or a TLS

@@ -428,6 +428,9 @@ describe('fallback to Node', () => {
     ['two spaces after the method', () => upgradeLines([], 'GET  / HTTP/1.1'), 101],
     ['obs-text in the target', () => upgradeLines([], 'GET /caf\xe9 HTTP/1.1'), 400],
     ['HTTP/1.2', () => upgradeLines([], 'GET / HTTP/1.2'), 400],
+    // llhttp refuses a second Content-Length, even an equal one (the front accepted it: 101).
+    ['Content-Length: 0 twice', () => upgradeLines(['Content-Length: 0', 'Content-Length: 0']), 400],
+    ['content-length: 0 twice, spelled differently', () => upgradeLines(['content-length: 0', 'CONTENT-LENGTH: 0']), 400],
   ];
   test.each(odd)('%s gets the same answer as from Node alone', async (_name, request, expected) => {
     const statuses: number[] = [];
@@ -437,6 +440,32 @@ describe('fallback to Node', () => {
     }
     expect(statuses[0]).toBe(statuses[1]);
     expect(statuses[0]).toBe(expected);
+  });
+
+  // Node keeps the first maxHeadersCount header lines or so (1000 by default) and drops the
+  // rest: a Sec-WebSocket-Key past them is missing, 400. The front kept every line (101).
+  test.each([
+    ['1100 header lines (the default maxHeadersCount)', 1100, undefined],
+    ['60 header lines, maxHeadersCount 20', 60, 20],
+  ])('%s, the key last: the same answer as from Node alone', async (_name, lines, maxHeadersCount) => {
+    const extra = Array.from({ length: lines - 5 }, (_, i) => `X-${i}: ${i}`);
+    const request = ['GET / HTTP/1.1', 'Host: x', 'Upgrade: websocket', 'Connection: Upgrade', 'Sec-WebSocket-Version: 13', ...extra, `Sec-WebSocket-Key: ${key}`, '', ''].join('\r\n');
+    const statuses: number[] = [];
+    for (const front of [true, false]) {
+      const { server } = await start({ maxHeaderSize: 65536 }, front);
+      if (maxHeadersCount !== undefined) (server.httpServer as { maxHeadersCount: number }).maxHeadersCount = maxHeadersCount;
+      statuses.push((await exchange(server.port, request)).status);
+    }
+    expect(statuses).toEqual([400, 400]);
+  });
+
+  test('a handshake of 60 header lines still takes the fast path, and Node builds the same headers', async () => {
+    const extra = Array.from({ length: 55 }, (_, i) => `X-${i}: ${i}`);
+    const { server, seen } = await start();
+    expect((await exchange(server.port, upgradeLines(extra))).status).toBe(101);
+    expect(seen[0]!.nodeParsed).toBe(false);
+    expect(seen[0]!.req.rawHeaders).toHaveLength(2 * 60);
+    expect(seen[0]!.req.headers['x-54']).toBe('54');
   });
 
   // Heads that end without a CRLFCRLF, so the front never saw their end: it waited for the
@@ -525,6 +554,24 @@ describe('slow heads and shutdown', () => {
     expect(await conn.recv()).toBe(EOF);
     expect(conn.closeStatus).toBe(1001);
   });
+
+  // A TCP connection still in its TLS handshake is in no list closeAllConnections() or the front
+  // closes: close() waited for handshakeTimeout (here none: for good).
+  test.each([
+    ['TLS', false, ''],
+    ['TLS, part of a ClientHello sent', false, '\x16\x03\x01'],
+    ['TLS with http2', true, ''],
+    ['TLS with http2, part of a ClientHello sent', true, '\x16\x03\x01'],
+  ])('%s: close() closes a connection whose TLS handshake is not done', async (_name, http2, bytes) => {
+    const { server } = await start({ tls: TLS, http2, handshakeTimeout: Infinity });
+    const raw = await Peer.open(server.port);
+    if (bytes) await raw.write(Buffer.from(bytes, 'latin1'));
+    const secure = await Peer.open(server.port, true);
+    await server.close();
+    await raw.untilClosed();
+    await secure.untilClosed();
+    expect(raw.received.length).toBe(0);
+  }, 5000);
 
   test('a head completed during shutdown gets 503', async () => {
     const { server } = await start({ closeTimeout: 2000 });
