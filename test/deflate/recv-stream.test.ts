@@ -8,9 +8,10 @@
  *
  * Before, each frame was inflated whole into the stream: the 32 MiB were held while nobody read.
  */
+import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { constants, deflateRawSync } from 'node:zlib';
-import { connect, EOF, serve, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
+import { connect, EOF, serve, type ConnectOptions, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
 import { frame } from '../../packages/rfc6455/test/helpers/frames.js';
 import { RawClient } from '../../packages/rfc6455/test/helpers/raw-client.js';
 import { extensionOf } from './helpers.js';
@@ -38,9 +39,9 @@ afterEach(() => {
 afterAll(() => server.close());
 
 /** A client connected with permessage-deflate, and the server's side of it. */
-async function pair(): Promise<{ client: WebSocketConnection; conn: WebSocketConnection }> {
+async function pair(options: ConnectOptions = {}): Promise<{ client: WebSocketConnection; conn: WebSocketConnection }> {
   const serverSide = new Promise<WebSocketConnection>((resolve) => accepted.push(resolve));
-  const client = await connect(server.url);
+  const client = await connect(server.url, options);
   clients.push(client);
   const conn = await serverSide;
   expect(extensionOf(conn)).toBeDefined();
@@ -188,5 +189,37 @@ test('close() while a compressed message waits for its reader: the closing hands
   await client.whenClosed;
   expect(client.closeStatus).toBe(1000);
   // What was read before the close is whole: everything the client sent, then the end.
+  expect((await readAll(s)).length).toBe(MESSAGE);
+});
+
+test('close() while the unread stream of a compressed message is still arriving: the rest is handed over, the peer\'s close frame is read, and the close is clean', async () => {
+  // Our client reads the stream (its closeTimeout short, so that a stall shows as 1006 at once).
+  const { client, conn } = await pair({ closeTimeout: 1000, maxMessageSize: 64 * 1024 * 1024 });
+  const incoming = stream(client);
+  // Incompressible: about 4 MiB on the wire, one frame that arrives in many reads.
+  const body = randomBytes(4 * 1024 * 1024);
+  const sent = conn.send(body);
+  const s = await incoming;
+  // Before, each read after the close filled the unread stream and paused the socket again: the
+  // server's answer was never read, and the close was aborted at closeTimeout (1006).
+  await client.close(1000, 'bye');
+  expect(client.closeStatus).toBe(1000);
+  await sent;
+  expect((await readAll(s)).equals(body)).toBe(true);
+});
+
+test('close() queued behind a send being compressed while the stream of a compressed message is unread: the peer\'s close frame is read, and the close is clean', async () => {
+  const { client, conn } = await pair({ closeTimeout: 1000, maxMessageSize: 64 * 1024 * 1024 });
+  const incoming = stream(client);
+  const received = conn.send(Buffer.alloc(MESSAGE, 2));
+  const s = await incoming;
+  // Over syncLimit: compressed in the thread pool, and the close frame waits behind it. Before,
+  // the stream was still full when that close frame went out (only a close frame already written
+  // let it hand over the rest): the server's answer was never read, and the close was 1006.
+  const sent = client.send(Buffer.alloc(4 * 1024 * 1024, 3));
+  await client.close(1000, 'bye');
+  expect(client.closeStatus).toBe(1000);
+  await sent;
+  await received;
   expect((await readAll(s)).length).toBe(MESSAGE);
 });

@@ -279,6 +279,8 @@ const HELD = 0x2000;
 const USER_PAUSED = 0x4000;
 /** `flags` bit: the protocol waits for a received frame's inflation job; the socket is not read. */
 const INFLATING = 0x8000;
+/** `flags` bit: the peer ended its side (a transport other than a socket) while INFLATING: handled after. */
+const END_PENDING = 0x10000;
 
 /**
  * Connections whose writes are held until the code now running is done: the messages sent to one
@@ -1127,7 +1129,10 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     }
     const incoming = this.incoming!;
     // A stream the application destroyed takes nothing more: the rest of its message is dropped.
-    if (data.length > 0 && !incoming.destroyed && !incoming.push(data)) this.pauseReading();
+    // Once close() was called, the socket is read on to the peer's close frame (see closeNow): a
+    // full stream no longer pauses it (fixed bug: close() with an unread stream whose message was
+    // still arriving stalled until closeTimeout, and ended 1006 however promptly the peer answered).
+    if (data.length > 0 && !incoming.destroyed && !incoming.push(data) && this.engine?.state === 'open') this.pauseReading();
     if (last) {
       if (!incoming.destroyed) incoming.push(null);
       this.incoming = undefined;
@@ -1136,13 +1141,15 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
 
   /**
    * True while the streamed message's reader holds its high-water mark (see
-   * ProtocolHandler.streamFull). Once our close frame is out the peer's answer is read, and what
-   * comes before it is handed over without waiting, as the socket is read on then (see closeNow).
+   * ProtocolHandler.streamFull). Once close() was called (its close frame out, or queued behind a
+   * compression job) the peer's answer is read, and what comes before it is handed over without
+   * waiting, as the socket is read on then (see closeNow). (Fixed bug: a close frame queued behind
+   * compression left the stream full when it went out, and the peer's answer was never read.)
    * @internal
    */
   streamFull(): boolean {
     const incoming = this.incoming;
-    return incoming !== undefined && !incoming.destroyed && incoming.readableLength >= incoming.readableHighWaterMark && this.engine?.closeSent !== true;
+    return incoming !== undefined && !incoming.destroyed && incoming.readableLength >= incoming.readableHighWaterMark && this.engine?.state === 'open';
   }
 
   /**
@@ -1198,15 +1205,29 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
    * @internal
    */
   onInflating(waiting: boolean): void {
+    const socket = this.rare?.transport === undefined ? (this.stream as Socket) : undefined;
     if (waiting) {
       this.flags |= INFLATING;
+      // The peer's end, if it comes meanwhile, waits for the frames it sent before it, which wait
+      // here (fixed bug: a message, its close frame and the FIN after them were dropped, 1006, when
+      // the FIN came while the message inflated or its stream waited for the reader): a socket
+      // does not end its side at its 'end' (see the constructor), and handleEnd waits.
+      if (socket !== undefined) socket.allowHalfOpen = true;
       this.pauseReading();
       return;
     }
     if ((this.flags & INFLATING) === 0) return;
     this.flags &= ~INFLATING;
-    // Once our close frame is out, the peer's answer is read even if paused (see closeNow).
-    if (this.engine !== undefined && this.engine.closeSent) this.resumeReading(true);
+    if (socket !== undefined) {
+      socket.allowHalfOpen = false;
+      if (socket.readableEnded) endSocket(socket);
+    } else if ((this.flags & END_PENDING) !== 0) {
+      this.flags &= ~END_PENDING;
+      this.handleEnd();
+      return;
+    }
+    // Once close() was called, the peer's answer is read even if paused (see closeNow).
+    if (this.engine !== undefined && this.engine.state !== 'open') this.resumeReading(true);
     else this.streamDrained();
   }
 
@@ -1770,6 +1791,11 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
 
   /** @internal */
   handleEnd(): void {
+    // (After the frames that wait for inflation: see onInflating.)
+    if ((this.flags & INFLATING) !== 0 && this.engine !== undefined && this.engine.state !== 'closed') {
+      this.flags |= END_PENDING;
+      return;
+    }
     // The peer ended its side. Without a close frame first this is 1006.
     this.proto.receiveEof();
     this.endReceiving();

@@ -5,7 +5,8 @@
  * recv(), arrives whole and intact, also when the streamed message's last piece paused reading.
  */
 import { EventEmitter, once } from 'node:events';
-import { serve, EOF, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
+import { randomBytes } from 'node:crypto';
+import { connect, serve, EOF, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
 import { frame } from '../helpers/frames.js';
 import { RawClient } from '../helpers/raw-client.js';
 
@@ -134,5 +135,27 @@ test('recvStream() called while a fragmented message is arriving streams that me
     raw.destroy();
   } finally {
     await midway.close();
+  }
+});
+
+test('close() while the unread stream of a message is still arriving: the rest is handed over, the peer\'s close frame is read, and the close is clean', async () => {
+  const body = randomBytes(4 * 1024 * 1024);
+  const sender = await serve({ perMessageDeflate: false }, (conn) => {
+    conn.send(body).catch(() => undefined);
+  });
+  try {
+    // closeTimeout short, so that a stall shows as 1006 at once.
+    const client = await connect(sender.url, { perMessageDeflate: false, closeTimeout: 1000, maxMessageSize: 8 * 1024 * 1024 });
+    const stream = await client.recvStream();
+    expect(stream).not.toBe(EOF);
+    // Before, each read after the close filled the unread stream and paused the socket again: the
+    // server's answer was never read, and the close was aborted at closeTimeout (1006).
+    await client.close(1000, 'bye');
+    expect(client.closeStatus).toBe(1000);
+    const chunks: Buffer[] = [];
+    for await (const chunk of stream as AsyncIterable<Buffer>) chunks.push(chunk);
+    expect(Buffer.concat(chunks).equals(body)).toBe(true);
+  } finally {
+    await sender.close();
   }
 });
