@@ -3,7 +3,7 @@
  * reads what the server answers (RFC 6455 §5.5.1, §7.1, §7.4).
  */
 import { serve, connect, ConnectionClosedError, EOF, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
-import { closePayload } from '../helpers/frames.js';
+import { closePayload, frame } from '../helpers/frames.js';
 import { RawClient } from '../helpers/raw-client.js';
 
 let server: WebSocketServer;
@@ -332,6 +332,34 @@ describe('close timeout', () => {
     } finally {
       for (const s of sockets) s.destroy();
       await new Promise((r) => rawServer.close(r));
+    }
+  });
+});
+
+describe('a peer that closes while our queue is full', () => {
+  test('the server ends the connection when the peer does, not after closeTimeout: its FIN is read though the queue is full', async () => {
+    let accepted: (conn: WebSocketConnection) => void;
+    const connected = new Promise<WebSocketConnection>((resolve) => (accepted = resolve));
+    // A handler that never reads; a closeTimeout far past the test's own timeout (30 s): the end
+    // must not wait for it.
+    const sender = await serve({ perMessageDeflate: false, readHighWaterMark: 1024, closeTimeout: 120_000 }, (conn) => accepted(conn));
+    try {
+      const raw = await RawClient.connect(Number(new URL(sender.url).port));
+      const conn = await connected;
+      const closed = new Promise<number>((resolve) => conn.once('close', (code: number) => resolve(code)));
+      // Four messages past the queue's high-water mark and the close frame, in one write: the
+      // server parses the close frame from the same read, then stops reading (the queue is full).
+      const frames = [0, 1, 2, 3].map((i) => frame({ opcode: 2, payload: Buffer.alloc(1024, i), mask: true }));
+      raw.write(Buffer.concat([...frames, frame({ opcode: 8, payload: closePayload(1000, 'bye'), mask: true })]));
+      const reply = await raw.readClose();
+      expect(reply?.code).toBe(1000);
+      // The peer ends TCP after the closing handshake; the server must see it.
+      raw.end();
+      expect(await closed).toBe(1000);
+      // What was queued before the close can still be read.
+      expect(await conn.recv()).toEqual(Buffer.alloc(1024, 0));
+    } finally {
+      await sender.close();
     }
   });
 });
