@@ -28,6 +28,19 @@ function cookieHeader(setCookie: string[] | undefined): string {
   return (setCookie ?? []).map((line) => line.split(';')[0]!).join('; ');
 }
 
+/**
+ * Two visits: the first gets a new session and its cookie (named `cookie`) on the 101, the second
+ * sends the cookie back. Returns both bodies (each app sends `{ id, views }`).
+ */
+async function sessionRoundTrip(url: string, cookie: string): Promise<{ first: Record<string, unknown>; second: Record<string, unknown> }> {
+  const first = await visit(url);
+  const setCookie = first.headers['set-cookie'];
+  expect(setCookie?.some((line) => line.startsWith(`${cookie}=`))).toBe(true);
+  expect(first.body.views).toBe(1);
+  const second = await visit(url, cookieHeader(setCookie));
+  return { first: first.body, second: second.body };
+}
+
 /** Opens a WebSocket, reads the server's one message (JSON) and closes; returns it and the 101's headers. */
 async function visit(url: string, cookie?: string): Promise<{ body: Record<string, unknown>; headers: IncomingHttpHeaders }> {
   const conn: WebSocketConnection = await connect(url, cookie === undefined ? {} : { headers: { cookie } });
@@ -114,13 +127,9 @@ describe('Express + express-session', () => {
   });
 
   it('the new session cookie arrives on the 101, and a second connection sending it back gets the same session', async () => {
-    const first = await visit(`ws://${host}/ws`);
-    const setCookie = first.headers['set-cookie'];
-    expect(setCookie?.some((line) => line.startsWith('connect.sid='))).toBe(true);
-    expect(first.body.views).toBe(1);
-    const second = await visit(`ws://${host}/ws`, cookieHeader(setCookie));
+    const { first, second } = await sessionRoundTrip(`ws://${host}/ws`, 'connect.sid');
     // express-session saved the session when the response was ended, before the 101.
-    expect(second.body).toEqual({ id: first.body.id, views: 2 });
+    expect(second).toEqual({ id: first.id, views: 2 });
   });
 
   it('two cookies arrive as two Set-Cookie lines', async () => {
@@ -262,12 +271,8 @@ describe('Koa + koa-session', () => {
   });
 
   it("koa-session's cookie (set after `await next()` returns) arrives on the 101, and sent back gives the same session", async () => {
-    const first = await visit(`ws://${host}/ws`);
-    const setCookie = first.headers['set-cookie'];
-    expect(setCookie?.some((line) => line.startsWith('sess='))).toBe(true);
-    expect(first.body.views).toBe(1);
-    const second = await visit(`ws://${host}/ws`, cookieHeader(setCookie));
-    expect(second.body.views).toBe(2);
+    const { first, second } = await sessionRoundTrip(`ws://${host}/ws`, 'sess');
+    expect(second.views).toBe(2);
   });
 
   it('several cookies arrive as separate Set-Cookie lines', async () => {
@@ -317,12 +322,8 @@ describe('Fastify + @fastify/cookie (a real Node process: see test/fixtures/fast
   afterAll(() => killAll());
 
   it("the session cookie set with reply.setCookie (serialized in @fastify/cookie's onSend) arrives on the 101, and sent back gives the same session", async () => {
-    const first = await visit(`ws://${host}/ws`);
-    const setCookie = first.headers['set-cookie'];
-    expect(setCookie?.some((line) => line.startsWith('sid='))).toBe(true);
-    expect(first.body.views).toBe(1);
-    const second = await visit(`ws://${host}/ws`, cookieHeader(setCookie));
-    expect(second.body).toEqual({ id: first.body.id, views: 2 });
+    const { first, second } = await sessionRoundTrip(`ws://${host}/ws`, 'sid');
+    expect(second).toEqual({ id: first.id, views: 2 });
   });
 
   it('two cookies arrive as two Set-Cookie lines', async () => {
