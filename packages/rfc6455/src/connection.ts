@@ -172,7 +172,7 @@ class Inbox {
   readonly items: Message[] = [];
   /** Index of the next message to hand out. */
   head = 0;
-  /** Their size (strings count 2 bytes a character), plus MESSAGE_OVERHEAD a message. */
+  /** Their size (strings count 2 bytes a character), plus MESSAGE_OVERHEAD a message (and BUFFER_OVERHEAD a Buffer). */
   bytes = 0;
   /** With `textMessages: 'buffer'`: which queued Buffers are text (a late listener is told). */
   texts: WeakSet<Buffer> | undefined = undefined;
@@ -221,9 +221,19 @@ function rejected<T>(error: unknown): Promise<T> {
  * queued messages took 280 MB.) WebSocketStream's readable counts the same. @internal
  */
 export const MESSAGE_OVERHEAD = 32;
+/**
+ * What a binary message (a Buffer) counts against readHighWaterMark on top of MESSAGE_OVERHEAD:
+ * its object. A Buffer takes about 130 bytes of heap as a view of a shared block and 220 with an
+ * ArrayBuffer of its own (a message inflated under no_context_takeover), where a short string
+ * takes its characters and a 16-byte header. (Fixed bug: a Buffer counted 32 bytes, and a peer
+ * sending 1-byte binary messages to a handler that did not read made it hold 4.6 MB behind the
+ * 1 MiB default, 9 MB when they were compressed; measured.) WebSocketStream's readable counts
+ * the same. @internal
+ */
+export const BUFFER_OVERHEAD = 224;
 
 function messageSize(message: Message): number {
-  return (typeof message === 'string' ? message.length * 2 : message.length) + MESSAGE_OVERHEAD;
+  return typeof message === 'string' ? message.length * 2 + MESSAGE_OVERHEAD : message.length + MESSAGE_OVERHEAD + BUFFER_OVERHEAD;
 }
 
 /** EventEmitter's listener table: a function for one listener, an array for several. */
@@ -281,6 +291,8 @@ const USER_PAUSED = 0x4000;
 const INFLATING = 0x8000;
 /** `flags` bit: the peer ended its side (a transport other than a socket) while INFLATING: handled after. */
 const END_PENDING = 0x10000;
+/** `flags` bit: the queue filled, and the engine holds back the messages after it (holdMessages). */
+const QUEUE_FULL = 0x20000;
 
 /**
  * Connections whose writes are held until the code now running is done: the messages sent to one
@@ -983,7 +995,15 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
 
   /** Reads the socket again, unless the application paused it (`pause()`) and this is not `close()`. */
   private resumeReading(evenIfPaused = false): void {
-    if (!this.readPaused || (!evenIfPaused && (this.flags & USER_PAUSED) !== 0) || this.pendingHead !== undefined || (this.flags & INFLATING) !== 0) return;
+    if (!this.readPaused || (!evenIfPaused && (this.flags & USER_PAUSED) !== 0) || this.pendingHead !== undefined) return;
+    if ((this.flags & QUEUE_FULL) !== 0) {
+      // The engine holds back no more messages; one it held is received now, and it then parses
+      // on (onInflating), or waits again. Still paused if they filled the queue again.
+      this.flags &= ~QUEUE_FULL;
+      this.engine?.resumeHeld?.();
+      if ((this.flags & QUEUE_FULL) !== 0) return;
+    }
+    if (!this.readPaused || (this.flags & INFLATING) !== 0) return;
     this.readPaused = false;
     if (!this.closedFlag) this.stream.resume();
   }
@@ -1072,7 +1092,12 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     inbox.items.push(data);
     inbox.bytes += messageSize(data);
     if (!binary && typeof data !== 'string') (inbox.texts ??= new WeakSet()).add(data);
-    if (inbox.bytes > this.limits.readHighWaterMark && this.proto.state === 'open') this.pauseReading();
+    if (inbox.bytes > this.limits.readHighWaterMark && this.proto.state === 'open') {
+      this.pauseReading();
+      // The rest of the read being parsed waits too, from the next message on.
+      this.flags |= QUEUE_FULL;
+      this.proto.holdMessages?.();
+    }
   }
 
   /** The `message` listener, or the list of them, read from the listener table directly. */

@@ -12,7 +12,7 @@ import { isAnyArrayBuffer } from 'node:util/types';
 import { connect, type ConnectOptions } from './client.js';
 import { checkClientOptions } from './check-options.js';
 import { CloseCode, Defaults } from './codec/constants.js';
-import { MESSAGE_OVERHEAD, type Message, type WebSocketConnection } from './connection.js';
+import { BUFFER_OVERHEAD, MESSAGE_OVERHEAD, type Message, type WebSocketConnection } from './connection.js';
 import { ConnectionClosedError, WebSocketError as LibraryError } from './errors.js';
 import { checkClose, checkProtocols, copyBytes, idlString, parseTarget } from './web-socket.js';
 
@@ -356,8 +356,9 @@ export class WebSocketStream {
       },
       // Bytes (a string's UTF-16 size), so that TCP holds the peer back once this much is unread,
       // and a fixed cost a message, as the connection's own queue counts (fixed bug: empty
-      // messages counted 0, and a flood of them was read and queued without end).
-      { highWaterMark, size: (chunk) => (typeof chunk === 'string' ? chunk.length * 2 : chunk.byteLength) + MESSAGE_OVERHEAD },
+      // messages counted 0, and a flood of them was read and queued without end), a binary one
+      // its object too.
+      { highWaterMark, size: (chunk) => (typeof chunk === 'string' ? chunk.length * 2 + MESSAGE_OVERHEAD : chunk.byteLength + MESSAGE_OVERHEAD + BUFFER_OVERHEAD) },
     );
     const writable = new WritableStream<string | ArrayBuffer | ArrayBufferView>({
       start: (controller) => {

@@ -4,10 +4,13 @@
  * `writableLength` and the server connection's queue, never timing); idle timeout sends 1001.
  */
 import { randomBytes } from 'node:crypto';
+import { getHeapStatistics, setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { constants as zlibConstants, deflateRawSync } from 'node:zlib';
 import { connect, serve, EOF, WebSocket, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
 import { frame } from '../helpers/frames.js';
 import { RawClient } from '../helpers/raw-client.js';
-import { until } from '../helpers/wait.js';
+import { stalled, until } from '../helpers/wait.js';
 
 /** The server connection's internals the bound is about. */
 interface Internals {
@@ -128,6 +131,117 @@ describe('a flood of empty messages', () => {
         received++;
       }
       expect(received).toBe(COUNT);
+      raw.destroy();
+    } finally {
+      await quiet.close();
+    }
+  });
+});
+
+describe('a flood of 1-byte binary messages to a handler that does not read', () => {
+  // The heap the queue really takes, not what it counts: each binary message is a Buffer object
+  // (about 130 bytes, 220 with an ArrayBuffer of its own), and each counted 33 bytes, so 4 MiB of
+  // readHighWaterMark held 16 MB of heap (fixed bug).
+  const HWM = 4 * 1024 * 1024;
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const heap = (): number => {
+    for (let i = 0; i < 3; i++) gc();
+    return getHeapStatistics().used_heap_size;
+  };
+
+  test.each([
+    ['uncompressed', false],
+    ['compressed, no context takeover (each message an ArrayBuffer of its own)', true],
+  ])('%s: the queue holds less than twice readHighWaterMark of heap', async (_name, deflate) => {
+    let conn: WebSocketConnection | undefined;
+    const quiet = await serve({ perMessageDeflate: deflate, readHighWaterMark: HWM }, (c) => {
+      conn = c; // never reads, no message listener
+    });
+    try {
+      const raw = await RawClient.connect(quiet.port, deflate ? { headers: ['Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover; server_no_context_takeover'] } : {});
+      await until(() => conn !== undefined, 'the handler');
+      const internals = conn as unknown as { inbox: { items: unknown[]; head: number; bytes: number } | undefined; readPaused: boolean };
+      const queued = (): number => (internals.inbox === undefined ? 0 : internals.inbox.items.length - internals.inbox.head);
+      const payload = deflate ? deflateRawSync(Buffer.of(1), { finishFlush: zlibConstants.Z_SYNC_FLUSH }).subarray(0, -4) : Buffer.of(1);
+      const one = frame({ opcode: 2, payload, rsv1: deflate, mask: true });
+      const flood = Buffer.concat(Array.from({ length: 400_000 }, () => one));
+      const before = heap();
+      raw.socket.write(flood);
+      await until(() => internals.readPaused || queued() === 400_000, 'a pause or the whole flood');
+      await stalled(queued, 100);
+      const held = heap() - before;
+      expect(internals.readPaused).toBe(true);
+      expect(held).toBeLessThan(2 * HWM);
+      // The queue stopped at the message that filled it, not at the end of the socket read.
+      expect(internals.inbox!.bytes).toBeLessThanOrEqual(HWM + 1024);
+      raw.destroy();
+    } finally {
+      await quiet.close();
+    }
+  });
+});
+
+describe('compressed messages to a handler that does not read', () => {
+  test('the queue stops at readHighWaterMark and one message: what the rest of the socket read inflates to waits, uninflated (it was all queued); nothing is lost', async () => {
+    const HWM = 64 * 1024;
+    const SIZE = 32 * 1024;
+    const COUNT = 1000;
+    let conn: WebSocketConnection | undefined;
+    const quiet = await serve({ perMessageDeflate: true, readHighWaterMark: HWM }, (c) => {
+      conn = c; // never reads, no message listener
+    });
+    try {
+      const raw = await RawClient.connect(quiet.port, { headers: ['Sec-WebSocket-Extensions: permessage-deflate'] });
+      await until(() => conn !== undefined, 'the handler');
+      const internals = conn as unknown as { inbox: { items: unknown[]; head: number; bytes: number } | undefined; readPaused: boolean };
+      const queued = (): number => (internals.inbox === undefined ? 0 : internals.inbox.items.length - internals.inbox.head);
+      // Each frame (about 50 bytes) inflates to 32 KiB: a 64 KiB read holds more than COUNT of them.
+      const payload = deflateRawSync(Buffer.alloc(SIZE, 7), { finishFlush: zlibConstants.Z_SYNC_FLUSH }).subarray(0, -4);
+      const one = frame({ opcode: 2, payload, rsv1: true, mask: true });
+      raw.socket.write(Buffer.concat(Array.from({ length: COUNT }, () => one)));
+      raw.socket.write(frame({ opcode: 1, payload: 'last', mask: true }));
+      await until(() => internals.readPaused || queued() > COUNT, 'a pause or the whole flood');
+      await stalled(queued, 100);
+      expect(internals.readPaused).toBe(true);
+      expect(internals.inbox!.bytes).toBeLessThanOrEqual(HWM + SIZE + 1024);
+      let received = 0;
+      for (;;) {
+        const m = await conn!.recv();
+        if (typeof m === 'string') {
+          expect(m).toBe('last');
+          break;
+        }
+        expect(Buffer.isBuffer(m) && m.length === SIZE && m[0] === 7 && m[SIZE - 1] === 7).toBe(true);
+        received++;
+      }
+      expect(received).toBe(COUNT);
+      raw.destroy();
+    } finally {
+      await quiet.close();
+    }
+  });
+
+  test('close() while a compressed message waits for room: the peer\'s close frame is still read (a clean close, not an abort)', async () => {
+    const HWM = 16 * 1024;
+    let conn: WebSocketConnection | undefined;
+    const quiet = await serve({ perMessageDeflate: true, readHighWaterMark: HWM, closeTimeout: 10_000 }, (c) => {
+      conn = c;
+    });
+    try {
+      const raw = await RawClient.connect(quiet.port, { headers: ['Sec-WebSocket-Extensions: permessage-deflate'] });
+      await until(() => conn !== undefined, 'the handler');
+      const internals = conn as unknown as { inbox: { bytes: number } | undefined; readPaused: boolean };
+      const payload = deflateRawSync(Buffer.alloc(32 * 1024, 7), { finishFlush: zlibConstants.Z_SYNC_FLUSH }).subarray(0, -4);
+      const one = frame({ opcode: 2, payload, rsv1: true, mask: true });
+      raw.socket.write(Buffer.concat(Array.from({ length: 10 }, () => one)));
+      await until(() => internals.readPaused, 'a pause');
+      const closed = new Promise<number>((resolve) => conn!.once('close', (code: number) => resolve(code)));
+      void conn!.close(1000, 'bye');
+      const fromServer = await raw.readClose();
+      expect(fromServer?.code).toBe(1000);
+      raw.send({ opcode: 8, payload: Buffer.of(0x03, 0xe8) });
+      expect(await closed).toBe(1000);
       raw.destroy();
     } finally {
       await quiet.close();
