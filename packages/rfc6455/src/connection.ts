@@ -832,13 +832,11 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
    * still take one).
    */
   recv(options?: RecvOptions): Promise<Message | EOF> {
-    const signal = options?.signal;
-    if (signal !== undefined && signal !== null) {
-      if (signal.aborted) return Promise.reject(signal.reason as Error);
-    }
+    const signal = options?.signal ?? undefined;
+    if (signal?.aborted === true) return Promise.reject(signal.reason as Error);
     if (this.inbox !== undefined) return Promise.resolve(this.shiftMessage());
     if (this.receiveEnded) return Promise.resolve(EOF);
-    if (signal === undefined || signal === null) return new Promise((resolve) => this.addWaiter(resolve as (value: never) => void, false));
+    if (signal === undefined) return new Promise((resolve) => this.addWaiter(resolve as (value: never) => void, false));
     return new Promise((resolve, reject) => {
       const onAbort = (): void => {
         if (this.removeWaiter(settle as (value: never) => void)) reject(signal.reason as Error);

@@ -24,7 +24,7 @@ import {
 } from 'node:http2';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { Defaults } from './codec/constants.js';
-import { peerDeadline, timerDelay } from './idle-wheel.js';
+import { giveUpUntaken, peerDeadline, timerDelay } from './idle-wheel.js';
 import { checkUpgradeOptions } from './check-options.js';
 import { WebSocketConnection } from './connection.js';
 import { HandshakeError } from './errors.js';
@@ -77,11 +77,7 @@ function respondError(stream: ServerHttp2Stream, status: number, message: string
   stream.end(body);
   // A body the client does not take (a hook's refusal larger than its flow-control window) is
   // given up after `timeout`, as over HTTP/1.1 (fixed bug: the stream stayed open for good).
-  if (stream.writableLength > 0 && !stream.destroyed) {
-    const timer = setTimeout(() => stream.close(h2.NGHTTP2_CANCEL), timerDelay(timeout));
-    timer.unref();
-    stream.once('close', () => clearTimeout(timer));
-  }
+  giveUpUntaken(stream, timeout, () => stream.close(h2.NGHTTP2_CANCEL));
 }
 
 function lowerHeaders(list: Array<[string, string]>, into: Http2OutgoingHeaders): void {

@@ -24,7 +24,7 @@ import {
 } from './handshake/hybi00.js';
 import { headerList } from './handshake/http.js';
 import { socketTransport } from './transport.js';
-import { answerRefusal, failUpgrade, hookAnswer, negotiate, startConnection, withResponseHeaders, type Negotiated, type ResponseHeaderSource, type UpgradeOptions, type UpgradeTarget } from './upgrade.js';
+import { answerRefusal, failUpgrade, hookAnswer, negotiate, startConnection, withResponseHeaders, type ResponseHeaderSource, type UpgradeOptions, type UpgradeTarget } from './upgrade.js';
 
 /**
  * Reads until `test(buffered)` returns a length, with the handshake timeout. Resolves with the
@@ -106,7 +106,7 @@ export async function handleHybi00Upgrade<State>(
     }
     let accepted = withResponseHeaders(negotiated, responseHeaders);
     if (accepted instanceof Promise) {
-      const answer = (await hookAnswer(req, socket, accepted, options)) as Negotiated<State> | undefined;
+      const answer = await hookAnswer(req, socket, accepted, options);
       if (answer === undefined) return undefined;
       accepted = answer;
     }

@@ -136,3 +136,15 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 export function timerDelay(ms: number): number {
   return ms >= MAX_TIMER_MS ? MAX_TIMER_MS : ms > 0 ? Math.ceil(ms) : 0;
 }
+
+/**
+ * An answer written to a peer that may never take it (an HTTP refusal larger than the socket's
+ * buffers or the stream's flow-control window): when `stream` still holds unwritten bytes,
+ * `giveUp` runs after `ms` (see timerDelay) unless the stream has closed by then.
+ */
+export function giveUpUntaken(stream: { readonly writableLength: number; readonly destroyed: boolean; once(event: 'close', listener: () => void): unknown }, ms: number, giveUp: () => void): void {
+  if (stream.writableLength === 0 || stream.destroyed) return;
+  const timer = setTimeout(giveUp, timerDelay(ms));
+  timer.unref();
+  stream.once('close', () => clearTimeout(timer));
+}

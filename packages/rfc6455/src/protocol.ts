@@ -454,8 +454,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
         // made 33 MB of messages behind a 1 MiB readHighWaterMark, and of 3-byte frames 21,845
         // Buffers; measured).
         this.rareFields().held = { opcode, compressed, payload, last };
-        this.parser.paused = true;
-        this.handler.onInflating?.(true);
+        this.waitParsing();
         return;
       }
     }
@@ -490,10 +489,24 @@ export class Protocol implements FrameSink, ProtocolEngine {
       this.receivePiece(opcode, inflated, first, last);
       return;
     }
-    this.parser.paused = true;
     // (Fixed bug: the transport was read on meanwhile, and everything the peer sent while a large
     // message inflated was held here, without limit: 300 MiB behind one 60 MiB message.)
+    this.waitParsing();
+  }
+
+  /**
+   * Parsing waits (for an inflation job, a streamed message's reader, or room in the caller's
+   * queue): the caller stops reading the transport (onInflating).
+   */
+  private waitParsing(): void {
+    this.parser.paused = true;
     this.handler.onInflating?.(true);
+  }
+
+  /** Parsing goes on after such a wait; the caller may read again unless the next frame waits too. */
+  private parseOn(): void {
+    if (!this.parser.failed) this.parser.resume();
+    if (!this.parser.paused || this.parser.failed) this.handler.onInflating?.(false);
   }
 
   /** A frame's inflation job is done: its piece is received and parsing continues. */
@@ -560,9 +573,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
   /** Parsing waits for the slicing (or for the reader). */
   private holdSlices(): void {
     this.rare!.sliceHeld = true;
-    if (this.parser.paused) return;
-    this.parser.paused = true;
-    this.handler.onInflating?.(true);
+    if (!this.parser.paused) this.waitParsing();
   }
 
   /** Parsing continues after the slicing, if it waited for it. */
@@ -570,9 +581,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
     const rare = this.rare!;
     if (!rare.sliceHeld) return;
     rare.sliceHeld = false;
-    if (!this.parser.failed) this.parser.resume();
-    // Unless the next frame waits for inflation too, the transport may be read again.
-    if (!this.parser.paused || this.parser.failed) this.handler.onInflating?.(false);
+    this.parseOn();
   }
 
   /** See ProtocolEngine.holdMessages. */
@@ -591,11 +600,10 @@ export class Protocol implements FrameSink, ProtocolEngine {
     // As the parser would hand it over now: onData pauses the parser again if it waits.
     this.parser.paused = false;
     this.onData(held.opcode, held.compressed, held.payload, true, held.last);
-    if (!this.parser.paused && !this.parser.failed) {
-      this.parser.paused = true;
-      this.parser.resume();
-    }
-    if (!this.parser.paused || this.parser.failed) this.handler.onInflating?.(false);
+    if (this.parser.paused && !this.parser.failed) return;
+    // (resume() continues a paused parser only.)
+    this.parser.paused = true;
+    this.parseOn();
   }
 
   /** The reader of the streamed message wants more: held slicing or parsing continues on a later turn. */

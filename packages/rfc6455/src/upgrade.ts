@@ -12,7 +12,7 @@ import { Writable, type Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
 import { CloseCode, Defaults } from './codec/constants.js';
 import { checkUpgradeOptions } from './check-options.js';
-import { timerDelay } from './idle-wheel.js';
+import { giveUpUntaken, timerDelay } from './idle-wheel.js';
 import { WebSocketConnection, type ConnectionOptions } from './connection.js';
 import { HandshakeError } from './errors.js';
 import { parseExtensions } from './extensions/header.js';
@@ -217,11 +217,7 @@ export function rejectUpgrade(socket: Duplex, status: number, message: string | 
   // (Fixed bug: a client that did not read a refusal larger than the socket's buffers, a hook's
   // `reject.body` of a few hundred KB, held the socket for good, however many such clients came;
   // the adapters' refusals were already bounded by the handshake timeout.)
-  if (socket.writableLength > 0 && !socket.destroyed) {
-    const timer = setTimeout(() => socket.destroy(), timerDelay(timeout));
-    timer.unref?.();
-    socket.once('close', () => clearTimeout(timer));
-  }
+  giveUpUntaken(socket, timeout, () => socket.destroy());
 }
 
 /** The path of a request target, without the query (also of an absolute-form target, `http://host/path`). */
@@ -616,9 +612,8 @@ async function upgradeAfterHeaders<State>(
 ): Promise<WebSocketConnection | undefined> {
   const timer = setTimeout(() => socket.destroy(), timerDelay(options.handshakeTimeout ?? Defaults.handshakeTimeout));
   timer.unref?.();
-  socket.on('error', noop);
   try {
-    const negotiated = (await hookAnswer(req, socket, pending, options)) as Negotiated<State> | undefined;
+    const negotiated = await hookAnswer(req, socket, pending, options);
     if (negotiated === undefined) return undefined;
     return accept(req, socket, head, offer, negotiated, options);
   } catch (error) {
@@ -626,7 +621,6 @@ async function upgradeAfterHeaders<State>(
     return undefined;
   } finally {
     clearTimeout(timer);
-    socket.removeListener('error', noop);
   }
 }
 
@@ -639,58 +633,34 @@ async function upgradeAfterHook<State>(
   options: UpgradeOptions<State>,
   responseHeaders?: ResponseHeaderSource,
 ): Promise<WebSocketConnection | undefined> {
-  let timer: NodeJS.Timeout | undefined = setTimeout(() => {
-    timer = undefined;
-    socket.destroy();
-  }, timerDelay(options.handshakeTimeout ?? Defaults.handshakeTimeout));
+  const timer = setTimeout(() => socket.destroy(), timerDelay(options.handshakeTimeout ?? Defaults.handshakeTimeout));
   timer.unref?.();
-  const done = (): void => {
-    if (timer) clearTimeout(timer);
-    timer = undefined;
-  };
   try {
     const offer = validateRequest(req);
     let negotiated = negotiate(req, negotiationInput(req, socket, offer), target, options);
     if (negotiated instanceof Promise) {
-      // Errors on the raw socket while the hook runs must not crash the process.
-      socket.on('error', noop);
-      try {
-        const answer = await hookAnswer(req, socket, negotiated, options);
-        if (answer === undefined) {
-          done();
-          return undefined;
-        }
-        negotiated = answer;
-      } finally {
-        socket.removeListener('error', noop);
-      }
+      const answer = await hookAnswer(req, socket, negotiated, options);
+      if (answer === undefined) return undefined;
+      negotiated = answer;
     }
     if ('reject' in negotiated) {
-      done();
       answerRefusal(socket, negotiated.reject, options.handshakeTimeout);
       return undefined;
     }
     // The framework's headers, once accepted (never for a refusal), under the same deadline.
     let accepted = withResponseHeaders(negotiated, responseHeaders);
     if (accepted instanceof Promise) {
-      socket.on('error', noop);
-      try {
-        const answer = (await hookAnswer(req, socket, accepted, options)) as Negotiated<State> | undefined;
-        if (answer === undefined) {
-          done();
-          return undefined;
-        }
-        accepted = answer;
-      } finally {
-        socket.removeListener('error', noop);
-      }
+      const answer = await hookAnswer(req, socket, accepted, options);
+      if (answer === undefined) return undefined;
+      accepted = answer;
     }
-    done();
     return accept(req, socket, head, offer, accepted, options);
   } catch (error) {
-    done();
     failUpgrade(req, socket, error, options);
     return undefined;
+  } finally {
+    // (Synchronously after the answer above is written: the deadline never cuts it.)
+    clearTimeout(timer);
   }
 }
 
@@ -701,28 +671,32 @@ async function upgradeAfterHook<State>(
  * maxConnections and maxConnectionsPerIp slots; a hybi-00 one held its socket too, and close()
  * never resolved.) Rejects when the hook fails first; a later failure goes to failUpgrade. @internal
  */
-export function hookAnswer<State>(
+export function hookAnswer<State, Answer extends Negotiated<State> | { reject: UpgradeRejection }>(
   req: IncomingMessage,
   socket: Duplex,
-  pending: Promise<Negotiated<State> | { reject: UpgradeRejection }>,
+  pending: Promise<Answer>,
   options: UpgradeOptions<State>,
-): Promise<Negotiated<State> | { reject: UpgradeRejection } | undefined> {
+): Promise<Answer | undefined> {
   return new Promise((resolve, reject) => {
     let gave = false;
     const gone = (): void => {
       gave = true;
       resolve(undefined);
     };
+    // Errors on the raw socket while it waits must not crash the process.
+    socket.on('error', noop);
     if (socket.destroyed) gone();
     else socket.once('close', gone);
     pending.then(
       (answer) => {
+        socket.removeListener('error', noop);
         socket.removeListener('close', gone);
         // Too late: the permessage-deflate context made for it is never used.
         if (gave && 'extension' in answer) answer.extension?.dispose();
         resolve(answer);
       },
       (error: unknown) => {
+        socket.removeListener('error', noop);
         socket.removeListener('close', gone);
         // A hook that fails after the socket went is still reported (to onError), as before.
         if (gave) failUpgrade(req, socket, error, options);
