@@ -22,6 +22,7 @@ import { wsPlugin } from '@rfc6455/fastify';
 import { launchChromium } from '../browser/chromium.js';
 import { killAll, spawnNode, type Child } from '../examples/helpers.js';
 import { CLIENT_TLS, TLS } from '../http2/helpers.js';
+import { EXTRA } from '../fixtures/response-headers.js';
 
 /** `name=value` pairs of Set-Cookie lines, for a Cookie request header. */
 function cookieHeader(setCookie: string[] | undefined): string {
@@ -51,19 +52,6 @@ async function visit(url: string, cookie?: string): Promise<{ body: Record<strin
     await conn.close();
   }
 }
-
-/** The middleware of every app: two cookies, an ordinary header, and headers that would break the handshake. */
-const EXTRA = {
-  ordinary: ['X-Request-Id', 'abc123'] as const,
-  forbidden: [
-    ['Content-Length', '17'],
-    ['Content-Type', 'text/html'],
-    ['Connection', 'keep-alive'],
-    ['Transfer-Encoding', 'chunked'],
-    ['Sec-WebSocket-Accept', 'bogus'],
-    ['Upgrade', 'h2c'],
-  ] as const,
-};
 
 /** What every framework's 101 must show. */
 function expectHandshakeIntact(headers: IncomingHttpHeaders): void {
