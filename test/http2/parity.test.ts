@@ -554,11 +554,13 @@ describe('client falls back to HTTP/1.1', () => {
 });
 
 describe('a 200 whose negotiation the client refuses', () => {
-  test('a subprotocol or an extension that was not offered, or unacceptable deflate parameters: HandshakeError with status 200 (it said 101)', async () => {
+  test('a subprotocol or an extension that was not offered, unacceptable deflate parameters, or an empty extensions header: HandshakeError with status 200 (it said 101)', async () => {
     const answers = [
       { 'sec-websocket-protocol': 'not.offered' },
       { 'sec-websocket-extensions': 'x-unknown' },
       { 'sec-websocket-extensions': 'permessage-deflate; server_max_window_bits=99' },
+      // RFC 6455 §9.1: 1#extension (an empty header was taken as no extension).
+      { 'sec-websocket-extensions': '' },
     ];
     let next = 0;
     const h2: Http2SecureServer = createSecureServer({ ...TLS, settings: { enableConnectProtocol: true } });
@@ -581,7 +583,7 @@ describe('a 200 whose negotiation the client refuses', () => {
         expect((error as HandshakeError).status).toBe(200);
         codes.push((error as HandshakeError).code);
       }
-      expect(codes).toEqual(['WS_BAD_PROTOCOL', 'WS_BAD_EXTENSION_RESPONSE', 'WS_BAD_EXTENSION_RESPONSE']);
+      expect(codes).toEqual(['WS_BAD_PROTOCOL', 'WS_BAD_EXTENSION_RESPONSE', 'WS_BAD_EXTENSION_RESPONSE', 'WS_BAD_EXTENSION_RESPONSE']);
     } finally {
       await new Promise<void>((r) => h2.close(() => r()));
     }

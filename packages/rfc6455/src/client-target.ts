@@ -3,7 +3,7 @@
  * address, family and lookup) and `ws+unix:` URLs, shared by the RFC 6455 and hybi-00 clients;
  * and the error of a handshake its `signal` gave up, shared with the HTTP/2 client.
  */
-import type { LookupFunction } from 'node:net';
+import { isIP, type LookupFunction } from 'node:net';
 import type { Readable } from 'node:stream';
 import { HandshakeError } from './errors.js';
 
@@ -47,6 +47,18 @@ export function percentDecode(text: string): Buffer {
     }
   }
   return output.subarray(0, length);
+}
+
+/**
+ * The TLS `servername` (SNI) for a host of a `wss:` URL (without an IPv6 literal's brackets), as
+ * RFC 6066 §3 has it: none for an IP address ("literal IPv4 and IPv6 addresses are not
+ * permitted"), and a DNS name "without a trailing dot" (`example.com.` is sent as `example.com`,
+ * as curl, Go, .NET and rustls send it; fixed bug: the dot was sent). The `Host` header keeps the
+ * URL's host as it is. A `servername` in the caller's `tls` options still wins.
+ */
+export function sniOption(hostname: string): { servername?: string } {
+  if (isIP(hostname) !== 0) return {};
+  return { servername: hostname.endsWith('.') ? hostname.slice(0, -1) : hostname };
 }
 
 /** The options of `connect()` that choose how its socket is made. */

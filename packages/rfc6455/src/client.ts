@@ -4,7 +4,7 @@
  */
 import { request as httpRequest, type Agent, type ClientRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { isIP, type LookupFunction, type Socket } from 'node:net';
+import type { LookupFunction, Socket } from 'node:net';
 import type { ConnectionOptions as TlsConnectionOptions } from 'node:tls';
 import { Defaults } from './codec/constants.js';
 import { checkClientOptions } from './check-options.js';
@@ -16,7 +16,7 @@ import { buildRequestHeaders, checkOfferedProtocols, generateKey, verifyResponse
 import { socketTransport } from './transport.js';
 import { connectHttp2 } from './http2.js';
 import { connectHybi00 } from './hybi00-upgrade.js';
-import { percentDecode, refusalBody, socketOptions, unixTarget } from './client-target.js';
+import { percentDecode, refusalBody, sniOption, socketOptions, unixTarget } from './client-target.js';
 import type { ClientHttp2Session } from 'node:http2';
 
 /** Options of {@link connect}: the handshake, plus every connection option. */
@@ -95,9 +95,7 @@ export async function connect(url: string | URL, options: ConnectOptions = {}): 
     const outcome = await attempt(target, options, redirects < maxRedirects);
     if (outcome instanceof WebSocketConnection) return outcome;
     if (redirects >= maxRedirects) throw outcome.error;
-    target = new URL(outcome.location, target);
-    if (target.protocol === 'http:') target.protocol = 'ws:';
-    else if (target.protocol === 'https:') target.protocol = 'wss:';
+    target = redirectTarget(outcome, target);
     options = withCredentials(target, redirectedOptions(origin, target, options));
   }
 }
@@ -144,6 +142,30 @@ interface Redirect {
 }
 
 /**
+ * Where a followed redirect goes: its `Location` resolved against the URL that answered, `http:`
+ * and `https:` mapped to `ws:` and `wss:`. A Location that is no URL, has a fragment (RFC 6455 §3:
+ * not on a WebSocket URI) or another scheme (`ws+unix:` included: a server does not choose a local
+ * socket) fails the handshake with code `WS_BAD_REDIRECT` and the 3xx's status and headers (fixed
+ * bug: a TypeError from `new URL()` or from the scheme check, and a fragment silently dropped).
+ */
+function redirectTarget(redirect: Redirect, from: URL): URL {
+  const { location, error } = redirect;
+  const bad = (why: string, cause?: unknown): HandshakeError =>
+    new HandshakeError(`redirect to ${JSON.stringify(location)}: ${why}`, error.status, { code: 'WS_BAD_REDIRECT', headers: error.headers, statusLine: error.statusLine, cause });
+  let next: URL;
+  try {
+    next = new URL(location, from);
+  } catch (cause) {
+    throw bad('not a valid URL', cause);
+  }
+  if (next.protocol === 'http:') next.protocol = 'ws:';
+  else if (next.protocol === 'https:') next.protocol = 'wss:';
+  if (next.protocol !== 'ws:' && next.protocol !== 'wss:') throw bad(`unsupported scheme ${next.protocol}`);
+  if (next.href.includes('#')) throw bad('a WebSocket URL may not have a fragment');
+  return next;
+}
+
+/**
  * One handshake. A 3xx with a Location resolves with it: at once when `follow` (its body is of no
  * use), else once its body is read, as for any refusal.
  */
@@ -181,7 +203,7 @@ function attempt(target: URL, options: ConnectOptions, follow: boolean): Promise
       ...socketOptions(options),
       maxHeaderSize: options.maxHeaderSize ?? Defaults.maxHeaderSize,
       signal: options.signal,
-      ...(secure ? { ...(isIP(hostname) ? {} : { servername: hostname }), ...options.tls } : {}),
+      ...(secure ? { ...sniOption(hostname), ...options.tls } : {}),
     }) as ClientRequest;
     // A refusal being read when time runs out (a body that never ends) is reported as the refusal.
     let refused: (() => void) | undefined;
@@ -207,6 +229,17 @@ function attempt(target: URL, options: ConnectOptions, follow: boolean): Promise
         headers: res.headers,
         statusLine: statusLineOf(res),
       });
+      if (status === 101) {
+        // A 101 that Node did not take for an upgrade (no `Connection: upgrade`, or no Upgrade
+        // header) is a handshake that failed its checks (RFC 6455 §4.1 items 2, 3), not a refusal:
+        // the code of the check it fails (fixed bug: WS_UNEXPECTED_RESPONSE, "server answered 101").
+        try {
+          verifyResponse(statusLineOf(res), res.headers, { key, protocols, extensionNames: deflate ? [PERMESSAGE_DEFLATE] : [] });
+        } catch (failed) {
+          return fail(failed as Error);
+        }
+        return fail(new HandshakeError('the 101 response was not an upgrade', 101, { code: 'WS_BAD_CONNECTION', headers: res.headers, statusLine: statusLineOf(res) }));
+      }
       const location = status >= 300 && status < 400 ? res.headers.location : undefined;
       if (follow && location) {
         // Followed without reading its body, as ws does (fixed bug: the next request waited for

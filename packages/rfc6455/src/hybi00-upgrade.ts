@@ -4,14 +4,14 @@
  * before-accept hook) is the one RFC 6455 uses; the connection is the same WebSocketConnection.
  */
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
-import { connect as netConnect, isIP, type Socket } from 'node:net';
+import { connect as netConnect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { connect as tlsConnect, TLSSocket } from 'node:tls';
 import { Defaults } from './codec/constants.js';
 import { timerDelay } from './idle-wheel.js';
 import { WebSocketConnection } from './connection.js';
 import type { ConnectOptions } from './client.js';
-import { abortedHandshake, socketOptions } from './client-target.js';
+import { abortedHandshake, sniOption, socketOptions } from './client-target.js';
 import { HandshakeError } from './errors.js';
 import {
   acceptHybi00,
@@ -163,7 +163,7 @@ export async function connectHybi00(url: URL, options: ConnectOptions): Promise<
   const signal = options.signal;
   if (signal?.aborted) throw abortedHandshake(signal);
   const socket: Socket = secure
-    ? tlsConnect({ ...where, ...(isIP(hostname) ? {} : { servername: hostname }), ...options.tls })
+    ? tlsConnect({ ...where, ...sniOption(hostname), ...options.tls })
     : netConnect(where);
   socket.on('error', () => undefined);
   // The signal gives up the handshake (the socket goes, which fails what waits on it), not the connection.

@@ -105,11 +105,15 @@ export function verifyNegotiation(
   }
   // item 5: every extension must be one we offered.
   let extensions: ExtensionOffer[] = [];
+  const accepted = headers['sec-websocket-extensions'];
   try {
-    extensions = parseExtensions(headers['sec-websocket-extensions']);
+    extensions = parseExtensions(accepted);
   } catch (error) {
     throw new HandshakeError('malformed Sec-WebSocket-Extensions in response', 101, { code: 'WS_BAD_EXTENSION_RESPONSE', headers, statusLine, cause: error });
   }
+  // RFC 6455 §9.1: the header is `1#extension`, at least one. A header present with none (empty,
+  // blank, or commas alone) fails, as in Chromium and ws (fixed bug: it was taken as no extension).
+  if (accepted !== undefined && extensions.length === 0) fail('empty Sec-WebSocket-Extensions in response', 'WS_BAD_EXTENSION_RESPONSE');
   const seen = new Set<string>();
   for (const ext of extensions) {
     if (!init.extensionNames?.includes(ext.name)) fail(`server accepted extension ${ext.name}, which was not offered`, 'WS_BAD_EXTENSION_RESPONSE');

@@ -5,6 +5,7 @@
 import { connect, serve, HandshakeError, type WebSocketServer } from 'rfc6455';
 import { acceptKey } from '../../src/handshake/server.js';
 import { redirectedOptions } from '../../src/client.js';
+import { verifyNegotiation } from '../../src/handshake/client.js';
 import type { Socket } from 'node:net';
 import { rawServer, requestKey, type RawServer } from '../helpers/raw-server.js';
 import { closePayload, decodeFrames, frame, type DecodedFrame } from '../helpers/frames.js';
@@ -54,10 +55,21 @@ describe('client verifies the 101 response', () => {
     expect(error.status).toBe(101);
   });
 
-  test('a missing Upgrade header fails', async () => {
-    const s = await answering((head) => switching(head).replace('Upgrade: websocket\r\n', ''));
-    // Node's HTTP client does not treat a 101 without Upgrade as an upgrade: a plain response.
-    expect((await failure(s.url)).status).toBe(101);
+  test('a 101 without Upgrade, or without Connection: Upgrade, fails with WS_BAD_UPGRADE / WS_BAD_CONNECTION, not as a refusal (it was WS_UNEXPECTED_RESPONSE, "server answered 101")', async () => {
+    // Node's HTTP client does not take such a 101 for an upgrade: it comes as a plain response.
+    const cases: Array<[string, (head: string) => string, string]> = [
+      ['no Upgrade', (head) => switching(head).replace('Upgrade: websocket\r\n', ''), 'WS_BAD_UPGRADE'],
+      ['no Connection', (head) => switching(head).replace('Connection: Upgrade\r\n', ''), 'WS_BAD_CONNECTION'],
+      ['Connection: upgradex', (head) => switching(head).replace('Connection: Upgrade', 'Connection: upgradex'), 'WS_BAD_CONNECTION'],
+    ];
+    for (const [name, respond, code] of cases) {
+      const s = await answering(respond);
+      const error = await failure(s.url);
+      expect([name, error.code, error.status, error.statusLine]).toEqual([name, code, 101, 'HTTP/1.1 101 Switching Protocols']);
+    }
+    // Connection is a token list (any case, with other tokens, repeated).
+    const s = await answering((head) => switching(head, ['Connection: Upgrade']).replace('Connection: Upgrade', 'Connection: keep-alive, UPGRADE'));
+    (await connect(s.url, { perMessageDeflate: false })).terminate();
   });
 
   test('an Upgrade that is not websocket alone (a list, the header twice) fails with WS_BAD_UPGRADE, as in ws and undici; its case does not matter', async () => {
@@ -111,6 +123,26 @@ describe('client verifies the 101 response', () => {
   test('an extension we did not offer fails', async () => {
     const s = await answering((head) => switching(head, ['Sec-WebSocket-Extensions: x-webkit-deflate-frame']));
     expect((await failure(s.url)).code).toBe('WS_BAD_EXTENSION_RESPONSE');
+  });
+
+  test('an empty Sec-WebSocket-Extensions (blank, or commas alone) fails with WS_BAD_EXTENSION_RESPONSE, offered or not, as in Chromium and ws (RFC 6455 §9.1: 1#extension; it was taken as no extension)', async () => {
+    for (const value of ['', '   ', ',', ' , ,']) {
+      for (const perMessageDeflate of [true, false]) {
+        const s = await answering((head) => switching(head, [`Sec-WebSocket-Extensions: ${value}`]));
+        const error = await failure(s.url, { perMessageDeflate });
+        expect([value, perMessageDeflate, error.code, error.status]).toEqual([value, perMessageDeflate, 'WS_BAD_EXTENSION_RESPONSE', 101]);
+      }
+    }
+    // The same check on the HTTP/2 path's headers (RFC 8441: a 200 with the same fields).
+    expect(() => verifyNegotiation('HTTP/2 200', { 'sec-websocket-extensions': '' }, { extensionNames: ['permessage-deflate'] })).toThrow(HandshakeError);
+    expect(verifyNegotiation('HTTP/2 200', {}, { extensionNames: ['permessage-deflate'] }).extensions).toEqual([]);
+  });
+
+  test('an empty Sec-WebSocket-Protocol fails with WS_BAD_PROTOCOL whether we offered subprotocols or not, as in Chromium and ws', async () => {
+    for (const protocols of [['chat'], undefined]) {
+      const s = await answering((head) => switching(head, ['Sec-WebSocket-Protocol: ']));
+      expect((await failure(s.url, { protocols })).code).toBe('WS_BAD_PROTOCOL');
+    }
   });
 
   test('permessage-deflate accepted by the server when we did not offer it fails', async () => {
@@ -283,6 +315,23 @@ describe('redirects', () => {
     const conn = await connect(`${s.url}start`, { perMessageDeflate: false, followRedirects: true, handshakeTimeout: 60_000, signal: AbortSignal.timeout(3000) });
     conn.terminate();
     expect(s.requests.map((h) => h.split('\r\n')[0])).toEqual(['GET /start HTTP/1.1', 'GET /final HTTP/1.1']);
+  });
+
+  test.each([
+    ['no URL', 'http://[::1', 'not a valid URL'],
+    ['a fragment', '/final#part', 'may not have a fragment'],
+    ['another scheme', 'ftp://127.0.0.1/', 'unsupported scheme ftp:'],
+    ['a Unix socket', 'ws+unix:///tmp/s.sock:/', 'unsupported scheme ws+unix:'],
+  ])('a Location with %s fails the handshake with WS_BAD_REDIRECT and the 3xx (was a TypeError, or the fragment dropped)', async (_, location, why) => {
+    const s = await answering((head) =>
+      head.startsWith('GET /start ') ? ['HTTP/1.1 302 Found', `Location: ${location}`, 'Content-Length: 0', '', ''].join('\r\n') : switching(head),
+    );
+    const error = await failure(`${s.url}start`, { followRedirects: true });
+    expect(error).toBeInstanceOf(HandshakeError);
+    expect([error.code, error.status, error.headers.location]).toEqual(['WS_BAD_REDIRECT', 302, location]);
+    expect(error.message).toContain(why);
+    // Nothing followed it.
+    expect(s.requests).toHaveLength(1);
   });
 
   test('stop at the maximum: a redirect loop fails with the last 3xx', async () => {

@@ -280,6 +280,22 @@ describe('client socket options', () => {
     expect(conn.remoteAddress).toBe('::1');
   });
 
+  test('wss://localhost.: the TLS servername (SNI) is sent without the trailing dot (RFC 6066 §3; it was sent with it), over HTTP/1.1, HTTP/2 and hybi-00; an IP address sends none; Host keeps the dot', async () => {
+    for (const [variant, http2] of [['rfc6455', false], ['rfc6455', true], ['hybi00', false]] as const) {
+      const { server, seen } = await echo({ tls, http2 });
+      const names: unknown[] = [];
+      server.httpServer.on('secureConnection', (socket: import('node:tls').TLSSocket) => names.push(socket.servername));
+      const conn = await connect(`wss://localhost.:${server.port}/`, { variant, http2, tls: { ca: tls.cert }, lookup: toLoopback([]) });
+      expect(await roundTrip(conn, 'dotted')).toBe('dotted');
+      expect([variant, http2, conn.transport.kind, names]).toEqual([variant, http2, http2 ? 'http2' : 'tls', ['localhost']]);
+      expect(seen[0]!.host).toBe(`localhost.:${server.port}`);
+      // An address: no servername at all (the certificate is checked against the address).
+      names.length = 0;
+      expect(await roundTrip(await connect(`wss://127.0.0.1:${server.port}/`, { variant, http2, tls: { ca: tls.cert } }), 'by address')).toBe('by address');
+      expect(names).toEqual([false]);
+    }
+  });
+
   test('over HTTP/2 (http2: true) too: a wss+unix: URL, lookup and localAddress choose the connection of the session', async () => {
     // (Before: the HTTP/2 path ignored them; the Unix socket URL went to TCP port 443 of localhost.)
     const socketPath = path.join(dir, 'h2.sock');
