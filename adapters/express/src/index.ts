@@ -26,6 +26,7 @@ import type { Duplex } from 'node:stream';
 import {
   checkUpgradeOptions,
   CloseCode,
+  afterEarlierResponses,
   completeUpgradeResponse,
   handleUpgrade,
   ignoreUpgrade,
@@ -196,10 +197,14 @@ export function websocket(options: ExpressWebSocketOptions = {}): ExpressWebSock
         const alone = server.listenerCount('upgrade') === 1;
         if (!isWebSocketUpgrade(req)) {
           // Another protocol (h2c…): someone else's, or, alone, a plain HTTP request for the app.
-          if (alone) ignoreUpgrade(server, req, socket, head);
+          if (alone) afterEarlierResponses(socket, () => ignoreUpgrade(server, req, socket, head), options.handshakeTimeout);
           return;
         }
         if (!claims(requestPath(req.url)) && !alone) return; // someone else's
+        // Ours: once the responses to requests pipelined before it are written.
+        afterEarlierResponses(socket, () => run(req, socket, head), options.handshakeTimeout);
+      };
+      const run = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
         socket.on('error', noop);
         const res = upgradeResponse(req, socket, options.handshakeTimeout);
         if (closing) {

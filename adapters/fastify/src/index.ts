@@ -51,6 +51,7 @@ import { injectWS, type InjectWebSocketOptions } from './inject.js';
 import {
   checkUpgradeOptions,
   CloseCode,
+  afterEarlierResponses,
   completeUpgradeResponse,
   handleConnect,
   handleUpgrade,
@@ -320,10 +321,14 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
     const alone = app.server.listenerCount('upgrade') === 1;
     if (!isWebSocketUpgrade(req)) {
       // Another protocol (h2c…): someone else's, or, alone, a plain HTTP request for the app.
-      if (alone) ignoreUpgrade(app.server, req, socket, head);
+      if (alone) afterEarlierResponses(socket, () => ignoreUpgrade(app.server, req, socket, head), options.handshakeTimeout);
       return;
     }
     if (!claims(req) && !alone) return; // someone else's
+    // Ours: once the responses to requests pipelined before it are written.
+    afterEarlierResponses(socket, () => route(req, socket, head), options.handshakeTimeout);
+  };
+  const route = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     socket.on('error', noop);
     const res = upgradeResponse(req, socket, options.handshakeTimeout);
     if (closing) {

@@ -26,6 +26,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import {
   checkUpgradeOptions,
+  afterEarlierResponses,
   CloseCode,
   handleUpgrade,
   ignoreUpgrade,
@@ -200,10 +201,14 @@ export function websocket(mapperOrOptions: ServiceMapper<KoaState> | ServiceMapp
       const alone = server.listenerCount('upgrade') === 1;
       if (!isWebSocketUpgrade(req)) {
         // Another protocol (h2c…): someone else's, or, alone, a plain HTTP request for the app.
-        if (alone) ignoreUpgrade(server, req, socket, head);
+        if (alone) afterEarlierResponses(socket, () => ignoreUpgrade(server, req, socket, head), options.handshakeTimeout);
         return;
       }
       if (!claim(req) && !alone) return; // someone else's
+      // Ours: once the responses to requests pipelined before it are written.
+      afterEarlierResponses(socket, () => run(req, socket, head), options.handshakeTimeout);
+    };
+    const run = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
       socket.on('error', noop);
       const res = upgradeResponse(req, socket, options.handshakeTimeout);
       if (closing) {

@@ -23,6 +23,7 @@ export {
   completeUpgradeResponse,
   isWebSocketUpgrade,
   ignoreUpgrade,
+  afterEarlierResponses,
   requestPath,
   type UpgradeOptions,
   type UpgradeInfo,

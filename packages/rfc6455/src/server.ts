@@ -19,7 +19,7 @@ import { checkServeOptions, checkUpgradeOptions } from './check-options.js';
 import { timerDelay } from './idle-wheel.js';
 import { attachHttp2 } from './http2.js';
 import { Http1Front } from './http1-front.js';
-import { ignoreUpgrade, isWebSocketUpgrade, rejectUpgrade, upgradeNow, type UpgradeOptions, type UpgradeTarget } from './upgrade.js';
+import { afterEarlierResponses, ignoreUpgrade, isWebSocketUpgrade, rejectUpgrade, upgradeNow, type UpgradeOptions, type UpgradeTarget } from './upgrade.js';
 
 /** Options of {@link serve}: where to listen, plus every upgrade and connection option. */
 export interface ServeOptions<State = unknown> extends UpgradeOptions<State> {
@@ -200,7 +200,12 @@ export async function serve<State = unknown>(options: ServeOptions<State>, targe
     return true;
   };
   httpServer.on('request', options.onRequest ?? upgradeRequired);
+  // Upgrades pipelined behind plain requests wait for their responses (keep-alive; the front's
+  // upgrades are alone on their connection and never wait).
   httpServer.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    afterEarlierResponses(socket, () => upgrade(req, socket, head), handshakeTimeout);
+  });
+  const upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     // An upgrade to another protocol (h2c…) is also a plain request, which onRequest serves, its
     // body intact (a server alone on WebSocket answers it 400 below, as any failed handshake).
     if (options.onRequest && !isWebSocketUpgrade(req)) {
@@ -237,7 +242,7 @@ export async function serve<State = unknown>(options: ServeOptions<State>, targe
     } else {
       settle(result);
     }
-  });
+  };
   if (options.http2) {
     const h2server = httpServer as unknown as Http2SecureServer;
     attachHttp2(h2server, target, {
@@ -292,6 +297,11 @@ export async function serve<State = unknown>(options: ServeOptions<State>, targe
     // A failed TLS handshake (e.g. its timeout: a peer that never sent a ClientHello) has no
     // channel to answer on; a 408 written there stayed queued and the socket open for good.
     if (!socket.writable || error.code?.startsWith('ERR_TLS_') || error.code?.startsWith('ERR_SSL_')) return socket.destroy();
+    // A response to an earlier request on this connection (keep-alive) is being written: an error
+    // response now would go out inside its body. As Node does without a clientError listener, the
+    // socket is only destroyed then. (Fixed bug: garbage pipelined behind a request whose answer
+    // was streaming got `HTTP/1.1 400 …` written into that answer's body.)
+    if ((socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage?.headersSent === true) return socket.destroy();
     const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
     rejectUpgrade(socket, status, status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request');
   });

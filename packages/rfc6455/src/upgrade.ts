@@ -258,6 +258,56 @@ export function ignoreUpgrade(server: EventEmitter, req: IncomingMessage, socket
   server.emit(socket instanceof TLSSocket ? 'secureConnection' : 'connection', socket);
 }
 
+/**
+ * Runs `proceed` once Node's HTTP server has written every response it still owes on `socket`,
+ * for the requests a client pipelined before this upgrade request (keep-alive: `GET /a`, then an
+ * upgrade, in one packet). HTTP answers requests in the order they came (RFC 9112 §9.3.2), and the
+ * new protocol starts after the 101: only then may the 101 (or a refusal, or the request handed
+ * back by {@link ignoreUpgrade}) be written. `proceed` runs at once when nothing is owed (always
+ * for a request that was alone, or answered, on its connection). If the socket closes first (an
+ * earlier response had `Connection: close`, or the client left), `proceed` never runs and the
+ * socket is destroyed; so it is when the earlier responses are not written within `timeout` ms
+ * (the handshake timeout, default 10000). Call it from an `upgrade` listener, as `serve()` and the
+ * adapters do. Fixed bugs: the adapters' `upgradeResponse()` threw Node's
+ * ERR_HTTP_SOCKET_ASSIGNED from the `upgrade` listener and the process died; `serve()` wrote the
+ * 101 before the pending responses, which then went out inside the WebSocket stream; a pipelined
+ * `Upgrade: h2c` request was never answered.
+ */
+export function afterEarlierResponses(socket: Duplex, proceed: () => void, timeout: number = Defaults.handshakeTimeout): void {
+  const owed = (): ServerResponse | null | undefined => (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
+  let response = owed();
+  if (response == null) {
+    proceed();
+    return;
+  }
+  // Node's HTTP server removed its own error listener when it emitted the upgrade.
+  socket.on('error', noop);
+  const done = (): void => {
+    clearTimeout(timer);
+    socket.removeListener('close', done);
+    response?.removeListener('finish', next);
+  };
+  // (After Node's own 'finish' listener, registered first: it has detached the response and
+  // assigned the next one owed, or ended the socket after a `Connection: close` one.)
+  const next = (): void => {
+    response = owed();
+    if (response != null) {
+      response.once('finish', next);
+      return;
+    }
+    done();
+    if (socket.destroyed || !socket.writable) socket.destroy();
+    else proceed();
+  };
+  const timer = setTimeout(() => {
+    done();
+    socket.destroy();
+  }, timerDelay(timeout));
+  timer.unref();
+  socket.once('close', done);
+  response.once('finish', next);
+}
+
 /** Deadlines of upgrade requests a framework is handling (see upgradeResponse). */
 const deadlines = new WeakMap<Duplex, NodeJS.Timeout>();
 /** The 'drain' listeners that pass a socket's drain on to its upgradeResponse. */

@@ -104,6 +104,14 @@ export function validateRequest(req: UpgradeRequest): ValidatedRequest {
   const major = req.httpVersionMajor ?? 1;
   const minor = req.httpVersionMinor ?? 1;
   if (major < 1 || (major === 1 && minor < 1)) reject('HTTP/1.1 or later is required', 400, 'WS_BAD_HTTP_VERSION');
+  // No body (Content-Length other than 0, or Transfer-Encoding): a GET's content has no meaning and
+  // is a request-smuggling shape (RFC 9110 §9.3.1), and Node hands it over as the start of the
+  // WebSocket stream. Fixed bug: it got a 101, then its bytes were read as frames (a close 1002),
+  // while a proxy in front saw a request body and then a tunnel.
+  const length = headers['content-length'];
+  if ((length !== undefined && length.trim() !== '0') || headers['transfer-encoding'] !== undefined) {
+    reject('an upgrade request has no body (Content-Length or Transfer-Encoding)', 400, 'WS_REQUEST_BODY');
+  }
   // item 2: a Host header, and only one (RFC 9112 §3.2: 400 for more than one Host line).
   if (!headers.host) reject('missing Host header', 400, 'WS_MISSING_HOST');
   if (req.rawHeaders !== undefined && repeatsHost(req.rawHeaders)) reject('more than one Host header', 400, 'WS_DUPLICATE_HOST');

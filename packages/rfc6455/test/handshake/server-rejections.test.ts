@@ -62,12 +62,20 @@ const base = (port: number, overrides: Record<string, string | undefined> = {}, 
   return request([start, ...Object.entries(headers).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}: ${v}`)]);
 };
 
+/** A masked text frame "hi" (key 0), as latin1 text. */
+const MASKED_HI = '\x81\x82\x00\x00\x00\x00hi';
+
 describe('server rejects a bad opening handshake with an HTTP status, never a 101', () => {
   test('a valid request with odd casing and token lists is accepted (the control case)', async () => {
     const res = await rawRequest(server.port, base(server.port, { Upgrade: 'WebSocket', Connection: 'keep-alive, UPGRADE' }), 500);
     expect(res.status).toBe(101);
     // RFC 6455 §1.3 sample key.
     expect(res.headers['sec-websocket-accept']).toBe('s3pPLMBiTxaQ9kYGzzhZRbK+xOo=');
+  });
+
+  test('Content-Length: 0 is no body: accepted', async () => {
+    const res = await rawRequest(server.port, base(server.port, { 'Content-Length': '0' }), 500);
+    expect(res.status).toBe(101);
   });
 
   test.each([
@@ -81,6 +89,10 @@ describe('server rejects a bad opening handshake with an HTTP status, never a 10
     ['a key of 15 bytes', base(0, { 'Sec-WebSocket-Key': Buffer.alloc(15, 1).toString('base64') }).replace('Host: 127.0.0.1:0', 'Host: x'), 400],
     ['a key that is not base64', base(0, { 'Sec-WebSocket-Key': 'not a key at all!!!!!===' }).replace('Host: 127.0.0.1:0', 'Host: x'), 400],
     ['no key', base(0, { 'Sec-WebSocket-Key': undefined }).replace('Host: 127.0.0.1:0', 'Host: x'), 400],
+    // A body (RFC 9110 §9.3.1): it got a 101, then its bytes were read as frames (close 1002).
+    // Frames follow it, as a client that meant them to come after the body would send them.
+    ['a Content-Length body', base(0, { 'Content-Length': '5' }) + 'hello' + MASKED_HI, 400],
+    ['a chunked body', base(0, { 'Transfer-Encoding': 'chunked' }) + '5\r\nhello\r\n0\r\n\r\n' + MASKED_HI, 400],
   ])('%s → 400', async (_name, text, status) => {
     const res = await rawRequest(server.port, text);
     expect(res.status).toBe(status);
