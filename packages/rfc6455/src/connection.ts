@@ -915,21 +915,36 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     return new Promise((resolve) => (this.streamWaiters ??= []).push(resolve));
   }
 
+  /** Takes the first queued message, and reads on if the queue is now low enough (see `takeMessage`). */
   private shiftMessage(): Message {
+    const message = this.takeMessage();
+    this.inboxDrained();
+    return message;
+  }
+
+  /**
+   * Takes the first queued message, without reading on: reading on may receive the next messages
+   * at once (those the engine held back, then the rest of the read), so a message handed to a
+   * listener is handed over first (see flushInbox).
+   */
+  private takeMessage(): Message {
     const inbox = this.inbox!;
     const items = inbox.items;
     const message = items[inbox.head]!;
     items[inbox.head++] = undefined as unknown as Message;
     inbox.bytes -= messageSize(message);
-    const bytes = inbox.bytes;
     if (inbox.head === items.length) {
       this.inbox = undefined;
     } else if (inbox.head > 1024 && inbox.head * 2 > items.length) {
       items.splice(0, inbox.head);
       inbox.head = 0;
     }
-    if (this.readPaused && bytes <= this.limits.readHighWaterMark / 2) this.resumeReading();
     return message;
+  }
+
+  /** The queue shrank: reading resumes once it is at most half readHighWaterMark. */
+  private inboxDrained(): void {
+    if (this.readPaused && (this.inbox?.bytes ?? 0) <= this.limits.readHighWaterMark / 2) this.resumeReading();
   }
 
   /**
@@ -940,6 +955,21 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   pause(): void {
     this.flags |= USER_PAUSED;
     this.pauseReading();
+  }
+
+  /**
+   * `pause()` for a listener whose own queue is full (a WebSocketStream's readable): the rest of the socket read being parsed is held back too, from the next message on,
+   * as when the connection's own queue fills (holdMessages), instead of being queued here behind
+   * it; `resume()` receives it again. (Fixed bug: a read of many small messages filled the
+   * readable to its high-water mark, and the rest of the read went on into this queue, up to
+   * readHighWaterMark more: twice the unread data the mark allows.) @internal
+   */
+  pauseHolding(): void {
+    this.pause();
+    const engine = this.engine;
+    if ((this.flags & QUEUE_FULL) !== 0 || engine?.holdMessages === undefined || engine.state !== 'open') return;
+    this.flags |= QUEUE_FULL;
+    engine.holdMessages();
   }
 
   /** Hands the messages that waited to the `message` listeners, then reads the socket again. */
@@ -1109,8 +1139,12 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
       const listener = this.messageListener();
       if (listener === undefined) return;
       const texts = this.inbox.texts;
-      const data = this.shiftMessage();
+      const data = this.takeMessage();
       this.emitMessage(listener, data, typeof data !== 'string' && texts?.has(data) !== true);
+      // Only now: reading on may receive the messages the engine held back at once, and they
+      // come after this one (fixed bug: they were delivered first, the rest of the queue with
+      // them, then this one; a listener that paused and resumed got messages out of order).
+      this.inboxDrained();
     }
   }
 

@@ -386,7 +386,9 @@ export class WebSocketStream {
       // The readable was cancelled: the connection is closing.
       return;
     }
-    if ((controller.desiredSize ?? 1) <= 0) conn.pause();
+    // Full: the rest of the socket read waits in the engine, unparsed, not in the connection's
+    // queue (which would hold up to readHighWaterMark more).
+    if ((controller.desiredSize ?? 1) <= 0) conn.pauseHolding();
   }
 
   async #write(conn: WebSocketConnection, chunk: unknown): Promise<void> {

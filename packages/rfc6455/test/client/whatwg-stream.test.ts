@@ -451,6 +451,54 @@ describe('backpressure, over TCP', () => {
     await wss.closed;
   });
 
+  test('receiving: a read of many small messages fills the readable to its mark and no further; the rest of the read waits unparsed until the reader pulls', async () => {
+    // 150 small messages and a ping, in one write: about 108 messages fill 4 KiB.
+    const count = 150;
+    const burst = Buffer.concat([...Array.from({ length: count }, (_, i) => frame({ opcode: 1, payload: String(i) })), frame({ opcode: 9, payload: 'after' })]);
+    let peerSocket: import('node:net').Socket | undefined;
+    const peer = await rawServer((head, socket) => {
+      peerSocket = socket;
+      socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptKey(requestKey(head))}\r\n\r\n`);
+    });
+    try {
+      const readHighWaterMark = 4096;
+      const wss = new WebSocketStream(peer.url, { readHighWaterMark, perMessageDeflate: false });
+      const { readable } = await wss.opened;
+      const conn = wss.connection!;
+      // Every message the readable got (the connection hands each to every listener).
+      let enqueued = 0;
+      let pinged = false;
+      const ping = new Promise<void>((resolve) => conn.on('ping', () => resolve()));
+      void ping.then(() => (pinged = true));
+      // Once the one read of the burst has been handled: how far parsing went.
+      const afterRead = new Promise<{ enqueued: number; pinged: boolean }>((resolve) => {
+        conn.on('message', () => {
+          if (++enqueued === 1) setImmediate(() => resolve({ enqueued, pinged }));
+        });
+      });
+      peerSocket!.write(burst);
+      const seen = await afterRead;
+      // A message counts its UTF-16 bytes and 32: at most 38 here.
+      expect(seen.enqueued).toBeGreaterThan(readHighWaterMark / 38 - 1);
+      expect(seen.enqueued).toBeLessThan(count);
+      expect(seen.enqueued * 34).toBeLessThanOrEqual(readHighWaterMark + 38);
+      // The ping after the messages was not parsed: the messages before it were not received
+      // either, into the connection's own queue behind the readable (fixed bug: they were, up
+      // to readHighWaterMark more, and the ping after them answered).
+      expect(seen.pinged).toBe(false);
+      const got: string[] = [];
+      const reader = readable.getReader();
+      while (got.length < count) got.push((await reader.read()).value as string);
+      expect(got).toEqual(Array.from({ length: count }, (_, i) => String(i)));
+      await ping;
+      // (The raw peer would not answer a close frame.)
+      conn.terminate();
+      await wss.closed.catch(() => undefined);
+    } finally {
+      await peer.close();
+    }
+  });
+
   test('sending: writes stall while the server does not read, and resume (all delivered) once it does', async () => {
     const wss = new WebSocketStream(`${server.url}sink`, { writeHighWaterMark: 64 * 1024, perMessageDeflate: false });
     const { writable } = await wss.opened;

@@ -6,7 +6,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { connect, createWebSocketStream, serve, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
+import { acceptKey, connect, createWebSocketStream, serve, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
+import { frame } from '../helpers/frames.js';
+import { rawServer, requestKey } from '../helpers/raw-server.js';
 
 let server: WebSocketServer;
 /** What the server's pusher route managed to hand to its socket, per connection. */
@@ -189,6 +191,47 @@ describe('createWebSocketStream', () => {
     second.destroy(new Error('gone'));
     await other.whenClosed;
     expect(other.closeStatus).toBe(1006);
+  });
+});
+
+/** A raw server that answers the handshake and then writes `count` text frames ('0', '1'...) in one write. */
+async function burstServer(count: number): Promise<Awaited<ReturnType<typeof rawServer>>> {
+  const burst = Buffer.concat(Array.from({ length: count }, (_, i) => frame({ opcode: 1, payload: String(i) })));
+  return rawServer((head, socket) => {
+    const accept = acceptKey(requestKey(head));
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+    // After the response: the client has its listener by then, and the burst is one read.
+    setTimeout(() => socket.write(burst), 20);
+  });
+}
+
+describe('pause() and resume(), the queue past readHighWaterMark', () => {
+  test('a listener that pauses and resumes soon after gets every message of a burst in order (those held back came before the one being delivered)', async () => {
+    // 3000 small messages in one write; 1 KiB holds about 25 of them, so each pause from the
+    // listener fills the queue, and the rest of the read is held back in the engine.
+    const count = 3000;
+    const peer = await burstServer(count);
+    try {
+      const client = await connect(peer.url, { perMessageDeflate: false, readHighWaterMark: 1024 });
+      const got: number[] = [];
+      const all = new Promise<void>((resolve) => {
+        client.on('message', (data) => {
+          got.push(Number(data));
+          if (got.length === count) resolve();
+          else if (got.length % 50 === 1) {
+            client.pause();
+            setImmediate(() => client.resume());
+          }
+        });
+      });
+      await all;
+      // (Fixed bug: resuming delivered the messages held back before the one being handed over,
+      // e.g. ... 167, 169, ..., 222, 168, 170 ...)
+      expect(got).toEqual(Array.from({ length: count }, (_, i) => i));
+      client.terminate();
+    } finally {
+      await peer.close();
+    }
   });
 });
 
