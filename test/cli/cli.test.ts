@@ -33,6 +33,12 @@ async function connectWith(url: string, input: string, args: readonly string[] =
 }
 
 describe('usage', () => {
+  test('npx rfc6455 in this repository: the bin link runs the built command (npm run build makes it executable; tsc alone wrote it 0644, "Permission denied")', () => {
+    expect(statSync(CLI).mode & 0o111).not.toBe(0);
+    const out = execFileSync(resolve(ROOT, 'node_modules/.bin/rfc6455'), ['--help'], { encoding: 'utf8' });
+    expect(out).toMatch(/connect URL/);
+  });
+
   test('--help prints the commands and exit codes and exits 0', async () => {
     const child = cli(['--help']);
     expect(await child.exited).toBe(0);
@@ -59,6 +65,8 @@ describe('usage', () => {
     [['serve', '--port', 'eighty']],
     [['serve', '--port', '']],
     [['serve', '--port', '0x50']],
+    // A subprotocol no client can offer (not an HTTP token; not a list either).
+    [['serve', '--port', '0', '--protocol', 'chat.v1,chat.v2']],
   ])('usage error %j exits 2', async (args) => {
     const child = cli(args);
     expect(await child.exited).toBe(2);
@@ -227,5 +235,109 @@ describe('connect against other servers', () => {
     } finally {
       await mapped.close();
     }
+  }, 20_000);
+});
+
+describe('signals and a closed output', () => {
+  let server: WebSocketServer;
+  /** Close codes the server saw, by path. */
+  const closes = new Map<string, number | undefined>();
+  const closed = new Map<string, () => void>();
+  const whenClosed = (path: string): Promise<void> => new Promise((r) => closed.set(path, r));
+  beforeAll(async () => {
+    server = await serve({}, async (conn) => {
+      if (conn.path === '/stream') {
+        // A message every few ms until the client closes: output the client keeps printing.
+        let n = 0;
+        const timer = setInterval(() => void conn.send(`tick ${++n}`).catch(() => undefined), 5);
+        conn.on('close', () => clearInterval(timer));
+      } else {
+        conn.on('message', (m) => void conn.send(`got ${String(m)}`).catch(() => undefined));
+      }
+      await conn.whenClosed;
+      closes.set(conn.path, conn.closeStatus);
+      closed.get(conn.path)?.();
+    });
+  });
+  afterAll(() => server.close());
+
+  test('connect whose output reader goes away (| head -1) closes with 1000 instead of crashing on EPIPE', async () => {
+    const serverSaw = whenClosed('/stream');
+    const child = cli(['connect', `${server.url}stream`]);
+    await child.waitFor(/< tick 1\n/);
+    // The reader of stdout is gone: the next print fails with EPIPE.
+    child.proc.stdout.destroy();
+    expect(await child.exited).toBe(0);
+    await serverSaw;
+    expect(closes.get('/stream')).toBe(1000);
+    expect(child.stderr()).not.toMatch(/EPIPE|Unhandled/);
+    expect(child.stderr()).toContain('closed: 1000');
+    child.proc.stdin.destroy();
+  }, 20_000);
+
+  test.each(['SIGTERM', 'SIGINT'] as const)('%s while stdin is a pipe closes with 1000 and exits 0, without waiting out --wait', async (signal) => {
+    const serverSaw = whenClosed(`/${signal}`);
+    const child = cli(['connect', `${server.url}${signal}`, '--wait', '60000']);
+    child.proc.stdin.end('hello\n');
+    await child.waitFor(/< got hello\n/);
+    child.proc.kill(signal);
+    expect(await child.exited).toBe(0);
+    await serverSaw;
+    expect(closes.get(`/${signal}`)).toBe(1000);
+    expect(child.stderr()).toContain('closed: 1000');
+  }, 20_000);
+
+  test('a second signal aborts a close the server does not answer', async () => {
+    // A server that completes the handshake and then never answers anything.
+    const { createServer } = await import('node:net');
+    const { acceptKey } = await import('rfc6455');
+    let gotClose!: () => void;
+    const closeSent = new Promise<void>((r) => (gotClose = r));
+    const mute = createServer((socket) => {
+      let head = '';
+      socket.on('data', (chunk) => {
+        if (!head.includes('\r\n\r\n')) {
+          head += chunk.toString('latin1');
+          const key = /sec-websocket-key: *(\S+)/i.exec(head)?.[1];
+          if (head.includes('\r\n\r\n') && key) socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptKey(key)}\r\n\r\n`);
+        } else if ((chunk[0]! & 0x0f) === 0x8) {
+          gotClose();
+        }
+      });
+      socket.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => mute.listen(0, '127.0.0.1', r));
+    try {
+      const child = cli(['connect', `ws://127.0.0.1:${(mute.address() as { port: number }).port}/`]);
+      await new Promise<void>((r) => {
+        const check = (): void => {
+          if (!child.stderr().includes('connected to')) return;
+          child.proc.stderr.off('data', check);
+          r();
+        };
+        child.proc.stderr.on('data', check);
+        check();
+      });
+      child.proc.kill('SIGTERM');
+      // (The old code died of the first signal without a close frame.)
+      await Promise.race([closeSent, child.exited]);
+      child.proc.kill('SIGTERM');
+      expect(await child.exited).toBe(1);
+      expect(child.stderr()).toContain('closed: 1006');
+      child.proc.stdin.destroy();
+    } finally {
+      mute.close();
+    }
+  }, 20_000);
+
+  test('serve whose log reader goes away stops: its connections get 1001 and it exits 0', async () => {
+    const child = cli(['serve', '--port', '0', '--echo']);
+    const [url] = (await child.waitFor(/ws:\/\/\S+/)) as unknown as [string];
+    child.proc.stdout.destroy();
+    const conn = await connect(url);
+    await conn.whenClosed;
+    expect(conn.closeStatus).toBe(1001);
+    expect(await child.exited).toBe(0);
+    expect(child.stderr()).not.toMatch(/EPIPE|Unhandled/);
   }, 20_000);
 });

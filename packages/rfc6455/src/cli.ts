@@ -18,6 +18,7 @@ import { connect, type ConnectOptions } from './client.js';
 import { encodeClosePayload } from './codec/close.js';
 import { EOF, type Message, type WebSocketConnection } from './connection.js';
 import { HandshakeError } from './errors.js';
+import { isToken } from './handshake/http.js';
 import { broadcast } from './prepared.js';
 import { serve, type WebSocketServer } from './server.js';
 
@@ -60,6 +61,9 @@ Not on a terminal (stdin is a pipe or file): each line is sent (commands work to
 as "> line"; when stdin ends the client waits --wait ms, closes with 1000 and exits once the
 closing handshake completes.
 
+SIGINT/SIGTERM (and stdout's reader going away, e.g. "| head -1") close with 1000 at once;
+a second signal aborts. wss: with a self-signed certificate: NODE_EXTRA_CA_CERTS=cert.pem.
+
 Options:
   -p, --protocol P   offer subprotocol P (repeat for several, in order of preference)
   -H, --header 'K: V'  add a request header (repeatable)
@@ -78,8 +82,8 @@ const SERVE_HELP = `Usage: rfc6455 serve [options]
 Runs a WebSocket server on any path and logs each connection and message to stdout as
 "[ID] < message"; with --echo it sends every message back ("[ID] > message"); with
 --broadcast it relays every message to every other open connection, a chat room ("[ID] >> N
-connections"). Plain HTTP requests get 426. SIGINT/SIGTERM close every connection with 1001 and
-exit 0.
+connections"). Plain HTTP requests get 426. SIGINT/SIGTERM (or stdout's reader going away, e.g.
+"| head") close every connection with 1001 and exit 0.
 
 Options:
   -p, --port N       port (default 8081; 0 picks a free one; the URL is printed)
@@ -189,11 +193,14 @@ async function runConnect(args: string[]): Promise<number> {
     return EXIT_FAILURE;
   }
   const interactive = process.stdin.isTTY === true;
-  const details = [conn.protocol && `subprotocol ${conn.protocol}`, conn.extensions && `extensions ${conn.extensions}`].filter(Boolean).join(', ');
-  process.stderr.write(`connected to ${url.href}${details ? ` (${details})` : ''}\n`);
 
   let rl: Interface | undefined;
+  // The reader of our output went away (`rfc6455 connect URL | head -1`: EPIPE): printing stops,
+  // and the connection is closed as on a signal (fixed bug: an unhandled 'error' event crashed
+  // the process with a stack trace, and the server saw 1006).
+  let outputGone = false;
   const print = (line: string): void => {
+    if (outputGone) return;
     if (rl && interactive) {
       process.stdout.write(`\r\x1b[K${line}\n`);
       rl.prompt(true);
@@ -257,16 +264,52 @@ async function runConnect(args: string[]): Promise<number> {
     if (rl && interactive) rl.prompt();
   };
 
+  // stopping: a signal (or the end of our output) asked to stop: no --wait, and a second one aborts.
+  let stopping = false;
+  let endWait: (() => void) | undefined;
   rl = createInterface({ input: process.stdin, output: interactive ? process.stdout : undefined, terminal: interactive, prompt: '> ' });
   rl.on('line', onLine);
   rl.on('close', () => {
-    // Ctrl-D on a terminal, or the end of piped input.
+    // Ctrl-D on a terminal, the end of piped input, or a stop.
     if (conn.closed || closeRequested) return;
-    if (interactive) return closeWith(1000, '');
-    sending = sending.then(() => new Promise((resolve) => setTimeout(resolve, wait)));
+    if (interactive || stopping) return closeWith(1000, '');
+    sending = sending.then(
+      () =>
+        new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, wait);
+          endWait = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+          if (stopping) endWait();
+        }),
+    );
     closeWith(1000, '');
   });
+  // SIGINT/SIGTERM (Ctrl-C while stdin is a pipe, `timeout`, `kill`) close with 1000 as Ctrl-C on a
+  // terminal does, without waiting out --wait; a second one aborts (fixed bug: the process was
+  // killed without a close frame, the server saw 1006).
+  const stop = (): void => {
+    if (stopping) {
+      conn.terminate();
+      return;
+    }
+    stopping = true;
+    endWait?.();
+    rl?.close();
+  };
+  const onOutputError = (): void => {
+    outputGone = true;
+    stop();
+  };
+  process.stdout.on('error', onOutputError);
+  process.stderr.on('error', onOutputError);
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
   rl.on('SIGINT', () => rl?.close());
+  // Printed once the handlers are in place: a signal sent on seeing it is handled.
+  const details = [conn.protocol && `subprotocol ${conn.protocol}`, conn.extensions && `extensions ${conn.extensions}`].filter(Boolean).join(', ');
+  process.stderr.write(`connected to ${url.href}${details ? ` (${details})` : ''}\n`);
   if (interactive) rl.prompt();
 
   for (;;) {
@@ -304,6 +347,9 @@ async function runServe(args: string[]): Promise<number> {
   // PORT unset listened on a random port) and takes '1e3' and '0x50'.
   const port = /^\d{1,5}$/.test(values.port) ? Number(values.port) : NaN;
   if (!(port <= 65535)) fail(`bad --port ${JSON.stringify(values.port)}`);
+  // A subprotocol that is not an HTTP token can never be offered (`--protocol a,b` is not a list):
+  // a usage error, as it is for connect (fixed bug: accepted, and never chosen).
+  for (const protocol of values.protocol ?? []) if (!isToken(protocol)) fail(`bad --protocol ${JSON.stringify(protocol)}: not an HTTP token (repeat --protocol for several)`);
   const echo = values.echo === true;
   const relay = values.broadcast === true;
   // Signal handlers first, so that a signal at any point stops the server gracefully.
@@ -311,6 +357,10 @@ async function runServe(args: string[]): Promise<number> {
   const stopSignal = new Promise<void>((resolve) => (stopRequested = resolve));
   process.on('SIGINT', () => stopRequested());
   process.on('SIGTERM', () => stopRequested());
+  // The reader of the log went away (`rfc6455 serve | head`: EPIPE): stop as on a signal (fixed
+  // bug: an unhandled 'error' event crashed the server, its connections saw 1006).
+  process.stdout.on('error', () => stopRequested());
+  process.stderr.on('error', () => stopRequested());
   let counter = 0;
   let server: WebSocketServer | undefined;
   try {
