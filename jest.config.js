@@ -10,10 +10,15 @@ const swc = [
   },
 ];
 
+const ESM_ONLY = '(proxy|https-proxy-agent|agent-base|proxy-agent-negotiate)';
+
 /** @type {import('jest').Config} */
 export default {
   testEnvironment: 'node',
-  transform: { '^.+\\.ts$': swc },
+  // The ESM-only proxy packages the proxy tests run for real (test/client/proxy-agent.socket.test.ts)
+  // are compiled to CommonJS like our sources; every other package in node_modules is left alone.
+  transform: { '^.+\\.ts$': swc, [`/node_modules/${ESM_ONLY}/.+\\.js$`]: swc },
+  transformIgnorePatterns: [`/node_modules/(?!${ESM_ONLY}/)`],
   moduleNameMapper: {
     '^rfc6455$': '<rootDir>/packages/rfc6455/src/index.ts',
     '^rfc6455/codec$': '<rootDir>/packages/rfc6455/src/codec/index.ts',

@@ -31,8 +31,46 @@ function checkInteger(where: string, name: string, value: unknown, min: number, 
   if (!Number.isInteger(value) || value < min || value > max) throw new RangeError(`${where}: ${name} must be an integer from ${min} to ${max}, not ${value}`);
 }
 
+/**
+ * Options of `ws` that have another name or no equivalent here, with what to do instead. Given to
+ * us they were silently ignored (fixed bug): `verifyClient` let every client in, `maxPayload` left
+ * the limit at 64 MiB, `rejectUnauthorized: false` at the top level of a client's options still
+ * checked the certificate. A TypeError that names the replacement instead.
+ */
+const WS_CONNECTION_OPTIONS: Record<string, string> = {
+  maxPayload: 'use maxMessageSize (and maxFrameSize, maxFragments)',
+  skipUTF8Validation: "text is always checked (1007 on invalid UTF-8); textMessages: 'buffer' hands it over undecoded",
+  autoPong: 'pings are always answered',
+};
+const WS_SERVER_OPTIONS: Record<string, string> = {
+  verifyClient: 'use beforeAccept (a refusal with any status, state for the handler) and origins',
+  handleProtocols: 'use protocols (a list, or a function of the offered list returning one of them)',
+  noServer: "call handleUpgrade() from your server's 'upgrade' event",
+  server: "call handleUpgrade() from that server's 'upgrade' event",
+  clientTracking: 'serve() tracks its connections in server.connections; give handleUpgrade() a Set as connections',
+};
+const TLS_OPTION = 'TLS options go in tls: { ... }';
+const WS_CLIENT_OPTIONS: Record<string, string> = {
+  maxRedirects: 'use followRedirects: <number of redirects>',
+  ca: TLS_OPTION, cert: TLS_OPTION, key: TLS_OPTION, pfx: TLS_OPTION, passphrase: TLS_OPTION,
+  rejectUnauthorized: TLS_OPTION, servername: TLS_OPTION, checkServerIdentity: TLS_OPTION,
+};
+const WS_DEFLATE_OPTIONS: Record<string, string> = {
+  zlibDeflateOptions: 'use perMessageDeflate.level and perMessageDeflate.memLevel',
+  zlibInflateOptions: 'inflation takes no zlib options here',
+};
+
+function checkNotWs(where: string, options: object, names: Record<string, string>, prefix = ''): void {
+  for (const name in names) {
+    if ((options as Record<string, unknown>)[name] !== undefined) {
+      throw new TypeError(`${where}: ${prefix}${name} is an option of ws, not of rfc6455 (it would do nothing): ${names[name]}`);
+    }
+  }
+}
+
 /** Connection options shared by every entry point. */
 export function checkConnectionOptions(where: string, options: ConnectionOptions): void {
+  checkNotWs(where, options, WS_CONNECTION_OPTIONS);
   checkNumber(where, 'maxMessageSize', options.maxMessageSize, 'positive');
   checkNumber(where, 'maxFrameSize', options.maxFrameSize, 'positive');
   checkNumber(where, 'maxFragments', options.maxFragments, 'positive');
@@ -52,6 +90,7 @@ export function checkDeflateOptions(where: string, deflate: boolean | PerMessage
   if (deflate === undefined || typeof deflate === 'boolean') return;
   if (typeof deflate !== 'object' || deflate === null) throw new TypeError(`${where}: perMessageDeflate must be a boolean or an object of options`);
   const name = (key: string): string => `perMessageDeflate.${key}`;
+  checkNotWs(where, deflate, WS_DEFLATE_OPTIONS, 'perMessageDeflate.');
   checkInteger(where, name('serverMaxWindowBits'), deflate.serverMaxWindowBits, 8, 15);
   checkInteger(where, name('clientMaxWindowBits'), deflate.clientMaxWindowBits, 8, 15);
   checkInteger(where, name('level'), deflate.level, -1, 9);
@@ -75,6 +114,7 @@ const checked = new WeakSet<object>();
  */
 export function checkUpgradeOptions(where: string, options: Pick<UpgradeOptions, keyof ConnectionOptions | 'handshakeTimeout' | 'perMessageDeflate'>): void {
   if (checked.has(options)) return;
+  checkNotWs(where, options, WS_SERVER_OPTIONS);
   checkHandshakeOptions(where, options);
   checked.add(options);
 }
@@ -86,8 +126,15 @@ function checkHandshakeOptions(where: string, options: Pick<UpgradeOptions, keyo
   checkDeflateOptions(where, options.perMessageDeflate);
 }
 
-/** serve()'s own limits. */
-export function checkServeOptions(options: { maxConnections?: number; maxConnectionsPerIp?: number }): void {
+/** serve()'s own limits, and where it listens. */
+export function checkServeOptions(options: { maxConnections?: number; maxConnectionsPerIp?: number; path?: string; port?: number; host?: string }): void {
+  // ws's `path` is the URL path to accept: `{ port: 8080, path: '/ws' }` made a Unix domain socket
+  // at /ws and left the port unused (fixed bug).
+  if (options.path !== undefined && (options.port !== undefined || options.host !== undefined)) {
+    throw new TypeError(
+      `serve(): path is a Unix domain socket to listen on instead of port and host, not both (ws's path option, the URL path to accept, is serviceMapper([{ path, handler }]) here)`,
+    );
+  }
   checkNumber('serve()', 'maxConnections', options.maxConnections, 'nonNegative');
   checkNumber('serve()', 'maxConnectionsPerIp', options.maxConnectionsPerIp, 'nonNegative');
 }
@@ -96,6 +143,7 @@ export function checkServeOptions(options: { maxConnections?: number; maxConnect
 export function checkClientOptions(options: Pick<ConnectOptions, Exclude<keyof ConnectOptions, 'protocols' | 'signal'>>): void {
   // Not remembered: a client's options object may be changed between two connect() calls.
   checkHandshakeOptions('connect()', options);
+  checkNotWs('connect()', options, WS_CLIENT_OPTIONS);
   const follow = options.followRedirects;
   if (follow !== undefined && typeof follow !== 'boolean') checkInteger('connect()', 'followRedirects', follow, 0, Number.MAX_SAFE_INTEGER);
 }

@@ -365,7 +365,8 @@ async function runServe(args: string[]): Promise<number> {
   let server: WebSocketServer | undefined;
   try {
     server = await serve(
-      { port, host: values.host, ...(values.unix !== undefined ? { path: values.unix } : {}), ...(values.protocol ? { protocols: values.protocol } : {}) },
+      // A Unix domain socket instead of port and host (serve() refuses both).
+      { ...(values.unix !== undefined ? { path: values.unix } : { port, host: values.host }), ...(values.protocol ? { protocols: values.protocol } : {}) },
       async (conn, req) => {
         const id = ++counter;
         const log = (line: string): void => void process.stdout.write(`[${id}] ${line}\n`);

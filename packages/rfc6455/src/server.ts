@@ -28,8 +28,9 @@ export interface ServeOptions<State = unknown> extends UpgradeOptions<State> {
   /** Address to bind. Default '127.0.0.1'; use '0.0.0.0' or '::' for every interface. */
   host?: string;
   /**
-   * Listen on this Unix domain socket (or Windows named pipe) instead of TCP: `port` and `host`
-   * are not used. Behind a proxy on the same machine (nginx, HAProxy), or for local IPC. The
+   * Listen on this Unix domain socket (or Windows named pipe) instead of TCP: given with `port` or
+   * `host` it is a TypeError (`ws`'s `path` option, the URL path to accept, is a service mapper
+   * here). Behind a proxy on the same machine (nginx, HAProxy), or for local IPC. The
    * socket file must not exist yet; Node removes it when the server closes. `server.url` is then
    * `ws+unix://<path>:/` (the path percent-encoded), which `connect()` accepts. Connections have no remote address there, so
    * `maxConnectionsPerIp` counts them all as one.

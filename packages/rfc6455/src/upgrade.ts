@@ -75,9 +75,11 @@ export interface UpgradeOptions<State = unknown> extends ConnectionOptions {
   beforeAccept?: (req: IncomingMessage, info: UpgradeInfo) => BeforeAcceptResult<State> | PromiseLike<BeforeAcceptResult<State>>;
   /**
    * With a plain handler: the subprotocols this server speaks (the first the client offers is
-   * chosen), or a function choosing one. Without it no subprotocol is answered. A mapper ignores it.
+   * chosen), or a function choosing one of those offered (it is called with an empty list too), or
+   * none: `undefined`, or `false` as `ws`'s `handleProtocols` returns. One not offered answers 500.
+   * Without it no subprotocol is answered. A mapper ignores it.
    */
-  protocols?: readonly string[] | ((offered: readonly string[], req: IncomingMessage) => string | undefined);
+  protocols?: readonly string[] | ((offered: readonly string[], req: IncomingMessage) => string | false | undefined);
   /**
    * Allowed Origin values (exact, e.g. 'https://example.com'), or a predicate. Requests from other
    * origins get 403. Default: any origin (browsers send Origin; check it when cookies authenticate).
@@ -499,7 +501,9 @@ export function negotiate<State>(
   } else {
     handler = target as ConnectionHandler<State>;
     const choose = options.protocols;
-    if (typeof choose === 'function') protocol = choose(input.protocols, req) ?? '';
+    // `false` (and null) choose none, as ws's handleProtocols returns (fixed bug: "protocols()
+    // chose false", every upgrade that did not get a subprotocol answered 500).
+    if (typeof choose === 'function') protocol = choose(input.protocols, req) || '';
     else if (choose) protocol = input.protocols.find((p) => choose.includes(p)) ?? '';
     if (protocol !== '' && !input.protocols.includes(protocol)) throw new Error(`protocols() chose ${protocol}, which the client did not offer`);
   }
