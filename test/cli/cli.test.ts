@@ -1,13 +1,15 @@
 /**
  * The built `rfc6455` command (packages/rfc6455/dist/cli.js) as a real process: usage and exit
- * codes, `serve --echo` and `--broadcast`, and `connect` fed from a pipe (the non-interactive mode) against it and
+ * codes, `serve --echo` and `--broadcast`, and `connect` fed from a pipe (the non-interactive mode)
+ * or typed at a real pseudo-terminal (test/cli/pty-run.py, with /usr/bin/python3) against it and
  * against in-test servers that check headers, subprotocols and close codes.
  */
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { connect, serve, type WebSocketServer } from 'rfc6455';
 import { killAll, ROOT, spawnNode, type Child } from '../examples/helpers.js';
+import { until } from '../../packages/rfc6455/test/helpers/wait.js';
 
 const CLI = resolve(ROOT, 'packages/rfc6455/dist/cli.js');
 const SRC = resolve(ROOT, 'packages/rfc6455/src/cli.ts');
@@ -115,6 +117,43 @@ describe('serve --echo with connect from a pipe', () => {
     server.proc.kill('SIGTERM');
     expect(await server.exited).toBe(0);
   });
+});
+
+describe('connect on a terminal (a real pseudo-terminal)', () => {
+  // The interactive mode as a user at a terminal meets it: a prompt, each typed line sent, what
+  // comes back printed above the prompt, /ping, Ctrl-D closing with 1000 and exit 0.
+  test('typed lines are sent and the echo printed, /ping prints the round trip, Ctrl-D closes with 1000', async () => {
+    const seen: Array<string | number> = [];
+    const server = await serve({ port: 0 }, async (conn) => {
+      for await (const message of conn) {
+        seen.push(message as string);
+        await conn.send(message);
+      }
+      seen.push(conn.closeStatus ?? -1);
+    });
+    try {
+      const screen = await new Promise<string>((done, fail) =>
+        execFile('/usr/bin/python3', [
+        resolve(ROOT, 'test/cli/pty-run.py'),
+        process.execPath, CLI, 'connect', `ws://127.0.0.1:${server.port}/`,
+        '--',
+        'hello there\\r', '< hello there',
+        '/ping abc\\r', '< pong (',
+        '\\x04', 'closed: 1000',
+        ], { timeout: 25_000, encoding: 'utf8' }, (error, stdout) => (error ? fail(error) : done(stdout))),
+      );
+      expect(screen).toMatch(/\nEXIT 0\n$/);
+      expect(screen).toMatch(/^connected to ws:\/\/127\.0\.0\.1:\d+\//);
+      expect(screen).toContain('> ');
+      expect(screen).toMatch(/< hello there\r?\n/);
+      expect(screen).toMatch(/< pong \(\d+(\.\d)? ms\)/);
+      expect(screen).toContain('closed: 1000');
+      await until(() => seen.length === 2, 'the server to see the message and the close');
+      expect(seen).toEqual(['hello there', 1000]);
+    } finally {
+      await server.close();
+    }
+  }, 30_000);
 });
 
 describe('serve --unix and connect ws+unix:', () => {
