@@ -192,3 +192,27 @@ describe('@rfc6455/express specifics', () => {
     }
   });
 });
+
+describe('@rfc6455/express: route() checks', () => {
+  it('a route() that throws (bad pattern, no handler) is not kept: later routes and upgrades still work', async () => {
+    const ws = websocket();
+    expect(() => ws.route('/(unclosed', () => undefined)).toThrow(SyntaxError);
+    expect(() => ws.route('/empty', {})).toThrow(TypeError);
+    ws.route('/ok', (conn) => void conn.send('ok'));
+    expect(ws.claims('/ok')).toBe(true);
+    expect(ws.claims('/empty')).toBe(false);
+    const app = express();
+    app.use(ws.middleware);
+    const server = createHttpServer(app);
+    ws.attach(server, app);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const conn = await connect(`ws://127.0.0.1:${(server.address() as AddressInfo).port}/ok`);
+      expect(await conn.recv()).toBe('ok');
+      await conn.close();
+    } finally {
+      await ws.close();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+});

@@ -168,7 +168,16 @@ export function websocket(options: ExpressWebSocketOptions = {}): ExpressWebSock
         protocols,
       });
       compiled = undefined;
-      mapper(); // check the route now (a bad pattern throws here, not at the first upgrade)
+      // Check the route now: a bad pattern (or a route with no handler) throws here, not at the
+      // first upgrade, and is not kept (fixed bug: it stayed in the list, so every later route()
+      // and claims() threw too, and each upgrade crashed the 'upgrade' listener).
+      try {
+        mapper();
+      } catch (error) {
+        routes.pop();
+        compiled = undefined;
+        throw error;
+      }
       return this;
     },
     middleware(req, res, next) {

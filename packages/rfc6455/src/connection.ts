@@ -770,7 +770,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     return rare?.requestLine ?? `GET ${this.url} HTTP/${rare?.httpVersion ?? '1.1'}`;
   }
 
-  /** Path of the request target, without the query (of an absolute-form target too). */
+  /** Path of the request target, without the query or a fragment (of an absolute-form target too). */
   get path(): string {
     return targetPath(this.url);
   }

@@ -4,7 +4,8 @@
  * the offered subprotocols, so it can be tested without sockets.
  *
  * - A route's `path` is a RegExp, or a string read as a regular expression that must match the
- *   whole path (as Racket's `regexp-match-exact?`). The query string is not part of the path.
+ *   whole path (as Racket's `regexp-match-exact?`). The query string (and a fragment) is not
+ *   part of the path.
  * - The first route whose path matches wins; there is no fall-through to later routes.
  * - Subprotocols are tried in the client's order; the first one the route has a handler for is
  *   chosen. Names are compared exactly: RFC 6455 §4.1 makes them case-sensitive tokens (Racket
@@ -112,8 +113,10 @@ export function serviceMapper<State = unknown>(routes: readonly Route<State>[]):
       for (const { route, pattern, protocols } of compiled) {
         const m = pattern.exec(path);
         if (!m) continue;
-        const params: Record<string, string> = {};
-        if (m.groups) for (const [k, v] of Object.entries(m.groups)) if (v !== undefined) params[k] = v;
+        // Own properties whatever the group's name (an assignment to `params.__proto__` set nothing).
+        const params: Record<string, string> = m.groups
+          ? Object.fromEntries(Object.entries(m.groups).filter((entry): entry is [string, string] => entry[1] !== undefined))
+          : {};
         if (offered.length === 0) {
           if (route.handler) return { ok: true, route, handler: route.handler, protocol: '', params };
           return { ok: false, status: 400, reason: `a subprotocol is required: one of ${[...protocols.keys()].join(', ')}` };

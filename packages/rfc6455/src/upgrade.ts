@@ -222,7 +222,7 @@ export function rejectUpgrade(socket: Duplex, status: number, message: string | 
   giveUpUntaken(socket, timeout, () => socket.destroy());
 }
 
-/** The path of a request target, without the query (also of an absolute-form target, `http://host/path`). */
+/** The path of a request target, without the query or a fragment (also of an absolute-form target, `http://host/path`). */
 export function requestPath(url: string | undefined): string {
   return targetPath(url ?? '/');
 }

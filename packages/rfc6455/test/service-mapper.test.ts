@@ -37,6 +37,12 @@ describe('serviceMapper: paths', () => {
     expect(room.ok && room.params).toEqual({ room: 'lobby' });
   });
 
+  it('mapper hands over every named group as an own param, whatever its name (__proto__ too)', () => {
+    const m = serviceMapper([{ path: '/(?<__proto__>[a-z]+)/(?<constructor>[a-z]+)(?:/(?<opt>[a-z]+))?', handler: h('p') }]);
+    const result = m.match('/abc/def', []);
+    expect(result.ok && Object.entries(result.params)).toEqual([['__proto__', 'abc'], ['constructor', 'def']]);
+  });
+
   it('mapper makes a RegExp match the whole path even without anchors', () => {
     const m = serviceMapper([{ path: /\/a/, handler: h('a') }]);
     expect(label(m.match('/a', []))).toBe('a|');
@@ -163,12 +169,34 @@ describe('serviceMapper behind serve(): the request target', () => {
     expect(seen).toEqual([{ path: '/rooms/lobby', room: 'lobby' }]);
   });
 
+  it('a fragment in the request target (Node lets "#" through) is not part of the routed path, as in Racket and the frameworks\' routers', async () => {
+    const seen: Array<{ path: string; room: string | undefined }> = [];
+    const server = await serve({ port: 0 }, serviceMapper([
+      { path: /^\/rooms\/(?<room>[a-z]+)$/, handler: (conn, _req, { params }) => void seen.push({ path: conn.path, room: params.room }) },
+    ]));
+    const clients: RawClient[] = [];
+    try {
+      for (const path of ['/rooms/lobby#x', '/rooms/hall#x?y=1']) {
+        const client = await RawClient.connect(server.port, { path });
+        clients.push(client);
+        expect(client.response.status).toBe(101);
+      }
+    } finally {
+      for (const client of clients) client.socket.destroy();
+      await server.close();
+    }
+    expect(seen).toEqual([{ path: '/rooms/lobby', room: 'lobby' }, { path: '/rooms/hall', room: 'hall' }]);
+  });
+
   it('requestPath gives the path of an origin-form or absolute-form target, without the query', () => {
     expect(requestPath('/a/b?x=1')).toBe('/a/b');
     expect(requestPath('https://example.com:8443/a/b?x=1')).toBe('/a/b');
     expect(requestPath('ws://example.com')).toBe('/');
     expect(requestPath('http://example.com?x=1')).toBe('/');
     expect(requestPath('//not/absolute')).toBe('//not/absolute');
+    expect(requestPath('/a/b#f?x=1')).toBe('/a/b');
+    expect(requestPath('/a/b?x=1#f')).toBe('/a/b');
+    expect(requestPath('http://example.com#f')).toBe('/');
     expect(requestPath(undefined)).toBe('/');
   });
 });

@@ -12,10 +12,14 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const ABSOLUTE_FORM = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*/;
 
 /**
- * The path of a request target, without the query. An absolute-form target
+ * The path of a request target, without the query or a fragment. An absolute-form target
  * (`GET http://host/chat HTTP/1.1`) gives its path: RFC 6455 §4.2.1 has servers take "an absolute
  * HTTP/HTTPS URI containing the /resource name/" (and RFC 9112 §3.2.2 every HTTP/1.1 server), as
  * Racket's service mapper does (fixed bug: such a request got 404 from the service mapper).
+ * A `#fragment`, which no request target may carry (RFC 6455 §3, RFC 9112 §3.2) but Node's parser
+ * lets through, is not part of the path either, as in Racket's mapper and in the routers of
+ * Express, Koa and Fastify (fixed bug: `/chat#x` got 404 from the mapper, and from the Koa adapter
+ * after its middleware had claimed the path).
  */
 export function targetPath(url: string): string {
   let path = url;
@@ -23,8 +27,10 @@ export function targetPath(url: string): string {
     const scheme = ABSOLUTE_FORM.exec(path);
     if (scheme) path = `/${path.slice(scheme[0].length).replace(/^\//, '')}`;
   }
-  const q = path.indexOf('?');
-  return q < 0 ? path : path.slice(0, q);
+  const query = path.indexOf('?');
+  const fragment = path.indexOf('#');
+  const end = query < 0 ? fragment : fragment < 0 ? query : Math.min(query, fragment);
+  return end < 0 ? path : path.slice(0, end);
 }
 
 /** The value of a header as one string (repeated headers joined with ', '), or undefined. */
