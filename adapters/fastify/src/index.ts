@@ -186,7 +186,7 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
     ...options,
     onError(error, conn, req) {
       if (options.onError) options.onError(error, conn, req);
-      else ((conn && loggers.get(conn)) ?? (req as UpgradeRequest | undefined)?.[PENDING]?.request?.log ?? app.log).error({ err: error }, 'WebSocket handler failed');
+      else ((conn && loggers.get(conn)) ?? (req as UpgradeRequest | undefined)?.[PENDING]?.request?.log ?? app.log).error({ err: error }, conn ? 'WebSocket handler failed' : 'WebSocket upgrade failed');
     },
     // An upgrade whose before-accept hook was still running when the shutdown began is closed at
     // once (1001), as the shutdown closed the others.

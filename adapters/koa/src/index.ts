@@ -24,6 +24,7 @@ import type { IncomingMessage, OutgoingHttpHeaders, Server, ServerResponse } fro
 import type { Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { format } from 'node:util';
 import {
   checkUpgradeOptions,
   afterEarlierResponses,
@@ -112,12 +113,25 @@ export function websocket(mapperOrOptions: ServiceMapper<KoaState> | ServiceMapp
   };
   const claim = options.claim ?? ((req: IncomingMessage) => !mapper || mapperClaims(requestPath(req.url)));
 
+  /**
+   * The app of each connection, for its handler's errors: the core reports those with `req`
+   * undefined (so that a connection does not keep its request). The app, not the context, so the
+   * request is not kept. `attached` is the last app `attach` was given, for anything else.
+   */
+  const apps = new WeakMap<WebSocketConnection, Koa>();
+  let attached: Koa | undefined;
+
   /** Handlers get `ctx.state` as state unless a before-accept hook gave one. */
   const stateOf = (req: IncomingMessage): KoaState | undefined => (req as UpgradeRequest)[PENDING]?.ctx?.state as KoaState | undefined;
   const withState =
     (h: ConnectionHandler<KoaState>): ConnectionHandler<KoaState> =>
-    (conn, req, c) =>
-      h(conn, req, c.state === undefined ? { ...c, state: stateOf(req) as KoaState } : c);
+    (conn, req, c) => {
+      const app = (req as UpgradeRequest)[PENDING]?.ctx?.app;
+      if (app) apps.set(conn, app);
+      return h(conn, req, c.state === undefined ? { ...c, state: stateOf(req) as KoaState } : c);
+    };
+  /** What `ctx.ws()` accepts with when no handler is given and the mapper does not serve the path. */
+  const inline = withState(noop);
   const routed: ServiceMapper<KoaState> | undefined =
     mapper &&
     serviceMapper<KoaState>(
@@ -131,6 +145,25 @@ export function websocket(mapperOrOptions: ServiceMapper<KoaState> | ServiceMapp
   // One options object for every upgrade: without a before-accept hook the handshake stays synchronous.
   const upgradeOptions: UpgradeOptions<KoaState> = {
     ...options,
+    // Without onError, errors go where Koa sends its own: the app's 'error' event, with the
+    // upgrade's context for a hook's error (answered 500), so that Koa's `app.onerror` logs them
+    // (unless `app.silent`) and `app.on('error')` gets them. (Fixed bug: they were dropped.) A
+    // handler's error goes to the connection's 'error' listeners instead when it has some, as the
+    // core does without onError. A throw from here is caught by the core.
+    onError: options.onError ?? ((error, conn, req) => {
+      if (conn && !req && conn.listenerCount('error') > 0) {
+        conn.emit('error', error instanceof Error ? error : new Error(String(error)));
+        return;
+      }
+      const ctx = req && (req as UpgradeRequest)[PENDING]?.ctx;
+      const app = ctx?.app ?? (conn && apps.get(conn)) ?? attached;
+      // As Koa's ctx.onerror does: a non-error thrown is wrapped (app.onerror refuses it).
+      const err = Object.prototype.toString.call(error) === '[object Error]' || error instanceof Error ? (error as Error) : new Error(format('non-error thrown: %j', error));
+      // (No app cannot happen: upgrades only come through attach. The core would print it.)
+      if (!app) throw err;
+      if (app.listenerCount('error') > 0) app.emit('error', err, ctx);
+      else app.onerror(err);
+    }),
     // An upgrade whose before-accept hook was still running when the shutdown began is closed at
     // once (1001), as the shutdown closed the others.
     shuttingDown: () => closing,
@@ -166,7 +199,7 @@ export function websocket(mapperOrOptions: ServiceMapper<KoaState> | ServiceMapp
       return pending.accepted;
     }
     pending.res.detachSocket(pending.socket as Socket);
-    const target = handler ? withState(handler) : routed && mapperClaims(ctx.path) ? routed : noop;
+    const target = handler ? withState(handler) : routed && mapperClaims(ctx.path) ? routed : inline;
     pending.accepted = handleUpgrade(ctx.req, pending.socket, pending.head, target, upgradeOptions, headersOf(ctx, pending, afterChain));
     return pending.accepted;
   };
@@ -196,6 +229,7 @@ export function websocket(mapperOrOptions: ServiceMapper<KoaState> | ServiceMapp
 
   Object.defineProperty(middleware, 'connections', { value: connections, enumerable: true });
   middleware.attach = (server, app) => {
+    attached = app;
     let callback: ReturnType<Koa['callback']> | undefined;
     const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
       const alone = server.listenerCount('upgrade') === 1;

@@ -35,7 +35,7 @@ import { headerValue } from './handshake/http.js';
 import { parseProtocols } from './handshake/server.js';
 import { buildRequestHeaders, verifyNegotiation } from './handshake/client.js';
 import type { Transport } from './transport.js';
-import { negotiate, startConnection, withResponseHeaders, type ResponseHeaderSource, type UpgradeOptions, type UpgradeTarget } from './upgrade.js';
+import { negotiate, reportUpgradeFailure, startConnection, withResponseHeaders, type ResponseHeaderSource, type UpgradeOptions, type UpgradeTarget } from './upgrade.js';
 
 /** A Transport over an HTTP/2 stream: orderly end is END_STREAM, abort is RST_STREAM(CANCEL). */
 export function http2StreamTransport(stream: Http2Stream): Transport {
@@ -155,7 +155,7 @@ async function handleConnectStream<State>(
     clearTimeout(timer);
     if (error instanceof HandshakeError) respondError(stream, error.status, error.message, error.headers as Http2OutgoingHeaders);
     else {
-      options.onError?.(error, undefined, req);
+      reportUpgradeFailure(options.onError, error, req, typeof headers[':path'] === 'string' ? headers[':path'] : undefined, stream.destroyed || stream.closed);
       respondError(stream, 500, 'Internal Server Error');
     }
     return undefined;

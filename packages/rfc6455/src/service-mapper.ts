@@ -30,7 +30,7 @@ export interface HandlerContext<State = unknown, Params extends Record<string, s
 
 /**
  * Serves one accepted connection. A returned promise that rejects, or a throw, is a handler failure:
- * the connection closes with 1011 and `onError` is called.
+ * the connection closes with 1011 and `onError` is called (without it, see `UpgradeOptions.onError`).
  */
 export type ConnectionHandler<State = unknown, Params extends Record<string, string> = Record<string, string>> = (
   conn: WebSocketConnection,

@@ -10,6 +10,7 @@ import type { Socket } from 'node:net';
 import type { EventEmitter } from 'node:events';
 import { Writable, type Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
+import { inspect } from 'node:util';
 import { CloseCode, Defaults } from './codec/constants.js';
 import { checkUpgradeOptions } from './check-options.js';
 import { giveUpUntaken, timerDelay } from './idle-wheel.js';
@@ -97,7 +98,13 @@ export interface UpgradeOptions<State = unknown> extends ConnectionOptions {
   /**
    * Called with errors thrown by hooks (`conn` undefined; the request is answered 500) and by
    * handlers (the connection closes with 1011; `req` is undefined then, so that a long-lived
-   * connection does not keep its upgrade request alive: use `conn.url` and `conn.headers`).
+   * connection does not keep its upgrade request alive: use `conn.url` and `conn.headers`). It gets
+   * the value thrown itself. Default: a handler's error goes to the connection's `error` listeners
+   * if it has some; otherwise, and for a hook's error, it is printed on stderr (`console.error`),
+   * one line of context then the stack, as Express's default error handler does, and as there not
+   * when `NODE_ENV` is `test`. The Koa adapter's default is the app's `'error'` event, Fastify's its
+   * logger. An `onError` that throws is printed on stderr too; it never reaches the connection or
+   * the process.
    */
   onError?: (error: unknown, conn: WebSocketConnection | undefined, req: IncomingMessage | undefined) => void;
   /** Accept draft hybi-00 (hixie-76) clients too (Sec-WebSocket-Key1/Key2). Default true. */
@@ -797,8 +804,41 @@ export function failUpgrade<State>(req: IncomingMessage, socket: Duplex, error: 
   if (error instanceof HandshakeError) {
     rejectUpgrade(socket, error.status, error.message, headerList(error.headers));
   } else {
-    options.onError?.(error, undefined, req);
+    reportUpgradeFailure(options.onError, error, req, req.url, socket.destroyed);
     rejectUpgrade(socket, 500, 'Internal Server Error');
+  }
+}
+
+/**
+ * Reports an application error (a hook's, a handler's) to `onError`, or, without one, on stderr:
+ * `context` on one line, then the error's stack, as Express's default error handler logs (and, as
+ * it does, nothing under `NODE_ENV=test`). Never throws: an `onError` that throws has its own error
+ * reported the default way, after the one it was given (fixed bug: without `onError` a handler's or
+ * a hook's error vanished without a trace; an `onError` that threw ended the process).
+ */
+function reportError(onError: UpgradeOptions['onError'], error: unknown, conn: WebSocketConnection | undefined, req: IncomingMessage | undefined, context: string): void {
+  if (!onError) return logError(context, error);
+  try {
+    onError(error, conn, req);
+  } catch (thrown) {
+    logError(context, error);
+    logError('onError threw while reporting it', thrown);
+  }
+}
+
+/** A hook's (or a framework's response headers') failure, answered 500 unless the socket had closed. @internal */
+export function reportUpgradeFailure(onError: UpgradeOptions['onError'], error: unknown, req: IncomingMessage, url: string | undefined, gone: boolean): void {
+  reportError(onError, error, undefined, req, `WebSocket upgrade of ${targetPath(url ?? '/')} failed: ${gone ? 'the socket had closed, no answer' : 'answered 500'}`);
+}
+
+/** The default report: stderr, unless NODE_ENV is 'test'. Never throws. */
+function logError(context: string, error: unknown): void {
+  if (process.env.NODE_ENV === 'test') return;
+  try {
+    const stack = error instanceof Error && typeof error.stack === 'string' ? error.stack : inspect(error);
+    console.error(`rfc6455: ${context}\n${stack}`);
+  } catch {
+    // A console that cannot write: nothing else to report it to.
   }
 }
 
@@ -833,9 +873,23 @@ function failureHandler(onError: UpgradeOptions['onError']): (error: unknown, co
   return handler;
 }
 
-/** A handler's failure closes its connection with 1011 (no details on the wire); the server lives on. */
+/**
+ * A handler's failure closes its connection with 1011 (no details on the wire); the server lives
+ * on. The error goes to onError; without one, to the connection's 'error' listeners when it has
+ * some, else to stderr (reportError).
+ */
 function handlerFailed(error: unknown, conn: WebSocketConnection, onError: UpgradeOptions['onError']): void {
-  if (!conn.closed) conn.close(CloseCode.InternalError).catch(noop);
-  if (onError) onError(error, conn, undefined);
-  else if (conn.listenerCount('error') > 0) conn.emit('error', error instanceof Error ? error : new Error(String(error)));
+  const open = !conn.closed;
+  if (open) conn.close(CloseCode.InternalError).catch(noop);
+  const context = `WebSocket handler failed on ${conn.path}: ${open ? 'connection closed with 1011' : 'connection already closed'}`;
+  if (!onError && conn.listenerCount('error') > 0) {
+    try {
+      conn.emit('error', error instanceof Error ? error : new Error(String(error)));
+    } catch (thrown) {
+      logError(context, error);
+      logError("an 'error' listener threw while reporting it", thrown);
+    }
+    return;
+  }
+  reportError(onError, error, conn, undefined, context);
 }
