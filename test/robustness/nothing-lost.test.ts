@@ -5,7 +5,7 @@
  * sizes and fragmentation and a random side and moment for the close.
  */
 import fc from 'fast-check';
-import { connect, EOF, type Message, type WebSocketConnection } from 'rfc6455';
+import { broadcast, connect, EOF, type Message, type WebSocketConnection } from 'rfc6455';
 import { closePayload, decodeFrames, frame } from '../../packages/rfc6455/test/helpers/frames.js';
 import { RawClient } from '../../packages/rfc6455/test/helpers/raw-client.js';
 import { resolve } from 'node:path';
@@ -119,6 +119,32 @@ describe('both directions, with our own client', () => {
     expect(await eventually(() => results.length === 4)).toBe(true);
     expect(results).toEqual(['ok', 'ConnectionClosedError', 'ConnectionClosedError', 'ok']);
     expect(took).toBe(0);
+  });
+
+  test('close() while a sendStream() runs: the connection is closing at once (readyState, broadcast() skips it); a stream called before the close() still goes', async () => {
+    const seen: unknown[] = [];
+    const results: string[] = [];
+    const server = await startServer({ perMessageDeflate: false }, async (conn) => {
+      const first = conn.sendStream((async function* () {
+        for (let i = 0; i < 20; i++) yield Buffer.alloc(10_000, i);
+      })());
+      const second = conn.sendStream([Buffer.from('second stream')]);
+      const closed = conn.close(4000, 'done');
+      seen.push(conn.readyState, broadcast([conn], 'broadcast after close()'));
+      for (const p of [first, second, closed]) results.push(await p.then(() => 'ok', (e: Error) => e.name));
+    });
+    const client = await connect(server.url);
+    const first = await client.recv();
+    expect(Buffer.isBuffer(first) && first.length).toBe(200_000);
+    expect(await client.recv()).toEqual(Buffer.from('second stream'));
+    // (Before: readyState was 'open' until the streams were done, and broadcast() counted the
+    // connection, though its message was then dropped.)
+    expect(await client.recv()).toBe(EOF);
+    expect(client.closeStatus).toBe(4000);
+    expect(seen).toEqual(['closing', 0]);
+    await client.whenClosed;
+    expect(await eventually(() => results.length === 3)).toBe(true);
+    expect(results).toEqual(['ok', 'ok', 'ok']);
   });
 });
 

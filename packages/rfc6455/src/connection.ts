@@ -293,6 +293,12 @@ const INFLATING = 0x8000;
 const END_PENDING = 0x10000;
 /** `flags` bit: the queue filled, and the engine holds back the messages after it (holdMessages). */
 const QUEUE_FULL = 0x20000;
+/**
+ * `flags` bit: close() was called while a sendStream() runs, and the close frame waits for what
+ * was sent before it: the connection is `closing` meanwhile, and sends made after the close()
+ * reject (see close()).
+ */
+const CLOSE_WAITING = 0x40000;
 
 /**
  * Connections whose writes are held until the code now running is done: the messages sent to one
@@ -730,10 +736,10 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     return this.rare?.transport ?? (this.rareFields().transport = socketTransport(this.stream as Socket));
   }
 
-  /** `open`, `closing` (close frame sent, waiting), or `closed` (transport gone). */
+  /** `open`, `closing` (close() called or the peer's close frame received: waiting), or `closed` (transport gone). */
   get readyState(): 'open' | 'closing' | 'closed' {
     if (this.closedFlag) return 'closed';
-    return this.engine === undefined || this.engine.state === 'open' ? 'open' : 'closing';
+    return (this.engine === undefined || this.engine.state === 'open') && (this.flags & CLOSE_WAITING) === 0 ? 'open' : 'closing';
   }
 
   /** True once the transport has closed (`readyState` is `closed`). */
@@ -1291,10 +1297,30 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   /** @internal */
   onCloseFrame(): void {
     this.endReceiving();
-    if ((this.flags & CLIENT) !== 0) {
-      // RFC 6455 §7.1.1: the client waits for the server to close TCP, within a timeout.
+    if ((this.flags & CLIENT) !== 0 || !this.proto.closeSent) {
+      // RFC 6455 §7.1.1: the client waits for the server to close TCP, within a timeout. And a
+      // reply that waits behind sends still being compressed (see Protocol.receiveClose) is
+      // bounded by it as a close() behind them is: a compression that stalls is aborted.
       this.armCloseTimer();
     }
+  }
+
+  /**
+   * Our close frame was written. When a close timer already runs, the frame waited (behind sends
+   * being compressed or a sendStream(), or as the answer to the peer's close): the peer gets a
+   * whole closeTimeout from now to answer it (fixed bug: the timer ran on from the close() call or
+   * the peer's close frame, and a close frame written just before it came due was aborted at once,
+   * 1006, however promptly the peer answered).
+   * @internal
+   */
+  onCloseWritten(): void {
+    if (this.closeTimer === undefined) return;
+    clearTimeout(this.closeTimer);
+    this.closeTimer = undefined;
+    const rare = this.rareFields();
+    rare.closeBacklog = Infinity;
+    rare.closeStreamed = -1;
+    this.armCloseTimer();
   }
 
   /** @internal */
@@ -1320,6 +1346,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
    */
   send(data: SendData | PreparedMessage, options?: SendOptions): Promise<void> {
     if (this.behindStream()) {
+      if ((this.flags & CLOSE_WAITING) !== 0) return rejected(this.closingError());
       // Behind a sendStream(): in turn, and what is sent after it waits for it in turn (fixed bug:
       // it was put behind the sendStream() calls made after it, or lost behind a later close()).
       // What waits there counts against maxBufferedAmount, as what waits for compression does
@@ -1439,6 +1466,8 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   offer(message: PreparedMessage, compress: boolean): boolean {
     if (this.closedFlag || ((this.flags & HYBI00) !== 0 && message.binary)) return false;
     if (this.behindStream()) {
+      // (Not after a close() that waits for the stream: skipped, as a closing connection is.)
+      if ((this.flags & CLOSE_WAITING) !== 0) return false;
       // Behind a sendStream(): in turn, as send() would.
       void this.send(message, { compress });
       return true;
@@ -1463,9 +1492,11 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     const limit = options.fragmentSize ?? Defaults.streamFragmentSize;
     // (0 or a negative size sent empty fragments without end; NaN sent an empty message.)
     if (!(limit >= 1)) return rejected(new RangeError(`sendStream(): fragmentSize must be at least 1, not ${limit}`));
+    if ((this.flags & CLOSE_WAITING) !== 0 && this.behindStream()) return rejected(this.closingError());
     const run = async (): Promise<void> => {
-      // Its turn came after a close(): nothing of the source is taken.
-      if (this.readyState !== 'open') throw new ConnectionClosedError(this.closeStatus ?? CloseCode.Abnormal, this.closeReason ?? '');
+      // Its turn came after a close() was sent: nothing of the source is taken. (A close() behind
+      // this stream, made after it was called, waits for it: CLOSE_WAITING is not checked here.)
+      if (this.closedFlag || this.proto.state !== 'open') throw this.closingError();
       const opcode = options.binary === false ? Opcode.Text : Opcode.Binary;
       const compress = options.compress ?? true;
       // Text is checked as it comes, as send() checks it: bytes that are not UTF-8 fail the source
@@ -1588,6 +1619,11 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
         // Validate now, close once they are written. (Not through close() again: that waited for
         // the sendStream() and send() calls made after this close() too, and sent them.)
         if ((this.flags & HYBI00) === 0) encodeClosePayload(code ?? undefined, reason);
+        if ((this.flags & CLOSE_WAITING) !== 0) return this.whenClosed;
+        // Closing from now on, as a close() behind sends waiting for compression is: readyState
+        // says so, later sends reject and broadcast() skips it (fixed bug: it read `open`, and a
+        // broadcast() counted the connection, though the message was then dropped).
+        this.flags |= CLOSE_WAITING;
         this.sendTail.then(() => this.closeNow(code, reason)).catch(noop);
         // Bounded by closeTimeout from now, as a close() behind queued sends is. (Fixed bug: behind
         // a sendStream() whose source stalled, close() never resolved, and server.close() hung.)
@@ -1599,6 +1635,11 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
       return rejected(error);
     }
     return this.whenClosed;
+  }
+
+  /** What a send made once the connection is closing rejects with. */
+  private closingError(): ConnectionClosedError {
+    return new ConnectionClosedError(this.closeStatus ?? CloseCode.Abnormal, this.closeReason ?? '');
   }
 
   /** Sends the close frame now (throws RangeError for a code or reason that may not be sent). */
@@ -1696,10 +1737,15 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
       // reader, not a dead one. The timeout bounds a stall, not the whole delivery (fixed bug:
       // 40 MiB sent to a peer reading 3 MiB/s, then close(), was cut at closeTimeout with 15.6
       // MiB delivered, 1006). A peer that takes nothing is aborted one closeTimeout later.
+      // Everything has left since the last time, when some had not: the last of it may have left
+      // just now, and the peer gets one more closeTimeout to take it and answer (fixed bug: it was
+      // aborted at once, and what the kernel still held for it was lost).
       const rare = this.rareFields();
       const backlog = this.bufferedAmount + writeQueueSize(this.stream);
       const streamed = rare.streamedBytes;
-      const progressed = (backlog > 0 && backlog < rare.closeBacklog) || (this.sendTail !== undefined && streamed !== rare.closeStreamed);
+      const previous = rare.closeBacklog;
+      const progressed =
+        (backlog > 0 ? backlog < previous : previous > 0 && previous !== Infinity) || (this.sendTail !== undefined && streamed !== rare.closeStreamed);
       rare.closeBacklog = backlog;
       rare.closeStreamed = streamed;
       if (progressed) this.armCloseTimer();

@@ -62,6 +62,11 @@ export interface ProtocolHandler {
   /** End the transport now (orderly: TCP FIN or HTTP/2 END_STREAM). */
   onEnd(): void;
   /**
+   * Optional: our close frame was just written (through `onWrite`). It may have waited behind
+   * sends being compressed, so the time the peer has to answer it starts now.
+   */
+  onCloseWritten?(): void;
+  /**
    * Optional: `true` when the engine stops parsing until a received frame's inflation job (in the
    * thread pool) is done, or while it holds a message back (`holdMessages`), `false` once it
    * parses again. What arrives meanwhile waits in the engine: the caller should not read the
@@ -757,7 +762,19 @@ export class Protocol implements FrameSink, ProtocolEngine {
       // RFC 6455 §5.5.1: reply with a close frame, echoing the status code received. The reason
       // is echoed too (as ws does), so the side that started the close records the same code and
       // reason as its peer (Racket recorded them only on the side that received the close first).
-      this.writeClose(code === CloseCode.NoStatus ? undefined : code, code === CloseCode.NoStatus ? '' : reason);
+      const replyCode = code === CloseCode.NoStatus ? undefined : code;
+      const replyReason = code === CloseCode.NoStatus ? '' : reason;
+      if ((this.flags & QUEUED) !== 0) {
+        // Sends accepted before the close arrived still wait for compression: they go out first,
+        // in order, and the reply after them (pump), as the peer reads on until our close comes
+        // (fixed bug: they were dropped, and a reply sent from a `message` listener to a client
+        // that closed right after its message never arrived). Later sends reject (`closing`).
+        rare.pendingClose = { code: replyCode, reason: replyReason };
+        this.setState(CLOSING);
+        this.handler.onCloseFrame(code, reason);
+        return;
+      }
+      this.writeClose(replyCode, replyReason);
     }
     this.setState(CLOSED);
     this.dropQueue();
@@ -927,6 +944,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
   private writeClose(code: number | undefined, reason: string): void {
     this.flags |= CLOSE_SENT;
     this.writeFrame(Opcode.Close, encodeClosePayload(code, reason), true, false);
+    this.handler.onCloseWritten?.();
   }
 
   private rareFields(): RareFields {
@@ -1018,6 +1036,11 @@ export class Protocol implements FrameSink, ProtocolEngine {
       const { code, reason } = rare.pendingClose;
       rare.pendingClose = undefined;
       this.writeClose(code, reason);
+      if ((this.flags & CLOSE_RECEIVED) !== 0) {
+        // The reply to the peer's close, written after what was queued before it (receiveClose).
+        this.setState(CLOSED);
+        if (this.config.side === 'server') this.handler.onEnd();
+      }
     }
   }
 

@@ -498,6 +498,32 @@ describe('Protocol state kept in bits and a side object', () => {
     expect(h.proto.closeSent).toBe(true);
   });
 
+  test('the peer\'s close while sends wait behind compression: they go out first, in order, then the echo, then the end (RFC 6455 §5.5.1)', async () => {
+    const h = queueHarness();
+    const order: string[] = [];
+    h.proto.sendText('one', true, () => order.push('one'));
+    h.proto.sendText('two', false, () => order.push('two'));
+    h.proto.receiveData(frame({ opcode: 8, payload: closePayload(4001, 'bye'), mask: true }));
+    // (Before: the echo was written at once and both sends were dropped.)
+    expect(h.written()).toEqual([]);
+    expect(h.proto.state).toBe('closing');
+    expect(h.proto.closeReceived).toBe(true);
+    expect(h.proto.closeCode).toBe(4001);
+    expect(h.events).toEqual([]); // the server ends the transport after its reply, not before
+    expect(() => h.proto.sendText('late', false)).toThrow(expect.objectContaining({ code: 'WS_CLOSED' }));
+    expect(h.proto.close(1000)).toBe(false);
+    await tick();
+    await tick();
+    expect(order).toEqual(['one', 'two']);
+    expect(h.written().map((f) => [f.opcode, f.opcode === 8 ? `${f.payload.readUInt16BE(0)} ${f.payload.subarray(2).toString()}` : f.payload.toString()])).toEqual([
+      [1, 'one'],
+      [1, 'two'],
+      [8, '4001 bye'],
+    ]);
+    expect(h.proto.state).toBe('closed');
+    expect(h.events).toEqual(['end']);
+  });
+
   test('the end of the transport drops queued sends with the close code', async () => {
     const h = queueHarness();
     const errors: Array<Error | undefined> = [];

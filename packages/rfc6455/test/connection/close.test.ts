@@ -2,6 +2,7 @@
  * Close rules over real sockets: a raw TCP client writes hand-made close frames to serve() and
  * reads what the server answers (RFC 6455 §5.5.1, §7.1, §7.4).
  */
+import type { Socket } from 'node:net';
 import { serve, connect, ConnectionClosedError, EOF, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
 import { closePayload, frame } from '../helpers/frames.js';
 import { RawClient } from '../helpers/raw-client.js';
@@ -236,6 +237,47 @@ describe('close timeout', () => {
       await sender.close();
     }
   }, 20_000);
+
+  test('what was sent before close() leaves the process just before the close timer comes due: the peer gets another closeTimeout to take the rest and answer (fake clock)', async () => {
+    const C = 1000;
+    let accepted!: (conn: WebSocketConnection) => void;
+    const connected = new Promise<WebSocketConnection>((resolve) => (accepted = resolve));
+    const sender = await serve({ perMessageDeflate: false, closeTimeout: C }, (conn) => accepted(conn));
+    try {
+      const raw = await RawClient.connect(sender.port);
+      raw.socket.pause(); // reads nothing for now: what is sent waits in the server's buffers
+      const conn = await connected;
+      const socket = conn.transport.stream as Socket;
+      // Only setTimeout is faked (the close timer): sockets, setImmediate and the event loop are real.
+      jest.useFakeTimers({ doNotFake: ['Date', 'hrtime', 'nextTick', 'performance', 'queueMicrotask', 'setImmediate', 'clearImmediate', 'setInterval', 'clearInterval'] });
+      const advance = async (ms: number): Promise<void> => {
+        jest.advanceTimersByTime(ms);
+        for (let i = 0; i < 2; i++) await new Promise((resolve) => setImmediate(resolve));
+      };
+      const payload = Buffer.alloc(8 << 20, 7);
+      void conn.send(payload).catch(() => undefined);
+      const closing = conn.close(1000, 'done');
+      expect(conn.bufferedAmount).toBeGreaterThan(0);
+      await advance(C); // still going out: started again
+      expect(socket.destroyed).toBe(false);
+      raw.socket.resume(); // the peer takes it all now, late in the second closeTimeout
+      const close = await raw.readClose();
+      expect(close?.frames[0]?.payload.length).toBe(payload.length);
+      expect(close?.code).toBe(1000);
+      expect(conn.bufferedAmount).toBe(0);
+      await advance(C); // everything has left since the timer last ran: one more closeTimeout
+      // (Before: aborted here, though the peer had just taken the last byte.)
+      expect(socket.destroyed).toBe(false);
+      jest.useRealTimers();
+      raw.send({ opcode: 8, payload: closePayload(1000, 'done') });
+      await closing;
+      expect(conn.closeStatus).toBe(1000);
+      expect(raw.serverEndedFirst).toBe(true);
+    } finally {
+      jest.useRealTimers();
+      await sender.close();
+    }
+  });
 
   test('a peer that answered our close at once while a long handler held the loop past closeTimeout: its close frame counts (not aborted as 1006)', async () => {
     const raw = await RawClient.connect(server.port);
