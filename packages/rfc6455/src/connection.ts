@@ -80,7 +80,10 @@ export interface ConnectionOptions {
   closeTimeout?: number;
   /** ms without any frame received before closing with 1001. 0 disables. Default 300000. */
   idleTimeout?: number;
-  /** ms between keepalive pings; a ping unanswered by the next one aborts the connection. 0 (default) disables. */
+  /**
+   * ms between keepalive pings; a ping unanswered by the next one aborts the connection, unless the
+   * peer has sent something since or taken more of a backlog the ping waits behind. 0 (default) disables.
+   */
   keepaliveInterval?: number;
   /** Received bytes queued for a consumer that is not reading before the socket is paused. Default 1 MiB. */
   readHighWaterMark?: number;
@@ -354,9 +357,17 @@ class RareFields {
   pendingHead: Buffer | undefined = undefined;
   /** Bytes a sendStream() has handed to the protocol (its progress, as the close timer sees it). */
   streamedBytes = 0;
-  /** What the close timer saw when it last fired: bufferedAmount, and streamedBytes. */
-  closeBacklog = Infinity;
+  /**
+   * What the close timer saw when it last fired (or, for a socket backed up when it was first
+   * armed, then): the bytes the peer had taken (bytesTaken; NaN before), and streamedBytes.
+   */
+  closeTaken = NaN;
   closeStreamed = -1;
+  /**
+   * Keepalive: the bytes the peer had taken (bytesTaken) when the unanswered ping was sent behind
+   * a backlog, or at the last check since; NaN when the ping went straight out.
+   */
+  keepaliveTaken = NaN;
 }
 
 /** The RareFields reached through accessors of the same name on the connection. */
@@ -1318,7 +1329,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     clearTimeout(this.closeTimer);
     this.closeTimer = undefined;
     const rare = this.rareFields();
-    rare.closeBacklog = Infinity;
+    rare.closeTaken = NaN;
     rare.closeStreamed = -1;
     this.armCloseTimer();
   }
@@ -1729,6 +1740,12 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
 
   private armCloseTimer(): void {
     if (this.closeTimer || this.closedFlag) return;
+    const stream = this.stream;
+    if (this.rare === undefined || this.rare.closeStreamed === -1) {
+      // First armed: a socket backed up now holds what was sent before the close; the first check
+      // looks at how much of it the peer has taken since.
+      if (writeQueueSize(stream) > 0 || stream.writableNeedDrain) this.rareFields().closeTaken = bytesTaken(stream);
+    }
     this.closeTimer = peerDeadline(() => {
       this.closeTimer = undefined;
       if (this.closedFlag) return;
@@ -1736,17 +1753,19 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
       // since the timer last fired (or a sendStream() before the close has sent more): a slow
       // reader, not a dead one. The timeout bounds a stall, not the whole delivery (fixed bug:
       // 40 MiB sent to a peer reading 3 MiB/s, then close(), was cut at closeTimeout with 15.6
-      // MiB delivered, 1006). A peer that takes nothing is aborted one closeTimeout later.
-      // Everything has left since the last time, when some had not: the last of it may have left
-      // just now, and the peer gets one more closeTimeout to take it and answer (fixed bug: it was
-      // aborted at once, and what the kernel still held for it was lost).
+      // MiB delivered, 1006). A peer that takes nothing for closeTimeout is aborted. The last of
+      // it leaving the process since the last check is progress too: the peer then has a whole
+      // closeTimeout from this check to take what the kernel still holds for it and answer (fixed
+      // bug: it was aborted here, 1006, however fast it was reading; and the backlog compared was
+      // bufferedAmount plus libuv's queue, which counts a write being made twice, so a burst of
+      // sends corked into one write looked like a growing backlog).
       const rare = this.rareFields();
-      const backlog = this.bufferedAmount + writeQueueSize(this.stream);
+      const taken = bytesTaken(stream);
       const streamed = rare.streamedBytes;
-      const previous = rare.closeBacklog;
       const progressed =
-        (backlog > 0 ? backlog < previous : previous > 0 && previous !== Infinity) || (this.sendTail !== undefined && streamed !== rare.closeStreamed);
-      rare.closeBacklog = backlog;
+        (Number.isNaN(rare.closeTaken) ? this.bufferedAmount + writeQueueSize(stream) > 0 : taken > rare.closeTaken) ||
+        (this.sendTail !== undefined && streamed !== rare.closeStreamed);
+      rare.closeTaken = taken;
       rare.closeStreamed = streamed;
       if (progressed) this.armCloseTimer();
       else this.abortTransport();
@@ -1817,14 +1836,27 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     }
     if (this.limits.keepaliveInterval > 0 && time - this.lastKeepalive >= this.limits.keepaliveInterval) {
       if (this.keepaliveOutstanding) {
-        this.errorValue = new TimeoutError('no pong within the keepalive interval', 'WS_KEEPALIVE_TIMEOUT');
-        this.abortTransport();
-        return;
-      }
-      this.lastKeepalive = time;
-      if (this.proto.state === 'open') {
-        this.keepaliveOutstanding = true;
-        this.proto.ping(Buffer.alloc(0));
+        // No pong for a whole interval. But a pong waits behind what the peer is sending us, and
+        // our ping behind what we sent before it: a peer whose bytes still move, either way, is
+        // alive, and gets another interval (fixed bug: one uploading a large message, or reading
+        // a large one of ours, was aborted after two intervals, however fast its bytes moved).
+        if (this.lastActivity < this.lastKeepalive && !this.keepaliveSendMoved()) {
+          this.errorValue = new TimeoutError('no pong within the keepalive interval', 'WS_KEEPALIVE_TIMEOUT');
+          this.abortTransport();
+          return;
+        }
+        this.lastKeepalive = time;
+      } else {
+        this.lastKeepalive = time;
+        if (this.proto.state === 'open') {
+          this.keepaliveOutstanding = true;
+          const stream = this.stream;
+          // Behind a backlog (the socket is not taking all we write at once): note how much the
+          // peer has taken, to tell a peer still taking from one that takes nothing.
+          if (writeQueueSize(stream) > 0 || stream.writableNeedDrain) this.rareFields().keepaliveTaken = bytesTaken(stream);
+          else if (this.rare !== undefined) this.rare.keepaliveTaken = NaN;
+          this.proto.ping(Buffer.alloc(0));
+        }
       }
     }
     // Unused for a while with nothing under way: drop the engine (made again on the next read or
@@ -1834,6 +1866,19 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
       if ((this.flags & QUIET) !== QUIET) this.flags += QUIET_ONE;
       else if (engine.atRest) this.engine = undefined;
     }
+  }
+
+  /**
+   * Keepalive, a ping unanswered: whether the peer has taken more of our bytes since the ping was
+   * sent behind a backlog (or since the last check); notes how much it has taken now.
+   */
+  private keepaliveSendMoved(): boolean {
+    const rare = this.rare;
+    if (rare === undefined || Number.isNaN(rare.keepaliveTaken)) return false;
+    const taken = bytesTaken(this.stream);
+    const moved = taken > rare.keepaliveTaken;
+    rare.keepaliveTaken = taken;
+    return moved;
   }
 
   /** @internal */
@@ -2033,6 +2078,23 @@ async function* untilClosed(source: AsyncIterable<SendData> | Iterable<SendData>
       }
     }
   }
+}
+
+/**
+ * How much of what we wrote a stream has handed on, a count that only grows: for a socket, the
+ * bytes its handle has given to libuv less those libuv has not written yet (the kernel has taken
+ * the rest, as the peer reads); over TLS, those of the TCP handle under the TLS one (encrypted
+ * bytes: the TLS handle's own queue holds a write whole until all of it is out); for another
+ * stream (an HTTP/2 one), minus what it still holds. (writableLength plus writeQueueSize is no
+ * such count: a write being made is in both, so it grows when a corked burst is written.)
+ */
+function bytesTaken(stream: { readonly writableLength: number }): number {
+  type Handle = { bytesWritten?: unknown; writeQueueSize?: unknown; _parent?: Handle | null } | null | undefined;
+  let handle = (stream as { _handle?: Handle })._handle;
+  if (handle?._parent) handle = handle._parent;
+  const written = handle?.bytesWritten;
+  const queued = handle?.writeQueueSize;
+  return typeof written === 'number' && typeof queued === 'number' ? written - queued : -stream.writableLength;
 }
 
 /**

@@ -365,6 +365,12 @@ export async function connectHttp2(url: URL, options: Http2ConnectOptions): Prom
   const closeOwn = (): void => {
     if (ownSession && !session.closed) session.close();
   };
+  // A server that has not answered in time (or a handshake given up by `signal`): a graceful
+  // close ends our side and waits for the server's, which a stalled server never sends, so the
+  // socket stayed open and kept the process alive (fixed bug). Destroyed instead.
+  const destroyOwn = (): void => {
+    if (ownSession && !session.destroyed) session.destroy();
+  };
   // Once per session: a shared one used to get another listener with every WebSocket opened on it.
   if (!session.listeners('error').includes(ignoreError)) session.on('error', ignoreError);
   // One handshakeTimeout for the whole handshake: the server's SETTINGS, then the CONNECT.
@@ -373,7 +379,8 @@ export async function connectHttp2(url: URL, options: Http2ConnectOptions): Prom
   try {
     allowed = await remoteSettings(session, timeout, signal);
   } catch (error) {
-    closeOwn();
+    // (No SETTINGS in time, given up, or the session failed: nothing to close gracefully.)
+    destroyOwn();
     throw error;
   }
   if (!allowed) {
@@ -422,19 +429,21 @@ export async function connectHttp2(url: URL, options: Http2ConnectOptions): Prom
     // A refusal being read when time runs out (a body that never ends) is reported as the refusal.
     let refused: (() => void) | undefined;
     const left = Math.max(0, timeout - (performance.now() - started));
-    const timer = peerDeadline(() => (refused ? refused() : fail(new HandshakeError(`handshake timed out after ${timeout} ms`, 0, { code: 'WS_HANDSHAKE_TIMEOUT' }))), left);
+    const timer = peerDeadline(() => (refused ? refused() : fail(new HandshakeError(`handshake timed out after ${timeout} ms`, 0, { code: 'WS_HANDSHAKE_TIMEOUT' }), true)), left);
     let settled = false;
-    const fail = (error: Error): void => {
+    /** `unanswered`: timed out or given up, the server may be stalled (see destroyOwn). */
+    const fail = (error: Error, unanswered = false): void => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
       if (!stream.destroyed) stream.close(h2.NGHTTP2_CANCEL);
-      closeOwn();
+      if (unanswered) destroyOwn();
+      else closeOwn();
       reject(error);
     };
-    // The signal gives up the handshake (the stream is cancelled), not the connection.
-    const onAbort = (): void => fail(abortedHandshake(signal!));
+    // The signal gives up the handshake (the stream is cancelled), not a shared session.
+    const onAbort = (): void => fail(abortedHandshake(signal!), true);
     if (signal?.aborted) onAbort();
     else signal?.addEventListener('abort', onAbort, { once: true });
     stream.on('error', (error) => fail(new HandshakeError(`HTTP/2 stream failed: ${error.message}`, 0, { code: 'WS_CONNECT_FAILED', cause: error })));

@@ -6,6 +6,11 @@ import type { Socket } from 'node:net';
 import { serve, connect, ConnectionClosedError, EOF, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
 import { closePayload, frame } from '../helpers/frames.js';
 import { RawClient } from '../helpers/raw-client.js';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+
+const FIXTURES = resolve(__dirname, '../../../../test/fixtures/tls');
+const TLS = { key: readFileSync(resolve(FIXTURES, 'key.pem')), cert: readFileSync(resolve(FIXTURES, 'cert.pem')) };
 
 let server: WebSocketServer;
 let serverConns: WebSocketConnection[] = [];
@@ -275,6 +280,83 @@ describe('close timeout', () => {
       expect(raw.serverEndedFirst).toBe(true);
     } finally {
       jest.useRealTimers();
+      await sender.close();
+    }
+  });
+
+  test('over TLS too: a slow reader gets everything sent before close() and a clean close (it was cut at twice closeTimeout: the TLS handle showed no progress until its whole write was out)', async () => {
+    let accepted: (conn: WebSocketConnection) => void;
+    const connected = new Promise<WebSocketConnection>((resolve) => (accepted = resolve));
+    const sender = await serve({ perMessageDeflate: false, closeTimeout: 700, tls: TLS }, (conn) => accepted(conn));
+    try {
+      const client = await connect(`wss://127.0.0.1:${sender.port}/`, { perMessageDeflate: false, tls: { ca: TLS.cert } });
+      const conn = await connected;
+      const megabyte = Buffer.alloc(1 << 20, 7);
+      const count = 50;
+      for (let i = 0; i < count; i++) void conn.send(megabyte).catch(() => undefined);
+      const serverClosing = conn.close(1000, 'done');
+      // A message every 35 ms or so: well over twice closeTimeout for all of them.
+      let received = 0;
+      client.on('message', (data) => {
+        if ((data as Buffer).length === megabyte.length) received++;
+        client.pause();
+        setTimeout(() => client.resume(), 35);
+      });
+      await client.whenClosed;
+      await serverClosing;
+      expect(received).toBe(count);
+      expect([client.closeStatus, client.closeReason]).toEqual([1000, 'done']);
+      expect(conn.closeStatus).toBe(1000);
+    } finally {
+      await sender.close();
+    }
+  });
+
+  test('a peer that takes the last of what was sent before close() shortly before the timer fires gets a whole closeTimeout after it to answer (it was aborted at that check, 1006)', async () => {
+    let accepted: (conn: WebSocketConnection) => void;
+    const connected = new Promise<WebSocketConnection>((resolve) => (accepted = resolve));
+    const sender = await serve({ perMessageDeflate: false, closeTimeout: 1000 }, (conn) => accepted(conn));
+    try {
+      const raw = await RawClient.connect(sender.port);
+      raw.socket.pause();
+      // (Counted, not gathered: what comes is the 16 MiB frame, then our close frame.)
+      raw.socket.removeAllListeners('data');
+      const size = 16 << 20;
+      const expected = 10 + size + 8;
+      let received = 0;
+      let tail = Buffer.alloc(0);
+      const all = new Promise<void>((resolve) => {
+        raw.socket.on('data', (chunk: Buffer) => {
+          received += chunk.length;
+          tail = Buffer.concat([tail, chunk]).subarray(-8);
+          if (received >= expected) resolve();
+        });
+        raw.socket.once('close', resolve);
+      });
+      const conn = await connected;
+      void conn.send(Buffer.alloc(size, 7)).catch(() => undefined);
+      const serverClosing = conn.close(1000, 'done');
+      const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+      // The peer takes some in the first closeTimeout, the rest (and our close frame) shortly
+      // before the second check, and answers 600 ms after that: within closeTimeout of taking it.
+      await sleep(300);
+      const some = new Promise((r) => raw.socket.once('data', r));
+      raw.socket.resume();
+      await some;
+      raw.socket.pause();
+      await sleep(1400);
+      raw.socket.resume();
+      await all;
+      expect(received).toBe(expected);
+      expect(tail).toEqual(Buffer.from([0x88, 6, 0x03, 0xe8, ...Buffer.from('done')]));
+      await sleep(600);
+      raw.send({ opcode: 8, payload: closePayload(1000, 'done') });
+      await serverClosing;
+      expect([conn.closeStatus, conn.closeReason]).toEqual([1000, 'done']);
+      await raw.closed;
+      expect(raw.serverEndedFirst).toBe(true);
+    } finally {
+      for (const conn of sender.connections) conn.terminate();
       await sender.close();
     }
   });
