@@ -130,7 +130,9 @@ async function handleConnectStream<State>(
     if ('reject' in answer) {
       clearTimeout(timer);
       const r = answer.reject;
-      respondError(stream, r.status, r.body ?? '', r.headers as Http2OutgoingHeaders | undefined, options.handshakeTimeout);
+      // The body exactly as given, as over HTTP/1.1 (fixed bug: a string body got a '\n' appended
+      // over HTTP/2 only, the one respondError adds to its own messages).
+      respondError(stream, r.status, typeof r.body === 'string' ? Buffer.from(r.body) : (r.body ?? ''), r.headers as Http2OutgoingHeaders | undefined, options.handshakeTimeout);
       return undefined;
     }
     // The framework's headers (an adapter's), once accepted, under the same deadline.
@@ -294,6 +296,7 @@ function remoteSettings(session: ClientHttp2Session, timeout: number, signal: Ab
   if (session.remoteSettings?.enableConnectProtocol === true) return Promise.resolve(true);
   return new Promise((resolve, reject) => {
     let settled = false;
+    let socketOff: (() => void) | undefined;
     const timer = peerDeadline(() => fail(new HandshakeError('no HTTP/2 SETTINGS from the server', 0, { code: 'WS_HANDSHAKE_TIMEOUT' })), timeout);
     const onAbort = (): void => fail(abortedHandshake(signal!));
     signal?.addEventListener('abort', onAbort, { once: true });
@@ -306,6 +309,7 @@ function remoteSettings(session: ClientHttp2Session, timeout: number, signal: Ab
       session.removeListener('remoteSettings', onSettings);
       session.removeListener('connect', probe);
       session.removeListener('close', onClose);
+      socketOff?.();
       return true;
     };
     const fail = (error: Error): void => {
@@ -332,12 +336,28 @@ function remoteSettings(session: ClientHttp2Session, timeout: number, signal: Ab
         return;
       }
       session.ping((error) => {
-        if (!error && done()) resolve(session.remoteSettings?.enableConnectProtocol === true);
+        // A cancelled PING: the session was destroyed without a word (see socketOff).
+        if (error) fail(sessionGone(error));
+        else if (done()) resolve(session.remoteSettings?.enableConnectProtocol === true);
       });
     }
     session.once('remoteSettings', onSettings);
     session.on('error', onError);
     session.once('close', onClose);
+    // The TLS socket's own errors, heard at once: a session its socket's error destroys need not
+    // emit 'error' or 'close' (Node waits for nghttp2 to wind down, which it may never report).
+    // Fixed bug: a TLS 1.3 server that refused our client certificate (its alert comes after our
+    // side of the handshake is done) left connect() waiting for handshakeTimeout, then reporting
+    // "no HTTP/2 SETTINGS from the server" instead of the TLS alert.
+    try {
+      const socket = session.socket;
+      // (Node's session.socket is a proxy: each method is bound to the socket while the session has one.)
+      const off = socket.removeListener;
+      socket.on('error', onError);
+      socketOff = () => off('error', onError);
+    } catch {
+      // No socket bound any more: 'close' tells.
+    }
     if (session.connecting) session.once('connect', probe);
     else probe();
   });

@@ -11,7 +11,7 @@ import { Defaults } from './codec/constants.js';
 import { timerDelay } from './idle-wheel.js';
 import { WebSocketConnection } from './connection.js';
 import type { ConnectOptions } from './client.js';
-import { abortedHandshake, sniOption, socketOptions } from './client-target.js';
+import { abortedHandshake, MAX_ERROR_BODY, sniOption, socketOptions } from './client-target.js';
 import { HandshakeError } from './errors.js';
 import {
   acceptHybi00,
@@ -38,6 +38,7 @@ function readUntil(socket: Duplex, initial: Buffer, need: (buffered: Buffer) => 
       clearTimeout(timer);
       socket.removeListener('data', onData);
       socket.removeListener('close', onClose);
+      socket.removeListener('error', onError);
       socket.pause();
     };
     const timer = setTimeout(() => {
@@ -59,8 +60,16 @@ function readUntil(socket: Duplex, initial: Buffer, need: (buffered: Buffer) => 
       cleanup();
       reject(new HandshakeError('connection closed during the handshake', 0, { code: 'WS_CONNECT_FAILED' }));
     };
+    // The error that ends the socket is the reason (fixed bug: a TLS 1.3 server's alert refusing
+    // our client certificate, which comes once our side of the handshake is done, or a reset,
+    // was reported as "connection closed during the handshake", without it).
+    const onError = (error: Error): void => {
+      cleanup();
+      reject(new HandshakeError(`connection failed: ${error.message}`, 0, { code: 'WS_CONNECT_FAILED', cause: error }));
+    };
     socket.on('data', onData);
     socket.on('close', onClose);
+    socket.on('error', onError);
     socket.resume();
   });
 }
@@ -189,25 +198,41 @@ export async function connectHybi00(url: URL, options: ConnectOptions): Promise<
     socket.write(encodeHybi00Request({ path: request.path, headers: [...request.headers, ...extra], key3: request.key3 }));
     const limit = options.maxHeaderSize ?? Defaults.maxHeaderSize;
     let seen: Buffer = Buffer.alloc(0);
+    // What follows the head: the 16-byte answer after a 101; after anything else, a refusal's body
+    // (its Content-Length, else up to the connection's end), at most MAX_ERROR_BODY bytes, as over
+    // RFC 6455. (Fixed bugs: a refusal's body was cut at 16 bytes, and a refusal with a shorter
+    // body on a connection the server kept open waited for handshakeTimeout, reported as a timeout.)
+    const upgrades = (head: string): boolean => /^HTTP\/1\.[01] 101(?: |\r|$)/.test(head);
+    const following = (head: string): number => {
+      if (upgrades(head)) return HYBI00_ANSWER_LENGTH;
+      const length = /\r\ncontent-length[ \t]*:[ \t]*(\d+)[ \t]*(?:\r|$)/i.exec(head);
+      return length ? Math.min(Number(length[1]), MAX_ERROR_BODY) : MAX_ERROR_BODY;
+    };
+    // A head larger than maxHeaderSize ends the reading too, and fails below.
+    const tooLarge = (b: Buffer, end: number): boolean => (end < 0 ? b.length : end) > limit;
     const bytes = await readUntil(
       socket,
       Buffer.alloc(0),
       (b) => {
         seen = b;
         const end = b.indexOf('\r\n\r\n');
-        return end >= 0 && b.length >= end + 4 + HYBI00_ANSWER_LENGTH;
+        return tooLarge(b, end) || (end >= 0 && b.length >= end + 4 + following(b.toString('latin1', 0, end)));
       },
       timeout,
-      limit + HYBI00_ANSWER_LENGTH,
+      Infinity,
     ).catch((error: unknown) => {
-      // A refusal (e.g. 401 'who are you?') may end the connection with fewer than 16 bytes after
-      // its head: verify what came, so the error carries the real status instead of 0.
-      if (!(error instanceof HandshakeError && error.code === 'WS_CONNECT_FAILED') || seen.indexOf('\r\n\r\n') < 0) throw error;
-      return seen;
+      // A refusal (e.g. 401 'who are you?') may end the connection before the end of its body (or
+      // before the 16 bytes a 101 is followed by): verify what came, so the error carries the real
+      // status instead of 0; so too a refusal whose body is still coming when time runs out.
+      const end = seen.indexOf('\r\n\r\n');
+      if (!(error instanceof HandshakeError) || end < 0) throw error;
+      if (error.code === 'WS_CONNECT_FAILED' || (error.code === 'WS_HANDSHAKE_TIMEOUT' && !upgrades(seen.toString('latin1', 0, end)))) return seen;
+      throw error;
     });
     const end = bytes.indexOf('\r\n\r\n');
+    if (tooLarge(bytes, end)) throw new HandshakeError('handshake too large', 431, { code: 'WS_HEAD_TOO_LARGE' });
     const { statusLine, headers } = parseHead(bytes.subarray(0, end).toString('latin1'));
-    const body = bytes.subarray(end + 4, end + 4 + HYBI00_ANSWER_LENGTH);
+    const body = bytes.subarray(end + 4, end + 4 + following(bytes.toString('latin1', 0, end)));
     // draft-76 §4.1: the URL connected to, its port left out when it is the scheme's default.
     const defaultPort = secure ? ':443' : ':80';
     const location = `${secure ? 'wss' : 'ws'}://${host.endsWith(defaultPort) ? host.slice(0, -defaultPort.length) : host}${path}`;

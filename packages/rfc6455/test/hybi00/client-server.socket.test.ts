@@ -440,6 +440,32 @@ describe('routing and negotiation', () => {
     expect(server.connections.size).toBe(1);
   });
 
+  test("another server's refusal: its whole body (not its first 16 bytes), a short one on a connection kept open at once (it waited for handshakeTimeout), an unfinished one at the timeout", async () => {
+    const long = 'you need a valid token for this endpoint';
+    const refusing = await rawServer((head, socket) => {
+      // Kept open (keep-alive), as a server may: the Content-Length says where the body ends.
+      if (head.startsWith('GET /short ')) socket.write('HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\nno');
+      else if (head.startsWith('GET /unfinished ')) socket.write('HTTP/1.1 429 Too Many Requests\r\nContent-Length: 100\r\n\r\nslow');
+      else socket.end(`HTTP/1.1 401 Unauthorized\r\nContent-Type: text/plain\r\n\r\n${long}`);
+    });
+    try {
+      const short = await rejection(open(new URL('/short', refusing.url), { handshakeTimeout: 5000 }));
+      expect(short).toBeInstanceOf(HandshakeError);
+      expect((short as HandshakeError).code).toBe('WS_UNEXPECTED_STATUS');
+      expect((short as HandshakeError).status).toBe(403);
+      expect((short as HandshakeError).body?.toString()).toBe('no');
+      const whole = await rejection(open(new URL('/long', refusing.url)));
+      expect((whole as HandshakeError).status).toBe(401);
+      expect((whole as HandshakeError).body?.toString()).toBe(long);
+      // A body still unfinished at handshakeTimeout: the refusal, with what came of it.
+      const unfinished = await rejection(open(new URL('/unfinished', refusing.url), { handshakeTimeout: 200 }));
+      expect((unfinished as HandshakeError).status).toBe(429);
+      expect((unfinished as HandshakeError).body?.toString()).toBe('slow');
+    } finally {
+      await refusing.close();
+    }
+  });
+
   test('origin allow-list: an allowed Origin is echoed in Sec-WebSocket-Origin, another gets 403', async () => {
     const server = await start(echo, { origins: ['http://good.example'] });
     const conn = await open(server.url, { origin: 'http://good.example' });
