@@ -13,23 +13,12 @@ import { connect, EOF, HandshakeError, serviceMapper } from 'rfc6455';
 import { websocket as expressWebsocket } from '@rfc6455/express';
 import { websocket as koaWebsocket } from '@rfc6455/koa';
 import wsPlugin from '@rfc6455/fastify';
+import { capturedConsoleErrors } from '../shared/console-errors.js';
 
-let logged: string[];
-let nodeEnv: string | undefined;
-let spy: jest.SpyInstance;
+const logged = capturedConsoleErrors();
 const servers: Server[] = [];
 
-beforeEach(() => {
-  logged = [];
-  nodeEnv = process.env.NODE_ENV;
-  // Jest sets NODE_ENV=test, where the core's default stays quiet (as Express's): run as production.
-  process.env.NODE_ENV = 'production';
-  spy = jest.spyOn(console, 'error').mockImplementation((...args: unknown[]) => void logged.push(args.map(String).join(' ')));
-});
-
 afterEach(async () => {
-  spy.mockRestore();
-  process.env.NODE_ENV = nodeEnv;
   for (const server of servers.splice(0)) {
     server.closeAllConnections();
     await new Promise((r) => server.close(r));
@@ -81,7 +70,7 @@ test('Express without onError: the core reports on stderr, with the context and 
   const server = createServer(app);
   ws.attach(server, app);
   await meetFailures(await listen(server));
-  expect(logged).toEqual([
+  expect(logged()).toEqual([
     `rfc6455: WebSocket handler failed on /throws: connection closed with 1011\n${thrown.get('/throws')!.stack}`,
     `rfc6455: WebSocket upgrade of /hook failed: answered 500\n${thrown.get('/hook')!.stack}`,
   ]);
@@ -108,12 +97,12 @@ describe('Koa without onError', () => {
     expect(events[0]![1]).toBeUndefined();
     expect(events[1]![0]).toBe(thrown.get('/hook'));
     expect(events[1]![1]?.path).toBe('/hook');
-    expect(logged).toEqual([]);
+    expect(logged()).toEqual([]);
   });
 
   test("Koa's own app.onerror logs them (its format)", async () => {
     const { thrown } = await koaApp(() => undefined);
-    expect(logged).toEqual([`\n${thrown.get('/throws')!.stack!.replace(/^/gm, '  ')}\n`, `\n${thrown.get('/hook')!.stack!.replace(/^/gm, '  ')}\n`]);
+    expect(logged()).toEqual([`\n${thrown.get('/throws')!.stack!.replace(/^/gm, '  ')}\n`, `\n${thrown.get('/hook')!.stack!.replace(/^/gm, '  ')}\n`]);
   });
 
   test('app.silent quiets them, as it quiets Koa', async () => {
@@ -121,7 +110,7 @@ describe('Koa without onError', () => {
       app.silent = true;
     });
     expect(thrown.size).toBe(2);
-    expect(logged).toEqual([]);
+    expect(logged()).toEqual([]);
   });
 
   test('onError given replaces the app event', async () => {
@@ -155,5 +144,5 @@ test("Fastify without onError: a beforeAccept's error is logged through its logg
     await app.close();
   }
   expect(entries.map((entry) => [entry.msg, entry.err?.message])).toEqual([['WebSocket upgrade failed', 'hook failed']]);
-  expect(logged).toEqual([]);
+  expect(logged()).toEqual([]);
 });

@@ -12,22 +12,11 @@ import { connect, EOF, handleUpgrade, HandshakeError, serve, type ConnectionHand
 import { closeAll, hybi00Head, openRaw, startServer } from './helpers.js';
 import { CLIENT_TLS, TLS } from '../http2/helpers.js';
 import { spawnNode, killAll } from '../examples/helpers.js';
+import { capturedConsoleErrors } from '../shared/console-errors.js';
 
-let logged: string[];
-let nodeEnv: string | undefined;
-let spy: jest.SpyInstance;
-
-beforeEach(() => {
-  logged = [];
-  nodeEnv = process.env.NODE_ENV;
-  // Jest sets NODE_ENV=test, where the default stays quiet (as Express's): these tests run as production.
-  process.env.NODE_ENV = 'production';
-  spy = jest.spyOn(console, 'error').mockImplementation((...args: unknown[]) => void logged.push(args.map(String).join(' ')));
-});
+const logged = capturedConsoleErrors();
 
 afterEach(async () => {
-  spy.mockRestore();
-  process.env.NODE_ENV = nodeEnv;
   await closeAll();
   await killAll();
 });
@@ -82,7 +71,7 @@ async function meetFailures(base: string, paths: readonly string[], options: Par
 
 function expectReported(context: string, error: Error | undefined): void {
   expect(error).toBeDefined();
-  expect(logged).toContainEqual(`rfc6455: ${context}\n${error!.stack}`);
+  expect(logged()).toContainEqual(`rfc6455: ${context}\n${error!.stack}`);
 }
 
 describe('without onError, application errors are reported on stderr', () => {
@@ -95,7 +84,7 @@ describe('without onError, application errors are reported on stderr', () => {
     expectReported('WebSocket handler failed on /async: connection closed with 1011', thrown.get('/async'));
     expectReported('WebSocket handler failed on /listener: connection closed with 1011', thrown.get('/listener'));
     expectReported('WebSocket upgrade of /hook failed: answered 500', thrown.get('/hook'));
-    expect(logged).toHaveLength(4);
+    expect(logged()).toHaveLength(4);
   });
 
   test('handleUpgrade() on an own HTTP server', async () => {
@@ -141,7 +130,7 @@ describe('without onError, application errors are reported on stderr', () => {
     const conn = await connect(server.url);
     await conn.whenClosed;
     expect(conn.closeStatus).toBe(1011);
-    expect(logged).toEqual(['rfc6455: WebSocket handler failed on /: connection closed with 1011\n{ code: 42 }']);
+    expect(logged()).toEqual(['rfc6455: WebSocket handler failed on /: connection closed with 1011\n{ code: 42 }']);
   });
 
   test('under NODE_ENV=test nothing is printed (as Express does)', async () => {
@@ -151,7 +140,7 @@ describe('without onError, application errors are reported on stderr', () => {
     const base = server.url.replace(/\/$/, '');
     expect(await meetFailures(base, ['/sync', '/hook'])).toEqual({ '/sync': 1011, '/hook': 'refused 500' });
     expect(thrown.size).toBe(2);
-    expect(logged).toEqual([]);
+    expect(logged()).toEqual([]);
   });
 
   test("a connection with an 'error' listener gets its handler's error there instead", async () => {
@@ -169,7 +158,7 @@ describe('without onError, application errors are reported on stderr', () => {
     expect(conn.closeStatus).toBe(1011);
     expect(errors).toEqual([failure]);
     expect(errors[0]).toBe(failure);
-    expect(logged).toEqual([]);
+    expect(logged()).toEqual([]);
   });
 });
 
@@ -189,7 +178,7 @@ describe('onError', () => {
     expect(reported[1]![0]).toBe(thrown.get('/hook'));
     expect(reported[1]![1]).toBeUndefined();
     expect(reported[1]![2]).toBe(true);
-    expect(logged).toEqual([]);
+    expect(logged()).toEqual([]);
   });
 
   test('one that throws: the connection still closes 1011 (the hook still answers 500), both errors go to stderr, the server serves on', async () => {
@@ -210,7 +199,7 @@ describe('onError', () => {
     expect(await meetFailures(base, ['/sync', '/listener', '/hook'])).toEqual({ '/sync': 1011, '/listener': 1011, '/hook': 'refused 500' });
     expectReported('WebSocket handler failed on /sync: connection closed with 1011', thrown.get('/sync'));
     expectReported('WebSocket upgrade of /hook failed: answered 500', thrown.get('/hook'));
-    expect(logged.filter((line) => line.startsWith('rfc6455: onError threw while reporting it\nError: onError exploded on: '))).toHaveLength(3);
+    expect(logged().filter((line) => line.startsWith('rfc6455: onError threw while reporting it\nError: onError exploded on: '))).toHaveLength(3);
     const conn = await connect(`${base}/echo`);
     await conn.send('alive?');
     expect(await conn.recv()).toBe('alive?');
