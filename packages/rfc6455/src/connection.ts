@@ -1733,9 +1733,15 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     // The peer does not read what we send; policy: close with 1008 and abort (ConnectionOptions).
     const error = new BackpressureError(`outgoing buffer over maxBufferedAmount ${this.limits.maxBufferedAmount}`);
     this.errorValue = error;
-    this.emitError(error);
-    this.finalCode = CloseCode.PolicyViolation;
-    this.abortTransport();
+    // Aborted even when an `error` listener throws (fixed bug: the exception skipped the abort, so
+    // the cap no longer held: a broadcast() loop, which skips a connection that throws, went on
+    // writing to a reader that never read, and emitted WS_SEND_BUFFER_FULL once per message).
+    try {
+      this.emitError(error);
+    } finally {
+      this.finalCode = CloseCode.PolicyViolation;
+      this.abortTransport();
+    }
   }
 
   private armCloseTimer(): void {

@@ -250,6 +250,28 @@ describe('broadcast() and prepared messages', () => {
     await expect(streamed).rejects.toThrow();
   });
 
+  test('a reader over maxBufferedAmount whose error listener throws is still aborted (1008) once, and skipped after', async () => {
+    await start({ perMessageDeflate: false, maxBufferedAmount: 64 * 1024 });
+    await open(1);
+    const conn = conns[0]!;
+    const errors: string[] = [];
+    conn.on('error', (error) => {
+      errors.push((error as { code?: string }).code ?? error.message);
+      throw new Error('a listener that throws');
+    });
+    const message = prepareMessage(Buffer.alloc(10 * 1024, 1));
+    const counts: number[] = [];
+    // One synchronous burst: the socket holds it until the code is done, so the cap is crossed here.
+    for (let i = 0; i < 100; i++) counts.push(broadcast([conn], message));
+    // The 7th message crossed the cap; the listener's exception did not stop the abort (before: no
+    // abort, an error per later message, and the socket kept every message: 1 MB against 64 KiB).
+    expect(errors).toEqual(['WS_SEND_BUFFER_FULL']);
+    expect(counts.slice(0, 6)).toEqual([1, 1, 1, 1, 1, 1]);
+    expect(counts.slice(7).every((n) => n === 0)).toBe(true);
+    await conn.whenClosed;
+    expect(conn.closeStatus).toBe(1008);
+  });
+
   test('server_no_context_takeover: one compression per zlib setting, shared by every connection that has it', async () => {
     await start({ perMessageDeflate: { serverNoContextTakeover: true } });
     const plain = await open(2, { perMessageDeflate: false });
