@@ -98,12 +98,12 @@ export function isControlOpcode(opcode: number): boolean {
 /**
  * True when `code` may appear in a close frame on the wire (RFC 6455 §7.4).
  * 1000-1003, 1007-1014 and 3000-4999; 1004-1006 and 1015 are reserved, 1016-2999 are
- * unassigned, 0-999 and 5000+ are not used.
+ * unassigned, 0-999 and 5000+ are not used. Integers only (fixed bug: `close(3000.7)` passed,
+ * and 3000 was sent; the `WebSocket` class rounds as the standard says before it checks).
  */
 export function isValidCloseCode(code: number): boolean {
   return (
-    (code >= 1000 && code <= 1003) ||
-    (code >= 1007 && code <= 1014) ||
-    (code >= 3000 && code <= 4999)
+    Number.isInteger(code) &&
+    ((code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999))
   );
 }

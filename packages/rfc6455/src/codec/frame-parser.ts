@@ -12,7 +12,7 @@
  */
 import { Opcode } from './constants.js';
 import { mask } from './mask.js';
-import { MessageTooBigError, ProtocolError, type WebSocketError } from '../errors.js';
+import { MessageTooBigError, ProtocolError } from '../errors.js';
 
 /** Receives what a frame parser finds, synchronously; {@link Protocol} is one. */
 export interface FrameSink {
@@ -39,18 +39,22 @@ export interface FrameSink {
   onText?(bytes: Buffer, first: boolean, final: boolean, done: boolean): void;
   /** A whole control frame (close, ping or pong), payload unmasked. */
   onControl(opcode: number, payload: Buffer): void;
-  /** The stream broke a rule or a limit. Called once; the parser discards everything after it. */
-  onError(error: WebSocketError): void;
+  /**
+   * The stream broke a rule (`ProtocolError`, whose message names the rule) or a limit
+   * (`MessageTooBigError`); `error.closeCode` is the close code to fail the connection with (1002
+   * or 1009). Called once; the parser discards everything after it.
+   */
+  onError(error: ProtocolError | MessageTooBigError): void;
 }
 
 export interface FrameParserOptions {
   /** `server` requires masked frames (RFC 6455 §5.1); `client` rejects them. */
   side: 'server' | 'client';
-  /** Largest payload of one frame; beyond it the stream fails with 1009. */
+  /** Largest payload of one frame; beyond it the stream fails with 1009. Default: no limit. */
   maxFrameSize?: number;
-  /** Largest payload of one message (sum of its frames, as sent on the wire); 1009 beyond. */
+  /** Largest payload of one message (sum of its frames, as sent on the wire); 1009 beyond. Default: no limit. */
   maxMessageSize?: number;
-  /** Most frames in one message; 1009 beyond. */
+  /** Most frames in one message; 1009 beyond. Default: no limit. */
   maxFragments?: number;
   /** True when an extension (permessage-deflate) gave RSV1 a meaning. */
   allowRsv1?: boolean;
@@ -542,7 +546,7 @@ export class FrameParser {
     return out;
   }
 
-  private fail(error: WebSocketError): void {
+  private fail(error: ProtocolError | MessageTooBigError): void {
     this.discard();
     this.sink.onError(error);
   }

@@ -4,6 +4,7 @@
  * modified) or left as a second buffer to be written together with the header (large unmasked
  * frames: no copy).
  */
+import { MAX_CONTROL_PAYLOAD } from './constants.js';
 import { mask, writeRandomMaskKey } from './mask.js';
 
 export interface FrameOptions {
@@ -13,7 +14,7 @@ export interface FrameOptions {
   rsv1?: boolean;
   /** Mask the payload (clients MUST, servers MUST NOT: RFC 6455 §5.1). */
   mask?: boolean;
-  /** The masking key to use instead of a fresh random one (tests). */
+  /** With `mask`: the 4-byte masking key to use instead of a fresh random one (tests). */
   maskKey?: Uint8Array;
 }
 
@@ -165,16 +166,42 @@ export function encodeUnmaskedCopy(opcode: number, payload: Buffer, fin: boolean
  * to be written in order (cork/writev); headers may be shared between calls, so treat the
  * returned buffers as read-only. Masked: one buffer, header and masked payload together,
  * since the caller's payload is never modified.
+ *
+ * Throws `RangeError` for a frame no peer may accept: an opcode that is not one of
+ * `Opcode`'s (reserved, or not 0-15: RFC 6455 §5.2), a control frame (close, ping, pong)
+ * with more than 125 bytes of payload or without FIN (§5.5), or a `maskKey` of fewer than 4
+ * bytes. ({@link writeHeader}, the low-level writer, checks nothing.)
  */
 export function encodeFrame(opcode: number, payload: Uint8Array, options?: FrameOptions): Buffer[] {
   const fin = options?.fin ?? true;
   const rsv1 = options?.rsv1 ?? false;
   const length = payload.length;
+  // Binary and text frames (the usual ones) need no check beyond these two comparisons.
+  if (opcode !== 2 && opcode !== 1) checkFrame(opcode, length, fin);
   if (options?.mask !== true) {
     const body = Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, length);
     return [unmaskedHeader(opcode, length, fin, rsv1), body];
   }
-  return [encodeMasked(opcode, payload, fin, rsv1, options.maskKey)];
+  const maskKey = options.maskKey;
+  if (maskKey !== undefined && maskKey.length < 4) {
+    throw new RangeError(`maskKey has ${maskKey.length} bytes; a masking key has 4 (RFC 6455 §5.3)`);
+  }
+  return [encodeMasked(opcode, payload, fin, rsv1, maskKey)];
+}
+
+/** encodeFrame's checks of frames other than text and binary: see there. */
+function checkFrame(opcode: number, length: number, fin: boolean): void {
+  // 0-2 data, 8-10 control; 3-7 and 11-15 are reserved (RFC 6455 §5.2), anything else is not an opcode.
+  if (!(opcode === 0 || opcode === 1 || opcode === 2 || opcode === 8 || opcode === 9 || opcode === 10)) {
+    const reserved = Number.isInteger(opcode) && opcode >= 0 && opcode <= 15;
+    throw new RangeError(`opcode ${reserved ? `0x${opcode.toString(16)} is reserved` : `${String(opcode)} is not a 4-bit opcode`} (RFC 6455 §5.2)`);
+  }
+  if (opcode >= 8) {
+    if (length > MAX_CONTROL_PAYLOAD) {
+      throw new RangeError(`control frame payload is ${length} bytes; at most ${MAX_CONTROL_PAYLOAD} are allowed (RFC 6455 §5.5)`);
+    }
+    if (!fin) throw new RangeError('a control frame must not be fragmented: fin must be true (RFC 6455 §5.5)');
+  }
 }
 
 /**

@@ -5,4 +5,5 @@ export { encodeFrame, writeHeader, headerSize, COPY_THRESHOLD, type FrameOptions
 export { mask, unmaskInPlace, randomMaskKey } from './mask.js';
 export { Utf8Validator, isValidUtf8 } from './utf8.js';
 export { parseClosePayload, encodeClosePayload, type ClosePayload } from './close.js';
+export { WebSocketError, ProtocolError, InvalidUtf8Error, MessageTooBigError } from '../errors.js';
 export { Hybi00Parser, encodeHybi00Text, HYBI00_CLOSE, type Hybi00ParserHandlers, type Hybi00ParserOptions } from './hybi00.js';

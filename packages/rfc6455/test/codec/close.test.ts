@@ -17,6 +17,11 @@ describe('close payloads', () => {
     expect(() => encodeClosePayload(code)).toThrow(RangeError);
   });
 
+  test.each([1000.5, 3000.7, 4999.01, NaN, Infinity])('a code that is no integer (%d) may not be sent: RangeError (3000.7 sent 3000)', (code) => {
+    expect(isValidCloseCode(code)).toBe(false);
+    expect(() => encodeClosePayload(code)).toThrow(RangeError);
+  });
+
   test.each(VALID)('parse accepts code %i and encode round-trips it', (code) => {
     expect(parseClosePayload(encodeClosePayload(code, 'bye ✓'))).toEqual({ code, reason: 'bye ✓' });
   });

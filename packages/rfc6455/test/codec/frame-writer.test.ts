@@ -114,6 +114,25 @@ describe('encodeFrame', () => {
     expect(unmaskedHeader(2, 65536, false, false)[0]).toBe(0x02);
   });
 
+  test('refuses frames every peer fails: reserved or out-of-range opcodes, long or fragmented control frames, short mask keys', () => {
+    const refuse = (opcode: number, payload: Buffer, options: Parameters<typeof encodeFrame>[2], message: RegExp): void => {
+      expect(() => encodeFrame(opcode, payload, options)).toThrow(RangeError);
+      expect(() => encodeFrame(opcode, payload, options)).toThrow(message);
+    };
+    for (const opcode of [3, 7, 0xb, 0xf]) refuse(opcode, Buffer.alloc(1), {}, new RegExp(`opcode 0x${opcode.toString(16)} is reserved \\(RFC 6455 §5\\.2\\)`));
+    // 16 would have been written as FIN|RSV3|continuation, 0x81 as a text frame.
+    for (const opcode of [16, 0x81, -1, 1.5]) refuse(opcode, Buffer.alloc(1), {}, /is not a 4-bit opcode \(RFC 6455 §5\.2\)/);
+    for (const opcode of [8, 9, 10]) {
+      for (const mask of [false, true]) {
+        refuse(opcode, Buffer.alloc(126), { mask }, /control frame payload is 126 bytes; at most 125 are allowed \(RFC 6455 §5\.5\)/);
+        refuse(opcode, Buffer.alloc(1), { fin: false, mask }, /must not be fragmented.*\(RFC 6455 §5\.5\)/);
+      }
+      expect(decodeFrames(Buffer.concat(encodeFrame(opcode, Buffer.alloc(125)))).frames[0]!.payload.length).toBe(125);
+    }
+    // A short key would have left bytes of uninitialized memory in the frame as the rest of the key.
+    for (const length of [8, 300, 1000]) refuse(1, Buffer.alloc(length, 0x61), { mask: true, maskKey: Uint8Array.of(1, 2) }, /maskKey has 2 bytes; a masking key has 4/);
+  });
+
   test('leaves a large unmasked payload as a second buffer (no copy)', () => {
     const payload = Buffer.alloc(COPY_THRESHOLD + 1);
     const parts = encodeFrame(2, payload);
