@@ -216,3 +216,49 @@ describe('@rfc6455/express: route() checks', () => {
     }
   });
 });
+
+describe('@rfc6455/express: several websocket() instances on one server', () => {
+  it('each router\'s instance takes its own paths, an upgrade to one both serve goes through the app once, and one none serves gets the app\'s 404', async () => {
+    const app = express();
+    const seen: string[] = [];
+    app.use((req: Request, _res: Response, next: NextFunction) => {
+      seen.push(req.url);
+      next();
+    });
+    const chat = websocket();
+    chat.route('/chat', (conn) => void conn.send('chat'));
+    chat.route('/both', (conn) => void conn.send('both via chat'));
+    const news = websocket();
+    news.route('/news', (conn) => void conn.send('news'));
+    news.route('/both', (conn) => void conn.send('both via news'));
+    const chatRouter = express.Router();
+    chatRouter.use(chat.middleware);
+    const newsRouter = express.Router();
+    newsRouter.use(news.middleware);
+    app.use(chatRouter, newsRouter);
+    const server = createHttpServer(app);
+    chat.attach(server, app);
+    news.attach(server, app);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `ws://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      for (const [path, expected] of [['/chat', 'chat'], ['/news', 'news'], ['/both', 'both via chat']]) {
+        const conn = await connect(url + path);
+        expect(await conn.recv()).toBe(expected);
+        await conn.close();
+      }
+      // (Before: each instance left it to the other, and nobody answered: this timed out.)
+      const refused = await connect(`${url}/none`, { handshakeTimeout: 2000 }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect((refused as HandshakeError).status).toBe(404);
+      // (Before: '/both' went through the app twice, once per instance.)
+      expect(seen).toEqual(['/chat', '/news', '/both', '/none']);
+    } finally {
+      await Promise.all([chat.close(), news.close()]);
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  }, 10000);
+});

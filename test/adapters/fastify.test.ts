@@ -249,6 +249,39 @@ test('beside another upgrade listener, WebSocket routes constrained by host or v
   }
 }, 5000);
 
+test('a mapper given to the plugin registered under a prefix serves its paths and leaves the other upgrades under the prefix to another listener', async () => {
+  const app = Fastify();
+  const routed: string[] = [];
+  await app.register(
+    async (scope: FastifyInstance) => {
+      await scope.register(wsPlugin, { mapper: serviceMapper([{ path: '/ws/echo', handler: echoHandler }]) });
+    },
+    { prefix: '/ws' },
+  );
+  app.addHook('onRequest', async (request) => void routed.push(request.url));
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (req.url === '/ws/hmr') void handleUpgrade(req, socket, head, echoHandler);
+  });
+  try {
+    const url = `ws://127.0.0.1:${port(app)}`;
+    // (Before: the catch-all '/ws/*' was taken for an app route, so this upgrade was routed by Fastify
+    // too, and its 404 was written after the other listener's 101.)
+    const hmr = await connect(`${url}/ws/hmr`);
+    await hmr.send('to the other listener');
+    expect(await hmr.recv()).toBe('to the other listener');
+    await hmr.close();
+    expect(hmr.closeStatus).toBe(1000);
+    const echo = await connect(`${url}/ws/echo`);
+    await echo.send('to the mapper');
+    expect(await echo.recv()).toBe('to the mapper');
+    await echo.close();
+    expect(routed).toEqual(['/ws/echo']);
+  } finally {
+    await app.close();
+  }
+}, 5000);
+
 test('registering the plugin twice is an error of register()/ready(), not an uncaught exception', async () => {
   const uncaught: unknown[] = [];
   const onUncaught = (error: unknown): void => void uncaught.push(error);
@@ -261,6 +294,39 @@ test('registering the plugin twice is an error of register()/ready(), not an unc
   } finally {
     process.removeListener('uncaughtException', onUncaught);
     await app.close().catch(() => undefined);
+  }
+});
+
+test('registering the plugin in two sibling plugins of one app is an error of ready(), not each upgrade routed twice', async () => {
+  // (Before: both registrations routed every upgrade to a WebSocket route, so its handler ran twice on
+  // one socket, and an upgrade no route serves was left by each to the other, unanswered.)
+  const app = Fastify();
+  const calls: string[] = [];
+  try {
+    await app.register(async (chat: FastifyInstance) => {
+      await chat.register(wsPlugin);
+      chat.get('/chat', { websocket: true }, (conn) => void calls.push(conn.url));
+    });
+    const second = app.register(async (news: FastifyInstance) => {
+      await news.register(wsPlugin);
+      news.get('/news', { websocket: true }, (conn) => void calls.push(conn.url));
+    });
+    await expect(second).rejects.toThrow(/already registered on this app/);
+    expect(calls).toEqual([]);
+  } finally {
+    await app.close().catch(() => undefined);
+  }
+});
+
+test('after app.close(), a new app can register the plugin on its own server', async () => {
+  for (let i = 0; i < 2; i++) {
+    const app = Fastify();
+    await app.register(wsPlugin);
+    app.get('/x', { websocket: true }, (conn) => void conn.send(`app ${i}`));
+    const conn = await app.injectWS('/x');
+    expect(await conn.recv()).toBe(`app ${i}`);
+    await conn.close();
+    await app.close();
   }
 });
 

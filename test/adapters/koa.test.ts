@@ -154,6 +154,45 @@ describe('@rfc6455/koa specifics', () => {
     }
   });
 
+  it('with @koa/router under a prefix: ctx.throw(401) in router middleware refuses, and ctx.ws(handler) gets the route\'s params and ctx.state', async () => {
+    const app = new Koa();
+    app.silent = true;
+    const ws = websocket();
+    app.use(ws);
+    const router = new Router({ prefix: '/api' });
+    router.use(async (ctx, next) => {
+      if (ctx.get('authorization') !== 'Bearer letmein') ctx.throw(401, 'who are you?', { headers: { 'WWW-Authenticate': 'Bearer' } });
+      ctx.state.user = 'alice';
+      await next();
+    });
+    router.get('/rooms/:room', async (ctx) => {
+      await ctx.ws?.((conn, _req, { params, state }) => void conn.send(`${String(state.user)} in ${params.room}`));
+    });
+    app.use(router.routes());
+    const server = createHttpServer(app.callback());
+    ws.attach(server, app);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `ws://127.0.0.1:${(server.address() as AddressInfo).port}/api/rooms/lobby`;
+    try {
+      const refused = await connect(url).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect((refused as HandshakeError).status).toBe(401);
+      expect((refused as HandshakeError).headers['www-authenticate']).toBe('Bearer');
+      // (Before: "alice in undefined", the handler's params were {}.)
+      const conn = await connect(url, { headers: { Authorization: 'Bearer letmein' } });
+      expect(await conn.recv()).toBe('alice in lobby');
+      await conn.close();
+    } finally {
+      await ws.close();
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+    }
+  });
+
   it('the connection ends when the server shuts down', async () => {
     const own = await start();
     try {
@@ -165,4 +204,42 @@ describe('@rfc6455/koa specifics', () => {
       await own.close();
     }
   });
+});
+
+describe('@rfc6455/koa: several websocket() middlewares on one server', () => {
+  it('each takes the paths its mapper serves, and an upgrade none serves gets the app\'s 404', async () => {
+    const app = new Koa();
+    const seen: string[] = [];
+    app.use(async (ctx, next) => {
+      seen.push(ctx.url);
+      await next();
+    });
+    const chat = websocket(serviceMapper([{ path: '/chat', handler: (conn) => void conn.send('chat') }]));
+    const news = websocket(serviceMapper([{ path: '/news', handler: (conn) => void conn.send('news') }]));
+    app.use(chat).use(news);
+    const server = createHttpServer(app.callback());
+    chat.attach(server, app);
+    news.attach(server, app);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `ws://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      for (const name of ['chat', 'news']) {
+        const conn = await connect(`${url}/${name}`);
+        expect(await conn.recv()).toBe(name);
+        await conn.close();
+      }
+      // (Before: each middleware left it to the other listener, the other middleware, and nobody
+      // answered: this timed out.)
+      const refused = await connect(`${url}/none`, { handshakeTimeout: 2000 }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect((refused as HandshakeError).status).toBe(404);
+      expect(seen).toEqual(['/chat', '/news', '/none']);
+    } finally {
+      await Promise.all([chat.close(), news.close()]);
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  }, 10000);
 });

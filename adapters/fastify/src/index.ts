@@ -162,11 +162,21 @@ function isHttp2Server(server: unknown): server is Http2Settings {
   return typeof (server as Partial<Http2Settings>).updateSettings === 'function';
 }
 
+/**
+ * The servers the plugin is registered on. Fastify's routing is one router for the whole app, so
+ * two registrations on one server (in sibling plugins, which do not see each other's decorators)
+ * would both route every upgrade to a WebSocket route through it: the route's handler ran twice on
+ * one socket, and an upgrade no route serves got no answer at all (each registration left it to
+ * the other `upgrade` listener, the other registration).
+ */
+const registered = new WeakSet<object>();
+
 const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, done) => {
-  // Registered twice on one instance (or in an encapsulated child of an instance that has it):
-  // say so through Fastify's own error path; a throw from `decorate` here would be uncaught.
-  if (app.hasDecorator('websocketConnections')) {
-    done(new Error('@rfc6455/fastify is already registered on this instance (or a parent): register it once, at the top'));
+  // Registered twice on one instance, in an encapsulated child of an instance that has it, or in two
+  // sibling plugins of one app: say so through Fastify's own error path; a throw from `decorate`
+  // here would be uncaught.
+  if (app.hasDecorator('websocketConnections') || registered.has(app.server)) {
+    done(new Error('@rfc6455/fastify is already registered on this app (on this instance, a parent or another plugin): register it once, at the top'));
     return;
   }
   const connections = new Set<WebSocketConnection>();
@@ -200,6 +210,7 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
     done(error as Error);
     return;
   }
+  registered.add(app.server);
 
   /** Mapper handlers get the FastifyRequest as state unless a before-accept hook gave one. */
   const withRequest =
@@ -247,6 +258,8 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
     });
   };
 
+  /** The prefix the mapper's catch-all route is declared under (`app.prefix`: '' at the root). */
+  const catchAllPrefix = app.prefix;
   const mapperClaims = (path: string): boolean => {
     return mapper !== undefined && mapper.claims(path);
   };
@@ -272,9 +285,12 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
     try {
       const found = findGet(req, path);
       if (!found) return false;
-      // The mapper's catch-all matches everything; it does not claim paths the mapper does not serve.
+      // The mapper's catch-all matches everything (under the prefix of the plugin it was registered
+      // in); it does not claim paths the mapper does not serve. (Fixed bug: under a prefix it was
+      // taken for a route of the app, so every upgrade under the prefix was claimed, and one meant
+      // for another `upgrade` listener got this app's 404 as well.)
       const keys = Object.keys(found.params ?? {});
-      return !(mapper && keys.length === 1 && keys[0] === '*' && `/${(found.params as Record<string, string>)['*']}` === decodeURI(path));
+      return !(mapper && keys.length === 1 && keys[0] === '*' && `${catchAllPrefix}/${(found.params as Record<string, string>)['*']}` === decodeURI(path));
     } catch {
       return true; // a malformed path: let Fastify answer it (400)
     }
@@ -395,6 +411,7 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
     await Promise.all([...connections].map((conn) => conn.close(CloseCode.GoingAway, 'server shutting down').catch(noop)));
   });
   app.addHook('onClose', async () => {
+    registered.delete(app.server);
     app.server.removeListener('upgrade', onUpgrade);
     app.server.removeListener('connect', onConnect);
   });

@@ -99,6 +99,18 @@ type UpgradeRequest = IncomingMessage & { [PENDING]?: PendingUpgrade };
 
 function noop(): void {}
 
+type UpgradeListener = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
+
+/**
+ * The `upgrade` listeners `attach` put on each server, with the `claim` of each. Several
+ * `websocket()` middlewares may be attached to one server (one per router, each with its mapper):
+ * the first one that claims an upgrade takes it, and one none claims is answered by the app through
+ * the first of them when no other kind of listener is there. (Fixed bug: each left an upgrade it
+ * did not claim to "the other listener", the other middleware, so an upgrade to a path no mapper
+ * served was never answered and its socket stayed open; and one both claimed ran the app twice.)
+ */
+const attachedTo = new WeakMap<object, Map<UpgradeListener, (req: IncomingMessage) => boolean>>();
+
 
 
 /** Creates the middleware (with `attach` and `close`). Takes a mapper or options. */
@@ -130,6 +142,17 @@ export function websocket(mapperOrOptions: ServiceMapper<KoaState> | ServiceMapp
       if (app) apps.set(conn, app);
       return h(conn, req, c.state === undefined ? { ...c, state: stateOf(req) as KoaState } : c);
     };
+  /**
+   * A handler given to `ctx.ws(handler)` gets the router's params in its context (`ctx.params`, set
+   * by @koa/router for `/rooms/:room`), as Fastify's route handlers get the route's. (Fixed bug: it
+   * got `{}`, the core's params for a handler that is no service mapper.) The params object is
+   * taken now, not the context, so the connection does not keep the request.
+   */
+  const withRouterParams = (h: KoaWebSocketHandler, ctx: Context): KoaWebSocketHandler => {
+    const params = (ctx as { params?: unknown }).params;
+    if (params === null || typeof params !== 'object') return h;
+    return (conn, req, c) => h(conn, req, { ...c, params: { ...(params as Record<string, string>), ...c.params } });
+  };
   /** What `ctx.ws()` accepts with when no handler is given and the mapper does not serve the path. */
   const inline = withState(noop);
   const routed: ServiceMapper<KoaState> | undefined =
@@ -199,7 +222,7 @@ export function websocket(mapperOrOptions: ServiceMapper<KoaState> | ServiceMapp
       return pending.accepted;
     }
     pending.res.detachSocket(pending.socket as Socket);
-    const target = handler ? withState(handler) : routed && mapperClaims(ctx.path) ? routed : inline;
+    const target = handler ? withState(withRouterParams(handler, ctx)) : routed && mapperClaims(ctx.path) ? routed : inline;
     pending.accepted = handleUpgrade(ctx.req, pending.socket, pending.head, target, upgradeOptions, headersOf(ctx, pending, afterChain));
     return pending.accepted;
   };
@@ -232,13 +255,18 @@ export function websocket(mapperOrOptions: ServiceMapper<KoaState> | ServiceMapp
     attached = app;
     let callback: ReturnType<Koa['callback']> | undefined;
     const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
-      const alone = server.listenerCount('upgrade') === 1;
+      // Alone: no listener but middlewares of this adapter, and this one is the first of them.
+      const peers = attachedTo.get(server) ?? new Map<UpgradeListener, (req: IncomingMessage) => boolean>();
+      const listeners = server.listeners('upgrade');
+      const ours = listeners.filter((l) => peers.has(l as UpgradeListener));
+      const alone = ours[0] === onUpgrade && ours.length === listeners.length;
       if (!isWebSocketUpgrade(req)) {
         // Another protocol (h2c…): someone else's, or, alone, a plain HTTP request for the app.
         if (alone) afterEarlierResponses(socket, () => ignoreUpgrade(server, req, socket, head), options.handshakeTimeout);
         return;
       }
-      if (!claim(req) && !alone) return; // someone else's
+      const claimer = ours.find((l) => peers.get(l as UpgradeListener)?.(req));
+      if (claimer ? claimer !== onUpgrade : !alone) return; // another middleware's, or someone else's
       // Ours: once the responses to requests pipelined before it are written.
       afterEarlierResponses(socket, () => run(req, socket, head), options.handshakeTimeout);
     };
@@ -256,8 +284,14 @@ export function websocket(mapperOrOptions: ServiceMapper<KoaState> | ServiceMapp
       // Koa catches the chain's errors itself (ctx.onerror): this settles either way.
       void callback(req, res).then(chainDone, chainDone);
     };
+    const peers = attachedTo.get(server) ?? new Map<UpgradeListener, (req: IncomingMessage) => boolean>();
+    attachedTo.set(server, peers);
+    peers.set(onUpgrade, claim);
     server.on('upgrade', onUpgrade);
-    return () => server.removeListener('upgrade', onUpgrade);
+    return () => {
+      peers.delete(onUpgrade);
+      server.removeListener('upgrade', onUpgrade);
+    };
   };
   middleware.close = async (code = CloseCode.GoingAway, reason = 'server shutting down') => {
     closing = true;
