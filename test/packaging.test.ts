@@ -91,8 +91,8 @@ test('each tarball holds what its package.json points at, and no build leftovers
 test('the rfc6455 bin is written as npm publishes it, and is a Node script', () => {
   const { manifest, dir } = packed.get('rfc6455')!;
   expect(Object.keys(manifest.bin!)).toEqual(['rfc6455']);
-  // npm publish rewrites "./dist/cli.js" to "dist/cli.js" and warns that the bin "was invalid and removed".
-  expect(manifest.bin!.rfc6455).toBe('dist/cli.js');
+  // npm publish rewrites "./bin/rfc6455.js" to "bin/rfc6455.js" and warns that the bin "was invalid and removed".
+  expect(manifest.bin!.rfc6455).toBe('bin/rfc6455.js');
   expect(readFileSync(join(dir, manifest.bin!.rfc6455!), 'utf8').startsWith('#!/usr/bin/env node\n')).toBe(true);
 });
 
