@@ -26,11 +26,9 @@ import type { Duplex } from 'node:stream';
 import {
   checkUpgradeOptions,
   CloseCode,
-  afterEarlierResponses,
+  listenForUpgrades,
   completeUpgradeResponse,
   handleUpgrade,
-  ignoreUpgrade,
-  isWebSocketUpgrade,
   requestPath,
   upgradeResponse,
   serviceMapper,
@@ -111,20 +109,6 @@ const PENDING = Symbol('rfc6455.express.upgrade');
 type UpgradeRequest = IncomingMessage & { [PENDING]?: PendingUpgrade };
 
 function noop(): void {}
-
-type UpgradeListener = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
-
-/**
- * The `upgrade` listeners `attach` put on each server, with the test of what each claims. Several
- * `websocket()` instances may be attached to one server (one per router module): the first one that
- * claims an upgrade takes it, and one no instance claims is answered by the app through the first
- * of them when no other kind of listener is there. (Fixed bug: each instance left an upgrade it did
- * not claim to "the other listener", the other instance, so an upgrade to a path no route served
- * was never answered and its socket stayed open; and one both claimed went through the app twice.)
- */
-const attached = new WeakMap<object, Map<UpgradeListener, (req: IncomingMessage) => boolean>>();
-
-
 
 /** Creates the WebSocket side of an Express app. */
 export function websocket(options: ExpressWebSocketOptions = {}): ExpressWebSocket {
@@ -214,22 +198,6 @@ export function websocket(options: ExpressWebSocketOptions = {}): ExpressWebSock
       void handleUpgrade(req, pending.socket, pending.head, mapper(), upgradeOptions, headers);
     },
     attach(server, app) {
-      const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
-        // Alone: no listener but instances of this adapter, and this one is the first of them.
-        const peers = attached.get(server) ?? new Map<UpgradeListener, (req: IncomingMessage) => boolean>();
-        const listeners = server.listeners('upgrade');
-        const ours = listeners.filter((l) => peers.has(l as UpgradeListener));
-        const alone = ours[0] === onUpgrade && ours.length === listeners.length;
-        if (!isWebSocketUpgrade(req)) {
-          // Another protocol (h2c…): someone else's, or, alone, a plain HTTP request for the app.
-          if (alone) afterEarlierResponses(socket, () => ignoreUpgrade(server, req, socket, head), options.handshakeTimeout);
-          return;
-        }
-        const claimer = ours.find((l) => peers.get(l as UpgradeListener)?.(req));
-        if (claimer ? claimer !== onUpgrade : !alone) return; // another instance's, or someone else's
-        // Ours: once the responses to requests pipelined before it are written.
-        afterEarlierResponses(socket, () => run(req, socket, head), options.handshakeTimeout);
-      };
       const run = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
         socket.on('error', noop);
         const res = upgradeResponse(req, socket, options.handshakeTimeout);
@@ -240,14 +208,9 @@ export function websocket(options: ExpressWebSocketOptions = {}): ExpressWebSock
         (req as UpgradeRequest)[PENDING] = { socket, head, res, accepted: false };
         app(req, res);
       };
-      const peers = attached.get(server) ?? new Map<UpgradeListener, (req: IncomingMessage) => boolean>();
-      attached.set(server, peers);
-      peers.set(onUpgrade, (req) => claims(requestPath(req.url)));
-      server.on('upgrade', onUpgrade);
-      return () => {
-        peers.delete(onUpgrade);
-        server.removeListener('upgrade', onUpgrade);
-      };
+      // Beside other instances on the server (one per router module), the first that claims a
+      // request takes it, and the first of them answers one none claims (listenForUpgrades).
+      return listenForUpgrades(server, (req) => claims(requestPath(req.url)), run, options.handshakeTimeout);
     },
     claims,
     connections,

@@ -27,11 +27,9 @@ import type { Duplex } from 'node:stream';
 import { format } from 'node:util';
 import {
   checkUpgradeOptions,
-  afterEarlierResponses,
   CloseCode,
+  listenForUpgrades,
   handleUpgrade,
-  ignoreUpgrade,
-  isWebSocketUpgrade,
   requestPath,
   upgradeResponse,
   isServiceMapper,
@@ -98,20 +96,6 @@ const PENDING = Symbol('rfc6455.koa.upgrade');
 type UpgradeRequest = IncomingMessage & { [PENDING]?: PendingUpgrade };
 
 function noop(): void {}
-
-type UpgradeListener = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
-
-/**
- * The `upgrade` listeners `attach` put on each server, with the `claim` of each. Several
- * `websocket()` middlewares may be attached to one server (one per router, each with its mapper):
- * the first one that claims an upgrade takes it, and one none claims is answered by the app through
- * the first of them when no other kind of listener is there. (Fixed bug: each left an upgrade it
- * did not claim to "the other listener", the other middleware, so an upgrade to a path no mapper
- * served was never answered and its socket stayed open; and one both claimed ran the app twice.)
- */
-const attachedTo = new WeakMap<object, Map<UpgradeListener, (req: IncomingMessage) => boolean>>();
-
-
 
 /** Creates the middleware (with `attach` and `close`). Takes a mapper or options. */
 export function websocket(mapperOrOptions: ServiceMapper<KoaState> | ServiceMapper<unknown> | KoaWebSocketOptions = {}): KoaWebSocketMiddleware {
@@ -254,22 +238,6 @@ export function websocket(mapperOrOptions: ServiceMapper<KoaState> | ServiceMapp
   middleware.attach = (server, app) => {
     attached = app;
     let callback: ReturnType<Koa['callback']> | undefined;
-    const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
-      // Alone: no listener but middlewares of this adapter, and this one is the first of them.
-      const peers = attachedTo.get(server) ?? new Map<UpgradeListener, (req: IncomingMessage) => boolean>();
-      const listeners = server.listeners('upgrade');
-      const ours = listeners.filter((l) => peers.has(l as UpgradeListener));
-      const alone = ours[0] === onUpgrade && ours.length === listeners.length;
-      if (!isWebSocketUpgrade(req)) {
-        // Another protocol (h2c…): someone else's, or, alone, a plain HTTP request for the app.
-        if (alone) afterEarlierResponses(socket, () => ignoreUpgrade(server, req, socket, head), options.handshakeTimeout);
-        return;
-      }
-      const claimer = ours.find((l) => peers.get(l as UpgradeListener)?.(req));
-      if (claimer ? claimer !== onUpgrade : !alone) return; // another middleware's, or someone else's
-      // Ours: once the responses to requests pipelined before it are written.
-      afterEarlierResponses(socket, () => run(req, socket, head), options.handshakeTimeout);
-    };
     const run = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
       socket.on('error', noop);
       const res = upgradeResponse(req, socket, options.handshakeTimeout);
@@ -284,14 +252,9 @@ export function websocket(mapperOrOptions: ServiceMapper<KoaState> | ServiceMapp
       // Koa catches the chain's errors itself (ctx.onerror): this settles either way.
       void callback(req, res).then(chainDone, chainDone);
     };
-    const peers = attachedTo.get(server) ?? new Map<UpgradeListener, (req: IncomingMessage) => boolean>();
-    attachedTo.set(server, peers);
-    peers.set(onUpgrade, claim);
-    server.on('upgrade', onUpgrade);
-    return () => {
-      peers.delete(onUpgrade);
-      server.removeListener('upgrade', onUpgrade);
-    };
+    // Beside other middlewares on the server (one per router), the first that claims a request
+    // takes it, and the first of them answers one none claims (listenForUpgrades).
+    return listenForUpgrades(server, claim, run, options.handshakeTimeout);
   };
   middleware.close = async (code = CloseCode.GoingAway, reason = 'server shutting down') => {
     closing = true;

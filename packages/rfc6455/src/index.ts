@@ -24,6 +24,7 @@ export {
   isWebSocketUpgrade,
   ignoreUpgrade,
   afterEarlierResponses,
+  listenForUpgrades,
   requestPath,
   type UpgradeOptions,
   type UpgradeInfo,

@@ -317,6 +317,54 @@ export function afterEarlierResponses(socket: Duplex, proceed: () => void, timeo
   response.once('finish', next);
 }
 
+/** A listener that {@link listenForUpgrades} put on a server. */
+type UpgradeListener = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
+
+/** The listeners {@link listenForUpgrades} put on each server, with what each claims. */
+const upgradeListeners = new WeakMap<EventEmitter, Map<UpgradeListener, (req: IncomingMessage) => boolean>>();
+
+/**
+ * Puts an adapter instance's `upgrade` listener on `server`, and returns the function that takes
+ * it off. Several instances may share one server (one per router module, or two frameworks): the
+ * first one whose `claims` takes an upgrade request runs it (`run`, once the responses to requests
+ * pipelined before it are written: {@link afterEarlierResponses}). A request none claims goes to
+ * the first instance (its app answers it, e.g. 404) when no other kind of listener is on the
+ * server, and is left to that other listener otherwise; an upgrade to another protocol (h2c…) is
+ * served as the plain request it is ({@link ignoreUpgrade}) under the same rule. (Fixed bug: each
+ * instance took the others for foreign listeners, so an upgrade no instance claimed was never
+ * answered and its socket stayed open, and one that two claimed ran through both apps.)
+ */
+export function listenForUpgrades(
+  server: EventEmitter,
+  claims: (req: IncomingMessage) => boolean,
+  run: (req: IncomingMessage, socket: Duplex, head: Buffer) => void,
+  handshakeTimeout?: number,
+): () => void {
+  let group = upgradeListeners.get(server);
+  if (group === undefined) upgradeListeners.set(server, (group = new Map()));
+  const instances = group;
+  const onUpgrade: UpgradeListener = (req, socket, head) => {
+    // Alone: no listener on the server but instances, and this one is the first of them.
+    const listeners = server.listeners('upgrade');
+    const ours = listeners.filter((listener) => instances.has(listener as UpgradeListener));
+    const alone = ours[0] === onUpgrade && ours.length === listeners.length;
+    if (!isWebSocketUpgrade(req)) {
+      // Another protocol: someone else's, or, alone, a plain HTTP request for the app.
+      if (alone) afterEarlierResponses(socket, () => ignoreUpgrade(server, req, socket, head), handshakeTimeout);
+      return;
+    }
+    const claimer = ours.find((listener) => instances.get(listener as UpgradeListener)?.(req));
+    if (claimer ? claimer !== onUpgrade : !alone) return; // another instance's, or someone else's
+    afterEarlierResponses(socket, () => run(req, socket, head), handshakeTimeout);
+  };
+  instances.set(onUpgrade, claims);
+  server.on('upgrade', onUpgrade);
+  return () => {
+    instances.delete(onUpgrade);
+    server.removeListener('upgrade', onUpgrade);
+  };
+}
+
 /** Deadlines of upgrade requests a framework is handling (see upgradeResponse). */
 const deadlines = new WeakMap<Duplex, NodeJS.Timeout>();
 /** The 'drain' listeners that pass a socket's drain on to its upgradeResponse. */
