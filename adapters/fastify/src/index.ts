@@ -51,12 +51,10 @@ import { injectWS, type InjectWebSocketOptions } from './inject.js';
 import {
   checkUpgradeOptions,
   CloseCode,
-  afterEarlierResponses,
+  listenForUpgrades,
   completeUpgradeResponse,
   handleConnect,
   handleUpgrade,
-  ignoreUpgrade,
-  isWebSocketUpgrade,
   requestPath,
   upgradeResponse,
   serviceMapper,
@@ -333,17 +331,6 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
     });
   }
 
-  const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    const alone = app.server.listenerCount('upgrade') === 1;
-    if (!isWebSocketUpgrade(req)) {
-      // Another protocol (h2c…): someone else's, or, alone, a plain HTTP request for the app.
-      if (alone) afterEarlierResponses(socket, () => ignoreUpgrade(app.server, req, socket, head), options.handshakeTimeout);
-      return;
-    }
-    if (!claims(req) && !alone) return; // someone else's
-    // Ours: once the responses to requests pipelined before it are written.
-    afterEarlierResponses(socket, () => route(req, socket, head), options.handshakeTimeout);
-  };
   const route = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     socket.on('error', noop);
     const res = upgradeResponse(req, socket, options.handshakeTimeout);
@@ -359,7 +346,10 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
       socket.destroy();
     }
   };
-  app.server.on('upgrade', onUpgrade);
+  // Ours when a route claims it, once the responses to requests pipelined before it are written;
+  // alone on the server, also an upgrade no route serves (the app's 404) and one to another
+  // protocol (served as the plain request it is).
+  const stopUpgrades = listenForUpgrades(app.server, claims, route, options.handshakeTimeout);
 
   /**
    * HTTP/2 extended CONNECT (RFC 8441) through the compatibility API. Anything else keeps Node's
@@ -412,7 +402,7 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
   });
   app.addHook('onClose', async () => {
     registered.delete(app.server);
-    app.server.removeListener('upgrade', onUpgrade);
+    stopUpgrades();
     app.server.removeListener('connect', onConnect);
   });
   done();

@@ -49,6 +49,11 @@ export function percentDecode(text: string): Buffer {
   return output.subarray(0, length);
 }
 
+/** The host name of a URL as sockets take it: an IPv6 literal without its brackets. */
+export function bareHostname(url: URL): string {
+  return url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
+}
+
 /**
  * The TLS `servername` (SNI) for a host of a `wss:` URL (without an IPv6 literal's brackets), as
  * RFC 6066 §3 has it: none for an IP address ("literal IPv4 and IPv6 addresses are not

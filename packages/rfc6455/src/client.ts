@@ -16,7 +16,7 @@ import { buildRequestHeaders, checkOfferedProtocols, generateKey, verifyResponse
 import { socketTransport } from './transport.js';
 import { connectHttp2 } from './http2.js';
 import { connectHybi00 } from './hybi00-upgrade.js';
-import { percentDecode, refusalBody, sniOption, socketOptions, unixTarget } from './client-target.js';
+import { bareHostname, percentDecode, refusalBody, sniOption, socketOptions, unixTarget } from './client-target.js';
 import type { ClientHttp2Session } from 'node:http2';
 
 /** Options of {@link connect}: the handshake, plus every connection option. */
@@ -188,7 +188,7 @@ function attempt(target: URL, options: ConnectOptions, follow: boolean): Promise
   const statusLineOf = (res: IncomingMessage): string => `HTTP/${res.httpVersion} ${res.statusCode ?? 0} ${res.statusMessage ?? ''}`.trimEnd();
   // An IPv6 literal without its brackets: what to connect to, and (an address) no SNI servername,
   // so that the certificate is checked against the address.
-  const hostname = target.hostname.startsWith('[') ? target.hostname.slice(1, -1) : target.hostname;
+  const hostname = bareHostname(target);
 
   return new Promise((resolve, reject) => {
     let settled = false;

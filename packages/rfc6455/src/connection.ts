@@ -1750,7 +1750,8 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     if (this.rare === undefined || this.rare.closeStreamed === -1) {
       // First armed: a socket backed up now holds what was sent before the close; the first check
       // looks at how much of it the peer has taken since.
-      if (writeQueueSize(stream) > 0 || stream.writableNeedDrain) this.rareFields().closeTaken = bytesTaken(stream);
+      const taken = takenBehindBacklog(stream);
+      if (!Number.isNaN(taken)) this.rareFields().closeTaken = taken;
     }
     this.closeTimer = peerDeadline(() => {
       this.closeTimer = undefined;
@@ -1856,11 +1857,10 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
         this.lastKeepalive = time;
         if (this.proto.state === 'open') {
           this.keepaliveOutstanding = true;
-          const stream = this.stream;
           // Behind a backlog (the socket is not taking all we write at once): note how much the
           // peer has taken, to tell a peer still taking from one that takes nothing.
-          if (writeQueueSize(stream) > 0 || stream.writableNeedDrain) this.rareFields().keepaliveTaken = bytesTaken(stream);
-          else if (this.rare !== undefined) this.rare.keepaliveTaken = NaN;
+          const taken = takenBehindBacklog(this.stream);
+          if (!Number.isNaN(taken) || this.rare !== undefined) this.rareFields().keepaliveTaken = taken;
           this.proto.ping(Buffer.alloc(0));
         }
       }
@@ -2084,6 +2084,11 @@ async function* untilClosed(source: AsyncIterable<SendData> | Iterable<SendData>
       }
     }
   }
+}
+
+/** {@link bytesTaken} for a stream holding a backlog (what we write is not all taken at once); NaN otherwise. */
+function takenBehindBacklog(stream: { readonly writableLength: number; readonly writableNeedDrain: boolean }): number {
+  return writeQueueSize(stream) > 0 || stream.writableNeedDrain ? bytesTaken(stream) : NaN;
 }
 
 /**

@@ -30,7 +30,7 @@ import { WebSocketConnection } from './connection.js';
 import { HandshakeError } from './errors.js';
 import { acceptDeflateResponse, buildDeflateOffer, deflateEngineOptions, PerMessageDeflate, PERMESSAGE_DEFLATE } from './extensions/permessage-deflate.js';
 import type { ConnectOptions } from './client.js';
-import { abortedHandshake, refusalBody, sniOption, socketOptions } from './client-target.js';
+import { abortedHandshake, bareHostname, refusalBody, sniOption, socketOptions } from './client-target.js';
 import { headerValue } from './handshake/http.js';
 import { parseProtocols } from './handshake/server.js';
 import { buildRequestHeaders, verifyNegotiation } from './handshake/client.js';
@@ -380,7 +380,7 @@ export async function connectHttp2(url: URL, options: Http2ConnectOptions): Prom
   const { socketPath, ...tcp } = socketOptions(options);
   const where = socketPath === undefined ? tcp : { ...tcp, path: socketPath };
   // The SNI name as over HTTP/1.1 (Node's own keeps a trailing dot).
-  const sni = secure ? sniOption(url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname) : {};
+  const sni = secure ? sniOption(bareHostname(url)) : {};
   const session = options.session ?? http2Connect(origin, { ...where, ...sni, ...options.tls, ...options.sessionOptions } as SecureClientSessionOptions);
   const closeOwn = (): void => {
     if (ownSession && !session.closed) session.close();

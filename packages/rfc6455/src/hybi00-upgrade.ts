@@ -11,7 +11,7 @@ import { Defaults } from './codec/constants.js';
 import { timerDelay } from './idle-wheel.js';
 import { WebSocketConnection } from './connection.js';
 import type { ConnectOptions } from './client.js';
-import { abortedHandshake, MAX_ERROR_BODY, sniOption, socketOptions } from './client-target.js';
+import { abortedHandshake, bareHostname, MAX_ERROR_BODY, sniOption, socketOptions } from './client-target.js';
 import { HandshakeError } from './errors.js';
 import {
   acceptHybi00,
@@ -155,7 +155,7 @@ function parseHead(text: string): { statusLine: string; headers: IncomingHttpHea
 export async function connectHybi00(url: URL, options: ConnectOptions): Promise<WebSocketConnection> {
   const secure = url.protocol === 'wss:' || url.protocol === 'https:';
   const port = Number(url.port || (secure ? 443 : 80));
-  const hostname = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
+  const hostname = bareHostname(url);
   const protocols = typeof options.protocols === 'string' ? [options.protocols] : [...(options.protocols ?? [])];
   const path = `${url.pathname || '/'}${url.search}`;
   let extra = headerList(options.headers);

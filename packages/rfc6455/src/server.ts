@@ -19,7 +19,7 @@ import { checkServeOptions, checkUpgradeOptions } from './check-options.js';
 import { timerDelay } from './idle-wheel.js';
 import { attachHttp2 } from './http2.js';
 import { Http1Front } from './http1-front.js';
-import { afterEarlierResponses, ignoreUpgrade, isWebSocketUpgrade, rejectUpgrade, upgradeNow, type UpgradeOptions, type UpgradeTarget } from './upgrade.js';
+import { afterEarlierResponses, ignoreUpgrade, responseBeingWritten, isWebSocketUpgrade, rejectUpgrade, upgradeNow, type UpgradeOptions, type UpgradeTarget } from './upgrade.js';
 
 /** Options of {@link serve}: where to listen, plus every upgrade and connection option. */
 export interface ServeOptions<State = unknown> extends UpgradeOptions<State> {
@@ -302,7 +302,7 @@ export async function serve<State = unknown>(options: ServeOptions<State>, targe
     // response now would go out inside its body. As Node does without a clientError listener, the
     // socket is only destroyed then. (Fixed bug: garbage pipelined behind a request whose answer
     // was streaming got `HTTP/1.1 400 …` written into that answer's body.)
-    if ((socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage?.headersSent === true) return socket.destroy();
+    if (responseBeingWritten(socket)?.headersSent === true) return socket.destroy();
     const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
     rejectUpgrade(socket, status, status === 431 ? 'Request Header Fields Too Large' : status === 408 ? 'Request Timeout' : 'Bad Request');
   });

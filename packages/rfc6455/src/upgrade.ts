@@ -283,7 +283,7 @@ export function ignoreUpgrade(server: EventEmitter, req: IncomingMessage, socket
  * `Upgrade: h2c` request was never answered.
  */
 export function afterEarlierResponses(socket: Duplex, proceed: () => void, timeout: number = Defaults.handshakeTimeout): void {
-  const owed = (): ServerResponse | null | undefined => (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
+  const owed = (): ServerResponse | null | undefined => responseBeingWritten(socket);
   let response = owed();
   if (response == null) {
     proceed();
@@ -315,6 +315,14 @@ export function afterEarlierResponses(socket: Duplex, proceed: () => void, timeo
   timer.unref();
   socket.once('close', done);
   response.once('finish', next);
+}
+
+/**
+ * The response Node's HTTP server is writing on `socket` (keep-alive: the answer to an earlier
+ * request on the connection), if any; its internal `_httpMessage`. @internal
+ */
+export function responseBeingWritten(socket: Duplex): ServerResponse | null | undefined {
+  return (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
 }
 
 /** A listener that {@link listenForUpgrades} put on a server. */
