@@ -139,11 +139,61 @@ export function checkServeOptions(options: { maxConnections?: number; maxConnect
   checkNumber('serve()', 'maxConnectionsPerIp', options.maxConnectionsPerIp, 'nonNegative');
 }
 
+/**
+ * Request headers the handshake writes itself, with what to do instead. Given in `headers` they
+ * were silently replaced (over HTTP/1.1), sent in place of the handshake's (a Sec-WebSocket-Version
+ * over HTTP/2), sent twice (hybi-00), or sent so that the server's answer to them failed the
+ * handshake (a Sec-WebSocket-Protocol or -Extensions of the caller's: WS_BAD_PROTOCOL, or
+ * WS_BAD_EXTENSION_RESPONSE). Fixed bug; now a TypeError. (`Upgrade`, `Connection` and `Host` may
+ * be given: the first two are the handshake's, a `Host` replaces the URL's.)
+ */
+const HANDSHAKE_HEADERS: Record<string, string> = {
+  'sec-websocket-key': 'the handshake makes a fresh key',
+  'sec-websocket-key1': 'the hybi-00 handshake makes a fresh key',
+  'sec-websocket-key2': 'the hybi-00 handshake makes a fresh key',
+  'sec-websocket-version': 'the handshake sends 13',
+  'sec-websocket-accept': 'it is a response header',
+  'sec-websocket-protocol': 'use the protocols option',
+  'sec-websocket-extensions': 'use the perMessageDeflate option',
+};
+/** RFC 9110 §5.6.2: a header field name. */
+const FIELD_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/**
+ * A header value as Node's HTTP/1.1 client and nghttp2 accept it: tab, visible ASCII, space and
+ * obs-text (RFC 9110 §5.5); no CR, LF, NUL or other control character.
+ */
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+/**
+ * `headers` and `origin` of a client, checked before anything connects, whatever the transport.
+ * Fixed bug: only Node's HTTP/1.1 client refused a CR, LF or NUL; over HTTP/2 a connection was
+ * made first, then such a header was dropped, failed the stream (NGHTTP2_PROTOCOL_ERROR), or, in a
+ * name, left the handshake waiting for handshakeTimeout; a name such as `:path` replaced the
+ * request's own pseudo-header.
+ */
+function checkRequestHeaders(where: string, headers: unknown, origin: unknown): void {
+  if (origin !== undefined && (typeof origin !== 'string' || !FIELD_VALUE.test(origin))) {
+    throw new TypeError(`${where}: origin must be a string that a header can carry, not ${typeof origin === 'string' ? JSON.stringify(origin) : typeof origin}`);
+  }
+  if (headers === undefined) return;
+  if (typeof headers !== 'object' || headers === null || Array.isArray(headers)) throw new TypeError(`${where}: headers must be an object of header names and values`);
+  for (const [name, value] of Object.entries(headers)) {
+    if (!FIELD_NAME.test(name)) throw new TypeError(`${where}: invalid header name ${JSON.stringify(name)}`);
+    if (value === undefined) continue;
+    const instead = HANDSHAKE_HEADERS[name.toLowerCase()];
+    if (instead !== undefined) throw new TypeError(`${where}: the ${name} header is the handshake's own (${instead})`);
+    for (const item of Array.isArray(value) ? (value as unknown[]) : [value]) {
+      if (!FIELD_VALUE.test(String(item))) throw new TypeError(`${where}: invalid character in the value of header ${name}`);
+    }
+  }
+}
+
 /** connect()'s own options. */
 export function checkClientOptions(options: Pick<ConnectOptions, Exclude<keyof ConnectOptions, 'protocols' | 'signal'>>): void {
   // Not remembered: a client's options object may be changed between two connect() calls.
   checkHandshakeOptions('connect()', options);
   checkNotWs('connect()', options, WS_CLIENT_OPTIONS);
+  checkRequestHeaders('connect()', options.headers, options.origin);
   const follow = options.followRedirects;
   if (follow !== undefined && typeof follow !== 'boolean') checkInteger('connect()', 'followRedirects', follow, 0, Number.MAX_SAFE_INTEGER);
 }

@@ -16,7 +16,7 @@ import { buildRequestHeaders, checkOfferedProtocols, generateKey, verifyResponse
 import { socketTransport } from './transport.js';
 import { connectHttp2 } from './http2.js';
 import { connectHybi00 } from './hybi00-upgrade.js';
-import { bareHostname, percentDecode, refusalBody, sniOption, socketOptions, unixTarget } from './client-target.js';
+import { abortedHandshake, bareHostname, percentDecode, refusalBody, sniOption, socketOptions, unixTarget } from './client-target.js';
 import type { ClientHttp2Session } from 'node:http2';
 
 /** Options of {@link connect}: the handshake, plus every connection option. */
@@ -174,6 +174,9 @@ function attempt(target: URL, options: ConnectOptions, follow: boolean): Promise
   if (!secure && target.protocol !== 'ws:' && target.protocol !== 'http:') {
     return Promise.reject(new TypeError(`unsupported URL scheme ${target.protocol} (use ws: or wss:)`));
   }
+  // Given up already: nothing is looked up or connected, as over HTTP/2 and hybi-00 (fixed bug:
+  // Node's HTTP client looked the name up and connected before it heard the abort).
+  if (options.signal?.aborted) return Promise.reject(abortedHandshake(options.signal));
   const key = generateKey();
   const protocols = typeof options.protocols === 'string' ? [options.protocols] : [...(options.protocols ?? [])];
   const deflate = options.perMessageDeflate === false ? undefined : typeof options.perMessageDeflate === 'object' ? options.perMessageDeflate : {};

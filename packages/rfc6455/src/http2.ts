@@ -23,6 +23,9 @@ import {
   type ServerHttp2Stream,
 } from 'node:http2';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import { connect as netConnect } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { connect as tlsConnect } from 'node:tls';
 import { Defaults } from './codec/constants.js';
 import { giveUpUntaken, peerDeadline, timerDelay } from './idle-wheel.js';
 import { checkUpgradeOptions } from './check-options.js';
@@ -381,15 +384,29 @@ export async function connectHttp2(url: URL, options: Http2ConnectOptions): Prom
   const where = socketPath === undefined ? tcp : { ...tcp, path: socketPath };
   // The SNI name as over HTTP/1.1 (Node's own keeps a trailing dot).
   const sni = secure ? sniOption(bareHostname(url)) : {};
-  const session = options.session ?? http2Connect(origin, { ...where, ...sni, ...options.tls, ...options.sessionOptions } as SecureClientSessionOptions);
+  // The socket of a session of our own, made here as Node's http2.connect() makes it (or by the
+  // caller's createConnection), so that it can be destroyed while it is still connecting.
+  let ownSocket: Duplex | undefined;
+  const given = options.sessionOptions?.createConnection;
+  const createConnection = (authority: URL, sessionOptions: SecureClientSessionOptions): Duplex => {
+    const host = bareHostname(authority);
+    const port = Number(authority.port || (secure ? 443 : 80));
+    ownSocket = given ? given(authority, sessionOptions) : secure ? tlsConnect(port, host, { ...sessionOptions, ALPNProtocols: ['h2'] }) : netConnect({ ...sessionOptions, port, host });
+    return ownSocket;
+  };
+  const session = options.session ?? http2Connect(origin, { ...where, ...sni, ...options.tls, ...options.sessionOptions, createConnection } as SecureClientSessionOptions);
   const closeOwn = (): void => {
     if (ownSession && !session.closed) session.close();
   };
   // A server that has not answered in time (or a handshake given up by `signal`): a graceful
   // close ends our side and waits for the server's, which a stalled server never sends, so the
-  // socket stayed open and kept the process alive (fixed bug). Destroyed instead.
+  // socket stayed open and kept the process alive (fixed bug). Destroyed instead, the socket too:
+  // Node's session.destroy() ends a socket that is still connecting (a slow DNS lookup, a TCP
+  // connect that stalls) only once it has connected, so that connection was still made, and the
+  // attempt kept the process alive (fixed bug).
   const destroyOwn = (): void => {
     if (ownSession && !session.destroyed) session.destroy();
+    ownSocket?.destroy();
   };
   // Once per session: a shared one used to get another listener with every WebSocket opened on it.
   if (!session.listeners('error').includes(ignoreError)) session.on('error', ignoreError);

@@ -162,7 +162,10 @@ export async function connectHybi00(url: URL, options: ConnectOptions): Promise<
   // A Host of the caller's replaces the URL's, as over RFC 6455, and the server builds the
   // location from it (fixed bug: both were sent, and a server answered 400 to the two Hosts).
   const ownHost = extra.find(([name]) => name.toLowerCase() === 'host')?.[1];
-  if (ownHost !== undefined) extra = extra.filter(([name]) => name.toLowerCase() !== 'host');
+  // Upgrade and Connection are the handshake's, as over RFC 6455 (fixed bug: a caller's were sent
+  // too, after the handshake's, and a server saw `Upgrade: WebSocket` and the caller's twice).
+  const handshakes = ['host', 'upgrade', 'connection'];
+  extra = extra.filter(([name]) => !handshakes.includes(name.toLowerCase()));
   const host = ownHost ?? url.host;
   const request = buildHybi00Request({ host, path, origin: options.origin, protocols });
   const timeout = options.handshakeTimeout ?? Defaults.handshakeTimeout;

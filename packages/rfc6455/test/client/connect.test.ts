@@ -2,7 +2,7 @@
  * The client handshake against raw servers that answer wrongly (RFC 6455 §4.1: the client MUST
  * fail the connection), error responses surfacing as HandshakeError, and redirects.
  */
-import { connect, serve, HandshakeError, type WebSocketServer } from 'rfc6455';
+import { connect, serve, HandshakeError, WebSocket, type WebSocketServer } from 'rfc6455';
 import { acceptKey } from '../../src/handshake/server.js';
 import { redirectedOptions } from '../../src/client.js';
 import { verifyNegotiation } from '../../src/handshake/client.js';
@@ -339,6 +339,73 @@ describe('redirects', () => {
     const error = await failure(loop.url, { followRedirects: 2 });
     expect(error.status).toBe(307);
     expect(loop.requests).toHaveLength(3);
+  });
+});
+
+describe('request headers', () => {
+  // Over HTTP/2 (`http2: true`) a raw server sees the connection preface as a request head.
+  const refusing = (head: string): string => (head.startsWith('PRI * HTTP/2.0') ? '' : 'HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n');
+  const transports = [{ variant: 'rfc6455', http2: false }, { variant: 'rfc6455', http2: true }, { variant: 'hybi00', http2: false }] as const;
+
+  test('a header name or value a header cannot carry (CR, LF, NUL, another control character; a name that is no token, such as :path), or such an origin, is a TypeError before anything is sent, over HTTP/1.1, HTTP/2 and hybi-00, and from the WebSocket constructor (over HTTP/2 a connection was made, then the header dropped, the stream failed, or the handshake waited for its timeout)', async () => {
+    const s = await answering(refusing);
+    const bad = [
+      { headers: { 'X-Note': 'a\r\nX-Injected: 1' } },
+      { headers: { 'X-Note': 'a\nb' } },
+      { headers: { 'X-Note': ['fine', 'a\0b'] } },
+      { headers: { 'X-Note': 'bell\x07' } },
+      { headers: { 'X-Note\r\nX-Injected': '1' } },
+      { headers: { ':path': '/elsewhere' } },
+      { headers: { Host: 'example.com\r\nX-Injected: 1' } },
+      { origin: 'https://example.com\r\nX-Injected: 1' },
+    ];
+    for (const { variant, http2 } of transports) {
+      for (const options of bad) {
+        const outcome = await connect(s.url, { variant, http2, handshakeTimeout: 500, perMessageDeflate: false, ...options }).then(
+          (conn) => (conn.terminate(), 'connected'),
+          // (By name: Node's own TypeErrors come from another realm than the test's.)
+          (e: unknown) => ((e as Error).name === 'TypeError' ? 'TypeError' : String(e)),
+        );
+        expect([variant, http2, options, outcome]).toEqual([variant, http2, options, 'TypeError']);
+      }
+    }
+    for (const options of bad) expect(() => new WebSocket(s.url, options)).toThrow(TypeError);
+    expect(s.requests).toEqual([]);
+    // Tab, obs-text (latin1) and a number are values a header can carry.
+    await failure(s.url, { headers: { 'X-Note': 'a\tb \xe9', 'X-Count': 3 as unknown as string } });
+    expect(s.requests[0]).toMatch(/^X-Note: a\tb \xe9\r\nX-Count: 3$/m);
+  });
+
+  test("the handshake's own headers (Sec-WebSocket-Key, -Version, -Protocol, -Extensions, hybi-00's keys; any case) given in headers are a TypeError naming what to use, before anything is sent (they were replaced silently, sent in place of the handshake's over HTTP/2, or sent and failed the handshake); Upgrade and Connection are the handshake's, sent once, over hybi-00 too (they were sent twice)", async () => {
+    const s = await answering(refusing);
+    const own = ['Sec-WebSocket-Key', 'sec-websocket-version', 'SEC-WEBSOCKET-PROTOCOL', 'Sec-WebSocket-Extensions', 'Sec-WebSocket-Key1', 'Sec-WebSocket-Key2', 'Sec-WebSocket-Accept'];
+    for (const { variant, http2 } of transports) {
+      for (const name of own) {
+        const error = await connect(s.url, { variant, http2, handshakeTimeout: 500, headers: { [name]: 'x' } }).then(
+          (conn) => (conn.terminate(), undefined),
+          (e: unknown) => e,
+        );
+        expect([variant, http2, name, (error as Error | undefined)?.name]).toEqual([variant, http2, name, 'TypeError']);
+        expect((error as Error).message).toContain(name);
+      }
+    }
+    await expect(connect(s.url, { headers: { 'Sec-WebSocket-Protocol': 'chat' } })).rejects.toThrow(/use the protocols option/);
+    await expect(connect(s.url, { headers: { 'Sec-WebSocket-Extensions': 'permessage-deflate' } })).rejects.toThrow(/use the perMessageDeflate option/);
+    expect(() => new WebSocket(s.url, { headers: { 'Sec-WebSocket-Version': '8' } })).toThrow(TypeError);
+    expect(s.requests).toEqual([]);
+
+    // Upgrade and Connection (and an undefined value) are accepted, and the handshake's are sent, once.
+    const headers = { Upgrade: 'h2c', Connection: 'keep-alive', 'Sec-WebSocket-Key': undefined, 'X-Kept': 'yes' };
+    for (const variant of ['rfc6455', 'hybi00'] as const) {
+      await expect(connect(s.url, { variant, headers, perMessageDeflate: false })).rejects.toBeInstanceOf(HandshakeError);
+      const head = s.requests.at(-1)!;
+      expect([variant, head.match(/^upgrade:.*$/gim), head.match(/^connection:.*$/gim), head.match(/^x-kept:.*$/gim)]).toEqual([
+        variant,
+        [variant === 'hybi00' ? 'Upgrade: WebSocket' : 'Upgrade: websocket'],
+        ['Connection: Upgrade'],
+        ['X-Kept: yes'],
+      ]);
+    }
   });
 });
 

@@ -6,11 +6,11 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { Agent, createServer, request as httpRequest, type IncomingMessage } from 'node:http';
-import { connect as netConnect } from 'node:net';
+import { connect as netConnect, createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { WebSocket as WsClient, WebSocketServer as WsServer } from 'ws';
-import { connect, serve, WebSocket, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
+import { connect, HandshakeError, serve, WebSocket, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
 import { unixTarget } from '../../src/client-target.js';
 
 const FIXTURES = path.join(__dirname, '../../../../test/fixtures/tls');
@@ -45,6 +45,34 @@ async function roundTrip(conn: WebSocketConnection, text: string): Promise<unkno
   return conn.recv();
 }
 
+
+/**
+ * A TCP server that counts the connections it accepts. `othersBefore()` makes a connection of its
+ * own, as a barrier (loopback connections are accepted in the order their connect() calls were
+ * made), and resolves with the number of others accepted before it since the last call.
+ */
+async function connectionCounter(): Promise<{ port: number; othersBefore(): Promise<number>; close(): Promise<void> }> {
+  const accepted: number[] = [];
+  const server = createNetServer((socket) => {
+    accepted.push(socket.remotePort ?? 0);
+    socket.destroy();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    port,
+    async othersBefore() {
+      const probe = netConnect(port, '127.0.0.1');
+      await new Promise<void>((resolve) => probe.once('connect', resolve));
+      const own = probe.localPort;
+      await new Promise<void>((resolve) => probe.once('close', resolve));
+      const seen = accepted.splice(0);
+      expect(seen.at(-1)).toBe(own);
+      return seen.length - 1;
+    },
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
 
 /** A lookup function that resolves every name to 127.0.0.1 and records the names it is asked for. */
 function toLoopback(asked: string[]): NonNullable<Parameters<typeof connect>[1]>['lookup'] {
@@ -313,6 +341,54 @@ describe('client socket options', () => {
     expect(await roundTrip(conn, 'resolved')).toBe('resolved');
     expect(asked).toEqual(['localhost']);
     expect(seen[0]!.remote).toBe('127.0.0.2');
+  });
+
+  test('a handshake given up (signal, handshakeTimeout) while the name is still being looked up makes no connection afterwards, over HTTP/1.1, HTTP/2 and hybi-00 (over HTTP/2 the socket connected once the lookup came back)', async () => {
+    const tcp = await connectionCounter();
+    try {
+      for (const [scheme, variant, http2] of [['ws', 'rfc6455', false], ['ws', 'hybi00', false], ['ws', 'rfc6455', true], ['wss', 'rfc6455', true]] as const) {
+        for (const giveUp of ['signal', 'handshakeTimeout'] as const) {
+          // A lookup that answers only when told to: the name resolves after the handshake was given up.
+          let answer: (() => void) | undefined;
+          let asked!: () => void;
+          const lookingUp = new Promise<void>((resolve) => (asked = resolve));
+          const lookup = ((_host: string, options: { all?: boolean }, callback: (err: Error | null, address: unknown, family?: number) => void) => {
+            answer = () => (options.all ? callback(null, [{ address: '127.0.0.1', family: 4 }]) : callback(null, '127.0.0.1', 4));
+            asked();
+          }) as unknown as NonNullable<Parameters<typeof connect>[1]>['lookup'];
+          const abort = new AbortController();
+          const attempt = connect(`${scheme}://slow.invalid:${tcp.port}/`, {
+            variant, http2, lookup, tls: { ca: tls.cert },
+            ...(giveUp === 'signal' ? { signal: abort.signal } : { handshakeTimeout: 50 }),
+          }).catch((e: { code?: string }) => e.code);
+          await lookingUp;
+          abort.abort();
+          expect([scheme, variant, http2, giveUp, await attempt]).toEqual([scheme, variant, http2, giveUp, giveUp === 'signal' ? 'WS_CONNECT_FAILED' : 'WS_HANDSHAKE_TIMEOUT']);
+          answer!();
+          expect([scheme, variant, http2, giveUp, await tcp.othersBefore()]).toEqual([scheme, variant, http2, giveUp, 0]);
+        }
+      }
+    } finally {
+      await tcp.close();
+    }
+  });
+
+  test('a signal aborted already: no lookup and no connection, over HTTP/1.1 as over HTTP/2 and hybi-00 (over HTTP/1.1 the name was looked up and a connection made), and the error of an abort', async () => {
+    const tcp = await connectionCounter();
+    try {
+      for (const [variant, http2] of [['rfc6455', false], ['hybi00', false], ['rfc6455', true]] as const) {
+        for (const host of ['127.0.0.1', 'name.invalid']) {
+          const asked: string[] = [];
+          const reason = new Error('given up');
+          const error = await connect(`ws://${host}:${tcp.port}/`, { variant, http2, lookup: toLoopback(asked), signal: AbortSignal.abort(reason) }).catch((e: unknown) => e);
+          expect(error).toBeInstanceOf(HandshakeError);
+          const { code, cause } = error as HandshakeError & { cause: { name: string; cause: unknown } };
+          expect([variant, http2, host, code, cause.name, cause.cause, asked, await tcp.othersBefore()]).toEqual([variant, http2, host, 'WS_CONNECT_FAILED', 'AbortError', reason, [], 0]);
+        }
+      }
+    } finally {
+      await tcp.close();
+    }
   });
 
   test('a connection refused on a Unix socket that is not there is a HandshakeError, not a crash', async () => {
