@@ -282,6 +282,48 @@ test('a mapper given to the plugin registered under a prefix serves its paths an
   }
 }, 5000);
 
+test('under a prefix, with the router options that merge slashes and ignore case, upgrades the mapper does not serve are left to another listener, as an app route would be found', async () => {
+  for (const routerOptions of [{}, { caseSensitive: false, ignoreTrailingSlash: true, ignoreDuplicateSlashes: true }]) {
+    const app = Fastify({ routerOptions });
+    await app.register(
+      async (scope: FastifyInstance) => {
+        await scope.register(wsPlugin, { mapper: serviceMapper([{ path: '/ws/echo', handler: echoHandler }]) });
+        scope.get('/files/*', { websocket: true }, (conn) => void conn.send('files'));
+      },
+      { prefix: '/ws' },
+    );
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const other: string[] = [];
+    app.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      if (!req.url?.toLowerCase().includes('hmr')) return;
+      other.push(req.url);
+      void handleUpgrade(req, socket, head, (conn) => void conn.send('other'));
+    });
+    try {
+      const url = `ws://127.0.0.1:${port(app)}`;
+      // Each reaches the catch-all '/ws/*' in Fastify's router, which is no app route. (Before: the
+      // router's normalised path was compared with the request's as written, so all but the first
+      // were taken for an app route's: routed through Fastify too, whose 404 came after the other
+      // listener's 101.)
+      const paths = ['/ws/hmr', '/ws/hmr%2Fx', '/ws/hmr%20x'];
+      if (routerOptions.caseSensitive === false) paths.push('/WS/hmr', '/ws/hmr/', '//ws//hmr', '/Ws//HMR/');
+      for (const path of paths) {
+        const conn = await connect(`${url}${path}`);
+        expect(await conn.recv()).toBe('other');
+        await conn.close();
+        expect(conn.closeStatus).toBe(1000);
+      }
+      expect(other).toEqual(paths);
+      // An app route ending in a wildcard under the prefix is still this app's.
+      const files = await connect(`${url}/ws/files/a`);
+      expect(await files.recv()).toBe('files');
+      await files.close();
+    } finally {
+      await app.close();
+    }
+  }
+}, 5000);
+
 test('registering the plugin twice is an error of register()/ready(), not an uncaught exception', async () => {
   const uncaught: unknown[] = [];
   const onUncaught = (error: unknown): void => void uncaught.push(error);

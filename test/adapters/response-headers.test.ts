@@ -331,6 +331,36 @@ describe('Fastify + @fastify/cookie (a real Node process: see test/fixtures/fast
   });
 });
 
+describe('Fastify http2 + @fastify/cookie (a real Node process: test/fixtures/fastify-cookie-server.ts --http2)', () => {
+  let child: Child;
+  let host: string;
+  beforeAll(async () => {
+    child = spawnNode(['test/fixtures/fastify-cookie-server.ts', '--http2']);
+    const [, port] = await child.waitFor(/listening (\d+)/);
+    host = `127.0.0.1:${port!}`;
+  }, 30_000);
+  afterAll(() => killAll());
+
+  it("reply.setCookie()'s cookies arrive on the 200 of an extended CONNECT as on the 101, and sent back give the same session", async () => {
+    for (const http2 of [true, false]) {
+      const open = async (cookie?: string): Promise<{ body: Record<string, unknown>; headers: IncomingHttpHeaders }> => {
+        const conn = await connect(`wss://${host}/ws/hook`, { http2, tls: CLIENT_TLS, headers: cookie === undefined ? {} : { cookie } });
+        try {
+          expect(conn.transport.kind).toBe(http2 ? 'http2' : 'tls');
+          return { body: JSON.parse(String(await conn.recv())) as Record<string, unknown>, headers: conn.headers };
+        } finally {
+          await conn.close();
+        }
+      };
+      // (Before, over HTTP/2: only the beforeAccept hook's cookie came; @fastify/cookie's onSend hook never ran.)
+      const first = await open();
+      expect((first.headers['set-cookie'] ?? []).map((line) => line.split('=')[0]).sort()).toEqual(['hook', 'sid', 'theme']);
+      const second = await open(cookieHeader(first.headers['set-cookie']));
+      expect(second.body).toEqual({ id: first.body.id, views: 2 });
+    }
+  });
+});
+
 describe('Fastify reply headers in process (injectWS)', () => {
   it('headers set with reply.header in a hook arrive on the 101 of injectWS; a hook that refuses is unchanged', async () => {
     const app = Fastify();

@@ -155,3 +155,38 @@ test('Fastify http2: a service mapper given to the plugin serves extended CONNEC
     await closeSession(session);
   }
 });
+
+test("Fastify http2: headers an onSend hook sets (where @fastify/cookie writes reply.setCookie()'s cookies) arrive on the 200, as on the 101 over HTTP/1.1", async () => {
+  const instance = Fastify({ http2: true, https: { ...TLS, allowHTTP1: true } });
+  app = instance as unknown as FastifyInstance;
+  await instance.register(wsPlugin);
+  /** The status each reply was sent with (onSend runs for a WebSocket's reply too). */
+  const finished: number[] = [];
+  instance.addHook('onRequest', async (_request, reply) => void reply.header('x-request-id', 'abc123'));
+  // What @fastify/cookie's onSend hook does with the cookies of reply.setCookie().
+  instance.addHook('onSend', async (_request, reply, payload) => {
+    reply.header('set-cookie', ['sid=s1; Path=/; HttpOnly', 'theme=dark; Path=/']);
+    return payload;
+  });
+  instance.addHook('onSend', async (_request, reply, payload) => {
+    finished.push(reply.statusCode);
+    return payload;
+  });
+  instance.get('/ws', { websocket: true }, (conn) => void conn.send(conn.transport.kind));
+  await instance.listen({ port: 0, host: '127.0.0.1' });
+  const host = `127.0.0.1:${(instance.server.address() as AddressInfo).port}`;
+  for (const http2 of [true, false]) {
+    const conn = await connect(`wss://${host}/ws`, { http2, tls: CLIENT_TLS });
+    try {
+      expect(await conn.recv()).toBe(http2 ? 'http2' : 'tls');
+      // (Before, over HTTP/2: the reply was hijacked first, so no onSend hook ran and no cookie came.)
+      expect(conn.headers['set-cookie']).toEqual(['sid=s1; Path=/; HttpOnly', 'theme=dark; Path=/']);
+      expect(conn.headers['x-request-id']).toBe('abc123');
+      expect(conn.headers['content-type']).toBeUndefined();
+    } finally {
+      await conn.close();
+    }
+    expect(conn.closeStatus).toBe(1000);
+  }
+  expect(finished).toEqual([101, 101]);
+});

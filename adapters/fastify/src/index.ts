@@ -18,8 +18,9 @@
  * HTTP/2 (Fastify `http2: true`): the plugin turns on SETTINGS_ENABLE_CONNECT_PROTOCOL and listens
  * for the compatibility API's `connect` event. An extended CONNECT (`:protocol websocket`, RFC 8441)
  * takes the same road, routed as a GET so that it matches the `{ websocket: true }` route: hooks
- * that reply refuse it with their status, and the route's handler hijacks the reply and hands the
- * request to the core's `handleConnect` (200 on the stream). A CONNECT that reaches any other route
+ * that reply refuse it with their status, and the route's handler hands the request to the core's
+ * `handleConnect` (200 on the stream, with the headers of the reply, sent as over HTTP/1.1 into a
+ * response written nowhere; the reply is hijacked then). A CONNECT that reaches any other route
  * (or the not-found handler) gets 404 from an `onRequest` hook, since a 2xx would open the tunnel.
  *
  * A mapper given in the options is served by one catch-all route, `GET /*`, which every other
@@ -43,7 +44,7 @@ import type {
   RawServerDefault,
   RouteGenericInterface,
 } from 'fastify';
-import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { ServerResponse, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import { constants as h2, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -238,11 +239,28 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
     }
     pending.request = request;
     if (pending.kind === 'connect') {
-      reply.hijack();
       const raw = request.raw as unknown as Http2ServerRequest;
       (raw as { method: string }).method = 'CONNECT'; // it was routed as a GET; the core checks the real request
-      // The reply's headers go on the 200 (the stream's own response is the core's to write).
-      void handleConnect(raw, target, upgradeOptions, () => reply.getHeaders() as OutgoingHttpHeaders);
+      // The stream's own response is the core's to write (the 200). Once the core accepts, the reply
+      // is sent as a 101 into a response written nowhere, so that its onSend hooks run as over
+      // HTTP/1.1 (@fastify/cookie serializes reply.setCookie() there), and its headers go on the 200;
+      // the reply is hijacked then, or at once if the core refuses. (Fixed bug: the reply was
+      // hijacked first, so no onSend hook ran and @fastify/cookie's cookies never reached an HTTP/2
+      // client.)
+      const stream = reply.raw;
+      const headers = (): Promise<OutgoingHttpHeaders> => {
+        const sink = new ServerResponse(raw as unknown as IncomingMessage);
+        (reply as { raw: unknown }).raw = sink;
+        return completeUpgradeResponse(sink, () => reply.code(101).send())
+          .then(() => reply.getHeaders() as OutgoingHttpHeaders)
+          .finally(() => {
+            (reply as { raw: unknown }).raw = stream;
+            reply.hijack();
+          });
+      };
+      void handleConnect(raw, target, upgradeOptions, headers).then((conn) => {
+        if (conn === undefined && !reply.sent) reply.hijack();
+      });
       return;
     }
     pending.res.detachSocket(pending.socket as Socket);
@@ -260,6 +278,25 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
   const catchAllPrefix = app.prefix;
   const mapperClaims = (path: string): boolean => {
     return mapper !== undefined && mapper.claims(path);
+  };
+  /**
+   * Whether the route the router found for `path`, with `rest` as its wildcard, is the mapper's
+   * catch-all (`<prefix>/*`) rather than an app route ending in a wildcard (`/files/*`): the part of
+   * the path before `rest` is then the prefix. Compared as the router matched: decoded, without
+   * its slashes (`ignoreDuplicateSlashes`, `ignoreTrailingSlash` merge or drop some), in either case
+   * (`caseSensitive: false`; `rest` keeps the request's case), before a `;` too
+   * (`useSemicolonDelimiter`). (Fixed bug: compared as written, `/WS/other`, `/ws/other/`,
+   * `//ws//other` or `/ws/a%2Fb` under the prefix `/ws` were taken for an app route's, so those
+   * upgrades, which the mapper does not serve, were not left to another `upgrade` listener.)
+   */
+  const isCatchAll = (path: string, rest: string): boolean => {
+    const bare = (text: string): string => text.replace(/\/+/g, '');
+    const expected = bare(`${catchAllPrefix}/${rest}`);
+    const semicolon = path.indexOf(';');
+    return [path, semicolon < 0 ? path : path.slice(0, semicolon)].some((candidate) => {
+      const seen = bare(decodeURIComponent(candidate));
+      return seen === expected || seen.toLowerCase() === expected.toLowerCase();
+    });
   };
   /**
    * The GET route Fastify would route `req` to, with the constraints its built-in strategies derive
@@ -288,7 +325,7 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
       // taken for a route of the app, so every upgrade under the prefix was claimed, and one meant
       // for another `upgrade` listener got this app's 404 as well.)
       const keys = Object.keys(found.params ?? {});
-      return !(mapper && keys.length === 1 && keys[0] === '*' && `${catchAllPrefix}/${(found.params as Record<string, string>)['*']}` === decodeURI(path));
+      return !(mapper && keys.length === 1 && keys[0] === '*' && isCatchAll(path, (found.params as Record<string, string>)['*']!));
     } catch {
       return true; // a malformed path: let Fastify answer it (400)
     }

@@ -338,7 +338,8 @@ const upgradeListeners = new WeakMap<EventEmitter, Map<UpgradeListener, (req: In
  * pipelined before it are written: {@link afterEarlierResponses}). A request none claims goes to
  * the first instance (its app answers it, e.g. 404) when no other kind of listener is on the
  * server, and is left to that other listener otherwise; an upgrade to another protocol (h2c…) is
- * served as the plain request it is ({@link ignoreUpgrade}) under the same rule. (Fixed bug: each
+ * served as the plain request it is ({@link ignoreUpgrade}) under the same rule, and so is an
+ * `Upgrade: websocket` request whose method is not GET, when it is this instance's. (Fixed bug: each
  * instance took the others for foreign listeners, so an upgrade no instance claimed was never
  * answered and its socket stayed open, and one that two claimed ran through both apps.)
  */
@@ -363,6 +364,14 @@ export function listenForUpgrades(
     }
     const claimer = ours.find((listener) => instances.get(listener as UpgradeListener)?.(req));
     if (claimer ? claimer !== onUpgrade : !alone) return; // another instance's, or someone else's
+    if (req.method !== 'GET') {
+      // `Upgrade: websocket` on a POST, PUT, HEAD…: no WebSocket handshake (RFC 6455 §4.1), but an
+      // HTTP request for the app, served as the plain request it also is, body included, as the
+      // app would serve it without Upgrade. (Fixed bug: the app's route got it with its body
+      // unread, so a POST handler ran and answered 200 as if the body were empty.)
+      afterEarlierResponses(socket, () => ignoreUpgrade(server, req, socket, head), handshakeTimeout);
+      return;
+    }
     afterEarlierResponses(socket, () => run(req, socket, head), handshakeTimeout);
   };
   instances.set(onUpgrade, claims);
