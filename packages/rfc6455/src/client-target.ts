@@ -113,3 +113,39 @@ export function abortedHandshake(signal: AbortSignal): HandshakeError {
   const abort = Object.assign(new Error('The operation was aborted', { cause: signal.reason }), { name: 'AbortError', code: 'ABORT_ERR' });
   return new HandshakeError(`connection failed: ${abort.message}`, 0, { code: 'WS_CONNECT_FAILED', cause: abort });
 }
+
+/**
+ * Watches the response status lines coming on `socket` (read before Node's HTTP parser reads
+ * them: Node takes `RTSP/1.0 101` and `ICE/1.0 101` for `HTTP/1.0 101` and tells which by
+ * nothing). Interim 1xx responses other than 101 are skipped to the next status line; the
+ * watch ends at the first line whose protocol is not `HTTP/`, or at the final response's.
+ * Returns that line, if it is not HTTP, else undefined (read it once the response is in).
+ */
+export function watchStatusLine(socket: Readable): () => string | undefined {
+  let line = '';
+  let inStatus = true;
+  let notHttp: string | undefined;
+  const onData = (chunk: Buffer): void => {
+    for (let i = 0; i < chunk.length; i++) {
+      const byte = chunk[i]!;
+      if (byte !== 0x0a) {
+        // (Only the start of a line is needed: a long one is Node's parser's to refuse.)
+        if (byte !== 0x0d && line.length < 256) line += String.fromCharCode(byte);
+        continue;
+      }
+      const ended = line;
+      line = '';
+      if (inStatus) {
+        if (ended === '') continue; // blank lines before a status line, as Node's parser skips
+        if (!ended.startsWith('HTTP/')) notHttp = ended;
+        // A final response (or a non-HTTP one): nothing after its status line is ours to read.
+        if (notHttp !== undefined || !/^\S+ 1(?!01)\d\d(?: |$)/.test(ended)) return void socket.off('data', onData);
+        inStatus = false;
+      } else if (ended === '') {
+        inStatus = true; // the end of an interim response's head: another status line follows
+      }
+    }
+  };
+  socket.prependListener('data', onData);
+  return () => notHttp;
+}

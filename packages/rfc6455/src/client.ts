@@ -16,7 +16,7 @@ import { buildRequestHeaders, checkOfferedProtocols, generateKey, verifyResponse
 import { socketTransport } from './transport.js';
 import { connectHttp2 } from './http2.js';
 import { connectHybi00 } from './hybi00-upgrade.js';
-import { abortedHandshake, bareHostname, percentDecode, refusalBody, sniOption, socketOptions, unixTarget } from './client-target.js';
+import { abortedHandshake, bareHostname, percentDecode, refusalBody, sniOption, socketOptions, unixTarget, watchStatusLine } from './client-target.js';
 import type { ClientHttp2Session } from 'node:http2';
 
 /** Options of {@link connect}: the handshake, plus every connection option. */
@@ -165,6 +165,9 @@ function redirectTarget(redirect: Redirect, from: URL): URL {
   return next;
 }
 
+/** Node's HTTP parser's errors for a response's status line (its protocol, version, status code). */
+const STATUS_LINE_ERRORS = new Set(['HPE_INVALID_CONSTANT', 'HPE_INVALID_VERSION', 'HPE_INVALID_STATUS']);
+
 /**
  * One handshake. A 3xx with a Location resolves with it: at once when `follow` (its body is of no
  * use), else once its body is read, as for any refusal.
@@ -220,11 +223,26 @@ function attempt(target: URL, options: ConnectOptions, follow: boolean): Promise
     };
     request.on('error', (error: NodeJS.ErrnoException) => {
       if (error instanceof HandshakeError) return fail(error);
-      const code = error.code === 'HPE_HEADER_OVERFLOW' ? 'WS_RESPONSE_TOO_LARGE' : 'WS_CONNECT_FAILED';
-      fail(new HandshakeError(`${code === 'WS_RESPONSE_TOO_LARGE' ? 'response head too large' : 'connection failed'}: ${error.message}`, 0, { code, cause: error }));
+      // (A status line Node's parser refuses, `ICY 101` or `HTTP/2 101`, is a bad status line, as
+      // one it takes but is not HTTP: it was WS_CONNECT_FAILED.)
+      const code = error.code === 'HPE_HEADER_OVERFLOW' ? 'WS_RESPONSE_TOO_LARGE' : STATUS_LINE_ERRORS.has(error.code ?? '') ? 'WS_BAD_STATUS_LINE' : 'WS_CONNECT_FAILED';
+      const what = code === 'WS_RESPONSE_TOO_LARGE' ? 'response head too large' : code === 'WS_BAD_STATUS_LINE' ? 'not an HTTP response' : 'connection failed';
+      fail(new HandshakeError(`${what}: ${error.message}`, 0, { code, cause: error }));
     });
+    // A response that is not HTTP (`RTSP/1.0 101`, which Node takes for HTTP/1.0) fails, as in
+    // Chromium (ERR_INVALID_HTTP_RESPONSE), whatever its status (fixed bug: it was accepted).
+    let notHttp: () => string | undefined = () => undefined;
+    request.on('socket', (socket: Socket) => {
+      notHttp = watchStatusLine(socket);
+    });
+    const notHttpError = (res: IncomingMessage): HandshakeError | undefined => {
+      const line = notHttp();
+      return line === undefined ? undefined : new HandshakeError(`not an HTTP response: ${JSON.stringify(line)}`, 0, { code: 'WS_BAD_STATUS_LINE', headers: res.headers, statusLine: line });
+    };
     request.on('response', (res: IncomingMessage) => {
       res.on('error', () => undefined);
+      const invalid = notHttpError(res);
+      if (invalid) return fail(invalid);
       // Not a 101: a typed error carrying the response (3xx may be followed by the caller).
       const status = res.statusCode ?? 0;
       const error = new HandshakeError(`server answered ${status} ${res.statusMessage ?? ''}`.trimEnd(), status, {
@@ -275,6 +293,8 @@ function attempt(target: URL, options: ConnectOptions, follow: boolean): Promise
         return;
       }
       try {
+        const invalid = notHttpError(res);
+        if (invalid) throw invalid;
         const statusLine = statusLineOf(res);
         const verified = verifyResponse(statusLine, res.headers, {
           key,

@@ -7,7 +7,7 @@
  */
 import { resolve as resolvePath } from 'node:path';
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https';
+import { createServer as createHttpsServer, type Server as HttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https';
 import { createSecureServer, type Http2SecureServer, type Http2Session } from 'node:http2';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -69,23 +69,28 @@ export interface ServeOptions<State = unknown> extends UpgradeOptions<State> {
   tuneAllocator?: boolean;
 }
 
-/** A running server, as {@link serve} resolves it. */
-export interface WebSocketServer {
+/**
+ * A running server, as {@link serve} resolves it. `S` is the type of its `httpServer`: what
+ * serve()'s options make it when they say (an https.Server with `tls`, an Http2SecureServer with
+ * `http2: true` as well, an http.Server with neither), else either.
+ */
+export interface WebSocketServer<S extends HttpServer | Http2SecureServer = HttpServer | Http2SecureServer> {
   /**
-   * The underlying server, the one listening: an http(s).Server, or with `http2: true` the
+   * The underlying server, the one listening: an http.Server, an https.Server with `tls` (e.g.
+   * `setSecureContext()` to rotate certificates), or with `http2: true` the
    * Http2SecureServer. Over HTTP/1.1 its connection listener is serve()'s front: clean WebSocket
    * upgrade requests are parsed there and still arrive as this server's `upgrade` events (with a
    * real IncomingMessage); anything else is parsed by Node as usual (`request`, `clientError`,
    * keep-alive). `RFC6455_NO_FRONT=1` in the environment leaves every request to Node's parser.
    */
-  readonly httpServer: HttpServer | Http2SecureServer;
+  readonly httpServer: S;
   /** The port listened on (the one picked when `port` was 0); 0 on a Unix socket. */
   readonly port: number;
   /** The Unix socket listened on, when `path` was given. */
   readonly path?: string;
   /** The host given in the options (default '127.0.0.1'). */
   readonly host: string;
-  /** ws://host:port/ (or wss:); `ws+unix://<path>:/` on a Unix socket, each segment of the path percent-encoded. */
+  /** ws://host:port/ (or wss:; an IPv6 host in brackets, its zone written `%25`, RFC 6874); `ws+unix://<path>:/` on a Unix socket, each segment of the path percent-encoded. */
   readonly url: string;
   /** Open connections. */
   readonly connections: ReadonlySet<WebSocketConnection>;
@@ -99,6 +104,19 @@ export interface WebSocketServer {
    * away), waits for their closing handshakes (each bounded by closeTimeout), then resolves.
    */
   close(code?: number, reason?: string): Promise<void>;
+}
+
+/**
+ * The `server.url` of a server listening on a TCP `address`: an IPv6 address in brackets, its zone
+ * (`fe80::1%eth0`, a link-local address) written `%25eth0` as RFC 6874 writes it (fixed bug: the
+ * bare `%` made a URL no URI parser takes). (No WHATWG URL takes a zone, so neither does
+ * `connect()`: a zone names an interface of this host only.)
+ */
+export function listeningUrl(scheme: string, address: Pick<AddressInfo, 'address' | 'family' | 'port'>): string {
+  if (address.family !== 'IPv6') return `${scheme}://${address.address}:${address.port}/`;
+  const zone = address.address.indexOf('%');
+  const host = zone < 0 ? address.address : `${address.address.slice(0, zone)}%25${encodeURIComponent(address.address.slice(zone + 1))}`;
+  return `${scheme}://[${host}]:${address.port}/`;
 }
 
 /** Answers a plain HTTP request: this endpoint only speaks WebSocket (RFC 6455 §4.2.2, RFC 9110 §15.5.22). */
@@ -116,10 +134,18 @@ function upgradeRequired(_req: IncomingMessage, res: ServerResponse): void {
   res.end(body);
 }
 
+/** Starts a wss: server over HTTP/1.1 and HTTP/2: its `httpServer` is an Http2SecureServer. */
+export function serve<State = unknown>(options: ServeOptions<State> & { tls: HttpsServerOptions; http2: true }, target: UpgradeTarget<State>): Promise<WebSocketServer<Http2SecureServer>>;
+/** Starts a wss: server: its `httpServer` is an https.Server. */
+export function serve<State = unknown>(options: ServeOptions<State> & { tls: HttpsServerOptions; http2?: false }, target: UpgradeTarget<State>): Promise<WebSocketServer<HttpsServer>>;
+/** Starts a ws: server: its `httpServer` is an http.Server. */
+export function serve<State = unknown>(options: ServeOptions<State> & { tls?: undefined; http2?: false }, target: UpgradeTarget<State>): Promise<WebSocketServer<HttpServer>>;
 /**
  * Starts a WebSocket server. `target` is a handler `(conn, req, context) => …` or a service mapper.
- * Resolves once listening.
+ * Resolves once listening. (Options whose type says whether they hold `tls` and `http2: true`
+ * give a server whose `httpServer` has the type it has: see {@link WebSocketServer}.)
  */
+export function serve<State = unknown>(options: ServeOptions<State>, target: UpgradeTarget<State>): Promise<WebSocketServer>;
 export async function serve<State = unknown>(options: ServeOptions<State>, target: UpgradeTarget<State>): Promise<WebSocketServer> {
   checkUpgradeOptions('serve()', options);
   checkServeOptions(options);
@@ -358,7 +384,7 @@ export async function serve<State = unknown>(options: ServeOptions<State>, targe
   } else {
     const address = httpServer.address() as AddressInfo;
     port = address.port;
-    url = `${scheme}://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${port}/`;
+    url = listeningUrl(scheme, address);
   }
   let closed: Promise<void> | undefined;
   return {

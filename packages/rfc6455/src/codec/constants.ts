@@ -90,9 +90,13 @@ export const Defaults = {
   streamFragmentSize: 65536,
 } as const;
 
-/** True for opcodes 0x8-0xF (RFC 6455 §5.5). */
+/**
+ * True for the control opcodes, the integers 0x8-0xF (RFC 6455 §5.5; 0xB-0xF are reserved ones);
+ * false for 0x0-0x7 and for anything that is not a 4-bit opcode (fixed bug: it tested bit 3
+ * alone, so 0x18, -8 and 8.5 were control opcodes).
+ */
 export function isControlOpcode(opcode: number): boolean {
-  return (opcode & 0x8) !== 0;
+  return Number.isInteger(opcode) && opcode >= 0x8 && opcode <= 0xf;
 }
 
 /**

@@ -48,6 +48,32 @@ describe('client verifies the 101 response', () => {
     conn.terminate();
   });
 
+  test('a response that is not HTTP (RTSP/1.0 101, ICE/1.0 101, ICY 101, whatever its status) fails with WS_BAD_STATUS_LINE, as in Chromium (it was taken for HTTP/1.0 101: Node parses RTSP/ and ICE/)', async () => {
+    const cases: Array<[string, string | undefined]> = [
+      ['RTSP/1.0 101 Switching Protocols', 'RTSP/1.0 101 Switching Protocols'],
+      ['ICE/1.0 101 Switching Protocols', 'ICE/1.0 101 Switching Protocols'],
+      ['HTTP/1.1 100 Continue\r\nX: y\r\n\r\nRTSP/1.0 101 Switching Protocols', 'RTSP/1.0 101 Switching Protocols'],
+      ['RTSP/1.0 302 Found\r\nLocation: /elsewhere', 'RTSP/1.0 302 Found'],
+      // Refused by Node's parser (it was WS_CONNECT_FAILED, "connection failed: Parse Error").
+      ['ICY 101 Switching Protocols', undefined],
+      ['HTTP/2 101 Switching Protocols', undefined],
+    ];
+    for (const [first, statusLine] of cases) {
+      const s = await answering((head) => switching(head).replace('HTTP/1.1 101 Switching Protocols', first));
+      const error = await failure(s.url, { followRedirects: true });
+      expect([first, error.code, error.status, error.statusLine]).toEqual([first, 'WS_BAD_STATUS_LINE', 0, statusLine]);
+      expect(s.requests).toHaveLength(1);
+    }
+    // Any HTTP version is taken, as Chromium and ws take it; interim responses before the 101 too.
+    for (const first of ['HTTP/1.0 101 Switching Protocols', 'HTTP/2.0 101 Switching Protocols', 'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 101 Switching Protocols']) {
+      const s = await rawServer((head, socket) => socket.write(`${switching(head).replace('HTTP/1.1 101 Switching Protocols', first)}\x81\x02hi`, 'latin1'));
+      servers.push(s);
+      const conn = await connect(s.url, { perMessageDeflate: false });
+      expect([first, await conn.recv()]).toEqual([first, 'hi']);
+      conn.terminate();
+    }
+  });
+
   test('a wrong Sec-WebSocket-Accept fails with WS_BAD_ACCEPT', async () => {
     const s = await answering((head) => switching(head, [], acceptKey('dGhlIHNhbXBsZSBub25jZQ==')));
     const error = await failure(s.url);

@@ -4,6 +4,7 @@
  */
 import { COPY_THRESHOLD, encodeFrame, headerSize, unmaskedHeader } from '../../src/codec/frame-writer.js';
 import { decodeFrames, hex } from '../helpers/frames.js';
+import { isControlOpcode } from '../../src/codec/constants.js';
 
 describe('encodeFrame', () => {
   test('writes the RFC 6455 §5.7 unmasked and masked "Hello" frames', () => {
@@ -131,6 +132,12 @@ describe('encodeFrame', () => {
     }
     // A short key would have left bytes of uninitialized memory in the frame as the rest of the key.
     for (const length of [8, 300, 1000]) refuse(1, Buffer.alloc(length, 0x61), { mask: true, maskKey: Uint8Array.of(1, 2) }, /maskKey has 2 bytes; a masking key has 4/);
+  });
+
+  test('isControlOpcode is true for the integers 8-15 alone, as encodeFrame takes opcodes (it tested bit 3: 0x18, -8, 8.5 were control opcodes)', () => {
+    const control = [8, 9, 10, 0xb, 0xf];
+    const not = [0, 1, 2, 3, 7, 0x10, 0x18, 0x88, -8, -1, 8.5, 9.99, NaN, Infinity, -Infinity];
+    expect([...control, ...not].filter(isControlOpcode)).toEqual(control);
   });
 
   test('leaves a large unmasked payload as a second buffer (no copy)', () => {
