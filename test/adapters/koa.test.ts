@@ -193,6 +193,25 @@ describe('@rfc6455/koa specifics', () => {
     }
   });
 
+  it('close() with a code or reason a close frame cannot carry rejects with a RangeError and changes nothing (it refused new upgrades, left every connection open and resolved)', async () => {
+    const own = await start();
+    try {
+      const conn = await connect(own.url + '/echo');
+      await expect(own.ws.close(1005)).rejects.toThrow(RangeError);
+      await expect(own.ws.close(4000, 'x'.repeat(124))).rejects.toThrow(RangeError);
+      // Still open, and still accepting.
+      await conn.send('still here');
+      expect(await conn.recv()).toBe('still here');
+      const later = await connect(own.url + '/echo');
+      await own.ws.close(4000, 'bye');
+      expect(await conn.recv()).toBe(EOF);
+      expect(await later.recv()).toBe(EOF);
+      expect([conn.closeStatus, conn.closeReason, later.closeStatus]).toEqual([4000, 'bye', 4000]);
+    } finally {
+      await own.close();
+    }
+  });
+
   it('the connection ends when the server shuts down', async () => {
     const own = await start();
     try {

@@ -39,6 +39,7 @@ import {
   type UpgradeOptions,
   type WebSocketConnection,
 } from 'rfc6455';
+import { encodeClosePayload } from 'rfc6455/codec';
 
 /** What `res.locals` holds; handlers receive it as `state`. */
 export type Locals = Record<string, unknown>;
@@ -94,7 +95,10 @@ export interface ExpressWebSocket {
   claims(path: string): boolean;
   /** Open connections. */
   readonly connections: ReadonlySet<WebSocketConnection>;
-  /** Closes every open connection (default 1001 going away) and resolves once all are closed. */
+  /**
+   * Closes every open connection (default 1001 going away) and resolves once all are closed. A
+   * code or reason a close frame cannot carry rejects with a `RangeError` and does nothing.
+   */
   close(code?: number, reason?: string): Promise<void>;
 }
 
@@ -215,6 +219,9 @@ export function websocket(options: ExpressWebSocketOptions = {}): ExpressWebSock
     claims,
     connections,
     async close(code = CloseCode.GoingAway, reason = 'server shutting down') {
+      // Checked before anything is stopped, as conn.close() checks them (fixed bug: each close()
+      // rejected, unheard: close(1005) refused new upgrades and left every connection open).
+      encodeClosePayload(code ?? undefined, reason);
       closing = true;
       await Promise.all([...connections].map((conn) => conn.close(code, reason).catch(noop)));
     },

@@ -39,6 +39,7 @@ import {
   type UpgradeOptions,
   type WebSocketConnection,
 } from 'rfc6455';
+import { encodeClosePayload } from 'rfc6455/codec';
 
 /** `ctx.state`, which handlers receive as `state`. */
 export type KoaState = Koa.DefaultState;
@@ -78,7 +79,10 @@ export interface KoaWebSocketMiddleware extends Middleware {
   attach(server: Server | HttpsServer, app: Koa): () => void;
   /** Open connections. */
   readonly connections: ReadonlySet<WebSocketConnection>;
-  /** Closes every open connection (default 1001 going away) and resolves once all are closed. */
+  /**
+   * Closes every open connection (default 1001 going away) and resolves once all are closed. A
+   * code or reason a close frame cannot carry rejects with a `RangeError` and does nothing.
+   */
   close(code?: number, reason?: string): Promise<void>;
 }
 
@@ -257,6 +261,9 @@ export function websocket(mapperOrOptions: ServiceMapper<KoaState> | ServiceMapp
     return listenForUpgrades(server, claim, run, options.handshakeTimeout);
   };
   middleware.close = async (code = CloseCode.GoingAway, reason = 'server shutting down') => {
+    // Checked before anything is stopped, as conn.close() checks them (fixed bug: each close()
+    // rejected, unheard: close(1005) refused new upgrades and left every connection open).
+    encodeClosePayload(code ?? undefined, reason);
     closing = true;
     await Promise.all([...connections].map((conn) => conn.close(code, reason).catch(noop)));
   };

@@ -1354,8 +1354,15 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
    * when the bytes were handed to the transport, after waiting for `drain` if the outgoing buffer
    * is over `writeHighWaterMark`. Rejects (never unhandled) with ConnectionClosedError after close.
    * A {@link PreparedMessage} goes as it was prepared (`options.binary` does not apply to it).
+   * Options that are not an object (a callback, as `ws` takes) reject with a TypeError, unsent.
    */
   send(data: SendData | PreparedMessage, options?: SendOptions): Promise<void> {
+    // (Fixed bug: `ws`'s `send(data, callback)` sent the message and never called the callback,
+    // so code that went on from it hung without a word.)
+    if (options != null && typeof options !== 'object') {
+      const what = typeof options === 'function' ? 'a callback: await the promise it returns' : `a ${typeof options}`;
+      return rejected(new TypeError(`send(data, options): options is an object ({ binary, compress }), not ${what}`));
+    }
     if (this.behindStream()) {
       if ((this.flags & CLOSE_WAITING) !== 0) return rejected(this.closingError());
       // Behind a sendStream(): in turn, and what is sent after it waits for it in turn (fixed bug:

@@ -11,6 +11,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer, type Ser
 import { createSecureServer, type Http2SecureServer, type Http2Session } from 'node:http2';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { encodeClosePayload } from './codec/close.js';
 import { CloseCode, Defaults } from './codec/constants.js';
 import type { WebSocketConnection } from './connection.js';
 import { broadcast, type BroadcastOptions, type PreparedMessage, type SendData } from './prepared.js';
@@ -102,6 +103,8 @@ export interface WebSocketServer<S extends HttpServer | Http2SecureServer = Http
   /**
    * Graceful shutdown: stops accepting, closes every connection with `code` (default 1001 going
    * away), waits for their closing handshakes (each bounded by closeTimeout), then resolves.
+   * A code or reason a close frame cannot carry (as `conn.close()` refuses them) rejects with a
+   * `RangeError` and does nothing.
    */
   close(code?: number, reason?: string): Promise<void>;
 }
@@ -396,6 +399,16 @@ export async function serve<State = unknown>(options: ServeOptions<State>, targe
     connections,
     broadcast: (data, broadcastOptions) => broadcast(connections, data, broadcastOptions),
     close(code = CloseCode.GoingAway, reason = 'server shutting down') {
+      // Checked before anything is stopped, as conn.close() checks them (fixed bug: each
+      // connection's close() rejected, unheard, so close(1005) or a reason over 123 bytes stopped
+      // the listener, left every connection open, and never resolved while one stayed open).
+      if (closed === undefined) {
+        try {
+          encodeClosePayload(code ?? undefined, reason);
+        } catch (error) {
+          return Promise.reject(error);
+        }
+      }
       closed ??= (async () => {
         closing = true;
         const stopped = new Promise<void>((resolve) => httpServer.close(() => resolve()));

@@ -191,8 +191,15 @@ export function checkClose(code: number | null, reason: string): void {
   if (Buffer.byteLength(reason) > 123) throw new DOMException('the close reason is longer than 123 bytes of UTF-8', 'SyntaxError');
 }
 
-/** A copy of the bytes of an ArrayBuffer (of any realm, or a SharedArrayBuffer) or a view, as the standard sends them. @internal */
+/**
+ * A copy of the bytes of an ArrayBuffer (of any realm, or a SharedArrayBuffer) or a view, as the
+ * standard sends them: none for a detached buffer (WebIDL's "get a copy of the bytes" gives the
+ * empty byte sequence, and browsers send an empty message; fixed bug: a TypeError was thrown, as
+ * a view cannot be made over a detached buffer). @internal
+ */
 export function copyBytes(data: ArrayBufferLike | ArrayBufferView): Buffer {
+  // (A detached buffer's byteLength is 0; a DataView's own byteLength throws then.)
+  if ((ArrayBuffer.isView(data) ? data.buffer : data).byteLength === 0) return Buffer.alloc(0);
   return Buffer.from(ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : new Uint8Array(data));
 }
 
@@ -392,7 +399,8 @@ export class WebSocket extends EventTarget {
     // (isArrayBuffer: an ArrayBuffer of any realm; `instanceof` missed one from a vm context or
     // a test runner's, and sent it as the text '[object ArrayBuffer]'.)
     else if (isArrayBuffer(data) || ArrayBuffer.isView(data)) item = copyBytes(data);
-    else item = String(data);
+    // (WebIDL's USVString conversion: a Symbol is a TypeError; it was sent as 'Symbol(…)'.)
+    else item = idlString(data);
     const size = typeof item === 'string' ? Buffer.byteLength(item) : item instanceof Blob ? item.size : item.length;
     // Once closing (ours or the server's close frame), nothing more is sent.
     if (this.#readyState !== OPEN || this.#conn!.readyState !== 'open') {

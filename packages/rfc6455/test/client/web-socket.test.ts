@@ -120,6 +120,25 @@ describe('send()', () => {
     await next(ws, 'close');
     expect(await recorded[0]).toEqual(['undefined', 1000, '']);
   });
+
+  test('a detached ArrayBuffer, or a view over one, is an empty binary message, as WebIDL copies it (it threw a TypeError); a Symbol is a TypeError (it went as the text "Symbol(s)")', async () => {
+    recorded.length = 0;
+    const ws = new WebSocket(`${server.url}record`);
+    await next(ws, 'open');
+    const buffer = new Uint8Array([1, 2, 3, 4]).buffer;
+    const view = new Uint8Array(buffer, 1, 2);
+    const dataView = new DataView(buffer, 1);
+    structuredClone(buffer, { transfer: [buffer] });
+    expect(buffer.byteLength).toBe(0);
+    ws.send(buffer);
+    ws.send(view);
+    ws.send(dataView);
+    expect(() => ws.send(Symbol('s') as unknown as string)).toThrow(TypeError);
+    ws.send('last');
+    ws.close(1000);
+    await next(ws, 'close');
+    expect(await recorded[0]).toEqual([[], [], [], 'last', 1000, '']);
+  });
 });
 
 describe('on… attributes', () => {

@@ -211,6 +211,17 @@ describe('payload sizes round-trip', () => {
     expect(await client.recv()).toBe('still open');
   });
 
+  test("ws's send(data, callback) rejects with a TypeError and sends nothing (it sent, and the callback was never called); so do options that are no object", async () => {
+    let called = false;
+    const callback = (): void => void (called = true);
+    await expect(Reflect.apply(client.send, client, ['with a callback', callback])).rejects.toThrow(/callback: await the promise/);
+    await expect(Reflect.apply(client.send, client, ['with true', true])).rejects.toThrow(TypeError);
+    expect(called).toBe(false);
+    // Nothing of them went out: the next message received is the next one sent.
+    await client.send('next', undefined);
+    expect(await client.recv()).toBe('next');
+  });
+
   test('every kind of bytes: views with offsets, other typed arrays, a DataView, a SharedArrayBuffer (also in the type), empty ones', async () => {
     const base = Buffer.from('0123456789');
     const shared = new SharedArrayBuffer(4);

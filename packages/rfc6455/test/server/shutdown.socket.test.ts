@@ -83,3 +83,23 @@ describe('close() and upgrades under way', () => {
     await closed;
   });
 });
+
+describe('close(code, reason)', () => {
+  test('a code or reason a close frame cannot carry rejects with a RangeError and changes nothing (it stopped listening, left every connection open and never resolved)', async () => {
+    const server = await serve({}, async (conn) => {
+      for await (const message of conn) await conn.send(message);
+    });
+    const conn = await connect(server.url);
+    await expect(server.close(1005)).rejects.toThrow(RangeError);
+    await expect(server.close(4000, 'é'.repeat(62))).rejects.toThrow(RangeError);
+    await expect(server.close(1000.5)).rejects.toThrow(RangeError);
+    // Still open, and still accepting.
+    await conn.send('still here');
+    expect(await conn.recv()).toBe('still here');
+    const later = await connect(server.url);
+    await server.close(4000, 'bye');
+    expect(await conn.recv()).toBe(EOF);
+    expect(await later.recv()).toBe(EOF);
+    expect([conn.closeStatus, conn.closeReason, later.closeStatus]).toEqual([4000, 'bye', 4000]);
+  });
+});
