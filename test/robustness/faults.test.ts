@@ -252,6 +252,44 @@ describe('handler failures', () => {
     await serverStillEchoes(server.url);
   });
 
+  test("a recvStream() stream's data listener that throws: close 1011, onError gets the error, the rest of the read is parsed", async () => {
+    const errors: unknown[] = [];
+    const conns: WebSocketConnection[] = [];
+    const server = await startServer({ perMessageDeflate: false, closeTimeout: 60_000, onError: (e) => errors.push(e) }, async (conn) => {
+      if (conn.path !== '/stream') {
+        for await (const m of conn) await conn.send(m);
+        return;
+      }
+      conns.push(conn);
+      const stream = await conn.recvStream();
+      if (stream === EOF) return;
+      stream.on('data', (chunk: Buffer) => {
+        if (chunk.toString() === 'bbbbb') throw new Error('data listener exploded');
+      });
+      await conn.send('reading');
+    });
+    const raw = await RawClient.connect(server.port, { path: '/stream' });
+    raw.send({ opcode: 1, fin: false, payload: 'aaaaa' });
+    expect((await raw.readFrame())?.payload.toString()).toBe('reading');
+    // The stream flows now: the next piece is emitted to its listener as it is parsed. The rest of
+    // the message and a close frame in the same read.
+    raw.write(
+      Buffer.concat([
+        frame({ opcode: 0, fin: false, mask: true, payload: 'bbbbb' }),
+        frame({ opcode: 0, mask: true, payload: 'ccccc' }),
+        frame({ opcode: 8, mask: true, payload: Buffer.from([0x03, 0xe8]) }),
+      ]),
+    );
+    // (Before: the exception escaped from the socket's read, and the process ended; the close
+    // frame after it waited in the parser for the peer's next bytes.)
+    expect((await raw.readClose())?.code).toBe(1011);
+    await conns[0]!.whenClosed;
+    expect(conns[0]!.closeStatus).toBe(1000);
+    expect((errors[0] as Error | undefined)?.message).toBe('data listener exploded');
+    raw.destroy();
+    await serverStillEchoes(server.url);
+  });
+
   test('client side: a message listener that throws closes with 1011 and reaches the error event', async () => {
     const server = await startServer({ perMessageDeflate: false }, async (conn) => {
       for await (const m of conn) await conn.send(m);

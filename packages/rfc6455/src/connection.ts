@@ -1206,7 +1206,17 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     // Once close() was called, the socket is read on to the peer's close frame (see closeNow): a
     // full stream no longer pauses it (fixed bug: close() with an unread stream whose message was
     // still arriving stalled until closeTimeout, and ended 1006 however promptly the peer answered).
-    if (data.length > 0 && !incoming.destroyed && !incoming.push(data) && this.engine?.state === 'open') this.pauseReading();
+    let full = false;
+    try {
+      full = data.length > 0 && !incoming.destroyed && !incoming.push(data);
+    } catch (error) {
+      // A `data` listener of the stream threw (push() emits 'data' at once to a flowing stream):
+      // a handler failure, as a throwing `message` listener is (fixed bug: the exception left the
+      // frame parser in the middle of the read, whose rest, the peer's close frame included,
+      // waited for the peer's next bytes; and, uncaught, it ended a server's process).
+      this.onListenerError(error);
+    }
+    if (full && this.engine?.state === 'open') this.pauseReading();
     if (last) {
       if (!incoming.destroyed) incoming.push(null);
       this.incoming = undefined;
@@ -1494,8 +1504,11 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
       noteTraffic(message.data.length);
       if (!this.proto.sendPrepared(message, compress, undefined)) this.checkQueued();
       return true;
-    } catch {
-      return false;
+    } catch (error) {
+      // A refusal (closing, a fragmented message under way) skips the connection; anything else
+      // is an exception thrown by an `error` listener, for broadcast() to rethrow.
+      if (error instanceof ConnectionClosedError || (error instanceof WebSocketError && error.code === 'WS_SEND_IN_PROGRESS')) return false;
+      throw error;
     }
   }
 
@@ -1804,8 +1817,19 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     // No server seam (a client): close 1011, and keep the error loud if nobody listens for it.
     if (!this.closedFlag) this.close(CloseCode.InternalError).catch(noop);
     const err = error instanceof Error ? error : new Error(String(error));
-    if (this.listenerCount('error') > 0) this.emit('error', err);
-    else queueMicrotask(() => {
+    if (this.listenerCount('error') > 0) {
+      // An `error` listener that throws too: its exception is thrown after the read being parsed,
+      // as one nobody listens for is (fixed bug: it left the frame parser in the middle of the
+      // read, the rest of which was lost; the next read was parsed from inside a frame, and the
+      // connection failed with a bogus 1002 "RSV2 and RSV3 must be clear" blamed on the peer).
+      try {
+        this.emit('error', err);
+      } catch (thrown) {
+        queueMicrotask(() => {
+          throw thrown;
+        });
+      }
+    } else queueMicrotask(() => {
       throw err;
     });
   }
@@ -1966,7 +1990,16 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   /** @internal */
   handleError(error: Error): void {
     if (!this.errorValue) this.errorValue = error;
-    this.emitError(error);
+    try {
+      this.emitError(error);
+    } catch (thrown) {
+      // An `error` listener threw: a destroyed stream emits its 'error' and its 'close' from one
+      // callback, which the exception left, so no 'close' comes (a socket's comes on its own).
+      // The connection closes here, as it would have then (fixed bug: an HTTP/2 WebSocket reset
+      // by its peer stayed open for good, in server.connections, and server.close() never resolved).
+      if (this.stream.destroyed) this.handleClose();
+      throw thrown;
+    }
   }
 
   /** @internal */

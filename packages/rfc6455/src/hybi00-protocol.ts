@@ -93,8 +93,12 @@ export class Hybi00Protocol implements ProtocolEngine {
     this.stateValue = 'closed';
     this.closeCodeValue = error.closeCode;
     this.closeReasonValue = error.message;
-    this.handler.onFail(error);
-    this.handler.onEnd();
+    // The transport ends even when an `error` listener throws (see Protocol.fail).
+    try {
+      this.handler.onFail(error);
+    } finally {
+      this.handler.onEnd();
+    }
   }
 
   private writeClose(): void {

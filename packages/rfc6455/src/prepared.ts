@@ -52,6 +52,15 @@ export class Wire {
 }
 
 /**
+ * Rethrows the exceptions `error` listeners threw while a loop over connections went on: one as
+ * it was thrown, several as an AggregateError holding them in order. @internal
+ */
+export function throwCollected(errors: readonly unknown[], during: string): never {
+  if (errors.length === 1) throw errors[0];
+  throw new AggregateError(errors, `${errors.length} 'error' listeners threw during ${during}`);
+}
+
+/**
  * A message's compressed payload under one zlib setting, made once for every connection that has
  * that setting; connections whose turn comes before it is ready wait for it. @internal
  */
@@ -75,7 +84,20 @@ export class SharedPayload {
     else this.wire = new Wire(this.opcode, result!, true);
     const waiters = this.#waiters;
     this.#waiters = undefined;
-    if (waiters !== undefined) for (const waiter of waiters) waiter();
+    if (waiters === undefined) return;
+    // Every waiting connection gets its turn, even after one whose write threw (an `error`
+    // listener throwing at maxBufferedAmount); the exception is rethrown after them (fixed bug:
+    // the loop stopped there, and the connections after it never sent the message, nor anything
+    // queued behind it).
+    let thrown: unknown[] | undefined;
+    for (const waiter of waiters) {
+      try {
+        waiter();
+      } catch (error) {
+        (thrown ??= []).push(error);
+      }
+    }
+    if (thrown !== undefined) throwCollected(thrown, 'a shared compression');
   }
 }
 
@@ -178,7 +200,9 @@ export function prepareMessage(data: SendData, options?: PrepareOptions): Prepar
  * to each connection in order with what it sends otherwise, as `send()` would, without a promise
  * per connection. Connections that are closing or closed are skipped, as are hybi-00 connections
  * for a binary message (hybi-00 carries text only). It does not wait for slow readers: each
- * connection's `maxBufferedAmount` still applies.
+ * connection's `maxBufferedAmount` still applies. An `error` listener that throws (its connection
+ * crossed that cap) does not stop the loop: the exception is thrown once every connection was
+ * offered the message (several in an AggregateError).
  */
 export function broadcast(
   connections: Iterable<WebSocketConnection>,
@@ -188,6 +212,18 @@ export function broadcast(
   const message = data instanceof PreparedMessage ? data : prepareMessage(data, options);
   const compress = options?.compress ?? true;
   let sent = 0;
-  for (const conn of connections) if (conn.offer(message, compress)) sent++;
+  let thrown: unknown[] | undefined;
+  for (const conn of connections) {
+    // An exception thrown by a connection's `error` listener (it crossed maxBufferedAmount, and
+    // was aborted) does not stop the loop: every other connection is offered the message, then
+    // the exception is rethrown, as emit() would have thrown it (fixed bug: it was swallowed, and
+    // the connection counted as skipped).
+    try {
+      if (conn.offer(message, compress)) sent++;
+    } catch (error) {
+      (thrown ??= []).push(error);
+    }
+  }
+  if (thrown !== undefined) throwCollected(thrown, 'broadcast()');
   return sent;
 }

@@ -798,8 +798,14 @@ export class Protocol implements FrameSink, ProtocolEngine {
     rare.closeReason = error.message;
     this.setState(CLOSED);
     this.dropQueue();
-    this.handler.onFail(error);
-    this.handler.onEnd();
+    // The transport ends even when an `error` listener throws (fixed bug: the exception skipped
+    // onEnd, and a server never closed TCP nor armed its close timer: a peer that did not close
+    // its side held the connection for good, in server.connections, with no close event).
+    try {
+      this.handler.onFail(error);
+    } finally {
+      this.handler.onEnd();
+    }
   }
 
   /** FrameSink: called by the frame parser. @internal */
@@ -1047,8 +1053,14 @@ export class Protocol implements FrameSink, ProtocolEngine {
   /** Takes the first queued frame off the queue and writes it with `data`, its payload (compressed or not). */
   private sendQueued(rare: RareFields, frame: QueuedFrame, data: Buffer): void {
     this.shiftQueue(rare);
-    this.writeFrame(frame.opcode, data, frame.fin, frame.rsv1);
-    frame.callback?.();
+    // Its sender is told even when the write crossed maxBufferedAmount and an `error` listener
+    // threw (fixed bug: the frame, already off the queue, was neither reported written nor dropped,
+    // and its send() or sendStream() never settled).
+    try {
+      this.writeFrame(frame.opcode, data, frame.fin, frame.rsv1);
+    } finally {
+      frame.callback?.();
+    }
   }
 
   /** The first queued frame could not be compressed: its sender is told, and the connection fails (1011). */

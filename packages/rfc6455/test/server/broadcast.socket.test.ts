@@ -260,16 +260,63 @@ describe('broadcast() and prepared messages', () => {
       throw new Error('a listener that throws');
     });
     const message = prepareMessage(Buffer.alloc(10 * 1024, 1));
-    const counts: number[] = [];
+    const counts: Array<number | string> = [];
     // One synchronous burst: the socket holds it until the code is done, so the cap is crossed here.
-    for (let i = 0; i < 100; i++) counts.push(broadcast([conn], message));
+    for (let i = 0; i < 100; i++) {
+      try {
+        counts.push(broadcast([conn], message));
+      } catch (error) {
+        counts.push((error as Error).message);
+      }
+    }
     // The 7th message crossed the cap; the listener's exception did not stop the abort (before: no
-    // abort, an error per later message, and the socket kept every message: 1 MB against 64 KiB).
+    // abort, an error per later message, and the socket kept every message: 1 MB against 64 KiB),
+    // and broadcast() threw it, as emit() would.
     expect(errors).toEqual(['WS_SEND_BUFFER_FULL']);
-    expect(counts.slice(0, 6)).toEqual([1, 1, 1, 1, 1, 1]);
+    expect(counts.slice(0, 7)).toEqual([1, 1, 1, 1, 1, 1, 'a listener that throws']);
     expect(counts.slice(7).every((n) => n === 0)).toBe(true);
     await conn.whenClosed;
     expect(conn.closeStatus).toBe(1008);
+  });
+
+  test("an 'error' listener that throws stops no broadcast: every other connection gets the message, then broadcast() throws", async () => {
+    await start({ perMessageDeflate: false, maxBufferedAmount: 64 * 1024 });
+    const clients = await open(4);
+    const thrown = [new Error('listener of 1 threw'), new Error('listener of 3 threw')];
+    const codes: string[] = [];
+    for (const [index, thrownError] of [[1, thrown[0]!], [3, thrown[1]!]] as const) {
+      conns[index]!.on('error', (error) => {
+        codes.push(`${index}: ${(error as { code?: string }).code}`);
+        throw thrownError;
+      });
+    }
+    // Connections 1 and 3 hold 60 KiB (held until this code is done): the message crosses their cap.
+    void conns[1]!.send(Buffer.alloc(60 * 1024)).catch(() => undefined);
+    void conns[3]!.send(Buffer.alloc(60 * 1024)).catch(() => undefined);
+    const message = prepareMessage(Buffer.alloc(10 * 1024, 7));
+    // Before: both exceptions were swallowed (broadcast() returned 2, as if they had been skipped).
+    let caught: unknown;
+    try {
+      broadcast(conns, message);
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught).toBeInstanceOf(AggregateError);
+    expect((caught as AggregateError).errors).toEqual(thrown);
+    expect(codes).toEqual(['1: WS_SEND_BUFFER_FULL', '3: WS_SEND_BUFFER_FULL']);
+    await Promise.all([conns[1]!.whenClosed, conns[3]!.whenClosed]);
+    expect([conns[1]!.closeStatus, conns[3]!.closeStatus]).toEqual([1008, 1008]);
+    await until(() => clients[0]!.messages.length === 1 && clients[2]!.messages.length === 1, 'the message on 0 and 2');
+    expect(clients[0]!.messages[0]!.data).toEqual(message.data);
+    expect(clients[2]!.messages[0]!.data).toEqual(message.data);
+    // One exception alone is rethrown as it was thrown.
+    const single = new Error('alone');
+    conns[0]!.on('error', () => {
+      throw single;
+    });
+    void conns[0]!.send(Buffer.alloc(60 * 1024)).catch(() => undefined);
+    expect(() => broadcast(conns, message)).toThrow(single);
+    await until(() => clients[2]!.messages.length === 2, 'the second message on 2');
   });
 
   test('server_no_context_takeover: one compression per zlib setting, shared by every connection that has it', async () => {
