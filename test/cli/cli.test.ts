@@ -69,6 +69,9 @@ describe('usage', () => {
     [['serve', '--port', '0x50']],
     // A subprotocol no client can offer (not an HTTP token; not a list either).
     [['serve', '--port', '0', '--protocol', 'chat.v1,chat.v2']],
+    // --unix listens instead of a port and host (serve() refuses both): neither is dropped silently.
+    [['serve', '--unix', '/tmp/rfc6455-cli-never.sock', '--port', '9000']],
+    [['serve', '--unix', '/tmp/rfc6455-cli-never.sock', '--host', '0.0.0.0']],
   ])('usage error %j exits 2', async (args) => {
     const child = cli(args);
     expect(await child.exited).toBe(2);

@@ -26,6 +26,13 @@ function checkNumber(where: string, name: string, value: unknown, bound: Bound):
   }
 }
 
+/** A set option that must be a boolean: `'false'` (an environment variable) is truthy, and was taken as on. */
+function checkBoolean(where: string, name: string, value: unknown): void {
+  if (value !== undefined && typeof value !== 'boolean') {
+    throw new TypeError(`${where}: ${name} must be true or false, not ${typeof value === 'string' ? JSON.stringify(value) : typeof value}`);
+  }
+}
+
 function checkInteger(where: string, name: string, value: unknown, min: number, max: number): void {
   if (!numberType(where, name, value)) return;
   if (!Number.isInteger(value) || value < min || value > max) throw new RangeError(`${where}: ${name} must be an integer from ${min} to ${max}, not ${value}`);
@@ -83,6 +90,7 @@ export function checkConnectionOptions(where: string, options: ConnectionOptions
   checkNumber(where, 'compressThreshold', options.compressThreshold, 'nonNegative');
   const text = options.textMessages;
   if (text !== undefined && text !== 'string' && text !== 'buffer') throw new TypeError(`${where}: textMessages must be 'string' or 'buffer', not ${String(text)}`);
+  checkBoolean(where, 'directReads', options.directReads);
 }
 
 /** `perMessageDeflate` when it is an object of options. */
@@ -91,6 +99,8 @@ export function checkDeflateOptions(where: string, deflate: boolean | PerMessage
   if (typeof deflate !== 'object' || deflate === null) throw new TypeError(`${where}: perMessageDeflate must be a boolean or an object of options`);
   const name = (key: string): string => `perMessageDeflate.${key}`;
   checkNotWs(where, deflate, WS_DEFLATE_OPTIONS, 'perMessageDeflate.');
+  checkBoolean(where, name('serverNoContextTakeover'), deflate.serverNoContextTakeover);
+  checkBoolean(where, name('clientNoContextTakeover'), deflate.clientNoContextTakeover);
   checkInteger(where, name('serverMaxWindowBits'), deflate.serverMaxWindowBits, 8, 15);
   checkInteger(where, name('clientMaxWindowBits'), deflate.clientMaxWindowBits, 8, 15);
   checkInteger(where, name('level'), deflate.level, -1, 9);
@@ -103,7 +113,8 @@ export function checkDeflateOptions(where: string, deflate: boolean | PerMessage
 const checked = new WeakSet<object>();
 
 /**
- * Checks the numeric options (limits, timeouts, permessage-deflate parameters) of
+ * Checks the numeric options (limits, timeouts, permessage-deflate parameters), `origins` and
+ * `protocols` (an array of strings or a function) and the boolean switches of
  * `handleUpgrade()` options as `serve()` and `handleUpgrade()` do, throwing at once for a
  * wrong one rather than failing every upgrade later. Framework adapters call it when they are
  * set up; call it where your own code builds options for `handleUpgrade()`. An object that passed
@@ -112,11 +123,32 @@ const checked = new WeakSet<object>();
  * @throws TypeError for a value of the wrong type, RangeError for one out of range (see
  * docs/limits-and-security.md).
  */
-export function checkUpgradeOptions(where: string, options: Pick<UpgradeOptions, keyof ConnectionOptions | 'handshakeTimeout' | 'perMessageDeflate'>): void {
+export function checkUpgradeOptions(
+  where: string,
+  options: Pick<UpgradeOptions, keyof ConnectionOptions | 'handshakeTimeout' | 'perMessageDeflate' | 'origins' | 'protocols' | 'hybi00'>,
+): void {
   if (checked.has(options)) return;
   checkNotWs(where, options, WS_SERVER_OPTIONS);
   checkHandshakeOptions(where, options);
+  checkChoices(where, 'origins', options.origins, 'origin');
+  // (false: none, as a protocols() function may answer.)
+  if ((options.protocols as unknown) !== false) checkChoices(where, 'protocols', options.protocols, 'subprotocol');
+  checkBoolean(where, 'hybi00', options.hybi00);
   checked.add(options);
+}
+
+/**
+ * `origins` and `protocols`: a list of strings, or a function. Fixed bug: a string was taken as
+ * the list, and its `includes()` matched any part of it, so `origins: 'https://app.example.com'`
+ * let `https://app.example.co` (and `https://a`) in, and `protocols: 'chat.v2'` chose a client's
+ * `v2`; a Set failed every upgrade with 500.
+ */
+function checkChoices(where: string, name: string, value: unknown, item: string): void {
+  if (value === undefined || typeof value === 'function') return;
+  if (!Array.isArray(value) || !value.every((entry) => typeof entry === 'string')) {
+    const what = typeof value === 'string' ? `a string (${JSON.stringify(value)}: write [${JSON.stringify(value)}])` : value === null ? 'null' : Array.isArray(value) ? 'an array with a value that is not a string' : typeof value === 'object' ? `a ${value.constructor?.name ?? 'object'} (use an array)` : typeof value;
+    throw new TypeError(`${where}: ${name} must be an array of ${item} strings or a function, not ${what}`);
+  }
 }
 
 /** The connection options, handshakeTimeout and perMessageDeflate, every time. */
@@ -127,7 +159,7 @@ function checkHandshakeOptions(where: string, options: Pick<UpgradeOptions, keyo
 }
 
 /** serve()'s own limits, and where it listens. */
-export function checkServeOptions(options: { maxConnections?: number; maxConnectionsPerIp?: number; path?: string; port?: number; host?: string }): void {
+export function checkServeOptions(options: { maxConnections?: number; maxConnectionsPerIp?: number; path?: string; port?: number; host?: string; http2?: boolean; tuneAllocator?: boolean }): void {
   // ws's `path` is the URL path to accept: `{ port: 8080, path: '/ws' }` made a Unix domain socket
   // at /ws and left the port unused (fixed bug).
   if (options.path !== undefined && (options.port !== undefined || options.host !== undefined)) {
@@ -137,6 +169,8 @@ export function checkServeOptions(options: { maxConnections?: number; maxConnect
   }
   checkNumber('serve()', 'maxConnections', options.maxConnections, 'nonNegative');
   checkNumber('serve()', 'maxConnectionsPerIp', options.maxConnectionsPerIp, 'nonNegative');
+  checkBoolean('serve()', 'http2', options.http2);
+  checkBoolean('serve()', 'tuneAllocator', options.tuneAllocator);
 }
 
 /**
@@ -196,4 +230,11 @@ export function checkClientOptions(options: Pick<ConnectOptions, Exclude<keyof C
   checkRequestHeaders('connect()', options.headers, options.origin);
   const follow = options.followRedirects;
   if (follow !== undefined && typeof follow !== 'boolean') checkInteger('connect()', 'followRedirects', follow, 0, Number.MAX_SAFE_INTEGER);
+  // (Fixed bug: `variant: 'hybi-00'` spoke RFC 6455, and `http2: 'false'` HTTP/2.)
+  const variant = options.variant;
+  if (variant !== undefined && variant !== 'rfc6455' && variant !== 'hybi00') throw new TypeError(`connect(): variant must be 'rfc6455' or 'hybi00', not ${String(variant)}`);
+  const http2 = options.http2 as unknown;
+  if (http2 !== undefined && typeof http2 !== 'boolean' && (typeof http2 !== 'object' || http2 === null)) {
+    throw new TypeError(`connect(): http2 must be true, false or a ClientHttp2Session, not ${typeof http2 === 'string' ? JSON.stringify(http2) : http2 === null ? 'null' : typeof http2}`);
+  }
 }

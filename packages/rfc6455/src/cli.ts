@@ -3,7 +3,7 @@
  * The `rfc6455` command: a WebSocket client like wscat, and a quick echo/log server.
  *
  *   rfc6455 connect URL [--protocol P]... [--header 'K: V']... [--origin O] [--no-deflate] [--wait MS]
- *   rfc6455 serve [--port N] [--host H | --unix PATH] [--echo] [--broadcast] [--protocol P]...
+ *   rfc6455 serve [--port N] [--host H] | [--unix PATH] [--echo] [--broadcast] [--protocol P]...
  *   rfc6455 --help | --version | help [connect|serve]
  *
  * Exit codes: 0 success; 1 connection error (refused, handshake failed) or an abnormal or error
@@ -88,7 +88,8 @@ connections"). Plain HTTP requests get 426. SIGINT/SIGTERM (or stdout's reader g
 Options:
   -p, --port N       port (default 8081; 0 picks a free one; the URL is printed)
       --host H       address to bind (default 127.0.0.1; 0.0.0.0 for every interface)
-      --unix PATH    listen on a Unix domain socket instead (URL ws+unix://PATH:/)
+      --unix PATH    listen on a Unix domain socket instead (URL ws+unix://PATH:/;
+                     not with --port or --host)
   -e, --echo         echo messages back (text as text, binary as binary)
   -b, --broadcast    relay every message to every other open connection
       --protocol P   accept subprotocol P when offered (repeatable)
@@ -331,8 +332,8 @@ async function runConnect(args: string[]): Promise<number> {
 
 async function runServe(args: string[]): Promise<number> {
   const { values } = parse(args, {
-    port: { type: 'string', short: 'p', default: '8081' },
-    host: { type: 'string', default: '127.0.0.1' },
+    port: { type: 'string', short: 'p' },
+    host: { type: 'string' },
     unix: { type: 'string' },
     echo: { type: 'boolean', short: 'e' },
     broadcast: { type: 'boolean', short: 'b' },
@@ -343,10 +344,16 @@ async function runServe(args: string[]): Promise<number> {
     process.stdout.write(SERVE_HELP);
     return EXIT_OK;
   }
+  // --unix listens instead of a port and host, as serve() refuses `path` with either (fixed bug:
+  // `--port 9000 --unix PATH` listened on the socket alone, the port silently dropped).
+  if (values.unix !== undefined && (values.port !== undefined || values.host !== undefined)) {
+    fail(`--unix listens on a Unix domain socket instead of a port: give it without ${values.port !== undefined ? '--port' : '--host'}`);
+  }
+  const portText = values.port ?? '8081';
   // Digits only: Number() reads '' and ' ' as 0 (a free port, fixed bug: `--port "$PORT"` with
   // PORT unset listened on a random port) and takes '1e3' and '0x50'.
-  const port = /^\d{1,5}$/.test(values.port) ? Number(values.port) : NaN;
-  if (!(port <= 65535)) fail(`bad --port ${JSON.stringify(values.port)}`);
+  const port = /^\d{1,5}$/.test(portText) ? Number(portText) : NaN;
+  if (!(port <= 65535)) fail(`bad --port ${JSON.stringify(portText)}`);
   // A subprotocol that is not an HTTP token can never be offered (`--protocol a,b` is not a list):
   // a usage error, as it is for connect (fixed bug: accepted, and never chosen).
   for (const protocol of values.protocol ?? []) if (!isToken(protocol)) fail(`bad --protocol ${JSON.stringify(protocol)}: not an HTTP token (repeat --protocol for several)`);
@@ -366,7 +373,7 @@ async function runServe(args: string[]): Promise<number> {
   try {
     server = await serve(
       // A Unix domain socket instead of port and host (serve() refuses both).
-      { ...(values.unix !== undefined ? { path: values.unix } : { port, host: values.host }), ...(values.protocol ? { protocols: values.protocol } : {}) },
+      { ...(values.unix !== undefined ? { path: values.unix } : { port, host: values.host ?? '127.0.0.1' }), ...(values.protocol ? { protocols: values.protocol } : {}) },
       async (conn, req) => {
         const id = ++counter;
         const log = (line: string): void => void process.stdout.write(`[${id}] ${line}\n`);

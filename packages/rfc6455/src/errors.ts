@@ -8,7 +8,7 @@
  * ├── MessageTooBigError               closeCode 1009
  * ├── HandshakeError                   status: HTTP status to answer / that was received
  * ├── ConnectionClosedError            the connection is closed; closeCode/closeReason as recorded
- * ├── TimeoutError                     a handshake, close or keepalive timer ran out
+ * ├── TimeoutError                     the keepalive timer ran out (a handshake's: HandshakeError)
  * ├── UnsupportedError                 the feature is not available on this connection (e.g. hybi-00 binary)
  * └── BackpressureError                an outgoing buffer limit was reached
  * ```
@@ -106,7 +106,13 @@ export class ConnectionClosedError extends WebSocketError {
   }
 }
 
-/** A handshake, close, idle or keepalive timer ran out. */
+/**
+ * A peer left a keepalive ping unanswered (`WS_KEEPALIVE_TIMEOUT`, in `conn.error` once the
+ * connection is aborted). A handshake that times out is a {@link HandshakeError}
+ * (`WS_HANDSHAKE_TIMEOUT`); a close timeout aborts (1006) and an idle timeout closes (1001) without
+ * an error. Not what `recv({ signal: AbortSignal.timeout(ms) })` rejects with: that is the
+ * signal's reason, a `DOMException` whose `name` is `'TimeoutError'`.
+ */
 export class TimeoutError extends WebSocketError {
   constructor(message: string, code = 'WS_TIMEOUT') {
     super(code, message);

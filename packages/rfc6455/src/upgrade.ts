@@ -41,7 +41,11 @@ export interface UpgradeInfo {
 
 /** A refusal of the upgrade: answered as this HTTP response (never a 101). */
 export interface UpgradeRejection {
-  /** HTTP status to answer, e.g. 401, 403. */
+  /**
+   * HTTP status to answer, e.g. 401, 403: an integer from 300 to 599. Another (a 101, or a 2xx,
+   * which over HTTP/2 is the acceptance) fails the hook: the request is answered 500 and the error
+   * goes to `onError`.
+   */
   status: number;
   /** Extra response headers. */
   headers?: OutgoingHttpHeaders;
@@ -595,7 +599,17 @@ export function negotiate<State>(
   }
 
   const finish = (result: BeforeAcceptResult<State>): Negotiated<State> | { reject: UpgradeRejection } => {
-    if (result && result.reject) return { reject: result.reject };
+    if (result && result.reject) {
+      // RFC 6455 §4.2.2: a refusal is an HTTP error code (or a 3xx, which a client may follow).
+      // A 101 went out as a 101 without the handshake, and a 2xx over HTTP/2 opened the tunnel
+      // the hook meant to refuse (fixed bug): such a status is the hook's failure, answered 500.
+      const status: unknown = result.reject.status;
+      if (!(Number.isInteger(status) && (status as number) >= 300 && (status as number) <= 599)) {
+        const Failure = typeof status === 'number' ? RangeError : TypeError;
+        throw new Failure(`beforeAccept refused with status ${String(status)}: a refusal needs a status from 300 to 599 (a 101, or a 2xx over HTTP/2, would answer as an acceptance)`);
+      }
+      return { reject: result.reject };
+    }
     const headers = result ? headerList(result.headers) : [];
     const state = (result ? result.state : undefined) as State;
 

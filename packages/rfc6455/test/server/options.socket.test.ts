@@ -6,6 +6,9 @@
 import { createServer, type Server } from 'node:http';
 import { createServer as createHttp2Server } from 'node:http2';
 import type { AddressInfo } from 'node:net';
+import { PassThrough } from 'node:stream';
+import { WebSocket as WsClient } from 'ws';
+import { websocket as expressWebSocket } from '@rfc6455/express';
 import { attachHttp2, connect, handleUpgrade, serve, WebSocket, WebSocketStream, type ServeOptions, type WebSocketServer } from 'rfc6455';
 
 const servers: WebSocketServer[] = [];
@@ -118,6 +121,70 @@ describe('numeric options out of range are refused where they are given', () => 
       http.closeAllConnections();
       await new Promise((resolve) => http.close(resolve));
     }
+  });
+});
+
+describe('lists and switches of the wrong type are refused where they are given', () => {
+  /** The status a `ws` client with this Origin gets from the server (101 when let in). */
+  function statusFor(url: string, origin: string): Promise<number> {
+    const ws = new WsClient(url, { origin });
+    return new Promise<number>((resolve) => {
+      ws.on('upgrade', () => resolve(101));
+      ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+      ws.on('error', () => resolve(0));
+    }).finally(() => ws.terminate());
+  }
+
+  test("serve({ origins: 'https://app.example.com' }) (a string) throws a TypeError: it matched any part of the string, and let https://app.example.co in", async () => {
+    const outcome = await serveOutcome({ origins: 'https://app.example.com' as unknown as string[] });
+    expect(outcome).toBeInstanceOf(TypeError);
+    expect((outcome as Error).message).toMatch(/origins must be an array/);
+    // The list form allows that origin alone.
+    const server = await echoServer({ origins: ['https://app.example.com'] });
+    expect(await statusFor(server.url, 'https://app.example.co')).toBe(403);
+    expect(await statusFor(server.url, 'https://app.example.com')).toBe(101);
+  });
+
+  test.each([
+    ['origins', new Set(['https://app.example.com'])],
+    ['origins', [1]],
+    ['origins', null],
+    ['protocols', 'chat.v2'],
+    ['hybi00', 'false'],
+    ['directReads', 'false'],
+    ['tuneAllocator', 0],
+    ['http2', 'false'],
+    ['perMessageDeflate', { serverNoContextTakeover: 'false' }],
+  ])('serve({ %s: %p }) throws a TypeError', async (name, value) => {
+    const outcome = await serveOutcome({ [name]: value } as unknown as ServeOptions);
+    expect(outcome).toBeInstanceOf(TypeError);
+    expect((outcome as Error).message).toContain(name);
+  });
+
+  test('handleUpgrade() and the adapters check them too; a list, a function, false for protocols and booleans still listen', async () => {
+    const socket = new PassThrough();
+    expect(() => handleUpgrade({} as never, socket, Buffer.alloc(0), () => undefined, { protocols: 'chat' as unknown as string[] })).toThrow(/protocols must be an array/);
+    socket.destroy();
+    expect(() => expressWebSocket({ origins: 'https://a.example' as unknown as string[] })).toThrow(/origins/);
+    const outcome = await serveOutcome({
+      origins: (origin) => origin === 'https://a.example',
+      protocols: ['chat'],
+      hybi00: false,
+      directReads: true,
+      tuneAllocator: false,
+      http2: false,
+    });
+    expect(outcome).toBe('listened');
+    expect(await serveOutcome({ origins: [], protocols: false as unknown as string[] })).toBe('listened');
+  });
+
+  test("connect() rejects before connecting for variant: 'hybi-00', http2: 'false' and directReads: 'no'", async () => {
+    const server = await echoServer();
+    await expect(connect(server.url, { variant: 'hybi-00' as 'hybi00' })).rejects.toThrow(/variant/);
+    await expect(connect(server.url, { http2: 'false' as unknown as boolean })).rejects.toThrow(TypeError);
+    await expect(connect(server.url, { directReads: 'no' as unknown as boolean })).rejects.toThrow(TypeError);
+    expect(() => new WebSocket(server.url, { directReads: 'no' as unknown as boolean })).toThrow(TypeError);
+    expect(server.connections.size).toBe(0);
   });
 });
 
