@@ -85,6 +85,48 @@ describe('Chromium', () => {
       await page.close();
     }
   });
+
+  test('Chromium decodes compressed messages from live sources (each chunk sent as it came, then an empty final fragment), and the context after them', async () => {
+    const page = await browser.newPage();
+    try {
+      await page.goto(s.url.replace(/^ws:/, 'http:'));
+      const count = 5;
+      const run = page.evaluate(
+        ([url, n]) =>
+          new Promise<Array<string | number[]>>((done, fail) => {
+            const ws = new WebSocket(url);
+            ws.binaryType = 'arraybuffer';
+            const got: Array<string | number[]> = [];
+            ws.onmessage = (e: { data: string | ArrayBuffer }) => {
+              // (Binary as its length and a checksum: the page hands back JSON.)
+              got.push(typeof e.data === 'string' ? e.data : [e.data.byteLength, new Uint8Array(e.data).reduce((a, b) => (a * 31 + b) % 1_000_003, 0)]);
+              if (got.length === n) ws.close(1000, 'done');
+            };
+            ws.onerror = () => fail(new Error('websocket error'));
+            ws.onclose = () => done(got);
+          }),
+        [s.url, count] as const,
+      );
+      const server = await s.nth(0);
+      expect(server.extensions).toMatch(/^permessage-deflate/);
+      async function* live<T>(chunks: T[]): AsyncGenerator<T> {
+        for (const chunk of chunks) yield await Promise.resolve(chunk);
+      }
+      const text = compressibleText(100 * 1024, 5);
+      const bytes = Buffer.from(Array.from({ length: 70_000 }, (_, i) => (i % 100) * 3));
+      await server.sendStream(live(['héllo ', Buffer.from('€').subarray(0, 2), Buffer.from('€').subarray(2), ' ✓']), { binary: false });
+      await server.sendStream(live([text.slice(0, 40_000), text.slice(40_000)]), { binary: false, fragmentSize: 16_384 });
+      await server.sendStream(live([bytes]));
+      await server.sendStream(live<Buffer>([]));
+      await server.send(text);
+      const checksum = bytes.reduce((a, b) => (a * 31 + b) % 1_000_003, 0);
+      expect(await run).toEqual(['héllo € ✓', text, [bytes.length, checksum], [0, 0], text]);
+      await server.whenClosed;
+      expect(server.closeStatus).toBe(1000);
+    } finally {
+      await page.close();
+    }
+  });
 });
 
 interface PythonResult {

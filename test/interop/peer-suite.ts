@@ -156,6 +156,14 @@ export async function overOurMaxMessageSize(open: (target: EchoServer) => Promis
 }
 
 /** The tests every peer's client passes the same way against our echo server. */
+/**
+ * The chunks from an async generator, as a live feed gives them: sendStream() sends each as it
+ * comes and cannot know the last one is the last, so the message ends with an empty final fragment.
+ */
+async function* live<T>(chunks: T[]): AsyncGenerator<T> {
+  for (const chunk of chunks) yield await Promise.resolve(chunk);
+}
+
 export function peerClientTests(p: PeerClientSuite): void {
   pipelineTest(() => p.open());
 
@@ -167,6 +175,11 @@ export function peerClientTests(p: PeerClientSuite): void {
     const bytes = bytesOf(3 * 1024 * 1024, 1);
     await peer.side.conn.sendStream([bytes.subarray(0, 12345), bytes.subarray(12345)], { fragmentSize: 65536 });
     expect(asBinary(await peer.messages.next()).equals(bytes)).toBe(true);
+    // A live source: chunks as they come (a surrogate pair cut between two), an empty final fragment.
+    await peer.side.conn.sendStream(live([text.slice(0, 4004), text.slice(4004)]), { binary: false, fragmentSize: 1000 });
+    expect(asText(await peer.messages.next()) === text).toBe(true);
+    await peer.side.conn.sendStream(live([bytes.subarray(0, 10)]));
+    expect(asBinary(await peer.messages.next()).equals(bytes.subarray(0, 10))).toBe(true);
   });
 
   test(`${p.name} pings with a payload: our side sees it, its pong event has the payload`, async () => {
@@ -288,6 +301,11 @@ export function ourClientTests(p: PeerServerSuite): void {
     const bytes = bytesOf(2 * 1024 * 1024 + 1, 4);
     await conn.sendStream([bytes]);
     expect(((await recv(conn)) as Buffer).equals(bytes)).toBe(true);
+    // A live source: chunks as they come (a surrogate pair cut between two), an empty final fragment.
+    await conn.sendStream(live([text.slice(0, 4004), text.slice(4004)]), { binary: false, fragmentSize: 1000 });
+    expect(await recv(conn)).toBe(text);
+    await conn.sendStream(live([bytes.subarray(0, 10)]));
+    expect(((await recv(conn)) as Buffer).equals(bytes.subarray(0, 10))).toBe(true);
   });
 
   test('pings both ways with payloads: each side sees the ping, the pinging side its pong', async () => {

@@ -141,7 +141,11 @@ describe.each(TRANSPORTS)('random operations over %s', (_name, serverTransport, 
         ]);
         clearTimeout(timedOut);
         for (const timer of timers) clearInterval(timer);
-        if (!closed) problems.push(`round ${round}: server.close() did not resolve within 10 s`);
+        if (!closed) {
+          // What each connection still open was doing, so that a failure says where it hung.
+          const open = [...server.connections].map((c) => `${c.readyState} buffered=${c.bufferedAmount} closed=${c.closed} kind=${c.transport.kind}`);
+          problems.push(`round ${round}: server.close() did not resolve within 10 s (client: ${kind}; open: ${open.join('; ') || 'none'})`);
+        }
       }
       await sleep(100);
     } finally {

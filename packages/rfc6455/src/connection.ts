@@ -8,6 +8,7 @@ import { isUtf8 } from 'node:buffer';
 import { EventEmitter } from 'node:events';
 import type { IncomingHttpHeaders } from 'node:http';
 import { Readable } from 'node:stream';
+import { isAnyArrayBuffer } from 'node:util/types';
 import { CloseCode, Defaults, Opcode } from './codec/constants.js';
 import { encodeClosePayload } from './codec/close.js';
 import { targetPath } from './handshake/http.js';
@@ -1514,16 +1515,24 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
 
   /**
    * Sends one message in fragments from a stream or (async) iterable of chunks, without buffering
-   * it whole; waits for `drain` between fragments. Other sends wait until it is done. Rejects with
+   * it whole; waits for `drain` between fragments. Other sends wait until it is done. An async
+   * source's chunks go out as they come, and an empty final fragment ends the message once the
+   * source ends; a synchronous source's (an array's) last fragment ends it, as does that of a
+   * string or bytes given whole (one chunk, cut at `fragmentSize`). Rejects with
    * ConnectionClosedError as soon as the connection closes, and then lets the source go (a Node
    * stream is destroyed).
    */
-  sendStream(source: AsyncIterable<SendData> | Iterable<SendData>, options: SendStreamOptions = {}): Promise<void> {
+  sendStream(data: AsyncIterable<SendData> | Iterable<SendData> | SendData, options: SendStreamOptions = {}): Promise<void> {
     if ((this.flags & HYBI00) !== 0) return rejected(new UnsupportedError('hybi-00 cannot fragment', 'WS_HYBI00_NO_FRAGMENTS'));
     const limit = options.fragmentSize ?? Defaults.streamFragmentSize;
     // (0 or a negative size sent empty fragments without end; NaN sent an empty message.)
     if (!(limit >= 1)) return rejected(new RangeError(`sendStream(): fragmentSize must be at least 1, not ${limit}`));
     if ((this.flags & CLOSE_WAITING) !== 0 && this.behindStream()) return rejected(this.closingError());
+    // A string or bytes given whole is one chunk. (Fixed bug: a string was iterated a character at
+    // a time, a fragment per character, and a long one went past the peer's maxFragments, 1009;
+    // bytes were iterated as numbers, and refused.)
+    const source: AsyncIterable<SendData> | Iterable<SendData> =
+      typeof data === 'string' || ArrayBuffer.isView(data) || isAnyArrayBuffer(data) ? [data] : (data as AsyncIterable<SendData> | Iterable<SendData>);
     const run = async (): Promise<void> => {
       // Its turn came after a close() was sent: nothing of the source is taken. (A close() behind
       // this stream, made after it was called, waits for it: CLOSE_WAITING is not checked here.)
@@ -1536,6 +1545,15 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
       // A high surrogate that ended a string chunk, kept for the low one that starts the next: a
       // string cut at any index (`text.slice()`) keeps its characters (each half was sent as U+FFFD).
       let surrogate = '';
+      // The source's end can be known without waiting for it only when it is synchronous (an
+      // array, a sync generator): the next chunk is then taken at once, and the last fragment of
+      // the last chunk carries FIN, as it always did. An async source (a Node stream, an async
+      // generator: a live feed) may wait any time for its next chunk, so each chunk goes out as it
+      // arrives and the end is an empty final fragment (fixed bug: each chunk's last fragment was
+      // held until the next chunk came, so a peer reading the message as it arrives saw every
+      // chunk one step late, and the last chunk before a pause only when the pause ended).
+      const live = typeof (source as AsyncIterable<SendData>)[Symbol.asyncIterator] === 'function';
+      // (Sync sources) the last fragment so far, which goes out once the next one is known.
       let held: Buffer | undefined;
       // A fragment of the message has gone out (and its last one has not).
       let started = false;
@@ -1557,6 +1575,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
           if (held) await flush(false);
           held = bytes.subarray(at, Math.min(bytes.length, at + limit));
         }
+        if (live && held) await flush(false);
       };
       // The source is read until the connection closes: a source that waits then (a live feed, a
       // stalled pipe) is given up and destroyed, as pipeline() destroys its source when the

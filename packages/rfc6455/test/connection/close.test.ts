@@ -380,8 +380,8 @@ describe('close timeout', () => {
   test('close() behind a sendStream() whose source stalls is bounded by closeTimeout (it never resolved: server.close() hung)', async () => {
     const raw = await RawClient.connect(server.port);
     const conn = await lastServerConn();
-    // A source that gives two chunks and then nothing, ever (a live feed gone quiet): the first
-    // goes out as a fragment, the second is held for the fragment after it.
+    // A source that gives two chunks and then nothing, ever (a live feed gone quiet): both go out
+    // as fragments as they come (before: the second was held for the fragment after it).
     const streaming = conn.sendStream(
       (async function* () {
         yield 'first';
@@ -393,6 +393,11 @@ describe('close timeout', () => {
     const first = await raw.readFrame();
     expect(first?.payload.toString()).toBe('first');
     expect(first?.fin).toBe(false);
+    // The second is out too, ahead of the answer to a ping sent now.
+    raw.send({ opcode: 9, payload: 'p' });
+    const second = await raw.readFrame();
+    expect([second?.opcode, second?.fin, second?.payload.toString()]).toEqual([0, false, 'second']);
+    expect((await raw.readFrame())?.opcode).toBe(10);
     // The message cannot be finished: no close frame may follow its first fragment, so the
     // connection is aborted at closeTimeout (300 ms), 1006.
     await conn.close(1000, 'bye');

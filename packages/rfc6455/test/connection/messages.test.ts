@@ -479,9 +479,18 @@ describe('sendStream() whose source fails', () => {
     await bothClosedWith1011(client);
   });
 
-  test('before any fragment went out (the first chunk is held until the next): nothing was sent, and the connection carries on', async () => {
+  test('before any fragment went out: nothing was sent, and the connection carries on', async () => {
     const client = await connect(server.url, { perMessageDeflate: false });
-    await expect(client.sendStream(failing(['only part'], new Error('early')), { binary: false })).rejects.toThrow('early');
+    // An async source that fails before its first chunk.
+    await expect(client.sendStream(failing([], new Error('early')), { binary: false })).rejects.toThrow('early');
+    // A synchronous one after its first chunk: its last fragment waits until the next chunk is
+    // known (taken at once, without waiting), so nothing of it went out. (An async source's chunk
+    // goes out as it comes: its failure after that is the 1011 above.)
+    const sync = function* (): Generator<Buffer> {
+      yield Buffer.from('only part');
+      throw new Error('early');
+    };
+    await expect(client.sendStream(sync(), { binary: false })).rejects.toThrow('early');
     await client.send('still fine');
     expect(await client.recv()).toBe('still fine');
     await client.close();
@@ -494,7 +503,7 @@ describe('sendStream() whose source waits when the connection closes', () => {
     serverConns.length = 0;
     const client = await connect(server.url, { perMessageDeflate: false });
     const source = new PassThrough();
-    // Two chunks (the first goes out once the second comes), then nothing: a feed that waits.
+    // Two chunks (each goes out as it comes), then nothing: a feed that waits.
     source.write(Buffer.from('part 1'));
     source.write(Buffer.from('part 2'));
     const streamed = client.sendStream(source, { fragmentSize: 4 });
@@ -556,9 +565,9 @@ describe('sendStream() of text', () => {
   test('bytes that are not UTF-8 fail the source with a TypeError, as send() refuses them, instead of a 1007 from the peer', async () => {
     serverConns.length = 0;
     const client = await connect(server.url, { perMessageDeflate: false });
-    // Before any fragment went out (the first chunk is held until the next): nothing is sent.
+    // Before any fragment went out (the chunk is checked before it goes out): nothing is sent.
     await expect(client.sendStream([Buffer.from([0x61, 0xff])], { binary: false })).rejects.toThrow(TypeError);
-    // A character cut at the end of the text.
+    // A character cut at the end of the text (an array's end is known before its last fragment goes out).
     await expect(client.sendStream([Buffer.from([0x61, 0xe2, 0x82])], { binary: false })).rejects.toThrow(TypeError);
     // A character cut between chunks is fine.
     await client.sendStream([Buffer.from([0x61, 0xe2]), Buffer.from([0x82, 0xac])], { binary: false });
