@@ -93,6 +93,15 @@ describe('malformed extended CONNECT', () => {
     expect(out.headers?.['sec-websocket-version']).toBe('13');
   });
 
+  // RFC 9113 §8.3.1 (no userinfo) and RFC 9110 §7.2 (host[:port]): nghttp2 checks only the
+  // characters, and these reached the handler as req.headers.host (HTTP/1.1 answers them 400).
+  test.each(['user@example.com', 'example.com:1:2', 'example.com:http'])('an invalid :authority %s is refused with 400, the handler never run', async (bad) => {
+    const before = serverSide.length;
+    const out = await exchange(session, connectHeaders({ ':authority': bad }));
+    expect(out.status).toBe(400);
+    expect(serverSide.length).toBe(before);
+  });
+
   test('the refusals carry no Sec-WebSocket-Accept and a 200 never does either', async () => {
     const ok = session.request(connectHeaders(), { endStream: false });
     const headers = await new Promise<Record<string, unknown>>((r) => ok.once('response', r));

@@ -34,7 +34,7 @@ import { HandshakeError } from './errors.js';
 import { acceptDeflateResponse, buildDeflateOffer, deflateEngineOptions, PerMessageDeflate, PERMESSAGE_DEFLATE } from './extensions/permessage-deflate.js';
 import type { ConnectOptions } from './client.js';
 import { abortedHandshake, bareHostname, refusalBody, sniOption, socketOptions } from './client-target.js';
-import { headerValue } from './handshake/http.js';
+import { headerValue, isValidHost } from './handshake/http.js';
 import { parseProtocols } from './handshake/server.js';
 import { buildRequestHeaders, verifyNegotiation } from './handshake/client.js';
 import type { Transport } from './transport.js';
@@ -114,6 +114,10 @@ async function handleConnectStream<State>(
     if (typeof path !== 'string' || !path.startsWith('/') || typeof headers[':scheme'] !== 'string' || typeof headers[':authority'] !== 'string') {
       throw new HandshakeError('extended CONNECT needs :scheme, :path and :authority', 400, { code: 'WS_BAD_REQUEST' });
     }
+    // The authority is a Host (RFC 9113 §8.3.1: no userinfo), and the handler reads it as one: an
+    // invalid one is a 400, as an invalid Host over HTTP/1.1 (fixed bug: nghttp2 checks only its
+    // characters, and `user@x`, `x:1:2` or `x:http` reached the handler as req.headers.host).
+    if (!isValidHost(headers[':authority'])) throw new HandshakeError('invalid :authority', 400, { code: 'WS_BAD_HOST' });
     // RFC 8441 §5: the same version negotiation as RFC 6455 §4.4 (no Upgrade in HTTP/2, so 400).
     const version = headerValue(req.headers, 'sec-websocket-version');
     if (version?.trim() !== '13') {

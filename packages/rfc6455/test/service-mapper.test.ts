@@ -26,6 +26,13 @@ describe('serviceMapper: paths', () => {
     expect(label(mapper.match('/x/test', []))).toBe('404');
   });
 
+  it('dot segments and percent escapes are not resolved: `..` never reaches a route the path does not name', () => {
+    expect(label(mapper.match('/rooms/../test', []))).toBe('404');
+    expect(label(mapper.match('/rooms/%2e%2e/test', []))).toBe('404');
+    expect(label(mapper.match('/test/..', []))).toBe('404');
+    expect(label(mapper.match('/test/.', []))).toBe('404');
+  });
+
   it('mapper reads a string path as a regular expression (Racket regexp-match-exact?)', () => {
     expect(label(mapper.match('/tast', []))).toBe('dot|');
   });

@@ -12,6 +12,41 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const ABSOLUTE_FORM = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*/;
 
 /**
+ * An absolute-form request target a WebSocket server takes (RFC 6455 §4.2.1: "an absolute
+ * HTTP/HTTPS URI containing the /resource name/"; `ws:` and `wss:` too, which name the same
+ * resource): the scheme, a non-empty authority of RFC 3986 characters without userinfo (RFC 9110
+ * §4.2.4: a recipient treats it as an error), then nothing or the path and query.
+ */
+const WEBSOCKET_ABSOLUTE_FORM = /^(?:https?|wss?):\/\/(?:%[0-9A-Fa-f]{2}|[0-9A-Za-z._~!$&'()*+,;=:[\]-])+(?:[/?#]|$)/i;
+
+/**
+ * True when `url` is a request target a WebSocket handshake may carry (RFC 6455 §4.2.1 item 1): an
+ * origin-form path (`/chat?x=1`, RFC 9112 §3.2.1) or an absolute-form `http:`, `https:`, `ws:` or
+ * `wss:` URI with a host (`http://example.com/chat`, §3.2.2). The asterisk-form (`*`, OPTIONS
+ * only), the authority-form (CONNECT only), an `http:` URI without a host (RFC 9110 §4.2.1: invalid)
+ * and any other scheme are not, nor is one with userinfo (`http://user@host/`): Node's parser lets
+ * `*` and every `scheme://` through.
+ */
+export function isWebSocketTarget(url: string): boolean {
+  return url.charCodeAt(0) === 0x2f /* / */ || WEBSOCKET_ABSOLUTE_FORM.test(url);
+}
+
+/**
+ * RFC 9110 §7.2: `Host = uri-host [ ":" port ]` (RFC 3986): a reg-name or IPv4 address (unreserved
+ * characters, sub-delims, percent escapes) or an IP-literal in brackets, then digits after a colon.
+ */
+const HOST = /^(?:\[[0-9A-Za-z._~!$&'()*+,;=:%-]+\]|(?:%[0-9A-Fa-f]{2}|[0-9A-Za-z._~!$&'()*+,;=-])+)(?::[0-9]*)?$/;
+
+/**
+ * True when `value` is a valid Host field value (RFC 9110 §7.2). RFC 9112 §3.2 has a server answer
+ * 400 to a Host with an invalid value (`a b`, `a/b`, `user@host`, `a:b`); Node's parser checks only
+ * that the characters may appear in a header.
+ */
+export function isValidHost(value: string): boolean {
+  return HOST.test(value);
+}
+
+/**
  * The path of a request target, without the query or a fragment. An absolute-form target
  * (`GET http://host/chat HTTP/1.1`) gives its path: RFC 6455 §4.2.1 has servers take "an absolute
  * HTTP/HTTPS URI containing the /resource name/" (and RFC 9112 §3.2.2 every HTTP/1.1 server), as

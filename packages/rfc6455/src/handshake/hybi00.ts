@@ -13,7 +13,7 @@
 
 import { createHash, randomBytes, randomInt, timingSafeEqual } from 'node:crypto';
 import { HandshakeError } from '../errors.js';
-import { repeatsHost } from './http.js';
+import { isValidHost, repeatsHost } from './http.js';
 
 /** Request or response headers as Node gives them: lower-case names, duplicates joined. */
 export type Hybi00Headers = Readonly<Record<string, string | string[] | undefined>>;
@@ -158,8 +158,10 @@ export function acceptHybi00(input: Hybi00AcceptInput): Hybi00Response {
   if (!hasToken(headers.upgrade, 'websocket')) throw badRequest('missing Upgrade: WebSocket');
   if (!hasToken(headers.connection, 'upgrade')) throw badRequest('missing Connection: Upgrade');
   const host = single(headers.host);
-  // draft-76 §5.2: the location is built from Host; without it there is nothing to send.
-  if (host === undefined || host === '' || host.startsWith(':') || /[\s/?#@\\]/.test(host)) {
+  // draft-76 §5.2: the location is built from Host; without it there is nothing to send. RFC 9112
+  // §3.2: an invalid Host is a 400 (fixed bug: only white space, `/?#@\` and a lone port were
+  // refused, so `Host: a"b<c>` or `x:1:2` got a 101 and went into Sec-WebSocket-Location).
+  if (host === undefined || !isValidHost(host)) {
     throw badRequest('missing or bad Host');
   }
   // RFC 9112 §3.2: more than one Host line is a 400 (and which one would the location name?).

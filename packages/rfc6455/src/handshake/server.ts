@@ -6,7 +6,7 @@ import * as crypto from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { GUID } from '../codec/constants.js';
 import { HandshakeError } from '../errors.js';
-import { hasHeaderToken, headerLines, headerValue, isToken, repeatsHost, type HeaderList } from './http.js';
+import { hasHeaderToken, headerLines, headerValue, isToken, isValidHost, isWebSocketTarget, repeatsHost, type HeaderList } from './http.js';
 
 /** The parts of an upgrade request the handshake looks at (Node's IncomingMessage has them). */
 export interface UpgradeRequest {
@@ -16,7 +16,10 @@ export interface UpgradeRequest {
   httpVersionMajor?: number;
   /** HTTP minor version. Default 1. */
   httpVersionMinor?: number;
-  /** The request target (path and query). Not checked by `validateRequest`. */
+  /**
+   * The request target (path and query). When present, `validateRequest` refuses one that is
+   * neither a path nor an absolute `http:`, `https:`, `ws:` or `wss:` URI (`*`, `ftp://x/`) with 400.
+   */
   url?: string | undefined;
   /** Request headers, names lower-case (as Node gives them). */
   headers: IncomingHttpHeaders;
@@ -104,6 +107,12 @@ export function validateRequest(req: UpgradeRequest): ValidatedRequest {
   const major = req.httpVersionMajor ?? 1;
   const minor = req.httpVersionMinor ?? 1;
   if (major < 1 || (major === 1 && minor < 1)) reject('HTTP/1.1 or later is required', 400, 'WS_BAD_HTTP_VERSION');
+  // ... whose Request-URI is a /resource name/ or an absolute HTTP/HTTPS URI naming one. Node's
+  // parser lets `GET * HTTP/1.1` and any `scheme://...` through (fixed bug: a plain handler
+  // accepted them, `conn.url === '*'`, where §4.2.1 requires a 400 and hybi-00 answered one). An
+  // empty target (from code that rewrote `req.url`, never from the wire) is left as it was.
+  const url = req.url;
+  if (url !== undefined && url !== '' && !isWebSocketTarget(url)) reject(`request target ${JSON.stringify(url.slice(0, 64))} is not a path or an absolute http(s) URI`, 400, 'WS_BAD_TARGET');
   // No body (Content-Length other than 0, or Transfer-Encoding): a GET's content has no meaning and
   // is a request-smuggling shape (RFC 9110 §9.3.1), and Node hands it over as the start of the
   // WebSocket stream. Fixed bug: it got a 101, then its bytes were read as frames (a close 1002),
@@ -115,6 +124,10 @@ export function validateRequest(req: UpgradeRequest): ValidatedRequest {
   // item 2: a Host header, and only one (RFC 9112 §3.2: 400 for more than one Host line).
   if (!headers.host) reject('missing Host header', 400, 'WS_MISSING_HOST');
   if (req.rawHeaders !== undefined && repeatsHost(req.rawHeaders)) reject('more than one Host header', 400, 'WS_DUPLICATE_HOST');
+  // RFC 9112 §3.2: a Host with an invalid value is a 400 too (fixed bug: `Host: a b`, `a/b` or
+  // `user@host` got a 101, and reached the handler as req.headers.host).
+  const host = headers.host;
+  if (!isValidHost(host)) reject(`invalid Host header ${JSON.stringify(host.slice(0, 64))}`, 400, 'WS_BAD_HOST');
   // item 3: Upgrade containing "websocket" (case-insensitive).
   if (!isWebSocketUpgrade(headers)) reject('Upgrade header must include websocket', 400, 'WS_BAD_UPGRADE');
   // item 4: Connection containing "Upgrade" (case-insensitive).

@@ -101,6 +101,41 @@ describe('server rejects a bad opening handshake with an HTTP status, never a 10
     expect(res.ended).toBe(true);
   });
 
+  // RFC 6455 §4.2.1 item 1: the target is a /resource name/ or an absolute HTTP/HTTPS URI naming
+  // one; RFC 9112 §3.2: a Host with an invalid value is a 400, as a missing one. Node's parser
+  // lets all of these through, and they got a 101 (the handler saw `conn.url === '*'`).
+  test.each([
+    ['the asterisk-form (OPTIONS only)', 'GET * HTTP/1.1', 'x'],
+    ['an absolute-form target of another scheme', 'GET ftp://x/chat HTTP/1.1', 'x'],
+    ['an http URI without a host (RFC 9110 §4.2.1)', 'GET http:///chat HTTP/1.1', 'x'],
+    ['an http URI with userinfo (RFC 9110 §4.2.4)', 'GET http://user@x/chat HTTP/1.1', 'x'],
+    ['a Host with a space', 'GET / HTTP/1.1', 'a b'],
+    ['a Host with a path', 'GET / HTTP/1.1', 'x/chat'],
+    ['a Host with userinfo', 'GET / HTTP/1.1', 'user@x'],
+    ['a Host with two colons outside brackets', 'GET / HTTP/1.1', 'x:1:2'],
+    ['a Host whose port is not digits', 'GET / HTTP/1.1', 'x:http'],
+  ])('%s → 400, never reaching the handler', async (_name, start, host) => {
+    const before = accepted.length;
+    const res = await rawRequest(server.port, base(0, { Host: host }, start));
+    expect(res.status).toBe(400);
+    expect(res.headers['sec-websocket-accept']).toBeUndefined();
+    expect(accepted.length).toBe(before);
+  });
+
+  test.each([
+    ['an absolute-form http target (RFC 9112 §3.2.2: a server MUST accept it)', 'GET http://example.com/a?x=1 HTTP/1.1', 'x', '/a'],
+    ['an absolute-form https target with a port, the scheme in capitals', 'GET HTTPS://example.com:8443 HTTP/1.1', 'x', '/'],
+    ['an IPv6 Host with a port', 'GET /v6 HTTP/1.1', '[::1]:8080', '/v6'],
+    ['an IPv6 Host with a zone', 'GET /zone HTTP/1.1', '[fe80::1%25eth0]', '/zone'],
+    ['a Host with a trailing dot, an underscore and an empty port', 'GET /dot HTTP/1.1', 'my_host.example.:', '/dot'],
+  ])('%s → 101', async (_name, start, host, path) => {
+    const before = accepted.length;
+    const res = await rawRequest(server.port, base(0, { Host: host }, start), 500);
+    expect(res.status).toBe(101);
+    await until(() => accepted.length > before, 'the handler');
+    expect(accepted[accepted.length - 1]!.path).toBe(path);
+  });
+
   test('Connection without Upgrade is not an upgrade: answered 426, not 101', async () => {
     const res = await rawRequest(server.port, base(server.port, { Connection: 'keep-alive' }).replace('Connection: keep-alive', 'Connection: close'));
     expect(res.status).toBe(426);

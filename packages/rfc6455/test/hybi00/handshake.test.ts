@@ -141,6 +141,9 @@ describe('server accepts hybi-00', () => {
     ['empty Host', {}, { host: '' }],
     ['a Host that is only a port', {}, { host: ':80' }],
     ['a Host with a path', {}, { host: 'a/b' }],
+    // RFC 9112 §3.2: an invalid Host value is a 400 (these got a 101 and went into the location).
+    ['a Host with quotes and angle brackets', {}, { host: 'a"b<c>' }],
+    ['a Host with two colons outside brackets', {}, { host: 'x:1:2' }],
     ['two Host lines (RFC 9112 §3.2)', { rawHeaders: ['Host', 'example.com', 'Upgrade', 'WebSocket', 'host', 'evil.example'] }, {}],
     ['no Upgrade token', {}, { upgrade: 'h2c' }],
     ['no Connection token', {}, { connection: 'close' }],
