@@ -976,7 +976,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   }
 
   /**
-   * `pause()` for a listener whose own queue is full (a WebSocketStream's readable): the rest of the socket read being parsed is held back too, from the next message on,
+   * `pause()` for a listener whose own queue is full (a WebSocketStream's readable, createWebSocketStream's Duplex): the rest of the socket read being parsed is held back too, from the next message on,
    * as when the connection's own queue fills (holdMessages), instead of being queued here behind
    * it; `resume()` receives it again. (Fixed bug: a read of many small messages filled the
    * readable to its high-water mark, and the rest of the read went on into this queue, up to

@@ -15,7 +15,8 @@ export type WebSocketStreamOptions = Omit<DuplexOptions, 'read' | 'write' | 'wri
  *
  * - Reading: each message is one chunk, a Buffer (text as its UTF-8 bytes), or, with
  *   `readableObjectMode`, a string for text. When the reader falls behind (`push()` returns false)
- *   the connection is paused (`conn.pause()`: TCP backpressure on the peer) until it reads again.
+ *   the connection is paused (`conn.pause()`: TCP backpressure on the peer) until it reads again,
+ *   and the rest of the socket read being parsed waits unparsed with it.
  *   The readable side ends when the connection closes, once the messages received before are
  *   read; a connection that failed (a protocol error, a limit, a socket error) destroys the stream
  *   with that error.
@@ -56,7 +57,10 @@ export function createWebSocketStream(conn: WebSocketConnection, options: WebSoc
   });
   const onMessage = (data: Message, binary: boolean): void => {
     const chunk = typeof data === 'string' ? (textAsString ? data : Buffer.from(data)) : textAsString && !binary ? data.toString() : data;
-    if (!duplex.push(chunk)) conn.pause();
+    // The rest of the read being parsed is held back too, as WebSocketStream's readable does
+    // (fixed bug: with conn.pause() alone it went on into the connection's own queue behind the
+    // readable, up to readHighWaterMark more than the readable's mark).
+    if (!duplex.push(chunk)) conn.pauseHolding();
   };
   conn.on('message', onMessage);
   const end = (): void => {

@@ -151,7 +151,12 @@ describe('createWebSocketStream', () => {
     const client = await connect(`${server.url}burst`, { perMessageDeflate: false });
     const stream = createWebSocketStream(client, options);
     stream.on('error', () => undefined);
-    // The reader falls behind (it reads nothing yet); the connection closes meanwhile.
+    // The reader falls behind (it reads nothing yet): the rest of the burst, the server's close
+    // frame with it, waits unparsed. end() closes the connection meanwhile: the server's answer
+    // is read, and the messages before it are received into the connection's queue.
+    await new Promise<void>((resolve) => client.on('message', () => stream.readableLength >= stream.readableHighWaterMark && resolve()));
+    expect(client.readyState).toBe('open');
+    stream.end();
     await client.whenClosed;
     expect([client.closeStatus, client.closeReason]).toEqual([1000, 'burst sent']);
     const got: Buffer[] = [];
@@ -191,6 +196,59 @@ describe('createWebSocketStream', () => {
     second.destroy(new Error('gone'));
     await other.whenClosed;
     expect(other.closeStatus).toBe(1006);
+  });
+});
+
+describe('createWebSocketStream, a reader that falls behind a burst', () => {
+  test.each([
+    ['objectMode, highWaterMark 16 messages', { objectMode: true, highWaterMark: 16 }],
+    ['bytes, highWaterMark 2 KiB', { readableHighWaterMark: 2048 }],
+  ])('%s: a read of many small messages fills the readable to its mark and no further; the rest of the read waits unparsed until it reads', async (_name, options) => {
+    // 1500 small text messages and a ping, in one write.
+    const count = 1500;
+    const burst = Buffer.concat([...Array.from({ length: count }, (_, i) => frame({ opcode: 1, payload: String(i) })), frame({ opcode: 9, payload: 'after' })]);
+    let peerSocket: import('node:net').Socket | undefined;
+    const peer = await rawServer((head, socket) => {
+      peerSocket = socket;
+      socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptKey(requestKey(head))}\r\n\r\n`);
+    });
+    try {
+      const client = await connect(peer.url, { perMessageDeflate: false });
+      const stream = createWebSocketStream(client, options);
+      stream.on('error', () => undefined);
+      let received = 0;
+      let pinged = false;
+      const ping = new Promise<void>((resolve) => client.on('ping', () => resolve()));
+      void ping.then(() => (pinged = true));
+      // Once the one read of the burst has been handled: how far parsing went.
+      const afterRead = new Promise<{ received: number; pinged: boolean }>((resolve) => {
+        client.on('message', () => {
+          if (++received === 1) setImmediate(() => resolve({ received, pinged }));
+        });
+      });
+      peerSocket!.write(burst);
+      const seen = await afterRead;
+      // The readable holds its mark (one chunk over it at most)...
+      expect(stream.readableLength).toBeLessThanOrEqual(stream.readableHighWaterMark + 4);
+      expect(stream.readableLength).toBeGreaterThanOrEqual(stream.readableHighWaterMark);
+      // ... and nothing more was received: the rest of the read, the ping after the messages
+      // included, waits unparsed (fixed bug: it went on into the connection's own queue behind
+      // the readable, up to readHighWaterMark (1 MiB) more, and the ping was answered).
+      expect(seen.received).toBeLessThan(count);
+      expect(seen.pinged).toBe(false);
+      // (A byte stream's read() joins what is buffered: compared as one string.)
+      const expected = Array.from({ length: count }, (_, i) => String(i)).join('');
+      let got = '';
+      for await (const chunk of stream) {
+        got += String(chunk);
+        if (got.length >= expected.length) break;
+      }
+      expect(got).toBe(expected);
+      await ping;
+      client.terminate();
+    } finally {
+      await peer.close();
+    }
   });
 });
 
