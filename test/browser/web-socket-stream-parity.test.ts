@@ -129,6 +129,28 @@ const SCENARIOS = String(async function scenarios(WSS: typeof WebSocketStream, W
     for (let i = 0; i < 3; i++) trace.push(['greet', show((await reader.read()).value)]);
     trace.push(['greet', 'closed', await settle(wss.closed)]);
   }
+  // Messages the server sends, then an end that is not clean (the TCP connection ends without a
+  // close frame), read only after closed settled: closed rejects with 1006 and the readable is
+  // errored, the messages not yet read dropped with it, as the standard's "error" of a stream does.
+  {
+    const wss = new WSS(`${base}/greet-drop`);
+    const info = (await wss.opened) as Info;
+    trace.push(['greet-drop', 'closed', await settle(wss.closed)]);
+    trace.push(['greet-drop', 'read', await settle(info.readable.getReader().read())]);
+  }
+  // A clean close with a failure code (1011): closed resolves with it, the messages read first.
+  // (Read as they come: Chromium drops the messages its readable has not taken in yet when a
+  // clean close comes, we keep them.)
+  {
+    const wss = new WSS(`${base}/greet-1011`);
+    const info = (await wss.opened) as Info;
+    const reader = info.readable.getReader();
+    for (let i = 0; i < 4; i++) {
+      const { done, value } = await reader.read();
+      trace.push(['greet-1011', 'read', done, show(value)]);
+    }
+    trace.push(['greet-1011', 'closed', await settle(wss.closed)]);
+  }
   {
     const wss = new WSS(`${base}/broken`);
     const info = (await wss.opened) as Info;
@@ -211,6 +233,21 @@ beforeAll(async () => {
         },
       },
       {
+        path: '/greet-drop',
+        handler: (conn) => {
+          for (const m of ['hi', Buffer.of(7, 8, 9), 'last']) void conn.send(m).catch(() => undefined);
+          // Once the three are written (in order with them), the TCP connection ends without a close frame.
+          void conn.send('').then(() => conn.transport.stream.end(), () => undefined);
+        },
+      },
+      {
+        path: '/greet-1011',
+        handler: (conn) => {
+          for (const m of ['hi', Buffer.of(7, 8, 9), 'last']) void conn.send(m).catch(() => undefined);
+          void conn.close(1011, 'server fault').catch(() => undefined);
+        },
+      },
+      {
         path: '/broken',
         // A masked frame, which no server may send, written to the socket as it is.
         handler: (conn) => conn.on('message', () => void conn.transport.stream.write(Buffer.from([0x81, 0x81, 1, 2, 3, 4, 0x78 ^ 1]))),
@@ -258,6 +295,9 @@ test('the same script gives the same trace with Chromium’s WebSocketStream and
   expect(inNode).toContainEqual(['echo', 'closed', { closeCode: 4000, reason: 'bye' }]);
   expect(inNode).toContainEqual(['close', '{}', { closeCode: 1005, reason: '' }]);
   expect(inNode).toContainEqual(['server drops', 'closed', ['rejected', 'WebSocketError', 1006, '']]);
+  expect(inNode).toContainEqual(['greet-drop', 'read', ['rejected', 'WebSocketError', 1006, '']]);
+  expect(inNode).toContainEqual(['greet-1011', 'read', false, 'last']);
+  expect(inNode).toContainEqual(['greet-1011', 'closed', { closeCode: 1011, reason: 'server fault' }]);
   for (const name of ['no URL', 'a Symbol as the URL', 'options a string', 'options a number', 'protocols a string', 'protocols null', 'protocols not iterable', 'a Symbol as a protocol', 'converted before the URL is checked']) {
     expect(inNode).toContainEqual(['constructor', name, 'TypeError']);
   }

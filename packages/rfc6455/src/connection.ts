@@ -843,7 +843,8 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
 
   /**
    * The next whole message (string for text, Buffer for binary), or `EOF` once the connection is
-   * closed. Messages are queued while nobody calls `recv()` unless there is a `message` listener.
+   * closed, cleanly or not: `closeStatus` then tells (1006 for a connection dropped without a
+   * closing handshake, 1002, 1011... for a failure). Messages are queued while nobody calls `recv()` unless there is a `message` listener.
    * With `signal`, a receive given up (`AbortSignal.timeout(ms)`, an AbortController) rejects with
    * the signal's reason and takes no message: the next `recv()` gets it (Racket's
    * `(sync/timeout t (ws-recv-evt c))`; a recv() that lost a Promise.race against a timer would
@@ -911,7 +912,10 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     return true;
   }
 
-  /** `for await (const message of conn)`: ends when the connection closes. */
+  /**
+   * `for await (const message of conn)`: ends when the connection closes, cleanly or not
+   * (`closeStatus` then tells: 1006 for a connection dropped without a closing handshake).
+   */
   [Symbol.asyncIterator](): AsyncIterator<Message> {
     return new MessageIterator(this);
   }

@@ -99,8 +99,9 @@ export class ConnectionClosedError extends WebSocketError {
   readonly closeCode: number;
   /** The connection's close reason as recorded ('' if none). */
   readonly closeReason: string;
-  constructor(closeCode: number, closeReason: string, message = 'the WebSocket connection is closed') {
-    super('WS_CLOSED', message);
+  /** `options.cause`: what ended the connection (a socket error, a timeout), when known. */
+  constructor(closeCode: number, closeReason: string, message = 'the WebSocket connection is closed', options?: { cause?: unknown }) {
+    super('WS_CLOSED', message, options);
     this.closeCode = closeCode;
     this.closeReason = closeReason;
   }

@@ -6,6 +6,31 @@
 import { Duplex, type DuplexOptions } from 'node:stream';
 import { CloseCode } from './codec/constants.js';
 import type { Message, WebSocketConnection } from './connection.js';
+import { ConnectionClosedError } from './errors.js';
+
+/**
+ * Close codes that say the messages may have been cut short: the connection failed (a protocol
+ * error, invalid data, a policy, a limit, a missing extension, a server fault, a TLS failure).
+ */
+const FAILURE_CODES = new Set<number>([1002, 1007, 1008, 1009, 1010, 1011, 1015]);
+
+/**
+ * Why the messages of a closed connection may be incomplete, or undefined after a clean close
+ * (1000, 1001, 1005 and the application's own 3000-4999, whichever side sent them): the error the
+ * connection failed with when it has a close code, else a ConnectionClosedError with the code
+ * (1006 for a transport that ended without a closing handshake: EOF, a reset, a timeout,
+ * terminate()) and the socket error or timeout, if any, as its cause.
+ */
+function failureOf(conn: WebSocketConnection): Error | undefined {
+  const failure = conn.error;
+  // The error the connection failed with, when it tells the code (a protocol error, a limit).
+  if (typeof (failure as { closeCode?: unknown } | undefined)?.closeCode === 'number') return failure;
+  const code = conn.closeStatus ?? CloseCode.Abnormal;
+  if (failure === undefined && code !== CloseCode.Abnormal && !FAILURE_CODES.has(code)) return undefined;
+  // A socket error or a timeout is its cause.
+  const message = code === CloseCode.Abnormal ? 'the connection ended without a closing handshake' : `the connection was closed with ${code}`;
+  return new ConnectionClosedError(code, conn.closeReason ?? '', message, failure === undefined ? undefined : { cause: failure });
+}
 
 /** Options of {@link createWebSocketStream}: the Duplex's own (highWaterMark, objectMode...). */
 export type WebSocketStreamOptions = Omit<DuplexOptions, 'read' | 'write' | 'writev' | 'final' | 'destroy' | 'construct'>;
@@ -17,9 +42,15 @@ export type WebSocketStreamOptions = Omit<DuplexOptions, 'read' | 'write' | 'wri
  *   `readableObjectMode`, a string for text. When the reader falls behind (`push()` returns false)
  *   the connection is paused (`conn.pause()`: TCP backpressure on the peer) until it reads again,
  *   and the rest of the socket read being parsed waits unparsed with it.
- *   The readable side ends when the connection closes, once the messages received before are
- *   read; a connection that failed (a protocol error, a limit, a socket error) destroys the stream
- *   with that error.
+ *   After a clean close (1000, 1001, 1005 for no code, or an application code 3000-4999, from
+ *   either side) the readable side ends once the messages received before are read. After any
+ *   other end the stream is destroyed with an error once those messages are read, so that a
+ *   `pipeline()` from it rejects instead of passing a cut transfer as whole: the error the
+ *   connection failed with when it carries a `closeCode` (a ProtocolError, a MessageTooBigError),
+ *   else a ConnectionClosedError with the code and reason: 1006 for a transport that ended without
+ *   a closing handshake (EOF, a reset, `terminate()`, a close or keepalive timeout; the socket
+ *   error or timeout as its `cause`), or the failure code sent or received (1002, 1007, 1008,
+ *   1009, 1010, 1011, 1015). (`ws` ends it then, erroring only on a failure of its own.)
  * - Writing: each chunk is sent as one message: Buffers as binary, strings (with
  *   `decodeStrings: false` or `writableObjectMode`) as text. A write's callback waits for the
  *   send, so the writable side's backpressure is the connection's.
@@ -67,19 +98,31 @@ export function createWebSocketStream(conn: WebSocketConnection, options: WebSoc
     if (ended) return;
     ended = true;
     conn.off('message', onMessage);
-    const error = conn.error;
-    if (error !== undefined) duplex.destroy(error);
-    else duplex.push(null);
+    const error = failureOf(conn);
+    if (error === undefined) duplex.push(null);
+    else if (duplex.readableLength === 0) duplex.destroy(error);
+    else {
+      // Chunks still wait for the reader: destroy() would drop them. The error comes once the
+      // last of them has been read (every way of reading, flowing, pipe() and async iteration
+      // included, takes its chunks through read()).
+      const read = duplex.read;
+      duplex.read = function (this: Duplex, size?: number) {
+        const chunk: unknown = read.call(this, size);
+        if (this.readableLength === 0 && !this.destroyed) this.destroy(error);
+        return chunk;
+      };
+    }
   };
   const onClose = (): void => {
     // A reader that fell behind paused the connection, and the messages read with the close frame
-    // wait in it: they are read first (fixed bug: the stream ended without them, and a pipeline
-    // from it finished without error, short of everything the peer sent before closing).
-    if (conn.isPaused && conn.error === undefined) endWhenRead = true;
+    // (or before the transport ended) wait in it: they are read first, then the stream ends or
+    // errors (fixed bug: the stream ended without them, and a pipeline from it finished without
+    // error, short of everything the peer sent before closing).
+    if (conn.isPaused) endWhenRead = true;
     else end();
   };
-  // A failure is read from conn.error at 'close' (the connection records it whether or not an
-  // 'error' listener exists).
+  // A failure is read from conn.error and the close code at 'close' (the connection records its
+  // error whether or not an 'error' listener exists).
   conn.once('close', onClose);
   if (conn.closed) queueMicrotask(onClose);
   return duplex;
