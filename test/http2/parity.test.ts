@@ -7,12 +7,12 @@
  * Then what only HTTP/2 has: several WebSockets on one shared ClientHttp2Session, and the client's
  * fallback to HTTP/1.1 when the server does not advertise SETTINGS_ENABLE_CONNECT_PROTOCOL.
  */
-import { connect as h2connect, constants as h2constants, createSecureServer, type ClientHttp2Session, type Http2SecureServer } from 'node:http2';
-import type { IncomingMessage } from 'node:http';
+import { connect as h2connect, constants as h2constants, createSecureServer, createServer as createHttp2Server, type ClientHttp2Session, type Http2SecureServer, type Http2Server } from 'node:http2';
+import { createServer as createHttpServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
-import { connect, ConnectionClosedError, EOF, HandshakeError, handleUpgrade, serve, serviceMapper, type ConnectOptions, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
+import { attachHttp2, connect, ConnectionClosedError, EOF, HandshakeError, handleUpgrade, serve, serviceMapper, type ConnectOptions, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
 import { zlibLimiter } from '../../packages/rfc6455/src/extensions/zlib-limiter.js';
 import { CLIENT_TLS, closeSession, openSession, originOf, TLS } from './helpers.js';
 
@@ -550,6 +550,76 @@ describe('client falls back to HTTP/1.1', () => {
     } finally {
       await h1.close();
     }
+  });
+});
+
+describe('cleartext (ws:) with http2: true', () => {
+  // No ALPN in cleartext: the client speaks h2c with prior knowledge and falls back to HTTP/1.1
+  // when the server answers the HTTP/2 preface as HTTP/1.1 (fixed bug: WS_CONNECT_FAILED).
+  test("falls back to HTTP/1.1 against Node's own HTTP/1.1-only server", async () => {
+    const h1 = createHttpServer((_req, res) => res.end('page'));
+    const seen: string[] = [];
+    h1.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      void handleUpgrade(req, socket, head, async (conn) => {
+        seen.push(`${conn.transport.kind} ${req.httpVersion}`);
+        await conn.send('over h1');
+        await conn.close();
+      });
+    });
+    await new Promise<void>((r) => h1.listen(0, '127.0.0.1', r));
+    try {
+      const conn = await connect(`ws://127.0.0.1:${(h1.address() as AddressInfo).port}/`, { http2: true });
+      expect(conn.transport.kind).toBe('tcp');
+      expect(await conn.recv()).toBe('over h1');
+      await conn.whenClosed;
+      expect(conn.closeStatus).toBe(1000);
+      expect(seen).toEqual(['tcp 1.1']);
+    } finally {
+      h1.closeAllConnections();
+      await new Promise<void>((r) => h1.close(() => r()));
+    }
+  });
+
+  test('falls back to HTTP/1.1 against serve() without tls', async () => {
+    const h1 = await serve({ host: '127.0.0.1', port: 0 }, async (conn, req) => {
+      await conn.send(`${conn.transport.kind} ${req.httpVersion}`);
+      await conn.close();
+    });
+    try {
+      const conn = await connect(h1.url, { http2: true });
+      expect(conn.transport.kind).toBe('tcp');
+      expect(await conn.recv()).toBe('tcp 1.1');
+      await conn.whenClosed;
+      expect(conn.closeStatus).toBe(1000);
+    } finally {
+      await h1.close();
+    }
+  });
+
+  test('speaks h2c with prior knowledge to an http2.createServer() with attachHttp2', async () => {
+    const h2c: Http2Server = createHttp2Server();
+    attachHttp2(h2c, async (conn, req) => {
+      await conn.send(`${conn.transport.kind} ${req.httpVersion}`);
+      await conn.close();
+    });
+    await new Promise<void>((r) => h2c.listen(0, '127.0.0.1', r));
+    try {
+      const conn = await connect(`ws://127.0.0.1:${(h2c.address() as AddressInfo).port}/`, { http2: true });
+      expect(conn.transport.kind).toBe('http2');
+      expect(await conn.recv()).toBe('http2 2.0');
+      await conn.whenClosed;
+      expect(conn.closeStatus).toBe(1000);
+    } finally {
+      await new Promise<void>((r) => h2c.close(() => r()));
+    }
+  });
+
+  test('nothing listening is still WS_CONNECT_FAILED (ECONNREFUSED)', async () => {
+    const h1 = createHttpServer();
+    await new Promise<void>((r) => h1.listen(0, '127.0.0.1', r));
+    const port = (h1.address() as AddressInfo).port;
+    await new Promise<void>((r) => h1.close(() => r()));
+    await expect(connect(`ws://127.0.0.1:${port}/`, { http2: true })).rejects.toMatchObject({ code: 'WS_CONNECT_FAILED', cause: { code: 'ECONNREFUSED' } });
   });
 });
 

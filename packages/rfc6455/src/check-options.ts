@@ -5,6 +5,7 @@
  * false, so it disabled the limit; Infinity and 2^31 ms or more made setTimeout fire after 1 ms;
  * a bad maxMessageSize or window size failed every handshake with 500).
  */
+import { isIP } from 'node:net';
 import type { ConnectOptions } from './client.js';
 import type { ConnectionOptions } from './connection.js';
 import type { PerMessageDeflateOptions } from './extensions/deflate-negotiation.js';
@@ -233,6 +234,17 @@ export function checkClientOptions(options: Pick<ConnectOptions, Exclude<keyof C
   // (Fixed bug: `variant: 'hybi-00'` spoke RFC 6455, and `http2: 'false'` HTTP/2.)
   const variant = options.variant;
   if (variant !== undefined && variant !== 'rfc6455' && variant !== 'hybi00') throw new TypeError(`connect(): variant must be 'rfc6455' or 'hybi00', not ${String(variant)}`);
+  // The socket options: Node checks family and lookup only when it looks a host name up, so with
+  // an IP address in the URL `family: 5`, `family: '4'` or a `lookup` that is no function was
+  // ignored, and the same options failed for a host name (fixed bug). Checked here for every URL.
+  const family = options.family as unknown;
+  if (family !== undefined) {
+    if (typeof family !== 'number') throw new TypeError(`connect(): family must be 4 or 6 (0 for either), not ${typeof family === 'string' ? JSON.stringify(family) : typeof family}`);
+    if (family !== 0 && family !== 4 && family !== 6) throw new RangeError(`connect(): family must be 4 or 6 (0 for either), not ${family}`);
+  }
+  if (options.lookup !== undefined && typeof options.lookup !== 'function') throw new TypeError(`connect(): lookup must be a function (dns.lookup's signature), not ${typeof options.lookup}`);
+  const local = options.localAddress as unknown;
+  if (local !== undefined && (typeof local !== 'string' || isIP(local) === 0)) throw new TypeError(`connect(): localAddress must be an IP address, not ${typeof local === 'string' ? JSON.stringify(local) : typeof local}`);
   const http2 = options.http2 as unknown;
   if (http2 !== undefined && typeof http2 !== 'boolean' && (typeof http2 !== 'object' || http2 === null)) {
     throw new TypeError(`connect(): http2 must be true, false or a ClientHttp2Session, not ${typeof http2 === 'string' ? JSON.stringify(http2) : http2 === null ? 'null' : typeof http2}`);

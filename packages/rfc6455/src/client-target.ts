@@ -70,7 +70,7 @@ export function sniOption(hostname: string): { servername?: string } {
 export interface SocketChoice {
   socketPath?: string;
   localAddress?: string;
-  family?: 4 | 6;
+  family?: 0 | 4 | 6;
   lookup?: LookupFunction;
 }
 

@@ -62,8 +62,8 @@ export interface ConnectOptions extends ConnectionOptions {
   socketPath?: string;
   /** Local interface address to connect from (TCP). */
   localAddress?: string;
-  /** Address family for the host name lookup: 4 or 6 (default: either). */
-  family?: 4 | 6;
+  /** Address family for the host name lookup: 4 or 6 (default, or 0: either). */
+  family?: 0 | 4 | 6;
   /** Host name lookup function instead of `dns.lookup` (same signature). */
   lookup?: LookupFunction;
 }
@@ -71,8 +71,10 @@ export interface ConnectOptions extends ConnectionOptions {
 /** Opens a WebSocket connection. Rejects with HandshakeError (status, headers, body attached). */
 export async function connect(url: string | URL, options: ConnectOptions = {}): Promise<WebSocketConnection> {
   checkClientOptions(options);
-  // Before anything connects, over HTTP/1.1 or HTTP/2 (hybi-00 checks its own).
-  if (options.variant !== 'hybi00') checkOfferedProtocols(typeof options.protocols === 'string' ? [options.protocols] : (options.protocols ?? []));
+  // Before anything connects, over HTTP/1.1, HTTP/2 and hybi-00: tokens, none twice. (Fixed bug:
+  // hybi-00 took any visible ASCII, so `['a,b']` was sent as a list of two and the server's choice
+  // of `a` failed the handshake with WS_BAD_PROTOCOL, and `['a', 'a']` was sent as `a, a`.)
+  checkOfferedProtocols(typeof options.protocols === 'string' ? [options.protocols] : (options.protocols ?? []));
   let target = new URL(url);
   // RFC 6455 §3: fragment identifiers MUST NOT be used on WebSocket URIs ('#' that is data is
   // written %23). A SyntaxError, as the WebSocket constructor and ws give (fixed bug: the fragment
@@ -189,7 +191,12 @@ function attempt(target: URL, options: ConnectOptions, follow: boolean): Promise
     extensions: deflate ? buildDeflateOffer(deflate) : undefined,
     origin: options.origin,
   });
-  const headers: OutgoingHttpHeaders = { ...options.headers, ...handshakeHeaders };
+  // A header whose value is undefined is not sent, as over HTTP/2 and hybi-00 (fixed bug: Node's
+  // HTTP/1.1 client threw ERR_HTTP_INVALID_HEADER_VALUE for it: an optional header written
+  // `{ Authorization: token ? ... : undefined }` failed over HTTP/1.1 only, an HTTP/2 fallback too).
+  const headers: OutgoingHttpHeaders = {};
+  for (const [name, value] of Object.entries(options.headers ?? {})) if (value !== undefined) headers[name] = value;
+  Object.assign(headers, handshakeHeaders);
   const timeout = options.handshakeTimeout ?? Defaults.handshakeTimeout;
   const statusLineOf = (res: IncomingMessage): string => `HTTP/${res.httpVersion} ${res.statusCode ?? 0} ${res.statusMessage ?? ''}`.trimEnd();
   // An IPv6 literal without its brackets: what to connect to, and (an address) no SNI servername,
@@ -213,6 +220,7 @@ function attempt(target: URL, options: ConnectOptions, follow: boolean): Promise
     }) as ClientRequest;
     // A refusal being read when time runs out (a body that never ends) is reported as the refusal.
     let refused: (() => void) | undefined;
+    let refusal: IncomingMessage | undefined;
     const timer = peerDeadline(() => (refused ? refused() : fail(new HandshakeError(`handshake timed out after ${timeout} ms`, 0, { code: 'WS_HANDSHAKE_TIMEOUT' }))), timeout);
     const fail = (error: Error): void => {
       if (settled) return;
@@ -223,10 +231,21 @@ function attempt(target: URL, options: ConnectOptions, follow: boolean): Promise
     };
     request.on('error', (error: NodeJS.ErrnoException) => {
       if (error instanceof HandshakeError) return fail(error);
+      // A refusal whose body cannot be parsed (an invalid chunk) is the refusal, with the body that
+      // came, as one whose connection ends early (fixed bug: WS_CONNECT_FAILED, status 0, and the
+      // status, headers and body that had come were lost).
+      if (refused) {
+        // (What the parser had taken of the body before the error waits in the response's buffer,
+        // its 'data' events not emitted yet: read() hands it to them now.)
+        while (refusal?.read() != null);
+        return refused();
+      }
       // (A status line Node's parser refuses, `ICY 101` or `HTTP/2 101`, is a bad status line, as
-      // one it takes but is not HTTP: it was WS_CONNECT_FAILED.)
-      const code = error.code === 'HPE_HEADER_OVERFLOW' ? 'WS_RESPONSE_TOO_LARGE' : STATUS_LINE_ERRORS.has(error.code ?? '') ? 'WS_BAD_STATUS_LINE' : 'WS_CONNECT_FAILED';
-      const what = code === 'WS_RESPONSE_TOO_LARGE' ? 'response head too large' : code === 'WS_BAD_STATUS_LINE' ? 'not an HTTP response' : 'connection failed';
+      // one it takes but is not HTTP: it was WS_CONNECT_FAILED. Any other parse error of the head,
+      // a header line that is not one, two Content-Lengths, is WS_BAD_RESPONSE: the server
+      // answered, and not with HTTP; it was WS_CONNECT_FAILED too.)
+      const code = error.code === 'HPE_HEADER_OVERFLOW' ? 'WS_RESPONSE_TOO_LARGE' : STATUS_LINE_ERRORS.has(error.code ?? '') ? 'WS_BAD_STATUS_LINE' : error.code?.startsWith('HPE_') ? 'WS_BAD_RESPONSE' : 'WS_CONNECT_FAILED';
+      const what = code === 'WS_RESPONSE_TOO_LARGE' ? 'response head too large' : code === 'WS_BAD_STATUS_LINE' ? 'not an HTTP response' : code === 'WS_BAD_RESPONSE' ? 'invalid HTTP response' : 'connection failed';
       fail(new HandshakeError(`${what}: ${error.message}`, 0, { code, cause: error }));
     });
     // A response that is not HTTP (`RTSP/1.0 101`, which Node takes for HTTP/1.0) fails, as in
@@ -285,6 +304,7 @@ function attempt(target: URL, options: ConnectOptions, follow: boolean): Promise
         else reject(error);
       };
       refused = finish;
+      refusal = res;
       const received = refusalBody(res, finish);
     });
     request.on('upgrade', (res: IncomingMessage, socket: Socket, head: Buffer) => {

@@ -924,15 +924,18 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
    * The next message as a Readable of its bytes, delivered as they arrive (not buffered whole),
    * or `EOF` once the connection is closed. The stream errors with ConnectionClosedError if the
    * connection ends mid-message. Reading it slowly throttles the peer; destroying it drops the
-   * rest of the message (the messages after it arrive as usual).
+   * rest of the message (the messages after it arrive as usual). On a hybi-00 connection it always
+   * rejects with UnsupportedError (`WS_UNSUPPORTED`), queued messages or not: use `recv()`.
    */
   recvStream(): Promise<Readable | EOF> {
+    // hybi-00: always (fixed bug: a message already queued was handed over as a stream, so the
+    // same code worked or failed by the timing of the peer's messages).
+    if ((this.flags & HYBI00) !== 0) return rejected(new UnsupportedError('streaming receive needs RFC 6455'));
     if (this.inbox !== undefined) {
       const message = this.shiftMessage();
       return Promise.resolve(Readable.from([typeof message === 'string' ? Buffer.from(message) : message]));
     }
     if (this.receiveEnded) return Promise.resolve(EOF);
-    if ((this.flags & HYBI00) !== 0) return rejected(new UnsupportedError('streaming receive needs RFC 6455'));
     this.proto.streamNextMessage = true;
     return new Promise((resolve) => (this.streamWaiters ??= []).push(resolve));
   }

@@ -289,7 +289,8 @@ function sessionGone(cause?: unknown): HandshakeError {
 /**
  * Waits for the peer's SETTINGS, which say whether extended CONNECT is allowed (RFC 8441 §3), and
  * resolves with that; resolves `undefined` when the server does not speak HTTP/2 at all (ALPN
- * refused or did not select h2), so the caller can fall back to HTTP/1.1.
+ * refused or did not select h2; in cleartext, `cleartextOwn`, a session of our own that failed or
+ * ended after it connected and before any SETTINGS came), so the caller can fall back to HTTP/1.1.
  *
  * Node offers no flag for "the peer's SETTINGS arrived": before, `remoteSettings` holds the
  * defaults (enableConnectProtocol false). Fixed bug: this used to test `pendingSettingsAck` (our
@@ -298,12 +299,21 @@ function sessionGone(cause?: unknown): HandshakeError {
  * otherwise a PING is sent: its ACK comes after the server's SETTINGS (the first frame of its
  * preface, RFC 9113 §3.4), so once it is back `remoteSettings` is the server's.
  */
-function remoteSettings(session: ClientHttp2Session, timeout: number, signal: AbortSignal | undefined): Promise<boolean | undefined> {
+function remoteSettings(session: ClientHttp2Session, timeout: number, signal: AbortSignal | undefined, cleartextOwn: boolean): Promise<boolean | undefined> {
   if (session.destroyed) return Promise.reject(sessionGone());
   if (session.remoteSettings?.enableConnectProtocol === true) return Promise.resolve(true);
   return new Promise((resolve, reject) => {
     let settled = false;
     let socketOff: (() => void) | undefined;
+    // Cleartext has no ALPN: a session of our own starts with the HTTP/2 preface (h2c with prior
+    // knowledge). A server that ends or breaks the connection once it is made, before it sent any
+    // SETTINGS, does not speak HTTP/2 (an HTTP/1.1 server answers `PRI * HTTP/2.0` with a 400,
+    // which nghttp2 takes for a protocol error): resolved `undefined`, so that the caller falls
+    // back to HTTP/1.1, as it does over TLS without `h2` (fixed bug: `ws:` with `http2: true`
+    // failed with WS_CONNECT_FAILED against every HTTP/1.1-only server).
+    let connected = false;
+    let heard = false;
+    const notHttp2 = (): boolean => cleartextOwn && connected && !heard;
     const timer = peerDeadline(() => fail(new HandshakeError('no HTTP/2 SETTINGS from the server', 0, { code: 'WS_HANDSHAKE_TIMEOUT' })), timeout);
     const onAbort = (): void => fail(abortedHandshake(signal!));
     signal?.addEventListener('abort', onAbort, { once: true });
@@ -322,19 +332,26 @@ function remoteSettings(session: ClientHttp2Session, timeout: number, signal: Ab
     const fail = (error: Error): void => {
       if (done()) reject(error);
     };
+    // The session failed or ended (not timed out, not given up): see notHttp2.
+    const broken = (error: Error): void => {
+      if (!notHttp2()) fail(error);
+      else if (done()) resolve(undefined);
+    };
     const onError = (error: NodeJS.ErrnoException): void => {
       if (error.code === NO_ALPN) {
         if (done()) resolve(undefined);
         return;
       }
-      fail(new HandshakeError(`HTTP/2 session failed: ${error.message}`, 0, { code: 'WS_CONNECT_FAILED', cause: error }));
+      broken(new HandshakeError(`HTTP/2 session failed: ${error.message}`, 0, { code: 'WS_CONNECT_FAILED', cause: error }));
     };
     // Destroyed without an error (fixed bug: the handshake waited for its timeout).
-    const onClose = (): void => fail(sessionGone());
+    const onClose = (): void => broken(sessionGone());
     const onSettings = (settings: { enableConnectProtocol?: boolean }): void => {
+      heard = true;
       if (done()) resolve(settings.enableConnectProtocol === true);
     };
     function probe(): void {
+      connected = true;
       if (settled || session.destroyed) return;
       // A TLS server that selected no ALPN protocol (or http/1.1) never sends HTTP/2 SETTINGS.
       const alpn = session.alpnProtocol;
@@ -344,7 +361,7 @@ function remoteSettings(session: ClientHttp2Session, timeout: number, signal: Ab
       }
       session.ping((error) => {
         // A cancelled PING: the session was destroyed without a word (see socketOff).
-        if (error) fail(sessionGone(error));
+        if (error) broken(sessionGone(error));
         else if (done()) resolve(session.remoteSettings?.enableConnectProtocol === true);
       });
     }
@@ -418,14 +435,16 @@ export async function connectHttp2(url: URL, options: Http2ConnectOptions): Prom
   const started = performance.now();
   let allowed: boolean | undefined;
   try {
-    allowed = await remoteSettings(session, timeout, signal);
+    allowed = await remoteSettings(session, timeout, signal, ownSession && !secure);
   } catch (error) {
     // (No SETTINGS in time, given up, or the session failed: nothing to close gracefully.)
     destroyOwn();
     throw error;
   }
   if (!allowed) {
-    closeOwn();
+    // (A cleartext server that does not speak HTTP/2 broke the session: nothing to close gracefully.)
+    if (allowed === undefined && !secure) destroyOwn();
+    else closeOwn();
     return undefined;
   }
   const protocols = typeof options.protocols === 'string' ? [options.protocols] : [...(options.protocols ?? [])];

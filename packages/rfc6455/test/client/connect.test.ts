@@ -2,7 +2,10 @@
  * The client handshake against raw servers that answer wrongly (RFC 6455 §4.1: the client MUST
  * fail the connection), error responses surfacing as HandshakeError, and redirects.
  */
-import { connect, serve, HandshakeError, WebSocket, type WebSocketServer } from 'rfc6455';
+import { attachHttp2, connect, serve, HandshakeError, WebSocket, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
+import { createServer as createHttp2Server } from 'node:http2';
+import type { IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { acceptKey } from '../../src/handshake/server.js';
 import { redirectedOptions } from '../../src/client.js';
 import { verifyNegotiation } from '../../src/handshake/client.js';
@@ -230,6 +233,26 @@ describe('client receives an HTTP error instead of 101', () => {
     expect(timedOut.body?.toString()).toBe('denied.');
   });
 
+  test('a refusal whose chunked body breaks off in an invalid chunk rejects with its status, headers and the body that came, as one whose connection ends early (it was WS_CONNECT_FAILED, status 0)', async () => {
+    const s = await answering(() => 'HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer\r\nTransfer-Encoding: chunked\r\n\r\n7\r\ndenied.\r\nzz\r\n');
+    const error = await failure(s.url);
+    expect([error.code, error.status, error.statusLine, error.headers['www-authenticate'], error.body?.toString()]).toEqual(['WS_UNEXPECTED_RESPONSE', 401, 'HTTP/1.1 401 Unauthorized', 'Bearer', 'denied.']);
+  });
+
+  test("a response head Node's parser refuses after its status line (a line that is no header, a control character in a value, two Content-Lengths, a bare LF) fails with WS_BAD_RESPONSE, the parser's error its cause (it was WS_CONNECT_FAILED, as if nothing had answered)", async () => {
+    const heads = [
+      ['HTTP/1.1 101 Switching Protocols', 'Not A Header: x', 'Upgrade: websocket', '', ''].join('\r\n'),
+      ['HTTP/1.1 401 Unauthorized', 'X-Note: a\x01b', 'Content-Length: 0', '', ''].join('\r\n'),
+      ['HTTP/1.1 401 Unauthorized', 'Content-Length: 1', 'Content-Length: 2', '', 'ab'].join('\r\n'),
+      'HTTP/1.1 401 Unauthorized\nContent-Length: 0\n\n',
+    ];
+    for (const head of heads) {
+      const s = await answering(() => head);
+      const error = await failure(s.url);
+      expect([head, error.code, error.status, (error.cause as { code?: string } | undefined)?.code?.startsWith('HPE_')]).toEqual([head, 'WS_BAD_RESPONSE', 0, true]);
+    }
+  });
+
   test('a connection refused is a HandshakeError with status 0', async () => {
     const s = await answering(() => '');
     const url = s.url;
@@ -431,6 +454,40 @@ describe('request headers', () => {
         ['Connection: Upgrade'],
         ['X-Kept: yes'],
       ]);
+    }
+  });
+});
+
+describe('a header whose value is undefined', () => {
+  test('is not sent, over HTTP/1.1, HTTP/2 (h2c) and hybi-00 alike (over HTTP/1.1 it was a TypeError from Node, ERR_HTTP_INVALID_HEADER_VALUE)', async () => {
+    const report = async (conn: WebSocketConnection, req: IncomingMessage): Promise<void> => {
+      await conn.send(JSON.stringify({ version: req.httpVersion, names: Object.keys(req.headers).filter((name) => name.startsWith('x-')) }));
+      await conn.close();
+    };
+    const h1 = await serve({ host: '127.0.0.1', port: 0 }, report);
+    const h2c = createHttp2Server();
+    attachHttp2(h2c, report);
+    await new Promise<void>((r) => h2c.listen(0, '127.0.0.1', r));
+    const headers = { 'X-Absent': undefined, 'X-Present': 'yes' };
+    try {
+      const seen: unknown[] = [];
+      for (const [url, options] of [
+        [h1.url, {}],
+        [`ws://127.0.0.1:${(h2c.address() as AddressInfo).port}/`, { http2: true }],
+        [h1.url, { variant: 'hybi00' }],
+      ] as const) {
+        const conn = await connect(url, { ...options, headers });
+        seen.push(JSON.parse(String(await conn.recv())));
+        await conn.whenClosed;
+      }
+      expect(seen).toEqual([
+        { version: '1.1', names: ['x-present'] },
+        { version: '2.0', names: ['x-present'] },
+        { version: '1.1', names: ['x-present'] },
+      ]);
+    } finally {
+      await h1.close();
+      await new Promise<void>((r) => h2c.close(() => r()));
     }
   });
 });

@@ -282,6 +282,41 @@ describe('client socket options', () => {
     expect(seen[0]!.remote).toBe('127.0.0.2');
   });
 
+  test('family, lookup and localAddress of the wrong kind are a TypeError or RangeError before anything connects, for an IP address in the URL as for a host name, over HTTP/1.1, HTTP/2 and hybi-00 (with an IP address family and lookup were ignored)', async () => {
+    const counter = await connectionCounter();
+    try {
+      const bad: Array<[Record<string, unknown>, string]> = [
+        [{ family: 5 }, 'RangeError'],
+        [{ family: '4' }, 'TypeError'],
+        [{ lookup: 'dns' }, 'TypeError'],
+        [{ localAddress: 'eth0' }, 'TypeError'],
+      ];
+      const outcomes: string[] = [];
+      for (const host of ['127.0.0.1', 'localhost']) {
+        for (const variant of [{}, { http2: true }, { variant: 'hybi00' }]) {
+          for (const [options, expected] of bad) {
+            const name = await connect(`ws://${host}:${counter.port}/`, { ...variant, ...options, handshakeTimeout: 1000 } as Parameters<typeof connect>[1]).then(
+              (conn) => (conn.terminate(), 'connected'),
+              (e: unknown) => (e as Error).name,
+            );
+            if (name !== expected) outcomes.push(`${host} ${JSON.stringify(variant)} ${JSON.stringify(options)}: ${name}, not ${expected}`);
+          }
+        }
+      }
+      expect(outcomes).toEqual([]);
+      for (const [options, expected] of bad) expect(() => new WebSocket(`ws://127.0.0.1:${counter.port}/`, options)).toThrow(expected === 'RangeError' ? RangeError : TypeError);
+      expect(await counter.othersBefore()).toBe(0);
+    } finally {
+      await counter.close();
+    }
+    // 0 (either) and 4 are families, as Node takes them.
+    const { server } = await echo({ host: '127.0.0.1' });
+    for (const family of [0, 4] as const) {
+      const conn = await connect(`ws://127.0.0.1:${server.port}/`, { family });
+      expect(await roundTrip(conn, `family ${family}`)).toBe(`family ${family}`);
+    }
+  });
+
   test('lookup: a host name resolved by the function given', async () => {
     const { server, seen } = await echo({});
     const asked: string[] = [];

@@ -147,6 +147,29 @@ describe('connection API on hybi-00', () => {
     expect(await recvText(conn)).toBe('still open');
   });
 
+  test('recvStream() rejects with UnsupportedError (WS_UNSUPPORTED) whether or not messages are queued, before and after the close, and the messages stay for recv() (with one queued it resolved with a stream)', async () => {
+    const server = await start(async (conn) => {
+      const go = await conn.recv();
+      await conn.send(`first after ${String(go)}`);
+      await conn.send('second');
+      await conn.close();
+    });
+    const conn = await open(server.url);
+    // Nothing queued: the next message would have to be streamed.
+    const waiting = await rejection(conn.recvStream());
+    expect(waiting).toBeInstanceOf(UnsupportedError);
+    expect((waiting as UnsupportedError).code).toBe('WS_UNSUPPORTED');
+    await conn.send('go');
+    // The closing frame comes after both messages: once closed, both are queued.
+    await conn.whenClosed;
+    const queued = await rejection(conn.recvStream());
+    expect((queued as UnsupportedError).code).toBe('WS_UNSUPPORTED');
+    expect(await recvText(conn)).toBe('first after go');
+    expect(await recvText(conn)).toBe('second');
+    expect((await rejection(conn.recvStream()) as UnsupportedError).code).toBe('WS_UNSUPPORTED');
+    expect(await conn.recv()).toBe(EOF);
+  });
+
   test('server handler sending binary or pinging gets the same typed errors', async () => {
     const codes: string[] = [];
     const server = await start(async (conn) => {
@@ -366,6 +389,22 @@ describe('routing and negotiation', () => {
     const none = await open(server.url);
     expect(none.protocol).toBe('');
     expect(await recvText(none)).toBe('proto=');
+  });
+
+  test('subprotocols with a comma, given twice, or that are not tokens are a TypeError before anything is sent, as over RFC 6455 (`[\'a,b\']` was sent as a list of two, and the server\'s choice of a failed the handshake with WS_BAD_PROTOCOL)', async () => {
+    let requests = 0;
+    const server = await start((conn, _req, { protocol }) => void conn.send(`proto=${protocol}`), {
+      protocols: ['a', 'b'],
+      beforeAccept: () => void requests++,
+    });
+    for (const protocols of [['a,b'], ['a', 'a'], 'a b', ['b', 'chat/1']]) {
+      const error = await rejection(open(server.url, { protocols }));
+      expect([protocols, (error as Error).name]).toEqual([protocols, 'TypeError']);
+    }
+    expect(requests).toBe(0);
+    const conn = await open(server.url, { protocols: ['b', 'a'] });
+    expect(conn.protocol).toBe('b');
+    expect(await recvText(conn)).toBe('proto=b');
   });
 
   test('a Host in headers replaces the URL\'s, as over RFC 6455: one Host line, and the location is checked against it', async () => {
