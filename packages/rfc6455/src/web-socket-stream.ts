@@ -9,10 +9,13 @@ import type { Message, WebSocketConnection } from './connection.js';
 import { ConnectionClosedError } from './errors.js';
 
 /**
- * Close codes that say the messages may have been cut short: the connection failed (a protocol
- * error, invalid data, a policy, a limit, a missing extension, a server fault, a TLS failure).
+ * Close codes that say the stream ended where its sender meant it to: a normal close (1000), going
+ * away (1001), no code given (1005), or the application's own code (3000-4999). Every other code
+ * (1002, 1003, 1007-1011, 1012-1015: a failure, a refusal, a restart) may have cut it short.
  */
-const FAILURE_CODES = new Set<number>([1002, 1007, 1008, 1009, 1010, 1011, 1015]);
+function isCleanClose(code: number): boolean {
+  return code === CloseCode.Normal || code === CloseCode.GoingAway || code === CloseCode.NoStatus || (code >= 3000 && code <= 4999);
+}
 
 /**
  * Why the messages of a closed connection may be incomplete, or undefined after a clean close
@@ -26,7 +29,7 @@ function failureOf(conn: WebSocketConnection): Error | undefined {
   // The error the connection failed with, when it tells the code (a protocol error, a limit).
   if (typeof (failure as { closeCode?: unknown } | undefined)?.closeCode === 'number') return failure;
   const code = conn.closeStatus ?? CloseCode.Abnormal;
-  if (failure === undefined && code !== CloseCode.Abnormal && !FAILURE_CODES.has(code)) return undefined;
+  if (failure === undefined && isCleanClose(code)) return undefined;
   // A socket error or a timeout is its cause.
   const message = code === CloseCode.Abnormal ? 'the connection ended without a closing handshake' : `the connection was closed with ${code}`;
   return new ConnectionClosedError(code, conn.closeReason ?? '', message, failure === undefined ? undefined : { cause: failure });
@@ -49,8 +52,8 @@ export type WebSocketStreamOptions = Omit<DuplexOptions, 'read' | 'write' | 'wri
  *   connection failed with when it carries a `closeCode` (a ProtocolError, a MessageTooBigError),
  *   else a ConnectionClosedError with the code and reason: 1006 for a transport that ended without
  *   a closing handshake (EOF, a reset, `terminate()`, a close or keepalive timeout; the socket
- *   error or timeout as its `cause`), or the failure code sent or received (1002, 1007, 1008,
- *   1009, 1010, 1011, 1015). (`ws` ends it then, erroring only on a failure of its own.)
+ *   error or timeout as its `cause`), or the code sent or received for any other close (1002,
+ *   1003, 1007-1015). (`ws` ends it then, erroring only on a failure of its own.)
  * - Writing: each chunk is sent as one message: Buffers as binary, strings (with
  *   `decodeStrings: false` or `writableObjectMode`) as text. A write's callback waits for the
  *   send, so the writable side's backpressure is the connection's.

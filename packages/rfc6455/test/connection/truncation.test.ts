@@ -1,7 +1,7 @@
 /**
  * Does a reader learn that what it got was cut short? A connection that ends without a closing
  * handshake (1006: EOF, RST, half a frame then EOF, `terminate()` by a `ws` peer) or with a close
- * code that says failure (1002, 1007, 1008, 1009, 1010, 1011, 1015) errors a
+ * code other than a clean one (1002, 1003, 1007-1015) errors a
  * `createWebSocketStream()` Duplex once the messages received before are read; a clean close
  * (1000, 1001, 1005, 3000-4999) ends it. `recvStream()`'s message cut mid-way errors. Real sockets.
  */
@@ -71,7 +71,7 @@ describe('createWebSocketStream: an end that is not clean errors the readable, a
     }
   });
 
-  test.each([1002, 1007, 1008, 1009, 1010, 1011, 1015 /* not on the wire, but a peer may send it */])('a close frame with %i from the peer: every message is read, then the stream errors with that code and reason', async (code) => {
+  test.each([1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 1015 /* not on the wire, but a peer may send it */])('a close frame with %i from the peer: every message is read, then the stream errors with that code and reason', async (code) => {
     const server = await peer(5, { code, reason: 'broken' });
     try {
       const client = await connect(server.url, { perMessageDeflate: false });
