@@ -364,6 +364,8 @@ class RareFields {
    */
   closeTaken = NaN;
   closeStreamed = -1;
+  /** The close timer's last check (or first arming) found bytes of ours not yet taken by the peer. */
+  closeBacklog = false;
   /**
    * Keepalive: the bytes the peer had taken (bytesTaken) when the unanswered ping was sent behind
    * a backlog, or at the last check since; NaN when the ping went straight out.
@@ -1349,6 +1351,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     const rare = this.rareFields();
     rare.closeTaken = NaN;
     rare.closeStreamed = -1;
+    rare.closeBacklog = false;
     this.armCloseTimer();
   }
 
@@ -1797,7 +1800,11 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
       // First armed: a socket backed up now holds what was sent before the close; the first check
       // looks at how much of it the peer has taken since.
       const taken = takenBehindBacklog(stream);
-      if (!Number.isNaN(taken)) this.rareFields().closeTaken = taken;
+      if (!Number.isNaN(taken)) {
+        const rare = this.rareFields();
+        rare.closeTaken = taken;
+        rare.closeBacklog = true;
+      }
     }
     this.closeTimer = peerDeadline(() => {
       this.closeTimer = undefined;
@@ -1812,14 +1819,22 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
       // bug: it was aborted here, 1006, however fast it was reading; and the backlog compared was
       // bufferedAmount plus libuv's queue, which counts a write being made twice, so a burst of
       // sends corked into one write looked like a growing backlog).
+      // While the close frame waits behind a sendStream(), the bytes the peer took count only when
+      // some of ours were waiting for it at the last check (the stream held back by a slow reader):
+      // what went out since is otherwise a ping or a pong written meanwhile, and the stream itself
+      // counts through streamedBytes (fixed bug: behind a stalled source, pings sent by the
+      // application or answered to the peer's keepalive made every check look like progress, and
+      // close(), and server.close() with it, never resolved).
       const rare = this.rareFields();
       const taken = bytesTaken(stream);
       const streamed = rare.streamedBytes;
+      const behindStream = (this.flags & CLOSE_WAITING) !== 0 && !this.proto.closeSent;
       const progressed =
-        (Number.isNaN(rare.closeTaken) ? this.bufferedAmount + writeQueueSize(stream) > 0 : taken > rare.closeTaken) ||
+        (Number.isNaN(rare.closeTaken) ? this.bufferedAmount + writeQueueSize(stream) > 0 : taken > rare.closeTaken && (rare.closeBacklog || !behindStream)) ||
         (this.sendTail !== undefined && streamed !== rare.closeStreamed);
       rare.closeTaken = taken;
       rare.closeStreamed = streamed;
+      rare.closeBacklog = stream.writableLength + writeQueueSize(stream) > 0;
       if (progressed) this.armCloseTimer();
       else this.abortTransport();
     }, this.limits.closeTimeout);

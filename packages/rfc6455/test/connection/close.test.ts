@@ -406,6 +406,34 @@ describe('close timeout', () => {
     await raw.closed;
   }, 10_000);
 
+  test('close() behind a stalled sendStream() is bounded by closeTimeout while pings flow both ways (each pong or ping the peer took counted as progress: close() and server.close() never resolved)', async () => {
+    const raw = await RawClient.connect(server.port);
+    const conn = await lastServerConn();
+    const streaming = conn.sendStream(
+      (async function* () {
+        yield 'first';
+        await new Promise<never>(() => undefined);
+      })(),
+    );
+    streaming.catch(() => undefined);
+    expect((await raw.readFrame())?.payload.toString()).toBe('first');
+    const closing = conn.close(1000, 'bye');
+    // A peer whose keepalive pings the server, and a server application that pings too, until the
+    // connection goes: every frame they exchange is read at once.
+    for (;;) {
+      raw.send({ opcode: 9, payload: 'p' });
+      void conn.ping('q').catch(() => undefined);
+      const frame = await raw.readFrame();
+      if (frame === undefined) break;
+      expect(frame.opcode === 9 || frame.opcode === 10).toBe(true);
+      if (frame.opcode === 9) await raw.readFrame();
+    }
+    await closing;
+    expect(conn.readyState).toBe('closed');
+    expect(conn.closeStatus).toBe(1006);
+    await raw.closed;
+  }, 10_000);
+
   test('client closes, server never ends TCP after its reply: the client gives up after closeTimeout', async () => {
     // A raw server: answers the handshake, echoes the close frame, then keeps TCP open.
     const net = await import('node:net');
