@@ -9,6 +9,7 @@ import { isIP } from 'node:net';
 import type { ConnectOptions } from './client.js';
 import type { ConnectionOptions } from './connection.js';
 import type { PerMessageDeflateOptions } from './extensions/deflate-negotiation.js';
+import { isToken } from './handshake/http.js';
 import type { UpgradeOptions } from './upgrade.js';
 
 type Bound = 'positive' | 'nonNegative';
@@ -191,8 +192,6 @@ const HANDSHAKE_HEADERS: Record<string, string> = {
   'sec-websocket-protocol': 'use the protocols option',
   'sec-websocket-extensions': 'use the perMessageDeflate option',
 };
-/** RFC 9110 §5.6.2: a header field name. */
-const FIELD_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /**
  * A header value as Node's HTTP/1.1 client and nghttp2 accept it: tab, visible ASCII, space and
  * obs-text (RFC 9110 §5.5); no CR, LF, NUL or other control character.
@@ -213,7 +212,8 @@ function checkRequestHeaders(where: string, headers: unknown, origin: unknown): 
   if (headers === undefined) return;
   if (typeof headers !== 'object' || headers === null || Array.isArray(headers)) throw new TypeError(`${where}: headers must be an object of header names and values`);
   for (const [name, value] of Object.entries(headers)) {
-    if (!FIELD_NAME.test(name)) throw new TypeError(`${where}: invalid header name ${JSON.stringify(name)}`);
+    // RFC 9110 §5.1: a field name is a token.
+    if (!isToken(name)) throw new TypeError(`${where}: invalid header name ${JSON.stringify(name)}`);
     if (value === undefined) continue;
     const instead = HANDSHAKE_HEADERS[name.toLowerCase()];
     if (instead !== undefined) throw new TypeError(`${where}: the ${name} header is the handshake's own (${instead})`);
