@@ -499,3 +499,46 @@ describe('a peer that closes while our queue is full', () => {
     }
   });
 });
+
+describe('an abort right after the orderly end', () => {
+  // Node cannot reset a socket whose shutdown it has asked libuv for and libuv has not done yet:
+  // the reset fails (EINVAL), and Node emits an 'error' and never closes the handle. The server
+  // ends its side as it answers the client's close; a terminate() (or the close timer) that came
+  // then left the connection open for good, and server.close() never resolved.
+  const schedules: Array<[string, (fn: () => void) => void]> = [
+    ['a microtask', (fn) => queueMicrotask(fn)],
+    ['process.nextTick', (fn) => process.nextTick(fn)],
+    ['setImmediate', (fn) => setImmediate(fn)],
+    ['setTimeout 0', (fn) => setTimeout(fn, 0)],
+  ];
+  test.each(schedules)('terminate() from %s after the close frame was answered: the connection and server.close() still resolve', async (_name, schedule) => {
+    const conns: WebSocketConnection[] = [];
+    const local = await serve({ perMessageDeflate: false, closeTimeout: 300 }, (conn) => {
+      conns.push(conn);
+      conn.on('error', () => undefined);
+      // Runs as the message is parsed, before the close frame that came with it in one read.
+      conn.on('message', () => schedule(() => conn.terminate()));
+    });
+    try {
+      const raws: RawClient[] = [];
+      for (let i = 0; i < 10; i++) {
+        const raw = await RawClient.connect(local.port);
+        raw.socket.on('error', () => undefined);
+        raw.write(Buffer.concat([frame({ opcode: 1, payload: 'last words', mask: true }), frame({ opcode: 8, payload: closePayload(1000), mask: true })]));
+        raws.push(raw);
+      }
+      for (let i = 0; i < 100 && conns.length < 10; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(conns).toHaveLength(10);
+      const outcome = await Promise.race([
+        Promise.all(conns.map((c) => c.whenClosed)).then(() => 'closed'),
+        new Promise((r) => setTimeout(r, 3000, 'still open after 3 s')),
+      ]);
+      expect(outcome).toBe('closed');
+      for (const raw of raws) raw.destroy();
+    } finally {
+      for (const conn of conns) if (!conn.closed) (conn as unknown as { stream: Socket }).stream.destroy();
+    }
+    const closed = await Promise.race([local.close().then(() => 'resolved'), new Promise((r) => setTimeout(r, 3000, 'pending'))]);
+    expect(closed).toBe('resolved');
+  });
+});
