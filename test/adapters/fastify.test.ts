@@ -7,7 +7,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import type { IncomingMessage } from 'node:http';
 import { connect as netConnect, type AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { connect, EOF, handleUpgrade, HandshakeError, serviceMapper } from 'rfc6455';
+import { connect, EOF, handleUpgrade, HandshakeError, listenForUpgrades, serviceMapper } from 'rfc6455';
 import { injectWS, wsPlugin } from '@rfc6455/fastify';
 import { adapterSuite, authorized, echoHandler, HELLO_BODY, protoProtocols, roomHandler, type AdapterFixture, type TlsMaterial } from '../shared/adapter-suite.js';
 
@@ -321,6 +321,46 @@ test('under a prefix, with the router options that merge slashes and ignore case
     } finally {
       await app.close();
     }
+  }
+}, 5000);
+
+test('with a case-sensitive router (the default), an app route that differs from the mapper\'s prefix only in case is the app\'s, not left to another listener', async () => {
+  // (Before: the catch-all check ignored case whatever the router did, so '/WS/a', found by the
+  // router under the app's own '/WS/*', was taken for the mapper's '/ws/*': the upgrade was left
+  // to another 'upgrade' listener though this app has a route for it.)
+  const app = Fastify();
+  await app.register(
+    async (scope: FastifyInstance) => {
+      await scope.register(wsPlugin, { mapper: serviceMapper([{ path: '/ws/echo', handler: echoHandler }]) });
+    },
+    { prefix: '/ws' },
+  );
+  app.get('/WS/*', async () => 'plain');
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  // Another WebSocket server on the same HTTP server, which takes '/WS/' upgrades no one before it claims.
+  const other: string[] = [];
+  const stop = listenForUpgrades(
+    app.server,
+    (req) => (req.url ?? '').startsWith('/WS/'),
+    (req, socket, head) => {
+      other.push(req.url ?? '');
+      void handleUpgrade(req, socket, head, (conn) => void conn.send('other'));
+    },
+  );
+  try {
+    const refused = await connect(`ws://127.0.0.1:${port(app)}/WS/a`).then(
+      (conn) => conn.close().then(() => 'opened'),
+      (error: unknown) => (error instanceof HandshakeError ? error.status : String(error)),
+    );
+    // The app's plain route answers it, as it would a request without Upgrade.
+    expect({ refused, other }).toEqual({ refused: 200, other: [] });
+    const echo = await connect(`ws://127.0.0.1:${port(app)}/ws/echo`);
+    await echo.send('hi');
+    expect(await echo.recv()).toBe('hi');
+    await echo.close();
+  } finally {
+    stop();
+    await app.close();
   }
 }, 5000);
 

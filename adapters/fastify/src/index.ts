@@ -284,18 +284,22 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
    * catch-all (`<prefix>/*`) rather than an app route ending in a wildcard (`/files/*`): the part of
    * the path before `rest` is then the prefix. Compared as the router matched: decoded, without
    * its slashes (`ignoreDuplicateSlashes`, `ignoreTrailingSlash` merge or drop some), in either case
-   * (`caseSensitive: false`; `rest` keeps the request's case), before a `;` too
+   * when the router ignores case (`caseSensitive: false`; `rest` keeps the request's case; fixed
+   * bug: case was ignored under a case-sensitive router too, so an app route `/WS/*` was taken for
+   * the catch-all under the prefix `/ws`), before a `;` too
    * (`useSemicolonDelimiter`). (Fixed bug: compared as written, `/WS/other`, `/ws/other/`,
    * `//ws//other` or `/ws/a%2Fb` under the prefix `/ws` were taken for an app route's, so those
    * upgrades, which the mapper does not serve, were not left to another `upgrade` listener.)
    */
+  const config = app.initialConfig as { routerOptions?: { caseSensitive?: boolean }; caseSensitive?: boolean };
+  const ignoresCase = (config.routerOptions?.caseSensitive ?? config.caseSensitive) === false;
   const isCatchAll = (path: string, rest: string): boolean => {
     const bare = (text: string): string => text.replace(/\/+/g, '');
     const expected = bare(`${catchAllPrefix}/${rest}`);
     const semicolon = path.indexOf(';');
     return [path, semicolon < 0 ? path : path.slice(0, semicolon)].some((candidate) => {
       const seen = bare(decodeURIComponent(candidate));
-      return seen === expected || seen.toLowerCase() === expected.toLowerCase();
+      return seen === expected || (ignoresCase && seen.toLowerCase() === expected.toLowerCase());
     });
   };
   /**
