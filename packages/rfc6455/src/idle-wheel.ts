@@ -97,11 +97,26 @@ class IdleWheel {
     this.members.forEach(tickMember);
     this.groups.forEach(tickGroup);
     this.stopIfIdle();
+    // A member's tick that threw (an `error` listener of the application's, called as a keepalive
+    // ping crossed maxBufferedAmount) is rethrown once every member has had its tick. (Fixed bug:
+    // the exception left the loop, and every member after it waited a whole tick.)
+    const failed = tickFailure;
+    if (failed !== undefined) {
+      tickFailure = undefined;
+      throw failed.error;
+    }
   };
 }
 
+/** The first exception a member's tick threw during the tick under way. */
+let tickFailure: { error: unknown } | undefined;
+
 function tickMember(member: WheelMember): void {
-  member.tick(wheel.now);
+  try {
+    member.tick(wheel.now);
+  } catch (error) {
+    tickFailure ??= { error };
+  }
 }
 
 function tickGroup(group: ReadonlySet<WheelMember>, _same: unknown, groups: Set<ReadonlySet<WheelMember>>): void {

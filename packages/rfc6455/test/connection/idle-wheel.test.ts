@@ -111,4 +111,26 @@ describe('idle wheel', () => {
     expect(conns[0]!.readyState).toBe('open');
     expect(conns[0]!.error).toBeUndefined();
   });
+
+  test('a member whose tick throws (an error listener that throws) does not keep the others from their tick; the exception is rethrown after them', () => {
+    // (Before: the exception left the wheel's loop, so every member after it waited a whole tick.)
+    const ticked: string[] = [];
+    const thrower = {
+      tick: (): void => {
+        ticked.push('thrower');
+        throw new Error('listener failed');
+      },
+    };
+    const next = { tick: (): void => void ticked.push('next') };
+    try {
+      wheel.add(thrower);
+      wheel.add(next);
+      // One tick, run here (synchronously, so the wheel's own timer cannot come between).
+      expect(() => (wheel as unknown as { tickAll(): void }).tickAll()).toThrow('listener failed');
+      expect(ticked).toEqual(['thrower', 'next']);
+    } finally {
+      wheel.delete(thrower);
+      wheel.delete(next);
+    }
+  });
 });
