@@ -133,6 +133,23 @@ describe('without onError, application errors are reported on stderr', () => {
     expect(logged()).toEqual(['rfc6455: WebSocket handler failed on /: connection closed with 1011\n{ code: 42 }']);
   });
 
+  test('a handler that throws once the closing handshake is under way: the report does not claim a 1011 that was never sent', async () => {
+    let failure: Error | undefined;
+    let stateAtThrow: string | undefined;
+    const server = await startServer({ perMessageDeflate: false }, async (conn) => {
+      for await (const m of conn) void m;
+      stateAtThrow = conn.readyState;
+      throw (failure = new Error('failed after the close'));
+    });
+    const conn = await connect(server.url);
+    await conn.close(4000, 'bye');
+    // Before: "connection closed with 1011", while the connection closed with the peer's 4000.
+    expect(conn.closeStatus).toBe(4000);
+    // The handler threw as the close frame was parsed, before the server's transport closed.
+    expect(stateAtThrow).toBe('closing');
+    expect(logged()).toEqual([`rfc6455: WebSocket handler failed on /: connection already closing\n${failure!.stack}`]);
+  });
+
   test('under NODE_ENV=test nothing is printed (as Express does)', async () => {
     process.env.NODE_ENV = 'test';
     const thrown = new Map<string, Error>();

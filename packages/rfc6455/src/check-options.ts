@@ -223,30 +223,33 @@ function checkRequestHeaders(where: string, headers: unknown, origin: unknown): 
   }
 }
 
-/** connect()'s own options. */
-export function checkClientOptions(options: Pick<ConnectOptions, Exclude<keyof ConnectOptions, 'protocols' | 'signal'>>): void {
+/**
+ * connect()'s own options, checked where they are given: `where` names that call in the messages
+ * (`new WebSocket()` and `new WebSocketStream()` check them too; they said `connect():`).
+ */
+export function checkClientOptions(options: Pick<ConnectOptions, Exclude<keyof ConnectOptions, 'protocols' | 'signal'>>, where = 'connect()'): void {
   // Not remembered: a client's options object may be changed between two connect() calls.
-  checkHandshakeOptions('connect()', options);
-  checkNotWs('connect()', options, WS_CLIENT_OPTIONS);
-  checkRequestHeaders('connect()', options.headers, options.origin);
+  checkHandshakeOptions(where, options);
+  checkNotWs(where, options, WS_CLIENT_OPTIONS);
+  checkRequestHeaders(where, options.headers, options.origin);
   const follow = options.followRedirects;
-  if (follow !== undefined && typeof follow !== 'boolean') checkInteger('connect()', 'followRedirects', follow, 0, Number.MAX_SAFE_INTEGER);
+  if (follow !== undefined && typeof follow !== 'boolean') checkInteger(where, 'followRedirects', follow, 0, Number.MAX_SAFE_INTEGER);
   // (Fixed bug: `variant: 'hybi-00'` spoke RFC 6455, and `http2: 'false'` HTTP/2.)
   const variant = options.variant;
-  if (variant !== undefined && variant !== 'rfc6455' && variant !== 'hybi00') throw new TypeError(`connect(): variant must be 'rfc6455' or 'hybi00', not ${String(variant)}`);
+  if (variant !== undefined && variant !== 'rfc6455' && variant !== 'hybi00') throw new TypeError(`${where}: variant must be 'rfc6455' or 'hybi00', not ${String(variant)}`);
   // The socket options: Node checks family and lookup only when it looks a host name up, so with
   // an IP address in the URL `family: 5`, `family: '4'` or a `lookup` that is no function was
   // ignored, and the same options failed for a host name (fixed bug). Checked here for every URL.
   const family = options.family as unknown;
   if (family !== undefined) {
-    if (typeof family !== 'number') throw new TypeError(`connect(): family must be 4 or 6 (0 for either), not ${typeof family === 'string' ? JSON.stringify(family) : typeof family}`);
-    if (family !== 0 && family !== 4 && family !== 6) throw new RangeError(`connect(): family must be 4 or 6 (0 for either), not ${family}`);
+    if (typeof family !== 'number') throw new TypeError(`${where}: family must be 4 or 6 (0 for either), not ${typeof family === 'string' ? JSON.stringify(family) : typeof family}`);
+    if (family !== 0 && family !== 4 && family !== 6) throw new RangeError(`${where}: family must be 4 or 6 (0 for either), not ${family}`);
   }
-  if (options.lookup !== undefined && typeof options.lookup !== 'function') throw new TypeError(`connect(): lookup must be a function (dns.lookup's signature), not ${typeof options.lookup}`);
+  if (options.lookup !== undefined && typeof options.lookup !== 'function') throw new TypeError(`${where}: lookup must be a function (dns.lookup's signature), not ${typeof options.lookup}`);
   const local = options.localAddress as unknown;
-  if (local !== undefined && (typeof local !== 'string' || isIP(local) === 0)) throw new TypeError(`connect(): localAddress must be an IP address, not ${typeof local === 'string' ? JSON.stringify(local) : typeof local}`);
+  if (local !== undefined && (typeof local !== 'string' || isIP(local) === 0)) throw new TypeError(`${where}: localAddress must be an IP address, not ${typeof local === 'string' ? JSON.stringify(local) : typeof local}`);
   const http2 = options.http2 as unknown;
   if (http2 !== undefined && typeof http2 !== 'boolean' && (typeof http2 !== 'object' || http2 === null)) {
-    throw new TypeError(`connect(): http2 must be true, false or a ClientHttp2Session, not ${typeof http2 === 'string' ? JSON.stringify(http2) : http2 === null ? 'null' : typeof http2}`);
+    throw new TypeError(`${where}: http2 must be true, false or a ClientHttp2Session, not ${typeof http2 === 'string' ? JSON.stringify(http2) : http2 === null ? 'null' : typeof http2}`);
   }
 }

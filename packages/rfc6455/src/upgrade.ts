@@ -958,9 +958,11 @@ function failureHandler(onError: UpgradeOptions['onError']): (error: unknown, co
  * some, else to stderr (reportError).
  */
 function handlerFailed(error: unknown, conn: WebSocketConnection, onError: UpgradeOptions['onError']): void {
-  const open = !conn.closed;
-  if (open) conn.close(CloseCode.InternalError).catch(noop);
-  const context = `WebSocket handler failed on ${conn.path}: ${open ? 'connection closed with 1011' : 'connection already closed'}`;
+  // Only an open connection gets the 1011: one already closing keeps the code of its close frame
+  // (close() then only joins the handshake), so the report says which.
+  const state = conn.readyState;
+  if (state !== 'closed') conn.close(CloseCode.InternalError).catch(noop);
+  const context = `WebSocket handler failed on ${conn.path}: ${state === 'open' ? 'connection closed with 1011' : `connection already ${state}`}`;
   if (!onError && conn.listenerCount('error') > 0) {
     try {
       conn.emit('error', error instanceof Error ? error : new Error(String(error)));

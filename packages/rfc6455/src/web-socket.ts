@@ -289,7 +289,7 @@ export class WebSocket extends EventTarget {
     const target = parseTarget(href);
     checkProtocols(list);
     // A limit or timeout out of range is a TypeError or RangeError here, as a bad URL is.
-    checkClientOptions(options);
+    checkClientOptions(options, 'new WebSocket()');
     this.#url = target.href;
     this.#origin = target.origin;
     // No idle timeout unless asked for: a browser never closes a quiet WebSocket (connect()'s

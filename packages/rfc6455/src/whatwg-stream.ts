@@ -204,7 +204,7 @@ export class WebSocketStream {
     const target = parseTarget(href);
     checkProtocols(protocols);
     // A limit or timeout out of range is a TypeError or RangeError here, as a bad URL is.
-    checkClientOptions(init);
+    checkClientOptions(init, 'new WebSocketStream()');
     this.#url = target.href;
     this.#highWaterMark = init.readHighWaterMark ?? Defaults.readHighWaterMark;
     this.#opened = new Promise<WebSocketOpenInfo>((resolve, reject) => {

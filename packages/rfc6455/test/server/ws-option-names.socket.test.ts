@@ -130,6 +130,16 @@ describe("ws's client options", () => {
     expect(() => new WebSocketStream(server.url, { [name]: value })).toThrow(TypeError);
     expect(server.connections.size).toBe(0);
   });
+
+  test('the constructors name themselves in the message, not connect(), which the application never called', () => {
+    const url = 'ws://127.0.0.1:9/';
+    const headers = { Authorization: 'Bearer …' }; // a placeholder the docs once had: not a header value
+    expect(() => new WebSocket(url, { maxPayload: 10 } as object)).toThrow(/^new WebSocket\(\): maxPayload is an option of ws/);
+    expect(() => new WebSocketStream(url, { maxPayload: 10 } as object)).toThrow(/^new WebSocketStream\(\): maxPayload is an option of ws/);
+    expect(() => new WebSocket(url, [], { headers })).toThrow(new TypeError('new WebSocket(): invalid character in the value of header Authorization'));
+    expect(() => new WebSocketStream(url, { headers })).toThrow(new TypeError('new WebSocketStream(): invalid character in the value of header Authorization'));
+    expect(() => new WebSocket(url, { family: 5 as 4 })).toThrow(new RangeError('new WebSocket(): family must be 4 or 6 (0 for either), not 5'));
+  });
 });
 
 describe("ws's handleProtocols, ported to protocols", () => {
