@@ -103,3 +103,55 @@ for (const how of ['recv', 'recvStream'] as const) {
     }
   });
 }
+
+/**
+ * The same over TCP once the application has asked for `conn.transport` (to log the peer's
+ * address, say), which the connection keeps from then on. Before, it then took the socket for
+ * another kind of transport while a message inflated: asked for first, the socket was not kept
+ * half open, and the FIN closed the connection ahead of the message (lost, 1006); asked for while
+ * the message inflated, the socket was left half open for good once it was parsed, and a FIN
+ * without a close frame never closed the connection.
+ */
+describe('over TCP, once conn.transport was asked for', () => {
+  /** A compressed binary message of MESSAGE zeros, masked, without a close frame. */
+  function messageOnly(): Buffer {
+    const payload = deflateRawSync(Buffer.alloc(MESSAGE), { finishFlush: constants.Z_SYNC_FLUSH });
+    return frame({ opcode: 0x2, payload: payload.subarray(0, payload.length - 4), rsv1: true, mask: true });
+  }
+
+  test('before the message: a compressed message and a close frame, then FIN, while it inflates: whole, then 1000', async () => {
+    const serverSide = new Promise<WebSocketConnection>((resolve) => accepted.push(resolve));
+    const raw = await RawClient.connect(Number(new URL(server.url).port), { headers: ['Sec-WebSocket-Extensions: permessage-deflate'] });
+    const conn = await serverSide;
+    expect(conn.transport.kind).toBe('tcp');
+    const message = conn.recv();
+    raw.write(messageThenClose());
+    raw.end();
+    expect(await length(await message)).toBe(MESSAGE);
+    expect((await raw.readClose())?.code).toBe(1000);
+    await conn.whenClosed;
+    expect(conn.closeStatus).toBe(1000);
+    raw.destroy();
+  });
+
+  test('while the message inflates: a compressed message, then FIN without a close frame: whole, then the connection closes (1006)', async () => {
+    const serverSide = new Promise<WebSocketConnection>((resolve) => accepted.push(resolve));
+    const raw = await RawClient.connect(Number(new URL(server.url).port), { headers: ['Sec-WebSocket-Extensions: permessage-deflate'] });
+    raw.socket.on('error', () => undefined);
+    const conn = await serverSide;
+    const message = conn.recvStream();
+    raw.write(messageOnly());
+    raw.end();
+    // The stream's reader has not read: the message waits, and the FIN comes meanwhile.
+    const stream = await message;
+    const socket = conn.transport.stream as Socket;
+    await until(() => socket.readableEnded, 5000, 'the FIN');
+    expect(await length(stream)).toBe(MESSAGE);
+    let timer: NodeJS.Timeout | undefined;
+    const outcome = await Promise.race([conn.whenClosed.then(() => 'closed'), new Promise((r) => (timer = setTimeout(r, 3000, 'still open after 3 s')))]);
+    clearTimeout(timer);
+    expect(outcome).toBe('closed');
+    expect(conn.closeStatus).toBe(1006);
+    raw.destroy();
+  });
+});

@@ -1299,7 +1299,12 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
    * @internal
    */
   onInflating(waiting: boolean): void {
-    const socket = this.rare?.transport === undefined ? (this.stream as Socket) : undefined;
+    // (A socket's transport object exists once `conn.transport` was asked for: still a socket.
+    // Fixed bug: it was then taken for another kind, the socket was not kept half open, and a FIN
+    // while a message inflated closed the connection ahead of it, or, asked for meanwhile, the
+    // socket was left half open for good and the peer's end never closed the connection.)
+    const transport = this.rare?.transport;
+    const socket = transport === undefined || transport instanceof SocketTransport ? (this.stream as Socket) : undefined;
     if (waiting) {
       this.flags |= INFLATING;
       // The peer's end, if it comes meanwhile, waits for the frames it sent before it, which wait
@@ -2026,6 +2031,11 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     this.proto.receiveEof();
     this.endReceiving();
     this.endTransport();
+    // Our end goes out behind what we sent, which a peer that ended its side need not read: a
+    // stall is bounded by closeTimeout, as after a close frame (fixed bug: an HTTP/2 peer's
+    // END_STREAM while our sends were backed up left the stream half open for good, the
+    // protocol closed, so neither close() nor idleTimeout armed a timer, and server.close() hung).
+    this.armCloseTimer();
   }
 
   /** @internal */

@@ -55,8 +55,16 @@ export function http2StreamTransport(stream: Http2Stream): Transport {
       if (!stream.destroyed && !stream.writableEnded) stream.end();
     },
     abort: () => {
+      if (stream.destroyed) return;
       // destroy() alone sends RST_STREAM(NO_ERROR), which a peer cannot tell from an orderly end.
-      if (!stream.destroyed) stream.close(h2.NGHTTP2_CANCEL);
+      if (!stream.closed) stream.close(h2.NGHTTP2_CANCEL);
+      // Node does not destroy a closed stream whose input the peer ended while some of it waits
+      // unread (reading paused: pause(), a full queue), nor one a write after the peer's
+      // RST_STREAM(NO_ERROR) errored: no 'close' came, and close() on a stream already closed
+      // does nothing. Destroyed here (the RST_STREAM queued above still goes out). Fixed bug: such
+      // a connection stayed open through terminate() and its close timer, and server.close()
+      // never resolved.
+      if (!stream.destroyed) stream.destroy();
     },
   };
 }
@@ -416,9 +424,6 @@ export async function connectHttp2(url: URL, options: Http2ConnectOptions): Prom
     return ownSocket;
   };
   const session = options.session ?? http2Connect(origin, { ...where, ...sni, ...options.tls, ...options.sessionOptions, createConnection } as SecureClientSessionOptions);
-  const closeOwn = (): void => {
-    if (ownSession && !session.closed) session.close();
-  };
   // A server that has not answered in time (or a handshake given up by `signal`): a graceful
   // close ends our side and waits for the server's, which a stalled server never sends, so the
   // socket stayed open and kept the process alive (fixed bug). Destroyed instead, the socket too:
@@ -428,6 +433,21 @@ export async function connectHttp2(url: URL, options: Http2ConnectOptions): Prom
   const destroyOwn = (): void => {
     if (ownSession && !session.destroyed) session.destroy();
     ownSocket?.destroy();
+  };
+  // The graceful close of a session of our own (GOAWAY, then our side of the connection ended)
+  // waits for the server to close its side: bounded by closeTimeout, as a WebSocket's close over
+  // HTTP/1.1 is, then destroyed. (Fixed bug: once its WebSocket had closed, cleanly or not, a
+  // session whose server, or a proxy in between, did not close the connection stayed open for
+  // good, and kept the process alive.)
+  let closing = false;
+  const closeOwn = (): void => {
+    if (!ownSession || closing) return;
+    closing = true;
+    if (!session.closed) session.close();
+    const socket = ownSocket;
+    if (socket === undefined || socket.destroyed) return;
+    const timer = peerDeadline(destroyOwn, options.closeTimeout ?? Defaults.closeTimeout);
+    socket.once('close', () => clearTimeout(timer));
   };
   // Once per session: a shared one used to get another listener with every WebSocket opened on it.
   if (!session.listeners('error').includes(ignoreError)) session.on('error', ignoreError);
