@@ -181,7 +181,7 @@ test.each([
   expect(typeCheck(file, consumerSource, options)).toEqual([]);
 });
 
-test('a consumer of the three adapters type-checks with skipLibCheck off (nodenext)', () => {
+test('a consumer of the three adapters type-checks with skipLibCheck off (nodenext, exactOptionalPropertyTypes and noUncheckedIndexedAccess on)', () => {
   const source = `
 import Fastify from 'fastify';
 import express from 'express';
@@ -206,7 +206,39 @@ export async function main(): Promise<void> {
   const k = new Koa();
   k.use(koaWebSocket());
   k.use(async (ctx, next) => { if (ctx.ws) await (await ctx.ws())?.send('k'); else await next(); });
+  // Unset options given as undefined, under exactOptionalPropertyTypes (see the core's test below).
+  await Fastify().register(wsPlugin, { mapper: undefined, onError: undefined, maxMessageSize: undefined });
+  await app.injectWS('/', { protocols: undefined, headers: undefined });
+  expressWebSocket({ mapper: undefined, handshakeTimeout: undefined });
+  k.use(koaWebSocket({ mapper: undefined, claim: undefined }));
 }
 `;
-  expect(typeCheck('adapters.mts', source, resolutions[0]![1])).toEqual([]);
+  expect(typeCheck('adapters.mts', source, { ...resolutions[0]![1], exactOptionalPropertyTypes: true, noUncheckedIndexedAccess: true })).toEqual([]);
+}, 20_000);
+
+test('a consumer of rfc6455 under exactOptionalPropertyTypes (and noUncheckedIndexedAccess) may give an unset option as undefined, which every entry point takes as not given', () => {
+  // Fixed bug: the options were declared `name?: T`, which under exactOptionalPropertyTypes refuses
+  // `name: undefined`, so an option passed on from configuration that may be unset
+  // (`{ port: config.port }`) did not type-check, though it is the default at run time.
+  const source = `
+import { serve, connect, handleUpgrade, broadcast, WebSocket, WebSocketStream, CloseEvent, ErrorEvent, type ConnectionOptions } from 'rfc6455';
+
+interface Config { port?: number; host?: string; maxMessageSize?: number; level?: number; origin?: string; signal?: AbortSignal; token?: string }
+export async function main(config: Config): Promise<void> {
+  const limits: ConnectionOptions = { maxMessageSize: config.maxMessageSize, idleTimeout: undefined, textMessages: undefined };
+  const server = await serve({ ...limits, port: config.port, host: config.host, tls: undefined, http2: undefined, perMessageDeflate: { level: config.level }, origins: undefined, beforeAccept: () => ({ headers: undefined, state: undefined }) }, () => undefined);
+  const conn = await connect(server.url, { ...limits, origin: config.origin, signal: config.signal, headers: undefined, protocols: undefined, followRedirects: undefined });
+  await conn.send('x', { binary: undefined, compress: undefined });
+  await conn.sendStream(['x'], { fragmentSize: undefined });
+  await conn.recv({ signal: undefined });
+  broadcast(server.connections, 'x', { compress: undefined, binary: undefined });
+  new WebSocket(server.url, { idleTimeout: undefined, protocols: undefined });
+  new WebSocketStream(server.url, { protocols: undefined, signal: undefined }).close({ closeCode: undefined, reason: undefined });
+  new CloseEvent('close', { code: undefined, reason: undefined, wasClean: undefined });
+  new ErrorEvent('error', { message: undefined });
+  server.httpServer.on('upgrade', (req, socket, head) => void handleUpgrade(req, socket, head, () => undefined, { beforeAccept: () => ({ reject: { status: 403, headers: undefined, body: undefined } }) }));
+  await server.close();
+}
+`;
+  expect(typeCheck('exact-optional.mts', source, { ...resolutions[0]![1], exactOptionalPropertyTypes: true, noUncheckedIndexedAccess: true })).toEqual([]);
 }, 20_000);

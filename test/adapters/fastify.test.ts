@@ -469,6 +469,27 @@ describe('@rfc6455/fastify injectWS (no port)', () => {
     }
   });
 
+  it('a websocket route\'s handler given in its options (route() without wsHandler, or get() with one argument less) is called as a WebSocket handler, as its type says', async () => {
+    const instance = Fastify();
+    await instance.register(wsPlugin);
+    instance.route<{ Params: { id: string } }>({
+      method: 'GET',
+      url: '/route/:id',
+      websocket: true,
+      handler: (conn, req, ctx) => void conn.send(`${req.params.id} ${ctx.params.id} ${req.url}`),
+    });
+    instance.get('/options', { websocket: true, handler: (conn, req) => void conn.send(req.url) });
+    try {
+      const a = await instance.injectWS('/route/7');
+      expect(await a.recv()).toBe('7 7 /route/7');
+      const b = await instance.injectWS('/options');
+      expect(await b.recv()).toBe('/options');
+      await Promise.all([a.close(), b.close()]);
+    } finally {
+      await instance.close();
+    }
+  });
+
   it('app.close() closes injected connections with 1001', async () => {
     const instance = await app();
     const conn = await instance.injectWS('/hi/bo', { headers: { authorization: 'Bearer letmein' } });

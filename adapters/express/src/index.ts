@@ -44,17 +44,76 @@ import { encodeClosePayload } from 'rfc6455/codec';
 /** What `res.locals` holds; handlers receive it as `state`. */
 export type Locals = Record<string, unknown>;
 
-/** Names of the named groups of a regular-expression source, e.g. '/a/(?<id>\\d+)' → 'id'. */
-export type GroupNames<S extends string> = S extends `${string}(?<${infer Name}>${infer Rest}`
-  ? Name | GroupNames<Rest>
+/**
+ * Names of the named groups of a regular-expression source, e.g. '/a/(?<id>\\d+)' → 'id'
+ * (a lookbehind, `(?<=…)` or `(?<!…)`, is no group).
+ */
+export type GroupNames<S extends string> = S extends `${string}(?<${infer Tail}`
+  ? Tail extends `=${string}` | `!${string}`
+    ? GroupNames<Tail>
+    : Tail extends `${infer Name}>${infer Rest}`
+      ? Name | GroupNames<Rest>
+      : never
   : never;
 
-/** Route parameters of a path: the named groups of a string pattern, else any string keys. */
+/** A group being read by {@link OptionalGroups}: its name (never for other groups), the names of the groups in it, whether it has an alternation. */
+interface Frame {
+  own: string;
+  inner: string;
+  alt: boolean;
+}
+type Push<Stack extends Frame[], Own extends string> = [{ own: Own; inner: never; alt: false }, ...Stack];
+/** Closes the innermost group: its names go to the group around it; `Missing` gets those that may miss. */
+type Pop<Stack extends Frame[], Rest extends string, Missing extends string> = Stack extends [infer F extends Frame, infer P extends Frame, ...infer More extends Frame[]]
+  ? OptionalGroups<
+      Rest,
+      [{ own: P['own']; inner: P['inner'] | F['own'] | F['inner']; alt: P['alt'] }, ...More],
+      | Missing
+      | (F['alt'] extends true ? F['inner'] : never)
+      | (Rest extends `?${string}` | `*${string}` | `{0${string}` ? F['own'] | F['inner'] : never)
+    >
+  : OptionalGroups<Rest, Stack, Missing>;
+/** Skips a character class (`[…]`, where parentheses and `|` are plain characters). */
+type SkipClass<S extends string> = S extends `\\${string}${infer Rest}` ? SkipClass<Rest> : S extends `]${infer Rest}` ? Rest : S extends `${string}${infer Rest}` ? SkipClass<Rest> : '';
+/** The characters {@link OptionalGroups} reads; it skips the text between them in one step. */
+type Special = '(' | ')' | '|' | '[' | '\\';
+/** `S` from its first `C` on, when no other special character comes before it. */
+type FromFirst<S extends string, C extends string> = S extends `${infer Before}${C}${infer Rest}` ? (Before extends `${string}${Special}${string}` ? never : `${C}${Rest}`) : never;
+/** `S` from its first special character on; never when it has none. */
+type ToSpecial<S extends string> = FromFirst<S, '('> | FromFirst<S, ')'> | FromFirst<S, '|'> | FromFirst<S, '['> | FromFirst<S, '\\'>;
+/**
+ * The named groups of a regular-expression source that may take no part in a match (the core then
+ * leaves them out of `params`): a group in an alternative (`a|(?<x>b)`), or in a group, or itself a
+ * group, that may match nothing (`)?`, `)*`, `){0,…}`). Read from special character to special
+ * character.
+ */
+type OptionalGroups<S extends string, Stack extends Frame[] = [{ own: never; inner: never; alt: false }], Missing extends string = never> = Read<ToSpecial<S>, Stack, Missing>;
+type Read<S extends string, Stack extends Frame[], Missing extends string> =
+  [S] extends [never] ? Missing | (Stack extends [infer F extends Frame, ...Frame[]] ? (F['alt'] extends true ? F['inner'] : never) : never)
+  : S extends `\\${string}${infer Rest}` ? OptionalGroups<Rest, Stack, Missing>
+  : S extends `[${infer Rest}` ? OptionalGroups<SkipClass<Rest>, Stack, Missing>
+  : S extends `(?<=${infer Rest}` | `(?<!${infer Rest}` ? OptionalGroups<Rest, Push<Stack, never>, Missing>
+  : S extends `(?<${infer Name}>${infer Rest}` ? OptionalGroups<Rest, Push<Stack, Name>, Missing>
+  : S extends `(${infer Rest}` ? OptionalGroups<Rest, Push<Stack, never>, Missing>
+  : S extends `)${infer Rest}` ? Pop<Stack, Rest, Missing>
+  : S extends `|${infer Rest}`
+    ? OptionalGroups<Rest, Stack extends [infer F extends Frame, ...infer More extends Frame[]] ? [{ own: F['own']; inner: F['inner']; alt: true }, ...More] : Stack, Missing>
+  : Missing;
+
+/**
+ * Route parameters of a path: the named groups of a string pattern, else any string keys. A group
+ * that may take no part in a match (in an alternative, `a|(?<x>b)`, or in a group, or itself a
+ * group, that may match nothing: `)?`, `)*`, `){0,…}`) is an optional key, as the core leaves
+ * such a group out of `params` (fixed bug: `'/chat(?:/(?<room>\\w+))?'`
+ * typed `room` as a string, which `/chat` left undefined).
+ */
 export type PathParams<P extends string | RegExp> = P extends string
   ? string extends P
     ? Record<string, string>
-    : { [K in GroupNames<P>]: string }
+    : Flatten<{ [K in Exclude<GroupNames<P>, OptionalGroups<P>>]: string } & { [K in OptionalGroups<P>]?: string }>
   : Record<string, string>;
+/** One object type of an intersection (optional keys stay optional). */
+type Flatten<T> = { [K in keyof T]: T[K] };
 
 /** A WebSocket handler for Express: the core's signature, with Express's `req` and `res.locals` as state. */
 export type ExpressWebSocketHandler<Params = Record<string, string>> = (
@@ -74,7 +133,7 @@ export interface ExpressRouteHandlers<Params = Record<string, string>> {
 /** Options of {@link websocket}: the core's upgrade and connection options, plus an optional mapper. */
 export interface ExpressWebSocketOptions extends UpgradeOptions<Locals> {
   /** A core service mapper served after the routes added with `route()`. */
-  mapper?: ServiceMapper<unknown>;
+  mapper?: ServiceMapper<unknown> | undefined;
 }
 
 /** The WebSocket side of an Express app, as {@link websocket} returns it. */

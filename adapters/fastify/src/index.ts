@@ -69,7 +69,8 @@ import {
 
 /**
  * A WebSocket route handler: the core's signature, with the FastifyRequest (decorators, typed
- * params, query, headers) as `req` and the route's params in the context.
+ * params, query, headers) as `req` and the route's params (`req.params`, typed as it is: see
+ * {@link RouteParams}) in the context.
  */
 export type FastifyWebSocketHandler<
   RawServer extends RawServerBase = RawServerDefault,
@@ -83,13 +84,29 @@ export type FastifyWebSocketHandler<
   this: FastifyInstance<RawServer, RawRequest, RawReplyDefaultExpression<RawServer>, Logger, TypeProvider>,
   conn: WebSocketConnection,
   req: FastifyRequest<RouteGeneric, RawServer, RawRequest, SchemaCompiler, TypeProvider, ContextConfig, Logger>,
-  context: HandlerContext<unknown, RouteParams<RouteGeneric>>,
+  context: Omit<HandlerContext<unknown>, 'params'> & { params: RouteParams<RouteGeneric, SchemaCompiler, TypeProvider> },
 ) => void | Promise<void>;
 
-/** The route's params type (fastify's `Params` generic), as a record of strings by default. */
-export type RouteParams<RouteGeneric extends RouteGenericInterface> = RouteGeneric['Params'] extends Record<string, string>
-  ? RouteGeneric['Params']
-  : Record<string, string>;
+/**
+ * The type of a WebSocket route's `params` in the handler's context, which are the FastifyRequest's
+ * (`req.params`, after the route's schema validated them): the route's `Params` generic, or what
+ * the type provider makes of its params schema, as Fastify types `req.params`. Without either, a
+ * record of strings, what the router gives; with a params schema that the default type provider
+ * does not type, `unknown`, as `req.params` is then (the validation may coerce: `{ type: 'integer' }`
+ * makes `42` of `'42'`). (Fixed bug: the context's params were a record of strings whatever the
+ * generic or the type provider said, so `{ Params: { id: number } }` or a zod/TypeBox schema gave
+ * `string` for what was a number at run time.)
+ */
+export type RouteParams<
+  RouteGeneric extends RouteGenericInterface,
+  SchemaCompiler extends FastifySchema = FastifySchema,
+  TypeProvider extends FastifyTypeProvider = FastifyTypeProviderDefault,
+> =
+  unknown extends FastifyRequest<RouteGeneric, RawServerDefault, RawRequestDefaultExpression, SchemaCompiler, TypeProvider>['params']
+    ? unknown extends SchemaCompiler['params']
+      ? Record<string, string>
+      : unknown
+    : FastifyRequest<RouteGeneric, RawServerDefault, RawRequestDefaultExpression, SchemaCompiler, TypeProvider>['params'];
 
 declare module 'fastify' {
   interface RouteShorthandOptions<RawServer, RawRequest, RawReply, RouteGeneric, ContextConfig, SchemaCompiler, TypeProvider, Logger> {
@@ -106,19 +123,41 @@ declare module 'fastify' {
       opts: RouteShorthandOptions<RawServer, RawRequest, RawReply, RouteGeneric, ContextConfig, SchemaCompiler, TypeProvider, Logger> & { websocket: true },
       handler: FastifyWebSocketHandler<RawServer, RawRequest, RouteGeneric, ContextConfig, SchemaCompiler, TypeProvider, Logger>,
     ): FastifyInstance<RawServer, RawRequest, RawReply, Logger, TypeProvider>;
+    // `app.get(path, { websocket: true, handler })`: the handler in the options is the WebSocket
+    // handler too, and is called as one (fixed bug: it was typed as an HTTP handler, `(request,
+    // reply)`, and got the connection and the request).
+    <RouteGeneric extends RouteGenericInterface = RouteGenericInterface, ContextConfig = ContextConfigDefault, const SchemaCompiler extends FastifySchema = FastifySchema>(
+      path: string,
+      opts: RouteShorthandOptions<RawServer, RawRequest, RawReply, RouteGeneric, ContextConfig, SchemaCompiler, TypeProvider, Logger> & {
+        websocket: true;
+        handler: FastifyWebSocketHandler<RawServer, RawRequest, RouteGeneric, ContextConfig, SchemaCompiler, TypeProvider, Logger>;
+      },
+    ): FastifyInstance<RawServer, RawRequest, RawReply, Logger, TypeProvider>;
   }
-  interface FastifyInstance {
+  interface FastifyInstance<RawServer, RawRequest, RawReply, Logger, TypeProvider> {
     /** Open WebSocket connections (see @rfc6455/fastify). */
     readonly websocketConnections: ReadonlySet<WebSocketConnection>;
     /** Opens an in-memory WebSocket to `path` (real HTTP/1.1 handshake, no port): see `injectWS`. */
     injectWS(path?: string, options?: InjectWebSocketOptions): Promise<WebSocketConnection>;
+    /**
+     * A `{ websocket: true }` route without `wsHandler`: its `handler` is the WebSocket handler
+     * (plain HTTP gets 426), and is typed as one (fixed bug: it was typed as an HTTP handler,
+     * `(request, reply)`, and got the connection and the request).
+     */
+    route<RouteGeneric extends RouteGenericInterface = RouteGenericInterface, ContextConfig = ContextConfigDefault, const SchemaCompiler extends FastifySchema = FastifySchema>(
+      opts: Omit<RouteOptions<RawServer, RawRequest, RawReply, RouteGeneric, ContextConfig, SchemaCompiler, TypeProvider, Logger>, 'handler' | 'wsHandler'> & {
+        websocket: true;
+        handler: FastifyWebSocketHandler<RawServer, RawRequest, RouteGeneric, ContextConfig, SchemaCompiler, TypeProvider, Logger>;
+        wsHandler?: undefined;
+      },
+    ): FastifyInstance<RawServer, RawRequest, RawReply, Logger, TypeProvider>;
   }
 }
 
 /** Options of the plugin: the core's upgrade and connection options, plus an optional mapper. */
 export interface FastifyWebSocketOptions extends UpgradeOptions<unknown> {
   /** A core service mapper, served behind Fastify's hooks by a catch-all `GET /*` route. */
-  mapper?: ServiceMapper<FastifyRequest> | ServiceMapper<unknown>;
+  mapper?: ServiceMapper<FastifyRequest> | ServiceMapper<unknown> | undefined;
 }
 
 /** An HTTP/1.1 upgrade (the raw socket) or an HTTP/2 extended CONNECT (the compat request's stream). */

@@ -23,9 +23,9 @@ import {
 /** Options of {@link injectWS}: the client connection's options, plus what the request offers. */
 export interface InjectWebSocketOptions extends ConnectionOptions {
   /** Subprotocols to offer, in order of preference. */
-  protocols?: string | readonly string[];
+  protocols?: string | readonly string[] | undefined;
   /** Extra request headers (Authorization, Cookie…). */
-  headers?: OutgoingHttpHeaders;
+  headers?: OutgoingHttpHeaders | undefined;
 }
 
 /**

@@ -55,22 +55,24 @@ export type KoaWebSocketHandler<Params extends Record<string, string> = Record<s
  */
 export type AcceptWebSocket = (handler?: KoaWebSocketHandler) => Promise<WebSocketConnection | undefined>;
 
+// On ExtendableContext, which every context type has (fixed bug: on DefaultContext, which an app's
+// own context type, `new Koa<State, AppContext>()`, replaces, so `ctx.ws` did not type-check there).
 declare module 'koa' {
-  interface DefaultContext {
+  interface ExtendableContext {
     /** Defined on WebSocket upgrade requests (see @rfc6455/koa): accepts the upgrade. */
-    ws?: AcceptWebSocket;
+    ws?: AcceptWebSocket | undefined;
   }
 }
 
 /** Options of {@link websocket}: the core's upgrade and connection options, plus routing. */
 export interface KoaWebSocketOptions extends UpgradeOptions<KoaState> {
   /** Routes upgrades by path and subprotocol; claimed paths are accepted where the middleware sits. */
-  mapper?: ServiceMapper<KoaState> | ServiceMapper<unknown>;
+  mapper?: ServiceMapper<KoaState> | ServiceMapper<unknown> | undefined;
   /**
    * Whether this app takes an upgrade request. Unclaimed upgrades are left to other `upgrade`
    * listeners when there are any. Default: the paths the mapper serves; every path without a mapper.
    */
-  claim?: (req: IncomingMessage) => boolean;
+  claim?: ((req: IncomingMessage) => boolean) | undefined;
 }
 
 /** The Koa middleware that accepts upgrades where it sits, with `attach` and `close`. */

@@ -22,50 +22,50 @@ import type { ClientHttp2Session } from 'node:http2';
 /** Options of {@link connect}: the handshake, plus every connection option. */
 export interface ConnectOptions extends ConnectionOptions {
   /** Subprotocols to offer, in order of preference. */
-  protocols?: string | readonly string[];
+  protocols?: string | readonly string[] | undefined;
   /** Extra request headers (Authorization, Cookie, ...). */
-  headers?: OutgoingHttpHeaders;
+  headers?: OutgoingHttpHeaders | undefined;
   /** Origin header to send (browsers always send one; Node clients need not). */
-  origin?: string;
+  origin?: string | undefined;
   /** Offer permessage-deflate (true, or options). Default true. */
-  perMessageDeflate?: boolean | PerMessageDeflateOptions;
+  perMessageDeflate?: boolean | PerMessageDeflateOptions | undefined;
   /** TLS options for wss: (ca, cert, key, rejectUnauthorized, servername, ...). */
-  tls?: TlsConnectionOptions;
+  tls?: TlsConnectionOptions | undefined;
   /** ms for the TCP/TLS connect and the handshake. Default 10000. More than 0; Infinity for no timeout. */
-  handshakeTimeout?: number;
+  handshakeTimeout?: number | undefined;
   /** Follow 3xx redirects: false (the default) or the most redirects to follow (true = 5). */
-  followRedirects?: boolean | number;
+  followRedirects?: boolean | number | undefined;
   /** Largest response head accepted. Default 16384. */
-  maxHeaderSize?: number;
+  maxHeaderSize?: number | undefined;
   /** Aborts the handshake. */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
   /**
    * Open the WebSocket over HTTP/2 extended CONNECT (RFC 8441) when the server advertises it,
    * falling back to HTTP/1.1 otherwise. Pass a ClientHttp2Session to share one session between
    * several WebSockets. Default false.
    */
-  http2?: boolean | ClientHttp2Session;
+  http2?: boolean | ClientHttp2Session | undefined;
   /** Speak RFC 6455 (the default) or the draft hybi-00 (Racket's `#:protocol 'hybi00`). */
-  variant?: 'rfc6455' | 'hybi00';
+  variant?: 'rfc6455' | 'hybi00' | undefined;
   /**
    * The `http.Agent` (or `https.Agent`) that makes the handshake's connection, e.g. a proxy
    * agent that tunnels through an HTTP proxy with CONNECT. Default: a fresh socket of our own
    * (`agent: false`). HTTP/1.1 only (not hybi-00 or HTTP/2).
    */
-  agent?: Agent;
+  agent?: Agent | undefined;
   /**
    * Connect over this Unix domain socket (or Windows named pipe) instead of TCP; the URL still gives
    * the request path (and `Host`). The same as a `ws+unix:` (or `wss+unix:`) URL,
    * `ws+unix:///path/to/socket:/request/path`, the form `ws` uses and `server.url` gives for
    * `serve({ path })`.
    */
-  socketPath?: string;
+  socketPath?: string | undefined;
   /** Local interface address to connect from (TCP). */
-  localAddress?: string;
+  localAddress?: string | undefined;
   /** Address family for the host name lookup: 4 or 6 (default, or 0: either). */
-  family?: 0 | 4 | 6;
+  family?: 0 | 4 | 6 | undefined;
   /** Host name lookup function instead of `dns.lookup` (same signature). */
-  lookup?: LookupFunction;
+  lookup?: LookupFunction | undefined;
 }
 
 /** Opens a WebSocket connection. Rejects with HandshakeError (status, headers, body attached). */

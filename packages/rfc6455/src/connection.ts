@@ -37,9 +37,9 @@ export type { SendData };
 /** Options of {@link WebSocketConnection.send}. */
 export interface SendOptions {
   /** Send as binary even for a string, or as text for bytes (which must then be UTF-8: other bytes reject with a TypeError). */
-  binary?: boolean;
+  binary?: boolean | undefined;
   /** Compress when permessage-deflate was negotiated (default true; small messages never are). */
-  compress?: boolean;
+  compress?: boolean | undefined;
 }
 
 /** Options of {@link WebSocketConnection.recv}. */
@@ -48,7 +48,7 @@ export interface RecvOptions {
    * Gives the receive up when aborted (`AbortSignal.timeout(ms)` for a timeout): the promise
    * rejects with the signal's reason and no message is taken.
    */
-  signal?: AbortSignal | null;
+  signal?: AbortSignal | null | undefined;
 }
 
 /** Options of {@link WebSocketConnection.sendStream}. */
@@ -57,11 +57,11 @@ export interface SendStreamOptions {
    * Send a binary message (the default); false sends text, whose bytes are checked as they come:
    * bytes that are not UTF-8 fail the source (a TypeError), as in `send()`.
    */
-  binary?: boolean;
+  binary?: boolean | undefined;
   /** Compress when permessage-deflate was negotiated (default true; the threshold does not apply). */
-  compress?: boolean;
+  compress?: boolean | undefined;
   /** Largest fragment, at least 1; larger chunks are split. Default 65536 (Racket's rfc6455-stream-buffer-size). */
-  fragmentSize?: number;
+  fragmentSize?: number | undefined;
 }
 
 /**
@@ -72,31 +72,31 @@ export interface SendStreamOptions {
  */
 export interface ConnectionOptions {
   /** Largest message accepted, in bytes (after decompression); 1009 beyond. Default 64 MiB. */
-  maxMessageSize?: number;
+  maxMessageSize?: number | undefined;
   /** Largest frame accepted; 1009 beyond. Default: maxMessageSize. */
-  maxFrameSize?: number;
+  maxFrameSize?: number | undefined;
   /** Most fragments in one message; 1009 beyond. Default 1048576 (2^20). */
-  maxFragments?: number;
+  maxFragments?: number | undefined;
   /** ms to wait for the peer's close frame / TCP close after ours before aborting (0: not at all). Default 5000. */
-  closeTimeout?: number;
+  closeTimeout?: number | undefined;
   /** ms without any frame received before closing with 1001. 0 disables. Default 300000. */
-  idleTimeout?: number;
+  idleTimeout?: number | undefined;
   /**
    * ms between keepalive pings; a ping unanswered by the next one aborts the connection, unless the
    * peer has sent something since or taken more of a backlog the ping waits behind. 0 (default) disables.
    */
-  keepaliveInterval?: number;
+  keepaliveInterval?: number | undefined;
   /** Received bytes queued for a consumer that is not reading before the socket is paused. Default 1 MiB. */
-  readHighWaterMark?: number;
+  readHighWaterMark?: number | undefined;
   /** Outgoing bytes buffered before `send()` promises wait for `drain`. Default 1 MiB. */
-  writeHighWaterMark?: number;
+  writeHighWaterMark?: number | undefined;
   /**
    * Hard cap on outgoing buffered bytes (a peer that does not read). Beyond it the connection is
    * closed with 1008 and aborted. Default 64 MiB; Infinity disables.
    */
-  maxBufferedAmount?: number;
+  maxBufferedAmount?: number | undefined;
   /** Messages smaller than this are not compressed. Default 1024. */
-  compressThreshold?: number;
+  compressThreshold?: number | undefined;
   /**
    * Over a plain TCP socket, read into one buffer shared by all connections and parse each read
    * in place, instead of a Buffer per read passed through the socket's Readable stream (what
@@ -104,7 +104,7 @@ export interface ConnectionOptions {
    * after the handshake on. Default true; it falls back to the stream by itself wherever it does
    * not apply. `RFC6455_NO_DIRECT_READ=1` turns it off for the process.
    */
-  directReads?: boolean;
+  directReads?: boolean | undefined;
   /**
    * How text messages are handed over: `'string'` (the default), or `'buffer'`: their UTF-8 bytes,
    * checked as for a string (1007 on invalid UTF-8), in a Buffer (`binary` is false in the
@@ -112,13 +112,13 @@ export interface ConnectionOptions {
    * passed on (a relay, a broker); `send(bytes, { binary: false })` sends it on without encoding it
    * again. The same on hybi-00 connections.
    */
-  textMessages?: 'string' | 'buffer';
+  textMessages?: 'string' | 'buffer' | undefined;
   /**
    * A set that tracks open connections: the connection adds itself, and removes itself when it
    * closes (serve() and the adapters use one for graceful shutdown). Leave the removing to the
    * connections: the idle and keepalive timers reach them through this set.
    */
-  connections?: Set<WebSocketConnection>;
+  connections?: Set<WebSocketConnection> | undefined;
 }
 
 /** Facts about the connection fixed at the handshake. */
@@ -126,21 +126,21 @@ export interface ConnectionInfo {
   /** Which end of the connection we are: `server` or `client` (clients mask their frames). */
   side: Side;
   /** `rfc6455`, or `hybi00` for the draft protocol. */
-  variant?: 'rfc6455' | 'hybi00';
+  variant?: 'rfc6455' | 'hybi00' | undefined;
   /** The negotiated subprotocol, '' if none. */
-  protocol?: string;
+  protocol?: string | undefined;
   /** The negotiated Sec-WebSocket-Extensions value, '' if none. */
-  extensions?: string;
+  extensions?: string | undefined;
   /** The negotiated per-message extension engine (permessage-deflate), if any. */
   extension?: MessageExtension | undefined;
   /** Server: the request line; client: the response status line. */
-  requestLine?: string;
+  requestLine?: string | undefined;
   /** Server: the request's HTTP version ('1.1', '2.0'), when no requestLine is given. */
-  httpVersion?: string;
+  httpVersion?: string | undefined;
   /** The request target (path and query). */
-  url?: string;
+  url?: string | undefined;
   /** Server: request headers; client: response headers. */
-  headers?: IncomingHttpHeaders;
+  headers?: IncomingHttpHeaders | undefined;
 }
 
 /** The events of a {@link WebSocketConnection} and their listener arguments. */

@@ -273,9 +273,9 @@ export function attachHttp2<State = unknown>(
 /** Options of {@link connectHttp2}: those of `connect()`, plus the HTTP/2 session to use. */
 export interface Http2ConnectOptions extends ConnectOptions {
   /** An existing session to open the WebSocket stream on (several WebSockets may share one). */
-  session?: ClientHttp2Session;
+  session?: ClientHttp2Session | undefined;
   /** Options for a new session (TLS: ca, rejectUnauthorized...). */
-  sessionOptions?: SecureClientSessionOptions;
+  sessionOptions?: SecureClientSessionOptions | undefined;
 }
 
 /** HTTP/1.1 headers a request must not carry over HTTP/2 (RFC 9113 §8.2.2). */

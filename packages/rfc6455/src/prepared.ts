@@ -19,7 +19,7 @@ export interface PrepareOptions {
    * Send as a binary message. Default: binary for bytes, text for a string. `binary: false` with
    * bytes sends them as text, once checked to be UTF-8 (a TypeError otherwise).
    */
-  binary?: boolean;
+  binary?: boolean | undefined;
 }
 
 /** Options of {@link broadcast}: how the message is prepared, and whether it may be compressed. */
@@ -28,7 +28,7 @@ export interface BroadcastOptions extends PrepareOptions {
    * Compress where permessage-deflate was negotiated and the message is at or above its threshold.
    * Default true.
    */
-  compress?: boolean;
+  compress?: boolean | undefined;
 }
 
 /**

@@ -25,9 +25,9 @@ import { afterEarlierResponses, ignoreUpgrade, responseBeingWritten, isWebSocket
 /** Options of {@link serve}: where to listen, plus every upgrade and connection option. */
 export interface ServeOptions<State = unknown> extends UpgradeOptions<State> {
   /** TCP port; 0 (the default) picks a free one (see `server.port`). */
-  port?: number;
+  port?: number | undefined;
   /** Address to bind. Default '127.0.0.1'; use '0.0.0.0' or '::' for every interface. */
-  host?: string;
+  host?: string | undefined;
   /**
    * Listen on this Unix domain socket (or Windows named pipe) instead of TCP: given with `port` or
    * `host` it is a TypeError (`ws`'s `path` option, the URL path to accept, is a service mapper
@@ -36,29 +36,29 @@ export interface ServeOptions<State = unknown> extends UpgradeOptions<State> {
    * `ws+unix://<path>:/` (the path percent-encoded), which `connect()` accepts. Connections have no remote address there, so
    * `maxConnectionsPerIp` counts them all as one.
    */
-  path?: string;
+  path?: string | undefined;
   /** TLS options (key, cert, ...) to serve wss:. */
-  tls?: HttpsServerOptions;
+  tls?: HttpsServerOptions | undefined;
   /** Largest request head, in bytes; larger ones get 431. Default 16384. */
-  maxHeaderSize?: number;
+  maxHeaderSize?: number | undefined;
   /**
    * Most concurrent WebSocket connections; beyond it upgrades get 503. Upgrades still under way (a
    * `beforeAccept` hook that has not settled) count. Default unlimited.
    */
-  maxConnections?: number;
+  maxConnections?: number | undefined;
   /**
    * Most concurrent WebSocket connections from one remote address; beyond it upgrades get 429 with
    * `Retry-After`. Default unlimited. Behind a proxy every client shares the proxy's address: use
    * a `beforeAccept` hook that reads your proxy's header instead.
    */
-  maxConnectionsPerIp?: number;
+  maxConnectionsPerIp?: number | undefined;
   /**
    * Serve HTTP/2 as well (needs `tls`): one TLS server answering HTTP/1.1 upgrades and RFC 8441
    * extended CONNECTs alike, advertising SETTINGS_ENABLE_CONNECT_PROTOCOL.
    */
-  http2?: boolean;
+  http2?: boolean | undefined;
   /** Answers plain HTTP requests. Default: 426 Upgrade Required. */
-  onRequest?: (req: IncomingMessage, res: ServerResponse) => void;
+  onRequest?: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
   /**
    * Apply {@link tuneAllocator} once messages (or socket reads) of 16 KiB or more first flow
    * (default true): on Linux with glibc, far fewer page faults with large messages (up to 5-10x
@@ -67,7 +67,7 @@ export interface ServeOptions<State = unknown> extends UpgradeOptions<State> {
    * server that only holds idle connections and small messages never pays for it. Process-wide,
    * once; a no-op elsewhere. docs/performance.md has the details.
    */
-  tuneAllocator?: boolean;
+  tuneAllocator?: boolean | undefined;
 }
 
 /**

@@ -48,9 +48,9 @@ export interface UpgradeRejection {
    */
   status: number;
   /** Extra response headers. */
-  headers?: OutgoingHttpHeaders;
+  headers?: OutgoingHttpHeaders | undefined;
   /** Response body, sent exactly as given. Default empty. */
-  body?: string | Buffer;
+  body?: string | Buffer | undefined;
 }
 
 /** What the before-accept hook may return: extra 101 headers, state for the handler, or a refusal. */
@@ -59,9 +59,9 @@ export type BeforeAcceptResult<State> =
   | undefined
   | {
       /** Extra headers for the 101 response. */
-      headers?: OutgoingHttpHeaders;
+      headers?: OutgoingHttpHeaders | undefined;
       /** Passed to the handler as `context.state`. */
-      state?: State;
+      state?: State | undefined;
       /** Absent: the upgrade is accepted. */
       reject?: undefined
     }
@@ -77,28 +77,28 @@ export interface UpgradeOptions<State = unknown> extends ConnectionOptions {
    * `state` to the handler, or `reject` with any status, headers and body; or a promise of that (any
    * thenable). A throw, or a rejected promise, answers 500.
    */
-  beforeAccept?: (req: IncomingMessage, info: UpgradeInfo) => BeforeAcceptResult<State> | PromiseLike<BeforeAcceptResult<State>>;
+  beforeAccept?: ((req: IncomingMessage, info: UpgradeInfo) => BeforeAcceptResult<State> | PromiseLike<BeforeAcceptResult<State>>) | undefined;
   /**
    * With a plain handler: the subprotocols this server speaks (the first the client offers is
    * chosen), or a function choosing one of those offered (it is called with an empty list too), or
    * none: `undefined`, or `false` as `ws`'s `handleProtocols` returns. One not offered answers 500.
    * Without it no subprotocol is answered. A mapper ignores it.
    */
-  protocols?: readonly string[] | ((offered: readonly string[], req: IncomingMessage) => string | false | undefined);
+  protocols?: readonly string[] | ((offered: readonly string[], req: IncomingMessage) => string | false | undefined) | undefined;
   /**
    * Allowed Origin values (exact, e.g. 'https://example.com'), or a predicate. Requests from other
    * origins get 403. Default: any origin (browsers send Origin; check it when cookies authenticate).
    * The predicate decides synchronously: one that returns a promise refuses every upgrade with 500
    * (checks that must wait belong in `beforeAccept`).
    */
-  origins?: readonly string[] | ((origin: string | undefined, req: IncomingMessage) => boolean);
+  origins?: readonly string[] | ((origin: string | undefined, req: IncomingMessage) => boolean) | undefined;
   /** permessage-deflate: true/options to accept it when offered, false to decline. Default true. */
-  perMessageDeflate?: boolean | PerMessageDeflateOptions;
+  perMessageDeflate?: boolean | PerMessageDeflateOptions | undefined;
   /**
    * ms for the upgrade to complete (the before-accept hook included). Default 10000. More than 0;
    * Infinity (or 2^31 ms and more) for no timeout.
    */
-  handshakeTimeout?: number;
+  handshakeTimeout?: number | undefined;
   /**
    * Called with errors thrown by hooks (`conn` undefined; the request is answered 500) and by
    * handlers (the connection closes with 1011; `req` is undefined then, so that a long-lived
@@ -110,18 +110,18 @@ export interface UpgradeOptions<State = unknown> extends ConnectionOptions {
    * logger. An `onError` that throws is printed on stderr too; it never reaches the connection or
    * the process.
    */
-  onError?: (error: unknown, conn: WebSocketConnection | undefined, req: IncomingMessage | undefined) => void;
+  onError?: ((error: unknown, conn: WebSocketConnection | undefined, req: IncomingMessage | undefined) => void) | undefined;
   /** Accept draft hybi-00 (hixie-76) clients too (Sec-WebSocket-Key1/Key2). Default true. */
-  hybi00?: boolean;
+  hybi00?: boolean | undefined;
   /** Called with every accepted connection (serve() uses it to track them for shutdown). */
-  onConnection?: (conn: WebSocketConnection) => void;
+  onConnection?: ((conn: WebSocketConnection) => void) | undefined;
   /**
    * True once the server is shutting down: a connection accepted from then on (its upgrade was
    * still waiting, in a before-accept hook, a framework's hooks or a hybi-00 key3, when the
    * shutdown began) is closed at once with 1001, without `onConnection`, as the shutdown closed the
    * others. serve() and the adapters set it.
    */
-  shuttingDown?: () => boolean;
+  shuttingDown?: (() => boolean) | undefined;
 }
 
 /** Who serves accepted connections: one handler for every path, or a {@link ServiceMapper}. */

@@ -33,7 +33,7 @@ export type WebSocketData = string | Blob | ArrayBuffer | ArrayBufferView;
 /** The optional options of {@link WebSocket} (not in the standard): `connect()`'s, and the protocols. */
 export interface WebSocketInit extends Omit<ConnectOptions, 'protocols' | 'signal' | 'textMessages'> {
   /** Subprotocols to offer (as the constructor's second argument). */
-  protocols?: string | readonly string[];
+  protocols?: string | readonly string[] | undefined;
 }
 
 /** The fields every Event takes (bubbles, cancelable, composed). */
@@ -42,11 +42,11 @@ type EventInit = NonNullable<ConstructorParameters<typeof Event>[1]>;
 /** Fields of a {@link CloseEvent}. */
 export interface CloseEventInit extends EventInit {
   /** The close code (default 0). */
-  code?: number;
+  code?: number | undefined;
   /** The close reason (default ''). */
-  reason?: string;
+  reason?: string | undefined;
   /** Whether the closing handshake completed (default false). */
-  wasClean?: boolean;
+  wasClean?: boolean | undefined;
 }
 
 /** The `close` event: the close code and reason, and whether the closing handshake completed. */
@@ -68,7 +68,7 @@ export class CloseEvent extends Event {
 /** Fields of an {@link ErrorEvent}. */
 export interface ErrorEventInit extends EventInit {
   /** What went wrong, in words (default ''). */
-  message?: string;
+  message?: string | undefined;
   /** The cause. */
   error?: unknown;
 }
@@ -294,7 +294,9 @@ export class WebSocket extends EventTarget {
     this.#origin = target.origin;
     // No idle timeout unless asked for: a browser never closes a quiet WebSocket (connect()'s
     // default, 300 s as Racket's ws-idle-timeout, closed it with 1001 after five quiet minutes).
-    connect(target, { idleTimeout: 0, ...options, protocols: list, signal: this.#abort.signal, textMessages: 'string' }).then(
+    // `idleTimeout: undefined` is not asking either (fixed bug: spread over the 0, it gave
+    // connect() no idle timeout, so its 300 s default).
+    connect(target, { ...options, idleTimeout: options.idleTimeout ?? 0, protocols: list, signal: this.#abort.signal, textMessages: 'string' }).then(
       (conn) => this.#opened(conn),
       (error: unknown) => this.#failed(error),
     );

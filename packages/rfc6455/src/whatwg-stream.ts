@@ -19,9 +19,9 @@ import { checkClose, checkProtocols, copyBytes, idlString, parseTarget } from '.
 /** What `closed` resolves with, and what `close()` and {@link WebSocketStreamError} take. */
 export interface WebSocketCloseInfo {
   /** The close code: 1000 or 3000-4999 when given by the application. */
-  closeCode?: number;
+  closeCode?: number | undefined;
   /** The close reason, at most 123 bytes of UTF-8. Default ''. */
-  reason?: string;
+  reason?: string | undefined;
 }
 
 /** What `opened` resolves with. */
@@ -42,9 +42,9 @@ export interface WebSocketOpenInfo {
  */
 export interface WebSocketStreamInit extends Omit<ConnectOptions, 'protocols' | 'signal' | 'textMessages'> {
   /** Subprotocols to offer, in order of preference. */
-  protocols?: Iterable<string>;
+  protocols?: Iterable<string> | undefined;
   /** Aborts the opening handshake (`opened` and `closed` reject with its reason). */
-  signal?: AbortSignal | null;
+  signal?: AbortSignal | null | undefined;
 }
 
 /**
@@ -234,8 +234,9 @@ export class WebSocketStream {
     const { protocols: _protocols, signal: _signal, ...rest } = init;
     void _protocols;
     void _signal;
-    // No idle timeout unless asked for, as in a browser (connect()'s default is 300 s).
-    connect(target, { idleTimeout: 0, ...rest, protocols, signal: this.#abort.signal, textMessages: 'string' }).then(
+    // No idle timeout unless asked for, as in a browser (connect()'s default is 300 s);
+    // `idleTimeout: undefined` is not asking (fixed bug: it gave connect()'s 300 s).
+    connect(target, { ...rest, idleTimeout: rest.idleTimeout ?? 0, protocols, signal: this.#abort.signal, textMessages: 'string' }).then(
       (conn) => {
         settled();
         this.#open(conn);

@@ -18,35 +18,35 @@ export interface PerMessageDeflateOptions {
    * message: less memory, worse ratio). A client's request for it is always granted.
    * Client: request it; a response without it then fails the handshake. Default `false`.
    */
-  serverNoContextTakeover?: boolean;
+  serverNoContextTakeover?: boolean | undefined;
   /**
    * Server: answer `client_no_context_takeover` (the client must reset its compressor, so the
    * server can release its inflater between messages). It is also echoed when the client offered it.
    * Client: offer it and reset our compressor after each message. Default `false`.
    */
-  clientNoContextTakeover?: boolean;
+  clientNoContextTakeover?: boolean | undefined;
   /**
    * Base-2 log of the server's compression window, 8..15. Server: the largest window we compress
    * with (answered when below 15 or when the client asked for a smaller one). Client: requested
    * limit, offered when below 15. Default 15. A value of 8 is honoured by compressing with zlib's
    * window 9, whose largest match distance (512 - 262 = 250 bytes) fits a 256-byte window.
    */
-  serverMaxWindowBits?: number;
+  serverMaxWindowBits?: number | undefined;
   /**
    * Base-2 log of the client's compression window, 8..15. Server: the largest window clients may
    * use (our inflate window); below 15, offers without `client_max_window_bits` are declined since
    * the limit could not be imposed. Client: offered as the value of `client_max_window_bits`
    * (offered without a value at 15). Default 15.
    */
-  clientMaxWindowBits?: number;
+  clientMaxWindowBits?: number | undefined;
   /** Messages smaller than this many bytes are sent uncompressed. Default 1024. */
-  threshold?: number;
+  threshold?: number | undefined;
   /** zlib compression level, 0..9 (or -1 for zlib's default, 6). Default -1. */
-  level?: number;
+  level?: number | undefined;
   /** zlib memLevel, 1..9: deflate state memory is 2^(windowBits+2) + 2^(memLevel+9) bytes. Default 8. */
-  memLevel?: number;
+  memLevel?: number | undefined;
   /** Process-wide limit of concurrent zlib jobs (the libuv threadpool is shared). Default 10. */
-  concurrencyLimit?: number;
+  concurrencyLimit?: number | undefined;
   /**
    * Messages (and fragments) of up to this many bytes are compressed, and received frames of up
    * to this many compressed bytes inflated, at once on the event loop: no thread-pool round trip,
@@ -54,7 +54,7 @@ export interface PerMessageDeflateOptions {
    * 256 KiB of output in one go, run in the thread pool, so that a big message does not hold up
    * other connections. 0 sends everything to the thread pool. Default 32768.
    */
-  syncLimit?: number;
+  syncLimit?: number | undefined;
 }
 
 /** The agreed parameters, as both sides must apply them. Window bits are 15 when not negotiated. */

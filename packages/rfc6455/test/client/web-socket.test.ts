@@ -346,7 +346,7 @@ describe('events', () => {
 });
 
 describe('Node additions', () => {
-  test('a quiet WebSocket or WebSocketStream is not closed by an idle timeout unless one is asked for, as in browsers (they took connect()\'s 300 s default and closed with 1001)', async () => {
+  test('a quiet WebSocket or WebSocketStream is not closed by an idle timeout unless one is asked for, as in browsers (they took connect()\'s 300 s default and closed with 1001), idleTimeout: undefined included', async () => {
     // connect()'s default shortened for the test, so that its idle close, the control, comes soon.
     const defaults = Defaults as { idleTimeout: number };
     const saved = defaults.idleTimeout;
@@ -359,6 +359,13 @@ describe('Node additions', () => {
       let streamClosed = false;
       void wss.closed.then(() => (streamClosed = true), () => (streamClosed = true));
       await Promise.all([next(ws, 'open'), wss.opened]);
+      // `idleTimeout: undefined` (an unset setting passed on) asks for none either (fixed bug: it
+      // was spread over the constructor's 0, and connect() took its own default).
+      const unset = new WebSocket(quiet.url, { idleTimeout: undefined });
+      const unsetStream = new WebSocketStream(quiet.url, { idleTimeout: undefined });
+      let unsetStreamClosed = false;
+      void unsetStream.closed.then(() => (unsetStreamClosed = true), () => (unsetStreamClosed = true));
+      await Promise.all([next(unset, 'open'), unsetStream.opened]);
       const asked = new WebSocket(quiet.url, { idleTimeout: 300 });
       const askedClosed = next<CloseEvent>(asked, 'close');
       await control.whenClosed;
@@ -367,9 +374,13 @@ describe('Node additions', () => {
       await delay(600); // two more ticks of the shared idle timer
       expect(ws.readyState).toBe(WebSocket.OPEN);
       expect(streamClosed).toBe(false);
+      expect(unset.readyState).toBe(WebSocket.OPEN);
+      expect(unsetStreamClosed).toBe(false);
       ws.close();
       wss.close();
-      await Promise.all([next(ws, 'close'), wss.closed]);
+      unset.close();
+      unsetStream.close();
+      await Promise.all([next(ws, 'close'), wss.closed, next(unset, 'close'), unsetStream.closed]);
     } finally {
       defaults.idleTimeout = saved;
       await quiet.close();
