@@ -78,16 +78,16 @@ class IdleWheel {
     const wall = Date.now();
     const step = wall - this.wall;
     this.wall = wall;
-    if (step > MAX_STEP_MS) {
-      // Late: what the peers sent while the loop was held waits unread, and timers run before the
-      // loop polls for it. The members are judged in the check phase, after that poll has read it.
-      this.now += MAX_STEP_MS;
-      setImmediate(this.tickAll).unref();
-      return;
-    }
     // (Never backwards: a system clock set back does not move it.)
-    if (step > 0) this.now += step;
-    this.tickAll();
+    if (step > 0) this.now += Math.min(step, MAX_STEP_MS);
+    // What the peers sent since the loop last polled (while it was held, or while this timer
+    // waited behind other callbacks) is still unread: timers run before the loop polls for it.
+    // The members are judged in the check phase, after that poll has read it. Not unref'd: an
+    // unref'd immediate let the loop block in that poll until some other event (up to a whole
+    // tick), and a loop then held in it ran the judgement without polling again. (Fixed bug: only
+    // a tick later than MAX_STEP_MS waited, and for such a poll; a pong that came while the loop
+    // was held for 300 ms was unread when the keepalive was judged, and its live peer aborted.)
+    setImmediate(this.tickAll);
   }
 
   private readonly tickAll = (): void => {

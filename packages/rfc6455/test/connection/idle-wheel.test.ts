@@ -133,4 +133,19 @@ describe('idle wheel', () => {
       wheel.delete(next);
     }
   });
+
+  test.each([260, 300, 400])('a keepalive pong that came while the loop was held %i ms (less than the 500 ms a late tick is capped at) counts too (it was judged unread: aborted)', async (hold) => {
+    // keepaliveInterval under one tick: the tick after the ping judges the pong.
+    const { conns } = await echoServer({ idleTimeout: 0, keepaliveInterval: 100 });
+    const raw = await RawClient.connect(server!.port);
+    raws.push(raw);
+    const ping = await raw.readFrame();
+    expect(ping?.opcode).toBe(9);
+    raw.send({ opcode: 10, payload: ping!.payload });
+    // Held past the next tick (a GC pause, a loaded machine): that tick comes late, the pong unread.
+    holdLoop(hold);
+    await wheelTicked();
+    expect(conns[0]!.error).toBeUndefined();
+    expect(conns[0]!.readyState).toBe('open');
+  });
 });
