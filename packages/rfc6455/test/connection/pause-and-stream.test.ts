@@ -9,6 +9,7 @@ import { pipeline } from 'node:stream/promises';
 import { acceptKey, connect, createWebSocketStream, serve, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
 import { frame } from '../helpers/frames.js';
 import { rawServer, requestKey } from '../helpers/raw-server.js';
+import { until } from '../helpers/wait.js';
 
 let server: WebSocketServer;
 /** What the server's pusher route managed to hand to its socket, per connection. */
@@ -85,6 +86,9 @@ describe('pause() and resume()', () => {
     void client.send('a');
     void client.send('b');
     void client.send('c');
+    // Waited for, not timed: a slow or stalled machine delays the echo past any fixed pause.
+    await until(() => seen.length > 0, 'the first echo');
+    // Nothing more comes while paused, however long we wait.
     await sleep(100);
     expect(seen).toEqual(['a']);
     expect(await client.recv()).toBe('b');
@@ -92,7 +96,9 @@ describe('pause() and resume()', () => {
     expect(seen).toEqual(['a', 'c']);
     client.resume();
     await client.send('d');
-    await sleep(50);
+    // (A fixed 50 ms pause here failed whenever the echo took longer, as when a loaded machine
+    // holds the process: an 80 ms stall of the loop right after this send failed it every time.)
+    await until(() => seen.length > 2, 'the echo of d');
     expect(seen).toEqual(['a', 'c', 'd']);
     // Paused again (by the listener): close() still reads the server's close frame.
     expect(client.isPaused).toBe(true);
