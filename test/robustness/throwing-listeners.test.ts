@@ -23,6 +23,12 @@ describe("an 'error' listener that throws", () => {
     expect(await run(mode)).toEqual(['error event: WS_INVALID_UTF8', frame, 'peer got FIN', 'close event: 1007', 'open connections: 0', 'uncaught: listener threw on 0']);
   }, 10_000);
 
+  test('a message inflated in the thread pool that fails (1007): the peer\'s answer and its close are still read (reading stayed paused: the connection ended only at closeTimeout)', async () => {
+    // Before: the exception left the inflation's callback before it let reading resume, so the
+    // socket stayed paused: the peer's close frame and FIN were never read.
+    expect(await run('fail-inflated')).toEqual(['error event: WS_INVALID_UTF8', 'peer closed: 1007', 'close event: 1007', 'open connections: 0', 'uncaught: listener threw on 0']);
+  }, 10_000);
+
   test('a shared compression crossing maxBufferedAmount on one connection is still sent to the others', async () => {
     // Before: the loop over the connections waiting for it stopped at the one whose listener
     // threw; the other never sent the message, and its send() behind it never settled.

@@ -1811,7 +1811,13 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
         rare.closeBacklog = true;
       }
     }
-    this.closeTimer = peerDeadline(() => {
+    const timer = peerDeadline(() => {
+      // A timer replaced or cleared after it came due, while this check waited for its immediate
+      // (see peerDeadline): clearTimeout() no longer stops it, so it stops here. (Fixed bug: our
+      // close frame, written in that poll behind a sendStream() or a compression, was given a new
+      // closeTimeout by onCloseWritten, and this stale check then found nothing left to go out
+      // and aborted the connection at once, 1006, however promptly the peer answered.)
+      if (this.closeTimer !== timer) return;
       this.closeTimer = undefined;
       if (this.closedFlag) return;
       // What was sent before the close is still going out, and the peer has taken some of it
@@ -1843,6 +1849,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
       if (progressed) this.armCloseTimer();
       else this.abortTransport();
     }, this.limits.closeTimeout);
+    this.closeTimer = timer;
   }
 
   private endReceiving(): void {

@@ -69,8 +69,8 @@ export interface ProtocolHandler {
   /**
    * Optional: `true` when the engine stops parsing until a received frame's inflation job (in the
    * thread pool) is done, or while it holds a message back (`holdMessages`), `false` once it
-   * parses again. What arrives meanwhile waits in the engine: the caller should not read the
-   * transport until then (backpressure on the peer).
+   * parses again, or has failed (then also when it did not wait). What arrives meanwhile waits in
+   * the engine: the caller should not read the transport until then (backpressure on the peer).
    */
   onInflating?(waiting: boolean): void;
   /**
@@ -653,6 +653,10 @@ export class Protocol implements FrameSink, ProtocolEngine {
       if (text && !last && !checked) (this.rareFields().validator ??= new Utf8Validator()).reset();
     }
     const streaming = (this.flags & STREAMING) !== 0;
+    // The last piece ends the streamed message: nothing is under way after it (atRest), as after
+    // a message received whole. (Fixed bug: the bit stayed set until the next message began, and
+    // a connection whose latest message was streamed kept its engine, never dropped when idle.)
+    if (streaming && last) this.flags &= ~STREAMING;
     if (first && last && text) {
       if (checked) {
         if (streaming) this.handler.onPiece(data, false, true, true);
@@ -805,6 +809,14 @@ export class Protocol implements FrameSink, ProtocolEngine {
       this.handler.onFail(error);
     } finally {
       this.handler.onEnd();
+      // If parsing waited (for an inflation job, a held message, a streamed message's reader), it
+      // waits for nothing now, and the caller reads on, to the peer's answer. Told here, not only
+      // by the code that called this once it returns: an `error` listener that throws skips that
+      // (fixed bug: a message inflated in the thread pool that failed, 1007, left reading paused
+      // for good; the peer's close frame and FIN were never read, and the connection ended only
+      // at closeTimeout). (Told even if it did not wait: a held message received by resumeHeld()
+      // has cleared the parser's pause already.)
+      this.handler.onInflating?.(false);
     }
   }
 

@@ -13,6 +13,9 @@
  *   client        a client's `message` listener throws (close 1011, `error` event), and so does its
  *                 `error` listener, with more frames in the same read
  *   http2-reset   an HTTP/2 WebSocket whose peer's TCP connection is reset (the stream's `error`)
+ *   fail-inflated a peer's compressed message inflated in the thread pool is invalid UTF-8 (1007);
+ *                 the peer answers the close frame and closes (closeTimeout is long here: the
+ *                 connection must end at the peer's close, not at the timer)
  */
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
@@ -41,10 +44,10 @@ const server = await serve(
   {
     host: '127.0.0.1',
     port: 0,
-    closeTimeout: 300,
+    closeTimeout: mode === 'fail-inflated' ? 60_000 : 300,
     keepaliveInterval: 100,
     maxBufferedAmount: CAP,
-    perMessageDeflate: mode === 'shared' ? { serverNoContextTakeover: true } : mode === 'queued',
+    perMessageDeflate: mode === 'shared' ? { serverNoContextTakeover: true } : mode === 'queued' || mode === 'fail-inflated',
     ...(mode === 'http2-reset' ? { http2: true, tls: selfSignedCert() } : {}),
   },
   (conn) => {
@@ -104,6 +107,20 @@ if (mode === 'fail-rfc6455' || mode === 'fail-hybi00') {
   console.log(`close event: ${await closeEvent}`);
   console.log(`open connections: ${server.connections.size}`);
   peer.socket.destroy();
+  finish();
+} else if (mode === 'fail-inflated') {
+  const peer = new WebSocket(server.url, { perMessageDeflate: true });
+  await once(peer, 'open');
+  while (conns.length < 1) await new Promise((r) => setImmediate(r));
+  const conn = conns[0]!;
+  const closeEvent = new Promise<number>((resolve) => conn.on('close', resolve));
+  const peerClosed = new Promise<number>((resolve) => peer.on('close', resolve));
+  // 1 MiB of 0xff sent as text (ws does not check it): inflated in the thread pool (more than the
+  // inline budget), then found not to be UTF-8.
+  peer.send(Buffer.alloc(1 << 20, 0xff), { binary: false });
+  console.log(`peer closed: ${await peerClosed}`);
+  console.log(`close event: ${await closeEvent}`);
+  console.log(`open connections: ${server.connections.size}`);
   finish();
 } else if (mode === 'shared') {
   const stuck = new WebSocket(server.url, { perMessageDeflate: true });

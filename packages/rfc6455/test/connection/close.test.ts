@@ -357,6 +357,38 @@ describe('close timeout', () => {
     await raw.closed;
   });
 
+  test('a close frame written (behind a sendStream()) after the close timer came due but before its check ran gets a whole closeTimeout (the stale check aborted it, 1006)', async () => {
+    const raw = await RawClient.connect(server.port);
+    const conn = await lastServerConn();
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    conn.on('message', () => open());
+    const streaming = conn.sendStream(
+      (async function* () {
+        yield 'a';
+        await gate;
+      })(),
+    );
+    streaming.catch(() => undefined);
+    expect((await raw.readFrame())?.payload.toString()).toBe('a');
+    // The close frame waits behind the stream, whose source ends once the server reads 'go'.
+    const closing = conn.close(1000, 'bye');
+    raw.send({ opcode: 1, payload: 'go' });
+    // The loop is held past closeTimeout (300 ms): the close timer comes due before the loop reads
+    // 'go', and its check (an immediate) runs after that read, which writes the close frame and
+    // gives the peer a new closeTimeout. The check of the old timer must not run then.
+    const end = Date.now() + 500;
+    while (Date.now() < end);
+    const close = await raw.readClose();
+    expect(close?.code).toBe(1000);
+    raw.send({ opcode: 8, payload: closePayload(1000, 'bye') });
+    await closing;
+    await streaming;
+    expect([conn.closeStatus, conn.closeReason]).toEqual([1000, 'bye']);
+    await raw.closed;
+    expect(raw.serverEndedFirst).toBe(true);
+  });
+
   test('closeTimeout: Infinity waits for the peer to answer our close (it aborted after 1 ms, 1006)', async () => {
     let accepted: (conn: WebSocketConnection) => void;
     const connected = new Promise<WebSocketConnection>((resolve) => (accepted = resolve));

@@ -128,4 +128,24 @@ describe('protocol engine of an idle connection', () => {
     expect(echo?.payload.toString('utf8')).toBe('caf\u00e9 au lait');
     raw.destroy();
   });
+
+  test('a message received with recvStream() does not keep the engine once it has ended (it was kept until the next message)', async () => {
+    const before = conns.length;
+    const raw = await RawClient.connect(server.port);
+    await until(() => conns.length === before + 1, 'the handler');
+    const conn = conns[before]!;
+    const streamed = conn.recvStream();
+    raw.send({ opcode: 2, fin: false, payload: Buffer.alloc(100, 1) });
+    raw.send({ opcode: 0, fin: true, payload: Buffer.alloc(50, 2) });
+    const stream = await streamed;
+    if (typeof stream === 'symbol') throw new Error('EOF');
+    const chunks: Buffer[] = [];
+    for await (const chunk of stream) chunks.push(chunk as Buffer);
+    expect(Buffer.concat(chunks)).toEqual(Buffer.concat([Buffer.alloc(100, 1), Buffer.alloc(50, 2)]));
+    // Nothing is under way: dropped after about 2 s, as after a message received whole.
+    await until(() => engineOf(conn) === undefined, 'the engine to be dropped', 4000);
+    raw.send({ opcode: 1, payload: 'after' });
+    expect((await raw.readFrame())?.payload.toString()).toBe('after');
+    raw.destroy();
+  });
 });
