@@ -490,6 +490,53 @@ describe('@rfc6455/fastify injectWS (no port)', () => {
     }
   });
 
+  // The in-memory pair's ends are linked as a TCP connection's are: Node's duplexPair does not pass
+  // a destroy on. (Fixed bugs: the other side stayed open until its idleTimeout, 5 minutes by
+  // default; a refusal left both ends, its request and response in memory until app.close().)
+  it('terminate() on either side of an injected connection ends the other with 1006', async () => {
+    const instance = Fastify();
+    await instance.register(wsPlugin);
+    instance.get('/t', { websocket: true }, async (conn) => {
+      for await (const message of conn) {
+        if (message === 'terminate') conn.terminate();
+        else await conn.send(message);
+      }
+    });
+    try {
+      const client = await instance.injectWS('/t');
+      await client.send('ready');
+      expect(await client.recv()).toBe('ready');
+      const [serverSide] = [...instance.websocketConnections];
+      client.terminate();
+      await serverSide!.whenClosed;
+      expect(serverSide!.closeStatus).toBe(1006);
+
+      const other = await instance.injectWS('/t');
+      await other.send('terminate');
+      expect(await other.recv()).toBe(EOF);
+      expect(other.closeStatus).toBe(1006);
+      expect(instance.websocketConnections.size).toBe(0);
+    } finally {
+      await instance.close();
+    }
+  }, 5000);
+
+  it('a refused injection leaves no socket open in the app', async () => {
+    const instance = await app();
+    const ends: Duplex[] = [];
+    instance.server.on('connection', (socket: Duplex) => ends.push(socket));
+    try {
+      // (Fastify's 404 is the refusal whose end the client used to destroy before the app's socket had finished.)
+      const error = await instance.injectWS('/nowhere', { headers: { authorization: 'Bearer letmein' } }).catch((e: unknown) => e);
+      expect((error as HandshakeError).status).toBe(404);
+      expect(ends).toHaveLength(1);
+      await new Promise<void>((resolve) => (ends[0]!.destroyed ? resolve() : void ends[0]!.once('close', () => resolve())));
+      expect(ends[0]!.destroyed).toBe(true);
+    } finally {
+      await instance.close();
+    }
+  }, 5000);
+
   it('app.close() closes injected connections with 1001', async () => {
     const instance = await app();
     const conn = await instance.injectWS('/hi/bo', { headers: { authorization: 'Bearer letmein' } });

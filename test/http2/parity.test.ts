@@ -304,6 +304,40 @@ describe('HTTP/2 only', () => {
     expect(session.listenerCount('error')).toBeLessThanOrEqual(before + 1);
   });
 
+  test('twelve WebSockets opened at once on a new session (its SETTINGS not yet in) all open, with one wait on the session', async () => {
+    // A session just made, its SETTINGS not arrived: every connect() waits for them.
+    const fresh = h2connect(origin, { ca: TLS.cert });
+    session = fresh;
+    fresh.on('error', () => undefined);
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error): void => void warnings.push(warning);
+    process.on('warning', onWarning);
+    try {
+      const opening = Promise.allSettled(Array.from({ length: 12 }, () => connect(`${server.url}echo?id=${newId()}`, { tls: CLIENT_TLS, http2: fresh })));
+      // One set of listeners on the session, not one per connect() (before: 12 of each, and a
+      // MaxListenersExceededWarning on the session and on its socket).
+      const waiting = [fresh.listenerCount('remoteSettings'), fresh.listenerCount('close')];
+      // Before: each sent its own PING, and those past Node's 10 outstanding ones failed
+      // (WS_CONNECT_FAILED, "HTTP2 ping cancelled").
+      const outcomes = await opening;
+      expect(outcomes.filter((o) => o.status === 'rejected')).toEqual([]);
+      expect(waiting).toEqual([1, 1]);
+      const conns = outcomes.map((o) => (o as PromiseFulfilledResult<WebSocketConnection>).value);
+      await Promise.all(conns.map(async (conn, i) => {
+        await conn.send(`n${i}`);
+        expect(await conn.recv()).toBe(`n${i}`);
+        await conn.close();
+      }));
+      expect(fresh.listenerCount('remoteSettings')).toBe(0);
+      expect(fresh.listenerCount('close')).toBe(0);
+    } finally {
+      process.off('warning', onWarning);
+    }
+    // (Warnings are emitted on the next tick.)
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(warnings.filter((w) => w.name === 'MaxListenersExceededWarning')).toEqual([]);
+  });
+
   test('an AbortSignal aborts the handshake: one aborted before, and one aborted while the server holds the CONNECT unanswered', async () => {
     // A server that advertises extended CONNECT and never answers one.
     const h2: Http2SecureServer = createSecureServer({ ...TLS, settings: { enableConnectProtocol: true } });

@@ -35,6 +35,13 @@ export interface InjectWebSocketOptions extends ConnectionOptions {
 export async function injectWS(app: FastifyInstance, path = '/', options: InjectWebSocketOptions = {}): Promise<WebSocketConnection> {
   await app.ready();
   const [clientEnd, serverEnd] = duplexPair();
+  // Either end destroyed ends the other, as a TCP peer sees a connection aborted: Node's duplexPair
+  // does not pass a destroy on (the other end's writes and end() then wait for good). Fixed bugs:
+  // terminate() on either side left the other connection open until its idleTimeout (its close()
+  // hung), and each refusal whose end the client destroyed before the app's socket had finished
+  // kept both ends, the request and the response in memory until app.close() (about 58 KB each).
+  clientEnd.once('close', () => serverEnd.destroy());
+  serverEnd.once('close', () => clientEnd.destroy());
   app.server.emit('connection', serverEnd);
   const key = generateKey();
   const protocols = typeof options.protocols === 'string' ? [options.protocols] : [...(options.protocols ?? [])];

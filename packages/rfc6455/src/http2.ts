@@ -310,6 +310,49 @@ function sessionGone(cause?: unknown): HandshakeError {
 function remoteSettings(session: ClientHttp2Session, timeout: number, signal: AbortSignal | undefined, cleartextOwn: boolean): Promise<boolean | undefined> {
   if (session.destroyed) return Promise.reject(sessionGone());
   if (session.remoteSettings?.enableConnectProtocol === true) return Promise.resolve(true);
+  // One wait per session, however many connect() calls wait on it (each with its own deadline and
+  // signal). Fixed bug: each call added its own listeners to the session and its socket and sent
+  // its own PING, so more than 10 WebSockets opened at once on a new shared session got
+  // MaxListenersExceededWarnings, and those past Node's 10 outstanding PINGs failed with
+  // WS_CONNECT_FAILED ("HTTP2 ping cancelled").
+  let answer = settingsWaits.get(session);
+  if (answer === undefined) {
+    const heard = hearSettings(session, cleartextOwn);
+    settingsWaits.set(session, heard);
+    // Forgotten once settled (a failure included, which callers that gave up no longer hear).
+    const forget = (): void => {
+      if (settingsWaits.get(session) === heard) settingsWaits.delete(session);
+    };
+    heard.then(forget, forget);
+    answer = heard;
+  }
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const finish = (settle: () => void): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      settle();
+    };
+    const timer = peerDeadline(() => finish(() => reject(new HandshakeError('no HTTP/2 SETTINGS from the server', 0, { code: 'WS_HANDSHAKE_TIMEOUT' }))), timeout);
+    const onAbort = (): void => finish(() => reject(abortedHandshake(signal!)));
+    signal?.addEventListener('abort', onAbort, { once: true });
+    answer.then(
+      (allowed) => finish(() => resolve(allowed)),
+      (error: unknown) => finish(() => reject(error)),
+    );
+  });
+}
+
+/** The waits of {@link hearSettings} under way, by session (see remoteSettings). */
+const settingsWaits = new WeakMap<ClientHttp2Session, Promise<boolean | undefined>>();
+
+/**
+ * What {@link remoteSettings} waits for, without a deadline: the session's SETTINGS (or its
+ * failure, or its end). Settles once, and its listeners are then removed.
+ */
+function hearSettings(session: ClientHttp2Session, cleartextOwn: boolean): Promise<boolean | undefined> {
   return new Promise((resolve, reject) => {
     let settled = false;
     let socketOff: (() => void) | undefined;
@@ -322,14 +365,9 @@ function remoteSettings(session: ClientHttp2Session, timeout: number, signal: Ab
     let connected = false;
     let heard = false;
     const notHttp2 = (): boolean => cleartextOwn && connected && !heard;
-    const timer = peerDeadline(() => fail(new HandshakeError('no HTTP/2 SETTINGS from the server', 0, { code: 'WS_HANDSHAKE_TIMEOUT' })), timeout);
-    const onAbort = (): void => fail(abortedHandshake(signal!));
-    signal?.addEventListener('abort', onAbort, { once: true });
     const done = (): boolean => {
       if (settled) return false;
       settled = true;
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
       session.removeListener('error', onError);
       session.removeListener('remoteSettings', onSettings);
       session.removeListener('connect', probe);
@@ -340,7 +378,7 @@ function remoteSettings(session: ClientHttp2Session, timeout: number, signal: Ab
     const fail = (error: Error): void => {
       if (done()) reject(error);
     };
-    // The session failed or ended (not timed out, not given up): see notHttp2.
+    // The session failed or ended: see notHttp2.
     const broken = (error: Error): void => {
       if (!notHttp2()) fail(error);
       else if (done()) resolve(undefined);
