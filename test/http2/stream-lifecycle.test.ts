@@ -123,3 +123,17 @@ describe('an HTTP/2 peer that ends its side while our sends are backed up', () =
     expect(await within(server.close(), 'pending after 3 s')).toBe('resolved');
   });
 });
+
+describe('close() after the peer reset a paused stream with NO_ERROR', () => {
+  test('closes the connection without a write-after-end error (the stream can take no close frame)', async () => {
+    const { conn, client, stream } = await pausedConnection();
+    const errors: unknown[] = [];
+    conn.on('error', (error) => void errors.push((error as { code?: string }).code ?? error));
+    client.close(h2.NGHTTP2_NO_ERROR);
+    await until(() => stream.closed, "the peer's RST_STREAM");
+    expect(await within(conn.close(), 'still open after 3 s')).toBe('resolved');
+    await new Promise((r) => setImmediate(r));
+    expect(errors).toEqual([]);
+    expect(conn.closeStatus).toBe(1006);
+  });
+});

@@ -1709,6 +1709,16 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
 
   /** Sends the close frame now (throws RangeError for a code or reason that may not be sent). */
   private closeNow(code: number | null, reason: string): void {
+    if (!this.closedFlag && this.stream.writableEnded && this.proto.state === 'open') {
+      // The transport can take no close frame: its writable side was ended under us (an HTTP/2
+      // stream the peer reset with NO_ERROR while it was paused; Node ends it and keeps it). Our
+      // own end comes only once the protocol is closed. Aborted (1006), as the frame could not go
+      // out. (Fixed bug: the frame was written anyway, and Node's ERR_STREAM_WRITE_AFTER_END was
+      // emitted as the connection's error.) The code and reason are still checked first.
+      if ((this.flags & HYBI00) === 0) encodeClosePayload(code ?? undefined, reason);
+      this.abortTransport();
+      return;
+    }
     if (!this.closedFlag && this.proto.close(code, reason)) {
       this.armCloseTimer();
       // A paused connection still reads the peer's answer to our close frame (what arrives
