@@ -101,12 +101,21 @@ export type RouteParams<
   RouteGeneric extends RouteGenericInterface,
   SchemaCompiler extends FastifySchema = FastifySchema,
   TypeProvider extends FastifyTypeProvider = FastifyTypeProviderDefault,
-> =
-  unknown extends FastifyRequest<RouteGeneric, RawServerDefault, RawRequestDefaultExpression, SchemaCompiler, TypeProvider>['params']
+> = RequestParams<RouteGeneric, SchemaCompiler, TypeProvider> extends infer Params
+  ? unknown extends Params
     ? unknown extends SchemaCompiler['params']
       ? Record<string, string>
       : unknown
-    : FastifyRequest<RouteGeneric, RawServerDefault, RawRequestDefaultExpression, SchemaCompiler, TypeProvider>['params'];
+    : Params
+  : never;
+/** `req.params` as Fastify types it for these generics. */
+type RequestParams<RouteGeneric extends RouteGenericInterface, SchemaCompiler extends FastifySchema, TypeProvider extends FastifyTypeProvider> = FastifyRequest<
+  RouteGeneric,
+  RawServerDefault,
+  RawRequestDefaultExpression,
+  SchemaCompiler,
+  TypeProvider
+>['params'];
 
 declare module 'fastify' {
   interface RouteShorthandOptions<RawServer, RawRequest, RawReply, RouteGeneric, ContextConfig, SchemaCompiler, TypeProvider, Logger> {

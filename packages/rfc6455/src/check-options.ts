@@ -17,8 +17,13 @@ type Bound = 'positive' | 'nonNegative';
 /** A set option that is not a number: a TypeError naming what it is. */
 function numberType(where: string, name: string, value: unknown): value is number {
   if (value === undefined) return false;
-  if (typeof value !== 'number') throw new TypeError(`${where}: ${name} must be a number, not ${typeof value === 'string' ? JSON.stringify(value) : typeof value}`);
+  if (typeof value !== 'number') throw new TypeError(`${where}: ${name} must be a number, not ${shown(value)}`);
   return true;
+}
+
+/** A wrong option value as a message shows it: a string quoted, anything else by its type. */
+function shown(value: unknown): string {
+  return typeof value === 'string' ? JSON.stringify(value) : typeof value;
 }
 
 function checkNumber(where: string, name: string, value: unknown, bound: Bound): void {
@@ -31,7 +36,7 @@ function checkNumber(where: string, name: string, value: unknown, bound: Bound):
 /** A set option that must be a boolean: `'false'` (an environment variable) is truthy, and was taken as on. */
 function checkBoolean(where: string, name: string, value: unknown): void {
   if (value !== undefined && typeof value !== 'boolean') {
-    throw new TypeError(`${where}: ${name} must be true or false, not ${typeof value === 'string' ? JSON.stringify(value) : typeof value}`);
+    throw new TypeError(`${where}: ${name} must be true or false, not ${shown(value)}`);
   }
 }
 
@@ -207,7 +212,7 @@ const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
  */
 function checkRequestHeaders(where: string, headers: unknown, origin: unknown): void {
   if (origin !== undefined && (typeof origin !== 'string' || !FIELD_VALUE.test(origin))) {
-    throw new TypeError(`${where}: origin must be a string that a header can carry, not ${typeof origin === 'string' ? JSON.stringify(origin) : typeof origin}`);
+    throw new TypeError(`${where}: origin must be a string that a header can carry, not ${shown(origin)}`);
   }
   if (headers === undefined) return;
   if (typeof headers !== 'object' || headers === null || Array.isArray(headers)) throw new TypeError(`${where}: headers must be an object of header names and values`);
@@ -242,14 +247,14 @@ export function checkClientOptions(options: Pick<ConnectOptions, Exclude<keyof C
   // ignored, and the same options failed for a host name (fixed bug). Checked here for every URL.
   const family = options.family as unknown;
   if (family !== undefined) {
-    if (typeof family !== 'number') throw new TypeError(`${where}: family must be 4 or 6 (0 for either), not ${typeof family === 'string' ? JSON.stringify(family) : typeof family}`);
+    if (typeof family !== 'number') throw new TypeError(`${where}: family must be 4 or 6 (0 for either), not ${shown(family)}`);
     if (family !== 0 && family !== 4 && family !== 6) throw new RangeError(`${where}: family must be 4 or 6 (0 for either), not ${family}`);
   }
   if (options.lookup !== undefined && typeof options.lookup !== 'function') throw new TypeError(`${where}: lookup must be a function (dns.lookup's signature), not ${typeof options.lookup}`);
   const local = options.localAddress as unknown;
-  if (local !== undefined && (typeof local !== 'string' || isIP(local) === 0)) throw new TypeError(`${where}: localAddress must be an IP address, not ${typeof local === 'string' ? JSON.stringify(local) : typeof local}`);
+  if (local !== undefined && (typeof local !== 'string' || isIP(local) === 0)) throw new TypeError(`${where}: localAddress must be an IP address, not ${shown(local)}`);
   const http2 = options.http2 as unknown;
   if (http2 !== undefined && typeof http2 !== 'boolean' && (typeof http2 !== 'object' || http2 === null)) {
-    throw new TypeError(`${where}: http2 must be true, false or a ClientHttp2Session, not ${typeof http2 === 'string' ? JSON.stringify(http2) : http2 === null ? 'null' : typeof http2}`);
+    throw new TypeError(`${where}: http2 must be true, false or a ClientHttp2Session, not ${http2 === null ? 'null' : shown(http2)}`);
   }
 }
