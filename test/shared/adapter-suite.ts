@@ -24,6 +24,7 @@ import type { Duplex } from 'node:stream';
 import { broadcast, connect, EOF, handleUpgrade, HandshakeError, type ConnectOptions, type ConnectionHandler, type Route, type WebSocketConnection } from 'rfc6455';
 import { allCases } from '../interop/autobahn/harness.js';
 import { runAgainstUrl, type ServerRun, verdictTests } from '../interop/autobahn/our-side.js';
+import { rawRequest } from '../../packages/rfc6455/test/helpers/raw-client.js';
 
 export interface TlsMaterial {
   key: string;
@@ -302,6 +303,31 @@ export function adapterSuite(adapter: AdapterUnderTest): void {
       it('handler sees the state the auth middleware set', async () => {
         const conn = await client('/private', { headers: { Authorization: AUTH_HEADER } });
         expect(await recvText(conn)).toBe('user:alice');
+      });
+    });
+
+    describe('opening handshake checks (RFC 6455 §4.2.1, §4.4), on a route that exists', () => {
+      const KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
+      const head = (lines: Array<string | undefined>, start = 'GET /echo HTTP/1.1'): string => [start, ...lines.filter((l) => l !== undefined), '', ''].join('\r\n');
+      const valid = (override: Record<string, string | undefined> = {}): Array<string | undefined> => {
+        const fields: Record<string, string | undefined> = { Host: 'x', Upgrade: 'websocket', Connection: 'Upgrade', 'Sec-WebSocket-Key': KEY, 'Sec-WebSocket-Version': '13', ...override };
+        return Object.entries(fields).map(([name, value]) => (value === undefined ? undefined : `${name}: ${value}`));
+      };
+      it.each([
+        ['Sec-WebSocket-Version: 8', head(valid({ 'Sec-WebSocket-Version': '8' })), 426],
+        ['no Sec-WebSocket-Version', head(valid({ 'Sec-WebSocket-Version': undefined })), 426],
+        ['a key of 15 bytes', head(valid({ 'Sec-WebSocket-Key': Buffer.alloc(15, 1).toString('base64') })), 400],
+        ['no key', head(valid({ 'Sec-WebSocket-Key': undefined })), 400],
+        ['the key twice', head([...valid(), `Sec-WebSocket-Key: ${KEY}`]), 400],
+        ['no Host', head(valid({ Host: undefined })), 400],
+        ['two Host lines', head([...valid(), 'Host: y']), 400],
+        ['HTTP/1.0', head(valid(), 'GET /echo HTTP/1.0'), 400],
+        ['a subprotocol that is not a token', head(valid({ 'Sec-WebSocket-Protocol': 'a b' })), 400],
+      ])('%s → %i, never a 101', async (_name, request, status) => {
+        const response = await rawRequest(Number(new URL(fixture.url).port), request);
+        expect(response.status).toBe(status);
+        expect(response.headers['sec-websocket-accept']).toBeUndefined();
+        if (status === 426) expect(response.headers['sec-websocket-version']).toBe('13');
       });
     });
 

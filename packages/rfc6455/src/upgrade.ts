@@ -58,7 +58,10 @@ export type BeforeAcceptResult<State> =
   | void
   | undefined
   | {
-      /** Extra headers for the 101 response. */
+      /**
+       * Extra headers for the 101 response (the HTTP/2 200). Not the handshake's own (`Upgrade`,
+       * `Connection`, `Sec-WebSocket-*`): one of those is a TypeError, answered 500.
+       */
       headers?: OutgoingHttpHeaders | undefined;
       /** Passed to the handler as `context.state`. */
       state?: State | undefined;
@@ -170,6 +173,26 @@ export function passedResponseHeaders(headers: ResponseHeaders): HeaderList {
     kept.push([name, value as OutgoingHttpHeaders[string]]);
   }
   return headerList(kept as unknown as HeaderList);
+}
+
+/**
+ * The headers a `beforeAccept` hook may not add to the 101 (or the HTTP/2 200): the handshake's own,
+ * which the core writes itself (RFC 6455 §4.2.2: Upgrade, Connection, Sec-WebSocket-Accept, and the
+ * subprotocol and extensions it negotiated; §11.3: each Sec-WebSocket-* at most once in a response).
+ * A TypeError naming the header, answered 500 and reported to `onError` as any failure of the hook.
+ * Fixed bug: they were written after the core's, so that `Sec-WebSocket-Protocol: chat` went out
+ * twice (or named a subprotocol the connection did not have), and `Upgrade` twice: clients (ours,
+ * `ws`) failed the handshake, with WS_BAD_PROTOCOL or WS_BAD_UPGRADE, after the server had counted
+ * an accepted connection.
+ */
+function checkHookHeaders(headers: HeaderList): void {
+  for (const [name] of headers) {
+    const lower = name.toLowerCase();
+    if (lower !== 'upgrade' && lower !== 'connection' && !lower.startsWith('sec-websocket-')) continue;
+    const instead =
+      lower === 'sec-websocket-protocol' ? ' (choose the subprotocol with the protocols option or a service mapper)' : lower === 'sec-websocket-extensions' ? ' (use the perMessageDeflate option)' : '';
+    throw new TypeError(`beforeAccept returned the ${name} header, which is the handshake's own: the 101 writes it${instead}`);
+  }
 }
 
 /**
@@ -611,6 +634,7 @@ export function negotiate<State>(
       return { reject: result.reject };
     }
     const headers = result ? headerList(result.headers) : [];
+    checkHookHeaders(headers);
     const state = (result ? result.state : undefined) as State;
 
     // Extensions: permessage-deflate, when offered and enabled (RFC 7692 §7.1).

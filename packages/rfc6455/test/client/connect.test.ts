@@ -123,6 +123,24 @@ describe('client verifies the 101 response', () => {
     expect(error.headers['sec-websocket-protocol']).toBe('superchat');
   });
 
+  test('Sec-WebSocket-Protocol twice (the same offered name), or a list of two offered names, fails with WS_BAD_PROTOCOL; Sec-WebSocket-Accept twice (the right value) with WS_BAD_ACCEPT (RFC 6455 §4.1, §11.3.3, §11.3.4: one value, at most once in a response)', async () => {
+    const cases: Array<[string, (head: string) => string, string]> = [
+      ['the subprotocol twice', (head) => switching(head, ['Sec-WebSocket-Protocol: chat', 'Sec-WebSocket-Protocol: chat']), 'WS_BAD_PROTOCOL'],
+      ['a list of two', (head) => switching(head, ['Sec-WebSocket-Protocol: chat, superchat']), 'WS_BAD_PROTOCOL'],
+      ['the accept twice', (head) => switching(head, [`Sec-WebSocket-Accept: ${acceptKey(requestKey(head))}`]), 'WS_BAD_ACCEPT'],
+    ];
+    for (const [name, respond, code] of cases) {
+      const s = await answering(respond);
+      const error = await failure(s.url, { protocols: ['chat', 'superchat'] });
+      expect([name, error.code, error.status]).toEqual([name, code, 101]);
+    }
+    // (The control case: one of the two, once.)
+    const s = await answering((head) => switching(head, ['Sec-WebSocket-Protocol: superchat']));
+    const conn = await connect(s.url, { protocols: ['chat', 'superchat'], perMessageDeflate: false });
+    expect(conn.protocol).toBe('superchat');
+    conn.terminate();
+  });
+
   test('the same subprotocol offered twice is a TypeError, over HTTP/1.1 and HTTP/2, and nothing is sent (RFC 6455 §4.1: unique; it was sent as "chat, chat")', async () => {
     const s = await answering((head) => switching(head));
     for (const http2 of [false, true]) {
