@@ -242,3 +242,40 @@ export async function main(config: Config): Promise<void> {
 `;
   expect(typeCheck('exact-optional.mts', source, { ...resolutions[0]![1], exactOptionalPropertyTypes: true, noUncheckedIndexedAccess: true })).toEqual([]);
 }, 20_000);
+
+test('under exactOptionalPropertyTypes the codec\'s and the low-level options (FrameParser, encodeFrame, Hybi00Parser, Protocol, PerMessageDeflate, the handshake helpers, HandshakeError, Express routes, serve()\'s http2) take an unset option as undefined', () => {
+  // Fixed bug: these were declared \`name?: T\` (the main options had been widened, these not),
+  // though each reads \`options.name ?? default\` (or tests \`!== undefined\`), so undefined is the default
+  // at run time; and a sink's \`onText: undefined\` is read as no onText.
+  const source = `
+import { FrameParser, encodeFrame, Hybi00Parser, Opcode } from 'rfc6455/codec';
+import { Protocol, Hybi00Protocol, PerMessageDeflate, HandshakeError, serve, validateRequest, buildRequestHeaders, verifyResponse, verifyNegotiation, generateKey } from 'rfc6455';
+import { websocket } from '@rfc6455/express';
+
+export function main(limit?: number, flag?: boolean, key?: Uint8Array, rawHeaders?: readonly string[]): void {
+  const sink = { onData() {}, onControl() {}, onError() {}, onText: undefined };
+  new FrameParser({ side: 'server', maxFrameSize: limit, maxMessageSize: limit, maxFragments: limit, allowRsv1: flag, ownsInput: flag, gatherLarge: flag }, sink);
+  encodeFrame(Opcode.Text, Buffer.from('x'), { fin: flag, rsv1: flag, mask: flag, maskKey: key });
+  new Hybi00Parser({ onMessage() {}, onClose() {}, onError() {}, onText: undefined }, { maxMessageSize: limit });
+  new Protocol({ side: 'client', maxMessageSize: limit, maxFrameSize: limit, maxFragments: limit, compressThreshold: limit, ownsInput: flag, textAsBuffer: flag, extension: undefined }, {} as never);
+  new PerMessageDeflate({} as never, 'server', { maxMessageSize: 1, level: limit, memLevel: limit, threshold: limit, concurrencyLimit: limit, syncLimit: limit });
+  validateRequest({ headers: {}, httpVersionMajor: limit, httpVersionMinor: limit, rawHeaders });
+  const init = { key: generateKey(), protocols: undefined };
+  buildRequestHeaders(init);
+  verifyResponse('HTTP/1.1 101', {}, { ...init, extensionNames: undefined });
+  verifyNegotiation('HTTP/1.1 101', {}, { protocols: undefined, extensionNames: undefined });
+  new Hybi00Protocol({ side: 'server', maxMessageSize: limit, textAsBuffer: flag }, {} as never);
+  new HandshakeError('refused', 403, { code: undefined, headers: undefined, statusLine: undefined, body: undefined });
+}
+
+// An unset http2 is no HTTP/2: serve()'s http.Server and https.Server overloads take it.
+export async function servers(tls: { key: Buffer; cert: Buffer }): Promise<void> {
+  const plain = await serve({ http2: undefined }, () => undefined);
+  plain.httpServer.maxHeadersCount = 1;
+  const secure = await serve({ tls, http2: undefined }, () => undefined);
+  secure.httpServer.setSecureContext(tls);
+  websocket().route('/r', { handler: undefined, protocols: undefined });
+}
+`;
+  expect(typeCheck('exact-optional-codec.mts', source, { ...resolutions[0]![1], exactOptionalPropertyTypes: true, noUncheckedIndexedAccess: true })).toEqual([]);
+}, 20_000);

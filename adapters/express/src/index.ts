@@ -125,9 +125,9 @@ export type ExpressWebSocketHandler<Params = Record<string, string>> = (
 /** A route's handlers: one for clients offering no subprotocol, and/or one per subprotocol name. */
 export interface ExpressRouteHandlers<Params = Record<string, string>> {
   /** Handler for clients that request no subprotocol. */
-  handler?: ExpressWebSocketHandler<Params>;
+  handler?: ExpressWebSocketHandler<Params> | undefined;
   /** Handlers by subprotocol name. */
-  protocols?: Readonly<Record<string, ExpressWebSocketHandler<Params>>>;
+  protocols?: Readonly<Record<string, ExpressWebSocketHandler<Params>>> | undefined;
 }
 
 /** Options of {@link websocket}: the core's upgrade and connection options, plus an optional mapper. */

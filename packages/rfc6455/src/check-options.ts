@@ -139,7 +139,7 @@ export function checkUpgradeOptions(
   checkHandshakeOptions(where, options);
   checkChoices(where, 'origins', options.origins, 'origin');
   // (false: none, as a protocols() function may answer.)
-  if ((options.protocols as unknown) !== false) checkChoices(where, 'protocols', options.protocols, 'subprotocol');
+  if (options.protocols !== false) checkChoices(where, 'protocols', options.protocols, 'subprotocol');
   checkBoolean(where, 'hybi00', options.hybi00);
   checked.add(options);
 }

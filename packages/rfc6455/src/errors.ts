@@ -78,10 +78,10 @@ export class HandshakeError extends WebSocketError {
     message: string,
     status: number,
     init: {
-      code?: string;
-      headers?: Record<string, string | string[] | undefined>;
-      statusLine?: string;
-      body?: Buffer;
+      code?: string | undefined;
+      headers?: Record<string, string | string[] | undefined> | undefined;
+      statusLine?: string | undefined;
+      body?: Buffer | undefined;
       cause?: unknown;
     } = {},
   ) {

@@ -196,9 +196,9 @@ function isWebSocketConnect(headers: Http2IncomingHeaders): boolean {
  * response object is not used: do not write to it. `responseHeaders` gives the framework's response
  * headers for the 200, as handleUpgrade's does for the 101 (the same headers are left out).
  */
-export function handleConnect<State = unknown>(
+export function handleConnect<State = undefined>(
   req: Http2ServerRequest,
-  target: UpgradeTarget<State>,
+  target: UpgradeTarget<NoInfer<State>>,
   options: UpgradeOptions<State> = {},
   responseHeaders?: ResponseHeaderSource,
 ): Promise<WebSocketConnection | undefined> {
@@ -228,9 +228,9 @@ export interface Http2Attachment {
  * CONNECTs arrive as `'connect'` events (without a `'connect'` listener Node answers them 405).
  * @throws TypeError or RangeError for an option of the wrong type or out of range.
  */
-export function attachHttp2<State = unknown>(
+export function attachHttp2<State = undefined>(
   server: Http2SecureServer | Http2Server,
-  target: UpgradeTarget<State>,
+  target: UpgradeTarget<NoInfer<State>>,
   options: UpgradeOptions<State> = {},
 ): Http2Attachment {
   checkUpgradeOptions('attachHttp2()', options);

@@ -22,7 +22,7 @@ export class Hybi00Protocol implements ProtocolEngine {
   private closeReasonValue = '';
 
   /** `textAsBuffer`: text frames are handed over as their checked UTF-8 bytes (`textMessages: 'buffer'`). */
-  constructor(options: { side: Side; maxMessageSize?: number; textAsBuffer?: boolean }, handler: ProtocolHandler) {
+  constructor(options: { side: Side; maxMessageSize?: number | undefined; textAsBuffer?: boolean | undefined }, handler: ProtocolHandler) {
     this.side = options.side;
     this.handler = handler;
     this.parser = new Hybi00Parser(

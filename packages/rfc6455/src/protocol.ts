@@ -87,19 +87,19 @@ export interface ProtocolOptions {
   /** Our end: a `client` masks what it sends and rejects masked frames; a `server` the reverse. */
   side: Side;
   /** Largest message, in bytes as received on the wire (before decompression); 1009 beyond. */
-  maxMessageSize?: number;
+  maxMessageSize?: number | undefined;
   /** Largest frame payload, in bytes; 1009 beyond. */
-  maxFrameSize?: number;
+  maxFrameSize?: number | undefined;
   /** Most frames in one message; 1009 beyond. */
-  maxFragments?: number;
+  maxFragments?: number | undefined;
   /** The negotiated per-message extension (permessage-deflate), if any. */
   extension?: MessageExtension | undefined;
   /** Messages smaller than this are sent uncompressed even when compression was negotiated. */
-  compressThreshold?: number;
+  compressThreshold?: number | undefined;
   /** Whether the protocol may unmask received chunks in place (they belong to it). */
-  ownsInput?: boolean;
+  ownsInput?: boolean | undefined;
   /** Hand text messages to `onMessage` as their (checked) UTF-8 bytes instead of a string. */
-  textAsBuffer?: boolean;
+  textAsBuffer?: boolean | undefined;
 }
 
 /** Called once a queued frame was written (or dropped, with the error). */

@@ -54,7 +54,8 @@ export interface ServeOptions<State = unknown> extends UpgradeOptions<State> {
   maxConnectionsPerIp?: number | undefined;
   /**
    * Serve HTTP/2 as well (needs `tls`): one TLS server answering HTTP/1.1 upgrades and RFC 8441
-   * extended CONNECTs alike, advertising SETTINGS_ENABLE_CONNECT_PROTOCOL.
+   * extended CONNECTs alike, advertising SETTINGS_ENABLE_CONNECT_PROTOCOL. Without `tls` serve()
+   * throws a TypeError (no h2c), and options known to say `http2: true` without it do not type-check.
    */
   http2?: boolean | undefined;
   /** Answers plain HTTP requests. Default: 426 Upgrade Required. */
@@ -138,18 +139,23 @@ function upgradeRequired(_req: IncomingMessage, res: ServerResponse): void {
 }
 
 /** Starts a wss: server over HTTP/1.1 and HTTP/2: its `httpServer` is an Http2SecureServer. */
-export function serve<State = unknown>(options: ServeOptions<State> & { tls: HttpsServerOptions; http2: true }, target: UpgradeTarget<State>): Promise<WebSocketServer<Http2SecureServer>>;
+export function serve<State = undefined>(options: ServeOptions<State> & { tls: HttpsServerOptions; http2: true }, target: UpgradeTarget<NoInfer<State>>): Promise<WebSocketServer<Http2SecureServer>>;
 /** Starts a wss: server: its `httpServer` is an https.Server. */
-export function serve<State = unknown>(options: ServeOptions<State> & { tls: HttpsServerOptions; http2?: false }, target: UpgradeTarget<State>): Promise<WebSocketServer<HttpsServer>>;
+export function serve<State = undefined>(options: ServeOptions<State> & { tls: HttpsServerOptions; http2?: false | undefined }, target: UpgradeTarget<NoInfer<State>>): Promise<WebSocketServer<HttpsServer>>;
 /** Starts a ws: server: its `httpServer` is an http.Server. */
-export function serve<State = unknown>(options: ServeOptions<State> & { tls?: undefined; http2?: false }, target: UpgradeTarget<State>): Promise<WebSocketServer<HttpServer>>;
+export function serve<State = undefined>(options: ServeOptions<State> & { tls?: undefined; http2?: false | undefined }, target: UpgradeTarget<NoInfer<State>>): Promise<WebSocketServer<HttpServer>>;
 /**
  * Starts a WebSocket server. `target` is a handler `(conn, req, context) => …` or a service mapper.
  * Resolves once listening. (Options whose type says whether they hold `tls` and `http2: true`
- * give a server whose `httpServer` has the type it has: see {@link WebSocketServer}.)
+ * give a server whose `httpServer` has the type it has: see {@link WebSocketServer}. Options that
+ * say `http2: true` but not `tls` are a type error, as serve() throws for them.) `State`, the
+ * handler's `context.state`, comes from the `beforeAccept` hook: without one it is `undefined`.
  */
-export function serve<State = unknown>(options: ServeOptions<State>, target: UpgradeTarget<State>): Promise<WebSocketServer>;
-export async function serve<State = unknown>(options: ServeOptions<State>, target: UpgradeTarget<State>): Promise<WebSocketServer> {
+export function serve<State = undefined, Options extends ServeOptions<State> = ServeOptions<State>>(
+  options: Options & ServeOptions<State> & (Options extends { http2: true } ? { tls: HttpsServerOptions } : unknown),
+  target: UpgradeTarget<NoInfer<State>>,
+): Promise<WebSocketServer>;
+export async function serve<State = undefined>(options: ServeOptions<State>, target: UpgradeTarget<NoInfer<State>>): Promise<WebSocketServer> {
   checkUpgradeOptions('serve()', options);
   checkServeOptions(options);
   if (options.tuneAllocator !== false) armAllocatorTuning();
@@ -275,7 +281,7 @@ export async function serve<State = unknown>(options: ServeOptions<State>, targe
   };
   if (options.http2) {
     const h2server = httpServer as unknown as Http2SecureServer;
-    attachHttp2(h2server, target, {
+    attachHttp2<State>(h2server, target, {
       ...upgradeOptions,
       // HTTP/2 CONNECTs never reach the 'upgrade' listener above: refuse them with the same 503s
       // (shutdown, maxConnections). Fixed bug: maxConnections was not enforced over HTTP/2.

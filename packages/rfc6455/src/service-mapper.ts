@@ -22,7 +22,11 @@ import type { WebSocketConnection } from './connection.js';
 export interface HandlerContext<State = unknown, Params extends Record<string, string> = Record<string, string>> {
   /** Named groups of the route's path pattern. */
   params: Params;
-  /** What the before-accept hook returned as `state` (undefined without a hook). */
+  /**
+   * What the before-accept hook returned as `state` (undefined without a hook, or when it gave
+   * none). serve(), handleUpgrade(), handleConnect() and attachHttp2() infer `State` from the hook
+   * alone: without one it is `undefined`, so a handler or mapper that needs a state is refused there.
+   */
   state: State;
   /** The chosen subprotocol, '' if none. */
   protocol: string;

@@ -85,9 +85,9 @@ export interface UpgradeOptions<State = unknown> extends ConnectionOptions {
    * With a plain handler: the subprotocols this server speaks (the first the client offers is
    * chosen), or a function choosing one of those offered (it is called with an empty list too), or
    * none: `undefined`, or `false` as `ws`'s `handleProtocols` returns. One not offered answers 500.
-   * Without it no subprotocol is answered. A mapper ignores it.
+   * Without it, or with `false`, no subprotocol is answered. A mapper ignores it.
    */
-  protocols?: readonly string[] | ((offered: readonly string[], req: IncomingMessage) => string | false | undefined) | undefined;
+  protocols?: readonly string[] | ((offered: readonly string[], req: IncomingMessage) => string | false | undefined) | false | undefined;
   /**
    * Allowed Origin values (exact, e.g. 'https://example.com'), or a predicate. Requests from other
    * origins get 403. Default: any origin (browsers send Origin; check it when cookies authenticate).
@@ -714,11 +714,11 @@ export function startConnection<State>(
  * @throws TypeError or RangeError, at once, for an option of the wrong type or out of range (the
  * socket is answered 500); checked once per options object.
  */
-export function handleUpgrade<State = unknown>(
+export function handleUpgrade<State = undefined>(
   req: IncomingMessage,
   socket: Duplex,
   head: Buffer,
-  target: UpgradeTarget<State>,
+  target: UpgradeTarget<NoInfer<State>>,
   options: UpgradeOptions<State> = {},
   responseHeaders?: ResponseHeaderSource,
 ): Promise<WebSocketConnection | undefined> {

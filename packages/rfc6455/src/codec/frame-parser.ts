@@ -36,7 +36,7 @@ export interface FrameSink {
    * `done`: the frame's last ones, and the frame's payload comes to `onData` next, as usual.
    * `bytes` is valid only during the call.
    */
-  onText?(bytes: Buffer, first: boolean, final: boolean, done: boolean): void;
+  onText?: ((bytes: Buffer, first: boolean, final: boolean, done: boolean) => void) | undefined;
   /** A whole control frame (close, ping or pong), payload unmasked. */
   onControl(opcode: number, payload: Buffer): void;
   /**
@@ -51,19 +51,19 @@ export interface FrameParserOptions {
   /** `server` requires masked frames (RFC 6455 §5.1); `client` rejects them. */
   side: 'server' | 'client';
   /** Largest payload of one frame; beyond it the stream fails with 1009. Default: no limit. */
-  maxFrameSize?: number;
+  maxFrameSize?: number | undefined;
   /** Largest payload of one message (sum of its frames, as sent on the wire); 1009 beyond. Default: no limit. */
-  maxMessageSize?: number;
+  maxMessageSize?: number | undefined;
   /** Most frames in one message; 1009 beyond. Default: no limit. */
-  maxFragments?: number;
+  maxFragments?: number | undefined;
   /** True when an extension (permessage-deflate) gave RSV1 a meaning. */
-  allowRsv1?: boolean;
+  allowRsv1?: boolean | undefined;
   /**
    * True when pushed chunks belong to the parser, so masked payloads are unmasked in place (what
    * the connection does with socket chunks). False (the default) copies before unmasking, so the
    * caller's buffers are never modified.
    */
-  ownsInput?: boolean;
+  ownsInput?: boolean | undefined;
   /**
    * Hand over an uncompressed single-frame binary message larger than `GATHER_MAX` as one piece
    * too (default false; also the writable property `gatherLarge`). Its bytes stay buffered until a
@@ -76,7 +76,7 @@ export interface FrameParserOptions {
    * as they arrive (to check UTF-8 without waiting for the rest, RFC 6455 §8.1); for any other
    * sink they come in pieces, so that a sink validating piece by piece fails at the first bad byte.
    */
-  gatherLarge?: boolean;
+  gatherLarge?: boolean | undefined;
 }
 
 const HEADER = 0;

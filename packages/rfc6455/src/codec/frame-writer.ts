@@ -9,13 +9,13 @@ import { mask, writeRandomMaskKey } from './mask.js';
 
 export interface FrameOptions {
   /** FIN bit; false for all but the last frame of a fragmented message. Default true. */
-  fin?: boolean;
+  fin?: boolean | undefined;
   /** RSV1 bit (set by permessage-deflate on a compressed message's first frame). */
-  rsv1?: boolean;
+  rsv1?: boolean | undefined;
   /** Mask the payload (clients MUST, servers MUST NOT: RFC 6455 §5.1). */
-  mask?: boolean;
+  mask?: boolean | undefined;
   /** With `mask`: the 4-byte masking key to use instead of a fresh random one (tests). */
-  maskKey?: Uint8Array;
+  maskKey?: Uint8Array | undefined;
 }
 
 /**

@@ -41,7 +41,7 @@ export interface Hybi00ParserHandlers {
    * as for `onMessage`: invalid UTF-8 goes to `onError`), not decoded. The bytes may be a view of
    * a pushed chunk.
    */
-  onText?(bytes: Buffer): void;
+  onText?: ((bytes: Buffer) => void) | undefined;
   /** The peer's closing frame `0xFF 0x00`. The caller answers with `HYBI00_CLOSE` and closes. */
   onClose(): void;
   /** Invalid UTF-8 (close the connection) or a frame over `maxMessageSize`. Called at most once. */
@@ -53,7 +53,7 @@ export interface Hybi00ParserOptions {
    * The largest frame payload in bytes, for text frames and for skipped frames alike; checked as
    * bytes arrive, so no frame is buffered beyond it. Default `Defaults.maxMessageSize`.
    */
-  readonly maxMessageSize?: number;
+  readonly maxMessageSize?: number | undefined;
 }
 
 // Parser states (plain numbers: no const enums under isolated modules).

@@ -58,19 +58,19 @@ export interface PerMessageDeflateEngineOptions {
   /** Largest inflated size of one incoming message, in bytes; counted while inflating. */
   maxMessageSize: number;
   /** zlib level, 0..9 or -1 (zlib default, 6). Default -1. */
-  level?: number;
+  level?: number | undefined;
   /** zlib memLevel, 1..9. Default 8. */
-  memLevel?: number;
+  memLevel?: number | undefined;
   /** Messages below this many bytes should be sent uncompressed (see `shouldCompress`). Default 1024. */
-  threshold?: number;
+  threshold?: number | undefined;
   /** When given, sets the process-wide zlib concurrency (see `setZlibConcurrency`). */
-  concurrencyLimit?: number;
+  concurrencyLimit?: number | undefined;
   /**
    * Pieces of up to this many bytes (the data to compress; the compressed data to inflate) are
    * worked at once on the calling thread, without the thread-pool round trip; larger ones go to
    * the thread pool. 0 sends every job to the thread pool. Default 32 KiB.
    */
-  syncLimit?: number;
+  syncLimit?: number | undefined;
 }
 
 /**

@@ -19,7 +19,7 @@ export interface ClientRequestInit {
   /** The Sec-WebSocket-Key (see {@link generateKey}); keep it to verify the response. */
   key: string;
   /** Subprotocols to offer, in order of preference; each must be a token, none twice (else TypeError). */
-  protocols?: readonly string[];
+  protocols?: readonly string[] | undefined;
   /** Sec-WebSocket-Extensions offer, if any. */
   extensions?: string | undefined;
   /** Origin header to send, if any. */
@@ -67,7 +67,7 @@ export interface VerifiedResponse {
 export function verifyResponse(
   statusLine: string,
   headers: IncomingHttpHeaders,
-  init: { key: string; protocols?: readonly string[]; extensionNames?: readonly string[] },
+  init: { key: string; protocols?: readonly string[] | undefined; extensionNames?: readonly string[] | undefined },
 ): VerifiedResponse {
   const fail = (message: string, code: string): never => {
     throw new HandshakeError(message, 101, { code, headers, statusLine });
@@ -90,7 +90,7 @@ export function verifyResponse(
 export function verifyNegotiation(
   statusLine: string,
   headers: IncomingHttpHeaders,
-  init: { protocols?: readonly string[]; extensionNames?: readonly string[] },
+  init: { protocols?: readonly string[] | undefined; extensionNames?: readonly string[] | undefined },
 ): VerifiedResponse {
   const fail = (message: string, code: string): never => {
     throw new HandshakeError(message, 101, { code, headers, statusLine });

@@ -13,9 +13,9 @@ export interface UpgradeRequest {
   /** Request method; must be `GET`. */
   method?: string | undefined;
   /** HTTP major version; 1.1 or later is required. Default 1. */
-  httpVersionMajor?: number;
+  httpVersionMajor?: number | undefined;
   /** HTTP minor version. Default 1. */
-  httpVersionMinor?: number;
+  httpVersionMinor?: number | undefined;
   /**
    * The request target (path and query). When present, `validateRequest` refuses one that is
    * neither a path nor an absolute `http:`, `https:`, `ws:` or `wss:` URI (`*`, `ftp://x/`) with 400.
@@ -28,7 +28,7 @@ export interface UpgradeRequest {
    * present, a request with more than one Host line is refused (RFC 9112 §3.2), which `headers`
    * cannot show (Node keeps the first Host).
    */
-  rawHeaders?: readonly string[];
+  rawHeaders?: readonly string[] | undefined;
 }
 
 /** What a valid RFC 6455 opening handshake offered. */
