@@ -200,6 +200,15 @@ describe.each(MODES)('%s', (_mode, limit) => {
       expect((await decompress(client, Buffer.from('f200110000', 'hex'))).toString()).toBe('Hello');
     });
 
+    test('RFC 7692 §7.2.3.3-§7.2.3.5 examples: a stored block, a BFINAL block and the 0x00 after it (the next message then starts a new stream), two blocks', async () => {
+      const client = engine({}, 'client');
+      expect((await decompress(client, Buffer.from('000500faff48656c6c6f00', 'hex'))).toString()).toBe('Hello');
+      expect((await decompress(client, Buffer.from('f348cdc9c9070000', 'hex'))).toString()).toBe('Hello');
+      // The stream ended with BFINAL: the §7.2.3.1 payload, which needs a fresh stream, decodes.
+      expect((await decompress(client, Buffer.from('f248cdc9c90700', 'hex'))).toString()).toBe('Hello');
+      expect((await decompress(client, Buffer.from('f24805000000ffffcac9c90700', 'hex'))).toString()).toBe('Hello');
+    });
+
     test('a peer message ending with a BFINAL block, then another message', async () => {
       const server = engine({}, 'server');
       const one = sample(1000, 11);
