@@ -9,7 +9,8 @@
  */
 import { connect as h2connect, constants as h2constants, createSecureServer, createServer as createHttp2Server, type ClientHttp2Session, type Http2SecureServer, type Http2Server } from 'node:http2';
 import { createServer as createHttpServer, type IncomingMessage } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import { createHash } from 'node:crypto';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { attachHttp2, connect, ConnectionClosedError, EOF, HandshakeError, handleUpgrade, serve, serviceMapper, type ConnectOptions, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
@@ -645,6 +646,42 @@ describe('cleartext (ws:) with http2: true', () => {
       expect(conn.closeStatus).toBe(1000);
     } finally {
       await new Promise<void>((r) => h2c.close(() => r()));
+    }
+  });
+
+  test('the HTTP/1.1 fallback has what is left of handshakeTimeout, not a fresh one (a server slow to break the h2c attempt gave connect() up to twice it)', async () => {
+    // The h2c connection is broken 1000 ms in; the HTTP/1.1 one is answered with a valid 101 at
+    // 1700 ms: 500 ms after the 1200 ms handshakeTimeout, and 500 ms before 1000 + 1200 ms (what a
+    // fresh timeout for the fallback allowed), margins wide enough for a loaded machine.
+    const started = Date.now();
+    const timers: NodeJS.Timeout[] = [];
+    const at = (ms: number, fn: () => void): void => void timers.push(setTimeout(fn, ms - (Date.now() - started)));
+    const raw = createNetServer((socket) => {
+      socket.on('error', () => undefined);
+      let head = '';
+      socket.on('data', (chunk: Buffer) => {
+        if (head.includes('\r\n\r\n')) return;
+        head += chunk.toString('latin1');
+        if (head.startsWith('PRI * HTTP/2.0')) return at(1000, () => socket.destroy());
+        const key = /^sec-websocket-key:\s*(\S+)/im.exec(head)?.[1];
+        if (key === undefined) return;
+        const accept = createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
+        at(1700, () => socket.end(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`));
+      });
+    });
+    await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
+    try {
+      const outcome = await connect(`ws://127.0.0.1:${(raw.address() as AddressInfo).port}/`, { http2: true, handshakeTimeout: 1200, perMessageDeflate: false }).then(
+        (conn) => {
+          conn.terminate();
+          return 'connected';
+        },
+        (e: unknown) => (e as HandshakeError).code,
+      );
+      expect(outcome).toBe('WS_HANDSHAKE_TIMEOUT');
+    } finally {
+      for (const timer of timers) clearTimeout(timer);
+      raw.close();
     }
   });
 

@@ -59,6 +59,10 @@ describe("an 'error' listener that throws", () => {
     expect(await run('http2-reset')).toEqual(['over http2', 'error event: ECONNRESET', 'close event: 1006', 'server closed; open connections: 0', 'uncaught: listener threw on 0']);
   }, 10_000);
 
+  test('a broadcast() message queued behind a sendStream() that crosses maxBufferedAmount when its turn comes: the exception is uncaught, as after a compression (it vanished in the promise of a send() nobody held)', async () => {
+    expect(await run('behind-stream')).toEqual(['broadcast to 1', 'error event: WS_SEND_BUFFER_FULL', 'closed 1008', 'uncaught: listener threw on 0']);
+  }, 10_000);
+
   test('a send() whose compressed message crosses maxBufferedAmount settles', async () => {
     // Before: the frame, off the queue, was never reported written: the promise never settled.
     expect(await run('queued')).toEqual(['error event: WS_SEND_BUFFER_FULL', 'send resolved', 'closed 1008', 'uncaught: listener threw on 0']);

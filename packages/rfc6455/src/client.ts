@@ -87,14 +87,20 @@ export async function connect(url: string | URL, options: ConnectOptions = {}): 
   }
   options = withCredentials(target, options);
   if (options.variant === 'hybi00') return connectHybi00(target, options);
+  // An HTTP/1.1 fallback from HTTP/2 has what is left of the one handshakeTimeout (fixed bug: it
+  // got a fresh one, so a server slow to show it spoke no HTTP/2 gave connect() up to twice it).
+  let left: number | undefined;
   if (options.http2) {
+    const started = performance.now();
     const conn = await connectHttp2(target, { ...options, session: typeof options.http2 === 'object' ? options.http2 : undefined });
     if (conn) return conn;
+    left = Math.max(0, (options.handshakeTimeout ?? Defaults.handshakeTimeout) - (performance.now() - started));
   }
   const maxRedirects = options.followRedirects === true ? 5 : options.followRedirects || 0;
   const origin = target;
   for (let redirects = 0; ; redirects++) {
-    const outcome = await attempt(target, options, redirects < maxRedirects);
+    // (A redirect is a new handshake, with a handshakeTimeout of its own, as in ws.)
+    const outcome = await attempt(target, options, redirects < maxRedirects, redirects === 0 ? left : undefined);
     if (outcome instanceof WebSocketConnection) return outcome;
     if (redirects >= maxRedirects) throw outcome.error;
     target = redirectTarget(outcome, target);
@@ -172,9 +178,10 @@ const STATUS_LINE_ERRORS = new Set(['HPE_INVALID_CONSTANT', 'HPE_INVALID_VERSION
 
 /**
  * One handshake. A 3xx with a Location resolves with it: at once when `follow` (its body is of no
- * use), else once its body is read, as for any refusal.
+ * use), else once its body is read, as for any refusal. `left`: ms left of handshakeTimeout, when
+ * less than all of it is.
  */
-function attempt(target: URL, options: ConnectOptions, follow: boolean): Promise<WebSocketConnection | Redirect> {
+function attempt(target: URL, options: ConnectOptions, follow: boolean, left?: number): Promise<WebSocketConnection | Redirect> {
   const secure = isSecure(target);
   if (!secure && target.protocol !== 'ws:' && target.protocol !== 'http:') {
     return Promise.reject(new TypeError(`unsupported URL scheme ${target.protocol} (use ws: or wss:)`));
@@ -221,7 +228,7 @@ function attempt(target: URL, options: ConnectOptions, follow: boolean): Promise
     // A refusal being read when time runs out (a body that never ends) is reported as the refusal.
     let refused: (() => void) | undefined;
     let refusal: IncomingMessage | undefined;
-    const timer = peerDeadline(() => (refused ? refused() : fail(new HandshakeError(`handshake timed out after ${timeout} ms`, 0, { code: 'WS_HANDSHAKE_TIMEOUT' }))), timeout);
+    const timer = peerDeadline(() => (refused ? refused() : fail(new HandshakeError(`handshake timed out after ${timeout} ms`, 0, { code: 'WS_HANDSHAKE_TIMEOUT' }))), left ?? timeout);
     const fail = (error: Error): void => {
       if (settled) return;
       settled = true;

@@ -360,7 +360,8 @@ class RareFields {
   streamedBytes = 0;
   /**
    * What the close timer saw when it last fired (or, for a socket backed up when it was first
-   * armed, then): the bytes the peer had taken (bytesTaken; NaN before), and streamedBytes.
+   * armed, then): the bytes the peer had taken (bytesTaken; NaN before), and streamedBytes (taken
+   * when it was first armed behind a sendStream(); -1 until it is armed).
    */
   closeTaken = NaN;
   closeStreamed = -1;
@@ -1512,10 +1513,35 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     if (this.behindStream()) {
       // (Not after a close() that waits for the stream: skipped, as a closing connection is.)
       if ((this.flags & CLOSE_WAITING) !== 0) return false;
-      // Behind a sendStream(): in turn, as send() would.
-      void this.send(message, { compress });
+      // Behind a sendStream(): in turn, as send() would, counted against maxBufferedAmount
+      // meanwhile, and offered then as it is now. An exception an `error` listener throws then
+      // (the connection crossed maxBufferedAmount when its turn came) has no caller left to go to:
+      // it is an uncaught exception, as after a compression that finished. (Fixed bug: it went
+      // into the promise of a send() nobody held, and vanished.)
+      const rare = this.rareFields();
+      const size = message.data.length;
+      rare.tailBytes += size;
+      const handed = this.sendTail!.then(() => {
+        rare.tailBytes -= size;
+        try {
+          this.offerNow(message, compress);
+        } catch (error) {
+          process.nextTick(rethrow, error);
+        }
+      });
+      const tail = handed.then(() => {
+        if (this.sendTail === tail) this.sendTail = undefined;
+      });
+      this.sendTail = tail;
+      this.checkQueued();
       return true;
     }
+    return this.offerNow(message, compress);
+  }
+
+  /** {@link offer} with nothing queued behind a sendStream(). */
+  private offerNow(message: PreparedMessage, compress: boolean): boolean {
+    if (this.closedFlag) return false;
     try {
       noteTraffic(message.data.length);
       if (!this.proto.sendPrepared(message, compress, undefined)) this.checkQueued();
@@ -1819,6 +1845,13 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
         const rare = this.rareFields();
         rare.closeTaken = taken;
         rare.closeBacklog = true;
+      }
+      // Behind a sendStream(), its progress counts from now. (Fixed bug: from -1, so the first
+      // check always saw progress, and a close() behind a stalled stream was aborted at twice
+      // closeTimeout.)
+      if (this.sendTail !== undefined) {
+        const rare = this.rareFields();
+        rare.closeStreamed = rare.streamedBytes;
       }
     }
     const timer = peerDeadline(() => {
@@ -2197,6 +2230,11 @@ async function* untilClosed(source: AsyncIterable<SendData> | Iterable<SendData>
 /** {@link bytesTaken} for a stream holding a backlog (what we write is not all taken at once); NaN otherwise. */
 function takenBehindBacklog(stream: { readonly writableLength: number; readonly writableNeedDrain: boolean }): number {
   return writeQueueSize(stream) > 0 || stream.writableNeedDrain ? bytesTaken(stream) : NaN;
+}
+
+/** Throws `error` (from process.nextTick: an uncaught exception). */
+function rethrow(error: unknown): never {
+  throw error;
 }
 
 /**

@@ -137,16 +137,29 @@ export async function handleHybi00Upgrade<State>(
   }
 }
 
-/** Parses a response head (status line and headers, lower-case names as Node's). */
+/**
+ * Parses a response head (status line and headers, lower-case names as Node's). A line that begins
+ * with SP or HTAB continues the field before it (obs-fold), read as a space, as RFC 9112 §5.2 has a
+ * user agent do, as over RFC 6455 (fixed bug: the continuation was dropped, so
+ * `WWW-Authenticate:` folded before `Bearer` read as empty).
+ */
 function parseHead(text: string): { statusLine: string; headers: IncomingHttpHeaders } {
   const lines = text.split('\r\n');
   const headers: Record<string, string> = {};
+  let last: string | undefined;
   for (const line of lines.slice(1)) {
+    if ((line.charCodeAt(0) === 0x20 || line.charCodeAt(0) === 0x09) && last !== undefined) {
+      const more = line.trim();
+      if (more !== '') headers[last] = headers[last] === '' ? more : `${headers[last]} ${more}`;
+      continue;
+    }
+    last = undefined;
     const colon = line.indexOf(':');
     if (colon <= 0) continue;
     const name = line.slice(0, colon).trim().toLowerCase();
     const value = line.slice(colon + 1).trim();
     headers[name] = headers[name] === undefined ? value : `${headers[name]}, ${value}`;
+    last = name;
   }
   return { statusLine: lines[0] ?? '', headers };
 }

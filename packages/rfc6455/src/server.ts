@@ -103,7 +103,9 @@ export interface WebSocketServer<S extends HttpServer | Http2SecureServer = Http
   broadcast(data: SendData | PreparedMessage, options?: BroadcastOptions): number;
   /**
    * Graceful shutdown: stops accepting, closes every connection with `code` (default 1001 going
-   * away), waits for their closing handshakes (each bounded by closeTimeout), then resolves.
+   * away), waits for their closing handshakes (each bounded by closeTimeout), then resolves. An
+   * upgrade still waiting for its `beforeAccept` hook is answered 503 at once (over HTTP/2 its
+   * stream is reset with the session), whatever the hook decides later.
    * A code or reason a close frame cannot carry (as `conn.close()` refuses them) rejects with a
    * `RangeError` and does nothing.
    */
@@ -203,6 +205,15 @@ export async function serve<State = undefined>(options: ServeOptions<State>, tar
   // wait for), counted against maxConnections (fixed bug: with an async hook every upgrade of a
   // burst saw the same count, and all of them got in, however many maxConnections allowed).
   let upgrading = 0;
+  // HTTP/1.1 upgrades waiting for a before-accept hook (or a hybi-00 key3): close() answers them
+  // 503 at once, as it resets an HTTP/2 CONNECT still waiting (its session is destroyed). (Fixed
+  // bug: close() waited for the hook, up to handshakeTimeout, then had the socket destroyed with no
+  // answer, or, for a hook that settled meanwhile, accepted it and waited for its closing handshake.)
+  const waiting = new Set<Duplex>();
+  const waitFor = (socket: Duplex, result: Promise<unknown>): void => {
+    waiting.add(socket);
+    void result.then(() => waiting.delete(socket));
+  };
   const full = (): boolean => options.maxConnections !== undefined && connections.size + upgrading >= options.maxConnections;
   // An upgrade ends at handshakeTimeout at the latest (answered 408, or its socket destroyed), and
   // so does its count, whether or not its hook ever settles (fixed bug: over HTTP/2 a hook that
@@ -259,7 +270,10 @@ export async function serve<State = undefined>(options: ServeOptions<State>, tar
     if (!perIp) {
       // Synchronous without a before-accept hook: no promise per handshake (and it never rejects).
       const result = upgradeNow(req, socket, head, target, upgradeOptions);
-      if (result instanceof Promise) counted(result);
+      if (result instanceof Promise) {
+        counted(result);
+        waitFor(socket, result);
+      }
       return;
     }
     const ip = req.socket.remoteAddress ?? '';
@@ -274,6 +288,7 @@ export async function serve<State = undefined>(options: ServeOptions<State>, tar
     };
     if (result instanceof Promise) {
       counted(result);
+      waitFor(socket, result);
       void result.then(settle);
     } else {
       settle(result);
@@ -417,6 +432,7 @@ export async function serve<State = undefined>(options: ServeOptions<State>, tar
       }
       closed ??= (async () => {
         closing = true;
+        for (const socket of waiting) rejectUpgrade(socket, 503, 'server is shutting down');
         const stopped = new Promise<void>((resolve) => httpServer.close(() => resolve()));
         if (typeof httpServer.closeIdleConnections === 'function') httpServer.closeIdleConnections();
         await Promise.all([...connections].map((conn) => conn.close(code, reason).catch(() => undefined)));

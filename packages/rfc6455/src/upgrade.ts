@@ -884,7 +884,8 @@ function accept<State>(
   negotiated: Negotiated<State>,
   options: UpgradeOptions<State>,
 ): WebSocketConnection | undefined {
-  if (socket.destroyed) {
+  // (Not writable: answered already, as close() answers 503 an upgrade whose hook is still pending.)
+  if (socket.destroyed || !socket.writable) {
     negotiated.extension?.dispose();
     return undefined;
   }

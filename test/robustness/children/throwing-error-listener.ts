@@ -10,6 +10,8 @@
  *   shared        a compression shared by two connections (broadcast(), server_no_context_takeover)
  *                 finishes; writing it crosses maxBufferedAmount on the first one
  *   queued        a send() waiting for its compression is written past maxBufferedAmount
+ *   behind-stream a broadcast() message queued behind a sendStream() is written past
+ *                 maxBufferedAmount when the stream ends
  *   client        a client's `message` listener throws (close 1011, `error` event), and so does its
  *                 `error` listener, with more frames in the same read
  *   http2-reset   an HTTP/2 WebSocket whose peer's TCP connection is reset (the stream's `error`)
@@ -156,6 +158,31 @@ if (mode === 'fail-rfc6455' || mode === 'fail-hybi00') {
   );
   await conn.whenClosed;
   console.log(`closed ${conn.closeStatus}`);
+  finish();
+} else if (mode === 'behind-stream') {
+  const client = await connect(server.url, { perMessageDeflate: false });
+  client.on('error', () => undefined);
+  while (conns.length < 1) await new Promise((r) => setImmediate(r));
+  const conn = conns[0]!;
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  const streamed = conn.sendStream(
+    (async function* () {
+      yield 'first';
+      await gate;
+    })(),
+  );
+  streamed.catch(() => undefined);
+  while (conn.bufferedAmount > 0) await new Promise((r) => setImmediate(r));
+  // Exactly the cap while it waits behind the stream (its payload); its frame, written when the
+  // stream ends, is over it.
+  console.log(`broadcast to ${broadcast([conn], prepareMessage(Buffer.alloc(CAP)))}`);
+  release();
+  await conn.whenClosed;
+  console.log(`closed ${conn.closeStatus}`);
+  // (The exception is thrown after the library's own work: from the next tick.)
+  await new Promise((r) => setImmediate(r));
+  client.terminate();
   finish();
 } else if (mode === 'client') {
   const client = await connect(server.url, { perMessageDeflate: false });

@@ -172,6 +172,23 @@ describe('client verifies the 101 response', () => {
     expect((await failure(s.url)).code).toBe('WS_BAD_EXTENSION_RESPONSE');
   });
 
+  test('permessage-deflate accepted twice (one header line or two), or beside an extension we did not offer, fails with WS_BAD_EXTENSION_RESPONSE (RFC 7692 §5: one accepted offer)', async () => {
+    for (const lines of [
+      ['Sec-WebSocket-Extensions: permessage-deflate, permessage-deflate'],
+      ['Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits=10', 'Sec-WebSocket-Extensions: permessage-deflate'],
+      ['Sec-WebSocket-Extensions: permessage-deflate, x-webkit-deflate-frame'],
+    ]) {
+      const s = await answering((head) => switching(head, lines));
+      const error = await failure(s.url, { perMessageDeflate: true });
+      expect([lines, error.code, error.status]).toEqual([lines, 'WS_BAD_EXTENSION_RESPONSE', 101]);
+    }
+    // The control case: once, as offered.
+    const s = await answering((head) => switching(head, ['Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits=10']));
+    const conn = await connect(s.url);
+    expect(conn.extensions).toBe('permessage-deflate; client_max_window_bits=10');
+    conn.terminate();
+  });
+
   test('an empty Sec-WebSocket-Extensions (blank, or commas alone) fails with WS_BAD_EXTENSION_RESPONSE, offered or not, as in Chromium and ws (RFC 6455 §9.1: 1#extension; it was taken as no extension)', async () => {
     for (const value of ['', '   ', ',', ' , ,']) {
       for (const perMessageDeflate of [true, false]) {
@@ -257,12 +274,14 @@ describe('client receives an HTTP error instead of 101', () => {
     expect([error.code, error.status, error.statusLine, error.headers['www-authenticate'], error.body?.toString()]).toEqual(['WS_UNEXPECTED_RESPONSE', 401, 'HTTP/1.1 401 Unauthorized', 'Bearer', 'denied.']);
   });
 
-  test("a response head Node's parser refuses after its status line (a line that is no header, a control character in a value, two Content-Lengths, a bare LF) fails with WS_BAD_RESPONSE, the parser's error its cause (it was WS_CONNECT_FAILED, as if nothing had answered)", async () => {
+  test("a response head Node's parser refuses after its status line (a line that is no header, a control character in a value, two Content-Lengths, a bare LF, an obs-fold) fails with WS_BAD_RESPONSE, the parser's error its cause (it was WS_CONNECT_FAILED, as if nothing had answered)", async () => {
     const heads = [
       ['HTTP/1.1 101 Switching Protocols', 'Not A Header: x', 'Upgrade: websocket', '', ''].join('\r\n'),
       ['HTTP/1.1 401 Unauthorized', 'X-Note: a\x01b', 'Content-Length: 0', '', ''].join('\r\n'),
       ['HTTP/1.1 401 Unauthorized', 'Content-Length: 1', 'Content-Length: 2', '', 'ab'].join('\r\n'),
       'HTTP/1.1 401 Unauthorized\nContent-Length: 0\n\n',
+      // obs-fold (docs/client.md: refused, as Node's parser refuses it for ws and undici).
+      ['HTTP/1.1 101 Switching Protocols', 'Upgrade: websocket', 'X-Note: one', ' two', '', ''].join('\r\n'),
     ];
     for (const head of heads) {
       const s = await answering(() => head);

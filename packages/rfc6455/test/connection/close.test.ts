@@ -438,6 +438,43 @@ describe('close timeout', () => {
     await raw.closed;
   }, 10_000);
 
+  test('close() behind a sendStream() whose source stalls is aborted at the first check, one closeTimeout after it (fake clock; the bytes the stream sent before close() counted as progress, so it took two)', async () => {
+    const C = 1000;
+    let accepted!: (conn: WebSocketConnection) => void;
+    const connected = new Promise<WebSocketConnection>((resolve) => (accepted = resolve));
+    const sender = await serve({ perMessageDeflate: false, closeTimeout: C }, (conn) => accepted(conn));
+    try {
+      const raw = await RawClient.connect(sender.port);
+      const conn = await connected;
+      const streaming = conn.sendStream(
+        (async function* () {
+          yield 'first';
+          await new Promise<never>(() => undefined);
+        })(),
+      );
+      streaming.catch(() => undefined);
+      expect((await raw.readFrame())?.payload.toString()).toBe('first');
+      // Only setTimeout is faked (the close timer): sockets, setImmediate and the event loop are real.
+      jest.useFakeTimers({ doNotFake: ['Date', 'hrtime', 'nextTick', 'performance', 'queueMicrotask', 'setImmediate', 'clearImmediate', 'setInterval', 'clearInterval'] });
+      const closing = conn.close(1000, 'bye');
+      let settled = false;
+      void closing.then(() => (settled = true));
+      jest.advanceTimersByTime(C);
+      // (The check runs in an immediate after its timer: see peerDeadline.)
+      for (let i = 0; i < 3 && !settled; i++) await new Promise((resolve) => setImmediate(resolve));
+      // Aborted there, the clock still at one closeTimeout (before: the check saw progress, and
+      // the connection was left to a second one).
+      expect([settled, conn.readyState, conn.closeStatus]).toEqual([true, 'closed', 1006]);
+      jest.useRealTimers();
+      await raw.closed;
+    } finally {
+      jest.useRealTimers();
+      // (A failed check would leave the connection to a timer the fake clock took with it.)
+      (await connected).terminate();
+      await sender.close();
+    }
+  });
+
   test('close() behind a stalled sendStream() is bounded by closeTimeout while pings flow both ways (each pong or ping the peer took counted as progress: close() and server.close() never resolved)', async () => {
     const raw = await RawClient.connect(server.port);
     const conn = await lastServerConn();

@@ -505,6 +505,18 @@ describe('routing and negotiation', () => {
     }
   });
 
+  test('a response header continued by obs-fold (a line end then SP or HTAB) is read whole, the fold as a space (RFC 9112 §5.2; the continuation was dropped)', async () => {
+    const refusing = await rawServer((_head, socket) => {
+      socket.end('HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate:\r\n Bearer\r\nX-Note: one\r\n\t two\r\nContent-Length: 2\r\n\r\nno');
+    });
+    try {
+      const refused = (await rejection(open(refusing.url))) as HandshakeError;
+      expect([refused.status, refused.headers?.['www-authenticate'], refused.headers?.['x-note'], refused.body?.toString()]).toEqual([401, 'Bearer', 'one two', 'no']);
+    } finally {
+      await refusing.close();
+    }
+  });
+
   test('origin allow-list: an allowed Origin is echoed in Sec-WebSocket-Origin, another gets 403', async () => {
     const server = await start(echo, { origins: ['http://good.example'] });
     const conn = await open(server.url, { origin: 'http://good.example' });
@@ -528,7 +540,7 @@ describe('routing and negotiation', () => {
     expect(await recvText(conn)).toBe('in');
   });
 
-  test('serve().close() resolves while a before-accept hook never settles (it waited for the hybi-00 socket for good)', async () => {
+  test('serve().close() resolves while a before-accept hook never settles, the upgrade answered 503 (it waited for the hybi-00 socket for good)', async () => {
     let hookCalled!: () => void;
     const called = new Promise<void>((resolve) => (hookCalled = resolve));
     const server = await start(echo, {
@@ -542,7 +554,7 @@ describe('routing and negotiation', () => {
     await called;
     servers.splice(servers.indexOf(server), 1);
     await server.close();
-    expect(((await attempt) as HandshakeError).code).toBe('WS_CONNECT_FAILED');
+    expect([((await attempt) as HandshakeError).code, ((await attempt) as HandshakeError).status]).toEqual(['WS_UNEXPECTED_STATUS', 503]);
   });
 
   test('a hybi-00 client gets HandshakeError 426 from a server with hybi00: false', async () => {
