@@ -1397,24 +1397,34 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
       // What waits there counts against maxBufferedAmount, as what waits for compression does
       // (fixed bug: it did not, and a broadcast to a connection whose sendStream() waited for its
       // source held 200 MB of messages against a 1 MiB cap, with bufferedAmount 0).
-      const rare = this.rareFields();
       const size = typeof data === 'string' ? data.length : data instanceof PreparedMessage ? data.data.length : ((data as { byteLength?: number }).byteLength ?? 0);
-      rare.tailBytes += size;
       let sent: Promise<void> | undefined;
-      const handed = this.sendTail!.then(() => {
-        rare.tailBytes -= size;
+      const result = this.behind(size, () => {
         sent = this.sendNow(data, options);
-      });
-      const tail = handed.then(() => {
-        if (this.sendTail === tail) this.sendTail = undefined;
-      });
-      this.sendTail = tail;
-      const result = handed.then(() => sent!);
+      }).then(() => sent!);
       result.catch(noop);
-      this.checkQueued();
       return result;
     }
     return this.sendNow(data, options);
+  }
+
+  /**
+   * Runs `run` (which must not throw) in turn behind the sendStream() under way, its `size` bytes
+   * counted in bufferedAmount (against maxBufferedAmount) until then; resolves once it has run.
+   */
+  private behind(size: number, run: () => void): Promise<void> {
+    const rare = this.rareFields();
+    rare.tailBytes += size;
+    const handed = this.sendTail!.then(() => {
+      rare.tailBytes -= size;
+      run();
+    });
+    const tail = handed.then(() => {
+      if (this.sendTail === tail) this.sendTail = undefined;
+    });
+    this.sendTail = tail;
+    this.checkQueued();
+    return handed;
   }
 
   /**
@@ -1518,22 +1528,13 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
       // (the connection crossed maxBufferedAmount when its turn came) has no caller left to go to:
       // it is an uncaught exception, as after a compression that finished. (Fixed bug: it went
       // into the promise of a send() nobody held, and vanished.)
-      const rare = this.rareFields();
-      const size = message.data.length;
-      rare.tailBytes += size;
-      const handed = this.sendTail!.then(() => {
-        rare.tailBytes -= size;
+      void this.behind(message.data.length, () => {
         try {
           this.offerNow(message, compress);
         } catch (error) {
           process.nextTick(rethrow, error);
         }
       });
-      const tail = handed.then(() => {
-        if (this.sendTail === tail) this.sendTail = undefined;
-      });
-      this.sendTail = tail;
-      this.checkQueued();
       return true;
     }
     return this.offerNow(message, compress);
