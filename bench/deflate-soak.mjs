@@ -71,7 +71,7 @@ async function main() {
   const conns = [];
   for (let i = 0; i < CONNS; i += 200) {
     const batch = [];
-    for (let j = i; j < Math.min(CONNS, i + 200); j++) batch.push(connect(`ws://127.0.0.1:${port}/`, { perMessageDeflate, idleTimeout: 0 }));
+    for (let j = i; j < Math.min(CONNS, i + 200); j++) batch.push(connect(`ws://127.0.0.1:${port}/`, { perMessageDeflate, idleTimeout: 0, serializeHandshakes: false }));
     conns.push(...(await Promise.all(batch)));
   }
   const negotiated = conns.filter((c) => c.extensions.startsWith('permessage-deflate')).length;

@@ -237,6 +237,7 @@ export function checkClientOptions(options: Pick<ConnectOptions, Exclude<keyof C
   checkHandshakeOptions(where, options);
   checkNotWs(where, options, WS_CLIENT_OPTIONS);
   checkRequestHeaders(where, options.headers, options.origin);
+  checkBoolean(where, 'serializeHandshakes', options.serializeHandshakes);
   const follow = options.followRedirects;
   if (follow !== undefined && typeof follow !== 'boolean') checkInteger(where, 'followRedirects', follow, 0, Number.MAX_SAFE_INTEGER);
   // (Fixed bug: `variant: 'hybi-00'` spoke RFC 6455, and `http2: 'false'` HTTP/2.)

@@ -14,7 +14,8 @@ import { HandshakeError } from './errors.js';
 import { acceptDeflateResponse, buildDeflateOffer, deflateEngineOptions, PerMessageDeflate, PERMESSAGE_DEFLATE, type PerMessageDeflateOptions } from './extensions/permessage-deflate.js';
 import { buildRequestHeaders, checkOfferedProtocols, generateKey, verifyResponse } from './handshake/client.js';
 import { socketTransport } from './transport.js';
-import { connectHttp2 } from './http2.js';
+import { openHttp2 } from './http2.js';
+import { hostKey, takeTurn } from './connecting.js';
 import { connectHybi00 } from './hybi00-upgrade.js';
 import { abortedHandshake, bareHostname, percentDecode, refusalBody, sniOption, socketOptions, unixTarget, watchStatusLine } from './client-target.js';
 import type { ClientHttp2Session } from 'node:http2';
@@ -66,6 +67,15 @@ export interface ConnectOptions extends ConnectionOptions {
   family?: 0 | 4 | 6 | undefined;
   /** Host name lookup function instead of `dns.lookup` (same signature). */
   lookup?: LookupFunction | undefined;
+  /**
+   * One connection at a time in the CONNECTING state to a host (RFC 6455 §4.1, the client's
+   * requirement 2), as browsers do it: a connect() to a host name and port (or Unix socket) to
+   * which another connect() is still connecting waits until that one is open or has failed, in
+   * order, its wait counted in `handshakeTimeout` and given up by `signal`. `false` connects at
+   * once, whatever else is connecting (load generators, tests of a server's concurrency). Default
+   * true.
+   */
+  serializeHandshakes?: boolean | undefined;
 }
 
 /** Opens a WebSocket connection. Rejects with HandshakeError (status, headers, body attached). */
@@ -86,25 +96,50 @@ export async function connect(url: string | URL, options: ConnectOptions = {}): 
     options = { ...options, socketPath: unix.socketPath };
   }
   options = withCredentials(target, options);
-  if (options.variant === 'hybi00') return connectHybi00(target, options);
-  // An HTTP/1.1 fallback from HTTP/2 has what is left of the one handshakeTimeout (fixed bug: it
-  // got a fresh one, so a server slow to show it spoke no HTTP/2 gave connect() up to twice it).
-  let left: number | undefined;
-  if (options.http2) {
-    const started = performance.now();
-    const conn = await connectHttp2(target, { ...options, session: typeof options.http2 === 'object' ? options.http2 : undefined });
-    if (conn) return conn;
-    left = Math.max(0, (options.handshakeTimeout ?? Defaults.handshakeTimeout) - (performance.now() - started));
-  }
-  const maxRedirects = options.followRedirects === true ? 5 : options.followRedirects || 0;
-  const origin = target;
-  for (let redirects = 0; ; redirects++) {
-    // (A redirect is a new handshake, with a handshakeTimeout of its own, as in ws.)
-    const outcome = await attempt(target, options, redirects < maxRedirects, redirects === 0 ? left : undefined);
-    if (outcome instanceof WebSocketConnection) return outcome;
-    if (redirects >= maxRedirects) throw outcome.error;
-    target = redirectTarget(outcome, target);
-    options = withCredentials(target, redirectedOptions(origin, target, options));
+  const timeout = options.handshakeTimeout ?? Defaults.handshakeTimeout;
+  // What is left at `now` of a handshakeTimeout that began at `from`.
+  const leftOf = (from: number): number => Math.max(0, timeout - (performance.now() - from));
+  const started = performance.now();
+  // RFC 6455 §4.1, the client's requirement 2: one connection in CONNECTING to a host; this one
+  // waits its turn (see connecting.ts), the wait counted in the handshakeTimeout begun at `from`.
+  const turn = (to: URL, opts: ConnectOptions, from: number): Promise<() => void> =>
+    opts.serializeHandshakes === false ? Promise.resolve(() => undefined) : takeTurn(hostKey(to, opts.socketPath), leftOf(from), timeout, opts.signal);
+  // The turn held, if any: given back once the connection is open or has failed, whatever throws.
+  let release: (() => void) | undefined;
+  try {
+    if (options.variant === 'hybi00') {
+      release = await turn(target, options, started);
+      return await connectHybi00(target, { ...options, handshakeTimeout: leftOf(started) });
+    }
+    // An HTTP/1.1 fallback from HTTP/2 has what is left of the one handshakeTimeout (fixed bug: it
+    // got a fresh one, so a server slow to show it spoke no HTTP/2 gave connect() up to twice it).
+    // A session of our own is a new connection, and the turn is held through a fallback; a
+    // stream on the caller's session is not, and the fallback's connection takes a turn.
+    if (options.http2) {
+      const session = typeof options.http2 === 'object' ? options.http2 : undefined;
+      if (session === undefined) release = await turn(target, options, started);
+      const conn = await openHttp2(target, { ...options, session }, started);
+      if (conn) return conn;
+    }
+    const maxRedirects = options.followRedirects === true ? 5 : options.followRedirects || 0;
+    const origin = target;
+    for (let redirects = 0; ; redirects++) {
+      // (A redirect is a new handshake, with a handshakeTimeout of its own, as in ws; its
+      // connection, to the host it names, takes a turn once the 3xx gave the last one back.)
+      const from = redirects === 0 ? started : performance.now();
+      // (A URL no connection is made for does not wait for a turn to fail.)
+      if (!isSecure(target) && target.protocol !== 'ws:' && target.protocol !== 'http:') throw unsupportedScheme(target);
+      release ??= await turn(target, options, from);
+      const outcome = await attempt(target, options, redirects < maxRedirects, leftOf(from), release);
+      release();
+      release = undefined;
+      if (outcome instanceof WebSocketConnection) return outcome;
+      if (redirects >= maxRedirects) throw outcome.error;
+      target = redirectTarget(outcome, target);
+      options = withCredentials(target, redirectedOptions(origin, target, options));
+    }
+  } finally {
+    release?.();
   }
 }
 
@@ -125,6 +160,7 @@ export function withCredentials(target: URL, options: ConnectOptions): ConnectOp
 }
 
 const isSecure = (url: URL): boolean => url.protocol === 'wss:' || url.protocol === 'https:';
+const unsupportedScheme = (url: URL): TypeError => new TypeError(`unsupported URL scheme ${url.protocol} (use ws: or wss:)`);
 
 /**
  * The options for a redirect from `origin` (the URL first asked for) to `next`. As curl and `ws`
@@ -179,13 +215,12 @@ const STATUS_LINE_ERRORS = new Set(['HPE_INVALID_CONSTANT', 'HPE_INVALID_VERSION
 /**
  * One handshake. A 3xx with a Location resolves with it: at once when `follow` (its body is of no
  * use), else once its body is read, as for any refusal. `left`: ms left of handshakeTimeout, when
- * less than all of it is.
+ * less than all of it is. `answered` is called when a response that is no upgrade comes: the
+ * connection has failed (its body may still be read), and the host's turn goes to the next.
  */
-function attempt(target: URL, options: ConnectOptions, follow: boolean, left?: number): Promise<WebSocketConnection | Redirect> {
+function attempt(target: URL, options: ConnectOptions, follow: boolean, left?: number, answered?: () => void): Promise<WebSocketConnection | Redirect> {
   const secure = isSecure(target);
-  if (!secure && target.protocol !== 'ws:' && target.protocol !== 'http:') {
-    return Promise.reject(new TypeError(`unsupported URL scheme ${target.protocol} (use ws: or wss:)`));
-  }
+  if (!secure && target.protocol !== 'ws:' && target.protocol !== 'http:') return Promise.reject(unsupportedScheme(target));
   // Given up already: nothing is looked up or connected, as over HTTP/2 and hybi-00 (fixed bug:
   // Node's HTTP client looked the name up and connected before it heard the abort).
   if (options.signal?.aborted) return Promise.reject(abortedHandshake(options.signal));
@@ -266,6 +301,7 @@ function attempt(target: URL, options: ConnectOptions, follow: boolean, left?: n
       return line === undefined ? undefined : new HandshakeError(`not an HTTP response: ${JSON.stringify(line)}`, 0, { code: 'WS_BAD_STATUS_LINE', headers: res.headers, statusLine: line });
     };
     request.on('response', (res: IncomingMessage) => {
+      answered?.();
       res.on('error', () => undefined);
       const invalid = notHttpError(res);
       if (invalid) return fail(invalid);

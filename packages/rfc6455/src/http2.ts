@@ -34,6 +34,7 @@ import { HandshakeError } from './errors.js';
 import { acceptDeflateResponse, buildDeflateOffer, deflateEngineOptions, PerMessageDeflate, PERMESSAGE_DEFLATE } from './extensions/permessage-deflate.js';
 import type { ConnectOptions } from './client.js';
 import { abortedHandshake, bareHostname, refusalBody, sniOption, socketOptions } from './client-target.js';
+import { hostKey, takeTurn } from './connecting.js';
 import { headerValue, isValidHost } from './handshake/http.js';
 import { parseProtocols } from './handshake/server.js';
 import { buildRequestHeaders, verifyNegotiation } from './handshake/client.js';
@@ -436,9 +437,27 @@ function hearSettings(session: ClientHttp2Session, cleartextOwn: boolean): Promi
 /**
  * Opens a WebSocket over HTTP/2 extended CONNECT. Resolves with the connection, or with
  * `undefined` when the server does not advertise SETTINGS_ENABLE_CONNECT_PROTOCOL (the caller
- * falls back to HTTP/1.1).
+ * falls back to HTTP/1.1). A session of its own is a new connection to the host, and waits its
+ * turn as `connect()`'s do (`serializeHandshakes`); a stream on `options.session` does not.
  */
 export async function connectHttp2(url: URL, options: Http2ConnectOptions): Promise<WebSocketConnection | undefined> {
+  const started = performance.now();
+  if (options.session !== undefined || options.serializeHandshakes === false) return openHttp2(url, options, started);
+  const timeout = options.handshakeTimeout ?? Defaults.handshakeTimeout;
+  const release = await takeTurn(hostKey(url, options.socketPath), timeout, timeout, options.signal);
+  try {
+    return await openHttp2(url, options, started);
+  } finally {
+    release();
+  }
+}
+
+/**
+ * {@link connectHttp2} without taking a turn (`connect()` holds its own through a fallback to
+ * HTTP/1.1), with one handshakeTimeout that began at `started` (a turn waited for counts in it).
+ * @internal
+ */
+export async function openHttp2(url: URL, options: Http2ConnectOptions, started: number): Promise<WebSocketConnection | undefined> {
   const secure = url.protocol === 'wss:' || url.protocol === 'https:';
   const origin = `${secure ? 'https' : 'http'}://${url.host}`;
   const timeout = options.handshakeTimeout ?? Defaults.handshakeTimeout;
@@ -490,10 +509,9 @@ export async function connectHttp2(url: URL, options: Http2ConnectOptions): Prom
   // Once per session: a shared one used to get another listener with every WebSocket opened on it.
   if (!session.listeners('error').includes(ignoreError)) session.on('error', ignoreError);
   // One handshakeTimeout for the whole handshake: the server's SETTINGS, then the CONNECT.
-  const started = performance.now();
   let allowed: boolean | undefined;
   try {
-    allowed = await remoteSettings(session, timeout, signal, ownSession && !secure);
+    allowed = await remoteSettings(session, Math.max(0, timeout - (performance.now() - started)), signal, ownSession && !secure);
   } catch (error) {
     // (No SETTINGS in time, given up, or the session failed: nothing to close gracefully.)
     destroyOwn();
