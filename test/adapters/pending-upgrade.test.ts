@@ -3,10 +3,11 @@
  * middleware, or the before-accept hook, still running):
  *
  * - the adapter's close (Fastify's `app.close()`, `ws.close()` for Express and Koa) begins. Such an
- *   upgrade must not end up as a connection that outlives the shutdown: one still in the
- *   framework's hands is answered 503 (as a new upgrade is), one already past the 101 is closed
- *   with 1001 as the others were. (Fixed bug: it got its 101 after the others were closed and
- *   stayed open; Fastify's `app.close()` waited for it.)
+ *   upgrade is answered 503 at once, as serve()'s close() answers one whose beforeAccept is
+ *   pending, whether it is in the framework's hands or the core's. (Fixed bugs: it got its 101
+ *   after the others were closed and stayed open; Fastify's `app.close()` waited for it; then it
+ *   was answered only when the framework reached the adapter, or, past beforeAccept, got a 101
+ *   and a close frame with 1001.)
  * - the client goes away. The handler's connection then ends at once (1006). (Fixed bug: the
  *   socket's end came before the connection listened for it, and the connection stayed open for
  *   good, its handler waiting for a message.)
@@ -156,7 +157,7 @@ describe.each(APPS)('%s: an upgrade still under way', (_name, start) => {
     await running.dispose();
   });
 
-  test('an upgrade still in the framework\'s hooks or middleware is answered 503, and shutdown completes', async () => {
+  test('an upgrade still in the framework\'s hooks or middleware is answered 503 at once, and shutdown completes', async () => {
     const open = await connect(`ws://127.0.0.1:${running.port}/open`);
     const pending = connect(`ws://127.0.0.1:${running.port}/slow`).then(
       (conn) => conn,
@@ -166,28 +167,38 @@ describe.each(APPS)('%s: an upgrade still under way', (_name, start) => {
     const shutdown = running.shutdown();
     expect(await open.recv()).toBe(EOF);
     expect(open.closeStatus).toBe(1001);
-    await running.closing;
-    gates.release.open(undefined);
+    // Answered while the hook or middleware still runs (the gate is still closed), as serve()'s
+    // close() answers an upgrade whose beforeAccept is pending. Before: only once the framework
+    // reached the adapter (up to handshakeTimeout later, Fastify's app.close() waiting for it).
     const outcome = await pending;
-    // Before: a connection (101), open after the shutdown; Fastify's app.close() never resolved.
+    if (!(outcome instanceof HandshakeError)) (outcome as WebSocketConnection).terminate();
+    expect(outcome).toBeInstanceOf(HandshakeError);
+    expect((outcome as HandshakeError).status).toBe(503);
+    // The shutdown completes while the framework's hook still waits.
+    await shutdown;
+    // The hook or middleware ends later and finds the request answered: nothing more is accepted.
+    gates.release.open(undefined);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(running.connections.size).toBe(0);
+  });
+
+  test('an upgrade still in the before-accept hook is answered 503 at once, never accepted', async () => {
+    const pending = connect(`ws://127.0.0.1:${running.port}/hooked`).then(
+      (conn) => conn,
+      (error: unknown) => error,
+    );
+    await gates.entered.promise;
+    const shutdown = running.shutdown();
+    // Before: the hook's acceptance got a 101 (after the shutdown had closed the others), then a
+    // close frame with 1001; and only once the hook settled.
+    const outcome = await pending;
     if (!(outcome instanceof HandshakeError)) (outcome as WebSocketConnection).terminate();
     expect(outcome).toBeInstanceOf(HandshakeError);
     expect((outcome as HandshakeError).status).toBe(503);
     await shutdown;
-    expect(running.connections.size).toBe(0);
-  });
-
-  test('an upgrade still in the before-accept hook is closed with 1001 once accepted', async () => {
-    const pending = connect(`ws://127.0.0.1:${running.port}/hooked`);
-    await gates.entered.promise;
-    const shutdown = running.shutdown();
-    await running.closing;
     gates.release.open(undefined);
-    const conn = await pending;
-    // Before: the connection stayed open (this recv() never returned).
-    expect(await conn.recv()).toBe(EOF);
-    expect(conn.closeStatus).toBe(1001);
-    await shutdown;
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(running.connections.size).toBe(0);
   }, 5000);
 
   test('a client that leaves while the framework\'s hooks or middleware run: the handler\'s connection ends (1006)', async () => {
@@ -205,4 +216,46 @@ describe.each(APPS)('%s: an upgrade still under way', (_name, start) => {
     expect(await gates.ended.promise).toBe(1006);
     expect(running.connections.size).toBe(0);
   }, 5000);
+});
+
+describe.each([
+  ['express', () => expressWebSocket({ perMessageDeflate: false })],
+  ['koa', () => koaWebSocket({ perMessageDeflate: false })],
+] as const)('%s: close() from the handler of the connection just accepted', (name, make) => {
+  test('the connection is closed with 1001 like the others, not answered 503 after its 101', async () => {
+    const ws = make();
+    const server = createServer();
+    const handler = (conn: WebSocketConnection): void => {
+      // Called while the core is still accepting (before handleUpgrade's promise settles).
+      void ws.close();
+      void (async () => {
+        for await (const _ of conn);
+      })();
+    };
+    if (name === 'express') {
+      const app = express();
+      (ws as ReturnType<typeof expressWebSocket>).route('/', handler);
+      app.use((ws as ReturnType<typeof expressWebSocket>).middleware);
+      server.on('request', app);
+      (ws as ReturnType<typeof expressWebSocket>).attach(server, app);
+    } else {
+      const app = new Koa();
+      app.use(ws as ReturnType<typeof koaWebSocket>);
+      app.use(async (ctx) => {
+        if (ctx.ws) await ctx.ws(handler);
+      });
+      server.on('request', app.callback());
+      (ws as ReturnType<typeof koaWebSocket>).attach(server, app);
+    }
+    const port = await listen(server);
+    try {
+      const conn = await connect(`ws://127.0.0.1:${port}/`);
+      // Before: `HTTP/1.1 503 …` was written after the 101, into the WebSocket stream (a protocol
+      // error for the client, 1002 or 1006), and the socket ended.
+      expect(await conn.recv()).toBe(EOF);
+      expect(conn.closeStatus).toBe(1001);
+    } finally {
+      await stopServer(server);
+    }
+  });
 });

@@ -27,6 +27,7 @@ import {
   checkUpgradeOptions,
   CloseCode,
   listenForUpgrades,
+  upgradesUnderWay,
   completeUpgradeResponse,
   handleUpgrade,
   requestPath,
@@ -179,6 +180,9 @@ export function websocket(options: ExpressWebSocketOptions = {}): ExpressWebSock
   let compiled: ServiceMapper<unknown> | undefined;
   const connections = new Set<WebSocketConnection>();
   let closing = false;
+  // Upgrades still under way (the middleware before ws.middleware, beforeAccept, the session's
+  // save): close() answers them 503 at once, as serve()'s close() does.
+  const underWay = upgradesUnderWay();
 
   /** Handlers get `res.locals` as state unless a before-accept hook gave one (Express sets `req.res`). */
   const withLocals =
@@ -245,8 +249,9 @@ export function websocket(options: ExpressWebSocketOptions = {}): ExpressWebSock
       pending.accepted = true;
       if (closing) {
         // close() began while the middleware before this one ran (fixed bug: the upgrade got its
-        // 101 after close() had closed the others, and stayed open).
-        res.writeHead(503, { 'Content-Type': 'text/plain; charset=utf-8' }).end('server is shutting down\n');
+        // 101 after close() had closed the others, and stayed open). close() has answered it 503
+        // already, unless a middleware had begun a response.
+        if (!res.headersSent) res.writeHead(503, { 'Content-Type': 'text/plain; charset=utf-8' }).end('server is shutting down\n');
         return;
       }
       // Mounted under a prefix (`app.use('/api', router)`), Express has cut it off `req.url`: the core
@@ -258,7 +263,7 @@ export function websocket(options: ExpressWebSocketOptions = {}): ExpressWebSock
       // listeners and end wrappers run: express-session sets its cookie and saves the session), and
       // the headers the middleware set on it go on the 101.
       const headers = (): Promise<OutgoingHttpHeaders> => completeUpgradeResponse(pending.res).then(() => pending.res.getHeaders());
-      void handleUpgrade(req, pending.socket, pending.head, mapper(), upgradeOptions, headers);
+      void handleUpgrade(req, pending.socket, pending.head, mapper(), upgradeOptions, headers).then(() => underWay.settled(pending.socket));
     },
     attach(server, app) {
       const run = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
@@ -269,6 +274,7 @@ export function websocket(options: ExpressWebSocketOptions = {}): ExpressWebSock
           return;
         }
         (req as UpgradeRequest)[PENDING] = { socket, head, res, accepted: false };
+        underWay.add(socket, res);
         app(req, res);
       };
       // Beside other instances on the server (one per router module), the first that claims a
@@ -282,6 +288,7 @@ export function websocket(options: ExpressWebSocketOptions = {}): ExpressWebSock
       // rejected, unheard: close(1005) refused new upgrades and left every connection open).
       encodeClosePayload(code ?? undefined, reason);
       closing = true;
+      underWay.refuse();
       await Promise.all([...connections].map((conn) => conn.close(code, reason).catch(noop)));
     },
   };

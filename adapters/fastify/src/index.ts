@@ -53,7 +53,9 @@ import {
   checkUpgradeOptions,
   CloseCode,
   listenForUpgrades,
+  upgradesUnderWay,
   completeUpgradeResponse,
+  connectDeadline,
   handleConnect,
   handleUpgrade,
   requestPath,
@@ -229,6 +231,11 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
   const connections = new Set<WebSocketConnection>();
   const mapper = options.mapper as ServiceMapper<unknown> | undefined;
   let closing = false;
+  // Upgrades still under way (Fastify's hooks, beforeAccept, onSend hooks): app.close() answers
+  // them 503 at once, as serve()'s close() does.
+  const underWay = upgradesUnderWay();
+  /** The same over HTTP/2: extended CONNECTs still in Fastify's hooks or in handleConnect. */
+  const underWayConnects = new Set<Http2ServerResponse>();
 
   /**
    * The request logger of each connection, for its handler's errors: the core reports those with
@@ -281,8 +288,9 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
   const accept = (request: FastifyRequest, reply: FastifyReply, pending: PendingUpgrade, target: UpgradeTarget<unknown>): void => {
     if (closing) {
       // app.close() began while the hooks ran (fixed bug: the upgrade got its 101 after the preClose
-      // hook had closed the others, stayed open, and app.close() waited for it to end).
-      void reply.code(503).type('text/plain; charset=utf-8').send('server is shutting down\n');
+      // hook had closed the others, stayed open, and app.close() waited for it to end). Over
+      // HTTP/1.1 the preClose hook has answered it 503 already.
+      if (!reply.sent) void reply.code(503).type('text/plain; charset=utf-8').send('server is shutting down\n');
       return;
     }
     pending.request = request;
@@ -307,6 +315,7 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
           });
       };
       void handleConnect(raw, target, upgradeOptions, headers).then((conn) => {
+        underWayConnects.delete(stream as unknown as Http2ServerResponse);
         if (conn === undefined && !reply.sent) reply.hijack();
       });
       return;
@@ -318,6 +327,7 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
     const headers = (): Promise<OutgoingHttpHeaders> =>
       completeUpgradeResponse(pending.res, () => reply.code(101).send()).then(() => reply.getHeaders() as OutgoingHttpHeaders);
     void handleUpgrade(request.raw, pending.socket, pending.head, target, upgradeOptions, headers).then((conn) => {
+      underWay.settled(pending.socket);
       if (conn === undefined && !reply.sent) reply.hijack();
     });
   };
@@ -428,6 +438,7 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
       return;
     }
     (req as UpgradeRequest)[PENDING] = { kind: 'upgrade', socket, head, res };
+    underWay.add(socket, res);
     try {
       app.routing(req, res);
     } catch (error) {
@@ -465,6 +476,11 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
       return;
     }
     (h2req as unknown as UpgradeRequest)[PENDING] = { kind: 'connect' };
+    // Fastify's hooks have handshakeTimeout (then 408), which handleConnect's part shares, as over
+    // HTTP/1.1; app.close() answers the CONNECT 503 at once while either runs.
+    connectDeadline(h2req, res, options.handshakeTimeout);
+    underWayConnects.add(res);
+    res.once('close', () => underWayConnects.delete(res));
     (h2req as { method: string }).method = 'GET'; // Fastify routes by method: the CONNECT is for the route's GET
     try {
       app.routing(h2req as unknown as IncomingMessage, res as unknown as ServerResponse);
@@ -487,6 +503,11 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
 
   app.addHook('preClose', async () => {
     closing = true;
+    underWay.refuse();
+    for (const res of underWayConnects) {
+      if (!res.headersSent && !res.stream.destroyed) res.writeHead(503, { 'content-type': 'text/plain; charset=utf-8' }).end('server is shutting down\n');
+    }
+    underWayConnects.clear();
     await Promise.all([...connections].map((conn) => conn.close(CloseCode.GoingAway, 'server shutting down').catch(noop)));
   });
   app.addHook('onClose', async () => {

@@ -29,6 +29,7 @@ import {
   checkUpgradeOptions,
   CloseCode,
   listenForUpgrades,
+  upgradesUnderWay,
   handleUpgrade,
   requestPath,
   upgradeResponse,
@@ -109,6 +110,9 @@ export function websocket(mapperOrOptions: ServiceMapper<KoaState> | ServiceMapp
   const mapper = options.mapper as ServiceMapper<KoaState> | undefined;
   const connections = new Set<WebSocketConnection>();
   let closing = false;
+  // Upgrades still under way (the middleware before the accept, beforeAccept, the chain's end):
+  // close() answers them 503 at once, as serve()'s close() does.
+  const underWay = upgradesUnderWay();
 
   const mapperClaims = (path: string): boolean => {
     return mapper !== undefined && mapper.claims(path);
@@ -206,14 +210,16 @@ export function websocket(mapperOrOptions: ServiceMapper<KoaState> | ServiceMapp
     ctx.respond = false;
     if (closing) {
       // close() began while the middleware before this ran (fixed bug: the upgrade got its 101
-      // after close() had closed the others, and stayed open).
-      pending.res.writeHead(503, { 'Content-Type': 'text/plain; charset=utf-8' }).end('server is shutting down\n');
+      // after close() had closed the others, and stayed open). close() has answered it 503
+      // already, unless Koa had begun a response.
+      if (!pending.res.headersSent) pending.res.writeHead(503, { 'Content-Type': 'text/plain; charset=utf-8' }).end('server is shutting down\n');
       pending.accepted = Promise.resolve(undefined);
       return pending.accepted;
     }
     pending.res.detachSocket(pending.socket as Socket);
     const target = handler ? withState(withRouterParams(handler, ctx)) : routed && mapperClaims(ctx.path) ? routed : inline;
     pending.accepted = handleUpgrade(ctx.req, pending.socket, pending.head, target, upgradeOptions, headersOf(ctx, pending, afterChain));
+    void pending.accepted.then(() => underWay.settled(pending.socket));
     return pending.accepted;
   };
 
@@ -254,6 +260,7 @@ export function websocket(mapperOrOptions: ServiceMapper<KoaState> | ServiceMapp
       let chainDone!: () => void;
       const chain = new Promise<void>((resolve) => (chainDone = resolve));
       (req as UpgradeRequest)[PENDING] = { socket, head, res, accepted: undefined, ctx: undefined, chain };
+      underWay.add(socket, res);
       callback ??= app.callback();
       // Koa catches the chain's errors itself (ctx.onerror): this settles either way.
       void callback(req, res).then(chainDone, chainDone);
@@ -267,6 +274,7 @@ export function websocket(mapperOrOptions: ServiceMapper<KoaState> | ServiceMapp
     // rejected, unheard: close(1005) refused new upgrades and left every connection open).
     encodeClosePayload(code ?? undefined, reason);
     closing = true;
+    underWay.refuse();
     await Promise.all([...connections].map((conn) => conn.close(code, reason).catch(noop)));
   };
   return middleware;

@@ -39,7 +39,7 @@ import { headerValue, isValidHost } from './handshake/http.js';
 import { parseProtocols } from './handshake/server.js';
 import { buildRequestHeaders, verifyNegotiation } from './handshake/client.js';
 import type { Transport } from './transport.js';
-import { negotiate, reportUpgradeFailure, startConnection, withResponseHeaders, type ResponseHeaderSource, type UpgradeOptions, type UpgradeTarget } from './upgrade.js';
+import { handshakeTimeLeft, negotiate, reportUpgradeFailure, startConnection, withResponseHeaders, type ResponseHeaderSource, type UpgradeOptions, type UpgradeTarget } from './upgrade.js';
 
 /** A Transport over an HTTP/2 stream: orderly end is END_STREAM, abort is RST_STREAM(CANCEL). */
 export function http2StreamTransport(stream: Http2Stream): Transport {
@@ -113,9 +113,10 @@ async function handleConnectStream<State>(
   target: UpgradeTarget<State>,
   options: UpgradeOptions<State>,
   responseHeaders?: ResponseHeaderSource,
+  started?: number,
 ): Promise<WebSocketConnection | undefined> {
   stream.on('error', () => undefined);
-  const timer = setTimeout(() => respondError(stream, 408, 'handshake timeout'), timerDelay(options.handshakeTimeout ?? Defaults.handshakeTimeout));
+  const timer = setTimeout(() => respondError(stream, 408, 'handshake timeout'), handshakeTimeLeft(options, started));
   timer.unref?.();
   try {
     // RFC 8441 §4: :scheme and :path are present on an extended CONNECT; :authority names the host.
@@ -213,7 +214,45 @@ export function handleConnect<State = undefined>(
   // HTTP/1.1. (Fixed bug: through the compatibility API, serve()'s included, req.headers.host was
   // undefined for every WebSocket over HTTP/2.)
   if (headers.host === undefined && typeof headers[':authority'] === 'string') headers.host = headers[':authority'];
-  return handleConnectStream(stream, headers, req as unknown as IncomingMessage, target, options, responseHeaders);
+  // What is left of handshakeTimeout after the framework's part (see connectDeadline).
+  const deadline = connectDeadlines.get(stream);
+  if (deadline !== undefined) {
+    clearTimeout(deadline.timer);
+    connectDeadlines.delete(stream);
+  }
+  return handleConnectStream(stream, headers, req as unknown as IncomingMessage, target, options, responseHeaders, deadline?.started);
+}
+
+/** Deadlines of extended CONNECTs a framework is handling (see connectDeadline), and when each began. */
+const connectDeadlines = new WeakMap<Http2Stream, { timer: NodeJS.Timeout | undefined; started: number }>();
+
+/**
+ * Bounds a framework's part of an HTTP/2 extended CONNECT (its hooks or middleware, until
+ * {@link handleConnect} takes the request over), as {@link upgradeResponse} does for an HTTP/1.1
+ * upgrade: a CONNECT neither answered nor handed to handleConnect within `timeout` ms (default
+ * 10000, the default handshakeTimeout; 0 for none) is answered 408 through `res`, its
+ * compatibility response (its stream is reset if a response had begun). handleConnect then has what is left of its handshakeTimeout, not a whole
+ * one. Adapters call it from their `'connect'` listener, before routing the request. Fixed bug: a
+ * Fastify hook that never finished held the CONNECT, and `app.close()`, until the client gave up.
+ */
+export function connectDeadline(req: Http2ServerRequest, res: Http2ServerResponse, timeout: number = Defaults.handshakeTimeout): void {
+  const stream = req.stream;
+  let timer: NodeJS.Timeout | undefined;
+  if (timeout > 0 && Number.isFinite(timeout)) {
+    timer = setTimeout(() => {
+      connectDeadlines.delete(stream);
+      if (stream.destroyed || stream.closed) return;
+      if (stream.headersSent) stream.close(h2.NGHTTP2_CANCEL);
+      // Through the framework's response, so that the framework sees it answered.
+      else res.writeHead(408, { 'content-type': 'text/plain; charset=utf-8' }).end('Request Timeout\n');
+    }, timerDelay(timeout));
+    timer.unref();
+    stream.once('close', () => {
+      clearTimeout(timer);
+      connectDeadlines.delete(stream);
+    });
+  }
+  connectDeadlines.set(stream, { timer, started: performance.now() });
 }
 
 /** Returned by {@link attachHttp2}. */

@@ -24,7 +24,7 @@ import {
 } from './handshake/hybi00.js';
 import { headerList } from './handshake/http.js';
 import { socketTransport } from './transport.js';
-import { answerRefusal, failUpgrade, hookAnswer, negotiate, startConnection, withResponseHeaders, type ResponseHeaderSource, type UpgradeOptions, type UpgradeTarget } from './upgrade.js';
+import { answerRefusal, failUpgrade, handshakeTimeLeft, hookAnswer, negotiate, refusedForShutdown, startConnection, upgraded, withResponseHeaders, type ResponseHeaderSource, type UpgradeOptions, type UpgradeTarget } from './upgrade.js';
 
 /**
  * Reads until `test(buffered)` returns a length, with the handshake timeout. Resolves with the
@@ -74,7 +74,10 @@ function readUntil(socket: Duplex, initial: Buffer, need: (buffered: Buffer) => 
   });
 }
 
-/** Serves a hybi-00 upgrade request (`responseHeaders` as handleUpgrade's). Never rejects. */
+/**
+ * Serves a hybi-00 upgrade request (`responseHeaders` as handleUpgrade's; `started`, the
+ * performance.now() the upgrade began at, for what is left of handshakeTimeout). Never rejects.
+ */
 export async function handleHybi00Upgrade<State>(
   req: IncomingMessage,
   socket: Duplex,
@@ -82,13 +85,16 @@ export async function handleHybi00Upgrade<State>(
   target: UpgradeTarget<State>,
   options: UpgradeOptions<State>,
   responseHeaders?: ResponseHeaderSource,
+  started?: number,
 ): Promise<WebSocketConnection | undefined> {
   const noop = (): void => {};
   socket.on('error', noop);
-  const timeout = options.handshakeTimeout ?? Defaults.handshakeTimeout;
   // handshakeTimeout bounds the whole upgrade, key3 and the before-accept hook, as it does for
-  // RFC 6455 (fixed bug: a hook that never settled held the socket, and serve()'s close(), for good).
-  const deadline = setTimeout(() => socket.destroy(), timerDelay(timeout));
+  // RFC 6455 (fixed bug: a hook that never settled held the socket, and serve()'s close(), for
+  // good); `started` (performance.now()) when the upgrade began before its head was read (what
+  // is left of handshakeTimeout then: see handleUpgrade).
+  const timeout = handshakeTimeLeft(options, started);
+  const deadline = setTimeout(() => socket.destroy(), timeout);
   deadline.unref?.();
   try {
     // draft-76 §5.2: the 8 key3 bytes follow the head, in the same packet (Node's `head`), in a
@@ -120,9 +126,10 @@ export async function handleHybi00Upgrade<State>(
       accepted = answer;
     }
     negotiated = accepted;
-    if (socket.destroyed) return undefined;
+    if (socket.destroyed || !socket.writable || refusedForShutdown(socket, options)) return undefined;
     if (negotiated.protocol !== '') response.headers.push(['Sec-WebSocket-Protocol', negotiated.protocol]);
     for (const h of negotiated.headers) response.headers.push(h);
+    upgraded(socket);
     socket.write(serializeHybi00Response(response));
     (socket as Socket).setNoDelay?.(true);
     socket.removeListener('error', noop);

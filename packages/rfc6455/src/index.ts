@@ -25,6 +25,7 @@ export {
   ignoreUpgrade,
   afterEarlierResponses,
   listenForUpgrades,
+  upgradesUnderWay,
   requestPath,
   type UpgradeOptions,
   type UpgradeInfo,
@@ -33,6 +34,7 @@ export {
   type BeforeAcceptResult,
   type ResponseHeaders,
   type ResponseHeaderSource,
+  type UpgradesUnderWay,
 } from './upgrade.js';
 export {
   WebSocketConnection,
@@ -78,7 +80,7 @@ export { CloseCode, Opcode, Defaults, GUID, isValidCloseCode } from './codec/con
 export { acceptKey, validateRequest, parseProtocols, type UpgradeRequest, type ValidatedRequest } from './handshake/server.js';
 export { generateKey, buildRequestHeaders, verifyResponse, verifyNegotiation, type VerifiedResponse, type ClientRequestInit } from './handshake/client.js';
 export type { PerMessageDeflateOptions } from './extensions/deflate-negotiation.js';
-export { attachHttp2, connectHttp2, handleConnect, http2StreamTransport, type Http2Attachment, type Http2ConnectOptions } from './http2.js';
+export { attachHttp2, connectDeadline, connectHttp2, handleConnect, http2StreamTransport, type Http2Attachment, type Http2ConnectOptions } from './http2.js';
 export { negotiate, startConnection, type Negotiated, type NegotiationInput } from './upgrade.js';
 export { handleHybi00Upgrade, connectHybi00 } from './hybi00-upgrade.js';
 export { Hybi00Protocol } from './hybi00-protocol.js';

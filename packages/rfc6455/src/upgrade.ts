@@ -98,8 +98,9 @@ export interface UpgradeOptions<State = unknown> extends ConnectionOptions {
   /** permessage-deflate: true/options to accept it when offered, false to decline. Default true. */
   perMessageDeflate?: boolean | PerMessageDeflateOptions | undefined;
   /**
-   * ms for the upgrade to complete (the before-accept hook included). Default 10000. More than 0;
-   * Infinity (or 2^31 ms and more) for no timeout.
+   * ms for the upgrade to complete: one deadline for the whole of it, the request head (serve()),
+   * the framework's hooks or middleware (the adapters), the before-accept hook and a hybi-00 key3
+   * together. Default 10000. More than 0; Infinity (or 2^31 ms and more) for no timeout.
    */
   handshakeTimeout?: number | undefined;
   /**
@@ -119,10 +120,11 @@ export interface UpgradeOptions<State = unknown> extends ConnectionOptions {
   /** Called with every accepted connection (serve() uses it to track them for shutdown). */
   onConnection?: ((conn: WebSocketConnection) => void) | undefined;
   /**
-   * True once the server is shutting down: a connection accepted from then on (its upgrade was
-   * still waiting, in a before-accept hook, a framework's hooks or a hybi-00 key3, when the
-   * shutdown began) is closed at once with 1001, without `onConnection`, as the shutdown closed the
-   * others. serve() and the adapters set it.
+   * True once the server is shutting down: an upgrade that was still waiting when the shutdown
+   * began (in a before-accept hook, for the framework's response headers or a hybi-00 key3) and
+   * that the shutdown has not answered yet is answered 503 instead of its 101. (Over HTTP/2, a
+   * connection accepted from then on is closed at once with 1001, without `onConnection`.)
+   * serve() and the adapters set it.
    */
   shuttingDown?: (() => boolean) | undefined;
 }
@@ -411,6 +413,11 @@ export function listenForUpgrades(
 
 /** Deadlines of upgrade requests a framework is handling (see upgradeResponse). */
 const deadlines = new WeakMap<Duplex, NodeJS.Timeout>();
+/**
+ * When upgradeResponse took each upgrade request (performance.now()): handleUpgrade gives the core
+ * what is left of handshakeTimeout, not a fresh one.
+ */
+const upgradeStarts = new WeakMap<Duplex, number>();
 /** The 'drain' listeners that pass a socket's drain on to its upgradeResponse. */
 const drains = new WeakMap<Duplex, () => void>();
 /** The 'finish' listeners of upgradeResponse's responses (they end the socket; see completeUpgradeResponse). */
@@ -432,6 +439,7 @@ export function upgradeResponse(req: IncomingMessage, socket: Duplex, timeout: n
   const res = new ServerResponse(req);
   res.shouldKeepAlive = false;
   res.assignSocket(socket as Socket);
+  upgradeStarts.set(socket, performance.now());
   // Node's HTTP server passes a socket's 'drain' on to its response, but not once it has handed the
   // socket over as an upgrade: do it here, as Node does (fixed bug: a body the framework streamed,
   // Fastify's reply.send(stream) or Koa's ctx.body = stream, stopped at the first chunks the
@@ -510,6 +518,83 @@ export function completeUpgradeResponse(res: ServerResponse, end: () => unknown 
 }
 
 /**
+ * The upgrade requests an adapter instance is handling, from {@link upgradeResponse} on until the
+ * core has accepted or answered them, so that its shutdown can answer those still under way 503
+ * at once, as `serve()`'s close() answers an upgrade whose `beforeAccept` is pending. Made by
+ * {@link upgradesUnderWay}; the adapters use it.
+ */
+export interface UpgradesUnderWay {
+  /**
+   * Tracks the upgrade on `socket`, whose framework response `res` is (the one upgradeResponse
+   * made), until its socket closes, `res` finishes (the framework answered it, or
+   * completeUpgradeResponse ended it for the 101) or {@link UpgradesUnderWay.settled} is called.
+   */
+  add(socket: Duplex, res: ServerResponse): void;
+  /** The core has accepted or answered the upgrade on `socket` (handleUpgrade's promise settled): no longer tracked. */
+  settled(socket: Duplex): void;
+  /**
+   * Answers every upgrade tracked 503 at once, and stops tracking them: one still in the
+   * framework's hooks or middleware through its response (unless the framework has begun
+   * answering it), one the core is waiting on (`beforeAccept`, the framework's response headers)
+   * on its socket. What the framework or the hook does later finds it answered: the core accepts
+   * nothing on it, and the adapters write nothing more.
+   */
+  refuse(message?: string): void;
+}
+
+/**
+ * The upgrades that an {@link UpgradesUnderWay} tracks, each with what stops tracking it: the core
+ * calls it as it writes the 101 (see upgraded), so that no shutdown answers 503 on a socket that
+ * has become a WebSocket, even in the moment before handleUpgrade's promise settles.
+ */
+const underWayUpgrades = new WeakMap<Duplex, () => void>();
+
+/** The core is writing the 101 on `socket`: no UpgradesUnderWay tracks it any more. @internal */
+export function upgraded(socket: Duplex): void {
+  underWayUpgrades.get(socket)?.();
+}
+
+/** Tracks the upgrades an adapter instance is handling (see {@link UpgradesUnderWay}). */
+export function upgradesUnderWay(): UpgradesUnderWay {
+  const tracked = new Map<Duplex, { res: ServerResponse; untrack: () => void }>();
+  const drop = (socket: Duplex): void => {
+    const entry = tracked.get(socket);
+    if (entry === undefined) return;
+    tracked.delete(socket);
+    underWayUpgrades.delete(socket);
+    socket.removeListener('close', entry.untrack);
+    entry.res.removeListener('finish', entry.untrack);
+  };
+  return {
+    add(socket, res) {
+      if (socket.destroyed) return;
+      const untrack = (): void => drop(socket);
+      tracked.set(socket, { res, untrack });
+      underWayUpgrades.set(socket, untrack);
+      socket.once('close', untrack);
+      res.once('finish', untrack);
+    },
+    settled: drop,
+    refuse(message = 'server is shutting down') {
+      const entries = [...tracked];
+      for (const [socket] of entries) drop(socket);
+      for (const [socket, { res }] of entries) {
+        if (socket.destroyed || res.writableEnded) continue;
+        if (res.socket === socket) {
+          // Still the framework's: answered through its response, as upgradeResponse's deadline
+          // answers 408 (unless the framework has begun a response of its own).
+          if (!res.headersSent) res.writeHead(503, { 'Content-Type': 'text/plain; charset=utf-8', Connection: 'close' }).end(`${message}\n`);
+        } else {
+          // The core's (the response detached): its hook or the framework's headers still pending.
+          takeOver(socket);
+          rejectUpgrade(socket, 503, message);
+        }
+      }
+    },
+  };
+}
+
+/**
  * The deadline of upgradeResponse ends: the core takes the upgrade over from the framework (in
  * handleUpgrade, the adapters' way in; serve() has no deadlines and skips this), or the framework
  * answered, or the socket closed.
@@ -520,10 +605,23 @@ function takeOver(socket: Duplex): void {
     socket.removeListener('drain', onDrain);
     drains.delete(socket);
   }
+  upgradeStarts.delete(socket);
   const timer = deadlines.get(socket);
   if (timer === undefined) return;
   clearTimeout(timer);
   deadlines.delete(socket);
+}
+
+/**
+ * The ms left of an upgrade's handshakeTimeout (as a timer takes them, see timerDelay; 0 once it
+ * has run out) when it began at `started` (performance.now()); the whole of it without `started`.
+ * One deadline for the whole upgrade: serve() passes when the connection came (its request head
+ * was read within the same handshakeTimeout), handleUpgrade when upgradeResponse took the request
+ * (the framework's hooks ran within it). @internal
+ */
+export function handshakeTimeLeft(options: Pick<UpgradeOptions<unknown>, 'handshakeTimeout'>, started: number | undefined): number {
+  const timeout = options.handshakeTimeout ?? Defaults.handshakeTimeout;
+  return timerDelay(started === undefined ? timeout : Math.max(0, timeout - (performance.now() - started)));
 }
 
 function offeredOrigin(req: IncomingMessage): string | undefined {
@@ -728,8 +826,11 @@ export function handleUpgrade<State = undefined>(
     rejectUpgrade(socket, 500, 'Internal Server Error');
     throw error;
   }
+  // One handshakeTimeout for the whole upgrade: the framework's part (from upgradeResponse) and
+  // the core's share it.
+  const started = upgradeStarts.get(socket);
   takeOver(socket);
-  const result = upgradeNow(req, socket, head, target, options, responseHeaders);
+  const result = upgradeNow(req, socket, head, target, options, responseHeaders, started);
   return result instanceof Promise ? result : Promise.resolve(result);
 }
 
@@ -745,16 +846,17 @@ export function upgradeNow<State>(
   target: UpgradeTarget<State>,
   options: UpgradeOptions<State>,
   responseHeaders?: ResponseHeaderSource,
+  started?: number,
 ): WebSocketConnection | undefined | Promise<WebSocketConnection | undefined> {
   if (options.hybi00 !== false && isHybi00Request(req.headers) && req.headers['sec-websocket-key'] === undefined) {
-    return handleHybi00Upgrade(req, socket, head, target, options, responseHeaders);
+    return handleHybi00Upgrade(req, socket, head, target, options, responseHeaders, started);
   }
-  if (options.beforeAccept) return upgradeAfterHook(req, socket, head, target, options, responseHeaders);
+  if (options.beforeAccept) return upgradeAfterHook(req, socket, head, target, options, responseHeaders, started);
   try {
     const offer = validateRequest(req);
     // Without a hook negotiate() returns at once, and never a refusal.
     const negotiated = withResponseHeaders(negotiate(req, negotiationInput(req, socket, offer), target, options) as Negotiated<State>, responseHeaders);
-    if (negotiated instanceof Promise) return upgradeAfterHeaders(req, socket, head, offer, negotiated, options);
+    if (negotiated instanceof Promise) return upgradeAfterHeaders(req, socket, head, offer, negotiated, options, started);
     return accept(req, socket, head, offer, negotiated, options);
   } catch (error) {
     failUpgrade(req, socket, error, options);
@@ -773,8 +875,9 @@ async function upgradeAfterHeaders<State>(
   offer: ValidatedRequest,
   pending: Promise<Negotiated<State>>,
   options: UpgradeOptions<State>,
+  started?: number,
 ): Promise<WebSocketConnection | undefined> {
-  const timer = setTimeout(() => socket.destroy(), timerDelay(options.handshakeTimeout ?? Defaults.handshakeTimeout));
+  const timer = setTimeout(() => socket.destroy(), handshakeTimeLeft(options, started));
   timer.unref?.();
   try {
     const negotiated = await hookAnswer(req, socket, pending, options);
@@ -796,8 +899,9 @@ async function upgradeAfterHook<State>(
   target: UpgradeTarget<State>,
   options: UpgradeOptions<State>,
   responseHeaders?: ResponseHeaderSource,
+  started?: number,
 ): Promise<WebSocketConnection | undefined> {
-  const timer = setTimeout(() => socket.destroy(), timerDelay(options.handshakeTimeout ?? Defaults.handshakeTimeout));
+  const timer = setTimeout(() => socket.destroy(), handshakeTimeLeft(options, started));
   timer.unref?.();
   try {
     const offer = validateRequest(req);
@@ -885,14 +989,26 @@ function accept<State>(
   options: UpgradeOptions<State>,
 ): WebSocketConnection | undefined {
   // (Not writable: answered already, as close() answers 503 an upgrade whose hook is still pending.)
-  if (socket.destroyed || !socket.writable) {
+  if (socket.destroyed || !socket.writable || refusedForShutdown(socket, options)) {
     negotiated.extension?.dispose();
     return undefined;
   }
+  upgraded(socket);
   // RFC 6455 §4.2.2 step 5: the 101 response.
   socket.write(switchingProtocols(offer.key, negotiated.protocol, negotiated.extensionsHeader, negotiated.headers), 'latin1');
   if (typeof (socket as Socket).setNoDelay === 'function') (socket as Socket).setNoDelay(true);
   return startConnection(socketTransport(socket as Socket), req, negotiated, options, head);
+}
+
+/**
+ * Answers 503 an upgrade about to be accepted once the shutdown has begun (its hook, or the
+ * framework's response headers, settled after it began, before the shutdown's own 503 reached it),
+ * and returns true then. (Fixed bug: it got its 101, then a close frame with 1001.) @internal
+ */
+export function refusedForShutdown(socket: Duplex, options: UpgradeOptions<unknown>): boolean {
+  if (options.shuttingDown?.() !== true) return false;
+  rejectUpgrade(socket, 503, 'server is shutting down');
+  return true;
 }
 
 /**

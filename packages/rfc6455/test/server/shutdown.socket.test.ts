@@ -4,8 +4,9 @@
  * hook decides later, so that close() resolves without waiting for them (as over HTTP/2, where the
  * destroyed session resets such a stream).
  */
-import { connect as netConnect, type Socket } from 'node:net';
-import { connect, EOF, HandshakeError, serve } from 'rfc6455';
+import { createServer } from 'node:http';
+import { connect as netConnect, type AddressInfo, type Socket } from 'node:net';
+import { connect, EOF, handleUpgrade, HandshakeError, serve, type WebSocketConnection } from 'rfc6455';
 
 const sockets: Socket[] = [];
 afterEach(() => {
@@ -84,6 +85,45 @@ describe('close() and upgrades under way', () => {
     await server.close();
     await socketClosed;
     expect(received.toString('latin1')).toMatch(/^HTTP\/1\.1 503 Service Unavailable\r\n[^]*\r\n\r\nserver is shutting down\n$/);
+  });
+});
+
+describe('handleUpgrade() and its shuttingDown option', () => {
+  test('an upgrade whose before-accept hook settles once shuttingDown() is true is answered 503, never a 101 (it got a 101, then a close frame with 1001)', async () => {
+    let closing = false;
+    let hookCalled!: () => void;
+    const called = new Promise<void>((resolve) => (hookCalled = resolve));
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const accepted: Array<WebSocketConnection | undefined> = [];
+    const http = createServer();
+    http.on('upgrade', (req, socket, head) => {
+      void handleUpgrade(req, socket, head, async (conn) => {
+        for await (const _ of conn);
+      }, {
+        shuttingDown: () => closing,
+        beforeAccept: async () => {
+          hookCalled();
+          await released;
+          return undefined;
+        },
+      }).then((conn) => accepted.push(conn));
+    });
+    await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+    try {
+      const outcome = connect(`ws://127.0.0.1:${(http.address() as AddressInfo).port}/`).catch((e: unknown) => e);
+      await called;
+      closing = true;
+      release();
+      const refused = await outcome;
+      if (!(refused instanceof HandshakeError)) (refused as WebSocketConnection).terminate();
+      expect(refused).toBeInstanceOf(HandshakeError);
+      expect([(refused as HandshakeError).status, (refused as HandshakeError).body?.toString()]).toEqual([503, 'server is shutting down\n']);
+      expect(accepted).toEqual([undefined]);
+    } finally {
+      http.closeAllConnections();
+      await new Promise((resolve) => http.close(resolve));
+    }
   });
 });
 
