@@ -85,7 +85,10 @@ export interface UpgradeOptions<State = unknown> extends ConnectionOptions {
    * With a plain handler: the subprotocols this server speaks (the first the client offers is
    * chosen), or a function choosing one of those offered (it is called with an empty list too), or
    * none: `undefined`, or `false` as `ws`'s `handleProtocols` returns. One not offered answers 500.
-   * Without it, or with `false`, no subprotocol is answered. A mapper ignores it.
+   * Without it, or with `false`, no subprotocol is answered. A mapper ignores it. A client that
+   * offered subprotocols and gets none is still accepted (RFC 6455 allows it, as `ws` does), but a
+   * browser fails such a handshake (error, then close 1006) once the handler has started: to refuse
+   * it instead, use a service mapper (400) or `beforeAccept`.
    */
   protocols?: readonly string[] | ((offered: readonly string[], req: IncomingMessage) => string | false | undefined) | false | undefined;
   /**

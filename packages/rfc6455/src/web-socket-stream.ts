@@ -19,8 +19,9 @@ function isCleanClose(code: number): boolean {
 
 /**
  * Why the messages of a closed connection may be incomplete, or undefined after a clean close
- * (1000, 1001, 1005 and the application's own 3000-4999, whichever side sent them): the error the
- * connection failed with when it has a close code, else a ConnectionClosedError with the code
+ * (1000, 1001, 1005 and the application's own 3000-4999, whichever side sent them, whatever the
+ * transport did after that close frame): the error the connection failed with when it has a close
+ * code, else a ConnectionClosedError with the code
  * (1006 for a transport that ended without a closing handshake: EOF, a reset, a timeout,
  * terminate()) and the socket error or timeout, if any, as its cause.
  */
@@ -29,7 +30,12 @@ function failureOf(conn: WebSocketConnection): Error | undefined {
   // The error the connection failed with, when it tells the code (a protocol error, a limit).
   if (typeof (failure as { closeCode?: unknown } | undefined)?.closeCode === 'number') return failure;
   const code = conn.closeStatus ?? CloseCode.Abnormal;
-  if (failure === undefined && isCleanClose(code)) return undefined;
+  // A clean code is one the peer's close frame carried, and the peer sends nothing after its close
+  // frame: every message came, whatever happened to the transport after it (fixed bug: a transport
+  // error there, the ECONNRESET of a browser that sends 1001 as it leaves the page and drops the
+  // connection without waiting for our answer, destroyed the stream with an error, and a
+  // pipeline() from it rejected a whole transfer).
+  if (isCleanClose(code)) return undefined;
   // A socket error or a timeout is its cause.
   const message = code === CloseCode.Abnormal ? 'the connection ended without a closing handshake' : `the connection was closed with ${code}`;
   return new ConnectionClosedError(code, conn.closeReason ?? '', message, failure === undefined ? undefined : { cause: failure });
@@ -44,16 +50,17 @@ export type WebSocketStreamOptions = Omit<DuplexOptions, 'read' | 'write' | 'wri
  * - Reading: each message is one chunk, a Buffer (text as its UTF-8 bytes), or, with
  *   `readableObjectMode`, a string for text. When the reader falls behind (`push()` returns false)
  *   the connection is paused (`conn.pause()`: TCP backpressure on the peer) until it reads again,
- *   and the rest of the socket read being parsed waits unparsed with it.
- *   After a clean close (1000, 1001, 1005 for no code, or an application code 3000-4999, from
- *   either side) the readable side ends once the messages received before are read. After any
- *   other end the stream is destroyed with an error once those messages are read, so that a
- *   `pipeline()` from it rejects instead of passing a cut transfer as whole: the error the
- *   connection failed with when it carries a `closeCode` (a ProtocolError, a MessageTooBigError),
- *   else a ConnectionClosedError with the code and reason: 1006 for a transport that ended without
- *   a closing handshake (EOF, a reset, `terminate()`, a close or keepalive timeout; the socket
- *   error or timeout as its `cause`), or the code sent or received for any other close (1002,
- *   1003, 1007-1015). (`ws` ends it then, erroring only on a failure of its own.)
+ *   and the rest of the socket read being parsed waits unparsed with it. After a clean close (1000,
+ *   1001, 1005 for no code, or an application code 3000-4999, from either side) the readable side
+ *   ends once the messages received before are read, even when the transport fails after that close
+ *   frame (`conn.error` an ECONNRESET: a browser leaving a page). After any other end the stream is
+ *   destroyed with an error once those messages are read, so that a `pipeline()` from it rejects
+ *   instead of passing a cut transfer as whole: the error the connection failed with when it
+ *   carries a `closeCode` (a ProtocolError, a MessageTooBigError), else a ConnectionClosedError
+ *   with the code and reason: 1006 for a transport that ended without a closing handshake (EOF, a
+ *   reset, `terminate()`, a close or keepalive timeout; the socket error or timeout as its
+ *   `cause`), or the code sent or received for any other close (1002, 1003, 1007-1015). (`ws` ends
+ *   it then, erroring only on a failure of its own.)
  * - Writing: each chunk is sent as one message: Buffers as binary, strings (with
  *   `decodeStrings: false` or `writableObjectMode`) as text. A write's callback waits for the
  *   send, so the writable side's backpressure is the connection's.

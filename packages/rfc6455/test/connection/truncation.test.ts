@@ -10,8 +10,9 @@ import type { Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { WebSocketServer as WsServer } from 'ws';
-import { acceptKey, connect, createWebSocketStream, EOF, type WebSocketConnection } from 'rfc6455';
+import { acceptKey, connect, createWebSocketStream, EOF, serve, type WebSocketConnection } from 'rfc6455';
 import { frame } from '../helpers/frames.js';
+import { RawClient } from '../helpers/raw-client.js';
 import { rawServer, requestKey } from '../helpers/raw-server.js';
 
 type Ending = 'fin' | 'rst' | 'half-frame' | 'half-message' | 'half-message-rst' | { code: number | null; reason?: string };
@@ -181,6 +182,59 @@ describe('createWebSocketStream: an end that is not clean errors the readable, a
       }
     } finally {
       await new Promise((resolve) => wss.close(resolve));
+    }
+  });
+});
+
+describe('createWebSocketStream: a clean close frame, then the transport fails', () => {
+  // What Chromium does as it leaves a page (navigation, tab closed) over HTTP/1.1: it sends its
+  // close frame (1001) and drops the connection without waiting for the answer, so the server's
+  // socket gets ECONNRESET after the close frame (seen with headless Chromium about one time in
+  // three). Everything the peer sent came before its close frame: the stream must end, not error.
+  test.each([
+    ['right after its close frame', false],
+    ['once our answer came', true],
+  ])('a peer that sends 5 messages and 1001, then resets %s: the socket sees the reset, but the connection reports no error (conn.error, an error event), the stream ends after the 5 and pipeline() resolves', async (_name, afterAnswer) => {
+    let accepted!: (conn: WebSocketConnection) => void;
+    const serverConn = new Promise<WebSocketConnection>((resolve) => (accepted = resolve));
+    const piped: string[] = [];
+    let done!: Promise<unknown>;
+    const server = await serve({ host: '127.0.0.1', port: 0, perMessageDeflate: false }, (conn) => {
+      const sink = new Writable({
+        objectMode: true,
+        write(chunk: unknown, _encoding, callback) {
+          piped.push(String(chunk));
+          callback();
+        },
+      });
+      // (Before: rejected with ConnectionClosedError 1001, caused by the ECONNRESET.)
+      done = pipeline(createWebSocketStream(conn, { objectMode: true }), sink).then(
+        () => 'resolved',
+        (error: unknown) => error,
+      );
+      conn.on('error', (error) => errors.push(error));
+      accepted(conn);
+    });
+    const errors: Error[] = [];
+    const socketErrors: Array<string | undefined> = [];
+    server.httpServer.on('connection', (socket: Socket) => socket.on('error', (error: NodeJS.ErrnoException) => socketErrors.push(error.code)));
+    try {
+      const raw = await RawClient.connect(server.port);
+      const conn = await serverConn;
+      for (const m of numbers(5)) raw.send({ opcode: 1, payload: m });
+      raw.send({ opcode: 8, payload: Buffer.from([0x03, 0xe9]) });
+      if (afterAnswer) expect((await raw.readClose())?.code).toBe(1001);
+      raw.socket.resetAndDestroy();
+      await conn.whenClosed;
+      expect(conn.closeStatus).toBe(1001);
+      // The reset reached the socket (a read or write error), not the application: nothing the
+      // peer sent is missing (before: conn.error and an 'error' event, ECONNRESET).
+      expect(socketErrors.length > 0 && socketErrors.every((code) => code === 'ECONNRESET' || code === 'EPIPE')).toBe(true);
+      expect([conn.error, errors]).toEqual([undefined, []]);
+      expect(await done).toBe('resolved');
+      expect(piped).toEqual(numbers(5));
+    } finally {
+      await server.close();
     }
   });
 });
