@@ -20,7 +20,7 @@ import { checkServeOptions, checkUpgradeOptions } from './check-options.js';
 import { timerDelay } from './idle-wheel.js';
 import { attachHttp2 } from './http2.js';
 import { Http1Front } from './http1-front.js';
-import { afterEarlierResponses, ignoreUpgrade, responseBeingWritten, isWebSocketUpgrade, rejectUpgrade, upgradeNow, type UpgradeOptions, type UpgradeTarget } from './upgrade.js';
+import { afterEarlierResponses, ignoreUpgrade, responseBeingWritten, isWebSocketUpgrade, rejectUpgrade, upgradeNow, whenUpgraded, type UpgradeOptions, type UpgradeTarget } from './upgrade.js';
 
 /** Options of {@link serve}: where to listen, plus every upgrade and connection option. */
 export interface ServeOptions<State = unknown> extends UpgradeOptions<State> {
@@ -209,10 +209,16 @@ export async function serve<State = undefined>(options: ServeOptions<State>, tar
   // 503 at once, as it resets an HTTP/2 CONNECT still waiting (its session is destroyed). (Fixed
   // bug: close() waited for the hook, up to handshakeTimeout, then had the socket destroyed with no
   // answer, or, for a hook that settled meanwhile, accepted it and waited for its closing handshake.)
+  // An upgrade leaves it as its 101 is written (fixed bug: it stayed until its promise settled, a
+  // few microtasks later, and a close() called meanwhile, by the handler or onConnection of that
+  // very connection, wrote `HTTP/1.1 503` after its 101, which the client read as a broken frame
+  // and failed with 1002 instead of closing with 1001).
   const waiting = new Set<Duplex>();
   const waitFor = (socket: Duplex, result: Promise<unknown>): void => {
     waiting.add(socket);
-    void result.then(() => waiting.delete(socket));
+    const untrack = (): void => void waiting.delete(socket);
+    whenUpgraded(socket, untrack);
+    void result.then(untrack);
   };
   const full = (): boolean => options.maxConnections !== undefined && connections.size + upgrading >= options.maxConnections;
   // An upgrade ends at handshakeTimeout at the latest (answered 408, or its socket destroyed), and

@@ -552,9 +552,22 @@ export interface UpgradesUnderWay {
  */
 const underWayUpgrades = new WeakMap<Duplex, () => void>();
 
-/** The core is writing the 101 on `socket`: no UpgradesUnderWay tracks it any more. @internal */
+/** The core is writing the 101 on `socket`: no UpgradesUnderWay (nor serve()'s close()) tracks it any more. @internal */
 export function upgraded(socket: Duplex): void {
-  underWayUpgrades.get(socket)?.();
+  const untrack = underWayUpgrades.get(socket);
+  if (untrack === undefined) return;
+  underWayUpgrades.delete(socket);
+  untrack();
+}
+
+/**
+ * Calls `untrack` once the core writes the 101 (or the hybi-00 response) on `socket` (see
+ * {@link upgraded}): serve() tracks its upgrades under way with it, as {@link upgradesUnderWay}
+ * does for the adapters, so that its close() never answers 503 on a socket that has become a
+ * WebSocket in the moment before the upgrade's promise settles. @internal
+ */
+export function whenUpgraded(socket: Duplex, untrack: () => void): void {
+  underWayUpgrades.set(socket, untrack);
 }
 
 /** Tracks the upgrades an adapter instance is handling (see {@link UpgradesUnderWay}). */

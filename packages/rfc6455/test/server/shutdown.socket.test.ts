@@ -127,6 +127,56 @@ describe('handleUpgrade() and its shuttingDown option', () => {
   });
 });
 
+describe('close() called from the connection an async hook let through', () => {
+  test('a handler that calls server.close() at once closes its own connection with 1001, as the others (close() wrote `HTTP/1.1 503` after its 101, and the client failed with 1002)', async () => {
+    let closing: Promise<void> | undefined;
+    const server = await serve({ perMessageDeflate: false, beforeAccept: async () => undefined }, () => {
+      closing = server.close();
+    });
+    const client = await connect(server.url);
+    const errors: unknown[] = [];
+    client.on('error', (error) => errors.push(error));
+    const messages: unknown[] = [];
+    for await (const message of client) messages.push(message);
+    await closing;
+    expect([client.closeStatus, client.closeReason, errors, messages]).toEqual([1001, 'server shutting down', [], []]);
+  });
+
+  test('hybi-00: a handler that calls server.close() at once gets its response, then the closing frame, and nothing else (`HTTP/1.1 503` followed the response)', async () => {
+    let closing: Promise<void> | undefined;
+    const server = await serve({}, () => {
+      closing = server.close();
+    });
+    const socket = netConnect({ port: server.port, host: '127.0.0.1' });
+    sockets.push(socket);
+    let received = Buffer.alloc(0);
+    socket.on('data', (d: Buffer) => {
+      received = Buffer.concat([received, d]);
+      // The closing frame answered, as a hybi-00 client does.
+      if (received.subarray(-2).equals(Buffer.from([0xff, 0x00]))) socket.end(Buffer.from([0xff, 0x00]));
+    });
+    const socketClosed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    socket.on('error', () => undefined);
+    // draft-76 §1.3's sample request and key3, whose answer is the bytes `8jKS'y:G*Co,Wxa-`.
+    socket.write(
+      [
+        'GET /demo HTTP/1.1',
+        'Host: example.com',
+        'Connection: Upgrade',
+        'Sec-WebSocket-Key2: 12998 5 Y3 1  .P00',
+        'Upgrade: WebSocket',
+        'Sec-WebSocket-Key1: 4 @1  46546xW%0l 1 5',
+        'Origin: http://example.com',
+        '',
+        '^n:ds[4U',
+      ].join('\r\n'),
+    );
+    await socketClosed;
+    await closing;
+    expect(received.toString('latin1')).toMatch(/^HTTP\/1\.1 101 [^]*\r\n\r\n8jKS'y:G\*Co,Wxa-\xff\x00$/);
+  });
+});
+
 describe('close(code, reason)', () => {
   test('a code or reason a close frame cannot carry rejects with a RangeError and changes nothing (it stopped listening, left every connection open and never resolved)', async () => {
     const server = await serve({}, async (conn) => {
