@@ -279,3 +279,46 @@ export async function servers(tls: { key: Buffer; cert: Buffer }): Promise<void>
 `;
   expect(typeCheck('exact-optional-codec.mts', source, { ...resolutions[0]![1], exactOptionalPropertyTypes: true, noUncheckedIndexedAccess: true })).toEqual([]);
 }, 20_000);
+
+test('under exactOptionalPropertyTypes the optional members of ProtocolHandler, ProtocolEngine and MessageExtension take an explicit undefined, as the engines read it as absent', () => {
+  // Fixed bug: they were declared method-style (`onInflating?(waiting): void`), which refuses
+  // `onInflating: undefined` there, though every call site tests them with `?.()` or `!== undefined`
+  // (and compressStandalone is only called when standaloneKey is set), so a wrapper forwarding
+  // another handler's or extension's members (`onInflating: inner.onInflating`) did not type-check.
+  const source = `
+import { Protocol, PerMessageDeflate, type ProtocolEngine, type ProtocolHandler, type MessageExtension } from 'rfc6455';
+
+export function forward(inner: ProtocolHandler, engine: ProtocolEngine, extension: MessageExtension, ascii: boolean): void {
+  const handler: ProtocolHandler = {
+    onWrite: (data) => inner.onWrite(data),
+    onWritev: (header, payload) => inner.onWritev(header, payload),
+    onWritevAscii: ascii ? inner.onWritevAscii : undefined,
+    onMessage: (data, binary) => inner.onMessage(data, binary),
+    onPiece: (data, binary, first, last) => inner.onPiece(data, binary, first, last),
+    onPing: (payload) => inner.onPing(payload),
+    onPong: (payload) => inner.onPong(payload),
+    onCloseFrame: (code, reason) => inner.onCloseFrame(code, reason),
+    onFail: (error) => inner.onFail(error),
+    onEnd: () => inner.onEnd(),
+    onCloseWritten: inner.onCloseWritten,
+    onInflating: undefined,
+    streamFull: undefined,
+  };
+  const wrapped: MessageExtension = {
+    name: extension.name,
+    compress: (data, fin, cb) => extension.compress(data, fin, cb),
+    decompress: (data, fin, cb) => extension.decompress(data, fin, cb),
+    inflateSlice: undefined,
+    dispose: () => extension.dispose(),
+    standaloneKey: undefined,
+    compressStandalone: undefined,
+  };
+  const proto = new Protocol({ side: 'server', extension: wrapped }, handler);
+  const engines: ProtocolEngine[] = [proto, { ...engine, resumeStreaming: undefined, holdMessages: undefined, resumeHeld: undefined }];
+  const deflate: MessageExtension = new PerMessageDeflate({} as never, 'server', { maxMessageSize: 1 });
+  void engines;
+  void deflate;
+}
+`;
+  expect(typeCheck('exact-optional-engine.mts', source, { ...resolutions[0]![1], exactOptionalPropertyTypes: true, noUncheckedIndexedAccess: true })).toEqual([]);
+}, 20_000);

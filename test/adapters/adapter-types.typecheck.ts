@@ -3,14 +3,14 @@
  * connection, the request and the route params a handler receives are typed.
  */
 import { expectTypeOf } from 'expect-type';
-import Fastify, { type FastifyRequest, type FastifyTypeProvider } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyTypeProvider } from 'fastify';
 import express, { type Request } from 'express';
 import Koa from 'koa';
 import type { IncomingMessage } from 'node:http';
 import { serviceMapper, type WebSocketConnection } from 'rfc6455';
 import { wsPlugin, type RouteParams } from '@rfc6455/fastify';
-import { websocket as expressWebSocket, type PathParams } from '@rfc6455/express';
-import { websocket as koaWebSocket, type AcceptWebSocket } from '@rfc6455/koa';
+import { websocket as expressWebSocket, type Locals, type PathParams } from '@rfc6455/express';
+import { websocket as koaWebSocket, type AcceptWebSocket, type KoaState } from '@rfc6455/koa';
 
 // ---- Fastify ------------------------------------------------------------------------------------
 const fastify = Fastify();
@@ -161,4 +161,46 @@ const typedKoa = new Koa<{ user: string }, { requestId: string }>();
 typedKoa.use(async (ctx) => {
   expectTypeOf(ctx.requestId).toEqualTypeOf<string>();
   expectTypeOf(ctx.ws).toEqualTypeOf<AcceptWebSocket | undefined>();
+});
+
+// ---- What the adapters hand a handler at run time (test/adapters/handler-shapes.test.ts) ----------
+// Fastify: a route handler's `this` is the instance, its state what beforeAccept gave (unknown:
+// the plugin's hook is untyped); a mapper's handlers get the raw request, the FastifyRequest as state.
+fastify.get('/shape/:id', { websocket: true }, function (conn, req, ctx) {
+  expectTypeOf(this).toMatchTypeOf<FastifyInstance>();
+  expectTypeOf(conn).toEqualTypeOf<WebSocketConnection>();
+  expectTypeOf(req).toMatchTypeOf<FastifyRequest>();
+  expectTypeOf(ctx).toEqualTypeOf<Omit<import('rfc6455').HandlerContext<unknown>, 'params'> & { params: Record<string, string> }>();
+});
+void Fastify().register(wsPlugin, {
+  mapper: serviceMapper<FastifyRequest>([{ path: '/m', handler: (_conn, req, ctx) => {
+    expectTypeOf(req).toEqualTypeOf<IncomingMessage>();
+    expectTypeOf(ctx.state.raw).toEqualTypeOf<FastifyRequest['raw']>();
+  } }]),
+});
+// Express: route() handlers and the mapper option's get `res.locals` as state; the mapper option
+// takes a mapper typed so (fixed bug: only a ServiceMapper<unknown> type-checked there).
+expressWebSocket({
+  mapper: serviceMapper<Locals>([{ path: '/m', handler: (_conn, req, ctx) => {
+    expectTypeOf(req).toEqualTypeOf<IncomingMessage>();
+    expectTypeOf(ctx.state).toEqualTypeOf<Locals>();
+  } }]),
+});
+expressWebSocket({ mapper: serviceMapper([{ path: '/m', handler: () => undefined }]) });
+expressWebSocket().route('/shape', (_conn, req, ctx) => {
+  expectTypeOf(req).toEqualTypeOf<Request>();
+  expectTypeOf(ctx.state).toEqualTypeOf<Locals>();
+  expectTypeOf(ctx.protocol).toEqualTypeOf<string>();
+  expectTypeOf(ctx.params).toMatchTypeOf<Record<string, string>>();
+});
+// Koa: ctx.ws(handler) and the mapper's handlers get ctx.req and ctx.state.
+koaWebSocket({ mapper: serviceMapper<KoaState>([{ path: '/m', handler: (_conn, req, ctx) => {
+  expectTypeOf(req).toEqualTypeOf<IncomingMessage>();
+  expectTypeOf(ctx.state).toEqualTypeOf<KoaState>();
+} }]) });
+koa.use(async (ctx) => {
+  await ctx.ws?.((_conn, req, context) => {
+    expectTypeOf(req).toEqualTypeOf<IncomingMessage>();
+    expectTypeOf(context).toEqualTypeOf<import('rfc6455').HandlerContext<KoaState, Record<string, string>>>();
+  });
 });

@@ -14,7 +14,7 @@ import type { Http2SecureServer } from 'node:http2';
 import type { Http2ServerRequest } from 'node:http2';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { attachHttp2, handleConnect, handleUpgrade, serve, serviceMapper, type HandlerContext, type ServeOptions, type WebSocketServer } from 'rfc6455';
+import { attachHttp2, handleConnect, handleHybi00Upgrade, handleUpgrade, isServiceMapper, serve, serviceMapper, type BeforeAcceptResult, type ConnectionHandler, type HandlerContext, type ServeOptions, type ServiceMapper, type UpgradeOptions, type UpgradeTarget, type WebSocketServer } from 'rfc6455';
 
 declare const key: Buffer;
 declare const cert: Buffer;
@@ -23,6 +23,10 @@ declare const req: IncomingMessage;
 declare const socket: Duplex;
 declare const h2req: Http2ServerRequest;
 declare const h2server: import('node:http2').Http2SecureServer;
+declare const cond: boolean;
+declare const ann: { user: string };
+declare const maybeAnn: { user: string } | undefined;
+declare function later<T>(value: T): PromiseLike<T>;
 
 export async function types(): Promise<void> {
   const secure = await serve({ tls: { key, cert } }, () => undefined);
@@ -110,4 +114,101 @@ export async function types(): Promise<void> {
 
   // protocols: false (as ws's handleProtocols answers) chooses none, as the run time takes it.
   await serve({ protocols: false }, () => undefined);
+}
+
+/**
+ * A hook that may accept without a state (returns undefined, `{ headers }` only, or a state that
+ * may be undefined) gives the handler `undefined` then, at run time: its `context.state` is typed
+ * `State | undefined` (it was `State`); one whose every accepting return carries a state still
+ * types it `State`. (Run-time half: packages/rfc6455/test/server/typed-options.socket.test.ts.)
+ */
+export async function hookStates(): Promise<void> {
+  type Ann = { user: string };
+  await serve({ beforeAccept: () => (cond ? { state: ann } : undefined) }, (_c, _r, ctx) => {
+    expectTypeOf(ctx.state).toEqualTypeOf<Ann | undefined>();
+  });
+  await serve({ beforeAccept: () => (cond ? { state: ann } : { headers: { 'x-a': '1' } }) }, (_c, _r, ctx) => {
+    expectTypeOf(ctx.state).toEqualTypeOf<Ann | undefined>();
+  });
+  await serve({ tls: { key, cert }, beforeAccept: async () => ({ state: maybeAnn }) }, (_c, _r, ctx) => {
+    expectTypeOf(ctx.state).toEqualTypeOf<Ann | undefined>();
+  });
+  await serve({ tls: { key, cert }, http2: true, beforeAccept: async () => { if (cond) return; return { state: ann }; } }, (_c, _r, ctx) => {
+    expectTypeOf(ctx.state).toEqualTypeOf<Ann | undefined>();
+  });
+  // Sync and thenable returns mixed, one of them without a state.
+  await serve({ beforeAccept: (_r, info) => (info.path === '/' ? later({ headers: { 'x-a': '1' } }) : { state: ann }) }, (_c, _r, ctx) => {
+    expectTypeOf(ctx.state).toEqualTypeOf<Ann | undefined>();
+  });
+  // Every accepting return carries a state (the others refuse): State alone, as before.
+  await serve({ beforeAccept: () => (cond ? { state: ann } : { reject: { status: 401 } }) }, (_c, _r, ctx) => {
+    expectTypeOf(ctx.state).toEqualTypeOf<Ann>();
+  });
+  await serve({ beforeAccept: async (req) => {
+    if (!req.headers.authorization) return { reject: { status: 401, headers: { 'WWW-Authenticate': 'Bearer' } } };
+    if (cond) return later({ reject: { status: 403 } });
+    return { state: ann, headers: { 'x-user': ann.user } };
+  } }, (_c, _r, ctx) => {
+    expectTypeOf(ctx.state).toEqualTypeOf<Ann>();
+  });
+  // A mapper that needs the state is refused where the hook may not give it, at every entry point…
+  const needsAnn = serviceMapper<Ann>([{ path: '/', handler: (_c, _r, ctx) => void ctx.state.user }]);
+  const mayNotGive = { beforeAccept: () => (cond ? { state: ann } : undefined) };
+  // @ts-expect-error the hook may accept without a state
+  await serve(mayNotGive, needsAnn);
+  // @ts-expect-error
+  await serve({ tls: { key, cert }, beforeAccept: () => (cond ? { state: ann } : { headers: {} }) }, needsAnn);
+  // @ts-expect-error
+  void handleUpgrade(req, socket, Buffer.alloc(0), needsAnn, mayNotGive);
+  // @ts-expect-error
+  void handleConnect(h2req, needsAnn, mayNotGive);
+  // @ts-expect-error
+  attachHttp2(h2server, needsAnn, mayNotGive);
+  // …and taken where it always does, or by a mapper that expects none.
+  await serve({ beforeAccept: () => (cond ? { state: ann } : { reject: { status: 403 } }) }, needsAnn);
+  void handleUpgrade(req, socket, Buffer.alloc(0), serviceMapper<Ann | undefined>([{ path: '/', handler: (_c, _r, ctx) => void ctx.state?.user }]), mayNotGive);
+  // Options declared with the general result type keep saying State (their author says what the hook gives).
+  const declared: UpgradeOptions<Ann> = { beforeAccept: () => ({ state: ann }) };
+  void handleUpgrade(req, socket, Buffer.alloc(0), needsAnn, declared);
+  const declaredHook = (): BeforeAcceptResult<Ann> => ({ state: ann });
+  await serve({ beforeAccept: declaredHook }, (_c, _r, ctx) => void expectTypeOf(ctx.state).toEqualTypeOf<Ann>());
+  // The hook's returns are still checked: neither the state itself nor a number is a result.
+  // @ts-expect-error the state without { state }
+  await serve({ beforeAccept: () => ann }, () => undefined);
+  // @ts-expect-error
+  void handleUpgrade(req, socket, Buffer.alloc(0), () => undefined, { beforeAccept: () => 1 });
+  // @ts-expect-error
+  void handleUpgrade(req, socket, Buffer.alloc(0), () => undefined, { beforeAccept: async () => ({ reject: { status: '401' } }) });
+  // @ts-expect-error
+  void handleUpgrade(req, socket, Buffer.alloc(0), () => undefined, { beforeAccept: () => ({ headers: { 'x-a': 1n } }) });
+
+  // handleHybi00Upgrade takes its State from the hook alone too, as the other entry points (it
+  // inferred it from the target, so a mapper that needs a state went where no hook gave one).
+  // @ts-expect-error no hook gives the mapper its state
+  void handleHybi00Upgrade(req, socket, Buffer.alloc(0), needsAnn, {});
+  // @ts-expect-error
+  void handleHybi00Upgrade(req, socket, Buffer.alloc(0), needsAnn, mayNotGive);
+  void handleHybi00Upgrade(req, socket, Buffer.alloc(0), needsAnn, { beforeAccept: () => ({ state: ann }) });
+  void handleHybi00Upgrade(req, socket, Buffer.alloc(0), (_c, _r, ctx) => void expectTypeOf(ctx.state).toEqualTypeOf<undefined>(), {});
+  void handleHybi00Upgrade(req, socket, Buffer.alloc(0), (_c, _r, ctx) => void expectTypeOf(ctx.state).toEqualTypeOf<Ann | undefined>(), mayNotGive);
+}
+
+/**
+ * isServiceMapper narrows what it does not know to a mapper whose handlers can be called (it
+ * narrowed to ServiceMapper<never>, whose handlers take no context at all), and a handler-or-mapper
+ * to the mapper of its own state type.
+ */
+export function mapperNarrowing(value: unknown, target: UpgradeTarget<{ user: string }>, conn: import('rfc6455').WebSocketConnection): void {
+  if (isServiceMapper(value)) {
+    expectTypeOf(value).toEqualTypeOf<ServiceMapper<unknown>>();
+    const match = value.match('/', []);
+    if (match.ok) void match.handler(conn, req, { params: match.params, state: undefined, protocol: match.protocol });
+    for (const route of value.routes) void route.handler?.(conn, req, { params: {}, state: 1, protocol: '' });
+  }
+  if (isServiceMapper(target)) {
+    expectTypeOf(target).toEqualTypeOf<ServiceMapper<{ user: string }>>();
+  } else {
+    expectTypeOf(target).toEqualTypeOf<ConnectionHandler<{ user: string }>>();
+    void target(conn, req, { params: {}, state: { user: 'ann' }, protocol: '' });
+  }
 }

@@ -133,8 +133,12 @@ export interface ExpressRouteHandlers<Params = Record<string, string>> {
 
 /** Options of {@link websocket}: the core's upgrade and connection options, plus an optional mapper. */
 export interface ExpressWebSocketOptions extends UpgradeOptions<Locals> {
-  /** A core service mapper served after the routes added with `route()`. */
-  mapper?: ServiceMapper<unknown> | undefined;
+  /**
+   * A core service mapper served after the routes added with `route()`. Its handlers get
+   * `res.locals` as `state` (unless `beforeAccept` gave one), as route handlers do: a mapper built
+   * as `serviceMapper<Locals>(…)` is taken (fixed bug: only a `ServiceMapper<unknown>` type-checked).
+   */
+  mapper?: ServiceMapper<Locals> | ServiceMapper<unknown> | undefined;
 }
 
 /** The WebSocket side of an Express app, as {@link websocket} returns it. */
@@ -191,7 +195,7 @@ export function websocket(options: ExpressWebSocketOptions = {}): ExpressWebSock
       h(conn, req, ctx.state === undefined ? { ...ctx, state: (req as Request).res?.locals } : ctx);
   const mapper = (): ServiceMapper<unknown> =>
     (compiled ??= serviceMapper(
-      [...routes, ...(options.mapper?.routes ?? [])].map((route) => ({
+      [...routes, ...((options.mapper?.routes ?? []) as readonly Route<unknown>[])].map((route) => ({
         path: route.path,
         handler: route.handler && withLocals(route.handler),
         protocols: Object.fromEntries(Object.entries(route.protocols ?? {}).map(([name, h]) => [name, withLocals(h)])),

@@ -39,7 +39,7 @@ import { headerValue, isValidHost } from './handshake/http.js';
 import { parseProtocols } from './handshake/server.js';
 import { buildRequestHeaders, verifyNegotiation } from './handshake/client.js';
 import type { Transport } from './transport.js';
-import { handshakeTimeLeft, negotiate, reportUpgradeFailure, startConnection, withResponseHeaders, type ResponseHeaderSource, type UpgradeOptions, type UpgradeTarget } from './upgrade.js';
+import { handshakeTimeLeft, negotiate, reportUpgradeFailure, startConnection, withResponseHeaders, type ResponseHeaderSource, type UpgradeOptions, type UpgradeTarget, type BeforeAcceptResult, type HookReturning, type HookState } from './upgrade.js';
 
 /** A Transport over an HTTP/2 stream: orderly end is END_STREAM, abort is RST_STREAM(CANCEL). */
 export function http2StreamTransport(stream: Http2Stream): Transport {
@@ -198,9 +198,15 @@ function isWebSocketConnect(headers: Http2IncomingHeaders): boolean {
  * response object is not used: do not write to it. `responseHeaders` gives the framework's response
  * headers for the 200, as handleUpgrade's does for the 101 (the same headers are left out).
  */
-export function handleConnect<State = undefined>(
+export function handleConnect<State = undefined, Result = BeforeAcceptResult<State>>(
   req: Http2ServerRequest,
-  target: UpgradeTarget<NoInfer<State>>,
+  target: UpgradeTarget<NoInfer<HookState<State, Result>>>,
+  options?: UpgradeOptions<State> & HookReturning<Result>,
+  responseHeaders?: ResponseHeaderSource,
+): Promise<WebSocketConnection | undefined>;
+export function handleConnect<State>(
+  req: Http2ServerRequest,
+  target: UpgradeTarget<State>,
   options: UpgradeOptions<State> = {},
   responseHeaders?: ResponseHeaderSource,
 ): Promise<WebSocketConnection | undefined> {
@@ -268,9 +274,14 @@ export interface Http2Attachment {
  * CONNECTs arrive as `'connect'` events (without a `'connect'` listener Node answers them 405).
  * @throws TypeError or RangeError for an option of the wrong type or out of range.
  */
-export function attachHttp2<State = undefined>(
+export function attachHttp2<State = undefined, Result = BeforeAcceptResult<State>>(
   server: Http2SecureServer | Http2Server,
-  target: UpgradeTarget<NoInfer<State>>,
+  target: UpgradeTarget<NoInfer<HookState<State, Result>>>,
+  options?: UpgradeOptions<State> & HookReturning<Result>,
+): Http2Attachment;
+export function attachHttp2<State>(
+  server: Http2SecureServer | Http2Server,
+  target: UpgradeTarget<State>,
   options: UpgradeOptions<State> = {},
 ): Http2Attachment {
   checkUpgradeOptions('attachHttp2()', options);

@@ -24,7 +24,7 @@ import {
 } from './handshake/hybi00.js';
 import { headerList } from './handshake/http.js';
 import { socketTransport } from './transport.js';
-import { answerRefusal, failUpgrade, handshakeTimeLeft, hookAnswer, negotiate, refusedForShutdown, startConnection, upgraded, withResponseHeaders, type ResponseHeaderSource, type UpgradeOptions, type UpgradeTarget } from './upgrade.js';
+import { answerRefusal, failUpgrade, handshakeTimeLeft, hookAnswer, negotiate, refusedForShutdown, startConnection, upgraded, withResponseHeaders, type ResponseHeaderSource, type UpgradeOptions, type UpgradeTarget, type BeforeAcceptResult, type HookReturning, type HookState } from './upgrade.js';
 
 /**
  * Reads until `test(buffered)` returns a length, with the handshake timeout. Resolves with the
@@ -78,6 +78,15 @@ function readUntil(socket: Duplex, initial: Buffer, need: (buffered: Buffer) => 
  * Serves a hybi-00 upgrade request (`responseHeaders` as handleUpgrade's; `started`, the
  * performance.now() the upgrade began at, for what is left of handshakeTimeout). Never rejects.
  */
+export function handleHybi00Upgrade<State = undefined, Result = BeforeAcceptResult<State>>(
+  req: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  target: UpgradeTarget<NoInfer<HookState<State, Result>>>,
+  options: UpgradeOptions<State> & HookReturning<Result>,
+  responseHeaders?: ResponseHeaderSource,
+  started?: number,
+): Promise<WebSocketConnection | undefined>;
 export async function handleHybi00Upgrade<State>(
   req: IncomingMessage,
   socket: Duplex,

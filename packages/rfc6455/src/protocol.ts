@@ -46,7 +46,7 @@ export interface ProtocolHandler {
    * the transport as a string: the transport's native write copies it out once, with no Buffer
    * made for it. Without it, large text is encoded into a Buffer first.
    */
-  onWritevAscii?(header: Buffer, text: string): void;
+  onWritevAscii?: ((header: Buffer, text: string) => void) | undefined;
   /** A whole received message: a string for text, a Buffer for binary. */
   onMessage(data: string | Buffer, binary: boolean): void;
   /** A piece of a message received in streaming mode (see `streamNextMessage`). */
@@ -65,21 +65,21 @@ export interface ProtocolHandler {
    * Optional: our close frame was just written (through `onWrite`). It may have waited behind
    * sends being compressed, so the time the peer has to answer it starts now.
    */
-  onCloseWritten?(): void;
+  onCloseWritten?: (() => void) | undefined;
   /**
    * Optional: `true` when the engine stops parsing until a received frame's inflation job (in the
    * thread pool) is done, or while it holds a message back (`holdMessages`), `false` once it
    * parses again, or has failed (then also when it did not wait). What arrives meanwhile waits in
    * the engine: the caller should not read the transport until then (backpressure on the peer).
    */
-  onInflating?(waiting: boolean): void;
+  onInflating?: ((waiting: boolean) => void) | undefined;
   /**
    * Optional: true while the reader of the message being streamed (`onPiece`) holds as much as it
    * wants. A compressed frame of that message is then inflated no further, and the next frame not
    * parsed, until the engine's `resumeStreaming()` is called (`onInflating` tells when the engine
    * waits so).
    */
-  streamFull?(): boolean;
+  streamFull?: (() => boolean) | undefined;
 }
 
 /** Options of a {@link Protocol}. Limits omitted here are unlimited (connections pass their defaults). */
@@ -124,16 +124,16 @@ export interface ProtocolEngine {
    * Optional: the reader of the streamed message wants more. What `streamFull` held (inflating a
    * compressed frame, parsing the next frame) continues on a later turn of the event loop.
    */
-  resumeStreaming?(): void;
+  resumeStreaming?: (() => void) | undefined;
   /**
    * Optional: the caller's queue of received messages is full. The next message that starts is
    * held back, unparsed past its first frame and uninflated, until `resumeHeld()` (`onInflating`
    * tells when the engine waits so): the rest of the socket read that filled the queue is not
    * queued behind it, nor inflated.
    */
-  holdMessages?(): void;
+  holdMessages?: (() => void) | undefined;
   /** Optional: the caller's queue has room again: the message held back is received, and parsing continues. */
-  resumeHeld?(): void;
+  resumeHeld?: (() => void) | undefined;
   /**
    * True when the engine holds nothing a new one (same options, same handler) would not: open,
    * between messages in both directions, nothing buffered or queued. The owner may then drop it

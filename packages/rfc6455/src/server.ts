@@ -20,7 +20,7 @@ import { checkServeOptions, checkUpgradeOptions } from './check-options.js';
 import { timerDelay } from './idle-wheel.js';
 import { attachHttp2 } from './http2.js';
 import { Http1Front } from './http1-front.js';
-import { afterEarlierResponses, ignoreUpgrade, responseBeingWritten, isWebSocketUpgrade, rejectUpgrade, upgradeNow, whenUpgraded, type UpgradeOptions, type UpgradeTarget } from './upgrade.js';
+import { afterEarlierResponses, ignoreUpgrade, responseBeingWritten, isWebSocketUpgrade, rejectUpgrade, upgradeNow, whenUpgraded, type UpgradeOptions, type UpgradeTarget, type BeforeAcceptResult, type HookReturning, type HookState } from './upgrade.js';
 
 /** Options of {@link serve}: where to listen, plus every upgrade and connection option. */
 export interface ServeOptions<State = unknown> extends UpgradeOptions<State> {
@@ -141,21 +141,22 @@ function upgradeRequired(_req: IncomingMessage, res: ServerResponse): void {
 }
 
 /** Starts a wss: server over HTTP/1.1 and HTTP/2: its `httpServer` is an Http2SecureServer. */
-export function serve<State = undefined>(options: ServeOptions<State> & { tls: HttpsServerOptions; http2: true }, target: UpgradeTarget<NoInfer<State>>): Promise<WebSocketServer<Http2SecureServer>>;
+export function serve<State = undefined, Result = BeforeAcceptResult<State>>(options: ServeOptions<State> & HookReturning<Result> & { tls: HttpsServerOptions; http2: true }, target: UpgradeTarget<NoInfer<HookState<State, Result>>>): Promise<WebSocketServer<Http2SecureServer>>;
 /** Starts a wss: server: its `httpServer` is an https.Server. */
-export function serve<State = undefined>(options: ServeOptions<State> & { tls: HttpsServerOptions; http2?: false | undefined }, target: UpgradeTarget<NoInfer<State>>): Promise<WebSocketServer<HttpsServer>>;
+export function serve<State = undefined, Result = BeforeAcceptResult<State>>(options: ServeOptions<State> & HookReturning<Result> & { tls: HttpsServerOptions; http2?: false | undefined }, target: UpgradeTarget<NoInfer<HookState<State, Result>>>): Promise<WebSocketServer<HttpsServer>>;
 /** Starts a ws: server: its `httpServer` is an http.Server. */
-export function serve<State = undefined>(options: ServeOptions<State> & { tls?: undefined; http2?: false | undefined }, target: UpgradeTarget<NoInfer<State>>): Promise<WebSocketServer<HttpServer>>;
+export function serve<State = undefined, Result = BeforeAcceptResult<State>>(options: ServeOptions<State> & HookReturning<Result> & { tls?: undefined; http2?: false | undefined }, target: UpgradeTarget<NoInfer<HookState<State, Result>>>): Promise<WebSocketServer<HttpServer>>;
 /**
  * Starts a WebSocket server. `target` is a handler `(conn, req, context) => …` or a service mapper.
  * Resolves once listening. (Options whose type says whether they hold `tls` and `http2: true`
  * give a server whose `httpServer` has the type it has: see {@link WebSocketServer}. Options that
  * say `http2: true` but not `tls` are a type error, as serve() throws for them.) `State`, the
- * handler's `context.state`, comes from the `beforeAccept` hook: without one it is `undefined`.
+ * handler's `context.state`, comes from the `beforeAccept` hook: without one it is `undefined`,
+ * and `State | undefined` when the hook may accept without a state ({@link HookState}).
  */
-export function serve<State = undefined, Options extends ServeOptions<State> = ServeOptions<State>>(
-  options: Options & ServeOptions<State> & (Options extends { http2: true } ? { tls: HttpsServerOptions } : unknown),
-  target: UpgradeTarget<NoInfer<State>>,
+export function serve<State = undefined, Options extends ServeOptions<State> = ServeOptions<State>, Result = BeforeAcceptResult<State>>(
+  options: Options & ServeOptions<State> & HookReturning<Result> & (Options extends { http2: true } ? { tls: HttpsServerOptions } : unknown),
+  target: UpgradeTarget<NoInfer<HookState<State, Result>>>,
 ): Promise<WebSocketServer>;
 export async function serve<State = undefined>(options: ServeOptions<State>, target: UpgradeTarget<NoInfer<State>>): Promise<WebSocketServer> {
   checkUpgradeOptions('serve()', options);

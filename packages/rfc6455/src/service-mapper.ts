@@ -17,6 +17,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { WebSocketConnection } from './connection.js';
+import type { HookState } from './upgrade.js';
 
 /** What a handler receives beside the connection and the upgrade request. */
 export interface HandlerContext<State = unknown, Params extends Record<string, string> = Record<string, string>> {
@@ -24,8 +25,10 @@ export interface HandlerContext<State = unknown, Params extends Record<string, s
   params: Params;
   /**
    * What the before-accept hook returned as `state` (undefined without a hook, or when it gave
-   * none). serve(), handleUpgrade(), handleConnect() and attachHttp2() infer `State` from the hook
-   * alone: without one it is `undefined`, so a handler or mapper that needs a state is refused there.
+   * none). serve(), handleUpgrade(), handleConnect(), attachHttp2() and handleHybi00Upgrade() infer
+   * `State` from the hook alone: without one it is `undefined`, so a handler or mapper that needs a
+   * state is refused there; with one that may accept without a state it is `State | undefined`
+   * (see {@link HookState}).
    */
   state: State;
   /** The chosen subprotocol, '' if none. */
@@ -147,7 +150,17 @@ export function serviceMapper<State = unknown>(routes: readonly Route<State>[]):
   };
 }
 
-/** True when `value` was built by {@link serviceMapper} (rather than being a plain handler). */
-export function isServiceMapper(value: unknown): value is ServiceMapper<never> {
+/**
+ * True when `value` was built by {@link serviceMapper} (rather than being a plain handler). A
+ * handler-or-mapper of a state type narrows to the mapper of that state type.
+ */
+export function isServiceMapper<State>(value: ConnectionHandler<State> | ServiceMapper<State>): value is ServiceMapper<State>;
+/**
+ * True when `value` was built by {@link serviceMapper}. Anything else narrows to a mapper whose
+ * state type is unknown, so that its routes' handlers can be called (they were typed as taking
+ * `never`, which no context is).
+ */
+export function isServiceMapper(value: unknown): value is ServiceMapper<unknown>;
+export function isServiceMapper(value: unknown): value is ServiceMapper<unknown> {
   return typeof value === 'object' && value !== null && (value as { [MAPPER]?: true })[MAPPER] === true;
 }

@@ -73,6 +73,53 @@ export type BeforeAcceptResult<State> =
       reject: UpgradeRejection
     };
 
+/**
+ * What a `beforeAccept` hook returns, as the entry points (serve(), handleUpgrade(), handleConnect(),
+ * attachHttp2(), handleHybi00Upgrade()) infer it: `Result`, a {@link BeforeAcceptResult}, a
+ * promise (any thenable) of one, or a union of both. Used with {@link HookState} to type the
+ * handler's `context.state`; a return that is none of those is refused here too.
+ */
+export interface HookReturning<Result> {
+  /** The before-accept hook (see {@link UpgradeOptions.beforeAccept}). */
+  beforeAccept?:
+    | (((req: IncomingMessage, info: UpgradeInfo) => Result) & ((req: IncomingMessage, info: UpgradeInfo) => NoInfer<HookChecked<Result>>))
+    | undefined;
+}
+
+/**
+ * `Result` where it is a {@link BeforeAcceptResult} or a thenable of one, `never` elsewhere
+ * (distributive): the check that an intersection with `UpgradeOptions` would skip for the
+ * all-optional accepting result (a hook returning a number, or a user instead of `{ state: user }`).
+ */
+export type HookChecked<Result> = Result extends PromiseLike<infer Settled>
+  ? [Settled] extends [BeforeAcceptResult<unknown>] ? Result : never
+  : Result extends BeforeAcceptResult<unknown> ? Result : never;
+
+/** True when some return in `Result` accepts the upgrade without a `state` (distributive). */
+export type AcceptsWithoutState<Result> = Result extends {
+  /** A refusal: no handler runs. */
+  reject: object;
+}
+  ? false
+  : Result extends {
+        /** The state, which may still be undefined. */
+        state: infer Given;
+      }
+    ? undefined extends Given ? true : false
+    : true;
+
+/**
+ * The handler's `context.state` for a `beforeAccept` hook whose state is `State` and whose returns
+ * are `Result` (or promises of them): `State` when every return that accepts carries a state,
+ * `State | undefined` when one may accept without (`undefined`, `{ headers }`, `{ state: maybeUser }`),
+ * as the handler gets `undefined` then. A hook typed as the general `BeforeAcceptResult<State>`
+ * (options declared `UpgradeOptions<State>` or `ServeOptions<State>`) gives `State`: its author
+ * said what it holds.
+ */
+export type HookState<State, Result> = [BeforeAcceptResult<State>] extends [Awaited<Result>]
+  ? State
+  : true extends AcceptsWithoutState<Awaited<Result>> ? State | undefined : State;
+
 /** Options of {@link handleUpgrade} (and, through ServeOptions, of `serve()`). */
 export interface UpgradeOptions<State = unknown> extends ConnectionOptions {
   /**
@@ -828,12 +875,12 @@ export function startConnection<State>(
  * @throws TypeError or RangeError, at once, for an option of the wrong type or out of range (the
  * socket is answered 500); checked once per options object.
  */
-export function handleUpgrade<State = undefined>(
+export function handleUpgrade<State = undefined, Result = BeforeAcceptResult<State>>(
   req: IncomingMessage,
   socket: Duplex,
   head: Buffer,
-  target: UpgradeTarget<NoInfer<State>>,
-  options: UpgradeOptions<State> = {},
+  target: UpgradeTarget<NoInfer<HookState<State, Result>>>,
+  options: UpgradeOptions<State> & HookReturning<Result> = {},
   responseHeaders?: ResponseHeaderSource,
 ): Promise<WebSocketConnection | undefined> {
   try {

@@ -32,7 +32,7 @@ export interface MessageExtension {
    * the next call, with `data` undefined, continues it. Failures are thrown. Returns undefined,
    * having done nothing, when the frame cannot be inflated this way (it then goes to `decompress`).
    */
-  inflateSlice?(data: Buffer | undefined, fin: boolean, budget: number): InflatedSlice | undefined;
+  inflateSlice?: ((data: Buffer | undefined, fin: boolean, budget: number) => InflatedSlice | undefined) | undefined;
   /** Releases zlib contexts. Idempotent; later calls to compress/decompress fail. */
   dispose(): void;
   /**
@@ -46,7 +46,7 @@ export interface MessageExtension {
    * Compresses a whole message as `compress(data, true)` would from a fresh context, outside the
    * connection's own queue (same return and callback rules). Present when `standaloneKey` can be set.
    */
-  compressStandalone?(data: Buffer, cb: (err: Error | null, result?: Buffer) => void): unknown;
+  compressStandalone?: ((data: Buffer, cb: (err: Error | null, result?: Buffer) => void) => unknown) | undefined;
 }
 
 /** A slice of a frame's inflated output (see {@link MessageExtension.inflateSlice}). */

@@ -1,11 +1,12 @@
 /**
  * What the public types promise, checked against a running server with real clients (`ws`): the
- * handler's `context.state` is undefined, and typed so, when no before-accept hook gave one;
+ * handler's `context.state` is undefined, and typed so (or `State | undefined`), when no before-accept hook gave one;
  * `protocols: false` (typed, no cast) answers no subprotocol; and serve({ http2: true }) without
  * `tls`, which the types now refuse, throws. The compile-time half is in
  * test/tls/serve-types.typecheck.ts.
  */
 import { once } from 'node:events';
+import { expectTypeOf } from 'expect-type';
 import { WebSocket as WsClient } from 'ws';
 import { connect, serve, serviceMapper, type HandlerContext, type ServeOptions, type WebSocketServer } from 'rfc6455';
 
@@ -55,6 +56,27 @@ test('a hook that gives headers but no state: the handler gets state undefined, 
   const client = await open(server.url);
   expect((await first.seen).state).toBeUndefined();
   client.terminate();
+});
+
+test('a hook that accepts with a state on one path and without on another: the handler gets undefined there, typed State | undefined', async () => {
+  const seen = new Map<string, unknown>();
+  let count = 0;
+  let done!: () => void;
+  const both = new Promise<void>((r) => (done = r));
+  const server = await serve(
+    { port: 0, beforeAccept: (_req, { path }) => (path === '/in' ? { state: { user: 'ann' } } : path === '/headers' ? { headers: { 'x-seen': '1' } } : undefined) },
+    (conn, _req, ctx) => {
+      expectTypeOf(ctx.state).toEqualTypeOf<{ user: string } | undefined>();
+      seen.set(conn.path, ctx.state);
+      if (++count === 3) done();
+    },
+  );
+  servers.push(server);
+  const clients = [await open(`${server.url}in`), await open(`${server.url}out`), await open(`${server.url}headers`)];
+  await both;
+  expect(Object.fromEntries(seen)).toEqual({ '/in': { user: 'ann' }, '/out': undefined, '/headers': undefined });
+  expect(seen.has('/out') && seen.has('/headers')).toBe(true);
+  for (const client of clients) client.terminate();
 });
 
 test('protocols: false (as ws\'s handleProtocols answers) is accepted as typed and answers no subprotocol to a client that offers one', async () => {
