@@ -159,7 +159,11 @@ export interface ConnectionEvents {
   drain: [];
   /** The transport closed; `code` and `reason` are the final `closeStatus` and `closeReason`. */
   close: [code: number, reason: string];
-  /** The connection failed or the transport reported an error (not thrown when nobody listens; see `error`). */
+  /**
+   * The connection failed or the transport reported an error (not thrown when nobody listens; see
+   * `error`). A transport error once the end is settled is not reported: after the peer's close
+   * frame, after our own failure (reported once), after the transport ended or our abort.
+   */
   error: [error: Error];
 }
 
@@ -303,6 +307,11 @@ const QUEUE_FULL = 0x20000;
  * reject (see close()).
  */
 const CLOSE_WAITING = 0x40000;
+/**
+ * `flags` bit: the transport closed (a reset) while INFLATING, with received bytes still unparsed
+ * (held for a reader that is behind): the close is handled once they are parsed (transportGone).
+ */
+const GONE_PENDING = 0x80000;
 
 /**
  * Connections whose writes are held until the code now running is done: the messages sent to one
@@ -337,6 +346,8 @@ class RareFields {
   closedPromise: Promise<void> | undefined = undefined;
   resolveClosed: (() => void) | undefined = undefined;
   errorValue: Error | undefined = undefined;
+  /** The transport's error while INFLATING, reported (or not) once what was received is parsed (transportGone). */
+  goneError: Error | undefined = undefined;
   /** Server: the request line when the method is not GET. */
   requestLine: string | undefined = undefined;
   /** Server: the request's HTTP version. */
@@ -751,9 +762,13 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     return this.rare?.transport ?? (this.rareFields().transport = socketTransport(this.stream as Socket));
   }
 
-  /** `open`, `closing` (close() called or the peer's close frame received: waiting), or `closed` (transport gone). */
+  /**
+   * `open`, `closing` (close() called or the peer's close frame received: waiting; or the transport
+   * gone while what it read waits for a reader that is behind), or `closed` (transport gone).
+   */
   get readyState(): 'open' | 'closing' | 'closed' {
     if (this.closedFlag) return 'closed';
+    if ((this.flags & GONE_PENDING) !== 0) return 'closing';
     return (this.engine === undefined || this.engine.state === 'open') && (this.flags & CLOSE_WAITING) === 0 ? 'open' : 'closing';
   }
 
@@ -1318,6 +1333,10 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     }
     if ((this.flags & INFLATING) === 0) return;
     this.flags &= ~INFLATING;
+    if ((this.flags & GONE_PENDING) !== 0 || this.rare?.goneError !== undefined) {
+      this.transportGone();
+      return;
+    }
     if (socket !== undefined) {
       socket.allowHalfOpen = false;
       if (socket.readableEnded) endSocket(socket);
@@ -1439,6 +1458,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   /** send() with nothing before it in sendTail. */
   private sendNow(data: SendData | PreparedMessage, options: SendOptions | undefined): Promise<void> {
     try {
+      if ((this.flags & GONE_PENDING) !== 0) throw this.goneError();
       const compress = options?.compress ?? true;
       let sync: boolean;
       let callbackPromise: Promise<void> | undefined;
@@ -1542,7 +1562,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
 
   /** {@link offer} with nothing queued behind a sendStream(). */
   private offerNow(message: PreparedMessage, compress: boolean): boolean {
-    if (this.closedFlag) return false;
+    if (this.closedFlag || (this.flags & GONE_PENDING) !== 0) return false;
     try {
       noteTraffic(message.data.length);
       if (!this.proto.sendPrepared(message, compress, undefined)) this.checkQueued();
@@ -1579,6 +1599,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
       // Its turn came after a close() was sent: nothing of the source is taken. (A close() behind
       // this stream, made after it was called, waits for it: CLOSE_WAITING is not checked here.)
       if (this.closedFlag || this.proto.state !== 'open') throw this.closingError();
+      if ((this.flags & GONE_PENDING) !== 0) throw this.goneError();
       const opcode = options.binary === false ? Opcode.Text : Opcode.Binary;
       const compress = options.compress ?? true;
       // Text is checked as it comes, as send() checks it: bytes that are not UTF-8 fail the source
@@ -1682,6 +1703,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
    */
   ping(payload: SendData = Buffer.alloc(0)): Promise<number> {
     if ((this.flags & HYBI00) !== 0) return rejected(new UnsupportedError('hybi-00 has no ping', 'WS_HYBI00_NO_PING'));
+    if ((this.flags & GONE_PENDING) !== 0) return rejected(this.goneError());
     try {
       const bytes = typeof payload === 'string' ? Buffer.from(payload) : Buffer.from(toBuffer(payload));
       this.proto.ping(bytes);
@@ -1727,6 +1749,11 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
       return rejected(error);
     }
     return this.whenClosed;
+  }
+
+  /** What a send made while the transport is gone and its close waits for what was read (GONE_PENDING) rejects with. */
+  private goneError(): ConnectionClosedError {
+    return new ConnectionClosedError(CloseCode.Abnormal, '', 'the transport is gone; what it read is still being received');
   }
 
   /** What a send made once the connection is closing rejects with. */
@@ -1808,6 +1835,9 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     const transport = this.rare?.transport;
     if (transport !== undefined) transport.abort();
     else abortSocket(this.stream as Socket);
+    // A transport already gone, whose close waited for the bytes held for the reader: it closes
+    // now, and those bytes are dropped (no second 'close' comes from it).
+    if ((this.flags & GONE_PENDING) !== 0 || this.rare?.goneError !== undefined) this.transportGone();
   }
 
   /**
@@ -2096,7 +2126,19 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     // and drops the connection without waiting for our answer, an EPIPE on our answer) loses
     // nothing and fails nothing, so it is neither conn.error nor an 'error' event. (Fixed bug: a
     // server logging 'error' printed a reset for about one browser in three that left a page.)
-    if (this.engine instanceof Protocol && this.engine.closeReceived) return;
+    // Nor once the protocol is closed: our failure (1002, 1009...) was reported when we failed the
+    // connection, and a peer that resets on our close frame tells nothing more; the transport had
+    // ended (1006) or was aborted by us. (Fixed bug: a second 'error', ECONNRESET, followed the
+    // ProtocolError or MessageTooBigError of a peer that reset once it read our close frame.)
+    const engine = this.engine;
+    if (engine !== undefined && (engine.state === 'closed' || (engine instanceof Protocol && engine.closeReceived))) return;
+    // Received bytes wait unparsed for a reader that is behind (INFLATING): they may hold the
+    // peer's close frame, after which the reset is no failure (a browser leaving a page while the
+    // reader catches up), or whole messages that came before it. Decided once they are parsed.
+    if ((this.flags & INFLATING) !== 0 && engine !== undefined && !this.closedFlag) {
+      this.rareFields().goneError ??= error;
+      return;
+    }
     if (!this.errorValue) this.errorValue = error;
     try {
       this.emitError(error);
@@ -2108,6 +2150,30 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
       if (this.stream.destroyed) this.handleClose();
       throw thrown;
     }
+  }
+
+  /**
+   * The bytes held while the transport went away are parsed (or dropped by an abort): its error is
+   * reported now unless the peer's close frame was among them, and the connection closes.
+   */
+  private transportGone(): void {
+    const rare = this.rare;
+    const error = rare?.goneError;
+    if (rare !== undefined) rare.goneError = undefined;
+    const closed = (this.flags & GONE_PENDING) !== 0;
+    this.flags &= ~GONE_PENDING;
+    if (error !== undefined) {
+      try {
+        this.handleError(error);
+      } catch (thrown) {
+        // An `error` listener threw: thrown after the code that parsed the held bytes, as one
+        // that throws on a socket's error is thrown out of that event.
+        queueMicrotask(() => {
+          throw thrown;
+        });
+      }
+    }
+    if (closed) this.handleClose();
   }
 
   /** @internal */
@@ -2130,6 +2196,20 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   handleClose(): void {
     if (this.closedFlag) return;
     if (this.pendingHead !== undefined) this.releaseHead();
+    // The transport is gone (a reset: its end would have waited, see onInflating) while received
+    // bytes wait unparsed for a reader that is behind: they are parsed as it reads on, and the
+    // connection closes after them (transportGone). (Fixed bug: they were dropped, with the
+    // peer's close frame among them: a browser that sent messages and 1001 and reset, as it does
+    // leaving a page, to a server whose createWebSocketStream reader was behind, lost all but the
+    // first messages, 1006 and ECONNRESET reported, and the pipeline rejected.) Sends meanwhile
+    // fail (the transport is destroyed); close() reads the rest at once, and terminate() or a
+    // close timeout drops it.
+    if ((this.flags & INFLATING) !== 0 && this.engine !== undefined && this.engine.state !== 'closed') {
+      this.flags |= GONE_PENDING;
+      // A sendStream() under way stops now, as at the close.
+      this.streamCancel?.cancel(this.goneError());
+      return;
+    }
     this.closedFlag = true;
     if (this.closeTimer) clearTimeout(this.closeTimer);
     this.closeTimer = undefined;
