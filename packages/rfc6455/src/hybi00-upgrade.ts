@@ -8,7 +8,7 @@ import { connect as netConnect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { connect as tlsConnect, TLSSocket } from 'node:tls';
 import { Defaults } from './codec/constants.js';
-import { timerDelay } from './idle-wheel.js';
+import { peerDeadline } from './idle-wheel.js';
 import { WebSocketConnection } from './connection.js';
 import type { ConnectOptions } from './client.js';
 import { abortedHandshake, bareHostname, MAX_ERROR_BODY, sniOption, socketOptions } from './client-target.js';
@@ -34,18 +34,24 @@ function readUntil(socket: Duplex, initial: Buffer, need: (buffered: Buffer) => 
   if (need(initial)) return Promise.resolve(initial);
   return new Promise((resolve, reject) => {
     let buffered = initial;
+    let settled = false;
     const cleanup = (): void => {
+      settled = true;
       clearTimeout(timer);
       socket.removeListener('data', onData);
       socket.removeListener('close', onClose);
+      socket.removeListener('end', onClose);
       socket.removeListener('error', onError);
       socket.pause();
     };
-    const timer = setTimeout(() => {
+    // Once the loop has polled again (see peerDeadline): bytes that came in time while the event
+    // loop was held past the deadline are read first, as over RFC 6455 (fixed bug: a 101 and its
+    // answer waiting unread failed the handshake with WS_HANDSHAKE_TIMEOUT).
+    const timer = peerDeadline(() => {
+      if (settled) return;
       cleanup();
       reject(new HandshakeError('handshake timed out', 408, { code: 'WS_HANDSHAKE_TIMEOUT' }));
-    }, timerDelay(timeout));
-    timer.unref?.();
+    }, timeout);
     const onData = (chunk: Buffer): void => {
       buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
       if (need(buffered)) {
@@ -69,6 +75,11 @@ function readUntil(socket: Duplex, initial: Buffer, need: (buffered: Buffer) => 
     };
     socket.on('data', onData);
     socket.on('close', onClose);
+    // The peer's end (FIN) before what is needed: it can never come. An HTTP server's socket
+    // allows half-open, so no 'close' follows (fixed bug: a client gone while the server waited
+    // for key3 held its socket, and its maxConnections/maxConnectionsPerIp slot, until
+    // handshakeTimeout).
+    socket.on('end', onClose);
     socket.on('error', onError);
     socket.resume();
   });
@@ -198,6 +209,10 @@ export async function connectHybi00(url: URL, options: ConnectOptions): Promise<
   const host = ownHost ?? url.host;
   const request = buildHybi00Request({ host, path, origin: options.origin, protocols });
   const timeout = options.handshakeTimeout ?? Defaults.handshakeTimeout;
+  // One handshakeTimeout for the TCP/TLS connect and the answer together, as over RFC 6455 (fixed
+  // bug: each had a whole one, so a slow connect followed by a slow answer took up to twice it).
+  const started = performance.now();
+  const left = (): number => Math.max(0, timeout - (performance.now() - started));
   // Where to connect: a Unix socket, or host and port (with the local address, family and lookup given).
   const { socketPath, ...tcp } = socketOptions(options);
   const where = socketPath !== undefined ? { path: socketPath } : { host: hostname, port, ...tcp };
@@ -216,8 +231,7 @@ export async function connectHybi00(url: URL, options: ConnectOptions): Promise<
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new HandshakeError('connect timed out', 0, { code: 'WS_HANDSHAKE_TIMEOUT' })), timerDelay(timeout));
-      timer.unref?.();
+      const timer = peerDeadline(() => reject(new HandshakeError('connect timed out', 0, { code: 'WS_HANDSHAKE_TIMEOUT' })), left());
       socket.once(secure ? 'secureConnect' : 'connect', () => {
         clearTimeout(timer);
         resolve();
@@ -250,7 +264,7 @@ export async function connectHybi00(url: URL, options: ConnectOptions): Promise<
         const end = b.indexOf('\r\n\r\n');
         return tooLarge(b, end) || (end >= 0 && b.length >= end + 4 + following(b.toString('latin1', 0, end)));
       },
-      timeout,
+      left(),
       Infinity,
     ).catch((error: unknown) => {
       // A refusal (e.g. 401 'who are you?') may end the connection before the end of its body (or
@@ -262,7 +276,9 @@ export async function connectHybi00(url: URL, options: ConnectOptions): Promise<
       throw error;
     });
     const end = bytes.indexOf('\r\n\r\n');
-    if (tooLarge(bytes, end)) throw new HandshakeError('handshake too large', 431, { code: 'WS_HEAD_TOO_LARGE' });
+    // Status 0 and WS_RESPONSE_TOO_LARGE, as over RFC 6455: the status is the one received, and no
+    // status was (fixed bug: 431 WS_HEAD_TOO_LARGE, a status the server never sent).
+    if (tooLarge(bytes, end)) throw new HandshakeError(`response head too large: over ${limit} bytes`, 0, { code: 'WS_RESPONSE_TOO_LARGE' });
     const { statusLine, headers } = parseHead(bytes.subarray(0, end).toString('latin1'));
     const body = bytes.subarray(end + 4, end + 4 + following(bytes.toString('latin1', 0, end)));
     // draft-76 §4.1: the URL connected to, its port left out when it is the scheme's default.

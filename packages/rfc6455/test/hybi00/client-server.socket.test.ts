@@ -4,6 +4,7 @@
  * hook, UTF-8 text both ways, the message size limit, the closing handshake in both directions,
  * and the typed errors for what hybi-00 cannot do.
  */
+import { lookup as dnsLookup } from 'node:dns';
 import type { IncomingMessage } from 'node:http';
 import {
   connect,
@@ -288,6 +289,43 @@ describe('timeouts over what setTimeout takes', () => {
     await conn.close();
     expect(conn.closeStatus).toBe(1005);
   });
+
+  test('handshakeTimeout bounds the connect and the answer together, as over RFC 6455: a slow lookup then a slow answer, each shorter than it, fail (each had a whole one)', async () => {
+    // (Margins: the answer comes 400 ms after the one deadline, and 270 ms before the second
+    // lookup-then-answer deadlines gave.)
+    const handshakeTimeout = 1000;
+    let started = 0;
+    let asked = false;
+    // The server answers once the client's whole handshakeTimeout has run out.
+    const server = await start(echo, {
+      beforeAccept: async () => {
+        asked = true;
+        await new Promise((resolve) => setTimeout(resolve, Math.max(0, started + handshakeTimeout + 400 - performance.now())));
+        return undefined;
+      },
+    });
+    // The lookup takes most of handshakeTimeout, but not all of it.
+    const lookup = ((_host: string, options: object, callback: (...args: unknown[]) => void): void => {
+      setTimeout(() => dnsLookup('127.0.0.1', options, callback as never), (handshakeTimeout * 2) / 3);
+    }) as NonNullable<ConnectOptions['lookup']>;
+    started = performance.now();
+    const error = await rejection(open(`ws://hybi00.test:${server.port}/`, { handshakeTimeout, lookup }));
+    expect(asked).toBe(true);
+    expect(error).toBeInstanceOf(HandshakeError);
+    expect((error as HandshakeError).code).toBe('WS_HANDSHAKE_TIMEOUT');
+  });
+
+  test('a 101 and its answer that came in time while the event loop was held past handshakeTimeout are taken, as over RFC 6455 (it failed with WS_HANDSHAKE_TIMEOUT)', async () => {
+    const server = await start(async (conn) => {
+      // The server's 101 is written: the loop is held past the client's handshakeTimeout with it unread.
+      const end = Date.now() + 400;
+      while (Date.now() < end);
+      await echo(conn);
+    });
+    const conn = await open(server.url, { handshakeTimeout: 200 });
+    await conn.send('in time');
+    expect(await recvText(conn)).toBe('in time');
+  });
 });
 
 describe('closing handshake', () => {
@@ -514,6 +552,21 @@ describe('routing and negotiation', () => {
       expect([refused.status, refused.headers?.['www-authenticate'], refused.headers?.['x-note'], refused.body?.toString()]).toEqual([401, 'Bearer', 'one two', 'no']);
     } finally {
       await refusing.close();
+    }
+  });
+
+  test('a response head over maxHeaderSize fails with status 0 and WS_RESPONSE_TOO_LARGE, as over RFC 6455 (it was 431 WS_HEAD_TOO_LARGE, a status the server never sent)', async () => {
+    const verbose = await rawServer((_head, socket) => {
+      socket.end(`HTTP/1.1 101 WebSocket Protocol Handshake\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\nX-Padding: ${'x'.repeat(2000)}\r\n\r\n`);
+    });
+    try {
+      const hybi00 = (await rejection(open(verbose.url, { maxHeaderSize: 1024 }))) as HandshakeError;
+      const rfc6455 = (await rejection(connect(verbose.url, { maxHeaderSize: 1024 }))) as HandshakeError;
+      expect(hybi00).toBeInstanceOf(HandshakeError);
+      expect([hybi00.status, hybi00.code]).toEqual([0, 'WS_RESPONSE_TOO_LARGE']);
+      expect([hybi00.status, hybi00.code]).toEqual([rfc6455.status, rfc6455.code]);
+    } finally {
+      await verbose.close();
     }
   });
 

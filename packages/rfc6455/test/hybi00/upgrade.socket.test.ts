@@ -8,6 +8,7 @@
  * that nothing has been answered yet, and only then writes the rest.
  */
 import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { connect as netConnect, type Socket } from 'node:net';
 import { serve, type ServeOptions, type WebSocketConnection, type WebSocketServer } from '../../src/index.js';
 import { encodeHybi00Text, HYBI00_CLOSE } from '../../src/codec/hybi00.js';
@@ -244,6 +245,28 @@ describe('server reads key3', () => {
     await peer.untilClosed();
     expect(peer.received.length).toBe(0);
     expect(f.conns).toHaveLength(0);
+  });
+
+  test('server lets go at once of a client that ends (FIN) before all of key3 came, freeing its maxConnectionsPerIp slot (it held both until handshakeTimeout)', async () => {
+    const f = await start({ handshakeTimeout: 20_000, maxConnectionsPerIp: 1 });
+    const peer = await open(f.server.port);
+    const upgraded = new Promise<Duplex>((resolve) => f.server.httpServer.once('upgrade', (_req: IncomingMessage, socket: Duplex) => resolve(socket)));
+    await peer.write(Buffer.concat([hybi00Head(f.server.port), KEY3.subarray(0, 4)]));
+    const serverSide = await upgraded;
+    const ended = new Promise<void>((resolve) => serverSide.once('end', resolve));
+    peer.socket.end();
+    await ended;
+    // The server's own 'end' listener ran first; what it does settles within the next turns.
+    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(serverSide.destroyed).toBe(true);
+    await peer.untilClosed();
+    expect(peer.received.length).toBe(0);
+    // The slot is free: the same address connects again.
+    const next = await open(f.server.port);
+    await next.write(Buffer.concat([hybi00Head(f.server.port), KEY3]));
+    const answer = await next.handshake();
+    expect([answer.status, answer.answer]).toEqual([101, ANSWER]);
   });
 });
 
