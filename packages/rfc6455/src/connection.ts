@@ -348,6 +348,8 @@ class RareFields {
   errorValue: Error | undefined = undefined;
   /** The transport's error while INFLATING, reported (or not) once what was received is parsed (transportGone). */
   goneError: Error | undefined = undefined;
+  /** GONE_PENDING: what still waited for the reader when the close timer last looked (unreadHeld), -1 before. */
+  goneUnread = -1;
   /** Server: the request line when the method is not GET. */
   requestLine: string | undefined = undefined;
   /** Server: the request's HTTP version. */
@@ -1751,6 +1753,15 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     return this.whenClosed;
   }
 
+  /**
+   * GONE_PENDING: how much of what was read still waits for the reader (bytes unparsed, queued, in
+   * a streamed message's buffer), which changes only as the reader takes some of it.
+   */
+  private unreadHeld(): number {
+    const engine = this.engine;
+    return (engine instanceof Protocol ? engine.bufferedIncoming : 0) + (this.inbox?.bytes ?? 0) + (this.incoming?.readableLength ?? 0);
+  }
+
   /** What a send made while the transport is gone and its close waits for what was read (GONE_PENDING) rejects with. */
   private goneError(): ConnectionClosedError {
     return new ConnectionClosedError(CloseCode.Abnormal, '', 'the transport is gone; what it read is still being received');
@@ -1894,6 +1905,33 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
       if (this.closeTimer !== timer) return;
       this.closeTimer = undefined;
       if (this.closedFlag) return;
+      if ((this.flags & GONE_PENDING) !== 0) {
+        // The transport is gone and what it read waits for the reader: a reader that took some of
+        // it since the last check is slow, not stuck, and gets another closeTimeout; one that took
+        // nothing has the rest dropped, as terminate() does, and the transport's error is reported
+        // (before the close), as the peer's close frame, if it sent one, was not read. (Fixed bug:
+        // nothing bounded the wait, so a reset while the queue was full, of a server that does not
+        // read what its clients send, left the connection `closing` for good, in
+        // server.connections, its 'close' never emitted and whenClosed never resolved.)
+        const rare = this.rareFields();
+        const unread = this.unreadHeld();
+        if (unread !== rare.goneUnread) {
+          rare.goneUnread = unread;
+          this.armCloseTimer();
+          return;
+        }
+        const error = rare.goneError;
+        rare.goneError = undefined;
+        try {
+          if (error !== undefined) {
+            if (!this.errorValue) this.errorValue = error;
+            this.emitError(error);
+          }
+        } finally {
+          this.abortTransport();
+        }
+        return;
+      }
       // What was sent before the close is still going out, and the peer has taken some of it
       // since the timer last fired (or a sendStream() before the close has sent more): a slow
       // reader, not a dead one. The timeout bounds a stall, not the whole delivery (fixed bug:
@@ -2135,7 +2173,9 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     // Received bytes wait unparsed for a reader that is behind (INFLATING): they may hold the
     // peer's close frame, after which the reset is no failure (a browser leaving a page while the
     // reader catches up), or whole messages that came before it. Decided once they are parsed.
-    if ((this.flags & INFLATING) !== 0 && engine !== undefined && !this.closedFlag) {
+    // So do bytes the stream read ahead while reading was paused: they are received at its
+    // 'close' (see handleClose), which follows its error.
+    if (!this.closedFlag && (((this.flags & INFLATING) !== 0 && engine !== undefined) || this.stream.readableLength > 0)) {
       this.rareFields().goneError ??= error;
       return;
     }
@@ -2196,6 +2236,21 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   handleClose(): void {
     if (this.closedFlag) return;
     if (this.pendingHead !== undefined) this.releaseHead();
+    // What the stream read ahead while reading was paused (a socket reads on to its high-water
+    // mark; so do TLS sockets and HTTP/2 streams) is received now, after what was read before it:
+    // a destroyed stream still hands it to read(), though no longer as 'data' (nor, in some Node
+    // versions, as 'data' from read() once its 'close' is emitted: so not through our listener).
+    // (Fixed bug: it was dropped, the peer's close frame among it: a reset while the reader was
+    // behind lost the messages of the later reads, and closed 1006 with the reset reported.)
+    const stream = this.stream;
+    if (stream.readableLength > 0 && (this.engine === undefined || this.engine.state !== 'closed')) {
+      stream.off('data', streamOnData);
+      let chunk: unknown;
+      while (!this.closedFlag && (chunk = stream.read()) !== null) {
+        if (Buffer.isBuffer(chunk)) this.handleData(chunk);
+      }
+      if (this.closedFlag) return;
+    }
     // The transport is gone (a reset: its end would have waited, see onInflating) while received
     // bytes wait unparsed for a reader that is behind: they are parsed as it reads on, and the
     // connection closes after them (transportGone). (Fixed bug: they were dropped, with the
@@ -2208,7 +2263,16 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
       this.flags |= GONE_PENDING;
       // A sendStream() under way stops now, as at the close.
       this.streamCancel?.cancel(this.goneError());
+      // A reader that stops taking what waits is not waited for past closeTimeout (see armCloseTimer).
+      this.rareFields().goneUnread = this.unreadHeld();
+      this.armCloseTimer();
       return;
+    }
+    // The transport's error, held while those bytes waited (see handleError), is reported now,
+    // unless the peer's close frame was among them.
+    if (this.rare?.goneError !== undefined) {
+      this.transportGone();
+      if (this.closedFlag) return;
     }
     this.closedFlag = true;
     if (this.closeTimer) clearTimeout(this.closeTimer);
