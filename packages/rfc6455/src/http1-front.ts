@@ -35,7 +35,7 @@ interface Pending {
   buffered: Buffer | undefined;
   /** How many bytes of `buffered` were received. */
   length: number;
-  /** Date.now() at accept time. */
+  /** performance.now() at accept time. */
   readonly since: number;
 }
 
@@ -45,6 +45,11 @@ export interface Http1FrontOptions {
   maxHeaderSize: number;
   /** ms for the whole head to arrive; past it the socket gets 408 and is closed. */
   handshakeTimeout: number;
+  /**
+   * Called with a socket handed to Node's parser (not a clean upgrade head) and the
+   * performance.now() it was accepted at: serve() times an upgrade from there (see upgradeSince).
+   */
+  onFallBack?: ((socket: Socket, since: number) => void) | undefined;
 }
 
 /** True when this Node offers what the front needs (IncomingMessage#_addHeaderLines). */
@@ -65,6 +70,13 @@ export class Http1Front {
   private nodeListener: ((socket: Socket) => void) | undefined;
   private readonly onData: (this: Socket, chunk: Buffer) => void;
   private readonly onError: (this: Socket) => void;
+  private readonly onFallBack: ((socket: Socket, since: number) => void) | undefined;
+  /**
+   * While the front emits `upgrade`: the performance.now() its socket was accepted at, so that
+   * serve() gives the upgrade what is left of handshakeTimeout after its head (one deadline for
+   * both) without a table of its own per connection. undefined otherwise.
+   */
+  upgradeSince: number | undefined = undefined;
 
   constructor(
     private readonly server: HttpServer,
@@ -73,6 +85,7 @@ export class Http1Front {
   ) {
     this.maxHeaderSize = options.maxHeaderSize;
     this.timeout = options.handshakeTimeout;
+    this.onFallBack = options.onFallBack;
     // One pair of listeners per server, shared by every socket (`this` is the socket).
     // eslint-disable-next-line @typescript-eslint/no-this-alias
     const front = this;
@@ -115,7 +128,7 @@ export class Http1Front {
   }
 
   private accept(socket: Socket): void {
-    this.pending.set(socket, { buffered: undefined, length: 0, since: Date.now() });
+    this.pending.set(socket, { buffered: undefined, length: 0, since: performance.now() });
     socket.on('error', this.onError);
     socket.on('data', this.onData);
   }
@@ -128,7 +141,9 @@ export class Http1Front {
 
   /** Hands the socket to Node's HTTP server, the bytes read so far put back first. */
   private fallBack(socket: Socket, buffered: Buffer | undefined): void {
+    const since = this.pending.get(socket)?.since;
     this.release(socket);
+    if (since !== undefined) this.onFallBack?.(socket, since);
     // Buffer what arrives until Node's parser listens (as Node does before an `upgrade` event).
     (socket as { readableFlowing: boolean | null }).readableFlowing = null;
     if (buffered && buffered.length > 0) socket.unshift(buffered);
@@ -192,7 +207,12 @@ export class Http1Front {
     this.release(socket);
     // What arrives before the connection listens stays buffered (Node does the same).
     (socket as { readableFlowing: boolean | null }).readableFlowing = null;
-    this.server.emit('upgrade', req, socket, headLength === buffer.length ? EMPTY : buffer.subarray(headLength));
+    this.upgradeSince = state.since;
+    try {
+      this.server.emit('upgrade', req, socket, headLength === buffer.length ? EMPTY : buffer.subarray(headLength));
+    } finally {
+      this.upgradeSince = undefined;
+    }
   }
 
   /**
@@ -207,7 +227,7 @@ export class Http1Front {
 
   private sweep(): void {
     if (this.pending.size === 0) return;
-    const now = Date.now();
+    const now = performance.now();
     for (const [socket, state] of this.pending) {
       if (socket.destroyed) {
         this.pending.delete(socket);
