@@ -99,8 +99,9 @@ test.each(APPS)('%s: the framework\'s hooks and beforeAccept share one handshake
     // Before: beforeAccept had a whole handshakeTimeout of its own and the upgrade was accepted.
     if (!(outcome instanceof HandshakeError)) (outcome as WebSocketConnection).terminate();
     expect(outcome).toBeInstanceOf(HandshakeError);
-    // Cut by the deadline: the socket closed without an answer.
-    expect((outcome as HandshakeError).status).toBe(0);
+    // Cut by the deadline: the socket closed without an answer (or, on a machine so loaded that a
+    // timer ran more than 600 ms late, answered 408 while still in the framework's hooks).
+    expect([0, 408]).toContain((outcome as HandshakeError).status);
   } finally {
     await running.stop();
   }
