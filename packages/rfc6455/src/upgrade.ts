@@ -211,6 +211,11 @@ const NOT_PASSED = new Set([
   'content-length', 'content-type', 'content-encoding', 'content-range', 'date',
 ]);
 
+/** The handshake's own response headers, which only the core writes: Upgrade, Connection, Sec-WebSocket-* (lower-cased name). */
+function isHandshakeHeader(lower: string): boolean {
+  return lower === 'upgrade' || lower === 'connection' || lower.startsWith('sec-websocket-');
+}
+
 /**
  * The framework headers that may go on a 101 (see NOT_PASSED; HTTP/2 pseudo-headers are left out
  * too), checked as `beforeAccept`'s are: a name that is not a token, or a value with CR, LF or NUL,
@@ -221,7 +226,7 @@ export function passedResponseHeaders(headers: ResponseHeaders): HeaderList {
   const kept: Array<[string, OutgoingHttpHeaders[string]]> = [];
   for (const [name, value] of entries) {
     const lower = name.toLowerCase();
-    if (NOT_PASSED.has(lower) || lower.startsWith('sec-websocket-') || lower.startsWith(':')) continue;
+    if (NOT_PASSED.has(lower) || isHandshakeHeader(lower) || lower.startsWith(':')) continue;
     kept.push([name, value as OutgoingHttpHeaders[string]]);
   }
   return headerList(kept as unknown as HeaderList);
@@ -240,7 +245,7 @@ export function passedResponseHeaders(headers: ResponseHeaders): HeaderList {
 function checkHookHeaders(headers: HeaderList): void {
   for (const [name] of headers) {
     const lower = name.toLowerCase();
-    if (lower !== 'upgrade' && lower !== 'connection' && !lower.startsWith('sec-websocket-')) continue;
+    if (!isHandshakeHeader(lower)) continue;
     const instead =
       lower === 'sec-websocket-protocol' ? ' (choose the subprotocol with the protocols option or a service mapper)' : lower === 'sec-websocket-extensions' ? ' (use the perMessageDeflate option)' : '';
     throw new TypeError(`beforeAccept returned the ${name} header, which is the handshake's own: the 101 writes it${instead}`);
