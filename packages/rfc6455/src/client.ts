@@ -109,7 +109,7 @@ export async function connect(url: string | URL, options: ConnectOptions = {}): 
   try {
     if (options.variant === 'hybi00') {
       release = await turn(target, options, started);
-      return await connectHybi00(target, { ...options, handshakeTimeout: leftOf(started) });
+      return await connectHybi00(target, { ...options, handshakeTimeout: leftOf(started) }, timeout);
     }
     // An HTTP/1.1 fallback from HTTP/2 has what is left of the one handshakeTimeout (fixed bug: it
     // got a fresh one, so a server slow to show it spoke no HTTP/2 gave connect() up to twice it).

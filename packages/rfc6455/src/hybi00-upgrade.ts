@@ -27,10 +27,11 @@ import { socketTransport } from './transport.js';
 import { answerRefusal, failUpgrade, handshakeTimeLeft, hookAnswer, negotiate, refusedForShutdown, startConnection, upgraded, withResponseHeaders, type ResponseHeaderSource, type UpgradeOptions, type UpgradeTarget, type BeforeAcceptResult, type HookReturning, type HookState } from './upgrade.js';
 
 /**
- * Reads until `test(buffered)` returns a length, with the handshake timeout. Resolves with the
- * bytes read so far (the caller splits them). The socket is paused again afterwards.
+ * Reads until `test(buffered)` returns a length, with the handshake timeout (`timeout`, what is
+ * left of it; `total`, the whole of it, for the error's message). Resolves with the bytes read so
+ * far (the caller splits them). The socket is paused again afterwards.
  */
-function readUntil(socket: Duplex, initial: Buffer, need: (buffered: Buffer) => boolean, timeout: number, limit: number): Promise<Buffer> {
+function readUntil(socket: Duplex, initial: Buffer, need: (buffered: Buffer) => boolean, timeout: number, limit: number, total = timeout): Promise<Buffer> {
   if (need(initial)) return Promise.resolve(initial);
   return new Promise((resolve, reject) => {
     let buffered = initial;
@@ -50,7 +51,7 @@ function readUntil(socket: Duplex, initial: Buffer, need: (buffered: Buffer) => 
     const timer = peerDeadline(() => {
       if (settled) return;
       cleanup();
-      reject(new HandshakeError('handshake timed out', 408, { code: 'WS_HANDSHAKE_TIMEOUT' }));
+      reject(new HandshakeError(`handshake timed out after ${total} ms`, 408, { code: 'WS_HANDSHAKE_TIMEOUT' }));
     }, timeout);
     const onData = (chunk: Buffer): void => {
       buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
@@ -119,7 +120,7 @@ export async function handleHybi00Upgrade<State>(
   try {
     // draft-76 §5.2: the 8 key3 bytes follow the head, in the same packet (Node's `head`), in a
     // later one, or split across both.
-    const bytes = await readUntil(socket, head, (b) => b.length >= HYBI00_KEY3_LENGTH, timeout, 1 << 20);
+    const bytes = await readUntil(socket, head, (b) => b.length >= HYBI00_KEY3_LENGTH, timeout, 1 << 20, options.handshakeTimeout ?? Defaults.handshakeTimeout);
     const key3 = bytes.subarray(0, HYBI00_KEY3_LENGTH);
     const rest = bytes.subarray(HYBI00_KEY3_LENGTH);
     const secure = socket instanceof TLSSocket || (req.socket as Socket | undefined) instanceof TLSSocket;
@@ -191,8 +192,12 @@ function parseHead(text: string): { statusLine: string; headers: IncomingHttpHea
   return { statusLine: lines[0] ?? '', headers };
 }
 
-/** A hybi-00 client connection (draft-76 §4.1), behind the same connection API. */
-export async function connectHybi00(url: URL, options: ConnectOptions): Promise<WebSocketConnection> {
+/**
+ * A hybi-00 client connection (draft-76 §4.1), behind the same connection API. `total`: the whole
+ * handshakeTimeout, which a timeout's error names, when `options.handshakeTimeout` is what is left
+ * of it (after a wait for the host's turn).
+ */
+export async function connectHybi00(url: URL, options: ConnectOptions, total?: number): Promise<WebSocketConnection> {
   const secure = url.protocol === 'wss:' || url.protocol === 'https:';
   const port = Number(url.port || (secure ? 443 : 80));
   const hostname = bareHostname(url);
@@ -209,6 +214,7 @@ export async function connectHybi00(url: URL, options: ConnectOptions): Promise<
   const host = ownHost ?? url.host;
   const request = buildHybi00Request({ host, path, origin: options.origin, protocols });
   const timeout = options.handshakeTimeout ?? Defaults.handshakeTimeout;
+  const named = total ?? timeout;
   // One handshakeTimeout for the TCP/TLS connect and the answer together, as over RFC 6455 (fixed
   // bug: each had a whole one, so a slow connect followed by a slow answer took up to twice it).
   const started = performance.now();
@@ -231,7 +237,7 @@ export async function connectHybi00(url: URL, options: ConnectOptions): Promise<
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
     await new Promise<void>((resolve, reject) => {
-      const timer = peerDeadline(() => reject(new HandshakeError('connect timed out', 0, { code: 'WS_HANDSHAKE_TIMEOUT' })), left());
+      const timer = peerDeadline(() => reject(new HandshakeError(`handshake timed out after ${named} ms`, 0, { code: 'WS_HANDSHAKE_TIMEOUT' })), left());
       socket.once(secure ? 'secureConnect' : 'connect', () => {
         clearTimeout(timer);
         resolve();
@@ -266,6 +272,7 @@ export async function connectHybi00(url: URL, options: ConnectOptions): Promise<
       },
       left(),
       Infinity,
+      named,
     ).catch((error: unknown) => {
       // A refusal (e.g. 401 'who are you?') may end the connection before the end of its body (or
       // before the 16 bytes a 101 is followed by): verify what came, so the error carries the real
