@@ -16,7 +16,7 @@ import { buildRequestHeaders, checkOfferedProtocols, generateKey, verifyResponse
 import { socketTransport } from './transport.js';
 import { openHttp2 } from './http2.js';
 import { hostKey, takeTurn } from './connecting.js';
-import { connectHybi00 } from './hybi00-upgrade.js';
+import { openHybi00 } from './hybi00-upgrade.js';
 import { abortedHandshake, bareHostname, percentDecode, refusalBody, sniOption, socketOptions, unixTarget, watchStatusLine } from './client-target.js';
 import type { ClientHttp2Session } from 'node:http2';
 
@@ -95,6 +95,11 @@ export async function connect(url: string | URL, options: ConnectOptions = {}): 
     target = unix.target;
     options = { ...options, socketPath: unix.socketPath };
   }
+  // A URL no connection is made for fails at once, over every path: it neither waits for a host's
+  // turn nor connects (fixed bug: with `http2: true` it waited for the turn, then made an HTTP/2
+  // connection before the TypeError, and with `variant: 'hybi00'` it waited, then sent an ftp:
+  // URL a hybi-00 handshake and failed with WS_HANDSHAKE_TIMEOUT).
+  if (!isSecure(target) && target.protocol !== 'ws:' && target.protocol !== 'http:') throw unsupportedScheme(target);
   options = withCredentials(target, options);
   const timeout = options.handshakeTimeout ?? Defaults.handshakeTimeout;
   // What is left at `now` of a handshakeTimeout that began at `from`.
@@ -109,7 +114,7 @@ export async function connect(url: string | URL, options: ConnectOptions = {}): 
   try {
     if (options.variant === 'hybi00') {
       release = await turn(target, options, started);
-      return await connectHybi00(target, { ...options, handshakeTimeout: leftOf(started) }, timeout);
+      return await openHybi00(target, { ...options, handshakeTimeout: leftOf(started) }, release, timeout);
     }
     // An HTTP/1.1 fallback from HTTP/2 has what is left of the one handshakeTimeout (fixed bug: it
     // got a fresh one, so a server slow to show it spoke no HTTP/2 gave connect() up to twice it).
@@ -118,7 +123,7 @@ export async function connect(url: string | URL, options: ConnectOptions = {}): 
     if (options.http2) {
       const session = typeof options.http2 === 'object' ? options.http2 : undefined;
       if (session === undefined) release = await turn(target, options, started);
-      const conn = await openHttp2(target, { ...options, session }, started);
+      const conn = await openHttp2(target, { ...options, session }, started, release);
       if (conn) return conn;
     }
     const maxRedirects = options.followRedirects === true ? 5 : options.followRedirects || 0;
@@ -127,8 +132,6 @@ export async function connect(url: string | URL, options: ConnectOptions = {}): 
       // (A redirect is a new handshake, with a handshakeTimeout of its own, as in ws; its
       // connection, to the host it names, takes a turn once the 3xx gave the last one back.)
       const from = redirects === 0 ? started : performance.now();
-      // (A URL no connection is made for does not wait for a turn to fail.)
-      if (!isSecure(target) && target.protocol !== 'ws:' && target.protocol !== 'http:') throw unsupportedScheme(target);
       release ??= await turn(target, options, from);
       const outcome = await attempt(target, options, redirects < maxRedirects, leftOf(from), release);
       release();

@@ -49,6 +49,16 @@ export function hostsConnecting(): number {
 }
 
 /**
+ * What a connect() that timed out in line was waiting for, for its error's message: it made no
+ * connection, and a bare "handshake timed out" sent its caller to look at a server it never reached
+ * (fixed bug).
+ */
+function waitingFor(key: string): string {
+  const to = key.startsWith('unix:') ? `the Unix socket ${key.slice(5)}` : key.replace(/^(.*) (\d+)$/, (_, host: string, port: string) => `${host.includes(':') ? `[${host}]` : host}:${port}`);
+  return `waiting for its turn: another connection to ${to} was still connecting (RFC 6455 §4.1, one at a time to a host; serializeHandshakes: false does not wait)`;
+}
+
+/**
  * Waits for the turn of the host `key` to connect, at once when no other connect() to it is in
  * CONNECTING. Resolves with the function that gives the turn back (call it once the connection
  * is open or has failed; more calls do nothing). Rejects with `WS_HANDSHAKE_TIMEOUT` when the
@@ -87,7 +97,7 @@ export function takeTurn(key: string, timeout: number, total: number, signal: Ab
     const onAbort = (): void => giveUp(abortedHandshake(signal!));
     const timer = peerDeadline(() => {
       // (Its turn may have come between the timer and this callback: then it is taken.)
-      if (!released && line.indexOf(self) !== 0) giveUp(new HandshakeError(`handshake timed out after ${total} ms`, 0, { code: 'WS_HANDSHAKE_TIMEOUT' }));
+      if (!released && line.indexOf(self) !== 0) giveUp(new HandshakeError(`handshake timed out after ${total} ms ${waitingFor(key)}`, 0, { code: 'WS_HANDSHAKE_TIMEOUT' }));
     }, timeout);
     self = {
       grant: () => {

@@ -496,7 +496,7 @@ export async function connectHttp2(url: URL, options: Http2ConnectOptions): Prom
   const timeout = options.handshakeTimeout ?? Defaults.handshakeTimeout;
   const release = await takeTurn(hostKey(url, options.socketPath), timeout, timeout, options.signal);
   try {
-    return await openHttp2(url, options, started);
+    return await openHttp2(url, options, started, release);
   } finally {
     release();
   }
@@ -505,9 +505,11 @@ export async function connectHttp2(url: URL, options: Http2ConnectOptions): Prom
 /**
  * {@link connectHttp2} without taking a turn (`connect()` holds its own through a fallback to
  * HTTP/1.1), with one handshakeTimeout that began at `started` (a turn waited for counts in it).
+ * `answered` is called when a response that is no 200 comes: the WebSocket has failed (its body
+ * may still be read), and the host's turn goes to the next, as over HTTP/1.1.
  * @internal
  */
-export async function openHttp2(url: URL, options: Http2ConnectOptions, started: number): Promise<WebSocketConnection | undefined> {
+export async function openHttp2(url: URL, options: Http2ConnectOptions, started: number, answered?: () => void): Promise<WebSocketConnection | undefined> {
   const secure = url.protocol === 'wss:' || url.protocol === 'https:';
   const origin = `${secure ? 'https' : 'http'}://${url.host}`;
   const timeout = options.handshakeTimeout ?? Defaults.handshakeTimeout;
@@ -641,6 +643,10 @@ export async function openHttp2(url: URL, options: Http2ConnectOptions, started:
       const status = Number(responseHeaders[':status']);
       const plain = regularHeaders(responseHeaders);
       if (status !== 200) {
+        // The connection has failed at the refusal's head: reading its body does not hold up the
+        // next connection to the host (fixed bug: it held the host's turn until the body's end,
+        // up to handshakeTimeout for a body that did not end).
+        answered?.();
         // As over HTTP/1.1: the first MAX_ERROR_BODY bytes of the body (it was all of it, in memory).
         refused = () => fail(refusal!());
         const received = refusalBody(stream, refused);

@@ -13,6 +13,7 @@ import { WebSocketConnection } from './connection.js';
 import type { ConnectOptions } from './client.js';
 import { abortedHandshake, bareHostname, MAX_ERROR_BODY, sniOption, socketOptions } from './client-target.js';
 import { HandshakeError } from './errors.js';
+import { hostKey, takeTurn } from './connecting.js';
 import {
   acceptHybi00,
   buildHybi00Request,
@@ -193,11 +194,32 @@ function parseHead(text: string): { statusLine: string; headers: IncomingHttpHea
 }
 
 /**
- * A hybi-00 client connection (draft-76 §4.1), behind the same connection API. `total`: the whole
+ * A hybi-00 client connection (draft-76 §4.1), behind the same connection API. It waits for its
+ * host's turn as `connect()`'s do (RFC 6455 §4.1, one connection in CONNECTING to a host; the
+ * wait counts in `handshakeTimeout`), unless `serializeHandshakes: false` (fixed bug: called
+ * directly, it connected at once beside another connection to the host still connecting).
+ */
+export async function connectHybi00(url: URL, options: ConnectOptions): Promise<WebSocketConnection> {
+  if (options.serializeHandshakes === false) return openHybi00(url, options);
+  const started = performance.now();
+  const timeout = options.handshakeTimeout ?? Defaults.handshakeTimeout;
+  const release = await takeTurn(hostKey(url, options.socketPath), timeout, timeout, options.signal);
+  try {
+    return await openHybi00(url, { ...options, handshakeTimeout: Math.max(0, timeout - (performance.now() - started)) }, release, timeout);
+  } finally {
+    release();
+  }
+}
+
+/**
+ * {@link connectHybi00} without taking a turn (`connect()` takes its own). `answered` is called
+ * when a response head that is no 101 has come: the connection has failed (its body may still be
+ * read), and the host's turn goes to the next, as over HTTP/1.1. `total`: the whole
  * handshakeTimeout, which a timeout's error names, when `options.handshakeTimeout` is what is left
  * of it (after a wait for the host's turn).
+ * @internal
  */
-export async function connectHybi00(url: URL, options: ConnectOptions, total?: number): Promise<WebSocketConnection> {
+export async function openHybi00(url: URL, options: ConnectOptions, answered?: () => void, total?: number): Promise<WebSocketConnection> {
   const secure = url.protocol === 'wss:' || url.protocol === 'https:';
   const port = Number(url.port || (secure ? 443 : 80));
   const hostname = bareHostname(url);
@@ -268,6 +290,9 @@ export async function connectHybi00(url: URL, options: ConnectOptions, total?: n
       (b) => {
         seen = b;
         const end = b.indexOf('\r\n\r\n');
+        // A refusal's head: reading its body does not hold up the next connection to the host
+        // (fixed bug: it held the host's turn until the body's end, or up to handshakeTimeout).
+        if (end >= 0 && !upgrades(b.toString('latin1', 0, end))) answered?.();
         return tooLarge(b, end) || (end >= 0 && b.length >= end + 4 + following(b.toString('latin1', 0, end)));
       },
       left(),

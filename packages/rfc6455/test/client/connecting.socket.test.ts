@@ -9,8 +9,8 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { connect as netConnect, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
-import { connect as h2connect } from 'node:http2';
-import { connect, connectHttp2, HandshakeError, serve, WebSocket, type ConnectOptions, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
+import { connect as h2connect, createSecureServer as createHttp2Server, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import { connect, connectHttp2, connectHybi00, HandshakeError, serve, WebSocket, type ConnectOptions, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
 import { acceptKey } from '../../src/handshake/server.js';
 import { hostKey, hostsConnecting } from '../../src/connecting.js';
 import { requestKey } from '../helpers/raw-server.js';
@@ -116,10 +116,10 @@ const opened = (promise: Promise<WebSocketConnection>): Promise<WebSocketConnect
     return conn;
   });
 
-const failure = (promise: Promise<WebSocketConnection>): Promise<HandshakeError> =>
+const failure = (promise: Promise<WebSocketConnection | undefined>): Promise<HandshakeError> =>
   promise.then(
     (conn) => {
-      conn.terminate();
+      conn?.terminate();
       throw new Error('connected, expected a HandshakeError');
     },
     (error: unknown) => {
@@ -212,13 +212,17 @@ describe('one connection in CONNECTING to a host (RFC 6455 §4.1, requirement 2)
     const s = await hostServer();
     const first = opened(connect(s.url('/hold'), plain));
     const error = await failure(connect(s.url('/second'), { ...plain, handshakeTimeout: 50 }));
-    expect([error.code, error.message]).toEqual(['WS_HANDSHAKE_TIMEOUT', 'handshake timed out after 50 ms']);
     const held = await s.arrived('/hold');
     expect(await s.othersBefore()).toBe(1);
     held.socket.write(switching(held.head));
     await first;
     expect(s.requests).toEqual(['/hold']);
     expect(hostsConnecting()).toBe(0);
+    // Its message says it made no connection, and why: not a server that did not answer.
+    expect([error.code, error.message]).toEqual([
+      'WS_HANDSHAKE_TIMEOUT',
+      `handshake timed out after 50 ms waiting for its turn: another connection to 127.0.0.1:${s.port} was still connecting (RFC 6455 §4.1, one at a time to a host; serializeHandshakes: false does not wait)`,
+    ]);
   });
 
   test('another port is another host, and so is another name for the same address', async () => {
@@ -243,6 +247,21 @@ describe('one connection in CONNECTING to a host (RFC 6455 §4.1, requirement 2)
     await expect(connect(`ftp://127.0.0.1:${s.port}/`, plain)).rejects.toThrow(new TypeError('unsupported URL scheme ftp: (use ws: or wss:)'));
     held.socket.write(switching(held.head));
     await first;
+  });
+
+  test('a URL of another scheme fails at once over HTTP/2 and hybi-00 too: no turn waited for, nothing connected', async () => {
+    const s = await hostServer();
+    const first = opened(connect(s.url('/hold'), plain));
+    const held = await s.arrived('/hold');
+    const refused = new TypeError('unsupported URL scheme ftp: (use ws: or wss:)');
+    await expect(connect(`ftp://127.0.0.1:${s.port}/h2`, { ...plain, http2: true, handshakeTimeout: 2000 })).rejects.toThrow(refused);
+    await expect(connect(`ftp://127.0.0.1:${s.port}/hybi`, { variant: 'hybi00', handshakeTimeout: 2000 })).rejects.toThrow(refused);
+    // The first's connection only.
+    expect(await s.othersBefore()).toBe(1);
+    held.socket.write(switching(held.head));
+    await first;
+    expect(s.requests).toEqual(['/hold']);
+    expect(hostsConnecting()).toBe(0);
   });
 
   test('serializeHandshakes: false connects at once, beside a handshake in progress', async () => {
@@ -312,6 +331,31 @@ describe('one connection in CONNECTING to a host (RFC 6455 §4.1, requirement 2)
     expect(s.requests).toEqual(['/hold1', '/hold2']);
     expect(hostsConnecting()).toBe(0);
   });
+
+  test('hybi-00: a refusal gives the turn to the next at its head, and connectHybi00() called directly waits its turn too', async () => {
+    const s = await hostServer();
+    // (The others' deadline is short of the refusal's: a turn held through its body fails them.)
+    const first = failure(connect(s.url('/hold1'), { variant: 'hybi00', handshakeTimeout: 20_000 }));
+    const held1 = await s.arrived('/hold1');
+    const second = failure(connectHybi00(new URL(s.url('/hold2')), { handshakeTimeout: 3000 }));
+    const third = failure(connectHybi00(new URL(s.url('/hold3')), { handshakeTimeout: 3000 }));
+    // connectHybi00() waits for the first, which is still connecting.
+    expect(await s.othersBefore()).toBe(1);
+    // A refusal whose body has not all come (no Content-Length: it ends with the connection).
+    held1.socket.write('HTTP/1.1 403 Forbidden\r\n\r\nnot');
+    const held2 = await Promise.race([s.arrived('/hold2'), second]);
+    expect(held2).not.toBeInstanceOf(Error);
+    expect(await s.othersBefore()).toBe(1);
+    (held2 as Arrival).socket.destroy();
+    expect((await second).code).toBe('WS_CONNECT_FAILED');
+    (await s.arrived('/hold3')).socket.destroy();
+    await third;
+    held1.socket.end('-you');
+    const refused = await first;
+    expect([refused.code, refused.status, refused.body?.toString()]).toEqual(['WS_UNEXPECTED_STATUS', 403, 'not-you']);
+    expect(s.requests).toEqual(['/hold1', '/hold2', '/hold3']);
+    expect(hostsConnecting()).toBe(0);
+  });
 });
 
 describe('over HTTP/2', () => {
@@ -339,6 +383,53 @@ describe('over HTTP/2', () => {
     servers.push(server);
     return { server, url: (p) => `wss://127.0.0.1:${new URL(server.url).port}${p}`, seen, accepted: () => connections };
   }
+
+  test('a refusal over a session of our own gives the turn to the next at its head: reading its body does not hold it', async () => {
+    const seen: string[] = [];
+    const refusals: ServerHttp2Stream[] = [];
+    const server = createHttp2Server({ ...TLS, settings: { enableConnectProtocol: true } });
+    const sessions = new Set<ServerHttp2Session>();
+    server.on('session', (session) => {
+      sessions.add(session);
+      session.on('error', () => undefined);
+    });
+    server.on('stream', (stream, headers) => {
+      const p = String(headers[':path']);
+      seen.push(p);
+      stream.on('error', () => undefined);
+      if (p.startsWith('/refuse')) {
+        // The head and the start of the body; the rest when the test says.
+        stream.respond({ ':status': 403 });
+        stream.write('not');
+        refusals.push(stream);
+      } else {
+        stream.respond({ ':status': 200 });
+      }
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    servers.push({
+      close: () =>
+        new Promise<void>((resolve) => {
+          for (const session of sessions) session.destroy();
+          server.close(() => resolve());
+        }),
+    });
+    const url = (p: string): string => `wss://127.0.0.1:${(server.address() as AddressInfo).port}${p}`;
+    const tls = { ca: TLS.cert };
+    // (The next ones' deadline is short of the refusals': a turn held through the body fails them.)
+    const first = failure(connect(url('/refuse-1'), { ...plain, tls, http2: true, handshakeTimeout: 20_000 }));
+    const second = failure(connectHttp2(new URL(url('/refuse-2')), { ...plain, tls, handshakeTimeout: 20_000 }));
+    const third = opened(connect(url('/third'), { ...plain, tls, http2: true, handshakeTimeout: 3000 }));
+    expect((await third).transport.kind).toBe('http2');
+    expect(seen).toEqual(['/refuse-1', '/refuse-2', '/third']);
+    for (const stream of refusals) stream.end('-you');
+    const errors = await Promise.all([first, second]);
+    expect(errors.map((e) => [e.code, e.status, e.body?.toString()])).toEqual([
+      ['WS_UNEXPECTED_RESPONSE', 403, 'not-you'],
+      ['WS_UNEXPECTED_RESPONSE', 403, 'not-you'],
+    ]);
+    expect(hostsConnecting()).toBe(0);
+  });
 
   test('a stream on a shared session is no new connection and does not wait; a session of our own does', async () => {
     let release!: () => void;
