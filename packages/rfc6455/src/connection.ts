@@ -203,6 +203,9 @@ function streamOnRead(this: OwnedStream, nread: number, buffer: Buffer): void {
 function streamOnEnd(this: OwnedStream): void {
   this[kConnection]!.handleEnd();
 }
+function streamOnAborted(this: OwnedStream): void {
+  this[kConnection]!.handleAborted();
+}
 function streamOnClose(this: OwnedStream): void {
   this[kConnection]!.handleClose();
 }
@@ -695,6 +698,8 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
       (stream as Socket).allowHalfOpen = false;
     } else {
       stream.on('end', streamOnEnd);
+      // An HTTP/2 stream's: its peer reset it (see handleAborted).
+      stream.on('aborted', streamOnAborted);
     }
     stream.on('close', streamOnClose);
     stream.on('error', streamOnError);
@@ -1776,7 +1781,8 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   private closeNow(code: number | null, reason: string): void {
     if (!this.closedFlag && this.stream.writableEnded && this.proto.state === 'open') {
       // The transport can take no close frame: its writable side was ended under us (an HTTP/2
-      // stream the peer reset with NO_ERROR while it was paused; Node ends it and keeps it). Our
+      // stream the peer reset with NO_ERROR while it was paused; Node ends it and keeps it, until
+      // handleAborted destroys it once Node is done). Our
       // own end comes only once the protocol is closed. Aborted (1006), as the frame could not go
       // out. (Fixed bug: the frame was written anyway, and Node's ERR_STREAM_WRITE_AFTER_END was
       // emitted as the connection's error.) The code and reason are still checked first.
@@ -2155,6 +2161,27 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     // END_STREAM while our sends were backed up left the stream half open for good, the
     // protocol closed, so neither close() nor idleTimeout armed a timer, and server.close() hung).
     this.armCloseTimer();
+  }
+
+  /**
+   * An HTTP/2 stream's 'aborted': the stream was closed (RST_STREAM, sent or received) while our
+   * side of it was open. Node ends our side there and then, and destroys the stream, unless the
+   * peer's code was NO_ERROR (what Node's own `stream.close()` and `stream.destroy()` send) and
+   * its input is not read to its end (reading paused: `pause()`, a full queue): such a stream is
+   * kept, ended both ways, until it is read to its end. Destroyed here instead, once Node is done
+   * (a stream reset with another code is destroyed by then), so that its 'close' comes at once, as
+   * a socket's does at a TCP reset: what it still holds is received then, as the reader reads on,
+   * and the connection closes after it (see handleClose); sends meanwhile reject. (Fixed bug: a
+   * write to the kept stream, a send() or our answer to the peer's close frame among what it held,
+   * failed with ERR_STREAM_WRITE_AFTER_END, and Node hands nothing more of an errored stream: no
+   * 'data' and no 'end', so the messages still waiting, and the peer's close frame, were dropped,
+   * and the connection stayed open until its close timer, or for good while the protocol was open.)
+   * @internal
+   */
+  handleAborted(): void {
+    queueMicrotask(() => {
+      if (!this.closedFlag && !this.stream.destroyed) this.stream.destroy();
+    });
   }
 
   /** @internal */
