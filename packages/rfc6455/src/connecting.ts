@@ -21,8 +21,18 @@ interface Waiter {
   grant(): void;
 }
 
-/** By host key: the connect() in CONNECTING, then those waiting, in order. No key without one. */
-const lines = new Map<string, Waiter[]>();
+/**
+ * By host key: the connect() in CONNECTING, then those waiting, in order (a Set keeps its
+ * insertion order, and one that gives up leaves it at no cost to the others, however many wait).
+ * No key without one.
+ */
+const lines = new Map<string, Set<Waiter>>();
+
+/** The first of a line: the one in CONNECTING. */
+function holder(line: Set<Waiter>): Waiter | undefined {
+  for (const first of line) return first;
+  return undefined;
+}
 
 /**
  * The key of the remote host a connection to `target` goes to: `unix:` and the socket's path, or
@@ -77,14 +87,14 @@ export function takeTurn(key: string, timeout: number, total: number, signal: Ab
     released = true;
     const current = lines.get(key);
     if (current === undefined) return;
-    const at = current.indexOf(self);
-    if (at >= 0) current.splice(at, 1);
-    if (current.length === 0) lines.delete(key);
-    else if (at === 0) current[0]!.grant();
+    const held = holder(current) === self;
+    current.delete(self);
+    if (current.size === 0) lines.delete(key);
+    else if (held) holder(current)!.grant();
   };
   if (line === undefined) {
     self = { grant: () => undefined };
-    lines.set(key, [self]);
+    lines.set(key, new Set([self]));
     return Promise.resolve(release);
   }
   return new Promise((resolve, reject) => {
@@ -97,7 +107,7 @@ export function takeTurn(key: string, timeout: number, total: number, signal: Ab
     const onAbort = (): void => giveUp(abortedHandshake(signal!));
     const timer = peerDeadline(() => {
       // (Its turn may have come between the timer and this callback: then it is taken.)
-      if (!released && line.indexOf(self) !== 0) giveUp(new HandshakeError(`handshake timed out after ${total} ms ${waitingFor(key)}`, 0, { code: 'WS_HANDSHAKE_TIMEOUT' }));
+      if (!released && holder(line) !== self) giveUp(new HandshakeError(`handshake timed out after ${total} ms ${waitingFor(key)}`, 0, { code: 'WS_HANDSHAKE_TIMEOUT' }));
     }, timeout);
     self = {
       grant: () => {
@@ -106,7 +116,7 @@ export function takeTurn(key: string, timeout: number, total: number, signal: Ab
         resolve(release);
       },
     };
-    line.push(self);
+    line.add(self);
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
