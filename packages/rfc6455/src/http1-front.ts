@@ -8,11 +8,11 @@
  * (400, 431, 426, `onRequest`, keep-alive, `upgrade` for requests the front declined).
  *
  * The fast path is deliberately narrow: `GET <origin-form target> HTTP/1.1`, CRLF line endings,
- * header names that are RFC 9110 tokens, values of printable ASCII and HTAB only, no obs-fold,
- * no Transfer-Encoding, no Content-Length other than a single 0, at most 100 header lines (and
- * no more than the server's maxHeadersCount), `Upgrade` and `Connection: upgrade` present (as
- * llhttp requires to report an upgrade), and the whole head smaller than maxHeaderSize. When in
- * doubt, it falls back.
+ * header names that are RFC 9110 tokens, values of printable ASCII and HTAB only (no HTAB in a
+ * Connection or Content-Length value), no obs-fold, no Transfer-Encoding, no Content-Length
+ * other than a single 0, at most 100 header lines (and no more than the server's
+ * maxHeadersCount), `Upgrade` and `Connection: upgrade` present (as llhttp requires to report an
+ * upgrade), and the whole head smaller than maxHeaderSize. When in doubt, it falls back.
  */
 import { IncomingMessage, type Server as HttpServer } from 'node:http';
 import type { Socket } from 'node:net';
@@ -37,6 +37,14 @@ interface Pending {
   length: number;
   /** performance.now() at accept time. */
   readonly since: number;
+}
+
+/** A socket handed to Node's parser after the front held part of its first request. */
+interface Handed {
+  /** performance.now() at accept time. */
+  readonly since: number;
+  /** Its request, once Node's parser has read the head (undefined before, and for an upgrade). */
+  req: IncomingMessage | undefined;
 }
 
 /** Options of {@link Http1Front}. */
@@ -64,6 +72,12 @@ export function frontSupported(): boolean {
  */
 export class Http1Front {
   private readonly pending = new Map<Socket, Pending>();
+  /**
+   * Sockets handed to Node's parser after the front held part of their first request: Node's
+   * headersTimeout and requestTimeout count from the hand-over, so the front holds them to the
+   * connection's own deadline until Node has read that request.
+   */
+  private readonly handed = new Map<Socket, Handed>();
   private readonly maxHeaderSize: number;
   private readonly timeout: number;
   private sweeper: NodeJS.Timeout | undefined;
@@ -108,6 +122,13 @@ export class Http1Front {
     this.nodeListener = listeners[0] as (socket: Socket) => void;
     this.server.removeListener(this.event, this.nodeListener);
     this.server.on(this.event, (socket: Socket) => this.accept(socket));
+    // The request of a socket handed over (the sweep forgets the socket once it is complete; an
+    // upgrade frees the socket's parser).
+    this.server.on('request', (req: IncomingMessage) => {
+      if (this.handed.size === 0) return;
+      const handed = this.handed.get(req.socket as Socket);
+      if (handed !== undefined) handed.req ??= req;
+    });
     const period = Math.max(1, Math.min(1000, Math.ceil(this.timeout / 4)));
     this.sweeper = setInterval(() => this.sweep(), period);
     this.sweeper.unref();
@@ -120,6 +141,8 @@ export class Http1Front {
     this.sweeper = undefined;
     for (const socket of this.pending.keys()) socket.destroy();
     this.pending.clear();
+    // Node's parser has those (closeAllConnections() closes them).
+    this.handed.clear();
   }
 
   /** Sockets whose request head is still being read. */
@@ -139,11 +162,23 @@ export class Http1Front {
     socket.removeListener('error', this.onError);
   }
 
-  /** Hands the socket to Node's HTTP server, the bytes read so far put back first. */
-  private fallBack(socket: Socket, buffered: Buffer | undefined): void {
-    const since = this.pending.get(socket)?.since;
+  /**
+   * Hands the socket to Node's HTTP server, the bytes read so far put back first (`whole`: they
+   * hold a complete request head).
+   */
+  private fallBack(socket: Socket, buffered: Buffer | undefined, whole: boolean): void {
+    const state = this.pending.get(socket);
     this.release(socket);
-    if (since !== undefined) this.onFallBack?.(socket, since);
+    if (state !== undefined) {
+      this.onFallBack?.(socket, state.since);
+      // Node's headersTimeout (requestTimeout for a body) starts now: for a request the front
+      // held part of, the sweep keeps it to the connection's deadline. (Fixed bug: a head
+      // trickled for most of handshakeTimeout until it reached maxHeaderSize, which Node counts
+      // without line ends, colons and white space and so reads on, or then completed with a
+      // body to trickle, had a whole timeout more from Node: up to twice handshakeTimeout in
+      // all, where Node alone answers 408 at one.)
+      if (!whole || state.buffered !== undefined) this.handed.set(socket, { since: state.since, req: undefined });
+    }
     // Buffer what arrives until Node's parser listens (as Node does before an `upgrade` event).
     (socket as { readableFlowing: boolean | null }).readableFlowing = null;
     if (buffered && buffered.length > 0) socket.unshift(buffered);
@@ -190,10 +225,10 @@ export class Http1Front {
     // Anything but a GET goes to Node at once (its body may follow).
     const n = Math.min(buffer.length, 4);
     for (let i = 0; i < n; i++) {
-      if (buffer[i] !== GET_SPACE[i]) return this.fallBack(socket, buffer);
+      if (buffer[i] !== GET_SPACE[i]) return this.fallBack(socket, buffer, end >= 0);
     }
     if (end < 0) {
-      if (bareLf || buffer.length >= this.maxHeaderSize) return this.fallBack(socket, buffer);
+      if (bareLf || buffer.length >= this.maxHeaderSize) return this.fallBack(socket, buffer, false);
       if (held === undefined) {
         // Kept as it is (no copy): the next piece moves both to room of their own.
         state.buffered = chunk;
@@ -203,7 +238,7 @@ export class Http1Front {
     }
     const headLength = end + 4;
     const req = headLength < this.maxHeaderSize ? parseUpgradeHead(socket, buffer, end, this.maxHeaders()) : undefined;
-    if (req === undefined) return this.fallBack(socket, buffer);
+    if (req === undefined) return this.fallBack(socket, buffer, true);
     this.release(socket);
     // What arrives before the connection listens stays buffered (Node does the same).
     (socket as { readableFlowing: boolean | null }).readableFlowing = null;
@@ -226,8 +261,20 @@ export class Http1Front {
   }
 
   private sweep(): void {
-    if (this.pending.size === 0) return;
+    if (this.pending.size === 0 && this.handed.size === 0) return;
     const now = performance.now();
+    for (const [socket, handed] of this.handed) {
+      if (socket.destroyed || !nodeParsing(socket) || handed.req?.complete === true) {
+        this.handed.delete(socket);
+      } else if (now - handed.since >= this.timeout) {
+        // What Node's headersTimeout and requestTimeout do (its clientError, which serve()
+        // answers 408, or only closes while a response is being written), counted from the
+        // connection's arrival.
+        this.handed.delete(socket);
+        const error = Object.assign(new Error('Request timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' });
+        if (!this.server.emit('clientError', error, socket)) rejectUpgrade(socket, 408, 'Request Timeout');
+      }
+    }
     for (const [socket, state] of this.pending) {
       if (socket.destroyed) {
         this.pending.delete(socket);
@@ -256,11 +303,26 @@ const GET_SPACE = Buffer.from('GET ', 'latin1');
  */
 const FAST_MAX_HEADERS = 100;
 
+/**
+ * True while Node's HTTP parser is on the socket (it frees it at an upgrade); false too when the
+ * socket has no such property (the front then leaves it to Node's own timeouts).
+ */
+function nodeParsing(socket: Socket): boolean {
+  const parser = (socket as { parser?: unknown }).parser;
+  return parser !== undefined && parser !== null;
+}
+
 /** True when `bytes[from..]` has a LF whose byte before is not a CR (`bytes[from - 1]` included). */
 function hasBareLf(bytes: Buffer, from: number): boolean {
   for (let i = bytes.indexOf(0x0a, from); i >= 0; i = bytes.indexOf(0x0a, i + 1)) {
     if (i === 0 || bytes[i - 1] !== 0x0d) return true;
   }
+  return false;
+}
+
+/** True when `text(from, to)` has a HTAB (a loop: indexOf would search past `to`, to the end of the head). */
+function hasTab(text: string, from: number, to: number): boolean {
+  for (let i = from + 1; i < to; i++) if (text.charCodeAt(i) === 0x09) return true;
   return false;
 }
 
@@ -345,10 +407,20 @@ export function parseUpgradeHead(socket: Socket, buffer: Buffer, end: number, ma
         if (key === 'upgrade') upgrade ||= value !== '';
         break;
       case 10:
-        if (key === 'connection' && !connectionUpgrade) connectionUpgrade = hasHeaderToken(value, 'upgrade');
+        if (key === 'connection') {
+          // A HTAB in a Connection value: Node's parser decides. llhttp 9.3 (Node 20) reads
+          // `upgrade<HTAB>` as another token than `upgrade` (no upgrade: a plain request, 426 or
+          // onRequest) where the OWS trim above found `upgrade`; later llhttp may not. (Fixed
+          // bug: the front answered 101 to `Connection: Upgrade<HTAB>`.)
+          if (hasTab(text, colon, next)) return undefined;
+          if (!connectionUpgrade) connectionUpgrade = hasHeaderToken(value, 'upgrade');
+        }
         break;
       case 14:
         if (key === 'content-length') {
+          // A HTAB in the value: Node's parser decides (llhttp 9.3 refuses `0<HTAB>`, a 400;
+          // fixed bug: the front took it for 0 and answered 101).
+          if (hasTab(text, colon, next)) return undefined;
           // A second Content-Length, even an equal one, is Node's 400 (llhttp refuses it as a
           // smuggling shape; fixed bug: the front accepted `Content-Length: 0` twice).
           if (value !== '0' || contentLength) return undefined;

@@ -593,6 +593,88 @@ describe('slow heads and shutdown', () => {
     expect(peers.every((peer) => !peer.closed)).toBe(true);
   });
 
+  // A request the front handed to Node's parser after holding part of it got a whole
+  // headersTimeout (or requestTimeout) more from Node, counted from the hand-over: a head
+  // trickled for most of handshakeTimeout, then grown to maxHeaderSize (which Node counts without
+  // line ends, colons and white space, so it goes on reading) or completed with a body to come,
+  // was cut at up to twice handshakeTimeout. The front's clock (performance.now) and
+  // sweep (setInterval) are faked here; Node's own timeouts (10 s) run on real time and never
+  // fire in the test.
+  describe('one handshakeTimeout for a request handed to Node after the front held part of it', () => {
+    const FAKE_ONLY: Parameters<typeof jest.useFakeTimers>[0] = {
+      doNotFake: ['Date', 'hrtime', 'nextTick', 'queueMicrotask', 'setImmediate', 'clearImmediate', 'setTimeout', 'clearTimeout'],
+    };
+    afterEach(() => {
+      jest.useRealTimers();
+    });
+    async function open(options: ServeOptions): Promise<{ peer: Peer; serverSocket: () => Socket; bytes: () => number }> {
+      jest.useFakeTimers(FAKE_ONLY);
+      const { server } = await start({ handshakeTimeout: 10_000, onRequest: (_req, res) => res.end('ok'), ...options });
+      let serverSocket: Socket | undefined;
+      let bytes = 0;
+      server.httpServer.on('connection', (socket: Socket) => {
+        serverSocket = socket;
+        // (What Node's parser reads from the socket itself is not seen here.)
+        socket.on('data', (chunk: Buffer) => (bytes += chunk.length));
+      });
+      const peer = await Peer.open(server.port);
+      return { peer, serverSocket: () => serverSocket!, bytes: () => bytes };
+    }
+
+    test('a head grown to maxHeaderSize late gets 408 at the deadline counted from the connection', async () => {
+      const { peer, serverSocket, bytes } = await open({ maxHeaderSize: 1024 });
+      const line = 'a:                         b\r\n';
+      const first = `GET / HTTP/1.1\r\n${line.repeat(30)}`;
+      await peer.write(first);
+      await until(() => bytes() >= first.length, 'the first bytes');
+      jest.advanceTimersByTime(9000);
+      expect(serverSocket().writableEnded).toBe(false);
+      // Past maxHeaderSize: Node's parser has the socket (and takes more: it counted 75 bytes).
+      await peer.write(line.repeat(7));
+      await until(() => Object.prototype.hasOwnProperty.call(serverSocket(), 'parser'), 'the hand-over');
+      jest.advanceTimersByTime(500);
+      expect(serverSocket().writableEnded).toBe(false);
+      jest.advanceTimersByTime(1000);
+      expect(serverSocket().writableEnded).toBe(true);
+      await peer.untilClosed();
+      expect(parseResponse(peer.received)?.status).toBe(408);
+    });
+
+    test('a head completed late with a body to come: 408 at the deadline counted from the connection', async () => {
+      const { peer, serverSocket, bytes } = await open({
+        onRequest(req, res) {
+          req.resume();
+          req.on('end', () => res.end('ok'));
+        },
+      });
+      const first = 'GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n';
+      await peer.write(first);
+      await until(() => bytes() >= first.length, 'the first bytes');
+      jest.advanceTimersByTime(9000);
+      // The head is whole (and not a WebSocket upgrade): Node's parser has it, and the body's start.
+      await peer.write('\r\nab');
+      await until(() => Object.prototype.hasOwnProperty.call(serverSocket(), 'parser'), 'the hand-over');
+      jest.advanceTimersByTime(1500);
+      expect(serverSocket().writableEnded).toBe(true);
+      await peer.untilClosed();
+      expect(parseResponse(peer.received)?.status).toBe(408);
+    });
+
+    test('a connection handed to Node whose head Node has read is left to Node: kept alive past the deadline', async () => {
+      const { peer, serverSocket, bytes } = await open({});
+      await peer.write('POST / HTTP/1.1\r\n');
+      await until(() => bytes() > 0 && Object.prototype.hasOwnProperty.call(serverSocket(), 'parser'), 'the hand-over');
+      jest.advanceTimersByTime(9000);
+      await peer.write('Host: x\r\nContent-Length: 0\r\n\r\n');
+      const [response] = await peer.responses(1);
+      expect(response!.status).toBe(200);
+      jest.advanceTimersByTime(1500);
+      expect(serverSocket().writableEnded).toBe(false);
+      await peer.write('GET /again HTTP/1.1\r\nHost: x\r\n\r\n');
+      expect((await peer.responses(2))[1]!.status).toBe(200);
+    });
+  });
+
   test('a connection that sends nothing is closed at the handshake timeout', async () => {
     const { server } = await start({ handshakeTimeout: 300 });
     const peer = await Peer.open(server.port);
