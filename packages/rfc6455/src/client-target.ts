@@ -80,8 +80,32 @@ export function socketOptions(options: SocketChoice): SocketChoice {
   if (options.socketPath !== undefined) out.socketPath = options.socketPath;
   if (options.localAddress !== undefined) out.localAddress = options.localAddress;
   if (options.family !== undefined) out.family = options.family;
-  if (options.lookup !== undefined) out.lookup = options.lookup;
+  if (options.lookup !== undefined) out.lookup = failingLookup(options.lookup);
   return out;
+}
+
+/**
+ * `lookup`, with what it throws (before calling back) called back as its error, on the next tick,
+ * as Node reports a lookup's failure: the connection fails with `WS_CONNECT_FAILED`, the error as
+ * its `cause`, over HTTP/1.1, HTTP/2 and hybi-00, as for a lookup that calls back with an error.
+ * (Fixed bug: Node's connect calls the lookup synchronously and lets what it throws through, so
+ * connect() rejected with that raw error.)
+ */
+function failingLookup(lookup: LookupFunction): LookupFunction {
+  return ((hostname: string, options: unknown, callback: (...args: unknown[]) => void) => {
+    let called = false;
+    const answer = (...args: unknown[]): void => {
+      called = true;
+      callback(...args);
+    };
+    try {
+      (lookup as (hostname: string, options: unknown, callback: (...args: unknown[]) => void) => void)(hostname, options, answer);
+    } catch (error) {
+      // (Thrown once the lookup had called back: from what the callback ran, not the lookup's.)
+      if (called) throw error;
+      process.nextTick(callback, error);
+    }
+  }) as LookupFunction;
 }
 
 /**

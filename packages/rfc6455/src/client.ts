@@ -250,19 +250,33 @@ function attempt(target: URL, options: ConnectOptions, follow: boolean, left?: n
 
   return new Promise((resolve, reject) => {
     let settled = false;
-    const request = (secure ? httpsRequest : httpRequest)({
-      protocol: secure ? 'https:' : 'http:',
-      hostname,
-      port: target.port || (secure ? 443 : 80),
-      path: `${target.pathname || '/'}${target.search}`,
-      method: 'GET',
-      headers,
-      agent: options.agent ?? false,
-      ...socketOptions(options),
-      maxHeaderSize: options.maxHeaderSize ?? Defaults.maxHeaderSize,
-      signal: options.signal,
-      ...(secure ? { ...sniOption(hostname), ...options.tls } : {}),
-    }) as ClientRequest;
+    let request: ClientRequest;
+    try {
+      request = (secure ? httpsRequest : httpRequest)({
+        protocol: secure ? 'https:' : 'http:',
+        hostname,
+        port: target.port || (secure ? 443 : 80),
+        path: `${target.pathname || '/'}${target.search}`,
+        method: 'GET',
+        headers,
+        agent: options.agent ?? false,
+        ...socketOptions(options),
+        maxHeaderSize: options.maxHeaderSize ?? Defaults.maxHeaderSize,
+        signal: options.signal,
+        ...(secure ? { ...sniOption(hostname), ...options.tls } : {}),
+      }) as ClientRequest;
+    } catch (error) {
+      // The caller's `agent` makes the connection as Node's request is made: what its
+      // createConnection throws is the connection's failure, WS_CONNECT_FAILED with the error as
+      // its cause, as when it reports the error on the request (fixed bug: connect() rejected with
+      // the raw error). A TypeError or RangeError stays itself: an option Node refused (an
+      // http.Agent for wss:, TLS options it cannot take), as without an agent.
+      // (By name: Node's errors are of its own realm's classes, not always of the caller's.)
+      const name = (error as { name?: unknown } | null)?.name;
+      if (options.agent === undefined || name === 'TypeError' || name === 'RangeError') throw error;
+      const cause = error as { message?: unknown };
+      throw new HandshakeError(`connection failed: ${String(cause?.message ?? error)}`, 0, { code: 'WS_CONNECT_FAILED', cause: error });
+    }
     // A refusal being read when time runs out (a body that never ends) is reported as the refusal.
     let refused: (() => void) | undefined;
     let refusal: IncomingMessage | undefined;

@@ -338,6 +338,18 @@ const ignoreError = (): void => undefined;
 /** The TLS alert a server sends when it speaks none of the offered ALPN protocols (no h2). */
 const NO_ALPN = 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL';
 
+/**
+ * The size of an HTTP/2 response head written as HTTP/1.1 (`HTTP/1.1 200 \r\n`, each field
+ * `name: value\r\n`, the blank line), what `maxHeaderSize` bounds over HTTP/1.1.
+ */
+function http1HeadSize(status: number, headers: IncomingHttpHeaders): number {
+  let size = `HTTP/1.1 ${status} \r\n\r\n`.length;
+  for (const [name, value] of Object.entries(headers)) {
+    for (const one of Array.isArray(value) ? value : [value ?? '']) size += Buffer.byteLength(name) + Buffer.byteLength(String(one)) + 4;
+  }
+  return size;
+}
+
 /** The session a WebSocket was to be opened on is gone (or going: GOAWAY). */
 function sessionGone(cause?: unknown): HandshakeError {
   const message = (cause as { message?: unknown } | undefined)?.message;
@@ -350,6 +362,7 @@ function sessionGone(cause?: unknown): HandshakeError {
  * resolves with that; resolves `undefined` when the server does not speak HTTP/2 at all (ALPN
  * refused or did not select h2; in cleartext, `cleartextOwn`, a session of our own that failed or
  * ended after it connected and before any SETTINGS came), so the caller can fall back to HTTP/1.1.
+ * `timeout`: ms left of the handshakeTimeout; `total`: the whole of it, which a timeout's error names.
  *
  * Node offers no flag for "the peer's SETTINGS arrived": before, `remoteSettings` holds the
  * defaults (enableConnectProtocol false). Fixed bug: this used to test `pendingSettingsAck` (our
@@ -358,7 +371,7 @@ function sessionGone(cause?: unknown): HandshakeError {
  * otherwise a PING is sent: its ACK comes after the server's SETTINGS (the first frame of its
  * preface, RFC 9113 §3.4), so once it is back `remoteSettings` is the server's.
  */
-function remoteSettings(session: ClientHttp2Session, timeout: number, signal: AbortSignal | undefined, cleartextOwn: boolean): Promise<boolean | undefined> {
+function remoteSettings(session: ClientHttp2Session, timeout: number, signal: AbortSignal | undefined, cleartextOwn: boolean, total = timeout): Promise<boolean | undefined> {
   if (session.destroyed) return Promise.reject(sessionGone());
   if (session.remoteSettings?.enableConnectProtocol === true) return Promise.resolve(true);
   // One wait per session, however many connect() calls wait on it (each with its own deadline and
@@ -386,7 +399,9 @@ function remoteSettings(session: ClientHttp2Session, timeout: number, signal: Ab
       signal?.removeEventListener('abort', onAbort);
       settle();
     };
-    const timer = peerDeadline(() => finish(() => reject(new HandshakeError('no HTTP/2 SETTINGS from the server', 0, { code: 'WS_HANDSHAKE_TIMEOUT' }))), timeout);
+    // The message names the whole handshakeTimeout, as the other paths' do (fixed bug: it said
+    // only "no HTTP/2 SETTINGS from the server").
+    const timer = peerDeadline(() => finish(() => reject(new HandshakeError(`handshake timed out after ${total} ms: no HTTP/2 SETTINGS from the server`, 0, { code: 'WS_HANDSHAKE_TIMEOUT' }))), timeout);
     const onAbort = (): void => finish(() => reject(abortedHandshake(signal!)));
     signal?.addEventListener('abort', onAbort, { once: true });
     answer.then(
@@ -529,10 +544,31 @@ export async function openHttp2(url: URL, options: Http2ConnectOptions, started:
   const createConnection = (authority: URL, sessionOptions: SecureClientSessionOptions): Duplex => {
     const host = bareHostname(authority);
     const port = Number(authority.port || (secure ? 443 : 80));
-    ownSocket = given ? given(authority, sessionOptions) : secure ? tlsConnect(port, host, { ...sessionOptions, ALPNProtocols: ['h2'] }) : netConnect({ ...sessionOptions, port, host });
+    if (given) {
+      try {
+        ownSocket = given(authority, sessionOptions);
+      } catch (error) {
+        givenFailed = { error };
+        throw error;
+      }
+    } else {
+      ownSocket = secure ? tlsConnect(port, host, { ...sessionOptions, ALPNProtocols: ['h2'] }) : netConnect({ ...sessionOptions, port, host });
+    }
     return ownSocket;
   };
-  const session = options.session ?? http2Connect(origin, { ...where, ...sni, ...options.tls, ...options.sessionOptions, createConnection } as SecureClientSessionOptions);
+  // What the caller's createConnection threw, if it did: the connection's failure, WS_CONNECT_FAILED
+  // with it as the cause, as for an `agent` over HTTP/1.1 (fixed bug: connectHttp2() rejected with
+  // the raw error). (Anything else http2.connect() throws, an option Node refuses, stays itself.)
+  let givenFailed: { error: unknown } | undefined;
+  let session: ClientHttp2Session;
+  try {
+    session = options.session ?? http2Connect(origin, { ...where, ...sni, ...options.tls, ...options.sessionOptions, createConnection } as SecureClientSessionOptions);
+  } catch (error) {
+    if (givenFailed === undefined || givenFailed.error !== error) throw error;
+    const name = (error as { name?: unknown } | null)?.name;
+    if (name === 'TypeError' || name === 'RangeError') throw error;
+    throw new HandshakeError(`connection failed: ${String((error as { message?: unknown } | null)?.message ?? error)}`, 0, { code: 'WS_CONNECT_FAILED', cause: error });
+  }
   // A server that has not answered in time (or a handshake given up by `signal`): a graceful
   // close ends our side and waits for the server's, which a stalled server never sends, so the
   // socket stayed open and kept the process alive (fixed bug). Destroyed instead, the socket too:
@@ -563,7 +599,7 @@ export async function openHttp2(url: URL, options: Http2ConnectOptions, started:
   // One handshakeTimeout for the whole handshake: the server's SETTINGS, then the CONNECT.
   let allowed: boolean | undefined;
   try {
-    allowed = await remoteSettings(session, Math.max(0, timeout - (performance.now() - started)), signal, ownSession && !secure);
+    allowed = await remoteSettings(session, Math.max(0, timeout - (performance.now() - started)), signal, ownSession && !secure, timeout);
   } catch (error) {
     // (No SETTINGS in time, given up, or the session failed: nothing to close gracefully.)
     destroyOwn();
@@ -642,6 +678,15 @@ export async function openHttp2(url: URL, options: Http2ConnectOptions, started:
     stream.once('response', (responseHeaders) => {
       const status = Number(responseHeaders[':status']);
       const plain = regularHeaders(responseHeaders);
+      // maxHeaderSize bounds the response head as over HTTP/1.1 and hybi-00: status 0 and
+      // WS_RESPONSE_TOO_LARGE, whatever the status (fixed bug: over HTTP/2 it was not applied, so a
+      // head of any size up to nghttp2's own limit was taken, a refusal's or a 200's).
+      const limit = options.maxHeaderSize ?? Defaults.maxHeaderSize;
+      const size = http1HeadSize(status, plain);
+      if (size > limit) {
+        fail(new HandshakeError(`response head too large: ${size} bytes as HTTP/1.1, over ${limit}`, 0, { code: 'WS_RESPONSE_TOO_LARGE' }));
+        return;
+      }
       if (status !== 200) {
         // The connection has failed at the refusal's head: reading its body does not hold up the
         // next connection to the host (fixed bug: it held the host's turn until the body's end,

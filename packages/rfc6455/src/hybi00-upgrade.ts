@@ -30,9 +30,11 @@ import { answerRefusal, failUpgrade, handshakeTimeLeft, hookAnswer, negotiate, r
 /**
  * Reads until `test(buffered)` returns a length, with the handshake timeout (`timeout`, what is
  * left of it; `total`, the whole of it, for the error's message). Resolves with the bytes read so
- * far (the caller splits them). The socket is paused again afterwards.
+ * far (the caller splits them). The socket is paused again afterwards. A timeout's error has
+ * status `timeoutStatus`: 408 on the server (nothing is answered then), 0 on the client (no
+ * status was received, as over RFC 6455).
  */
-function readUntil(socket: Duplex, initial: Buffer, need: (buffered: Buffer) => boolean, timeout: number, limit: number, total = timeout): Promise<Buffer> {
+function readUntil(socket: Duplex, initial: Buffer, need: (buffered: Buffer) => boolean, timeout: number, limit: number, total = timeout, timeoutStatus = 408): Promise<Buffer> {
   if (need(initial)) return Promise.resolve(initial);
   return new Promise((resolve, reject) => {
     let buffered = initial;
@@ -52,7 +54,7 @@ function readUntil(socket: Duplex, initial: Buffer, need: (buffered: Buffer) => 
     const timer = peerDeadline(() => {
       if (settled) return;
       cleanup();
-      reject(new HandshakeError(`handshake timed out after ${total} ms`, 408, { code: 'WS_HANDSHAKE_TIMEOUT' }));
+      reject(new HandshakeError(`handshake timed out after ${total} ms`, timeoutStatus, { code: 'WS_HANDSHAKE_TIMEOUT' }));
     }, timeout);
     const onData = (chunk: Buffer): void => {
       buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
@@ -298,6 +300,9 @@ export async function openHybi00(url: URL, options: ConnectOptions, answered?: (
       left(),
       Infinity,
       named,
+      // Status 0, as over RFC 6455 and at the connect above (fixed bug: a server that never
+      // answered gave status 408, a status it never sent).
+      0,
     ).catch((error: unknown) => {
       // A refusal (e.g. 401 'who are you?') may end the connection before the end of its body (or
       // before the 16 bytes a 101 is followed by): verify what came, so the error carries the real

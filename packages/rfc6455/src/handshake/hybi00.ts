@@ -303,10 +303,14 @@ export interface Hybi00VerifyOptions {
 }
 
 /**
- * Check a server's answer to a hybi-00 request (draft-76 §4.1 steps 28-41).
+ * Check a server's answer to a hybi-00 request (draft-76 §4.1 steps 28-41), with the codes the
+ * RFC 6455 client gives for the same failures: `WS_BAD_STATUS_LINE` (status 0) for a response that
+ * is not HTTP, `WS_UNEXPECTED_RESPONSE` for a status other than 101, `WS_BAD_UPGRADE` and
+ * `WS_BAD_CONNECTION` for a 101 without `Upgrade: WebSocket` or `Connection: Upgrade`.
  * @returns the subprotocol the server chose, if any.
  * @throws HandshakeError whose `status` is the status received (0 when the status line is not
- *   HTTP), with the response's headers and body attached.
+ *   HTTP), with the response's status line and headers attached, and `body16` as its `body` when
+ *   the status was not 101 (a refusal's body), as over RFC 6455.
  */
 export function verifyHybi00Response(
   statusLine: string,
@@ -320,15 +324,20 @@ export function verifyHybi00Response(
       code,
       statusLine,
       headers: { ...headers },
-      body: Buffer.from(body16),
+      // A refusal's body, as over RFC 6455; none for a 101 that failed a check or a response that
+      // is not HTTP (fixed bug: those carried the 16 bytes after the head, or an empty body).
+      body: status !== 0 && status !== 101 ? Buffer.from(body16) : undefined,
     });
   const m = /^HTTP\/1\.[01] (\d{3})(?: |$)/.exec(statusLine);
   if (m === null) throw fail('the response is not HTTP/1.1', 0, 'WS_BAD_STATUS_LINE');
   const status = Number(m[1]);
-  // draft-76 §4.1 step 29: any code other than 101 fails the connection.
-  if (status !== 101) throw fail(`expected status 101, got ${status}`, status, 'WS_UNEXPECTED_STATUS');
+  // draft-76 §4.1 step 29: any code other than 101 fails the connection: a refusal, with the code
+  // and message the RFC 6455 client gives it (fixed bug: WS_UNEXPECTED_STATUS, a code no other
+  // path gave, and the message "expected status 101, got 403").
+  if (status !== 101) throw fail(`server answered ${status} ${statusLine.slice(m[0].length)}`.trimEnd(), status, 'WS_UNEXPECTED_RESPONSE');
   if (!hasToken(headers.upgrade, 'websocket')) throw fail('missing Upgrade: WebSocket', status, 'WS_BAD_UPGRADE');
-  if (!hasToken(headers.connection, 'upgrade')) throw fail('missing Connection: Upgrade', status, 'WS_BAD_UPGRADE');
+  // (WS_BAD_CONNECTION, as over RFC 6455: it was WS_BAD_UPGRADE.)
+  if (!hasToken(headers.connection, 'upgrade')) throw fail('missing Connection: Upgrade', status, 'WS_BAD_CONNECTION');
   const origin = single(headers['sec-websocket-origin']);
   if (options.origin !== undefined && origin?.toLowerCase() !== options.origin.toLowerCase()) {
     throw fail('Sec-WebSocket-Origin does not match the Origin sent', status, 'WS_BAD_HYBI00_ORIGIN');

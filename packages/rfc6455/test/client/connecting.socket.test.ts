@@ -352,7 +352,7 @@ describe('one connection in CONNECTING to a host (RFC 6455 §4.1, requirement 2)
     await third;
     held1.socket.end('-you');
     const refused = await first;
-    expect([refused.code, refused.status, refused.body?.toString()]).toEqual(['WS_UNEXPECTED_STATUS', 403, 'not-you']);
+    expect([refused.code, refused.status, refused.body?.toString()]).toEqual(['WS_UNEXPECTED_RESPONSE', 403, 'not-you']);
     expect(s.requests).toEqual(['/hold1', '/hold2', '/hold3']);
     expect(hostsConnecting()).toBe(0);
   });

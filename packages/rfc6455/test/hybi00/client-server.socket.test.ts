@@ -530,7 +530,7 @@ describe('routing and negotiation', () => {
     try {
       const short = await rejection(open(new URL('/short', refusing.url), { handshakeTimeout: 5000 }));
       expect(short).toBeInstanceOf(HandshakeError);
-      expect((short as HandshakeError).code).toBe('WS_UNEXPECTED_STATUS');
+      expect((short as HandshakeError).code).toBe('WS_UNEXPECTED_RESPONSE');
       expect((short as HandshakeError).status).toBe(403);
       expect((short as HandshakeError).body?.toString()).toBe('no');
       const whole = await rejection(open(new URL('/long', refusing.url)));
@@ -609,7 +609,7 @@ describe('routing and negotiation', () => {
     await called;
     servers.splice(servers.indexOf(server), 1);
     await server.close();
-    expect([((await attempt) as HandshakeError).code, ((await attempt) as HandshakeError).status]).toEqual(['WS_UNEXPECTED_STATUS', 503]);
+    expect([((await attempt) as HandshakeError).code, ((await attempt) as HandshakeError).status]).toEqual(['WS_UNEXPECTED_RESPONSE', 503]);
   });
 
   test('a hybi-00 client gets HandshakeError 426 from a server with hybi00: false', async () => {

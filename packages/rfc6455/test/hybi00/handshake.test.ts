@@ -225,9 +225,9 @@ describe('client verifies the hybi-00 answer', () => {
 
   test.each<[string, string, Record<string, string | undefined>, Buffer, number, string]>([
     ['a non-HTTP status line', 'SSH-2.0-x', ok, ANSWER, 0, 'WS_BAD_STATUS_LINE'],
-    ['a 403', 'HTTP/1.1 403 Forbidden', ok, ANSWER, 403, 'WS_UNEXPECTED_STATUS'],
+    ['a 403', 'HTTP/1.1 403 Forbidden', ok, ANSWER, 403, 'WS_UNEXPECTED_RESPONSE'],
     ['no Upgrade', line, { ...ok, upgrade: undefined }, ANSWER, 101, 'WS_BAD_UPGRADE'],
-    ['no Connection', line, { ...ok, connection: 'close' }, ANSWER, 101, 'WS_BAD_UPGRADE'],
+    ['no Connection', line, { ...ok, connection: 'close' }, ANSWER, 101, 'WS_BAD_CONNECTION'],
     ['a wrong origin', line, { ...ok, 'sec-websocket-origin': 'http://evil' }, ANSWER, 101, 'WS_BAD_HYBI00_ORIGIN'],
     ['a wrong location', line, { ...ok, 'sec-websocket-location': 'ws://x/' }, ANSWER, 101, 'WS_BAD_HYBI00_LOCATION'],
     ['an unoffered protocol', line, { ...ok, 'sec-websocket-protocol': 'x' }, ANSWER, 101, 'WS_BAD_PROTOCOL'],
