@@ -102,6 +102,18 @@ describe('malformed extended CONNECT', () => {
     expect(serverSide.length).toBe(before);
   });
 
+  // nghttp2 checks :path only under an http or https :scheme (RFC 9113 §8.3.1), and resets such a
+  // stream itself; under any other scheme a :path that is no path reaches the library: 400.
+  test('a :path that is not a path: reset by nghttp2 under https, 400 under another :scheme', async () => {
+    const before = serverSide.length;
+    const underHttps = await exchange(session, connectHeaders({ ':path': '*' }));
+    expect(underHttps.status).toBeUndefined();
+    expect(underHttps.rstCode).toBe(h2.NGHTTP2_PROTOCOL_ERROR);
+    const other = await exchange(session, connectHeaders({ ':scheme': 'foo', ':path': 'ws' }));
+    expect(other.status).toBe(400);
+    expect(serverSide.length).toBe(before);
+  });
+
   test('the refusals carry no Sec-WebSocket-Accept and a 200 never does either', async () => {
     const ok = session.request(connectHeaders(), { endStream: false });
     const headers = await new Promise<Record<string, unknown>>((r) => ok.once('response', r));

@@ -422,8 +422,16 @@ export async function serve<State = undefined>(options: ServeOptions<State>, tar
       httpServer.removeListener('error', failed);
       resolve();
     };
-    if (options.path !== undefined) httpServer.listen(options.path, listening);
-    else httpServer.listen(options.port ?? 0, host, listening);
+    // The options form, where Node checks the port: given as `listen(port, host)`, a port that is
+    // a string of no number (`port: process.env.PORT` set to a name) was taken for a Unix domain
+    // socket of that name in the working directory, and `server.port` and `server.url` said
+    // undefined (fixed bug). A throw of Node's check rejects, as a failure to listen does.
+    try {
+      if (options.path !== undefined) httpServer.listen({ path: options.path }, listening);
+      else httpServer.listen({ port: options.port ?? 0, host }, listening);
+    } catch (error) {
+      failed(error as Error);
+    }
   });
   const scheme = options.tls || options.http2 ? 'wss' : 'ws';
   let url: string;

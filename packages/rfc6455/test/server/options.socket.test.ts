@@ -3,6 +3,7 @@
  * classes: a TypeError or RangeError at the call, not a limit silently turned off (a NaN limit
  * compared false) or a timer that fired after 1 ms (Infinity and 2^31 ms or more, in setTimeout).
  */
+import { existsSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { createServer as createHttp2Server } from 'node:http2';
 import type { AddressInfo } from 'node:net';
@@ -121,6 +122,42 @@ describe('numeric options out of range are refused where they are given', () => 
       http.closeAllConnections();
       await new Promise((resolve) => http.close(resolve));
     }
+  });
+});
+
+describe('the options Node checks are checked whatever the transport', () => {
+  test("serve({ port: 'web' }) (a string of no number) is Node's RangeError, not a Unix domain socket of that name", async () => {
+    const name = `port-name-${process.pid}`;
+    try {
+      const outcome = await serveOutcome({ port: name as unknown as number });
+      // (Node's own RangeError, of another realm than the test's.)
+      expect(outcome).toMatchObject({ name: 'RangeError', code: 'ERR_SOCKET_BAD_PORT' });
+      expect(existsSync(name)).toBe(false);
+    } finally {
+      rmSync(name, { force: true });
+    }
+    // A port given as a string of a number still listens, as Node takes it.
+    const server = await echoServer({ port: '0' as unknown as number });
+    expect(server.port).toBeGreaterThan(0);
+    expect(server.url).toBe(`ws://127.0.0.1:${server.port}/`);
+  });
+
+  test('connect({ maxHeaderSize }) is checked as Node checks it, for hybi-00 too, before connecting', async () => {
+    const server = await echoServer();
+    // (By name: over HTTP/1.1 Node's own check used to throw, with errors of another realm.)
+    const refused = (name: string) => ({ name, message: expect.stringContaining('maxHeaderSize') as unknown });
+    for (const variant of ['rfc6455', 'hybi00'] as const) {
+      await expect(connect(server.url, { variant, maxHeaderSize: -1 })).rejects.toMatchObject(refused('RangeError'));
+      await expect(connect(server.url, { variant, maxHeaderSize: 1.5 })).rejects.toMatchObject(refused('RangeError'));
+      await expect(connect(server.url, { variant, maxHeaderSize: NaN })).rejects.toMatchObject(refused('RangeError'));
+      await expect(connect(server.url, { variant, maxHeaderSize: '16384' as unknown as number })).rejects.toMatchObject(refused('TypeError'));
+    }
+    expect(() => new WebSocket(server.url, { variant: 'hybi00', maxHeaderSize: NaN })).toThrow(/maxHeaderSize/);
+    expect(server.connections.size).toBe(0);
+    // A valid limit still connects, and still limits: the 101 of a hybi-00 server is over 100 bytes.
+    const conn = await connect(server.url, { variant: 'hybi00', maxHeaderSize: 4096 });
+    await conn.close();
+    await expect(connect(server.url, { variant: 'hybi00', maxHeaderSize: 100 })).rejects.toMatchObject({ code: 'WS_RESPONSE_TOO_LARGE' });
   });
 });
 
