@@ -4,7 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { connect, EOF, HandshakeError, type WebSocketConnection } from 'rfc6455';
-import { RawClient } from '../../packages/rfc6455/test/helpers/raw-client.js';
+import { RawClient, upgradeRequest } from '../../packages/rfc6455/test/helpers/raw-client.js';
 import { stalled } from '../../packages/rfc6455/test/helpers/wait.js';
 import { CLIENT_TLS, TLS } from '../http2/helpers.js';
 import { closeAll, eventually, openRaw, sleep, startServer } from './helpers.js';
@@ -328,6 +328,32 @@ describe('many connections', () => {
       await conn.close();
     },
   );
+
+  test('a client that ends its side (FIN) while its beforeAccept hook is pending: the upgrade ends, its socket is closed and its maxConnections slot freed at once (Node keeps half-open sockets: both were held until the hook settled or handshakeTimeout)', async () => {
+    let hooks = 0;
+    const server = await startServer(
+      {
+        maxConnections: 1,
+        perMessageDeflate: false,
+        handshakeTimeout: 60_000,
+        beforeAccept: () => (hooks++ === 0 ? new Promise<never>(() => undefined) : undefined),
+      },
+      async (conn) => {
+        for await (const m of conn) await conn.send(m);
+      },
+    );
+    const raw = await openRaw(server.port);
+    raw.socket.write(upgradeRequest(server.port));
+    expect(await eventually(() => hooks === 1)).toBe(true);
+    raw.socket.end();
+    // The server closes its side too, unanswered. (Before: open until handshakeTimeout.)
+    expect(await eventually(() => raw.isClosed())).toBe(true);
+    expect(raw.data().length).toBe(0);
+    const conn = await connect(server.url);
+    await conn.send('in');
+    expect(await conn.recv()).toBe('in');
+    await conn.close();
+  });
 
   test('over HTTP/2 too: a hook that never settles is answered 408 at handshakeTimeout and frees its maxConnections slot (every later CONNECT got 503)', async () => {
     let hooks = 0;

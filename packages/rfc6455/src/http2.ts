@@ -39,7 +39,7 @@ import { headerValue, isValidHost } from './handshake/http.js';
 import { parseProtocols } from './handshake/server.js';
 import { buildRequestHeaders, verifyNegotiation } from './handshake/client.js';
 import type { Transport } from './transport.js';
-import { handshakeTimeLeft, negotiate, reportUpgradeFailure, startConnection, withResponseHeaders, type ResponseHeaderSource, type UpgradeOptions, type UpgradeTarget, type BeforeAcceptResult, type HookReturning, type HookState } from './upgrade.js';
+import { handshakeTimeLeft, hookAnswer, negotiate, reportUpgradeFailure, startConnection, withResponseHeaders, type ResponseHeaderSource, type UpgradeOptions, type UpgradeTarget, type BeforeAcceptResult, type HookReturning, type HookState } from './upgrade.js';
 
 /** A Transport over an HTTP/2 stream: orderly end is END_STREAM, abort is RST_STREAM(CANCEL). */
 export function http2StreamTransport(stream: Http2Stream): Transport {
@@ -142,8 +142,16 @@ async function handleConnectStream<State>(
     );
     // Without an async hook, accept in the same tick (as handleUpgrade does): an `await` here let a
     // burst of CONNECTs on one session all pass an admission check (serve's maxConnections) before
-    // any of them was counted as a connection.
-    const answer = pending instanceof Promise ? await pending : pending;
+    // any of them was counted as a connection. An async hook's answer is waited for only while the
+    // stream is open, as over HTTP/1.1 (hookAnswer): a CONNECT the client cancels ends there.
+    // (Fixed bug: it waited for the hook, for good with one that never settled, and held the
+    // stream, its request and the 408 timer until handshakeTimeout, and serve()'s maxConnections
+    // slot with them.)
+    const answer = pending instanceof Promise ? await hookAnswer(req, stream, pending, options) : pending;
+    if (answer === undefined) {
+      clearTimeout(timer);
+      return undefined;
+    }
     if ('reject' in answer) {
       clearTimeout(timer);
       const r = answer.reject;
@@ -154,8 +162,9 @@ async function handleConnectStream<State>(
     }
     // The framework's headers (an adapter's), once accepted, under the same deadline.
     const accepted = withResponseHeaders(answer, responseHeaders);
-    const negotiated = accepted instanceof Promise ? await accepted : accepted;
+    const negotiated = accepted instanceof Promise ? await hookAnswer(req, stream, accepted, options) : accepted;
     clearTimeout(timer);
+    if (negotiated === undefined) return undefined;
     // Too late: the client left, or handshakeTimeout answered 408 while a before-accept hook ran.
     // (Fixed bug: a hook that settled after the 408 had the 200 written on the answered stream,
     // which threw ERR_HTTP2_INVALID_STREAM or ERR_HTTP2_HEADERS_SENT into onError, and the

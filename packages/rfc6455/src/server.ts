@@ -224,8 +224,11 @@ export async function serve<State = undefined>(options: ServeOptions<State>, tar
   const full = (): boolean => options.maxConnections !== undefined && connections.size + upgrading >= options.maxConnections;
   // An upgrade ends at handshakeTimeout at the latest (answered 408, or its socket destroyed), and
   // so does its count, whether or not its hook ever settles (fixed bug: over HTTP/2 a hook that
-  // never settled kept its slot, and every later CONNECT got 503).
-  const counted = (result: unknown): void => {
+  // never settled kept its slot, and every later CONNECT got 503). Over HTTP/2, where `result` is
+  // the hook's own, the count also ends when the CONNECT's `stream` closes (the client cancelled
+  // it), as over HTTP/1.1 the upgrade's promise settles when its socket closes (fixed bug: the
+  // slot was held until the hook settled, or handshakeTimeout, for a client long gone).
+  const counted = (result: unknown, stream?: Duplex): void => {
     if (options.maxConnections === undefined) return;
     upgrading++;
     let counting = true;
@@ -234,10 +237,13 @@ export async function serve<State = undefined>(options: ServeOptions<State>, tar
       counting = false;
       upgrading--;
       clearTimeout(timer);
+      stream?.removeListener('close', release);
     };
     const timer = setTimeout(release, handshakeTimeout);
     timer.unref();
     void Promise.resolve(result).then(release, release);
+    if (stream?.destroyed === true) release();
+    else stream?.once('close', release);
   };
   // Connections per remote address (only kept when maxConnectionsPerIp is set).
   const perIp = options.maxConnectionsPerIp !== undefined ? new Map<string, number>() : undefined;
@@ -334,7 +340,7 @@ export async function serve<State = undefined>(options: ServeOptions<State>, tar
           return { reject: { status: 429, headers: { 'retry-after': '1' }, body: 'too many connections from this address' } };
         }
         const result = upgradeOptions.beforeAccept?.(req, info);
-        if (typeof (result as PromiseLike<unknown> | undefined)?.then === 'function') counted(result);
+        if (typeof (result as PromiseLike<unknown> | undefined)?.then === 'function') counted(result, (req as IncomingMessage & { stream?: Duplex }).stream);
         return result;
       },
       onConnection(conn) {

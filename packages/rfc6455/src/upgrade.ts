@@ -1001,11 +1001,12 @@ async function upgradeAfterHook<State>(
 }
 
 /**
- * What an asynchronous negotiation (a before-accept hook) answers, or undefined once the socket has
- * closed first (the client left, or handshakeTimeout destroyed it): the upgrade then ends with its
- * socket. (Fixed bug: an upgrade whose hook never settled stayed pending for good and held its
- * maxConnections and maxConnectionsPerIp slots; a hybi-00 one held its socket too, and close()
- * never resolved.) Rejects when the hook fails first; a later failure goes to failUpgrade. @internal
+ * What an asynchronous negotiation (a before-accept hook) answers, or undefined once the socket (or
+ * the HTTP/2 stream of an extended CONNECT) has closed or ended first (the client left, or
+ * handshakeTimeout destroyed it): the upgrade then ends with its socket. (Fixed bug: an upgrade
+ * whose hook never settled stayed pending for good and held its maxConnections and
+ * maxConnectionsPerIp slots; a hybi-00 one held its socket too, and close() never resolved.)
+ * Rejects when the hook fails first; a later failure goes to failUpgrade. @internal
  */
 export function hookAnswer<State, Answer extends Negotiated<State> | { reject: UpgradeRejection }>(
   req: IncomingMessage,
@@ -1021,12 +1022,23 @@ export function hookAnswer<State, Answer extends Negotiated<State> | { reject: U
     };
     // Errors on the raw socket while it waits must not crash the process.
     socket.on('error', noop);
+    // The client ends its side while this waits (it left: a closed tab, a client that gave up;
+    // over plain TCP its FIN): it can no longer take part in a WebSocket, and the upgrade ends,
+    // its socket destroyed. (Fixed bug: Node's HTTP server allows half-open connections, so such a
+    // socket never closed while the hook was pending: it was held, with its maxConnections and
+    // maxConnectionsPerIp slots, until the hook settled or handshakeTimeout, for a client long
+    // gone; over TLS the socket closed.) An end that came before (during a framework's
+    // middleware) is left to the connection, which reads it as the peer gone (1006).
     if (socket.destroyed) gone();
-    else socket.once('close', gone);
+    else {
+      socket.once('close', gone);
+      socket.once('end', destroyEnded);
+    }
     pending.then(
       (answer) => {
         socket.removeListener('error', noop);
         socket.removeListener('close', gone);
+        socket.removeListener('end', destroyEnded);
         // Too late: the permessage-deflate context made for it is never used.
         if (gave && 'extension' in answer) answer.extension?.dispose();
         resolve(answer);
@@ -1034,12 +1046,18 @@ export function hookAnswer<State, Answer extends Negotiated<State> | { reject: U
       (error: unknown) => {
         socket.removeListener('error', noop);
         socket.removeListener('close', gone);
+        socket.removeListener('end', destroyEnded);
         // A hook that fails after the socket went is still reported (to onError), as before.
         if (gave) failUpgrade(req, socket, error, options);
         else reject(error);
       },
     );
   });
+}
+
+/** The 'end' listener of {@link hookAnswer}: a client that ended its side while a hook was pending left. */
+function destroyEnded(this: Duplex): void {
+  this.destroy();
 }
 
 function negotiationInput(req: IncomingMessage, socket: Duplex, offer: ValidatedRequest): NegotiationInput {
