@@ -35,7 +35,7 @@ import { acceptDeflateResponse, buildDeflateOffer, deflateEngineOptions, PerMess
 import type { ConnectOptions } from './client.js';
 import { abortedHandshake, bareHostname, refusalBody, sniOption, socketOptions } from './client-target.js';
 import { hostKey, takeTurn } from './connecting.js';
-import { headerValue, isValidHost } from './handshake/http.js';
+import { headerList, headerValue, isValidHost } from './handshake/http.js';
 import { parseProtocols } from './handshake/server.js';
 import { buildRequestHeaders, verifyNegotiation } from './handshake/client.js';
 import type { Transport } from './transport.js';
@@ -82,7 +82,14 @@ function respondError(stream: ServerHttp2Stream, status: number, message: string
   if (stream.destroyed || stream.headersSent) return;
   const body = typeof message === 'string' ? Buffer.from(message.endsWith('\n') || message === '' ? message : message + '\n') : message;
   const out: Http2OutgoingHeaders = { 'content-type': 'text/plain; charset=utf-8' };
-  for (const [k, v] of Object.entries(headers)) out[k.toLowerCase()] = v;
+  for (const [k, v] of Object.entries(headers)) {
+    const key = k.toLowerCase();
+    // The connection-specific headers a `beforeAccept` refusal may carry for HTTP/1.1 (Connection,
+    // Keep-Alive, Transfer-Encoding…) are left out, as HTTP/1.1 leaves them out of its refusals
+    // (fixed bug: Node refused to send them, RFC 9113 §8.2.2, and the refusal became a 500
+    // reported to onError, over HTTP/2 only).
+    if (!CONNECTION_SPECIFIC.has(key) && key !== 'te' && key !== 'trailer') out[key] = v;
+  }
   out[':status'] = status;
   out['content-length'] = body.length;
   stream.respond(out);
@@ -155,9 +162,14 @@ async function handleConnectStream<State>(
     if ('reject' in answer) {
       clearTimeout(timer);
       const r = answer.reject;
+      // Its headers checked as over HTTP/1.1 and as the 200's: a name that is not a token, or a
+      // value with CR, LF or NUL, is the hook's TypeError, answered 500 and reported (fixed bug:
+      // over HTTP/2 only, Node sent such a value as it was, a malformed field, RFC 9113 §8.2.1).
+      const refusalHeaders: Http2OutgoingHeaders = {};
+      lowerHeaders(headerList(r.headers), refusalHeaders);
       // The body exactly as given, as over HTTP/1.1 (fixed bug: a string body got a '\n' appended
       // over HTTP/2 only, the one respondError adds to its own messages).
-      respondError(stream, r.status, typeof r.body === 'string' ? Buffer.from(r.body) : (r.body ?? ''), r.headers as Http2OutgoingHeaders | undefined, options.handshakeTimeout);
+      respondError(stream, r.status, typeof r.body === 'string' ? Buffer.from(r.body) : (r.body ?? ''), refusalHeaders, options.handshakeTimeout);
       return undefined;
     }
     // The framework's headers (an adapter's), once accepted, under the same deadline.

@@ -47,7 +47,12 @@ export interface UpgradeRejection {
    * goes to `onError`.
    */
   status: number;
-  /** Extra response headers. */
+  /**
+   * Extra response headers. Those of the response's framing are the core's and left out
+   * (Content-Length, Connection, Transfer-Encoding, Keep-Alive, Proxy-Connection, TE, Trailer;
+   * over HTTP/2 Upgrade too); a name that is not a token, or a value with CR, LF or NUL, fails the
+   * hook (a TypeError: 500, reported to `onError`).
+   */
   headers?: OutgoingHttpHeaders | undefined;
   /** Response body, sent exactly as given. Default empty. */
   body?: string | Buffer | undefined;

@@ -140,15 +140,26 @@ export function formatResponse(status: number, headers: HeaderList, body?: strin
 }
 
 /**
+ * Headers of a given error response (a `beforeAccept` refusal's) that the response's own framing
+ * replaces: it is closed after its body (`Connection: close`) and that body has a Content-Length.
+ * A `Transfer-Encoding` next to it made a response that contradicted itself (RFC 9112 §6.1), whose
+ * unchunked body a client read as chunks or refused outright (Node's parser: "Content-Length can't
+ * be present with Transfer-Encoding"); over HTTP/2 these connection-specific headers made the
+ * refusal a 500 instead (fixed bug: both answered alike now, the headers left out).
+ */
+const ERROR_FRAMING = new Set(['content-length', 'connection', 'transfer-encoding', 'keep-alive', 'proxy-connection', 'te', 'trailer']);
+
+/**
  * A complete error response: plain-text body, Content-Length, `Connection: close`, plus the given
- * headers (which may override Content-Type).
+ * headers (which may override Content-Type; those of the framing, Transfer-Encoding, Connection,
+ * Keep-Alive…, are left out).
  */
 export function formatErrorResponse(status: number, message: string | Buffer, headers: HeaderList = []): Buffer {
   const body = typeof message === 'string' ? Buffer.from(message.endsWith('\n') || message === '' ? message : message + '\n') : message;
   const list: HeaderList = [['Connection', 'close']];
   if (!headers.some(([n]) => n.toLowerCase() === 'content-type')) list.push(['Content-Type', 'text/plain; charset=utf-8']);
   list.push(['Content-Length', String(body.length)]);
-  for (const h of headers) if (h[0].toLowerCase() !== 'content-length' && h[0].toLowerCase() !== 'connection') list.push(h);
+  for (const h of headers) if (!ERROR_FRAMING.has(h[0].toLowerCase())) list.push(h);
   return formatResponse(status, list, body);
 }
 
