@@ -456,6 +456,29 @@ describe('@rfc6455/fastify injectWS (no port)', () => {
     }
   });
 
+  it('injectWS refuses a handshake header in headers (a Sec-WebSocket-Extensions offer) with a TypeError, as connect() does, before the app sees a request', async () => {
+    const instance = Fastify();
+    await instance.register(wsPlugin);
+    let handled = 0;
+    let requests = 0;
+    instance.addHook('onRequest', async () => void requests++);
+    instance.get('/d', { websocket: true }, () => void handled++);
+    try {
+      for (const headers of [{ 'Sec-WebSocket-Extensions': 'permessage-deflate' }, { 'sec-websocket-protocol': 'chat' }, { 'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==' }]) {
+        const error = await injectWS(instance, '/d', { headers }).catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(TypeError);
+        expect((error as Error).message).toMatch(/^injectWS\(\): the .* header is the handshake's own/);
+      }
+      const viaConnect = await connect('ws://127.0.0.1:1/d', { headers: { 'Sec-WebSocket-Extensions': 'permessage-deflate' } }).catch((e: unknown) => e);
+      expect(viaConnect).toBeInstanceOf(TypeError);
+      // (Before: the offer went out, the app accepted permessage-deflate and ran the handler, and
+      // the client failed the connection with WS_BAD_EXTENSION_RESPONSE, "not offered".)
+      expect({ handled, requests }).toEqual({ handled: 0, requests: 0 });
+    } finally {
+      await instance.close();
+    }
+  });
+
   it('injectWS rejects with the hook\'s HTTP response', async () => {
     const instance = await app();
     try {

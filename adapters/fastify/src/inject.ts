@@ -4,7 +4,9 @@
  * parsed by the app's own `http.Server` (emitted as a 'connection'), so the same `upgrade`
  * listener, routing, hooks and core handshake run as for a TCP client, and the response is
  * parsed by Node's HTTP client and checked like `connect()` checks it. Not offered:
- * permessage-deflate (no extension is requested) and TLS.
+ * permessage-deflate (no extension is requested) and TLS. `headers` are checked as `connect()`
+ * checks them: one of the handshake's own (a Sec-WebSocket-Extensions offer, a Sec-WebSocket-Key...)
+ * rejects with a TypeError before the app sees a request.
  */
 import type { FastifyInstance } from 'fastify';
 import { request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
@@ -12,6 +14,7 @@ import type { Socket } from 'node:net';
 import { duplexPair } from 'node:stream';
 import {
   buildRequestHeaders,
+  checkClientHeaders,
   generateKey,
   HandshakeError,
   socketTransport,
@@ -33,6 +36,10 @@ export interface InjectWebSocketOptions extends ConnectionOptions {
  * connection; rejects with a HandshakeError (status, headers, body) when the app refuses.
  */
 export async function injectWS(app: FastifyInstance, path = '/', options: InjectWebSocketOptions = {}): Promise<WebSocketConnection> {
+  // As connect(): a handshake header of the caller's was sent as it was (a Sec-WebSocket-Extensions
+  // offer got the app's permessage-deflate, so the app accepted a connection this client then failed
+  // with WS_BAD_EXTENSION_RESPONSE, "not offered") or silently replaced (Sec-WebSocket-Key). Fixed bug.
+  checkClientHeaders('injectWS()', options.headers);
   await app.ready();
   const [clientEnd, serverEnd] = duplexPair();
   // Either end destroyed ends the other, as a TCP peer sees a connection aborted: Node's duplexPair

@@ -229,6 +229,19 @@ function checkRequestHeaders(where: string, headers: unknown, origin: unknown): 
 }
 
 /**
+ * A client's extra request `headers`, checked as `connect()` checks its own: each name a token,
+ * no CR, LF, NUL or other control character in a value, and none of the handshake's own headers
+ * (Sec-WebSocket-Key, -Version, -Accept, -Protocol, -Extensions: the handshake writes them from its
+ * options). For code that sends a handshake of its own, such as an adapter's in-memory client.
+ * @param where the entry point to name in the error message, e.g. `'injectWS()'`.
+ * @param headers the headers object as given (undefined: nothing to check).
+ * @throws TypeError for a header that cannot be sent or that the handshake writes itself.
+ */
+export function checkClientHeaders(where: string, headers: unknown): void {
+  checkRequestHeaders(where, headers, undefined);
+}
+
+/**
  * connect()'s own options, checked where they are given: `where` names that call in the messages
  * (`new WebSocket()` and `new WebSocketStream()` check them too; they said `connect():`).
  */
