@@ -16,7 +16,7 @@ import { connect, type ConnectOptions } from './client.js';
 import { checkClientOptions } from './check-options.js';
 import { CloseCode } from './codec/constants.js';
 import type { Message, WebSocketConnection } from './connection.js';
-import { UnsupportedError, WebSocketError } from './errors.js';
+import { HandshakeError, UnsupportedError, WebSocketError } from './errors.js';
 import { isToken } from './handshake/http.js';
 
 const CONNECTING = 0;
@@ -167,6 +167,26 @@ export function protocolStrings(protocols: unknown): string[] {
   return iterable ? Array.from(protocols as Iterable<unknown>, idlString) : [idlString(protocols)];
 }
 
+/**
+ * The Fetch standard's check of the response (establish a WebSocket connection: "If protocols is
+ * not the empty list and extracting header list values given `Sec-WebSocket-Protocol` and
+ * response's header list results in null, failure, or the empty byte sequence, then fail the
+ * WebSocket connection"), which Chromium, undici and `ws` make and RFC 6455 alone does not (so
+ * `connect()` opens). When subprotocols were offered and the server chose none, the connection is
+ * dropped and the HandshakeError (WS_BAD_PROTOCOL) returned; otherwise undefined. @internal
+ */
+export function refusedForNoProtocol(conn: WebSocketConnection, offered: readonly string[]): HandshakeError | undefined {
+  if (offered.length === 0 || conn.protocol !== '') return undefined;
+  conn.terminate();
+  const statusLine = conn.requestLine || undefined;
+  const status = Number(/^\S+ (\d{3})/.exec(statusLine ?? '')?.[1] ?? 101);
+  return new HandshakeError(`the server chose none of the subprotocols offered (${offered.join(', ')})`, status, {
+    code: 'WS_BAD_PROTOCOL',
+    headers: conn.headers,
+    statusLine,
+  });
+}
+
 /** The subprotocols of the constructor, checked (SyntaxError: not a token, or twice). @internal */
 export function checkProtocols(list: readonly string[]): void {
   const seen = new Set<string>();
@@ -297,7 +317,12 @@ export class WebSocket extends EventTarget {
     // `idleTimeout: undefined` is not asking either (fixed bug: spread over the 0, it gave
     // connect() no idle timeout, so its 300 s default).
     connect(target, { ...options, idleTimeout: options.idleTimeout ?? 0, protocols: list, signal: this.#abort.signal, textMessages: 'string' }).then(
-      (conn) => this.#opened(conn),
+      (conn) => {
+        // Offered subprotocols and none chosen: a failure here, as in browsers (connect() opens).
+        const refused = this.#readyState === CONNECTING ? refusedForNoProtocol(conn, list) : undefined;
+        if (refused) this.#failed(refused);
+        else this.#opened(conn);
+      },
       (error: unknown) => this.#failed(error),
     );
   }

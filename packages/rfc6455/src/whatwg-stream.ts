@@ -14,7 +14,7 @@ import { checkClientOptions } from './check-options.js';
 import { CloseCode, Defaults } from './codec/constants.js';
 import { BUFFER_OVERHEAD, MESSAGE_OVERHEAD, type Message, type WebSocketConnection } from './connection.js';
 import { ConnectionClosedError, WebSocketError as LibraryError } from './errors.js';
-import { checkClose, checkProtocols, copyBytes, idlString, parseTarget } from './web-socket.js';
+import { checkClose, checkProtocols, copyBytes, idlString, parseTarget, refusedForNoProtocol } from './web-socket.js';
 
 /** What `closed` resolves with, and what `close()` and {@link WebSocketStreamError} take. */
 export interface WebSocketCloseInfo {
@@ -239,7 +239,10 @@ export class WebSocketStream {
     connect(target, { ...rest, idleTimeout: rest.idleTimeout ?? 0, protocols, signal: this.#abort.signal, textMessages: 'string' }).then(
       (conn) => {
         settled();
-        this.#open(conn);
+        // Offered subprotocols and none chosen: a failure here, as in browsers (connect() opens).
+        const refused = this.#state === CONNECTING ? refusedForNoProtocol(conn, protocols) : undefined;
+        if (refused) this.#fail(refused);
+        else this.#open(conn);
       },
       (error: unknown) => {
         settled();

@@ -458,3 +458,54 @@ describe('Node additions', () => {
     expect(WebSocket.OPEN).toBe(1);
   });
 });
+
+describe('subprotocols offered and none chosen', () => {
+  test('fail the WebSocket and the WebSocketStream with WS_BAD_PROTOCOL, over HTTP/1.1 and HTTP/2, as the Fetch standard, Chromium, undici and ws do (they opened with protocol ""); connect() still opens, as RFC 6455 allows', async () => {
+    const tls = { key: readFileSync(resolve(FIXTURES, 'key.pem')), cert: readFileSync(resolve(FIXTURES, 'cert.pem')) };
+    // A server that answers no subprotocol to any offer, and records the connections it made.
+    const made: WebSocketConnection[] = [];
+    const plain = await serve({ port: 0 }, (conn) => void made.push(conn));
+    const secure = await serve({ port: 0, tls, http2: true }, (conn) => void made.push(conn));
+    try {
+      for (const [url, options, status] of [
+        [plain.url, {}, 101],
+        [secure.url, { http2: true, tls: { ca: tls.cert } }, 200],
+      ] as const) {
+        const ws = new WebSocket(url, ['chat'], options);
+        const trace: string[] = [];
+        ws.onopen = () => {
+          trace.push('open');
+          ws.close();
+        };
+        let cause: HandshakeError | undefined;
+        ws.onerror = (event) => (cause = (event as ErrorEvent).error as HandshakeError);
+        const close = await next<CloseEvent>(ws, 'close');
+        expect(trace).toEqual([]);
+        expect(cause).toBeInstanceOf(HandshakeError);
+        expect([cause?.code, cause?.status, ws.protocol, ws.readyState]).toEqual(['WS_BAD_PROTOCOL', status, '', WebSocket.CLOSED]);
+        expect([close.code, close.wasClean]).toEqual([1006, false]);
+
+        const wss = new WebSocketStream(url, { ...options, protocols: ['chat'] });
+        const opened = await wss.opened.then(
+          () => void wss.close(),
+          (reason: { cause?: unknown }) => reason.cause,
+        );
+        const closed = await wss.closed.then(
+          () => undefined,
+          (reason: { closeCode?: number }) => reason.closeCode,
+        );
+        expect([(opened as HandshakeError | undefined)?.code, (opened as HandshakeError | undefined)?.status, closed]).toEqual(['WS_BAD_PROTOCOL', status, 1006]);
+      }
+      // The servers saw the four connections dropped.
+      await Promise.all(made.map((conn) => conn.whenClosed));
+      expect(made.map((conn) => conn.closeStatus)).toEqual([1006, 1006, 1006, 1006]);
+
+      const conn = await connect(plain.url, { protocols: ['chat'] });
+      expect(conn.protocol).toBe('');
+      await conn.close();
+      expect(conn.closeStatus).toBe(1000);
+    } finally {
+      await Promise.all([plain.close(), secure.close()]);
+    }
+  });
+});
