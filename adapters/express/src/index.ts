@@ -24,6 +24,7 @@ import type { Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import {
+  checkOwnConnections,
   checkUpgradeOptions,
   CloseCode,
   listenForUpgrades,
@@ -211,6 +212,8 @@ export function websocket(options: ExpressWebSocketOptions = {}): ExpressWebSock
     (conn: WebSocketConnection, req: IncomingMessage, ctx: HandlerContext<unknown>): void | Promise<void> =>
       h(conn, req as Request, ctx as HandlerContext<Locals>);
 
+  // Its connections are its own set (ws.connections): a `connections` given is refused, not replaced.
+  checkOwnConnections('websocket()', (options as { connections?: unknown }).connections, 'ws.connections');
   // One options object for every upgrade: without a before-accept hook the handshake stays synchronous.
   const upgradeOptions: UpgradeOptions<unknown> = {
     ...options,

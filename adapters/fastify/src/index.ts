@@ -50,6 +50,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { injectWS, type InjectWebSocketOptions } from './inject.js';
 import {
+  checkOwnConnections,
   checkUpgradeOptions,
   CloseCode,
   listenForUpgrades,
@@ -226,6 +227,14 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
   // here would be uncaught.
   if (app.hasDecorator('websocketConnections') || registered.has(app.server)) {
     done(new Error('@rfc6455/fastify is already registered on this app (on this instance, a parent or another plugin): register it once, at the top'));
+    return;
+  }
+  // Its connections are its own set (app.websocketConnections): a `connections` given is refused,
+  // through Fastify's error path, not replaced.
+  try {
+    checkOwnConnections('@rfc6455/fastify', (options as { connections?: unknown }).connections, 'app.websocketConnections');
+  } catch (error) {
+    done(error as Error);
     return;
   }
   const connections = new Set<WebSocketConnection>();

@@ -26,6 +26,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { format } from 'node:util';
 import {
+  checkOwnConnections,
   checkUpgradeOptions,
   CloseCode,
   listenForUpgrades,
@@ -159,6 +160,9 @@ export function websocket(mapperOrOptions: ServiceMapper<KoaState> | ServiceMapp
       })),
     );
 
+  // Its connections are its own set (the middleware's .connections): a `connections` given is
+  // refused, not replaced.
+  checkOwnConnections('websocket()', (options as { connections?: unknown }).connections, 'the middleware\'s connections');
   // One options object for every upgrade: without a before-accept hook the handshake stays synchronous.
   const upgradeOptions: UpgradeOptions<KoaState> = {
     ...options,

@@ -165,8 +165,24 @@ function checkHandshakeOptions(where: string, options: Pick<UpgradeOptions, keyo
   checkDeflateOptions(where, options.perMessageDeflate);
 }
 
+/**
+ * `connections` given to an entry point that tracks its connections in a set of its own (serve():
+ * `server.connections`; the adapters'): a TypeError that says where they are. (Fixed bug: the
+ * entry point's own set replaced the one given, silently, so a Set of the caller's stayed empty.
+ * Both cannot be filled: a connection is in one set, which its shutdown and idle timers use.)
+ * @param where the entry point, for the message.
+ * @param connections the option as given.
+ * @param own where that entry point's connections are, for the message.
+ * @throws TypeError when `connections` is given.
+ */
+export function checkOwnConnections(where: string, connections: unknown, own: string): void {
+  if (connections === undefined) return;
+  throw new TypeError(`${where}: connections is not taken here: its connections are in ${own} (a Set of yours is for handleUpgrade(), attachHttp2() and connect())`);
+}
+
 /** serve()'s own limits, and where it listens. */
-export function checkServeOptions(options: { maxConnections?: number; maxConnectionsPerIp?: number; path?: string; port?: number; host?: string; http2?: boolean; tuneAllocator?: boolean }): void {
+export function checkServeOptions(options: { maxConnections?: number; maxConnectionsPerIp?: number; path?: string; port?: number; host?: string; http2?: boolean; tuneAllocator?: boolean; connections?: unknown }): void {
+  checkOwnConnections('serve()', options.connections, 'server.connections');
   // ws's `path` is the URL path to accept: `{ port: 8080, path: '/ws' }` made a Unix domain socket
   // at /ws and left the port unused (fixed bug).
   if (options.path !== undefined && (options.port !== undefined || options.host !== undefined)) {

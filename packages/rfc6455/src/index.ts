@@ -92,4 +92,4 @@ export { PerMessageDeflate, type PerMessageDeflateEngineOptions, type Callback a
 export { parseExtensions, formatExtension, type ExtensionOffer } from './extensions/header.js';
 export type { InflatedSlice, MessageExtension } from './extensions/extension.js';
 export { tuneAllocator, type AllocatorTuning } from './allocator.js';
-export { checkClientHeaders, checkUpgradeOptions } from './check-options.js';
+export { checkClientHeaders, checkOwnConnections, checkUpgradeOptions } from './check-options.js';

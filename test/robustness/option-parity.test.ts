@@ -1,0 +1,300 @@
+/**
+ * Connection options take effect the same on every server entry point: each option is given the
+ * way that entry point takes options (serve()'s and attachHttp2()'s options, handleUpgrade()'s
+ * last argument, the adapters' websocket() / plugin options), and a real client (our connect())
+ * sees its effect: a message over maxMessageSize or a frame over maxFrameSize failed with 1009,
+ * idleTimeout closing with 1001, a keepalive ping or a close frame the peer never answers aborting
+ * (1006), a peer that does not read failed with 1008 past maxBufferedAmount, text handed over as
+ * bytes with textMessages: 'buffer', and no permessage-deflate with perMessageDeflate: false.
+ *
+ * Entry points as in server-parity.test.ts: serve() over HTTP/1.1, TLS and HTTP/2; handleUpgrade()
+ * on a Node http.Server; attachHttp2() on an h2c server; a hybi-00 client of serve(); the Express,
+ * Koa and Fastify adapters (Fastify over HTTP/2 too). hybi-00 has no frame size, fragments, ping
+ * (keepaliveInterval is ignored there, docs/hybi00.md) or extensions.
+ */
+import express from 'express';
+import Fastify from 'fastify';
+import Koa from 'koa';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer as createH2Server, type ServerHttp2Session } from 'node:http2';
+import type { AddressInfo } from 'node:net';
+import { attachHttp2, connect, handleUpgrade, serve, serviceMapper, type ConnectOptions, type UpgradeOptions, type WebSocketConnection } from 'rfc6455';
+import { websocket as expressWebsocket } from '@rfc6455/express';
+import { websocket as koaWebsocket } from '@rfc6455/koa';
+import wsPlugin from '@rfc6455/fastify';
+import { CLIENT_TLS, TLS } from '../http2/helpers.js';
+
+type Transport = 'h1' | 'tls' | 'h2' | 'h2c' | 'hybi00';
+
+interface Running {
+  url: (path: string) => string;
+  client: ConnectOptions;
+  close(): Promise<void>;
+}
+
+interface EntryPoint {
+  name: string;
+  transport: Transport;
+  start(options: UpgradeOptions<unknown>): Promise<Running>;
+}
+
+/** The server side of each accepted connection, in order. */
+let accepted: WebSocketConnection[] = [];
+let waiting: ((conn: WebSocketConnection) => void)[] = [];
+function nextServerConn(): Promise<WebSocketConnection> {
+  const conn = accepted.shift();
+  if (conn) return Promise.resolve(conn);
+  return new Promise((resolve) => waiting.push(resolve));
+}
+
+const closed = (conn: WebSocketConnection): Promise<number | undefined> => conn.whenClosed.then(() => conn.closeStatus);
+
+const mapper = serviceMapper([
+  {
+    path: '/.*',
+    handler: (conn) => {
+      conn.on('error', () => undefined);
+      const waiter = waiting.shift();
+      if (waiter) waiter(conn);
+      else accepted.push(conn);
+      if (conn.path === '/echo-kind') {
+        conn.on('message', (data, binary) => void conn.send(`${Buffer.isBuffer(data) ? 'buffer' : typeof data} ${binary}`).catch(() => undefined));
+      } else if (conn.path === '/close') {
+        // (On the client's word, once it has stopped reading.)
+        conn.once('message', () => void conn.close(1000).catch(() => undefined));
+      } else if (conn.path === '/flood') {
+        conn.once('message', () => {
+          // (hybi-00 is text only.)
+          const chunk = conn.variant === 'hybi00' ? 'x'.repeat(64 * 1024) : Buffer.alloc(64 * 1024, 7);
+          for (let i = 0; i < 512 && conn.readyState === 'open'; i++) void conn.send(chunk).catch(() => undefined);
+        });
+      }
+    },
+  },
+]);
+
+function listen(server: Server | import('node:http2').Http2Server): Promise<number> {
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)));
+}
+
+function closeServer(server: Server): Promise<void> {
+  server.closeAllConnections();
+  return new Promise((resolve) => server.close(() => resolve()));
+}
+
+function serveEntry(name: string, transport: Transport, extra: object): EntryPoint {
+  return {
+    name,
+    transport,
+    async start(options) {
+      const server = await serve({ ...options, ...extra } as never, mapper);
+      const scheme = transport === 'tls' || transport === 'h2' ? 'wss' : 'ws';
+      const client: ConnectOptions =
+        transport === 'hybi00' ? { variant: 'hybi00' } : transport === 'h2' ? { http2: true, tls: CLIENT_TLS } : transport === 'tls' ? { tls: CLIENT_TLS } : {};
+      return { url: (path) => `${scheme}://127.0.0.1:${server.port}${path}`, client, close: () => server.close() };
+    },
+  };
+}
+
+function h1Adapter(name: string, make: (options: UpgradeOptions<unknown>) => { server: Server; close: () => Promise<void> }): EntryPoint {
+  return {
+    name,
+    transport: 'h1',
+    async start(options) {
+      const { server, close } = make(options);
+      const port = await listen(server);
+      return { url: (path) => `ws://127.0.0.1:${port}${path}`, client: {}, close };
+    },
+  };
+}
+
+const entryPoints: EntryPoint[] = [
+  serveEntry('serve()', 'h1', {}),
+  serveEntry('serve({ tls })', 'tls', { tls: TLS }),
+  serveEntry('serve({ http2: true })', 'h2', { tls: TLS, http2: true }),
+  serveEntry('serve() to a hybi-00 client', 'hybi00', {}),
+  h1Adapter('handleUpgrade() on http.Server', (options) => {
+    const server = createServer();
+    server.on('upgrade', (req: IncomingMessage, socket, head: Buffer) => void handleUpgrade(req, socket, head, mapper, options));
+    return { server, close: () => closeServer(server) };
+  }),
+  {
+    name: 'attachHttp2() on an h2c server',
+    transport: 'h2c',
+    async start(options) {
+      const server = createH2Server({ settings: { enableConnectProtocol: true } });
+      attachHttp2(server, mapper, options);
+      const sessions = new Set<ServerHttp2Session>();
+      server.on('session', (s) => sessions.add(s));
+      const port = await listen(server);
+      return {
+        url: (path) => `ws://127.0.0.1:${port}${path}`,
+        client: { http2: true },
+        close: () => {
+          for (const s of sessions) s.destroy();
+          return new Promise((resolve) => server.close(() => resolve()));
+        },
+      };
+    },
+  },
+  h1Adapter('Express', (options) => {
+    const app = express();
+    const ws = expressWebsocket({ ...(options as UpgradeOptions<never>), mapper });
+    app.use(ws.middleware);
+    const server = createServer(app);
+    ws.attach(server, app);
+    return { server, close: async () => { await ws.close(); await closeServer(server); } };
+  }),
+  h1Adapter('Koa', (options) => {
+    const app = new Koa();
+    const ws = koaWebsocket({ ...(options as UpgradeOptions<never>), mapper });
+    app.use(ws);
+    const server = createServer(app.callback());
+    ws.attach(server, app);
+    return { server, close: async () => { await ws.close(); await closeServer(server); } };
+  }),
+  {
+    name: 'Fastify',
+    transport: 'h1',
+    async start(options) {
+      const app = Fastify();
+      await app.register(wsPlugin, { ...options, mapper } as never);
+      await app.listen({ port: 0, host: '127.0.0.1' });
+      const port = (app.server.address() as AddressInfo).port;
+      return { url: (path) => `ws://127.0.0.1:${port}${path}`, client: {}, close: () => app.close().then(() => undefined) };
+    },
+  },
+  {
+    name: 'Fastify over HTTP/2',
+    transport: 'h2',
+    async start(options) {
+      const app = Fastify({ http2: true, https: { ...TLS, allowHTTP1: true }, forceCloseConnections: true });
+      await app.register(wsPlugin, { ...options, mapper } as never);
+      await app.listen({ port: 0, host: '127.0.0.1' });
+      const port = (app.server.address() as AddressInfo).port;
+      return { url: (path) => `wss://127.0.0.1:${port}${path}`, client: { http2: true, tls: CLIENT_TLS }, close: () => app.close().then(() => undefined) };
+    },
+  },
+];
+
+beforeEach(() => {
+  accepted = [];
+  waiting = [];
+});
+
+/** Starts the entry point with `options`, connects to `path`, runs `body`, and closes everything. */
+async function withConn(entry: EntryPoint, options: UpgradeOptions<unknown>, path: string, body: (client: WebSocketConnection, server: WebSocketConnection) => Promise<void>, clientOptions: ConnectOptions = {}): Promise<void> {
+  const running = await entry.start(options);
+  let client: WebSocketConnection | undefined;
+  try {
+    const serverConn = nextServerConn();
+    client = await connect(running.url(path), { ...running.client, ...clientOptions });
+    client.on('error', () => undefined);
+    await body(client, await serverConn);
+  } finally {
+    client?.terminate();
+    await running.close();
+  }
+}
+
+describe.each(entryPoints.map((e) => [e.name, e] as const))('%s', (_name, entry) => {
+  const hybi00 = entry.transport === 'hybi00';
+
+  // handleUpgrade() and attachHttp2() add each connection to the Set given; serve() and the
+  // adapters keep their own (server.connections, ws.connections, app.websocketConnections) and
+  // refuse one (it was replaced by theirs without a word, and stayed empty).
+  const takesSet = entry.name.startsWith('handleUpgrade') || entry.name.startsWith('attachHttp2');
+  test(`connections: a Set given is ${takesSet ? 'filled' : 'refused with a TypeError that says where the connections are'}, never silently left empty`, async () => {
+    const mine = new Set<WebSocketConnection>();
+    if (!takesSet) {
+      await expect(entry.start({ connections: mine })).rejects.toThrow(/connections is not taken here: its connections are in \S/);
+      return;
+    }
+    await withConn(entry, { connections: mine }, '/idle', async (_client, server) => {
+      expect([...mine]).toEqual([server]);
+    });
+  });
+
+  test('maxMessageSize: a message over it fails the connection with 1009', async () => {
+    await withConn(entry, { maxMessageSize: 1000 }, '/idle', async (client, server) => {
+      void client.send('x'.repeat(2000)).catch(() => undefined);
+      // (hybi-00 has no status codes: the server's side tells.)
+      expect(await closed(server)).toBe(1009);
+      if (!hybi00) expect(await closed(client)).toBe(1009);
+    });
+  });
+
+  if (!hybi00) {
+    test('maxFrameSize: a frame over it fails the connection with 1009 (the message is under maxMessageSize)', async () => {
+      await withConn(entry, { maxFrameSize: 100 }, '/idle', async (client, server) => {
+        void client.send(Buffer.alloc(200)).catch(() => undefined);
+        expect(await closed(server)).toBe(1009);
+        expect(await closed(client)).toBe(1009);
+      });
+    });
+
+    test('maxFragments: a message of more fragments fails the connection with 1009', async () => {
+      await withConn(entry, { maxFragments: 2 }, '/idle', async (client, server) => {
+        void client.sendStream(['a', 'b', 'c', 'd'].map((s) => Buffer.from(s)), { fragmentSize: 1 }).catch(() => undefined);
+        expect(await closed(server)).toBe(1009);
+        expect(await closed(client)).toBe(1009);
+      });
+    });
+  }
+
+  test('idleTimeout: a connection with no frame for that long is closed with 1001 (hybi-00: its closing frame, 1005)', async () => {
+    await withConn(entry, { idleTimeout: 200 }, '/idle', async (client, server) => {
+      expect(await closed(server)).toBe(hybi00 ? 1005 : 1001);
+      if (hybi00) expect(await closed(client)).toBe(1005);
+      if (!hybi00) {
+        expect(await closed(client)).toBe(1001);
+        expect(client.closeReason).toBe('idle timeout');
+      }
+    });
+  });
+
+  if (!hybi00) {
+    test('keepaliveInterval: a peer that never answers the ping is aborted (1006)', async () => {
+      await withConn(entry, { keepaliveInterval: 100, idleTimeout: 0 }, '/idle', async (client, server) => {
+        client.pause(); // reads nothing: the ping stays unanswered
+        expect(await closed(server)).toBe(1006);
+      });
+    });
+  }
+
+  test('closeTimeout: a peer that never answers the close frame is cut (1006)', async () => {
+    await withConn(entry, { closeTimeout: 200, idleTimeout: 0 }, '/close', async (client, server) => {
+      client.pause();
+      await client.send('go');
+      expect(await closed(server)).toBe(1006);
+    }, { closeTimeout: 60_000 });
+  });
+
+  test('maxBufferedAmount: a peer that does not read is failed with 1008 (WS_SEND_BUFFER_FULL)', async () => {
+    await withConn(entry, { maxBufferedAmount: 256 * 1024, idleTimeout: 0 }, '/flood', async (client, server) => {
+      client.pause();
+      await client.send('go');
+      expect(await closed(server)).toBe(1008);
+      expect((server.error as { code?: string } | undefined)?.code).toBe('WS_SEND_BUFFER_FULL');
+    });
+  });
+
+  test("textMessages: 'buffer': text arrives as a Buffer, not binary", async () => {
+    await withConn(entry, { textMessages: 'buffer' }, '/echo-kind', async (client) => {
+      void client.send('hello');
+      expect(await client.recv()).toBe('buffer false');
+    });
+  });
+
+  if (!hybi00) {
+    test('perMessageDeflate: false: no extension negotiated with a client that offers it (and one by default)', async () => {
+      await withConn(entry, { perMessageDeflate: false }, '/idle', async (client, server) => {
+        expect(client.extensions).toBe('');
+        expect(server.extensions).toBe('');
+      }, { perMessageDeflate: true });
+      await withConn(entry, {}, '/idle', async (client) => {
+        expect(client.extensions).toContain('permessage-deflate');
+      }, { perMessageDeflate: true });
+    });
+  }
+});
