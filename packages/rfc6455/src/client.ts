@@ -120,26 +120,41 @@ export async function connect(url: string | URL, options: ConnectOptions = {}): 
     // got a fresh one, so a server slow to show it spoke no HTTP/2 gave connect() up to twice it).
     // A session of our own is a new connection, and the turn is held through a fallback; a
     // stream on the caller's session is not, and the fallback's connection takes a turn.
-    if (options.http2) {
-      const session = typeof options.http2 === 'object' ? options.http2 : undefined;
-      if (session === undefined) release = await turn(target, options, started);
-      const conn = await openHttp2(target, { ...options, session }, started, release);
-      if (conn) return conn;
-    }
     const maxRedirects = options.followRedirects === true ? 5 : options.followRedirects || 0;
     const origin = target;
     for (let redirects = 0; ; redirects++) {
       // (A redirect is a new handshake, with a handshakeTimeout of its own, as in ws; its
       // connection, to the host it names, takes a turn once the 3xx gave the last one back.)
       const from = redirects === 0 ? started : performance.now();
-      release ??= await turn(target, options, from);
-      const outcome = await attempt(target, options, redirects < maxRedirects, leftOf(from), release);
-      release();
+      const follow = redirects < maxRedirects;
+      let outcome: WebSocketConnection | Redirect | undefined;
+      // Each hop over HTTP/2 first when asked, as the first (fixed bug: over HTTP/2 a 3xx was
+      // never followed, whatever followRedirects said: connect() failed with it).
+      if (options.http2) {
+        const session = typeof options.http2 === 'object' ? options.http2 : undefined;
+        if (session === undefined) release ??= await turn(target, options, from);
+        try {
+          outcome = await openHttp2(target, { ...options, session }, from, release, follow);
+        } catch (error) {
+          const location = follow ? redirectLocation(error) : undefined;
+          if (location === undefined) throw error;
+          outcome = { location, error: error as HandshakeError };
+        }
+      }
+      if (outcome === undefined) {
+        release ??= await turn(target, options, from);
+        outcome = await attempt(target, options, follow, leftOf(from), release);
+      }
+      release?.();
       release = undefined;
       if (outcome instanceof WebSocketConnection) return outcome;
-      if (redirects >= maxRedirects) throw outcome.error;
-      target = redirectTarget(outcome, target);
-      options = withCredentials(target, redirectedOptions(origin, target, options));
+      if (!follow) throw outcome.error;
+      const next = redirectTarget(outcome, target);
+      options = withCredentials(next, redirectedOptions(origin, next, options));
+      // A session passed in is a connection to its own origin: a redirect elsewhere opens one of
+      // its own, as `http2: true` does.
+      if (typeof options.http2 === 'object' && !sameOrigin(next, target)) options = { ...options, http2: true };
+      target = next;
     }
   } finally {
     release?.();
@@ -182,6 +197,16 @@ export function redirectedOptions(origin: URL, next: URL, options: ConnectOption
   }
   return { ...options, headers, ...(sameHost ? {} : { socketPath: undefined }) };
 }
+
+/** The Location of a 3xx that openHttp2() failed with (a HandshakeError with its headers), if it is one. */
+function redirectLocation(error: unknown): string | undefined {
+  if (!(error instanceof HandshakeError) || error.status < 300 || error.status >= 400) return undefined;
+  const location = error.headers.location;
+  return typeof location === 'string' && location !== '' ? location : undefined;
+}
+
+/** Whether two WebSocket URLs name one origin (ws: as http:, wss: as https:). */
+const sameOrigin = (a: URL, b: URL): boolean => isSecure(a) === isSecure(b) && a.host === b.host;
 
 interface Redirect {
   location: string;

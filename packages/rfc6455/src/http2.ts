@@ -542,10 +542,11 @@ export async function connectHttp2(url: URL, options: Http2ConnectOptions): Prom
  * {@link connectHttp2} without taking a turn (`connect()` holds its own through a fallback to
  * HTTP/1.1), with one handshakeTimeout that began at `started` (a turn waited for counts in it).
  * `answered` is called when a response that is no 200 comes: the WebSocket has failed (its body
- * may still be read), and the host's turn goes to the next, as over HTTP/1.1.
+ * may still be read), and the host's turn goes to the next, as over HTTP/1.1. `follow`: a 3xx
+ * with a Location fails at once, its body unread (`connect()` follows it), as over HTTP/1.1.
  * @internal
  */
-export async function openHttp2(url: URL, options: Http2ConnectOptions, started: number, answered?: () => void): Promise<WebSocketConnection | undefined> {
+export async function openHttp2(url: URL, options: Http2ConnectOptions, started: number, answered?: () => void, follow = false): Promise<WebSocketConnection | undefined> {
   const secure = url.protocol === 'wss:' || url.protocol === 'https:';
   const origin = `${secure ? 'https' : 'http'}://${url.host}`;
   const timeout = options.handshakeTimeout ?? Defaults.handshakeTimeout;
@@ -706,6 +707,13 @@ export async function openHttp2(url: URL, options: Http2ConnectOptions, started:
       const size = http1HeadSize(status, plain);
       if (size > limit) {
         fail(new HandshakeError(`response head too large: ${size} bytes as HTTP/1.1, over ${limit}`, 0, { code: 'WS_RESPONSE_TOO_LARGE' }));
+        return;
+      }
+      const location = status >= 300 && status < 400 ? plain.location : undefined;
+      if (follow && typeof location === 'string' && location !== '') {
+        // A redirect connect() follows: its body is of no use, as over HTTP/1.1 (the stream is cancelled).
+        answered?.();
+        fail(new HandshakeError(`server answered ${status}`, status, { code: 'WS_UNEXPECTED_RESPONSE', headers: plain, statusLine: `HTTP/2 ${status}` }));
         return;
       }
       if (status !== 200) {
