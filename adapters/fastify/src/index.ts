@@ -45,7 +45,7 @@ import type {
   RouteGenericInterface,
 } from 'fastify';
 import { ServerResponse, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
-import { constants as h2, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
+import { constants as h2, type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { injectWS, type InjectWebSocketOptions } from './inject.js';
@@ -53,6 +53,7 @@ import {
   checkOwnConnections,
   checkUpgradeOptions,
   CloseCode,
+  Defaults,
   listenForUpgrades,
   upgradesUnderWay,
   completeUpgradeResponse,
@@ -245,6 +246,25 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
   const underWay = upgradesUnderWay();
   /** The same over HTTP/2: extended CONNECTs still in Fastify's hooks or in handleConnect. */
   const underWayConnects = new Set<Http2ServerResponse>();
+  /**
+   * The HTTP/2 sessions that carried an extended CONNECT of ours. With `forceCloseConnections:
+   * true`, Fastify closes sessions with `session.close()` (GOAWAY), which waits for the peer; a
+   * peer that no longer reads kept app.close() waiting for http2SessionTimeout (72 s) although its
+   * WebSocket had been cut at closeTimeout (fixed bug). As serve()'s close() does, what is still
+   * open a moment after the WebSockets are closed is destroyed.
+   */
+  const connectSessions = new Map<Http2Session, string>();
+  /** The server's open sockets by peer address (the sessions give only a proxy of theirs, which may not be destroyed). */
+  const rawSockets = new Map<string, Socket>();
+  const onSocket = (socket: Socket): void => {
+    const peer = peerOf(socket);
+    rawSockets.set(peer, socket);
+    socket.once('close', () => {
+      if (rawSockets.get(peer) === socket) rawSockets.delete(peer);
+    });
+  };
+  const peerOf = (socket: { remoteAddress?: string | undefined; remotePort?: number | undefined }): string => `${socket.remoteAddress ?? ''}|${socket.remotePort ?? ''}`;
+  let sessionGrace: NodeJS.Timeout | undefined;
 
   /**
    * The request logger of each connection, for its handler's errors: the core reports those with
@@ -484,6 +504,13 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
       res.writeHead(503, { 'content-type': 'text/plain; charset=utf-8' }).end('server is shutting down\n');
       return;
     }
+    const session = h2req.stream.session;
+    if (session && !connectSessions.has(session)) {
+      // (Its peer, kept now: a closed session no longer gives its socket, and ends it by waiting
+      // for the peer to read what is still buffered.)
+      connectSessions.set(session, peerOf(session.socket));
+      session.once('close', () => connectSessions.delete(session));
+    }
     (h2req as unknown as UpgradeRequest)[PENDING] = { kind: 'connect' };
     // Fastify's hooks have handshakeTimeout (then 408), which handleConnect's part shares, as over
     // HTTP/1.1; app.close() answers the CONNECT 503 at once while either runs.
@@ -503,6 +530,8 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
     // RFC 8441 §3: advertise extended CONNECT, since this plugin now accepts it.
     server.updateSettings({ enableConnectProtocol: true });
     app.server.on('connect', onConnect);
+    app.server.on('connection', onSocket);
+    app.server.on('secureConnection', onSocket);
     app.addHook('onRequest', (request, reply, next) => {
       const pending = (request.raw as UpgradeRequest)[PENDING];
       if (pending?.kind === 'connect' && (request.routeOptions.config as { [WS_ROUTE]?: boolean })[WS_ROUTE] !== true) return refuseConnect(reply);
@@ -518,8 +547,23 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
     }
     underWayConnects.clear();
     await Promise.all([...connections].map((conn) => conn.close(CloseCode.GoingAway, 'server shutting down').catch(noop)));
+    // Fastify closes the sessions (GOAWAY) once the preClose hooks are done; those whose peer has
+    // not closed its side a moment later are destroyed (forceCloseConnections: true only: without
+    // it Fastify leaves the sessions open, as documented).
+    if (connectSessions.size > 0 && (app.initialConfig as { forceCloseConnections?: unknown }).forceCloseConnections === true) {
+      sessionGrace = setTimeout(() => {
+        for (const [session, peer] of connectSessions) {
+          session.destroy();
+          rawSockets.get(peer)?.destroy();
+        }
+      }, Math.min(1000, options.closeTimeout ?? Defaults.closeTimeout));
+      sessionGrace.unref();
+    }
   });
   app.addHook('onClose', async () => {
+    clearTimeout(sessionGrace);
+    app.server.removeListener('connection', onSocket);
+    app.server.removeListener('secureConnection', onSocket);
     registered.delete(app.server);
     stopUpgrades();
     app.server.removeListener('connect', onConnect);
