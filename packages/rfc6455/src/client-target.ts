@@ -129,13 +129,36 @@ export function unixTarget(url: URL): { target: URL; socketPath: string } | unde
 }
 
 /**
+ * A connection that failed with `error` (a socket error, or what a connection factory threw):
+ * `WS_CONNECT_FAILED`, status 0, `error` as the cause. @internal
+ */
+export function connectFailed(error: unknown): HandshakeError {
+  const message = (error as { message?: unknown } | null)?.message;
+  return new HandshakeError(`connection failed: ${String(message ?? error)}`, 0, { code: 'WS_CONNECT_FAILED', cause: error });
+}
+
+/**
+ * What a connection factory of the caller's threw (an `agent`'s or HTTP/2 `sessionOptions`'
+ * `createConnection`), thrown again as the connection's failure ({@link connectFailed}), as when
+ * the factory reports it as an error (fixed bug: connect() rejected with the raw error). A
+ * TypeError or RangeError stays itself: an option Node refused (an http.Agent for wss:, TLS
+ * options it cannot take), as without a factory. (By name: Node's errors are of its own realm's
+ * classes, not always of the caller's.) @internal
+ */
+export function factoryFailed(error: unknown): never {
+  const name = (error as { name?: unknown } | null)?.name;
+  if (name === 'TypeError' || name === 'RangeError') throw error;
+  throw connectFailed(error);
+}
+
+/**
  * The error of a handshake given up by its `signal`, as Node's HTTP client makes the RFC 6455 one
  * fail: `WS_CONNECT_FAILED`, caused by an `AbortError` (code `ABORT_ERR`) whose cause is the
  * signal's reason. Used by the hybi-00 and HTTP/2 clients, which make their connections themselves.
  */
 export function abortedHandshake(signal: AbortSignal): HandshakeError {
   const abort = Object.assign(new Error('The operation was aborted', { cause: signal.reason }), { name: 'AbortError', code: 'ABORT_ERR' });
-  return new HandshakeError(`connection failed: ${abort.message}`, 0, { code: 'WS_CONNECT_FAILED', cause: abort });
+  return connectFailed(abort);
 }
 
 /**

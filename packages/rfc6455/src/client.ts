@@ -17,7 +17,7 @@ import { socketTransport } from './transport.js';
 import { openHttp2 } from './http2.js';
 import { hostKey, takeTurn } from './connecting.js';
 import { openHybi00 } from './hybi00-upgrade.js';
-import { abortedHandshake, bareHostname, percentDecode, refusalBody, sniOption, socketOptions, unixTarget, watchStatusLine } from './client-target.js';
+import { abortedHandshake, factoryFailed, bareHostname, percentDecode, refusalBody, sniOption, socketOptions, unixTarget, watchStatusLine } from './client-target.js';
 import type { ClientHttp2Session } from 'node:http2';
 
 /** Options of {@link connect}: the handshake, plus every connection option. */
@@ -292,15 +292,9 @@ function attempt(target: URL, options: ConnectOptions, follow: boolean, left?: n
       }) as ClientRequest;
     } catch (error) {
       // The caller's `agent` makes the connection as Node's request is made: what its
-      // createConnection throws is the connection's failure, WS_CONNECT_FAILED with the error as
-      // its cause, as when it reports the error on the request (fixed bug: connect() rejected with
-      // the raw error). A TypeError or RangeError stays itself: an option Node refused (an
-      // http.Agent for wss:, TLS options it cannot take), as without an agent.
-      // (By name: Node's errors are of its own realm's classes, not always of the caller's.)
-      const name = (error as { name?: unknown } | null)?.name;
-      if (options.agent === undefined || name === 'TypeError' || name === 'RangeError') throw error;
-      const cause = error as { message?: unknown };
-      throw new HandshakeError(`connection failed: ${String(cause?.message ?? error)}`, 0, { code: 'WS_CONNECT_FAILED', cause: error });
+      // createConnection throws is the connection's failure (factoryFailed).
+      if (options.agent === undefined) throw error;
+      factoryFailed(error);
     }
     // A refusal being read when time runs out (a body that never ends) is reported as the refusal.
     let refused: (() => void) | undefined;

@@ -33,7 +33,7 @@ import { WebSocketConnection } from './connection.js';
 import { HandshakeError } from './errors.js';
 import { acceptDeflateResponse, buildDeflateOffer, deflateEngineOptions, PerMessageDeflate, PERMESSAGE_DEFLATE } from './extensions/permessage-deflate.js';
 import type { ConnectOptions } from './client.js';
-import { abortedHandshake, bareHostname, refusalBody, sniOption, socketOptions } from './client-target.js';
+import { abortedHandshake, factoryFailed, bareHostname, refusalBody, sniOption, socketOptions } from './client-target.js';
 import { hostKey, takeTurn } from './connecting.js';
 import { headerList, headerValue, isValidHost } from './handshake/http.js';
 import { parseProtocols } from './handshake/server.js';
@@ -587,9 +587,7 @@ export async function openHttp2(url: URL, options: Http2ConnectOptions, started:
     session = options.session ?? http2Connect(origin, { ...where, ...sni, ...options.tls, ...options.sessionOptions, createConnection } as SecureClientSessionOptions);
   } catch (error) {
     if (givenFailed === undefined || givenFailed.error !== error) throw error;
-    const name = (error as { name?: unknown } | null)?.name;
-    if (name === 'TypeError' || name === 'RangeError') throw error;
-    throw new HandshakeError(`connection failed: ${String((error as { message?: unknown } | null)?.message ?? error)}`, 0, { code: 'WS_CONNECT_FAILED', cause: error });
+    factoryFailed(error);
   }
   // A server that has not answered in time (or a handshake given up by `signal`): a graceful
   // close ends our side and waits for the server's, which a stalled server never sends, so the

@@ -11,7 +11,7 @@ import { Defaults } from './codec/constants.js';
 import { peerDeadline } from './idle-wheel.js';
 import { WebSocketConnection } from './connection.js';
 import type { ConnectOptions } from './client.js';
-import { abortedHandshake, bareHostname, MAX_ERROR_BODY, sniOption, socketOptions } from './client-target.js';
+import { abortedHandshake, connectFailed, bareHostname, MAX_ERROR_BODY, sniOption, socketOptions } from './client-target.js';
 import { HandshakeError } from './errors.js';
 import { hostKey, takeTurn } from './connecting.js';
 import {
@@ -75,7 +75,7 @@ function readUntil(socket: Duplex, initial: Buffer, need: (buffered: Buffer) => 
     // was reported as "connection closed during the handshake", without it).
     const onError = (error: Error): void => {
       cleanup();
-      reject(new HandshakeError(`connection failed: ${error.message}`, 0, { code: 'WS_CONNECT_FAILED', cause: error }));
+      reject(connectFailed(error));
     };
     socket.on('data', onData);
     socket.on('close', onClose);
@@ -268,7 +268,7 @@ export async function openHybi00(url: URL, options: ConnectOptions, answered?: (
       });
       socket.once('error', (error) => {
         clearTimeout(timer);
-        reject(new HandshakeError(`connection failed: ${error.message}`, 0, { code: 'WS_CONNECT_FAILED', cause: error }));
+        reject(connectFailed(error));
       });
     });
     socket.write(encodeHybi00Request({ path: request.path, headers: [...request.headers, ...extra], key3: request.key3 }));
