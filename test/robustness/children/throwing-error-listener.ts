@@ -8,8 +8,9 @@
  *   fail-rfc6455  a peer sends invalid UTF-8 (1007) and never closes its side
  *   fail-hybi00   the same over hybi-00
  *   shared        a compression shared by two connections (broadcast(), server_no_context_takeover)
- *                 finishes; writing it crosses maxBufferedAmount on the first one
- *   queued        a send() waiting for its compression is written past maxBufferedAmount
+ *                 finishes; writing it crosses maxBufferedAmount on the first one (a stalled one)
+ *   queued        a send() waiting for its compression is written past maxBufferedAmount (on a
+ *                 stalled connection)
  *   behind-stream a broadcast() message queued behind a sendStream() is written past
  *                 maxBufferedAmount when the stream ends
  *   client        a client's `message` listener throws (close 1011, `error` event), and so does its
@@ -25,7 +26,8 @@ import { connect as h2connect } from 'node:http2';
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import WebSocket from 'ws';
-import { broadcast, connect, prepareMessage, serve, type WebSocketConnection } from 'rfc6455';
+import { Duplex } from 'node:stream';
+import { broadcast, connect, PerMessageDeflate, prepareMessage, serve, WebSocketConnection, type Transport } from 'rfc6455';
 import { selfSignedCert } from '../helpers.js';
 
 const mode = process.argv[2];
@@ -86,6 +88,54 @@ async function backUp(conn: WebSocketConnection): Promise<void> {
   }
 }
 
+/**
+ * A server connection with permessage-deflate over a transport whose writes never complete: a
+ * peer that never reads, with no kernel buffer that could drain a little while a message is
+ * compressed, so its buffered bytes are known to the byte. It negotiated what a serve()
+ * connection with the same options negotiates (the same zlib setting: one shared compression).
+ * Its `error` listener throws as the server's do.
+ */
+function stalledConnection(deflate: { serverNoContextTakeover: boolean }): WebSocketConnection {
+  // Writes stay in flight until it is destroyed, then fail, as a socket's do when it closes.
+  const inFlight: Array<(error: Error) => void> = [];
+  const stalled = new Duplex({
+    read() {},
+    write(_chunk, _encoding, callback) {
+      inFlight.push(callback);
+    },
+    destroy(error, callback) {
+      for (const failed of inFlight.splice(0)) failed(new Error('write cancelled'));
+      callback(error);
+    },
+  });
+  const transport: Transport = {
+    stream: stalled,
+    kind: 'tcp',
+    secure: false,
+    localAddress: undefined,
+    localPort: undefined,
+    remoteAddress: undefined,
+    remotePort: undefined,
+    end: () => stalled.end(),
+    abort: () => stalled.destroy(),
+  };
+  const params = { ...deflate, clientNoContextTakeover: false, serverMaxWindowBits: 15, clientMaxWindowBits: 15 };
+  const conn = new WebSocketConnection(
+    transport,
+    {
+      side: 'server',
+      extensions: `permessage-deflate${deflate.serverNoContextTakeover ? '; server_no_context_takeover' : ''}`,
+      extension: new PerMessageDeflate(params, 'server', { maxMessageSize: CAP }),
+    },
+    { maxBufferedAmount: CAP, closeTimeout: 300 },
+  );
+  conn.on('error', (error) => {
+    console.log(`error event: ${(error as { code?: string }).code}`);
+    throw new Error('listener threw on the stalled one');
+  });
+  return conn;
+}
+
 if (mode === 'fail-rfc6455' || mode === 'fail-hybi00') {
   const hybi00 = mode === 'fail-hybi00';
   const head = hybi00
@@ -125,32 +175,26 @@ if (mode === 'fail-rfc6455' || mode === 'fail-hybi00') {
   console.log(`open connections: ${server.connections.size}`);
   finish();
 } else if (mode === 'shared') {
-  const stuck = new WebSocket(server.url, { perMessageDeflate: true });
-  await once(stuck, 'open');
+  const first = stalledConnection({ serverNoContextTakeover: true });
   const reader = new WebSocket(server.url, { perMessageDeflate: true });
   const got: number[] = [];
   reader.on('message', (data: Buffer) => got.push(data.length));
   await once(reader, 'open');
-  while (conns.length < 2) await new Promise((r) => setImmediate(r));
-  const [first, second] = conns as [WebSocketConnection, WebSocketConnection];
-  (stuck as unknown as { _socket: Socket })._socket.pause();
-  await backUp(first);
+  while (conns.length < 1) await new Promise((r) => setImmediate(r));
+  const second = conns[0]!;
+  first.send(randomBytes(64 * 1024), { compress: false }).catch(() => undefined);
   // Random bytes come out of deflate a little larger: sized to just fit `first` before, they
   // cross its maxBufferedAmount once compressed.
   const message = prepareMessage(randomBytes(CAP - first.bufferedAmount));
-  console.log(`broadcast to ${broadcast([first, second], message)}`);
+  console.log(`broadcast to ${broadcast([first, second], message)} (${message.compressions} compression)`);
   await second.send('after it');
   console.log('send behind it settled');
   while (got.length < 2) await new Promise((r) => setImmediate(r));
   console.log(`reader got ${got.join(', ')}`);
   finish();
 } else if (mode === 'queued') {
-  const stuck = new WebSocket(server.url, { perMessageDeflate: true });
-  await once(stuck, 'open');
-  while (conns.length < 1) await new Promise((r) => setImmediate(r));
-  const conn = conns[0]!;
-  (stuck as unknown as { _socket: Socket })._socket.pause();
-  await backUp(conn);
+  const conn = stalledConnection({ serverNoContextTakeover: false });
+  conn.send(randomBytes(64 * 1024), { compress: false }).catch(() => undefined);
   const sent = conn.send(randomBytes(CAP - conn.bufferedAmount));
   await sent.then(
     () => console.log('send resolved'),
