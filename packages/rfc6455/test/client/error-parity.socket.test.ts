@@ -11,11 +11,13 @@
  * rejected with the raw error; over HTTP/2 `maxHeaderSize`
  * was not applied, and the wait for SETTINGS timed out without naming `handshakeTimeout`.
  */
+import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Agent } from 'node:http';
 import { createServer as createH2Server, type Http2Server } from 'node:http2';
 import { createServer as createNetServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import path from 'node:path';
+import { types } from 'node:util';
 import { createServer as createTlsServer } from 'node:tls';
 import { connect, connectHttp2, HandshakeError, WebSocket, WebSocketStream, type ConnectOptions } from 'rfc6455';
 import { acceptKey } from '../../src/handshake/server.js';
@@ -325,5 +327,57 @@ describe('the browser-style classes carry the same error', () => {
     )) as Error & { closeCode?: number };
     expect(closed.cause).toBeInstanceOf(HandshakeError);
     expect([(closed.cause as HandshakeError).code, (closed.cause as HandshakeError).cause]).toEqual(['WS_CONNECT_FAILED', thrown]);
+  });
+});
+
+describe('TLS material OpenSSL cannot use is thrown as its error, before connecting, on every path (docs/client.md)', () => {
+  const { privateKey: encrypted } = generateKeyPairSync('ec', {
+    namedCurve: 'P-256',
+    privateKeyEncoding: { type: 'pkcs8', format: 'pem', cipher: 'aes-128-cbc', passphrase: 'right' },
+    publicKeyEncoding: { type: 'spki', format: 'pem' },
+  });
+  // Of the certificate's type (RSA): OpenSSL takes a key of another type as one for another slot.
+  const { privateKey: otherKey } = generateKeyPairSync('rsa', { modulusLength: 2048, privateKeyEncoding: { type: 'pkcs8', format: 'pem' }, publicKeyEncoding: { type: 'spki', format: 'pem' } });
+  const materials: Array<[what: string, tls: ConnectOptions['tls'], code: string | undefined]> = [
+    ['a key and cert that are not PEM', { key: 'not a key', cert: 'not a cert' }, 'ERR_OSSL_PEM_NO_START_LINE'],
+    ['a key that does not match its cert', { key: otherKey, cert: TLS.cert }, 'ERR_OSSL_X509_KEY_VALUES_MISMATCH'],
+    ['a wrong passphrase', { key: encrypted, passphrase: 'wrong', cert: TLS.cert }, 'ERR_OSSL_BAD_DECRYPT'],
+    ['a pfx that is not PKCS #12', { pfx: Buffer.from('not pkcs12') }, undefined],
+  ];
+  const cases = materials.flatMap(([what, tls, code]) => (Object.keys(PATH_OPTIONS) as Path[]).map((via) => ({ what, tls, code, via })));
+
+  test.each(cases)('$what, over $via', async ({ tls, code, via }) => {
+    let connections = 0;
+    const server = await listening(createTlsServer(TLS, (socket) => (connections++, socket.destroy())));
+    try {
+      const outcome = await connect(`wss://127.0.0.1:${server.port}/`, { ...PATH_OPTIONS[via], tls }).then(
+        (conn) => (conn.terminate(), undefined),
+        (error: unknown) => error as Error & { code?: string },
+      );
+      // (Node's errors are of its own realm: not instances of the test's Error.)
+      expect(types.isNativeError(outcome)).toBe(true);
+      expect(outcome).not.toBeInstanceOf(HandshakeError);
+      expect(outcome!.code).toBe(code);
+      if (code === undefined) expect(outcome!.message).toMatch(/not enough data|PKCS12|asn1/i);
+      // Nothing was sent: no connection was made.
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(connections).toBe(0);
+    } finally {
+      await closing(server)();
+    }
+  });
+
+  test('the WebSocket class reports it as its error event, WebSocketStream as the cause of its opened error', async () => {
+    const tls = { key: 'not a key', cert: 'not a cert' };
+    const ws = new WebSocket(`wss://127.0.0.1:${closedPort}/`, { tls });
+    const reported = await new Promise<unknown>((resolve) => ws.addEventListener('error', (event) => resolve((event as Event & { error: unknown }).error)));
+    expect((reported as { code?: string }).code).toBe('ERR_OSSL_PEM_NO_START_LINE');
+    const wss = new WebSocketStream(`wss://127.0.0.1:${closedPort}/`, { tls });
+    const opened = (await wss.opened.then(
+      () => undefined,
+      (error: unknown) => error,
+    )) as Error;
+    expect((opened.cause as { code?: string }).code).toBe('ERR_OSSL_PEM_NO_START_LINE');
+    await wss.closed.catch(() => undefined);
   });
 });
