@@ -1416,6 +1416,20 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
       const what = typeof options === 'function' ? 'a callback: await the promise it returns' : `a ${typeof options}`;
       return rejected(new TypeError(`send(data, options): options is an object ({ binary, compress }), not ${what}`));
     }
+    // What the data is is checked first, at the call, whatever the connection's variant or state:
+    // anything that is neither a string nor bytes rejects with a TypeError. (Fixed bug: over
+    // hybi-00 a number, null or an object rejected with UnsupportedError WS_HYBI00_TEXT_ONLY, as
+    // binary data; behind a sendStream() null and undefined threw at the call instead of
+    // rejecting, and a number was queued and refused only when its turn came.)
+    let payload: string | Buffer | PreparedMessage;
+    if (typeof data === 'string' || data instanceof PreparedMessage) payload = data;
+    else {
+      try {
+        payload = toBuffer(data);
+      } catch (error) {
+        return rejected(error);
+      }
+    }
     if (this.behindStream()) {
       if ((this.flags & CLOSE_WAITING) !== 0) return rejected(this.closingError());
       // Behind a sendStream(): in turn, and what is sent after it waits for it in turn (fixed bug:
@@ -1423,15 +1437,15 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
       // What waits there counts against maxBufferedAmount, as what waits for compression does
       // (fixed bug: it did not, and a broadcast to a connection whose sendStream() waited for its
       // source held 200 MB of messages against a 1 MiB cap, with bufferedAmount 0).
-      const size = typeof data === 'string' ? data.length : data instanceof PreparedMessage ? data.data.length : ((data as { byteLength?: number }).byteLength ?? 0);
+      const size = payload instanceof PreparedMessage ? payload.data.length : payload.length;
       let sent: Promise<void> | undefined;
       const result = this.behind(size, () => {
-        sent = this.sendNow(data, options);
+        sent = this.sendNow(payload, options);
       }).then(() => sent!);
       result.catch(noop);
       return result;
     }
-    return this.sendNow(data, options);
+    return this.sendNow(payload, options);
   }
 
   /**
@@ -1463,7 +1477,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   }
 
   /** send() with nothing before it in sendTail. */
-  private sendNow(data: SendData | PreparedMessage, options: SendOptions | undefined): Promise<void> {
+  private sendNow(data: string | Buffer | PreparedMessage, options: SendOptions | undefined): Promise<void> {
     try {
       if ((this.flags & GONE_PENDING) !== 0) throw this.goneError();
       const compress = options?.compress ?? true;
@@ -1486,7 +1500,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
         // Bytes, or a string sent as binary; bytes with `binary: false` are text.
         const binary = options?.binary !== false;
         if (binary && (this.flags & HYBI00) !== 0) throw new UnsupportedError('hybi-00 connections carry text only', 'WS_HYBI00_TEXT_ONLY');
-        const bytes = typeof data === 'string' ? Buffer.from(data) : toBuffer(data);
+        const bytes = typeof data === 'string' ? Buffer.from(data) : data;
         noteTraffic(bytes.length);
         if (!binary) {
           // Bytes sent as text go out as they are, once checked: a text message must be UTF-8
@@ -1591,9 +1605,17 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
    * ConnectionClosedError as soon as the connection closes, and then lets the source go (a Node
    * stream is destroyed).
    */
-  sendStream(data: AsyncIterable<SendData> | Iterable<SendData> | SendData, options: SendStreamOptions = {}): Promise<void> {
+  sendStream(data: AsyncIterable<SendData> | Iterable<SendData> | SendData, options?: SendStreamOptions): Promise<void> {
+    // Options as send() takes them: none (undefined or null), or an object; anything else rejects
+    // with a TypeError, unsent. (Fixed bug: null threw at the call, where send() takes it as no
+    // options, and a callback, as `ws`'s send(data, cb) takes, was ignored without a word.)
+    if (options != null && typeof options !== 'object') {
+      const what = typeof options === 'function' ? 'a callback: await the promise it returns' : `a ${typeof options}`;
+      return rejected(new TypeError(`sendStream(data, options): options is an object ({ binary, compress, fragmentSize }), not ${what}`));
+    }
+    const opts: SendStreamOptions = options ?? {};
     if ((this.flags & HYBI00) !== 0) return rejected(new UnsupportedError('hybi-00 cannot fragment', 'WS_HYBI00_NO_FRAGMENTS'));
-    const limit = options.fragmentSize ?? Defaults.streamFragmentSize;
+    const limit = opts.fragmentSize ?? Defaults.streamFragmentSize;
     // (0 or a negative size sent empty fragments without end; NaN sent an empty message.)
     if (!(limit >= 1)) return rejected(new RangeError(`sendStream(): fragmentSize must be at least 1, not ${limit}`));
     if ((this.flags & CLOSE_WAITING) !== 0 && this.behindStream()) return rejected(this.closingError());
@@ -1607,8 +1629,8 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
       // this stream, made after it was called, waits for it: CLOSE_WAITING is not checked here.)
       if (this.closedFlag || this.proto.state !== 'open') throw this.closingError();
       if ((this.flags & GONE_PENDING) !== 0) throw this.goneError();
-      const opcode = options.binary === false ? Opcode.Text : Opcode.Binary;
-      const compress = options.compress ?? true;
+      const opcode = opts.binary === false ? Opcode.Text : Opcode.Binary;
+      const compress = opts.compress ?? true;
       // Text is checked as it comes, as send() checks it: bytes that are not UTF-8 fail the source
       // (they went out as they were, and the peer failed the connection with 1007, RFC 6455 §8.1).
       const validator = opcode === Opcode.Text ? new Utf8Validator() : undefined;

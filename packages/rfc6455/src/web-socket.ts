@@ -414,20 +414,23 @@ export class WebSocket extends EventTarget {
     // WebIDL: the data is required (fixed bug: send() sent the text 'undefined', where browsers
     // and undici throw a TypeError).
     if (arguments.length === 0) throw new TypeError('send() needs the data: 1 argument required, but only 0 present');
+    // WebIDL converts the argument before the method's steps run: anything that is not bytes or a
+    // Blob is made a string first, so a Symbol is a TypeError (and an object's toString() is
+    // called) while connecting too, as in browsers and undici. (Fixed bug: the InvalidStateError
+    // came first.)
+    // (isArrayBuffer: an ArrayBuffer of any realm; `instanceof` missed one from a vm context or
+    // a test runner's, and sent it as the text '[object ArrayBuffer]'.)
+    const bytes = typeof data !== 'string' && (data instanceof Blob || isArrayBuffer(data) || ArrayBuffer.isView(data));
+    const text = typeof data === 'string' ? data : bytes ? undefined : idlString(data);
     if (this.#readyState === CONNECTING) throw new DOMException('the WebSocket is still connecting', 'InvalidStateError');
     // (Fixed bug: over hybi-00 binary data was dropped without a word, the send() promise of the
     // connection rejected and ignored; conn.send() and WebSocketStream's writer reject with this.)
-    if (typeof data !== 'string' && this.#conn?.variant === 'hybi00' && (data instanceof Blob || isArrayBuffer(data) || ArrayBuffer.isView(data))) {
-      throw new UnsupportedError('hybi-00 connections carry text only', 'WS_HYBI00_TEXT_ONLY');
-    }
+    if (bytes && this.#conn?.variant === 'hybi00') throw new UnsupportedError('hybi-00 connections carry text only', 'WS_HYBI00_TEXT_ONLY');
     let item: string | Buffer | Blob;
-    if (typeof data === 'string') item = data;
-    else if (data instanceof Blob) item = data;
-    // (isArrayBuffer: an ArrayBuffer of any realm; `instanceof` missed one from a vm context or
-    // a test runner's, and sent it as the text '[object ArrayBuffer]'.)
-    else if (isArrayBuffer(data) || ArrayBuffer.isView(data)) item = copyBytes(data);
     // (WebIDL's USVString conversion: a Symbol is a TypeError; it was sent as 'Symbol(…)'.)
-    else item = idlString(data);
+    if (text !== undefined) item = text;
+    else if (data instanceof Blob) item = data;
+    else item = copyBytes(data as ArrayBuffer | ArrayBufferView);
     const size = typeof item === 'string' ? Buffer.byteLength(item) : item instanceof Blob ? item.size : item.length;
     // Once closing (ours or the server's close frame), nothing more is sent.
     if (this.#readyState !== OPEN || this.#conn!.readyState !== 'open') {
