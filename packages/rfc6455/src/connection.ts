@@ -1756,12 +1756,15 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
    */
   close(code: number | null = CloseCode.Normal, reason = ''): Promise<void> {
     try {
+      // Checked whatever the state, as WebSocket.close() checks them (fixed bug: once the
+      // connection was closed, a code or reason that may not be sent resolved, where it rejected
+      // while open or closing: whether a wrong call was reported depended on the peer's timing).
+      if ((this.flags & HYBI00) === 0) encodeClosePayload(code ?? undefined, reason);
       if (this.sendTail && !this.closedFlag) {
         // Messages queued behind a sendStream() wait on sendTail, not in the protocol: the close
         // frame used to overtake them and they were lost (test/robustness/nothing-lost.test.ts).
-        // Validate now, close once they are written. (Not through close() again: that waited for
+        // Validated above, closed once they are written. (Not through close() again: that waited for
         // the sendStream() and send() calls made after this close() too, and sent them.)
-        if ((this.flags & HYBI00) === 0) encodeClosePayload(code ?? undefined, reason);
         if ((this.flags & CLOSE_WAITING) !== 0) return this.whenClosed;
         // Closing from now on, as a close() behind sends waiting for compression is: readyState
         // says so, later sends reject and broadcast() skips it (fixed bug: it read `open`, and a

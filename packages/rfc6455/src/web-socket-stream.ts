@@ -64,8 +64,9 @@ export type WebSocketStreamOptions = Omit<DuplexOptions, 'read' | 'write' | 'wri
  * - Writing: each chunk is sent as one message: Buffers as binary, strings (with
  *   `decodeStrings: false` or `writableObjectMode`) as text. A write's callback waits for the
  *   send, so the writable side's backpressure is the connection's.
- * - `end()` closes the connection (1000) once what was written is sent, as do `destroy()` and
- *   leaving a `for await` loop early; `destroy(error)` aborts it.
+ * - `end()` closes the connection (1000) once what was written is sent. `destroy()` and leaving a
+ *   `for await` loop early close it (1000) after the message being sent, dropping the chunks still
+ *   buffered, as Node's `destroy()` drops them; `destroy(error)` aborts it.
  */
 export function createWebSocketStream(conn: WebSocketConnection, options: WebSocketStreamOptions = {}): Duplex {
   const textAsString = options.readableObjectMode === true || options.objectMode === true;

@@ -134,6 +134,15 @@ export function idlString(value: unknown): string {
 }
 
 /**
+ * WebIDL's conversion to a USVString (a close reason): {@link idlString}, with each lone surrogate
+ * replaced by U+FFFD, as Chromium and undici convert it (fixed bug: a WebSocketStreamError kept
+ * the lone surrogate in its `reason`, which the close frame carried as U+FFFD). @internal
+ */
+export function usvString(value: unknown): string {
+  return (idlString(value) as string & { toWellFormed(): string }).toWellFormed();
+}
+
+/**
  * The URL steps of the constructor: ws/wss (http/https mapped to them), no fragment. `url` is
  * converted with {@link idlString} first. @internal
  */
@@ -468,7 +477,7 @@ export class WebSocket extends EventTarget {
    */
   close(code?: number, reason?: string): void {
     const status = code === undefined ? undefined : clampToUint16(code);
-    const text = reason === undefined ? '' : idlString(reason);
+    const text = reason === undefined ? '' : usvString(reason);
     checkClose(status ?? null, text);
     if (this.#readyState === CLOSING || this.#readyState === CLOSED) return;
     this.#readyState = CLOSING;

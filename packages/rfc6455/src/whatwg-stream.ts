@@ -14,7 +14,7 @@ import { checkClientOptions } from './check-options.js';
 import { CloseCode, Defaults } from './codec/constants.js';
 import { BUFFER_OVERHEAD, MESSAGE_OVERHEAD, type Message, type WebSocketConnection } from './connection.js';
 import { ConnectionClosedError, WebSocketError as LibraryError } from './errors.js';
-import { checkClose, checkProtocols, copyBytes, idlString, parseTarget, refusedForNoProtocol } from './web-socket.js';
+import { checkClose, checkProtocols, copyBytes, idlString, parseTarget, refusedForNoProtocol, usvString } from './web-socket.js';
 
 /** What `closed` resolves with, and what `close()` and {@link WebSocketStreamError} take. */
 export interface WebSocketCloseInfo {
@@ -66,7 +66,7 @@ function closeInfoOf(value: unknown): { code: number | null; reason: string } {
   if (typeof value !== 'object' && typeof value !== 'function') throw new TypeError('the close info must be an object');
   const info = value as WebSocketCloseInfo;
   const code = info.closeCode === undefined ? null : toUint16(info.closeCode);
-  const reason = info.reason === undefined ? '' : idlString(info.reason);
+  const reason = info.reason === undefined ? '' : usvString(info.reason);
   return { code, reason };
 }
 
