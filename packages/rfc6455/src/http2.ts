@@ -70,6 +70,9 @@ export function http2StreamTransport(stream: Http2Stream): Transport {
   };
 }
 
+/** A character of a `:path` that no request target has: a byte from 0x80 up (Node hands it over as Latin-1). */
+const NOT_ASCII_TARGET = /[\u0080-\uffff]/;
+
 /** Regular (non-pseudo) headers of an HTTP/2 header block, as HTTP/1.1-style lower-case headers. */
 function regularHeaders(headers: Http2IncomingHeaders): IncomingHttpHeaders {
   const out: IncomingHttpHeaders = {};
@@ -131,6 +134,11 @@ async function handleConnectStream<State>(
     if (typeof path !== 'string' || !path.startsWith('/') || typeof headers[':scheme'] !== 'string' || typeof headers[':authority'] !== 'string') {
       throw new HandshakeError('extended CONNECT needs :scheme, :path and :authority', 400, { code: 'WS_BAD_REQUEST' });
     }
+    // A request target is ASCII (RFC 3986 §2; RFC 9112 §3.2). Node's HTTP/1.1 parser answers a
+    // byte from 0x80 up in one 400 before any upgrade listener runs; nghttp2 lets it through in
+    // `:path` (it refuses only controls and spaces). Fixed bug: over HTTP/2 alone such a path was
+    // routed (`/rooms/é` took `/rooms/(?<room>[^/]+)` with `room` 'é', as Latin-1 characters).
+    if (NOT_ASCII_TARGET.test(path)) throw new HandshakeError('the :path is not a request target (a byte outside ASCII)', 400, { code: 'WS_BAD_REQUEST' });
     // The authority is a Host (RFC 9113 §8.3.1: no userinfo), and the handler reads it as one: an
     // invalid one is a 400, as an invalid Host over HTTP/1.1 (fixed bug: nghttp2 checks only its
     // characters, and `user@x`, `x:1:2` or `x:http` reached the handler as req.headers.host).
@@ -190,7 +198,12 @@ async function handleConnectStream<State>(
     if (negotiated.extensionsHeader !== '') response['sec-websocket-extensions'] = negotiated.extensionsHeader;
     lowerHeaders(negotiated.headers, response);
     stream.respond(response);
-    return startConnection(http2StreamTransport(stream), req, negotiated, options, undefined);
+    // The connection's headers are the request's regular fields, as on a 'stream'-style server, also
+    // when `req` is the compatibility request, whose `headers` has the pseudo-headers too. (Fixed
+    // bug: conn.headers held `:method`, `:path`, `:authority`... on serve({ http2: true }), on
+    // attachHttp2() beside a 'request' listener and through @rfc6455/fastify, and not on a
+    // 'stream'-style server.)
+    return startConnection(http2StreamTransport(stream), req, negotiated, options, undefined, 'rfc6455', regularHeaders(headers));
   } catch (error) {
     clearTimeout(timer);
     if (error instanceof HandshakeError) respondError(stream, error.status, error.message, error.headers as Http2OutgoingHeaders);
@@ -308,13 +321,18 @@ export function attachHttp2<State>(
   checkUpgradeOptions('attachHttp2()', options);
   // RFC 8441 §3: advertise SETTINGS_ENABLE_CONNECT_PROTOCOL only where we accept it.
   server.updateSettings({ enableConnectProtocol: true });
-  const onStream = (stream: ServerHttp2Stream, headers: Http2IncomingHeaders): void => {
+  const onStream = (stream: ServerHttp2Stream, headers: Http2IncomingHeaders, _flags: number, rawHeaders: readonly string[] | undefined): void => {
     if (!isWebSocketConnect(headers)) return;
     if (server.listenerCount('request') > 0) return; // the compatibility layer emits 'connect'
+    // `headers` and `rawHeaders` as an Http2ServerRequest has them (the compatibility API's,
+    // serve()'s): the pseudo-headers too, and the authority as Host. (Fixed bug: on a
+    // 'stream'-style server alone, `req.headers[':authority']`, `[':scheme']`... and
+    // `req.rawHeaders` were undefined.)
     const req = {
       method: 'CONNECT',
       url: headers[':path'],
-      headers: regularHeaders(headers),
+      headers: { ...headers, ...regularHeaders(headers) },
+      rawHeaders: rawHeaders ?? [],
       httpVersion: '2.0',
       httpVersionMajor: 2,
       httpVersionMinor: 0,

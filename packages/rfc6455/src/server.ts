@@ -39,7 +39,11 @@ export interface ServeOptions<State = unknown> extends UpgradeOptions<State> {
   path?: string | undefined;
   /** TLS options (key, cert, ...) to serve wss:. */
   tls?: HttpsServerOptions | undefined;
-  /** Largest request head, in bytes; larger ones get 431. Default 16384. */
+  /**
+   * Largest request head, in bytes; larger ones get 431. Default 16384. With `http2: true` it is
+   * also the HTTP/2 SETTINGS_MAX_HEADER_LIST_SIZE: a CONNECT whose header list is larger (each
+   * field's name and value plus 32 bytes, RFC 9113 §6.5.2) has its stream reset (ENHANCE_YOUR_CALM).
+   */
   maxHeaderSize?: number | undefined;
   /**
    * Most concurrent WebSocket connections; beyond it upgrades get 503. Upgrades still under way (a
@@ -178,14 +182,26 @@ export async function serve<State = undefined>(options: ServeOptions<State>, tar
   // the tls options set their own.
   const tlsOptions = options.tls && { handshakeTimeout, ...options.tls };
   const httpServer: HttpServer = options.http2
-    ? (createSecureServer({ ...tlsOptions, ...httpOptions, allowHTTP1: true, settings: { enableConnectProtocol: true } }) as unknown as HttpServer)
+    ? (createSecureServer({
+        ...tlsOptions,
+        ...httpOptions,
+        allowHTTP1: true,
+        // maxHeaderSize bounds an HTTP/2 request's header list too (SETTINGS_MAX_HEADER_LIST_SIZE,
+        // RFC 9113 §6.5.2): Node's HTTP/2 server ignores maxHeaderSize, which limits its HTTP/1.1
+        // heads alone. Fixed bug: over HTTP/2 a CONNECT of any size was taken (a 20 KB :path
+        // reached the handler, where HTTP/1.1 got 431 past 16 KiB).
+        settings: { enableConnectProtocol: true, maxHeaderListSize: httpOptions.maxHeaderSize },
+      }) as unknown as HttpServer)
     : tlsOptions
       ? createHttpsServer({ ...tlsOptions, ...httpOptions })
       : createHttpServer(httpOptions);
   if (options.http2) {
     // Node's HTTP/2 server ignores these options and parses HTTP/1.1 (allowHTTP1) heads with its
     // own 60 s headersTimeout, checked every 30 s: a slow head was cut a minute late. Fixed bug.
+    // Its maxHeaderSize too: HTTP/1.1 heads got Node's default limit (16 KiB), not the option's
+    // (fixed bug: with maxHeaderSize 4096, a 5 KB head was upgraded).
     Object.assign(httpServer, {
+      maxHeaderSize: httpOptions.maxHeaderSize,
       headersTimeout: httpOptions.headersTimeout,
       requestTimeout: httpOptions.requestTimeout,
       connectionsCheckingInterval: httpOptions.connectionsCheckingInterval,

@@ -5,7 +5,7 @@
  * extensions, answers 101 (or a real HTTP error, never a 101 followed by a close) and starts the
  * handler on a WebSocketConnection.
  */
-import { ServerResponse, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
+import { ServerResponse, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';
 import type { EventEmitter } from 'node:events';
 import { Writable, type Duplex } from 'node:stream';
@@ -836,7 +836,11 @@ export function negotiate<State>(
   return isThenable(hooked) ? Promise.resolve(hooked).then(finish) : finish(hooked);
 }
 
-/** Starts the handler on a new server-side connection (shared by every handshake). */
+/**
+ * Starts the handler on a new server-side connection (shared by every handshake). `headers` are
+ * the connection's `headers`: the request's, or over HTTP/2 its regular fields alone (no
+ * pseudo-headers), whichever way the CONNECT arrived.
+ */
 export function startConnection<State>(
   transport: Transport,
   req: IncomingMessage,
@@ -844,6 +848,7 @@ export function startConnection<State>(
   options: UpgradeOptions<State>,
   head: Buffer | undefined,
   variant: 'rfc6455' | 'hybi00' = 'rfc6455',
+  headers: IncomingHttpHeaders = req.headers,
 ): WebSocketConnection {
   const url = req.url ?? '/';
   const conn = new WebSocketConnection(
@@ -857,7 +862,7 @@ export function startConnection<State>(
       requestLine: req.method === 'GET' || req.method === undefined ? undefined : `${req.method} ${url} HTTP/${req.httpVersion ?? '1.1'}`,
       httpVersion: req.httpVersion,
       url,
-      headers: req.headers,
+      headers,
     },
     // The options object itself unless permessage-deflate needs its threshold filled in (no copy per handshake).
     negotiated.extension && options.compressThreshold === undefined ? { ...options, compressThreshold: negotiated.extension.threshold } : options,
