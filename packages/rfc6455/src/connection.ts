@@ -2002,9 +2002,19 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     const streamWaiters = this.streamWaiters;
     this.streamWaiters = undefined;
     if (streamWaiters) for (const waiter of streamWaiters) waiter(EOF);
-    if (this.incoming) {
-      this.incoming.destroy(new ConnectionClosedError(this.proto.closeCode ?? CloseCode.Abnormal, this.proto.closeReason, 'the connection closed in the middle of a message'));
+    const incoming = this.incoming;
+    if (incoming) {
       this.incoming = undefined;
+      const error = new ConnectionClosedError(this.proto.closeCode ?? CloseCode.Abnormal, this.proto.closeReason, 'the connection closed in the middle of a message');
+      // A stream nobody listens to yet may have been handed out by this very read (its first
+      // fragment and the end came together): the code awaiting recvStream() runs only after
+      // Node's next tick, where destroy() emits its 'error', with no listener then, an uncaught
+      // exception. Destroyed in an immediate instead, once that code has had its turn. (Fixed bug:
+      // `const r = await conn.recvStream(); for await (const chunk of r)` ended the process when
+      // the peer's close frame or a frame that failed the connection came in the same read as the
+      // message's first fragment.)
+      if (incoming.listenerCount('error') > 0) incoming.destroy(error);
+      else setImmediate(() => incoming.destroy(error));
     }
   }
 

@@ -48,14 +48,16 @@ export type WebSocketStreamOptions = Omit<DuplexOptions, 'read' | 'write' | 'wri
  * Wraps an open connection in a Duplex.
  *
  * - Reading: each message is one chunk, a Buffer (text as its UTF-8 bytes), or, with
- *   `readableObjectMode`, a string for text. When the reader falls behind (`push()` returns false)
- *   the connection is paused (`conn.pause()`: TCP backpressure on the peer) until it reads again,
- *   and the rest of the socket read being parsed waits unparsed with it. After a clean close (1000,
- *   1001, 1005 for no code, or an application code 3000-4999, from either side) the readable side
- *   ends once the messages received before are read, even when the transport fails after that close
- *   frame (`conn.error` an ECONNRESET: a browser leaving a page). After any other end the stream is
- *   destroyed with an error once those messages are read, so that a `pipeline()` from it rejects
- *   instead of passing a cut transfer as whole: the error the connection failed with when it
+ *   `readableObjectMode`, a string for text. (Without object mode the readable side is a byte
+ *   stream: an empty message adds nothing, and `read()`, so `for await`, joins the chunks that
+ *   wait; `data` events of a flowing stream keep the boundaries.) When the reader falls behind
+ *   (`push()` returns false) the connection is paused (`conn.pause()`: TCP backpressure on the
+ *   peer) until it reads again, and the rest of the socket read being parsed waits unparsed with
+ *   it. After a clean close (1000, 1001, 1005 for no code, or an application code 3000-4999, from
+ *   either side) the readable side ends once the messages received before are read, even when the
+ *   transport fails after that close frame (`conn.error` an ECONNRESET: a browser leaving a page).
+ *   After any other end the stream is destroyed with an error once those messages are read, so
+ *   that a `pipeline()` from it rejects instead of passing a cut transfer as whole: the error the connection failed with when it
  *   carries a `closeCode` (a ProtocolError, a MessageTooBigError), else a ConnectionClosedError
  *   with the code and reason: 1006 for a transport that ended without a closing handshake (EOF, a
  *   reset, `terminate()`, a close or keepalive timeout; the socket error or timeout as its
