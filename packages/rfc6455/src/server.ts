@@ -480,12 +480,12 @@ export async function serve<State = undefined>(options: ServeOptions<State>, tar
       // Checked before anything is stopped, as conn.close() checks them (fixed bug: each
       // connection's close() rejected, unheard, so close(1005) or a reason over 123 bytes stopped
       // the listener, left every connection open, and never resolved while one stayed open).
-      if (closed === undefined) {
-        try {
-          encodeClosePayload(code ?? undefined, reason);
-        } catch (error) {
-          return Promise.reject(error);
-        }
+      // On every call, as conn.close() checks them in every state (fixed bug: a second call with
+      // a code that may not be sent resolved with the first call's shutdown).
+      try {
+        encodeClosePayload(code ?? undefined, reason);
+      } catch (error) {
+        return Promise.reject(error);
       }
       closed ??= (async () => {
         closing = true;

@@ -30,10 +30,15 @@ export function parseClosePayload(payload: Uint8Array): ClosePayload {
  * that may not be sent or a reason longer than 123 bytes (the payload must fit a control frame).
  */
 export function encodeClosePayload(code: number | undefined, reason = ''): Buffer {
+  // Of the wrong kind, a TypeError that says so (fixed bug: close('1000') was refused with
+  // "close code 1000 may not be sent", and a reason that was no string with Node's error about
+  // Buffer.byteLength's argument).
+  if (typeof reason !== 'string') throw new TypeError(`close reason must be a string, not ${kindOf(reason)}`);
   if (code === undefined) {
     if (reason !== '') throw new RangeError('a close reason needs a close code');
     return Buffer.alloc(0);
   }
+  if (typeof code !== 'number') throw new TypeError(`close code must be a number, not ${kindOf(code)}`);
   if (!isValidCloseCode(code)) throw new RangeError(`close code ${code} may not be sent`);
   const length = Buffer.byteLength(reason);
   if (length > MAX_CLOSE_REASON_BYTES) {
@@ -43,4 +48,12 @@ export function encodeClosePayload(code: number | undefined, reason = ''): Buffe
   payload.writeUInt16BE(code, 0);
   payload.write(reason, 2, 'utf8');
   return payload;
+}
+
+/** What a value of the wrong kind is, for an error message: `the string "1000"`, `an object`. */
+function kindOf(value: unknown): string {
+  if (typeof value === 'string') return `the string ${JSON.stringify(value)}`;
+  if (value === null) return 'null';
+  const type = typeof value;
+  return `${/^[aeiou]/.test(type) ? 'an' : 'a'} ${type}`;
 }

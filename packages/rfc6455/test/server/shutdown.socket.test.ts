@@ -194,5 +194,10 @@ describe('close(code, reason)', () => {
     expect(await conn.recv()).toBe(EOF);
     expect(await later.recv()).toBe(EOF);
     expect([conn.closeStatus, conn.closeReason, later.closeStatus]).toEqual([4000, 'bye', 4000]);
+    // Checked on every call, as conn.close() checks them in every state (a second call resolved
+    // with the first one's shutdown).
+    await expect(server.close(1005)).rejects.toThrow(RangeError);
+    await expect(server.close('1000' as never)).rejects.toThrow(TypeError);
+    await expect(server.close()).resolves.toBeUndefined();
   });
 });
