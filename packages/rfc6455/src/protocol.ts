@@ -160,7 +160,7 @@ export interface ProtocolEngine {
   sendFragment(opcode: number, data: Buffer, fin: boolean, compress?: boolean, callback?: SendCallback): boolean;
   /** Sends a ping (payload at most 125 bytes). */
   ping(payload?: Buffer): void;
-  /** Sends a pong (payload at most 125 bytes); does nothing once our close frame was sent. */
+  /** Sends a pong (payload at most 125 bytes); does nothing once the peer's close frame came or the engine is closed. */
   pong(payload?: Buffer): void;
   /** Starts the closing handshake (`code` null: no status code); returns false if it had already started or the engine is closed. */
   close(code?: number | null, reason?: string): boolean;
@@ -935,7 +935,11 @@ export class Protocol implements FrameSink, ProtocolEngine {
 
   /** Sends a pong (automatic replies to pings are the connection's job, through this). */
   pong(payload: Buffer = EMPTY): void {
-    if ((this.flags & CLOSE_SENT) !== 0 || (this.flags & STATE) === CLOSED) return;
+    // RFC 6455 §5.5.2: a ping is answered unless the peer's close frame came first, so also after
+    // our own close frame, while we wait for the peer's (§5.5.1 forbids data frames then, not
+    // control frames). (Fixed bug: nothing was answered once our close frame was sent.) Once the
+    // connection is closed (a failure included: nothing more is read then) there is no pong.
+    if ((this.flags & CLOSE_RECEIVED) !== 0 || (this.flags & STATE) === CLOSED) return;
     if (payload.length > 125) throw new RangeError('pong payload over 125 bytes');
     this.writeFrame(Opcode.Pong, payload, true, false);
   }

@@ -611,3 +611,71 @@ describe('an abort right after the orderly end', () => {
     expect(closed).toBe('resolved');
   });
 });
+
+describe('a ping that arrives after our close frame, before the peer\'s (RFC 6455 §5.5.2: a pong unless the peer\'s close came first)', () => {
+  test('server: answered with its payload; then the peer\'s close ends the handshake', async () => {
+    const raw = await RawClient.connect(server.port);
+    const conn = await lastServerConn();
+    const closed = conn.close(4001, 'bye');
+    const first = await raw.readFrame();
+    expect([first?.opcode, first?.payload.readUInt16BE(0)]).toEqual([8, 4001]);
+    raw.send({ opcode: 9, payload: 'still there?', mask: true });
+    const pong = await raw.readFrame();
+    expect([pong?.opcode, pong?.payload.toString()]).toEqual([10, 'still there?']);
+    raw.send({ opcode: 8, payload: closePayload(4001), mask: true });
+    await closed;
+    await raw.closed;
+    expect([conn.closeStatus, raw.serverEndedFirst]).toEqual([4001, true]);
+  });
+
+  test('server: a ping after the peer\'s close frame is not answered', async () => {
+    const raw = await RawClient.connect(server.port);
+    const conn = await lastServerConn();
+    // The peer's close and a ping behind it in one write: the close is answered, the ping is not.
+    raw.write(Buffer.concat([frame({ opcode: 8, payload: closePayload(1000), mask: true }), frame({ opcode: 9, payload: 'late', mask: true })]));
+    const { frames } = (await raw.readClose())!;
+    await raw.closed;
+    expect(frames.map((f) => f.opcode)).toEqual([8]);
+    expect(conn.closeStatus).toBe(1000);
+  });
+
+  test('client: answered with a masked pong', async () => {
+    const { createServer } = await import('node:net');
+    const { acceptKey } = await import('rfc6455');
+    const { decodeFrames } = await import('../helpers/frames.js');
+    let received = Buffer.alloc(0);
+    let peer!: Socket;
+    const gotPong = new Promise<void>((resolve) => {
+      const tcp = createServer((socket) => {
+        peer = socket;
+        let head = '';
+        socket.on('data', (chunk: Buffer) => {
+          if (!head.includes('\r\n\r\n')) {
+            head += chunk.toString('latin1');
+            const key = /sec-websocket-key: *(\S+)/i.exec(head)?.[1] ?? '';
+            if (head.includes('\r\n\r\n')) socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptKey(key)}\r\n\r\n`);
+            return;
+          }
+          received = Buffer.concat([received, chunk]);
+          const { frames } = decodeFrames(received);
+          // Our close frame came: ping; the pong came: done.
+          if (frames.length === 1 && frames[0]!.opcode === 8) socket.write(frame({ opcode: 9, payload: 'ping after close' }));
+          if (frames.some((f) => f.opcode === 10)) resolve();
+        });
+      }).listen(0, '127.0.0.1');
+      tcp.on('listening', async () => {
+        const client = await connect(`ws://127.0.0.1:${(tcp.address() as { port: number }).port}/`);
+        void client.close(1000).catch(() => undefined);
+        client.on('close', () => tcp.close());
+      });
+    });
+    await gotPong;
+    const { frames } = decodeFrames(received);
+    expect(frames.map((f) => [f.opcode, f.masked])).toEqual([
+      [8, true],
+      [10, true],
+    ]);
+    expect(frames[1]!.payload.toString()).toBe('ping after close');
+    peer.end(frame({ opcode: 8, payload: closePayload(1000) }));
+  });
+});
