@@ -8,8 +8,8 @@ import express from 'express';
 import Fastify from 'fastify';
 import Koa from 'koa';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { connect, EOF, HandshakeError, serviceMapper } from 'rfc6455';
+import type { AddressInfo, Socket } from 'node:net';
+import { connect, EOF, HandshakeError, serviceMapper, type WebSocketConnection } from 'rfc6455';
 import { websocket as expressWebsocket } from '@rfc6455/express';
 import { websocket as koaWebsocket } from '@rfc6455/koa';
 import wsPlugin from '@rfc6455/fastify';
@@ -111,6 +111,44 @@ describe('Koa without onError', () => {
     });
     expect(thrown.size).toBe(2);
     expect(logged()).toEqual([]);
+  });
+
+  test("a connection's transport errors are the connection's: a reset reaches its 'error' listener, not the app's 'error' event nor Koa's log; a reset after the peer's close frame, nothing", async () => {
+    for (const appListens of [true, false]) {
+      const events: unknown[] = [];
+      const app = new Koa();
+      if (appListens) app.on('error', (error: unknown) => void events.push(error));
+      const accepted: WebSocketConnection[] = [];
+      const connErrors: unknown[] = [];
+      const ws = koaWebsocket({
+        mapper: serviceMapper([{ path: '/.*', handler: (conn) => {
+          conn.on('error', (error) => void connErrors.push(error));
+          accepted.push(conn);
+        } }]),
+      });
+      app.use(ws);
+      const server = createServer();
+      ws.attach(server, app);
+      const base = await listen(server);
+      // A TCP reset: the connection reports it (1006).
+      let client = await connect(`${base}/reset`);
+      await client.ping(); // (the server's side is open and reading)
+      (client.transport.stream as Socket).resetAndDestroy();
+      await accepted[0]!.whenClosed;
+      expect(accepted[0]!.closeStatus).toBe(1006);
+      expect(connErrors.map((error) => (error as { code?: string }).code)).toEqual(['ECONNRESET']);
+      // A browser leaving a page: 1001, then a reset before our answer is taken.
+      client = await connect(`${base}/leave`);
+      await client.ping();
+      void client.close(1001).catch(() => undefined);
+      await new Promise((resolve) => setImmediate(resolve));
+      (client.transport.stream as Socket).resetAndDestroy();
+      await accepted[1]!.whenClosed;
+      expect(accepted[1]!.closeStatus).toBe(1001);
+      expect(connErrors).toHaveLength(1);
+      expect(events).toEqual([]);
+      expect(logged()).toEqual([]);
+    }
   });
 
   test('onError given replaces the app event', async () => {

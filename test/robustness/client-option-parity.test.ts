@@ -8,13 +8,17 @@
  * idleTimeout closing with 1001, a keepalive ping or a close frame the server never answers
  * aborting (1006), a server that does not read failed with 1008 past maxBufferedAmount, text as
  * bytes with textMessages: 'buffer', and the request the server saw (permessage-deflate offered or
- * not, protocols, origin, headers); handshakeTimeout fails a handshake the server never answers.
- * hybi-00 has no frame size, ping (keepaliveInterval is ignored there, docs/hybi00.md) or
- * extensions.
+ * not, protocols, origin, headers); handshakeTimeout fails a handshake the server never answers;
+ * readHighWaterMark pauses the socket once more than it is unread (not for the WebSocket class,
+ * which does not read the socket while a message waits for its event), writeHighWaterMark stops a loop of awaited sends at
+ * the mark and one message, and compressThreshold, perMessageDeflate.threshold and level 0 are
+ * seen on the wire by the server's maxFrameSize. hybi-00 has no frame size, ping
+ * (keepaliveInterval is ignored there, docs/hybi00.md) or extensions.
  */
 import type { ClientHttp2Session } from 'node:http2';
 import { connect, serve, serviceMapper, WebSocket, WebSocketStream, type ConnectOptions, type WebSocketConnection } from 'rfc6455';
 import { CLIENT_TLS, closeSession, openSession, TLS } from '../http2/helpers.js';
+import { until } from '../../packages/rfc6455/test/helpers/wait.js';
 
 type Server = Awaited<ReturnType<typeof serve>>;
 
@@ -27,13 +31,31 @@ function handler(conn: WebSocketConnection): void {
       else if (conn.path === '/big') void conn.send('x'.repeat(2000)).catch(() => undefined);
       else if (conn.path === '/bigframe') void conn.send(Buffer.alloc(200, 1)).catch(() => undefined);
       else if (conn.path === '/text') void conn.send('hello').catch(() => undefined);
-      else if (conn.path === '/fragments') void conn.sendStream(['a', 'b', 'c', 'd'].map((c) => Buffer.from(c)), { fragmentSize: 1 }).catch(() => undefined);
+      else if (conn.path === '/flood16') {
+        // 16 messages of 16 KiB (256 KiB, under the default readHighWaterMark of 1 MiB); hybi-00 is text only.
+        for (let i = 0; i < 16; i++) void conn.send(flood16(conn.variant === 'hybi00', i), { compress: false }).catch(() => undefined);
+      } else if (conn.path === '/fragments') void conn.sendStream(['a', 'b', 'c', 'd'].map((c) => Buffer.from(c)), { fragmentSize: 1 }).catch(() => undefined);
+}
+
+/** The i-th message of /flood16. */
+function flood16(hybi00: boolean, i: number): string | Buffer {
+  return hybi00 ? String.fromCharCode(97 + i).repeat(8 * 1024) : Buffer.alloc(16 * 1024, i);
+}
+
+/** Whether a message read is the i-th of /flood16 (equals(): toEqual() walks a Buffer a byte at a time). */
+function isFlood16(got: unknown, hybi00: boolean, i: number): boolean {
+  const want = flood16(hybi00, i);
+  if (typeof got === 'string' || typeof want === 'string') return got === want;
+  return got instanceof Uint8Array && Buffer.from(got.buffer, got.byteOffset, got.byteLength).equals(want);
 }
 
 const mapper = serviceMapper([{ path: '/.*', handler, protocols: { 'chat.v1': handler } }]);
 
 const serverOptions = {
   idleTimeout: 0,
+  // (A client's frame of 2000 bytes, a message it did not compress, fails with 1009; only the
+  // tests of the compression options send one. The /deaf server never reads what it is sent.)
+  maxFrameSize: 1500,
   beforeAccept: (req: { headers: Record<string, string | string[] | undefined>; url?: string }) => {
     seen.push({ ...req.headers });
     // Never answers: the client's handshakeTimeout has to end it.
@@ -66,6 +88,8 @@ interface Opened {
   conn: WebSocketConnection;
   /** Text messages arrive through this (the classes keep their own): the message and its kind. */
   firstMessage(): Promise<unknown>;
+  /** Reads the next message (recv(), the WebSocketStream's readable); none for the WebSocket class, whose messages are events. */
+  read?: () => Promise<unknown>;
   done(): Promise<void>;
 }
 
@@ -76,6 +100,11 @@ interface ClientPath {
   h2?: boolean;
   /** The classes do not take textMessages (docs/client.md). */
   classApi?: boolean;
+  /**
+   * The WebSocket class hands each message over as an event, in a task of its own, with the
+   * socket unread meanwhile (the connection paused): nothing piles up for readHighWaterMark.
+   */
+  events?: boolean;
   open(path: string, options: ConnectOptions): Promise<Opened>;
   /** Resolves with the error code a handshake failed with. */
   fail(path: string, options: ConnectOptions): Promise<string | undefined>;
@@ -93,6 +122,7 @@ function connectPath(name: string, url: () => string, base: () => Promise<{ opti
       return {
         conn,
         firstMessage: () => new Promise((resolve) => conn.once('message', (data) => resolve(data))),
+        read: () => conn.recv(),
         done: async () => {
           conn.terminate();
           await b.done();
@@ -139,6 +169,7 @@ for (const t of classTransports) {
   paths.push({
     name: `WebSocket class over ${t.name}`,
     classApi: true,
+    events: true,
     hybi00: t.hybi00 === true,
     h2: t.name === 'HTTP/2',
     async open(path, options) {
@@ -172,10 +203,12 @@ for (const t of classTransports) {
     async open(path, options) {
       const wss = new WebSocketStream(t.url() + path, { ...t.options(), ...options } as never);
       wss.closed.catch(() => undefined);
-      await wss.opened;
+      const { readable } = await wss.opened;
       const conn = wss.connection!;
       conn.on('error', () => undefined);
-      return { conn, firstMessage: () => Promise.reject(new Error('unused')), done: async () => conn.terminate() };
+      const reader = readable.getReader();
+      const read = async () => (await reader.read()).value;
+      return { conn, firstMessage: () => Promise.reject(new Error('unused')), read, done: async () => conn.terminate() };
     },
     async fail(path, options) {
       const wss = new WebSocketStream(t.url() + path, { ...t.options(), ...options } as never);
@@ -319,6 +352,70 @@ describe.each(paths.map((p) => [p.name, p] as const))('%s', (_name, path) => {
   test('handshakeTimeout: a handshake the server never answers fails with WS_HANDSHAKE_TIMEOUT', async () => {
     expect(await path.fail('/hang', { handshakeTimeout: 150 })).toBe('WS_HANDSHAKE_TIMEOUT');
   });
+
+  if (path.events !== true) {
+    test('readHighWaterMark: the socket is paused once more than it is unread (recv(): until half of it is read); every message then arrives in order', async () => {
+      await withOpen(path, '/flood16', { readHighWaterMark: 64 * 1024, idleTimeout: 0 }, async ({ conn, read }) => {
+        const stream = conn.transport.stream;
+        await until(() => stream.isPaused(), 'the client to pause reading', 5000);
+        // Reading one of more than the mark leaves more than half of it: the connection's queue
+        // stays paused. (The WebSocketStream's readable reads on once it has room below the mark
+        // again, when the application reads, docs/client.md.)
+        expect(isFlood16(await read!(), hybi00, 0)).toBe(true);
+        if (path.classApi !== true) expect(stream.isPaused()).toBe(true);
+        for (let i = 1; i < 16; i++) expect(isFlood16(await read!(), hybi00, i)).toBe(true);
+        expect(stream.isPaused()).toBe(false);
+      });
+    });
+  }
+
+  test('writeHighWaterMark: awaited sends to a server that does not read stop with at most the mark and one message buffered', async () => {
+    const mark = 64 * 1024;
+    await withOpen(path, '/deaf', { writeHighWaterMark: mark, idleTimeout: 0 }, async ({ conn }) => {
+      const chunk = hybi00 ? 'x'.repeat(16 * 1024) : Buffer.alloc(16 * 1024, 7);
+      let most = 0;
+      void (async () => {
+        while (conn.readyState === 'open') {
+          const sent = conn.send(chunk, { compress: false });
+          most = Math.max(most, conn.bufferedAmount);
+          await sent.catch(() => undefined);
+        }
+      })();
+      // Once the server's buffers are full, the send that takes it past the mark waits for drain
+      // (with the default 1 MiB the loop would go on, without a turn of the event loop, to 1 MiB).
+      await until(() => most > mark, 'the client to buffer past the mark', 10_000);
+      expect(most).toBeLessThanOrEqual(mark + 16 * 1024 + 14);
+    });
+  });
+
+  if (!hybi00) {
+    test('compressThreshold, perMessageDeflate.threshold and level 0: a message goes uncompressed or stored (a frame of 2000 bytes, over the server\'s maxFrameSize: 1009); compressed by default; compressThreshold decides when both are given', async () => {
+      const sendAndClose = async (conn: WebSocketConnection) => {
+        void conn.send('x'.repeat(2000)).catch(() => undefined);
+        void conn.close(1000).catch(() => undefined);
+        return closed(conn);
+      };
+      for (const options of [{}, { compressThreshold: 1024, perMessageDeflate: { threshold: 4096 } }]) {
+        await withOpen(path, '/idle', options, async ({ conn }) => {
+          expect(await sendAndClose(conn)).toBe(1000);
+        });
+      }
+      for (const options of [{ compressThreshold: 4096 }, { perMessageDeflate: { threshold: 4096 } }, { compressThreshold: 4096, perMessageDeflate: { threshold: 0 } }, { perMessageDeflate: { level: 0 } }]) {
+        await withOpen(path, '/idle', options, async ({ conn }) => {
+          expect(conn.extensions).toContain('permessage-deflate');
+          expect(await sendAndClose(conn)).toBe(1009);
+        });
+      }
+    });
+
+    test('perMessageDeflate: serverNoContextTakeover and clientMaxWindowBits are offered, and the answer taken', async () => {
+      await withOpen(path, '/idle', { perMessageDeflate: { serverNoContextTakeover: true, clientMaxWindowBits: 10 } }, async ({ conn }) => {
+        const offer = String(seen[0]!['sec-websocket-extensions']).split(/;\s*/).sort();
+        expect(offer).toEqual(['client_max_window_bits=10', 'permessage-deflate', 'server_no_context_takeover']);
+        expect(conn.extensions.split(/;\s*/)).toContain('server_no_context_takeover');
+      });
+    });
+  }
 });
 
 test('followRedirects over a session passed in: a redirect to another origin is not sent on that session (a session of its own, here an HTTP/1.1 fallback)', async () => {

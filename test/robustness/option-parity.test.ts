@@ -5,12 +5,20 @@
  * sees its effect: a message over maxMessageSize or a frame over maxFrameSize failed with 1009,
  * idleTimeout closing with 1001, a keepalive ping or a close frame the peer never answers aborting
  * (1006), a peer that does not read failed with 1008 past maxBufferedAmount, text handed over as
- * bytes with textMessages: 'buffer', and no permessage-deflate with perMessageDeflate: false.
+ * bytes with textMessages: 'buffer', and no permessage-deflate with perMessageDeflate: false;
+ * readHighWaterMark pausing the socket (transport.stream.isPaused()) once more than it is queued
+ * unread, writeHighWaterMark stopping a loop of awaited sends at the mark and one message,
+ * compressThreshold, perMessageDeflate.threshold and level 0 seen on the wire by the client's
+ * maxFrameSize (a 2000-byte message deflates to about 20 bytes: a frame of 2000 is one sent
+ * uncompressed or stored), and the takeover and window parameters answered. (memLevel, syncLimit
+ * and concurrencyLimit change memory, where the work runs and the process-wide zlib limit, nothing
+ * a peer sees; directReads only how plain TCP is read.)
  *
- * Entry points as in server-parity.test.ts: serve() over HTTP/1.1, TLS and HTTP/2; handleUpgrade()
- * on a Node http.Server; attachHttp2() on an h2c server; a hybi-00 client of serve(); the Express,
- * Koa and Fastify adapters (Fastify over HTTP/2 too). hybi-00 has no frame size, fragments, ping
- * (keepaliveInterval is ignored there, docs/hybi00.md) or extensions.
+ * Entry points as in server-parity.test.ts: serve() over HTTP/1.1, TLS and HTTP/2 (and HTTP/1.1 on
+ * its HTTP/2 port); handleUpgrade() on a Node http.Server; attachHttp2() on an h2c server; a
+ * hybi-00 client of serve(); the Express, Koa and Fastify adapters (Fastify over HTTP/2 too).
+ * hybi-00 has no frame size, fragments, ping (keepaliveInterval is ignored there,
+ * docs/hybi00.md) or extensions.
  */
 import express from 'express';
 import Fastify from 'fastify';
@@ -23,6 +31,7 @@ import { websocket as expressWebsocket } from '@rfc6455/express';
 import { websocket as koaWebsocket } from '@rfc6455/koa';
 import wsPlugin from '@rfc6455/fastify';
 import { CLIENT_TLS, TLS } from '../http2/helpers.js';
+import { until } from '../../packages/rfc6455/test/helpers/wait.js';
 
 type Transport = 'h1' | 'tls' | 'h2' | 'h2c' | 'hybi00';
 
@@ -47,6 +56,9 @@ function nextServerConn(): Promise<WebSocketConnection> {
   return new Promise((resolve) => waiting.push(resolve));
 }
 
+/** The most a /pump connection had buffered right after a send(). */
+const pumped = new WeakMap<WebSocketConnection, { most: number }>();
+
 const closed = (conn: WebSocketConnection): Promise<number | undefined> => conn.whenClosed.then(() => conn.closeStatus);
 
 const mapper = serviceMapper([
@@ -62,6 +74,22 @@ const mapper = serviceMapper([
       } else if (conn.path === '/close') {
         // (On the client's word, once it has stopped reading.)
         conn.once('message', () => void conn.close(1000).catch(() => undefined));
+      } else if (conn.path === '/pump') {
+        // Awaited sends, as long as the connection is open, from the client's word on: what is
+        // buffered right after each send() is recorded (the most it ever was).
+        conn.once('message', async () => {
+          const chunk = conn.variant === 'hybi00' ? 'x'.repeat(16 * 1024) : Buffer.alloc(16 * 1024, 7);
+          const stats = { most: 0 };
+          pumped.set(conn, stats);
+          while (conn.readyState === 'open') {
+            const sent = conn.send(chunk, { compress: false });
+            stats.most = Math.max(stats.most, conn.bufferedAmount);
+            await sent.catch(() => undefined);
+          }
+        });
+      } else if (conn.path === '/2k') {
+        // 2000 bytes that deflate to about 20.
+        void conn.send('x'.repeat(2000)).catch(() => undefined);
       } else if (conn.path === '/flood') {
         conn.once('message', () => {
           // (hybi-00 is text only.)
@@ -112,6 +140,8 @@ const entryPoints: EntryPoint[] = [
   serveEntry('serve()', 'h1', {}),
   serveEntry('serve({ tls })', 'tls', { tls: TLS }),
   serveEntry('serve({ http2: true })', 'h2', { tls: TLS, http2: true }),
+  // (Its port takes HTTP/1.1 upgrades too: the client over TLS, as for serve({ tls }).)
+  serveEntry('serve({ http2: true }) to an HTTP/1.1 client', 'tls', { tls: TLS, http2: true }),
   serveEntry('serve() to a hybi-00 client', 'hybi00', {}),
   h1Adapter('handleUpgrade() on http.Server', (options) => {
     const server = createServer();
@@ -294,6 +324,67 @@ describe.each(entryPoints.map((e) => [e.name, e] as const))('%s', (_name, entry)
       }, { perMessageDeflate: true });
       await withConn(entry, {}, '/idle', async (client) => {
         expect(client.extensions).toContain('permessage-deflate');
+      }, { perMessageDeflate: true });
+    });
+  }
+
+  test('readHighWaterMark: the socket is paused once more than it is queued unread, and stays paused until half of it is taken; every message then arrives in order', async () => {
+    await withConn(entry, { readHighWaterMark: 64 * 1024, idleTimeout: 0 }, '/idle', async (client, server) => {
+      // 16 messages of 16 KiB (256 KiB) to a server that reads none: the default 1 MiB would hold them all.
+      const message = (i: number) => (hybi00 ? String.fromCharCode(97 + i).repeat(8 * 1024) : Buffer.alloc(16 * 1024, i));
+      for (let i = 0; i < 16; i++) void client.send(message(i), { compress: false }).catch(() => undefined);
+      const stream = server.transport.stream;
+      await until(() => stream.isPaused(), 'the server to pause reading', 5000);
+      // Taking one of more than the mark leaves more than half of it: still paused.
+      // (Compared with equals(): toEqual() walks a Buffer a byte at a time.)
+      const same = (got: unknown, i: number) => (typeof got === 'string' ? got === message(i) : Buffer.isBuffer(got) && got.equals(message(i) as Buffer));
+      expect(same(await server.recv(), 0)).toBe(true);
+      expect(stream.isPaused()).toBe(true);
+      for (let i = 1; i < 16; i++) expect(same(await server.recv(), i)).toBe(true);
+      expect(stream.isPaused()).toBe(false);
+    });
+  });
+
+  test('writeHighWaterMark: awaited sends to a peer that does not read stop with at most the mark and one message buffered', async () => {
+    const mark = 64 * 1024;
+    await withConn(entry, { writeHighWaterMark: mark, idleTimeout: 0 }, '/pump', async (client, server) => {
+      client.pause();
+      await client.send('go');
+      // Once the peer's buffers are full, the send that takes it past the mark waits for drain
+      // (with the default 1 MiB the loop would go on, without a turn of the event loop, to 1 MiB).
+      await until(() => (pumped.get(server)?.most ?? 0) > mark, 'the server to buffer past the mark', 10_000);
+      expect(pumped.get(server)!.most).toBeLessThanOrEqual(mark + 16 * 1024 + 14);
+    });
+  });
+
+  if (!hybi00) {
+    test('compressThreshold and perMessageDeflate.threshold: a message under it goes uncompressed (a frame of 2000 bytes, over the client\'s maxFrameSize: 1009); compressed by default; compressThreshold decides when both are given', async () => {
+      const client = { perMessageDeflate: true, maxFrameSize: 1000 } as const;
+      for (const options of [{}, { compressThreshold: 1024, perMessageDeflate: { threshold: 4096 } }]) {
+        await withConn(entry, options, '/2k', async (c) => {
+          expect(await c.recv()).toBe('x'.repeat(2000));
+        }, client);
+      }
+      for (const options of [{ compressThreshold: 4096 }, { perMessageDeflate: { threshold: 4096 } }, { compressThreshold: 4096, perMessageDeflate: { threshold: 0 } }]) {
+        await withConn(entry, options, '/2k', async (c) => {
+          expect(await closed(c)).toBe(1009);
+        }, client);
+      }
+    });
+
+    test('perMessageDeflate: level 0 stores the message (2000 bytes on the wire: 1009 for the client\'s maxFrameSize)', async () => {
+      await withConn(entry, { perMessageDeflate: { level: 0 } }, '/2k', async (c) => {
+        expect(c.extensions).toContain('permessage-deflate');
+        expect(await closed(c)).toBe(1009);
+      }, { perMessageDeflate: true, maxFrameSize: 1000 });
+    });
+
+    test('perMessageDeflate: the takeover and window parameters are answered', async () => {
+      const options = { perMessageDeflate: { serverNoContextTakeover: true, clientNoContextTakeover: true, serverMaxWindowBits: 10, clientMaxWindowBits: 11 } };
+      await withConn(entry, options, '/idle', async (client, server) => {
+        const answer = client.extensions.split(/;\s*/).sort();
+        expect(answer).toEqual(['client_max_window_bits=11', 'client_no_context_takeover', 'permessage-deflate', 'server_max_window_bits=10', 'server_no_context_takeover']);
+        expect(server.extensions).toBe(client.extensions);
       }, { perMessageDeflate: true });
     });
   }

@@ -127,6 +127,8 @@ export function websocket(mapperOrOptions: ServiceMapper<KoaState> | ServiceMapp
    */
   const apps = new WeakMap<WebSocketConnection, Koa>();
   let attached: Koa | undefined;
+  /** The errors the upgrade sockets emitted (recorded before Koa's own listener hears them). */
+  const socketErrors = new WeakSet<object>();
 
   /** Handlers get `ctx.state` as state unless a before-accept hook gave one. */
   const stateOf = (req: IncomingMessage): KoaState | undefined => (req as UpgradeRequest)[PENDING]?.ctx?.state as KoaState | undefined;
@@ -221,6 +223,18 @@ export function websocket(mapperOrOptions: ServiceMapper<KoaState> | ServiceMapp
       return pending.accepted;
     }
     pending.res.detachSocket(pending.socket as Socket);
+    // From here the socket is the core's: its errors are the connection's, reported by the core's
+    // rules (the connection's 'error' event; nothing for a reset after the peer's close frame).
+    // Koa's on-finished still listens to the socket for the request's end and hands a socket error
+    // to ctx.onerror, which emitted it on the app, and app.onerror logged it. (Fixed bug: a browser
+    // leaving a page, whose 1001 is followed by a TCP reset, had Koa log "write ECONNRESET" for
+    // each connection, and any reset reached app.on('error') as well as the connection's listener;
+    // Express, Fastify and serve() report neither.) The chain's own errors still go to Koa.
+    const onerror = ctx.onerror;
+    ctx.onerror = function (this: Context, error: Error | null) {
+      if (error !== null && typeof error === 'object' && socketErrors.has(error)) return;
+      onerror.call(this, error as Error);
+    };
     const target = handler ? withState(withRouterParams(handler, ctx)) : routed && mapperClaims(ctx.path) ? routed : inline;
     pending.accepted = handleUpgrade(ctx.req, pending.socket, pending.head, target, upgradeOptions, headersOf(ctx, pending, afterChain));
     void pending.accepted.then(() => underWay.settled(pending.socket));
@@ -255,7 +269,10 @@ export function websocket(mapperOrOptions: ServiceMapper<KoaState> | ServiceMapp
     attached = app;
     let callback: ReturnType<Koa['callback']> | undefined;
     const run = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
-      socket.on('error', noop);
+      // (Before Koa's listener, which the request's context adds: see accept.)
+      socket.on('error', (error: unknown) => {
+        if (error !== null && typeof error === 'object') socketErrors.add(error);
+      });
       const res = upgradeResponse(req, socket, options.handshakeTimeout);
       if (closing) {
         res.writeHead(503, { 'Content-Type': 'text/plain; charset=utf-8' }).end('server is shutting down\n');

@@ -95,7 +95,10 @@ export interface ConnectionOptions {
    * closed with 1008 and aborted. Default 64 MiB; Infinity disables.
    */
   maxBufferedAmount?: number | undefined;
-  /** Messages smaller than this are not compressed. Default 1024. */
+  /**
+   * Messages smaller than this are not compressed. Default: `perMessageDeflate.threshold` (1024);
+   * when both are given, this one decides.
+   */
   compressThreshold?: number | undefined;
   /**
    * Over a plain TCP socket, read into one buffer shared by all connections and parse each read

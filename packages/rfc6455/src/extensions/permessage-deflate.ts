@@ -61,7 +61,10 @@ export interface PerMessageDeflateEngineOptions {
   level?: number | undefined;
   /** zlib memLevel, 1..9. Default 8. */
   memLevel?: number | undefined;
-  /** Messages below this many bytes should be sent uncompressed (see `shouldCompress`). Default 1024. */
+  /**
+   * Messages below this many bytes should be sent uncompressed (see `shouldCompress`). Default 1024.
+   * A connection's `compressThreshold`, when given, decides instead.
+   */
   threshold?: number | undefined;
   /** When given, sets the process-wide zlib concurrency (see `setZlibConcurrency`). */
   concurrencyLimit?: number | undefined;
