@@ -1390,6 +1390,17 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     this.armCloseTimer();
   }
 
+  /**
+   * The pong held back while our writes were backed up (onPing), given up to be written before
+   * our close frame (see ProtocolHandler.takeHeldPong).
+   * @internal
+   */
+  takeHeldPong(): Buffer | undefined {
+    const payload = this.rare?.pendingPong;
+    if (payload !== undefined) this.pendingPong = undefined;
+    return payload;
+  }
+
   /** @internal */
   onFail(error: WebSocketError): void {
     this.errorValue = error;
@@ -2283,7 +2294,11 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
 
   /** @internal */
   handleDrain(): void {
-    if (this.pendingPong && !this.proto.closeSent) {
+    // The pong held while our writes were backed up (onPing) goes out also after our close frame
+    // (a ping received after it; one received before went out ahead of it, takeHeldPong): RFC
+    // 6455 §5.5.2 answers every ping unless the peer's close frame came first, which `pong()`
+    // checks. (Fixed bug: it was dropped once our close frame was sent.)
+    if (this.pendingPong) {
       const payload = this.pendingPong;
       this.pendingPong = undefined;
       this.proto.pong(payload);

@@ -67,6 +67,12 @@ export interface ProtocolHandler {
    */
   onCloseWritten?: (() => void) | undefined;
   /**
+   * Optional: gives up the pong the caller holds back (it answers pings only once its writes are
+   * no longer backed up, RFC 6455 §5.5.3), if any: our close frame is about to be written, and
+   * that pong is written just before it.
+   */
+  takeHeldPong?: (() => Buffer | undefined) | undefined;
+  /**
    * Optional: `true` when the engine stops parsing until a received frame's inflation job (in the
    * thread pool) is done, or while it holds a message back (`holdMessages`), `false` once it
    * parses again, or has failed (then also when it did not wait). What arrives meanwhile waits in
@@ -964,6 +970,13 @@ export class Protocol implements FrameSink, ProtocolEngine {
   }
 
   private writeClose(code: number | undefined, reason: string): void {
+    // RFC 6455 §5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a Pong frame in
+    // response, unless it already received a Close frame." A pong the caller held back while its
+    // writes were backed up answers a ping received before any close frame: it goes out ahead of
+    // our close frame, after which the peer reads nothing (fixed bug: it was dropped when the
+    // peer's close frame came behind its ping, and written after our own close frame otherwise).
+    const held = this.handler.takeHeldPong?.();
+    if (held !== undefined) this.writeFrame(Opcode.Pong, held, true, false);
     this.flags |= CLOSE_SENT;
     this.writeFrame(Opcode.Close, encodeClosePayload(code, reason), true, false);
     this.handler.onCloseWritten?.();
