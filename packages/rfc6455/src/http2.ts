@@ -143,6 +143,14 @@ async function handleConnectStream<State>(
     // invalid one is a 400, as an invalid Host over HTTP/1.1 (fixed bug: nghttp2 checks only its
     // characters, and `user@x`, `x:1:2` or `x:http` reached the handler as req.headers.host).
     if (!isValidHost(headers[':authority'])) throw new HandshakeError('invalid :authority', 400, { code: 'WS_BAD_HOST' });
+    // A CONNECT has no content (RFC 9110 §9.3.6): its DATA frames are the tunnel. nghttp2 holds
+    // them to a Content-Length (RFC 9113 §8.1.1) and resets the stream (PROTOCOL_ERROR) at the
+    // first WebSocket frame past it, `content-length: 0` included. Refused as an HTTP/1.1 upgrade
+    // request with a body is (WS_REQUEST_BODY). Fixed bug: it got a 200, and the handler a
+    // connection that failed with 1006 and an error at its first frame.
+    if (headers['content-length'] !== undefined) {
+      throw new HandshakeError('an extended CONNECT has no content (Content-Length)', 400, { code: 'WS_REQUEST_BODY' });
+    }
     // RFC 8441 §5: the same version negotiation as RFC 6455 §4.4 (no Upgrade in HTTP/2, so 400).
     const version = headerValue(req.headers, 'sec-websocket-version');
     if (version?.trim() !== '13') {
@@ -322,8 +330,20 @@ export function attachHttp2<State>(
   // RFC 8441 §3: advertise SETTINGS_ENABLE_CONNECT_PROTOCOL only where we accept it.
   server.updateSettings({ enableConnectProtocol: true });
   const onStream = (stream: ServerHttp2Stream, headers: Http2IncomingHeaders, _flags: number, rawHeaders: readonly string[] | undefined): void => {
-    if (!isWebSocketConnect(headers)) return;
+    if (headers[':method'] !== 'CONNECT') return;
     if (server.listenerCount('request') > 0) return; // the compatibility layer emits 'connect'
+    if (!isWebSocketConnect(headers)) {
+      // The CONNECTs are the attachment's (the user's 'stream' handler leaves them alone): one
+      // without `:protocol websocket` gets the 405 the compatibility API's path gives (handleConnect).
+      // Fixed bug: on a 'stream'-style server nothing answered it, and the stream stayed open until
+      // the client gave up. Answered once the other 'stream' listeners have run, so that one of
+      // them that answers such a CONNECT at once (a proxy's) still can.
+      stream.on('error', () => undefined);
+      setImmediate(() => {
+        if (!stream.closed) respondError(stream, 405, 'CONNECT is only for WebSockets here');
+      });
+      return;
+    }
     // `headers` and `rawHeaders` as an Http2ServerRequest has them (the compatibility API's,
     // serve()'s): the pseudo-headers too, and the authority as Host. (Fixed bug: on a
     // 'stream'-style server alone, `req.headers[':authority']`, `[':scheme']`... and
@@ -669,6 +689,11 @@ export async function openHttp2(url: URL, options: Http2ConnectOptions, started:
     // which HTTP/2 carries in :authority, and a request must not have two that differ (§8.3.1).
     // Fixed bugs.
     if (CONNECTION_SPECIFIC.has(key) || (key === 'te' && String(value).trim().toLowerCase() !== 'trailers')) continue;
+    // A CONNECT has no content (RFC 9110 §9.3.6; a user agent SHOULD NOT send a Content-Length
+    // then, §8.6): its DATA frames are the WebSocket, which nghttp2 would reset past that length.
+    // Fixed bug: a `content-length` of the caller's went on the CONNECT, and the WebSocket broke at
+    // its first frame (our server now answers such a CONNECT 400).
+    if (key === 'content-length') continue;
     if (key === 'host') headers[':authority'] = String(value);
     else headers[key] = value as string;
   }

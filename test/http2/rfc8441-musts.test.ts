@@ -1,0 +1,277 @@
+/**
+ * The requirements of RFC 8441 (WebSockets over HTTP/2), and the RFC 9113 rules it leans on, for
+ * our server (attachHttp2 on Node's h2c server, both styles) and our client (connect() with
+ * `http2: true` and with a caller's session), checked frame by frame against a hand-written HTTP/2
+ * peer (./raw-h2.ts) or Node's own http2 client.
+ *
+ * Requirements, by section:
+ * - RFC 8441 §3: SETTINGS_ENABLE_CONNECT_PROTOCOL's value MUST be 0 or 1; a client MAY use extended
+ *   CONNECT upon receipt of 1 (so not before); a sender MUST NOT send 0 after 1. A server
+ *   advertises it only where it takes the CONNECTs (docs/http2.md).
+ * - RFC 8441 §4: with `:protocol`, `:scheme` and `:path` MUST be included; the server MUST NOT
+ *   tunnel to the `:authority` host. (A request without them is reset by nghttp2: hostile.test.ts.)
+ * - RFC 8441 §5: `:protocol` MUST be `websocket`; the scheme MUST be `https` for wss and `http` for
+ *   ws; Connection and Upgrade MUST NOT be sent; no Sec-WebSocket-Key/Accept processing;
+ *   Sec-WebSocket-Version etc. as in RFC 6455; orderly closure is END_STREAM, an abort is
+ *   RST_STREAM(CANCEL). docs/http2.md: a CONNECT without `:protocol websocket` is refused 405.
+ * - RFC 9113 §8.5: a CONNECT's stream carries DATA only once connected.
+ *
+ * Checked elsewhere: refusals and their statuses (hostile.test.ts, refusal-status.test.ts), a
+ * peer that stops reading (maxBufferedAmount, hostile.test.ts), resets mid-message
+ * (hostile.test.ts, reset-behind.test.ts), the setting on a caller's session before its SETTINGS
+ * came (parity.test.ts).
+ */
+import { createServer as h2Server, connect as h2connect, type Http2Server, type ServerHttp2Stream } from 'node:http2';
+import { createServer as netServer, type Server } from 'node:net';
+import { attachHttp2, connect, type WebSocketConnection } from 'rfc6455';
+import { clientFrame, closeSession, exchange } from './helpers.js';
+import { data, ErrorCode, errorCodeOf, Flag, frame, FrameType, headers, isStatus200, RawPeer, Setting, settings, settingsOf, type Frame } from './raw-h2.js';
+import { until } from '../../packages/rfc6455/test/helpers/wait.js';
+
+const CONNECT: Array<[string, string]> = [
+  [':method', 'CONNECT'],
+  [':protocol', 'websocket'],
+  [':scheme', 'http'],
+  [':path', '/chat'],
+  [':authority', 'localhost'],
+  ['sec-websocket-version', '13'],
+];
+/** A close frame with code 1000, as a server sends it (unmasked). */
+const SERVER_CLOSE = Buffer.from([0x88, 2, 3, 232]);
+
+const isSettings = (f: Frame): boolean => f.type === FrameType.SETTINGS && (f.flags & Flag.ACK) === 0;
+const isReset = (f: Frame): boolean => f.type === FrameType.RST_STREAM;
+const endsStream = (f: Frame): boolean => (f.type === FrameType.DATA || f.type === FrameType.HEADERS) && (f.flags & Flag.END_STREAM) !== 0;
+
+async function listen<T extends Http2Server | Server>(server: T): Promise<number> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return (server.address() as { port: number }).port;
+}
+
+describe('server: attachHttp2 on a cleartext HTTP/2 server', () => {
+  let server: Http2Server;
+  let port: number;
+  const conns: WebSocketConnection[] = [];
+  const peers: RawPeer[] = [];
+
+  beforeEach(async () => {
+    conns.length = 0;
+    server = h2Server();
+    // A 'stream'-style handler as docs/http2.md writes it: CONNECT streams are left to the attachment.
+    server.on('stream', (stream: ServerHttp2Stream, h) => {
+      if (h[':method'] === 'CONNECT') return;
+      stream.respond({ ':status': 200 });
+      stream.end('page');
+    });
+    port = await listen(server);
+  });
+
+  afterEach(async () => {
+    for (const peer of peers.splice(0)) peer.destroy();
+    for (const conn of conns) conn.terminate();
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  function attach(): ReturnType<typeof attachHttp2> {
+    return attachHttp2(
+      server,
+      (conn) => {
+        conn.on('error', () => undefined);
+        conns.push(conn);
+      },
+      { perMessageDeflate: false, closeTimeout: 2000 },
+    );
+  }
+
+  async function peer(): Promise<RawPeer> {
+    const p = await RawPeer.client(port);
+    peers.push(p);
+    return p;
+  }
+
+  test('§3: the setting is 1 where CONNECTs are taken, absent where not, and never turned to 0 on a session that saw 1', async () => {
+    const bare = await peer();
+    expect(settingsOf(await bare.next(isSettings)).has(Setting.ENABLE_CONNECT_PROTOCOL)).toBe(false);
+
+    const attachment = attach();
+    const p = await peer();
+    expect(settingsOf(await p.next(isSettings)).get(Setting.ENABLE_CONNECT_PROTOCOL)).toBe(1);
+    attachment.detach();
+    // The session that saw 1 keeps it (a PING round trip shows nothing else came before it).
+    p.send(Buffer.from([0, 0, 8, FrameType.PING, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8]));
+    await p.next((f) => f.type === FrameType.PING && (f.flags & Flag.ACK) !== 0, 'the PING ACK');
+    expect(p.frames.filter(isSettings)).toHaveLength(1);
+    // New sessions are not told 1 any more.
+    const after = await peer();
+    expect(settingsOf(await after.next(isSettings)).get(Setting.ENABLE_CONNECT_PROTOCOL) ?? 0).toBe(0);
+  });
+
+  test("docs/http2.md: a CONNECT without :protocol websocket is refused 405 on a 'stream'-style server (it was never answered)", async () => {
+    attach();
+    const session = h2connect(`http://127.0.0.1:${port}`);
+    session.on('error', () => undefined);
+    try {
+      const other = await exchange(session, { ':method': 'CONNECT', ':protocol': 'foo', ':scheme': 'http', ':path': '/chat', ':authority': 'localhost' });
+      expect(other.status).toBe(405);
+      const plain = await exchange(session, { ':method': 'CONNECT', ':authority': 'example.com:443' });
+      expect(plain.status).toBe(405);
+      // RFC 8441 §4: no tunnel to the :authority, and no connection either.
+      expect(conns).toHaveLength(0);
+      // The WebSockets still work on that server.
+      const conn = await connect(`ws://127.0.0.1:${port}/chat`, { http2: session, perMessageDeflate: false });
+      await conn.close();
+    } finally {
+      await closeSession(session);
+    }
+  }, 5000);
+
+  test('RFC 9110 §9.3.6 / RFC 9113 §8.1.1: a CONNECT with a Content-Length is refused 400, not accepted into a tunnel nghttp2 resets at its first frame', async () => {
+    attach();
+    const session = h2connect(`http://127.0.0.1:${port}`);
+    session.on('error', () => undefined);
+    try {
+      for (const length of ['5', '0']) {
+        const out = await exchange(session, { ':method': 'CONNECT', ':protocol': 'websocket', ':scheme': 'http', ':path': '/chat', ':authority': 'localhost', 'sec-websocket-version': '13', 'content-length': length });
+        expect([length, out.status, String(out.body)]).toEqual([length, 400, 'an extended CONNECT has no content (Content-Length)\n']);
+      }
+      expect(conns).toHaveLength(0);
+      // Our client leaves a caller's Content-Length off its CONNECT (RFC 9110 §8.6), and the
+      // WebSocket carries its frames.
+      const conn = await connect(`ws://127.0.0.1:${port}/chat`, { http2: session, perMessageDeflate: false, headers: { 'Content-Length': '0' } });
+      await until(() => conns.length === 1, 'the connection');
+      await conn.send('hello');
+      expect(await conns[0]!.recv()).toBe('hello');
+      await conn.close();
+    } finally {
+      await closeSession(session);
+    }
+  }, 5000);
+
+  test('§5: the client closing first: our close frame goes with END_STREAM, and no RST_STREAM follows', async () => {
+    attach();
+    const p = await peer();
+    p.send(headers(1, CONNECT));
+    expect(isStatus200(await p.next((f) => f.stream === 1 && f.type === FrameType.HEADERS))).toBe(true);
+    await until(() => conns.length === 1, 'the connection');
+    p.send(data(1, clientFrame(8, Buffer.from([3, 232]))));
+    await until(() => p.on(1).some(endsStream), "the server's END_STREAM");
+    // Its close frame, then END_STREAM (in one DATA frame or two).
+    expect(Buffer.concat(p.on(1).filter((f) => f.type === FrameType.DATA).map((f) => f.payload))).toEqual(SERVER_CLOSE);
+    p.send(data(1, Buffer.alloc(0), true));
+    await conns[0]!.whenClosed;
+    expect(conns[0]!.closeStatus).toBe(1000);
+    // A PING round trip: anything the server sent on the stream has come.
+    p.send(Buffer.from([0, 0, 8, FrameType.PING, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8]));
+    await p.next((f) => f.type === FrameType.PING && (f.flags & Flag.ACK) !== 0, 'the PING ACK');
+    expect(p.on(1).filter(isReset)).toEqual([]);
+  });
+
+  test('§5: the server closing first: END_STREAM once the client answered, no RST_STREAM; terminate() is RST_STREAM(CANCEL)', async () => {
+    attach();
+    const p = await peer();
+    p.send(headers(1, CONNECT), headers(3, CONNECT));
+    await p.next((f) => f.stream === 1 && f.type === FrameType.HEADERS);
+    await p.next((f) => f.stream === 3 && f.type === FrameType.HEADERS);
+    await until(() => conns.length === 2, 'the connections');
+    const [first, second] = [...conns].sort((a, b) => (a.transport.stream as ServerHttp2Stream).id! - (b.transport.stream as ServerHttp2Stream).id!);
+    void first!.close(1000);
+    expect((await p.next((f) => f.stream === 1 && f.type === FrameType.DATA, 'the close frame')).payload).toEqual(SERVER_CLOSE);
+    p.send(data(1, clientFrame(8, Buffer.from([3, 232])), true));
+    await p.next((f) => f.stream === 1 && endsStream(f), 'END_STREAM');
+    await first!.whenClosed;
+    expect(first!.closeStatus).toBe(1000);
+
+    second!.terminate();
+    const reset = await p.next((f) => f.stream === 3 && isReset(f), 'RST_STREAM');
+    expect(errorCodeOf(reset)).toBe(ErrorCode.CANCEL);
+    expect(p.on(1).filter(isReset)).toEqual([]);
+  });
+});
+
+describe('client: connect() over HTTP/2 against a hand-written server', () => {
+  let server: Server;
+  let port: number;
+  let peer: RawPeer | undefined;
+  /** What the server sends first: its SETTINGS. */
+  let initial: Buffer;
+  /** Whether the server answers nothing by itself (no SETTINGS ACK, no PING ACK). */
+  let manual = false;
+
+  beforeEach(async () => {
+    peer = undefined;
+    manual = false;
+    server = netServer((socket) => {
+      const p = new RawPeer(socket, manual, 24);
+      peer = p;
+      p.send(initial);
+      // Every CONNECT is answered 200.
+      const answer = (): void =>
+        void p.next((f) => f.type === FrameType.HEADERS).then(
+          (f) => {
+            p.send(headers(f.stream, [[':status', '200']]));
+            answer();
+          },
+          () => undefined,
+        );
+      answer();
+    });
+    port = await listen(server);
+  });
+
+  afterEach(async () => {
+    peer?.destroy();
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  test('§3: no :protocol is sent before the SETTINGS that allow it, nor Sec-WebSocket-Key or Upgrade after them', async () => {
+    initial = Buffer.alloc(0);
+    manual = true;
+    const opening = connect(`ws://127.0.0.1:${port}/chat?x=1`, { http2: true, perMessageDeflate: false, closeTimeout: 2000 });
+    await until(() => peer !== undefined && peer.frames.some((f) => f.type === FrameType.SETTINGS), "the client's preface");
+    const ping = await peer!.next((f) => f.type === FrameType.PING, 'the PING the client waits behind');
+    // Nothing asks for a stream while the server has not said SETTINGS_ENABLE_CONNECT_PROTOCOL = 1.
+    expect(peer!.frames.filter((f) => f.type === FrameType.HEADERS)).toEqual([]);
+    // The server's preface (its SETTINGS), then the ACKs of the client's SETTINGS and PING.
+    peer!.send(
+      settings([[Setting.ENABLE_CONNECT_PROTOCOL, 1]]),
+      frame(FrameType.SETTINGS, Flag.ACK, 0),
+      frame(FrameType.PING, Flag.ACK, 0, ping.payload),
+    );
+    peer!.manual = false;
+    const conn = await opening;
+    const request = peer!.frames.find((f) => f.type === FrameType.HEADERS)!;
+    // Literal names are readable in the HPACK block even when values are Huffman-coded.
+    expect(request.payload.includes(Buffer.from('sec-websocket-key'))).toBe(false);
+    expect(request.payload.includes(Buffer.from('upgrade'))).toBe(false);
+    expect(request.flags & Flag.END_STREAM).toBe(0);
+
+    // §5: closing first, the client ends its side once the server's close frame and END_STREAM came.
+    const closing = conn.close(1000);
+    await peer!.next((f) => f.stream === request.stream && f.type === FrameType.DATA, 'the close frame');
+    peer!.send(data(request.stream, SERVER_CLOSE, true));
+    await closing;
+    await peer!.next((f) => f.stream === request.stream && endsStream(f), "the client's END_STREAM");
+    expect(conn.closeStatus).toBe(1000);
+    expect(peer!.on(request.stream).filter(isReset)).toEqual([]);
+  });
+
+  test('§5: on a caller session, the server closing first gets the close frame, then END_STREAM once the server ended its side, and no RST_STREAM', async () => {
+    initial = settings([[Setting.ENABLE_CONNECT_PROTOCOL, 1]]);
+    const session = h2connect(`http://127.0.0.1:${port}`);
+    session.on('error', () => undefined);
+    try {
+      const conn = await connect(`ws://127.0.0.1:${port}/`, { http2: session, perMessageDeflate: false, closeTimeout: 2000 });
+      const stream = peer!.frames.find((f) => f.type === FrameType.HEADERS)!.stream;
+      peer!.send(data(stream, SERVER_CLOSE));
+      const reply = await peer!.next((f) => f.stream === stream && f.type === FrameType.DATA, 'the close frame');
+      expect(reply.payload[0]).toBe(0x88);
+      peer!.send(data(stream, Buffer.alloc(0), true));
+      await peer!.next((f) => f.stream === stream && endsStream(f), "the client's END_STREAM");
+      await conn.whenClosed;
+      expect(conn.closeStatus).toBe(1000);
+      expect(peer!.on(stream).filter(isReset)).toEqual([]);
+    } finally {
+      session.destroy();
+    }
+  });
+});
