@@ -335,6 +335,13 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
       const stream = reply.raw;
       const headers = (): Promise<OutgoingHttpHeaders> => {
         const sink = new ServerResponse(raw as unknown as IncomingMessage);
+        // What the hooks set on the stream's response itself (reply.raw.setHeader(): @fastify/helmet
+        // sets its headers so) goes with the reply's, as over HTTP/1.1, where reply.getHeaders()
+        // reads them off reply.raw. (Fixed bug: the sink started empty, so none of them reached the
+        // 200, though a refusal written on the stream carried them.)
+        for (const [name, value] of Object.entries((stream as unknown as Http2ServerResponse).getHeaders())) {
+          if (value !== undefined) sink.setHeader(name, value);
+        }
         (reply as { raw: unknown }).raw = sink;
         return completeUpgradeResponse(sink, () => reply.code(101).send())
           .then(() => reply.getHeaders() as OutgoingHttpHeaders)

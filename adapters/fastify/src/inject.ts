@@ -10,7 +10,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
-import type { Socket } from 'node:net';
+import { isIPv6, type Socket } from 'node:net';
 import { duplexPair } from 'node:stream';
 import {
   buildRequestHeaders,
@@ -29,6 +29,11 @@ export interface InjectWebSocketOptions extends ConnectionOptions {
   protocols?: string | readonly string[] | undefined;
   /** Extra request headers (Authorization, Cookie…). */
   headers?: OutgoingHttpHeaders | undefined;
+  /**
+   * The client's address, as the app sees it (`request.ip`, `request.socket.remoteAddress`).
+   * Default `'127.0.0.1'`, as Fastify's `inject()` has it.
+   */
+  remoteAddress?: string | undefined;
 }
 
 /**
@@ -49,6 +54,11 @@ export async function injectWS(app: FastifyInstance, path = '/', options: Inject
   // kept both ends, the request and the response in memory until app.close() (about 58 KB each).
   clientEnd.once('close', () => serverEnd.destroy());
   serverEnd.once('close', () => clientEnd.destroy());
+  // A peer address, as a TCP socket has and Fastify's inject() gives (fixed bug: the app's end had
+  // none, so request.ip was undefined, and an app with @fastify/rate-limit, whose key is the
+  // client's IP, answered every injectWS() 500: "Cannot read properties of undefined").
+  const remoteAddress = options.remoteAddress ?? '127.0.0.1';
+  Object.assign(serverEnd, { remoteAddress, remoteFamily: isIPv6(remoteAddress) ? 'IPv6' : 'IPv4' });
   app.server.emit('connection', serverEnd);
   const key = generateKey();
   const protocols = typeof options.protocols === 'string' ? [options.protocols] : [...(options.protocols ?? [])];
