@@ -17,7 +17,7 @@ import express from 'express';
 import Fastify, { type FastifyInstance } from 'fastify';
 import Koa from 'koa';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
-import { connect as h2connect, createServer as createH2Server, type ClientHttp2Session, type Http2Server, type OutgoingHttpHeaders, type ServerHttp2Session } from 'node:http2';
+import { connect as h2connect, createServer as createH2Server, type ClientHttp2Session, type OutgoingHttpHeaders, type ServerHttp2Session } from 'node:http2';
 import { connect as netConnect, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
@@ -30,6 +30,7 @@ import { decodeFrame, frame, type DecodedFrame } from '../../packages/rfc6455/te
 import { parseResponse } from '../../packages/rfc6455/test/helpers/raw-client.js';
 import { TLS } from '../http2/helpers.js';
 import { compressibleText, extensionOf } from '../deflate/helpers.js';
+import { closeServer, listen } from './helpers.js';
 
 const KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
 const MESSAGE = compressibleText(20 * 1024);
@@ -223,15 +224,6 @@ const echo: ConnectionHandler = async (conn) => {
 };
 
 const mapper = serviceMapper([{ path: '/echo', handler: echo }]);
-
-function listen(server: Server | Http2Server): Promise<number> {
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)));
-}
-
-function closeServer(server: Server): Promise<void> {
-  server.closeAllConnections();
-  return new Promise((resolve) => server.close(() => resolve()));
-}
 
 function running(port: number, transport: Transport, close: () => Promise<void>): Running {
   const scheme = transport === 'h1' ? 'ws' : transport === 'tls' ? 'wss' : transport === 'h2' ? 'https' : 'http';

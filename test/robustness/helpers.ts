@@ -4,11 +4,24 @@
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { connect as netConnect, type Socket } from 'node:net';
+import type { Server } from 'node:http';
+import type { Http2Server } from 'node:http2';
+import { connect as netConnect, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { serve, type ServeOptions, type UpgradeTarget, type WebSocketServer } from 'rfc6455';
 import { parseResponse, type RawResponse } from '../../packages/rfc6455/test/helpers/raw-client.js';
+
+/** Listens on 127.0.0.1, on a free port; resolves with the port. */
+export function listen(server: Server | Http2Server): Promise<number> {
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)));
+}
+
+/** Closes an HTTP server at once, its open connections too. */
+export function closeServer(server: Server): Promise<void> {
+  server.closeAllConnections();
+  return new Promise((resolve) => server.close(() => resolve()));
+}
 
 const servers = new Set<WebSocketServer>();
 const sockets = new Set<Socket>();

@@ -32,6 +32,7 @@ import { websocket as koaWebsocket } from '@rfc6455/koa';
 import wsPlugin from '@rfc6455/fastify';
 import { CLIENT_TLS, TLS } from '../http2/helpers.js';
 import { until } from '../../packages/rfc6455/test/helpers/wait.js';
+import { closeServer, listen } from './helpers.js';
 
 type Transport = 'h1' | 'tls' | 'h2' | 'h2c' | 'hybi00';
 
@@ -100,15 +101,6 @@ const mapper = serviceMapper([
     },
   },
 ]);
-
-function listen(server: Server | import('node:http2').Http2Server): Promise<number> {
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)));
-}
-
-function closeServer(server: Server): Promise<void> {
-  server.closeAllConnections();
-  return new Promise((resolve) => server.close(() => resolve()));
-}
 
 function serveEntry(name: string, transport: Transport, extra: object): EntryPoint {
   return {

@@ -17,7 +17,7 @@ import express from 'express';
 import Fastify from 'fastify';
 import Koa from 'koa';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
-import { connect as h2connect, constants as h2constants, createServer as createH2Server, type ClientHttp2Session, type Http2Server, type OutgoingHttpHeaders, type ServerHttp2Session } from 'node:http2';
+import { connect as h2connect, constants as h2constants, createServer as createH2Server, type ClientHttp2Session, type OutgoingHttpHeaders, type ServerHttp2Session } from 'node:http2';
 import { connect as netConnect, type AddressInfo, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { attachHttp2, handleUpgrade, serve, serviceMapper, type HandlerContext, type WebSocketConnection } from 'rfc6455';
@@ -25,6 +25,7 @@ import { websocket as expressWebsocket } from '@rfc6455/express';
 import { websocket as koaWebsocket } from '@rfc6455/koa';
 import wsPlugin from '@rfc6455/fastify';
 import { TLS } from '../http2/helpers.js';
+import { closeServer, listen } from './helpers.js';
 
 type Transport = 'h1' | 'tls' | 'h2' | 'h2c' | 'hybi00';
 const h2 = (t: Transport): boolean => t === 'h2' || t === 'h2c';
@@ -187,15 +188,6 @@ interface EntryPoint {
   /** Routed by the framework's router first (Fastify). */
   fastify?: true;
   start(): Promise<Running>;
-}
-
-function listen(server: Server | Http2Server): Promise<number> {
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)));
-}
-
-function closeServer(server: Server): Promise<void> {
-  server.closeAllConnections();
-  return new Promise((resolve) => server.close(() => resolve()));
 }
 
 function serveEntry(name: string, transport: Transport, extra: object): EntryPoint {

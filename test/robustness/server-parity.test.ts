@@ -13,7 +13,7 @@ import express from 'express';
 import Fastify, { type FastifyInstance } from 'fastify';
 import Koa from 'koa';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
-import { connect as h2connect, createServer as createH2Server, type ClientHttp2Session, type Http2Server, type OutgoingHttpHeaders } from 'node:http2';
+import { connect as h2connect, createServer as createH2Server, type ClientHttp2Session, type OutgoingHttpHeaders } from 'node:http2';
 import { connect as netConnect, type AddressInfo, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { attachHttp2, handleUpgrade, serve, serviceMapper, type BeforeAcceptResult, type UpgradeOptions, type WebSocketServer } from 'rfc6455';
@@ -22,6 +22,7 @@ import { websocket as koaWebsocket } from '@rfc6455/koa';
 import wsPlugin from '@rfc6455/fastify';
 import { parseResponse } from '../../packages/rfc6455/test/helpers/raw-client.js';
 import { TLS } from '../http2/helpers.js';
+import { closeServer, listen } from './helpers.js';
 
 const KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
 
@@ -161,15 +162,6 @@ const mapper = serviceMapper([
   { path: '/ok', handler: (conn) => void conn.close() },
   { path: '/proto', protocols: { chat: (conn) => void conn.close() } },
 ]);
-
-function listen(server: Server | Http2Server): Promise<number> {
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)));
-}
-
-function closeServer(server: Server): Promise<void> {
-  server.closeAllConnections();
-  return new Promise((resolve) => server.close(() => resolve()));
-}
 
 function serveEntry(name: string, transport: Transport, extra: { tls?: typeof TLS; http2?: true }): EntryPoint {
   return {

@@ -17,8 +17,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { ClientHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import { connect, serve, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
-import { closePayload, decodeFrame, frame, type DecodedFrame, type FrameSpec } from '../../packages/rfc6455/test/helpers/frames.js';
-import { RawClient } from '../../packages/rfc6455/test/helpers/raw-client.js';
+import { closePayload, frame, type DecodedFrame, type FrameSpec } from '../../packages/rfc6455/test/helpers/frames.js';
+import { FrameReader, RawClient } from '../../packages/rfc6455/test/helpers/raw-client.js';
 import { rawServer, requestKey, type RawServer } from '../../packages/rfc6455/test/helpers/raw-server.js';
 import { closeSession, openSession, TLS } from '../http2/helpers.js';
 
@@ -265,26 +265,14 @@ function rawClientPeer(raw: RawClient): Peer {
 
 /** A raw server's end of one accepted connection (after its 101). */
 class RawServerPeer implements Peer {
-  private buffer = Buffer.alloc(0);
-  private ended = false;
-  private weEnded = false;
-  private waiters: Array<() => void> = [];
-  oursEndedFirst = false;
+  private readonly frames: FrameReader;
 
   constructor(private readonly socket: Socket) {
-    socket.on('data', (chunk: Buffer) => {
-      this.buffer = Buffer.concat([this.buffer, chunk]);
-      this.wake();
-    });
-    socket.on('end', () => {
-      if (!this.weEnded) this.oursEndedFirst = true;
-      this.ended = true;
-      this.wake();
-    });
-    socket.on('close', () => {
-      this.ended = true;
-      this.wake();
-    });
+    this.frames = new FrameReader(socket);
+  }
+
+  get oursEndedFirst(): boolean {
+    return this.frames.peerEndedFirst;
   }
 
   send(spec: FrameSpec, wrongMask?: boolean): void {
@@ -292,33 +280,18 @@ class RawServerPeer implements Peer {
   }
 
   async readFrame(): Promise<DecodedFrame | undefined> {
-    for (;;) {
-      const one = decodeFrame(this.buffer);
-      if (one) {
-        this.buffer = this.buffer.subarray(one.next);
-        // §5.1: "a client MUST mask all frames that it sends to the server".
-        expect(one.frame.masked).toBe(true);
-        return one.frame;
-      }
-      if (this.ended) return undefined;
-      await new Promise<void>((resolve) => this.waiters.push(resolve));
-    }
+    const one = await this.frames.readFrame();
+    // §5.1: "a client MUST mask all frames that it sends to the server".
+    if (one) expect(one.masked).toBe(true);
+    return one;
   }
 
   end(): void {
-    if (this.weEnded) return;
-    this.weEnded = true;
-    this.socket.end();
+    this.frames.end();
   }
 
   destroy(): void {
     this.socket.destroy();
-  }
-
-  private wake(): void {
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const w of waiters) w();
   }
 }
 
@@ -398,6 +371,17 @@ async function readUntil(read: () => Promise<DecodedFrame | undefined>, stop: (s
   }
 }
 
+/** Every frame up to the server's end of TCP, its close frame 4000 answered (echoed) on the way. */
+function untilServerEnd(raw: RawClient): Promise<string[]> {
+  return readUntil(
+    () => raw.readFrame(),
+    (shown) => {
+      if (shown === 'close 4000') raw.send({ opcode: 8, payload: closePayload(4000) });
+      return false;
+    },
+  );
+}
+
 const masked = (spec: FrameSpec): Buffer => frame({ mask: true, ...spec });
 
 describe('a pong held while our writes are backed up (RFC 6455 §5.5.3) still answers its ping (§5.5.2)', () => {
@@ -450,13 +434,7 @@ describe('a pong held while our writes are backed up (RFC 6455 §5.5.3) still an
     const conn = await accepted;
     raw.write(Buffer.concat(bytes));
     // Everything up to the server's end of TCP (after our answer to its close frame, if it sent one).
-    const out = await readUntil(
-      () => raw.readFrame(),
-      (shown) => {
-        if (shown === 'close 4000') raw.send({ opcode: 8, payload: closePayload(4000) });
-        return false;
-      },
-    );
+    const out = await untilServerEnd(raw);
     await conn.whenClosed;
     raw.destroy();
     expect(out).toEqual(want);
@@ -582,13 +560,7 @@ describe('states the one-frame table does not reach (our server)', () => {
     void conn.close(4000);
     expect(conn.readyState).toBe('closing');
     raw.write(bytes);
-    const out = await readUntil(
-      () => raw.readFrame(),
-      (shown) => {
-        if (shown === 'close 4000') raw.send({ opcode: 8, payload: closePayload(4000) });
-        return false;
-      },
-    );
+    const out = await untilServerEnd(raw);
     await conn.whenClosed;
     expect(out.map((s) => (s.startsWith('binary') ? 'binary* 1MiB' : s))).toEqual(want);
     expect(await sent).toBe(sendResult);
@@ -598,43 +570,6 @@ describe('states the one-frame table does not reach (our server)', () => {
 });
 
 describe('HTTP/2 (RFC 8441), spot-checked', () => {
-  class H2Peer {
-    private buffer = Buffer.alloc(0);
-    private ended = false;
-    private waiters: Array<() => void> = [];
-    constructor(readonly stream: ClientHttp2Stream) {
-      stream.on('data', (chunk: Buffer) => {
-        this.buffer = Buffer.concat([this.buffer, chunk]);
-        this.wake();
-      });
-      stream.on('end', () => {
-        this.ended = true;
-        this.wake();
-      });
-      stream.on('close', () => {
-        this.ended = true;
-        this.wake();
-      });
-      stream.on('error', () => undefined);
-    }
-    async readFrame(): Promise<DecodedFrame | undefined> {
-      for (;;) {
-        const one = decodeFrame(this.buffer);
-        if (one) {
-          this.buffer = this.buffer.subarray(one.next);
-          return one.frame;
-        }
-        if (this.ended) return undefined;
-        await new Promise<void>((resolve) => this.waiters.push(resolve));
-      }
-    }
-    private wake(): void {
-      const waiters = this.waiters;
-      this.waiters = [];
-      for (const w of waiters) w();
-    }
-  }
-
   // The same rules over a stream: a ping after our close frame is answered (§5.5.2), a held pong
   // goes ahead of the echo of the peer's close (§5.5.2, §5.5.3), a close frame is echoed
   // (§5.5.1), a reserved opcode fails with 1002 (§5.2); our END_STREAM ends each (RFC 8441 §5:
@@ -648,7 +583,7 @@ describe('HTTP/2 (RFC 8441), spot-checked', () => {
     });
     const session = await openSession(`https://127.0.0.1:${server.port}`);
     try {
-      const cells: Array<[string, (conn: WebSocketConnection, stream: ClientHttp2Stream, peer: H2Peer) => Promise<void>, string[], number]> = [
+      const cells: Array<[string, (conn: WebSocketConnection, stream: ClientHttp2Stream, peer: FrameReader) => Promise<void>, string[], number]> = [
         [
           'ping after our close frame',
           async (conn, stream, peer) => {
@@ -676,7 +611,8 @@ describe('HTTP/2 (RFC 8441), spot-checked', () => {
           { ':method': 'CONNECT', ':protocol': 'websocket', ':scheme': 'https', ':path': '/', ':authority': `127.0.0.1:${server.port}`, 'sec-websocket-version': '13' },
           { endStream: false },
         );
-        const peer = new H2Peer(stream);
+        stream.on('error', () => undefined);
+        const peer = new FrameReader(stream);
         const conn = await accepted;
         await act(conn, stream, peer);
         const out = await readUntil(() => peer.readFrame(), () => false);

@@ -10,7 +10,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { Readable } from 'node:stream';
 import { isAnyArrayBuffer } from 'node:util/types';
 import { CloseCode, Defaults, Opcode } from './codec/constants.js';
-import { encodeClosePayload } from './codec/close.js';
+import { checkClosePayload } from './codec/close.js';
 import { targetPath } from './handshake/http.js';
 import { BackpressureError, ConnectionClosedError, TimeoutError, UnsupportedError, WebSocketError } from './errors.js';
 import type { MessageExtension } from './extensions/extension.js';
@@ -1773,7 +1773,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
       // Checked whatever the state, as WebSocket.close() checks them (fixed bug: once the
       // connection was closed, a code or reason that may not be sent resolved, where it rejected
       // while open or closing: whether a wrong call was reported depended on the peer's timing).
-      if ((this.flags & HYBI00) === 0) encodeClosePayload(code ?? undefined, reason);
+      if ((this.flags & HYBI00) === 0) checkClosePayload(code ?? undefined, reason);
       if (this.sendTail && !this.closedFlag) {
         // Messages queued behind a sendStream() wait on sendTail, not in the protocol: the close
         // frame used to overtake them and they were lost (test/robustness/nothing-lost.test.ts).
@@ -1816,7 +1816,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     return new ConnectionClosedError(this.closeStatus ?? CloseCode.Abnormal, this.closeReason ?? '');
   }
 
-  /** Sends the close frame now (throws RangeError for a code or reason that may not be sent). */
+  /** Sends the close frame now (the code and reason already checked, checkClosePayload). */
   private closeNow(code: number | null, reason: string): void {
     if (!this.closedFlag && this.stream.writableEnded && this.proto.state === 'open') {
       // The transport can take no close frame: its writable side was ended under us (an HTTP/2
@@ -1824,8 +1824,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
       // handleAborted destroys it once Node is done). Our
       // own end comes only once the protocol is closed. Aborted (1006), as the frame could not go
       // out. (Fixed bug: the frame was written anyway, and Node's ERR_STREAM_WRITE_AFTER_END was
-      // emitted as the connection's error.) The code and reason are still checked first.
-      if ((this.flags & HYBI00) === 0) encodeClosePayload(code ?? undefined, reason);
+      // emitted as the connection's error.) The code and reason were checked by close().
       this.abortTransport();
       return;
     }

@@ -114,7 +114,8 @@ function lowerHeaders(list: Array<[string, string]>, into: Http2OutgoingHeaders)
 
 /**
  * Answers one extended CONNECT stream. `req` is the compatibility request when there is one, else
- * a request-like object built from the header block.
+ * a request-like object built from the header block. `regular` is `regularHeaders(headers)` when
+ * the caller already has it (the connection's headers; made here otherwise, once accepted).
  */
 async function handleConnectStream<State>(
   stream: ServerHttp2Stream,
@@ -124,6 +125,7 @@ async function handleConnectStream<State>(
   options: UpgradeOptions<State>,
   responseHeaders?: ResponseHeaderSource,
   started?: number,
+  regular?: IncomingHttpHeaders,
 ): Promise<WebSocketConnection | undefined> {
   stream.on('error', () => undefined);
   const timer = setTimeout(() => respondError(stream, 408, 'handshake timeout'), handshakeTimeLeft(options, started));
@@ -211,7 +213,7 @@ async function handleConnectStream<State>(
     // bug: conn.headers held `:method`, `:path`, `:authority`... on serve({ http2: true }), on
     // attachHttp2() beside a 'request' listener and through @rfc6455/fastify, and not on a
     // 'stream'-style server.)
-    return startConnection(http2StreamTransport(stream), req, negotiated, options, undefined, 'rfc6455', regularHeaders(headers));
+    return startConnection(http2StreamTransport(stream), req, negotiated, options, undefined, 'rfc6455', regular ?? regularHeaders(headers));
   } catch (error) {
     clearTimeout(timer);
     if (error instanceof HandshakeError) respondError(stream, error.status, error.message, error.headers as Http2OutgoingHeaders);
@@ -348,10 +350,12 @@ export function attachHttp2<State>(
     // serve()'s): the pseudo-headers too, and the authority as Host. (Fixed bug: on a
     // 'stream'-style server alone, `req.headers[':authority']`, `[':scheme']`... and
     // `req.rawHeaders` were undefined.)
+    // (The regular fields are made once: they are the connection's headers too.)
+    const regular = regularHeaders(headers);
     const req = {
       method: 'CONNECT',
       url: headers[':path'],
-      headers: { ...headers, ...regularHeaders(headers) },
+      headers: regular.host === headers.host ? { ...headers } : { ...headers, host: regular.host },
       rawHeaders: rawHeaders ?? [],
       httpVersion: '2.0',
       httpVersionMajor: 2,
@@ -359,7 +363,7 @@ export function attachHttp2<State>(
       socket: stream.session?.socket,
       stream,
     } as unknown as IncomingMessage;
-    void handleConnectStream(stream, headers, req, target, options);
+    void handleConnectStream(stream, headers, req, target, options, undefined, undefined, regular);
   };
   const onConnect = (req: Http2ServerRequest | IncomingMessage, res: Http2ServerResponse | unknown): void => {
     if (!(req as Http2ServerRequest).stream) {

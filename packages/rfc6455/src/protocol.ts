@@ -12,7 +12,7 @@
  */
 import { isUtf8 } from 'node:buffer';
 import { CloseCode, Opcode } from './codec/constants.js';
-import { encodeClosePayload, parseClosePayload } from './codec/close.js';
+import { checkClosePayload, encodeClosePayload, parseClosePayload } from './codec/close.js';
 import { FrameParser, type FrameSink } from './codec/frame-parser.js';
 import { COPY_THRESHOLD, encodeMasked, encodeUnmaskedCopy, headerSize, unmaskedHeader, writeHeader } from './codec/frame-writer.js';
 import { unmaskInPlace, writeRandomMaskKey } from './codec/mask.js';
@@ -957,7 +957,7 @@ export class Protocol implements FrameSink, ProtocolEngine {
    */
   close(status: number | null = CloseCode.Normal, reason = ''): boolean {
     const code = status ?? undefined;
-    encodeClosePayload(code, reason); // validates before any state changes
+    checkClosePayload(code, reason); // validates before any state changes (encoded once, when written)
     if ((this.flags & CLOSE_SENT) !== 0 || this.rare?.pendingClose || (this.flags & STATE) === CLOSED) return false;
     if ((this.flags & QUEUED) !== 0) {
       this.rare!.pendingClose = { code, reason };

@@ -11,7 +11,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer, type Ser
 import { createSecureServer, type Http2SecureServer, type Http2Session } from 'node:http2';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { encodeClosePayload } from './codec/close.js';
+import { checkClosePayload } from './codec/close.js';
 import { CloseCode, Defaults } from './codec/constants.js';
 import type { WebSocketConnection } from './connection.js';
 import { broadcast, type BroadcastOptions, type PreparedMessage, type SendData } from './prepared.js';
@@ -188,8 +188,8 @@ export async function serve<State = undefined>(options: ServeOptions<State>, tar
         allowHTTP1: true,
         // maxHeaderSize bounds an HTTP/2 request's header list too (SETTINGS_MAX_HEADER_LIST_SIZE,
         // RFC 9113 §6.5.2): Node's HTTP/2 server ignores maxHeaderSize, which limits its HTTP/1.1
-        // heads alone. Fixed bug: over HTTP/2 a CONNECT of any size was taken (a 20 KB :path
-        // reached the handler, where HTTP/1.1 got 431 past 16 KiB).
+        // heads alone. Fixed bug: over HTTP/2 a CONNECT was taken up to Node's own default of
+        // 64 KiB (a 20 KB :path reached the handler, where HTTP/1.1 got 431 past 16 KiB).
         settings: { enableConnectProtocol: true, maxHeaderListSize: httpOptions.maxHeaderSize },
       }) as unknown as HttpServer)
     : tlsOptions
@@ -483,7 +483,7 @@ export async function serve<State = undefined>(options: ServeOptions<State>, tar
       // On every call, as conn.close() checks them in every state (fixed bug: a second call with
       // a code that may not be sent resolved with the first call's shutdown).
       try {
-        encodeClosePayload(code ?? undefined, reason);
+        checkClosePayload(code ?? undefined, reason);
       } catch (error) {
         return Promise.reject(error);
       }

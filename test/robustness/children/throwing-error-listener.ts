@@ -79,15 +79,6 @@ async function rawPeer(head: string | Buffer): Promise<{ socket: Socket; receive
   return { socket, received: () => bytes };
 }
 
-/** Fills `conn`'s socket towards a peer that does not read, until Node holds some of it. */
-async function backUp(conn: WebSocketConnection): Promise<void> {
-  const chunk = randomBytes(64 * 1024);
-  while (conn.bufferedAmount === 0) {
-    conn.send(chunk, { compress: false }).catch(() => undefined);
-    await new Promise((r) => setImmediate(r));
-  }
-}
-
 /**
  * A server connection with permessage-deflate over a transport whose writes never complete: a
  * peer that never reads, with no kernel buffer that could drain a little while a message is

@@ -26,17 +26,18 @@ export function parseClosePayload(payload: Uint8Array): ClosePayload {
 }
 
 /**
- * Builds a close payload. `code` undefined gives an empty payload. Throws `RangeError` for a code
- * that may not be sent or a reason longer than 123 bytes (the payload must fit a control frame).
+ * Checks a close code and reason as {@link encodeClosePayload} does, without building the payload
+ * (a close() validates its arguments before any state changes, and encodes them once, when the
+ * frame is written). Returns the reason's length in UTF-8 bytes. Throws as encodeClosePayload does.
  */
-export function encodeClosePayload(code: number | undefined, reason = ''): Buffer {
+export function checkClosePayload(code: number | undefined, reason: string = ''): number {
   // Of the wrong kind, a TypeError that says so (fixed bug: close('1000') was refused with
   // "close code 1000 may not be sent", and a reason that was no string with Node's error about
   // Buffer.byteLength's argument).
   if (typeof reason !== 'string') throw new TypeError(`close reason must be a string, not ${kindOf(reason)}`);
   if (code === undefined) {
     if (reason !== '') throw new RangeError('a close reason needs a close code');
-    return Buffer.alloc(0);
+    return 0;
   }
   if (typeof code !== 'number') throw new TypeError(`close code must be a number, not ${kindOf(code)}`);
   if (!isValidCloseCode(code)) throw new RangeError(`close code ${code} may not be sent`);
@@ -44,6 +45,17 @@ export function encodeClosePayload(code: number | undefined, reason = ''): Buffe
   if (length > MAX_CLOSE_REASON_BYTES) {
     throw new RangeError(`close reason is ${length} bytes; at most ${MAX_CLOSE_REASON_BYTES} fit`);
   }
+  return length;
+}
+
+/**
+ * Builds a close payload. `code` undefined gives an empty payload. Throws `TypeError` for a code or
+ * reason of the wrong kind, `RangeError` for a code that may not be sent or a reason longer than
+ * 123 bytes (the payload must fit a control frame).
+ */
+export function encodeClosePayload(code: number | undefined, reason = ''): Buffer {
+  const length = checkClosePayload(code, reason);
+  if (code === undefined) return Buffer.alloc(0);
   const payload = Buffer.allocUnsafe(2 + length);
   payload.writeUInt16BE(code, 0);
   payload.write(reason, 2, 'utf8');

@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { connect as netConnect, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { decodeFrame, frame, type DecodedFrame, type FrameSpec } from './frames.js';
 
 export interface RawResponse {
@@ -87,37 +88,84 @@ export function upgradeRequest(port: number, init: HandshakeInit = {}, key = ran
   ].join('\r\n');
 }
 
-export class RawClient {
-  readonly socket: Socket;
-  readonly response: RawResponse;
-  /** True once the server ended its side (FIN) before we ended ours. */
-  serverEndedFirst = false;
-  /** Resolves when the TCP connection is fully closed. */
-  readonly closed: Promise<void>;
+/**
+ * The frames a socket (or an HTTP/2 stream) receives, read one at a time (either end of a raw
+ * connection), and which side ended first.
+ */
+export class FrameReader {
+  /** True once the peer ended its side (FIN) before we ended ours. */
+  peerEndedFirst = false;
   private buffer: Buffer;
   private waiters: Array<() => void> = [];
   private weEnded = false;
   private ended = false;
 
-  private constructor(socket: Socket, response: RawResponse) {
-    this.socket = socket;
-    this.response = response;
-    this.buffer = Buffer.from(response.body);
-    this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
+  /** `initial`: bytes already read from the socket (what came behind a handshake's answer). */
+  constructor(
+    private readonly socket: Duplex,
+    initial: Buffer = Buffer.alloc(0),
+  ) {
+    this.buffer = initial;
     socket.on('data', (chunk: Buffer) => {
       this.buffer = Buffer.concat([this.buffer, chunk]);
       this.wake();
     });
     socket.on('end', () => {
       this.ended = true;
-      if (!this.weEnded) this.serverEndedFirst = true;
+      if (!this.weEnded) this.peerEndedFirst = true;
       this.wake();
     });
     socket.on('close', () => {
       this.ended = true;
       this.wake();
     });
+  }
+
+  /** The next frame, or undefined if the connection ended first. */
+  async readFrame(): Promise<DecodedFrame | undefined> {
+    for (;;) {
+      const one = decodeFrame(this.buffer);
+      if (one) {
+        this.buffer = this.buffer.subarray(one.next);
+        return one.frame;
+      }
+      if (this.ended) return undefined;
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
+    }
+  }
+
+  /** Ends our side of TCP (FIN), once. */
+  end(): void {
+    if (this.weEnded) return;
+    this.weEnded = true;
+    this.socket.end();
+  }
+
+  private wake(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w();
+  }
+}
+
+export class RawClient {
+  readonly socket: Socket;
+  readonly response: RawResponse;
+  /** Resolves when the TCP connection is fully closed. */
+  readonly closed: Promise<void>;
+  private readonly frames: FrameReader;
+
+  private constructor(socket: Socket, response: RawResponse) {
+    this.socket = socket;
+    this.response = response;
+    this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
+    this.frames = new FrameReader(socket, Buffer.from(response.body));
     socket.on('error', () => undefined);
+  }
+
+  /** True once the server ended its side (FIN) before we ended ours. */
+  get serverEndedFirst(): boolean {
+    return this.frames.peerEndedFirst;
   }
 
   /** Opens a connection and completes the handshake (expects 101). */
@@ -155,16 +203,8 @@ export class RawClient {
   }
 
   /** The next frame from the server, or undefined if the connection ended first. */
-  async readFrame(): Promise<DecodedFrame | undefined> {
-    for (;;) {
-      const one = decodeFrame(this.buffer);
-      if (one) {
-        this.buffer = this.buffer.subarray(one.next);
-        return one.frame;
-      }
-      if (this.ended) return undefined;
-      await new Promise<void>((resolve) => this.waiters.push(resolve));
-    }
+  readFrame(): Promise<DecodedFrame | undefined> {
+    return this.frames.readFrame();
   }
 
   /** Reads frames until a close frame; returns it (undefined if TCP ended without one). */
@@ -182,17 +222,10 @@ export class RawClient {
 
   /** Ends our side of TCP (FIN). */
   end(): void {
-    this.weEnded = true;
-    this.socket.end();
+    this.frames.end();
   }
 
   destroy(): void {
     this.socket.destroy();
-  }
-
-  private wake(): void {
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const w of waiters) w();
   }
 }
