@@ -60,6 +60,9 @@ describe('usage', () => {
     [['connect']],
     [['connect', 'ws://127.0.0.1:1/', '--bogus']],
     [['connect', 'http://127.0.0.1:1/']],
+    // RFC 6455 §3: no fragment (connect() throws a SyntaxError before connecting).
+    [['connect', 'ws://127.0.0.1:1/#frag']],
+    [['connect', 'ws://127.0.0.1:1/#']],
     [['connect', 'ws://127.0.0.1:1/', '--header', 'no colon']],
     // Values connect() refuses to send (TypeError) are usage errors too, found before connecting.
     [['connect', 'ws://127.0.0.1:1/', '--header', 'Bad Name: x']],
@@ -72,6 +75,14 @@ describe('usage', () => {
     // --unix listens instead of a port and host (serve() refuses both): neither is dropped silently.
     [['serve', '--unix', '/tmp/rfc6455-cli-never.sock', '--port', '9000']],
     [['serve', '--unix', '/tmp/rfc6455-cli-never.sock', '--host', '0.0.0.0']],
+    // --wait: a plain number of ms setTimeout() can wait (Number() read '' as 0; over 2^31-1 ms
+    // setTimeout() waited 1 ms, with a warning).
+    [['connect', 'ws://127.0.0.1:1/', '--wait', '']],
+    [['connect', 'ws://127.0.0.1:1/', '--wait', '1e3']],
+    [['connect', 'ws://127.0.0.1:1/', '--wait', '9999999999']],
+    // An unknown command after help, as without it.
+    [['help', 'bogus']],
+    [['serve', '--unix', '']],
   ])('usage error %j exits 2', async (args) => {
     const child = cli(args);
     expect(await child.exited).toBe(2);
@@ -96,6 +107,13 @@ describe('serve --echo with connect from a pipe', () => {
     expect(result.stderr).toContain('closed: 1000');
     await server.waitFor(/\[1\] closed 1000/);
     expect(server.stdout()).toContain('[1] < wörld ✓\n[1] > wörld ✓\n');
+  }, 20_000);
+
+  test('a password in the URL is not printed (connected to ws://user:***@…)', async () => {
+    const result = await connectWith(url.replace('ws://', 'ws://alice:s3cret@'), 'hi\n');
+    expect(result.code).toBe(0);
+    expect(result.stderr).toMatch(/^connected to ws:\/\/alice:\*\*\*@127\.0\.0\.1:\d+\//m);
+    expect(result.stdout + result.stderr).not.toContain('s3cret');
   }, 20_000);
 
   test('/ping prints a pong and /close sends the code and reason', async () => {
@@ -203,6 +221,53 @@ describe('serve --broadcast', () => {
     await Promise.all(peers.map((p) => p.close()));
     server.proc.kill('SIGTERM');
     expect(await server.exited).toBe(0);
+  }, 20_000);
+});
+
+describe('quiet connections stay open (the clock of the CLI process run fast by test/cli/fast-clock.cjs)', () => {
+  const FAST_CLOCK = resolve(ROOT, 'test/cli/fast-clock.cjs');
+  /** Long enough for the fast clock to pass the library's 300 s default idle timeout several times. */
+  const quiet = (): Promise<void> => new Promise((r) => setTimeout(r, 1500));
+
+  test('connect: a quiet session is not closed with 1001 "idle timeout" (connect() defaults to 300 s)', async () => {
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    const closes: Array<number | undefined> = [];
+    const server = await serve({ idleTimeout: 0 }, async (conn) => {
+      await Promise.race([released, conn.whenClosed]);
+      if (!conn.closed) {
+        await conn.send('still here').catch(() => undefined);
+        await conn.close(1000).catch(() => undefined);
+      }
+      closes.push(conn.closeStatus);
+    });
+    try {
+      const child = spawnNode(['--require', FAST_CLOCK, CLI, 'connect', server.url], { tsx: false });
+      await until(() => child.stderr().includes('connected to'), 'the CLI to connect');
+      await quiet();
+      release();
+      expect(await child.exited).toBe(0);
+      child.proc.stdin.destroy();
+      expect(child.stderr()).not.toContain('idle timeout');
+      expect(child.stdout()).toContain('< still here\n');
+      expect(closes).toEqual([1000]);
+    } finally {
+      await server.close();
+    }
+  }, 20_000);
+
+  test('serve: a quiet client is not closed with 1001 "idle timeout" (serve() defaults to 300 s)', async () => {
+    const child = spawnNode(['--require', FAST_CLOCK, CLI, 'serve', '--port', '0', '--echo'], { tsx: false });
+    const [url] = (await child.waitFor(/ws:\/\/\S+/)) as unknown as [string];
+    const conn = await connect(url, { idleTimeout: 0 });
+    await quiet();
+    expect(conn.closed).toBe(false);
+    await conn.send('hello');
+    expect(await conn.recv()).toBe('hello');
+    await conn.close(1000);
+    expect(conn.closeStatus).toBe(1000);
+    await child.waitFor(/\[1\] closed 1000/);
+    expect(child.stdout()).not.toContain('idle timeout');
   }, 20_000);
 });
 

@@ -69,7 +69,8 @@ Options:
   -H, --header 'K: V'  add a request header (repeatable)
   -o, --origin O     send Origin: O
       --no-deflate   do not offer permessage-deflate
-  -w, --wait MS      non-interactive: ms to wait for replies after stdin ends (default 0)
+  -w, --wait MS      non-interactive: ms to wait for replies after stdin ends (default 0,
+                     at most 2147483647)
       --hybi00       speak the draft hybi-00 protocol (text only; no ping, no close codes)
   -h, --help         show this help
 
@@ -138,6 +139,9 @@ function parseHeaders(values: readonly string[]): Record<string, string> {
   return headers;
 }
 
+/** The longest --wait: setTimeout() waits at most 2^31-1 ms (about 24.8 days). */
+const MAX_WAIT = 2 ** 31 - 1;
+
 /** Close codes after which `connect` exits 0 when the server started the close. */
 const NORMAL_CLOSES = new Set([1000, 1001, 1005]);
 
@@ -167,13 +171,25 @@ async function runConnect(args: string[]): Promise<number> {
     return fail(`not a URL: ${positionals[0]}`);
   }
   if (!['ws:', 'wss:', 'ws+unix:', 'wss+unix:'].includes(url.protocol)) fail(`unsupported scheme ${url.protocol} (use ws:, wss:, or ws+unix:///socket:/path)`);
-  const wait = values.wait === undefined ? 0 : Number(values.wait);
-  if (!Number.isFinite(wait) || wait < 0) fail(`bad --wait ${values.wait}`);
+  // A plain number of ms that setTimeout() can wait out: Number() read '' and ' ' as 0 and took
+  // '1e3' and '0x10', and a wait over 2^31-1 ms was cut to 1 ms by setTimeout() with a
+  // TimeoutOverflowWarning on stderr (fixed bug: `--wait 9999999999` closed at once).
+  // RFC 6455 §3: no fragment ('#' that is data is written %23). connect() refuses it with a
+  // SyntaxError: a bad URL given on the command line, so a usage error as for a URL that does not
+  // parse (fixed bug: it exited 1, as a refused connection does). href keeps an empty '#'.
+  if (url.href.includes('#')) fail(`a WebSocket URL may not have a fragment: ${url.href} (write a '#' in the path as %23)`);
+  const waitText = values.wait ?? '0';
+  const wait = /^\d+(\.\d+)?$/.test(waitText) ? Number(waitText) : NaN;
+  if (!(wait <= MAX_WAIT)) fail(`bad --wait ${JSON.stringify(waitText)}: expected a number of ms from 0 to ${MAX_WAIT}`);
   const options: ConnectOptions = {
     protocols: values.protocol ?? [],
     headers: parseHeaders(values.header ?? []),
     ...(values.origin !== undefined ? { origin: values.origin } : {}),
     perMessageDeflate: !values['no-deflate'],
+    // A session stays open while quiet, as in wscat or a browser (fixed bug: connect()'s default
+    // 300 s idle timeout closed a quiet terminal session with 1001 "idle timeout", and cut any
+    // --wait over 300000 ms short).
+    idleTimeout: 0,
     ...(values.hybi00 ? { variant: 'hybi00' as const } : {}),
   };
 
@@ -310,7 +326,10 @@ async function runConnect(args: string[]): Promise<number> {
   rl.on('SIGINT', () => rl?.close());
   // Printed once the handlers are in place: a signal sent on seeing it is handled.
   const details = [conn.protocol && `subprotocol ${conn.protocol}`, conn.extensions && `extensions ${conn.extensions}`].filter(Boolean).join(', ');
-  process.stderr.write(`connected to ${url.href}${details ? ` (${details})` : ''}\n`);
+  // A password in the URL is not echoed to the terminal or a log (fixed bug: it was printed).
+  const shown = new URL(url.href);
+  if (shown.password !== '') shown.password = '***';
+  process.stderr.write(`connected to ${shown.href}${details ? ` (${details})` : ''}\n`);
   if (interactive) rl.prompt();
 
   for (;;) {
@@ -346,6 +365,9 @@ async function runServe(args: string[]): Promise<number> {
   }
   // --unix listens instead of a port and host, as serve() refuses `path` with either (fixed bug:
   // `--port 9000 --unix PATH` listened on the socket alone, the port silently dropped).
+  // An empty path cannot be listened on (fixed bug: `--unix "$SOCK"` with SOCK unset exited 1 with
+  // Node's "The argument 'options' is invalid", as if the socket were busy).
+  if (values.unix === '') fail('bad --unix "": expected the path of a Unix domain socket');
   if (values.unix !== undefined && (values.port !== undefined || values.host !== undefined)) {
     fail(`--unix listens on a Unix domain socket instead of a port: give it without ${values.port !== undefined ? '--port' : '--host'}`);
   }
@@ -373,7 +395,13 @@ async function runServe(args: string[]): Promise<number> {
   try {
     server = await serve(
       // A Unix domain socket instead of port and host (serve() refuses both).
-      { ...(values.unix !== undefined ? { path: values.unix } : { port, host: values.host ?? '127.0.0.1' }), ...(values.protocol ? { protocols: values.protocol } : {}) },
+      {
+        ...(values.unix !== undefined ? { path: values.unix } : { port, host: values.host ?? '127.0.0.1' }),
+        ...(values.protocol ? { protocols: values.protocol } : {}),
+        // Quiet clients stay connected, as `connect` sessions do (fixed bug: serve()'s default
+        // 300 s idle timeout closed them with 1001 "idle timeout").
+        idleTimeout: 0,
+      },
       async (conn, req) => {
         const id = ++counter;
         const log = (line: string): void => void process.stdout.write(`[${id}] ${line}\n`);
@@ -417,6 +445,11 @@ async function main(argv: string[]): Promise<number> {
     case 'serve':
       return runServe(rest);
     case 'help':
+      // An unknown command is a usage error here too (fixed bug: `help bogus` printed the main
+      // help and exited 0, while `bogus` exits 2).
+      if (rest.length > 1 || (rest[0] !== undefined && rest[0] !== 'connect' && rest[0] !== 'serve')) {
+        return fail(rest.length > 1 ? 'help takes at most one command' : `unknown command ${JSON.stringify(rest[0])}`);
+      }
       process.stdout.write(rest[0] === 'connect' ? CONNECT_HELP : rest[0] === 'serve' ? SERVE_HELP : MAIN_HELP);
       return EXIT_OK;
     case '-h':
