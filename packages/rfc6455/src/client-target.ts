@@ -5,6 +5,7 @@
  */
 import { isIP, type LookupFunction } from 'node:net';
 import type { Readable } from 'node:stream';
+import type { IncomingHttpHeaders } from 'node:http';
 import { HandshakeError } from './errors.js';
 
 /** The most of a refusal's body a client keeps (`HandshakeError.body`), over HTTP/1.1 and HTTP/2. */
@@ -126,6 +127,16 @@ export function unixTarget(url: URL): { target: URL; socketPath: string } | unde
   const path = colon < 0 ? '/' : full.slice(colon + 1) || '/';
   const target = new URL(`${url.protocol === 'wss+unix:' ? 'wss' : 'ws'}://localhost${path.startsWith('/') ? path : `/${path}`}${url.search}`);
   return { target, socketPath };
+}
+
+/**
+ * Where a response asks to be followed: the Location of a 3xx, when it has one that is not empty
+ * (the same test over HTTP/1.1 and HTTP/2, and for a 3xx that a handshake failed with). @internal
+ */
+export function redirectLocation(status: number, headers: IncomingHttpHeaders): string | undefined {
+  if (status < 300 || status >= 400) return undefined;
+  const location = headers.location;
+  return typeof location === 'string' && location !== '' ? location : undefined;
 }
 
 /**

@@ -17,7 +17,7 @@ import { socketTransport } from './transport.js';
 import { openHttp2 } from './http2.js';
 import { hostKey, takeTurn } from './connecting.js';
 import { openHybi00 } from './hybi00-upgrade.js';
-import { abortedHandshake, factoryFailed, bareHostname, percentDecode, refusalBody, sniOption, socketOptions, unixTarget, watchStatusLine } from './client-target.js';
+import { abortedHandshake, factoryFailed, bareHostname, redirectLocation, percentDecode, refusalBody, sniOption, socketOptions, unixTarget, watchStatusLine } from './client-target.js';
 import type { ClientHttp2Session } from 'node:http2';
 
 /** Options of {@link connect}: the handshake, plus every connection option. */
@@ -136,7 +136,7 @@ export async function connect(url: string | URL, options: ConnectOptions = {}): 
         try {
           outcome = await openHttp2(target, { ...options, session }, from, release, follow);
         } catch (error) {
-          const location = follow ? redirectLocation(error) : undefined;
+          const location = follow && error instanceof HandshakeError ? redirectLocation(error.status, error.headers) : undefined;
           if (location === undefined) throw error;
           outcome = { location, error: error as HandshakeError };
         }
@@ -196,13 +196,6 @@ export function redirectedOptions(origin: URL, next: URL, options: ConnectOption
     if (!dropped.includes(name.toLowerCase())) headers[name] = value;
   }
   return { ...options, headers, ...(sameHost ? {} : { socketPath: undefined }) };
-}
-
-/** The Location of a 3xx that openHttp2() failed with (a HandshakeError with its headers), if it is one. */
-function redirectLocation(error: unknown): string | undefined {
-  if (!(error instanceof HandshakeError) || error.status < 300 || error.status >= 400) return undefined;
-  const location = error.headers.location;
-  return typeof location === 'string' && location !== '' ? location : undefined;
 }
 
 /** Whether two WebSocket URLs name one origin (ws: as http:, wss: as https:). */
@@ -359,7 +352,7 @@ function attempt(target: URL, options: ConnectOptions, follow: boolean, left?: n
         }
         return fail(new HandshakeError('the 101 response was not an upgrade', 101, { code: 'WS_BAD_CONNECTION', headers: res.headers, statusLine: statusLineOf(res) }));
       }
-      const location = status >= 300 && status < 400 ? res.headers.location : undefined;
+      const location = redirectLocation(status, res.headers);
       if (follow && location) {
         // Followed without reading its body, as ws does (fixed bug: the next request waited for
         // the body's end, up to handshakeTimeout for a redirect whose body did not end).

@@ -220,6 +220,15 @@ function streamOnDrain(this: OwnedStream): void {
 }
 const noop = (): void => {};
 
+/**
+ * The TypeError of send() and sendStream() for options that are not an object: a callback (as
+ * `ws`'s `send(data, cb)` takes) or any other value, named in the message.
+ */
+function notOptions(call: string, shape: string, options: unknown): TypeError {
+  const what = typeof options === 'function' ? 'a callback: await the promise it returns' : `a ${typeof options}`;
+  return new TypeError(`${call}: options is an object (${shape}), not ${what}`);
+}
+
 /** A rejected promise that never counts as unhandled (callers may ignore send promises). */
 function rejected<T>(error: unknown): Promise<T> {
   const p = Promise.reject(error as Error);
@@ -1426,10 +1435,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   send(data: SendData | PreparedMessage, options?: SendOptions): Promise<void> {
     // (Fixed bug: `ws`'s `send(data, callback)` sent the message and never called the callback,
     // so code that went on from it hung without a word.)
-    if (options != null && typeof options !== 'object') {
-      const what = typeof options === 'function' ? 'a callback: await the promise it returns' : `a ${typeof options}`;
-      return rejected(new TypeError(`send(data, options): options is an object ({ binary, compress }), not ${what}`));
-    }
+    if (options != null && typeof options !== 'object') return rejected(notOptions('send(data, options)', '{ binary, compress }', options));
     // What the data is is checked first, at the call, whatever the connection's variant or state:
     // anything that is neither a string nor bytes rejects with a TypeError. (Fixed bug: over
     // hybi-00 a number, null or an object rejected with UnsupportedError WS_HYBI00_TEXT_ONLY, as
@@ -1623,10 +1629,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     // Options as send() takes them: none (undefined or null), or an object; anything else rejects
     // with a TypeError, unsent. (Fixed bug: null threw at the call, where send() takes it as no
     // options, and a callback, as `ws`'s send(data, cb) takes, was ignored without a word.)
-    if (options != null && typeof options !== 'object') {
-      const what = typeof options === 'function' ? 'a callback: await the promise it returns' : `a ${typeof options}`;
-      return rejected(new TypeError(`sendStream(data, options): options is an object ({ binary, compress, fragmentSize }), not ${what}`));
-    }
+    if (options != null && typeof options !== 'object') return rejected(notOptions('sendStream(data, options)', '{ binary, compress, fragmentSize }', options));
     const opts: SendStreamOptions = options ?? {};
     if ((this.flags & HYBI00) !== 0) return rejected(new UnsupportedError('hybi-00 cannot fragment', 'WS_HYBI00_NO_FRAGMENTS'));
     const limit = opts.fragmentSize ?? Defaults.streamFragmentSize;

@@ -33,7 +33,7 @@ import { WebSocketConnection } from './connection.js';
 import { HandshakeError } from './errors.js';
 import { acceptDeflateResponse, buildDeflateOffer, deflateEngineOptions, PerMessageDeflate, PERMESSAGE_DEFLATE } from './extensions/permessage-deflate.js';
 import type { ConnectOptions } from './client.js';
-import { abortedHandshake, factoryFailed, bareHostname, refusalBody, sniOption, socketOptions } from './client-target.js';
+import { abortedHandshake, factoryFailed, bareHostname, redirectLocation, refusalBody, sniOption, socketOptions } from './client-target.js';
 import { hostKey, takeTurn } from './connecting.js';
 import { headerList, headerValue, isValidHost } from './handshake/http.js';
 import { parseProtocols } from './handshake/server.js';
@@ -754,8 +754,7 @@ export async function openHttp2(url: URL, options: Http2ConnectOptions, started:
         fail(new HandshakeError(`response head too large: ${size} bytes as HTTP/1.1, over ${limit}`, 0, { code: 'WS_RESPONSE_TOO_LARGE' }));
         return;
       }
-      const location = status >= 300 && status < 400 ? plain.location : undefined;
-      if (follow && typeof location === 'string' && location !== '') {
+      if (follow && redirectLocation(status, plain) !== undefined) {
         // A redirect connect() follows: its body is of no use, as over HTTP/1.1 (the stream is cancelled).
         answered?.();
         fail(new HandshakeError(`server answered ${status}`, status, { code: 'WS_UNEXPECTED_RESPONSE', headers: plain, statusLine: `HTTP/2 ${status}` }));
