@@ -13,6 +13,7 @@ import {
   authorized,
   echoHandler,
   HELLO_BODY,
+  listenStarted,
   privateHandler,
   protoProtocols,
   roomHandler,
@@ -56,22 +57,8 @@ async function start(options: { tls?: TlsMaterial } = {}): Promise<AdapterFixtur
   const { app, ws } = buildApp();
   const server: Server = options.tls ? createHttpsServer(options.tls, app) : createHttpServer(app);
   ws.attach(server, app);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return {
-    app,
-    ws,
-    server,
-    connections: ws.connections,
-    url: `${options.tls ? 'wss' : 'ws'}://127.0.0.1:${port}`,
-    async close() {
-      await ws.close();
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
-    },
-  };
+  const { port, close } = await listenStarted(server, () => ws.close());
+  return { app, ws, server, connections: ws.connections, url: `${options.tls ? 'wss' : 'ws'}://127.0.0.1:${port}`, close };
 }
 
 adapterSuite({ name: '@rfc6455/express', leavesUnclaimedUpgrades: true, start });

@@ -9,7 +9,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { connect, EOF, HandshakeError, serviceMapper } from 'rfc6455';
 import { websocket, type KoaWebSocketMiddleware } from '@rfc6455/koa';
-import { adapterSuite, authorized, HELLO_BODY, suiteRoutes, type AdapterFixture, type TlsMaterial } from '../shared/adapter-suite.js';
+import { adapterSuite, authorized, HELLO_BODY, listenStarted, suiteRoutes, type AdapterFixture, type TlsMaterial } from '../shared/adapter-suite.js';
 
 interface App {
   app: Koa;
@@ -57,22 +57,8 @@ async function start(options: { tls?: TlsMaterial } = {}): Promise<AdapterFixtur
   const { app, ws } = buildApp();
   const server: Server = options.tls ? createHttpsServer(options.tls, app.callback()) : createHttpServer(app.callback());
   ws.attach(server, app);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return {
-    app,
-    ws,
-    server,
-    connections: ws.connections,
-    url: `${options.tls ? 'wss' : 'ws'}://127.0.0.1:${port}`,
-    async close() {
-      await ws.close();
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
-    },
-  };
+  const { port, close } = await listenStarted(server, () => ws.close());
+  return { app, ws, server, connections: ws.connections, url: `${options.tls ? 'wss' : 'ws'}://127.0.0.1:${port}`, close };
 }
 
 adapterSuite({ name: '@rfc6455/koa', leavesUnclaimedUpgrades: true, start });

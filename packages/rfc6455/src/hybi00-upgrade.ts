@@ -25,7 +25,7 @@ import {
 } from './handshake/hybi00.js';
 import { headerList } from './handshake/http.js';
 import { socketTransport } from './transport.js';
-import { answerRefusal, failUpgrade, handshakeTimeLeft, hookAnswer, negotiate, refusedForShutdown, startConnection, upgraded, withResponseHeaders, type ResponseHeaderSource, type UpgradeOptions, type UpgradeTarget, type BeforeAcceptResult, type HookReturning, type HookState } from './upgrade.js';
+import { failUpgrade, handshakeTimeLeft, negotiateAnswer, refusedForShutdown, startConnection, upgraded, type ResponseHeaderSource, type UpgradeOptions, type UpgradeTarget, type BeforeAcceptResult, type HookReturning, type HookState } from './upgrade.js';
 
 /**
  * Reads until `test(buffered)` returns a length, with the handshake timeout (`timeout`, what is
@@ -133,24 +133,8 @@ export async function handleHybi00Upgrade<State>(
     // draft-76 has one protocol string, but our client (and old browsers) join several offers with
     // commas; read it as a list so that one of them can be chosen (the whole value never matched).
     const protocols = typeof requested === 'string' ? requested.split(',').map((p) => p.trim()).filter((p) => p !== '') : [];
-    let negotiated = negotiate(req, { url: req.url ?? '/', protocols, extensions: undefined, secure, allowExtensions: false }, target, options);
-    if (negotiated instanceof Promise) {
-      const answer = await hookAnswer(req, socket, negotiated, options);
-      if (answer === undefined) return undefined;
-      negotiated = answer;
-    }
-    if ('reject' in negotiated) {
-      answerRefusal(socket, negotiated.reject, options.handshakeTimeout);
-      return undefined;
-    }
-    let accepted = withResponseHeaders(negotiated, responseHeaders);
-    if (accepted instanceof Promise) {
-      const answer = await hookAnswer(req, socket, accepted, options);
-      if (answer === undefined) return undefined;
-      accepted = answer;
-    }
-    negotiated = accepted;
-    if (socket.destroyed || !socket.writable || refusedForShutdown(socket, options)) return undefined;
+    const negotiated = await negotiateAnswer(req, socket, { url: req.url ?? '/', protocols, extensions: undefined, secure, allowExtensions: false }, target, options, responseHeaders);
+    if (negotiated === undefined || socket.destroyed || !socket.writable || refusedForShutdown(socket, options)) return undefined;
     if (negotiated.protocol !== '') response.headers.push(['Sec-WebSocket-Protocol', negotiated.protocol]);
     for (const h of negotiated.headers) response.headers.push(h);
     upgraded(socket);

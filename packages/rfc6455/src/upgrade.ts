@@ -983,24 +983,8 @@ async function upgradeAfterHook<State>(
   timer.unref?.();
   try {
     const offer = validateRequest(req);
-    let negotiated = negotiate(req, negotiationInput(req, socket, offer), target, options);
-    if (negotiated instanceof Promise) {
-      const answer = await hookAnswer(req, socket, negotiated, options);
-      if (answer === undefined) return undefined;
-      negotiated = answer;
-    }
-    if ('reject' in negotiated) {
-      answerRefusal(socket, negotiated.reject, options.handshakeTimeout);
-      return undefined;
-    }
-    // The framework's headers, once accepted (never for a refusal), under the same deadline.
-    let accepted = withResponseHeaders(negotiated, responseHeaders);
-    if (accepted instanceof Promise) {
-      const answer = await hookAnswer(req, socket, accepted, options);
-      if (answer === undefined) return undefined;
-      accepted = answer;
-    }
-    return accept(req, socket, head, offer, accepted, options);
+    const accepted = await negotiateAnswer(req, socket, negotiationInput(req, socket, offer), target, options, responseHeaders);
+    return accepted === undefined ? undefined : accept(req, socket, head, offer, accepted, options);
   } catch (error) {
     failUpgrade(req, socket, error, options);
     return undefined;
@@ -1008,6 +992,35 @@ async function upgradeAfterHook<State>(
     // (Synchronously after the answer above is written: the deadline never cuts it.)
     clearTimeout(timer);
   }
+}
+
+/**
+ * The negotiation of an upgrade that may wait (RFC 6455 with a before-accept hook, hybi-00), up
+ * to the answer to write: the target's or the hook's, then, once accepted (never for a refusal),
+ * the framework's response headers, under the caller's deadline. Undefined when the upgrade ended
+ * here: a refusal answered, or the socket gone while something was pending. Throws what a hook or
+ * the negotiation threw (the caller's failUpgrade answers it). @internal
+ */
+export async function negotiateAnswer<State>(
+  req: IncomingMessage,
+  socket: Duplex,
+  input: NegotiationInput,
+  target: UpgradeTarget<State>,
+  options: UpgradeOptions<State>,
+  responseHeaders: ResponseHeaderSource | undefined,
+): Promise<Negotiated<State> | undefined> {
+  let negotiated = negotiate(req, input, target, options);
+  if (negotiated instanceof Promise) {
+    const answer = await hookAnswer(req, socket, negotiated, options);
+    if (answer === undefined) return undefined;
+    negotiated = answer;
+  }
+  if ('reject' in negotiated) {
+    answerRefusal(socket, negotiated.reject, options.handshakeTimeout);
+    return undefined;
+  }
+  const accepted = withResponseHeaders(negotiated, responseHeaders);
+  return accepted instanceof Promise ? hookAnswer(req, socket, accepted, options) : accepted;
 }
 
 /**

@@ -282,13 +282,20 @@ export class FuzzPeer {
     this.timers.delete(timer);
   }
 
-  /** Runs `fn` after `ms` if the connection is still there (Autobahn's continueLater). */
+  /**
+   * Runs `fn` after `ms` if the connection is still there (Autobahn's continueLater), counted from
+   * when the pieces queued so far are written, as killAfter: written frame by frame over TLS on a
+   * loaded machine, the three frames before case 5.20's 1 s pause took about that long, and the
+   * pause was over before the peer had the ping it was for.
+   */
   continueLater(ms: number, fn: () => void, tag?: string): void {
-    this.arm(ms, () => {
-      if (this.state === 'closed') return;
-      this.note(`timer:continue${tag ? ` ${tag}` : ''}`);
-      fn();
-    });
+    this.whenWritten(() =>
+      this.arm(ms, () => {
+        if (this.state === 'closed') return;
+        this.note(`timer:continue${tag ? ` ${tag}` : ''}`);
+        fn();
+      }),
+    );
   }
 
   /**
