@@ -30,7 +30,7 @@ import koaCompress from 'koa-compress';
 import koaHelmet from 'koa-helmet';
 import morgan from 'morgan';
 import { randomBytes } from 'node:crypto';
-import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server } from 'node:http';
+import { createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { PassThrough } from 'node:stream';
 import WebSocket from 'ws';
@@ -331,5 +331,107 @@ describe('Fastify: @fastify/compress, @fastify/helmet, @fastify/cors, @fastify/r
       expect(headers['content-encoding']).toBeUndefined();
     }
     expect(seen.map((headers) => headers['x-ratelimit-remaining'])).toEqual(['2', '1']);
+  });
+});
+
+describe("access logs see the core's refusals with their status (morgan, a Koa logger, Fastify's own log)", () => {
+  type Framework = 'Express' | 'Koa' | 'Fastify';
+  const mapper = serviceMapper([{ path: '/echo', handler: echo }]);
+  const options = {
+    origins: [ORIGIN],
+    beforeAccept: (req: IncomingMessage) => (req.url === '/echo?deny' ? { reject: { status: 401, body: 'who?' } } : undefined),
+    mapper,
+  };
+
+  /** Starts the framework with its access log; `log` gets "METHOD URL STATUS" as each response finishes. */
+  async function start(framework: Framework, log: string[]): Promise<{ url: string; close(): Promise<void> }> {
+    if (framework === 'Fastify') {
+      const app = Fastify({ logger: { level: 'info', stream: { write: (line: string) => void collect(JSON.parse(line)) } } });
+      const collect = (entry: { msg: string; res?: { statusCode: number } }): void => {
+        if (entry.msg === 'request completed') log.push(`GET ${String(entry.res?.statusCode)}`);
+      };
+      await app.register(wsPlugin, options as never);
+      await app.listen({ port: 0, host: '127.0.0.1' });
+      return { url: `ws://127.0.0.1:${(app.server.address() as AddressInfo).port}`, close: () => app.close() };
+    }
+    let server: Server;
+    let close: () => Promise<void>;
+    if (framework === 'Express') {
+      const app = express();
+      const stream = new PassThrough();
+      stream.on('data', (line: Buffer) => void log.push(String(line).trim()));
+      app.use(morgan(':method :status', { stream }));
+      const ws = expressWebSocket(options);
+      app.use(ws.middleware);
+      server = createServer(app);
+      ws.attach(server, app);
+      close = () => ws.close();
+    } else {
+      const app = new Koa();
+      // An access log as koa-logger keeps one: the status once the response has finished.
+      app.use(async (ctx, next) => {
+        ctx.res.once('finish', () => void log.push(`${ctx.method} ${ctx.res.statusCode}`));
+        await next();
+      });
+      const ws = koaWebSocket(options);
+      app.use(ws);
+      server = createServer(app.callback());
+      ws.attach(server, app);
+      close = () => ws.close();
+    }
+    const url = await listen(server);
+    return {
+      url,
+      async close() {
+        await close();
+        await closeServer(server);
+      },
+    };
+  }
+
+  /** A raw upgrade request with `headers` on top of a valid handshake's: the status answered. */
+  function rawUpgrade(url: string, headers: Record<string, string>): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const req = httpRequest(`${url.replace('ws:', 'http:')}/echo`, {
+        headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-key': randomBytes(16).toString('base64'), 'sec-websocket-version': '13', origin: ORIGIN, ...headers },
+      });
+      req.on('response', (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('upgrade', (res, socket) => {
+        socket.destroy();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  }
+
+  /** Waits until `log` holds `n` lines (a response finishes once the refusal has been written). */
+  async function lines(log: string[], n: number): Promise<string[]> {
+    for (let i = 0; i < 200 && log.length < n; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    return log;
+  }
+
+  test.each<Framework>(['Express', 'Koa', 'Fastify'])('%s: an Origin not allowed (403), a beforeAccept refusal (401), a bad handshake (426) are logged with their status', async (framework) => {
+    const log: string[] = [];
+    const running = await start(framework, log);
+    try {
+      const forbidden = await connect(`${running.url}/echo`, { headers: { origin: 'https://evil.example' } }).catch((e: unknown) => e);
+      expect(forbidden).toMatchObject({ status: 403 });
+      const denied = await connect(`${running.url}/echo?deny`, { headers: { origin: ORIGIN } }).catch((e: unknown) => e);
+      expect(denied).toMatchObject({ status: 401 });
+      expect(String((denied as HandshakeError).body)).toBe('who?');
+      expect(await rawUpgrade(running.url, { 'sec-websocket-version': '12' })).toBe(426);
+      expect(await lines(log, 3)).toEqual(['GET 403', 'GET 401', 'GET 426']);
+      // An accepted upgrade still works beside them.
+      const conn = await connect(`${running.url}/echo`, { headers: { origin: ORIGIN } });
+      await conn.send('still here');
+      expect(await conn.recv()).toBe('still here');
+      await conn.close();
+    } finally {
+      await running.close();
+    }
   });
 });

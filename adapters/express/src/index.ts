@@ -30,6 +30,7 @@ import {
   listenForUpgrades,
   upgradesUnderWay,
   completeUpgradeResponse,
+  endRefusedResponse,
   handleUpgrade,
   requestPath,
   upgradeResponse,
@@ -270,7 +271,13 @@ export function websocket(options: ExpressWebSocketOptions = {}): ExpressWebSock
       // listeners and end wrappers run: express-session sets its cookie and saves the session), and
       // the headers the middleware set on it go on the 101.
       const headers = (): Promise<OutgoingHttpHeaders> => completeUpgradeResponse(pending.res).then(() => pending.res.getHeaders());
-      void handleUpgrade(req, pending.socket, pending.head, mapper(), upgradeOptions, headers).then(() => underWay.settled(pending.socket));
+      // A refusal the core wrote (400, 403, beforeAccept's) ends Express's response with its status,
+      // written nowhere: morgan and other on-finished listeners see it. (Fixed: they saw the
+      // response end only with its socket, morgan logging the status as `-`.)
+      void handleUpgrade(req, pending.socket, pending.head, mapper(), upgradeOptions, headers).then((conn) => {
+        underWay.settled(pending.socket);
+        if (conn === undefined) void endRefusedResponse(pending.res, pending.socket);
+      });
     },
     attach(server, app) {
       const run = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {

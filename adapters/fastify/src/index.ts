@@ -57,6 +57,7 @@ import {
   listenForUpgrades,
   upgradesUnderWay,
   completeUpgradeResponse,
+  endRefusedResponse,
   connectDeadline,
   handleConnect,
   handleUpgrade,
@@ -359,12 +360,16 @@ const plugin: FastifyPluginCallback<FastifyWebSocketOptions> = (app, options, do
     pending.res.detachSocket(pending.socket as Socket);
     // Once the core accepts, the reply is sent as a 101 that is never written (its onSend hooks run:
     // @fastify/cookie serializes its cookies there; onResponse hooks see it finish), and its headers
-    // go on the core's 101. A refused upgrade leaves it unsent: hijacked then.
+    // go on the core's 101. A refusal the core wrote (400, 403, beforeAccept's) sends the reply with
+    // its status, written nowhere, so that onResponse hooks and Fastify's "request completed" log
+    // see it (fixed: the reply was hijacked unsent and logged nothing); an upgrade that ended
+    // without an answer (the client left) leaves it unsent: hijacked then.
     const headers = (): Promise<OutgoingHttpHeaders> =>
       completeUpgradeResponse(pending.res, () => reply.code(101).send()).then(() => reply.getHeaders() as OutgoingHttpHeaders);
-    void handleUpgrade(request.raw, pending.socket, pending.head, target, upgradeOptions, headers).then((conn) => {
+    void handleUpgrade(request.raw, pending.socket, pending.head, target, upgradeOptions, headers).then(async (conn) => {
       underWay.settled(pending.socket);
-      if (conn === undefined && !reply.sent) reply.hijack();
+      if (conn !== undefined || reply.sent) return;
+      if (!(await endRefusedResponse(pending.res, pending.socket, (status) => reply.code(status).send())) && !reply.sent) reply.hijack();
     });
   };
 

@@ -31,6 +31,7 @@ import {
   CloseCode,
   listenForUpgrades,
   upgradesUnderWay,
+  endRefusedResponse,
   handleUpgrade,
   requestPath,
   upgradeResponse,
@@ -237,7 +238,12 @@ export function websocket(mapperOrOptions: ServiceMapper<KoaState> | ServiceMapp
     };
     const target = handler ? withState(withRouterParams(handler, ctx)) : routed && mapperClaims(ctx.path) ? routed : inline;
     pending.accepted = handleUpgrade(ctx.req, pending.socket, pending.head, target, upgradeOptions, headersOf(ctx, pending, afterChain));
-    void pending.accepted.then(() => underWay.settled(pending.socket));
+    // A refusal the core wrote (400, 403, beforeAccept's) ends Koa's response with its status,
+    // written nowhere: an access log listening for its end (koa-logger, on-finished) sees it.
+    void pending.accepted.then((conn) => {
+      underWay.settled(pending.socket);
+      if (conn === undefined) void endRefusedResponse(pending.res, pending.socket);
+    });
     return pending.accepted;
   };
 

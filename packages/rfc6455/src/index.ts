@@ -21,6 +21,7 @@ export {
   rejectUpgrade,
   upgradeResponse,
   completeUpgradeResponse,
+  endRefusedResponse,
   isWebSocketUpgrade,
   ignoreUpgrade,
   afterEarlierResponses,

@@ -304,6 +304,7 @@ export function withResponseHeaders<State>(negotiated: Negotiated<State>, source
  */
 export function rejectUpgrade(socket: Duplex, status: number, message: string | Buffer, headers: HeaderList = [], timeout: number = Defaults.handshakeTimeout): void {
   if (socket.destroyed) return;
+  refusals.set(socket, status);
   // Node's HTTP server removed its own error listener when it handed the socket over.
   socket.on('error', noop);
   if (!socket.writable) {
@@ -482,6 +483,8 @@ const upgradeStarts = new WeakMap<Duplex, number>();
 const drains = new WeakMap<Duplex, () => void>();
 /** The 'finish' listeners of upgradeResponse's responses (they end the socket; see completeUpgradeResponse). */
 const finishers = new WeakMap<ServerResponse, () => void>();
+/** The status of the refusal rejectUpgrade wrote on a socket (see endRefusedResponse). */
+const refusals = new WeakMap<Duplex, number>();
 
 /**
  * A ServerResponse that writes to the raw socket of an upgrade request, so that a framework's
@@ -545,6 +548,37 @@ export function upgradeResponse(req: IncomingMessage, socket: Duplex, timeout: n
  * has one, is detached first, and a response made by {@link upgradeResponse} no longer ends it.
  */
 export function completeUpgradeResponse(res: ServerResponse, end: () => unknown = () => res.end()): Promise<void> {
+  return endIntoSink(res, 101, end);
+}
+
+/**
+ * Ends a framework's response to an upgrade request that the core refused on its socket
+ * (handleUpgrade settled without a connection after writing an HTTP error: a 400 for a bad
+ * handshake, the 403 of an Origin not allowed, a `beforeAccept` refusal, a 500), with that status
+ * and without writing anything more to the client, so that what waits for the response to finish
+ * sees the request answered as it was: an access log (morgan) logs the status, a rate limiter that
+ * counts failures counts it, Fastify's onResponse hooks run. `end` ends it the framework's way,
+ * given the status (default: `res.statusCode` set, then `res.end()`). Does nothing when the core
+ * wrote no refusal on `socket` (the client left, or the handshake deadline cut it: the response
+ * ends with its socket, as it did) or when the response had finished: then it resolves false.
+ * Never throws; resolves true once the response has finished or could not be ended. The adapters
+ * call it.
+ */
+export function endRefusedResponse(res: ServerResponse, socket: Duplex, end: (status: number) => unknown = () => res.end()): Promise<boolean> {
+  const status = refusals.get(socket);
+  if (status === undefined || res.writableEnded) return Promise.resolve(false);
+  return endIntoSink(res, status, () => end(status)).then(
+    () => true,
+    () => true,
+  );
+}
+
+/**
+ * Ends `res` with `status` into a sink that drops what Node serializes (never the client's
+ * socket), resolving at its 'finish'; rejects when `end` throws or when it finished with another
+ * status (an error handler answered instead).
+ */
+function endIntoSink(res: ServerResponse, status: number, end: () => unknown): Promise<void> {
   const onFinish = finishers.get(res);
   if (onFinish !== undefined) {
     res.removeListener('finish', onFinish);
@@ -565,11 +599,11 @@ export function completeUpgradeResponse(res: ServerResponse, end: () => unknown 
     res.once('finish', () => {
       if (res.socket === (sink as unknown)) res.detachSocket(sink as unknown as Socket);
       // An error handler that answered instead (a failing send hook or session store): no 101.
-      if (res.statusCode !== 101) reject(new Error(`the framework answered ${res.statusCode} while the upgrade was being accepted`));
+      if (res.statusCode !== status) reject(new Error(`the framework answered ${res.statusCode} while the upgrade was being ${status === 101 ? 'accepted' : 'refused'}`));
       else resolve();
     });
     try {
-      if (!res.headersSent) res.statusCode = 101;
+      if (!res.headersSent) res.statusCode = status;
       end();
     } catch (error) {
       reject(error);
