@@ -15,18 +15,11 @@
  * HTTP/2 entry points; the one cell that differs there is the page going away (Chromium resets the
  * stream without a close frame: 1006, where HTTP/1.1 gets its 1001).
  */
-import express from 'express';
-import Fastify, { type FastifyInstance } from 'fastify';
-import Koa from 'koa';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { createSecureServer, type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Session } from 'node:http2';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { Browser } from 'playwright-core';
-import { attachHttp2, handleUpgrade, serve, serviceMapper, type UpgradeOptions, type WebSocketConnection } from 'rfc6455';
-import { websocket as expressWebsocket } from '@rfc6455/express';
-import { websocket as koaWebsocket } from '@rfc6455/koa';
-import wsPlugin from '@rfc6455/fastify';
-import { TLS } from '../http2/helpers.js';
+import { serve, serviceMapper, type UpgradeOptions, type WebSocketConnection } from 'rfc6455';
+import { attachHttp2Entry, EXPRESS, FASTIFY_HTTP2, fastifyEntry, handleUpgradeEntry, KOA, SERVE, SERVE_HTTP2, SERVE_TLS, type EntryPoint as Entry, type Mount } from '../robustness/entry-points.js';
 import { launchChromium } from './chromium.js';
 
 const HTML = '<!doctype html><meta charset="utf-8"><title>entry parity</title>';
@@ -96,140 +89,51 @@ interface EntryPoint {
   start(): Promise<Running>;
 }
 
-function portOf(server: { address(): AddressInfo | string | null }): number {
-  return (server.address() as AddressInfo).port;
-}
-
-function listen(server: { listen(port: number, host: string, cb: () => void): unknown; address(): AddressInfo | string | null }): Promise<number> {
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(portOf(server))));
-}
-
 /** The shutdown of handleUpgrade() and attachHttp2(): the connections Set, each closed with 1001. */
 async function closeAll(connections: Set<WebSocketConnection>): Promise<void> {
   await Promise.all([...connections].map((conn) => conn.close(1001, 'server shutting down').catch(() => undefined)));
 }
 
+/** The page, on each framework's app: its own route (or middleware). */
+const PAGES: Mount = {
+  express: (app) => void app.get('/', (req, res) => page200(req, res)),
+  koa: (app) =>
+    void app.use((ctx) => {
+      ctx.type = 'html';
+      ctx.body = HTML;
+    }),
+  fastify: (app) => void app.get('/', async (_request, reply) => reply.type('text/html; charset=utf-8').send(HTML)),
+};
+
+const KINDS = { h1: 'tcp', tls: 'tls', h2: 'http2' } as const;
+
+/** `entry` with the mapper and OPTIONS, the page on every plain GET /. */
+function entryPoint(entry: Entry): EntryPoint {
+  return {
+    name: entry.name,
+    kind: KINDS[entry.transport as keyof typeof KINDS],
+    async start() {
+      // handleUpgrade() and attachHttp2() are given a connections Set (they have no shutdown of their own).
+      const connections = new Set<WebSocketConnection>();
+      const takesSet = entry.api === 'handleUpgrade' || entry.api === 'attachHttp2';
+      const options = { ...OPTIONS, ...(entry.api === 'serve' && { onRequest: page200 }), ...(takesSet && { connections }) };
+      const started = await entry.start({ target: mapper, options, mount: PAGES });
+      return { origin: started.origin, shutdown: takesSet ? () => closeAll(connections) : started.shutdown!, stop: started.close };
+    },
+  };
+}
+
 const entryPoints: EntryPoint[] = [
-  ...(
-    [
-      ['serve()', 'tcp', {}],
-      ['serve({ tls })', 'tls', { tls: TLS }],
-      ['serve({ http2: true })', 'http2', { tls: TLS, http2: true }],
-    ] as const
-  ).map(
-    ([name, kind, extra]): EntryPoint => ({
-      name,
-      kind,
-      async start() {
-        const server = await serve({ host: '127.0.0.1', port: 0, onRequest: page200, ...OPTIONS, ...extra } as never, mapper);
-        const stop = (): Promise<void> => server.close();
-        return { origin: `${kind === 'tcp' ? 'http' : 'https'}://127.0.0.1:${server.port}`, shutdown: stop, stop };
-      },
-    }),
-  ),
-  {
-    name: 'handleUpgrade() on http.Server',
-    kind: 'tcp',
-    async start() {
-      const connections = new Set<WebSocketConnection>();
-      const server = createServer(page200);
-      server.on('upgrade', (req: IncomingMessage, socket, head: Buffer) => void handleUpgrade(req, socket, head, mapper, { ...OPTIONS, connections }));
-      const port = await listen(server);
-      return {
-        origin: `http://127.0.0.1:${port}`,
-        shutdown: () => closeAll(connections),
-        stop: () => {
-          server.closeAllConnections();
-          return new Promise((resolve) => server.close(() => resolve()));
-        },
-      };
-    },
-  },
-  {
-    name: 'attachHttp2() on http2.createSecureServer',
-    kind: 'http2',
-    async start() {
-      const connections = new Set<WebSocketConnection>();
-      const server = createSecureServer({ ...TLS }, page200);
-      const attachment = attachHttp2(server, mapper, { ...OPTIONS, connections });
-      const sessions = new Set<ServerHttp2Session>();
-      server.on('session', (s) => sessions.add(s));
-      const port = await listen(server);
-      return {
-        origin: `https://127.0.0.1:${port}`,
-        shutdown: () => closeAll(connections),
-        stop: () => {
-          attachment.detach();
-          for (const s of sessions) s.destroy();
-          return new Promise((resolve) => server.close(() => resolve()));
-        },
-      };
-    },
-  },
-  {
-    name: 'Express',
-    kind: 'tcp',
-    async start() {
-      const app = express();
-      const ws = expressWebsocket({ ...(OPTIONS as UpgradeOptions<never>), mapper });
-      app.use(ws.middleware);
-      app.get('/', (req, res) => page200(req, res));
-      const server = createServer(app);
-      ws.attach(server, app);
-      const port = await listen(server);
-      return {
-        origin: `http://127.0.0.1:${port}`,
-        shutdown: () => ws.close(),
-        stop: async () => {
-          await ws.close();
-          server.closeAllConnections();
-          await new Promise((resolve) => server.close(resolve));
-        },
-      };
-    },
-  },
-  {
-    name: 'Koa',
-    kind: 'tcp',
-    async start() {
-      const app = new Koa();
-      const ws = koaWebsocket({ ...(OPTIONS as UpgradeOptions<never>), mapper });
-      app.use(ws);
-      app.use((ctx) => {
-        ctx.type = 'html';
-        ctx.body = HTML;
-      });
-      const server = createServer(app.callback());
-      ws.attach(server, app);
-      const port = await listen(server);
-      return {
-        origin: `http://127.0.0.1:${port}`,
-        shutdown: () => ws.close(),
-        stop: async () => {
-          await ws.close();
-          server.closeAllConnections();
-          await new Promise((resolve) => server.close(resolve));
-        },
-      };
-    },
-  },
-  ...([false, true] as const).map(
-    (h2): EntryPoint => ({
-      name: h2 ? 'Fastify over HTTP/2' : 'Fastify',
-      kind: h2 ? 'http2' : 'tcp',
-      async start() {
-        // (One type for both: the HTTP/2 instance's differs only in its raw request and reply.)
-        const app = (h2 ? Fastify({ http2: true, https: { ...TLS, allowHTTP1: true }, forceCloseConnections: true }) : Fastify({ forceCloseConnections: true })) as unknown as FastifyInstance;
-        await app.register(wsPlugin, { ...OPTIONS, mapper } as never);
-        app.get('/', async (_request, reply) => reply.type('text/html; charset=utf-8').send(HTML));
-        await app.listen({ port: 0, host: '127.0.0.1' });
-        let closing: Promise<void> | undefined;
-        const stop = (): Promise<void> => (closing ??= app.close().then(() => undefined));
-        return { origin: `${h2 ? 'https' : 'http'}://127.0.0.1:${portOf(app.server)}`, shutdown: stop, stop };
-      },
-    }),
-  ),
-];
+  SERVE,
+  SERVE_TLS,
+  SERVE_HTTP2,
+  handleUpgradeEntry('handleUpgrade() on http.Server', page200),
+  attachHttp2Entry('attachHttp2() on http2.createSecureServer', { secure: true, serverOptions: {}, requestListener: page200 }),
+  EXPRESS,
+  KOA,
+  fastifyEntry(false, 'Fastify', true),
+  FASTIFY_HTTP2,
+].map(entryPoint);
 
 /**
  * The entry point `entry` of an HTTP/2 server (which takes HTTP/1.1 upgrades over TLS too) from a

@@ -13,24 +13,19 @@
  * (Fastify over HTTP/2 too). hybi-00 never negotiates an extension.
  */
 import { createHash } from 'node:crypto';
-import express from 'express';
-import Fastify, { type FastifyInstance } from 'fastify';
-import Koa from 'koa';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import { connect as h2connect, createServer as createH2Server, type ClientHttp2Session, type OutgoingHttpHeaders, type ServerHttp2Session } from 'node:http2';
-import { connect as netConnect, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
+import { connect as netConnect, createServer as createNetServer, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
 import { constants as zc, createDeflateRaw, deflateRawSync, inflateRawSync, type DeflateRaw } from 'node:zlib';
-import { attachHttp2, connect, handleUpgrade, serve, serviceMapper, WebSocket, type PerMessageDeflateOptions, type UpgradeOptions, type WebSocketConnection, type ConnectionHandler } from 'rfc6455';
-import { websocket as expressWebsocket } from '@rfc6455/express';
-import { websocket as koaWebsocket } from '@rfc6455/koa';
-import wsPlugin from '@rfc6455/fastify';
+import { connect, serviceMapper, WebSocket, type PerMessageDeflateOptions, type WebSocketConnection, type ConnectionHandler } from 'rfc6455';
 import { decodeFrame, frame, type DecodedFrame } from '../../packages/rfc6455/test/helpers/frames.js';
 import { parseResponse } from '../../packages/rfc6455/test/helpers/raw-client.js';
 import { TLS } from '../http2/helpers.js';
 import { compressibleText, extensionOf } from '../deflate/helpers.js';
-import { closeServer, listen } from './helpers.js';
+import { ATTACH_HTTP2, EXPRESS, FASTIFY, FASTIFY_HTTP2, HANDLE_UPGRADE, koaEntry, SERVE, SERVE_HTTP2, SERVE_TLS, toHttp1Client } from './entry-points.js';
+import { listen } from './helpers.js';
 
 const KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
 const MESSAGE = compressibleText(20 * 1024);
@@ -206,12 +201,6 @@ interface Running {
   close(): Promise<void>;
 }
 
-interface EntryPoint {
-  name: string;
-  transport: Transport;
-  start(deflate: PerMessageDeflateOptions | boolean): Promise<Running>;
-}
-
 /** The server side of the last connection: its extensions and negotiated parameters. */
 let serverSide: { extensions: string; params: object | undefined } | undefined;
 
@@ -235,103 +224,28 @@ function running(port: number, transport: Transport, close: () => Promise<void>)
   };
 }
 
-function serveEntry(name: string, transport: Transport, extra: object): EntryPoint {
-  return {
-    name,
-    transport,
-    async start(perMessageDeflate) {
-      const server = await serve({ port: 0, host: '127.0.0.1', perMessageDeflate, ...extra } as never, echo);
-      return running(server.port, transport, () => server.close());
-    },
-  };
-}
-
-const entryPoints: EntryPoint[] = [
-  serveEntry('serve()', 'h1', {}),
-  serveEntry('serve({ tls })', 'tls', { tls: TLS }),
-  serveEntry('serve({ http2: true })', 'h2', { tls: TLS, http2: true }),
-  {
-    name: 'handleUpgrade() on http.Server',
-    transport: 'h1',
-    async start(perMessageDeflate) {
-      const server = createServer();
-      const options = { perMessageDeflate } as UpgradeOptions<unknown>;
-      server.on('upgrade', (req: IncomingMessage, socket, head: Buffer) => void handleUpgrade(req, socket, head, echo, options));
-      return running(await listen(server), 'h1', () => closeServer(server));
-    },
+/** The entry points, each started with perMessageDeflate, `echo` (`mapper` for the adapters). */
+const entryPoints = [
+  SERVE,
+  SERVE_TLS,
+  SERVE_HTTP2,
+  HANDLE_UPGRADE,
+  ATTACH_HTTP2,
+  EXPRESS,
+  koaEntry('Koa', true),
+  FASTIFY,
+  FASTIFY_HTTP2,
+  // The HTTP/2 servers take HTTP/1.1 over the same TLS port too (allowHTTP1): the same answers there.
+  toHttp1Client(SERVE_HTTP2),
+  toHttp1Client(FASTIFY_HTTP2),
+].map((entry) => ({
+  name: entry.name,
+  transport: entry.transport as Transport,
+  async start(perMessageDeflate: PerMessageDeflateOptions | boolean): Promise<Running> {
+    const started = await entry.start({ target: echo, mapper, options: { perMessageDeflate } });
+    return running(started.port, started.transport as Transport, started.close);
   },
-  {
-    name: 'attachHttp2() on an h2c server',
-    transport: 'h2c',
-    async start(perMessageDeflate) {
-      const server = createH2Server({ settings: { enableConnectProtocol: true } });
-      attachHttp2(server, echo, { perMessageDeflate } as UpgradeOptions<unknown>);
-      const sessions = new Set<ServerHttp2Session>();
-      server.on('session', (s) => sessions.add(s));
-      return running(await listen(server), 'h2c', () => {
-        for (const s of sessions) s.destroy();
-        return new Promise((resolve) => server.close(() => resolve()));
-      });
-    },
-  },
-  {
-    name: 'Express',
-    transport: 'h1',
-    async start(perMessageDeflate) {
-      const app = express();
-      const ws = expressWebsocket({ perMessageDeflate, mapper } as UpgradeOptions<never>);
-      app.use(ws.middleware);
-      const server = createServer(app);
-      ws.attach(server, app);
-      return running(await listen(server), 'h1', async () => {
-        await ws.close();
-        await closeServer(server);
-      });
-    },
-  },
-  {
-    name: 'Koa',
-    transport: 'h1',
-    async start(perMessageDeflate) {
-      const app = new Koa();
-      app.silent = true;
-      const ws = koaWebsocket({ perMessageDeflate, mapper } as UpgradeOptions<never>);
-      app.use(ws);
-      const server = createServer(app.callback());
-      ws.attach(server, app);
-      return running(await listen(server), 'h1', async () => {
-        await ws.close();
-        await closeServer(server);
-      });
-    },
-  },
-  ...(['h1', 'h2'] as const).map(
-    (transport): EntryPoint => ({
-      name: transport === 'h1' ? 'Fastify' : 'Fastify over HTTP/2',
-      transport,
-      async start(perMessageDeflate) {
-        const app: FastifyInstance = transport === 'h1' ? Fastify() : (Fastify({ http2: true, https: { ...TLS, allowHTTP1: true }, forceCloseConnections: true }) as unknown as FastifyInstance);
-        await app.register(wsPlugin, { perMessageDeflate, mapper } as never);
-        await app.listen({ port: 0, host: '127.0.0.1' });
-        return running((app.server.address() as AddressInfo).port, transport, () => app.close().then(() => undefined));
-      },
-    }),
-  ),
-];
-
-// The HTTP/2 servers take HTTP/1.1 over the same TLS port too (allowHTTP1): the same answers there.
-for (const name of ['serve({ http2: true })', 'Fastify over HTTP/2']) {
-  const h2entry = entryPoints.find((e) => e.name === name)!;
-  entryPoints.push({
-    name: `${name} to an HTTP/1.1 client`,
-    transport: 'tls',
-    async start(perMessageDeflate) {
-      const r = await h2entry.start(perMessageDeflate);
-      const port = Number(new URL(r.url).port);
-      return running(port, 'tls', r.close);
-    },
-  });
-}
+}));
 
 // ---- the table ----------------------------------------------------------------------------------
 

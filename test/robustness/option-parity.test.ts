@@ -20,33 +20,9 @@
  * hybi-00 has no frame size, fragments, ping (keepaliveInterval is ignored there,
  * docs/hybi00.md) or extensions.
  */
-import express from 'express';
-import Fastify from 'fastify';
-import Koa from 'koa';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
-import { createServer as createH2Server, type ServerHttp2Session } from 'node:http2';
-import type { AddressInfo } from 'node:net';
-import { attachHttp2, connect, handleUpgrade, serve, serviceMapper, type ConnectOptions, type UpgradeOptions, type WebSocketConnection } from 'rfc6455';
-import { websocket as expressWebsocket } from '@rfc6455/express';
-import { websocket as koaWebsocket } from '@rfc6455/koa';
-import wsPlugin from '@rfc6455/fastify';
-import { CLIENT_TLS, TLS } from '../http2/helpers.js';
+import { connect, serviceMapper, type ConnectOptions, type UpgradeOptions, type WebSocketConnection } from 'rfc6455';
 import { until } from '../../packages/rfc6455/test/helpers/wait.js';
-import { closeServer, listen } from './helpers.js';
-
-type Transport = 'h1' | 'tls' | 'h2' | 'h2c' | 'hybi00';
-
-interface Running {
-  url: (path: string) => string;
-  client: ConnectOptions;
-  close(): Promise<void>;
-}
-
-interface EntryPoint {
-  name: string;
-  transport: Transport;
-  start(options: UpgradeOptions<unknown>): Promise<Running>;
-}
+import { ATTACH_HTTP2, EXPRESS, FASTIFY, FASTIFY_HTTP2, HANDLE_UPGRADE, KOA, SERVE, SERVE_HTTP2, SERVE_TLS, toHttp1Client, toHybi00Client } from './entry-points.js';
 
 /** The server side of each accepted connection, in order. */
 let accepted: WebSocketConnection[] = [];
@@ -102,102 +78,22 @@ const mapper = serviceMapper([
   },
 ]);
 
-function serveEntry(name: string, transport: Transport, extra: object): EntryPoint {
-  return {
-    name,
-    transport,
-    async start(options) {
-      const server = await serve({ ...options, ...extra } as never, mapper);
-      const scheme = transport === 'tls' || transport === 'h2' ? 'wss' : 'ws';
-      const client: ConnectOptions =
-        transport === 'hybi00' ? { variant: 'hybi00' } : transport === 'h2' ? { http2: true, tls: CLIENT_TLS } : transport === 'tls' ? { tls: CLIENT_TLS } : {};
-      return { url: (path) => `${scheme}://127.0.0.1:${server.port}${path}`, client, close: () => server.close() };
-    },
-  };
-}
-
-function h1Adapter(name: string, make: (options: UpgradeOptions<unknown>) => { server: Server; close: () => Promise<void> }): EntryPoint {
-  return {
-    name,
-    transport: 'h1',
-    async start(options) {
-      const { server, close } = make(options);
-      const port = await listen(server);
-      return { url: (path) => `ws://127.0.0.1:${port}${path}`, client: {}, close };
-    },
-  };
-}
-
-const entryPoints: EntryPoint[] = [
-  serveEntry('serve()', 'h1', {}),
-  serveEntry('serve({ tls })', 'tls', { tls: TLS }),
-  serveEntry('serve({ http2: true })', 'h2', { tls: TLS, http2: true }),
+/** The entry points, each started with `options` and the mapper. */
+const entryPoints = [
+  SERVE,
+  SERVE_TLS,
+  SERVE_HTTP2,
   // (Its port takes HTTP/1.1 upgrades too: the client over TLS, as for serve({ tls }).)
-  serveEntry('serve({ http2: true }) to an HTTP/1.1 client', 'tls', { tls: TLS, http2: true }),
-  serveEntry('serve() to a hybi-00 client', 'hybi00', {}),
-  h1Adapter('handleUpgrade() on http.Server', (options) => {
-    const server = createServer();
-    server.on('upgrade', (req: IncomingMessage, socket, head: Buffer) => void handleUpgrade(req, socket, head, mapper, options));
-    return { server, close: () => closeServer(server) };
-  }),
-  {
-    name: 'attachHttp2() on an h2c server',
-    transport: 'h2c',
-    async start(options) {
-      const server = createH2Server({ settings: { enableConnectProtocol: true } });
-      attachHttp2(server, mapper, options);
-      const sessions = new Set<ServerHttp2Session>();
-      server.on('session', (s) => sessions.add(s));
-      const port = await listen(server);
-      return {
-        url: (path) => `ws://127.0.0.1:${port}${path}`,
-        client: { http2: true },
-        close: () => {
-          for (const s of sessions) s.destroy();
-          return new Promise((resolve) => server.close(() => resolve()));
-        },
-      };
-    },
-  },
-  h1Adapter('Express', (options) => {
-    const app = express();
-    const ws = expressWebsocket({ ...(options as UpgradeOptions<never>), mapper });
-    app.use(ws.middleware);
-    const server = createServer(app);
-    ws.attach(server, app);
-    return { server, close: async () => { await ws.close(); await closeServer(server); } };
-  }),
-  h1Adapter('Koa', (options) => {
-    const app = new Koa();
-    const ws = koaWebsocket({ ...(options as UpgradeOptions<never>), mapper });
-    app.use(ws);
-    const server = createServer(app.callback());
-    ws.attach(server, app);
-    return { server, close: async () => { await ws.close(); await closeServer(server); } };
-  }),
-  {
-    name: 'Fastify',
-    transport: 'h1',
-    async start(options) {
-      const app = Fastify();
-      await app.register(wsPlugin, { ...options, mapper } as never);
-      await app.listen({ port: 0, host: '127.0.0.1' });
-      const port = (app.server.address() as AddressInfo).port;
-      return { url: (path) => `ws://127.0.0.1:${port}${path}`, client: {}, close: () => app.close().then(() => undefined) };
-    },
-  },
-  {
-    name: 'Fastify over HTTP/2',
-    transport: 'h2',
-    async start(options) {
-      const app = Fastify({ http2: true, https: { ...TLS, allowHTTP1: true }, forceCloseConnections: true });
-      await app.register(wsPlugin, { ...options, mapper } as never);
-      await app.listen({ port: 0, host: '127.0.0.1' });
-      const port = (app.server.address() as AddressInfo).port;
-      return { url: (path) => `wss://127.0.0.1:${port}${path}`, client: { http2: true, tls: CLIENT_TLS }, close: () => app.close().then(() => undefined) };
-    },
-  },
-];
+  toHttp1Client(SERVE_HTTP2),
+  toHybi00Client(SERVE),
+  HANDLE_UPGRADE,
+  ATTACH_HTTP2,
+  EXPRESS,
+  KOA,
+  FASTIFY,
+  FASTIFY_HTTP2,
+].map((entry) => ({ name: entry.name, transport: entry.transport, start: (options: UpgradeOptions<unknown>) => entry.start({ target: mapper, options }) }));
+type EntryPoint = (typeof entryPoints)[number];
 
 beforeEach(() => {
   accepted = [];

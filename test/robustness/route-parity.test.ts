@@ -13,22 +13,15 @@
  * `*` is 400 over HTTP/1.1 and reset by nghttp2 over HTTP/2 (docs/http2.md); Fastify's router
  * answers a path it cannot decode (`%zz`) with its own 400 (docs/adapters/fastify.md).
  */
-import express from 'express';
-import Fastify from 'fastify';
-import Koa from 'koa';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
-import { connect as h2connect, constants as h2constants, createServer as createH2Server, type ClientHttp2Session, type OutgoingHttpHeaders, type ServerHttp2Session } from 'node:http2';
-import { connect as netConnect, type AddressInfo, type Socket } from 'node:net';
+import type { IncomingMessage } from 'node:http';
+import { connect as h2connect, constants as h2constants, type ClientHttp2Session, type OutgoingHttpHeaders } from 'node:http2';
+import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
-import { attachHttp2, handleUpgrade, serve, serviceMapper, type HandlerContext, type WebSocketConnection } from 'rfc6455';
-import { websocket as expressWebsocket } from '@rfc6455/express';
-import { websocket as koaWebsocket } from '@rfc6455/koa';
-import wsPlugin from '@rfc6455/fastify';
+import { serve, serviceMapper, type HandlerContext, type WebSocketConnection } from 'rfc6455';
 import { TLS } from '../http2/helpers.js';
-import { closeServer, listen } from './helpers.js';
+import { attachHttp2Entry, EXPRESS, FASTIFY, FASTIFY_HTTP2, HANDLE_UPGRADE, isHttp2, KOA, SERVE, SERVE_HTTP2, SERVE_TLS, toHybi00Client, type EntryPoint, type Transport } from './entry-points.js';
 
-type Transport = 'h1' | 'tls' | 'h2' | 'h2c' | 'hybi00';
-const h2 = (t: Transport): boolean => t === 'h2' || t === 'h2c';
+const h2 = isHttp2;
 
 /** What the handler saw of one accepted request. */
 interface Seen {
@@ -182,128 +175,25 @@ interface Running {
   close(): Promise<void>;
 }
 
-interface EntryPoint {
-  name: string;
-  transport: Transport;
-  /** Routed by the framework's router first (Fastify). */
-  fastify?: true;
-  start(): Promise<Running>;
-}
-
-function serveEntry(name: string, transport: Transport, extra: object): EntryPoint {
-  return {
-    name,
-    transport,
-    async start() {
-      const server = await serve({ ...extra } as never, mapper);
-      return {
-        request: (probe) => (transport === 'h2' ? h2Request(`https://127.0.0.1:${server.port}`, probe) : h1Request(server.port, probe, transport)),
-        close: () => server.close(),
-      };
-    },
-  };
-}
-
-function h2cEntry(name: string, withRequestListener: boolean): EntryPoint {
-  return {
-    name,
-    transport: 'h2c',
-    async start() {
-      const server = withRequestListener ? createH2Server((_req, res) => res.end('page')) : createH2Server();
-      attachHttp2(server, mapper);
-      const sessions = new Set<ServerHttp2Session>();
-      server.on('session', (s) => sessions.add(s));
-      const port = await listen(server);
-      return {
-        request: (probe) => h2Request(`http://127.0.0.1:${port}`, probe),
-        close: () => {
-          for (const s of sessions) s.destroy();
-          return new Promise((resolve) => server.close(() => resolve()));
-        },
-      };
-    },
-  };
+/** Starts `entry` with the mapper, and its client for the entry's transport. */
+async function start(entry: EntryPoint): Promise<Running> {
+  const { port, origin, close } = await entry.start({ target: mapper });
+  return { request: (probe) => (h2(entry.transport) ? h2Request(origin, probe) : h1Request(port, probe, entry.transport)), close };
 }
 
 const entryPoints: EntryPoint[] = [
-  serveEntry('serve()', 'h1', {}),
-  serveEntry('serve({ tls })', 'tls', { tls: TLS }),
-  serveEntry('serve({ http2: true })', 'h2', { tls: TLS, http2: true }),
-  serveEntry('serve() to a hybi-00 client', 'hybi00', {}),
-  {
-    name: 'handleUpgrade() on http.Server',
-    transport: 'h1',
-    async start() {
-      const server = createServer();
-      server.on('upgrade', (req: IncomingMessage, socket, head: Buffer) => void handleUpgrade(req, socket, head, mapper));
-      const port = await listen(server);
-      return { request: (probe) => h1Request(port, probe, 'h1'), close: () => closeServer(server) };
-    },
-  },
-  h2cEntry("attachHttp2() on a 'stream'-style h2c server", false),
-  h2cEntry("attachHttp2() on an h2c server with a 'request' listener", true),
-  {
-    name: 'Express',
-    transport: 'h1',
-    async start() {
-      const app = express();
-      const ws = expressWebsocket({ mapper });
-      app.use(ws.middleware);
-      const server = createServer(app);
-      ws.attach(server, app);
-      const port = await listen(server);
-      return {
-        request: (probe) => h1Request(port, probe, 'h1'),
-        close: async () => {
-          await ws.close();
-          await closeServer(server);
-        },
-      };
-    },
-  },
-  {
-    name: 'Koa',
-    transport: 'h1',
-    async start() {
-      const app = new Koa();
-      const ws = koaWebsocket({ mapper });
-      app.use(ws);
-      const server = createServer(app.callback());
-      ws.attach(server, app);
-      const port = await listen(server);
-      return {
-        request: (probe) => h1Request(port, probe, 'h1'),
-        close: async () => {
-          await ws.close();
-          await closeServer(server);
-        },
-      };
-    },
-  },
-  {
-    name: 'Fastify',
-    transport: 'h1',
-    fastify: true,
-    async start() {
-      const app = Fastify();
-      await app.register(wsPlugin, { mapper } as never);
-      await app.listen({ port: 0, host: '127.0.0.1' });
-      const port = (app.server.address() as AddressInfo).port;
-      return { request: (probe) => h1Request(port, probe, 'h1'), close: () => app.close().then(() => undefined) };
-    },
-  },
-  {
-    name: 'Fastify over HTTP/2',
-    transport: 'h2',
-    fastify: true,
-    async start() {
-      const app = Fastify({ http2: true, https: { ...TLS, allowHTTP1: true }, forceCloseConnections: true });
-      await app.register(wsPlugin, { mapper } as never);
-      await app.listen({ port: 0, host: '127.0.0.1' });
-      const port = (app.server.address() as AddressInfo).port;
-      return { request: (probe) => h2Request(`https://127.0.0.1:${port}`, probe), close: () => app.close().then(() => undefined) };
-    },
-  },
+  SERVE,
+  SERVE_TLS,
+  SERVE_HTTP2,
+  toHybi00Client(SERVE),
+  HANDLE_UPGRADE,
+  // (Without settings: attachHttp2() turns enableConnectProtocol on itself.)
+  attachHttp2Entry("attachHttp2() on a 'stream'-style h2c server", { serverOptions: {} }),
+  attachHttp2Entry("attachHttp2() on an h2c server with a 'request' listener", { serverOptions: {}, requestListener: (_req, res) => res.end('page') }),
+  EXPRESS,
+  KOA,
+  FASTIFY,
+  FASTIFY_HTTP2,
 ];
 
 /** A request target, and the route, params and path every entry point agrees on (refused: the status). */
@@ -335,7 +225,7 @@ afterEach(() => waiters.clear());
 describe.each(entryPoints.map((e) => [e.name, e] as const))('%s', (_name, entry) => {
   let running: Running;
   beforeAll(async () => {
-    running = await entry.start();
+    running = await start(entry);
   });
   afterAll(() => running.close());
 
@@ -355,7 +245,7 @@ describe.each(entryPoints.map((e) => [e.name, e] as const))('%s', (_name, entry)
 
   test('invalid percent-encoding in the path: taken as it is (Fastify: its router\'s 400)', async () => {
     const answer = await running.request({ target: '/rooms/%zz' });
-    if (entry.fastify) expect(answer).toEqual({ status: 400 });
+    if (entry.api === 'fastify') expect(answer).toEqual({ status: 400 });
     else expect(answer.seen).toMatchObject({ route: 'rooms', params: { room: '%zz' }, path: '/rooms/%zz' });
   });
 

@@ -9,20 +9,14 @@
  * Node http.Server; attachHttp2() on an h2c http2 server; a hybi-00 client of serve(); and the
  * Express, Koa and Fastify adapters over their framework's HTTP server.
  */
-import express from 'express';
-import Fastify, { type FastifyInstance } from 'fastify';
-import Koa from 'koa';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
-import { connect as h2connect, createServer as createH2Server, type ClientHttp2Session, type OutgoingHttpHeaders } from 'node:http2';
-import { connect as netConnect, type AddressInfo, type Socket } from 'node:net';
+import type { IncomingMessage } from 'node:http';
+import { connect as h2connect, type ClientHttp2Session, type OutgoingHttpHeaders } from 'node:http2';
+import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
-import { attachHttp2, handleUpgrade, serve, serviceMapper, type BeforeAcceptResult, type UpgradeOptions, type WebSocketServer } from 'rfc6455';
-import { websocket as expressWebsocket } from '@rfc6455/express';
-import { websocket as koaWebsocket } from '@rfc6455/koa';
-import wsPlugin from '@rfc6455/fastify';
+import { serviceMapper, type BeforeAcceptResult } from 'rfc6455';
 import { parseResponse } from '../../packages/rfc6455/test/helpers/raw-client.js';
 import { TLS } from '../http2/helpers.js';
-import { closeServer, listen } from './helpers.js';
+import { ENTRY_POINTS, isHttp2, type EntryPoint, type Transport } from './entry-points.js';
 
 const KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
 
@@ -35,8 +29,6 @@ interface Answer {
   /** The server closed the connection (HTTP/1.1) or ended the stream (HTTP/2) on its own. */
   closed: boolean;
 }
-
-type Transport = 'h1' | 'tls' | 'h2' | 'h2c' | 'hybi00';
 
 /** One request, described once, sent the way each transport sends it. */
 interface Probe {
@@ -142,170 +134,28 @@ interface Options {
   maxConnectionsPerIp?: number;
 }
 
-interface EntryPoint {
-  name: string;
-  transport: Transport;
-  /** serve()'s own limits (maxConnections, maxConnectionsPerIp) */
-  limits: boolean;
-  /** An upgrade no route serves is answered by the framework (its 404 page), not the core. */
-  framework: boolean;
-  /**
-   * What the entry point's own shutdown does to an upgrade whose hook is pending: answers 503, or
-   * (serve() over HTTP/2, documented) resets its stream with the session; undefined where it has
-   * no shutdown of its own (handleUpgrade(), attachHttp2(): the application's server).
-   */
-  shutdown: '503' | 'reset' | undefined;
-  start(options: Options, onError: (error: unknown) => void): Promise<Running>;
-}
-
 const mapper = serviceMapper([
   { path: '/ok', handler: (conn) => void conn.close() },
   { path: '/proto', protocols: { chat: (conn) => void conn.close() } },
 ]);
 
-function serveEntry(name: string, transport: Transport, extra: { tls?: typeof TLS; http2?: true }): EntryPoint {
+/** Starts `entry` with the options of one cell, and its client for the entry's transport. */
+async function start(entry: EntryPoint, options: Options, onError: (error: unknown) => void): Promise<Running> {
+  const { port, origin, shutdown, close } = await entry.start({ target: mapper, options, onError });
+  const transport = entry.transport;
   return {
-    name,
-    transport,
-    limits: true,
-    framework: false,
-    shutdown: transport === 'h2' ? 'reset' : '503',
-    async start(options, onError) {
-      const server: WebSocketServer = await serve({ ...(options as UpgradeOptions<unknown>), ...extra, onError } as never, mapper);
-      const port = server.port;
-      return {
-        request: (probe, waitMs, onOpen) => (transport === 'h2' ? h2Request(`https://127.0.0.1:${port}`, probe, waitMs) : h1Request(port, h1Head(port, probe, transport), transport === 'tls', waitMs, onOpen)),
-        shutdown: () => server.close(),
-        close: () => server.close(),
-      };
-    },
+    request: (probe, waitMs, onOpen) => (h2(entry) ? h2Request(origin, probe, waitMs) : h1Request(port, h1Head(port, probe, transport), transport === 'tls', waitMs, onOpen)),
+    shutdown: shutdown ?? close,
+    close,
   };
 }
 
-const entryPoints: EntryPoint[] = [
-  serveEntry('serve()', 'h1', {}),
-  serveEntry('serve({ tls })', 'tls', { tls: TLS }),
-  serveEntry('serve({ http2: true })', 'h2', { tls: TLS, http2: true }),
-  serveEntry('serve() to a hybi-00 client', 'hybi00', {}),
-  {
-    name: 'handleUpgrade() on http.Server',
-    shutdown: undefined,
-    transport: 'h1',
-    limits: false,
-    framework: false,
-    async start(options, onError) {
-      const server = createServer();
-      const upgradeOptions = { ...options, onError } as UpgradeOptions<unknown>;
-      server.on('upgrade', (req: IncomingMessage, socket, head: Buffer) => void handleUpgrade(req, socket, head, mapper, upgradeOptions));
-      const port = await listen(server);
-      return { request: (probe, waitMs, onOpen) => h1Request(port, h1Head(port, probe, 'h1'), false, waitMs, onOpen), shutdown: () => closeServer(server), close: () => closeServer(server) };
-    },
-  },
-  {
-    name: 'attachHttp2() on an h2c server',
-    shutdown: undefined,
-    transport: 'h2c',
-    limits: false,
-    framework: false,
-    async start(options, onError) {
-      const server = createH2Server({ settings: { enableConnectProtocol: true } });
-      attachHttp2(server, mapper, { ...options, onError } as UpgradeOptions<unknown>);
-      const sessions = new Set<import('node:http2').ServerHttp2Session>();
-      server.on('session', (s) => sessions.add(s));
-      const port = await listen(server);
-      const close = (): Promise<void> => {
-        for (const s of sessions) s.destroy();
-        return new Promise((resolve) => server.close(() => resolve()));
-      };
-      return { request: (probe, waitMs) => h2Request(`http://127.0.0.1:${port}`, probe, waitMs), shutdown: close, close };
-    },
-  },
-  {
-    name: 'Express',
-    shutdown: '503',
-    transport: 'h1',
-    limits: false,
-    framework: true,
-    async start(options, onError) {
-      const app = express();
-      const ws = expressWebsocket({ ...(options as UpgradeOptions<never>), onError, mapper });
-      app.use(ws.middleware);
-      const server = createServer(app);
-      ws.attach(server, app);
-      const port = await listen(server);
-      return {
-        request: (probe, waitMs, onOpen) => h1Request(port, h1Head(port, probe, 'h1'), false, waitMs, onOpen),
-        shutdown: () => ws.close(),
-        close: async () => {
-          await ws.close();
-          await closeServer(server);
-        },
-      };
-    },
-  },
-  {
-    name: 'Koa',
-    shutdown: '503',
-    transport: 'h1',
-    limits: false,
-    framework: true,
-    async start(options, onError) {
-      const app = new Koa();
-      const ws = koaWebsocket({ ...(options as UpgradeOptions<never>), onError, mapper });
-      app.use(ws);
-      const server = createServer(app.callback());
-      ws.attach(server, app);
-      const port = await listen(server);
-      return {
-        request: (probe, waitMs, onOpen) => h1Request(port, h1Head(port, probe, 'h1'), false, waitMs, onOpen),
-        shutdown: () => ws.close(),
-        close: async () => {
-          await ws.close();
-          await closeServer(server);
-        },
-      };
-    },
-  },
-  {
-    name: 'Fastify',
-    shutdown: '503',
-    transport: 'h1',
-    limits: false,
-    framework: true,
-    async start(options, onError) {
-      const app: FastifyInstance = Fastify();
-      await app.register(wsPlugin, { ...(options as UpgradeOptions<never>), onError, mapper } as never);
-      await app.listen({ port: 0, host: '127.0.0.1' });
-      const port = (app.server.address() as AddressInfo).port;
-      let closing: Promise<void> | undefined;
-      const close = (): Promise<void> => (closing ??= app.close().then(() => undefined));
-      return { request: (probe, waitMs, onOpen) => h1Request(port, h1Head(port, probe, 'h1'), false, waitMs, onOpen), shutdown: close, close };
-    },
-  },
-  {
-    name: 'Fastify over HTTP/2',
-    shutdown: '503',
-    transport: 'h2',
-    limits: false,
-    framework: true,
-    async start(options, onError) {
-      const app = Fastify({ http2: true, https: { ...TLS, allowHTTP1: true }, forceCloseConnections: true });
-      await app.register(wsPlugin, { ...(options as UpgradeOptions<never>), onError, mapper } as never);
-      await app.listen({ port: 0, host: '127.0.0.1' });
-      const port = (app.server.address() as AddressInfo).port;
-      let closing: Promise<void> | undefined;
-      const close = (): Promise<void> => (closing ??= app.close().then(() => undefined));
-      return { request: (probe, waitMs) => h2Request(`https://127.0.0.1:${port}`, probe, waitMs), shutdown: close, close };
-    },
-  },
-];
-
-const h2 = (e: EntryPoint): boolean => e.transport === 'h2' || e.transport === 'h2c';
+const h2 = (e: EntryPoint): boolean => isHttp2(e.transport);
 
 /** Runs one cell: starts the entry point with `options`, sends `probe`, and closes the server. */
 async function cell(entry: EntryPoint, options: Options, probe: Probe): Promise<{ answer: Answer; errors: unknown[] }> {
   const errors: unknown[] = [];
-  const running = await entry.start(options, (error) => errors.push(error));
+  const running = await start(entry, options, (error) => errors.push(error));
   try {
     const answer = await running.request(probe);
     return { answer, errors };
@@ -314,7 +164,7 @@ async function cell(entry: EntryPoint, options: Options, probe: Probe): Promise<
   }
 }
 
-describe.each(entryPoints.map((e) => [e.name, e] as const))('%s', (_name, entry) => {
+describe.each(ENTRY_POINTS.map((e) => [e.name, e] as const))('%s', (_name, entry) => {
   // ---- the hook's answers ----------------------------------------------------------------------
 
   test('beforeAccept refusing with 401, a header and a body: that response, closed, nothing reported', async () => {
@@ -473,16 +323,16 @@ describe.each(entryPoints.map((e) => [e.name, e] as const))('%s', (_name, entry)
   // ---- limits and timing ------------------------------------------------------------------------
 
   // (No such test for handleUpgrade() and attachHttp2(): they have no shutdown of their own.)
-  if (entry.shutdown !== undefined) test('shutdown while beforeAccept is pending: 503 at once (serve() over HTTP/2: the stream reset)', async () => {
+  if (entry.pendingHookOnShutdown !== undefined) test('shutdown while beforeAccept is pending: 503 at once (serve() over HTTP/2: the stream reset)', async () => {
     const errors: unknown[] = [];
     let entered!: () => void;
     const inHook = new Promise<void>((r) => (entered = r));
-    const running = await entry.start({ beforeAccept: () => { entered(); return new Promise(() => undefined); } }, (e) => errors.push(e));
+    const running = await start(entry, { beforeAccept: () => { entered(); return new Promise(() => undefined); } }, (e) => errors.push(e));
     try {
       const answer = running.request({}, 5000);
       await inHook;
       void running.shutdown();
-      expect(await answer).toMatchObject({ status: entry.shutdown === '503' ? 503 : 0, closed: true });
+      expect(await answer).toMatchObject({ status: entry.pendingHookOnShutdown === '503' ? 503 : 0, closed: true });
       expect(errors).toEqual([]);
     } finally {
       await running.close();

@@ -8,18 +8,12 @@
  * shutdown began is refused; the server side sees the code; nothing is left listening.
  * (An upgrade whose hook is pending is in server-parity.test.ts.)
  */
-import express from 'express';
-import Fastify, { type FastifyInstance } from 'fastify';
-import Koa from 'koa';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
 import { connect as h2connect } from 'node:http2';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
-import { connect, HandshakeError, serve, WebSocketError, type ConnectOptions, type WebSocketConnection } from 'rfc6455';
-import { websocket as expressWebsocket } from '@rfc6455/express';
-import { websocket as koaWebsocket } from '@rfc6455/koa';
-import wsPlugin from '@rfc6455/fastify';
-import { CLIENT_TLS, TLS } from '../http2/helpers.js';
+import { connect, HandshakeError, WebSocketError, type ConnectOptions, type WebSocketConnection } from 'rfc6455';
+import { TLS } from '../http2/helpers.js';
+import { EXPRESS, FASTIFY, FASTIFY_HTTP2, KOA, SERVE, SERVE_HTTP2, SERVE_TLS, toHybi00Client, type EntryPoint as Entry, type Mount } from './entry-points.js';
 
 type Handler = (conn: WebSocketConnection) => void;
 
@@ -49,115 +43,52 @@ interface EntryPoint {
   start(handler: Handler, closeTimeout: number): Promise<Running>;
 }
 
-function listen(server: Server): Promise<number> {
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)));
-}
-
+/** The application's close of its HTTP server after an adapter's shutdown (open sockets not forced). */
 function closeServer(server: Server): Promise<void> {
   return new Promise((resolve) => server.close(() => resolve()));
 }
 
-function serveEntry(name: string, extra: { tls?: typeof TLS; http2?: true }, client: ConnectOptions): EntryPoint {
+/** The handler, where each framework routes it: its own routing (ws.route(), ctx.ws(), a websocket route). */
+function mount(handler: Handler): Mount {
   return {
-    name,
-    takesCode: true,
-    later: 'refused',
+    express: (_app, ws) => void ws.route('/', (conn) => handler(conn)),
+    koa: (app) =>
+      void app.use(async (ctx) => {
+        const conn = await ctx.ws?.();
+        if (conn) handler(conn);
+      }),
+    fastify: (app) => void app.get('/', { websocket: true }, ((conn: WebSocketConnection) => handler(conn)) as never),
+  };
+}
+
+function entryPoint(entry: Entry): EntryPoint {
+  return {
+    name: entry.name,
+    // (hybi-00 has no close code.)
+    takesCode: entry.shutdownTakesCode && entry.transport !== 'hybi00',
+    later: entry.upgradeAfterShutdown!,
     async start(handler, closeTimeout) {
-      const server = await serve({ ...extra, closeTimeout, host: '127.0.0.1', port: 0, onError: (e: unknown) => errors.push(e) } as never, handler);
-      return { url: server.url, client, shutdown: (code, reason) => server.close(code, reason), listening: () => server.httpServer.listening };
+      const started = await entry.start({ target: handler, options: { closeTimeout }, onError: (e) => errors.push(e), mount: mount(handler) });
+      const shutdown = started.shutdown!;
+      const server = started.httpServer as Server;
+      return {
+        url: started.url('/'),
+        client: started.client,
+        // An adapter's close(), then the application's server's.
+        shutdown: entry.shutdownClosesServer
+          ? shutdown
+          : async (code, reason) => {
+              await shutdown(code, reason);
+              await closeServer(server);
+            },
+        ...(!entry.shutdownClosesServer && { beforeServerClose: shutdown }),
+        listening: () => server.listening,
+      };
     },
   };
 }
 
-const entryPoints: EntryPoint[] = [
-  serveEntry('serve()', {}, {}),
-  serveEntry('serve({ tls })', { tls: TLS }, { tls: CLIENT_TLS }),
-  serveEntry('serve({ http2: true })', { tls: TLS, http2: true }, { tls: CLIENT_TLS, http2: true }),
-  { ...serveEntry('serve() to a hybi-00 client', {}, { variant: 'hybi00' }), takesCode: false },
-  {
-    name: 'Express',
-    takesCode: true,
-    later: 503,
-    async start(handler, closeTimeout) {
-      const app = express();
-      const ws = expressWebsocket({ closeTimeout, onError: (e) => errors.push(e) });
-      ws.route('/', (conn) => handler(conn));
-      app.use(ws.middleware);
-      const server = createServer(app);
-      ws.attach(server, app);
-      const port = await listen(server);
-      return {
-        url: `ws://127.0.0.1:${port}/`,
-        client: {},
-        shutdown: async (code, reason) => {
-          await ws.close(code, reason);
-          await closeServer(server);
-        },
-        beforeServerClose: (code, reason) => ws.close(code, reason),
-        listening: () => server.listening,
-      };
-    },
-  },
-  {
-    name: 'Koa',
-    takesCode: true,
-    later: 503,
-    async start(handler, closeTimeout) {
-      const app = new Koa();
-      const ws = koaWebsocket({ closeTimeout, onError: (e) => errors.push(e) });
-      app.use(ws);
-      app.use(async (ctx) => {
-        const conn = await ctx.ws?.();
-        if (conn) handler(conn);
-      });
-      const server = createServer(app.callback());
-      ws.attach(server, app);
-      const port = await listen(server);
-      return {
-        url: `ws://127.0.0.1:${port}/`,
-        client: {},
-        shutdown: async (code, reason) => {
-          await ws.close(code, reason);
-          await closeServer(server);
-        },
-        beforeServerClose: (code, reason) => ws.close(code, reason),
-        listening: () => server.listening,
-      };
-    },
-  },
-  {
-    name: 'Fastify',
-    takesCode: false,
-    later: 503,
-    async start(handler, closeTimeout) {
-      const app: FastifyInstance = Fastify();
-      await app.register(wsPlugin, { closeTimeout, onError: (e: unknown) => errors.push(e) } as never);
-      app.get('/', { websocket: true }, ((conn: WebSocketConnection) => handler(conn)) as never);
-      await app.listen({ port: 0, host: '127.0.0.1' });
-      const port = (app.server.address() as AddressInfo).port;
-      return { url: `ws://127.0.0.1:${port}/`, client: {}, shutdown: () => app.close(), listening: () => app.server.listening };
-    },
-  },
-  {
-    name: 'Fastify over HTTP/2',
-    takesCode: false,
-    later: 503,
-    async start(handler, closeTimeout) {
-      const app = Fastify({ http2: true, https: { ...TLS, allowHTTP1: true }, forceCloseConnections: true });
-      await app.register(wsPlugin, { closeTimeout, onError: (e: unknown) => errors.push(e) } as never);
-      app.get('/', { websocket: true }, ((conn: WebSocketConnection) => handler(conn)) as never);
-      await app.listen({ port: 0, host: '127.0.0.1' });
-      const port = (app.server.address() as AddressInfo).port;
-      return { url: `wss://127.0.0.1:${port}/`, client: { tls: CLIENT_TLS, http2: true }, shutdown: () => app.close(), listening: () => app.server.listening };
-    },
-  },
-];
-
-for (const name of ['Express', 'Koa', 'Fastify']) {
-  const base = entryPoints.find((e) => e.name === name)!;
-  entryPoints.push({ ...base, name: `${name} to a hybi-00 client`, takesCode: false, start: async (h, t) => ({ ...(await base.start(h, t)), client: { variant: 'hybi00' } }) });
-}
-
+const entryPoints: EntryPoint[] = [SERVE, SERVE_TLS, SERVE_HTTP2, toHybi00Client(SERVE), EXPRESS, KOA, FASTIFY, FASTIFY_HTTP2, ...[EXPRESS, KOA, FASTIFY].map(toHybi00Client)].map(entryPoint);
 
 const MESSAGES = 200;
 const PAYLOAD = 'x'.repeat(8192);
