@@ -414,7 +414,7 @@ describe("access logs see the core's refusals with their status (morgan, a Koa l
     return log;
   }
 
-  test.each<Framework>(['Express', 'Koa', 'Fastify'])('%s: an Origin not allowed (403), a beforeAccept refusal (401), a bad handshake (426) are logged with their status', async (framework) => {
+  test.each<Framework>(['Express', 'Koa', 'Fastify'])('%s: an Origin not allowed (403), a beforeAccept refusal (401), a bad handshake (426) are logged with their status, an accepted upgrade as 101', async (framework) => {
     const log: string[] = [];
     const running = await start(framework, log);
     try {
@@ -425,10 +425,11 @@ describe("access logs see the core's refusals with their status (morgan, a Koa l
       expect(String((denied as HandshakeError).body)).toBe('who?');
       expect(await rawUpgrade(running.url, { 'sec-websocket-version': '12' })).toBe(426);
       expect(await lines(log, 3)).toEqual(['GET 403', 'GET 401', 'GET 426']);
-      // An accepted upgrade still works beside them.
+      // An accepted upgrade beside them is logged as the 101 it is, once, when it is accepted.
       const conn = await connect(`${running.url}/echo`, { headers: { origin: ORIGIN } });
       await conn.send('still here');
       expect(await conn.recv()).toBe('still here');
+      expect(await lines(log, 4)).toEqual(['GET 403', 'GET 401', 'GET 426', 'GET 101']);
       await conn.close();
     } finally {
       await running.close();

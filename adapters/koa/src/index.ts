@@ -31,6 +31,7 @@ import {
   CloseCode,
   listenForUpgrades,
   upgradesUnderWay,
+  completeUpgradeResponse,
   endRefusedResponse,
   handleUpgrade,
   requestPath,
@@ -204,9 +205,12 @@ export function websocket(mapperOrOptions: ServiceMapper<KoaState> | ServiceMapp
    * Koa wrote its error response) fails the upgrade with 500.
    */
   const headersOf = (ctx: Context, pending: PendingUpgrade, afterChain: boolean) => (): OutgoingHttpHeaders | Promise<OutgoingHttpHeaders> => {
-    const read = (): OutgoingHttpHeaders => {
+    // Koa's response is then ended as a 101 written nowhere, as the Express adapter ends Express's,
+    // so that what waits for it to finish (an access log: koa-logger, on-finished) sees the upgrade
+    // answered 101 (fixed: it never finished, and an accepted upgrade was never logged).
+    const read = (): Promise<OutgoingHttpHeaders> => {
       if (ctx.res.writableEnded) throw new Error(`Koa answered ${ctx.res.statusCode} after the upgrade was accepted`);
-      return ctx.res.getHeaders();
+      return completeUpgradeResponse(ctx.res).then(() => ctx.res.getHeaders());
     };
     return afterChain ? pending.chain.then(read) : read();
   };
