@@ -8,7 +8,7 @@ import { runInNewContext } from 'node:vm';
 import fc from 'fast-check';
 import { Protocol, type ProtocolHandler, type Side } from '../src/protocol.js';
 import { prepareMessage } from '../src/prepared.js';
-import type { WebSocketError } from '../src/errors.js';
+import { ProtocolError, type WebSocketError } from '../src/errors.js';
 import type { MessageExtension } from '../src/extensions/extension.js';
 import { closePayload, decodeFrames, frame, type DecodedFrame } from './helpers/frames.js';
 
@@ -105,6 +105,44 @@ describe('Protocol close handshake', () => {
 });
 
 describe('Protocol failures', () => {
+  test('the close frame of a failure names the broken rule as its reason; a 1011 sends no reason (no details leak)', () => {
+    const h = harness('server');
+    h.proto.receiveData(frame({ opcode: 2, payload: 'x', mask: false }));
+    const [close] = h.written();
+    expect(close!.payload.readUInt16BE(0)).toBe(1002);
+    expect(close!.payload.subarray(2).toString()).toBe(h.errors[0]!.message);
+    expect(h.errors[0]!.message).toMatch(/not masked/);
+    const internal = harness('server');
+    internal.proto.fail(new ProtocolError('a detail of ours', 1011));
+    const [empty] = internal.written();
+    expect(empty!.payload).toEqual(Buffer.from([0x03, 0xf3]));
+    expect(internal.proto.closeCode).toBe(1011);
+    // A long message is cut to the 123 bytes a close reason may have (RFC 6455 §5.5: 125 with the code).
+    const long = harness('server');
+    long.proto.fail(new ProtocolError('r'.repeat(200)));
+    expect(long.written()[0]!.payload.subarray(2).toString()).toBe('r'.repeat(123));
+    // ... and one whose first 123 characters are over 123 bytes is not sent at all (never a character cut in two).
+    const wide = harness('server');
+    wide.proto.fail(new ProtocolError('é'.repeat(100)));
+    expect(wide.written()[0]!.payload).toEqual(Buffer.from([0x03, 0xea]));
+    expect(wide.proto.closeReason).toBe('é'.repeat(100));
+    const edge = harness('server');
+    edge.proto.fail(new ProtocolError('é' + 'r'.repeat(150))); // its first 123 characters are 124 bytes
+    expect(edge.written()[0]!.payload).toEqual(Buffer.from([0x03, 0xea]));
+  });
+
+  test('a failure once the connection is closed changes nothing: no second close frame, error or end, the code kept', () => {
+    const h = harness('server');
+    h.proto.receiveData(frame({ opcode: 8, payload: closePayload(4001, 'bye'), mask: true }));
+    const written = h.written().length;
+    const events = [...h.events];
+    h.proto.fail(new ProtocolError('too late', 1007));
+    expect(h.written()).toHaveLength(written);
+    expect(h.events).toEqual(events);
+    expect(h.proto.closeCode).toBe(4001);
+    expect(h.proto.closeReason).toBe('bye');
+  });
+
   test('server fails fragmented text with invalid UTF-8 at the first fragment, before the message ends', () => {
     const h = harness('server');
     h.proto.receiveData(frame({ opcode: 1, payload: Buffer.from([0x61, 0xff]), fin: false, mask: true }));
@@ -238,6 +276,27 @@ describe('Protocol joining fragments', () => {
 });
 
 describe('Protocol sending', () => {
+  test.each(['ping', 'pong'] as const)('%s: a payload of 125 bytes is sent, one of 126 is a RangeError and writes nothing (RFC 6455 §5.5)', (kind) => {
+    const h = harness('client');
+    h.proto[kind](Buffer.alloc(125, 1));
+    expect(() => h.proto[kind](Buffer.alloc(126, 2))).toThrow(new RangeError(`${kind} payload over 125 bytes`));
+    const frames = h.written();
+    expect(frames.map((f) => [f.opcode, f.payload.length])).toEqual([[kind === 'ping' ? 9 : 10, 125]]);
+    expect(h.proto.state).toBe('open');
+  });
+
+  test('pong writes nothing once the connection failed, nor once the peer\'s close frame came (RFC 6455 §5.5.2)', () => {
+    const failed = harness('server');
+    failed.proto.receiveData(frame({ opcode: 2, payload: 'x', mask: false }));
+    const written = failed.written().length;
+    failed.proto.pong(Buffer.from('late'));
+    expect(failed.written()).toHaveLength(written);
+    const closed = harness('server');
+    closed.proto.receiveData(frame({ opcode: 8, payload: closePayload(1000), mask: true }));
+    closed.proto.pong(Buffer.from('late'));
+    expect(closed.written().map((f) => f.opcode)).toEqual([8]);
+  });
+
   test('client masks every frame with a fresh key; server never masks', () => {
     const c = harness('client');
     c.proto.sendText('hi');
@@ -270,7 +329,7 @@ describe('Protocol sending', () => {
   test('no whole message may be sent while a fragmented one is open (RFC 6455 §5.4): text (a string too), binary and prepared are refused', () => {
     const h = harness('server');
     h.proto.sendFragment(1, Buffer.from('a'), false);
-    const inProgress = expect.objectContaining({ code: 'WS_SEND_IN_PROGRESS' });
+    const inProgress = expect.objectContaining({ code: 'WS_SEND_IN_PROGRESS', closeCode: 1011 });
     // (A string took a path of its own that did not check, and was written into the open message.)
     expect(() => h.proto.sendText('interleaved')).toThrow(inProgress);
     expect(() => h.proto.sendText(Buffer.from('interleaved'))).toThrow(inProgress);

@@ -31,6 +31,12 @@ describe('close payloads', () => {
     expect(() => parseClosePayload(Buffer.of(0x03))).toThrow(ProtocolError);
   });
 
+  test('every 1-byte payload is a protocol error, even one whose byte reads as a valid code with a zero low byte (0x0c: 3072)', () => {
+    for (let byte = 0; byte < 256; byte++) {
+      expect(() => parseClosePayload(Buffer.of(byte))).toThrow(/1-byte payload/);
+    }
+  });
+
   test('an invalid UTF-8 reason is a 1007 InvalidUtf8Error', () => {
     let error: unknown;
     try {
@@ -48,5 +54,13 @@ describe('close payloads', () => {
     expect(() => encodeClosePayload(1000, 'é'.repeat(62))).toThrow(RangeError);
     expect(() => encodeClosePayload(undefined, 'why')).toThrow(RangeError);
     expect(encodeClosePayload(undefined).length).toBe(0);
+  });
+
+  test('a reason that is no string is a TypeError naming its kind, with a code or without one (not the RangeError for a reason without a code)', () => {
+    expect(() => encodeClosePayload(undefined, 42 as never)).toThrow(new TypeError('close reason must be a string, not a number'));
+    expect(() => encodeClosePayload(1000, 42 as never)).toThrow(new TypeError('close reason must be a string, not a number'));
+    expect(() => encodeClosePayload('1000' as never)).toThrow(new TypeError('close code must be a number, not the string "1000"'));
+    expect(() => encodeClosePayload(1000, null as never)).toThrow(new TypeError('close reason must be a string, not null'));
+    expect(() => encodeClosePayload(1000, {} as never)).toThrow(new TypeError('close reason must be a string, not an object'));
   });
 });

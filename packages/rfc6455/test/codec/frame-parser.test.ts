@@ -116,6 +116,25 @@ describe('length forms', () => {
     expect(rec.parser.bufferedAmount).toBe(0);
   });
 
+  test.each([
+    ['00 01 00 00 00 00 00 05', 2 ** 48 + 5],
+    ['00 00 01 00 00 00 00 00', 2 ** 40],
+    ['00 00 00 00 80 00 00 00', 2 ** 31],
+    ['00 00 00 01 00 00 00 05', 2 ** 32 + 5],
+    ['00 1f ff ff 00 00 00 00', 0x1fffff * 2 ** 32],
+    ['00 1f ff ff ff ff ff ff', Number.MAX_SAFE_INTEGER],
+    ['00 20 00 00 00 00 00 00', Number.MAX_SAFE_INTEGER],
+    ['7f ff ff ff 00 00 00 00', Number.MAX_SAFE_INTEGER],
+    ['7f ff ff ff ff ff ff ff', Number.MAX_SAFE_INTEGER],
+    ['7f 80 00 00 00 00 00 00', Number.MAX_SAFE_INTEGER],
+  ])('a 64-bit length %s is read exactly (the size its 1009 reports; 2^53 and over read as MAX_SAFE_INTEGER)', (bytes, size) => {
+    const rec = recordingParser({ side: 'client', maxFrameSize: 1000 });
+    rec.parser.push(hex(`82 7f ${bytes}`));
+    expect(rec.errors).toHaveLength(1);
+    expect(rec.errors[0]).toBeInstanceOf(MessageTooBigError);
+    expect(rec.errors[0]!.message).toBe(`frame of ${size} bytes exceeds maxFrameSize 1000`);
+  });
+
   test('server fails fragmented text over maxMessageSize with 1009 at the fragment that crosses it', () => {
     const rec = recordingParser({ side: 'server', maxMessageSize: 10 });
     rec.parser.push(frame({ opcode: 1, payload: 'abcdef', fin: false, mask: true }));
@@ -141,6 +160,20 @@ describe('length forms', () => {
     rec.parser.push(frame({ opcode: 0, payload: 'cd', mask: true }));
     expect(rec.errors).toEqual([]);
     expect(rec.messages.map((m) => m.data.toString())).toEqual(['abcd']);
+  });
+
+  test('a close frame is no data frame either: limits smaller than its payload do not apply to it', () => {
+    const rec = recordingParser({ side: 'server', maxFrameSize: 4, maxMessageSize: 4, maxFragments: 1 });
+    rec.parser.push(frame({ opcode: 8, payload: closePayload(1000, 'long goodbye'), mask: true }));
+    expect(rec.errors).toEqual([]);
+    expect(rec.controls.map((c) => [c.opcode, c.payload.length])).toEqual([[8, 14]]);
+  });
+
+  test('a frame of exactly maxFrameSize bytes is accepted', () => {
+    const rec = recordingParser({ side: 'client', maxFrameSize: 1000 });
+    rec.parser.push(Buffer.concat([hex('82 7e 03 e8'), Buffer.alloc(1000, 3)]));
+    expect(rec.errors).toEqual([]);
+    expect(rec.messages.map((m) => m.data.length)).toEqual([1000]);
   });
 });
 

@@ -101,6 +101,9 @@ describe('server accepts permessage-deflate offers', () => {
 
   test('clientMaxWindowBits below 15 declines an offer that does not let the server limit the client', () => {
     expect(serverAccepts('permessage-deflate', { clientMaxWindowBits: 10 })).toBeNull();
+    // At the edge: 14 is a limit (declined), 15 is none (accepted).
+    expect(serverAccepts('permessage-deflate', { clientMaxWindowBits: 14 })).toBeNull();
+    expect(serverAccepts('permessage-deflate', { clientMaxWindowBits: 15 })).toEqual({ response: 'permessage-deflate', params: DEFAULTS });
     expect(serverAccepts('permessage-deflate, permessage-deflate; client_max_window_bits', { clientMaxWindowBits: 10 })?.response).toBe(
       'permessage-deflate; client_max_window_bits=10',
     );

@@ -5,6 +5,7 @@
 import { connect as netConnect, type Socket } from 'node:net';
 import { runInNewContext } from 'node:vm';
 import { serve, type WebSocketServer } from 'rfc6455';
+import { parseProtocols } from '../../src/handshake/server.js';
 import { rawRequest, upgradeRequest, RawClient } from '../helpers/raw-client.js';
 import { until } from '../helpers/wait.js';
 
@@ -240,5 +241,14 @@ describe('a refusal the client does not read', () => {
       for (const client of clients) client.destroy();
       await refusing.close();
     }
+  });
+});
+
+describe('Sec-WebSocket-Protocol parsing (RFC 6455 §4.1 step 10, a #token list)', () => {
+  test('empty list elements are skipped, repeats kept once, order kept; a non-token or an all-empty list is a 400', () => {
+    expect(parseProtocols('chat, , superchat,')).toEqual(['chat', 'superchat']);
+    expect(parseProtocols(['b, a', ' , b'])).toEqual(['b', 'a']);
+    expect(() => parseProtocols('chat, a b')).toThrow(expect.objectContaining({ status: 400, code: 'WS_BAD_PROTOCOL_HEADER' }));
+    expect(() => parseProtocols(' , ')).toThrow(expect.objectContaining({ status: 400, code: 'WS_BAD_PROTOCOL_HEADER' }));
   });
 });
