@@ -22,19 +22,20 @@
  */
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { once } from 'node:events';
-import { Socket } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { EOF, connect, type ConnectOptions, type Message, type WebSocketConnection } from 'rfc6455';
-import { UTF8_REASON, bytesOf, bytesWritten, closedStatus, echoServer, echoServerForBlock, Inbox, randomishBytes, textOfBytes, type EchoServer } from './peer-helpers.js';
+import { UTF8_REASON, bytesOf, closedStatus, echoServer, echoServerForBlock, Inbox, textOfBytes, type EchoServer } from './peer-helpers.js';
 import {
   asBinary,
   asText,
+  compressedEcho,
   echoRoundTrip,
   ourClientTests,
   overOurMaxMessageSize,
   peerClientTests,
   recv,
+  REPETITIVE,
   type PeerClient,
   type PeerClose,
   type PeerEnd,
@@ -197,43 +198,6 @@ class ScriptPeer {
     this.child.stdin.end();
     this.child.kill('SIGKILL');
     if (this.child.exitCode === null && this.child.signalCode === null) await once(this.child, 'exit');
-  }
-}
-
-/** Bytes our side of `conn` has read from its TCP socket so far. */
-function bytesRead(conn: WebSocketConnection): number {
-  const stream = conn.transport.stream;
-  if (!(stream instanceof Socket)) throw new Error('not a TCP transport');
-  return stream.bytesRead;
-}
-
-/** A compressible message: about 200 KB of repeated JSON-ish text with 4-byte characters. */
-const REPETITIVE = '{"name":"grüße 😀","values":[1,2,3,4,5]},'.repeat(5000);
-
-/**
- * A compressible text and incompressible bytes, twice each, from our side and from the peer's,
- * echoed by whichever side is the server: intact, and what compresses is much smaller on the wire
- * both ways (so both sides compressed it).
- */
-async function compressedEcho(conn: WebSocketConnection, peer: ScriptEnd, peerIsServer: boolean): Promise<void> {
-  const ourNext = (): Promise<Message> => (peerIsServer ? recv(conn) : (once(conn, 'message') as Promise<[Message]>).then(([m]) => m));
-  const same = (a: Message | PeerMessage, b: string | Buffer): boolean => (typeof b === 'string' ? a === b : Buffer.isBuffer(a) && a.equals(b));
-  const random = randomishBytes(100_000, 7);
-  for (const data of [REPETITIVE, random, REPETITIVE, random]) {
-    const written = bytesWritten(conn);
-    const read = bytesRead(conn);
-    await conn.send(data);
-    expect(same(await peer.messages.next(), data)).toBe(true);
-    if (peerIsServer) expect(same(await ourNext(), data)).toBe(true);
-    const got = ourNext();
-    if (typeof data === 'string') peer.sendText(data);
-    else peer.sendBinary(data);
-    expect(same(await got, data)).toBe(true);
-    if (!peerIsServer) expect(same(await peer.messages.next(), data)).toBe(true);
-    if (data === REPETITIVE) {
-      expect(bytesWritten(conn) - written).toBeLessThan(REPETITIVE.length / 5);
-      expect(bytesRead(conn) - read).toBeLessThan(REPETITIVE.length / 5);
-    }
   }
 }
 

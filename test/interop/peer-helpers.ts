@@ -121,6 +121,13 @@ export function bytesWritten(conn: WebSocketConnection): number {
   return stream.bytesWritten;
 }
 
+/** Bytes our side of `conn` has read from its TCP socket so far. */
+export function bytesRead(conn: WebSocketConnection): number {
+  const stream = conn.transport.stream;
+  if (!(stream instanceof Socket)) throw new Error('not a TCP transport');
+  return stream.bytesRead;
+}
+
 /** Resolves once `conn` is closed and its transport gone. */
 export async function closedStatus(conn: WebSocketConnection): Promise<{ code: number | undefined; reason: string | undefined }> {
   await conn.whenClosed;

@@ -15,7 +15,7 @@
  */
 import { once } from 'node:events';
 import { connect, EOF, type ConnectOptions, type Message, type WebSocketConnection } from 'rfc6455';
-import { SIZES, UTF8_REASON, bytesOf, closedStatus, echoServer, textOfBytes, type Accepted, type EchoServer, type Inbox } from './peer-helpers.js';
+import { SIZES, UTF8_REASON, bytesOf, bytesRead, bytesWritten, closedStatus, echoServer, randomishBytes, textOfBytes, type Accepted, type EchoServer, type Inbox } from './peer-helpers.js';
 
 /** A message as the peer received it: text as a string, binary as a Buffer. */
 export type PeerMessage = string | Buffer;
@@ -349,4 +349,39 @@ export function ourClientTests(p: PeerServerSuite): void {
     expect(conn.protocol).toBe('chat.v1');
     expect(peer.protocol()).toBe('chat.v1');
   });
+}
+
+/** A compressible message: about 200 KB of repeated JSON-ish text with 4-byte characters. */
+export const REPETITIVE = '{"name":"grüße 😀","values":[1,2,3,4,5]},'.repeat(5000);
+
+/**
+ * Repetitive and random data both ways on a connection with permessage-deflate, each message
+ * echoed by whichever side is the server: all intact. What compresses is much smaller on the wire
+ * in both directions (so both sides compressed it); what does not still round-trips. Each message
+ * goes twice, so that a second copy can refer back to the first where the context is kept.
+ */
+export async function compressedEcho(conn: WebSocketConnection, peer: PeerEnd, peerIsServer: boolean): Promise<void> {
+  /** The next message our side receives (from an echo server's side: seen as its listener sees it). */
+  const ourNext = (): Promise<Message> => (peerIsServer ? recv(conn) : (once(conn, 'message') as Promise<[Message]>).then(([m]) => m));
+  const same = (a: Message | PeerMessage, b: string | Buffer): boolean => (typeof b === 'string' ? a === b : Buffer.isBuffer(a) && a.equals(b));
+  const random = randomishBytes(100_000, 7);
+  for (const data of [REPETITIVE, random, REPETITIVE, random]) {
+    const written = bytesWritten(conn);
+    const read = bytesRead(conn);
+    // Ours to the peer (and its echo when it is the server; ours reaches it when we are).
+    await conn.send(data);
+    expect(same(await peer.messages.next(), data)).toBe(true);
+    if (peerIsServer) expect(same(await ourNext(), data)).toBe(true);
+    // The peer's to us.
+    const got = ourNext();
+    if (typeof data === 'string') peer.sendText(data);
+    else peer.sendBinary(data);
+    expect(same(await got, data)).toBe(true);
+    if (!peerIsServer) expect(same(await peer.messages.next(), data)).toBe(true);
+    if (data === REPETITIVE) {
+      // Two copies each way, uncompressed 400 KB and more.
+      expect(bytesWritten(conn) - written).toBeLessThan(REPETITIVE.length / 5);
+      expect(bytesRead(conn) - read).toBeLessThan(REPETITIVE.length / 5);
+    }
+  }
 }

@@ -12,12 +12,11 @@
  */
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { once } from 'node:events';
-import { Socket } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { EOF, connect, type ConnectOptions, type Message, type PerMessageDeflateOptions, type WebSocketConnection } from 'rfc6455';
-import { UTF8_REASON, bytesOf, bytesWritten, closedStatus, echoServer, Inbox, randomishBytes, textOfBytes, type EchoServer } from './peer-helpers.js';
-import { asBinary, asText, echoRoundTrip, recv, type PeerClient, type PeerClose, type PeerEnd, type PeerMessage } from './peer-suite.js';
+import { UTF8_REASON, bytesOf, closedStatus, echoServer, Inbox, textOfBytes, type EchoServer } from './peer-helpers.js';
+import { asBinary, asText, compressedEcho, echoRoundTrip, recv, REPETITIVE, type PeerClient, type PeerClose, type PeerEnd, type PeerMessage } from './peer-suite.js';
 
 const PYTHON = '/usr/bin/python3';
 const SCRIPT = join(__dirname, 'py', 'peers.py');
@@ -233,48 +232,6 @@ class PyProcess {
 
 /** The python peer's client default offer, per library, for `connect`. */
 const DEFAULT_CLIENT_DEFLATE: Record<Lib, Record<string, unknown>> = { aiohttp: { compress: 15 }, tornado: {}, autobahn: {} };
-
-/** Bytes our side of `conn` has read from its TCP socket so far. */
-function bytesRead(conn: WebSocketConnection): number {
-  const stream = conn.transport.stream;
-  if (!(stream instanceof Socket)) throw new Error('not a TCP transport');
-  return stream.bytesRead;
-}
-
-/** A compressible message: about 200 KB of repeated JSON-ish text with 4-byte characters. */
-const REPETITIVE = '{"name":"grüße 😀","values":[1,2,3,4,5]},'.repeat(5000);
-
-/**
- * Repetitive and random data both ways on a connection with permessage-deflate, each message
- * echoed by whichever side is the server: all intact. What compresses is much smaller on the wire
- * in both directions (so both sides compressed it); what does not still round-trips. Each message
- * goes twice, so that a second copy can refer back to the first where the context is kept.
- */
-async function compressedEcho(conn: WebSocketConnection, peer: PyEnd, peerIsServer: boolean): Promise<void> {
-  /** The next message our side receives (from an echo server's side: seen as its listener sees it). */
-  const ourNext = (): Promise<Message> => (peerIsServer ? recv(conn) : (once(conn, 'message') as Promise<[Message]>).then(([m]) => m));
-  const same = (a: Message | PeerMessage, b: string | Buffer): boolean => (typeof b === 'string' ? a === b : Buffer.isBuffer(a) && a.equals(b));
-  const random = randomishBytes(100_000, 7);
-  for (const data of [REPETITIVE, random, REPETITIVE, random]) {
-    const written = bytesWritten(conn);
-    const read = bytesRead(conn);
-    // Ours to the peer (and its echo when it is the server; ours reaches it when we are).
-    await conn.send(data);
-    expect(same(await peer.messages.next(), data)).toBe(true);
-    if (peerIsServer) expect(same(await ourNext(), data)).toBe(true);
-    // The peer's to us.
-    const got = ourNext();
-    if (typeof data === 'string') peer.sendText(data);
-    else peer.sendBinary(data);
-    expect(same(await got, data)).toBe(true);
-    if (!peerIsServer) expect(same(await peer.messages.next(), data)).toBe(true);
-    if (data === REPETITIVE) {
-      // Two copies each way, uncompressed 400 KB and more.
-      expect(bytesWritten(conn) - written).toBeLessThan(REPETITIVE.length / 5);
-      expect(bytesRead(conn) - read).toBeLessThan(REPETITIVE.length / 5);
-    }
-  }
-}
 
 describe.each(LIBS)('python3-%s', (lib) => {
   const quirks = QUIRKS[lib];
