@@ -57,8 +57,10 @@ export function writeHeader(
     target[offset++] = maskBit | 127;
     const hi = Math.floor(length / 0x100000000);
     const lo = length >>> 0;
-    target[offset++] = 0;
-    target[offset++] = 0;
+    // All 64 bits (fixed bug: the top two bytes were written as 0, so a length of 2^48 or more,
+    // up to 2^53 - 1, went out wrong).
+    target[offset++] = hi >>> 24;
+    target[offset++] = (hi >>> 16) & 0xff;
     target[offset++] = (hi >>> 8) & 0xff;
     target[offset++] = hi & 0xff;
     target[offset++] = lo >>> 24;

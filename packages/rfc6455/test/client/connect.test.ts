@@ -8,7 +8,7 @@ import type { IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { acceptKey } from '../../src/handshake/server.js';
 import { redirectedOptions } from '../../src/client.js';
-import { verifyNegotiation } from '../../src/handshake/client.js';
+import { verifyNegotiation, verifyResponse } from '../../src/handshake/client.js';
 import type { Socket } from 'node:net';
 import { rawServer, requestKey, type RawServer } from '../helpers/raw-server.js';
 import { closePayload, decodeFrames, frame, type DecodedFrame } from '../helpers/frames.js';
@@ -152,6 +152,16 @@ describe('client verifies the 101 response', () => {
     expect(s.requests[0]).toMatch(/^sec-websocket-protocol: chat, Chat$/im);
   });
 
+  test('a subprotocol that is not a token is a TypeError, over HTTP/1.1 and HTTP/2, and nothing is sent (RFC 6455 §4.1 item 10)', async () => {
+    const s = await answering((head) => switching(head, ['Sec-WebSocket-Protocol: a b']));
+    for (const http2 of [false, true]) {
+      for (const protocols of [['a b'], ['chat', 'a,b'], ['chat', ''], ['x"y'], 'a b']) {
+        await expect(connect(s.url, { protocols, http2, perMessageDeflate: false })).rejects.toThrow(TypeError);
+      }
+    }
+    expect(s.requests).toHaveLength(0);
+  });
+
   test('a URL with a fragment is a SyntaxError before anything is sent (RFC 6455 §3; it was dropped silently); a %23 is data', async () => {
     const s = await answering((head) => switching(head));
     for (const url of [`${s.url}#x`, `${s.url}#`, `${s.url}?q=1#`, s.url.replace('ws:', 'http:') + '#top']) {
@@ -165,6 +175,36 @@ describe('client verifies the 101 response', () => {
   test('a subprotocol when we offered none fails', async () => {
     const s = await answering((head) => switching(head, ['Sec-WebSocket-Protocol: chat']));
     expect((await failure(s.url)).code).toBe('WS_BAD_PROTOCOL');
+  });
+
+  test('verifyResponse (exported) checks every item itself: Upgrade, Connection: Upgrade, the accept value; a malformed Sec-WebSocket-Extensions is a 101 HandshakeError with its cause (Node never hands connect() a 101 without Connection: upgrade, so only a direct call reaches that check)', () => {
+    const key = 'dGhlIHNhbXBsZSBub25jZQ==';
+    const good = { upgrade: 'websocket', connection: 'Upgrade', 'sec-websocket-accept': acceptKey(key) };
+    const code = (headers: Record<string, string>): unknown => {
+      try {
+        verifyResponse('HTTP/1.1 101 Switching Protocols', headers, { key, extensionNames: ['permessage-deflate'] });
+        return 'accepted';
+      } catch (error) {
+        expect(error).toBeInstanceOf(HandshakeError);
+        const e = error as HandshakeError;
+        return [e.code, e.status, e.statusLine];
+      }
+    };
+    const line = 'HTTP/1.1 101 Switching Protocols';
+    expect(code(good)).toBe('accepted');
+    expect(code({ ...good, connection: 'keep-alive, UPGRADE' })).toBe('accepted');
+    expect(code({ ...good, upgrade: 'h2c' })).toEqual(['WS_BAD_UPGRADE', 101, line]);
+    expect(code({ upgrade: 'websocket', 'sec-websocket-accept': acceptKey(key) })).toEqual(['WS_BAD_CONNECTION', 101, line]);
+    expect(code({ ...good, connection: 'upgradex' })).toEqual(['WS_BAD_CONNECTION', 101, line]);
+    expect(code({ ...good, 'sec-websocket-accept': acceptKey('x' + key) })).toEqual(['WS_BAD_ACCEPT', 101, line]);
+    expect(code({ ...good, 'sec-websocket-extensions': 'permessage-deflate; ="' })).toEqual(['WS_BAD_EXTENSION_RESPONSE', 101, line]);
+    let malformed: unknown;
+    try {
+      verifyResponse(line, { ...good, 'sec-websocket-extensions': 'a b' }, { key });
+    } catch (error) {
+      malformed = error;
+    }
+    expect((malformed as HandshakeError).cause).toBeInstanceOf(HandshakeError);
   });
 
   test('an extension we did not offer fails', async () => {

@@ -2,7 +2,7 @@
  * encodeFrame/writeHeader against hex fixtures (RFC 6455 §5.7) and the hand-made decoder: each
  * length form, FIN/RSV1, masking with a given key, large payloads left uncopied.
  */
-import { COPY_THRESHOLD, encodeFrame, headerSize, unmaskedHeader } from '../../src/codec/frame-writer.js';
+import { COPY_THRESHOLD, encodeFrame, encodeUnmaskedCopy, headerSize, unmaskedHeader, writeHeader } from '../../src/codec/frame-writer.js';
 import { decodeFrames, hex } from '../helpers/frames.js';
 import { isControlOpcode } from '../../src/codec/constants.js';
 
@@ -145,5 +145,32 @@ describe('encodeFrame', () => {
     const parts = encodeFrame(2, payload);
     expect(parts).toHaveLength(2);
     expect(parts[1]).toBe(payload);
+  });
+
+  test('writeHeader writes the 64-bit length exactly up to 2^53 - 1, every byte of it, after any offset and before the mask key', () => {
+    const key = Uint8Array.of(0xa1, 0xb2, 0xc3, 0xd4);
+    for (const length of [65536, 2 ** 32 - 1, 2 ** 32, 2 ** 40, 2 ** 40 + 2 ** 33 + 0x1234567, 2 ** 48 + 2 ** 41, 2 ** 53 - 1]) {
+      const expected = Buffer.alloc(10);
+      expected[0] = 0x82;
+      expected[1] = 0xff;
+      expected.writeBigUInt64BE(BigInt(length), 2);
+      const target = Buffer.alloc(3 + 14);
+      expect(writeHeader(target, 3, 2, length, true, false, key)).toBe(3 + 14);
+      expect(target.subarray(3)).toEqual(Buffer.concat([expected, key]));
+      expect(headerSize(length, true)).toBe(14);
+      // The unmasked headers (shared ones) agree.
+      expected[1] = 0x7f;
+      expect(unmaskedHeader(2, length, true, false)).toEqual(expected);
+    }
+  });
+
+  test('encodeUnmaskedCopy (the connection\'s small frames) is header and payload in one buffer, for every length form up to COPY_THRESHOLD, a 1-byte payload too', () => {
+    for (const length of [0, 1, 2, 3, 125, 126, 127, COPY_THRESHOLD]) {
+      for (const fill of [0x00, 0x5a, 0xff]) {
+        const payload = Buffer.alloc(length, fill);
+        const frame = encodeUnmaskedCopy(1, payload, false, true);
+        expect(frame).toEqual(Buffer.concat(encodeFrame(1, payload, { fin: false, rsv1: true })));
+      }
+    }
   });
 });

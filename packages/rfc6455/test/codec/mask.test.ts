@@ -176,3 +176,47 @@ describe.each(['simd', 'js'] as const)('mask with the %s engine', (engine) => {
     }
   });
 });
+
+test('RFC6455_NO_WASM=1 in the environment turns the WebAssembly engine off (docs/performance.md), and masking stays right', () => {
+  const saved = process.env.RFC6455_NO_WASM;
+  try {
+    process.env.RFC6455_NO_WASM = '1';
+    expect(setMaskEngine('simd')).toBe('js');
+    const payload = Uint8Array.from({ length: 1000 }, (_, i) => (i * 7) & 0xff);
+    const out = new Uint8Array(1000);
+    mask(payload, Uint8Array.of(1, 2, 3, 4), out, 0);
+    expect(out.every((b, i) => b === (payload[i]! ^ [1, 2, 3, 4][i & 3]!))).toBe(true);
+    process.env.RFC6455_NO_WASM = '0';
+    expect(setMaskEngine('simd')).toBe('simd');
+  } finally {
+    if (saved === undefined) delete process.env.RFC6455_NO_WASM;
+    else process.env.RFC6455_NO_WASM = saved;
+    setMaskEngine('simd');
+  }
+});
+
+describe.each(['simd', 'js'] as const)('mask into another region with the %s engine', (engine) => {
+  beforeAll(() => setMaskEngine(engine));
+  afterAll(() => setMaskEngine('simd'));
+
+  test('a destination in the same ArrayBuffer as the source (as two pooled Buffers are) gets the masked bytes, the source is left alone, and no byte around the destination is written', () => {
+    const key = Uint8Array.of(0x11, 0x22, 0x44, 0x88);
+    for (const length of [1, 3, 4, 7, 8, 16, 31, 32, 64, 100, 513, 1024]) {
+      for (const [srcAt, dstAt] of [[0, 2048], [4, 2052], [1, 2049], [3, 2048], [2048, 8]] as const) {
+        for (const maskOffset of [0, 1, 3]) {
+          const memory = new Uint8Array(4096).fill(0xee);
+          const src = new Uint8Array(memory.buffer, srcAt, length);
+          for (let i = 0; i < length; i++) src[i] = (i * 13 + 5) & 0xff;
+          const before = Uint8Array.from(src);
+          const expected = before.map((b, i) => b ^ key[(maskOffset + i) & 3]!);
+          const dst = new Uint8Array(memory.buffer, dstAt - 4, length + 8);
+          mask(src, key, dst, 4, maskOffset);
+          const label = `${length} ${srcAt}->${dstAt} +${maskOffset}`;
+          expect([label, Buffer.from(src).equals(before)]).toEqual([label, true]);
+          expect([label, Buffer.from(dst.subarray(4, 4 + length)).equals(expected)]).toEqual([label, true]);
+          expect([label, dst.subarray(0, 4).every((b) => b === 0xee), dst.subarray(4 + length).every((b) => b === 0xee)]).toEqual([label, true, true]);
+        }
+      }
+    }
+  });
+});

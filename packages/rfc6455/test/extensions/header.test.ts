@@ -154,3 +154,23 @@ describe('formatExtension', () => {
     expect(parseExtensions(formatExtensions(offers))).toEqual(offers);
   });
 });
+
+describe('tchar boundaries (RFC 7230 §3.2.6)', () => {
+  const TCHARS = "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+  test('every tchar is taken in a name, a parameter name, a token value and a quoted value; each neighbour of the ranges and every other printable character is refused there', () => {
+    for (const c of TCHARS) {
+      const header = `x${c}; p${c}=v${c}; q="w${c}"`;
+      expect([c, parseExtensions(header)]).toEqual([c, [{ name: `x${c}`.toLowerCase(), params: [[`p${c}`.toLowerCase(), `v${c}`], ['q', `w${c}`]] }]]);
+      expect([c, formatExtension({ name: 'x', params: [['p', `v${c}`]] })]).toEqual([c, `x; p=v${c}`]);
+    }
+    for (let code = 0x21; code < 0x7f; code++) {
+      const c = String.fromCharCode(code);
+      if (TCHARS.includes(c) || c === '"' || c === ',' || c === ';' || c === '=' || c === '\\') continue;
+      for (const header of [`x${c}y`, `x; p${c}q`, `x; p=v${c}w`, `x; p="v${c}"`]) {
+        expect(() => parseExtensions(header)).toThrow(HandshakeError);
+      }
+      expect(formatExtension({ name: 'x', params: [['p', `v${c}`]] })).toBe(`x; p="v${c}"`);
+    }
+  });
+});

@@ -6,6 +6,7 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { runInNewContext } from 'node:vm';
 import { serve, type WebSocketServer } from 'rfc6455';
 import { parseProtocols } from '../../src/handshake/server.js';
+import { formatErrorResponse, formatResponse, hasHeaderToken, headerList, isWebSocketTarget, targetPath } from '../../src/handshake/http.js';
 import { rawRequest, upgradeRequest, RawClient } from '../helpers/raw-client.js';
 import { until } from '../helpers/wait.js';
 
@@ -250,5 +251,69 @@ describe('Sec-WebSocket-Protocol parsing (RFC 6455 §4.1 step 10, a #token list)
     expect(parseProtocols(['b, a', ' , b'])).toEqual(['b', 'a']);
     expect(() => parseProtocols('chat, a b')).toThrow(expect.objectContaining({ status: 400, code: 'WS_BAD_PROTOCOL_HEADER' }));
     expect(() => parseProtocols(' , ')).toThrow(expect.objectContaining({ status: 400, code: 'WS_BAD_PROTOCOL_HEADER' }));
+  });
+});
+
+describe('headers written raw (refusals, hybi-00 responses): headerList and formatErrorResponse', () => {
+  test('a value with CR, LF or NUL, or a name that is no token, is a TypeError (response splitting); other values are kept as written, in order', () => {
+    for (const value of ['a\r\nX-Injected: 1', 'a\rb', 'a\nb', 'a\0b']) {
+      expect(() => headerList({ 'X-Note': value })).toThrow(TypeError);
+      expect(() => headerList([['X-Note', 'fine'], ['X-Note', value]])).toThrow(TypeError);
+    }
+    for (const name of ['X Note', 'X-Note:', '', 'X\r\nY', '(x)']) expect(() => headerList({ [name]: '1' })).toThrow(TypeError);
+    expect(headerList({ "!#$%&'*+-.^_`|~09AZaz": 'a\tb "c"', 'X-N': [1, 'two'] as unknown as string[], 'X-E': '', 'X-U': undefined })).toEqual([
+      ["!#$%&'*+-.^_`|~09AZaz", 'a\tb "c"'],
+      ['X-N', '1'],
+      ['X-N', 'two'],
+      ['X-E', ''],
+    ]);
+  });
+
+  test('formatErrorResponse leaves out every framing header given (Content-Length, Connection, Transfer-Encoding, Keep-Alive, Proxy-Connection, TE, Trailer) and ends a text body with a newline', () => {
+    const given = ['Content-Length', 'Connection', 'Transfer-Encoding', 'Keep-Alive', 'Proxy-Connection', 'TE', 'Trailer', 'X-Kept'].map((n): [string, string] => [n, '9']);
+    const text = formatErrorResponse(403, 'no', given).toString('latin1');
+    expect(text).toBe('HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 3\r\nX-Kept: 9\r\n\r\nno\n');
+    expect(formatErrorResponse(400, 'done\n').toString('latin1')).toMatch(/Content-Length: 5\r\n\r\ndone\n$/);
+  });
+
+  test('formatResponse: the head alone without a body (or with an empty one), a string body as UTF-8, a Buffer body as it is, a given reason phrase', () => {
+    expect(formatResponse(101, [['Upgrade', 'websocket']]).toString('latin1')).toBe('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n');
+    expect(formatResponse(204, [], '').toString('latin1')).toBe('HTTP/1.1 204 No Content\r\n\r\n');
+    expect(formatResponse(200, [], 'h\u00e9')).toEqual(Buffer.from('HTTP/1.1 200 OK\r\n\r\nh\u00c3\u00a9', 'latin1'));
+    expect(formatResponse(599, [], Buffer.of(0, 0xff), 'Mine')).toEqual(Buffer.concat([Buffer.from('HTTP/1.1 599 Mine\r\n\r\n'), Buffer.of(0, 0xff)]));
+  });
+
+  test('hasHeaderToken: a token in a comma-separated list, in any case, as browsers send Connection (Firefox: "keep-alive, Upgrade")', () => {
+    for (const value of ['Upgrade', 'upgrade', 'UPGRADE', 'keep-alive, Upgrade', 'Upgrade,keep-alive', ' upgrade ', ['close', 'Upgrade']]) {
+      expect([value, hasHeaderToken(value, 'upgrade')]).toEqual([value, true]);
+    }
+    for (const value of [undefined, '', 'upgradex', 'upgrad', 'keep-alive', 'up grade', 'a,b,c,d', ['close']]) {
+      expect([value, hasHeaderToken(value, 'upgrade')]).toEqual([value, false]);
+    }
+  });
+});
+
+describe('request targets (RFC 6455 §4.2.1 item 1, RFC 9112 §3.2): isWebSocketTarget and targetPath', () => {
+  test('origin-form and absolute http, https, ws and wss URIs (any case, percent escapes and a port in the authority) are taken; other schemes, a prefix before the scheme, an empty authority or userinfo are not', () => {
+    for (const url of ['/', '/chat?x=1', 'http://h/chat', 'HTTPS://h:443/', 'ws://h', 'wss://h/chat', 'WSS://h?q', 'http://h%41st/', 'http://[::1]:80/']) {
+      expect([url, isWebSocketTarget(url)]).toEqual([url, true]);
+    }
+    for (const url of ['*', 'h/chat', 'ftp://h/', 'xhttp://h/', 'wsss://h/', 'http:///chat', 'http://u@h/', 'http://h%4/', 'http://h%zz/', 'http://h h/']) {
+      expect([url, isWebSocketTarget(url)]).toEqual([url, false]);
+    }
+  });
+
+  test('the path of a target: no query, no fragment, the path of an absolute-form URI (a "#" or "?" in it ends the authority)', () => {
+    const cases: Array<[string, string]> = [
+      ['/chat?x=1#f', '/chat'],
+      ['/chat#f?x', '/chat'],
+      ['/chat', '/chat'],
+      ['http://h/chat?x', '/chat'],
+      ['wss://h', '/'],
+      ['http://h#a/b', '/'],
+      ['http://h?a/b', '/'],
+      ['HTTP://h//x', '//x'],
+    ];
+    for (const [url, path] of cases) expect([url, targetPath(url)]).toEqual([url, path]);
   });
 });
