@@ -69,6 +69,8 @@ export const FALLBACK_SCALE = 3;
 const CLOSE_HANDSHAKE_TIMEOUT = 1000 * FALLBACK_SCALE;
 const SERVER_DROP_TIMEOUT = 1000 * FALLBACK_SCALE;
 const OPEN_HANDSHAKE_TIMEOUT = 5000 * FALLBACK_SCALE;
+/** Turns of the event loop (each with a poll for I/O) before an expired fallback timer is judged. */
+const JUDGE_TURNS = 3;
 
 export type PeerState = 'connecting' | 'open' | 'closing' | 'closed';
 
@@ -267,11 +269,27 @@ export class FuzzPeer {
 
   // ---- Timers and sync points -------------------------------------------------------------------
 
-  private arm(ms: number, fn: () => void): NodeJS.Timeout {
-    const timer = setTimeout(() => {
+  /**
+   * Runs `fn` after `ms`. A fallback timer (`judge`, the default: it fails the peer when it
+   * fires) is judged only after JUDGE_TURNS more turns of the event loop, each with its poll for
+   * I/O: when the loop was held past `ms` (a loaded machine, a long collection), Node runs expired
+   * timers before reading the sockets, and the reply the timer waits for may be there already, in
+   * our side's socket or on its way back through it (both ends are in this process). Seen: three
+   * 6.22.x cases over TLS failed "did not respond in closing handshake" beside busy loops. Pure
+   * delays (`continueLater`) pass `judge` false. Until `fn` runs, the timer stays in `timers`, so
+   * `disarm()` and a socket close still cancel it.
+   */
+  private arm(ms: number, fn: () => void, judge = true): NodeJS.Timeout {
+    const run = (turns: number): void => {
+      if (!this.timers.has(timer)) return;
+      if (turns > 0) {
+        setImmediate(run, turns - 1);
+        return;
+      }
       this.timers.delete(timer);
       fn();
-    }, ms);
+    };
+    const timer = setTimeout(run, ms, judge ? JUDGE_TURNS : 0);
     this.timers.add(timer);
     return timer;
   }
@@ -290,11 +308,15 @@ export class FuzzPeer {
    */
   continueLater(ms: number, fn: () => void, tag?: string): void {
     this.whenWritten(() =>
-      this.arm(ms, () => {
-        if (this.state === 'closed') return;
-        this.note(`timer:continue${tag ? ` ${tag}` : ''}`);
-        fn();
-      }),
+      this.arm(
+        ms,
+        () => {
+          if (this.state === 'closed') return;
+          this.note(`timer:continue${tag ? ` ${tag}` : ''}`);
+          fn();
+        },
+        false,
+      ),
     );
   }
 
@@ -339,10 +361,17 @@ export class FuzzPeer {
   until(condition: () => boolean, ms: number): Promise<boolean> {
     if (condition()) return Promise.resolve(true);
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
+      // Judged after JUDGE_TURNS turns with their polls, as a fallback timer (see arm()).
+      const judge = (turns: number): void => {
+        if (!this.watchers.has(check)) return;
+        if (turns > 0) {
+          setImmediate(judge, turns - 1);
+          return;
+        }
         this.watchers.delete(check);
         resolve(condition());
-      }, ms);
+      };
+      const timer = setTimeout(judge, ms, JUDGE_TURNS);
       const check = (): void => {
         if (!condition()) return;
         clearTimeout(timer);
