@@ -13,7 +13,7 @@
  */
 import Fastify from 'fastify';
 import Koa from 'koa';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -23,43 +23,7 @@ import { websocket as koaWebSocket } from '@rfc6455/koa';
 import { wsPlugin } from '@rfc6455/fastify';
 import { TLS } from '../http2/helpers.js';
 import { launchChromium } from './chromium.js';
-
-const HTML = '<!doctype html><meta charset="utf-8"><title>edges</title>';
-
-function page200(_req: IncomingMessage, res: ServerResponse): void {
-  res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-  res.end(HTML);
-}
-
-/**
- * In the page: opens a WebSocket, sends `send` once open (a number n: n bytes of a pattern), closes
- * with `closeWith` after `closeAfter` messages; resolves with the events, as JSON.
- */
-const OPEN = String(function open(
-  url: string,
-  o: { protocols?: string[]; send?: Array<string | number>; binaryType?: 'blob' | 'arraybuffer'; closeAfter?: number; closeWith?: [number, string] },
-): Promise<unknown[]> {
-  return new Promise((resolve) => {
-    const ws = o.protocols ? new WebSocket(url, o.protocols) : new WebSocket(url);
-    ws.binaryType = o.binaryType ?? 'arraybuffer';
-    const events: unknown[] = [];
-    let received = 0;
-    ws.onopen = () => {
-      events.push(['open', ws.protocol, ws.extensions]);
-      for (const m of o.send ?? []) ws.send(typeof m === 'string' ? m : new Uint8Array(m).map((_, i) => i * 7 + (i >> 8)));
-      if (o.closeAfter === 0) ws.close(...(o.closeWith ?? [1000, 'page']));
-    };
-    ws.onmessage = (e: { data: unknown }) => {
-      events.push(typeof e.data === 'string' ? e.data : e.data instanceof Blob ? `blob ${e.data.size}` : `arraybuffer ${(e.data as ArrayBuffer).byteLength}`);
-      if (++received === o.closeAfter) ws.close(...(o.closeWith ?? [1000, 'page']));
-    };
-    ws.onerror = () => events.push('error');
-    ws.onclose = (e) => {
-      events.push(['close', e.code, e.reason, e.wasClean]);
-      resolve(events);
-    };
-  });
-});
+import { binaryRoundTrips, forbid, hello, HTML, OPEN, page200, REASON_123, ROUND_TRIPS, VISIT, VISITED } from './scenarios.js';
 
 let browser: Browser;
 beforeAll(async () => {
@@ -80,9 +44,6 @@ async function pageAt(origin: string): Promise<Page> {
 function inPage(page: Page, url: string, o: Record<string, unknown> = {}): Promise<unknown[]> {
   return page.evaluate(`open(${JSON.stringify(url)}, ${JSON.stringify(o)})`) as Promise<unknown[]>;
 }
-
-/** A reason of exactly 123 UTF-8 bytes, with 2-, 3- and 4-byte characters. */
-const REASON_123 = 'é€😀'.repeat(13) + 'abcd';
 
 interface Seen {
   path: string;
@@ -226,26 +187,9 @@ describe('close codes, limits, message kinds (HTTP/1.1 and HTTP/2)', () => {
         expect((await closedAt('/echo')).closeStatus).toBe(1009);
       });
 
-      test.each(['arraybuffer', 'blob'])('binary messages of 0, 1, 125, 126, 65535, 65536 and 1 MiB round-trip intact (binaryType %s)', async (binaryType) => {
+      test.each(['arraybuffer', 'blob'] as const)('binary messages of 0, 1, 125, 126, 65535, 65536 and 1 MiB round-trip intact (binaryType %s)', async (binaryType) => {
         const sizes = [0, 1, 125, 126, 65535, 65536, 1 << 20];
-        const result = await page.evaluate(`(async () => {
-          const ws = new WebSocket('${base}/echo');
-          ws.binaryType = '${binaryType}';
-          const queue = []; let wake;
-          ws.onmessage = (e) => { queue.push(e.data); wake?.(); };
-          await new Promise((r) => (ws.onopen = r));
-          const out = [];
-          for (const size of ${JSON.stringify(sizes)}) {
-            const bytes = new Uint8Array(size).map((_, i) => (i * 7 + (i >> 8)) & 255);
-            ws.send('${binaryType}' === 'blob' ? new Blob([bytes]) : bytes);
-            while (!queue.length) await new Promise((r) => (wake = r));
-            const got = queue.shift();
-            const back = new Uint8Array(got instanceof Blob ? await got.arrayBuffer() : got);
-            out.push([got.constructor.name, back.length, back.every((b, i) => b === bytes[i])]);
-          }
-          ws.close();
-          return out;
-        })()`);
+        const result = await page.evaluate(binaryRoundTrips(`${base}/echo`, binaryType, sizes));
         const type = binaryType === 'blob' ? 'Blob' : 'ArrayBuffer';
         expect(result).toEqual(sizes.map((size) => [type, size, true]));
       });
@@ -295,28 +239,6 @@ describe('the protocols option with a plain handler', () => {
 });
 
 describe('permessage-deflate settings with Chromium’s offer, many messages sharing history', () => {
-  const SCRIPT = String(async function roundTrips(url: string, rounds: number): Promise<unknown[]> {
-    const ws = new WebSocket(url);
-    const queue: string[] = [];
-    let wake: (() => void) | undefined;
-    ws.onmessage = (e: { data: unknown }) => {
-      queue.push(e.data as string);
-      wake?.();
-    };
-    await new Promise((resolve) => (ws.onopen = resolve));
-    let wrong = 0;
-    for (let r = 0; r < rounds; r++) {
-      // Similar text each round (back-references into earlier messages), of growing size.
-      const text = Array.from({ length: 50 + r * 40 }, (_, i) => `word${(i * 31 + r) % 53}`).join(' ');
-      ws.send(text);
-      while (!queue.length) await new Promise<void>((resolve) => (wake = resolve));
-      if (queue.shift() !== text) wrong++;
-    }
-    const closed = new Promise((resolve) => (ws.onclose = (e) => resolve([e.code, e.wasClean])));
-    ws.close();
-    return [ws.extensions, wrong, await closed];
-  });
-
   test.each([
     ['serverMaxWindowBits 9 + clientNoContextTakeover', { serverMaxWindowBits: 9, clientNoContextTakeover: true }, false, 'permessage-deflate; client_no_context_takeover; server_max_window_bits=9'],
     ['window 8 both ways', { serverMaxWindowBits: 8, clientMaxWindowBits: 8 }, false, 'permessage-deflate; server_max_window_bits=8; client_max_window_bits=8'],
@@ -337,7 +259,7 @@ describe('permessage-deflate settings with Chromium’s offer, many messages sha
     );
     const page = await pageAt(`${h2 ? 'https' : 'http'}://127.0.0.1:${server.port}`);
     try {
-      const result = await page.evaluate(`(${SCRIPT})('${h2 ? 'wss' : 'ws'}://127.0.0.1:${server.port}/', 60)`);
+      const result = await page.evaluate(`(${ROUND_TRIPS})('${h2 ? 'wss' : 'ws'}://127.0.0.1:${server.port}/', 60)`);
       expect(result).toEqual([extensions, 0, [1005, true]]);
       expect(conns.map((c) => [c.transport.kind, c.extensions])).toEqual([[h2 ? 'http2' : 'tcp', extensions]]);
       expect(received).toHaveLength(60);
@@ -422,43 +344,6 @@ describe('a page that goes away', () => {
 });
 
 describe('adapters with a browser', () => {
-  /** In the page: the cookie before, the 101's cookie at open, what the server saw, the next fetch, refusals. */
-  const VISIT = `(async () => {
-    const once = (path) =>
-      new Promise((resolve) => {
-        const ws = new WebSocket('ws://' + location.host + path);
-        const events = [];
-        ws.onopen = () => events.push(['open', document.cookie]);
-        ws.onmessage = (e) => events.push(e.data);
-        ws.onerror = () => events.push('error');
-        ws.onclose = (e) => {
-          events.push(['close', e.code, e.wasClean]);
-          resolve(events);
-        };
-      });
-    return {
-      before: document.cookie,
-      first: await once('/ws'),
-      fetched: await (await fetch('/whoami')).text(),
-      second: await once('/ws'),
-      unauthorized: await once('/deny'),
-      forbidden: await once('/forbid'),
-    };
-  })()`;
-  const EXPECTED = (value: string): Record<string, unknown> => ({
-    before: '',
-    first: [['open', `sid=${value}`], 'cookie: ', ['close', 1000, true]],
-    fetched: `cookie: sid=${value}`,
-    second: [['open', `sid=${value}`], `cookie: sid=${value}`, ['close', 1000, true]],
-    unauthorized: ['error', ['close', 1006, false]],
-    forbidden: ['error', ['close', 1006, false]],
-  });
-  const hello = (conn: WebSocketConnection, req: { headers: Record<string, string | string[] | undefined> }): void =>
-    void conn
-      .send(`cookie: ${String(req.headers.cookie ?? '')}`)
-      .then(() => conn.close(1000))
-      .catch(() => undefined);
-  const forbid = (req: IncomingMessage) => (req.url === '/forbid' ? { reject: { status: 403, body: 'no' } } : undefined);
 
   async function visit(port: number): Promise<unknown> {
     const page = await browser.newPage();
@@ -500,7 +385,7 @@ describe('adapters with a browser', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     ws.attach(server, app);
     try {
-      expect(await visit((server.address() as AddressInfo).port)).toEqual(EXPECTED('koa'));
+      expect(await visit((server.address() as AddressInfo).port)).toEqual(VISITED('koa'));
       expect(errors).toEqual([]);
     } finally {
       await ws.close();
@@ -521,7 +406,7 @@ describe('adapters with a browser', () => {
     app.get('/whoami', async (request) => `cookie: ${String(request.headers.cookie ?? '')}`);
     await app.listen({ host: '127.0.0.1', port: 0 });
     try {
-      expect(await visit((app.server.address() as AddressInfo).port)).toEqual(EXPECTED('fastify'));
+      expect(await visit((app.server.address() as AddressInfo).port)).toEqual(VISITED('fastify'));
       expect(lines.filter((line) => (JSON.parse(line) as { level: number }).level >= 40)).toEqual([]);
     } finally {
       await app.close();

@@ -1,0 +1,149 @@
+/**
+ * Page scripts and server pieces shared by the browser suites (Chromium's server-edges.test.ts and
+ * Firefox's firefox.test.ts), so that both browsers run the very same scenarios.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { WebSocketConnection } from 'rfc6455';
+
+/** The page every scenario runs in (loaded from the server under test: see each suite). */
+export const HTML = '<!doctype html><meta charset="utf-8"><title>edges</title>';
+
+/** An `onRequest` that answers every request with {@link HTML}. */
+export function page200(_req: IncomingMessage, res: ServerResponse): void {
+  res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+  res.end(HTML);
+}
+
+/** A reason of exactly 123 UTF-8 bytes, with 2-, 3- and 4-byte characters. */
+export const REASON_123 = 'é€😀'.repeat(13) + 'abcd';
+
+/**
+ * In the page: opens a WebSocket, sends `send` once open (a number n: n bytes of a pattern), closes
+ * with `closeWith` after `closeAfter` messages; resolves with the events, as JSON.
+ */
+export const OPEN = String(function open(
+  url: string,
+  o: { protocols?: string[]; send?: Array<string | number>; binaryType?: 'blob' | 'arraybuffer'; closeAfter?: number; closeWith?: [number, string] },
+): Promise<unknown[]> {
+  return new Promise((resolve) => {
+    const ws = o.protocols ? new WebSocket(url, o.protocols) : new WebSocket(url);
+    ws.binaryType = o.binaryType ?? 'arraybuffer';
+    const events: unknown[] = [];
+    let received = 0;
+    ws.onopen = () => {
+      events.push(['open', ws.protocol, ws.extensions]);
+      for (const m of o.send ?? []) ws.send(typeof m === 'string' ? m : new Uint8Array(m).map((_, i) => i * 7 + (i >> 8)));
+      if (o.closeAfter === 0) ws.close(...(o.closeWith ?? [1000, 'page']));
+    };
+    ws.onmessage = (e: { data: unknown }) => {
+      events.push(typeof e.data === 'string' ? e.data : e.data instanceof Blob ? `blob ${e.data.size}` : `arraybuffer ${(e.data as ArrayBuffer).byteLength}`);
+      if (++received === o.closeAfter) ws.close(...(o.closeWith ?? [1000, 'page']));
+    };
+    ws.onerror = () => events.push('error');
+    ws.onclose = (e) => {
+      events.push(['close', e.code, e.reason, e.wasClean]);
+      resolve(events);
+    };
+  });
+});
+
+/**
+ * An expression for the page: sends binary messages of `sizes` bytes (a pattern) to the echo at
+ * `url` one at a time, as a Blob or a Uint8Array, and resolves with, for each echo, its class, its
+ * length and whether every byte came back.
+ */
+export function binaryRoundTrips(url: string, binaryType: 'arraybuffer' | 'blob', sizes: number[]): string {
+  return `(async () => {
+    const ws = new WebSocket(${JSON.stringify(url)});
+    ws.binaryType = '${binaryType}';
+    const queue = []; let wake;
+    ws.onmessage = (e) => { queue.push(e.data); wake?.(); };
+    await new Promise((r) => (ws.onopen = r));
+    const out = [];
+    for (const size of ${JSON.stringify(sizes)}) {
+      const bytes = new Uint8Array(size).map((_, i) => (i * 7 + (i >> 8)) & 255);
+      ws.send('${binaryType}' === 'blob' ? new Blob([bytes]) : bytes);
+      while (!queue.length) await new Promise((r) => (wake = r));
+      const got = queue.shift();
+      const back = new Uint8Array(got instanceof Blob ? await got.arrayBuffer() : got);
+      out.push([got.constructor.name, back.length, back.every((b, i) => b === bytes[i])]);
+    }
+    ws.close();
+    return out;
+  })()`;
+}
+
+/**
+ * In the page: `rounds` round trips of similar text of growing size through the echo at `url`
+ * (back-references into earlier messages when the context is kept); resolves with the negotiated
+ * extensions, how many echoes differed, and the close's code and wasClean.
+ */
+export const ROUND_TRIPS = String(async function roundTrips(url: string, rounds: number): Promise<unknown[]> {
+  const ws = new WebSocket(url);
+  const queue: string[] = [];
+  let wake: (() => void) | undefined;
+  ws.onmessage = (e: { data: unknown }) => {
+    queue.push(e.data as string);
+    wake?.();
+  };
+  await new Promise((resolve) => (ws.onopen = resolve));
+  let wrong = 0;
+  for (let r = 0; r < rounds; r++) {
+    // Similar text each round (back-references into earlier messages), of growing size.
+    const text = Array.from({ length: 50 + r * 40 }, (_, i) => `word${(i * 31 + r) % 53}`).join(' ');
+    ws.send(text);
+    while (!queue.length) await new Promise<void>((resolve) => (wake = resolve));
+    if (queue.shift() !== text) wrong++;
+  }
+  const closed = new Promise((resolve) => (ws.onclose = (e) => resolve([e.code, e.wasClean])));
+  ws.close();
+  return [ws.extensions, wrong, await closed];
+});
+
+/**
+ * For the adapter tests, in a page of the adapter's server: the cookie before, the 101's cookie at
+ * open, what the server saw, the next fetch, refusals (a 401 at /deny, a 403 at /forbid).
+ */
+export const VISIT = `(async () => {
+  const once = (path) =>
+    new Promise((resolve) => {
+      const ws = new WebSocket('ws://' + location.host + path);
+      const events = [];
+      ws.onopen = () => events.push(['open', document.cookie]);
+      ws.onmessage = (e) => events.push(e.data);
+      ws.onerror = () => events.push('error');
+      ws.onclose = (e) => {
+        events.push(['close', e.code, e.wasClean]);
+        resolve(events);
+      };
+    });
+  return {
+    before: document.cookie,
+    first: await once('/ws'),
+    fetched: await (await fetch('/whoami')).text(),
+    second: await once('/ws'),
+    unauthorized: await once('/deny'),
+    forbidden: await once('/forbid'),
+  };
+})()`;
+
+/** What {@link VISIT} resolves with when the hook sets the cookie `sid=value`. */
+export const VISITED = (value: string): Record<string, unknown> => ({
+  before: '',
+  first: [['open', `sid=${value}`], 'cookie: ', ['close', 1000, true]],
+  fetched: `cookie: sid=${value}`,
+  second: [['open', `sid=${value}`], `cookie: sid=${value}`, ['close', 1000, true]],
+  unauthorized: ['error', ['close', 1006, false]],
+  forbidden: ['error', ['close', 1006, false]],
+});
+
+/** The adapters' handler for {@link VISIT}: sends the cookie it saw, then closes with 1000. */
+export const hello = (conn: WebSocketConnection, req: { headers: Record<string, string | string[] | undefined> }): void =>
+  void conn
+    .send(`cookie: ${String(req.headers.cookie ?? '')}`)
+    .then(() => conn.close(1000))
+    .catch(() => undefined);
+
+/** The adapters' `beforeAccept` for {@link VISIT}: 403 at /forbid. */
+export const forbid = (req: IncomingMessage): { reject: { status: number; body: string } } | undefined =>
+  req.url === '/forbid' ? { reject: { status: 403, body: 'no' } } : undefined;
