@@ -15,6 +15,9 @@
  *   Sec-WebSocket-Version etc. as in RFC 6455; orderly closure is END_STREAM, an abort is
  *   RST_STREAM(CANCEL). docs/http2.md: a CONNECT without `:protocol websocket` is refused 405.
  * - RFC 9113 §8.5: a CONNECT's stream carries DATA only once connected.
+ * - RFC 9113 §8.1: a server that has sent its END_STREAM MAY send RST_STREAM(NO_ERROR) to ask the
+ *   client to stop sending without error: ours does once the close frames are exchanged, unless
+ *   the client has ended its side, so a client that never ends it (Firefox) is not waited for.
  *
  * Checked elsewhere: refusals and their statuses (hostile.test.ts, refusal-status.test.ts), a
  * peer that stops reading (maxBufferedAmount, hostile.test.ts), resets mid-message
@@ -72,14 +75,14 @@ describe('server: attachHttp2 on a cleartext HTTP/2 server', () => {
     await new Promise((resolve) => server.close(resolve));
   });
 
-  function attach(): ReturnType<typeof attachHttp2> {
+  function attach(closeTimeout = 2000): ReturnType<typeof attachHttp2> {
     return attachHttp2(
       server,
       (conn) => {
         conn.on('error', () => undefined);
         conns.push(conn);
       },
-      { perMessageDeflate: false, closeTimeout: 2000 },
+      { perMessageDeflate: false, closeTimeout },
     );
   }
 
@@ -147,7 +150,7 @@ describe('server: attachHttp2 on a cleartext HTTP/2 server', () => {
     }
   }, 5000);
 
-  test('§5: the client closing first: our close frame goes with END_STREAM, and no RST_STREAM follows', async () => {
+  test('§5: the client closing first: our close frame goes with END_STREAM, and no RST_STREAM but NO_ERROR follows (the client ends its side once it has ours)', async () => {
     attach();
     const p = await peer();
     p.send(headers(1, CONNECT));
@@ -163,8 +166,82 @@ describe('server: attachHttp2 on a cleartext HTTP/2 server', () => {
     // A PING round trip: anything the server sent on the stream has come.
     p.send(Buffer.from([0, 0, 8, FrameType.PING, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8]));
     await p.next((f) => f.type === FrameType.PING && (f.flags & Flag.ACK) !== 0, 'the PING ACK');
-    expect(p.on(1).filter(isReset)).toEqual([]);
+    // The server did not wait for that END_STREAM (see the next test): RST_STREAM(NO_ERROR) went
+    // right behind its own (RFC 9113 §8.1), never CANCEL.
+    expect(p.on(1).filter(isReset).map(errorCodeOf)).toEqual([ErrorCode.NO_ERROR]);
   });
+
+  // Firefox (ESR 153) never ends its side of the stream after the close handshake: no END_STREAM,
+  // no RST_STREAM. With closeTimeout 60 s, a server that waited for the client's END_STREAM would
+  // reset the stream with CANCEL only after this test's 10 s limit.
+  test.each([
+    ['the client closes first', false],
+    ['the server closes first', true],
+  ])('RFC 9113 §8.1: %s and never ends its side: close frame, END_STREAM, then RST_STREAM(NO_ERROR) at once, and a clean close', async (_name, serverFirst) => {
+    attach(60_000);
+    const p = await peer();
+    p.send(headers(1, CONNECT));
+    expect(isStatus200(await p.next((f) => f.stream === 1 && f.type === FrameType.HEADERS))).toBe(true);
+    await until(() => conns.length === 1, 'the connection');
+    const conn = conns[0]!;
+    const closed = new Promise<[number, string]>((resolve) => conn.once('close', (code, reason) => resolve([code, reason])));
+    const reason = Buffer.from('bye');
+    if (serverFirst) {
+      void conn.close(4000, 'bye');
+      await p.next((f) => f.stream === 1 && f.type === FrameType.DATA && f.payload.length > 0, 'the close frame');
+      // Echoed, as a browser does, and the stream left open.
+      p.send(data(1, clientFrame(8, Buffer.concat([Buffer.from([0x0f, 0xa0]), reason]))));
+    } else {
+      p.send(data(1, clientFrame(8, Buffer.concat([Buffer.from([0x0f, 0xa0]), reason]))));
+    }
+    const reset = await p.next((f) => f.stream === 1 && isReset(f), 'RST_STREAM');
+    expect(errorCodeOf(reset)).toBe(ErrorCode.NO_ERROR);
+    // Before it: our close frame (4000 'bye'), then END_STREAM (in one DATA frame or two).
+    const before = p.on(1).slice(0, p.on(1).indexOf(reset));
+    expect(Buffer.concat(before.filter((f) => f.type === FrameType.DATA).map((f) => f.payload))).toEqual(Buffer.from([0x88, 5, 0x0f, 0xa0, ...reason]));
+    expect(before.filter(endsStream)).toHaveLength(1);
+    expect(p.on(1).filter(isReset)).toEqual([reset]);
+    // The server's 'close' and whenClosed: the close frames' code and reason, no error.
+    expect(await closed).toEqual([4000, 'bye']);
+    await conn.whenClosed;
+    expect([conn.closeStatus, conn.closeReason, conn.error]).toEqual([4000, 'bye', undefined]);
+    expect((conn.transport.stream as ServerHttp2Stream).rstCode).toBe(ErrorCode.NO_ERROR);
+  }, 10_000);
+
+  test('a failure of ours (text that is not UTF-8: 1007) to a client that never answers nor ends its side: close frame, END_STREAM, then RST_STREAM(NO_ERROR) at once (its input is not read any more, RFC 6455 §7.1.7)', async () => {
+    attach(60_000);
+    const p = await peer();
+    p.send(headers(1, CONNECT));
+    expect(isStatus200(await p.next((f) => f.stream === 1 && f.type === FrameType.HEADERS))).toBe(true);
+    await until(() => conns.length === 1, 'the connection');
+    const conn = conns[0]!;
+    p.send(data(1, clientFrame(1, Buffer.from([0xc3, 0x28]))));
+    const reset = await p.next((f) => f.stream === 1 && isReset(f), 'RST_STREAM');
+    expect(errorCodeOf(reset)).toBe(ErrorCode.NO_ERROR);
+    const before = p.on(1).slice(0, p.on(1).indexOf(reset));
+    const payload = Buffer.concat(before.filter((f) => f.type === FrameType.DATA).map((f) => f.payload));
+    expect(payload.subarray(0, 4)).toEqual(Buffer.from([0x88, payload[1]!, 0x03, 0xef])); // a close frame, 1007
+    expect(payload).toHaveLength(2 + payload[1]!);
+    expect(before.filter(endsStream)).toHaveLength(1);
+    await conn.whenClosed;
+    expect(conn.closeStatus).toBe(1007);
+    expect((conn.transport.stream as ServerHttp2Stream).rstCode).toBe(ErrorCode.NO_ERROR);
+  }, 10_000);
+
+  test('a client whose flow-control window is shut gets no RST_STREAM(NO_ERROR) while our close frame waits for it: CANCEL at closeTimeout, the close frame and END_STREAM never sent', async () => {
+    attach(300);
+    const p = await RawPeer.client(port, { settings: [[Setting.INITIAL_WINDOW_SIZE, 0]] });
+    peers.push(p);
+    p.send(headers(1, CONNECT));
+    expect(isStatus200(await p.next((f) => f.stream === 1 && f.type === FrameType.HEADERS))).toBe(true);
+    await until(() => conns.length === 1, 'the connection');
+    const conn = conns[0]!;
+    p.send(data(1, clientFrame(8, Buffer.from([3, 232]))));
+    const reset = await p.next((f) => f.stream === 1 && isReset(f), 'RST_STREAM');
+    expect(errorCodeOf(reset)).toBe(ErrorCode.CANCEL);
+    expect(p.on(1).filter((f) => f.type === FrameType.DATA)).toEqual([]);
+    await conn.whenClosed;
+   }, 10_000);
 
   test('§5: the server closing first: END_STREAM once the client answered, no RST_STREAM; terminate() is RST_STREAM(CANCEL)', async () => {
     attach();

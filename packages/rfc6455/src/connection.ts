@@ -1419,7 +1419,16 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
 
   /** @internal */
   onEnd(): void {
-    this.endTransport();
+    // A server ends its side when its closing handshake is complete or it failed the connection
+    // (its close frame sent): it closes first (RFC 6455 §7.1.1) and need not wait for a peer that
+    // has nothing more to send, or whose input it MUST NOT process any more (§7.1.7; see
+    // Transport.endClosed): over HTTP/2 the stream is reset with NO_ERROR after our END_STREAM.
+    // (Fixed bug: Firefox never ends its side of the stream after the close handshake, nor after
+    // a failure of ours, and each of its WebSockets over HTTP/2 closed only at closeTimeout,
+    // reset with CANCEL.) A client waits for the server's end, bounded by the close timer.
+    const transport = this.rare?.transport;
+    if (transport?.endClosed !== undefined && (this.flags & CLIENT) === 0) transport.endClosed();
+    else this.endTransport();
     this.armCloseTimer();
   }
 

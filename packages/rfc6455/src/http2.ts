@@ -41,9 +41,32 @@ import { buildRequestHeaders, verifyNegotiation } from './handshake/client.js';
 import type { Transport } from './transport.js';
 import { handshakeTimeLeft, hookAnswer, negotiate, reportUpgradeFailure, startConnection, withResponseHeaders, type ResponseHeaderSource, type UpgradeOptions, type UpgradeTarget, type BeforeAcceptResult, type HookReturning, type HookState } from './upgrade.js';
 
-/** A Transport over an HTTP/2 stream: orderly end is END_STREAM, abort is RST_STREAM(CANCEL). */
+/**
+ * A Transport over an HTTP/2 stream: orderly end is END_STREAM (RFC 8441 §5), abort is
+ * RST_STREAM(CANCEL); on a server whose closing handshake is complete, END_STREAM then
+ * RST_STREAM(NO_ERROR) unless the peer has ended its side (see {@link Transport.endClosed}).
+ */
 export function http2StreamTransport(stream: Http2Stream): Transport {
   const socket = stream.session?.socket;
+  /**
+   * Once Node has taken everything we wrote and our END_STREAM ('finish'): a peer that has not
+   * ended its side is asked to stop without error (RST_STREAM NO_ERROR, RFC 9113 §8.1). Not by a
+   * close(NO_ERROR) at once: Node then waits for 'finish' itself, which does not come while the
+   * peer's flow-control window keeps our last bytes back, and the stream, marked closed, takes no
+   * CANCEL from abort() any more (close() on a closed stream does nothing): it stayed open past
+   * the close timer, for good. And in an immediate: Node hands us the peer's close frame, and runs
+   * the next-tick queue ('finish' among it), before its session has taken the END_STREAM flag of
+   * the same DATA frame, so a client that sends its close frame and END_STREAM together was not
+   * seen to have ended, and got a RST_STREAM it did not need.
+   */
+  const resetIfPeerOpen = (): void => {
+    if (stream.destroyed || stream.closed) return;
+    // OPEN (our END_STREAM queued, not sent yet: Node sends what is pending ahead of the
+    // RST_STREAM) or HALF_CLOSED_LOCAL: the peer has not ended its side. Otherwise the stream
+    // closes with our END_STREAM, and no RST_STREAM is needed.
+    const state = stream.state.state;
+    if (state === h2.NGHTTP2_STREAM_STATE_OPEN || state === h2.NGHTTP2_STREAM_STATE_HALF_CLOSED_LOCAL) stream.close(h2.NGHTTP2_NO_ERROR);
+  };
   return {
     stream,
     kind: 'http2',
@@ -54,6 +77,13 @@ export function http2StreamTransport(stream: Http2Stream): Transport {
     remotePort: socket?.remotePort,
     end: () => {
       if (!stream.destroyed && !stream.writableEnded) stream.end();
+    },
+    endClosed: () => {
+      if (stream.destroyed) return;
+      if (!stream.writableEnded) stream.end();
+      const later = (): void => void setImmediate(resetIfPeerOpen);
+      if (stream.writableFinished) later();
+      else stream.once('finish', later);
     },
     abort: () => {
       if (stream.destroyed) return;
