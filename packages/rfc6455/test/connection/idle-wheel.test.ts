@@ -4,7 +4,7 @@
  * (a long synchronous handler) while what a peer sent waited unread in the kernel.
  */
 import { connect, serve, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
-import { wheel } from '../../src/idle-wheel.js';
+import { timerDelay, wheel } from '../../src/idle-wheel.js';
 import { RawClient } from '../helpers/raw-client.js';
 import { delay, until } from '../helpers/wait.js';
 
@@ -61,6 +61,52 @@ describe('idle wheel', () => {
     expect(conns[0]!.readyState).toBe('open');
     expect(client.readyState).toBe('open');
     await client.close();
+  });
+
+  test('once restarted after standing still, the coarse time does not run ahead of the wall clock at its first tick', async () => {
+    await until(wheelStopped, 'the wheel to stop');
+    // Stopped for longer than a late tick is capped at (500 ms): that time must not be counted.
+    await delay(700);
+    const wallBefore = Date.now();
+    const coarseBefore = wheel.now;
+    let moved = -1;
+    let elapsed = -1;
+    await new Promise<void>((resolve) => {
+      const member = {
+        tick: (now: number): void => {
+          elapsed = Date.now() - wallBefore;
+          moved = now - coarseBefore;
+          wheel.delete(member);
+          resolve();
+        },
+      };
+      wheel.add(member);
+    });
+    expect(moved).toBeGreaterThan(0);
+    expect(moved).toBeLessThanOrEqual(elapsed);
+  });
+
+  test("once a server's last connection is gone, the wheel drops the server's set and stops", async () => {
+    const { conns } = await echoServer({ idleTimeout: 1000 });
+    const client = await connect(`ws://127.0.0.1:${server!.port}/`);
+    await until(() => conns.length === 1, 'the server connection');
+    expect(wheelStopped()).toBe(false);
+    await client.close();
+    await conns[0]!.whenClosed;
+    // (It is judged at its next tick: well within 5 s.)
+    await until(wheelStopped, 'the wheel to stop', 5000);
+    expect((wheel as unknown as { groups: Set<unknown> }).groups.size).toBe(0);
+  });
+
+  test('timerDelay: whole ms (rounded up), 0 for none, and at most 2^31 - 1 (Infinity included)', () => {
+    expect(timerDelay(0.2)).toBe(1);
+    expect(timerDelay(1000)).toBe(1000);
+    expect(timerDelay(0)).toBe(0);
+    expect(timerDelay(-5)).toBe(0);
+    expect(timerDelay(2 ** 31 - 2)).toBe(2 ** 31 - 2);
+    expect(timerDelay(2 ** 31 - 1)).toBe(2 ** 31 - 1);
+    expect(timerDelay(2 ** 31)).toBe(2 ** 31 - 1);
+    expect(timerDelay(Infinity)).toBe(2 ** 31 - 1);
   });
 
   test('a frame that came while the event loop was held is read before the peer is judged idle', async () => {
@@ -122,15 +168,24 @@ describe('idle wheel', () => {
       },
     };
     const next = { tick: (): void => void ticked.push('next') };
+    const second = {
+      tick: (): void => {
+        ticked.push('second');
+        throw new Error('second listener failed');
+      },
+    };
     try {
       wheel.add(thrower);
       wheel.add(next);
-      // One tick, run here (synchronously, so the wheel's own timer cannot come between).
-      expect(() => (wheel as unknown as { tickAll(): void }).tickAll()).toThrow('listener failed');
-      expect(ticked).toEqual(['thrower', 'next']);
+      wheel.add(second);
+      // One tick, run here (synchronously, so the wheel's own timer cannot come between). The
+      // first exception is the one rethrown.
+      expect(() => (wheel as unknown as { tickAll(): void }).tickAll()).toThrow(/^listener failed$/);
+      expect(ticked).toEqual(['thrower', 'next', 'second']);
     } finally {
       wheel.delete(thrower);
       wheel.delete(next);
+      wheel.delete(second);
     }
   });
 

@@ -227,6 +227,14 @@ describe.each(MODES)('%s', (_mode, limit) => {
       expect(inflateRawSync(Buffer.concat([c, TAIL]), { windowBits: bits, finishFlush: constants.Z_SYNC_FLUSH })).toEqual(msg);
     });
 
+    test("by default, zlib's own defaults (level 6, memLevel 8): the bytes of Node's raw deflate, tail removed", async () => {
+      // 100 kB: long enough that memLevel (the size of zlib's block buffer) changes the output.
+      const msg = sample(100_000, 5);
+      const expected = deflateRawSync(msg, { finishFlush: constants.Z_SYNC_FLUSH }).subarray(0, -4);
+      expect(deflateRawSync(msg, { memLevel: 9, finishFlush: constants.Z_SYNC_FLUSH }).subarray(0, -4)).not.toEqual(expected);
+      expect(await compress(engine({}, 'client'), msg)).toEqual(expected);
+    });
+
     test('Node raw zlib sync-flushed output, tail removed, inflates with ours', async () => {
       const server = engine({ clientMaxWindowBits: 10 }, 'server');
       const msg = sample(30000, 3);
@@ -275,6 +283,7 @@ describe.each(MODES)('%s', (_mode, limit) => {
       const err = await decompress(watched, huge).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(MessageTooBigError);
       expect((err as MessageTooBigError).closeCode).toBe(1009);
+      expect((err as MessageTooBigError).limit).toBe(limit);
       expect(watched.holdsContexts.inflate).toBe(false);
       // The engine still works for the next message with a fresh context.
       const sender = engine({ serverNoContextTakeover: true }, 'client');
@@ -293,6 +302,16 @@ describe.each(MODES)('%s', (_mode, limit) => {
       for (let i = 0; i < 3; i++) {
         expect((await roundTrip(sender, receiver, Buffer.alloc(9000, i))).length).toBe(9000);
       }
+    });
+
+    test('with context takeover too, the inflated size is counted per message: messages under the limit never add up', async () => {
+      const limit = 10000;
+      const receiver = engine({}, 'server', limit);
+      const sender = engine({}, 'client');
+      for (let i = 0; i < 4; i++) {
+        expect((await roundTrip(sender, receiver, sample(9000, 40 + i))).length).toBe(9000);
+      }
+      expect(receiver.holdsContexts.inflate).toBe(true);
     });
 
     test('zlib stops within a byte of the limit (bytes pushed by InflateRaw counted)', async () => {
@@ -318,6 +337,44 @@ describe.each(MODES)('%s', (_mode, limit) => {
       expect(produced).toBeGreaterThan(limit);
       // The job's output buffers end at the limit (Node's own 16 KiB chunks where they cannot be sized).
       expect(produced).toBeLessThanOrEqual(limit + (outputSizable() ? 1 : 16 * 1024));
+    });
+
+    test('a later frame of a message also stops within a byte of the limit (its output buffer ends there)', async () => {
+      const limit = 256 * 1024;
+      // Thread-pool jobs only: inline output never passes through InflateRaw's push.
+      const receiver = engine({}, 'server', limit, 0);
+      const sender = engine({}, 'client');
+      const first = await compress(sender, Buffer.alloc(limit - 100, 1), false);
+      const rest = await compress(sender, Buffer.alloc(4 * 1024 * 1024, 2), true);
+      expect((await decompress(receiver, first, false)).length).toBe(limit - 100);
+      const proto = InflateRaw.prototype as unknown as { push: (chunk: Buffer | null) => boolean };
+      const original = proto.push;
+      let produced = 0;
+      proto.push = function (this: unknown, chunk: Buffer | null) {
+        if (chunk !== null) produced += chunk.length;
+        return original.call(this, chunk);
+      };
+      try {
+        const err = await decompress(receiver, rest, true).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(MessageTooBigError);
+        await new Promise((resolve) => setTimeout(resolve, 50)); // let any straggling output show
+      } finally {
+        proto.push = original;
+      }
+      expect(produced).toBeGreaterThan(100);
+      expect(produced).toBeLessThanOrEqual(outputSizable() ? 101 : 16 * 1024);
+    });
+
+    test('the inflater has the negotiated window: a peer referring back past it fails with 1007', async () => {
+      // The peer compresses with a 32 KiB window where 512 bytes were agreed (server_max_window_bits=9).
+      const sender = engine({ serverMaxWindowBits: 15 }, 'server');
+      const receiver = engine({ serverMaxWindowBits: 9 }, 'client');
+      const block = randomBytes(2000);
+      expect(await roundTrip(sender, receiver, block)).toEqual(block);
+      // The same 2000 bytes again: the sender refers 2000 bytes back, into the previous message.
+      const err = await roundTrip(sender, receiver, block).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ProtocolError);
+      expect((err as ProtocolError).closeCode).toBe(1007);
     });
 
     test('corrupt compressed data fails with a 1007 ProtocolError', async () => {
@@ -576,14 +633,28 @@ describe('inline work and thread-pool jobs together', () => {
       thrown = err;
     }
     expect(thrown).toBeInstanceOf(MessageTooBigError);
-    // Stopped within one 32 KiB output piece of the limit.
-    expect(receiver.inflatedBytes).toBeGreaterThan(100 * 1024);
-    expect(receiver.inflatedBytes).toBeLessThanOrEqual(100 * 1024 + 32 * 1024);
+    // Stopped one byte past the limit: zlib is given no more room than that.
+    expect(receiver.inflatedBytes).toBe(100 * 1024 + 1);
     expect(receiver.holdsContexts.inflate).toBe(false);
 
     const sender = engine({}, 'client');
     const msg = sample(5000, 6);
     expect(now(receiver.decompress.bind(receiver), now(sender.compress.bind(sender), msg))).toEqual(msg);
+  });
+
+  test('inflateSlice gives no more than its budget per call, output that the appended tail itself produces included', () => {
+    // A stored block of 15 bytes whose last 4 are the tail's 0x00 0x00 0xff 0xff, sent without
+    // them (RFC 7692 §7.2.2: the receiver appends them): the tail's 4 bytes become output.
+    const text = Buffer.from('hello world');
+    const payload = Buffer.concat([Buffer.from([0x00, 15, 0, 15 ^ 0xff, 0xff]), text]);
+    const receiver = engine({}, 'server');
+    const first = receiver.inflateSlice(payload, true, 13)!;
+    expect(first.data.length).toBe(13);
+    expect(first.done).toBe(false);
+    const second = receiver.inflateSlice(undefined, true, 13)!;
+    expect(second.done).toBe(true);
+    expect(Buffer.concat([first.data, second.data])).toEqual(Buffer.concat([text, TAIL]));
+    expect(receiver.inflatedBytes).toBe(15);
   });
 
   test('inlineCapable accepts a live zlib stream and refuses a closed one', () => {

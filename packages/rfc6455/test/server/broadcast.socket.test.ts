@@ -338,12 +338,25 @@ describe('broadcast() and prepared messages', () => {
       // 5 KB is compressed at once; 300 KB in the thread pool, the connections waiting for it.
       const text = json(size, size);
       const message = prepareMessage(text);
-      expect(broadcast(conns, message)).toBe(7);
+      // Observe (not replace) the engines: how many times the message is really compressed.
+      const proto = PerMessageDeflate.prototype;
+      const original = proto.compressStandalone;
+      let compressed = 0;
+      proto.compressStandalone = function (this: PerMessageDeflate, ...args: Parameters<typeof original>) {
+        compressed++;
+        return original.apply(this, args);
+      };
+      try {
+        expect(broadcast(conns, message)).toBe(7);
+      } finally {
+        proto.compressStandalone = original;
+      }
       // conns[2..4] are the deflate connections (opened after the two plain ones): one of them is
       // sent another message at once, which must come after the shared compression.
       const after = `after ${size}`;
       void conns[3]!.send(after);
       expect(message.compressions).toBe(2); // window 15 and window 10
+      expect(compressed).toBe(2); // once for each, not once per connection (5)
       await until(() => [...plain, ...deflated, ...small].every((c) => c.messages.some((m) => m.data === text)), 'the message everywhere');
       await until(() => deflated.some((c) => c.messages.at(-1)?.data === after), 'the send after it');
       const target = deflated.find((c) => c.messages.at(-1)?.data === after)!;
