@@ -20,10 +20,9 @@
  * shared tests run against them; what each does its own way is in the comments, with its reason,
  * and in docs/conformance.md.
  */
-import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { EOF, connect, type ConnectOptions, type Message, type WebSocketConnection } from 'rfc6455';
 import { UTF8_REASON, bytesOf, closedStatus, echoServer, echoServerForBlock, Inbox, textOfBytes, type EchoServer } from './peer-helpers.js';
 import {
@@ -39,8 +38,8 @@ import {
   type PeerClient,
   type PeerClose,
   type PeerEnd,
-  type PeerMessage,
 } from './peer-suite.js';
+import { ScriptEnd, ScriptProcess, type ScriptEvent } from './script-peer.js';
 
 /** The sizes of the brief: the frame length encodings' edges, and 1 MiB. */
 const SIZES = [0, 125, 126, 65535, 65536, 1024 * 1024];
@@ -63,42 +62,30 @@ test.each(Object.keys(PEERS) as PeerName[])('%s is installed (.ci/run installs i
   if (r.status !== 0) throw new Error(`${check[0]} ${check[1].join(' ')} failed: ${install}\n${r.error?.message ?? ''}${r.stderr}`);
 });
 
-type Event = { ev: string; id?: number; [k: string]: unknown };
 const fromB64 = (s: string): Buffer => Buffer.from(s, 'base64');
 const b64 = (data: string | Buffer): string => Buffer.from(data).toString('base64');
 
-/** The peer's end of one connection. */
-class ScriptEnd implements PeerEnd {
-  readonly messages = new Inbox<PeerMessage>();
-  readonly pings = new Inbox<string>();
-  readonly pongs = new Inbox<string>();
-  /** What it could not do, and why. */
-  readonly errors = new Inbox<string>();
-  /** What it reported once open: subprotocol and Sec-WebSocket-Extensions response header. */
-  opened!: { protocol: string | null; extensions: string; compressed?: boolean };
-  private resolveClosed!: (c: PeerClose) => void;
-  /** The close it reports: `code` null where it reports none. */
-  readonly closed = new Promise<PeerClose>((resolve) => (this.resolveClosed = resolve));
-  /** Messages received before its close was reported. */
-  messagesBeforeClose = 0;
-  private count = 0;
-
+/**
+ * The peer's end of one connection; its commands are lines of words, payloads in base64. What it
+ * reported once open: subprotocol and Sec-WebSocket-Extensions response header.
+ */
+class PeerScriptEnd extends ScriptEnd<{ protocol: string | null; extensions: string; compressed?: boolean }> implements PeerEnd {
   constructor(
     private readonly proc: ScriptPeer,
-    readonly id: number,
-  ) {}
+    id: number,
+  ) {
+    super(id);
+  }
 
-  event(e: Event): void {
+  event(e: ScriptEvent): void {
     if (e.ev === 'message') {
-      this.count++;
       const data = fromB64(e.b64 as string);
-      this.messages.push(e.type === 't' ? data.toString('utf8') : data);
+      this.received(e.type === 't' ? data.toString('utf8') : data);
     } else if (e.ev === 'ping') this.pings.push(fromB64(e.b64 as string).toString());
     else if (e.ev === 'pong') this.pongs.push(fromB64(e.b64 as string).toString());
     else if (e.ev === 'error') this.errors.push(`${String(e.op)}: ${String(e.message)}`);
     else if (e.ev === 'closed') {
-      this.messagesBeforeClose = this.count;
-      this.resolveClosed({ code: e.code as number, reason: e.reason === null ? (null as unknown as string) : fromB64(e.reason as string).toString() });
+      this.reportClosed({ code: e.code as number, reason: e.reason === null ? (null as unknown as string) : fromB64(e.reason as string).toString() });
     }
   }
 
@@ -116,9 +103,6 @@ class ScriptEnd implements PeerEnd {
   sendFragments(data: string | Buffer, size: number): void {
     this.command('fragments', typeof data === 'string' ? 't' : 'b', b64(data), size);
   }
-  nextPing(): Promise<string> {
-    return this.pings.next();
-  }
   ping(payload: string): Promise<string> {
     this.command('ping', b64(payload));
     return this.pongs.next();
@@ -126,78 +110,33 @@ class ScriptEnd implements PeerEnd {
   close(code: number | null, reason = ''): void {
     this.command('close', code ?? '', b64(reason));
   }
-  protocol(): string | null {
-    return this.opened.protocol;
-  }
 }
 
 /** One running peer script, in one role. */
-class ScriptPeer {
-  readonly child: ChildProcessWithoutNullStreams;
-  readonly ends = new Map<number, ScriptEnd>();
-  /** Server role: each connection it accepts, once open. */
-  readonly accepted = new Inbox<ScriptEnd>();
-  private readonly opens = new Map<number, (end: ScriptEnd) => void>();
-  readonly listening: Promise<number>;
-  private readonly gone: Promise<never>;
-  private stopping = false;
-  private stderr = '';
-  private nextId = 1000;
-
+class ScriptPeer extends ScriptProcess<PeerScriptEnd> {
   constructor(
     readonly name: PeerName,
     role: 'server' | 'client',
     config: Record<string, unknown> = {},
   ) {
     const { command, args } = PEERS[name];
-    const extra = name === 'mojolicious' ? [role, JSON.stringify(config)] : [];
-    this.child = spawn(command, [...args, ...extra], { stdio: ['pipe', 'pipe', 'pipe'] });
-    this.child.stderr.on('data', (c: Buffer) => (this.stderr += c.toString()));
-    let listened!: (port: number) => void;
-    // Rejects once the process is gone (a missing module, a crash): what waits on it fails fast.
-    this.gone = new Promise<never>((_, reject) =>
-      this.child.once('exit', (code, signal) => this.stopping || reject(new Error(`${name} ${role} exited (${code ?? signal}):\n${this.stderr}`))),
-    );
-    this.gone.catch(() => undefined);
-    this.listening = Promise.race([new Promise<number>((resolve) => (listened = resolve)), this.gone]);
-    this.listening.catch(() => undefined);
-    createInterface({ input: this.child.stdout }).on('line', (text) => {
-      if (process.env.DEBUG_PEERS) process.stderr.write(`${name} ${role}: ${text.slice(0, 300)}\n`);
-      const e = JSON.parse(text) as Event;
-      if (e.ev === 'listening') return listened(e.port as number);
-      if (e.ev === 'ready') return;
-      if (e.id === undefined || e.id === null) throw new Error(`${name}: ${text}\n${this.stderr}`);
-      let end = this.ends.get(e.id);
-      if (!end) this.ends.set(e.id, (end = new ScriptEnd(this, e.id)));
-      if (e.ev === 'open') {
-        end.opened = e as unknown as ScriptEnd['opened'];
-        const waiting = this.opens.get(e.id);
-        if (waiting) waiting(end);
-        else this.accepted.push(end);
-      } else end.event(e);
-    });
+    super(`${name} ${role}`, command, [...args, ...(name === 'mojolicious' ? [role, JSON.stringify(config)] : [])], 'DEBUG_PEERS');
+  }
+
+  protected newEnd(id: number): PeerScriptEnd {
+    return new PeerScriptEnd(this, id);
   }
 
   command(op: string, id: number, ...rest: Array<string | number>): void {
-    this.child.stdin.write(`${[op, id, ...rest].join(' ')}\n`);
+    this.write([op, id, ...rest].join(' '));
   }
 
   /** Client role: connects to `url`; resolves with its end once open (or fails with its error). */
-  connect(url: string, options: { protocols?: string[]; deflate?: boolean } = {}): Promise<ScriptEnd> {
-    const id = this.nextId++;
-    const end = new ScriptEnd(this, id);
-    this.ends.set(id, end);
-    const open = new Promise<ScriptEnd>((resolve) => this.opens.set(id, resolve));
-    this.command('connect', id, url, (options.protocols ?? []).join(','), options.deflate ? 1 : 0);
-    return Promise.race([open, end.errors.next().then((e) => Promise.reject(new Error(`${this.name}: ${e}\n${this.stderr}`))), this.gone]);
-  }
-
-  async stop(): Promise<void> {
-    if (process.env.DEBUG_PEERS) process.stderr.write(`${this.name} stderr:\n${this.stderr}\n`);
-    this.stopping = true;
-    this.child.stdin.end();
-    this.child.kill('SIGKILL');
-    if (this.child.exitCode === null && this.child.signalCode === null) await once(this.child, 'exit');
+  connect(url: string, options: { protocols?: string[]; deflate?: boolean } = {}): Promise<PeerScriptEnd> {
+    return this.opening(
+      (id) => this.command('connect', id, url, (options.protocols ?? []).join(','), options.deflate ? 1 : 0),
+      (end) => end.errors.next(),
+    );
   }
 }
 
@@ -280,7 +219,7 @@ describe.each(Object.keys(PEERS) as PeerName[])('%s client → our serve()', (na
   });
   afterAll(() => proc.stop());
 
-  async function open(protocols?: string[], target: EchoServer = echo(), deflate = false): Promise<ScriptEnd & PeerClient> {
+  async function open(protocols?: string[], target: EchoServer = echo(), deflate = false): Promise<PeerScriptEnd & PeerClient> {
     const end = await proc.connect(target.server.url, { protocols, deflate });
     const side = await target.accepted.next();
     return Object.assign(end, { side });
@@ -402,7 +341,7 @@ describe('our connect() → Mojolicious server', () => {
     if (!proc) servers.set(key, (proc = new ScriptPeer('mojolicious', 'server', config)));
     return { url: `ws://127.0.0.1:${await proc.listening}/`, proc };
   }
-  async function open(config: Record<string, unknown> = {}, options: ConnectOptions = {}): Promise<{ conn: WebSocketConnection; peer: ScriptEnd }> {
+  async function open(config: Record<string, unknown> = {}, options: ConnectOptions = {}): Promise<{ conn: WebSocketConnection; peer: PeerScriptEnd }> {
     const { url, proc } = await mojoServer(config);
     const conn = await connect(url, { perMessageDeflate: false, ...options });
     conns.add(conn);

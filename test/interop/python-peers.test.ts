@@ -10,13 +10,13 @@
  *
  * What each peer can do differs, and each difference is in {@link QUIRKS}, with its reason.
  */
-import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { EOF, connect, type ConnectOptions, type Message, type PerMessageDeflateOptions, type WebSocketConnection } from 'rfc6455';
 import { UTF8_REASON, bytesOf, closedStatus, echoServer, Inbox, textOfBytes, type EchoServer } from './peer-helpers.js';
-import { asBinary, asText, compressedEcho, echoRoundTrip, overOurMaxMessageSize, recv, REPETITIVE, type PeerClient, type PeerClose, type PeerEnd, type PeerMessage } from './peer-suite.js';
+import { asBinary, asText, compressedEcho, echoRoundTrip, overOurMaxMessageSize, recv, REPETITIVE, type PeerClient, type PeerEnd } from './peer-suite.js';
+import { ScriptEnd, ScriptProcess, type ScriptEvent } from './script-peer.js';
 
 const PYTHON = '/usr/bin/python3';
 const SCRIPT = join(__dirname, 'py', 'peers.py');
@@ -86,8 +86,6 @@ const QUIRKS: Record<Lib, Quirks> = {
   },
 };
 
-type Event = { ev: string; id?: number; [k: string]: unknown };
-
 /** What a library reports once a connection is open. */
 interface Opened {
   protocol: string | null;
@@ -97,37 +95,24 @@ interface Opened {
   deflate: Record<string, unknown> | null;
 }
 
-/** The python end of one connection. */
-class PyEnd implements PeerEnd {
-  readonly messages = new Inbox<PeerMessage>();
-  readonly pings = new Inbox<string>();
-  readonly pongs = new Inbox<string>();
-  /** What it could not do, and why. */
-  readonly errors = new Inbox<string>();
+/** The python end of one connection; its commands are JSON lines. */
+class PyEnd extends ScriptEnd<Opened> implements PeerEnd {
+  /** Why it could not connect. */
   readonly connectErrors = new Inbox<string>();
-  opened!: Opened;
-  private resolveClosed!: (c: PeerClose) => void;
-  readonly closed = new Promise<PeerClose>((resolve) => (this.resolveClosed = resolve));
-  /** Messages received before its close was reported. */
-  messagesBeforeClose = 0;
-  private count = 0;
 
   constructor(
     private readonly py: PyProcess,
-    readonly id: number,
-  ) {}
+    id: number,
+  ) {
+    super(id);
+  }
 
-  event(e: Event): void {
-    if (e.ev === 'message') {
-      this.count++;
-      this.messages.push(typeof e.text === 'string' ? e.text : Buffer.from(e.b64 as string, 'base64'));
-    } else if (e.ev === 'ping') this.pings.push(e.payload as string);
+  event(e: ScriptEvent): void {
+    if (e.ev === 'message') this.received(typeof e.text === 'string' ? e.text : Buffer.from(e.b64 as string, 'base64'));
+    else if (e.ev === 'ping') this.pings.push(e.payload as string);
     else if (e.ev === 'pong') this.pongs.push(e.payload as string);
     else if (e.ev === 'error') (e.op === 'connect' ? this.connectErrors : this.errors).push(`${String(e.op)}: ${String(e.message)}`);
-    else if (e.ev === 'closed') {
-      this.messagesBeforeClose = this.count;
-      this.resolveClosed({ code: e.code as number, reason: e.reason as string });
-    }
+    else if (e.ev === 'closed') this.reportClosed({ code: e.code as number, reason: e.reason as string });
   }
 
   command(op: string, fields: Record<string, unknown> = {}): void {
@@ -143,9 +128,6 @@ class PyEnd implements PeerEnd {
   sendFragments(data: string | Buffer, size: number): void {
     this.command('fragments', { ...(typeof data === 'string' ? { text: data } : { b64: data.toString('base64') }), size });
   }
-  nextPing(): Promise<string> {
-    return this.pings.next();
-  }
   ping(payload: string): Promise<string> {
     this.command('ping', { payload });
     return this.pongs.next();
@@ -153,80 +135,28 @@ class PyEnd implements PeerEnd {
   close(code: number | null, reason: string | null = null): void {
     this.command('close', { code, reason });
   }
-  protocol(): string | null {
-    return this.opened.protocol;
-  }
 }
 
 /** A running peers.py: one library in one role. */
-class PyProcess {
-  readonly child: ChildProcessWithoutNullStreams;
-  readonly ends = new Map<number, PyEnd>();
-  /** Server role: each connection it accepts, once open. */
-  readonly accepted = new Inbox<PyEnd>();
-  private readonly opens = new Map<number, (end: PyEnd) => void>();
-  readonly listening: Promise<number>;
-  private readonly gone: Promise<never>;
-  private stopping = false;
-  private stderr = '';
-  private nextId = 1000;
-
-  constructor(
-    readonly lib: Lib,
-    role: 'server' | 'client',
-    config: Record<string, unknown> = {},
-  ) {
-    this.child = spawn(PYTHON, [SCRIPT, lib, role, JSON.stringify(config)], { stdio: ['pipe', 'pipe', 'pipe'] });
-    this.child.stderr.on('data', (c: Buffer) => (this.stderr += c.toString()));
-    let listened!: (port: number) => void;
-    // Rejects once the process is gone (a missing module, a traceback): what waits on it fails fast.
-    this.gone = new Promise<never>((_, reject) =>
-      this.child.once('exit', (code, signal) => this.stopping || reject(new Error(`peers.py ${lib} ${role} exited (${code ?? signal}):\n${this.stderr}`))),
-    );
-    this.gone.catch(() => undefined);
-    this.listening = Promise.race([new Promise<number>((resolve) => (listened = resolve)), this.gone]);
-    this.listening.catch(() => undefined);
-    createInterface({ input: this.child.stdout }).on('line', (text) => {
-      const e = JSON.parse(text) as Event;
-      if (process.env.DEBUG_PY) process.stderr.write(`${lib} ${role}: ${text.slice(0, 300)}\n`);
-      if (e.ev === 'listening') return listened(e.port as number);
-      if (e.id === undefined || e.id === null) throw new Error(`${lib}: ${text}`);
-      let end = this.ends.get(e.id);
-      if (!end) this.ends.set(e.id, (end = new PyEnd(this, e.id)));
-      if (e.ev === 'open') {
-        end.opened = e as unknown as Opened;
-        const waiting = this.opens.get(e.id);
-        if (waiting) waiting(end);
-        else this.accepted.push(end);
-      } else end.event(e);
-    });
+class PyProcess extends ScriptProcess<PyEnd> {
+  constructor(lib: Lib, role: 'server' | 'client', config: Record<string, unknown> = {}) {
+    super(`peers.py ${lib} ${role}`, PYTHON, [SCRIPT, lib, role, JSON.stringify(config)], 'DEBUG_PY');
   }
 
-  /** Its stderr so far: tracebacks, for a failing test's message. */
-  get log(): string {
-    return this.stderr;
+  protected newEnd(id: number): PyEnd {
+    return new PyEnd(this, id);
   }
 
   command(c: Record<string, unknown>): void {
-    this.child.stdin.write(`${JSON.stringify(c)}\n`);
+    this.write(JSON.stringify(c));
   }
 
   /** Client role: connects to `url`; resolves with its end once open (or its error). */
   connect(url: string, options: { protocols?: string[]; deflate?: Record<string, unknown> | null; maxSize?: number } = {}): Promise<PyEnd> {
-    const id = this.nextId++;
-    const end = new PyEnd(this, id);
-    this.ends.set(id, end);
-    const open = new Promise<PyEnd>((resolve) => this.opens.set(id, resolve));
-    this.command({ op: 'connect', id, url, protocols: options.protocols ?? [], deflate: options.deflate ?? null, maxSize: options.maxSize });
-    return Promise.race([open, end.connectErrors.next().then((e) => Promise.reject(new Error(`${this.lib}: ${e}\n${this.stderr}`))), this.gone]);
-  }
-
-  async stop(): Promise<void> {
-    if (process.env.DEBUG_PY) process.stderr.write(`${this.lib} stderr:\n${this.stderr}\n`);
-    this.stopping = true; // an expected exit: nothing waiting on it fails
-    this.child.stdin.end();
-    this.child.kill('SIGKILL');
-    if (this.child.exitCode === null && this.child.signalCode === null) await once(this.child, 'exit');
+    return this.opening(
+      (id) => this.command({ op: 'connect', id, url, protocols: options.protocols ?? [], deflate: options.deflate ?? null, maxSize: options.maxSize }),
+      (end) => end.connectErrors.next(),
+    );
   }
 }
 
