@@ -403,7 +403,73 @@ describe('whole small frames in one chunk (the fast path) agree with the general
     expect(got).toEqual(['a', 'b', 'c']);
   });
 
-  test('a sink that fails the stream from a whole frame stops the parser (nothing after it is reported)', () => {
+  test.each([
+    ['push', 'server'],
+    ['push', 'client'],
+    ['pushTransient', 'server'],
+    ['pushTransient', 'client'],
+  ] as const)('%s, %s: the fast path is taken only between frames and messages, never in a payload, a fragmented message, paused or failed', (how, side) => {
+    // A zero key leaves masked payload bytes as they are, so a payload can hold a whole frame's bytes.
+    const zero = side === 'server' ? Uint8Array.of(0, 0, 0, 0) : undefined;
+    const inner = frame({ opcode: 1, payload: 'abc', mask: zero });
+    const feed = (rec: ReturnType<typeof recordingParser>, bytes: Buffer): void => {
+      if (how === 'push') {
+        rec.parser.push(Buffer.from(bytes));
+      } else {
+        const read = Buffer.alloc(bytes.length + 7, 0xee);
+        bytes.copy(read);
+        rec.parser.pushTransient(read, bytes.length);
+        read.fill(0xee);
+      }
+    };
+    // The rest of a frame's payload, after a read that ended with its header: payload, not frames.
+    const outer = frame({ opcode: 2, payload: inner, mask: zero });
+    const payloadRest = recordingParser({ side });
+    feed(payloadRest, outer.subarray(0, outer.length - inner.length));
+    feed(payloadRest, inner);
+    expect(payloadRest.messages.map((m) => [m.opcode, m.data.toString('hex')])).toEqual([[2, inner.toString('hex')]]);
+    expect(payloadRest.errors).toEqual([]);
+    // The same for a ping's payload (a control frame: no message is open).
+    const ping = frame({ opcode: 9, payload: inner, mask: zero });
+    const pingRest = recordingParser({ side });
+    feed(pingRest, ping.subarray(0, ping.length - inner.length));
+    feed(pingRest, inner);
+    expect(pingRest.controls.map((c) => [c.opcode, c.payload.toString('hex')])).toEqual([[9, inner.toString('hex')]]);
+    expect(pingRest.messages).toEqual([]);
+    expect(pingRest.errors).toEqual([]);
+    // A header cut after its first byte: the next read starts inside it, and its bytes are no frame
+    // of their own (after the cut they read 0x81, then a masked length of 0, on the server side).
+    const oneByte = frame({ opcode: 1, payload: 'a', mask: side === 'server' ? Uint8Array.of(0x80, 0, 0, 0) : undefined });
+    const cutHeader = recordingParser({ side });
+    feed(cutHeader, oneByte.subarray(0, 1));
+    feed(cutHeader, Buffer.concat([oneByte.subarray(1), inner]));
+    expect(cutHeader.messages.map((m) => m.data.toString())).toEqual(['a', 'abc']);
+    expect(cutHeader.errors).toEqual([]);
+    // After the first fragment of a message, a whole text frame is a new message inside it: 1002.
+    const fragmented = recordingParser({ side });
+    feed(fragmented, frame({ opcode: 1, fin: false, payload: 'part', mask: zero }));
+    feed(fragmented, inner);
+    expect(fragmented.messages).toEqual([]);
+    expectProtocolError(fragmented, /inside a fragmented message/);
+    // Paused with nothing buffered: a whole frame waits for resume().
+    const paused = recordingParser({ side });
+    paused.parser.paused = true;
+    feed(paused, inner);
+    expect(paused.messages).toEqual([]);
+    expect(paused.parser.bufferedAmount).toBe(inner.length);
+    paused.parser.resume();
+    expect(paused.messages.map((m) => m.data.toString())).toEqual(['abc']);
+    // Failed: later whole frames are neither reported nor kept.
+    const failed = recordingParser({ side });
+    feed(failed, frame({ opcode: 0, payload: 'x', mask: zero }));
+    expect(failed.errors).toHaveLength(1);
+    feed(failed, inner);
+    expect(failed.messages).toEqual([]);
+    expect(failed.errors).toHaveLength(1);
+    expect(failed.parser.bufferedAmount).toBe(0);
+  });
+
+  test.each(['push', 'pushTransient'] as const)('a sink that fails the stream from a whole frame stops the parser (nothing after it is reported or kept), %s', (how) => {
     const got: string[] = [];
     const parser: FrameParser = new FrameParser({ side: 'server' }, {
       onData: (_o, _c, p) => {
@@ -413,7 +479,9 @@ describe('whole small frames in one chunk (the fast path) agree with the general
       onControl: () => {},
       onError: () => {},
     });
-    parser.push(Buffer.concat(['a', 'b'].map((t) => frame({ opcode: 1, payload: t, mask: key }))));
+    const bytes = Buffer.concat(['a', 'b'].map((t) => frame({ opcode: 1, payload: t, mask: key })));
+    if (how === 'push') parser.push(bytes);
+    else parser.pushTransient(bytes, bytes.length);
     expect(got).toEqual(['a']);
     expect(parser.failed).toBe(true);
     expect(parser.bufferedAmount).toBe(0);

@@ -102,6 +102,11 @@ describe('parseExtensions', () => {
     expectBadHeader(value);
   });
 
+  test('the error names the broken rule and its offset: a backslash at the end is an unterminated quoted-pair, not quoted-string', () => {
+    expect(() => parseExtensions('a; x="1\\')).toThrow(/unterminated quoted-pair at offset 7$/);
+    expect(() => parseExtensions('a; x="1\\"')).toThrow(/unterminated quoted-string at offset 5$/);
+  });
+
   test('a bad element in any joined line fails the whole header', () => {
     expectBadHeader(['permessage-deflate', 'x; ="1"']);
   });

@@ -156,6 +156,12 @@ describe('hybi-00 parser', () => {
     expect(discard.map((e) => e.type)).toEqual(['error']);
   });
 
+  test('skipped and discarded frames of exactly maxMessageSize bytes are no error, whole or split', () => {
+    const stream = bytes(0x80, lengthBytes(4), 'abcd', 0x81, lengthBytes(4), [0, 0, 0, 0], 0x01, 'abcd', 0xff, 0x00, 'ok', 0xff);
+    expect(parse([stream], 4)).toEqual([{ type: 'message', text: 'ok' }]);
+    expect(parse(oneByOne(stream), 4)).toEqual([{ type: 'message', text: 'ok' }]);
+  });
+
   test('midFrame tells whether the input stops inside a frame', () => {
     const { parser } = parserWithLog();
     expect(parser.midFrame).toBe(false);
