@@ -109,6 +109,18 @@ describe('serve --echo with connect from a pipe', () => {
     expect(server.stdout()).toContain('[1] < wörld ✓\n[1] > wörld ✓\n');
   }, 20_000);
 
+  test('serve logs a message and a close reason with line breaks and controls as one line each, escaped', async () => {
+    const client = await connect(url);
+    await client.send(CONTROLS);
+    expect(await client.recv()).toBe(CONTROLS); // the echo itself is unchanged
+    await client.close(4000, 'two\nlines');
+    await server.waitFor(/\[1\] closed 4000/);
+    const lines = server.stdout().split('\n');
+    expect(lines).toContain(`[1] < ${CONTROLS_SHOWN}`);
+    expect(lines).toContain(`[1] > ${CONTROLS_SHOWN}`);
+    expect(lines).toContain('[1] closed 4000 two\\nlines');
+  }, 20_000);
+
   test('a password in the URL is not printed (connected to ws://user:***@…)', async () => {
     const result = await connectWith(url.replace('ws://', 'ws://alice:s3cret@'), 'hi\n');
     expect(result.code).toBe(0);
@@ -271,6 +283,11 @@ describe('quiet connections stay open (the clock of the CLI process run fast by 
   }, 20_000);
 });
 
+/** Text with a line break, a carriage return, ESC sequences, a C1 control, a line separator and a bidi override; tab and é stay. */
+const CONTROLS = 'one\ntwo\r\x1b[31mred\x1b]0;title\x07\u0085 \u2028\u202eevil\tok é\x7f\x00';
+/** How the command prints it. */
+const CONTROLS_SHOWN = 'one\\ntwo\\r\\x1b[31mred\\x1b]0;title\\x07\\x85 \\u2028\\u202eevil\tok é\\x7f\\x00';
+
 describe('connect against other servers', () => {
   let server: WebSocketServer;
   const seen: Array<{ path: string; protocol: string; header: string | undefined }> = [];
@@ -289,6 +306,11 @@ describe('connect against other servers', () => {
         await conn.close(1000, 'bye');
         return;
       }
+      if (conn.path === '/controls') {
+        await conn.send(CONTROLS);
+        await conn.close(1000, 'bye\nnow\x1b[2J');
+        return;
+      }
       conn.on('message', (m) => void conn.send(`got ${String(m)}`).catch(() => undefined));
     });
   });
@@ -300,6 +322,15 @@ describe('connect against other servers', () => {
     expect(seen.at(-1)).toEqual({ path: '/x?y=1', protocol: 'two', header: 's3cret' });
     expect(result.stderr).toContain('subprotocol two');
     expect(result.stdout).toContain('< got ping');
+  }, 20_000);
+
+  test('a message or close reason with line breaks and terminal controls is printed as one line, escaped: nothing reaches the terminal as a control', async () => {
+    const child = cli(['connect', `${server.url}controls`]);
+    expect(await child.exited).toBe(0);
+    child.proc.stdin.destroy();
+    expect(child.stdout().split('\n').filter((line) => line.startsWith('< '))).toEqual([`< ${CONTROLS_SHOWN}`]);
+    expect(child.stdout()).not.toMatch(/[\x1b\r\u0085\u2028\u202e]/);
+    expect(child.stderr()).toContain('closed: 1000 bye\\nnow\\x1b[2J\n');
   }, 20_000);
 
   test('a server close with 1000 exits 0 without waiting for stdin', async () => {

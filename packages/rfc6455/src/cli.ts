@@ -123,8 +123,33 @@ function version(): string {
 }
 
 /** A printable form of a message: text as is, binary as its size and a hex preview. */
+/**
+ * Characters a peer must not get onto the terminal or the log as they are: C0 controls but the
+ * tab, DEL and C1 controls (line breaks, carriage returns and ESC, which starts the escape
+ * sequences that move the cursor, recolour or retitle a terminal), U+2028 and U+2029 (line and
+ * paragraph separators) and the bidirectional overrides and isolates (which reorder what follows).
+ */
+const UNPRINTABLE = /[\u0000-\u0008\u000a-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
+/**
+ * Peer-controlled text (a message, a close reason) as one line that is safe to print: what
+ * {@link UNPRINTABLE} matches is shown escaped, `\n`, `\r`, `\xNN` or `\uNNNN`. (Fixed: a
+ * message with a line break printed its later lines without the `< ` or `[ID] < ` prefix, so they
+ * read as output of their own, and an ESC in a message reached the terminal.)
+ */
+function printable(text: string): string {
+  UNPRINTABLE.lastIndex = 0;
+  if (!UNPRINTABLE.test(text)) return text;
+  return text.replace(UNPRINTABLE, (c) => {
+    if (c === '\n') return '\\n';
+    if (c === '\r') return '\\r';
+    const code = c.charCodeAt(0);
+    return code < 0x100 ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
+  });
+}
+
 function show(message: Message): string {
-  if (typeof message === 'string') return message;
+  if (typeof message === 'string') return printable(message);
   const preview = message.subarray(0, 32).toString('hex');
   return `[binary ${message.length} bytes] ${preview}${message.length > 32 ? '…' : ''}`;
 }
@@ -343,7 +368,7 @@ async function runConnect(args: string[]): Promise<number> {
   rl.close();
   process.stdin.destroy();
   if (interactive) process.stdout.write('\n');
-  process.stderr.write(`closed: ${status}${reason ? ` ${reason}` : ''}\n`);
+  process.stderr.write(`closed: ${status}${reason ? ` ${printable(reason)}` : ''}\n`);
   if (status === 1006) return EXIT_FAILURE;
   // A normal code, or the peer's answer to the close we started, echoing our code.
   return NORMAL_CLOSES.has(status) || status === sentCode ? EXIT_OK : EXIT_FAILURE;
@@ -422,7 +447,7 @@ async function runServe(args: string[]): Promise<number> {
           log(`> ${show(message)}`);
         });
         await conn.whenClosed;
-        log(`closed ${conn.closeStatus ?? ''}${conn.closeReason ? ` ${conn.closeReason}` : ''}`);
+        log(`closed ${conn.closeStatus ?? ''}${conn.closeReason ? ` ${printable(conn.closeReason)}` : ''}`);
       },
     );
   } catch (error) {
