@@ -45,13 +45,17 @@ describe('keepalive on a busy connection', () => {
 
   test('a keepalive ping queued behind a large send to a slow reader does not abort it: the message and a clean close', async () => {
     const conns: WebSocketConnection[] = [];
-    server = await serve({ keepaliveInterval: 150, idleTimeout: 0, perMessageDeflate: false }, (conn) => {
+    // 300 ms: the kernel shows what the reader takes in steps (its receive window opens by a large
+    // part of its buffer at a time), and each interval must see one. At 150 ms a gate run beside
+    // other work (load 8 on 2 cores) once saw none in an interval and aborted (see
+    // docs/connection.md); 40 MiB keep the send several intervals long.
+    server = await serve({ keepaliveInterval: 300, idleTimeout: 0, perMessageDeflate: false }, (conn) => {
       conns.push(conn);
     });
     const client = await connect(server.url, { perMessageDeflate: false, maxMessageSize: Infinity });
     await until(() => conns.length === 1, 'the handler');
     const conn = conns[0]!;
-    // The reader takes a little every 40 ms (reading paused in between): the 24 MiB, and the
+    // The reader takes a little every 40 ms (reading paused in between): the 40 MiB, and the
     // ping behind it, take many keepalive intervals to reach it, while the peer keeps taking.
     // Once the last of it has left the process, the reader reads at full speed: what the kernel's
     // buffers hold then (a few MB) is out of the server's sight and must reach the peer within an
@@ -71,7 +75,7 @@ describe('keepalive on a busy connection', () => {
         }
       }
     })();
-    const size = 24 * 1024 * 1024;
+    const size = 40 * 1024 * 1024;
     const sent = conn.send(Buffer.alloc(size, 7));
     const got = client.recv();
     await got.finally(() => (reading = false));
