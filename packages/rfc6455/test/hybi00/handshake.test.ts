@@ -205,6 +205,39 @@ describe('client builds hybi-00 requests', () => {
     expect(() => buildHybi00Request({ host: 'a b', path: '/' })).toThrow(TypeError);
     expect(() => buildHybi00Request({ host: 'a', path: '/x\r\nEvil: 1' })).toThrow(TypeError);
     expect(() => buildHybi00Request({ host: 'a', path: 'x' })).toThrow(TypeError);
+     expect(() => buildHybi00Request({ host: 'a', path: '/', origin: 'http://o\r\nEvil: 1' })).toThrow(TypeError);
+    expect(() => buildHybi00Request({ host: 'a', path: '/', protocols: ['chat', 'a b'] })).toThrow(TypeError);
+  });
+
+  test('an empty protocol list sends no Sec-WebSocket-Protocol line', () => {
+    const req = buildHybi00Request({ host: 'a', path: '/', protocols: [] });
+    expect(req.headers.map(([name]) => name)).not.toContain('Sec-WebSocket-Protocol');
+  });
+
+  // draft-76 §4.1 steps 17-20: 1 to 12 spaces, 1 to 12 random characters from U+0021-U+002F and
+  // U+003A-U+007E, spaces anywhere but the ends. Over 2000 keys every allowed value shows up (the
+  // chance that one does not is below 10^-30), so a narrowed range is seen.
+  test('keys use the whole ranges draft-76 §4.1 allows', () => {
+    const spaceCounts = new Set<number>();
+    const extraCounts = new Set<number>();
+    const extras = new Set<string>();
+    let spaceAfterFirst = false;
+    for (let i = 0; i < 1000; i++) {
+      const req = buildHybi00Request({ host: 'example.com', path: '/demo' });
+      for (const key of [req.key1, req.key2]) {
+        spaceCounts.add(key.split(' ').length - 1);
+        const others = key.replace(/[0-9 ]/g, '');
+        extraCounts.add(others.length);
+        for (const c of others) extras.add(c);
+        if (key[1] === ' ') spaceAfterFirst = true;
+      }
+    }
+    const range = (from: number, to: number): number[] => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+    expect([...spaceCounts].sort((a, b) => a - b)).toEqual(range(1, 12));
+    expect([...extraCounts].sort((a, b) => a - b)).toEqual(range(1, 12));
+    const allowed = [...range(0x21, 0x2f), ...range(0x3a, 0x7e)].map((c) => String.fromCharCode(c));
+    expect([...extras].sort()).toEqual(allowed.sort());
+    expect(spaceAfterFirst).toBe(true);
   });
 });
 
@@ -240,6 +273,8 @@ describe('client verifies the hybi-00 answer', () => {
       code,
     );
     expect(err.statusLine).toBe(statusLine);
+    // Only a refusal (a status other than 101) carries the bytes after the head as its body.
+    expect(err.body).toEqual(status !== 0 && status !== 101 ? body : undefined);
   });
 
   test('any single-bit change of the answer is rejected (property)', () => {
