@@ -19,7 +19,7 @@ import { serve, serviceMapper, type PerMessageDeflateOptions, type ServeOptions,
 import { wsPlugin } from '@rfc6455/fastify';
 import { TLS } from '../http2/helpers.js';
 import { launchFirefox } from './firefox.js';
-import { binaryRoundTrips, forbid, hello, HTML, OPEN, page200, REASON_123, ROUND_TRIPS, VISIT, VISITED } from './scenarios.js';
+import { binaryRoundTrips, forbid, hello, HTML, inPage, loadPage, page200, REASON_123, ROUND_TRIPS, VISIT, VISITED } from './scenarios.js';
 
 /** What Firefox 153 offers, on every WebSocket: permessage-deflate without parameters. */
 const FIREFOX_OFFER = 'permessage-deflate';
@@ -32,17 +32,8 @@ afterAll(async () => {
   await browser?.close();
 });
 
-/** A page loaded from `origin`, with `open` defined. */
-async function pageAt(origin: string): Promise<Page> {
-  const page = await browser.newPage();
-  await page.goto(origin + '/');
-  await page.evaluate(`window.open = ${OPEN}`);
-  return page;
-}
-
-function inPage(page: Page, url: string, o: Record<string, unknown> = {}): Promise<unknown[]> {
-  return page.evaluate(`open(${JSON.stringify(url)}, ${JSON.stringify(o)})`) as Promise<unknown[]>;
-}
+/** A page of this file's browser loaded from `origin`, with `open` defined. */
+const pageAt = (origin: string): Promise<Page> => loadPage(() => browser.newPage(), origin);
 
 /** A string of exactly `bytes` UTF-8 bytes: `unit` repeated, padded with ASCII. */
 function ofBytes(unit: string, bytes: number): string {

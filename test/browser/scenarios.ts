@@ -47,6 +47,25 @@ export const OPEN = String(function open(
   });
 });
 
+/** What a page of either driver offers here (playwright-core's for Chromium, puppeteer-core's for Firefox). */
+export interface ScenarioPage {
+  goto(url: string): Promise<unknown>;
+  evaluate(script: string): Promise<unknown>;
+}
+
+/** A new page (`newPage`, the browser's) loaded from `origin`, with {@link OPEN} defined in it. */
+export async function loadPage<P extends ScenarioPage>(newPage: () => Promise<P>, origin: string): Promise<P> {
+  const page = await newPage();
+  await page.goto(origin + '/');
+  await page.evaluate(`window.open = ${OPEN}`);
+  return page;
+}
+
+/** Runs {@link OPEN} in `page` against `url` with options `o`; resolves with its events. */
+export function inPage(page: ScenarioPage, url: string, o: Record<string, unknown> = {}): Promise<unknown[]> {
+  return page.evaluate(`open(${JSON.stringify(url)}, ${JSON.stringify(o)})`) as Promise<unknown[]>;
+}
+
 /**
  * An expression for the page: sends binary messages of `sizes` bytes (a pattern) to the echo at
  * `url` one at a time, as a Blob or a Uint8Array, and resolves with, for each echo, its class, its

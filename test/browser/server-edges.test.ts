@@ -23,7 +23,7 @@ import { websocket as koaWebSocket } from '@rfc6455/koa';
 import { wsPlugin } from '@rfc6455/fastify';
 import { TLS } from '../http2/helpers.js';
 import { launchChromium } from './chromium.js';
-import { binaryRoundTrips, forbid, hello, HTML, OPEN, page200, REASON_123, ROUND_TRIPS, VISIT, VISITED } from './scenarios.js';
+import { binaryRoundTrips, forbid, hello, HTML, inPage, loadPage, page200, REASON_123, ROUND_TRIPS, VISIT, VISITED } from './scenarios.js';
 
 let browser: Browser;
 beforeAll(async () => {
@@ -33,17 +33,8 @@ afterAll(async () => {
   await browser?.close();
 });
 
-/** A page loaded from `origin`, with `open` defined. */
-async function pageAt(origin: string): Promise<Page> {
-  const page = await browser.newPage();
-  await page.goto(origin + '/');
-  await page.evaluate(`window.open = ${OPEN}`);
-  return page;
-}
-
-function inPage(page: Page, url: string, o: Record<string, unknown> = {}): Promise<unknown[]> {
-  return page.evaluate(`open(${JSON.stringify(url)}, ${JSON.stringify(o)})`) as Promise<unknown[]>;
-}
+/** A page of this file's browser loaded from `origin`, with `open` defined. */
+const pageAt = (origin: string): Promise<Page> => loadPage(() => browser.newPage(), origin);
 
 interface Seen {
   path: string;
