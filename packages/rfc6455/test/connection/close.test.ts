@@ -147,6 +147,32 @@ describe('closeStatus and closeReason on both sides', () => {
     expect(client.readyState).toBe('open');
     await client.close();
   });
+
+  test('a peer that stops reading while we send: 1008 and "outgoing buffer overflow" recorded, one WS_SEND_BUFFER_FULL, aborted', async () => {
+    const client = await connect(server.url, { perMessageDeflate: false, maxBufferedAmount: 256 * 1024 });
+    const conn = await lastServerConn();
+    conn.pause();
+    const errors: unknown[] = [];
+    client.on('error', (error) => errors.push(error));
+    const closed = new Promise<[number, string]>((resolve) => client.on('close', (code, reason) => resolve([code, reason])));
+    const chunk = Buffer.alloc(64 * 1024);
+    for (let i = 0; i < 10_000 && errors.length === 0 && !client.closed; i++) {
+      client.send(chunk).catch(() => undefined);
+      await new Promise((r) => setImmediate(r));
+    }
+    expect(await closed).toEqual([1008, 'outgoing buffer overflow']);
+    expect([client.closeStatus, client.closeReason]).toEqual([1008, 'outgoing buffer overflow']);
+    expect(errors.map((e) => (e as { code?: string }).code)).toEqual(['WS_SEND_BUFFER_FULL']);
+  });
+
+  test('close() checks its code and reason in every state: once closed too, a code or reason that may not be sent rejects', async () => {
+    const client = await connect(server.url, { perMessageDeflate: false });
+    await client.close();
+    expect(client.readyState).toBe('closed');
+    await expect(client.close(1005)).rejects.toThrow(RangeError);
+    await expect(client.close(4000, 'x'.repeat(124))).rejects.toThrow(RangeError);
+    await expect(client.close(4000, 'fine')).resolves.toBeUndefined();
+  });
 });
 
 describe('promises outstanding at close', () => {
@@ -538,6 +564,89 @@ describe('close timeout', () => {
       for (const s of sockets) s.destroy();
       await new Promise((r) => rawServer.close(r));
     }
+  });
+
+  test('server closes first, then never ends TCP after the client answers: the client gives up after closeTimeout, with the server’s code', async () => {
+    // A raw server: answers the handshake, sends a close frame, then keeps TCP open whatever comes.
+    const net = await import('node:net');
+    const { acceptKey } = await import('../../src/handshake/server.js');
+    const sockets: import('node:net').Socket[] = [];
+    const rawServer = net.createServer((socket) => {
+      sockets.push(socket);
+      let buffered = Buffer.alloc(0);
+      socket.on('data', (chunk: Buffer) => {
+        buffered = Buffer.concat([buffered, chunk]);
+        const end = buffered.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        const key = /sec-websocket-key: *(\S+)/i.exec(buffered.toString('latin1'))![1]!;
+        socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptKey(key)}\r\n\r\n`);
+        socket.write(frame({ opcode: 8, payload: closePayload(4001, 'server first') }));
+        socket.removeAllListeners('data');
+        socket.resume();
+      });
+      socket.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => rawServer.listen(0, '127.0.0.1', r));
+    const port = (rawServer.address() as import('node:net').AddressInfo).port;
+    try {
+      const client = await connect(`ws://127.0.0.1:${port}/`, { perMessageDeflate: false, closeTimeout: 200 });
+      await client.whenClosed;
+      expect([client.closeStatus, client.closeReason]).toEqual([4001, 'server first']);
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => rawServer.close(r));
+    }
+  });
+
+  test('the peer closes first, then never ends TCP after our answer: the server gives up after closeTimeout, with the peer’s code', async () => {
+    const net = await import('node:net');
+    // Half-open allowed: the server's FIN does not end our side, as a peer that never closes does.
+    const socket = net.connect({ port: server.port, host: '127.0.0.1', allowHalfOpen: true });
+    socket.on('error', () => undefined);
+    await new Promise((r) => socket.once('connect', r));
+    socket.write(`GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+    socket.resume();
+    const conn = await lastServerConn();
+    socket.write(frame({ mask: true, opcode: 8, payload: closePayload(4003, 'half open') }));
+    try {
+      await conn.whenClosed;
+      expect([conn.closeStatus, conn.closeReason]).toEqual([4003, 'half open']);
+    } finally {
+      socket.destroy();
+    }
+  });
+
+  test('close() behind a sendStream() whose source waits: closing at once, later sends reject, the stream and the close frame then go out in order', async () => {
+    const raw = await RawClient.connect(server.port);
+    const conn = await lastServerConn();
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const streaming = conn.sendStream(
+      (async function* () {
+        yield 'a';
+        await gate;
+        yield 'b';
+      })(),
+    );
+    streaming.catch(() => undefined);
+    const sentBefore = conn.send('before');
+    expect((await raw.readFrame())?.payload.toString()).toBe('a');
+    const closing = conn.close(4004, 'after the stream');
+    expect(conn.readyState).toBe('closing');
+    await expect(conn.send('after')).rejects.toBeInstanceOf(ConnectionClosedError);
+    await expect(conn.sendStream((async function* () {
+      yield 'late';
+    })())).rejects.toBeInstanceOf(ConnectionClosedError);
+    open();
+    const payloads: string[] = [];
+    for (let f = await raw.readFrame(); f !== undefined && f.opcode !== 8; f = await raw.readFrame()) payloads.push(f.payload.toString());
+    expect(payloads).toContain('b');
+    expect(payloads[payloads.length - 1]).toBe('before');
+    raw.send({ opcode: 8, payload: closePayload(4004, 'after the stream') });
+    await closing;
+    await streaming;
+    await sentBefore;
+    expect([conn.closeStatus, conn.closeReason]).toEqual([4004, 'after the stream']);
   });
 });
 

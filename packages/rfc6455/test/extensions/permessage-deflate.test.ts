@@ -8,9 +8,10 @@ import {
   PerMessageDeflate,
   type Callback,
   type DeflateParams,
+  setZlibConcurrency,
   zlibLimiter,
 } from '../../src/extensions/permessage-deflate.js';
-import { ZlibLimiter } from '../../src/extensions/zlib-limiter.js';
+import { DEFAULT_ZLIB_CONCURRENCY, ZlibLimiter } from '../../src/extensions/zlib-limiter.js';
 import { inlineCapable, outputSizable, runInline } from '../../src/extensions/zlib-inline.js';
 import { WsPerMessageDeflateClass } from './ws-internals.js';
 
@@ -486,6 +487,42 @@ describe('process-wide zlib concurrency (thread-pool jobs)', () => {
     expect(limiter.active).toBe(0);
     expect(() => limiter.release()).toThrow();
     expect(() => new ZlibLimiter(0)).toThrow(RangeError);
+  });
+
+  test('ZlibLimiter: a request made from a starting job waits behind older ones; raising the limit starts waiting ones; a started request cannot be cancelled', () => {
+    const limiter = new ZlibLimiter(2);
+    const started: string[] = [];
+    expect(limiter.acquire(() => started.push('a'))()).toBe(false);
+    limiter.acquire(() => started.push('b'));
+    limiter.acquire(() => {
+      started.push('c');
+      // A slot is still free here, but d asked first: e queues behind it (first come first served).
+      limiter.acquire(() => started.push('e'));
+    });
+    const cancelD = limiter.acquire(() => started.push('d'));
+    expect(started).toEqual(['a', 'b']);
+    limiter.setLimit(4);
+    expect(started).toEqual(['a', 'b', 'c', 'd']);
+    expect(cancelD()).toBe(false);
+    expect(limiter.pending).toBe(1);
+    limiter.release();
+    expect(started).toEqual(['a', 'b', 'c', 'd', 'e']);
+    expect(limiter.active).toBe(4);
+    for (const bad of [0, -1, 1.5, NaN, Infinity]) expect(() => limiter.setLimit(bad)).toThrow(RangeError);
+    expect(limiter.limit).toBe(4);
+  });
+
+  test('the process-wide limit defaults to 10 and is set by setZlibConcurrency() and the concurrencyLimit option', () => {
+    expect(DEFAULT_ZLIB_CONCURRENCY).toBe(10);
+    expect(zlibLimiter.limit).toBe(DEFAULT_ZLIB_CONCURRENCY);
+    try {
+      setZlibConcurrency(4);
+      expect(zlibLimiter.limit).toBe(4);
+      new PerMessageDeflate(BASE, 'server', { maxMessageSize: 1024, concurrencyLimit: 7 }).dispose();
+      expect(zlibLimiter.limit).toBe(7);
+    } finally {
+      setZlibConcurrency(DEFAULT_ZLIB_CONCURRENCY);
+    }
   });
 
   test('many engines at once never exceed the global limit and all finish', async () => {
