@@ -19,7 +19,7 @@ import { serve, serviceMapper, type PerMessageDeflateOptions, type ServeOptions,
 import { wsPlugin } from '@rfc6455/fastify';
 import { TLS } from '../http2/helpers.js';
 import { launchFirefox } from './firefox.js';
-import { binaryRoundTrips, forbid, hello, HTML, inPage, loadPage, page200, REASON_123, ROUND_TRIPS, VISIT, VISITED } from './scenarios.js';
+import { binaryRoundTrips, forbid, hello, HTML, inPage, loadPage, page200, REASON_123, ROUND_TRIPS, VISIT, VISITED, wssFromTwoOrigins } from './scenarios.js';
 
 /** What Firefox 153 offers, on every WebSocket: permessage-deflate without parameters. */
 const FIREFOX_OFFER = 'permessage-deflate';
@@ -437,32 +437,18 @@ describe('wss: and HTTP/2', () => {
   test('an http2 server: a page of its own origin, and one from another origin, both open their WebSocket as an RFC 8441 extended CONNECT', async () => {
     const { track, next } = tracker();
     const methods: Array<[string | undefined, string]> = [];
-    const h2 = await serve({ host: '127.0.0.1', port: 0, http2: true, tls: TLS, onRequest: page200 }, (conn, req) => {
-      methods.push([req.method, req.httpVersion]);
-      track(conn, req);
-      conn.on('message', (m) => void conn.send(m).catch(() => undefined));
-    });
-    const other = await serve({ host: '127.0.0.1', port: 0, onRequest: page200 }, () => undefined);
-    try {
-      for (const origin of [`https://127.0.0.1:${h2.port}`, `http://127.0.0.1:${other.port}`]) {
-        const page = await pageAt(origin);
-        try {
-          expect(await inPage(page, `wss://127.0.0.1:${h2.port}/x`, { send: ['over which?'], closeAfter: 1 })).toEqual([
-            ['open', '', 'permessage-deflate'],
-            'over which?',
-            ['close', 1000, 'page', true],
-          ]);
-        } finally {
-          await page.close();
-        }
-      }
-      const entries = [await next(), await next()];
-      expect(entries.map((entry) => [entry.kind, entry.requestLine, entry.offer])).toEqual(Array(2).fill(['http2', 'CONNECT /x HTTP/2.0', FIREFOX_OFFER]));
-      expect(methods).toEqual(Array(2).fill(['CONNECT', '2.0']));
-    } finally {
-      await h2.close();
-      await other.close();
-    }
+    await wssFromTwoOrigins(
+      pageAt,
+      (conn, req) => {
+        methods.push([req.method, req.httpVersion]);
+        track(conn, req);
+      },
+      async () => {
+        const entries = [await next(), await next()];
+        expect(entries.map((entry) => [entry.kind, entry.requestLine, entry.offer])).toEqual(Array(2).fill(['http2', 'CONNECT /x HTTP/2.0', FIREFOX_OFFER]));
+        expect(methods).toEqual(Array(2).fill(['CONNECT', '2.0']));
+      },
+    );
   });
 });
 

@@ -3,7 +3,8 @@
  * Firefox's firefox.test.ts), so that both browsers run the very same scenarios.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { WebSocketConnection } from 'rfc6455';
+import { serve, type ConnectionHandler, type WebSocketConnection } from 'rfc6455';
+import { TLS } from '../http2/helpers.js';
 
 /** The page every scenario runs in (loaded from the server under test: see each suite). */
 export const HTML = '<!doctype html><meta charset="utf-8"><title>edges</title>';
@@ -64,6 +65,42 @@ export async function loadPage<P extends ScenarioPage>(newPage: () => Promise<P>
 /** Runs {@link OPEN} in `page` against `url` with options `o`; resolves with its events. */
 export function inPage(page: ScenarioPage, url: string, o: Record<string, unknown> = {}): Promise<unknown[]> {
   return page.evaluate(`open(${JSON.stringify(url)}, ${JSON.stringify(o)})`) as Promise<unknown[]>;
+}
+
+/**
+ * An HTTP/2 server (TLS, pages from {@link page200}, an echo whose connections `onConnection`
+ * sees first) and a plain HTTP server of another origin: a page from each, in turn, opens
+ * `wss://127.0.0.1:<h2 port>/x`, sends one message and closes once it is echoed, cleanly. Then
+ * `check` (given the two ports) runs before both servers close.
+ */
+export async function wssFromTwoOrigins<P extends ScenarioPage & { close(): Promise<unknown> }>(
+  pageAt: (origin: string) => Promise<P>,
+  onConnection: ConnectionHandler,
+  check: (h2Port: number, otherPort: number) => unknown,
+): Promise<void> {
+  const h2 = await serve({ host: '127.0.0.1', port: 0, http2: true, tls: TLS, onRequest: page200 }, (conn, req, context) => {
+    void onConnection(conn, req, context);
+    conn.on('message', (m) => void conn.send(m).catch(() => undefined));
+  });
+  const other = await serve({ host: '127.0.0.1', port: 0, onRequest: page200 }, () => undefined);
+  try {
+    for (const origin of [`https://127.0.0.1:${h2.port}`, `http://127.0.0.1:${other.port}`]) {
+      const page = await pageAt(origin);
+      try {
+        expect(await inPage(page, `wss://127.0.0.1:${h2.port}/x`, { send: ['over which?'], closeAfter: 1 })).toEqual([
+          ['open', '', 'permessage-deflate'],
+          'over which?',
+          ['close', 1000, 'page', true],
+        ]);
+      } finally {
+        await page.close();
+      }
+    }
+    await check(h2.port, other.port);
+  } finally {
+    await h2.close();
+    await other.close();
+  }
 }
 
 /**

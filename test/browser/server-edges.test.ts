@@ -23,7 +23,7 @@ import { websocket as koaWebSocket } from '@rfc6455/koa';
 import { wsPlugin } from '@rfc6455/fastify';
 import { TLS } from '../http2/helpers.js';
 import { launchChromium } from './chromium.js';
-import { binaryRoundTrips, forbid, hello, HTML, inPage, loadPage, page200, REASON_123, ROUND_TRIPS, VISIT, VISITED } from './scenarios.js';
+import { binaryRoundTrips, forbid, hello, HTML, inPage, loadPage, page200, REASON_123, ROUND_TRIPS, VISIT, VISITED, wssFromTwoOrigins } from './scenarios.js';
 
 let browser: Browser;
 beforeAll(async () => {
@@ -265,32 +265,15 @@ describe('permessage-deflate settings with Chromium’s offer, many messages sha
 describe('an http2 server and Chromium’s choice of transport', () => {
   test('a page on the server’s own HTTP/2 connection opens its WebSocket as an extended CONNECT; a page from another origin opens it over TLS HTTP/1.1 on the same port', async () => {
     const seen: Array<[string, string, string | undefined]> = [];
-    const h2 = await serve({ host: '127.0.0.1', port: 0, http2: true, tls: TLS, onRequest: page200 }, (conn) => {
-      seen.push([conn.transport.kind, conn.requestLine, conn.headers.origin as string | undefined]);
-      conn.on('message', (m) => void conn.send(m).catch(() => undefined));
-    });
-    const other = await serve({ host: '127.0.0.1', port: 0, onRequest: page200 }, () => undefined);
-    try {
-      for (const origin of [`https://127.0.0.1:${h2.port}`, `http://127.0.0.1:${other.port}`]) {
-        const page = await pageAt(origin);
-        try {
-          expect(await inPage(page, `wss://127.0.0.1:${h2.port}/x`, { send: ['over which?'], closeAfter: 1 })).toEqual([
-            ['open', '', 'permessage-deflate'],
-            'over which?',
-            ['close', 1000, 'page', true],
-          ]);
-        } finally {
-          await page.close();
-        }
-      }
-      expect(seen).toEqual([
-        ['http2', 'CONNECT /x HTTP/2.0', `https://127.0.0.1:${h2.port}`],
-        ['tls', 'GET /x HTTP/1.1', `http://127.0.0.1:${other.port}`],
-      ]);
-    } finally {
-      await h2.close();
-      await other.close();
-    }
+    await wssFromTwoOrigins(
+      pageAt,
+      (conn) => void seen.push([conn.transport.kind, conn.requestLine, conn.headers.origin as string | undefined]),
+      (h2Port, otherPort) =>
+        expect(seen).toEqual([
+          ['http2', 'CONNECT /x HTTP/2.0', `https://127.0.0.1:${h2Port}`],
+          ['tls', 'GET /x HTTP/1.1', `http://127.0.0.1:${otherPort}`],
+        ]),
+    );
   });
 });
 

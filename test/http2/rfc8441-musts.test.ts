@@ -92,6 +92,22 @@ describe('server: attachHttp2 on a cleartext HTTP/2 server', () => {
     return p;
   }
 
+  /** Opens a WebSocket on stream 1 of `p` (its CONNECT answered 200); resolves with the server's connection. */
+  async function opened(p: RawPeer): Promise<WebSocketConnection> {
+    p.send(headers(1, CONNECT));
+    expect(isStatus200(await p.next((f) => f.stream === 1 && f.type === FrameType.HEADERS))).toBe(true);
+    await until(() => conns.length === 1, 'the connection');
+    return conns[0]!;
+  }
+
+  /** Waits for the RST_STREAM on stream 1; with the DATA payload and the END_STREAM flags sent on it before. */
+  async function untilReset(p: RawPeer): Promise<{ reset: Frame; payload: Buffer; ends: number }> {
+    const reset = await p.next((f) => f.stream === 1 && isReset(f), 'RST_STREAM');
+    const before = p.on(1).slice(0, p.on(1).indexOf(reset));
+    const payload = Buffer.concat(before.filter((f) => f.type === FrameType.DATA).map((f) => f.payload));
+    return { reset, payload, ends: before.filter(endsStream).length };
+  }
+
   test('§3: the setting is 1 where CONNECTs are taken, absent where not, and never turned to 0 on a session that saw 1', async () => {
     const bare = await peer();
     expect(settingsOf(await bare.next(isSettings)).has(Setting.ENABLE_CONNECT_PROTOCOL)).toBe(false);
@@ -153,16 +169,14 @@ describe('server: attachHttp2 on a cleartext HTTP/2 server', () => {
   test('§5: the client closing first: our close frame goes with END_STREAM, and no RST_STREAM but NO_ERROR follows (the client ends its side once it has ours)', async () => {
     attach();
     const p = await peer();
-    p.send(headers(1, CONNECT));
-    expect(isStatus200(await p.next((f) => f.stream === 1 && f.type === FrameType.HEADERS))).toBe(true);
-    await until(() => conns.length === 1, 'the connection');
+    const conn = await opened(p);
     p.send(data(1, clientFrame(8, Buffer.from([3, 232]))));
     await until(() => p.on(1).some(endsStream), "the server's END_STREAM");
     // Its close frame, then END_STREAM (in one DATA frame or two).
     expect(Buffer.concat(p.on(1).filter((f) => f.type === FrameType.DATA).map((f) => f.payload))).toEqual(SERVER_CLOSE);
     p.send(data(1, Buffer.alloc(0), true));
-    await conns[0]!.whenClosed;
-    expect(conns[0]!.closeStatus).toBe(1000);
+    await conn.whenClosed;
+    expect(conn.closeStatus).toBe(1000);
     // A PING round trip: anything the server sent on the stream has come.
     p.send(Buffer.from([0, 0, 8, FrameType.PING, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8]));
     await p.next((f) => f.type === FrameType.PING && (f.flags & Flag.ACK) !== 0, 'the PING ACK');
@@ -180,10 +194,7 @@ describe('server: attachHttp2 on a cleartext HTTP/2 server', () => {
   ])('RFC 9113 §8.1: %s and never ends its side: close frame, END_STREAM, then RST_STREAM(NO_ERROR) at once, and a clean close', async (_name, serverFirst) => {
     attach(60_000);
     const p = await peer();
-    p.send(headers(1, CONNECT));
-    expect(isStatus200(await p.next((f) => f.stream === 1 && f.type === FrameType.HEADERS))).toBe(true);
-    await until(() => conns.length === 1, 'the connection');
-    const conn = conns[0]!;
+    const conn = await opened(p);
     const closed = new Promise<[number, string]>((resolve) => conn.once('close', (code, reason) => resolve([code, reason])));
     const reason = Buffer.from('bye');
     if (serverFirst) {
@@ -194,12 +205,11 @@ describe('server: attachHttp2 on a cleartext HTTP/2 server', () => {
     } else {
       p.send(data(1, clientFrame(8, Buffer.concat([Buffer.from([0x0f, 0xa0]), reason]))));
     }
-    const reset = await p.next((f) => f.stream === 1 && isReset(f), 'RST_STREAM');
+    const { reset, payload, ends } = await untilReset(p);
     expect(errorCodeOf(reset)).toBe(ErrorCode.NO_ERROR);
     // Before it: our close frame (4000 'bye'), then END_STREAM (in one DATA frame or two).
-    const before = p.on(1).slice(0, p.on(1).indexOf(reset));
-    expect(Buffer.concat(before.filter((f) => f.type === FrameType.DATA).map((f) => f.payload))).toEqual(Buffer.from([0x88, 5, 0x0f, 0xa0, ...reason]));
-    expect(before.filter(endsStream)).toHaveLength(1);
+    expect(payload).toEqual(Buffer.from([0x88, 5, 0x0f, 0xa0, ...reason]));
+    expect(ends).toBe(1);
     expect(p.on(1).filter(isReset)).toEqual([reset]);
     // The server's 'close' and whenClosed: the close frames' code and reason, no error.
     expect(await closed).toEqual([4000, 'bye']);
@@ -211,18 +221,13 @@ describe('server: attachHttp2 on a cleartext HTTP/2 server', () => {
   test('a failure of ours (text that is not UTF-8: 1007) to a client that never answers nor ends its side: close frame, END_STREAM, then RST_STREAM(NO_ERROR) at once (its input is not read any more, RFC 6455 §7.1.7)', async () => {
     attach(60_000);
     const p = await peer();
-    p.send(headers(1, CONNECT));
-    expect(isStatus200(await p.next((f) => f.stream === 1 && f.type === FrameType.HEADERS))).toBe(true);
-    await until(() => conns.length === 1, 'the connection');
-    const conn = conns[0]!;
+    const conn = await opened(p);
     p.send(data(1, clientFrame(1, Buffer.from([0xc3, 0x28]))));
-    const reset = await p.next((f) => f.stream === 1 && isReset(f), 'RST_STREAM');
+    const { reset, payload, ends } = await untilReset(p);
     expect(errorCodeOf(reset)).toBe(ErrorCode.NO_ERROR);
-    const before = p.on(1).slice(0, p.on(1).indexOf(reset));
-    const payload = Buffer.concat(before.filter((f) => f.type === FrameType.DATA).map((f) => f.payload));
     expect(payload.subarray(0, 4)).toEqual(Buffer.from([0x88, payload[1]!, 0x03, 0xef])); // a close frame, 1007
     expect(payload).toHaveLength(2 + payload[1]!);
-    expect(before.filter(endsStream)).toHaveLength(1);
+    expect(ends).toBe(1);
     await conn.whenClosed;
     expect(conn.closeStatus).toBe(1007);
     expect((conn.transport.stream as ServerHttp2Stream).rstCode).toBe(ErrorCode.NO_ERROR);
@@ -232,16 +237,13 @@ describe('server: attachHttp2 on a cleartext HTTP/2 server', () => {
     attach(300);
     const p = await RawPeer.client(port, { settings: [[Setting.INITIAL_WINDOW_SIZE, 0]] });
     peers.push(p);
-    p.send(headers(1, CONNECT));
-    expect(isStatus200(await p.next((f) => f.stream === 1 && f.type === FrameType.HEADERS))).toBe(true);
-    await until(() => conns.length === 1, 'the connection');
-    const conn = conns[0]!;
+    const conn = await opened(p);
     p.send(data(1, clientFrame(8, Buffer.from([3, 232]))));
     const reset = await p.next((f) => f.stream === 1 && isReset(f), 'RST_STREAM');
     expect(errorCodeOf(reset)).toBe(ErrorCode.CANCEL);
     expect(p.on(1).filter((f) => f.type === FrameType.DATA)).toEqual([]);
     await conn.whenClosed;
-   }, 10_000);
+  }, 10_000);
 
   test('§5: the server closing first: END_STREAM once the client answered, no RST_STREAM; terminate() is RST_STREAM(CANCEL)', async () => {
     attach();

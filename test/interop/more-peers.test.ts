@@ -31,6 +31,8 @@ import {
   compressedEcho,
   echoRoundTrip,
   ourClientTests,
+  notUtf8FromPeer,
+  ourMessagesBeforeClose,
   overOurMaxMessageSize,
   peerClientTests,
   recv,
@@ -260,21 +262,14 @@ describe.each(Object.keys(PEERS) as PeerName[])('%s client → our serve()', (na
   if (quirks.badUtf8) {
     test(`text that is not UTF-8 from ${name}: we close with 1007, ${name} reports 1007`, async () => {
       const peer = await open();
-      peer.command('badutf8');
-      expect((await closedStatus(peer.side.conn)).code).toBe(1007);
-      expect((await peer.closed).code).toBe(1007);
-      expect(peer.side.received).toHaveLength(0);
+      await notUtf8FromPeer(peer, () => peer.command('badutf8'));
     });
   }
 
   test('every message sent before a clean close arrives, both ways', async () => {
     const N = 50;
-    const peer = await open();
-    for (let i = 0; i < N; i++) void peer.side.conn.send(`from us ${i}`);
-    await peer.side.conn.close(1000, 'done');
-    await peer.closed;
-    expect(peer.messagesBeforeClose).toBe(N);
-    expect(await peer.messages.take(N)).toEqual(Array.from({ length: N }, (_, i) => `from us ${i}`));
+    // Ours: N then close, without waiting.
+    await ourMessagesBeforeClose(await open(), N);
     const other = await open();
     other.command('burst', N);
     expect(await closedStatus(other.side.conn)).toEqual({ code: 1000, reason: 'burst done' });

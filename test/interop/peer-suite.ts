@@ -155,6 +155,26 @@ export async function overOurMaxMessageSize(open: (target: EchoServer) => Promis
   }
 }
 
+/**
+ * We send `n` messages and close at once, without waiting: the peer reports every one, in order,
+ * before it reports the close.
+ */
+export async function ourMessagesBeforeClose(peer: PeerClient & { readonly messagesBeforeClose: number }, n: number): Promise<void> {
+  for (let i = 0; i < n; i++) void peer.side.conn.send(`from us ${i}`);
+  await peer.side.conn.close(1000, 'done');
+  await peer.closed;
+  expect(peer.messagesBeforeClose).toBe(n);
+  expect(await peer.messages.take(n)).toEqual(Array.from({ length: n }, (_, i) => `from us ${i}`));
+}
+
+/** The peer sends text that is not UTF-8 (`sendBadUtf8`): we fail with 1007, it reports 1007, and our side took no message. */
+export async function notUtf8FromPeer(peer: PeerClient, sendBadUtf8: () => void): Promise<void> {
+  sendBadUtf8();
+  expect((await closedStatus(peer.side.conn)).code).toBe(1007);
+  expect((await peer.closed).code).toBe(1007);
+  expect(peer.side.received).toHaveLength(0);
+}
+
 /** The tests every peer's client passes the same way against our echo server. */
 /**
  * The chunks from an async generator, as a live feed gives them: sendStream() sends each as it

@@ -15,7 +15,7 @@ import { once } from 'node:events';
 import { join } from 'node:path';
 import { EOF, connect, type ConnectOptions, type Message, type PerMessageDeflateOptions, type WebSocketConnection } from 'rfc6455';
 import { UTF8_REASON, bytesOf, closedStatus, echoServer, Inbox, textOfBytes, type EchoServer } from './peer-helpers.js';
-import { asBinary, asText, compressedEcho, echoRoundTrip, overOurMaxMessageSize, recv, REPETITIVE, type PeerClient, type PeerEnd } from './peer-suite.js';
+import { asBinary, asText, compressedEcho, echoRoundTrip, notUtf8FromPeer, ourMessagesBeforeClose, overOurMaxMessageSize, recv, REPETITIVE, type PeerClient, type PeerEnd } from './peer-suite.js';
 import { ScriptEnd, ScriptProcess, type ScriptEvent } from './script-peer.js';
 
 const PYTHON = '/usr/bin/python3';
@@ -333,21 +333,13 @@ describe.each(LIBS)('python3-%s', (lib) => {
 
     test(`text that is not UTF-8 from ${lib}: we close with 1007, ${lib} reports 1007`, async () => {
       const peer = await open();
-      peer.command('badutf8');
-      expect((await closedStatus(peer.side.conn)).code).toBe(1007);
-      expect((await peer.closed).code).toBe(1007);
-      expect(peer.side.received).toHaveLength(0);
+      await notUtf8FromPeer(peer, () => peer.command('badutf8'));
     });
 
     test('every message sent before a close arrives, both ways', async () => {
       const N = 50;
-      const peer = await open();
       // Ours: N then close, without waiting.
-      for (let i = 0; i < N; i++) void peer.side.conn.send(`from us ${i}`);
-      await peer.side.conn.close(1000, 'done');
-      await peer.closed;
-      expect(peer.messagesBeforeClose).toBe(N);
-      expect(await peer.messages.take(N)).toEqual(Array.from({ length: N }, (_, i) => `from us ${i}`));
+      await ourMessagesBeforeClose(await open(), N);
       // Its: N then close; our echo server received all N before the close.
       const other = await open();
       other.command('burst', { n: N });

@@ -122,7 +122,6 @@ function version(): string {
   }
 }
 
-/** A printable form of a message: text as is, binary as its size and a hex preview. */
 /**
  * Characters a peer must not get onto the terminal or the log as they are: C0 controls but the
  * tab, DEL and C1 controls (line breaks, carriage returns and ESC, which starts the escape
@@ -138,8 +137,6 @@ const UNPRINTABLE = /[\u0000-\u0008\u000a-\u001f\u007f-\u009f\u2028\u2029\u202a-
  * read as output of their own, and an ESC in a message reached the terminal.)
  */
 function printable(text: string): string {
-  UNPRINTABLE.lastIndex = 0;
-  if (!UNPRINTABLE.test(text)) return text;
   return text.replace(UNPRINTABLE, (c) => {
     if (c === '\n') return '\\n';
     if (c === '\r') return '\\r';
@@ -148,6 +145,7 @@ function printable(text: string): string {
   });
 }
 
+/** A printable form of a message: text as one line ({@link printable}), binary as its size and a hex preview. */
 function show(message: Message): string {
   if (typeof message === 'string') return printable(message);
   const preview = message.subarray(0, 32).toString('hex');

@@ -33,11 +33,11 @@ export interface Transport {
    * Orderly end of our side on a server once the WebSocket closing handshake is complete (a close
    * frame both sent and received) or it failed the connection (its close frame sent: the peer's
    * input is not processed any more, RFC 6455 §7.1.7), when there is nothing more to take from
-   * the peer. An HTTP/2 stream ends
-   * with END_STREAM and is then reset with NO_ERROR, unless the peer has ended its side already:
-   * RFC 9113 §8.1 lets a server that has sent its END_STREAM ask the client so to stop sending
-   * without error, and a client that never ends its side (Firefox) then holds nothing open until
-   * `closeTimeout`. Optional: without it, {@link Transport.end} is used.
+   * the peer. An HTTP/2 stream ends with END_STREAM and is then reset with NO_ERROR, unless the
+   * peer has ended its side already: RFC 9113 §8.1 lets a server that has sent its END_STREAM ask
+   * the client so to stop sending without error, and a client that never ends its side (Firefox)
+   * then holds nothing open until `closeTimeout`. Optional: without it, {@link Transport.end} is
+   * used.
    */
   endClosed?(): void;
   /** Abortive close (TCP RST or destroy / RST_STREAM CANCEL). */

@@ -89,6 +89,37 @@ async function roundTrip(sender: PerMessageDeflate, receiver: PerMessageDeflate,
   return decompress(receiver, await compress(sender, msg));
 }
 
+/**
+ * Runs `fn` while observing (not replacing) the real inflater's output: `seen` gets every chunk an
+ * InflateRaw pushes (thread-pool jobs: inline output never passes through its push).
+ */
+async function watchingZlibPushes<T>(fn: () => Promise<T>, seen: (chunk: Buffer) => void): Promise<T> {
+  const proto = InflateRaw.prototype as unknown as { push: (chunk: Buffer | null) => boolean };
+  const original = proto.push;
+  proto.push = function (this: unknown, chunk: Buffer | null) {
+    if (chunk !== null) seen(chunk);
+    return original.call(this, chunk);
+  };
+  try {
+    return await fn();
+  } finally {
+    proto.push = original;
+  }
+}
+
+/** The bytes zlib pushes during `fn` and the 50 ms after it (so that straggling output shows). */
+async function bytesZlibPushed(fn: () => Promise<void>): Promise<number> {
+  let produced = 0;
+  await watchingZlibPushes(
+    async () => {
+      await fn();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    },
+    (chunk) => (produced += chunk.length),
+  );
+  return produced;
+}
+
 describe.each(MODES)('%s', (_mode, limit) => {
   beforeAll(() => {
     modeSyncLimit = limit;
@@ -320,21 +351,10 @@ describe.each(MODES)('%s', (_mode, limit) => {
       // Thread-pool jobs only: inline output never passes through InflateRaw's push.
       const receiver = engine({}, 'server', limit, 0);
       const bomb = deflateRawSync(Buffer.alloc(64 * 1024 * 1024), { level: 9 });
-      // Observe (not replace) the real inflater's output: count every byte zlib pushes.
-      const proto = InflateRaw.prototype as unknown as { push: (chunk: Buffer | null) => boolean };
-      const original = proto.push;
-      let produced = 0;
-      proto.push = function (this: unknown, chunk: Buffer | null) {
-        if (chunk !== null) produced += chunk.length;
-        return original.call(this, chunk);
-      };
-      try {
+      const produced = await bytesZlibPushed(async () => {
         const err = await decompress(receiver, bomb).catch((e: unknown) => e);
         expect(err).toBeInstanceOf(MessageTooBigError);
-        await new Promise((resolve) => setTimeout(resolve, 50)); // let any straggling output show
-      } finally {
-        proto.push = original;
-      }
+      });
       expect(produced).toBeGreaterThan(limit);
       // The job's output buffers end at the limit (Node's own 16 KiB chunks where they cannot be sized).
       expect(produced).toBeLessThanOrEqual(limit + (outputSizable() ? 1 : 16 * 1024));
@@ -348,20 +368,10 @@ describe.each(MODES)('%s', (_mode, limit) => {
       const first = await compress(sender, Buffer.alloc(limit - 100, 1), false);
       const rest = await compress(sender, Buffer.alloc(4 * 1024 * 1024, 2), true);
       expect((await decompress(receiver, first, false)).length).toBe(limit - 100);
-      const proto = InflateRaw.prototype as unknown as { push: (chunk: Buffer | null) => boolean };
-      const original = proto.push;
-      let produced = 0;
-      proto.push = function (this: unknown, chunk: Buffer | null) {
-        if (chunk !== null) produced += chunk.length;
-        return original.call(this, chunk);
-      };
-      try {
+      const produced = await bytesZlibPushed(async () => {
         const err = await decompress(receiver, rest, true).catch((e: unknown) => e);
         expect(err).toBeInstanceOf(MessageTooBigError);
-        await new Promise((resolve) => setTimeout(resolve, 50)); // let any straggling output show
-      } finally {
-        proto.push = original;
-      }
+      });
       expect(produced).toBeGreaterThan(100);
       expect(produced).toBeLessThanOrEqual(outputSizable() ? 101 : 16 * 1024);
     });
@@ -456,6 +466,8 @@ describe.each(MODES)('%s', (_mode, limit) => {
     });
   });
 });
+
+
 
 describe('process-wide zlib concurrency (thread-pool jobs)', () => {
   beforeAll(() => {
@@ -601,19 +613,8 @@ describe('inline work and thread-pool jobs together', () => {
     const message = Buffer.from(randomBytes(1 << 20).map((b) => 97 + (b & 15)));
     const compressed = await compress(sender, message, true);
     expect(compressed.length).toBeGreaterThan(DEFAULT_SYNC_LIMIT);
-    const proto = InflateRaw.prototype as unknown as { push: (chunk: Buffer | null) => boolean };
-    const original = proto.push;
     const pieces: number[] = [];
-    proto.push = function (this: unknown, chunk: Buffer | null) {
-      if (chunk !== null) pieces.push(chunk.length);
-      return original.call(this, chunk);
-    };
-    let inflated: Buffer;
-    try {
-      inflated = await decompress(receiver, compressed, true);
-    } finally {
-      proto.push = original;
-    }
+    const inflated = await watchingZlibPushes(() => decompress(receiver, compressed, true), (chunk) => pieces.push(chunk.length));
     expect(inflated.equals(message)).toBe(true);
     // (Twice the input is 2 MiB; jobs take at most 1 MiB at a time.)
     expect(pieces.length).toBeLessThanOrEqual(2);
