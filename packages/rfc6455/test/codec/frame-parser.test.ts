@@ -246,6 +246,20 @@ describe('control frames (RFC 6455 §5.5)', () => {
     expect(rec.controls[0]!.payload.length).toBe(125);
   });
 
+  test('a ping of one byte and an empty one, each alone in its read or byte by byte, keep their payloads', () => {
+    for (const side of ['server', 'client'] as const) {
+      const mask = side === 'server';
+      const bytes = [frame({ opcode: 9, payload: 'x', mask }), frame({ opcode: 9, mask })];
+      for (const cuts of [[], Array.from({ length: bytes[0]!.length + bytes[1]!.length }, (_, i) => i)]) {
+        const rec = recordingParser({ side });
+        if (cuts.length === 0) for (const b of bytes) rec.parser.push(b);
+        else pushSplit(rec.parser, Buffer.concat(bytes), cuts);
+        expect(rec.errors).toEqual([]);
+        expect(rec.controls.map((c) => [c.opcode, c.payload.toString()])).toEqual([[9, 'x'], [9, '']]);
+      }
+    }
+  });
+
   test('server rejects a fragmented (FIN clear) ping and close', () => {
     for (const opcode of [8, 9, 10]) {
       const rec = recordingParser({ side: 'server' });
@@ -294,6 +308,24 @@ describe('continuation sequencing (RFC 6455 §5.4)', () => {
     rec.parser.push(frame({ opcode: 1, payload: 'a', fin: false, mask: true }));
     rec.parser.push(frame({ opcode: 2, payload: 'b', fin: false, mask: true }));
     expectProtocolError(rec, /inside a fragmented/);
+  });
+
+  test('empty frames of a fragmented message: the first and the last are told, one in between is not', () => {
+    const rec = recordingParser({ side: 'server' });
+    rec.parser.push(
+      Buffer.concat([
+        frame({ opcode: 1, fin: false, mask: true }),
+        frame({ opcode: 0, payload: 'ab', fin: false, mask: true }),
+        frame({ opcode: 0, fin: false, mask: true }),
+        frame({ opcode: 0, mask: true }),
+      ]),
+    );
+    expect(rec.pieces).toEqual([
+      { opcode: 1, first: true, last: false, length: 0 },
+      { opcode: 1, first: false, last: false, length: 2 },
+      { opcode: 1, first: false, last: true, length: 0 },
+    ]);
+    expect(rec.messages.map((m) => m.data.toString())).toEqual(['ab']);
   });
 
   test('after an error, later input yields no event and no second error', () => {
@@ -546,6 +578,14 @@ describe('frames that span chunks are gathered into one piece (up to GATHER_MAX)
     ]);
     expect(rec.controls.map((c) => c.payload.toString())).toEqual(['hi']);
     expect(rec.messages[0]!.data.equals(Buffer.concat([a, b]))).toBe(true);
+  });
+
+  test('a frame of exactly GATHER_MAX bytes cut in three is still one piece', () => {
+    const payload = pattern(GATHER_MAX, 9);
+    const rec = recordingParser({ side: 'client' });
+    pushSplit(rec.parser, frame({ opcode: 2, payload }), [20000, 40000]);
+    expect(rec.pieces).toEqual([{ opcode: 2, first: true, last: true, length: GATHER_MAX }]);
+    expect(rec.messages[0]!.data.equals(payload)).toBe(true);
   });
 
   test('a frame over GATHER_MAX still comes in pieces as its bytes arrive', () => {
@@ -803,6 +843,31 @@ describe('gatherLarge: whole uncompressed binary messages over GATHER_MAX are ga
       const seen = t.shown.reduce((n, c) => n + c.bytes.length, 0);
       expect(seen).toBeGreaterThan(failAt);
       expect(seen).toBeLessThan(SIZE);
+    });
+
+    test('a small text frame gathered across reads: its last bytes are shown too, a failure on them hands nothing over, and one gathered whole while paused is not shown', () => {
+      const bytes = frame({ opcode: 1, payload: 'abcdef' });
+      const header = bytes.length - 6;
+      const t = textParser('client');
+      t.parser.push(bytes.subarray(0, header + 1));
+      t.parser.push(bytes.subarray(header + 1));
+      expect(t.shown.map((c) => [c.bytes.toString(), c.first, c.final])).toEqual([
+        ['a', true, false],
+        ['bcdef', false, true],
+      ]);
+      expect(t.pieces.map((p) => p.toString())).toEqual(['abcdef']);
+      const failing = textParser('client', 5);
+      failing.parser.push(bytes.subarray(0, header + 1));
+      failing.parser.push(bytes.subarray(header + 1));
+      expect(failing.parser.failed).toBe(true);
+      expect(failing.pieces).toEqual([]);
+      const paused = textParser('client');
+      paused.parser.paused = true;
+      paused.parser.push(bytes.subarray(0, header + 1));
+      paused.parser.push(bytes.subarray(header + 1));
+      paused.parser.resume();
+      expect(paused.shown).toEqual([]);
+      expect(paused.pieces.map((p) => p.toString())).toEqual(['abcdef']);
     });
 
     test('gatherLarge switched off while a text message is held: the message comes in pieces after all, every byte in them', () => {

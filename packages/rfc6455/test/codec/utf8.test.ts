@@ -3,7 +3,7 @@
  * every position, and fail-fast: the feed holding the first bad byte reports false.
  */
 import fc from 'fast-check';
-import { decodeUtf8, decodeValidUtf8, encodeUtf8, Utf8Validator } from '../../src/codec/utf8.js';
+import { decodeUtf8, decodeValidUtf8, encodeUtf8, isValidUtf8, Utf8Validator } from '../../src/codec/utf8.js';
 
 const decoder = new TextDecoder('utf-8', { fatal: true });
 function nodeValid(bytes: Uint8Array): boolean {
@@ -94,6 +94,28 @@ describe('Utf8Validator', () => {
     );
   });
 
+  test('every lead with every second byte (and edge third bytes), cut after each byte: false exactly when no completion is valid', () => {
+    const cont = (n: number): number[] => new Array<number>(n).fill(0x80);
+    // A prefix of two or more bytes is viable when continuation bytes can complete it.
+    const viable = (prefix: number[]): boolean => [0, 1, 2, 3].some((k) => nodeValid(Uint8Array.from([...prefix, ...cont(k)])));
+    const mismatches: string[] = [];
+    for (let lead = 0xc0; lead <= 0xff; lead++) {
+      const leadOk = viable([lead, 0x80]) || viable([lead, 0x90]) || viable([lead, 0xa0]);
+      for (let b1 = 0; b1 <= 0xff; b1++) {
+        for (const b2 of [undefined, 0x7f, 0x80, 0xbf, 0xc0]) {
+          const prefix = b2 === undefined ? [lead, b1] : [lead, b1, b2];
+          if (b2 !== undefined && !viable([lead, b1])) continue;
+          const expected = leadOk && viable(prefix);
+          const whole = new Utf8Validator().feed(Uint8Array.from(prefix), false);
+          const v = new Utf8Validator();
+          const split = prefix.every((b) => v.feed(Uint8Array.of(b), false));
+          if (whole !== expected || split !== expected) mismatches.push(prefix.map((b) => b.toString(16)).join(' '));
+        }
+      }
+    }
+    expect(mismatches).toEqual([]);
+  });
+
   test.each([
     ['overlong 2-byte', [0xc0, 0xaf]],
     ['overlong 3-byte', [0xe0, 0x80]],
@@ -116,6 +138,20 @@ describe('Utf8Validator', () => {
     expect(v.feed(Buffer.from('ok'), true)).toBe(true);
     const w = new Utf8Validator();
     expect(w.feed(Uint8Array.of(0xe2, 0x82), true)).toBe(false);
+  });
+});
+
+describe('isValidUtf8', () => {
+  test('true for valid UTF-8 and false for anything else, the same as a strict decoder', () => {
+    expect(isValidUtf8(Buffer.from('a€𝄞'))).toBe(true);
+    expect(isValidUtf8(new Uint8Array(0))).toBe(true);
+    expect(isValidUtf8(Uint8Array.of(0x61, 0xed, 0xa0, 0x80))).toBe(false);
+    fc.assert(
+      fc.property(fc.oneof(utf8ish, validText), (bytes) => {
+        expect(isValidUtf8(bytes)).toBe(nodeValid(bytes));
+      }),
+      { numRuns: 300 },
+    );
   });
 });
 

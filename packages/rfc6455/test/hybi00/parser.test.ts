@@ -124,6 +124,12 @@ describe('hybi-00 parser', () => {
     }
   });
 
+  test('a short frame whose only non-ASCII byte is its first is checked too', () => {
+    for (const bad of [bytes(0x00, 0x80, 'a', 0xff), bytes(0x00, 0xc3, 0xff)]) {
+      expect(parse([bad]).map((e) => e.type === 'error' && e.error.code)).toEqual(['WS_INVALID_UTF8']);
+    }
+  });
+
   test('invalid UTF-8 in a discarded low-type frame is not an error', () => {
     expect(parse([bytes(0x05, [0xc0, 0xaf], 0xff, 0x00, 'a', 0xff)])).toEqual([{ type: 'message', text: 'a' }]);
   });
