@@ -209,7 +209,9 @@ test('close() while the unread stream of a compressed message is still arriving:
 });
 
 test('close() queued behind a send being compressed while the stream of a compressed message is unread: the peer\'s close frame is read, and the close is clean', async () => {
-  const { client, conn } = await pair({ closeTimeout: 1000, maxMessageSize: 64 * 1024 * 1024 });
+  // closeTimeout bounds reading on to the peer's answer, behind 32 MiB to inflate here: well under
+  // a second alone, but it once took more in a full test run on a loaded machine (1006).
+  const { client, conn } = await pair({ closeTimeout: 5000, maxMessageSize: 64 * 1024 * 1024 });
   const incoming = stream(client);
   const received = conn.send(Buffer.alloc(MESSAGE, 2));
   const s = await incoming;

@@ -2003,13 +2003,20 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
       // what went out since is otherwise a ping or a pong written meanwhile, and the stream itself
       // counts through streamedBytes (fixed bug: behind a stalled source, pings sent by the
       // application or answered to the peer's keepalive made every check look like progress, and
-      // close(), and server.close() with it, never resolved).
+      // close(), and server.close() with it, never resolved). Once our close frame is written the
+      // same holds: nothing of ours was waiting at the last check, so what the peer took since is
+      // pongs we answered its pings with after our close frame (fixed bug: a peer that took all we
+      // sent, our close frame too, and then only pinged, never answering it, kept the connection
+      // `closing` for good). Only sends still being compressed ahead of our close frame count
+      // without a backlog: their output reaches the socket as each compression ends.
       const rare = this.rareFields();
       const taken = bytesTaken(stream);
       const streamed = rare.streamedBytes;
-      const behindStream = (this.flags & CLOSE_WAITING) !== 0 && !this.proto.closeSent;
+      const writtenOrBehindStream = (this.flags & CLOSE_WAITING) !== 0 || this.proto.closeSent;
       const progressed =
-        (Number.isNaN(rare.closeTaken) ? this.bufferedAmount + writeQueueSize(stream) > 0 : taken > rare.closeTaken && (rare.closeBacklog || !behindStream)) ||
+        (Number.isNaN(rare.closeTaken)
+          ? this.bufferedAmount + writeQueueSize(stream) > 0
+          : taken > rare.closeTaken && (rare.closeBacklog || !writtenOrBehindStream)) ||
         (this.sendTail !== undefined && streamed !== rare.closeStreamed);
       rare.closeTaken = taken;
       rare.closeStreamed = streamed;

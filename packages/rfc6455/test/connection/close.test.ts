@@ -141,6 +141,24 @@ describe('closeStatus and closeReason on both sides', () => {
     expect(conn.readyState).toBe('closed');
   });
 
+  test('terminate() resets TCP (the peer gets no FIN and no frame) and closes the protocol at once: 1006, a send() made right after rejects', async () => {
+    const raw = await RawClient.connect(server.port);
+    const conn = await lastServerConn();
+    const peerSaw = new Promise<string>((resolve) => {
+      raw.socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? 'error'));
+      raw.socket.once('end', () => resolve('FIN'));
+    });
+    conn.terminate();
+    expect([conn.readyState, conn.closeStatus]).toEqual(['closing', 1006]);
+    const sent = conn.send('too late');
+    await expect(sent).rejects.toBeInstanceOf(ConnectionClosedError);
+    await expect(sent).rejects.toMatchObject({ closeCode: 1006 });
+    expect(await peerSaw).toBe('ECONNRESET');
+    expect(await raw.readFrame()).toBeUndefined();
+    await conn.whenClosed;
+    expect([conn.closeStatus, conn.closeReason]).toEqual([1006, '']);
+  });
+
   test('close() rejects codes that may not be sent (1005, 1006, 1015) without closing', async () => {
     const client = await connect(server.url, { perMessageDeflate: false });
     for (const code of [1005, 1006, 1015]) await expect(client.close(code)).rejects.toThrow(RangeError);
@@ -218,6 +236,61 @@ describe('promises outstanding at close', () => {
       process.off('unhandledRejection', onUnhandled);
     }
     expect(unhandled).toEqual([]);
+  });
+
+  test('a recv() waiting when TCP drops without a close frame resolves with EOF (1006), and one made after it too', async () => {
+    const raw = await RawClient.connect(server.port);
+    const conn = await lastServerConn();
+    const waiting = conn.recv();
+    raw.destroy();
+    expect(await waiting).toBe(EOF);
+    expect(conn.closeStatus).toBe(1006);
+    expect(await conn.recv()).toBe(EOF);
+  });
+
+  test('a send() waiting for drain when TCP drops settles at the close', async () => {
+    const raw = await RawClient.connect(server.port);
+    raw.socket.pause(); // takes nothing: the send waits for 'drain'
+    const conn = await lastServerConn();
+    let settled = 'pending';
+    const sent = conn.send(Buffer.alloc(8 << 20, 7)).then(
+      () => (settled = 'resolved'),
+      (error: unknown) => (settled = `rejected ${(error as Error).name}`),
+    );
+    for (let i = 0; i < 10; i++) await new Promise((resolve) => setImmediate(resolve));
+    expect([settled, conn.bufferedAmount > 0]).toEqual(['pending', true]);
+    raw.destroy();
+    await conn.whenClosed;
+    await sent;
+    expect(settled).toBe('resolved');
+  });
+
+  test('a sendStream() queued behind another whose turn comes after the peer\'s close frame takes nothing from its source and rejects', async () => {
+    const raw = await RawClient.connect(server.port);
+    const conn = await lastServerConn();
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    async function* first(): AsyncGenerator<string> {
+      yield 'a';
+      await gate;
+      yield 'b';
+    }
+    let pulled = false;
+    async function* second(): AsyncGenerator<string> {
+      pulled = true;
+      yield 'c';
+    }
+    const one = conn.sendStream(first(), { binary: false });
+    const two = conn.sendStream(second(), { binary: false });
+    two.catch(() => undefined);
+    expect((await raw.readFrame())?.payload.toString()).toBe('a');
+    raw.send({ opcode: 8, payload: closePayload(1000) });
+    for (let i = 0; i < 100 && conn.closeStatus === undefined; i++) await new Promise((resolve) => setImmediate(resolve));
+    expect(conn.closeStatus).toBe(1000);
+    release();
+    await one.catch(() => undefined);
+    await expect(two).rejects.toBeInstanceOf(ConnectionClosedError);
+    expect(pulled).toBe(false);
   });
 });
 
@@ -311,6 +384,40 @@ describe('close timeout', () => {
       expect(raw.serverEndedFirst).toBe(true);
     } finally {
       jest.useRealTimers();
+      await sender.close();
+    }
+  });
+
+  test('a peer that never takes what was sent before close() is aborted once a check sees no progress, after the checks that found some (fake clock; the first check re-arms the timer, and the next one must come)', async () => {
+    const C = 1000;
+    let accepted!: (conn: WebSocketConnection) => void;
+    const connected = new Promise<WebSocketConnection>((resolve) => (accepted = resolve));
+    const sender = await serve({ perMessageDeflate: false, closeTimeout: C }, (conn) => accepted(conn));
+    try {
+      const raw = await RawClient.connect(sender.port);
+      raw.socket.pause(); // reads nothing, ever
+      const conn = await connected;
+      const socket = conn.transport.stream as Socket;
+      jest.useFakeTimers({ doNotFake: ['Date', 'hrtime', 'nextTick', 'performance', 'queueMicrotask', 'setImmediate', 'clearImmediate', 'setInterval', 'clearInterval'] });
+      const advance = async (ms: number): Promise<void> => {
+        jest.advanceTimersByTime(ms);
+        for (let i = 0; i < 2; i++) await new Promise((resolve) => setImmediate(resolve));
+      };
+      void conn.send(Buffer.alloc(8 << 20, 7)).catch(() => undefined);
+      const closing = conn.close(1000, 'done');
+      expect(conn.bufferedAmount).toBeGreaterThan(0);
+      await advance(C); // still going out (the kernel takes what fits): started again
+      expect(socket.destroyed).toBe(false);
+      // Each further check finds what the kernel took since the last one; once it takes nothing
+      // more, the connection is aborted. (A timer that was never re-armed left it open for good.)
+      for (let i = 0; i < 20 && !socket.destroyed; i++) await advance(C);
+      jest.useRealTimers();
+      expect(socket.destroyed).toBe(true);
+      await closing;
+      expect(conn.closeStatus).toBe(1006);
+    } finally {
+      jest.useRealTimers();
+      for (const conn of sender.connections) conn.terminate();
       await sender.close();
     }
   });
@@ -528,6 +635,106 @@ describe('close timeout', () => {
     expect(conn.closeStatus).toBe(1006);
     await raw.closed;
   }, 10_000);
+
+  test('a peer that takes what was sent before close(), then never answers our close frame but pings on, is aborted closeTimeout after taking it (each pong we wrote counted as progress: close() never resolved)', async () => {
+    const raw = await RawClient.connect(server.port);
+    raw.socket.pause();
+    const conn = await lastServerConn();
+    // A backlog when close() is called: the close timer then counts what the peer takes of it.
+    void conn.send(Buffer.alloc(8 << 20, 7)).catch(() => undefined);
+    const closing = conn.close(1000, 'bye');
+    raw.socket.resume();
+    expect((await raw.readClose())?.code).toBe(1000);
+    // Everything of ours is taken, our close frame too; the peer pings on and never answers it.
+    // Each ping is answered (RFC 6455 §5.5.2: the peer's close frame has not come) until the abort.
+    for (;;) {
+      raw.send({ opcode: 9, payload: 'p' });
+      const frame = await raw.readFrame();
+      if (frame === undefined) break;
+      expect(frame.opcode).toBe(10);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    await closing;
+    expect([conn.readyState, conn.closeStatus]).toEqual(['closed', 1006]);
+    await raw.closed;
+  }, 10_000);
+
+  test('close() behind a sendStream() that sends once more after it, then stalls, is bounded by closeTimeout while pings flow both ways (after the check that saw the stream progress, the pings the peer took counted as progress)', async () => {
+    const raw = await RawClient.connect(server.port);
+    const conn = await lastServerConn();
+    let closeCalled!: () => void;
+    const called = new Promise<void>((resolve) => (closeCalled = resolve));
+    const streaming = conn.sendStream(
+      (async function* () {
+        yield 'first';
+        await called;
+        yield 'second';
+        await new Promise<never>(() => undefined);
+      })(),
+    );
+    streaming.catch(() => undefined);
+    expect((await raw.readFrame())?.payload.toString()).toBe('first');
+    const closing = conn.close(1000, 'bye');
+    closeCalled();
+    expect((await raw.readFrame())?.payload.toString()).toBe('second');
+    for (;;) {
+      raw.send({ opcode: 9, payload: 'p' });
+      void conn.ping('q').catch(() => undefined);
+      const frame = await raw.readFrame();
+      if (frame === undefined) break;
+      expect(frame.opcode === 9 || frame.opcode === 10).toBe(true);
+      if (frame.opcode === 9) await raw.readFrame();
+    }
+    await closing;
+    expect([conn.readyState, conn.closeStatus]).toEqual(['closed', 1006]);
+    await raw.closed;
+  }, 10_000);
+
+  test('server closes first, the peer answers late in closeTimeout and never ends TCP: aborted closeTimeout after our close frame, not after its answer (fake clock)', async () => {
+    const C = 1000;
+    let accepted!: (conn: WebSocketConnection) => void;
+    const connected = new Promise<WebSocketConnection>((resolve) => (accepted = resolve));
+    const sender = await serve({ perMessageDeflate: false, closeTimeout: C }, (conn) => accepted(conn));
+    const net = await import('node:net');
+    // Half-open allowed: the server's FIN does not end our side, as a peer that never closes does.
+    const peer = net.connect({ port: sender.port, host: '127.0.0.1', allowHalfOpen: true });
+    peer.on('error', () => undefined);
+    try {
+      await new Promise((r) => peer.once('connect', r));
+      let received = Buffer.alloc(0);
+      peer.on('data', (chunk: Buffer) => (received = Buffer.concat([received, chunk])));
+      peer.write(`GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+      const conn = await connected;
+      const socket = conn.transport.stream as Socket;
+      jest.useFakeTimers({ doNotFake: ['Date', 'hrtime', 'nextTick', 'performance', 'queueMicrotask', 'setImmediate', 'clearImmediate', 'setInterval', 'clearInterval'] });
+      const advance = async (ms: number): Promise<void> => {
+        jest.advanceTimersByTime(ms);
+        for (let i = 0; i < 2; i++) await new Promise((resolve) => setImmediate(resolve));
+      };
+      const turns = async (until: () => boolean): Promise<void> => {
+        for (let i = 0; i < 1000 && !until(); i++) await new Promise((resolve) => setImmediate(resolve));
+      };
+      const ours = Buffer.from([0x88, 5, 0x0f, 0xa0, ...Buffer.from('bye')]);
+      const closing = conn.close(4000, 'bye');
+      await turns(() => received.subarray(-ours.length).equals(ours));
+      expect(received.subarray(-ours.length)).toEqual(ours);
+      await advance(C * 0.8);
+      peer.write(frame({ mask: true, opcode: 8, payload: closePayload(4000, 'bye') }));
+      await turns(() => conn.closeStatus !== undefined && socket.writableFinished);
+      expect([conn.closeStatus, socket.writableFinished, socket.destroyed]).toEqual([4000, true, false]);
+      // Our close frame went out 1.2 closeTimeouts ago: the wait for the peer's FIN is over.
+      await advance(C * 0.4);
+      jest.useRealTimers();
+      expect(socket.destroyed).toBe(true);
+      await closing;
+      expect([conn.closeStatus, conn.closeReason]).toEqual([4000, 'bye']);
+    } finally {
+      jest.useRealTimers();
+      peer.destroy();
+      for (const conn of sender.connections) conn.terminate();
+      await sender.close();
+    }
+  });
 
   test('client closes, server never ends TCP after its reply: the client gives up after closeTimeout', async () => {
     // A raw server: answers the handshake, echoes the close frame, then keeps TCP open.
