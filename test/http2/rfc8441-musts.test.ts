@@ -245,6 +245,27 @@ describe('server: attachHttp2 on a cleartext HTTP/2 server', () => {
     await conn.whenClosed;
   }, 10_000);
 
+  // Transport.endClosed when our END_STREAM went out before the close frames were exchanged (the
+  // application ended the transport itself after its close()): 'finish' has come already, and the
+  // RST_STREAM(NO_ERROR) must not wait for another.
+  test("RFC 9113 §8.1: our END_STREAM sent and taken before the client's answer (transport.end() after close()): RST_STREAM(NO_ERROR) at the answer, not CANCEL at closeTimeout", async () => {
+    attach(2000);
+    const p = await peer();
+    const conn = await opened(p);
+    void conn.close(1000);
+    expect((await p.next((f) => f.stream === 1 && f.type === FrameType.DATA, 'the close frame')).payload).toEqual(SERVER_CLOSE);
+    conn.transport.end();
+    await p.next((f) => f.stream === 1 && endsStream(f), 'END_STREAM');
+    const stream = conn.transport.stream as ServerHttp2Stream;
+    await until(() => stream.writableFinished, "our END_STREAM taken ('finish')");
+    // The answer, the client's side left open.
+    p.send(data(1, clientFrame(8, Buffer.from([3, 232]))));
+    const reset = await p.next((f) => f.stream === 1 && isReset(f), 'RST_STREAM');
+    expect(errorCodeOf(reset)).toBe(ErrorCode.NO_ERROR);
+    await conn.whenClosed;
+    expect([conn.closeStatus, conn.error]).toEqual([1000, undefined]);
+  }, 10_000);
+
   test('§5: the server closing first: END_STREAM once the client answered, no RST_STREAM; terminate() is RST_STREAM(CANCEL)', async () => {
     attach();
     const p = await peer();
@@ -333,6 +354,30 @@ describe('client: connect() over HTTP/2 against a hand-written server', () => {
     expect(conn.closeStatus).toBe(1000);
     expect(peer!.on(request.stream).filter(isReset)).toEqual([]);
   });
+
+  // A client that fails the connection (RFC 6455 §7.1.7) ends its side with its close frame
+  // (Transport.end: END_STREAM) and waits for the server's end: no RST_STREAM of its own, not even
+  // NO_ERROR (Transport.endClosed, the server's way, would add one).
+  test("§5 / RFC 6455 §7.1.7: our failure (text that is not UTF-8: 1007) with the server's side open: close frame and END_STREAM at once, no RST_STREAM, and the close at the server's END_STREAM", async () => {
+    initial = settings([[Setting.ENABLE_CONNECT_PROTOCOL, 1]]);
+    const conn = await connect(`ws://127.0.0.1:${port}/`, { http2: true, perMessageDeflate: false, closeTimeout: 2000 });
+    conn.on('error', () => undefined);
+    const stream = peer!.frames.find((f) => f.type === FrameType.HEADERS)!.stream;
+    peer!.send(data(stream, Buffer.from([0x81, 2, 0xc3, 0x28])));
+    // END_STREAM, or (not ended with the close frame) END_STREAM and RST_STREAM(CANCEL) at closeTimeout.
+    await peer!.next((f) => f.stream === stream && endsStream(f), "the client's END_STREAM");
+    // A PING round trip: a RST_STREAM sent right behind the END_STREAM has come by its ACK.
+    peer!.send(frame(FrameType.PING, 0, 0, Buffer.from([1, 2, 3, 4, 5, 6, 7, 8])));
+    await peer!.next((f) => f.type === FrameType.PING && (f.flags & Flag.ACK) !== 0, 'the PING ACK');
+    expect(peer!.on(stream).filter(isReset)).toEqual([]);
+    const sent = Buffer.concat(peer!.on(stream).filter((f) => f.type === FrameType.DATA).map((f) => f.payload));
+    expect(sent.subarray(0, 2)).toEqual(Buffer.from([0x88, 0x80 | (sent[1]! & 0x7f)])); // a masked close frame
+    expect(sent.readUInt16BE(6) ^ sent.readUInt16BE(2)).toBe(1007);
+    peer!.send(data(stream, Buffer.alloc(0), true));
+    await conn.whenClosed;
+    expect(conn.closeStatus).toBe(1007);
+    expect(peer!.on(stream).filter(isReset)).toEqual([]);
+  }, 10_000);
 
   test('§5: on a caller session, the server closing first gets the close frame, then END_STREAM once the server ended its side, and no RST_STREAM', async () => {
     initial = settings([[Setting.ENABLE_CONNECT_PROTOCOL, 1]]);

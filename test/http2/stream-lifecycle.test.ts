@@ -136,4 +136,28 @@ describe('close() after the peer reset a paused stream with NO_ERROR', () => {
     expect(errors).toEqual([]);
     expect(conn.closeStatus).toBe(1006);
   });
+
+  // In the same turn as the reset, before the connection has heard of it (Node ends our writable
+  // side, then destroys nothing until the stream is read; our 'aborted' listener destroys it a
+  // microtask later): the stream is ended under a connection that is still open. Here close() is
+  // called from the stream's 'finish', which Node emits on its next tick.
+  test("close() in the reset's own turn (from the stream's 'finish'): 1006 without a write-after-end error", async () => {
+    const { conn, client, stream } = await pausedConnection();
+    const errors: unknown[] = [];
+    conn.on('error', (error) => void errors.push((error as { code?: string }).code ?? error));
+    let closing: Promise<string> | undefined;
+    let seen: unknown[] = [];
+    stream.once('finish', () => {
+      seen = [stream.writableEnded, stream.destroyed, conn.readyState];
+      closing = conn.close(4000).then(() => 'resolved', (e: Error) => e.name);
+    });
+    client.close(h2.NGHTTP2_NO_ERROR);
+    await until(() => closing !== undefined, "the stream's 'finish'");
+    // The case: ended, not destroyed yet, and the connection open.
+    expect(seen).toEqual([true, false, 'open']);
+    expect(await within(closing!, 'still open after 3 s')).toBe('resolved');
+    await new Promise((r) => setImmediate(r));
+    expect(errors).toEqual([]);
+    expect(conn.closeStatus).toBe(1006);
+  });
 });

@@ -3,7 +3,7 @@
  * reads what the server answers (RFC 6455 §5.5.1, §7.1, §7.4).
  */
 import type { Socket } from 'node:net';
-import { serve, connect, ConnectionClosedError, EOF, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
+import { serve, connect, socketTransport, ConnectionClosedError, EOF, WebSocketConnection, type WebSocketServer } from 'rfc6455';
 import { closePayload, frame } from '../helpers/frames.js';
 import { RawClient } from '../helpers/raw-client.js';
 import { readFileSync } from 'node:fs';
@@ -993,5 +993,32 @@ describe('a ping that arrives after our close frame, before the peer\'s (RFC 645
     ]);
     expect(frames[1]!.payload.toString()).toBe('ping after close');
     peer.end(frame({ opcode: 8, payload: closePayload(1000) }));
+  });
+});
+
+describe('a connection made on a socket destroyed in the same turn', () => {
+  // Its close is run from a microtask (the constructor sees the socket destroyed) and again at the
+  // socket's own 'close', which comes later: the connection closes once.
+  test("closes once: one 'close' event, 1006, after the socket's own 'close' too", async () => {
+    const { createServer, connect: tcpConnect } = await import('node:net');
+    const accepted: Socket[] = [];
+    const tcp = createServer((socket) => void accepted.push(socket.on('error', () => undefined))).listen(0, '127.0.0.1');
+    await new Promise((r) => tcp.once('listening', r));
+    try {
+      const socket = tcpConnect((tcp.address() as { port: number }).port, '127.0.0.1');
+      await new Promise((r) => socket.once('connect', r));
+      const socketClosed = new Promise((r) => socket.once('close', r));
+      socket.destroy();
+      const conn = new WebSocketConnection(socketTransport(socket), { side: 'client' });
+      const closes: number[] = [];
+      conn.on('close', (code) => void closes.push(code));
+      await socketClosed;
+      await conn.whenClosed;
+      await new Promise((r) => setImmediate(r));
+      expect(closes).toEqual([1006]);
+    } finally {
+      for (const s of accepted) s.destroy();
+      tcp.close();
+    }
   });
 });

@@ -5,7 +5,7 @@
 import { connect as netConnect, type Socket } from 'node:net';
 import { runInNewContext } from 'node:vm';
 import { serve, type WebSocketServer } from 'rfc6455';
-import { parseProtocols } from '../../src/handshake/server.js';
+import { parseProtocols, switchingProtocols, validateRequest } from '../../src/handshake/server.js';
 import { formatErrorResponse, formatResponse, hasHeaderToken, headerList, isWebSocketTarget, targetPath } from '../../src/handshake/http.js';
 import { rawRequest, upgradeRequest, RawClient } from '../helpers/raw-client.js';
 import { until } from '../helpers/wait.js';
@@ -31,6 +31,7 @@ beforeAll(async () => {
           return { reject: { status: 401, headers: { 'WWW-Authenticate': 'Bearer realm="ws"', 'X-Reason': 'no-token' }, body: 'token required' } };
         }
         if (info.path === '/teapot') return { reject: { status: 418, body: Buffer.from('short and stout') } };
+        if (info.path.startsWith('/status-')) return { reject: { status: Number(info.path.slice('/status-'.length)) } };
         if (info.path === '/stateful') return { headers: { 'X-Session': 'abc123' }, state: { user: req.headers['x-user'] } };
         // Not native Promises: a thenable of another library's making, and another realm's Promise.
         if (info.path === '/thenable-refusal') return later({ reject: { status: 401, body: 'not yet' } });
@@ -91,6 +92,12 @@ describe('server rejects a bad opening handshake with an HTTP status, never a 10
     ['a key of 15 bytes', base(0, { 'Sec-WebSocket-Key': Buffer.alloc(15, 1).toString('base64') }).replace('Host: 127.0.0.1:0', 'Host: x'), 400],
     ['a key that is not base64', base(0, { 'Sec-WebSocket-Key': 'not a key at all!!!!!===' }).replace('Host: 127.0.0.1:0', 'Host: x'), 400],
     ['no key', base(0, { 'Sec-WebSocket-Key': undefined }).replace('Host: 127.0.0.1:0', 'Host: x'), 400],
+    // RFC 6455 §4.1 step 7: base64 of exactly 16 bytes, i.e. 22 characters and `==`, nothing around.
+    ['a key of 21 characters and ==', base(0, { 'Sec-WebSocket-Key': KEY.slice(1) }), 400],
+    ['a key of 22 characters without its padding', base(0, { 'Sec-WebSocket-Key': KEY.slice(0, 22) }), 400],
+    ['a key of 22 characters and a single =', base(0, { 'Sec-WebSocket-Key': KEY.slice(0, 23) }), 400],
+    ['a key with a character before it', base(0, { 'Sec-WebSocket-Key': `A${KEY}` }), 400],
+    ['a key with a character after it', base(0, { 'Sec-WebSocket-Key': `${KEY}A` }), 400],
     // A body (RFC 9110 §9.3.1): it got a 101, then its bytes were read as frames (close 1002).
     // Frames follow it, as a client that meant them to come after the body would send them.
     ['a Content-Length body', base(0, { 'Content-Length': '5' }) + 'hello' + MASKED_HI, 400],
@@ -183,6 +190,17 @@ describe('before-accept hook', () => {
     expect(res.body.toString()).toBe('short and stout');
   });
 
+  test.each([
+    [299, 500],
+    [300, 300],
+    [599, 599],
+    [600, 500],
+  ])('a refusal with status %i is answered %i (a refusal is a status from 300 to 599; another is the hook\'s failure)', async (status, answered) => {
+    const res = await rawRequest(server.port, base(server.port, {}, `GET /status-${status} HTTP/1.1`));
+    expect(res.status).toBe(answered);
+    expect(res.headers['sec-websocket-accept']).toBeUndefined();
+  });
+
   test('a hook that returns a thenable that is no Promise is waited for: its refusal is answered (it was ignored, and the upgrade accepted)', async () => {
     const res = await rawRequest(server.port, upgradeRequest(server.port, { path: '/thenable-refusal' }));
     expect(res.status).toBe(401);
@@ -249,8 +267,53 @@ describe('Sec-WebSocket-Protocol parsing (RFC 6455 §4.1 step 10, a #token list)
   test('empty list elements are skipped, repeats kept once, order kept; a non-token or an all-empty list is a 400', () => {
     expect(parseProtocols('chat, , superchat,')).toEqual(['chat', 'superchat']);
     expect(parseProtocols(['b, a', ' , b'])).toEqual(['b', 'a']);
+    // Several header lines (a header list given by the caller): every line counts, in order.
+    expect(parseProtocols(['chat', 'superchat, chat'])).toEqual(['chat', 'superchat']);
     expect(() => parseProtocols('chat, a b')).toThrow(expect.objectContaining({ status: 400, code: 'WS_BAD_PROTOCOL_HEADER' }));
     expect(() => parseProtocols(' , ')).toThrow(expect.objectContaining({ status: 400, code: 'WS_BAD_PROTOCOL_HEADER' }));
+  });
+});
+
+describe('validateRequest and the 101 head (RFC 6455 §4.2.1, §4.2.2)', () => {
+  const headers = (extra: Record<string, string | undefined>): Record<string, string | undefined> => ({
+    host: 'x',
+    upgrade: 'websocket',
+    connection: 'Upgrade',
+    'sec-websocket-key': KEY,
+    'sec-websocket-version': '13',
+    ...extra,
+  });
+
+  test('white space around the key and the version (headers built by the caller) is not part of them: the key is given back trimmed', () => {
+    const offer = validateRequest({ method: 'GET', headers: headers({ 'sec-websocket-key': ` ${KEY}\t`, 'sec-websocket-version': ' 13 ' }) });
+    expect(offer.key).toBe(KEY);
+    expect(offer.protocols).toEqual([]);
+  });
+
+  test('Content-Length: 0 with white space around it is no body; a value "Host" or another four-letter name is no second Host line', () => {
+    expect(validateRequest({ method: 'GET', headers: headers({ 'content-length': ' 0 ' }) }).key).toBe(KEY);
+    const rawHeaders = ['Host', 'x', 'X-Name', 'Host', 'From', 'me@example.com', 'Upgrade', 'websocket', 'Connection', 'Upgrade', 'Sec-WebSocket-Key', KEY, 'Sec-WebSocket-Version', '13'];
+    expect(validateRequest({ method: 'GET', headers: headers({}), rawHeaders }).key).toBe(KEY);
+    expect(() => validateRequest({ method: 'GET', headers: headers({}), rawHeaders: [...rawHeaders, 'hOST', 'x'] })).toThrow(expect.objectContaining({ status: 400, code: 'WS_DUPLICATE_HOST' }));
+  });
+
+  test('a missing or another Sec-WebSocket-Version: 426 with Sec-WebSocket-Version: 13, the message naming which', () => {
+    for (const [version, message] of [
+      [undefined, 'missing Sec-WebSocket-Version'],
+      ['8', 'unsupported Sec-WebSocket-Version 8'],
+    ] as const) {
+      expect(() => validateRequest({ method: 'GET', headers: headers({ 'sec-websocket-version': version }) })).toThrow(
+        expect.objectContaining({ status: 426, code: 'WS_BAD_VERSION', message, headers: { 'Sec-WebSocket-Version': '13' } }),
+      );
+    }
+  });
+
+  test('the 101 names a subprotocol and extensions only when there are some', () => {
+    const start = 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n';
+    expect(switchingProtocols(KEY, '', '', [])).toBe(start + '\r\n');
+    expect(switchingProtocols(KEY, 'chat', 'permessage-deflate', [['X-A', '1']])).toBe(
+      start + 'Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Extensions: permessage-deflate\r\nX-A: 1\r\n\r\n',
+    );
   });
 });
 

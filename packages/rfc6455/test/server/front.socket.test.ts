@@ -454,6 +454,9 @@ describe('fallback to Node', () => {
     // llhttp refuses a second Content-Length, even an equal one (the front accepted it: 101).
     ['Content-Length: 0 twice', () => upgradeLines(['Content-Length: 0', 'Content-Length: 0']), 400],
     ['content-length: 0 twice, spelled differently', () => upgradeLines(['content-length: 0', 'CONTENT-LENGTH: 0']), 400],
+    // A line that is no `name: value` (its name would run to a colon further on, or to the end).
+    ['a header line without a colon, last', () => upgradeLines(['NoColon']), 400],
+    ['a header line without a colon, then another header', () => upgradeLines(['NoColon', 'X-After: 1']), 400],
   ];
   test.each(odd)('%s gets the same answer as from Node alone', async (_name, request, expected) => {
     const statuses: number[] = [];
@@ -480,6 +483,33 @@ describe('fallback to Node', () => {
       statuses.push((await exchange(server.port, request)).status);
     }
     expect(statuses).toEqual([400, 400]);
+  });
+
+  test('printable ASCII up to `~` and a HTAB in a value take the fast path', async () => {
+    const { server, seen } = await start();
+    const request = upgradeRequest(server.port, { path: '/~user/!$&()*+,;=@', headers: ['X-Edges: \t ~!\t"#{|}~'] });
+    expect((await exchange(server.port, request)).status).toBe(101);
+    expect(seen[0]!.nodeParsed).toBe(false);
+    expect(seen[0]!.req.url).toBe('/~user/!$&()*+,;=@');
+    expect(seen[0]!.req.headers['x-edges']).toBe('~!\t"#{|}~');
+  });
+
+  test('maxHeadersCount 0 (no limit, for Node) leaves the fast path its own limit', async () => {
+    const { server, seen } = await start();
+    (server.httpServer as { maxHeadersCount: number }).maxHeadersCount = 0;
+    expect((await exchange(server.port, upgradeRequest(server.port))).status).toBe(101);
+    expect(seen[0]!.nodeParsed).toBe(false);
+  });
+
+  test.each([
+    ['20 header lines, maxHeadersCount 20: the fast path', 20, false],
+    ['21 header lines, maxHeadersCount 20: Node\'s', 21, true],
+  ])('%s', async (_name, lines, nodeParsed) => {
+    const extra = Array.from({ length: lines - 5 }, (_, i) => `X-${i}: ${i}`);
+    const { server, seen } = await start();
+    (server.httpServer as { maxHeadersCount: number }).maxHeadersCount = 20;
+    expect((await exchange(server.port, upgradeLines(extra))).status).toBe(101);
+    expect(seen[0]!.nodeParsed).toBe(nodeParsed);
   });
 
   test('a handshake of 60 header lines still takes the fast path, and Node builds the same headers', async () => {
@@ -528,6 +558,87 @@ describe('fallback to Node', () => {
     }
     expect(answers[0]).toBe(answers[1]);
     expect(answers[0]).toBe(expected);
+  });
+
+  /** serve() and the server side of the next connection, with the bytes it has received (before a hand-over). */
+  async function openWatched(options: ServeOptions, front = true): Promise<{ server: WebSocketServer; seen: Seen[]; peer: Peer; received: () => number; handed: () => boolean }> {
+    const { server, seen } = await start(options, front);
+    let serverSocket: Socket | undefined;
+    let received = 0;
+    server.httpServer.on('connection', (socket: Socket) => {
+      serverSocket = socket;
+      socket.on('data', (chunk: Buffer) => (received += chunk.length));
+    });
+    const peer = await Peer.open(server.port);
+    peer.socket.setNoDelay(true);
+    await until(() => serverSocket !== undefined, 'the connection');
+    return { server, seen, peer, received: () => received, handed: () => Object.prototype.hasOwnProperty.call(serverSocket, 'parser') };
+  }
+
+  // Heads whose first packets the front looks at one by one (each sent once the one before it
+  // has arrived): what the front decides at each packet, not at the end of the head.
+  test('a plain request whose first packet is a single byte reaches Node whole (that byte included)', async () => {
+    const { peer, received, handed } = await openWatched({ onRequest: (req, res) => res.end(`got ${req.method}`) });
+    await peer.write('P');
+    await until(() => received() >= 1 && handed(), 'the one-byte packet handed to Node');
+    await peer.write('UT / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n');
+    const [answer] = await peer.responses(1);
+    expect(answer!.status).toBe(200);
+    expect(answer!.body.toString()).toBe('got PUT');
+  });
+
+  test.each([
+    // `GET` alone, then a fourth byte that is not a space: not a GET; llhttp refuses the method.
+    ['a method that starts with GET, its fourth byte in a later packet', ['GET', 'X / HTTP/1.1\r\n']],
+    // A bare LF (here the head's end, `\n\n`) in a later packet of a head the front holds.
+    ['a bare LF in a later packet', ['GET / HTTP/1.1\r\n', 'Host: x\n\n']],
+  ])('%s goes to Node at once: its 400, not the 408 of a head the front waits for', async (_name, packets) => {
+    const statuses: number[] = [];
+    for (const front of [true, false]) {
+      const { peer, received } = await openWatched({ handshakeTimeout: 20_000 }, front);
+      let sent = 0;
+      for (const packet of packets) {
+        // (Node's parser alone reads the socket itself: nothing to wait for there.)
+        if (front) await until(() => received() >= sent, 'the packet before');
+        await peer.write(packet);
+        sent += packet.length;
+      }
+      const [response] = await peer.responses(1);
+      statuses.push(response!.status);
+      await peer.untilClosed();
+    }
+    expect(statuses).toEqual([400, 400]);
+  });
+
+  test.each([
+    ['in one packet', 1],
+    ['in two packets', 2],
+  ])('an unfinished head of exactly maxHeaderSize bytes, %s, is handed to Node at once', async (_name, packets) => {
+    const { peer, received, handed } = await openWatched({ maxHeaderSize: 1024 });
+    const start = 'GET / HTTP/1.1\r\nHost: x\r\nX-Long: ';
+    const head = start + 'a'.repeat(1024 - start.length);
+    expect(head.length).toBe(1024);
+    if (packets === 1) {
+      await peer.write(head);
+    } else {
+      await peer.write(head.slice(0, 500));
+      await until(() => received() === 500, 'the first packet');
+      await peer.write(head.slice(500));
+    }
+    // Node counts the head without line ends, colons and white space: it waits for more.
+    await until(() => handed(), 'the hand-over to Node\'s parser', 10_000);
+  });
+
+  test.each([
+    ['one byte under maxHeaderSize takes the fast path', 1023, false],
+    ['of exactly maxHeaderSize goes to Node (which counts less, and upgrades it)', 1024, true],
+  ])('an upgrade head %s', async (_name, size, nodeParsed) => {
+    const { server, seen } = await start({ maxHeaderSize: 1024 });
+    const base = upgradeRequest(server.port, { headers: ['X-Pad: '] });
+    const request = base.replace('X-Pad: ', 'X-Pad: ' + 'a'.repeat(size - base.length));
+    expect(request.length).toBe(size);
+    expect((await exchange(server.port, request)).status).toBe(101);
+    expect(seen[0]!.nodeParsed).toBe(nodeParsed);
   });
 
   test('TLS: a plain GET gets 426 and keep-alive works through the fallback', async () => {
@@ -654,6 +765,31 @@ describe('slow heads and shutdown', () => {
       // The head is whole (and not a WebSocket upgrade): Node's parser has it, and the body's start.
       await peer.write('\r\nab');
       await until(() => Object.prototype.hasOwnProperty.call(serverSocket(), 'parser'), 'the hand-over');
+      jest.advanceTimersByTime(1500);
+      expect(serverSocket().writableEnded).toBe(true);
+      await peer.untilClosed();
+      expect(parseResponse(peer.received)?.status).toBe(408);
+    });
+
+    test('a head the front still holds gets 408 once handshakeTimeout has passed since the connection, not a sweep later', async () => {
+      const { peer, serverSocket, bytes } = await open({});
+      await peer.write('GET / HTTP/1.1\r\nHost: x\r\n');
+      await until(() => bytes() > 0, 'the first bytes');
+      jest.advanceTimersByTime(9999);
+      expect(serverSocket().writableEnded).toBe(false);
+      jest.advanceTimersByTime(1);
+      expect(serverSocket().writableEnded).toBe(true);
+      await peer.untilClosed();
+      expect(parseResponse(peer.received)?.status).toBe(408);
+    });
+
+    test('a connection silent for most of the deadline, then the start of a non-GET head: 408 at the deadline counted from the connection', async () => {
+      const { peer, serverSocket, bytes } = await open({});
+      await until(() => serverSocket() !== undefined, 'the connection');
+      jest.advanceTimersByTime(9000);
+      // Not a GET: handed to Node with its first packet (the front held none of it before).
+      await peer.write('POST / HTTP/1.1\r\n');
+      await until(() => bytes() > 0 && Object.prototype.hasOwnProperty.call(serverSocket(), 'parser'), 'the hand-over');
       jest.advanceTimersByTime(1500);
       expect(serverSocket().writableEnded).toBe(true);
       await peer.untilClosed();
