@@ -56,6 +56,40 @@ test('serve(): a CONNECT cancelled while its hook is pending frees its maxConnec
   await conn.close();
 });
 
+test('serve(): a CONNECT cancelled while its hook is pending frees its maxConnections slot once, however its hook settles later (freed twice, the slot count went below zero and one CONNECT too many got in)', async () => {
+  let hooks = 0;
+  let settle!: () => void;
+  const server: WebSocketServer = await serve(
+    {
+      host: '127.0.0.1',
+      port: 0,
+      http2: true,
+      tls: TLS,
+      maxConnections: 1,
+      perMessageDeflate: false,
+      handshakeTimeout: 60_000,
+      beforeAccept: () => (hooks++ === 0 ? new Promise<undefined>((resolve) => (settle = () => resolve(undefined))) : undefined),
+    },
+    async (conn) => {
+      for await (const m of conn) await conn.send(m);
+    },
+  );
+  cleanups.push(() => server.close());
+  const session = await openSession(originOf(server.url));
+  cleanups.push(() => closeSession(session));
+  await cancelWhilePending(session, new URL(server.url).host, '/', () => hooks === 1);
+  // The hook of the cancelled CONNECT settles after its stream closed.
+  settle();
+  await new Promise((resolve) => setImmediate(resolve));
+  const conn: WebSocketConnection = await connect(server.url, { http2: session });
+  await conn.send('in');
+  expect(await conn.recv()).toBe('in');
+  // One connection open, maxConnections 1: the next CONNECT is refused.
+  await expect(connect(server.url, { http2: session })).rejects.toMatchObject({ status: 503 });
+  expect(server.connections.size).toBe(1);
+  await conn.close();
+});
+
 test('handleConnect(): the handshake ends (undefined) once the client cancels the CONNECT, without waiting for a hook that has not settled; a later acceptance opens nothing', async () => {
   let accept!: () => void;
   let hookCalled = false;

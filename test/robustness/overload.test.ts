@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { connect, EOF, HandshakeError, type WebSocketConnection } from 'rfc6455';
 import { RawClient, upgradeRequest } from '../../packages/rfc6455/test/helpers/raw-client.js';
 import { stalled } from '../../packages/rfc6455/test/helpers/wait.js';
-import { CLIENT_TLS, TLS } from '../http2/helpers.js';
+import { CLIENT_TLS, openSession, originOf, TLS } from '../http2/helpers.js';
 import { closeAll, eventually, openRaw, sleep, startServer } from './helpers.js';
 
 afterEach(closeAll);
@@ -251,6 +251,7 @@ describe('many connections', () => {
   test.each([
     ['HTTP/1.1', {}, {}],
     ['HTTP/2', { http2: true, tls: TLS }, { http2: true, tls: CLIENT_TLS }],
+    ['HTTP/1.1 with maxConnectionsPerIp too', { maxConnectionsPerIp: 100 }, {}],
   ])('maxConnections with an async beforeAccept hook, over %s: of a burst of 12 upgrades, 3 get in and the rest 503 (all got in)', async (_name, serverOptions, clientOptions) => {
     let hooks = 0;
     let release!: () => void;
@@ -381,5 +382,44 @@ describe('many connections', () => {
     await conn.send('in');
     expect(await conn.recv()).toBe('in');
     await conn.close();
+  });
+
+  test('over HTTP/2, a hook that rejects frees its maxConnections slot when it rejects, though the client keeps its side of the refused CONNECT open (it was held until the stream closed)', async () => {
+    let hooks = 0;
+    const server = await startServer(
+      {
+        http2: true,
+        tls: TLS,
+        maxConnections: 1,
+        perMessageDeflate: false,
+        handshakeTimeout: 60_000,
+        beforeAccept: async () => {
+          if (hooks++ === 0) throw new Error('refused by the hook');
+          return undefined;
+        },
+        onError: () => undefined,
+      },
+      async (conn) => {
+        for await (const m of conn) await conn.send(m);
+      },
+    );
+    const session = await openSession(originOf(server.url));
+    try {
+      // A CONNECT whose side the client never ends: the server answers it and its stream stays half-open.
+      const refused = session.request({ ':method': 'CONNECT', ':protocol': 'websocket', ':scheme': 'https', ':path': '/', ':authority': new URL(server.url).host, 'sec-websocket-version': '13' }, { endStream: false });
+      refused.on('error', () => undefined);
+      const status = await new Promise<number>((resolve) => {
+        refused.once('response', (h) => resolve(Number(h[':status'])));
+      });
+      expect(status).toBe(500);
+      expect(refused.closed).toBe(false);
+      const conn = await connect(server.url, { http2: session });
+      expect(hooks).toBe(2);
+      await conn.send('in');
+      expect(await conn.recv()).toBe('in');
+      await conn.close();
+    } finally {
+      session.destroy();
+    }
   });
 });

@@ -62,6 +62,40 @@ describe('serviceMapper: paths', () => {
     expect(label(m.match('/g', []))).toBe('g|');
   });
 
+  it('mapper is not confused by a sticky RegExp (flag y, alone or with g) used twice, by match or claims', () => {
+    for (const path of [/\/y/y, /\/gy/gy]) {
+      const m = serviceMapper([{ path, handler: h('y') }]);
+      const whole = path.source.replace('\\', '');
+      expect(label(m.match(whole, []))).toBe('y|');
+      expect(label(m.match(whole, []))).toBe('y|');
+      expect(m.claims(whole)).toBe(true);
+      expect(m.claims(whole)).toBe(true);
+    }
+  });
+
+  it('mapper anchors an alternation at both ends, as a whole (string and RegExp)', () => {
+    for (const path of ['/a|/b', /\/a|\/b/]) {
+      const m = serviceMapper([{ path, handler: h('ab') }]);
+      expect(label(m.match('/a', []))).toBe('ab|');
+      expect(label(m.match('/b', []))).toBe('ab|');
+      expect(label(m.match('/a/x', []))).toBe('404');
+      expect(label(m.match('/x/b', []))).toBe('404');
+      expect(m.claims('/a/x')).toBe(false);
+      expect(m.claims('/x/b')).toBe(false);
+    }
+  });
+
+  it('mapper anchors an unanchored RegExp at the start too', () => {
+    const m = serviceMapper([{ path: /\/a/, handler: h('a') }]);
+    expect(label(m.match('/x/a', []))).toBe('404');
+  });
+
+  it("mapper keeps a RegExp's other flags (i: case-insensitive path)", () => {
+    const m = serviceMapper([{ path: /\/Chat/i, handler: h('chat') }]);
+    expect(label(m.match('/chat', []))).toBe('chat|');
+    expect(label(m.match('/CHAT', []))).toBe('chat|');
+  });
+
   it('mapper answers 404 naming the path when no route matches', () => {
     const result = mapper.match('/nowhere', []);
     expect(result).toEqual({ ok: false, status: 404, reason: expect.stringContaining('/nowhere') });
@@ -102,6 +136,20 @@ describe('serviceMapper: subprotocols', () => {
     expect(result.status).toBe(400);
     expect(result.reason).toContain('chat');
     expect(result.reason).toContain('x, y');
+  });
+
+  it('mapper says a route with no protocols takes none when a client offers some (400)', () => {
+    const m = serviceMapper([{ path: '/plain', handler: h('plain') }]);
+    const result = m.match('/plain', ['chat']);
+    expect(!result.ok && result.status).toBe(400);
+    expect(!result.ok && result.reason).toBe('this endpoint takes no subprotocol (offered chat)');
+  });
+
+  it('mapper hands the named groups of the path to a subprotocol handler too', () => {
+    const m = serviceMapper([{ path: '/rooms/(?<room>[a-z]+)', protocols: { chat: h('chat') } }]);
+    const result = m.match('/rooms/lobby', ['chat']);
+    expect(result.ok && result.protocol).toBe('chat');
+    expect(result.ok && result.params).toEqual({ room: 'lobby' });
   });
 
   it('mapper answers 400 when a subprotocol is required and none is offered', () => {
@@ -150,6 +198,9 @@ describe('serviceMapper: construction', () => {
     expect(isServiceMapper(serviceMapper([{ path: '/', handler: h('x') }]))).toBe(true);
     expect(isServiceMapper(h('x'))).toBe(false);
     expect(isServiceMapper(null)).toBe(false);
+    expect(isServiceMapper(undefined)).toBe(false);
+    // A handler function is never a mapper, even one carrying the brand's symbol.
+    expect(isServiceMapper(Object.assign(h('x'), { [Symbol.for('rfc6455.ServiceMapper')]: true }))).toBe(false);
     expect(isServiceMapper({ match: () => undefined })).toBe(false);
   });
 

@@ -7,6 +7,7 @@
 import { createServer } from 'node:http';
 import { connect as netConnect, type AddressInfo, type Socket } from 'node:net';
 import { connect, EOF, handleUpgrade, HandshakeError, serve, type WebSocketConnection } from 'rfc6455';
+import { RawClient, upgradeRequest } from '../helpers/raw-client.js';
 
 const sockets: Socket[] = [];
 afterEach(() => {
@@ -14,7 +15,37 @@ afterEach(() => {
 });
 
 describe('close() and upgrades under way', () => {
-  test('an upgrade whose before-accept hook is pending when close() begins is answered 503 at once, and close() resolves without waiting for the hook (it waited up to handshakeTimeout, or accepted the upgrade the hook let through later and waited for its closing handshake)', async () => {
+  test('an upgrade whose request comes after close() began, on a connection made before, is answered 503 and not upgraded', async () => {
+    const server = await serve({ perMessageDeflate: false, closeTimeout: 60_000 }, async (conn) => {
+      for await (const _ of conn);
+    });
+    // A peer that never answers the closing handshake: close() waits for it meanwhile.
+    const held = await RawClient.connect(server.port);
+    const late = netConnect(server.port, '127.0.0.1');
+    sockets.push(late);
+    await new Promise((resolve) => late.once('connect', resolve));
+    const closed = server.close();
+    expect((await held.readFrame())?.opcode).toBe(8);
+    let answer = '';
+    const answered = new Promise<void>((resolve) => {
+      late.on('data', (chunk: Buffer) => {
+        answer += chunk.toString('latin1');
+        if (answer.includes('\r\n\r\n')) resolve();
+      });
+      late.once('close', () => resolve());
+    });
+    late.write(upgradeRequest(server.port));
+    await answered;
+    expect(answer.split('\r\n')[0]).toBe('HTTP/1.1 503 Service Unavailable');
+    expect(server.connections.size).toBe(1);
+    held.destroy();
+    await closed;
+  });
+
+  test.each([
+    ['', {}],
+    [' With maxConnectionsPerIp too.', { maxConnectionsPerIp: 10 }],
+  ])('an upgrade whose before-accept hook is pending when close() begins is answered 503 at once, and close() resolves without waiting for the hook (it waited up to handshakeTimeout, or accepted the upgrade the hook let through later and waited for its closing handshake).%s', async (_name, limit) => {
     let hookCalled!: () => void;
     let called = new Promise<void>((resolve) => (hookCalled = resolve));
     let release!: () => void;
@@ -22,6 +53,7 @@ describe('close() and upgrades under way', () => {
     let accepted = 0;
     const server = await serve(
       {
+        ...limit,
         perMessageDeflate: false,
         handshakeTimeout: 60_000,
         beforeAccept: async (req) => {
