@@ -17,6 +17,23 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
+/**
+ * serve() over HTTP/2 with maxConnections 1 and `beforeAccept`, echoing, and a client session to
+ * it (both closed after the test).
+ */
+async function echoServerAndSession(beforeAccept: () => Promise<undefined> | undefined): Promise<{ server: WebSocketServer; session: ClientHttp2Session }> {
+  const server = await serve(
+    { host: '127.0.0.1', port: 0, http2: true, tls: TLS, maxConnections: 1, perMessageDeflate: false, handshakeTimeout: 60_000, beforeAccept },
+    async (conn) => {
+      for await (const m of conn) await conn.send(m);
+    },
+  );
+  cleanups.push(() => server.close());
+  const session = await openSession(originOf(server.url));
+  cleanups.push(() => closeSession(session));
+  return { server, session };
+}
+
 /** Sends a WebSocket CONNECT on `session`, waits until the server's hook has it, then cancels it. */
 async function cancelWhilePending(session: ClientHttp2Session, authority: string, path: string, hookCalled: () => boolean): Promise<void> {
   const stream = session.request({ ':method': 'CONNECT', ':protocol': 'websocket', ':scheme': 'https', ':path': path, ':authority': authority, 'sec-websocket-version': '13' }, { endStream: false });
@@ -29,24 +46,7 @@ async function cancelWhilePending(session: ClientHttp2Session, authority: string
 
 test('serve(): a CONNECT cancelled while its hook is pending frees its maxConnections slot at once (held until handshakeTimeout: the next CONNECT got 503)', async () => {
   let hooks = 0;
-  const server: WebSocketServer = await serve(
-    {
-      host: '127.0.0.1',
-      port: 0,
-      http2: true,
-      tls: TLS,
-      maxConnections: 1,
-      perMessageDeflate: false,
-      handshakeTimeout: 60_000,
-      beforeAccept: () => (hooks++ === 0 ? new Promise<never>(() => undefined) : undefined),
-    },
-    async (conn) => {
-      for await (const m of conn) await conn.send(m);
-    },
-  );
-  cleanups.push(() => server.close());
-  const session = await openSession(originOf(server.url));
-  cleanups.push(() => closeSession(session));
+  const { server, session } = await echoServerAndSession(() => (hooks++ === 0 ? new Promise<never>(() => undefined) : undefined));
   await cancelWhilePending(session, new URL(server.url).host, '/', () => hooks === 1);
   // On the same session: the server has read the cancellation before this CONNECT.
   const conn: WebSocketConnection = await connect(server.url, { http2: session });
@@ -59,24 +59,7 @@ test('serve(): a CONNECT cancelled while its hook is pending frees its maxConnec
 test('serve(): a CONNECT cancelled while its hook is pending frees its maxConnections slot once, however its hook settles later (freed twice, the slot count went below zero and one CONNECT too many got in)', async () => {
   let hooks = 0;
   let settle!: () => void;
-  const server: WebSocketServer = await serve(
-    {
-      host: '127.0.0.1',
-      port: 0,
-      http2: true,
-      tls: TLS,
-      maxConnections: 1,
-      perMessageDeflate: false,
-      handshakeTimeout: 60_000,
-      beforeAccept: () => (hooks++ === 0 ? new Promise<undefined>((resolve) => (settle = () => resolve(undefined))) : undefined),
-    },
-    async (conn) => {
-      for await (const m of conn) await conn.send(m);
-    },
-  );
-  cleanups.push(() => server.close());
-  const session = await openSession(originOf(server.url));
-  cleanups.push(() => closeSession(session));
+  const { server, session } = await echoServerAndSession(() => (hooks++ === 0 ? new Promise<undefined>((resolve) => (settle = () => resolve(undefined))) : undefined));
   await cancelWhilePending(session, new URL(server.url).host, '/', () => hooks === 1);
   // The hook of the cancelled CONNECT settles after its stream closed.
   settle();

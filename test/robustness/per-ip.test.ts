@@ -4,6 +4,7 @@
  */
 import { connect, HandshakeError, serve, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
 import { CLIENT_TLS, TLS } from '../http2/helpers.js';
+import { until } from '../../packages/rfc6455/test/helpers/wait.js';
 
 describe('serve({ maxConnectionsPerIp })', () => {
   let server: WebSocketServer;
@@ -82,10 +83,7 @@ describe('serve({ maxConnectionsPerIp }) without a beforeAccept hook (upgrades s
     const a = await connect(server.url);
     await expect(connect(server.url)).rejects.toMatchObject({ status: 429 });
     await a.close();
-    await new Promise<void>((resolve) => {
-      const poll = (): void => (server.connections.size === 0 ? resolve() : void setTimeout(poll, 10));
-      poll();
-    });
+    await until(() => server.connections.size === 0, 'the connection to close');
     const b = await connect(server.url);
     clients.push(b);
     await b.send('admitted');
@@ -111,10 +109,7 @@ test('over HTTP/2: an address at maxConnectionsPerIp gets 429 for its next CONNE
     expect(a.transport.kind).toBe('http2');
     await expect(connect(server.url, { http2: true, tls: CLIENT_TLS })).rejects.toMatchObject({ status: 429 });
     await a.close();
-    await new Promise<void>((resolve) => {
-      const poll = (): void => (server.connections.size === 0 ? resolve() : void setTimeout(poll, 10));
-      poll();
-    });
+    await until(() => server.connections.size === 0, 'the connection to close');
     // The slot is released when the connection is closed, not before: poll until the release ran.
     let b: WebSocketConnection | undefined;
     for (let i = 0; i < 100 && b === undefined; i++) {

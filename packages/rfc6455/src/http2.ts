@@ -67,6 +67,9 @@ export function http2StreamTransport(stream: Http2Stream): Transport {
     const state = stream.state.state;
     if (state === h2.NGHTTP2_STREAM_STATE_OPEN || state === h2.NGHTTP2_STREAM_STATE_HALF_CLOSED_LOCAL) stream.close(h2.NGHTTP2_NO_ERROR);
   };
+  const end = (): void => {
+    if (!stream.destroyed && !stream.writableEnded) stream.end();
+  };
   return {
     stream,
     kind: 'http2',
@@ -75,12 +78,10 @@ export function http2StreamTransport(stream: Http2Stream): Transport {
     localPort: socket?.localPort,
     remoteAddress: socket?.remoteAddress,
     remotePort: socket?.remotePort,
-    end: () => {
-      if (!stream.destroyed && !stream.writableEnded) stream.end();
-    },
+    end,
     endClosed: () => {
       if (stream.destroyed) return;
-      if (!stream.writableEnded) stream.end();
+      end();
       const later = (): void => void setImmediate(resetIfPeerOpen);
       if (stream.writableFinished) later();
       else stream.once('finish', later);

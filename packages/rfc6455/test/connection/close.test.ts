@@ -28,6 +28,21 @@ afterEach(() => {
   serverConns = [];
 });
 
+/**
+ * A peer whose keepalive pings the server, and a server application that pings too, until the
+ * connection goes: every frame they exchange is read at once.
+ */
+async function pingBothWaysUntilGone(raw: RawClient, conn: WebSocketConnection): Promise<void> {
+  for (;;) {
+    raw.send({ opcode: 9, payload: 'p' });
+    void conn.ping('q').catch(() => undefined);
+    const frame = await raw.readFrame();
+    if (frame === undefined) return;
+    expect(frame.opcode === 9 || frame.opcode === 10).toBe(true);
+    if (frame.opcode === 9) await raw.readFrame();
+  }
+}
+
 async function lastServerConn(): Promise<WebSocketConnection> {
   for (let i = 0; i < 100 && serverConns.length === 0; i++) await new Promise((r) => setImmediate(r));
   return serverConns[serverConns.length - 1]!;
@@ -620,16 +635,7 @@ describe('close timeout', () => {
     streaming.catch(() => undefined);
     expect((await raw.readFrame())?.payload.toString()).toBe('first');
     const closing = conn.close(1000, 'bye');
-    // A peer whose keepalive pings the server, and a server application that pings too, until the
-    // connection goes: every frame they exchange is read at once.
-    for (;;) {
-      raw.send({ opcode: 9, payload: 'p' });
-      void conn.ping('q').catch(() => undefined);
-      const frame = await raw.readFrame();
-      if (frame === undefined) break;
-      expect(frame.opcode === 9 || frame.opcode === 10).toBe(true);
-      if (frame.opcode === 9) await raw.readFrame();
-    }
+    await pingBothWaysUntilGone(raw, conn);
     await closing;
     expect(conn.readyState).toBe('closed');
     expect(conn.closeStatus).toBe(1006);
@@ -677,14 +683,7 @@ describe('close timeout', () => {
     const closing = conn.close(1000, 'bye');
     closeCalled();
     expect((await raw.readFrame())?.payload.toString()).toBe('second');
-    for (;;) {
-      raw.send({ opcode: 9, payload: 'p' });
-      void conn.ping('q').catch(() => undefined);
-      const frame = await raw.readFrame();
-      if (frame === undefined) break;
-      expect(frame.opcode === 9 || frame.opcode === 10).toBe(true);
-      if (frame.opcode === 9) await raw.readFrame();
-    }
+    await pingBothWaysUntilGone(raw, conn);
     await closing;
     expect([conn.readyState, conn.closeStatus]).toEqual(['closed', 1006]);
     await raw.closed;
