@@ -77,7 +77,11 @@ export interface ConnectionOptions {
   maxFrameSize?: number | undefined;
   /** Most fragments in one message; 1009 beyond. Default 1048576 (2^20). */
   maxFragments?: number | undefined;
-  /** ms to wait for the peer's close frame / TCP close after ours before aborting (0: not at all). Default 5000. */
+  /**
+   * ms to wait for the peer's close frame / TCP close after ours before aborting (0: not at all),
+   * started again while the peer still takes what was sent before the close or still sends data
+   * (up to maxMessageSize bytes after it): it bounds a stall. Default 5000.
+   */
   closeTimeout?: number | undefined;
   /** ms without any frame received before closing with 1001. 0 disables. Default 300000. */
   idleTimeout?: number | undefined;
@@ -327,6 +331,12 @@ const CLOSE_WAITING = 0x40000;
  * (held for a reader that is behind): the close is handled once they are parsed (transportGone).
  */
 const GONE_PENDING = 0x80000;
+/**
+ * `flags` bit: the close timer runs while the peer may still send (our close frame is sent or
+ * waits, the peer's has not come): the bytes received are counted (RareFields.closeReceived), as
+ * what the peer sent before it read our close frame still arriving is progress (see armCloseTimer).
+ */
+const CLOSE_RECEIVING = 0x100000;
 
 /**
  * Connections whose writes are held until the code now running is done: the messages sent to one
@@ -395,6 +405,14 @@ class RareFields {
   closeStreamed = -1;
   /** The close timer's last check (or first arming) found bytes of ours not yet taken by the peer. */
   closeBacklog = false;
+  /**
+   * CLOSE_RECEIVING: the bytes received since the close timer was first armed, those of the
+   * control frames among them (pings and pongs, whole frames), and the data bytes (the
+   * difference) when it last fired.
+   */
+  closeReceived = 0;
+  closeControl = 0;
+  closeData = 0;
   /**
    * Keepalive: the bytes the peer had taken (bytesTaken) when the unanswered ping was sent behind
    * a backlog, or at the last check since; NaN when the ping went straight out.
@@ -1296,6 +1314,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
 
   /** @internal */
   onPing(payload: Buffer): void {
+    if ((this.flags & CLOSE_RECEIVING) !== 0) this.countControl(payload);
     // RFC 6455 §5.5.3: a pong may answer only the most recent ping; while the peer does not read
     // our writes, keep just the latest payload instead of queueing a pong per ping.
     if (this.stream.writableLength > this.limits.writeHighWaterMark) {
@@ -1309,6 +1328,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
 
   /** @internal */
   onPong(payload: Buffer): void {
+    if ((this.flags & CLOSE_RECEIVING) !== 0) this.countControl(payload);
     this.keepaliveOutstanding = false;
     const pings = this.pings;
     if (pings && pings.length > 0) {
@@ -1397,6 +1417,15 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     rare.closeStreamed = -1;
     rare.closeBacklog = false;
     this.armCloseTimer();
+  }
+
+  /**
+   * CLOSE_RECEIVING: a ping or pong received, the whole frame: its 2-byte header, the masking key
+   * a client's frames carry (a server's frames to our client carry none: RFC 6455 §5.1), and the
+   * payload (at most 125 bytes, so no extended length).
+   */
+  private countControl(payload: Buffer): void {
+    this.rare!.closeControl += ((this.flags & CLIENT) !== 0 ? 2 : 6) + payload.length;
   }
 
   /**
@@ -1952,6 +1981,13 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
         rare.closeStreamed = rare.streamedBytes;
       }
     }
+    if ((this.flags & CLOSE_RECEIVING) === 0 && !this.receiveEnded) {
+      // The peer's close frame has not come: what it sent before it read ours may still be
+      // arriving, and counts as progress (below). Counted from the first arming on, until
+      // receiving ends.
+      this.rareFields();
+      this.flags |= CLOSE_RECEIVING;
+    }
     const timer = peerDeadline(() => {
       // A timer replaced or cleared after it came due, while this check waited for its immediate
       // (see peerDeadline): clearTimeout() no longer stops it, so it stops here. (Fixed bug: our
@@ -2009,7 +2045,21 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
       // sent, our close frame too, and then only pinged, never answering it, kept the connection
       // `closing` for good). Only sends still being compressed ahead of our close frame count
       // without a backlog: their output reaches the socket as each compression ends.
+      // And what the peer sent before it read our close frame, still arriving, is progress too:
+      // data bytes received since the last check (the pings and pongs among them do not count, as
+      // a peer that only pings is not finishing anything), while those received since the close
+      // timer was first armed stay within maxMessageSize (one message of the largest size we
+      // take; a peer that goes on sending past that is not finishing what it had under way). A
+      // peer that sends nothing for closeTimeout is aborted as before. (Fixed bug: a peer
+      // uploading a large message over a slow link when we closed was aborted at closeTimeout,
+      // 1006, while its bytes were still arriving, and the message was lost.)
       const rare = this.rareFields();
+      let received = false;
+      if ((this.flags & CLOSE_RECEIVING) !== 0) {
+        const data = rare.closeReceived - rare.closeControl;
+        received = data > rare.closeData && data <= this.limits.maxMessageSize;
+        rare.closeData = data;
+      }
       const taken = bytesTaken(stream);
       const streamed = rare.streamedBytes;
       const writtenOrBehindStream = (this.flags & CLOSE_WAITING) !== 0 || this.proto.closeSent;
@@ -2017,7 +2067,8 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
         (Number.isNaN(rare.closeTaken)
           ? this.bufferedAmount + writeQueueSize(stream) > 0
           : taken > rare.closeTaken && (rare.closeBacklog || !writtenOrBehindStream)) ||
-        (this.sendTail !== undefined && streamed !== rare.closeStreamed);
+        (this.sendTail !== undefined && streamed !== rare.closeStreamed) ||
+        received;
       rare.closeTaken = taken;
       rare.closeStreamed = streamed;
       rare.closeBacklog = stream.writableLength + writeQueueSize(stream) > 0;
@@ -2030,6 +2081,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   private endReceiving(): void {
     if (this.receiveEnded) return;
     this.receiveEnded = true;
+    this.flags &= ~CLOSE_RECEIVING;
     while (this.deliver(EOF));
     const streamWaiters = this.streamWaiters;
     this.streamWaiters = undefined;
@@ -2196,6 +2248,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   private beginChunk(length: number): ProtocolEngine {
     this.lastActivity = sinceBase(wheel.now);
     noteTraffic(length);
+    if ((this.flags & CLOSE_RECEIVING) !== 0) this.rare!.closeReceived += length;
     this.flags = (this.flags & ~(CORKED | QUIET)) | IN_CHUNK;
     return this.engine ?? this.startEngine();
   }

@@ -665,6 +665,55 @@ describe('close timeout', () => {
     await raw.closed;
   }, 10_000);
 
+  test('a peer still sending a large message when we close, over a slow link, finishes it and then answers our close: the message arrives and the close is clean (aborted at closeTimeout, 1006, the message lost)', async () => {
+    const raw = await RawClient.connect(server.port);
+    const conn = await lastServerConn();
+    const got: number[] = [];
+    conn.on('message', (data) => got.push((data as Buffer).length));
+    const bytes = frame({ opcode: 2, payload: Buffer.alloc(1 << 20, 5), mask: true });
+    const piece = 16 << 10;
+    raw.write(bytes.subarray(0, piece));
+    const closing = conn.close(1000, 'bye');
+    // 64 pieces 20 ms apart: several closeTimeouts (300 ms) in all, none of them without bytes.
+    for (let at = piece; at < bytes.length; at += piece) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      raw.write(bytes.subarray(at, at + piece));
+    }
+    // Only now does the peer read what we sent: our close frame, which it answers.
+    expect((await raw.readClose())?.code).toBe(1000);
+    raw.send({ opcode: 8, payload: closePayload(1000) });
+    await closing;
+    expect([conn.readyState, conn.closeStatus]).toEqual(['closed', 1000]);
+    expect(got).toEqual([1 << 20]);
+    await raw.closed;
+  }, 20_000);
+
+  test('a peer that goes on sending messages after our close and never answers it is aborted once it has sent maxMessageSize since the close, plus closeTimeout', async () => {
+    const small = await serve({ perMessageDeflate: false, closeTimeout: 300, maxMessageSize: 16 << 10 }, () => undefined);
+    try {
+      const raw = await RawClient.connect(small.port);
+      const conn = [...small.connections][0]!;
+      let got = 0;
+      conn.on('message', () => got++);
+      const closing = conn.close(1000, 'bye');
+      // 1 KiB messages 10 ms apart, never reading: the first 16 KiB of them count as progress.
+      let sent = 0;
+      while (!raw.socket.destroyed && conn.readyState !== 'closed' && sent < 400) {
+        raw.send({ opcode: 2, payload: Buffer.alloc(1024) });
+        sent++;
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      // Past the first check after the budget ran out, nothing more was waited for.
+      expect(sent).toBeLessThan(16 + 3 * 30);
+      await closing;
+      expect([conn.readyState, conn.closeStatus]).toEqual(['closed', 1006]);
+      expect(got).toBeGreaterThan(16);
+      raw.destroy();
+    } finally {
+      await small.close();
+    }
+  }, 20_000);
+
   test('close() behind a sendStream() that sends once more after it, then stalls, is bounded by closeTimeout while pings flow both ways (after the check that saw the stream progress, the pings the peer took counted as progress)', async () => {
     const raw = await RawClient.connect(server.port);
     const conn = await lastServerConn();
@@ -766,6 +815,52 @@ describe('close timeout', () => {
       await client.close();
       expect(client.closeStatus).toBe(1000);
       expect(client.readyState).toBe('closed');
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => rawServer.close(r));
+    }
+  });
+
+  test('client closes, the server never answers and only pings on: the client gives up at closeTimeout (pings after our close are not the peer finishing anything)', async () => {
+    // A raw server: answers the handshake, then, once the client's close frame comes, pings every
+    // 10 ms (unmasked, as a server's frames are) and never answers it; 300 pings at most.
+    const net = await import('node:net');
+    const { acceptKey } = await import('../../src/handshake/server.js');
+    const sockets: import('node:net').Socket[] = [];
+    let pings = 0;
+    const rawServer = net.createServer((socket) => {
+      sockets.push(socket);
+      let buffered = Buffer.alloc(0);
+      let upgraded = false;
+      socket.on('data', (chunk: Buffer) => {
+        buffered = Buffer.concat([buffered, chunk]);
+        if (!upgraded) {
+          const end = buffered.indexOf('\r\n\r\n');
+          if (end < 0) return;
+          const key = /sec-websocket-key: *(\S+)/i.exec(buffered.toString('latin1'))![1]!;
+          socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptKey(key)}\r\n\r\n`);
+          upgraded = true;
+          buffered = buffered.subarray(end + 4);
+        }
+        if (buffered.length >= 2 && (buffered[0]! & 0x0f) === 8 && pings === 0) {
+          const timer = setInterval(() => {
+            if (socket.destroyed || ++pings >= 300) clearInterval(timer);
+            else socket.write(frame({ opcode: 9, payload: 'keepalive' }));
+          }, 10);
+        }
+      });
+      socket.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => rawServer.listen(0, '127.0.0.1', r));
+    const port = (rawServer.address() as import('node:net').AddressInfo).port;
+    try {
+      const client = await connect(`ws://127.0.0.1:${port}/`, { perMessageDeflate: false, closeTimeout: 200 });
+      let pongs = 0;
+      client.on('ping', () => pongs++);
+      await client.close();
+      expect([client.readyState, client.closeStatus]).toEqual(['closed', 1006]);
+      expect(pongs).toBeGreaterThan(0);
+      expect(pings).toBeLessThan(300);
     } finally {
       for (const s of sockets) s.destroy();
       await new Promise((r) => rawServer.close(r));
