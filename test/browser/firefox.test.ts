@@ -1,6 +1,6 @@
 /**
  * A second real browser: headless Debian Firefox ESR (puppeteer-core over WebDriver BiDi,
- * /usr/bin/firefox-esr, never downloaded) against serve() and the Fastify adapter. Firefox's
+ * /usr/bin/firefox-esr, never downloaded) against serve() and the three adapters. Firefox's
  * WebSocket code (Necko) is independent of Chromium's: the same scenarios as server-edges.test.ts
  * (shared in scenarios.ts) and more, over HTTP/1.1 with and without permessage-deflate and over
  * HTTP/2 (RFC 8441 extended CONNECT, which this Firefox uses by default): text at the
@@ -8,18 +8,16 @@
  * thousand messages in order, Firefox's permessage-deflate offer and every server setting we have,
  * close codes and 123-byte UTF-8 reasons both ways, terminate(), refusals (beforeAccept's 403, an
  * Origin not allowed, a subprotocol no route has), maxMessageSize, messages sent right before the
- * server's close, wss: over TLS, and a cookie set by a Fastify hook. One browser for the file; each
- * page from the server under test.
+ * server's close, wss: over TLS, and a cookie set by a Fastify hook, a Koa or an Express middleware.
+ * One browser for the file; each page from the server under test.
  */
-import Fastify from 'fastify';
 import type { IncomingMessage } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { Browser, Page } from 'puppeteer-core';
 import { serve, serviceMapper, type PerMessageDeflateOptions, type ServeOptions, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
-import { wsPlugin } from '@rfc6455/fastify';
 import { TLS } from '../http2/helpers.js';
 import { launchFirefox } from './firefox.js';
-import { binaryRoundTrips, forbid, hello, HTML, inPage, loadPage, page200, REASON_123, ROUND_TRIPS, VISIT, VISITED, wssFromTwoOrigins } from './scenarios.js';
+import { binaryRoundTrips, forbid, inPage, loadPage, page200, REASON_123, ROUND_TRIPS, VISIT, VISIT_SERVERS, VISITED, wssFromTwoOrigins } from './scenarios.js';
 
 /** What Firefox 153 offers, on every WebSocket: permessage-deflate without parameters. */
 const FIREFOX_OFFER = 'permessage-deflate';
@@ -452,25 +450,17 @@ describe('wss: and HTTP/2', () => {
   });
 });
 
-test('Fastify: a cookie set by an onRequest hook on the 101 reaches document.cookie and the next request; a hook’s 401 and beforeAccept’s 403 fail the WebSocket; nothing is logged at warn or above', async () => {
-  const lines: string[] = [];
-  const app = Fastify({ logger: { level: 'info', stream: { write: (line: string) => void lines.push(line) } } });
-  await app.register(wsPlugin, { beforeAccept: forbid });
-  app.addHook('onRequest', async (request, reply) => {
-    if (request.url === '/deny') return reply.code(401).header('WWW-Authenticate', 'Bearer').send('Unauthorized');
-    if (request.url === '/ws' && !String(request.headers.cookie ?? '').includes('sid=')) void reply.header('set-cookie', 'sid=fastify; Path=/');
-  });
-  for (const path of ['/ws', '/deny', '/forbid']) app.get(path, { websocket: true }, hello as never);
-  app.get('/', async (_request, reply) => reply.type('text/html; charset=utf-8').send(HTML));
-  app.get('/whoami', async (request) => `cookie: ${String(request.headers.cookie ?? '')}`);
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  const page = await browser.newPage();
+test.each(Object.keys(VISIT_SERVERS) as Array<keyof typeof VISIT_SERVERS>)('%s: a cookie set by a hook or middleware on the 101 reaches document.cookie and the next request; its 401 and beforeAccept’s 403 fail the WebSocket; the framework reports no error', async (name) => {
+  const app = await VISIT_SERVERS[name]();
+  // A context of its own: cookies are kept per host, not per port, and each app sets `sid`.
+  const context = await browser.createBrowserContext();
   try {
-    await page.goto(`http://127.0.0.1:${(app.server.address() as AddressInfo).port}/`);
-    expect(await page.evaluate(VISIT)).toEqual(VISITED('fastify'));
-    expect(lines.filter((line) => (JSON.parse(line) as { level: number }).level >= 40)).toEqual([]);
+    const page = await context.newPage();
+    await page.goto(`http://127.0.0.1:${app.port}/`);
+    expect(await page.evaluate(VISIT)).toEqual(VISITED(name));
+    expect(app.problems()).toEqual([]);
   } finally {
-    await page.close();
+    await context.close();
     await app.close();
   }
 });

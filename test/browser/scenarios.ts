@@ -1,9 +1,17 @@
 /**
  * Page scripts and server pieces shared by the browser suites (Chromium's server-edges.test.ts and
- * Firefox's firefox.test.ts), so that both browsers run the very same scenarios.
+ * Firefox's firefox.test.ts), so that both browsers run the very same scenarios, the three
+ * adapters' apps among them (VISIT_SERVERS).
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { serve, type ConnectionHandler, type WebSocketConnection } from 'rfc6455';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import Fastify from 'fastify';
+import Koa from 'koa';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { serve, serviceMapper, type ConnectionHandler, type WebSocketConnection } from 'rfc6455';
+import { websocket as expressWebSocket } from '@rfc6455/express';
+import { websocket as koaWebSocket } from '@rfc6455/koa';
+import { wsPlugin } from '@rfc6455/fastify';
 import { TLS } from '../http2/helpers.js';
 
 /** The page every scenario runs in (loaded from the server under test: see each suite). */
@@ -203,3 +211,105 @@ export const hello = (conn: WebSocketConnection, req: { headers: Record<string, 
 /** The adapters' `beforeAccept` for {@link VISIT}: 403 at /forbid. */
 export const forbid = (req: IncomingMessage): { reject: { status: number; body: string } } | undefined =>
   req.url === '/forbid' ? { reject: { status: 403, body: 'no' } } : undefined;
+
+/** A framework app serving {@link VISIT}: its port, what it reported as a problem, and its shutdown. */
+export interface VisitServer {
+  port: number;
+  /** Errors the framework reported (Koa's and Express's error events, Fastify's log at warn or above): none expected. */
+  problems: () => unknown[];
+  close: () => Promise<void>;
+}
+
+/** Listens on 127.0.0.1 and returns the port. */
+async function listenLocal(server: Server): Promise<number> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return (server.address() as AddressInfo).port;
+}
+
+/** Closes an adapter's WebSockets, then its HTTP server. */
+async function closeBoth(ws: { close: () => Promise<void> }, server: Server): Promise<void> {
+  await ws.close();
+  await new Promise((resolve) => server.close(resolve));
+}
+
+/**
+ * The three adapters' apps for {@link VISIT}, each with the framework's own way to refuse (a 401
+ * at /deny, sent by a hook or middleware before the adapter), `beforeAccept`'s 403 at /forbid, and
+ * a cookie `sid=<framework>` set on the 101 by a hook or middleware when the request has none.
+ */
+export const VISIT_SERVERS: Record<'koa' | 'express' | 'fastify', () => Promise<VisitServer>> = {
+  async koa() {
+    const errors: unknown[] = [];
+    const app = new Koa();
+    app.on('error', (error: unknown) => void errors.push(error));
+    const ws = koaWebSocket({
+      beforeAccept: forbid,
+      mapper: serviceMapper([{ path: '/(ws|deny|forbid)', handler: hello as never }]),
+    });
+    app.use(async (ctx, next) => {
+      if (ctx.path === '/deny') {
+        ctx.status = 401;
+        ctx.set('WWW-Authenticate', 'Bearer');
+        ctx.body = 'Unauthorized';
+        return;
+      }
+      if (ctx.path === '/ws' && !ctx.cookies.get('sid')) ctx.cookies.set('sid', 'koa', { httpOnly: false });
+      await next();
+    });
+    app.use(ws);
+    app.use((ctx) => {
+      if (ctx.path === '/whoami') ctx.body = `cookie: ${String(ctx.headers.cookie ?? '')}`;
+      else {
+        ctx.type = 'html';
+        ctx.body = HTML;
+      }
+    });
+    const server = createServer(app.callback());
+    ws.attach(server, app);
+    return { port: await listenLocal(server), problems: () => errors, close: () => closeBoth(ws, server) };
+  },
+
+  async express() {
+    const errors: unknown[] = [];
+    const app = express();
+    const ws = expressWebSocket({ beforeAccept: forbid });
+    for (const path of ['/ws', '/deny', '/forbid']) ws.route(path, hello as never);
+    app.use((req: Request, res: Response, next: NextFunction) => {
+      if (req.path === '/deny') {
+        res.status(401).set('WWW-Authenticate', 'Bearer').send('Unauthorized');
+        return;
+      }
+      if (req.path === '/ws' && !String(req.headers.cookie ?? '').includes('sid=')) res.cookie('sid', 'express');
+      next();
+    });
+    app.use(ws.middleware);
+    app.get('/whoami', (req: Request, res: Response) => void res.send(`cookie: ${String(req.headers.cookie ?? '')}`));
+    app.get('/', (_req: Request, res: Response) => void res.type('html').send(HTML));
+    app.use((error: unknown, _req: Request, res: Response, _next: NextFunction) => {
+      errors.push(error);
+      res.status(500).send('error');
+    });
+    const server = createServer(app);
+    ws.attach(server, app);
+    return { port: await listenLocal(server), problems: () => errors, close: () => closeBoth(ws, server) };
+  },
+
+  async fastify() {
+    const lines: string[] = [];
+    const app = Fastify({ logger: { level: 'info', stream: { write: (line: string) => void lines.push(line) } } });
+    await app.register(wsPlugin, { beforeAccept: forbid });
+    app.addHook('onRequest', async (request, reply) => {
+      if (request.url === '/deny') return reply.code(401).header('WWW-Authenticate', 'Bearer').send('Unauthorized');
+      if (request.url === '/ws' && !String(request.headers.cookie ?? '').includes('sid=')) void reply.header('set-cookie', 'sid=fastify; Path=/');
+    });
+    for (const path of ['/ws', '/deny', '/forbid']) app.get(path, { websocket: true }, hello as never);
+    app.get('/', async (_request, reply) => reply.type('text/html; charset=utf-8').send(HTML));
+    app.get('/whoami', async (request) => `cookie: ${String(request.headers.cookie ?? '')}`);
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    return {
+      port: (app.server.address() as AddressInfo).port,
+      problems: () => lines.filter((line) => (JSON.parse(line) as { level: number }).level >= 40),
+      close: () => app.close(),
+    };
+  },
+};

@@ -6,24 +6,18 @@
  * lone surrogates, permessage-deflate with window and context-takeover settings over many messages
  * (HTTP/1.1 and HTTP/2), subprotocols no route has (and the `protocols` option's), a page leaving (the server's
  * createWebSocketStream ends cleanly), a wss: page from another origin (HTTP/1.1 over TLS from an
- * http2 server), and the Koa and Fastify adapters: a cookie set by a hook on the 101 reaches
+ * http2 server), and the Koa, Express and Fastify adapters: a cookie set by a hook on the 101 reaches
  * document.cookie and the next request; a hook's 401 and beforeAccept's 403 fail the browser's
  * WebSocket, with nothing logged as an error. One browser for the file; each page from the server
  * under test (Chromium blocks about:blank from opening connections to 127.0.0.1).
  */
-import Fastify from 'fastify';
-import Koa from 'koa';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Browser, Page } from 'playwright-core';
 import { createWebSocketStream, serve, serviceMapper, type ServeOptions, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
-import { websocket as koaWebSocket } from '@rfc6455/koa';
-import { wsPlugin } from '@rfc6455/fastify';
 import { TLS } from '../http2/helpers.js';
 import { launchChromium } from './chromium.js';
-import { binaryRoundTrips, forbid, hello, HTML, inPage, loadPage, page200, REASON_123, ROUND_TRIPS, VISIT, VISITED, wssFromTwoOrigins } from './scenarios.js';
+import { binaryRoundTrips, inPage, loadPage, page200, REASON_123, ROUND_TRIPS, VISIT, VISIT_SERVERS, VISITED, wssFromTwoOrigins } from './scenarios.js';
 
 let browser: Browser;
 beforeAll(async () => {
@@ -329,59 +323,11 @@ describe('adapters with a browser', () => {
     }
   }
 
-  test('Koa: a cookie set by a middleware on the 101 reaches document.cookie and the next request; a 401 and a 403 fail the WebSocket; nothing is logged as an error', async () => {
-    const errors: unknown[] = [];
-    const app = new Koa();
-    app.on('error', (error: unknown) => void errors.push(error));
-    const ws = koaWebSocket({
-      beforeAccept: forbid,
-      mapper: serviceMapper([{ path: '/(ws|deny|forbid)', handler: hello as never }]),
-    });
-    app.use(async (ctx, next) => {
-      if (ctx.path === '/deny') {
-        ctx.status = 401;
-        ctx.set('WWW-Authenticate', 'Bearer');
-        ctx.body = 'Unauthorized';
-        return;
-      }
-      if (ctx.path === '/ws' && !ctx.cookies.get('sid')) ctx.cookies.set('sid', 'koa', { httpOnly: false });
-      await next();
-    });
-    app.use(ws);
-    app.use((ctx) => {
-      if (ctx.path === '/whoami') ctx.body = `cookie: ${String(ctx.headers.cookie ?? '')}`;
-      else {
-        ctx.type = 'html';
-        ctx.body = HTML;
-      }
-    });
-    const server = createServer(app.callback());
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    ws.attach(server, app);
+  test.each(Object.keys(VISIT_SERVERS) as Array<keyof typeof VISIT_SERVERS>)('%s: a cookie set by a hook or middleware on the 101 reaches document.cookie and the next request; its 401 and beforeAccept’s 403 fail the WebSocket; the framework reports no error', async (name) => {
+    const app = await VISIT_SERVERS[name]();
     try {
-      expect(await visit((server.address() as AddressInfo).port)).toEqual(VISITED('koa'));
-      expect(errors).toEqual([]);
-    } finally {
-      await ws.close();
-      await new Promise((resolve) => server.close(resolve));
-    }
-  });
-
-  test('Fastify: a cookie set by an onRequest hook on the 101 reaches document.cookie and the next request; a hook’s 401 and beforeAccept’s 403 fail the WebSocket; nothing is logged at warn or above', async () => {
-    const lines: string[] = [];
-    const app = Fastify({ logger: { level: 'info', stream: { write: (line: string) => void lines.push(line) } } });
-    await app.register(wsPlugin, { beforeAccept: forbid });
-    app.addHook('onRequest', async (request, reply) => {
-      if (request.url === '/deny') return reply.code(401).header('WWW-Authenticate', 'Bearer').send('Unauthorized');
-      if (request.url === '/ws' && !String(request.headers.cookie ?? '').includes('sid=')) void reply.header('set-cookie', 'sid=fastify; Path=/');
-    });
-    for (const path of ['/ws', '/deny', '/forbid']) app.get(path, { websocket: true }, hello as never);
-    app.get('/', async (_request, reply) => reply.type('text/html; charset=utf-8').send(HTML));
-    app.get('/whoami', async (request) => `cookie: ${String(request.headers.cookie ?? '')}`);
-    await app.listen({ host: '127.0.0.1', port: 0 });
-    try {
-      expect(await visit((app.server.address() as AddressInfo).port)).toEqual(VISITED('fastify'));
-      expect(lines.filter((line) => (JSON.parse(line) as { level: number }).level >= 40)).toEqual([]);
+      expect(await visit(app.port)).toEqual(VISITED(name));
+      expect(app.problems()).toEqual([]);
     } finally {
       await app.close();
     }
