@@ -2,7 +2,8 @@
  * Close rules over real sockets: a raw TCP client writes hand-made close frames to serve() and
  * reads what the server answers (RFC 6455 §5.5.1, §7.1, §7.4).
  */
-import type { Socket } from 'node:net';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
+import { acceptKey } from '../../src/handshake/server.js';
 import { serve, connect, socketTransport, ConnectionClosedError, EOF, WebSocketConnection, type WebSocketServer } from 'rfc6455';
 import { closePayload, frame } from '../helpers/frames.js';
 import { RawClient } from '../helpers/raw-client.js';
@@ -41,6 +42,42 @@ async function pingBothWaysUntilGone(raw: RawClient, conn: WebSocketConnection):
     expect(frame.opcode === 9 || frame.opcode === 10).toBe(true);
     if (frame.opcode === 9) await raw.readFrame();
   }
+}
+
+/**
+ * A hand-made WebSocket server for the client's close tests: answers the handshake, calls
+ * `onUpgrade`, then `onBytes` with everything received after the request head so far, at each
+ * chunk. It never ends TCP by itself; `close()` destroys its sockets and stops it.
+ */
+async function rawWsServer(on: { onUpgrade?: (socket: Socket) => void; onBytes?: (socket: Socket, bytes: Buffer) => void }): Promise<{ port: number; close: () => Promise<void> }> {
+  const sockets: Socket[] = [];
+  const rawServer = createServer((socket) => {
+    sockets.push(socket);
+    let buffered = Buffer.alloc(0);
+    let upgraded = false;
+    socket.on('data', (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      if (!upgraded) {
+        const end = buffered.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        const key = /sec-websocket-key: *(\S+)/i.exec(buffered.toString('latin1'))![1]!;
+        socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptKey(key)}\r\n\r\n`);
+        upgraded = true;
+        buffered = buffered.subarray(end + 4);
+        on.onUpgrade?.(socket);
+      }
+      on.onBytes?.(socket, buffered);
+    });
+    socket.on('error', () => undefined);
+  });
+  await new Promise<void>((r) => rawServer.listen(0, '127.0.0.1', r));
+  return {
+    port: (rawServer.address() as AddressInfo).port,
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((r) => rawServer.close(r));
+    },
+  };
 }
 
 async function lastServerConn(): Promise<WebSocketConnection> {
@@ -785,76 +822,37 @@ describe('close timeout', () => {
   });
 
   test('client closes, server never ends TCP after its reply: the client gives up after closeTimeout', async () => {
-    // A raw server: answers the handshake, echoes the close frame, then keeps TCP open.
-    const net = await import('node:net');
-    const { acceptKey } = await import('../../src/handshake/server.js');
-    const { frame } = await import('../helpers/frames.js');
-    const sockets: import('node:net').Socket[] = [];
-    const rawServer = net.createServer((socket) => {
-      sockets.push(socket);
-      let buffered = Buffer.alloc(0);
-      let upgraded = false;
-      socket.on('data', (chunk: Buffer) => {
-        buffered = Buffer.concat([buffered, chunk]);
-        if (!upgraded) {
-          const end = buffered.indexOf('\r\n\r\n');
-          if (end < 0) return;
-          const key = /sec-websocket-key: *(\S+)/i.exec(buffered.toString('latin1'))![1]!;
-          socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptKey(key)}\r\n\r\n`);
-          upgraded = true;
-          buffered = buffered.subarray(end + 4);
-        }
-        if (buffered.length >= 2 && (buffered[0]! & 0x0f) === 8) socket.write(frame({ opcode: 8, payload: closePayload(1000) }));
-      });
-      socket.on('error', () => undefined);
+    // A raw server: echoes the close frame, then keeps TCP open.
+    const raw = await rawWsServer({
+      onBytes: (socket, bytes) => {
+        if (bytes.length >= 2 && (bytes[0]! & 0x0f) === 8) socket.write(frame({ opcode: 8, payload: closePayload(1000) }));
+      },
     });
-    await new Promise<void>((r) => rawServer.listen(0, '127.0.0.1', r));
-    const port = (rawServer.address() as import('node:net').AddressInfo).port;
     try {
-      const client = await connect(`ws://127.0.0.1:${port}/`, { perMessageDeflate: false, closeTimeout: 200 });
+      const client = await connect(`ws://127.0.0.1:${raw.port}/`, { perMessageDeflate: false, closeTimeout: 200 });
       await client.close();
       expect(client.closeStatus).toBe(1000);
       expect(client.readyState).toBe('closed');
     } finally {
-      for (const s of sockets) s.destroy();
-      await new Promise((r) => rawServer.close(r));
+      await raw.close();
     }
   });
 
   test('client closes, the server never answers and only pings on: the client gives up at closeTimeout (pings after our close are not the peer finishing anything)', async () => {
-    // A raw server: answers the handshake, then, once the client's close frame comes, pings every
-    // 10 ms (unmasked, as a server's frames are) and never answers it; 300 pings at most.
-    const net = await import('node:net');
-    const { acceptKey } = await import('../../src/handshake/server.js');
-    const sockets: import('node:net').Socket[] = [];
+    // A raw server: once the client's close frame comes, pings every 10 ms (unmasked, as a
+    // server's frames are) and never answers it; 300 pings at most.
     let pings = 0;
-    const rawServer = net.createServer((socket) => {
-      sockets.push(socket);
-      let buffered = Buffer.alloc(0);
-      let upgraded = false;
-      socket.on('data', (chunk: Buffer) => {
-        buffered = Buffer.concat([buffered, chunk]);
-        if (!upgraded) {
-          const end = buffered.indexOf('\r\n\r\n');
-          if (end < 0) return;
-          const key = /sec-websocket-key: *(\S+)/i.exec(buffered.toString('latin1'))![1]!;
-          socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptKey(key)}\r\n\r\n`);
-          upgraded = true;
-          buffered = buffered.subarray(end + 4);
-        }
-        if (buffered.length >= 2 && (buffered[0]! & 0x0f) === 8 && pings === 0) {
-          const timer = setInterval(() => {
-            if (socket.destroyed || ++pings >= 300) clearInterval(timer);
-            else socket.write(frame({ opcode: 9, payload: 'keepalive' }));
-          }, 10);
-        }
-      });
-      socket.on('error', () => undefined);
+    const raw = await rawWsServer({
+      onBytes: (socket, bytes) => {
+        if (bytes.length < 2 || (bytes[0]! & 0x0f) !== 8 || pings !== 0) return;
+        const timer = setInterval(() => {
+          if (socket.destroyed || ++pings >= 300) clearInterval(timer);
+          else socket.write(frame({ opcode: 9, payload: 'keepalive' }));
+        }, 10);
+      },
     });
-    await new Promise<void>((r) => rawServer.listen(0, '127.0.0.1', r));
-    const port = (rawServer.address() as import('node:net').AddressInfo).port;
     try {
-      const client = await connect(`ws://127.0.0.1:${port}/`, { perMessageDeflate: false, closeTimeout: 200 });
+      const client = await connect(`ws://127.0.0.1:${raw.port}/`, { perMessageDeflate: false, closeTimeout: 200 });
       let pongs = 0;
       client.on('ping', () => pongs++);
       await client.close();
@@ -862,40 +860,19 @@ describe('close timeout', () => {
       expect(pongs).toBeGreaterThan(0);
       expect(pings).toBeLessThan(300);
     } finally {
-      for (const s of sockets) s.destroy();
-      await new Promise((r) => rawServer.close(r));
+      await raw.close();
     }
   });
 
   test('server closes first, then never ends TCP after the client answers: the client gives up after closeTimeout, with the server’s code', async () => {
-    // A raw server: answers the handshake, sends a close frame, then keeps TCP open whatever comes.
-    const net = await import('node:net');
-    const { acceptKey } = await import('../../src/handshake/server.js');
-    const sockets: import('node:net').Socket[] = [];
-    const rawServer = net.createServer((socket) => {
-      sockets.push(socket);
-      let buffered = Buffer.alloc(0);
-      socket.on('data', (chunk: Buffer) => {
-        buffered = Buffer.concat([buffered, chunk]);
-        const end = buffered.indexOf('\r\n\r\n');
-        if (end < 0) return;
-        const key = /sec-websocket-key: *(\S+)/i.exec(buffered.toString('latin1'))![1]!;
-        socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptKey(key)}\r\n\r\n`);
-        socket.write(frame({ opcode: 8, payload: closePayload(4001, 'server first') }));
-        socket.removeAllListeners('data');
-        socket.resume();
-      });
-      socket.on('error', () => undefined);
-    });
-    await new Promise<void>((r) => rawServer.listen(0, '127.0.0.1', r));
-    const port = (rawServer.address() as import('node:net').AddressInfo).port;
+    // A raw server: sends a close frame at once, then keeps TCP open whatever comes.
+    const raw = await rawWsServer({ onUpgrade: (socket) => socket.write(frame({ opcode: 8, payload: closePayload(4001, 'server first') })) });
     try {
-      const client = await connect(`ws://127.0.0.1:${port}/`, { perMessageDeflate: false, closeTimeout: 200 });
+      const client = await connect(`ws://127.0.0.1:${raw.port}/`, { perMessageDeflate: false, closeTimeout: 200 });
       await client.whenClosed;
       expect([client.closeStatus, client.closeReason]).toEqual([4001, 'server first']);
     } finally {
-      for (const s of sockets) s.destroy();
-      await new Promise((r) => rawServer.close(r));
+      await raw.close();
     }
   });
 
