@@ -148,6 +148,9 @@ const apis: ClosingApi[] = [
         ['4999', [4999, 'x'], 4999, 'x'],
         ["'1000' (a number to WebIDL)", ['1000'], 1000, ''],
         ['1000.5 ([Clamp] rounds to even)', [1000.5], 1000, ''],
+        ['2999.7 ([Clamp] rounds to 3000)', [2999.7], 3000, ''],
+        ['3000.5 ([Clamp] rounds to even)', [3000.5], 3000, ''],
+        ['3001.5 ([Clamp] rounds to even: up)', [3001.5], 3002, ''],
         ['reason without code', [undefined, 'bye'], 1000, 'bye'],
         ['123-byte reason', [1000, R123], 1000, R123],
         ['lone surrogate', [3001, 'a\uD800b'], 3001, 'a\uFFFDb'],
@@ -155,6 +158,7 @@ const apis: ClosingApi[] = [
       invalid: [
         ...[1001, ...INVALID_CODES].map((c): [string, unknown[], string] => [String(c), [c], 'DOMException InvalidAccessError']),
         ['1.5 (clamped to 2)', [1.5], 'DOMException InvalidAccessError'],
+        ['4999.5 (clamped to 5000)', [4999.5], 'DOMException InvalidAccessError'],
         ['NaN (0)', [NaN], 'DOMException InvalidAccessError'],
         ['null (0)', [null], 'DOMException InvalidAccessError'],
         ['124-byte reason', [1000, R124], 'DOMException SyntaxError'],

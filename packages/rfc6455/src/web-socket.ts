@@ -295,6 +295,8 @@ export class WebSocket extends EventTarget {
   /** The connection closed while messages waited for their task: `close` comes after them. */
   #closeHeld = false;
   #error: unknown;
+  /** A Blob given to send() could not be read: the connection is failed (error, then close 1006). */
+  #blobFailed = false;
 
   /**
    * @param url ws: or wss: (http: and https: are taken as them); no fragment.
@@ -462,7 +464,11 @@ export class WebSocket extends EventTarget {
           this.#flushQueue();
         },
         (error: unknown) => {
+          // Chromium fails the WebSocket (an error event, then close 1006, not clean); the server
+          // is told 1011. (Fixed bug: the close was clean, with the server's 1011 and no error
+          // event, so the application never learnt that its message was not sent.)
           this.#error ??= error;
+          this.#blobFailed = true;
           conn.close(CloseCode.InternalError, 'a Blob could not be read').catch(noop);
         },
       );
@@ -582,7 +588,7 @@ export class WebSocket extends EventTarget {
     // A connection we failed (the peer broke the protocol, a limit, a timeout) reports 1006 and an
     // error, as a browser does; one that ended without a closing handshake (the peer dropped it)
     // reports 1006 without an error, as Chromium does.
-    const failed = conn.error instanceof WebSocketError;
+    const failed = conn.error instanceof WebSocketError || this.#blobFailed;
     if (failed || conn.closeStatus === CloseCode.Abnormal) this.#closeEvents(CloseCode.Abnormal, '', false, failed);
     else this.#closeEvents(conn.closeStatus ?? CloseCode.NoStatus, conn.closeReason ?? '', true, false);
   }

@@ -48,16 +48,16 @@ export interface WebSocketStreamInit extends Omit<ConnectOptions, 'protocols' | 
 }
 
 /**
- * WebIDL's `unsigned short` (ToUint16: truncated, modulo 65536; NaN and infinities are 0), as
- * Chromium and undici convert the close code: 65536 or -1 is then refused as an invalid code (an
- * InvalidAccessError), 3000.7 is 3000. (The proposal's IDL marks it [EnforceRange], which would
- * make those a TypeError; no implementation does.)
+ * The close code as Chromium converts it (`close()` and `new WebSocketError()`): truncated, and a
+ * number outside 0-65535 (NaN and infinities included) refused as an invalid code (an
+ * InvalidAccessError). (Fixed bug: taken modulo 65536, as WebIDL's plain `unsigned short` and
+ * undici do, 65536 + 4000 closed with 4000 and -62536 with 3000, where Chromium throws; undici
+ * throws for -62536 too.)
  */
 function toUint16(value: unknown): number {
-  const n = Number(value);
-  if (!Number.isFinite(n)) return 0;
-  const integer = Math.trunc(n) % 65536;
-  return integer < 0 ? integer + 65536 : integer;
+  const n = Math.trunc(Number(value));
+  // 0 is refused by checkClose(), as any out-of-range code is.
+  return Number.isFinite(n) && n >= 0 && n <= 65535 ? n : 0;
 }
 
 /** WebIDL's conversion of a WebSocketCloseInfo dictionary (undefined and null are empty). */

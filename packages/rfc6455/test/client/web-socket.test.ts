@@ -4,10 +4,11 @@
  * `on…` attributes, messages after close() started, the Node options, the error's cause.
  */
 import { Blob } from 'node:buffer';
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { mkdtempSync, openAsBlob, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { runInNewContext } from 'node:vm';
-import { acceptKey, CloseEvent, connect, Defaults, ErrorEvent, HandshakeError, serve, serviceMapper, WebSocket, WebSocketConnection, WebSocketStream, type WebSocketServer } from 'rfc6455';
+import { acceptKey, CloseEvent, connect, Defaults, ErrorEvent, HandshakeError, ProtocolError, serve, serviceMapper, WebSocket, WebSocketConnection, WebSocketStream, type WebSocketServer } from 'rfc6455';
 import { closePayload, frame } from '../helpers/frames.js';
 import { rawServer, requestKey } from '../helpers/raw-server.js';
 import { delay } from '../helpers/wait.js';
@@ -68,11 +69,39 @@ describe('binaryType', () => {
     await next(ws, 'close');
   });
 
+  test('arraybuffer: the ArrayBuffer holds the message\'s bytes and no more, even where they start the socket read they came in', async () => {
+    // The frame's header in one write, its payload and another frame in the next: the payload
+    // can then start the buffer the socket read into.
+    const raw = await rawServer((head, socket) => {
+      socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptKey(requestKey(head))}\r\n\r\n`);
+      const binary = frame({ opcode: 2, payload: Buffer.from('abc') });
+      socket.write(binary.subarray(0, 2));
+      setTimeout(() => socket.write(Buffer.concat([binary.subarray(2), frame({ opcode: 1, payload: 'next' })])), 50);
+      socket.on('data', () => socket.end());
+    });
+    const ws = new WebSocket(raw.url);
+    ws.binaryType = 'arraybuffer';
+    try {
+      const event = await next<MessageEvent>(ws, 'message');
+      expect(event.data).toBeInstanceOf(ArrayBuffer);
+      expect(Buffer.from(event.data as ArrayBuffer).toString()).toBe('abc');
+    } finally {
+      ws.close();
+      await next(ws, 'close');
+      await raw.close();
+    }
+  });
+
   test('an unknown binaryType is ignored, as for any enumeration attribute', () => {
     const ws = new WebSocket(`${server.url}echo`);
     ws.binaryType = 'arraybuffer';
     (ws as { binaryType: string }).binaryType = 'text';
     expect(ws.binaryType).toBe('arraybuffer');
+    // Each of the three can be set back.
+    for (const type of ['blob', 'nodebuffer', 'arraybuffer', 'blob'] as const) {
+      ws.binaryType = type;
+      expect(ws.binaryType).toBe(type);
+    }
     ws.close();
   });
 });
@@ -100,12 +129,51 @@ describe('send()', () => {
     ws.send(new Blob(['blob']));
     ws.send('after the blob');
     ws.close(4000, 'done');
+    // A second close() does nothing (the first one's code goes, after the Blob).
+    ws.close(4001, 'again');
     // Once close() is called, nothing more is sent: counted in bufferedAmount.
     ws.send('after close()');
     expect(ws.bufferedAmount).toBeGreaterThanOrEqual(Buffer.byteLength('after close()'));
     const close = await next<CloseEvent>(ws, 'close');
     expect([close.code, close.reason, close.wasClean]).toEqual([4000, 'done', true]);
+    // Nor does one once closed: the WebSocket stays CLOSED.
+    ws.close(4002);
+    expect(ws.readyState).toBe(WebSocket.CLOSED);
     expect(await recorded[0]).toEqual(['first', [...Buffer.from('blob')], 'after the blob', 4000, 'done']);
+  });
+
+  test('Blobs one after another, and what follows them, go out in order', async () => {
+    const ws = new WebSocket(`${server.url}record`);
+    await next(ws, 'open');
+    ws.send(new Blob(['1']));
+    ws.send(new Blob([Buffer.alloc(100_000, 2)]));
+    ws.send('3');
+    ws.close(4000);
+    await next(ws, 'close');
+    const got = (await recorded.at(-1)) as unknown[];
+    expect(got.map((m) => (Array.isArray(m) ? `${m.length} bytes` : m))).toEqual(['1 bytes', '100000 bytes', '3', 4000, '']);
+  });
+
+  test('a Blob that cannot be read fails the WebSocket, as in Chromium: an error event with the cause, then close 1006 (it closed cleanly, with the server\'s 1011 and no error event); the server is told 1011', async () => {
+    // A file Blob whose file changed after it was made cannot be read (NotReadableError).
+    const path = join(mkdtempSync(join(tmpdir(), 'ws-blob-')), 'data');
+    writeFileSync(path, 'hello');
+    const blob = await openAsBlob(path);
+    writeFileSync(path, 'hello again, longer');
+    const ws = new WebSocket(`${server.url}record`);
+    await next(ws, 'open');
+    const events: unknown[] = [];
+    ws.onerror = (event) => void events.push(['error', ((event as ErrorEvent).error as { name?: string } | undefined)?.name]);
+    ws.send('before');
+    ws.send(blob);
+    ws.send('after');
+    const close = await next<CloseEvent>(ws, 'close');
+    events.push(['close', close.code, close.wasClean, ws.readyState]);
+    expect(events).toEqual([
+      ['error', 'NotReadableError'],
+      ['close', 1006, false, WebSocket.CLOSED],
+    ]);
+    expect(await recorded.at(-1)).toEqual(['before', 1011, 'a Blob could not be read']);
   });
 
   test('without its argument throws a TypeError, connecting or open, as in browsers and undici (it sent the text "undefined"); so does the constructor without a URL', async () => {
@@ -165,6 +233,10 @@ describe('on… attributes', () => {
     ws.send('b');
     await next(ws, 'message');
     expect(calls).toEqual(['listener before', 'listener after']);
+    // A value that is not a function is taken as null ([LegacyTreatNonObjectAsNull]): removed.
+    ws.onmessage = () => void calls.push('handler');
+    (ws as unknown as { onmessage: unknown }).onmessage = 'not a function';
+    expect(ws.onmessage).toBe(null);
     // The event types follow the event names (checked by the typecheck): no casts.
     const closed = new Promise<number>((resolve) => ws.addEventListener('close', (event) => resolve(event.code)));
     ws.close(3001);
@@ -219,6 +291,30 @@ describe('closing', () => {
     ]);
   });
 
+  test('close() while connecting abandons the attempt: the server never gets the WebSocket (error, then close 1006)', async () => {
+    let accepted = 0;
+    const counting = await serve({ port: 0 }, () => void accepted++);
+    try {
+      const ws = new WebSocket(counting.url);
+      ws.close();
+      expect(ws.readyState).toBe(WebSocket.CLOSING);
+      const events: string[] = [];
+      ws.onerror = () => void events.push('error');
+      const close = await next<CloseEvent>(ws, 'close');
+      events.push(`close ${close.code} ${close.wasClean}`);
+      expect(events).toEqual(['error', 'close 1006 false']);
+      // A WebSocket to the same server, made after: had the first one's handshake gone on, the
+      // server would have had it before this one.
+      const after = new WebSocket(counting.url);
+      await next(after, 'open');
+      after.close();
+      await next(after, 'close');
+      expect(accepted).toBe(1);
+    } finally {
+      await counting.close();
+    }
+  });
+
   test('the server starting the closing handshake makes readyState CLOSING until the connection is closed', async () => {
     // A server that sends its close frame and then waits before ending TCP.
     const raw = await rawServer((head, socket) => {
@@ -234,11 +330,20 @@ describe('closing', () => {
       // Every state seen, from open until the close event (the server waits 100 ms between its
       // close frame and the end of TCP).
       const states = new Set<number>([ws.readyState]);
-      const poll = setInterval(() => states.add(ws.readyState), 2);
+      // Sent once CLOSING (the server's close frame came): never sent, counted in bufferedAmount.
+      let buffered: number | undefined;
+      const poll = setInterval(() => {
+        states.add(ws.readyState);
+        if (ws.readyState === WebSocket.CLOSING && buffered === undefined) {
+          ws.send('abc');
+          buffered = ws.bufferedAmount;
+        }
+      }, 2);
       const close = await next<CloseEvent>(ws, 'close');
       clearInterval(poll);
       states.add(ws.readyState);
       expect([...states]).toEqual([WebSocket.OPEN, WebSocket.CLOSING, WebSocket.CLOSED]);
+      expect([buffered, ws.bufferedAmount]).toEqual([3, 3]);
       expect([close.code, close.reason, close.wasClean]).toEqual([4002, 'later', true]);
     } finally {
       await raw.close();
@@ -258,6 +363,23 @@ describe('closing', () => {
     expect([close.code, close.wasClean, ws.readyState]).toEqual([1006, false, WebSocket.CLOSED]);
   });
 
+  test('a server that breaks the protocol: the error event carries the ProtocolError, then close 1006', async () => {
+    const bad = await rawServer((head, socket) => {
+      socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptKey(requestKey(head))}\r\n\r\n`);
+      // A masked frame from a server (RFC 6455 §5.1: the client must fail the connection).
+      socket.write(frame({ opcode: 0x1, payload: Buffer.from('masked'), mask: true }));
+    });
+    try {
+      const ws = new WebSocket(bad.url);
+      const [error, close] = await Promise.all([next<ErrorEvent>(ws, 'error'), next<CloseEvent>(ws, 'close')]);
+      expect(error.error).toBeInstanceOf(ProtocolError);
+      expect(error.message).toBe((error.error as Error).message);
+      expect([close.code, close.wasClean]).toEqual([1006, false]);
+    } finally {
+      await bad.close();
+    }
+  });
+
   test('bufferedAmount counts application bytes until they are written, then none', async () => {
     const ws = new WebSocket(`${server.url}echo`, { perMessageDeflate: false });
     await next(ws, 'open');
@@ -271,6 +393,24 @@ describe('closing', () => {
     await new Promise<void>((resolve) => {
       ws.onmessage = () => {
         if (++echoed === 2) resolve();
+      };
+    });
+    expect(ws.bufferedAmount).toBe(0);
+    ws.close();
+    await next(ws, 'close');
+  });
+
+  test('bufferedAmount counts a Blob being read, and what waits behind it, from send() on', async () => {
+    const ws = new WebSocket(`${server.url}echo`, { perMessageDeflate: false });
+    await next(ws, 'open');
+    ws.send(new Blob([Buffer.alloc(1000)]));
+    ws.send('abc');
+    ws.send(new Uint8Array(7));
+    expect(ws.bufferedAmount).toBe(1010);
+    let echoed = 0;
+    await new Promise<void>((resolve) => {
+      ws.onmessage = () => {
+        if (++echoed === 3) resolve();
       };
     });
     expect(ws.bufferedAmount).toBe(0);
@@ -298,6 +438,15 @@ describe('closing', () => {
 });
 
 describe('events', () => {
+  test('CloseEvent and ErrorEvent made without an init have the standard\'s defaults: code 0, reason \'\', wasClean false, message \'\'', () => {
+    const close = new CloseEvent('close');
+    expect([close.type, close.code, close.reason, close.wasClean]).toEqual(['close', 0, '', false]);
+    const error = new ErrorEvent('error');
+    expect([error.type, error.message, error.error]).toEqual(['error', '', undefined]);
+    const given = new CloseEvent('close', { code: 4000, reason: 'r', wasClean: true });
+    expect([given.code, given.reason, given.wasClean]).toEqual([4000, 'r', true]);
+  });
+
   test('messages that arrive in one read each get a task of their own, as the standard has it: the microtasks of one run before the next, and close comes last', async () => {
     // A server that greets with three messages and its close frame, all in one write.
     const raw = await rawServer((head, socket) => {
@@ -456,6 +605,12 @@ describe('Node additions', () => {
       (WebSocket as unknown as { OPEN: number }).OPEN = 5;
     }).toThrow(TypeError);
     expect(WebSocket.OPEN).toBe(1);
+    // WebIDL's constants: enumerable, read-only, not configurable, on the class and its prototype.
+    const constant = { writable: false, enumerable: true, configurable: false };
+    for (const [name, value] of [['CONNECTING', 0], ['OPEN', 1], ['CLOSING', 2], ['CLOSED', 3]] as const) {
+      expect(Object.getOwnPropertyDescriptor(WebSocket, name)).toEqual({ ...constant, value });
+      expect(Object.getOwnPropertyDescriptor(WebSocket.prototype, name)).toEqual({ ...constant, value });
+    }
   });
 });
 
@@ -506,6 +661,23 @@ describe('subprotocols offered and none chosen', () => {
       expect(conn.closeStatus).toBe(1000);
     } finally {
       await Promise.all([plain.close(), secure.close()]);
+    }
+  });
+});
+
+describe('constructor', () => {
+  test('converts the URL before the subprotocols, as WebIDL converts arguments in order (then checks the URL)', () => {
+    const order: string[] = [];
+    const url = { toString: () => (order.push('url'), 'ftp://127.0.0.1/') };
+    const protocol = { toString: () => (order.push('protocol'), 'a') };
+    expect(() => new WebSocket(url as never, [protocol] as never)).toThrow(expect.objectContaining({ name: 'SyntaxError' }));
+    expect(order).toEqual(['url', 'protocol']);
+  });
+
+  test('an option out of range throws from the constructor, as a bad URL does, for the WebSocket and the WebSocketStream (no connection is tried)', () => {
+    for (const make of [(o: object) => new WebSocket(server.url, o), (o: object) => new WebSocketStream(server.url, o)]) {
+      expect(() => make({ family: 5 })).toThrow(RangeError);
+      expect(() => make({ variant: 'hybi-00' })).toThrow(TypeError);
     }
   });
 });

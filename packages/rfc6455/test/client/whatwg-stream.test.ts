@@ -118,6 +118,8 @@ describe.each(IMPLS)('closing, as the web-platform-tests check it: $name', (impl
     [{}, 1005, ''],
     [{ reason: '' }, 1005, ''],
     [{ reason: 'non-empty' }, 1000, 'non-empty'],
+    // WebIDL: a function is an object, its members read.
+    [Object.assign(() => undefined, { closeCode: 4321, reason: 'f' }), 4321, 'f'],
   ])('close(%j): the server sees code %d, and closed resolves with it', async (info, code, reason) => {
     const wss = impl.make(echo());
     await wss.opened;
@@ -194,12 +196,17 @@ describe.each(IMPLS)('closing, as the web-platform-tests check it: $name', (impl
 // ---- Ours: the rest ---------------------------------------------------------------------------
 
 describe('closing', () => {
-  test("close()'s closeCode is converted as WebIDL's unsigned short (as Chromium does): truncated, modulo 65536", async () => {
+  test("close()'s closeCode is truncated, and one outside 0-65535 is an InvalidAccessError, as in Chromium (65536 + 4000 closed with 4000 and -62536 with 3000); close(null) is close()", async () => {
     const wss = new WebSocketStream(`${server.url}echo`);
     await wss.opened;
-    // 65536 + 4000 is 4000; 4000.9 would be 4000 too.
-    wss.close({ closeCode: 65536 + 4000.9 });
-    expect(await wss.closed).toEqual({ closeCode: 4000, reason: '' });
+    for (const closeCode of [65536 + 4000, 65536 + 4000.9, -62536, -65536 + 1000]) {
+      expect(() => wss.close({ closeCode })).toThrow(expect.objectContaining({ name: 'InvalidAccessError' }));
+      expect(() => new WebSocketStreamError('', { closeCode })).toThrow(expect.objectContaining({ name: 'InvalidAccessError' }));
+    }
+    expect(new WebSocketStreamError('', { closeCode: 4000.9 }).closeCode).toBe(4000);
+    expect(new WebSocketStreamError('', null as never).closeCode).toBe(null);
+    wss.close(null);
+    expect(await wss.closed).toEqual({ closeCode: 1005, reason: '' });
   });
 });
 
@@ -216,6 +223,25 @@ describe('opening', () => {
     expect(wss.connection?.protocol).toBe('chat.v2');
     wss.close();
     await wss.closed;
+  });
+
+  test('messages that arrive once close() was called are not delivered: the readable ends without them', async () => {
+    const wss = new WebSocketStream(`${server.url}echo`);
+    const { readable, writable } = await wss.opened;
+    await writable.getWriter().write('echoed after close()');
+    wss.close();
+    const read: unknown[] = [];
+    for await (const message of readable) read.push(message);
+    expect(read).toEqual([]);
+    expect(await wss.closed).toEqual({ closeCode: 1005, reason: '' });
+  });
+
+  test('the options may be any object, a function included, as WebIDL reads a dictionary from it (a number is a TypeError)', async () => {
+    const wss = new WebSocketStream(`${server.url}echo`, Object.assign(() => undefined, { protocols: [] as string[] }) as never);
+    await wss.opened;
+    wss.close();
+    expect(await wss.closed).toEqual({ closeCode: 1005, reason: '' });
+    expect(() => new WebSocketStream(`${server.url}echo`, 1 as never)).toThrow(TypeError);
   });
 
   test('the Node options go to connect(): permessage-deflate offered by default, and declined when told', async () => {
