@@ -269,8 +269,9 @@ export function checkClientOptions(options: Pick<ConnectOptions, Exclude<keyof C
   checkBoolean(where, 'serializeHandshakes', options.serializeHandshakes);
   // As Node's HTTP/1.1 client checks it, for every transport: hybi-00 reads the response head with
   // a parser of its own, where -1 or 1.5 failed every handshake (WS_RESPONSE_TOO_LARGE) and NaN or
-  // '16384' lifted the limit (fixed bug).
-  checkInteger(where, 'maxHeaderSize', options.maxHeaderSize, 0, Number.MAX_SAFE_INTEGER);
+  // '16384' lifted the limit (fixed bug). From 1: Node's HTTP/1.1 client takes 0 for its own
+  // default, where HTTP/2 and hybi-00 failed every handshake with it (fixed bug).
+  checkInteger(where, 'maxHeaderSize', options.maxHeaderSize, 1, Number.MAX_SAFE_INTEGER);
   const follow = options.followRedirects;
   if (follow !== undefined && typeof follow !== 'boolean') checkInteger(where, 'followRedirects', follow, 0, Number.MAX_SAFE_INTEGER);
   // (Fixed bug: `variant: 'hybi-00'` spoke RFC 6455, and `http2: 'false'` HTTP/2.)

@@ -142,10 +142,13 @@ describe('the options Node checks are checked whatever the transport', () => {
     expect(server.url).toBe(`ws://127.0.0.1:${server.port}/`);
   });
 
-  test('connect({ maxHeaderSize }) is checked as Node checks it, for hybi-00 too, before connecting', async () => {
+  test('connect({ maxHeaderSize }) is checked as Node checks it, for hybi-00 too, before connecting; 0 is refused over every transport (Node took it for its default over HTTP/1.1; HTTP/2 and hybi-00 failed every handshake with WS_RESPONSE_TOO_LARGE)', async () => {
     const server = await echoServer();
     // (By name: over HTTP/1.1 Node's own check used to throw, with errors of another realm.)
     const refused = (name: string) => ({ name, message: expect.stringContaining('maxHeaderSize') as unknown });
+    for (const options of [{}, { http2: true }, { variant: 'hybi00' as const }]) {
+      await expect(connect(server.url, { ...options, maxHeaderSize: 0 })).rejects.toMatchObject(refused('RangeError'));
+    }
     for (const variant of ['rfc6455', 'hybi00'] as const) {
       await expect(connect(server.url, { variant, maxHeaderSize: -1 })).rejects.toMatchObject(refused('RangeError'));
       await expect(connect(server.url, { variant, maxHeaderSize: 1.5 })).rejects.toMatchObject(refused('RangeError'));
