@@ -13,6 +13,18 @@ afterEach(closeAll);
 
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
 
+/** A handler that echoes each message back. */
+const echo = async (conn: WebSocketConnection): Promise<void> => {
+  for await (const m of conn) await conn.send(m);
+};
+
+/** One echo over `conn`, then its close: the server took the upgrade and serves it. */
+async function echoesOnce(conn: WebSocketConnection): Promise<void> {
+  await conn.send('in');
+  expect(await conn.recv()).toBe('in');
+  await conn.close();
+}
+
 describe('a client that never reads while the server sends', () => {
   test('a handler that ignores send() promises: the buffer is capped by maxBufferedAmount, then the connection is closed 1008 and aborted', async () => {
     const maxBufferedAmount = 1024 * 1024;
@@ -186,9 +198,7 @@ describe('a writeHighWaterMark below the socket\'s own (16 KiB)', () => {
 
 describe('many connections', () => {
   test('1,000 concurrent clients each echo a message; all are tracked, then all close cleanly', async () => {
-    const server = await startServer({ perMessageDeflate: false }, async (conn) => {
-      for await (const m of conn) await conn.send(m);
-    });
+    const server = await startServer({ perMessageDeflate: false }, echo);
     const rssBefore = process.memoryUsage().rss;
     const clients: WebSocketConnection[] = [];
     // Open in waves of 100 so the listen backlog is not the thing under test (each wave's
@@ -213,9 +223,7 @@ describe('many connections', () => {
   });
 
   test('a flood of 500 sockets that connect and never handshake is cut at the handshake timeout; real clients still get in', async () => {
-    const server = await startServer({ perMessageDeflate: false, handshakeTimeout: 300 }, async (conn) => {
-      for await (const m of conn) await conn.send(m);
-    });
+    const server = await startServer({ perMessageDeflate: false, handshakeTimeout: 300 }, echo);
     const raws = await Promise.all(Array.from({ length: 500 }, () => openRaw(server.port)));
     const conn = await connect(server.url);
     await conn.send('through');
@@ -226,9 +234,7 @@ describe('many connections', () => {
   });
 
   test('maxConnections: the next upgrade gets 503 with Retry-After; a slot freed is usable again', async () => {
-    const server = await startServer({ perMessageDeflate: false, maxConnections: 5 }, async (conn) => {
-      for await (const m of conn) await conn.send(m);
-    });
+    const server = await startServer({ perMessageDeflate: false, maxConnections: 5 }, echo);
     const clients = await Promise.all(Array.from({ length: 5 }, () => connect(server.url)));
     let refused: unknown;
     try {
@@ -267,9 +273,7 @@ describe('many connections', () => {
           return undefined;
         },
       },
-      async (conn) => {
-        for await (const m of conn) await conn.send(m);
-      },
+      echo,
     );
     let refused = 0;
     // A burst: all twelve at once (our client would otherwise wait for each handshake to settle
@@ -312,9 +316,7 @@ describe('many connections', () => {
           handshakeTimeout: 300,
           beforeAccept: () => (hooks++ === 0 ? new Promise<never>(() => undefined) : undefined),
         },
-        async (conn) => {
-          for await (const m of conn) await conn.send(m);
-        },
+        echo,
       );
       // The server gives up first: the socket closes unanswered.
       const stuck = await connect(server.url, { handshakeTimeout: 10_000 }).then(
@@ -324,9 +326,7 @@ describe('many connections', () => {
       expect(stuck).toBeInstanceOf(HandshakeError);
       expect((stuck as HandshakeError).code).toBe('WS_CONNECT_FAILED');
       const conn = await connect(server.url);
-      await conn.send('in');
-      expect(await conn.recv()).toBe('in');
-      await conn.close();
+      await echoesOnce(conn);
     },
   );
 
@@ -339,9 +339,7 @@ describe('many connections', () => {
         handshakeTimeout: 60_000,
         beforeAccept: () => (hooks++ === 0 ? new Promise<never>(() => undefined) : undefined),
       },
-      async (conn) => {
-        for await (const m of conn) await conn.send(m);
-      },
+      echo,
     );
     const raw = await openRaw(server.port);
     raw.socket.write(upgradeRequest(server.port));
@@ -351,9 +349,7 @@ describe('many connections', () => {
     expect(await eventually(() => raw.isClosed())).toBe(true);
     expect(raw.data().length).toBe(0);
     const conn = await connect(server.url);
-    await conn.send('in');
-    expect(await conn.recv()).toBe('in');
-    await conn.close();
+    await echoesOnce(conn);
   });
 
   test('over HTTP/2 too: a hook that never settles is answered 408 at handshakeTimeout and frees its maxConnections slot (every later CONNECT got 503)', async () => {
@@ -367,9 +363,7 @@ describe('many connections', () => {
         handshakeTimeout: 300,
         beforeAccept: () => (hooks++ === 0 ? new Promise<never>(() => undefined) : undefined),
       },
-      async (conn) => {
-        for await (const m of conn) await conn.send(m);
-      },
+      echo,
     );
     const stuck = await connect(server.url, { http2: true, tls: CLIENT_TLS, handshakeTimeout: 10_000 }).then(
       (conn) => conn,
@@ -379,9 +373,7 @@ describe('many connections', () => {
     expect((stuck as HandshakeError).status).toBe(408);
     const conn = await connect(server.url, { http2: true, tls: CLIENT_TLS });
     expect(conn.transport.kind).toBe('http2');
-    await conn.send('in');
-    expect(await conn.recv()).toBe('in');
-    await conn.close();
+    await echoesOnce(conn);
   });
 
   test('over HTTP/2, a hook that rejects frees its maxConnections slot when it rejects, though the client keeps its side of the refused CONNECT open (it was held until the stream closed)', async () => {
@@ -399,9 +391,7 @@ describe('many connections', () => {
         },
         onError: () => undefined,
       },
-      async (conn) => {
-        for await (const m of conn) await conn.send(m);
-      },
+      echo,
     );
     const session = await openSession(originOf(server.url));
     try {
@@ -415,9 +405,7 @@ describe('many connections', () => {
       expect(refused.closed).toBe(false);
       const conn = await connect(server.url, { http2: session });
       expect(hooks).toBe(2);
-      await conn.send('in');
-      expect(await conn.recv()).toBe('in');
-      await conn.close();
+      await echoesOnce(conn);
     } finally {
       session.destroy();
     }

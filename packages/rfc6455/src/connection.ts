@@ -333,7 +333,7 @@ const CLOSE_WAITING = 0x40000;
 const GONE_PENDING = 0x80000;
 /**
  * `flags` bit: the close timer runs while the peer may still send (our close frame is sent or
- * waits, the peer's has not come): the bytes received are counted (RareFields.closeReceived), as
+ * waits, the peer's has not come): the data bytes received are counted (RareFields.closeData), as
  * what the peer sent before it read our close frame still arriving is progress (see armCloseTimer).
  */
 const CLOSE_RECEIVING = 0x100000;
@@ -406,13 +406,11 @@ class RareFields {
   /** The close timer's last check (or first arming) found bytes of ours not yet taken by the peer. */
   closeBacklog = false;
   /**
-   * CLOSE_RECEIVING: the bytes received since the close timer was first armed, those of the
-   * control frames among them (pings and pongs, whole frames), and the data bytes (the
-   * difference) when it last fired.
+   * CLOSE_RECEIVING: the bytes received since the close timer was first armed less those of the
+   * control frames among them (pings and pongs, whole frames), now and when the timer last fired.
    */
-  closeReceived = 0;
-  closeControl = 0;
   closeData = 0;
+  closeDataSeen = 0;
   /**
    * Keepalive: the bytes the peer had taken (bytesTaken) when the unanswered ping was sent behind
    * a backlog, or at the last check since; NaN when the ping went straight out.
@@ -1314,7 +1312,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
 
   /** @internal */
   onPing(payload: Buffer): void {
-    if ((this.flags & CLOSE_RECEIVING) !== 0) this.countControl(payload);
+    if ((this.flags & CLOSE_RECEIVING) !== 0) this.discountControl(payload);
     // RFC 6455 §5.5.3: a pong may answer only the most recent ping; while the peer does not read
     // our writes, keep just the latest payload instead of queueing a pong per ping.
     if (this.stream.writableLength > this.limits.writeHighWaterMark) {
@@ -1328,7 +1326,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
 
   /** @internal */
   onPong(payload: Buffer): void {
-    if ((this.flags & CLOSE_RECEIVING) !== 0) this.countControl(payload);
+    if ((this.flags & CLOSE_RECEIVING) !== 0) this.discountControl(payload);
     this.keepaliveOutstanding = false;
     const pings = this.pings;
     if (pings && pings.length > 0) {
@@ -1420,12 +1418,13 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   }
 
   /**
-   * CLOSE_RECEIVING: a ping or pong received, the whole frame: its 2-byte header, the masking key
-   * a client's frames carry (a server's frames to our client carry none: RFC 6455 §5.1), and the
-   * payload (at most 125 bytes, so no extended length).
+   * CLOSE_RECEIVING: a ping or pong received is not data, and the whole frame beginChunk counted
+   * is taken back: its 2-byte header, the masking key a client's frames carry (a server's frames
+   * to our client carry none: RFC 6455 §5.1), and the payload (at most 125 bytes, so no extended
+   * length).
    */
-  private countControl(payload: Buffer): void {
-    this.rare!.closeControl += ((this.flags & CLIENT) !== 0 ? 2 : 6) + payload.length;
+  private discountControl(payload: Buffer): void {
+    this.rare!.closeData -= ((this.flags & CLIENT) !== 0 ? 2 : 6) + payload.length;
   }
 
   /**
@@ -1984,7 +1983,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
     if ((this.flags & CLOSE_RECEIVING) === 0 && !this.receiveEnded) {
       // The peer's close frame has not come: what it sent before it read ours may still be
       // arriving, and counts as progress (below). Counted from the first arming on, until
-      // receiving ends.
+      // receiving ends, in the rare fields (made here: beginChunk adds to them).
       this.rareFields();
       this.flags |= CLOSE_RECEIVING;
     }
@@ -2056,9 +2055,9 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
       const rare = this.rareFields();
       let received = false;
       if ((this.flags & CLOSE_RECEIVING) !== 0) {
-        const data = rare.closeReceived - rare.closeControl;
-        received = data > rare.closeData && data <= this.limits.maxMessageSize;
-        rare.closeData = data;
+        const data = rare.closeData;
+        received = data > rare.closeDataSeen && data <= this.limits.maxMessageSize;
+        rare.closeDataSeen = data;
       }
       const taken = bytesTaken(stream);
       const streamed = rare.streamedBytes;
@@ -2248,7 +2247,7 @@ export class WebSocketConnection extends ListenerBase implements ProtocolHandler
   private beginChunk(length: number): ProtocolEngine {
     this.lastActivity = sinceBase(wheel.now);
     noteTraffic(length);
-    if ((this.flags & CLOSE_RECEIVING) !== 0) this.rare!.closeReceived += length;
+    if ((this.flags & CLOSE_RECEIVING) !== 0) this.rare!.closeData += length;
     this.flags = (this.flags & ~(CORKED | QUIET)) | IN_CHUNK;
     return this.engine ?? this.startEngine();
   }

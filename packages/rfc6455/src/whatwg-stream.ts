@@ -48,16 +48,15 @@ export interface WebSocketStreamInit extends Omit<ConnectOptions, 'protocols' | 
 }
 
 /**
- * The close code as Chromium converts it (`close()` and `new WebSocketError()`): truncated, and a
- * number outside 0-65535 (NaN and infinities included) refused as an invalid code (an
- * InvalidAccessError). (Fixed bug: taken modulo 65536, as WebIDL's plain `unsigned short` and
- * undici do, 65536 + 4000 closed with 4000 and -62536 with 3000, where Chromium throws; undici
- * throws for -62536 too.)
+ * The close code as Chromium converts it (`close()` and `new WebSocketError()`): truncated, and
+ * then refused by validateClose() as an invalid code (an InvalidAccessError) unless 1000 or
+ * 3000-4999, so one outside 0-65535 is refused too; NaN and infinities become 0, refused as well.
+ * (Fixed bug: taken modulo 65536, as WebIDL's plain `unsigned short` and undici do, 65536 + 4000
+ * closed with 4000 and -62536 with 3000, where Chromium throws; undici throws for -62536 too.)
  */
-function toUint16(value: unknown): number {
+function closeCodeOf(value: unknown): number {
   const n = Math.trunc(Number(value));
-  // 0 is refused by checkClose(), as any out-of-range code is.
-  return Number.isFinite(n) && n >= 0 && n <= 65535 ? n : 0;
+  return Number.isFinite(n) ? n : 0;
 }
 
 /** WebIDL's conversion of a WebSocketCloseInfo dictionary (undefined and null are empty). */
@@ -65,7 +64,7 @@ function closeInfoOf(value: unknown): { code: number | null; reason: string } {
   if (value === undefined || value === null) return { code: null, reason: '' };
   if (typeof value !== 'object' && typeof value !== 'function') throw new TypeError('the close info must be an object');
   const info = value as WebSocketCloseInfo;
-  const code = info.closeCode === undefined ? null : toUint16(info.closeCode);
+  const code = info.closeCode === undefined ? null : closeCodeOf(info.closeCode);
   const reason = info.reason === undefined ? '' : usvString(info.reason);
   return { code, reason };
 }

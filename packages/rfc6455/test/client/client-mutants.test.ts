@@ -13,26 +13,10 @@ import { attachHttp2, buildRequestHeaders, checkClientHeaders, checkUpgradeOptio
 import { checkClientOptions, checkOwnConnections, checkServeOptions } from '../../src/check-options.js';
 import { abortedHandshake, bareHostname, connectFailed, factoryFailed, percentDecode, redirectLocation, refusalBody, sniOption, unixTarget, watchStatusLine } from '../../src/client-target.js';
 import { acceptKey } from '../../src/handshake/server.js';
-import { rawServer, requestKey, type RawServer } from '../helpers/raw-server.js';
+import { handshakeFailure, rawServer, switching, type RawServer } from '../helpers/raw-server.js';
 
 const FIXTURES = path.join(__dirname, '../../../../test/fixtures/tls');
 const TLS = { key: readFileSync(path.join(FIXTURES, 'key.pem')), cert: readFileSync(path.join(FIXTURES, 'cert.pem')) };
-
-function switching(head: string, extra: string[] = []): string {
-  return ['HTTP/1.1 101 Switching Protocols', 'Upgrade: websocket', 'Connection: Upgrade', `Sec-WebSocket-Accept: ${acceptKey(requestKey(head))}`, ...extra, '', ''].join('\r\n');
-}
-
-async function failure(url: string | URL, options: Parameters<typeof connect>[1] = {}): Promise<HandshakeError> {
-  const error = await connect(url, { perMessageDeflate: false, ...options }).then(
-    (conn) => {
-      conn.terminate();
-      throw new Error('connected, expected a HandshakeError');
-    },
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(HandshakeError);
-  return error as HandshakeError;
-}
 
 let servers: RawServer[] = [];
 const conns: WebSocketConnection[] = [];
@@ -50,7 +34,7 @@ afterEach(async () => {
 describe('redirects', () => {
   test('followRedirects: true follows 5, as ws does: a loop is asked 6 times, then fails with its last 3xx', async () => {
     const loop = await answering(() => ['HTTP/1.1 307 Temporary Redirect', 'Location: /again', 'Content-Length: 0', '', ''].join('\r\n'));
-    const error = await failure(loop.url, { followRedirects: true });
+    const error = await handshakeFailure(loop.url, { followRedirects: true });
     expect([error.code, error.status, loop.requests.length]).toEqual(['WS_UNEXPECTED_RESPONSE', 307, 6]);
   });
   test('credentials in the Location are sent, as Basic authentication, on the hop they name', async () => {
@@ -254,14 +238,14 @@ describe('the client handshake (RFC 6455 §4.1)', () => {
   test('a Sec-WebSocket-Accept that differs from the right one in case only fails with WS_BAD_ACCEPT (base64 is case-sensitive), the HandshakeError carrying the response\'s headers', async () => {
     const swapCase = (text: string): string => text.replace(/[a-z]/gi, (c) => (c === c.toLowerCase() ? c.toUpperCase() : c.toLowerCase()));
     const s = await answering((head) => switching(head).replace(/^(Sec-WebSocket-Accept: )(.*)$/m, (_, name: string, value: string) => `${name}${swapCase(value)}`).replace('\r\n\r\n', '\r\nX-Served-By: raw\r\n\r\n'));
-    const error = await failure(s.url);
+    const error = await handshakeFailure(s.url);
     expect([error.code, error.status, error.headers['x-served-by']]).toEqual(['WS_BAD_ACCEPT', 101, 'raw']);
   });
 
   test("a status code Node's parser refuses (not three digits) fails with WS_BAD_STATUS_LINE, the parser's error its cause", async () => {
     for (const line of ['HTTP/1.1 1x1 Switching Protocols', 'HTTP/1.1 99999 Switching Protocols']) {
       const s = await answering(() => `${line}\r\n\r\n`);
-      const error = await failure(s.url);
+      const error = await handshakeFailure(s.url);
       expect([line, error.code, error.status, (error.cause as { code?: string }).code]).toEqual([line, 'WS_BAD_STATUS_LINE', 0, 'HPE_INVALID_STATUS']);
     }
   });
@@ -492,7 +476,7 @@ describe('where a connection goes (client-target)', () => {
     const throwing = (() => {
       throw boom;
     }) as unknown as NonNullable<Parameters<typeof connect>[1]>['lookup'];
-    const error = await failure(`ws://upstream.test:${s.port}/`, { lookup: throwing });
+    const error = await handshakeFailure(`ws://upstream.test:${s.port}/`, { lookup: throwing });
     expect([error.code, error.status, error.cause]).toEqual(['WS_CONNECT_FAILED', 0, boom]);
   });
 

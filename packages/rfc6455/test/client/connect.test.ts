@@ -10,24 +10,8 @@ import { acceptKey } from '../../src/handshake/server.js';
 import { redirectedOptions } from '../../src/client.js';
 import { verifyNegotiation, verifyResponse } from '../../src/handshake/client.js';
 import type { Socket } from 'node:net';
-import { rawServer, requestKey, type RawServer } from '../helpers/raw-server.js';
+import { handshakeFailure, rawServer, requestKey, switching, type RawServer } from '../helpers/raw-server.js';
 import { closePayload, decodeFrames, frame, type DecodedFrame } from '../helpers/frames.js';
-
-function switching(head: string, extra: string[] = [], accept = acceptKey(requestKey(head))): string {
-  return ['HTTP/1.1 101 Switching Protocols', 'Upgrade: websocket', 'Connection: Upgrade', `Sec-WebSocket-Accept: ${accept}`, ...extra, '', ''].join('\r\n');
-}
-
-async function failure(url: string, options: Parameters<typeof connect>[1] = {}): Promise<HandshakeError> {
-  const error = await connect(url, { perMessageDeflate: false, ...options }).then(
-    (conn) => {
-      conn.terminate();
-      throw new Error('connected, expected a HandshakeError');
-    },
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(HandshakeError);
-  return error as HandshakeError;
-}
 
 let servers: RawServer[] = [];
 async function answering(respond: (head: string) => string): Promise<RawServer> {
@@ -63,7 +47,7 @@ describe('client verifies the 101 response', () => {
     ];
     for (const [first, statusLine] of cases) {
       const s = await answering((head) => switching(head).replace('HTTP/1.1 101 Switching Protocols', first));
-      const error = await failure(s.url, { followRedirects: true });
+      const error = await handshakeFailure(s.url, { followRedirects: true });
       expect([first, error.code, error.status, error.statusLine]).toEqual([first, 'WS_BAD_STATUS_LINE', 0, statusLine]);
       expect(s.requests).toHaveLength(1);
     }
@@ -79,7 +63,7 @@ describe('client verifies the 101 response', () => {
 
   test('a wrong Sec-WebSocket-Accept fails with WS_BAD_ACCEPT', async () => {
     const s = await answering((head) => switching(head, [], acceptKey('dGhlIHNhbXBsZSBub25jZQ==')));
-    const error = await failure(s.url);
+    const error = await handshakeFailure(s.url);
     expect(error.code).toBe('WS_BAD_ACCEPT');
     expect(error.status).toBe(101);
   });
@@ -93,7 +77,7 @@ describe('client verifies the 101 response', () => {
     ];
     for (const [name, respond, code] of cases) {
       const s = await answering(respond);
-      const error = await failure(s.url);
+      const error = await handshakeFailure(s.url);
       expect([name, error.code, error.status, error.statusLine]).toEqual([name, code, 101, 'HTTP/1.1 101 Switching Protocols']);
     }
     // Connection is a token list (any case, with other tokens, repeated).
@@ -106,11 +90,11 @@ describe('client verifies the 101 response', () => {
     // value 'websocket'" (fixed bug: `h2c, websocket` was accepted).
     for (const upgrade of ['h2c, websocket', 'websocket, websocket', 'websocket/13']) {
       const s = await answering((head) => switching(head).replace('Upgrade: websocket', `Upgrade: ${upgrade}`));
-      const error = await failure(s.url);
+      const error = await handshakeFailure(s.url);
       expect([upgrade, error.code, error.status]).toEqual([upgrade, 'WS_BAD_UPGRADE', 101]);
     }
     const twice = await answering((head) => switching(head).replace('Upgrade: websocket\r\n', 'Upgrade: websocket\r\nUpgrade: websocket\r\n'));
-    expect((await failure(twice.url)).code).toBe('WS_BAD_UPGRADE');
+    expect((await handshakeFailure(twice.url)).code).toBe('WS_BAD_UPGRADE');
     const s = await answering((head) => switching(head).replace('Upgrade: websocket', 'Upgrade: WebSocket'));
     const conn = await connect(s.url, { perMessageDeflate: false });
     conn.terminate();
@@ -118,7 +102,7 @@ describe('client verifies the 101 response', () => {
 
   test('a subprotocol we did not offer fails with WS_BAD_PROTOCOL', async () => {
     const s = await answering((head) => switching(head, ['Sec-WebSocket-Protocol: superchat']));
-    const error = await failure(s.url, { protocols: ['chat'] });
+    const error = await handshakeFailure(s.url, { protocols: ['chat'] });
     expect(error.code).toBe('WS_BAD_PROTOCOL');
     expect(error.headers['sec-websocket-protocol']).toBe('superchat');
   });
@@ -131,7 +115,7 @@ describe('client verifies the 101 response', () => {
     ];
     for (const [name, respond, code] of cases) {
       const s = await answering(respond);
-      const error = await failure(s.url, { protocols: ['chat', 'superchat'] });
+      const error = await handshakeFailure(s.url, { protocols: ['chat', 'superchat'] });
       expect([name, error.code, error.status]).toEqual([name, code, 101]);
     }
     // (The control case: one of the two, once.)
@@ -174,7 +158,7 @@ describe('client verifies the 101 response', () => {
 
   test('a subprotocol when we offered none fails', async () => {
     const s = await answering((head) => switching(head, ['Sec-WebSocket-Protocol: chat']));
-    expect((await failure(s.url)).code).toBe('WS_BAD_PROTOCOL');
+    expect((await handshakeFailure(s.url)).code).toBe('WS_BAD_PROTOCOL');
   });
 
   test('verifyResponse (exported) checks every item itself: Upgrade, Connection: Upgrade, the accept value; a malformed Sec-WebSocket-Extensions is a 101 HandshakeError with its cause (Node never hands connect() a 101 without Connection: upgrade, so only a direct call reaches that check)', () => {
@@ -209,7 +193,7 @@ describe('client verifies the 101 response', () => {
 
   test('an extension we did not offer fails', async () => {
     const s = await answering((head) => switching(head, ['Sec-WebSocket-Extensions: x-webkit-deflate-frame']));
-    expect((await failure(s.url)).code).toBe('WS_BAD_EXTENSION_RESPONSE');
+    expect((await handshakeFailure(s.url)).code).toBe('WS_BAD_EXTENSION_RESPONSE');
   });
 
   test('permessage-deflate accepted twice (one header line or two), or beside an extension we did not offer, fails with WS_BAD_EXTENSION_RESPONSE (RFC 7692 §5: one accepted offer)', async () => {
@@ -219,7 +203,7 @@ describe('client verifies the 101 response', () => {
       ['Sec-WebSocket-Extensions: permessage-deflate, x-webkit-deflate-frame'],
     ]) {
       const s = await answering((head) => switching(head, lines));
-      const error = await failure(s.url, { perMessageDeflate: true });
+      const error = await handshakeFailure(s.url, { perMessageDeflate: true });
       expect([lines, error.code, error.status]).toEqual([lines, 'WS_BAD_EXTENSION_RESPONSE', 101]);
     }
     // The control case: once, as offered.
@@ -233,7 +217,7 @@ describe('client verifies the 101 response', () => {
     for (const value of ['', '   ', ',', ' , ,']) {
       for (const perMessageDeflate of [true, false]) {
         const s = await answering((head) => switching(head, [`Sec-WebSocket-Extensions: ${value}`]));
-        const error = await failure(s.url, { perMessageDeflate });
+        const error = await handshakeFailure(s.url, { perMessageDeflate });
         expect([value, perMessageDeflate, error.code, error.status]).toEqual([value, perMessageDeflate, 'WS_BAD_EXTENSION_RESPONSE', 101]);
       }
     }
@@ -245,14 +229,14 @@ describe('client verifies the 101 response', () => {
   test('an empty Sec-WebSocket-Protocol fails with WS_BAD_PROTOCOL whether we offered subprotocols or not, as in Chromium and ws', async () => {
     for (const protocols of [['chat'], undefined]) {
       const s = await answering((head) => switching(head, ['Sec-WebSocket-Protocol: ']));
-      expect((await failure(s.url, { protocols })).code).toBe('WS_BAD_PROTOCOL');
+      expect((await handshakeFailure(s.url, { protocols })).code).toBe('WS_BAD_PROTOCOL');
     }
   });
 
   test('permessage-deflate accepted by the server when we did not offer it fails', async () => {
     const s = await answering((head) => switching(head, ['Sec-WebSocket-Extensions: permessage-deflate']));
     expect(s.requests).toEqual([]);
-    const error = await failure(s.url, { perMessageDeflate: false });
+    const error = await handshakeFailure(s.url, { perMessageDeflate: false });
     expect(s.requests[0]).not.toMatch(/sec-websocket-extensions/i);
     expect(error.code).toBe('WS_BAD_EXTENSION_RESPONSE');
   });
@@ -264,7 +248,7 @@ describe('client receives an HTTP error instead of 101', () => {
     const s = await answering(() =>
       ['HTTP/1.1 401 Unauthorized', 'WWW-Authenticate: Bearer', 'Content-Type: application/json', `Content-Length: ${body.length}`, '', body].join('\r\n'),
     );
-    const error = await failure(s.url);
+    const error = await handshakeFailure(s.url);
     expect(error.status).toBe(401);
     expect(error.statusLine).toBe('HTTP/1.1 401 Unauthorized');
     expect(error.headers['www-authenticate']).toBe('Bearer');
@@ -274,7 +258,7 @@ describe('client receives an HTTP error instead of 101', () => {
   test('our own server’s 400 reaches the client with its reason in the body', async () => {
     const server = await serve({ perMessageDeflate: false, beforeAccept: () => ({ reject: { status: 403, body: 'forbidden here' } }) }, () => undefined);
     try {
-      const error = await failure(server.url);
+      const error = await handshakeFailure(server.url);
       expect(error.status).toBe(403);
       expect(error.body?.toString()).toBe('forbidden here');
     } finally {
@@ -296,13 +280,13 @@ describe('client receives an HTTP error instead of 101', () => {
     });
     servers.push(endless);
     // (The whole body was read, until the handshake timed out: WS_HANDSHAKE_TIMEOUT, status 0.)
-    const error = await failure(endless.url, { handshakeTimeout: 20_000 });
+    const error = await handshakeFailure(endless.url, { handshakeTimeout: 20_000 });
     expect(error.code).toBe('WS_UNEXPECTED_RESPONSE');
     expect(error.status).toBe(403);
     expect(error.body).toEqual(Buffer.alloc(64 * 1024, 'x'));
     // A body that stops short of 64 KiB and never ends: the refusal once the handshake times out.
     const stalled = await answering(() => 'HTTP/1.1 401 Unauthorized\r\nTransfer-Encoding: chunked\r\n\r\n7\r\ndenied.\r\n');
-    const timedOut = await failure(stalled.url, { handshakeTimeout: 200 });
+    const timedOut = await handshakeFailure(stalled.url, { handshakeTimeout: 200 });
     expect(timedOut.code).toBe('WS_UNEXPECTED_RESPONSE');
     expect(timedOut.status).toBe(401);
     expect(timedOut.body?.toString()).toBe('denied.');
@@ -310,7 +294,7 @@ describe('client receives an HTTP error instead of 101', () => {
 
   test('a refusal whose chunked body breaks off in an invalid chunk rejects with its status, headers and the body that came, as one whose connection ends early (it was WS_CONNECT_FAILED, status 0)', async () => {
     const s = await answering(() => 'HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer\r\nTransfer-Encoding: chunked\r\n\r\n7\r\ndenied.\r\nzz\r\n');
-    const error = await failure(s.url);
+    const error = await handshakeFailure(s.url);
     expect([error.code, error.status, error.statusLine, error.headers['www-authenticate'], error.body?.toString()]).toEqual(['WS_UNEXPECTED_RESPONSE', 401, 'HTTP/1.1 401 Unauthorized', 'Bearer', 'denied.']);
   });
 
@@ -325,7 +309,7 @@ describe('client receives an HTTP error instead of 101', () => {
     ];
     for (const head of heads) {
       const s = await answering(() => head);
-      const error = await failure(s.url);
+      const error = await handshakeFailure(s.url);
       expect([head, error.code, error.status, (error.cause as { code?: string } | undefined)?.code?.startsWith('HPE_')]).toEqual([head, 'WS_BAD_RESPONSE', 0, true]);
     }
   });
@@ -335,7 +319,7 @@ describe('client receives an HTTP error instead of 101', () => {
     const url = s.url;
     await s.close();
     servers = [];
-    const error = await failure(url);
+    const error = await handshakeFailure(url);
     expect(error.status).toBe(0);
     expect(error.code).toBe('WS_CONNECT_FAILED');
   });
@@ -377,7 +361,7 @@ describe('redirects', () => {
 
   test('are not followed by default: the 302 surfaces as HandshakeError with Location', async () => {
     const s = await redirector();
-    const error = await failure(s.url);
+    const error = await handshakeFailure(s.url);
     expect(error.status).toBe(302);
     expect(error.headers.location).toBe(`http://127.0.0.1:${target.port}/landed?x=1`);
   });
@@ -452,7 +436,7 @@ describe('redirects', () => {
     const s = await answering((head) =>
       head.startsWith('GET /start ') ? ['HTTP/1.1 302 Found', `Location: ${location}`, 'Content-Length: 0', '', ''].join('\r\n') : switching(head),
     );
-    const error = await failure(`${s.url}start`, { followRedirects: true });
+    const error = await handshakeFailure(`${s.url}start`, { followRedirects: true });
     expect(error).toBeInstanceOf(HandshakeError);
     expect([error.code, error.status, error.headers.location]).toEqual(['WS_BAD_REDIRECT', 302, location]);
     expect(error.message).toContain(why);
@@ -462,7 +446,7 @@ describe('redirects', () => {
 
   test('stop at the maximum: a redirect loop fails with the last 3xx', async () => {
     const loop = await answering(() => ['HTTP/1.1 307 Temporary Redirect', 'Location: /again', 'Content-Length: 0', '', ''].join('\r\n'));
-    const error = await failure(loop.url, { followRedirects: 2 });
+    const error = await handshakeFailure(loop.url, { followRedirects: 2 });
     expect(error.status).toBe(307);
     expect(loop.requests).toHaveLength(3);
   });
@@ -498,7 +482,7 @@ describe('request headers', () => {
     for (const options of bad) expect(() => new WebSocket(s.url, options)).toThrow(TypeError);
     expect(s.requests).toEqual([]);
     // Tab, obs-text (latin1) and a number are values a header can carry.
-    await failure(s.url, { headers: { 'X-Note': 'a\tb \xe9', 'X-Count': 3 as unknown as string } });
+    await handshakeFailure(s.url, { headers: { 'X-Note': 'a\tb \xe9', 'X-Count': 3 as unknown as string } });
     expect(s.requests[0]).toMatch(/^X-Note: a\tb \xe9\r\nX-Count: 3$/m);
   });
 

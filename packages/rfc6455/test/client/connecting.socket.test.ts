@@ -11,16 +11,12 @@ import path from 'node:path';
 import { connect as netConnect, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { connect as h2connect, createSecureServer as createHttp2Server, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import { connect, connectHttp2, connectHybi00, HandshakeError, serve, WebSocket, type ConnectOptions, type WebSocketConnection, type WebSocketServer } from 'rfc6455';
-import { acceptKey } from '../../src/handshake/server.js';
 import { hostKey, hostsConnecting } from '../../src/connecting.js';
-import { requestKey } from '../helpers/raw-server.js';
+import { switching } from '../helpers/raw-server.js';
 import { until } from '../helpers/wait.js';
 
 const FIXTURES = path.join(__dirname, '../../../../test/fixtures/tls');
 const TLS = { key: readFileSync(path.join(FIXTURES, 'key.pem')), cert: readFileSync(path.join(FIXTURES, 'cert.pem')) };
-
-const switching = (head: string): string =>
-  ['HTTP/1.1 101 Switching Protocols', 'Upgrade: websocket', 'Connection: Upgrade', `Sec-WebSocket-Accept: ${acceptKey(requestKey(head))}`, '', ''].join('\r\n');
 
 interface Arrival {
   socket: Socket;

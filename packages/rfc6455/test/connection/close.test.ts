@@ -2,8 +2,8 @@
  * Close rules over real sockets: a raw TCP client writes hand-made close frames to serve() and
  * reads what the server answers (RFC 6455 §5.5.1, §7.1, §7.4).
  */
-import { createServer, type AddressInfo, type Socket } from 'node:net';
-import { acceptKey } from '../../src/handshake/server.js';
+import type { Socket } from 'node:net';
+import { rawServer, switching, type RawServer } from '../helpers/raw-server.js';
 import { serve, connect, socketTransport, ConnectionClosedError, EOF, WebSocketConnection, type WebSocketServer } from 'rfc6455';
 import { closePayload, frame } from '../helpers/frames.js';
 import { RawClient } from '../helpers/raw-client.js';
@@ -47,37 +47,18 @@ async function pingBothWaysUntilGone(raw: RawClient, conn: WebSocketConnection):
 /**
  * A hand-made WebSocket server for the client's close tests: answers the handshake, calls
  * `onUpgrade`, then `onBytes` with everything received after the request head so far, at each
- * chunk. It never ends TCP by itself; `close()` destroys its sockets and stops it.
+ * chunk (our client sends nothing before the 101). It never ends TCP by itself.
  */
-async function rawWsServer(on: { onUpgrade?: (socket: Socket) => void; onBytes?: (socket: Socket, bytes: Buffer) => void }): Promise<{ port: number; close: () => Promise<void> }> {
-  const sockets: Socket[] = [];
-  const rawServer = createServer((socket) => {
-    sockets.push(socket);
+function rawWsServer(on: { onUpgrade?: (socket: Socket) => void; onBytes?: (socket: Socket, bytes: Buffer) => void }): Promise<RawServer> {
+  return rawServer((head, socket) => {
+    socket.write(switching(head));
+    on.onUpgrade?.(socket);
     let buffered = Buffer.alloc(0);
-    let upgraded = false;
     socket.on('data', (chunk: Buffer) => {
       buffered = Buffer.concat([buffered, chunk]);
-      if (!upgraded) {
-        const end = buffered.indexOf('\r\n\r\n');
-        if (end < 0) return;
-        const key = /sec-websocket-key: *(\S+)/i.exec(buffered.toString('latin1'))![1]!;
-        socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptKey(key)}\r\n\r\n`);
-        upgraded = true;
-        buffered = buffered.subarray(end + 4);
-        on.onUpgrade?.(socket);
-      }
       on.onBytes?.(socket, buffered);
     });
-    socket.on('error', () => undefined);
   });
-  await new Promise<void>((r) => rawServer.listen(0, '127.0.0.1', r));
-  return {
-    port: (rawServer.address() as AddressInfo).port,
-    close: async () => {
-      for (const socket of sockets) socket.destroy();
-      await new Promise((r) => rawServer.close(r));
-    },
-  };
 }
 
 async function lastServerConn(): Promise<WebSocketConnection> {
